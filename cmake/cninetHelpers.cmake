@@ -1,0 +1,185 @@
+# Helpers shared by every CMakeLists.txt of the project: components, plugins, tests.
+
+set(CNINET_PLUGIN_DIR "${CMAKE_BINARY_DIR}/plugins" CACHE INTERNAL "Where example CNI plugins are built")
+set(CNINET_TOOL_DIR "${CMAKE_BINARY_DIR}/bin" CACHE INTERNAL "Where example tools are built")
+set(CNINET_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/cninet")
+set(CNINET_INSTALL_PLUGINDIR "${CMAKE_INSTALL_LIBDIR}/cni" CACHE STRING
+    "Where example CNI plugins are installed (Debian's reference plugins live in /usr/lib/cni)")
+
+if(CNINET_SANITIZE)
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
+# Warnings for our own targets (never for dependencies).
+function(cninet_target_warnings target)
+  target_compile_options(${target} PRIVATE
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor
+      -Wno-missing-field-initializers>
+    $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra>)
+  if(CNINET_WARNINGS_AS_ERRORS)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()
+
+# cninet_add_component(NAME n SOURCES ... [PUBLIC_LIBS ...] [PRIVATE_LIBS ...]
+#                      [COMPONENT_DEPS ...] [FIND_DEPS "pkg args" ...]
+#                      [PKG_DEPS PREFIX=mod1,mod2 ...] [PC_REQUIRES ...] [PC_REQUIRES_PRIVATE ...])
+# Creates library cninet_<n> (alias and export name cninet::<n>), installs it in its own export
+# set and records what cninetConfig.cmake must find for consumers of that component.
+function(cninet_add_component)
+  cmake_parse_arguments(C "" "NAME"
+    "SOURCES;PUBLIC_LIBS;PRIVATE_LIBS;COMPONENT_DEPS;FIND_DEPS;PKG_DEPS;PC_REQUIRES;PC_REQUIRES_PRIVATE"
+    ${ARGN})
+  set(target cninet_${C_NAME})
+  add_library(${target} ${C_SOURCES})
+  add_library(cninet::${C_NAME} ALIAS ${target})
+  set_target_properties(${target} PROPERTIES
+    EXPORT_NAME ${C_NAME}
+    OUTPUT_NAME cninet_${C_NAME}
+    VERSION ${PROJECT_VERSION}
+    SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
+  target_include_directories(${target}
+    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
+           $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
+           $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_compile_features(${target} PUBLIC cxx_std_20)
+  foreach(dep IN LISTS C_COMPONENT_DEPS)
+    target_link_libraries(${target} PUBLIC cninet::${dep})
+  endforeach()
+  target_link_libraries(${target} PUBLIC ${C_PUBLIC_LIBS} PRIVATE ${C_PRIVATE_LIBS})
+  cninet_target_warnings(${target})
+  install(TARGETS ${target} EXPORT cninet-${C_NAME}-targets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/cninet/${C_NAME}
+    DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/cninet)
+  install(EXPORT cninet-${C_NAME}-targets NAMESPACE cninet::
+    FILE cninet-${C_NAME}-targets.cmake DESTINATION ${CNINET_INSTALL_CMAKEDIR})
+
+  # Record the component for the package config and the .pc files.
+  set_property(GLOBAL APPEND PROPERTY CNINET_COMPONENTS ${C_NAME})
+  set_property(GLOBAL PROPERTY CNINET_COMPONENT_DEPS_${C_NAME} "${C_COMPONENT_DEPS}")
+  set_property(GLOBAL PROPERTY CNINET_FIND_DEPS_${C_NAME} "${C_FIND_DEPS}")
+  set_property(GLOBAL PROPERTY CNINET_PKG_DEPS_${C_NAME} "${C_PKG_DEPS}")
+  set(pc_requires "${C_PC_REQUIRES}")
+  foreach(dep IN LISTS C_COMPONENT_DEPS)
+    list(APPEND pc_requires cninet-${dep})
+  endforeach()
+  set_property(GLOBAL PROPERTY CNINET_PC_REQUIRES_${C_NAME} "${pc_requires}")
+  set_property(GLOBAL PROPERTY CNINET_PC_REQUIRES_PRIVATE_${C_NAME} "${C_PC_REQUIRES_PRIVATE}")
+endfunction()
+
+# The umbrella target cninet::cninet: every component that was built.
+function(cninet_add_umbrella)
+  get_property(components GLOBAL PROPERTY CNINET_COMPONENTS)
+  add_library(cninet INTERFACE)
+  add_library(cninet::cninet ALIAS cninet)
+  set_target_properties(cninet PROPERTIES EXPORT_NAME cninet)
+  foreach(c IN LISTS components)
+    target_link_libraries(cninet INTERFACE cninet::${c})
+  endforeach()
+  install(TARGETS cninet EXPORT cninet-umbrella-targets)
+  install(EXPORT cninet-umbrella-targets NAMESPACE cninet::
+    FILE cninet-umbrella-targets.cmake DESTINATION ${CNINET_INSTALL_CMAKEDIR})
+endfunction()
+
+# add_subdirectory() for every child of `dir` that has a CMakeLists.txt, in name order.
+function(cninet_add_subdirectories dir)
+  file(GLOB children LIST_DIRECTORIES true "${CMAKE_CURRENT_SOURCE_DIR}/${dir}/*")
+  list(SORT children)
+  foreach(child IN LISTS children)
+    if(IS_DIRECTORY "${child}" AND EXISTS "${child}/CMakeLists.txt")
+      add_subdirectory("${child}")
+    endif()
+  endforeach()
+endfunction()
+
+# cninet_add_plugin(NAME cninet-x SOURCES ... LIBS ...): a CNI plugin binary, built into
+# ${CNINET_PLUGIN_DIR} so one CNI_PATH entry finds every plugin of the build.
+function(cninet_add_plugin)
+  cmake_parse_arguments(P "" "NAME" "SOURCES;LIBS" ${ARGN})
+  add_executable(${P_NAME} ${P_SOURCES})
+  target_link_libraries(${P_NAME} PRIVATE ${P_LIBS})
+  set_target_properties(${P_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CNINET_PLUGIN_DIR})
+  cninet_target_warnings(${P_NAME})
+  install(TARGETS ${P_NAME} RUNTIME DESTINATION ${CNINET_INSTALL_PLUGINDIR})
+endfunction()
+
+# cninet_add_tool(NAME cninet-x SOURCES ... LIBS ...): a command-line tool built into bin/.
+function(cninet_add_tool)
+  cmake_parse_arguments(P "" "NAME" "SOURCES;LIBS" ${ARGN})
+  add_executable(${P_NAME} ${P_SOURCES})
+  target_link_libraries(${P_NAME} PRIVATE ${P_LIBS})
+  set_target_properties(${P_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CNINET_TOOL_DIR})
+  cninet_target_warnings(${P_NAME})
+  install(TARGETS ${P_NAME} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+endfunction()
+
+# cninet_add_gtest(NAME t SOURCES ... [LIBS ...] [LABELS ...] [TIMEOUT s] [RUN_SERIAL])
+# A GoogleTest binary whose tests are discovered one by one for ctest. Tests that need root or a
+# kernel feature check for it themselves and FAIL with the reason; nothing is skipped silently.
+function(cninet_add_gtest)
+  cmake_parse_arguments(T "RUN_SERIAL" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 300)
+  endif()
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} cninet_testing GTest::gmock GTest::gtest_main)
+  target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  cninet_target_warnings(${T_NAME})
+  set(props LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
+  if(T_RUN_SERIAL)
+    list(APPEND props RUN_SERIAL TRUE)
+  endif()
+  gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES ${props})
+endfunction()
+
+# Writes cninetConfig.cmake, its version file and the pkg-config files.
+function(cninet_install_package)
+  include(CMakePackageConfigHelpers)
+  get_property(components GLOBAL PROPERTY CNINET_COMPONENTS)
+  set(table "")
+  foreach(c IN LISTS components)
+    get_property(cdeps GLOBAL PROPERTY CNINET_COMPONENT_DEPS_${c})
+    get_property(fdeps GLOBAL PROPERTY CNINET_FIND_DEPS_${c})
+    get_property(pdeps GLOBAL PROPERTY CNINET_PKG_DEPS_${c})
+    string(APPEND table "set(_cninet_component_deps_${c} \"${cdeps}\")\n")
+    string(APPEND table "set(_cninet_find_deps_${c} \"${fdeps}\")\n")
+    string(APPEND table "set(_cninet_pkg_deps_${c} \"${pdeps}\")\n")
+  endforeach()
+  set(CNINET_AVAILABLE_COMPONENTS "${components}")
+  set(CNINET_COMPONENT_TABLE "${table}")
+  configure_package_config_file(
+    ${PROJECT_SOURCE_DIR}/cmake/cninetConfig.cmake.in
+    ${PROJECT_BINARY_DIR}/cninetConfig.cmake
+    INSTALL_DESTINATION ${CNINET_INSTALL_CMAKEDIR})
+  write_basic_package_version_file(${PROJECT_BINARY_DIR}/cninetConfigVersion.cmake
+    VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
+  install(FILES ${PROJECT_BINARY_DIR}/cninetConfig.cmake ${PROJECT_BINARY_DIR}/cninetConfigVersion.cmake
+    DESTINATION ${CNINET_INSTALL_CMAKEDIR})
+
+  # pkg-config: one .pc per component plus cninet.pc requiring all of them.
+  set(all_requires "")
+  foreach(c IN LISTS components)
+    get_property(req GLOBAL PROPERTY CNINET_PC_REQUIRES_${c})
+    get_property(req_private GLOBAL PROPERTY CNINET_PC_REQUIRES_PRIVATE_${c})
+    list(JOIN req " " PC_REQUIRES)
+    list(JOIN req_private " " PC_REQUIRES_PRIVATE)
+    set(PC_NAME cninet-${c})
+    set(PC_DESCRIPTION "cninet ${c} component")
+    set(PC_LIBS "-lcninet_${c}")
+    configure_file(${PROJECT_SOURCE_DIR}/cmake/cninet.pc.in ${PROJECT_BINARY_DIR}/pkgconfig/cninet-${c}.pc @ONLY)
+    install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/cninet-${c}.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+    list(APPEND all_requires cninet-${c})
+  endforeach()
+  list(JOIN all_requires " " PC_REQUIRES)
+  set(PC_REQUIRES_PRIVATE "")
+  set(PC_NAME cninet)
+  set(PC_DESCRIPTION "${PROJECT_DESCRIPTION}")
+  set(PC_LIBS "")
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/cninet.pc.in ${PROJECT_BINARY_DIR}/pkgconfig/cninet.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/pkgconfig/cninet.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endfunction()

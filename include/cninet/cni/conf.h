@@ -1,0 +1,114 @@
+// Network configuration: NetConf (what a plugin receives), NetConfList (what an administrator
+// writes), CNI_ARGS, and the spec's name validation rules.
+#ifndef CNINET_CNI_CONF_H_
+#define CNINET_CNI_CONF_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cninet/cni/types.h"
+#include "nlohmann/json.hpp"
+
+namespace cninet::cni {
+
+// The plugin configuration object a plugin reads on stdin. Typed accessors for the spec's keys;
+// `raw` is the complete object, so plugin-specific keys are read from it and nothing is lost.
+struct NetConf {
+  std::string cni_version;                 // "" is treated as "0.1.0", as libcni does.
+  std::string name;
+  std::string type;
+  std::map<std::string, bool> capabilities;
+  nlohmann::json ipam = nlohmann::json::object();            // {"type": ...} or empty.
+  std::optional<DNS> dns;
+  nlohmann::json runtime_config = nlohmann::json::object();  // Injected by the runtime.
+  nlohmann::json args = nlohmann::json::object();            // "args" (conventions), if any.
+  bool ip_masq = false;
+  std::optional<nlohmann::json> raw_prev_result;  // As received.
+  std::optional<Result> prev_result;              // Parsed from raw_prev_result.
+  nlohmann::json raw = nlohmann::json::object();  // The whole object.
+
+  // Parses and checks the spec keys' types (code 6 on bad JSON or wrong types) and the network
+  // name (code 7). prevResult, when present, must parse as a Result.
+  static absl::StatusOr<NetConf> Parse(std::string_view text);
+  static absl::StatusOr<NetConf> FromJson(const nlohmann::json& j);
+  // ipam.type, or "" when there is no IPAM section.
+  std::string IpamType() const;
+};
+
+// A network configuration list (.conflist), or a single .conf promoted to a one-plugin list.
+struct NetConfList {
+  std::string cni_version;
+  std::vector<std::string> cni_versions;  // 1.1.0 "cniVersions".
+  std::string name;
+  bool disable_check = false;
+  bool disable_gc = false;
+  std::vector<nlohmann::json> plugins;  // Plugin configuration objects, unknown keys kept.
+  nlohmann::json raw = nlohmann::json::object();
+  std::string source;  // File it was loaded from, if any.
+
+  // Parses a conflist object: name (valid network name), plugins (each an object with a valid
+  // `type`), version fields. Code 6 for undecodable input, 7 for invalid configuration.
+  static absl::StatusOr<NetConfList> Parse(std::string_view text);
+  static absl::StatusOr<NetConfList> FromJson(const nlohmann::json& j);
+  // A single plugin configuration (.conf) as a list of one, as libcni does.
+  static absl::StatusOr<NetConfList> FromSingle(const nlohmann::json& conf);
+  // The version the runtime uses: the highest of cniVersion and cniVersions that cninet
+  // supports; code 1 when there is none.
+  absl::StatusOr<std::string> SelectedVersion() const;
+};
+
+// Loads `path` (.conflist as a list; .conf/.json as a single plugin promoted to a list).
+absl::StatusOr<NetConfList> LoadConfListFile(const std::string& path);
+// Files in `dir` with the given extensions (default .conf .conflist .json), sorted by name.
+absl::StatusOr<std::vector<std::string>> ConfFiles(const std::string& dir);
+// The network named `name` in `dir` (first matching file in name order), NotFound if none.
+absl::StatusOr<NetConfList> LoadConfList(const std::string& dir, std::string_view name);
+// The lexicographically first configuration in `dir`, as runtimes pick their default network.
+absl::StatusOr<NetConfList> LoadFirstConfList(const std::string& dir);
+
+// CNI_ARGS: "K=V;K=V". Keys keep their order; typed accessors for the Kubernetes keys.
+class CniArgs {
+ public:
+  CniArgs() = default;
+  // Fails with code 4 (naming CNI_ARGS) on a pair without '=' or with an empty key.
+  static absl::StatusOr<CniArgs> Parse(std::string_view text);
+
+  // The value of `key`, if present (last one wins).
+  std::optional<std::string> Get(std::string_view key) const;
+  const std::vector<std::pair<std::string, std::string>>& pairs() const { return pairs_; }
+  // IGNORE_UNKNOWN=1|true: unknown keys must not be an error.
+  bool ignore_unknown() const;
+  // Code 2 naming the first key not in `known` (unless ignore_unknown()).
+  absl::Status CheckKnown(const std::vector<std::string_view>& known) const;
+
+  std::optional<std::string> k8s_pod_namespace() const { return Get("K8S_POD_NAMESPACE"); }
+  std::optional<std::string> k8s_pod_name() const { return Get("K8S_POD_NAME"); }
+  std::optional<std::string> k8s_pod_infra_container_id() const {
+    return Get("K8S_POD_INFRA_CONTAINER_ID");
+  }
+  std::optional<std::string> k8s_pod_uid() const { return Get("K8S_POD_UID"); }
+
+  // "K=V;K=V".
+  std::string ToString() const;
+
+ private:
+  std::vector<std::pair<std::string, std::string>> pairs_;
+};
+
+// Spec rules for names. Container ID: [a-zA-Z0-9][a-zA-Z0-9_.-]* (code 4; empty is code 3).
+absl::Status ValidateContainerId(std::string_view id);
+// Interface name: 1..15 bytes, not "." or "..", no '/', ':' or whitespace (code 4).
+absl::Status ValidateInterfaceName(std::string_view ifname);
+// Network name: [a-zA-Z0-9][a-zA-Z0-9_.-]* (code 7).
+absl::Status ValidateNetworkName(std::string_view name);
+// Plugin type (binary name): non-empty, no '/', '\\' or NUL, not "." or ".." (code 7).
+absl::Status ValidatePluginType(std::string_view type);
+
+}  // namespace cninet::cni
+
+#endif  // CNINET_CNI_CONF_H_

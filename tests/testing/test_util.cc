@@ -1,0 +1,226 @@
+#include "testing/test_util.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+extern char** environ;
+
+namespace cninet::testing {
+namespace {
+
+void SetNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+}  // namespace
+
+CommandResult Run(const std::vector<std::string>& argv, std::string_view stdin_data,
+                  const std::vector<std::string>& env, std::chrono::milliseconds timeout) {
+  CommandResult result;
+  if (argv.empty()) return result;
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    result.err = "pipe failed";
+    return result;
+  }
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  std::vector<char*> cenv;
+  for (const auto& e : env) cenv.push_back(const_cast<char*>(e.c_str()));
+  cenv.push_back(nullptr);
+
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(err[1], 2);
+    setpgid(0, 0);
+    if (!env.empty()) {
+      // Keep PATH so helper commands resolve when a test replaces the environment.
+      bool has_path = false;
+      for (const auto& e : env) has_path |= e.rfind("PATH=", 0) == 0;
+      if (!has_path) {
+        static std::string path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        cenv.insert(cenv.end() - 1, path.data());
+      }
+      execvpe(cargv[0], cargv.data(), cenv.data());
+    } else {
+      execvp(cargv[0], cargv.data());
+    }
+    dprintf(2, "exec %s: %s\n", cargv[0], strerror(errno));
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  if (pid < 0) {
+    close(in[1]);
+    close(out[0]);
+    close(err[0]);
+    result.err = "fork failed";
+    return result;
+  }
+  SetNonBlocking(in[1]);
+  SetNonBlocking(out[0]);
+  SetNonBlocking(err[0]);
+  size_t written = 0;
+  if (stdin_data.empty()) {
+    close(in[1]);
+    in[1] = -1;
+  }
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool out_open = true, err_open = true;
+  char buf[65536];
+  while (out_open || err_open) {
+    pollfd fds[3];
+    int n = 0;
+    int out_i = -1, err_i = -1, in_i = -1;
+    if (out_open) { fds[n] = {out[0], POLLIN, 0}; out_i = n++; }
+    if (err_open) { fds[n] = {err[0], POLLIN, 0}; err_i = n++; }
+    if (in[1] >= 0) { fds[n] = {in[1], POLLOUT, 0}; in_i = n++; }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      result.err += "\n[test_util] command timed out\n";
+      break;
+    }
+    int r = poll(fds, n, static_cast<int>(std::min<long>(left.count(), 1000)));
+    if (r < 0 && errno != EINTR) break;
+    if (in_i >= 0 && (fds[in_i].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t w = write(in[1], stdin_data.data() + written, stdin_data.size() - written);
+      if (w > 0) written += static_cast<size_t>(w);
+      if (w < 0 && errno != EAGAIN) written = stdin_data.size();
+      if (written >= stdin_data.size()) {
+        close(in[1]);
+        in[1] = -1;
+      }
+    }
+    auto drain = [&](int idx, int fd, std::string& into, bool& open_flag) {
+      if (idx < 0 || !(fds[idx].revents & (POLLIN | POLLHUP | POLLERR))) return;
+      ssize_t got = read(fd, buf, sizeof(buf));
+      if (got > 0) into.append(buf, static_cast<size_t>(got));
+      else if (got == 0 || (errno != EAGAIN && errno != EINTR)) open_flag = false;
+    };
+    drain(out_i, out[0], result.out, out_open);
+    drain(err_i, err[0], result.err, err_open);
+  }
+  if (in[1] >= 0) close(in[1]);
+  close(out[0]);
+  close(err[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+CommandResult Sh(const std::string& script, std::chrono::milliseconds timeout) {
+  return Run({"/bin/sh", "-c", script}, {}, {}, timeout);
+}
+
+std::string UniqueName(std::string_view prefix) {
+  static std::atomic<unsigned> counter{0};
+  char buf[32];
+  std::string p(prefix.substr(0, 6));
+  snprintf(buf, sizeof(buf), "%s%x%x", p.c_str(), static_cast<unsigned>(getpid()) & 0xfffff,
+           counter++ & 0xfff);
+  std::string s(buf);
+  return s.substr(0, 15);
+}
+
+bool IsRoot() { return geteuid() == 0; }
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "cninet-test-XXXXXX").string();
+  char* p = mkdtemp(tmpl.data());
+  path_ = p != nullptr ? std::string(p) : std::string();
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+}
+
+std::string TempDir::Sub(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+void WriteFile(const std::string& path, std::string_view content) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(content.data(), static_cast<std::streamsize>(content.size()));
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+ScopedNetns::ScopedNetns(std::string_view prefix) : name_(UniqueName(prefix)) {
+  CommandResult r = Run({"ip", "netns", "add", name_});
+  if (!r.ok()) {
+    ADD_FAILURE() << "ip netns add " << name_ << " failed: " << r.err;
+    removed_ = true;
+    return;
+  }
+  Exec("ip link set lo up");
+}
+
+ScopedNetns::~ScopedNetns() { Remove(); }
+
+void ScopedNetns::Remove() {
+  if (removed_) return;
+  removed_ = true;
+  // Kill anything still running in the namespace (servers started by the test).
+  CommandResult pids = Run({"ip", "netns", "pids", name_});
+  std::istringstream in(pids.out);
+  for (std::string pid; in >> pid;) kill(std::atoi(pid.c_str()), SIGKILL);
+  Run({"ip", "netns", "delete", name_});
+}
+
+CommandResult ScopedNetns::Exec(const std::string& script, std::chrono::milliseconds timeout) const {
+  return Run({"ip", "netns", "exec", name_, "/bin/sh", "-c", script}, {}, {}, timeout);
+}
+
+CommandResult ScopedNetns::ExecArgv(const std::vector<std::string>& argv, std::string_view stdin_data,
+                                    const std::vector<std::string>& env,
+                                    std::chrono::milliseconds timeout) const {
+  std::vector<std::string> full = {"ip", "netns", "exec", name_};
+  full.insert(full.end(), argv.begin(), argv.end());
+  return Run(full, stdin_data, env, timeout);
+}
+
+std::vector<std::string> PluginCall::Env() const {
+  std::vector<std::string> env;
+  if (!command.empty()) env.push_back("CNI_COMMAND=" + command);
+  if (!container_id.empty()) env.push_back("CNI_CONTAINERID=" + container_id);
+  if (!netns.empty()) env.push_back("CNI_NETNS=" + netns);
+  if (!ifname.empty()) env.push_back("CNI_IFNAME=" + ifname);
+  if (!args.empty()) env.push_back("CNI_ARGS=" + args);
+  if (!path.empty()) env.push_back("CNI_PATH=" + path);
+  env.insert(env.end(), extra_env.begin(), extra_env.end());
+  return env;
+}
+
+CommandResult RunCniPlugin(const std::string& plugin, const PluginCall& call, std::string_view config,
+                           const std::string& in_netns) {
+  std::vector<std::string> argv;
+  if (!in_netns.empty()) argv = {"ip", "netns", "exec", in_netns};
+  argv.push_back(plugin);
+  return Run(argv, config, call.Env());
+}
+
+}  // namespace cninet::testing
