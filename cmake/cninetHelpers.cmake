@@ -161,7 +161,8 @@ function(cninet_install_package)
   install(FILES ${PROJECT_BINARY_DIR}/cninetConfig.cmake ${PROJECT_BINARY_DIR}/cninetConfigVersion.cmake
     DESTINATION ${CNINET_INSTALL_CMAKEDIR})
 
-  # pkg-config: one .pc per component plus cninet.pc requiring all of them.
+  # pkg-config: one .pc per component plus cninet.pc requiring all of them; relocatable.
+  file(RELATIVE_PATH PC_PREFIX_REL "/prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/prefix")
   set(all_requires "")
   foreach(c IN LISTS components)
     get_property(req GLOBAL PROPERTY CNINET_PC_REQUIRES_${c})
