@@ -1,0 +1,37 @@
+// Private: an owned file descriptor, closed in the destructor.
+#ifndef CNINET_SRC_IPAM_UNIQUE_FD_H_
+#define CNINET_SRC_IPAM_UNIQUE_FD_H_
+
+#include <unistd.h>
+
+#include <utility>
+
+namespace cninet::ipam::internal {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace cninet::ipam::internal
+
+#endif  // CNINET_SRC_IPAM_UNIQUE_FD_H_
