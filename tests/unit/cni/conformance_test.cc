@@ -38,7 +38,7 @@ namespace fs = std::filesystem;
 
 const std::string kSpecDir = CNINET_SOURCE_DIR "/tests/data/spec";
 
-absl::Status StatusOf(const absl::Status& s) { return s; }
+[[maybe_unused]] absl::Status StatusOf(const absl::Status& s) { return s; }
 template <typename T>
 absl::Status StatusOf(const absl::StatusOr<T>& s) {
   return s.status();
@@ -166,15 +166,21 @@ TEST_P(EveryExample, ParsesAndKeepsEveryField) {
     EXPECT_EQ(conf->type, j["type"]);
     EXPECT_EQ(conf->raw, j);
     EXPECT_EQ(conf->IpamType(), j.contains("ipam") ? j["ipam"]["type"].get<std::string>() : "");
-    if (j.contains("ipam")) EXPECT_EQ(conf->ipam, j["ipam"]);
+    if (j.contains("ipam")) {
+      EXPECT_EQ(conf->ipam, j["ipam"]);
+    }
     if (j.contains("dns")) {
       ASSERT_TRUE(conf->dns.has_value());
       EXPECT_EQ(json(conf->dns->nameservers), j["dns"]["nameservers"]);
     } else {
       EXPECT_FALSE(conf->dns.has_value());
     }
-    if (j.contains("runtimeConfig")) EXPECT_EQ(conf->runtime_config, j["runtimeConfig"]);
-    if (j.contains("args")) EXPECT_EQ(conf->args, j["args"]);
+    if (j.contains("runtimeConfig")) {
+      EXPECT_EQ(conf->runtime_config, j["runtimeConfig"]);
+    }
+    if (j.contains("args")) {
+      EXPECT_EQ(conf->args, j["args"]);
+    }
     if (j.contains("prevResult")) {
       ASSERT_TRUE(conf->raw_prev_result.has_value());
       EXPECT_EQ(*conf->raw_prev_result, j["prevResult"]);

@@ -28,7 +28,7 @@ namespace {
 
 using nlohmann::json;
 
-absl::Status StatusOf(const absl::Status& s) { return s; }
+[[maybe_unused]] absl::Status StatusOf(const absl::Status& s) { return s; }
 template <typename T>
 absl::Status StatusOf(const absl::StatusOr<T>& s) {
   return s.status();
@@ -136,16 +136,18 @@ TEST_P(VersionPair, ConvertsWithDocumentedLossesOnly) {
   EXPECT_EQ(*back_in_from, Canonical(Canonical(want_from, to), from));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllPairs, VersionPair,
-    ::testing::Combine(::testing::ValuesIn(kVersions), ::testing::ValuesIn(kVersions)),
-    [](const ::testing::TestParamInfo<VersionPair::ParamType>& info) {
-      std::string s = "v" + std::get<0>(info.param) + "_to_v" + std::get<1>(info.param);
-      for (char& c : s) {
-        if (c == '.') c = '_';
-      }
-      return s;
-    });
+std::string PairName(const ::testing::TestParamInfo<VersionPair::ParamType>& p) {
+  std::string s = "v" + std::get<0>(p.param) + "_to_v" + std::get<1>(p.param);
+  for (char& c : s) {
+    if (c == '.') c = '_';
+  }
+  return s;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllPairs, VersionPair,
+                         ::testing::Combine(::testing::ValuesIn(kVersions),
+                                            ::testing::ValuesIn(kVersions)),
+                         PairName);
 
 TEST(ResultVersions, LosslessAtTheSameVersion) {
   absl::StatusOr<Result> r = Result::Parse(kRich);
