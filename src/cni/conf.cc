@@ -64,8 +64,8 @@ absl::Status ReadLooseBool(const nlohmann::json& j, const char* key, bool* out) 
       return absl::OkStatus();
     }
   }
-  return CniError(ErrorCode::kInvalidConfig,
-                  cninet::StrCat("invalid value for \"", key, "\": ", it->dump()));
+  return CniError(ErrorCode::kDecodeFailure,
+                  cninet::StrCat("cannot decode \"", key, "\": want a boolean, got ", it->dump()));
 }
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
@@ -126,6 +126,66 @@ absl::Status ValidatePluginType(std::string_view type) {
     return CniError(ErrorCode::kInvalidConfig, "invalid plugin type", type);
   }
   return absl::OkStatus();
+}
+
+// ---- RuntimeConfig ----
+
+absl::StatusOr<RuntimeConfig> RuntimeConfig::FromJson(const nlohmann::json& j) {
+  constexpr std::string_view kWhere = "runtimeConfig";
+  RuntimeConfig rc;
+  if (j.is_null()) return rc;
+  if (!j.is_object()) return TypeError("network config", "runtimeConfig", "an object", j);
+  auto port = [](const nlohmann::json& v, uint16_t* out) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 65535) return false;
+    *out = static_cast<uint16_t>(v.get<int64_t>());
+    return true;
+  };
+  if (auto it = j.find("portMappings"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return TypeError(kWhere, "portMappings", "a list", *it);
+    for (const auto& e : *it) {
+      PortMapping pm;
+      if (!e.is_object() || !e.contains("hostPort") || !e.contains("containerPort") ||
+          !port(e["hostPort"], &pm.host_port) || !port(e["containerPort"], &pm.container_port)) {
+        return CniError(ErrorCode::kDecodeFailure,
+                        cninet::StrCat("cannot decode runtimeConfig.portMappings entry ", e.dump()));
+      }
+      CNINET_RETURN_IF_ERROR(ReadString(e, "portMappings", "protocol", &pm.protocol));
+      pm.protocol = absl::AsciiStrToLower(pm.protocol);
+      if (pm.protocol.empty()) pm.protocol = "tcp";
+      CNINET_RETURN_IF_ERROR(ReadString(e, "portMappings", "hostIP", &pm.host_ip));
+      rc.port_mappings.push_back(std::move(pm));
+    }
+  }
+  CNINET_RETURN_IF_ERROR(internal::ReadStringList(j, kWhere, "ips", &rc.ips));
+  if (auto it = j.find("mac"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return TypeError(kWhere, "mac", "a string", *it);
+    rc.mac = it->get<std::string>();
+  }
+  if (auto it = j.find("bandwidth"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return TypeError(kWhere, "bandwidth", "an object", *it);
+    BandwidthLimits b;
+    for (auto [key, field] : {std::pair{"ingressRate", &b.ingress_rate}, std::pair{"ingressBurst", &b.ingress_burst},
+                              std::pair{"egressRate", &b.egress_rate}, std::pair{"egressBurst", &b.egress_burst}}) {
+      if (auto f = it->find(key); f != it->end() && !f->is_null()) {
+        if (!f->is_number_unsigned()) return TypeError("runtimeConfig.bandwidth", key, "an unsigned integer", *f);
+        *field = f->get<uint64_t>();
+      }
+    }
+    rc.bandwidth = b;
+  }
+  if (auto it = j.find("dns"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return TypeError(kWhere, "dns", "an object", *it);
+    // The runtime's dns capability uses "servers"/"searches" (CONVENTIONS.md).
+    DNS d;
+    CNINET_RETURN_IF_ERROR(internal::ReadStringList(*it, "runtimeConfig.dns", "servers", &d.nameservers));
+    CNINET_RETURN_IF_ERROR(internal::ReadStringList(*it, "runtimeConfig.dns", "searches", &d.search));
+    CNINET_RETURN_IF_ERROR(internal::ReadStringList(*it, "runtimeConfig.dns", "options", &d.options));
+    rc.dns = std::move(d);
+  }
+  CNINET_RETURN_IF_ERROR(internal::ReadStringList(j, kWhere, "aliases", &rc.aliases));
+  CNINET_RETURN_IF_ERROR(ReadString(j, kWhere, "cgroupPath", &rc.cgroup_path));
+  CNINET_RETURN_IF_ERROR(ReadString(j, kWhere, "deviceID", &rc.device_id));
+  return rc;
 }
 
 // ---- NetConf ----

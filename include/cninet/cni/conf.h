@@ -3,6 +3,7 @@
 #ifndef CNINET_CNI_CONF_H_
 #define CNINET_CNI_CONF_H_
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -15,6 +16,40 @@
 #include "nlohmann/json.hpp"
 
 namespace cninet::cni {
+
+// One entry of the `portMappings` capability (CONVENTIONS.md).
+struct PortMapping {
+  uint16_t host_port = 0;
+  uint16_t container_port = 0;
+  std::string protocol = "tcp";  // "tcp", "udp" or "sctp" (lower case).
+  std::string host_ip;           // Optional: bind to this host address only.
+  friend bool operator==(const PortMapping&, const PortMapping&) = default;
+};
+
+// The `bandwidth` capability: rates in bits per second, bursts in bits.
+struct BandwidthLimits {
+  uint64_t ingress_rate = 0;
+  uint64_t ingress_burst = 0;
+  uint64_t egress_rate = 0;
+  uint64_t egress_burst = 0;
+  friend bool operator==(const BandwidthLimits&, const BandwidthLimits&) = default;
+};
+
+// The well-known capability arguments a runtime injects as `runtimeConfig` (CONVENTIONS.md),
+// typed. Keys it does not know stay available in NetConf::runtime_config.
+struct RuntimeConfig {
+  std::vector<PortMapping> port_mappings;   // "portMappings"
+  std::vector<std::string> ips;             // "ips": requested addresses, "10.1.0.5/24" or bare.
+  std::optional<std::string> mac;           // "mac"
+  std::optional<BandwidthLimits> bandwidth; // "bandwidth"
+  std::optional<DNS> dns;                   // "dns": servers/searches/options from the runtime.
+  std::vector<std::string> aliases;         // "aliases"
+  std::string cgroup_path;                  // "cgroupPath"
+  std::string device_id;                    // "deviceID"
+
+  // Parses the known keys of a runtimeConfig object; wrong types are code 6 naming the key.
+  static absl::StatusOr<RuntimeConfig> FromJson(const nlohmann::json& j);
+};
 
 // The plugin configuration object a plugin reads on stdin. Typed accessors for the spec's keys;
 // `raw` is the complete object, so plugin-specific keys are read from it and nothing is lost.
@@ -38,6 +73,8 @@ struct NetConf {
   static absl::StatusOr<NetConf> FromJson(const nlohmann::json& j);
   // ipam.type, or "" when there is no IPAM section.
   std::string IpamType() const;
+  // runtime_config with the conventional keys typed (see RuntimeConfig).
+  absl::StatusOr<RuntimeConfig> ParsedRuntimeConfig() const { return RuntimeConfig::FromJson(runtime_config); }
 };
 
 // A network configuration list (.conflist), or a single .conf promoted to a one-plugin list.
