@@ -64,6 +64,10 @@ absl::Status ReadLooseBool(const nlohmann::json& j, const char* key, bool* out) 
       return absl::OkStatus();
     }
   }
+  if (it->is_string()) {
+    return CniError(ErrorCode::kInvalidConfig,
+                    cninet::StrCat("invalid value for \"", key, "\": ", it->dump()));
+  }
   return CniError(ErrorCode::kDecodeFailure,
                   cninet::StrCat("cannot decode \"", key, "\": want a boolean, got ", it->dump()));
 }
