@@ -1,0 +1,116 @@
+// Network namespaces: RAII handles, named namespaces (/run/netns/<name>, as iproute2 keeps them)
+// and running code inside a namespace.
+//
+// Threading rule: setns(2) changes the namespace of the calling *thread* only. cninet never
+// switches the namespace of a caller's thread: Netns::Run executes the callable on a dedicated,
+// short-lived thread that enters the namespace and then exits, so no thread in the process is
+// ever left in the wrong namespace, on any exit path. Netlink sockets and sysctl files keep the
+// namespace they were opened in, so a Handle opened through Run can be used from any thread.
+#ifndef CNINET_NETLINK_NETNS_H_
+#define CNINET_NETLINK_NETNS_H_
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace cninet::netlink {
+
+// An open network namespace (an nsfs file descriptor, closed on destruction). Move-only.
+class Netns {
+ public:
+  // Opens the namespace at `path` (e.g. /run/netns/x or /proc/<pid>/ns/net). NotFound when the
+  // path is missing, InvalidArgument when it exists but is not a network namespace.
+  static absl::StatusOr<Netns> Open(std::string_view path);
+  // Opens the named namespace /run/netns/<name>.
+  static absl::StatusOr<Netns> OpenByName(std::string_view name);
+  // The calling thread's current network namespace.
+  static absl::StatusOr<Netns> Current();
+  // Creates the named namespace /run/netns/<name> (the same layout and mount propagation as
+  // `ip netns add`) and returns it open. AlreadyExists when the name is taken.
+  static absl::StatusOr<Netns> Create(std::string_view name);
+  // Removes the name /run/netns/<name> (unmount + unlink). The namespace itself lives on while
+  // a process or open handle still uses it. NotFound when there is no such name.
+  static absl::Status Delete(std::string_view name);
+  // "/run/netns/<name>".
+  static std::string PathForName(std::string_view name);
+  // OK when `path` is a network namespace file; NotFound / InvalidArgument otherwise.
+  static absl::Status CheckPath(std::string_view path);
+
+  Netns(Netns&& other) noexcept : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
+  Netns& operator=(Netns&& other) noexcept;
+  Netns(const Netns&) = delete;
+  Netns& operator=(const Netns&) = delete;
+  ~Netns();
+
+  // Runs `fn` inside this namespace on a dedicated thread (see the threading rule above) and
+  // returns its status; the calling thread's namespace is never changed.
+  absl::Status Run(absl::FunctionRef<absl::Status()> fn) const;
+  // Run for callables returning a value.
+  template <typename T>
+  absl::StatusOr<T> Call(absl::FunctionRef<absl::StatusOr<T>()> fn) const {
+    std::optional<absl::StatusOr<T>> out;
+    absl::Status st = Run([&]() -> absl::Status {
+      out.emplace(fn());
+      return absl::OkStatus();
+    });
+    if (!st.ok()) return st;
+    return std::move(*out);
+  }
+
+  // True when both handles refer to the same namespace (same nsfs inode).
+  bool SameAs(const Netns& other) const;
+  // The nsfs inode number identifying the namespace.
+  ino_t inode() const;
+  // The path it was opened from ("" for Current()).
+  const std::string& path() const { return path_; }
+  // The file descriptor, borrowed: valid while this object lives. For setns/IFLA_NET_NS_FD.
+  int fd() const { return fd_; }
+
+ private:
+  Netns(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  int fd_ = -1;
+  std::string path_;
+};
+
+// Owns a named namespace: deletes /run/netns/<name> on destruction unless Release()d.
+// Meant for tools and tests that build topologies.
+class NamedNetns {
+ public:
+  // Creates /run/netns/<name> (see Netns::Create); with `loopback_up`, brings "lo" up inside.
+  static absl::StatusOr<NamedNetns> Create(std::string_view name, bool loopback_up = true);
+
+  NamedNetns(NamedNetns&& other) noexcept
+      : name_(std::move(other.name_)), ns_(std::move(other.ns_)) {
+    other.name_.clear();
+  }
+  NamedNetns& operator=(NamedNetns&& other) noexcept;
+  NamedNetns(const NamedNetns&) = delete;
+  NamedNetns& operator=(const NamedNetns&) = delete;
+  ~NamedNetns();
+
+  const std::string& name() const { return name_; }
+  // "/run/netns/<name>".
+  std::string path() const { return Netns::PathForName(name_); }
+  // The open namespace.
+  const Netns& ns() const { return ns_; }
+  // Keeps the namespace after destruction; returns its name.
+  std::string Release() { return std::exchange(name_, std::string()); }
+  // Deletes the name now (idempotent).
+  absl::Status Remove();
+
+ private:
+  NamedNetns(std::string name, Netns ns) : name_(std::move(name)), ns_(std::move(ns)) {}
+  std::string name_;
+  Netns ns_;
+};
+
+}  // namespace cninet::netlink
+
+#endif  // CNINET_NETLINK_NETNS_H_
