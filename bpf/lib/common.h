@@ -1,0 +1,30 @@
+/* Includes, constants and small helpers shared by every cninet BPF program. */
+#ifndef CNINET_BPF_LIB_COMMON_H_
+#define CNINET_BPF_LIB_COMMON_H_
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "cninet/datapath/abi.h"
+
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+
+#define CN_IPPROTO_ICMP 1
+#define CN_IPPROTO_TCP 6
+#define CN_IPPROTO_UDP 17
+
+/* Outcome of a packet handler: the tc verdict and the reason it is counted under. */
+struct cn_verdict {
+  int action;
+  __u32 reason;
+};
+
+static __always_inline __u32 cn_now_s(void) { return (__u32)(bpf_ktime_get_ns() / 1000000000ULL); }
+
+#endif /* CNINET_BPF_LIB_COMMON_H_ */

@@ -1,0 +1,94 @@
+/* Header rewrites with incremental checksum updates (bpf_l3_csum_replace / bpf_l4_csum_replace). */
+#ifndef CNINET_BPF_LIB_CSUM_H_
+#define CNINET_BPF_LIB_CSUM_H_
+
+#include "lib/parse.h"
+
+#define CN_IP_CSUM_OFF 10
+#define CN_IP_SADDR_OFF 12
+#define CN_IP_DADDR_OFF 16
+
+/* Offset of the L4 checksum within the L4 header, or -1 when the protocol has none we update. */
+static __always_inline int cn_l4_csum_off(__u8 proto) {
+  if (proto == CN_IPPROTO_TCP) return 16;
+  if (proto == CN_IPPROTO_UDP) return 6;
+  if (proto == CN_IPPROTO_ICMP) return 2;
+  return -1;
+}
+
+static __always_inline __u64 cn_l4_flags(__u8 proto) {
+  return proto == CN_IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+}
+
+/* Rewrites the IPv4 source (is_dst=0) or destination address; fixes the IP checksum and the
+ * TCP/UDP pseudo-header checksum. Returns 0 or a negative error. */
+static __always_inline int cn_rewrite_addr(struct __sk_buff *skb, const struct cn_pkt *p, int is_dst,
+                                           __u32 old_addr, __u32 new_addr) {
+  if (old_addr == new_addr) return 0;
+  int ret;
+  if (p->t.proto == CN_IPPROTO_TCP || p->t.proto == CN_IPPROTO_UDP) {
+    ret = bpf_l4_csum_replace(skb, p->l4_off + cn_l4_csum_off(p->t.proto), old_addr, new_addr,
+                              BPF_F_PSEUDO_HDR | sizeof(new_addr) | cn_l4_flags(p->t.proto));
+    if (ret < 0) return ret;
+  }
+  ret = bpf_l3_csum_replace(skb, p->l3_off + CN_IP_CSUM_OFF, old_addr, new_addr, sizeof(new_addr));
+  if (ret < 0) return ret;
+  return bpf_skb_store_bytes(skb, p->l3_off + (is_dst ? CN_IP_DADDR_OFF : CN_IP_SADDR_OFF), &new_addr,
+                             sizeof(new_addr), 0);
+}
+
+/* Rewrites the source or destination port (TCP/UDP) or the echo id (ICMP) and the L4 checksum. */
+static __always_inline int cn_rewrite_port(struct __sk_buff *skb, const struct cn_pkt *p, int is_dst,
+                                           __u16 old_port, __u16 new_port) {
+  if (old_port == new_port) return 0;
+  __u32 off;
+  if (p->t.proto == CN_IPPROTO_ICMP)
+    off = p->l4_off + CN_ICMP_ID_OFF;
+  else if (p->t.proto == CN_IPPROTO_TCP || p->t.proto == CN_IPPROTO_UDP)
+    off = p->l4_off + (is_dst ? 2 : 0);
+  else
+    return 0;
+  int ret = bpf_l4_csum_replace(skb, p->l4_off + cn_l4_csum_off(p->t.proto), old_port, new_port,
+                                sizeof(new_port) | cn_l4_flags(p->t.proto));
+  if (ret < 0) return ret;
+  return bpf_skb_store_bytes(skb, off, &new_port, sizeof(new_port), 0);
+}
+
+/* ICMP error: rewrites an address of the quoted IPv4 header (is_dst selects which), fixing the
+ * quoted IP checksum and the outer ICMP checksum that covers it. */
+static __always_inline int cn_rewrite_inner_addr(struct __sk_buff *skb, const struct cn_pkt *p,
+                                                 int is_dst, __u32 old_addr, __u32 new_addr) {
+  if (old_addr == new_addr) return 0;
+  __u32 icmp_csum = p->l4_off + 2;
+  __u32 inner_csum_off = p->inner_l3_off + CN_IP_CSUM_OFF;
+  __u16 old_csum, new_csum;
+  if (bpf_skb_load_bytes(skb, inner_csum_off, &old_csum, 2) < 0) return -1;
+  int ret = bpf_l3_csum_replace(skb, inner_csum_off, old_addr, new_addr, sizeof(new_addr));
+  if (ret < 0) return ret;
+  if (bpf_skb_load_bytes(skb, inner_csum_off, &new_csum, 2) < 0) return -1;
+  ret = bpf_l4_csum_replace(skb, icmp_csum, old_csum, new_csum, 2);
+  if (ret < 0) return ret;
+  ret = bpf_l4_csum_replace(skb, icmp_csum, old_addr, new_addr, sizeof(new_addr));
+  if (ret < 0) return ret;
+  return bpf_skb_store_bytes(skb, p->inner_l3_off + (is_dst ? CN_IP_DADDR_OFF : CN_IP_SADDR_OFF),
+                             &new_addr, sizeof(new_addr), 0);
+}
+
+/* ICMP error: rewrites a port of the quoted L4 header, fixing the outer ICMP checksum. The quoted
+ * L4 checksum is left alone (the quote is truncated; receivers do not verify it). */
+static __always_inline int cn_rewrite_inner_port(struct __sk_buff *skb, const struct cn_pkt *p,
+                                                 int is_dst, __u16 old_port, __u16 new_port) {
+  if (old_port == new_port) return 0;
+  int ret = bpf_l4_csum_replace(skb, p->l4_off + 2, old_port, new_port, sizeof(new_port));
+  if (ret < 0) return ret;
+  return bpf_skb_store_bytes(skb, p->inner_l4_off + (is_dst ? 2 : 0), &new_port, sizeof(new_port), 0);
+}
+
+/* Folds a 32-bit one's complement sum into the 16-bit checksum. */
+static __always_inline __u16 cn_csum_fold(__u32 csum) {
+  csum = (csum & 0xffff) + (csum >> 16);
+  csum = (csum & 0xffff) + (csum >> 16);
+  return (__u16)~csum;
+}
+
+#endif /* CNINET_BPF_LIB_CSUM_H_ */

@@ -1,0 +1,185 @@
+/* SNAT/masquerade: port allocation (keep the original port when free, else a random start and
+ * linear probing within a bounded budget), mappings for both directions, reverse SNAT. */
+#ifndef CNINET_BPF_LIB_NAT_H_
+#define CNINET_BPF_LIB_NAT_H_
+
+#include "lib/conntrack.h"
+#include "lib/csum.h"
+#include "lib/maps.h"
+
+/* Compile-time bound of the probing loop; cn_config.nat_retries limits it further at run time. */
+#define CN_NAT_MAX_TRIES 64
+
+static __always_inline void cn_nat_key(struct cn_tuple *k, __u32 saddr, __u32 daddr, __u16 sport,
+                                       __u16 dport, __u8 proto, __u8 dir) {
+  k->saddr = saddr;
+  k->daddr = daddr;
+  k->sport = sport;
+  k->dport = dport;
+  k->proto = proto;
+  k->pad[0] = dir;
+  k->pad[1] = 0;
+  k->pad[2] = 0;
+}
+
+static __always_inline __u32 cn_nat_lifetime(const struct cn_config *cfg, const struct cn_pkt *p,
+                                             const struct cn_nat_entry *e) {
+  __u16 f = cn_ct_tcp_state_flags(p);
+  if (e && e->tcp_closing) f |= CN_CT_F_CLOSING;
+  return cn_ct_lifetime(cfg, p->t.proto, f);
+}
+
+static __always_inline void cn_nat_touch(const struct cn_config *cfg, const struct cn_pkt *p,
+                                         struct cn_nat_entry *e, __u32 now) {
+  if ((p->tcp_flags & (CN_TCP_FIN | CN_TCP_RST)) && !e->tcp_closing) e->tcp_closing = 1;
+  __u32 exp = now + cn_nat_lifetime(cfg, p, e);
+  if (e->expires_s != exp) e->expires_s = exp;
+}
+
+/* A claimed port whose mapping pair is entirely expired may be taken over. */
+static __always_inline int cn_nat_stale(const struct cn_tuple *ingress_key, __u32 now) {
+  struct cn_nat_entry *in = bpf_map_lookup_elem(&cn_nat, ingress_key);
+  if (!in) return 1;
+  if (in->expires_s >= now) return 0;
+  struct cn_tuple ek;
+  cn_nat_key(&ek, in->to_addr, ingress_key->saddr, in->to_port, ingress_key->sport, ingress_key->proto,
+             CN_NAT_EGRESS);
+  struct cn_nat_entry *eg = bpf_map_lookup_elem(&cn_nat, &ek);
+  if (eg && eg->expires_s >= now) return 0;
+  if (eg) bpf_map_delete_elem(&cn_nat, &ek);
+  return 1;
+}
+
+/* Finds or creates the SNAT mapping of the packet's flow to `node_addr`; returns the port to use
+ * (network order) in *port_out, or a drop reason. */
+static __always_inline __u32 cn_snat_mapping(const struct cn_config *cfg, const struct cn_pkt *p,
+                                             __u32 node_addr, __u32 now, __u16 *port_out) {
+  struct cn_tuple ek;
+  cn_nat_key(&ek, p->t.saddr, p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_EGRESS);
+  struct cn_nat_entry *e = bpf_map_lookup_elem(&cn_nat, &ek);
+  if (e && e->to_addr == node_addr) {
+    /* Still ours when the ingress claim points back at this flow. */
+    struct cn_tuple ik;
+    cn_nat_key(&ik, p->t.daddr, node_addr, p->t.dport, e->to_port, p->t.proto, CN_NAT_INGRESS);
+    struct cn_nat_entry *in = bpf_map_lookup_elem(&cn_nat, &ik);
+    if (in && in->to_addr == p->t.saddr && in->to_port == p->t.sport) {
+      cn_nat_touch(cfg, p, e, now);
+      cn_nat_touch(cfg, p, in, now);
+      *port_out = e->to_port;
+      return CN_R_SNAT;
+    }
+  }
+
+  __u32 min = cfg->nat_port_min_h, max = cfg->nat_port_max_h;
+  if (max < min) return CN_R_DROP_NAT_NO_PORT;
+  __u32 range = max - min + 1;
+  __u32 orig = bpf_ntohs(p->t.sport);
+  int keep = orig >= min && orig <= max;
+  __u32 start = bpf_get_prandom_u32() % range;
+  __u32 tries = (__u32)cfg->nat_retries + 1;
+
+  struct cn_nat_entry in_val = {};
+  in_val.to_addr = p->t.saddr;
+  in_val.to_port = p->t.sport;
+  in_val.created_s = now;
+  in_val.expires_s = now + cn_nat_lifetime(cfg, p, 0);
+  in_val.tcp_closing = (p->tcp_flags & (CN_TCP_FIN | CN_TCP_RST)) ? 1 : 0;
+
+  struct cn_tuple ik;
+  __u16 port = 0;
+  int found = 0;
+  for (__u32 i = 0; i < CN_NAT_MAX_TRIES; i++) {
+    if (i >= tries) break;
+    __u32 cand;
+    if (i == 0 && keep)
+      cand = orig;
+    else
+      cand = min + (start + i) % range;
+    port = bpf_htons((__u16)cand);
+    cn_nat_key(&ik, p->t.daddr, node_addr, p->t.dport, port, p->t.proto, CN_NAT_INGRESS);
+    int ret = bpf_map_update_elem(&cn_nat, &ik, &in_val, BPF_NOEXIST);
+    if (ret == 0) {
+      found = 1;
+      break;
+    }
+    if (ret != -17 /* EEXIST */) return CN_R_DROP_NAT_FULL;
+    if (cn_nat_stale(&ik, now)) {
+      if (bpf_map_update_elem(&cn_nat, &ik, &in_val, BPF_ANY) == 0) {
+        found = 1;
+        break;
+      }
+    }
+    __u32 r = CN_R_NAT_PORT_RETRY;
+    struct cn_counter *c = bpf_map_lookup_elem(&cn_counters, &r);
+    if (c) c->packets += 1;
+  }
+  if (!found) return CN_R_DROP_NAT_NO_PORT;
+
+  struct cn_nat_entry eg_val = {};
+  eg_val.to_addr = node_addr;
+  eg_val.to_port = port;
+  eg_val.created_s = now;
+  eg_val.expires_s = in_val.expires_s;
+  eg_val.tcp_closing = in_val.tcp_closing;
+  if (bpf_map_update_elem(&cn_nat, &ek, &eg_val, BPF_ANY) != 0) {
+    bpf_map_delete_elem(&cn_nat, &ik);
+    return CN_R_DROP_NAT_FULL;
+  }
+  __u32 r = CN_R_NAT_NEW;
+  struct cn_counter *c = bpf_map_lookup_elem(&cn_counters, &r);
+  if (c) c->packets += 1;
+  *port_out = port;
+  return CN_R_SNAT;
+}
+
+/* SNATs the packet's source to node_addr. Updates p->t. Returns CN_R_SNAT or a drop reason. */
+static __always_inline __u32 cn_snat(struct __sk_buff *skb, const struct cn_config *cfg, struct cn_pkt *p,
+                                     __u32 node_addr, __u32 now) {
+  __u16 port = 0;
+  __u32 reason = cn_snat_mapping(cfg, p, node_addr, now, &port);
+  if (reason != CN_R_SNAT) return reason;
+  if (cn_rewrite_port(skb, p, 0, p->t.sport, port) < 0) return CN_R_DROP_CSUM;
+  if (cn_rewrite_addr(skb, p, 0, p->t.saddr, node_addr) < 0) return CN_R_DROP_CSUM;
+  p->t.saddr = node_addr;
+  p->t.sport = port;
+  return CN_R_SNAT;
+}
+
+/* Reverse SNAT of a reply arriving at a translated address. Updates p->t. Returns CN_R_REV_SNAT,
+ * CN_R_PASS when no mapping exists, or a drop reason. */
+static __always_inline __u32 cn_rev_snat(struct __sk_buff *skb, const struct cn_config *cfg, struct cn_pkt *p,
+                                         __u32 now) {
+  struct cn_tuple ik;
+  cn_nat_key(&ik, p->t.saddr, p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_INGRESS);
+  struct cn_nat_entry *in = bpf_map_lookup_elem(&cn_nat, &ik);
+  if (!in || in->expires_s < now) return CN_R_PASS;
+  __u32 to_addr = in->to_addr;
+  __u16 to_port = in->to_port;
+  cn_nat_touch(cfg, p, in, now);
+  if (cn_rewrite_port(skb, p, 1, p->t.dport, to_port) < 0) return CN_R_DROP_CSUM;
+  if (cn_rewrite_addr(skb, p, 1, p->t.daddr, to_addr) < 0) return CN_R_DROP_CSUM;
+  p->t.daddr = to_addr;
+  p->t.dport = to_port;
+  return CN_R_REV_SNAT;
+}
+
+/* ICMP error about a SNATed flow (quoted: node_addr:port -> remote): restores the original source
+ * in the outer destination and the quoted header. Returns CN_R_REV_SNAT or CN_R_PASS. */
+static __always_inline __u32 cn_rev_snat_icmp_error(struct __sk_buff *skb, struct cn_pkt *p, __u32 now) {
+  struct cn_tuple ik;
+  cn_nat_key(&ik, p->inner.daddr, p->inner.saddr, p->inner.dport, p->inner.sport, p->inner.proto,
+             CN_NAT_INGRESS);
+  struct cn_nat_entry *in = bpf_map_lookup_elem(&cn_nat, &ik);
+  if (!in || in->expires_s < now) return CN_R_PASS;
+  __u32 to_addr = in->to_addr;
+  __u16 to_port = in->to_port;
+  if (cn_rewrite_inner_port(skb, p, 0, p->inner.sport, to_port) < 0) return CN_R_DROP_CSUM;
+  if (cn_rewrite_inner_addr(skb, p, 0, p->inner.saddr, to_addr) < 0) return CN_R_DROP_CSUM;
+  if (cn_rewrite_addr(skb, p, 1, p->t.daddr, to_addr) < 0) return CN_R_DROP_CSUM;
+  __u32 r = CN_R_ICMP_ERROR_XLATED;
+  struct cn_counter *c = bpf_map_lookup_elem(&cn_counters, &r);
+  if (c) c->packets += 1;
+  return CN_R_REV_SNAT;
+}
+
+#endif /* CNINET_BPF_LIB_NAT_H_ */

@@ -1,0 +1,175 @@
+/* The load-balancing path shared by the pod and uplink programs: conntrack hit -> (reverse)
+ * DNAT; miss -> service lookup, backend selection, conntrack pair, DNAT; no backend -> reject. */
+#ifndef CNINET_BPF_LIB_SERVICE_H_
+#define CNINET_BPF_LIB_SERVICE_H_
+
+#include "lib/conntrack.h"
+#include "lib/counters.h"
+#include "lib/csum.h"
+#include "lib/lb.h"
+#include "lib/nat.h"
+#include "lib/reject.h"
+
+static __always_inline int cn_is_node_addr(const struct cn_config *cfg, __u32 addr) {
+  if (addr == 0) return 0;
+#pragma unroll
+  for (int i = 0; i < CN_MAX_NODE_ADDRS; i++)
+    if (cfg->node_addrs[i] == addr) return 1;
+  return 0;
+}
+
+static __always_inline int cn_in_cluster(const struct cn_config *cfg, __u32 addr) {
+  return cfg->cluster_mask != 0 && (addr & cfg->cluster_mask) == cfg->cluster_net;
+}
+
+/* Destination rewrite to a backend (ICMP echo keeps its id). Updates p->t. */
+static __always_inline int cn_dnat(struct __sk_buff *skb, struct cn_pkt *p, __u32 addr, __u16 port) {
+  if (p->t.proto != CN_IPPROTO_ICMP && port != 0) {
+    if (cn_rewrite_port(skb, p, 1, p->t.dport, port) < 0) return -1;
+    p->t.dport = port;
+  }
+  if (cn_rewrite_addr(skb, p, 1, p->t.daddr, addr) < 0) return -1;
+  p->t.daddr = addr;
+  return 0;
+}
+
+/* Source rewrite of a reply back to the service address. Updates p->t. */
+static __always_inline int cn_rev_dnat(struct __sk_buff *skb, struct cn_pkt *p, __u32 addr, __u16 port) {
+  if (p->t.proto != CN_IPPROTO_ICMP) {
+    if (cn_rewrite_port(skb, p, 0, p->t.sport, port) < 0) return -1;
+    p->t.sport = port;
+  }
+  if (cn_rewrite_addr(skb, p, 0, p->t.saddr, addr) < 0) return -1;
+  p->t.saddr = addr;
+  return 0;
+}
+
+/* ICMP error sent by a backend about a service flow (quoted: client -> backend): restores the
+ * service address in the outer source and in the quoted destination. */
+static __always_inline __u32 cn_rev_dnat_icmp_error(struct __sk_buff *skb, struct cn_pkt *p, __u32 now) {
+  struct cn_tuple rt = {};
+  rt.saddr = p->inner.daddr;
+  rt.daddr = p->inner.saddr;
+  rt.sport = p->inner.dport;
+  rt.dport = p->inner.sport;
+  rt.proto = p->inner.proto;
+  struct cn_ct_entry *e = cn_ct_lookup(&rt, now);
+  if (!e || !(e->flags & CN_CT_F_REPLY) || !(e->flags & CN_CT_F_SERVICE)) return CN_R_PASS;
+  __u32 vip = e->nat_addr;
+  __u16 vport = e->nat_port;
+  if (cn_rewrite_inner_port(skb, p, 1, p->inner.dport, vport) < 0) return CN_R_DROP_CSUM;
+  if (cn_rewrite_inner_addr(skb, p, 1, p->inner.daddr, vip) < 0) return CN_R_DROP_CSUM;
+  if (p->t.saddr == p->inner.daddr && cn_rewrite_addr(skb, p, 0, p->t.saddr, vip) < 0) return CN_R_DROP_CSUM;
+  cn_count(CN_R_ICMP_ERROR_XLATED, 0);
+  return CN_R_REV_DNAT;
+}
+
+/* Applies a conntrack hit. Returns the verdict reason (CN_R_PASS for untranslated flows). */
+static __always_inline __u32 cn_ct_apply(struct __sk_buff *skb, const struct cn_config *cfg, struct cn_pkt *p,
+                                         struct cn_ct_entry *e, __u32 now) {
+  struct cn_tuple key = p->t;
+  cn_ct_update(cfg, &key, e, p, skb->len, now);
+  cn_count(CN_R_CT_HIT, 0);
+  __u16 flags = e->flags;
+  __u32 nat_addr = e->nat_addr;
+  __u16 nat_port = e->nat_port;
+  if (!(flags & CN_CT_F_SERVICE)) return CN_R_PASS;
+  if (flags & CN_CT_F_REPLY) {
+    if (cn_rev_dnat(skb, p, nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
+    return CN_R_REV_DNAT;
+  }
+  if (cn_dnat(skb, p, nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
+  if (flags & CN_CT_F_SNAT) {
+    __u32 r = cn_snat(skb, cfg, p, cfg->node_addrs[0], now);
+    if (r != CN_R_SNAT) return r;
+  }
+  return CN_R_DNAT;
+}
+
+/* A new flow to a service: select, track, translate; reject without backends. `from_world`
+ * enables SNAT to the node address for remote backends. */
+static __always_inline struct cn_verdict cn_service_new(struct __sk_buff *skb, const struct cn_config *cfg,
+                                                        struct cn_pkt *p, const struct cn_svc_entry *svc,
+                                                        __u32 now, int from_world) {
+  struct cn_verdict v = {TC_ACT_SHOT, CN_R_DROP_NO_BACKEND};
+  __u32 backend_id = 0;
+  struct cn_backend be = {};
+  int lb = cn_lb_select(svc, p, now, &backend_id, &be);
+  if (lb == CN_LB_BACKEND_GONE) {
+    v.reason = CN_R_DROP_BACKEND_GONE;
+    return v;
+  }
+  if (lb != CN_LB_OK) {
+    v.reason = cn_reject(skb, p, &v.action);
+    return v;
+  }
+  __u16 port = be.port ? be.port : p->t.dport;
+  if (p->t.proto == CN_IPPROTO_ICMP) port = p->t.dport;
+  __u16 flags = CN_CT_F_SERVICE;
+  int remote = 0;
+  if (from_world) {
+    flags |= CN_CT_F_NODEPORT;
+    __u32 a = be.addr;
+    remote = bpf_map_lookup_elem(&cn_endpoints, &a) == 0;
+    if (remote) flags |= CN_CT_F_SNAT;
+  }
+  if (cn_ct_create(cfg, p, skb->len, now, be.addr, port, flags, svc->svc_id, backend_id) < 0) {
+    v.reason = CN_R_DROP_CT_FULL;
+    return v;
+  }
+  cn_count(CN_R_CT_NEW, 0);
+  if (cn_dnat(skb, p, be.addr, port) < 0) {
+    v.reason = CN_R_DROP_CSUM;
+    return v;
+  }
+  v.action = TC_ACT_OK;
+  v.reason = CN_R_DNAT;
+  if (remote) {
+    __u32 r = cn_snat(skb, cfg, p, cfg->node_addrs[0], now);
+    if (r != CN_R_SNAT) {
+      v.action = TC_ACT_SHOT;
+      v.reason = r;
+    }
+  }
+  return v;
+}
+
+/* Tracks an untranslated new flow (both directions). */
+static __always_inline struct cn_verdict cn_track_plain(struct __sk_buff *skb, const struct cn_config *cfg,
+                                                        struct cn_pkt *p, __u32 now, __u16 flags) {
+  struct cn_verdict v = {TC_ACT_OK, CN_R_PASS};
+  if (cn_ct_create(cfg, p, skb->len, now, p->t.daddr, p->t.dport, flags, 0, 0) < 0) {
+    v.action = TC_ACT_SHOT;
+    v.reason = CN_R_DROP_CT_FULL;
+    return v;
+  }
+  cn_count(CN_R_CT_NEW, 0);
+  return v;
+}
+
+/* Maps a parse result that ends processing to its verdict. Returns 1 when the verdict is final. */
+static __always_inline int cn_parse_verdict(int res, struct cn_verdict *v) {
+  v->action = TC_ACT_OK;
+  switch (res) {
+    case CN_PARSE_OK:
+      return 0;
+    case CN_PARSE_NON_IP:
+      v->reason = CN_R_PASS_NON_IP;
+      return 1;
+    case CN_PARSE_IPV6:
+      v->reason = CN_R_PASS_IPV6;
+      return 1;
+    case CN_PARSE_FRAGMENT:
+      v->reason = CN_R_PASS_FRAGMENT;
+      return 1;
+    case CN_PARSE_OTHER_L4:
+      v->reason = CN_R_PASS;
+      return 1;
+    default:
+      v->action = TC_ACT_SHOT;
+      v->reason = CN_R_DROP_MALFORMED;
+      return 1;
+  }
+}
+
+#endif /* CNINET_BPF_LIB_SERVICE_H_ */

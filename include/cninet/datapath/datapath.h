@@ -1,0 +1,130 @@
+// The datapath: loads the embedded BPF programs, creates or reuses the pinned maps, attaches the
+// programs to interfaces (RAII) and gives access to the tables.
+//
+// Network namespaces: Attach() resolves the interface and talks to tc in the *calling thread's*
+// network namespace; an Attachment remembers that namespace and detaches there, whatever thread
+// destroys it. Maps are not tied to a namespace.
+#ifndef CNINET_DATAPATH_DATAPATH_H_
+#define CNINET_DATAPATH_DATAPATH_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cninet/datapath/config.h"
+#include "cninet/datapath/conntrack.h"
+#include "cninet/datapath/counters.h"
+#include "cninet/datapath/endpoints.h"
+#include "cninet/datapath/nat.h"
+#include "cninet/datapath/service_table.h"
+
+namespace cninet::datapath {
+
+class DatapathMaps;
+struct DatapathPrograms;
+
+// Where a program runs.
+enum class Hook {
+  kFromPod,    // tc ingress, host side of a pod veth
+  kFromWorld,  // tc ingress, node uplink
+  kToWorld,    // tc egress, node uplink
+  kNoop,       // empty program returning TC_ACT_OK (benchmark floor); attachable for tests
+};
+
+// "from-pod", "from-world", "to-world", "noop".
+std::string_view HookName(Hook hook);
+
+// A tc filter owned by this object: detached (in the namespace it was attached in) on
+// destruction unless Release()d.
+class Attachment {
+ public:
+  Attachment() = default;
+  ~Attachment();
+  Attachment(Attachment&& other) noexcept;
+  Attachment& operator=(Attachment&& other) noexcept;
+  Attachment(const Attachment&) = delete;
+  Attachment& operator=(const Attachment&) = delete;
+
+  // Removes the filter now (idempotent; an interface that is gone counts as detached).
+  absl::Status Detach();
+  // Leaves the filter in the kernel after this object dies (a restarting agent re-attaches with
+  // replace, so traffic never sees a gap).
+  void Release();
+  bool attached() const { return netns_fd_ >= 0; }
+  const std::string& ifname() const { return ifname_; }
+  int ifindex() const { return ifindex_; }
+  Hook hook() const { return hook_; }
+
+ private:
+  friend class Datapath;
+  std::string ifname_;
+  int ifindex_ = 0;
+  Hook hook_ = Hook::kFromPod;
+  int netns_fd_ = -1;  // namespace of the filter; -1 when not attached
+};
+
+// Outcome of one BPF_PROG_TEST_RUN.
+struct TestRunResult {
+  int retval = 0;                // tc verdict (TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7)
+  std::vector<uint8_t> packet;   // the packet after the program
+  uint32_t duration_ns = 0;      // kernel's average per run
+};
+
+// A loaded datapath instance.
+class Datapath {
+ public:
+  // Validates `config`, loads the programs, creates (or reuses, when pinned) the maps and writes
+  // the configuration map.
+  static absl::StatusOr<std::unique_ptr<Datapath>> Create(const DatapathConfig& config);
+  // Opens the maps pinned in `pin_dir` without loading programs (inspection tools, a second
+  // control process). Attach() and TestRun() fail with FailedPrecondition.
+  static absl::StatusOr<std::unique_ptr<Datapath>> OpenPinned(const std::string& pin_dir);
+  ~Datapath();
+  Datapath(const Datapath&) = delete;
+  Datapath& operator=(const Datapath&) = delete;
+
+  // Attaches `hook`'s program to `ifname` in the calling thread's network namespace, replacing
+  // a previous cninet filter of the same hook there.
+  absl::StatusOr<Attachment> Attach(Hook hook, std::string_view ifname);
+  // Runs `hook`'s program once (or `repeat` times) on `packet` through BPF_PROG_TEST_RUN;
+  // `ifindex` (0: loopback) is the skb's ingress interface.
+  absl::StatusOr<TestRunResult> TestRun(Hook hook, std::span<const uint8_t> packet, uint32_t repeat = 1,
+                                        uint32_t ifindex = 0) const;
+
+  // The configuration in force (for OpenPinned: decoded from the pinned config map).
+  const DatapathConfig& config() const { return config_; }
+  // Directory of the pinned maps ("" when not pinned).
+  const std::string& pin_dir() const { return pin_dir_; }
+  // Removes the pinned maps and the instance directory (flows are lost once no one uses them).
+  absl::Status Unpin();
+
+  ServiceTable& services() { return *services_; }
+  ConntrackTable& conntrack() { return *conntrack_; }
+  NatTable& nat() { return *nat_; }
+  EndpointTable& endpoints() { return *endpoints_; }
+  Counters& counters() { return *counters_; }
+  // The raw maps (for benchmarks and tools that need direct map access).
+  const std::shared_ptr<DatapathMaps>& maps() const { return maps_; }
+
+ private:
+  Datapath();
+  absl::Status InitTables();
+  DatapathConfig config_;
+  std::string pin_dir_;
+  std::shared_ptr<DatapathMaps> maps_;
+  std::unique_ptr<DatapathPrograms> programs_;
+  std::unique_ptr<ServiceTable> services_;
+  std::unique_ptr<ConntrackTable> conntrack_;
+  std::unique_ptr<NatTable> nat_;
+  std::unique_ptr<EndpointTable> endpoints_;
+  std::unique_ptr<Counters> counters_;
+};
+
+}  // namespace cninet::datapath
+
+#endif  // CNINET_DATAPATH_DATAPATH_H_

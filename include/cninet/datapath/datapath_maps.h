@@ -1,0 +1,28 @@
+// Typed handles on every datapath map, shared by the tables. Obtained from Datapath::maps().
+#ifndef CNINET_DATAPATH_DATAPATH_MAPS_H_
+#define CNINET_DATAPATH_DATAPATH_MAPS_H_
+
+#include <cstdint>
+
+#include "cninet/datapath/abi.h"
+#include "cninet/datapath/map.h"
+
+namespace cninet::datapath {
+
+// One typed view per map of a datapath instance.
+class DatapathMaps {
+ public:
+  Map<uint32_t, cn_config> config;
+  Map<cn_tuple, cn_ct_entry> conntrack;
+  Map<cn_tuple, cn_nat_entry> nat;
+  Map<cn_svc_key, cn_svc_entry> services;
+  Map<uint32_t, cn_backend> backends;
+  RawMap lb_tables;  // array of maps: service id -> inner array (see abi.h)
+  Map<cn_affinity_key, cn_affinity_entry> affinity;
+  Map<uint32_t, cn_endpoint> endpoints;
+  Map<uint32_t, PerCpu<cn_counter>> counters;
+};
+
+}  // namespace cninet::datapath
+
+#endif  // CNINET_DATAPATH_DATAPATH_MAPS_H_

@@ -1,0 +1,64 @@
+// SNAT mappings from user space: decoded dump, lookup, delete by filter, flush, GC, statistics.
+#ifndef CNINET_DATAPATH_NAT_H_
+#define CNINET_DATAPATH_NAT_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cninet/cni/ip.h"
+#include "cninet/datapath/conntrack.h"
+#include "cninet/datapath/types.h"
+
+namespace cninet::datapath {
+
+class DatapathMaps;
+
+// One direction of a SNAT mapping.
+struct NatEntry {
+  bool egress = true;        // key is the inside flow; value the new source
+  FlowTuple tuple;           // the key
+  cni::IPAddress to_address; // egress: node address; ingress: original (pod) address
+  uint16_t to_port = 0;
+  bool closing = false;
+  int64_t expires_in_s = 0;
+  uint32_t age_s = 0;
+  // One line for tools.
+  std::string ToString() const;
+};
+
+// Counts of the NAT map.
+struct NatStats {
+  size_t egress = 0;
+  size_t ingress = 0;
+  size_t expired = 0;
+  size_t max_entries = 0;
+};
+
+// Access to the NAT map.
+class NatTable {
+ public:
+  explicit NatTable(std::shared_ptr<DatapathMaps> maps);
+  ~NatTable();
+
+  absl::StatusOr<std::vector<NatEntry>> Dump() const;
+  // The mapping with key `t` in the given direction, or nullopt.
+  absl::StatusOr<std::optional<NatEntry>> Lookup(const FlowTuple& t, bool egress) const;
+  // Deletes matching entries; returns the count.
+  absl::StatusOr<size_t> DeleteIf(const std::function<bool(const NatEntry&)>& pred);
+  absl::StatusOr<size_t> Flush();
+  // Deletes mapping pairs whose both directions expired (a live direction keeps its partner).
+  absl::StatusOr<GcResult> Gc();
+  absl::StatusOr<NatStats> Stats() const;
+
+ private:
+  std::shared_ptr<DatapathMaps> maps_;
+};
+
+}  // namespace cninet::datapath
+
+#endif  // CNINET_DATAPATH_NAT_H_

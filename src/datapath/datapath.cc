@@ -1,0 +1,431 @@
+#include "cninet/datapath/datapath.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+
+#include "cninet/cni/log.h"
+#include "cninet/cni/status.h"
+#include "cninet/cni/strings.h"
+#include "cninet/datapath/abi.h"
+#include "cninet/datapath/datapath_maps.h"
+#include "cninet/datapath/types.h"
+#include "cninet_bpf/from_pod.skel.h"
+#include "cninet_bpf/noop.skel.h"
+#include "cninet_bpf/world.skel.h"
+
+namespace cninet::datapath {
+
+// Loaded skeletons (owned).
+struct DatapathPrograms {
+  from_pod_bpf* pod = nullptr;
+  world_bpf* world = nullptr;
+  noop_bpf* noop = nullptr;
+  ~DatapathPrograms() {
+    if (noop) noop_bpf__destroy(noop);
+    if (world) world_bpf__destroy(world);
+    if (pod) from_pod_bpf__destroy(pod);
+  }
+  int ProgFd(Hook hook) const {
+    switch (hook) {
+      case Hook::kFromPod:
+        return bpf_program__fd(pod->progs.cn_from_pod);
+      case Hook::kFromWorld:
+        return bpf_program__fd(world->progs.cn_from_world);
+      case Hook::kToWorld:
+        return bpf_program__fd(world->progs.cn_to_world);
+      case Hook::kNoop:
+        return bpf_program__fd(noop->progs.cn_noop);
+    }
+    return -1;
+  }
+};
+
+namespace {
+
+constexpr uint32_t kTcHandle = 0xc1;    // "cninet" filter handle
+constexpr uint32_t kTcPriority = 1;
+
+int Err(int ret) { return ret < 0 ? -ret : errno; }
+
+int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
+  char buf[1024];
+  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  std::string_view msg(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1) : 0);
+  while (!msg.empty() && msg.back() == '\n') msg.remove_suffix(1);
+  if (level == LIBBPF_WARN) {
+    CNINET_LOG(kWarning, "libbpf: ", msg);
+  } else {
+    CNINET_LOG(kDebug, "libbpf: ", msg);
+  }
+  return n;
+}
+
+void InstallLibbpfLogger() {
+  static std::once_flag once;
+  std::call_once(once, [] { libbpf_set_print(LibbpfPrint); });
+}
+
+bpf_tc_attach_point AttachPoint(Hook hook) { return hook == Hook::kToWorld ? BPF_TC_EGRESS : BPF_TC_INGRESS; }
+
+uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
+  if (name == CN_MAP_CT) return m.conntrack;
+  if (name == CN_MAP_NAT) return m.nat;
+  if (name == CN_MAP_SERVICES) return m.services;
+  if (name == CN_MAP_BACKENDS) return m.backends;
+  if (name == CN_MAP_LB_TABLES) return m.service_slots;
+  if (name == CN_MAP_AFFINITY) return m.affinity;
+  if (name == CN_MAP_ENDPOINTS) return m.endpoints;
+  return 0;  // keep the object's own size (config, counters)
+}
+
+absl::Status ConfigureMaps(bpf_object* obj, const DatapathConfig& cfg, const std::string& pin_dir) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    std::string_view name = bpf_map__name(map);
+    if (uint32_t n = MaxEntriesFor(name, cfg.map_sizes); n != 0) {
+      if (int r = bpf_map__set_max_entries(map, n); r < 0) return ErrnoStatus(Err(r), StrCat("size map ", name));
+    }
+    if (name == CN_MAP_CT && cfg.conntrack_map_type == ConntrackMapType::kHash) {
+      if (int r = bpf_map__set_type(map, BPF_MAP_TYPE_HASH); r < 0) return ErrnoStatus(Err(r), "conntrack map type");
+    }
+    if (!pin_dir.empty()) {
+      std::string path = StrCat(pin_dir, "/", name);
+      if (int r = bpf_map__set_pin_path(map, path.c_str()); r < 0) return ErrnoStatus(Err(r), StrCat("pin path ", path));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Makes every map of `obj` use the already created map of the same name in `from`.
+absl::Status ReuseMaps(bpf_object* obj, bpf_object* from) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    const char* name = bpf_map__name(map);
+    bpf_map* src = bpf_object__find_map_by_name(from, name);
+    if (src == nullptr) continue;
+    if (int r = bpf_map__reuse_fd(map, bpf_map__fd(src)); r < 0) return ErrnoStatus(Err(r), StrCat("reuse map ", name));
+  }
+  return absl::OkStatus();
+}
+
+template <typename K, typename V>
+absl::Status WrapInto(Map<K, V>* out, int fd, std::string_view name) {
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return ErrnoStatus(errno, StrCat("dup ", name));
+  auto m = Map<K, V>::Wrap(RawMap::Adopt(dup));
+  if (!m.ok()) return Annotate(m.status(), name);
+  *out = std::move(*m);
+  return absl::OkStatus();
+}
+
+absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>& fd_of, DatapathMaps* m) {
+  auto wrap = [&](auto* out, std::string_view name) -> absl::Status {
+    CNINET_ASSIGN_OR_RETURN(int fd, fd_of(name));
+    return WrapInto(out, fd, name);
+  };
+  CNINET_RETURN_IF_ERROR(wrap(&m->config, CN_MAP_CONFIG));
+  CNINET_RETURN_IF_ERROR(wrap(&m->conntrack, CN_MAP_CT));
+  CNINET_RETURN_IF_ERROR(wrap(&m->nat, CN_MAP_NAT));
+  CNINET_RETURN_IF_ERROR(wrap(&m->services, CN_MAP_SERVICES));
+  CNINET_RETURN_IF_ERROR(wrap(&m->backends, CN_MAP_BACKENDS));
+  CNINET_RETURN_IF_ERROR(wrap(&m->affinity, CN_MAP_AFFINITY));
+  CNINET_RETURN_IF_ERROR(wrap(&m->endpoints, CN_MAP_ENDPOINTS));
+  CNINET_RETURN_IF_ERROR(wrap(&m->counters, CN_MAP_COUNTERS));
+  CNINET_ASSIGN_OR_RETURN(int lb, fd_of(CN_MAP_LB_TABLES));
+  int dup = fcntl(lb, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return ErrnoStatus(errno, "dup lb tables");
+  m->lb_tables = RawMap::Adopt(dup);
+  return absl::OkStatus();
+}
+
+cn_config EncodeConfig(const DatapathConfig& c) {
+  cn_config out{};
+  for (size_t i = 0; i < c.node_addresses.size() && i < CN_MAX_NODE_ADDRS; ++i)
+    out.node_addrs[i] = *V4Net(c.node_addresses[i]);
+  cni::IPPrefix net = c.cluster_cidr.Masked();
+  out.cluster_net = *V4Net(net.address());
+  uint32_t mask_h = net.prefix_len() == 0 ? 0 : ~uint32_t{0} << (32 - net.prefix_len());
+  out.cluster_mask = htobe32(mask_h);
+  out.nat_port_min_h = c.nat_port_min;
+  out.nat_port_max_h = c.nat_port_max;
+  out.nat_retries = c.nat_retries;
+  out.flags = c.masquerade ? CN_CFG_F_MASQUERADE : 0;
+  out.tcp_syn_timeout_s = static_cast<uint32_t>(c.timeouts.tcp_syn.count());
+  out.tcp_established_timeout_s = static_cast<uint32_t>(c.timeouts.tcp_established.count());
+  out.tcp_closing_timeout_s = static_cast<uint32_t>(c.timeouts.tcp_closing.count());
+  out.udp_timeout_s = static_cast<uint32_t>(c.timeouts.udp.count());
+  out.other_timeout_s = static_cast<uint32_t>(c.timeouts.other.count());
+  return out;
+}
+
+void DecodeConfig(const cn_config& in, DatapathConfig* c) {
+  c->node_addresses.clear();
+  for (uint32_t a : in.node_addrs)
+    if (a != 0) c->node_addresses.push_back(FromV4Net(a));
+  int len = __builtin_popcount(be32toh(in.cluster_mask));
+  c->cluster_cidr = cni::IPPrefix(FromV4Net(in.cluster_net), len);
+  c->nat_port_min = in.nat_port_min_h;
+  c->nat_port_max = in.nat_port_max_h;
+  c->nat_retries = in.nat_retries;
+  c->masquerade = (in.flags & CN_CFG_F_MASQUERADE) != 0;
+  c->timeouts.tcp_syn = std::chrono::seconds(in.tcp_syn_timeout_s);
+  c->timeouts.tcp_established = std::chrono::seconds(in.tcp_established_timeout_s);
+  c->timeouts.tcp_closing = std::chrono::seconds(in.tcp_closing_timeout_s);
+  c->timeouts.udp = std::chrono::seconds(in.udp_timeout_s);
+  c->timeouts.other = std::chrono::seconds(in.other_timeout_s);
+}
+
+absl::Status EnsurePinDir(const DatapathConfig& cfg) {
+  struct statfs st {};
+  if (statfs(cfg.bpffs_root.c_str(), &st) != 0) return ErrnoStatus(errno, StrCat("statfs ", cfg.bpffs_root));
+  if (static_cast<uint32_t>(st.f_type) != BPF_FS_MAGIC) {
+    return absl::FailedPreconditionError(StrCat(cfg.bpffs_root, " is not a bpf filesystem; mount one with `mount -t bpf bpf ",
+                                                cfg.bpffs_root, "` or set pin_maps=false"));
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.PinDir(), ec);
+  if (ec) return absl::InternalError(StrCat("create ", cfg.PinDir(), ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string_view HookName(Hook hook) {
+  switch (hook) {
+    case Hook::kFromPod:
+      return "from-pod";
+    case Hook::kFromWorld:
+      return "from-world";
+    case Hook::kToWorld:
+      return "to-world";
+    case Hook::kNoop:
+      return "noop";
+  }
+  return "?";
+}
+
+// ---- Attachment ----
+
+Attachment::~Attachment() {
+  if (absl::Status s = Detach(); !s.ok()) CNINET_LOG(kWarning, "detach ", ifname_, ": ", s.message());
+}
+
+Attachment::Attachment(Attachment&& o) noexcept
+    : ifname_(std::move(o.ifname_)), ifindex_(o.ifindex_), hook_(o.hook_), netns_fd_(std::exchange(o.netns_fd_, -1)) {}
+
+Attachment& Attachment::operator=(Attachment&& o) noexcept {
+  if (this != &o) {
+    (void)Detach();
+    ifname_ = std::move(o.ifname_);
+    ifindex_ = o.ifindex_;
+    hook_ = o.hook_;
+    netns_fd_ = std::exchange(o.netns_fd_, -1);
+  }
+  return *this;
+}
+
+void Attachment::Release() {
+  if (netns_fd_ >= 0) close(netns_fd_);
+  netns_fd_ = -1;
+}
+
+absl::Status Attachment::Detach() {
+  if (netns_fd_ < 0) return absl::OkStatus();
+  int cur = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (cur < 0) return ErrnoStatus(errno, "open current netns");
+  absl::Status result = absl::OkStatus();
+  if (setns(netns_fd_, CLONE_NEWNET) != 0) {
+    result = ErrnoStatus(errno, "enter the attachment's netns");
+  } else {
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex_, .attach_point = AttachPoint(hook_));
+    LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+    int r = bpf_tc_detach(&hook, &opts);
+    int e = r < 0 ? Err(r) : 0;
+    if (r < 0 && e != ENOENT && e != ENODEV && e != EINVAL) {
+      result = ErrnoStatus(e, StrCat("tc detach ", HookName(hook_), " from ", ifname_));
+    }
+    if (setns(cur, CLONE_NEWNET) != 0) result = ErrnoStatus(errno, "return to the caller's netns");
+  }
+  close(cur);
+  close(netns_fd_);
+  netns_fd_ = -1;
+  return result;
+}
+
+// ---- Datapath ----
+
+Datapath::Datapath() = default;
+Datapath::~Datapath() = default;
+
+absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig& config) {
+  CNINET_RETURN_IF_ERROR(config.Validate());
+  InstallLibbpfLogger();
+  std::unique_ptr<Datapath> dp(new Datapath());
+  dp->config_ = config;
+  if (config.pin_maps) {
+    CNINET_RETURN_IF_ERROR(EnsurePinDir(config));
+    dp->pin_dir_ = config.PinDir();
+  }
+  auto progs = std::make_unique<DatapathPrograms>();
+
+  progs->pod = from_pod_bpf__open();
+  if (progs->pod == nullptr) return ErrnoStatus(errno, "open from_pod object");
+  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->pod->obj, config, dp->pin_dir_));
+  if (int r = from_pod_bpf__load(progs->pod); r < 0) {
+    int e = Err(r);
+    if (!dp->pin_dir_.empty() && e == EINVAL) {
+      return absl::FailedPreconditionError(
+          StrCat("loading the datapath failed (", strerror(e), "); maps pinned in ", dp->pin_dir_,
+                 " may have been created with other sizes or types: remove them (cninet-dp unpin) or use the same "
+                 "configuration"));
+    }
+    return ErrnoStatus(e, "load from_pod programs");
+  }
+  progs->world = world_bpf__open();
+  if (progs->world == nullptr) return ErrnoStatus(errno, "open world object");
+  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->world->obj, config, ""));
+  CNINET_RETURN_IF_ERROR(ReuseMaps(progs->world->obj, progs->pod->obj));
+  if (int r = world_bpf__load(progs->world); r < 0) return ErrnoStatus(Err(r), "load world programs");
+  progs->noop = noop_bpf__open_and_load();
+  if (progs->noop == nullptr) return ErrnoStatus(errno, "load noop program");
+
+  auto maps = std::make_shared<DatapathMaps>();
+  bpf_object* obj = progs->pod->obj;
+  CNINET_RETURN_IF_ERROR(OpenMaps(
+      [obj](std::string_view name) -> absl::StatusOr<int> {
+        bpf_map* m = bpf_object__find_map_by_name(obj, std::string(name).c_str());
+        if (m == nullptr) return absl::InternalError(StrCat("BPF object lacks map ", name));
+        return bpf_map__fd(m);
+      },
+      maps.get()));
+  dp->maps_ = std::move(maps);
+  dp->programs_ = std::move(progs);
+  cn_config cfg = EncodeConfig(config);
+  CNINET_RETURN_IF_ERROR(Annotate(dp->maps_->config.Update(0, cfg), "write config map"));
+  CNINET_RETURN_IF_ERROR(dp->InitTables());
+  CNINET_LOG(kInfo, "datapath loaded", dp->pin_dir_.empty() ? std::string(" (unpinned)") : StrCat(" pinned in ", dp->pin_dir_));
+  return dp;
+}
+
+absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string& pin_dir) {
+  std::unique_ptr<Datapath> dp(new Datapath());
+  dp->pin_dir_ = pin_dir;
+  auto maps = std::make_shared<DatapathMaps>();
+  std::vector<int> opened;
+  absl::Status s = OpenMaps(
+      [&](std::string_view name) -> absl::StatusOr<int> {
+        std::string path = StrCat(pin_dir, "/", name);
+        int fd = bpf_obj_get(path.c_str());
+        if (fd < 0) return ErrnoStatus(Err(fd), StrCat("open pinned map ", path));
+        opened.push_back(fd);
+        return fd;
+      },
+      maps.get());
+  for (int fd : opened) close(fd);
+  CNINET_RETURN_IF_ERROR(s);
+  dp->maps_ = std::move(maps);
+  CNINET_ASSIGN_OR_RETURN(cn_config cfg, dp->maps_->config.Lookup(0));
+  DecodeConfig(cfg, &dp->config_);
+  std::filesystem::path p(pin_dir);
+  dp->config_.instance = p.filename().string();
+  dp->config_.bpffs_root = p.parent_path().parent_path().string();
+  auto mi = [](const auto& m) { return m.info().max_entries; };
+  dp->config_.map_sizes.conntrack = mi(dp->maps_->conntrack);
+  dp->config_.map_sizes.nat = mi(dp->maps_->nat);
+  dp->config_.map_sizes.services = mi(dp->maps_->services);
+  dp->config_.map_sizes.backends = mi(dp->maps_->backends);
+  dp->config_.map_sizes.affinity = mi(dp->maps_->affinity);
+  dp->config_.map_sizes.endpoints = mi(dp->maps_->endpoints);
+  CNINET_ASSIGN_OR_RETURN(MapInfo lb, dp->maps_->lb_tables.Info());
+  dp->config_.map_sizes.service_slots = lb.max_entries;
+  dp->config_.conntrack_map_type =
+      dp->maps_->conntrack.info().type == BPF_MAP_TYPE_HASH ? ConntrackMapType::kHash : ConntrackMapType::kLruHash;
+  CNINET_RETURN_IF_ERROR(dp->InitTables());
+  return dp;
+}
+
+absl::Status Datapath::InitTables() {
+  CNINET_ASSIGN_OR_RETURN(services_, ServiceTable::Load(maps_));
+  conntrack_ = std::make_unique<ConntrackTable>(maps_);
+  nat_ = std::make_unique<NatTable>(maps_);
+  endpoints_ = std::make_unique<EndpointTable>(maps_);
+  counters_ = std::make_unique<Counters>(maps_);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Attachment> Datapath::Attach(Hook hook, std::string_view ifname) {
+  if (!programs_) return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+  std::string name(ifname);
+  int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+  if (ifindex == 0) return absl::NotFoundError(StrCat("no interface ", name, " in this network namespace"));
+  LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex, .attach_point = AttachPoint(hook));
+  int r = bpf_tc_hook_create(&tc_hook);
+  if (r < 0 && Err(r) != EEXIST) return ErrnoStatus(Err(r), StrCat("create clsact on ", name));
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = programs_->ProgFd(hook), .flags = BPF_TC_F_REPLACE,
+              .handle = kTcHandle, .priority = kTcPriority);
+  r = bpf_tc_attach(&tc_hook, &opts);
+  if (r < 0) return ErrnoStatus(Err(r), StrCat("attach ", HookName(hook), " to ", name));
+  Attachment a;
+  a.ifname_ = name;
+  a.ifindex_ = ifindex;
+  a.hook_ = hook;
+  a.netns_fd_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (a.netns_fd_ < 0) {
+    int e = errno;
+    LIBBPF_OPTS(bpf_tc_opts, dopts, .handle = kTcHandle, .priority = kTcPriority);
+    bpf_tc_detach(&tc_hook, &dopts);
+    return ErrnoStatus(e, "open current netns");
+  }
+  CNINET_LOG(kInfo, "attached ", HookName(hook), " to ", name, " ifindex ", ifindex);
+  return a;
+}
+
+absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8_t> packet, uint32_t repeat,
+                                                uint32_t ifindex) const {
+  if (!programs_) return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+  std::vector<uint8_t> out(packet.size() + 256);
+  __sk_buff ctx{};
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.data(), .data_out = out.data(),
+              .data_size_in = static_cast<uint32_t>(packet.size()), .data_size_out = static_cast<uint32_t>(out.size()),
+              .repeat = static_cast<int>(repeat));
+  if (ifindex != 0) {
+    ctx.ifindex = ifindex;
+    opts.ctx_in = &ctx;
+    opts.ctx_size_in = sizeof(ctx);
+  }
+  int r = bpf_prog_test_run_opts(programs_->ProgFd(hook), &opts);
+  if (r < 0) return ErrnoStatus(Err(r), StrCat("BPF_PROG_TEST_RUN ", HookName(hook)));
+  TestRunResult res;
+  res.retval = static_cast<int>(opts.retval);
+  out.resize(std::min<size_t>(opts.data_size_out, out.size()));
+  res.packet = std::move(out);
+  res.duration_ns = opts.duration;
+  return res;
+}
+
+absl::Status Datapath::Unpin() {
+  if (pin_dir_.empty()) return absl::OkStatus();
+  for (const char* name : {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS, CN_MAP_LB_TABLES,
+                           CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS}) {
+    std::string path = StrCat(pin_dir_, "/", name);
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, StrCat("unlink ", path));
+  }
+  if (rmdir(pin_dir_.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, StrCat("rmdir ", pin_dir_));
+  return absl::OkStatus();
+}
+
+}  // namespace cninet::datapath

@@ -1,0 +1,379 @@
+#include "cninet/datapath/service_table.h"
+
+#include <bpf/bpf.h>
+#include <endian.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "cninet/cni/log.h"
+#include "cninet/cni/status.h"
+#include "cninet/cni/strings.h"
+#include "cninet/datapath/abi.h"
+#include "cninet/datapath/datapath_maps.h"
+#include "cninet/datapath/maglev.h"
+
+// Ordering of frontend keys for std::set/sort (ABI structs live in the global namespace).
+static bool operator<(const cn_svc_key& a, const cn_svc_key& b) {
+  return std::tie(a.addr, a.port, a.proto) < std::tie(b.addr, b.port, b.proto);
+}
+
+namespace cninet::datapath {
+namespace {
+
+constexpr uint32_t kSlotBits = 12;
+
+uint32_t BackendId(uint32_t svc_id, uint32_t slot) { return (svc_id << kSlotBits) | slot; }
+uint32_t ServiceOfBackend(uint32_t backend_id) { return backend_id >> kSlotBits; }
+
+// An owned fd.
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+}  // namespace
+
+std::string Backend::ToString() const { return StrCat(address.ToString(), ":", port); }
+
+struct SvcState {
+  Service svc;
+  std::vector<uint32_t> backend_ids;  // parallel to svc.backends
+  std::vector<cn_svc_key> keys;
+};
+
+struct ServiceTable::State {
+  std::map<uint32_t, SvcState> services;
+};
+
+ServiceTable::ServiceTable(std::shared_ptr<DatapathMaps> maps) : maps_(std::move(maps)), state_(new State) {}
+ServiceTable::~ServiceTable() = default;
+
+absl::StatusOr<std::unique_ptr<ServiceTable>> ServiceTable::Load(std::shared_ptr<DatapathMaps> maps) {
+  std::unique_ptr<ServiceTable> t(new ServiceTable(std::move(maps)));
+  CNINET_RETURN_IF_ERROR(Annotate(t->Reload(), "load services from the maps"));
+  return t;
+}
+
+absl::Status ServiceTable::Reload() {
+  state_->services.clear();
+  CNINET_ASSIGN_OR_RETURN(cn_config cfg, maps_->config.Lookup(0));
+  std::set<uint32_t> node_addrs;
+  for (uint32_t a : cfg.node_addrs)
+    if (a) node_addrs.insert(a);
+  CNINET_ASSIGN_OR_RETURN(auto frontends, maps_->services.Dump());
+  std::sort(frontends.begin(), frontends.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [k, v] : frontends) {
+    SvcState& st = state_->services[v.svc_id];
+    st.svc.id = v.svc_id;
+    st.svc.affinity_timeout = std::chrono::seconds(v.affinity_timeout_s);
+    st.svc.algorithm = (v.flags & CN_SVC_F_MAGLEV) ? LbAlgorithm::kMaglev : LbAlgorithm::kRandom;
+    st.keys.push_back(k);
+    Frontend f;
+    f.port = be16toh(k.port);
+    f.protocol = static_cast<Protocol>(k.proto);
+    if (v.flags & CN_SVC_F_NODEPORT) {
+      f.kind = FrontendKind::kNodePort;
+      f.address = cni::IPAddress();
+      if (std::find(st.svc.frontends.begin(), st.svc.frontends.end(), f) != st.svc.frontends.end()) continue;
+    } else {
+      f.kind = (v.flags & CN_SVC_F_EXTERNAL) ? FrontendKind::kExternalIP : FrontendKind::kClusterIP;
+      f.address = FromV4Net(k.addr);
+    }
+    st.svc.frontends.push_back(f);
+  }
+  CNINET_ASSIGN_OR_RETURN(auto backends, maps_->backends.Dump());
+  std::sort(backends.begin(), backends.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [id, b] : backends) {
+    auto it = state_->services.find(ServiceOfBackend(id));
+    if (it == state_->services.end()) continue;  // orphan of an interrupted update; ignored
+    it->second.svc.backends.push_back(Backend{FromV4Net(b.addr), be16toh(b.port)});
+    it->second.backend_ids.push_back(id);
+  }
+  for (auto& [id, st] : state_->services) {
+    uint32_t key = id, inner_id = 0;
+    if (!maps_->lb_tables.Lookup(&key, &inner_id).ok()) continue;
+    Fd inner{bpf_map_get_fd_by_id(inner_id)};
+    if (inner.fd < 0) continue;
+    uint32_t zero = 0, size = 0;
+    if (bpf_map_lookup_elem(inner.fd, &zero, &size) == 0 && st.svc.algorithm == LbAlgorithm::kMaglev && size > 0)
+      st.svc.maglev_size = size;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServiceTable::Validate(const Service& svc) const {
+  auto bad = [&](std::string_view why) {
+    return absl::InvalidArgumentError(StrCat("service ", svc.id, ": ", why));
+  };
+  CNINET_ASSIGN_OR_RETURN(MapInfo lb, maps_->lb_tables.Info());
+  if (svc.id == 0 || svc.id > kMaxServiceId || svc.id >= lb.max_entries)
+    return bad(StrCat("id must be 1..", std::min(kMaxServiceId, lb.max_entries - 1)));
+  if (svc.frontends.empty()) return bad("needs at least one frontend");
+  for (const auto& f : svc.frontends) {
+    if (f.kind != FrontendKind::kNodePort && !f.address.is_v4()) return bad("frontends must be IPv4");
+    if (f.protocol == Protocol::kIcmp ? f.port != 0 : f.port == 0)
+      return bad("TCP/UDP frontends need a port, ICMP frontends port 0");
+  }
+  if (svc.backends.size() > kMaxBackendsPerService) return bad(StrCat("at most ", kMaxBackendsPerService, " backends"));
+  std::set<std::pair<cni::IPAddress, uint16_t>> seen;
+  for (const auto& b : svc.backends) {
+    if (!b.address.is_v4() || b.address.IsUnspecified()) return bad("backends must be IPv4 unicast");
+    if (!seen.insert({b.address, b.port}).second) return bad(StrCat("duplicate backend ", b.ToString()));
+  }
+  if (svc.algorithm == LbAlgorithm::kMaglev &&
+      (svc.maglev_size < kMaglevMinSize || svc.maglev_size > kMaglevMaxSize || !IsPrime(svc.maglev_size)))
+    return bad(StrCat("maglev_size must be a prime in [", kMaglevMinSize, ", ", kMaglevMaxSize, "]"));
+  if (svc.affinity_timeout.count() < 0 || svc.affinity_timeout.count() > 86400)
+    return bad("affinity_timeout must be 0..86400 s");
+  return absl::OkStatus();
+}
+
+namespace {
+
+// What one upsert writes, computed before touching the maps.
+struct Plan {
+  const Service* svc = nullptr;
+  std::vector<uint32_t> ids;             // parallel to svc->backends
+  std::vector<uint32_t> new_ids;         // ids that need a backends-map entry
+  std::vector<cn_backend> new_backends;
+  std::vector<uint32_t> removed_ids;
+  std::vector<Backend> removed_backends;
+  std::vector<uint32_t> table;           // backend ids, the LB table
+  std::vector<cn_svc_key> keys;
+  cn_svc_entry entry{};
+  std::vector<cn_svc_key> stale_keys;
+};
+
+}  // namespace
+
+absl::Status ServiceTable::Upsert(const Service& svc, const UpsertOptions& options) {
+  std::vector<Service> one{svc};
+  CNINET_RETURN_IF_ERROR(Validate(svc));
+  auto old = state_->services.find(svc.id);
+  std::vector<Backend> removed;
+  if (old != state_->services.end()) {
+    for (const auto& b : old->second.svc.backends)
+      if (std::find(svc.backends.begin(), svc.backends.end(), b) == svc.backends.end()) removed.push_back(b);
+  }
+  CNINET_RETURN_IF_ERROR(UpsertBatch(one));
+  if (options.flush_conntrack_of_removed_backends && !removed.empty()) {
+    std::set<std::pair<uint32_t, uint16_t>> gone;
+    for (const auto& b : removed) gone.insert({*V4Net(b.address), htobe16(b.port)});
+    std::vector<cn_tuple> del;
+    CNINET_RETURN_IF_ERROR(maps_->conntrack.ForEach([&](const cn_tuple& k, const cn_ct_entry& e) {
+      if (e.svc_id != svc.id || !(e.flags & CN_CT_F_SERVICE)) return true;
+      // forward entries carry the backend in nat_*, reply entries in the key's source.
+      bool match = (e.flags & CN_CT_F_REPLY) ? gone.count({k.saddr, k.sport}) || gone.count({k.saddr, 0})
+                                             : gone.count({e.nat_addr, e.nat_port}) || gone.count({e.nat_addr, 0});
+      if (match) del.push_back(k);
+      return true;
+    }));
+    CNINET_ASSIGN_OR_RETURN(size_t n, maps_->conntrack.DeleteBatch(del));
+    CNINET_LOG(kInfo, "service ", svc.id, ": flushed ", n, " conntrack entries of removed backends");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
+  CNINET_ASSIGN_OR_RETURN(cn_config cfg, maps_->config.Lookup(0));
+  std::vector<Plan> plans;
+  plans.reserve(services.size());
+  for (const Service& svc : services) {
+    CNINET_RETURN_IF_ERROR(Validate(svc));
+    Plan p;
+    p.svc = &svc;
+    const SvcState* old = nullptr;
+    if (auto it = state_->services.find(svc.id); it != state_->services.end()) old = &it->second;
+    std::set<uint32_t> used;
+    std::map<std::pair<cni::IPAddress, uint16_t>, uint32_t> old_ids;
+    if (old) {
+      for (size_t i = 0; i < old->svc.backends.size(); ++i)
+        old_ids[{old->svc.backends[i].address, old->svc.backends[i].port}] = old->backend_ids[i];
+    }
+    p.ids.resize(svc.backends.size(), 0);
+    for (size_t i = 0; i < svc.backends.size(); ++i) {
+      auto it = old_ids.find({svc.backends[i].address, svc.backends[i].port});
+      if (it != old_ids.end()) {
+        p.ids[i] = it->second;
+        used.insert(it->second & ((1u << kSlotBits) - 1));
+        old_ids.erase(it);
+      }
+    }
+    uint32_t slot = 1;
+    for (size_t i = 0; i < svc.backends.size(); ++i) {
+      if (p.ids[i] != 0) continue;
+      while (used.count(slot)) ++slot;
+      used.insert(slot);
+      p.ids[i] = BackendId(svc.id, slot);
+      p.new_ids.push_back(p.ids[i]);
+      cn_backend b{};
+      b.addr = *V4Net(svc.backends[i].address);
+      b.port = htobe16(svc.backends[i].port);
+      p.new_backends.push_back(b);
+    }
+    for (const auto& [b, id] : old_ids) {
+      p.removed_ids.push_back(id);
+      p.removed_backends.push_back(Backend{b.first, b.second});
+    }
+    if (svc.algorithm == LbAlgorithm::kMaglev && !svc.backends.empty()) {
+      std::vector<std::string> names;
+      for (const auto& b : svc.backends) names.push_back(b.ToString());
+      CNINET_ASSIGN_OR_RETURN(std::vector<uint32_t> idx, BuildMaglevTable(names, svc.maglev_size));
+      p.table.reserve(idx.size());
+      for (uint32_t i : idx) p.table.push_back(p.ids[i]);
+    } else {
+      p.table = p.ids;
+    }
+    p.entry.svc_id = svc.id;
+    p.entry.affinity_timeout_s = static_cast<uint32_t>(svc.affinity_timeout.count());
+    uint16_t algo = svc.algorithm == LbAlgorithm::kMaglev ? CN_SVC_F_MAGLEV : 0;
+    std::set<cn_svc_key> keys;
+    for (const auto& f : svc.frontends) {
+      cn_svc_key k{};
+      k.port = htobe16(f.port);
+      k.proto = static_cast<uint8_t>(f.protocol);
+      if (f.kind == FrontendKind::kNodePort) {
+        for (uint32_t a : cfg.node_addrs) {
+          if (!a) continue;
+          k.addr = a;
+          keys.insert(k);
+        }
+      } else {
+        k.addr = *V4Net(f.address);
+        keys.insert(k);
+      }
+    }
+    p.keys.assign(keys.begin(), keys.end());
+    if (old) {
+      for (const auto& k : old->keys)
+        if (!keys.count(k)) p.stale_keys.push_back(k);
+    }
+    p.entry.flags = algo;
+    plans.push_back(std::move(p));
+  }
+
+  // 1. New backends first, so a table never points at a missing backend.
+  std::vector<uint32_t> bkeys;
+  std::vector<cn_backend> bvals;
+  for (const auto& p : plans) {
+    bkeys.insert(bkeys.end(), p.new_ids.begin(), p.new_ids.end());
+    bvals.insert(bvals.end(), p.new_backends.begin(), p.new_backends.end());
+  }
+  CNINET_RETURN_IF_ERROR(Annotate(maps_->backends.UpdateBatch(bkeys, bvals), "write backends"));
+
+  // 2. Per service: a fresh inner table, filled, then swapped in with one outer update.
+  for (const auto& p : plans) {
+    uint32_t n = static_cast<uint32_t>(p.table.size());
+    LIBBPF_OPTS(bpf_map_create_opts, copts, .map_flags = BPF_F_INNER_MAP);
+    Fd inner{bpf_map_create(BPF_MAP_TYPE_ARRAY, "cn_lb_table", 4, 4, n + 1, &copts)};
+    if (inner.fd < 0) return ErrnoStatus(errno, StrCat("create LB table of service ", p.svc->id));
+    std::vector<uint32_t> keys(n + 1), vals(n + 1);
+    for (uint32_t i = 0; i <= n; ++i) keys[i] = i;
+    vals[0] = n;
+    std::copy(p.table.begin(), p.table.end(), vals.begin() + 1);
+    RawMap tmp = RawMap::Adopt(inner.fd);
+    inner.fd = -1;
+    CNINET_RETURN_IF_ERROR(Annotate(tmp.UpdateBatch(keys.data(), vals.data(), n + 1, 4, 4), "fill LB table"));
+    uint32_t slot = p.svc->id;
+    int fd = tmp.fd();
+    CNINET_RETURN_IF_ERROR(Annotate(maps_->lb_tables.Update(&slot, &fd), StrCat("switch LB table of service ", slot)));
+  }
+
+  // 3. Frontends (new or changed), then the frontends that went away.
+  std::vector<cn_svc_key> fkeys;
+  std::vector<cn_svc_entry> fvals;
+  std::vector<cn_svc_key> stale;
+  for (const auto& p : plans) {
+    for (const auto& k : p.keys) {
+      cn_svc_entry e = p.entry;
+      bool nodeport = false, external = false;
+      for (const auto& f : p.svc->frontends) {
+        if (htobe16(f.port) != k.port || static_cast<uint8_t>(f.protocol) != k.proto) continue;
+        if (f.kind == FrontendKind::kNodePort) {
+          for (uint32_t a : cfg.node_addrs) nodeport |= (a != 0 && a == k.addr);
+        } else if (*V4Net(f.address) == k.addr) {
+          external |= f.kind == FrontendKind::kExternalIP;
+        }
+      }
+      if (nodeport) e.flags |= CN_SVC_F_NODEPORT | CN_SVC_F_EXTERNAL;
+      if (external) e.flags |= CN_SVC_F_EXTERNAL;
+      fkeys.push_back(k);
+      fvals.push_back(e);
+    }
+    stale.insert(stale.end(), p.stale_keys.begin(), p.stale_keys.end());
+  }
+  CNINET_RETURN_IF_ERROR(Annotate(maps_->services.UpdateBatch(fkeys, fvals), "write frontends"));
+  CNINET_RETURN_IF_ERROR(maps_->services.DeleteBatch(stale).status());
+
+  // 4. Backends no longer referenced by the new tables, and their affinity entries.
+  std::vector<uint32_t> removed;
+  for (const auto& p : plans) removed.insert(removed.end(), p.removed_ids.begin(), p.removed_ids.end());
+  if (!removed.empty()) {
+    CNINET_RETURN_IF_ERROR(maps_->backends.DeleteBatch(removed).status());
+    std::set<uint32_t> gone(removed.begin(), removed.end());
+    std::vector<cn_affinity_key> aff;
+    CNINET_RETURN_IF_ERROR(maps_->affinity.ForEach([&](const cn_affinity_key& k, const cn_affinity_entry& e) {
+      if (gone.count(e.backend_id)) aff.push_back(k);
+      return true;
+    }));
+    CNINET_RETURN_IF_ERROR(maps_->affinity.DeleteBatch(aff).status());
+  }
+
+  for (auto& p : plans) {
+    SvcState& st = state_->services[p.svc->id];
+    st.svc = *p.svc;
+    st.backend_ids = p.ids;
+    st.keys = p.keys;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ServiceTable::Delete(uint32_t id) {
+  auto it = state_->services.find(id);
+  if (it == state_->services.end()) return absl::NotFoundError(StrCat("no service ", id));
+  CNINET_RETURN_IF_ERROR(maps_->services.DeleteBatch(it->second.keys).status());
+  uint32_t slot = id;
+  absl::Status s = maps_->lb_tables.Delete(&slot);
+  if (!s.ok() && !absl::IsNotFound(s)) return s;
+  CNINET_RETURN_IF_ERROR(maps_->backends.DeleteBatch(it->second.backend_ids).status());
+  std::vector<cn_affinity_key> aff;
+  CNINET_RETURN_IF_ERROR(maps_->affinity.ForEach([&](const cn_affinity_key& k, const cn_affinity_entry&) {
+    if (k.svc_id == id) aff.push_back(k);
+    return true;
+  }));
+  CNINET_RETURN_IF_ERROR(maps_->affinity.DeleteBatch(aff).status());
+  state_->services.erase(it);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Service> ServiceTable::Get(uint32_t id) const {
+  auto it = state_->services.find(id);
+  if (it == state_->services.end()) return absl::NotFoundError(StrCat("no service ", id));
+  return it->second.svc;
+}
+
+std::vector<Service> ServiceTable::List() const {
+  std::vector<Service> out;
+  for (const auto& [id, st] : state_->services) out.push_back(st.svc);
+  return out;
+}
+
+absl::StatusOr<Backend> ServiceTable::PredictBackend(uint32_t id, const FlowTuple& t) const {
+  CNINET_ASSIGN_OR_RETURN(Service svc, Get(id));
+  if (svc.algorithm != LbAlgorithm::kMaglev) return absl::FailedPreconditionError("service uses random selection");
+  if (svc.backends.empty()) return absl::FailedPreconditionError("service has no backends");
+  std::vector<std::string> names;
+  for (const auto& b : svc.backends) names.push_back(b.ToString());
+  CNINET_ASSIGN_OR_RETURN(std::vector<uint32_t> table, BuildMaglevTable(names, svc.maglev_size));
+  CNINET_ASSIGN_OR_RETURN(cn_tuple k, ToAbi(t));
+  uint32_t h = cn_flow_hash(k.saddr, k.daddr, k.sport, k.dport, k.proto);
+  return svc.backends[table[h % table.size()]];
+}
+
+}  // namespace cninet::datapath
