@@ -155,6 +155,19 @@ std::vector<BadCase> BadCases() {
        "CNI_ARGS", false},
       {"CniArgsEmptyKey", "DEL", "1.0.0", E{{"CNI_ARGS", "K8S_POD_NAME=a;=b"}}, {}, std::nullopt, 4,
        "CNI_ARGS", false},
+      // Bytes that are not UTF-8 must still produce an error object (JSON needs UTF-8).
+      {"CommandNotUtf8", "ADD", "1.0.0", E{{"CNI_COMMAND", "AD\xff"}}, {}, std::nullopt, 4,
+       "CNI_COMMAND", false},
+      {"ContainerIdNotUtf8", "ADD", "1.0.0", E{{"CNI_CONTAINERID", "c0ffee\xfe"}}, {}, std::nullopt,
+       4, "CNI_CONTAINERID", false},
+      // A name the result JSON cannot carry: the spec says a plugin unable to use CNI_IFNAME must
+      // return an error - before the handler has changed anything.
+      {"IfnameNotUtf8", "ADD", "1.0.0", E{{"CNI_IFNAME", "eth\xff"}}, {}, std::nullopt, 4,
+       "CNI_IFNAME", false},
+      {"CniArgsNotUtf8", "ADD", "1.0.0", E{{"CNI_ARGS", "K8S_POD_NAME\xff"}}, {}, std::nullopt, 4,
+       "CNI_ARGS", false},
+      {"ConfigNotUtf8", "ADD", "1.0.0", {}, {},
+       "{\"cniVersion\":\"1.0.0\",\"name\":\"n\xff\",\"type\":\"r\"}", 6, "", false},
       // CNI_NETNS that is not a usable namespace (ADD/CHECK): 3 if it does not exist, 8 if it is
       // not a network namespace or is the plugin's own.
       {"NetnsDoesNotExist", "ADD", "1.0.0", E{{"CNI_NETNS", "@GONE@"}}, {}, std::nullopt, 3, "", true},
