@@ -14,8 +14,9 @@ endif()
 # Warnings for our own targets (never for dependencies).
 function(cninet_target_warnings target)
   target_compile_options(${target} PRIVATE
-    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor
+    $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wnon-virtual-dtor
       -Wno-missing-field-initializers>
+    $<$<COMPILE_LANG_AND_ID:CXX,GNU>:-Wshadow=local>  # GCC-only spelling; clang rejects it.
     $<$<COMPILE_LANGUAGE:C>:-Wall -Wextra>)
   if(CNINET_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE -Werror)
