@@ -193,15 +193,18 @@ absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
     std::set<uint32_t> used;
     std::map<std::pair<cni::IPAddress, uint16_t>, uint32_t> old_ids;
     if (old) {
-      for (size_t i = 0; i < old->svc.backends.size(); ++i)
+      for (size_t i = 0; i < old->svc.backends.size(); ++i) {
         old_ids[{old->svc.backends[i].address, old->svc.backends[i].port}] = old->backend_ids[i];
+        // Never hand a removed backend's slot to a new backend in the same update: the removed
+        // id is deleted after the switch.
+        used.insert(old->backend_ids[i] & ((1u << kSlotBits) - 1));
+      }
     }
     p.ids.resize(svc.backends.size(), 0);
     for (size_t i = 0; i < svc.backends.size(); ++i) {
       auto it = old_ids.find({svc.backends[i].address, svc.backends[i].port});
       if (it != old_ids.end()) {
         p.ids[i] = it->second;
-        used.insert(it->second & ((1u << kSlotBits) - 1));
         old_ids.erase(it);
       }
     }
@@ -209,6 +212,10 @@ absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
     for (size_t i = 0; i < svc.backends.size(); ++i) {
       if (p.ids[i] != 0) continue;
       while (used.count(slot)) ++slot;
+      if (slot >= (1u << kSlotBits)) {
+        return absl::ResourceExhaustedError(
+            StrCat("service ", svc.id, ": no free backend slot (replace fewer backends per update)"));
+      }
       used.insert(slot);
       p.ids[i] = BackendId(svc.id, slot);
       p.new_ids.push_back(p.ids[i]);
