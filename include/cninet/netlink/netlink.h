@@ -3,6 +3,7 @@
 #ifndef CNINET_NETLINK_NETLINK_H_
 #define CNINET_NETLINK_NETLINK_H_
 
+#include "cninet/netlink/attach.h"    // IWYU pragma: export
 #include "cninet/netlink/handle.h"    // IWYU pragma: export
 #include "cninet/netlink/netns.h"     // IWYU pragma: export
 #include "cninet/netlink/rollback.h"  // IWYU pragma: export

@@ -1,0 +1,340 @@
+// cninet-bridge: a bridge per network, a veth per pod with its host end as a bridge port (the
+// kube-router model, and the reference bridge plugin's).
+//
+// ADD: bridge ensured (created once, up, optionally promiscuous), veth created with its pod end
+// directly in the pod's namespace and its host end attached to the bridge (hairpin optional),
+// then IPAM (delegated by ipam.type) and the pod interface configured: addresses, IPAM routes,
+// a default route via the gateway with isDefaultGateway. With isGateway the bridge carries the
+// gateway address (first address of the subnet unless IPAM names one) and forwarding is on.
+// Any failure removes what this call created (and releases the IPAM address).
+//
+// Configuration keys: bridge (default "cni0"), isGateway, isDefaultGateway, forceAddress,
+// hairpinMode, promiscMode, mtu, enabledad, ipam. runtimeConfig.mac / args.cni.mac / CNI_ARGS MAC=
+// set the pod interface's MAC. ipMasq, vlan, vlanTrunk and macspoofchk are not supported (code 2).
+#include <sys/socket.h>
+
+#include "cninet/cni/cni.h"
+#include "cninet/netlink/netlink.h"
+
+namespace {
+
+using cninet::cni::CmdArgs;
+using cninet::cni::CniError;
+using cninet::cni::ErrorCode;
+using cninet::cni::IPAddress;
+using cninet::cni::IPPrefix;
+using cninet::cni::Result;
+namespace nl = cninet::netlink;
+
+struct BridgeConf {
+  std::string bridge = "cni0";
+  bool is_gateway = false;
+  bool is_default_gateway = false;
+  bool force_address = false;
+  bool hairpin = false;
+  bool promisc = false;
+  bool enable_dad = false;
+  uint32_t mtu = 0;
+  std::string ipam_type;
+};
+
+absl::Status ReadBool(const nlohmann::json& j, const char* key, bool* out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return absl::OkStatus();
+  if (!it->is_boolean()) {
+    return CniError(ErrorCode::kInvalidConfig, cninet::StrCat(key, " must be a boolean, not ", it->dump()));
+  }
+  *out = it->get<bool>();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BridgeConf> LoadConf(const CmdArgs& args) {
+  const nlohmann::json& j = args.conf.raw;
+  BridgeConf c;
+  if (auto it = j.find("bridge"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return CniError(ErrorCode::kInvalidConfig, "bridge must be a string");
+    if (!it->get<std::string>().empty()) c.bridge = it->get<std::string>();
+  }
+  if (absl::Status st = nl::ValidateLinkName(c.bridge); !st.ok()) {
+    return CniError(ErrorCode::kInvalidConfig, cninet::StrCat("bridge: ", cninet::ToStd(st.message())));
+  }
+  CNINET_RETURN_IF_ERROR(ReadBool(j, "isGateway", &c.is_gateway));
+  CNINET_RETURN_IF_ERROR(ReadBool(j, "isDefaultGateway", &c.is_default_gateway));
+  CNINET_RETURN_IF_ERROR(ReadBool(j, "forceAddress", &c.force_address));
+  CNINET_RETURN_IF_ERROR(ReadBool(j, "hairpinMode", &c.hairpin));
+  CNINET_RETURN_IF_ERROR(ReadBool(j, "promiscMode", &c.promisc));
+  CNINET_RETURN_IF_ERROR(ReadBool(j, "enabledad", &c.enable_dad));
+  bool masq = false, spoofchk = false;
+  CNINET_RETURN_IF_ERROR(ReadBool(j, "ipMasq", &masq));
+  CNINET_RETURN_IF_ERROR(ReadBool(j, "macspoofchk", &spoofchk));
+  if (masq) return CniError(ErrorCode::kUnsupportedField, "ipMasq: true is not supported by cninet-bridge");
+  if (spoofchk) return CniError(ErrorCode::kUnsupportedField, "macspoofchk is not supported by cninet-bridge");
+  if (auto it = j.find("vlan"); it != j.end() && !(it->is_number_integer() && it->get<int64_t>() == 0)) {
+    return CniError(ErrorCode::kUnsupportedField, cninet::StrCat("vlan ", it->dump(), " is not supported by cninet-bridge"));
+  }
+  if (j.contains("vlanTrunk")) {
+    return CniError(ErrorCode::kUnsupportedField, "vlanTrunk is not supported by cninet-bridge");
+  }
+  CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(j));
+  if (c.is_default_gateway) c.is_gateway = true;
+  if (c.hairpin && c.promisc) {
+    return CniError(ErrorCode::kInvalidConfig, "cannot set hairpin mode and promiscuous mode at the same time");
+  }
+  c.ipam_type = args.conf.IpamType();
+  return c;
+}
+
+// The bridge, created (and brought up) when missing. `*created` says whether this call made it.
+absl::StatusOr<nl::Link> EnsureBridge(nl::Handle& h, const BridgeConf& conf, bool* created) {
+  *created = false;
+  auto br = h.GetLink(conf.bridge);
+  if (absl::IsNotFound(br.status())) {
+    br = h.CreateBridge({.name = conf.bridge, .mtu = conf.mtu});
+    if (br.ok()) {
+      *created = true;
+    } else if (absl::IsAlreadyExists(br.status())) {
+      br = h.GetLink(conf.bridge);  // A concurrent ADD created it first.
+    }
+  }
+  if (!br.ok()) return br.status();
+  if (br->kind != "bridge") {
+    return CniError(ErrorCode::kInvalidConfig,
+                    cninet::StrCat("\"", conf.bridge, "\" already exists but is not a bridge"));
+  }
+  if (conf.promisc && !br->promisc) CNINET_RETURN_IF_ERROR(h.SetPromisc(br->index, true));
+  // We own the bridge's routes: no router advertisements (the reference plugin does the same).
+  (void)nl::SetSysctl(cninet::StrCat("net/ipv6/conf/", conf.bridge, "/accept_ra"), "0");
+  if (!br->admin_up) CNINET_RETURN_IF_ERROR(h.SetLinkUp(br->index));
+  return h.GetLinkByIndex(br->index);
+}
+
+// Puts the gateway address on the bridge unless it is there; another address of the family
+// (IPv4) or an overlapping one (IPv6) is an error unless forceAddress replaces it.
+absl::Status EnsureGatewayAddress(nl::Handle& h, const nl::Link& br, const IPPrefix& gw, bool force) {
+  CNINET_ASSIGN_OR_RETURN(auto addrs, h.ListAddresses(br.index, gw.is_v4() ? AF_INET : AF_INET6));
+  for (const auto& a : addrs) {
+    if (a.scope != nl::kScopeUniverse) continue;
+    if (a.prefix == gw) return absl::OkStatus();
+    if (gw.is_v4() || a.prefix.Overlaps(gw)) {
+      if (!force) {
+        return CniError(ErrorCode::kInvalidConfig,
+                        cninet::StrCat("\"", br.name, "\" already has an IP address different from ",
+                                       gw.ToString(), " (", a.prefix.ToString(), ")"));
+      }
+      CNINET_RETURN_IF_ERROR(h.DeleteAddress(br.index, a.prefix));
+    }
+  }
+  absl::Status st = h.AddAddress(br.index, gw, {.nodad = !gw.is_v4()});
+  if (!st.ok() && !absl::IsAlreadyExists(st)) return st;
+  // Pin the bridge's MAC: otherwise it follows the lowest port MAC and changes as pods churn.
+  CNINET_ASSIGN_OR_RETURN(nl::Link now, h.GetLinkByIndex(br.index));
+  return h.SetMac(br.index, now.mac);
+}
+
+class BridgePlugin : public cninet::cni::Plugin {
+ public:
+  absl::StatusOr<Result> Add(const CmdArgs& args) override {
+    CNINET_ASSIGN_OR_RETURN(BridgeConf conf, LoadConf(args));
+    CNINET_ASSIGN_OR_RETURN(std::optional<nl::MacAddress> mac, nl::RequestedMac(args));
+    CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
+    CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
+    CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
+    if (pod.GetLink(args.ifname).ok()) {
+      return CniError(ErrorCode::kInvalidEnvironment,
+                      cninet::StrCat("CNI_IFNAME: interface \"", args.ifname, "\" already exists in ",
+                                     args.netns));
+    }
+
+    nl::Rollback rollback;
+    bool created = false;
+    CNINET_ASSIGN_OR_RETURN(nl::Link br, EnsureBridge(host, conf, &created));
+    if (created) {
+      // Only a bridge this call created, and only while no other pod uses it.
+      rollback.Add(cninet::StrCat("bridge ", conf.bridge), [&host, index = br.index]() -> absl::Status {
+        auto links = host.ListLinks();
+        if (!links.ok()) return links.status();
+        for (const auto& l : *links) {
+          if (l.master_index == index) return absl::OkStatus();
+        }
+        absl::Status st = host.DeleteLink(index);
+        return absl::IsNotFound(st) ? absl::OkStatus() : st;
+      });
+    }
+
+    std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
+    CNINET_ASSIGN_OR_RETURN(nl::Link host_veth, host.CreateVeth({.name = host_name,
+                                                                 .peer_name = args.ifname,
+                                                                 .peer_netns = &pod_ns,
+                                                                 .mtu = conf.mtu,
+                                                                 .peer_mac = mac}));
+    rollback.Add(cninet::StrCat("veth ", host_name), [&host, index = host_veth.index] {
+      absl::Status st = host.DeleteLink(index);
+      return absl::IsNotFound(st) ? absl::OkStatus() : st;
+    });
+    CNINET_RETURN_IF_ERROR(host.SetMaster(host_veth.index, br.index));
+    if (conf.hairpin) CNINET_RETURN_IF_ERROR(host.SetHairpin(host_veth.index, true));
+    CNINET_RETURN_IF_ERROR(host.SetLinkUp(host_veth.index));
+    CNINET_ASSIGN_OR_RETURN(nl::Link pod_veth, pod.GetLinkByIndex(host_veth.peer_index));
+
+    Result result;
+    if (!conf.ipam_type.empty()) {
+      CNINET_ASSIGN_OR_RETURN(Result ipam,
+                              cninet::cni::DelegateAdd(conf.ipam_type, args.stdin_data, args));
+      rollback.Add("IPAM allocation", [&] {
+        return cninet::cni::DelegateDel(conf.ipam_type, args.stdin_data, args);
+      });
+      if (ipam.ips.empty()) return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
+      result.ips = ipam.ips;
+      result.routes = ipam.routes;
+      result.dns = ipam.dns;
+
+      // Gateways per family (the first address of the subnet unless IPAM names one), and the
+      // default route with isDefaultGateway.
+      std::vector<IPPrefix> gateways;
+      bool default_v4 = false, default_v6 = false, has_v6 = false;
+      for (auto& ip : result.ips) {
+        ip.interface = 2;
+        has_v6 |= !ip.address.is_v4();
+        if (!ip.gateway && conf.is_gateway) ip.gateway = ip.address.Masked().address().Next();
+        bool& have_default = ip.address.is_v4() ? default_v4 : default_v6;
+        if (conf.is_default_gateway && !have_default) {
+          for (const auto& r : result.routes) {
+            if (r.dst.prefix_len() == 0 && r.dst.is_v4() == ip.address.is_v4() && r.gw) have_default = true;
+          }
+          if (!have_default) {
+            cninet::cni::Route def;
+            def.dst = IPPrefix(ip.address.is_v4() ? IPAddress() : *IPAddress::Parse("::"), 0);
+            def.gw = ip.gateway;
+            result.routes.push_back(def);
+            have_default = true;
+          }
+        }
+        if (conf.is_gateway) gateways.emplace_back(*ip.gateway, ip.address.prefix_len());
+      }
+
+      CNINET_RETURN_IF_ERROR(pod_ns.Run([&] {
+        return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, conf.enable_dad, /*arp_notify=*/true);
+      }));
+      CNINET_RETURN_IF_ERROR(nl::ConfigureInterface(pod, pod_veth, result.ips, result.routes));
+
+      bool fwd_v4 = false, fwd_v6 = false;
+      for (const auto& gw : gateways) {
+        CNINET_RETURN_IF_ERROR(EnsureGatewayAddress(host, br, gw, conf.force_address));
+        (gw.is_v4() ? fwd_v4 : fwd_v6) = true;
+      }
+      if (fwd_v4) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv4/ip_forward", "1"));
+      if (fwd_v6) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv6/conf/all/forwarding", "1"));
+    } else {
+      CNINET_RETURN_IF_ERROR(pod.SetLinkUp(pod_veth.index));  // Layer 2 only.
+    }
+
+    CNINET_RETURN_IF_ERROR(nl::WaitOperUp(host, host_veth.index, std::chrono::seconds(3)));
+    CNINET_RETURN_IF_ERROR(nl::CheckNetnsUnchanged(args.netns, pod_ns));
+    // MACs can change while ports and addresses are added: report the final ones.
+    CNINET_ASSIGN_OR_RETURN(br, host.GetLinkByIndex(br.index));
+    CNINET_ASSIGN_OR_RETURN(host_veth, host.GetLinkByIndex(host_veth.index));
+    result.interfaces.push_back({.name = br.name, .mac = br.mac.ToString()});
+    result.interfaces.push_back({.name = host_veth.name, .mac = host_veth.mac.ToString()});
+    result.interfaces.push_back({.name = pod_veth.name,
+                                 .mac = pod_veth.mac.ToString(),
+                                 .mtu = pod_veth.mtu,
+                                 .sandbox = args.netns});
+    if (args.conf.dns && !args.conf.dns->empty()) result.dns = *args.conf.dns;
+    rollback.Commit();
+    return result;
+  }
+
+  absl::Status Del(const CmdArgs& args) override {
+    CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
+    CNINET_RETURN_IF_ERROR(nl::DeleteVethAttachment(host, args.netns, args.ifname,
+                                                    nl::VethNameFor(args.container_id, args.ifname))
+                               .status());
+    if (std::string type = args.conf.IpamType(); !type.empty()) {
+      CNINET_RETURN_IF_ERROR(cninet::cni::DelegateDel(type, args.stdin_data, args));
+    }
+    return absl::OkStatus();  // The bridge stays: it is the network's, not the pod's.
+  }
+
+  absl::Status Check(const CmdArgs& args) override {
+    CNINET_ASSIGN_OR_RETURN(BridgeConf conf, LoadConf(args));
+    if (!conf.ipam_type.empty()) {
+      CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args.stdin_data, args));
+    }
+    const Result& prev = *args.conf.prev_result;
+    const cninet::cni::Interface* br_iface = nullptr;
+    const cninet::cni::Interface* host_iface = nullptr;
+    int cont_index = -1;
+    for (size_t i = 0; i < prev.interfaces.size(); ++i) {
+      const auto& itf = prev.interfaces[i];
+      if (itf.name == conf.bridge && itf.sandbox.empty()) {
+        br_iface = &itf;
+      } else if (itf.name == args.ifname && itf.sandbox == args.netns) {
+        cont_index = static_cast<int>(i);
+      } else if (itf.sandbox.empty()) {
+        host_iface = &itf;
+      }
+    }
+    if (br_iface == nullptr || cont_index < 0) {
+      return CniError(nl::kCheckMismatch, cninet::StrCat("prevResult lacks bridge ", conf.bridge,
+                                                         " or interface ", args.ifname, " in ", args.netns));
+    }
+    CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
+    auto br = host.GetLink(conf.bridge);
+    if (!br.ok()) return CniError(nl::kCheckMismatch, cninet::StrCat("bridge ", conf.bridge, " not found"));
+    CNINET_RETURN_IF_ERROR(nl::CheckLink(*br, *br_iface, "bridge"));
+    if (br->promisc != conf.promisc) {
+      return CniError(nl::kCheckMismatch, cninet::StrCat("bridge ", conf.bridge, " promiscuous mode is ",
+                                                         br->promisc, ", configuration says ", conf.promisc));
+    }
+    CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
+    CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
+    auto link = pod.GetLink(args.ifname);
+    if (!link.ok()) {
+      return CniError(nl::kCheckMismatch, cninet::StrCat("interface ", args.ifname, " not found in ", args.netns));
+    }
+    CNINET_RETURN_IF_ERROR(nl::CheckLink(*link, prev.interfaces[static_cast<size_t>(cont_index)], "veth"));
+    std::string host_name = host_iface ? host_iface->name : nl::VethNameFor(args.container_id, args.ifname);
+    auto hv = host.GetLink(host_name);
+    if (!hv.ok() || hv->index != link->peer_index || hv->master_index != br->index) {
+      return CniError(nl::kCheckMismatch, cninet::StrCat("host veth ", host_name, " is missing, not the peer of ",
+                                                         args.ifname, " or not a port of ", conf.bridge));
+    }
+    if (host_iface) CNINET_RETURN_IF_ERROR(nl::CheckLink(*hv, *host_iface, "veth"));
+    if (hv->hairpin.value_or(false) != conf.hairpin) {
+      return CniError(nl::kCheckMismatch, cninet::StrCat("hairpin mode of ", host_name, " differs from the configuration"));
+    }
+    CNINET_RETURN_IF_ERROR(nl::CheckAddresses(pod, *link, prev.ips, cont_index));
+    return nl::CheckRoutes(pod, prev.routes);
+  }
+
+  absl::Status Status(const CmdArgs& args) override {
+    CNINET_RETURN_IF_ERROR(nl::Handle::Open().status());
+    std::string type = args.conf.IpamType();
+    if (type.empty()) return absl::OkStatus();
+    if (auto found = cninet::cni::FindInPath(type, args.path); !found.ok()) {
+      return CniError(ErrorCode::kNotAvailable, cninet::ToStd(found.status().message()));
+    }
+    absl::Status st = cninet::cni::DelegateStatus(type, args.stdin_data, args);
+    if (cninet::cni::GetErrorCode(st) == static_cast<uint32_t>(ErrorCode::kIncompatibleVersion)) {
+      return absl::OkStatus();  // IPAM older than CNI 1.1: no STATUS to ask.
+    }
+    return st;
+  }
+
+  absl::Status Gc(const CmdArgs& args) override {
+    std::string type = args.conf.IpamType();
+    if (type.empty()) return absl::OkStatus();
+    absl::Status st = cninet::cni::DelegateGc(type, args.stdin_data, args);
+    if (cninet::cni::GetErrorCode(st) == static_cast<uint32_t>(ErrorCode::kIncompatibleVersion)) {
+      return absl::OkStatus();
+    }
+    return st;
+  }
+};
+
+}  // namespace
+
+int main() {
+  BridgePlugin plugin;
+  return cninet::cni::PluginMain(plugin, {.about = "cninet-bridge: bridge + veth pod networking"});
+}

@@ -1,0 +1,247 @@
+// cninet-ptp: a routed veth per pod (the model of Calico, Contiv and the reference ptp plugin).
+//
+// ADD: IPAM (delegated by ipam.type), then one veth pair created with its pod end directly in the
+// pod's namespace. Pod side: the IPAM addresses, the IPAM routes via the gateway, the subnet
+// replaced by "gateway/32 scope link" + "subnet via gateway" so everything goes through the host,
+// and a permanent neighbour for the gateway (no ARP/NDP round trip). Host side: the gateway as a
+// /32 (/128) address, a scope-link /32 (/128) route to the pod and a permanent neighbour for it.
+// The pod-side result is the reference plugin's, so the two can replace each other.
+// Any failure after IPAM releases the address and removes everything created (Rollback).
+//
+// Configuration: {"type": "cninet-ptp", "mtu": 1400, "ipam": {...}}; runtimeConfig.mac,
+// args.cni.mac or CNI_ARGS MAC= set the pod interface's MAC.
+#include <sys/socket.h>
+
+#include "cninet/cni/cni.h"
+#include "cninet/netlink/netlink.h"
+
+namespace {
+
+using cninet::cni::CmdArgs;
+using cninet::cni::CniError;
+using cninet::cni::ErrorCode;
+using cninet::cni::Result;
+namespace nl = cninet::netlink;
+
+struct PtpConf {
+  uint32_t mtu = 0;
+  std::string ipam_type;
+};
+
+absl::StatusOr<PtpConf> LoadConf(const CmdArgs& args) {
+  PtpConf c;
+  CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(args.conf.raw));
+  if (auto m = args.conf.raw.find("ipMasq"); m != args.conf.raw.end() && m->is_boolean() && m->get<bool>()) {
+    return CniError(ErrorCode::kUnsupportedField,
+                    "ipMasq: true is not supported by cninet-ptp; chain a masquerading plugin");
+  }
+  c.ipam_type = args.conf.IpamType();
+  if (c.ipam_type.empty()) {
+    return CniError(ErrorCode::kInvalidConfig, "cninet-ptp needs an \"ipam\" section with a \"type\"");
+  }
+  return c;
+}
+
+cninet::cni::IPPrefix HostPrefix(const cninet::cni::IPAddress& a) {
+  return cninet::cni::IPPrefix(a, a.bit_length());
+}
+
+class PtpPlugin : public cninet::cni::Plugin {
+ public:
+  absl::StatusOr<Result> Add(const CmdArgs& args) override {
+    CNINET_ASSIGN_OR_RETURN(PtpConf conf, LoadConf(args));
+    CNINET_ASSIGN_OR_RETURN(std::optional<nl::MacAddress> mac, nl::RequestedMac(args));
+    CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
+    CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
+    CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
+
+    // Checked before IPAM so a clash costs no address.
+    if (pod.GetLink(args.ifname).ok()) {
+      return CniError(ErrorCode::kInvalidEnvironment,
+                      cninet::StrCat("CNI_IFNAME: interface \"", args.ifname, "\" already exists in ",
+                                     args.netns));
+    }
+
+    nl::Rollback rollback;
+    CNINET_ASSIGN_OR_RETURN(Result ipam, cninet::cni::DelegateAdd(conf.ipam_type, args.stdin_data, args));
+    rollback.Add("IPAM allocation", [&] {
+      return cninet::cni::DelegateDel(conf.ipam_type, args.stdin_data, args);
+    });
+    if (ipam.ips.empty()) {
+      return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
+    }
+    bool has_v4 = false, has_v6 = false;
+    for (auto& ip : ipam.ips) {
+      if (!ip.gateway) {
+        return CniError(ErrorCode::kInvalidConfig,
+                        cninet::StrCat("IPAM returned no gateway for ", ip.address.ToString(),
+                                       "; cninet-ptp routes through it"));
+      }
+      (ip.address.is_v4() ? has_v4 : has_v6) = true;
+      ip.interface = 1;
+    }
+    if (has_v4) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv4/ip_forward", "1"));
+    if (has_v6) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv6/conf/all/forwarding", "1"));
+
+    // The veth: the pod end is born in the pod's namespace, never visible on the host.
+    std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
+    CNINET_ASSIGN_OR_RETURN(nl::Link host_veth, host.CreateVeth({.name = host_name,
+                                                                 .peer_name = args.ifname,
+                                                                 .peer_netns = &pod_ns,
+                                                                 .mtu = conf.mtu,
+                                                                 .peer_mac = mac}));
+    rollback.Add(cninet::StrCat("veth ", host_name), [&, index = host_veth.index] {
+      absl::Status st = host.DeleteLink(index);
+      return absl::IsNotFound(st) ? absl::OkStatus() : st;
+    });
+    CNINET_ASSIGN_OR_RETURN(nl::Link pod_veth, pod.GetLinkByIndex(host_veth.peer_index));
+    // Host end up first: the pod end has carrier (and its IPv6 addresses leave the tentative
+    // state) only once both ends are up.
+    CNINET_RETURN_IF_ERROR(host.SetLinkUp(host_veth.index));
+
+    // Pod side.
+    CNINET_RETURN_IF_ERROR(pod_ns.Run([&] {
+      return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, /*dad=*/false, /*arp_notify=*/false);
+    }));
+    CNINET_RETURN_IF_ERROR(nl::ConfigureInterface(pod, pod_veth, ipam.ips, ipam.routes));
+    for (const auto& ip : ipam.ips) {
+      const cninet::cni::IPAddress& gw = *ip.gateway;
+      // Replace the connected subnet route: the gateway is reached on the link, the rest of the
+      // subnet through the gateway (the host), exactly like the reference plugin.
+      CNINET_RETURN_IF_ERROR(pod.DeleteRoute(
+          {.dst = ip.address.Masked(), .oif = pod_veth.index, .table = nl::kTableMain}));
+      CNINET_RETURN_IF_ERROR(pod.AddRoute({.dst = HostPrefix(gw),
+                                           .oif = pod_veth.index,
+                                           .scope = nl::kScopeLink,
+                                           .src = ip.address.address()}));
+      CNINET_RETURN_IF_ERROR(pod.AddRoute({.dst = ip.address.Masked(),
+                                           .gateway = gw,
+                                           .oif = pod_veth.index,
+                                           .src = ip.address.address()}));
+      CNINET_RETURN_IF_ERROR(
+          pod.SetNeighbor({.ifindex = pod_veth.index, .ip = gw, .mac = host_veth.mac}));
+    }
+
+    // Host side.
+    for (const auto& ip : ipam.ips) {
+      CNINET_RETURN_IF_ERROR(host.AddAddress(host_veth.index, HostPrefix(*ip.gateway),
+                                             {.nodad = !ip.address.is_v4(), .noprefixroute = true}));
+      CNINET_RETURN_IF_ERROR(host.AddRoute({.dst = HostPrefix(ip.address.address()),
+                                            .oif = host_veth.index,
+                                            .scope = nl::kScopeLink}));
+      CNINET_RETURN_IF_ERROR(host.SetNeighbor(
+          {.ifindex = host_veth.index, .ip = ip.address.address(), .mac = pod_veth.mac}));
+    }
+
+    // A namespace deleted while we worked takes the veth with it; report it, and undo the rest.
+    CNINET_RETURN_IF_ERROR(nl::CheckNetnsUnchanged(args.netns, pod_ns));
+
+    Result result;
+    result.interfaces.push_back({.name = host_veth.name, .mac = host_veth.mac.ToString()});
+    result.interfaces.push_back({.name = pod_veth.name,
+                                 .mac = pod_veth.mac.ToString(),
+                                 .mtu = pod_veth.mtu,
+                                 .sandbox = args.netns});
+    result.ips = ipam.ips;
+    result.routes = ipam.routes;
+    result.dns = (args.conf.dns && !args.conf.dns->empty()) ? *args.conf.dns : ipam.dns;
+    rollback.Commit();
+    return result;
+  }
+
+  absl::Status Del(const CmdArgs& args) override {
+    // Lenient: DEL must clean up even when the configuration is no longer fully valid.
+    CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
+    CNINET_RETURN_IF_ERROR(nl::DeleteVethAttachment(host, args.netns, args.ifname,
+                                                    nl::VethNameFor(args.container_id, args.ifname))
+                               .status());
+    if (std::string type = args.conf.IpamType(); !type.empty()) {
+      CNINET_RETURN_IF_ERROR(cninet::cni::DelegateDel(type, args.stdin_data, args));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Check(const CmdArgs& args) override {
+    CNINET_ASSIGN_OR_RETURN(PtpConf conf, LoadConf(args));
+    CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args.stdin_data, args));
+    const Result& prev = *args.conf.prev_result;
+    int cont_index = -1;
+    const cninet::cni::Interface* host_iface = nullptr;
+    for (size_t i = 0; i < prev.interfaces.size(); ++i) {
+      const auto& itf = prev.interfaces[i];
+      if (itf.name == args.ifname && itf.sandbox == args.netns) cont_index = static_cast<int>(i);
+      if (itf.sandbox.empty()) host_iface = &itf;
+    }
+    if (cont_index < 0) {
+      return CniError(nl::kCheckMismatch,
+                      cninet::StrCat("prevResult has no interface ", args.ifname, " in ", args.netns));
+    }
+    CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
+    CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
+    auto link = pod.GetLink(args.ifname);
+    if (!link.ok()) {
+      return CniError(nl::kCheckMismatch, cninet::StrCat("interface ", args.ifname, " not found in ", args.netns));
+    }
+    CNINET_RETURN_IF_ERROR(nl::CheckLink(*link, prev.interfaces[static_cast<size_t>(cont_index)], "veth"));
+    if (conf.mtu != 0 && link->mtu != conf.mtu) {
+      return CniError(nl::kCheckMismatch, cninet::StrCat(args.ifname, " has MTU ", link->mtu,
+                                                         ", configuration says ", conf.mtu));
+    }
+    CNINET_RETURN_IF_ERROR(nl::CheckAddresses(pod, *link, prev.ips, cont_index));
+    CNINET_RETURN_IF_ERROR(nl::CheckRoutes(pod, prev.routes));
+
+    // Host side: the peer of the pod's interface, with a route to every pod address.
+    CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
+    std::string host_name = host_iface ? host_iface->name : nl::VethNameFor(args.container_id, args.ifname);
+    auto hv = host.GetLink(host_name);
+    if (!hv.ok() || hv->index != link->peer_index) {
+      return CniError(nl::kCheckMismatch,
+                      cninet::StrCat("host veth ", host_name, " is missing or not the peer of ", args.ifname));
+    }
+    if (host_iface) CNINET_RETURN_IF_ERROR(nl::CheckLink(*hv, *host_iface, "veth"));
+    CNINET_ASSIGN_OR_RETURN(auto routes, host.ListRoutes({.oif = hv->index}));
+    for (const auto& ip : prev.ips) {
+      cninet::cni::IPPrefix want = HostPrefix(ip.address.address());
+      bool found = false;
+      for (const auto& r : routes) found |= r.dst == want;
+      if (!found) {
+        return CniError(nl::kCheckMismatch, cninet::StrCat("host route to ", want.ToString(), " via ",
+                                                           host_name, " is missing"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Status(const CmdArgs& args) override {
+    // Ready when netlink works and the IPAM plugin is installed and ready.
+    CNINET_RETURN_IF_ERROR(nl::Handle::Open().status());
+    std::string type = args.conf.IpamType();
+    if (type.empty()) return CniError(ErrorCode::kInvalidConfig, "no ipam.type");
+    if (auto found = cninet::cni::FindInPath(type, args.path); !found.ok()) {
+      return CniError(ErrorCode::kNotAvailable, cninet::ToStd(found.status().message()));
+    }
+    absl::Status st = cninet::cni::DelegateStatus(type, args.stdin_data, args);
+    // An IPAM plugin older than CNI 1.1 has no STATUS: being installed is all we can know.
+    if (cninet::cni::GetErrorCode(st) == static_cast<uint32_t>(ErrorCode::kIncompatibleVersion)) {
+      return absl::OkStatus();
+    }
+    return st;
+  }
+
+  absl::Status Gc(const CmdArgs& args) override {
+    std::string type = args.conf.IpamType();
+    if (type.empty()) return absl::OkStatus();
+    absl::Status st = cninet::cni::DelegateGc(type, args.stdin_data, args);
+    if (cninet::cni::GetErrorCode(st) == static_cast<uint32_t>(ErrorCode::kIncompatibleVersion)) {
+      return absl::OkStatus();
+    }
+    return st;
+  }
+};
+
+}  // namespace
+
+int main() {
+  PtpPlugin plugin;
+  return cninet::cni::PluginMain(plugin, {.about = "cninet-ptp: routed veth pod networking"});
+}
