@@ -66,7 +66,9 @@ int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
   int n = vsnprintf(buf, sizeof(buf), fmt, args);
   std::string_view msg(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1) : 0);
   while (!msg.empty() && msg.back() == '\n') msg.remove_suffix(1);
-  if (level == LIBBPF_WARN) {
+  // bpf_tc_hook_create on an interface that already has clsact reports EEXIST this way; expected.
+  bool expected = msg.find("Exclusivity flag on") != std::string_view::npos;
+  if (level == LIBBPF_WARN && !expected) {
     CNINET_LOG(kWarning, "libbpf: ", msg);
   } else {
     CNINET_LOG(kDebug, "libbpf: ", msg);
@@ -264,6 +266,18 @@ absl::Status Attachment::Detach() {
   close(netns_fd_);
   netns_fd_ = -1;
   return result;
+}
+
+absl::Status DetachHook(Hook hook, std::string_view ifname) {
+  std::string name(ifname);
+  int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
+  if (ifindex == 0) return absl::OkStatus();
+  LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex, .attach_point = AttachPoint(hook));
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
+  int r = bpf_tc_detach(&tc_hook, &opts);
+  if (r < 0 && Err(r) != ENOENT && Err(r) != EINVAL && Err(r) != ENODEV)
+    return ErrnoStatus(Err(r), StrCat("tc detach ", HookName(hook), " from ", name));
+  return absl::OkStatus();
 }
 
 // ---- Datapath ----

@@ -68,6 +68,10 @@ class Attachment {
   int netns_fd_ = -1;  // namespace of the filter; -1 when not attached
 };
 
+// Removes cninet's filter for `hook` from `ifname` in the calling thread's network namespace
+// (e.g. one left attached by a Release()d Attachment). Absent filters/interfaces are OK.
+absl::Status DetachHook(Hook hook, std::string_view ifname);
+
 // Outcome of one BPF_PROG_TEST_RUN.
 struct TestRunResult {
   int retval = 0;                // tc verdict (TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7)

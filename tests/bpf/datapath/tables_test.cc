@@ -1,0 +1,253 @@
+// ServiceTable / ConntrackTable / NatTable behaviour against the real maps and programs:
+// atomic table switches, GC, pinned maps across a restart, attach/detach in a namespace.
+#include <atomic>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "cninet/datapath/abi.h"
+#include "cninet/datapath/datapath.h"
+#include "cninet/datapath/datapath_maps.h"
+#include "dp_test_util.h"
+#include "fixtures.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/test_util.h"
+
+namespace cninet::datapath::testing {
+namespace {
+
+using cninet::testing::ScopedNetns;
+using cninet::testing::TempDir;
+using topo::kB1;
+using topo::kB2;
+using topo::kB3;
+using topo::kClient;
+using topo::kVipWeb;
+
+cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
+
+std::string Dst(const Bytes& p) { return FromV4Net(p[30] | p[31] << 8 | p[32] << 16 | uint32_t(p[33]) << 24).ToString(); }
+
+TEST(ServiceTable, SwitchIsAtomicForConcurrentNewFlows) {
+  CNINET_REQUIRE_ROOT();
+  auto dp = Datapath::Create(StandardConfig());
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  Service svc = StandardServices()[0];
+  svc.maglev_size = 16381;
+  ASSERT_TRUE((*dp)->services().Upsert(svc).ok());
+  std::atomic<bool> stop{false};
+  std::set<std::string> seen;
+  int bad = 0, runs = 0;
+  std::thread traffic([&] {
+    uint16_t sp = 1;
+    while (!stop.load()) {
+      auto r = (*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp++, 80, kSyn).Build());
+      ++runs;
+      if (!r.ok() || r->retval != kTcOk) {
+        ++bad;
+        continue;
+      }
+      seen.insert(Dst(r->packet));
+    }
+  });
+  Service a = svc, b = svc;
+  a.backends = {Backend{Ip(kB1), 8080}, Backend{Ip(kB2), 8080}};
+  b.backends = {Backend{Ip(kB3), 8080}};
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE((*dp)->services().Upsert(i % 2 ? a : b).ok());
+  stop = true;
+  traffic.join();
+  EXPECT_GT(runs, 200);
+  EXPECT_EQ(bad, 0) << "a new flow saw a half-written table";
+  for (const auto& d : seen) EXPECT_THAT(d, ::testing::AnyOf(kB1, kB2, kB3));
+  EXPECT_EQ(*(*dp)->counters().Packets(CN_R_DROP_BACKEND_GONE), 0u);
+  EXPECT_EQ(*(*dp)->counters().Packets(CN_R_REJECT), 0u);
+}
+
+TEST(ServiceTable, RandomSelectionSpreadsAndDeleteRemovesEverything) {
+  CNINET_REQUIRE_ROOT();
+  auto dp = Datapath::Create(StandardConfig());
+  ASSERT_TRUE(dp.ok());
+  Service s = StandardServices()[0];
+  s.algorithm = LbAlgorithm::kRandom;
+  ASSERT_TRUE((*dp)->services().Upsert(s).ok());
+  std::set<std::string> seen;
+  for (uint16_t sp = 1; sp <= 64; ++sp) {
+    auto r = (*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build());
+    ASSERT_TRUE(r.ok());
+    seen.insert(Dst(r->packet));
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{kB1, kB2}));
+  auto got = (*dp)->services().Get(1);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->backends.size(), 2u);
+  ASSERT_TRUE((*dp)->services().Delete(1).ok());
+  EXPECT_EQ((*dp)->services().Delete(1).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(*(*dp)->maps()->services.Size(), 0u);
+  EXPECT_EQ(*(*dp)->maps()->backends.Size(), 0u);
+  // New flows to the former VIP are no longer translated.
+  Bytes in = PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(999, 80, kSyn).Build();
+  auto r = (*dp)->TestRun(Hook::kFromPod, in);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->packet, in);
+}
+
+TEST(ServiceTable, RejectsInvalidServicesWithoutTouchingMaps) {
+  CNINET_REQUIRE_ROOT();
+  auto dp = Datapath::Create(StandardConfig());
+  ASSERT_TRUE(dp.ok());
+  Service s = StandardServices()[0];
+  s.maglev_size = 1000;  // not prime
+  EXPECT_EQ((*dp)->services().Upsert(s).code(), absl::StatusCode::kInvalidArgument);
+  s = StandardServices()[0];
+  s.id = 0;
+  EXPECT_EQ((*dp)->services().Upsert(s).code(), absl::StatusCode::kInvalidArgument);
+  s = StandardServices()[0];
+  s.backends.push_back(s.backends[0]);
+  EXPECT_EQ((*dp)->services().Upsert(s).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*(*dp)->maps()->services.Size(), 0u);
+  EXPECT_EQ(*(*dp)->maps()->backends.Size(), 0u);
+}
+
+TEST(ServiceTable, RemovingABackendCanFlushItsConntrackEntries) {
+  CNINET_REQUIRE_ROOT();
+  auto dp = Datapath::Create(StandardConfig());
+  ASSERT_TRUE(dp.ok());
+  Service s = StandardServices()[0];
+  ASSERT_TRUE((*dp)->services().Upsert(s).ok());
+  for (uint16_t sp = 100; sp < 140; ++sp)
+    ASSERT_TRUE((*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build()).ok());
+  auto to_b1 = [&] {
+    size_t n = 0;
+    for (const auto& e : *(*dp)->conntrack().Dump())
+      n += e.service && ((!e.reply && e.nat_address == Ip(kB1)) || (e.reply && e.tuple.src == Ip(kB1)));
+    return n;
+  };
+  ASSERT_GT(to_b1(), 0u);
+  Service only_b2 = s;
+  only_b2.backends = {Backend{Ip(kB2), 8080}};
+  ASSERT_TRUE((*dp)->services().Upsert(only_b2, UpsertOptions{.flush_conntrack_of_removed_backends = true}).ok());
+  EXPECT_EQ(to_b1(), 0u);
+  // Flows to B2 were left alone.
+  size_t remaining = (*dp)->conntrack().Dump()->size();
+  EXPECT_GT(remaining, 0u);
+  EXPECT_LT(remaining, 80u);
+}
+
+TEST(Conntrack, GcRemovesOnlyExpiredEntriesAndNatGcKeepsLivePairs) {
+  CNINET_REQUIRE_ROOT();
+  DatapathConfig c = StandardConfig();
+  c.timeouts.tcp_syn = std::chrono::seconds(1);
+  auto dp = Datapath::Create(c);
+  ASSERT_TRUE(dp.ok());
+  ASSERT_TRUE(ApplyStandardSetup(**dp).ok());
+  ASSERT_TRUE((*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(3000, 80, kSyn).Build()).ok());
+  ASSERT_TRUE((*dp)->TestRun(Hook::kToWorld, PacketBuilder().Ipv4(kClient, topo::kOutside).Tcp(3001, 443, kSyn).Build()).ok());
+  // A UDP flow (60 s lifetime) must survive the GC.
+  ASSERT_TRUE((*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, topo::kVipDns).Udp(3002, 53).Build()).ok());
+  auto gc0 = (*dp)->conntrack().Gc();
+  ASSERT_TRUE(gc0.ok());
+  EXPECT_EQ(gc0->deleted, 0u);
+  EXPECT_EQ(gc0->scanned, 4u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2300));
+  auto gc1 = (*dp)->conntrack().Gc();
+  ASSERT_TRUE(gc1.ok());
+  EXPECT_EQ(gc1->deleted, 2u);
+  auto left = (*dp)->conntrack().Dump();
+  ASSERT_TRUE(left.ok());
+  ASSERT_EQ(left->size(), 2u);
+  EXPECT_EQ(left->front().tuple.protocol, 17);
+  auto ngc = (*dp)->nat().Gc();
+  ASSERT_TRUE(ngc.ok());
+  EXPECT_EQ(ngc->deleted, 2u) << "the SYN-only SNAT mapping expired in both directions";
+  EXPECT_EQ((*dp)->nat().Dump()->size(), 0u);
+}
+
+TEST(Datapath, PinnedMapsSurviveARestart) {
+  CNINET_REQUIRE_ROOT();
+  ScopedBpffs fs;
+  ASSERT_TRUE(fs.status().ok()) << fs.status();
+  DatapathConfig c = StandardConfig();
+  c.pin_maps = true;
+  c.bpffs_root = fs.path();
+  c.instance = "restart";
+  std::string first_backend;
+  {
+    auto dp = Datapath::Create(c);
+    ASSERT_TRUE(dp.ok()) << dp.status();
+    ASSERT_TRUE(ApplyStandardSetup(**dp).ok());
+    auto r = (*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(5000, 80, kSyn).Build());
+    ASSERT_TRUE(r.ok());
+    first_backend = Dst(r->packet);
+  }
+  // A new instance reuses the pins: services and flows are still there.
+  auto dp = Datapath::Create(c);
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  auto svc = (*dp)->services().Get(1);
+  ASSERT_TRUE(svc.ok()) << svc.status();
+  EXPECT_EQ(svc->backends.size(), 2u);
+  EXPECT_EQ(svc->maglev_size, 251u);
+  EXPECT_EQ((*dp)->services().List().size(), StandardServices().size());
+  // Switch the service to B3 only: the old flow still goes to its backend via conntrack.
+  Service b3 = *svc;
+  b3.backends = {Backend{Ip(kB3), 8080}};
+  ASSERT_TRUE((*dp)->services().Upsert(b3).ok());
+  auto r = (*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(5000, 80, kAck).Build());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(Dst(r->packet), first_backend);
+  // A read-only view of the same pins decodes the configuration.
+  auto view = Datapath::OpenPinned(c.PinDir());
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ((*view)->config().cluster_cidr.ToString(), "10.244.0.0/16");
+  EXPECT_EQ((*view)->config().node_addresses.at(0).ToString(), topo::kNode);
+  EXPECT_EQ((*view)->config().map_sizes.conntrack, c.map_sizes.conntrack);
+  EXPECT_EQ((*view)->conntrack().Dump()->size(), 2u);
+  EXPECT_EQ((*view)->Attach(Hook::kFromPod, "lo").status().code(), absl::StatusCode::kFailedPrecondition);
+  // Incompatible sizes are refused, not silently recreated.
+  DatapathConfig other = c;
+  other.map_sizes.conntrack = 8192;
+  EXPECT_EQ(Datapath::Create(other).status().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE((*dp)->Unpin().ok());
+  EXPECT_FALSE(std::filesystem::exists(c.PinDir()));
+}
+
+TEST(Datapath, PinningNeedsABpfFilesystem) {
+  CNINET_REQUIRE_ROOT();
+  TempDir dir;
+  DatapathConfig c = StandardConfig();
+  c.pin_maps = true;
+  c.bpffs_root = dir.path();
+  auto dp = Datapath::Create(c);
+  EXPECT_EQ(dp.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(dp.status().message()), ::testing::HasSubstr("mount -t bpf"));
+}
+
+TEST(Datapath, AttachAndDetachInANamespace) {
+  CNINET_REQUIRE_ROOT();
+  auto dp = Datapath::Create(StandardConfig());
+  ASSERT_TRUE(dp.ok());
+  ScopedNetns ns("dpat");
+  ASSERT_TRUE(ns.Exec("ip link add up0 type veth peer name up1 && ip link set up0 up").ok());
+  Attachment in, out;
+  absl::Status s = RunInNetns(ns.path(), [&]() -> absl::Status {
+    auto a = (*dp)->Attach(Hook::kFromWorld, "up0");
+    if (!a.ok()) return a.status();
+    in = std::move(*a);
+    auto b = (*dp)->Attach(Hook::kToWorld, "up0");
+    if (!b.ok()) return b.status();
+    out = std::move(*b);
+    return (*dp)->Attach(Hook::kFromPod, "nosuchif").status();
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_THAT(ns.Exec("tc filter show dev up0 ingress").out, ::testing::HasSubstr("cn_from_world"));
+  EXPECT_THAT(ns.Exec("tc filter show dev up0 egress").out, ::testing::HasSubstr("cn_to_world"));
+  // Detach from this (root-namespace) thread: the attachment goes back to its namespace.
+  ASSERT_TRUE(in.Detach().ok());
+  EXPECT_THAT(ns.Exec("tc filter show dev up0 ingress").out, ::testing::Not(::testing::HasSubstr("cn_from_world")));
+  EXPECT_THAT(ns.Exec("tc filter show dev up0 egress").out, ::testing::HasSubstr("cn_to_world"));
+  out = Attachment();  // destructor path
+  EXPECT_THAT(ns.Exec("tc filter show dev up0 egress").out, ::testing::Not(::testing::HasSubstr("cn_to_world")));
+}
+
+}  // namespace
+}  // namespace cninet::datapath::testing
