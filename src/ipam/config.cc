@@ -193,6 +193,10 @@ absl::StatusOr<IpamConfig> IpamConfig::FromJson(const json& net, std::string_vie
   CNINET_ASSIGN_OR_RETURN(std::string data_dir, GetString(*ipam, "dataDir", "ipam."));
   if (!data_dir.empty()) c.data_dir = data_dir;
   CNINET_ASSIGN_OR_RETURN(c.resolv_conf, GetString(*ipam, "resolvConf", "ipam."));
+  if (const json* sync = Find(*ipam, "fsync"); sync != nullptr) {
+    if (!sync->is_boolean()) return Decode("ipam.fsync must be true or false");
+    c.fsync = sync->get<bool>();
+  }
 
   CNINET_ASSIGN_OR_RETURN(const json* routes, GetArray(*ipam, "routes", "ipam."));
   if (routes != nullptr) {

@@ -191,8 +191,9 @@ struct DiskStore::Impl {
     return result;
   }
 
-  // Replaces `name` with `content` atomically (temporary file + rename).
-  absl::Status WriteReplace(const std::string& name, std::string_view content) {
+  // Replaces `name` with `content` atomically (temporary file + rename). With `durable`, the
+  // data is fsync'ed before the rename; hints that may be lost on power failure skip that.
+  absl::Status WriteReplace(const std::string& name, std::string_view content, bool durable) {
     std::string tmp = TmpName();
     ::unlinkat(dir_fd.get(), tmp.c_str(), 0);
     int fd = ::openat(dir_fd.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
@@ -200,7 +201,9 @@ struct DiskStore::Impl {
     if (fd < 0) return IoError(errno, StrCat("create ", tmp));
     UniqueFd guard(fd);
     absl::Status st = WriteAll(fd, content, tmp);
-    if (st.ok() && options.sync && ::fsync(fd) != 0) st = IoError(errno, StrCat("fsync ", tmp));
+    if (st.ok() && durable && options.sync && ::fsync(fd) != 0) {
+      st = IoError(errno, StrCat("fsync ", tmp));
+    }
     if (st.ok() && ::renameat(dir_fd.get(), tmp.c_str(), dir_fd.get(), name.c_str()) != 0) {
       st = IoError(errno, StrCat("rename to ", name));
     }
@@ -316,7 +319,9 @@ absl::StatusOr<bool> DiskStore::Reserve(const Lease& lease, std::string_view ran
                             : StrCat(lease.container_id, kLineBreak, lease.ifname);
   CNINET_ASSIGN_OR_RETURN(bool created, impl_->CreateExclusive(name, content));
   if (!created) return false;
-  absl::Status hint = impl_->WriteReplace(StrCat(kLastIpPrefix, range_id), name);
+  // The hint only steers round-robin: a torn hint after a power failure is ignored by
+  // LastReserved, so it is renamed into place without its own fsync.
+  absl::Status hint = impl_->WriteReplace(StrCat(kLastIpPrefix, range_id), name, /*durable=*/false);
   if (!hint.ok()) {
     // The hint only steers round-robin; the lease stands. Undo it anyway so the caller's error
     // leaves the store as it was.
@@ -346,7 +351,9 @@ absl::Status DiskStore::Release(const cni::IPAddress& address) {
     if (errno == ENOENT) return absl::OkStatus();
     return IoError(errno, StrCat("remove lease ", name));
   }
-  return impl_->SyncDir();
+  // No directory fsync: a release lost to a power failure only brings back a lease of a dead
+  // container (freed by the next DEL or GC); it can never cause a duplicate address.
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<Lease>> DiskStore::List() {
@@ -382,7 +389,6 @@ absl::Status DiskStore::Cleanup() {
       return IoError(errno, StrCat("remove ", name));
     }
   }
-  if (!debris.empty()) return impl_->SyncDir();
   return absl::OkStatus();
 }
 

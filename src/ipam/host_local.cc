@@ -164,6 +164,7 @@ absl::StatusOr<std::vector<LeaseInfo>> HostLocal::Leases() {
 
 absl::StatusOr<std::unique_ptr<DiskStore>> OpenStore(const IpamConfig& config,
                                                      DiskStoreOptions options) {
+  options.sync = options.sync && config.fsync;
   return DiskStore::Open(config.data_dir, config.network, options);
 }
 

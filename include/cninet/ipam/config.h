@@ -33,6 +33,9 @@ struct IpamConfig {
   std::vector<cni::Route> routes;                   // ipam.routes, copied into results.
   std::string data_dir = std::string(kDefaultDataDir);  // ipam.dataDir.
   std::string resolv_conf;                          // ipam.resolvConf: file parsed into DNS.
+  // ipam.fsync (cninet extension, default true): fsync lease files and the directory so leases
+  // survive power loss. Atomicity against killed processes does not depend on it.
+  bool fsync = true;
   // Addresses asked for, deduplicated, in order: CNI_ARGS IP=, args.cni.ips, runtimeConfig.ips.
   std::vector<cni::IPAddress> requested_ips;
 

@@ -5,7 +5,9 @@
 //   <dataDir>/<network>/lock                 flock(LOCK_EX) held around every operation
 // Leases appear atomically with their full content (written to an unnamed O_TMPFILE, fsync'ed,
 // then linked in place; link() fails if the address is taken), hints are replaced by rename(),
-// and the directory is fsync'ed, so a crash at any moment leaves only complete records.
+// and the directory is fsync'ed after a reservation, so a crash at any moment leaves only
+// complete records. Releases are not fsync'ed: one lost to a power failure only brings back a
+// dead container's lease (freed by DEL or GC), never a duplicate address.
 // Every file is opened relative to the network directory with O_NOFOLLOW.
 #ifndef CNINET_IPAM_DISK_STORE_H_
 #define CNINET_IPAM_DISK_STORE_H_

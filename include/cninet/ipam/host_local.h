@@ -59,7 +59,7 @@ class HostLocal {
   Store& store_;
 };
 
-// Opens the DiskStore of `config` (<data_dir>/<network>).
+// Opens the DiskStore of `config` (<data_dir>/<network>); fsync only when config.fsync too.
 absl::StatusOr<std::unique_ptr<DiskStore>> OpenStore(const IpamConfig& config,
                                                      DiskStoreOptions options = {});
 
