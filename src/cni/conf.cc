@@ -66,10 +66,10 @@ absl::Status ReadLooseBool(const nlohmann::json& j, const char* key, bool* out) 
   }
   if (it->is_string()) {
     return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat("invalid value for \"", key, "\": ", it->dump()));
+                    cninet::StrCat("invalid value for \"", key, "\": ", internal::Dump(*it)));
   }
   return CniError(ErrorCode::kDecodeFailure,
-                  cninet::StrCat("cannot decode \"", key, "\": want a boolean, got ", it->dump()));
+                  cninet::StrCat("cannot decode \"", key, "\": want a boolean, got ", internal::Dump(*it)));
 }
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
@@ -103,6 +103,9 @@ absl::Status ValidateInterfaceName(std::string_view ifname) {
     return CniError(ErrorCode::kInvalidEnvironment, "interface name (CNI_IFNAME) is too long",
                     cninet::StrCat("\"", ifname, "\" has ", ifname.size(),
                                    " characters; at most 15 are allowed"));
+  }
+  if (!IsValidUtf8(ifname)) {
+    return CniError(ErrorCode::kInvalidEnvironment, "interface name (CNI_IFNAME) is not valid UTF-8");
   }
   if (ifname == "." || ifname == "..") {
     return CniError(ErrorCode::kInvalidEnvironment, "interface name (CNI_IFNAME) is . or ..");
@@ -151,7 +154,7 @@ absl::StatusOr<RuntimeConfig> RuntimeConfig::FromJson(const nlohmann::json& j) {
       if (!e.is_object() || !e.contains("hostPort") || !e.contains("containerPort") ||
           !port(e["hostPort"], &pm.host_port) || !port(e["containerPort"], &pm.container_port)) {
         return CniError(ErrorCode::kDecodeFailure,
-                        cninet::StrCat("cannot decode runtimeConfig.portMappings entry ", e.dump()));
+                        cninet::StrCat("cannot decode runtimeConfig.portMappings entry ", internal::Dump(e)));
       }
       CNINET_RETURN_IF_ERROR(ReadString(e, "portMappings", "protocol", &pm.protocol));
       pm.protocol = absl::AsciiStrToLower(pm.protocol);
@@ -384,6 +387,7 @@ absl::StatusOr<NetConfList> LoadFirstConfList(const std::string& dir) {
 
 absl::StatusOr<CniArgs> CniArgs::Parse(std::string_view text) {
   CniArgs a;
+  if (!IsValidUtf8(text)) return CniError(ErrorCode::kInvalidEnvironment, "CNI_ARGS is not valid UTF-8");
   size_t start = 0;
   while (start <= text.size()) {
     size_t end = text.find(';', start);

@@ -89,6 +89,12 @@ inline void MergeExtras(const nlohmann::json& extra, nlohmann::json& out) {
   }
 }
 
+// Serializes `j`; invalid UTF-8 (which can only come from environment strings placed into JSON)
+// is replaced instead of throwing, so no exception ever escapes the library.
+inline std::string Dump(const nlohmann::json& j, int indent = -1) {
+  return j.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 // Nesting deeper than this is rejected before parsing: recursion in nlohmann's serializer and
 // comparison must never be driven by untrusted input.
 inline constexpr int kMaxJsonDepth = 128;

@@ -58,7 +58,7 @@ absl::Status CheckNetns(const std::string& path, bool override_check) {
   struct statfs fs {};
   if (statfs(path.c_str(), &fs) != 0 || (static_cast<long>(fs.f_type) != kNsfsMagic &&
                                          static_cast<long>(fs.f_type) != kProcMagic)) {
-    return CniError(ErrorCode::kInvalidEnvironment,
+    return CniError(ErrorCode::kInvalidNetns,
                     cninet::StrCat("CNI_NETNS \"", path, "\" is not a network namespace"));
   }
   if (!override_check) {
@@ -140,7 +140,8 @@ struct Invocation {
 };
 
 int Fail(Invocation& inv, const absl::Status& status) {
-  inv.out << ErrorToJson(status, inv.version.empty() ? std::string(kCurrentVersion) : inv.version).dump()
+  inv.out << internal::Dump(
+                 ErrorToJson(status, inv.version.empty() ? std::string(kCurrentVersion) : inv.version))
           << std::endl;
   return 1;
 }
@@ -178,7 +179,8 @@ int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
   std::optional<Command> cmd = ParseCommand(cmd_text);
   if (!cmd) {
     return Fail(inv, CniError(ErrorCode::kInvalidEnvironment,
-                              cninet::StrCat("unknown CNI_COMMAND: ", cmd_text)));
+                              IsValidUtf8(cmd_text) ? cninet::StrCat("unknown CNI_COMMAND: ", cmd_text)
+                                                    : std::string("unknown CNI_COMMAND (not UTF-8)")));
   }
 
   // 2. Required variables, all missing ones named at once.
@@ -190,6 +192,14 @@ int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
     return Fail(inv, CniError(ErrorCode::kInvalidEnvironment,
                               cninet::StrCat("required env variables [", cninet::StrJoin(missing, ","),
                                              "] missing")));
+  }
+
+  // Every value must be representable in the JSON we emit (errors quote them, results carry them).
+  for (const char* var : {"CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"}) {
+    if (!IsValidUtf8(env(var))) {
+      return Fail(inv, CniError(ErrorCode::kInvalidEnvironment,
+                                cninet::StrCat(var, " is not valid UTF-8")));
+    }
   }
 
   CmdArgs args;

@@ -161,7 +161,7 @@ absl::Status Runtime::WriteCache(const NetConfList& list, const RuntimeConf& rt,
   nlohmann::json entry = nlohmann::json::object();
   entry["kind"] = kCacheKind;
   entry["containerId"] = rt.container_id;
-  entry["config"] = absl::Base64Escape(list.raw.dump());
+  entry["config"] = absl::Base64Escape(internal::Dump(list.raw));
   entry["ifName"] = rt.ifname;
   entry["networkName"] = list.name;
   if (!rt.netns.empty()) entry["netns"] = rt.netns;
@@ -173,7 +173,7 @@ absl::Status Runtime::WriteCache(const NetConfList& list, const RuntimeConf& rt,
   if (!rt.capability_args.empty()) entry["capabilityArgs"] = rt.capability_args;
   CNINET_ASSIGN_OR_RETURN(entry["result"], result.ToJson(version));
   CNINET_RETURN_IF_ERROR(MakeDirs(options_.cache_dir + "/results", 0700));
-  return WriteAtomic(CachePath(list.name, rt), entry.dump());
+  return WriteAtomic(CachePath(list.name, rt), internal::Dump(entry));
 }
 
 absl::StatusOr<std::optional<Result>> Runtime::GetCachedResult(const NetConfList& list,
@@ -231,7 +231,7 @@ absl::StatusOr<Result> Runtime::AddNetworkList(const NetConfList& list, const Ru
     std::string type = list.plugins[i].value("type", "");
     CNINET_ASSIGN_OR_RETURN(nlohmann::json conf,
                             BuildPluginConfig(list, i, version, prev, rt, Command::kAdd));
-    CNINET_ASSIGN_OR_RETURN(std::string out, Exec(type, Command::kAdd, &rt, conf.dump()));
+    CNINET_ASSIGN_OR_RETURN(std::string out, Exec(type, Command::kAdd, &rt, internal::Dump(conf)));
     absl::StatusOr<Result> result = Result::Parse(out);
     if (!result.ok()) {
       return Annotate(result.status(), cninet::StrCat("plugin type=\"", type, "\" returned an invalid result"));
@@ -260,7 +260,7 @@ absl::Status Runtime::CheckNetworkList(const NetConfList& list, const RuntimeCon
     std::string type = list.plugins[i].value("type", "");
     CNINET_ASSIGN_OR_RETURN(nlohmann::json conf,
                             BuildPluginConfig(list, i, version, cached, rt, Command::kCheck));
-    CNINET_RETURN_IF_ERROR(Exec(type, Command::kCheck, &rt, conf.dump()).status());
+    CNINET_RETURN_IF_ERROR(Exec(type, Command::kCheck, &rt, internal::Dump(conf)).status());
   }
   return absl::OkStatus();
 }
@@ -282,7 +282,7 @@ absl::Status Runtime::DelNetworkList(const NetConfList& list, const RuntimeConf&
     std::string type = list.plugins[i].value("type", "");
     CNINET_ASSIGN_OR_RETURN(nlohmann::json conf,
                             BuildPluginConfig(list, i, version, cached, rt, Command::kDel));
-    CNINET_RETURN_IF_ERROR(Exec(type, Command::kDel, &rt, conf.dump()).status());
+    CNINET_RETURN_IF_ERROR(Exec(type, Command::kDel, &rt, internal::Dump(conf)).status());
   }
   std::string path = CachePath(list.name, rt);
   if (unlink(path.c_str()) != 0 && errno != ENOENT) {
@@ -315,7 +315,7 @@ absl::Status Runtime::GcNetworkList(const NetConfList& list, const std::vector<A
     absl::Status s = conf.status();
     if (conf.ok()) {
       (*conf)["cni.dev/valid-attachments"] = attachments;
-      s = Exec(type, Command::kGc, nullptr, conf->dump()).status();
+      s = Exec(type, Command::kGc, nullptr, internal::Dump(*conf)).status();
     }
     if (!s.ok()) {
       if (first.ok()) first = s;
@@ -335,7 +335,7 @@ absl::Status Runtime::StatusNetworkList(const NetConfList& list) {
     std::string type = list.plugins[i].value("type", "");
     CNINET_ASSIGN_OR_RETURN(nlohmann::json conf,
                             BuildPluginConfig(list, i, version, std::nullopt, none, Command::kStatus));
-    CNINET_RETURN_IF_ERROR(Exec(type, Command::kStatus, nullptr, conf.dump()).status());
+    CNINET_RETURN_IF_ERROR(Exec(type, Command::kStatus, nullptr, internal::Dump(conf)).status());
   }
   return absl::OkStatus();
 }
@@ -343,7 +343,7 @@ absl::Status Runtime::StatusNetworkList(const NetConfList& list) {
 absl::StatusOr<std::vector<std::string>> Runtime::PluginVersions(std::string_view type,
                                                                  std::string_view cni_version) const {
   nlohmann::json req = {{"cniVersion", std::string(cni_version.empty() ? kCurrentVersion : cni_version)}};
-  CNINET_ASSIGN_OR_RETURN(std::string out, Exec(type, Command::kVersion, nullptr, req.dump()));
+  CNINET_ASSIGN_OR_RETURN(std::string out, Exec(type, Command::kVersion, nullptr, internal::Dump(req)));
   nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
   if (!j.is_object() || !j.contains("supportedVersions") || !j["supportedVersions"].is_array()) {
     return CniError(ErrorCode::kDecodeFailure, cninet::StrCat("plugin ", type, ": bad VERSION output"));

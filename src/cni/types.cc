@@ -241,7 +241,7 @@ absl::StatusOr<nlohmann::json> Result::ToJson(std::string_view version) const {
 
 absl::StatusOr<std::string> Result::ToString(std::string_view version) const {
   CNINET_ASSIGN_OR_RETURN(nlohmann::json j, ToJson(version));
-  return j.dump();
+  return internal::Dump(j);
 }
 
 }  // namespace cninet::cni

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cninet/cni/error.h"
+#include "json_util.h"
 #include "nlohmann/json.hpp"
 
 namespace cninet::cni {
@@ -62,7 +63,7 @@ std::string VersionResultJson(std::string_view cni_version,
   j["cniVersion"] = std::string(cni_version.empty() ? kCurrentVersion : cni_version);
   std::vector<std::string> list(supported.begin(), supported.end());
   j["supportedVersions"] = list;
-  return j.dump();
+  return internal::Dump(j);
 }
 
 }  // namespace cninet::cni

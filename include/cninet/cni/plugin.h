@@ -89,7 +89,8 @@ struct PluginIo {
 
 // Runs one invocation and returns the process exit code (0 on success, 1 on error).
 // Validation, in order: CNI_COMMAND known (code 4); required variables present for the command
-// (code 4, naming them); container ID (4), ifname (4); config decodes (6) with a valid name (7)
+// (code 4, naming them); every CNI_* value valid UTF-8 (4); container ID (4), ifname (4);
+// CNI_ARGS K=V pairs (4); config decodes (6) with a valid name (7)
 // and a supported version (1); CHECK needs >= 0.4.0 and prevResult (1/7); GC and STATUS need
 // >= 1.1.0 (1); ADD/CHECK need CNI_NETNS to be a network namespace (3 if missing, 8 if not
 // a netns). DEL runs even when the netns is gone.

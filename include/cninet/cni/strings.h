@@ -36,6 +36,9 @@ std::string StrCat(const Args&... args) {
   return absl::StrCat(strings_internal::Piece(args)...);
 }
 
+// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points > U+10FFFF).
+bool IsValidUtf8(std::string_view s);
+
 // Joins the elements of `range` (anything StrCat accepts) with `sep`.
 template <typename Range>
 std::string StrJoin(const Range& range, std::string_view sep) {
