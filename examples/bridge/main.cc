@@ -145,6 +145,10 @@ class BridgePlugin : public cninet::cni::Plugin {
                                      args.netns));
     }
 
+    // IPAM runs in the background while the bridge and the veth are set up; it is released again
+    // on any failure (after the Rollback below has removed the links).
+    std::optional<nl::BackgroundIpamAdd> ipam_add;
+    if (!conf.ipam_type.empty()) ipam_add.emplace(conf.ipam_type, args);
     nl::Rollback rollback;
     bool created = false;
     CNINET_ASSIGN_OR_RETURN(nl::Link br, EnsureBridge(host, conf, &created));
@@ -177,12 +181,8 @@ class BridgePlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Link pod_veth, pod.GetLinkByIndex(host_veth.peer_index));
 
     Result result;
-    if (!conf.ipam_type.empty()) {
-      CNINET_ASSIGN_OR_RETURN(Result ipam,
-                              cninet::cni::DelegateAdd(conf.ipam_type, args.stdin_data, args));
-      rollback.Add("IPAM allocation", [&] {
-        return cninet::cni::DelegateDel(conf.ipam_type, args.stdin_data, args);
-      });
+    if (ipam_add) {
+      CNINET_ASSIGN_OR_RETURN(Result ipam, ipam_add->Wait());
       if (ipam.ips.empty()) return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
       result.ips = ipam.ips;
       result.routes = ipam.routes;
@@ -241,18 +241,25 @@ class BridgePlugin : public cninet::cni::Plugin {
                                  .sandbox = args.netns});
     if (args.conf.dns && !args.conf.dns->empty()) result.dns = *args.conf.dns;
     rollback.Commit();
+    if (ipam_add) ipam_add->Commit();
     return result;
   }
 
   absl::Status Del(const CmdArgs& args) override {
+    // IPAM release and link deletion are independent: overlap them. The bridge stays: it is the
+    // network's, not the pod's.
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
-    CNINET_RETURN_IF_ERROR(nl::DeleteVethAttachment(host, args.netns, args.ifname,
-                                                    nl::VethNameFor(args.container_id, args.ifname))
-                               .status());
-    if (std::string type = args.conf.IpamType(); !type.empty()) {
-      CNINET_RETURN_IF_ERROR(cninet::cni::DelegateDel(type, args.stdin_data, args));
-    }
-    return absl::OkStatus();  // The bridge stays: it is the network's, not the pod's.
+    std::string type = args.conf.IpamType();
+    return nl::RunConcurrently(
+        [&] {
+          return type.empty() ? absl::OkStatus()
+                              : cninet::cni::DelegateDel(type, args.stdin_data, args);
+        },
+        [&] {
+          return nl::DeleteVethAttachment(host, args.netns, args.ifname,
+                                          nl::VethNameFor(args.container_id, args.ifname))
+              .status();
+        });
   }
 
   absl::Status Check(const CmdArgs& args) override {

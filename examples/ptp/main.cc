@@ -12,6 +12,8 @@
 // args.cni.mac or CNI_ARGS MAC= set the pod interface's MAC.
 #include <sys/socket.h>
 
+#include <chrono>
+
 #include "cninet/cni/cni.h"
 #include "cninet/netlink/netlink.h"
 
@@ -42,6 +44,20 @@ absl::StatusOr<PtpConf> LoadConf(const CmdArgs& args) {
   return c;
 }
 
+// Debug-level timing of ADD's steps (CNINET_LOG_LEVEL=debug), to see where the time goes.
+class StepClock {
+ public:
+  void Mark(std::string_view step) {
+    auto now = std::chrono::steady_clock::now();
+    CNINET_LOG(kDebug, "step ", step, ": ",
+               std::chrono::duration_cast<std::chrono::microseconds>(now - last_).count(), " us");
+    last_ = now;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
 cninet::cni::IPPrefix HostPrefix(const cninet::cni::IPAddress& a) {
   return cninet::cni::IPPrefix(a, a.bit_length());
 }
@@ -49,11 +65,13 @@ cninet::cni::IPPrefix HostPrefix(const cninet::cni::IPAddress& a) {
 class PtpPlugin : public cninet::cni::Plugin {
  public:
   absl::StatusOr<Result> Add(const CmdArgs& args) override {
+    StepClock clock;
     CNINET_ASSIGN_OR_RETURN(PtpConf conf, LoadConf(args));
     CNINET_ASSIGN_OR_RETURN(std::optional<nl::MacAddress> mac, nl::RequestedMac(args));
     CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
+    clock.Mark("open netns and sockets");
 
     // Checked before IPAM so a clash costs no address.
     if (pod.GetLink(args.ifname).ok()) {
@@ -62,26 +80,10 @@ class PtpPlugin : public cninet::cni::Plugin {
                                      args.netns));
     }
 
+    // IPAM runs in the background while the veth is created; it is released again on any
+    // failure (BackgroundIpamAdd's destructor, after the Rollback below has removed the links).
+    nl::BackgroundIpamAdd ipam_add(conf.ipam_type, args);
     nl::Rollback rollback;
-    CNINET_ASSIGN_OR_RETURN(Result ipam, cninet::cni::DelegateAdd(conf.ipam_type, args.stdin_data, args));
-    rollback.Add("IPAM allocation", [&] {
-      return cninet::cni::DelegateDel(conf.ipam_type, args.stdin_data, args);
-    });
-    if (ipam.ips.empty()) {
-      return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
-    }
-    bool has_v4 = false, has_v6 = false;
-    for (auto& ip : ipam.ips) {
-      if (!ip.gateway) {
-        return CniError(ErrorCode::kInvalidConfig,
-                        cninet::StrCat("IPAM returned no gateway for ", ip.address.ToString(),
-                                       "; cninet-ptp routes through it"));
-      }
-      (ip.address.is_v4() ? has_v4 : has_v6) = true;
-      ip.interface = 1;
-    }
-    if (has_v4) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv4/ip_forward", "1"));
-    if (has_v6) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv6/conf/all/forwarding", "1"));
 
     // The veth: the pod end is born in the pod's namespace, never visible on the host.
     std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
@@ -98,12 +100,33 @@ class PtpPlugin : public cninet::cni::Plugin {
     // Host end up first: the pod end has carrier (and its IPv6 addresses leave the tentative
     // state) only once both ends are up.
     CNINET_RETURN_IF_ERROR(host.SetLinkUp(host_veth.index));
+    clock.Mark("veth");
+
+    CNINET_ASSIGN_OR_RETURN(Result ipam, ipam_add.Wait());
+    clock.Mark("IPAM (remaining wait)");
+    if (ipam.ips.empty()) {
+      return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
+    }
+    bool has_v4 = false, has_v6 = false;
+    for (auto& ip : ipam.ips) {
+      if (!ip.gateway) {
+        return CniError(ErrorCode::kInvalidConfig,
+                        cninet::StrCat("IPAM returned no gateway for ", ip.address.ToString(),
+                                       "; cninet-ptp routes through it"));
+      }
+      (ip.address.is_v4() ? has_v4 : has_v6) = true;
+      ip.interface = 1;
+    }
+    if (has_v4) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv4/ip_forward", "1"));
+    if (has_v6) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv6/conf/all/forwarding", "1"));
 
     // Pod side.
     CNINET_RETURN_IF_ERROR(pod_ns.Run([&] {
       return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, /*dad=*/false, /*arp_notify=*/false);
     }));
+    clock.Mark("pod sysctls");
     CNINET_RETURN_IF_ERROR(nl::ConfigureInterface(pod, pod_veth, ipam.ips, ipam.routes));
+    clock.Mark("pod addresses and IPAM routes");
     for (const auto& ip : ipam.ips) {
       const cninet::cni::IPAddress& gw = *ip.gateway;
       // Replace the connected subnet route: the gateway is reached on the link, the rest of the
@@ -122,6 +145,7 @@ class PtpPlugin : public cninet::cni::Plugin {
           pod.SetNeighbor({.ifindex = pod_veth.index, .ip = gw, .mac = host_veth.mac}));
     }
 
+    clock.Mark("pod gateway routes");
     // Host side.
     for (const auto& ip : ipam.ips) {
       CNINET_RETURN_IF_ERROR(host.AddAddress(host_veth.index, HostPrefix(*ip.gateway),
@@ -133,6 +157,7 @@ class PtpPlugin : public cninet::cni::Plugin {
           {.ifindex = host_veth.index, .ip = ip.address.address(), .mac = pod_veth.mac}));
     }
 
+    clock.Mark("host side");
     // A namespace deleted while we worked takes the veth with it; report it, and undo the rest.
     CNINET_RETURN_IF_ERROR(nl::CheckNetnsUnchanged(args.netns, pod_ns));
 
@@ -146,19 +171,28 @@ class PtpPlugin : public cninet::cni::Plugin {
     result.routes = ipam.routes;
     result.dns = (args.conf.dns && !args.conf.dns->empty()) ? *args.conf.dns : ipam.dns;
     rollback.Commit();
+    ipam_add.Commit();
     return result;
   }
 
   absl::Status Del(const CmdArgs& args) override {
     // Lenient: DEL must clean up even when the configuration is no longer fully valid.
+    // The IPAM release and the (slow, RCU-bound) link deletion are independent: overlap them.
+    StepClock clock;
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
-    CNINET_RETURN_IF_ERROR(nl::DeleteVethAttachment(host, args.netns, args.ifname,
-                                                    nl::VethNameFor(args.container_id, args.ifname))
-                               .status());
-    if (std::string type = args.conf.IpamType(); !type.empty()) {
-      CNINET_RETURN_IF_ERROR(cninet::cni::DelegateDel(type, args.stdin_data, args));
-    }
-    return absl::OkStatus();
+    std::string type = args.conf.IpamType();
+    absl::Status st = nl::RunConcurrently(
+        [&] {
+          return type.empty() ? absl::OkStatus()
+                              : cninet::cni::DelegateDel(type, args.stdin_data, args);
+        },
+        [&] {
+          return nl::DeleteVethAttachment(host, args.netns, args.ifname,
+                                          nl::VethNameFor(args.container_id, args.ifname))
+              .status();
+        });
+    clock.Mark("IPAM release + interface deletion");
+    return st;
   }
 
   absl::Status Check(const CmdArgs& args) override {

@@ -1,9 +1,14 @@
 #include "cninet/netlink/attach.h"
 
 #include <sys/socket.h>
+
+#include <system_error>
 #include <thread>
+#include <utility>
 
 #include "cninet/cni/error.h"
+#include "cninet/cni/exec.h"
+#include "cninet/cni/log.h"
 #include "cninet/cni/status.h"
 #include "cninet/cni/strings.h"
 #include "cninet/netlink/sysctl.h"
@@ -213,6 +218,41 @@ absl::Status CheckLink(const Link& link, const cni::Interface& expected, std::st
                                                    ", prevResult says ", *expected.mtu));
   }
   return absl::OkStatus();
+}
+
+BackgroundIpamAdd::BackgroundIpamAdd(std::string type, const cni::CmdArgs& args)
+    : type_(std::move(type)), args_(args), result_(absl::UnknownError("IPAM ADD did not run")) {
+  try {
+    thread_ = std::thread([this] { result_ = cni::DelegateAdd(type_, args_.stdin_data, args_); });
+  } catch (const std::system_error& e) {
+    result_ = absl::ResourceExhaustedError(cninet::StrCat("cannot start a thread: ", e.what()));
+  }
+}
+
+BackgroundIpamAdd::~BackgroundIpamAdd() {
+  Wait();
+  if (!committed_ && result_.ok()) {
+    absl::Status st = cni::DelegateDel(type_, args_.stdin_data, args_);
+    if (!st.ok()) CNINET_LOG(kWarning, "releasing the IPAM allocation failed: ", st.ToString());
+  }
+}
+
+absl::StatusOr<cni::Result>& BackgroundIpamAdd::Wait() {
+  if (thread_.joinable()) thread_.join();
+  return result_;
+}
+
+absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a, absl::FunctionRef<absl::Status()> b) {
+  absl::Status sa;
+  std::thread t;
+  try {
+    t = std::thread([&] { sa = a(); });
+  } catch (const std::system_error&) {
+    sa = a();  // No thread to be had: run them one after the other.
+  }
+  absl::Status sb = b();
+  if (t.joinable()) t.join();
+  return !sa.ok() ? sa : sb;
 }
 
 absl::StatusOr<std::vector<cni::IPPrefix>> DeleteVethAttachment(Handle& host,

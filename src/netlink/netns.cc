@@ -12,9 +12,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <system_error>
 #include <thread>
 
+#include "cninet/cni/log.h"
 #include "cninet/cni/status.h"
 #include "cninet/cni/strings.h"
 #include "cninet/netlink/handle.h"
@@ -165,7 +168,44 @@ absl::Status Netns::Delete(std::string_view name) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Restores the calling thread's original network namespace when it goes out of scope.
+class RestoreNetnsGuard {
+ public:
+  explicit RestoreNetnsGuard(int original_fd) : fd_(original_fd) {}
+  RestoreNetnsGuard(const RestoreNetnsGuard&) = delete;
+  RestoreNetnsGuard& operator=(const RestoreNetnsGuard&) = delete;
+  ~RestoreNetnsGuard() {
+    if (setns(fd_, CLONE_NEWNET) != 0) {
+      // Continuing would run the rest of this thread's work in the wrong namespace.
+      CNINET_LOG(kError, "cannot restore the thread's network namespace: ", strerror(errno),
+                 "; aborting");
+      std::abort();
+    }
+    close(fd_);
+  }
+
+ private:
+  int fd_;
+};
+
+}  // namespace
+
 absl::Status Netns::Run(absl::FunctionRef<absl::Status()> fn) const {
+  if (fd_ < 0) return absl::FailedPreconditionError("namespace handle is closed");
+  int original = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (original < 0) return ErrnoStatus(errno, "open /proc/thread-self/ns/net");
+  if (setns(fd_, CLONE_NEWNET) != 0) {
+    int err = errno;
+    close(original);
+    return ErrnoStatus(err, cninet::StrCat("setns ", path_));
+  }
+  RestoreNetnsGuard restore(original);
+  return fn();
+}
+
+absl::Status Netns::RunInThread(absl::FunctionRef<absl::Status()> fn) const {
   if (fd_ < 0) return absl::FailedPreconditionError("namespace handle is closed");
   absl::Status result;
   try {

@@ -9,8 +9,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cninet/cni/plugin.h"
@@ -69,6 +71,34 @@ absl::Status CheckAddresses(Handle& h, const Link& link, const std::vector<cni::
 absl::Status CheckRoutes(Handle& h, const std::vector<cni::Route>& routes);
 // CHECK: the interface `expected` of prevResult matches `link` (name, MAC when given, kind).
 absl::Status CheckLink(const Link& link, const cni::Interface& expected, std::string_view kind);
+
+// An IPAM ADD delegated (by `type`, through CNI_PATH) on a background thread, so a plugin's own
+// netlink work overlaps the IPAM plugin's process start and disk writes. Unless Commit()ed, the
+// destructor waits for it and releases a successful allocation with DEL, on every exit path.
+class BackgroundIpamAdd {
+ public:
+  // Starts the delegation; `args` must outlive this object.
+  BackgroundIpamAdd(std::string type, const cni::CmdArgs& args);
+  ~BackgroundIpamAdd();
+  BackgroundIpamAdd(const BackgroundIpamAdd&) = delete;
+  BackgroundIpamAdd& operator=(const BackgroundIpamAdd&) = delete;
+
+  // Waits for the IPAM plugin and returns its result (or error).
+  absl::StatusOr<cni::Result>& Wait();
+  // Keeps the allocation.
+  void Commit() { committed_ = true; }
+
+ private:
+  std::string type_;
+  const cni::CmdArgs& args_;
+  absl::StatusOr<cni::Result> result_;
+  std::thread thread_;
+  bool committed_ = false;
+};
+
+// Runs `a` on a new thread and `b` on the caller's, waits for both, and returns the first
+// failure (a's when both fail). For independent steps such as IPAM DEL and link deletion.
+absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a, absl::FunctionRef<absl::Status()> b);
 
 // DEL of a veth attachment, idempotent: deletes `ifname` in the namespace at `netns_path`
 // (nothing to do when the path, the namespace or the link is gone), then the host end

@@ -1,11 +1,18 @@
 // Network namespaces: RAII handles, named namespaces (/run/netns/<name>, as iproute2 keeps them)
 // and running code inside a namespace.
 //
-// Threading rule: setns(2) changes the namespace of the calling *thread* only. cninet never
-// switches the namespace of a caller's thread: Netns::Run executes the callable on a dedicated,
-// short-lived thread that enters the namespace and then exits, so no thread in the process is
-// ever left in the wrong namespace, on any exit path. Netlink sockets and sysctl files keep the
-// namespace they were opened in, so a Handle opened through Run can be used from any thread.
+// Threading rule: setns(2) changes the namespace of the calling *thread* only, and everything
+// that thread then opens (sockets, /proc/sys/net files) or forks belongs to that namespace.
+// cninet never leaves a thread in a namespace it did not start in:
+//   * Netns::Run enters the namespace on the calling thread and restores the thread's original
+//     namespace on every exit path (an RAII guard). If the restore itself fails, the thread
+//     would keep running in the wrong namespace, so the process is aborted with a message.
+//     Cheapest: two setns calls, no thread (what plugins use on their hot path).
+//   * Netns::RunInThread executes the callable on a dedicated short-lived thread that enters
+//     the namespace and exits; the calling thread is never touched. For long-lived processes
+//     that run callbacks they do not control.
+// Netlink sockets and sysctl files keep the namespace they were opened in, so a Handle opened
+// through either can afterwards be used from any thread.
 #ifndef CNINET_NETLINK_NETNS_H_
 #define CNINET_NETLINK_NETNS_H_
 
@@ -49,9 +56,11 @@ class Netns {
   Netns& operator=(const Netns&) = delete;
   ~Netns();
 
-  // Runs `fn` inside this namespace on a dedicated thread (see the threading rule above) and
-  // returns its status; the calling thread's namespace is never changed.
+  // Runs `fn` inside this namespace on the calling thread and restores the thread's namespace
+  // afterwards, on every path (see the threading rule above). Returns fn's status.
   absl::Status Run(absl::FunctionRef<absl::Status()> fn) const;
+  // Runs `fn` inside this namespace on a new thread; the calling thread is never switched.
+  absl::Status RunInThread(absl::FunctionRef<absl::Status()> fn) const;
   // Run for callables returning a value.
   template <typename T>
   absl::StatusOr<T> Call(absl::FunctionRef<absl::StatusOr<T>()> fn) const {

@@ -42,7 +42,7 @@ TEST(NetnsTest, CreateOpenDelete) {
   EXPECT_TRUE(h->GetLink("lo").ok());
 }
 
-TEST(NetnsTest, RunUsesTheNamespaceAndNeverMovesTheCaller) {
+TEST(NetnsTest, RunEntersTheNamespaceAndAlwaysRestoresTheCaller) {
   CNINET_REQUIRE_ROOT();
   auto ns = NamedNetns::Create(cninet::testing::UniqueName("nlrun"));
   ASSERT_TRUE(ns.ok()) << ns.status();
@@ -71,6 +71,30 @@ TEST(NetnsTest, RunUsesTheNamespaceAndNeverMovesTheCaller) {
   auto value = ns->ns().Call<int>([]() -> absl::StatusOr<int> { return 42; });
   ASSERT_TRUE(value.ok());
   EXPECT_EQ(*value, 42);
+
+  // RunInThread: the callable runs on another thread, in the namespace.
+  bool thread_inside = false;
+  ASSERT_TRUE(ns->ns().RunInThread([&]() -> absl::Status {
+    thread_inside = Netns::Current()->SameAs(ns->ns());
+    return absl::OkStatus();
+  }).ok());
+  EXPECT_TRUE(thread_inside);
+  EXPECT_TRUE(Netns::Current()->SameAs(*before));
+
+  // Nested Run: the inner one restores the outer namespace, the outer one ours.
+  auto inner = NamedNetns::Create(cninet::testing::UniqueName("nlrun"));
+  ASSERT_TRUE(inner.ok()) << inner.status();
+  bool nested_ok = false;
+  ASSERT_TRUE(ns->ns().Run([&]() -> absl::Status {
+    absl::Status inner_st = inner->ns().Run([&]() -> absl::Status {
+      nested_ok = Netns::Current()->SameAs(inner->ns());
+      return absl::OkStatus();
+    });
+    nested_ok = nested_ok && inner_st.ok() && Netns::Current()->SameAs(ns->ns());
+    return absl::OkStatus();
+  }).ok());
+  EXPECT_TRUE(nested_ok);
+  EXPECT_TRUE(Netns::Current()->SameAs(*before));
 
   // Concurrent Run calls from several threads each land in the right namespace.
   auto other = NamedNetns::Create(cninet::testing::UniqueName("nlrun"));
