@@ -1,4 +1,5 @@
-// Umbrella header of the cni component: everything a plugin or a runtime needs.
+/// @file
+/// Umbrella header of the cni component: everything a plugin or a runtime needs.
 #ifndef CNINET_CNI_CNI_H_
 #define CNINET_CNI_CNI_H_
 

@@ -1,4 +1,5 @@
-// IPv4/IPv6 address and prefix value types used by results, IPAM and the datapath.
+/// @file
+/// IPv4/IPv6 address and prefix value types used by results, IPAM and the datapath.
 #ifndef CNINET_CNI_IP_H_
 #define CNINET_CNI_IP_H_
 
@@ -12,40 +13,40 @@
 
 namespace cninet::cni {
 
-// An IPv4 or IPv6 address. IPv4 is kept in its own family (not v4-mapped).
-// Default-constructed: the IPv4 address 0.0.0.0.
+/// An IPv4 or IPv6 address. IPv4 is kept in its own family (not v4-mapped).
+/// Default-constructed: the IPv4 address 0.0.0.0.
 class IPAddress {
  public:
   enum class Family : uint8_t { kV4 = 4, kV6 = 6 };
 
   IPAddress() = default;
-  // Parses dotted-quad IPv4 or RFC 4291 IPv6 text; anything else is InvalidArgument.
+  /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text; anything else is InvalidArgument.
   static absl::StatusOr<IPAddress> Parse(std::string_view text);
-  // From a host-order IPv4 value (0x0a000001 is 10.0.0.1).
+  /// From a host-order IPv4 value (0x0a000001 is 10.0.0.1).
   static IPAddress V4(uint32_t host_order);
-  // From 4 (IPv4) or 16 (IPv6) network-order bytes.
+  /// From 4 (IPv4) or 16 (IPv6) network-order bytes.
   static IPAddress FromBytes(const uint8_t* bytes, size_t len);
 
   Family family() const { return family_; }
   bool is_v4() const { return family_ == Family::kV4; }
   bool is_v6() const { return family_ == Family::kV6; }
-  // 32 or 128.
+  /// 32 or 128.
   int bit_length() const { return is_v4() ? 32 : 128; }
-  // Network-order bytes; 4 meaningful bytes for IPv4, 16 for IPv6.
+  /// Network-order bytes; 4 meaningful bytes for IPv4, 16 for IPv6.
   const std::array<uint8_t, 16>& bytes() const { return bytes_; }
   size_t byte_length() const { return is_v4() ? 4 : 16; }
-  // Host-order IPv4 value; only meaningful when is_v4().
+  /// Host-order IPv4 value; only meaningful when is_v4().
   uint32_t v4_host_order() const;
 
-  // Canonical text ("10.0.0.1", "fd00::1").
+  /// Canonical text ("10.0.0.1", "fd00::1").
   std::string ToString() const;
-  // The address plus/minus one, wrapping within the family.
+  /// The address plus/minus one, wrapping within the family.
   IPAddress Next() const;
   IPAddress Prev() const;
-  // True for 0.0.0.0 / ::.
+  /// True for 0.0.0.0 / ::.
   bool IsUnspecified() const;
 
-  // Orders IPv4 before IPv6, then numerically.
+  /// Orders IPv4 before IPv6, then numerically.
   friend std::strong_ordering operator<=>(const IPAddress& a, const IPAddress& b);
   friend bool operator==(const IPAddress& a, const IPAddress& b) = default;
 
@@ -59,28 +60,28 @@ class IPAddress {
   std::array<uint8_t, 16> bytes_{};
 };
 
-// An address with a prefix length, as CNI writes addresses ("10.1.0.5/24", host bits kept) and
-// subnets ("10.1.0.0/16").
+/// An address with a prefix length, as CNI writes addresses ("10.1.0.5/24", host bits kept) and
+/// subnets ("10.1.0.0/16").
 class IPPrefix {
  public:
   IPPrefix() = default;
   IPPrefix(IPAddress addr, int prefix_len) : addr_(addr), prefix_len_(prefix_len) {}
-  // Parses "addr/len". Host bits are kept; use Masked() for the network. A bare address without
-  // "/len" is rejected unless `allow_bare` (then it gets /32 or /128).
+  /// Parses "addr/len". Host bits are kept; use Masked() for the network. A bare address without
+  /// "/len" is rejected unless `allow_bare` (then it gets /32 or /128).
   static absl::StatusOr<IPPrefix> Parse(std::string_view text, bool allow_bare = false);
 
   const IPAddress& address() const { return addr_; }
   int prefix_len() const { return prefix_len_; }
   bool is_v4() const { return addr_.is_v4(); }
-  // The network: host bits cleared.
+  /// The network: host bits cleared.
   IPPrefix Masked() const;
-  // The last address of the prefix (the IPv4 broadcast address).
+  /// The last address of the prefix (the IPv4 broadcast address).
   IPAddress LastAddress() const;
-  // True when `ip` has the same family and lies inside this prefix.
+  /// True when `ip` has the same family and lies inside this prefix.
   bool Contains(const IPAddress& ip) const;
-  // True when the two prefixes share any address.
+  /// True when the two prefixes share any address.
   bool Overlaps(const IPPrefix& other) const;
-  // "10.1.0.5/24".
+  /// "10.1.0.5/24".
   std::string ToString() const;
 
   friend bool operator==(const IPPrefix& a, const IPPrefix& b) = default;

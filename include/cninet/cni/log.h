@@ -1,5 +1,6 @@
-// A small logging facade. The host application may install its own LogSink; the default sink
-// writes to stderr (never stdout: a CNI plugin's stdout carries only its result).
+/// @file
+/// A small logging facade. The host application may install its own LogSink; the default sink
+/// writes to stderr (never stdout: a CNI plugin's stdout carries only its result).
 #ifndef CNINET_CNI_LOG_H_
 #define CNINET_CNI_LOG_H_
 
@@ -9,24 +10,24 @@
 
 namespace cninet {
 
-// Severity of a log message, lowest first.
+/// Severity of a log message, lowest first.
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 
-// Receives every message at or above the current level. Implementations must be thread-safe.
+/// Receives every message at or above the current level. Implementations must be thread-safe.
 class LogSink {
  public:
   virtual ~LogSink() = default;
-  // Called once per message; `file`/`line` locate the call site.
+  /// Called once per message; `file`/`line` locate the call site.
   virtual void Send(LogLevel level, std::string_view file, int line, std::string_view message) = 0;
 };
 
-// Installs `sink` (not owned; must outlive its use). nullptr restores the stderr sink.
+/// Installs `sink` (not owned; must outlive its use). nullptr restores the stderr sink.
 void SetLogSink(LogSink* sink);
-// Messages below `level` are dropped. Default: kWarning, or CNINET_LOG_LEVEL=debug|info|warning|error.
+/// Messages below `level` are dropped. Default: kWarning, or CNINET_LOG_LEVEL=debug|info|warning|error.
 void SetLogLevel(LogLevel level);
-// The current threshold.
+/// The current threshold.
 LogLevel GetLogLevel();
-// Sends one message to the current sink if `level` passes the threshold.
+/// Sends one message to the current sink if `level` passes the threshold.
 void LogMessage(LogLevel level, std::string_view file, int line, std::string_view message);
 
 }  // namespace cninet

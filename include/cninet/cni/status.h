@@ -1,5 +1,6 @@
-// Status helpers shared by every cninet component: the RETURN_IF_ERROR / ASSIGN_OR_RETURN macros
-// (our Abseil release has none) and context annotation that keeps payloads such as CNI codes.
+/// @file
+/// Status helpers shared by every cninet component: the RETURN_IF_ERROR / ASSIGN_OR_RETURN macros
+/// (our Abseil release has none) and context annotation that keeps payloads such as CNI codes.
 #ifndef CNINET_CNI_STATUS_H_
 #define CNINET_CNI_STATUS_H_
 
@@ -10,11 +11,11 @@
 
 namespace cninet {
 
-// Returns `status` with "`context`: " prepended to its message; code and payloads are kept.
-// An OK status is returned unchanged.
+/// Returns `status` with "`context`: " prepended to its message; code and payloads are kept.
+/// An OK status is returned unchanged.
 absl::Status Annotate(const absl::Status& status, std::string_view context);
 
-// Builds a status from errno value `err`, e.g. ErrnoToStatus(errno, "open /run/netns/x").
+/// Builds a status from errno value `err`, e.g. ErrnoToStatus(errno, "open /run/netns/x").
 absl::Status ErrnoStatus(int err, std::string_view context);
 
 }  // namespace cninet

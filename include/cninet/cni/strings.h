@@ -1,6 +1,7 @@
-// Bridges std::string_view (our API) and absl::string_view (a distinct type in the Abseil
-// release Debian 12 ships). Use cninet::StrCat instead of absl::StrCat when an argument may be a
-// std::string_view, and ToAbsl() where an Abseil call takes absl::string_view.
+/// @file
+/// Bridges std::string_view (our API) and absl::string_view (a distinct type in the Abseil
+/// release Debian 12 ships). Use cninet::StrCat instead of absl::StrCat when an argument may be a
+/// std::string_view, and ToAbsl() where an Abseil call takes absl::string_view.
 #ifndef CNINET_CNI_STRINGS_H_
 #define CNINET_CNI_STRINGS_H_
 
@@ -13,9 +14,9 @@
 
 namespace cninet {
 
-// std::string_view -> absl::string_view (no copy).
+/// std::string_view -> absl::string_view (no copy).
 inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-// absl::string_view -> std::string_view (no copy); identity when they are the same type.
+/// absl::string_view -> std::string_view (no copy); identity when they are the same type.
 inline std::string_view ToStd(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 
 namespace strings_internal {
@@ -30,16 +31,16 @@ decltype(auto) Piece(const T& v) {
 }
 }  // namespace strings_internal
 
-// absl::StrCat that also takes std::string_view arguments.
+/// absl::StrCat that also takes std::string_view arguments.
 template <typename... Args>
 std::string StrCat(const Args&... args) {
   return absl::StrCat(strings_internal::Piece(args)...);
 }
 
-// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points > U+10FFFF).
+/// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code points > U+10FFFF).
 bool IsValidUtf8(std::string_view s);
 
-// Joins the elements of `range` (anything StrCat accepts) with `sep`.
+/// Joins the elements of `range` (anything StrCat accepts) with `sep`.
 template <typename Range>
 std::string StrJoin(const Range& range, std::string_view sep) {
   std::string out;
