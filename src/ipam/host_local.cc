@@ -1,6 +1,7 @@
 #include "cninet/ipam/host_local.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,34 @@ absl::Status ValidateOwner(std::string_view container_id, std::string_view ifnam
 
 absl::StatusOr<cni::Result> HostLocal::Add(std::string_view container_id, std::string_view ifname) {
   CNINET_RETURN_IF_ERROR(ValidateOwner(container_id, ifname));
+
+  // Match requested addresses to range sets (each set takes the first one it contains, as
+  // host-local does) and check them before anything is written: a bad request changes nothing.
+  std::vector<std::optional<IPAddress>> wanted(config_.ranges.size());
+  std::vector<IPAddress> left = config_.requested_ips;
+  for (size_t idx = 0; idx < config_.ranges.size(); ++idx) {
+    const RangeSet& set = config_.ranges[idx];
+    auto it = std::find_if(left.begin(), left.end(),
+                           [&](const IPAddress& ip) { return set.Contains(ip); });
+    if (it == left.end()) continue;
+    const Range* r = set.RangeFor(*it);
+    if (!r->IsAllocatable(*it)) {
+      return cni::CniError(ErrorCode::kInvalidConfig,
+                           StrCat("failed to allocate for range ", idx, ": requested ip ",
+                                  it->ToString(),
+                                  *it == r->gateway ? " is subnet's gateway"
+                                                    : " is the network or broadcast address"));
+    }
+    wanted[idx] = *it;
+    left.erase(it);
+  }
+  if (!left.empty()) {
+    std::vector<std::string> names;
+    for (const IPAddress& ip : left) names.push_back(ip.ToString());
+    return cni::CniError(ErrorCode::kInvalidConfig,
+                         StrCat("failed to allocate all requested IPs: ", StrJoin(names, " ")));
+  }
+
   cni::Result result;
   result.cni_version = config_.cni_version;
   if (!config_.resolv_conf.empty()) {
@@ -35,40 +64,21 @@ absl::StatusOr<cni::Result> HostLocal::Add(std::string_view container_id, std::s
 
   CNINET_ASSIGN_OR_RETURN(StoreLock lock, store_.Lock());
   CNINET_ASSIGN_OR_RETURN(std::vector<Lease> owned, store_.FindByOwner(container_id, ifname));
-  std::vector<IPAddress> requested = config_.requested_ips;
   std::vector<IPAddress> taken;
-  auto undo = [&] {
-    for (const IPAddress& ip : taken) {
-      if (absl::Status s = store_.Release(ip); !s.ok()) {
-        CNINET_LOG(kError, "releasing ", ip.ToString(), " after a failed ADD: ", s.ToString());
-      }
-    }
-  };
   for (size_t idx = 0; idx < config_.ranges.size(); ++idx) {
-    const RangeSet& set = config_.ranges[idx];
-    std::optional<IPAddress> want;
-    for (auto it = requested.begin(); it != requested.end(); ++it) {
-      if (set.Contains(*it)) {
-        want = *it;
-        requested.erase(it);
-        break;
-      }
-    }
-    Allocator allocator(set, store_, static_cast<int>(idx));
-    auto ip = allocator.Allocate(lock, container_id, ifname, want, &owned);
+    Allocator allocator(config_.ranges[idx], store_, static_cast<int>(idx));
+    auto ip = allocator.Allocate(lock, container_id, ifname, wanted[idx], &owned);
     if (!ip.ok()) {
-      undo();
+      // All or nothing: give back what this call took.
+      for (const IPAddress& t : taken) {
+        if (absl::Status s = store_.Release(t); !s.ok()) {
+          CNINET_LOG(kError, "releasing ", t.ToString(), " after a failed ADD: ", s.ToString());
+        }
+      }
       return Annotate(ip.status(), StrCat("failed to allocate for range ", idx));
     }
     taken.push_back(ip->address.address());
     result.ips.push_back(*std::move(ip));
-  }
-  if (!requested.empty()) {
-    undo();
-    std::vector<std::string> left;
-    for (const IPAddress& ip : requested) left.push_back(ip.ToString());
-    return cni::CniError(ErrorCode::kInvalidConfig,
-                         StrCat("failed to allocate all requested IPs: ", StrJoin(left, " ")));
   }
   result.routes = config_.routes;
   return result;
