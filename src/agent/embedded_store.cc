@@ -89,7 +89,8 @@ void PutLe32(std::string* out, size_t at, uint32_t v) {
 
 uint32_t GetLe32(std::string_view in, size_t at) {
   uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
+  for (int i = 0; i < 4; ++i)
+    v |= static_cast<uint32_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
   return v;
 }
 
@@ -570,8 +571,7 @@ absl::Status Core::ReadNewRecords() {
     WalRecord rec;
     if (!rec.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) break;
     if (rec.seq() > st_.seq) {
-      if (rec.seq() != st_.seq + 1 ||
-          (rec.ops_size() > 0 && rec.revision() != st_.revision + 1)) {
+      if (rec.seq() != st_.seq + 1 || (rec.ops_size() > 0 && rec.revision() != st_.revision + 1)) {
         return absl::DataLossError(StrCat(wal_path_, ": record ", rec.seq(), " (revision ",
                                           rec.revision(), ") does not follow ", st_.seq,
                                           " (revision ", st_.revision, ")"));
@@ -845,8 +845,8 @@ absl::StatusOr<int64_t> Core::Update(std::string_view key, std::string_view valu
   CNINET_RETURN_IF_ERROR(CheckKey(key));
   return Write([&](const MemState& st, WalRecord* rec) {
     if (int64_t current = ModRevision(st, key); current != expected) {
-      return absl::AbortedError(StrCat("key ", key, " is at mod_revision ", current, ", not ",
-                                       expected));
+      return absl::AbortedError(
+          StrCat("key ", key, " is at mod_revision ", current, ", not ", expected));
     }
     CNINET_RETURN_IF_ERROR(CheckLease(st, lease));
     AddPut(rec, key, value, lease);
@@ -870,8 +870,8 @@ absl::Status Core::DeleteIf(std::string_view key, int64_t expected) {
   CNINET_RETURN_IF_ERROR(CheckKey(key));
   return Write([&](const MemState& st, WalRecord* rec) {
            if (int64_t current = ModRevision(st, key); current != expected) {
-             return absl::AbortedError(StrCat("key ", key, " is at mod_revision ", current,
-                                              ", not ", expected));
+             return absl::AbortedError(
+                 StrCat("key ", key, " is at mod_revision ", current, ", not ", expected));
            }
            if (expected != 0) AddDelete(rec, key);
            return absl::OkStatus();
@@ -950,8 +950,8 @@ absl::Status Core::RevokeLease(LeaseId id) {
 absl::Status Core::Compact(int64_t revision) {
   return Write([&](const MemState& st, WalRecord* rec) {
            if (revision > st.revision) {
-             return absl::OutOfRangeError(StrCat("revision ", revision,
-                                                 " is in the future (current ", st.revision, ")"));
+             return absl::OutOfRangeError(
+                 StrCat("revision ", revision, " is in the future (current ", st.revision, ")"));
            }
            if (revision > st.compact_revision) rec->set_compact_revision(revision);
            return absl::OkStatus();

@@ -2,6 +2,8 @@
 // channel to (re)connect within it; each watch runs one bidirectional Watch stream on its own
 // thread, resumes from the last revision it delivered after any stream failure (with exponential
 // backoff) and relists the prefix when etcd reports that revision compacted.
+#include "cninet/agent/etcd_store.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -15,7 +17,6 @@
 #include <vector>
 
 #include "agent/dispatcher.h"
-#include "cninet/agent/etcd_store.h"
 #include "cninet/cni/ip.h"
 #include "cninet/cni/log.h"
 #include "cninet/cni/status.h"
@@ -102,8 +103,8 @@ class Core : public std::enable_shared_from_this<Core> {
   absl::Status CallStatus(const grpc::Status& status, std::string_view what) {
     if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
         channel_->GetState(false) != GRPC_CHANNEL_READY) {
-      return absl::UnavailableError(StrCat("etcd ", what, ": not connected (",
-                                           status.error_message(), ")"));
+      return absl::UnavailableError(
+          StrCat("etcd ", what, ": not connected (", status.error_message(), ")"));
     }
     return FromGrpc(status, what);
   }
@@ -204,7 +205,8 @@ class Core : public std::enable_shared_from_this<Core> {
     return resp.header().revision();
   }
 
-  static etcdserverpb::RequestOp PutOp(std::string_view key, std::string_view value, LeaseId lease) {
+  static etcdserverpb::RequestOp PutOp(std::string_view key, std::string_view value,
+                                       LeaseId lease) {
     etcdserverpb::RequestOp op;
     auto* put = op.mutable_request_put();
     put->set_key(std::string(key));
@@ -255,7 +257,8 @@ class Core : public std::enable_shared_from_this<Core> {
     etcdserverpb::LeaseGrantResponse resp;
     grpc::Status status = lease_->LeaseGrant(&ctx, req, &resp);
     if (!status.ok()) return CallStatus(status, "lease grant");
-    if (!resp.error().empty()) return absl::InternalError(StrCat("etcd lease grant: ", resp.error()));
+    if (!resp.error().empty())
+      return absl::InternalError(StrCat("etcd lease grant: ", resp.error()));
     return resp.id();
   }
 
@@ -272,7 +275,8 @@ class Core : public std::enable_shared_from_this<Core> {
       if (status.ok()) return absl::UnavailableError("etcd lease keep-alive: no response");
       return CallStatus(status, "lease keep-alive");
     }
-    if (resp.ttl() <= 0) return absl::NotFoundError(StrCat("lease ", lease, " not found or expired"));
+    if (resp.ttl() <= 0)
+      return absl::NotFoundError(StrCat("lease ", lease, " not found or expired"));
     return std::chrono::seconds(resp.ttl());
   }
 
@@ -386,7 +390,8 @@ class WatchState {
         WatchUpdate reset;
         reset.reset = true;
         reset.revision = list->revision;
-        for (KeyValue& kv : list->kvs) reset.events.push_back(Event{EventType::kPut, std::move(kv)});
+        for (KeyValue& kv : list->kvs)
+          reset.events.push_back(Event{EventType::kPut, std::move(kv)});
         dispatcher_->Push(std::move(reset));
         next = list->revision + 1;
         need_list = false;
@@ -395,15 +400,13 @@ class WatchState {
       grpc::Status status = Stream(next, &compacted);
       if (stopped()) break;
       if (compacted) {
-        CNINET_LOG(kInfo, "etcd watch ", prefix_, ": revision ", next,
-                   " was compacted; relisting");
+        CNINET_LOG(kInfo, "etcd watch ", prefix_, ": revision ", next, " was compacted; relisting");
         need_list = true;
         continue;
       }
-      SetHealth(FromGrpc(status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                    "watch stream ended")
-                                     : status,
-                         "watch"));
+      SetHealth(FromGrpc(
+          status.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "watch stream ended") : status,
+          "watch"));
       CNINET_LOG(kInfo, "etcd watch ", prefix_, ": stream ended (", status.error_message(),
                  "); resuming from revision ", next);
       if (!Backoff()) break;
@@ -574,10 +577,9 @@ class EtcdStore : public Store {
   absl::StatusOr<int64_t> Update(std::string_view key, std::string_view value, int64_t expected,
                                  LeaseId lease) override {
     if (key.empty()) return absl::InvalidArgumentError("empty key");
-    return core_->Guarded(key, etcdserverpb::Compare::MOD, expected,
-                          Core::PutOp(key, value, lease),
-                          absl::AbortedError(StrCat("key ", key, " is not at mod_revision ",
-                                                    expected)));
+    return core_->Guarded(
+        key, etcdserverpb::Compare::MOD, expected, Core::PutOp(key, value, lease),
+        absl::AbortedError(StrCat("key ", key, " is not at mod_revision ", expected)));
   }
   absl::StatusOr<bool> Delete(std::string_view key) override {
     if (key.empty()) return absl::InvalidArgumentError("empty key");
@@ -617,7 +619,8 @@ absl::StatusOr<std::unique_ptr<Store>> OpenEtcdStore(const EtcdStoreOptions& opt
   CNINET_ASSIGN_OR_RETURN(std::string target, Target(options.endpoints));
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(options.initial_backoff.count()));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+              static_cast<int>(options.initial_backoff.count()));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(options.initial_backoff.count()));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options.max_backoff.count()));
   // Notice a dead peer on an idle watch stream (etcd accepts pings every 5 s or slower).

@@ -75,7 +75,8 @@ absl::Status CheckMAC(std::string_view field, std::string_view mac) {
       ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
     }
   }
-  if (!ok) return Invalid(StrCat(field, ": \"", mac, "\" is not a MAC address (aa:bb:cc:dd:ee:ff)"));
+  if (!ok)
+    return Invalid(StrCat(field, ": \"", mac, "\" is not a MAC address (aa:bb:cc:dd:ee:ff)"));
   return absl::OkStatus();
 }
 
@@ -112,14 +113,14 @@ absl::Status CheckPeer(std::string_view field, const v1::NetworkPolicyPeer& peer
     if (peer.has_pod_selector() || peer.has_namespace_selector()) {
       return Invalid(StrCat(field, ": ipBlock excludes pod/namespace selectors"));
     }
-    CNINET_ASSIGN_OR_RETURN(cni::IPPrefix cidr, CheckCIDR(StrCat(field, ".ipBlock.cidr"),
-                                                          peer.ip_block().cidr()));
+    CNINET_ASSIGN_OR_RETURN(cni::IPPrefix cidr,
+                            CheckCIDR(StrCat(field, ".ipBlock.cidr"), peer.ip_block().cidr()));
     for (const std::string& except : peer.ip_block().except()) {
       auto ex = cni::IPPrefix::Parse(except);
       if (!ex.ok() || ex->is_v4() != cidr.is_v4() || ex->prefix_len() < cidr.prefix_len() ||
           !cidr.Contains(ex->address())) {
-        return Invalid(StrCat(field, ".ipBlock.except: \"", except, "\" is not inside ",
-                              cidr.ToString()));
+        return Invalid(
+            StrCat(field, ".ipBlock.except: \"", except, "\" is not inside ", cidr.ToString()));
       }
     }
     return absl::OkStatus();
@@ -131,8 +132,9 @@ absl::Status CheckPeer(std::string_view field, const v1::NetworkPolicyPeer& peer
   return CheckSelector(StrCat(field, ".namespaceSelector"), peer.namespace_selector());
 }
 
-absl::Status CheckPolicyPorts(std::string_view field,
-                              const google::protobuf::RepeatedPtrField<v1::NetworkPolicyPort>& ports) {
+absl::Status CheckPolicyPorts(
+    std::string_view field,
+    const google::protobuf::RepeatedPtrField<v1::NetworkPolicyPort>& ports) {
   for (const auto& port : ports) {
     CNINET_RETURN_IF_ERROR(CheckPort(field, port.port(), true));
     if (port.end_port() != 0) {
@@ -181,8 +183,8 @@ absl::Status ParseKey(ObjectKind kind, std::string_view key, std::string* ns, st
 
 absl::Status CheckMessageType(ObjectKind kind, const Message& message) {
   if (message.GetDescriptor()->full_name() != Info(kind).message) {
-    return absl::InternalError(StrCat("a ", message.GetDescriptor()->full_name(),
-                                      " is not a ", Info(kind).message));
+    return absl::InternalError(
+        StrCat("a ", message.GetDescriptor()->full_name(), " is not a ", Info(kind).message));
   }
   return absl::OkStatus();
 }
@@ -263,8 +265,8 @@ absl::Status ValidateName(std::string_view name) {
   if (name.size() > 253) return Invalid(StrCat("name \"", name, "\" is longer than 253"));
   for (char c : name) {
     if (!IsAlnum(c) && c != '-' && c != '.') {
-      return Invalid(StrCat("name \"", name,
-                            "\" may only contain lower-case letters, digits, '-' and '.'"));
+      return Invalid(
+          StrCat("name \"", name, "\" may only contain lower-case letters, digits, '-' and '.'"));
     }
   }
   if (!IsAlnum(name.front()) || !IsAlnum(name.back())) {
@@ -419,7 +421,8 @@ absl::Status Validate(const v1::ClusterConfig& config) {
   }
   if (uint32_t mask = config.node_cidr_mask_size(); mask != 0) {
     int bits = cluster ? cluster->address().bit_length() : 128;
-    if (static_cast<int>(mask) > bits || (cluster && static_cast<int>(mask) < cluster->prefix_len())) {
+    if (static_cast<int>(mask) > bits ||
+        (cluster && static_cast<int>(mask) < cluster->prefix_len())) {
       return Invalid(StrCat("nodeCIDRMaskSize: ", mask, " does not fit the clusterCIDR"));
     }
   }

@@ -57,14 +57,15 @@ LeaseKeeper::LeaseKeeper(Store& store, LeaseId id, std::chrono::seconds ttl, Los
       }
       // Transient (store unreachable): retry soon, the lease may still be alive.
       CNINET_LOG(kWarning, "lease ", id_, " keep-alive failed: ", refreshed.status().ToString());
-      next = std::chrono::steady_clock::now() + std::min<std::chrono::milliseconds>(period, std::chrono::seconds(1));
+      next = std::chrono::steady_clock::now() +
+             std::min<std::chrono::milliseconds>(period, std::chrono::seconds(1));
     }
   });
 }
 
 absl::StatusOr<std::unique_ptr<LeaseKeeper>> LeaseKeeper::Start(Store& store,
-                                                                 std::chrono::seconds ttl,
-                                                                 LostCallback on_lost) {
+                                                                std::chrono::seconds ttl,
+                                                                LostCallback on_lost) {
   if (ttl < std::chrono::seconds(2)) {
     return absl::InvalidArgumentError("lease TTL must be at least 2 seconds");
   }

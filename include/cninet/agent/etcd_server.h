@@ -1,6 +1,7 @@
-// Runs a private single-member etcd (Debian's /usr/bin/etcd) listening on 127.0.0.1 only, for the
-// agent's demo, tests and benchmarks: free ports are picked, the data directory is the caller's,
-// and the process is stopped (and, by default, killed with its parent) when the object goes.
+/// @file
+/// Runs a private single-member etcd (Debian's /usr/bin/etcd) listening on 127.0.0.1 only, for the
+/// agent's demo, tests and benchmarks: free ports are picked, the data directory is the caller's,
+/// and the process is stopped (and, by default, killed with its parent) when the object goes.
 #ifndef CNINET_AGENT_ETCD_SERVER_H_
 #define CNINET_AGENT_ETCD_SERVER_H_
 
@@ -17,49 +18,48 @@
 
 namespace cninet::agent {
 
-// Options of EtcdServer::Start.
+/// Options of EtcdServer::Start.
 struct EtcdServerOptions {
-  // The etcd binary.
+  /// The etcd binary.
   std::string binary = "/usr/bin/etcd";
-  // Data directory (must be set; created when missing; kept on Stop so Restart resumes it).
+  /// Data directory (must be set; created when missing; kept on Stop so Restart resumes it).
   std::string data_dir;
-  // Member name.
+  /// Member name.
   std::string name = "cninet";
-  // 127.0.0.1 ports; 0 picks a free one.
-  int client_port = 0;
-  int peer_port = 0;
-  // etcd's stdout/stderr are appended here ("" = "<data_dir>.log", beside the data directory).
+  int client_port = 0;  ///< 127.0.0.1 client port; 0 picks a free one.
+  int peer_port = 0;    ///< 127.0.0.1 peer port; 0 picks a free one.
+  /// etcd's stdout/stderr are appended here ("" = data_dir + ".log", beside the data directory).
   std::string log_file;
-  // How long Start/Restart wait for etcd to answer.
+  /// How long Start/Restart wait for etcd to answer.
   std::chrono::milliseconds start_timeout{20000};
-  // Kill etcd when the process that started it dies (PR_SET_PDEATHSIG).
+  /// Kill etcd when the process that started it dies (PR_SET_PDEATHSIG).
   bool kill_with_parent = true;
-  // Additional etcd flags ("--max-txn-ops=1024").
+  /// Additional etcd flags ("--max-txn-ops=1024").
   std::vector<std::string> extra_args;
 };
 
-// A running etcd process.
+/// A running etcd process.
 class EtcdServer {
  public:
-  // Starts etcd and waits until it serves requests (Unavailable with its log tail otherwise).
+  /// Starts etcd and waits until it serves requests (Unavailable with its log tail otherwise).
   static absl::StatusOr<std::unique_ptr<EtcdServer>> Start(const EtcdServerOptions& options);
-  // Stops etcd (SIGTERM, then SIGKILL after 5 s).
+  /// Stops etcd (SIGTERM, then SIGKILL after 5 s).
   ~EtcdServer();
   EtcdServer(const EtcdServer&) = delete;
   EtcdServer& operator=(const EtcdServer&) = delete;
 
-  // "127.0.0.1:<client port>".
+  /// "127.0.0.1:<client port>".
   std::string endpoint() const;
-  // "http://127.0.0.1:<client port>", as etcdctl --endpoints takes it.
+  /// "http://127.0.0.1:<client port>", as etcdctl --endpoints takes it.
   std::string url() const;
-  // Process id while running, -1 when stopped.
+  /// Process id while running, -1 when stopped.
   pid_t pid() const { return pid_; }
-  // The log file etcd writes to.
+  /// The log file etcd writes to.
   const std::string& log_file() const { return options_.log_file; }
 
-  // Stops etcd gracefully (SIGTERM) or abruptly (SIGKILL); the data directory stays.
+  /// Stops etcd gracefully (SIGTERM) or abruptly (SIGKILL); the data directory stays.
   absl::Status Stop(bool graceful = true);
-  // Starts etcd again on the same ports and data directory and waits until it serves.
+  /// Starts etcd again on the same ports and data directory and waits until it serves.
   absl::Status Restart();
 
  private:

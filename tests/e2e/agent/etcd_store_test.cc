@@ -2,6 +2,8 @@
 // temporary data directory, killed and removed at the end, also on failure): the Store contract,
 // etcdctl interoperability, podCIDR allocation races between two clients, watches surviving an
 // etcd restart, and compaction while a watch is disconnected (relist).
+#include "cninet/agent/etcd_store.h"
+
 #include <atomic>
 #include <map>
 #include <set>
@@ -9,9 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-
 #include "cninet/agent/etcd_server.h"
-#include "cninet/agent/etcd_store.h"
 #include "cninet/agent/state.h"
 #include "store_conformance.h"
 #include "tcp_proxy.h"
@@ -33,9 +33,9 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> StartEtcd(const TempDir& dir) {
 }
 
 // A client; with a short request_timeout it does not wait for etcd at open either.
-absl::StatusOr<std::unique_ptr<Store>> Connect(const std::string& endpoint,
-                                               std::chrono::milliseconds request_timeout =
-                                                   std::chrono::seconds(5)) {
+absl::StatusOr<std::unique_ptr<Store>> Connect(
+    const std::string& endpoint,
+    std::chrono::milliseconds request_timeout = std::chrono::seconds(5)) {
   EtcdStoreOptions options;
   options.endpoints = {endpoint};
   options.request_timeout = request_timeout;
@@ -59,10 +59,8 @@ class EtcdEnv : public StoreEnv {
 };
 
 INSTANTIATE_TEST_SUITE_P(Etcd, StoreConformance,
-                         ::testing::Values(StoreKind{"Etcd", [] {
-                                                       return std::unique_ptr<StoreEnv>(
-                                                           new EtcdEnv());
-                                                     }}),
+                         ::testing::Values(StoreKind{
+                             "Etcd", [] { return std::unique_ptr<StoreEnv>(new EtcdEnv()); }}),
                          StoreKindName);
 
 class EtcdStoreTest : public ::testing::Test {

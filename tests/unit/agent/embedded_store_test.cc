@@ -39,10 +39,9 @@ class EmbeddedEnv : public StoreEnv {
 };
 
 INSTANTIATE_TEST_SUITE_P(Embedded, StoreConformance,
-                         ::testing::Values(StoreKind{"Embedded", [] {
-                                                       return std::unique_ptr<StoreEnv>(
-                                                           new EmbeddedEnv());
-                                                     }}),
+                         ::testing::Values(StoreKind{
+                             "Embedded",
+                             [] { return std::unique_ptr<StoreEnv>(new EmbeddedEnv()); }}),
                          StoreKindName);
 
 std::unique_ptr<Store> Open(const std::string& dir, uint64_t snapshot_threshold = 8 << 20,
@@ -115,7 +114,8 @@ TEST(EmbeddedStoreTest, ReopenKeepsDataRevisionsAndLeases) {
   auto store = Open(dir);
   ASSERT_NE(store, nullptr);
   EXPECT_THAT(store->Revision(), IsOkAndHolds(revision));
-  EXPECT_EQ(Snapshot(*store, "/k/"), (std::map<std::string, std::string>{{"/k/b", "2"}, {"/k/c", "3"}}));
+  EXPECT_EQ(Snapshot(*store, "/k/"),
+            (std::map<std::string, std::string>{{"/k/b", "2"}, {"/k/c", "3"}}));
   auto c = store->Get("/k/c");
   ASSERT_THAT(c, IsOk());
   EXPECT_EQ(c->lease, lease);
@@ -176,7 +176,8 @@ TEST_P(CrashPointTest, NoAcknowledgedWriteIsLostAndTheStoreStaysUsable) {
   }
   for (int i : acked) EXPECT_TRUE(present.count(i)) << "acknowledged write " << i << " lost";
   // Only the write in flight may be added; it is complete unless the crash tore its record.
-  EXPECT_EQ(present.count(in_flight) == 1, point != "append-half") << "in-flight write " << in_flight;
+  EXPECT_EQ(present.count(in_flight) == 1, point != "append-half")
+      << "in-flight write " << in_flight;
   EXPECT_EQ(present.size(), acked.size() + (present.count(in_flight) ? 1 : 0));
   EXPECT_EQ(list->revision, 1 + static_cast<int64_t>(present.size()));
 
@@ -188,7 +189,7 @@ TEST_P(CrashPointTest, NoAcknowledgedWriteIsLostAndTheStoreStaysUsable) {
   auto again = Open(dir, 4096);
   ASSERT_NE(again, nullptr);
   EXPECT_THAT(again->Revision(), IsOkAndHolds(*next));
-    EXPECT_EQ(Snapshot(*again, "/k/").size(), present.size() + 1);
+  EXPECT_EQ(Snapshot(*again, "/k/").size(), present.size() + 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Embedded, CrashPointTest,
@@ -211,8 +212,9 @@ TEST(EmbeddedStoreTest, SigkillAtRandomTimesLosesNoAcknowledgedWrite) {
   std::vector<std::vector<int>> acked(kRounds);
   int killed = 0;
   for (int round = 0; round < kRounds; ++round) {
-    CommandResult r = Helper({dir, "write", "/r" + std::to_string(round) + "/", "0", "1000000", "8192"},
-                             {}, std::chrono::milliseconds(delay_ms(rng)));
+    CommandResult r =
+        Helper({dir, "write", "/r" + std::to_string(round) + "/", "0", "1000000", "8192"}, {},
+               std::chrono::milliseconds(delay_ms(rng)));
     if (r.exit_code == -1) killed++;
     acked[round] = Acked(r.out);
   }
@@ -232,7 +234,8 @@ TEST(EmbeddedStoreTest, SigkillAtRandomTimesLosesNoAcknowledgedWrite) {
     }
     // Writes are sequential: what survived is exactly 0..n-1, covering every acknowledgement.
     if (!present.empty()) {
-      EXPECT_EQ(*present.rbegin(), static_cast<int>(present.size()) - 1) << "hole in round " << round;
+      EXPECT_EQ(*present.rbegin(), static_cast<int>(present.size()) - 1)
+          << "hole in round " << round;
     }
     EXPECT_GE(present.size(), acked[round].size()) << "round " << round;
     for (int i : acked[round]) EXPECT_TRUE(present.count(i)) << "round " << round << " lost " << i;
@@ -278,7 +281,8 @@ TEST(EmbeddedStoreTest, CorruptSnapshotIsDataLoss) {
   {
     auto store = Open(dir, 4096);
     ASSERT_NE(store, nullptr);
-    for (int i = 0; i < 100; ++i) ASSERT_THAT(store->Put("/k/" + std::to_string(i), std::string(64, 'x')), IsOk());
+    for (int i = 0; i < 100; ++i)
+      ASSERT_THAT(store->Put("/k/" + std::to_string(i), std::string(64, 'x')), IsOk());
   }
   const std::string snapshot = dir + "/snapshot";
   ASSERT_TRUE(std::filesystem::exists(snapshot));
@@ -342,8 +346,12 @@ TEST(EmbeddedStoreTest, TwoProcessesRacingCreateHaveExactlyOneWinnerPerKey) {
   { ASSERT_NE(Open(dir), nullptr); }
   constexpr int kKeys = 150;
   CommandResult results[2];
-  std::thread a([&] { results[0] = Helper({dir, "create", "/cidr/", std::to_string(kKeys), "A"}); });
-  std::thread b([&] { results[1] = Helper({dir, "create", "/cidr/", std::to_string(kKeys), "B"}); });
+  std::thread a([&] {
+    results[0] = Helper({dir, "create", "/cidr/", std::to_string(kKeys), "A"});
+  });
+  std::thread b([&] {
+    results[1] = Helper({dir, "create", "/cidr/", std::to_string(kKeys), "B"});
+  });
   a.join();
   b.join();
   ASSERT_TRUE(results[0].ok()) << results[0].err;

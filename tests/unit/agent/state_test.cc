@@ -34,7 +34,8 @@ TEST(KeysTest, NamesAreDns1123) {
   EXPECT_THAT(ValidateName("Node1"), StatusIs(absl::StatusCode::kInvalidArgument, "lower-case"));
   EXPECT_THAT(ValidateName("a/b"), StatusIs(absl::StatusCode::kInvalidArgument, "lower-case"));
   EXPECT_THAT(ValidateName("-a"), StatusIs(absl::StatusCode::kInvalidArgument, "start and end"));
-  EXPECT_THAT(ValidateName(std::string(254, 'a')), StatusIs(absl::StatusCode::kInvalidArgument, "253"));
+  EXPECT_THAT(ValidateName(std::string(254, 'a')),
+              StatusIs(absl::StatusCode::kInvalidArgument, "253"));
 }
 
 TEST(CodecTest, JsonUsesTheDocumentedFieldNames) {
@@ -255,7 +256,8 @@ TEST(KeyOfTest, BuildsKeysFromIdentityFields) {
   pod.set_name("p1");
   EXPECT_THAT(KeyOf(ObjectKind::kPod, pod), IsOkAndHolds(keys::Pod("ns1", "p1")));
   pod.set_namespace_("");
-  EXPECT_THAT(KeyOf(ObjectKind::kPod, pod), StatusIs(absl::StatusCode::kInvalidArgument, "namespace"));
+  EXPECT_THAT(KeyOf(ObjectKind::kPod, pod),
+              StatusIs(absl::StatusCode::kInvalidArgument, "namespace"));
   v1::ClusterConfig config;
   EXPECT_THAT(KeyOf(ObjectKind::kClusterConfig, config), IsOkAndHolds(keys::ClusterConfig()));
   v1::PodCIDRAllocation alloc;

@@ -231,7 +231,8 @@ TEST_P(StoreConformance, ApplyWritesOneRevisionAtomically) {
 
   ASSERT_TRUE(recorder.WaitFor([&] { return recorder.events_locked().size() == 3; }));
   for (const Event& event : recorder.events()) EXPECT_EQ(event.kv.mod_revision, *rev);
-  EXPECT_EQ(recorder.state(), (std::map<std::string, std::string>{{Key("a"), "1"}, {Key("b"), "2"}}));
+  EXPECT_EQ(recorder.state(),
+            (std::map<std::string, std::string>{{Key("a"), "1"}, {Key("b"), "2"}}));
 
   std::vector<Op> dup = {{Op::Kind::kPut, Key("x"), "1", 0}, {Op::Kind::kPut, Key("x"), "2", 0}};
   EXPECT_THAT(store_->Apply(dup), StatusIs(absl::StatusCode::kInvalidArgument, "twice"));
@@ -465,8 +466,8 @@ TEST_P(StoreConformance, MalformedValuesAreReportedAndSkipped) {
   for (size_t i = 1; i < updates.size(); ++i) {
     for (const auto& e : updates[i].errors) tail.push_back("error " + e.key);
     for (const auto& e : updates[i].events) {
-      tail.push_back((e.type == EventType::kPut ? "put " : "delete ") + e.object.value.namespace_() +
-                     "/" + e.object.value.name());
+      tail.push_back((e.type == EventType::kPut ? "put " : "delete ") +
+                     e.object.value.namespace_() + "/" + e.object.value.name());
     }
   }
   EXPECT_THAT(tail, ElementsAre("error " + keys::Service("default", "garbage2"), "put default/api",

@@ -47,7 +47,8 @@ int main(int argc, char** argv) {
   if (command == "write" && argc >= 7) options.snapshot_threshold_bytes = std::stoull(argv[6]);
   if (const char* point = std::getenv("CNINET_TEST_CRASH_POINT")) {
     g_crash_point = point;
-    if (const char* after = std::getenv("CNINET_TEST_CRASH_AFTER")) g_crash_after = std::atoi(after);
+    if (const char* after = std::getenv("CNINET_TEST_CRASH_AFTER"))
+      g_crash_after = std::atoi(after);
     cninet::agent::internal::SetEmbeddedStoreCrashHook(&CrashHook);
   }
   auto store = cninet::agent::OpenEmbeddedStore(options);
