@@ -277,8 +277,10 @@ class BridgePlugin : public cninet::cni::Plugin {
         br_iface = &itf;
       } else if (itf.name == args.ifname && itf.sandbox == args.netns) {
         cont_index = static_cast<int>(i);
-      } else if (itf.sandbox.empty()) {
-        host_iface = &itf;
+      } else if (itf.sandbox.empty() &&
+                 (host_iface == nullptr ||
+                  itf.name == nl::VethNameFor(args.container_id, args.ifname))) {
+        host_iface = &itf;  // Ours by name; else the first (later plugins append their own).
       }
     }
     if (br_iface == nullptr || cont_index < 0) {

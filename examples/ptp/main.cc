@@ -4,7 +4,8 @@
 // pod's namespace. Pod side: the IPAM addresses, the IPAM routes via the gateway, the subnet
 // replaced by "gateway/32 scope link" + "subnet via gateway" so everything goes through the host,
 // and a permanent neighbour for the gateway (no ARP/NDP round trip). Host side: the gateway as a
-// /32 (/128) address, a scope-link /32 (/128) route to the pod and a permanent neighbour for it.
+// /32 (/128) address and a scope-link /32 (/128) route to the pod (the pod's MAC is resolved by
+// ARP/NDP, so a chained plugin such as tuning may still change it).
 // The pod-side result is the reference plugin's, so the two can replace each other.
 // Any failure after IPAM releases the address and removes everything created (Rollback).
 //
@@ -153,8 +154,6 @@ class PtpPlugin : public cninet::cni::Plugin {
       CNINET_RETURN_IF_ERROR(host.AddRoute({.dst = HostPrefix(ip.address.address()),
                                             .oif = host_veth.index,
                                             .scope = nl::kScopeLink}));
-      CNINET_RETURN_IF_ERROR(host.SetNeighbor(
-          {.ifindex = host_veth.index, .ip = ip.address.address(), .mac = pod_veth.mac}));
     }
 
     clock.Mark("host side");
@@ -204,7 +203,10 @@ class PtpPlugin : public cninet::cni::Plugin {
     for (size_t i = 0; i < prev.interfaces.size(); ++i) {
       const auto& itf = prev.interfaces[i];
       if (itf.name == args.ifname && itf.sandbox == args.netns) cont_index = static_cast<int>(i);
-      if (itf.sandbox.empty()) host_iface = &itf;
+      if (itf.sandbox.empty() &&
+          (host_iface == nullptr || itf.name == nl::VethNameFor(args.container_id, args.ifname))) {
+        host_iface = &itf;  // Ours by name; else the first (later plugins append their own).
+      }
     }
     if (cont_index < 0) {
       return CniError(nl::kCheckMismatch,

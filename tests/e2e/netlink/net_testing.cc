@@ -91,13 +91,16 @@ absl::StatusOr<Fd> OpenSocket(const netlink::Netns& ns, int family, int type) {
 
 absl::StatusOr<Exchange> DoExchange(bool tcp, const netlink::Netns& server_ns,
                                     const cni::IPAddress& server_ip, uint16_t port,
-                                    const netlink::Netns& client_ns, std::string_view payload,
+                                    const netlink::Netns& client_ns, const cni::IPAddress& dest_ip,
+                                    uint16_t dest_port, std::string_view payload,
                                     std::chrono::milliseconds timeout) {
   int family = server_ip.is_v4() ? AF_INET : AF_INET6;
   int type = tcp ? SOCK_STREAM : SOCK_DGRAM;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   sockaddr_storage addr{};
   socklen_t addr_len = ToSockaddr(server_ip, port, &addr);
+  sockaddr_storage dest{};
+  socklen_t dest_len = ToSockaddr(dest_ip, dest_port, &dest);
 
   CNINET_ASSIGN_OR_RETURN(Fd server, OpenSocket(server_ns, family, type));
   int one = 1;
@@ -157,7 +160,7 @@ absl::StatusOr<Exchange> DoExchange(bool tcp, const netlink::Netns& server_ns,
 
   auto client_side = [&]() -> absl::StatusOr<std::string> {
     CNINET_ASSIGN_OR_RETURN(Fd client, OpenSocket(client_ns, family, type));
-    if (connect(client.get(), reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
+    if (connect(client.get(), reinterpret_cast<sockaddr*>(&dest), dest_len) != 0) {
       if (errno != EINPROGRESS) return ErrnoStatus(errno, "connect");
       CNINET_RETURN_IF_ERROR(WaitFor(client.get(), POLLOUT, deadline, "connect"));
       int err = 0;
@@ -196,13 +199,21 @@ absl::StatusOr<Exchange> DoExchange(bool tcp, const netlink::Netns& server_ns,
 absl::StatusOr<Exchange> TcpExchange(const netlink::Netns& server_ns, const cni::IPAddress& server_ip,
                                      uint16_t port, const netlink::Netns& client_ns,
                                      std::string_view payload, std::chrono::milliseconds timeout) {
-  return DoExchange(true, server_ns, server_ip, port, client_ns, payload, timeout);
+  return DoExchange(true, server_ns, server_ip, port, client_ns, server_ip, port, payload, timeout);
+}
+
+absl::StatusOr<Exchange> TcpExchangeVia(const netlink::Netns& server_ns, const cni::IPAddress& bind_ip,
+                                        uint16_t bind_port, const netlink::Netns& client_ns,
+                                        const cni::IPAddress& dest_ip, uint16_t dest_port,
+                                        std::string_view payload, std::chrono::milliseconds timeout) {
+  return DoExchange(true, server_ns, bind_ip, bind_port, client_ns, dest_ip, dest_port, payload,
+                    timeout);
 }
 
 absl::StatusOr<Exchange> UdpExchange(const netlink::Netns& server_ns, const cni::IPAddress& server_ip,
                                      uint16_t port, const netlink::Netns& client_ns,
                                      std::string_view payload, std::chrono::milliseconds timeout) {
-  return DoExchange(false, server_ns, server_ip, port, client_ns, payload, timeout);
+  return DoExchange(false, server_ns, server_ip, port, client_ns, server_ip, port, payload, timeout);
 }
 
 }  // namespace cninet::testing

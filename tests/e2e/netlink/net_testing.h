@@ -49,6 +49,13 @@ absl::StatusOr<Exchange> TcpExchange(const netlink::Netns& server_ns, const cni:
                                      uint16_t port, const netlink::Netns& client_ns,
                                      std::string_view payload,
                                      std::chrono::milliseconds timeout = std::chrono::seconds(5));
+// TcpExchange where the client connects to dest_ip:dest_port, which something in between
+// (DNAT, a port mapping) must deliver to the server's bind_ip:bind_port.
+absl::StatusOr<Exchange> TcpExchangeVia(const netlink::Netns& server_ns, const cni::IPAddress& bind_ip,
+                                        uint16_t bind_port, const netlink::Netns& client_ns,
+                                        const cni::IPAddress& dest_ip, uint16_t dest_port,
+                                        std::string_view payload,
+                                        std::chrono::milliseconds timeout = std::chrono::seconds(5));
 // The same with one UDP datagram each way.
 absl::StatusOr<Exchange> UdpExchange(const netlink::Netns& server_ns, const cni::IPAddress& server_ip,
                                      uint16_t port, const netlink::Netns& client_ns,
