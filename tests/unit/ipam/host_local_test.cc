@@ -98,6 +98,24 @@ TEST_F(HostLocalTest, RequestedAddressesAndLeftovers) {
   EXPECT_THAT(LeaseFiles(), ElementsAre("10.1.0.50", "fd00:1::50"));
 }
 
+TEST_F(HostLocalTest, BadRequestsAreRefusedBeforeAnythingIsWritten) {
+  const std::string ranges = R"("ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/64"}]])";
+  Load(ranges);
+  ASSERT_THAT(hl_->Add("a", "eth0"), IsOk());
+  const std::string hint0 = cninet::testing::ReadFile(tmp_.Sub("net/last_reserved_ip.0"));
+  // The IPv6 request is the subnet's gateway: refused before the IPv4 set is touched.
+  Load(ranges, "IP=fd00:1::1");
+  EXPECT_THAT(hl_->Add("b", "eth0"), CniStatusIs(7, "is subnet's gateway"));
+  // A window that includes the network address still never hands it out.
+  Load(R"("ranges":[[{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.0"}],[{"subnet":"fd00:1::/64"}]])",
+       "IP=10.1.0.0");
+  EXPECT_THAT(hl_->Add("b", "eth0"), CniStatusIs(7, "network or broadcast"));
+  Load(ranges, "IP=10.9.0.9");
+  EXPECT_THAT(hl_->Add("b", "eth0"), CniStatusIs(7, "failed to allocate all requested IPs"));
+  EXPECT_THAT(LeaseFiles(), ElementsAre("10.1.0.2", "fd00:1::2"));
+  EXPECT_EQ(cninet::testing::ReadFile(tmp_.Sub("net/last_reserved_ip.0")), hint0);
+}
+
 TEST_F(HostLocalTest, DelIsIdempotentAndPerAttachment) {
   Load(R"("ranges":[[{"subnet":"10.1.0.0/24"}]])");
   ASSERT_THAT(hl_->Add("a", "eth0"), IsOk());
