@@ -44,11 +44,12 @@ struct {
   __type(value, struct cn_backend);
 } cn_backends SEC(".maps");
 
-/* Inner template of cn_lb_tables; BPF_F_INNER_MAP lets each service's table have its own size. */
+/* Inner template of cn_lb_tables; BPF_F_INNER_MAP lets each service's table have its own size,
+ * BPF_F_MMAPABLE lets user space fill a new table with plain stores instead of syscalls. */
 struct cn_lb_inner {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, 2);
-  __uint(map_flags, BPF_F_INNER_MAP);
+  __uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
   __type(key, __u32);
   __type(value, __u32);
 };

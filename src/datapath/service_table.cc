@@ -2,7 +2,10 @@
 
 #include <bpf/bpf.h>
 #include <endian.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <algorithm>
 #include <map>
@@ -36,6 +39,21 @@ struct Fd {
     if (fd >= 0) close(fd);
   }
 };
+
+// Writes [n, ids...] into a fresh mmapable array (elements are 8-byte aligned slots).
+absl::Status FillTable(int fd, const std::vector<uint32_t>& ids) {
+  const size_t n = ids.size() + 1;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t len = (n * 8 + page - 1) / page * page;
+  void* mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (mem == MAP_FAILED) return ErrnoStatus(errno, "mmap LB table");
+  auto* slots = static_cast<uint8_t*>(mem);
+  uint32_t count = static_cast<uint32_t>(ids.size());
+  std::memcpy(slots, &count, 4);
+  for (size_t i = 0; i < ids.size(); ++i) std::memcpy(slots + (i + 1) * 8, &ids[i], 4);
+  munmap(mem, len);
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -274,23 +292,26 @@ absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
   }
   CNINET_RETURN_IF_ERROR(Annotate(maps_->backends.UpdateBatch(bkeys, bvals), "write backends"));
 
-  // 2. Per service: a fresh inner table, filled, then swapped in with one outer update.
+  // 2. Per service: a fresh inner table, filled, then all swapped in with one batch update of the
+  //    outer array (each outer update waits for an RCU grace period; a batch waits once).
+  std::vector<RawMap> inners;
+  std::vector<uint32_t> slots;
+  std::vector<uint32_t> fds;
+  inners.reserve(plans.size());
   for (const auto& p : plans) {
     uint32_t n = static_cast<uint32_t>(p.table.size());
-    LIBBPF_OPTS(bpf_map_create_opts, copts, .map_flags = BPF_F_INNER_MAP);
-    Fd inner{bpf_map_create(BPF_MAP_TYPE_ARRAY, "cn_lb_table", 4, 4, n + 1, &copts)};
-    if (inner.fd < 0) return ErrnoStatus(errno, StrCat("create LB table of service ", p.svc->id));
-    std::vector<uint32_t> keys(n + 1), vals(n + 1);
-    for (uint32_t i = 0; i <= n; ++i) keys[i] = i;
-    vals[0] = n;
-    std::copy(p.table.begin(), p.table.end(), vals.begin() + 1);
-    RawMap tmp = RawMap::Adopt(inner.fd);
-    inner.fd = -1;
-    CNINET_RETURN_IF_ERROR(Annotate(tmp.UpdateBatch(keys.data(), vals.data(), n + 1, 4, 4), "fill LB table"));
-    uint32_t slot = p.svc->id;
-    int fd = tmp.fd();
-    CNINET_RETURN_IF_ERROR(Annotate(maps_->lb_tables.Update(&slot, &fd), StrCat("switch LB table of service ", slot)));
+    LIBBPF_OPTS(bpf_map_create_opts, copts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cn_lb_table", 4, 4, n + 1, &copts);
+    if (fd < 0) return ErrnoStatus(errno, StrCat("create LB table of service ", p.svc->id));
+    inners.push_back(RawMap::Adopt(fd));
+    CNINET_RETURN_IF_ERROR(Annotate(FillTable(fd, p.table), StrCat("fill LB table of service ", p.svc->id)));
+    slots.push_back(p.svc->id);
+    fds.push_back(static_cast<uint32_t>(fd));
   }
+  CNINET_RETURN_IF_ERROR(Annotate(
+      maps_->lb_tables.UpdateBatch(slots.data(), fds.data(), static_cast<uint32_t>(slots.size()), 4, 4),
+      "switch LB tables"));
+  inners.clear();  // the outer map holds the tables now
 
   // 3. Frontends (new or changed), then the frontends that went away.
   std::vector<cn_svc_key> fkeys;
