@@ -84,8 +84,10 @@ absl::StatusOr<BridgeConf> LoadConf(const CmdArgs& args) {
   return c;
 }
 
-// The bridge, created (and brought up) when missing. `*created` says whether this call made it.
-absl::StatusOr<nl::Link> EnsureBridge(nl::Handle& h, const BridgeConf& conf, bool* created) {
+// The bridge, created (and brought up) when missing. `*created` says whether this call made it;
+// changes to an existing bridge (up, promiscuous) are registered in `rollback`.
+absl::StatusOr<nl::Link> EnsureBridge(nl::Handle& h, const BridgeConf& conf, bool* created,
+                                      nl::Rollback& rollback) {
   *created = false;
   auto br = h.GetLink(conf.bridge);
   if (absl::IsNotFound(br.status())) {
@@ -101,10 +103,16 @@ absl::StatusOr<nl::Link> EnsureBridge(nl::Handle& h, const BridgeConf& conf, boo
     return CniError(ErrorCode::kInvalidConfig,
                     cninet::StrCat("\"", conf.bridge, "\" already exists but is not a bridge"));
   }
-  if (conf.promisc && !br->promisc) CNINET_RETURN_IF_ERROR(h.SetPromisc(br->index, true));
+  if (conf.promisc && !br->promisc) {
+    CNINET_RETURN_IF_ERROR(h.SetPromisc(br->index, true));
+    if (!*created) rollback.Add("bridge promiscuous", [&h, i = br->index] { return h.SetPromisc(i, false); });
+  }
   // We own the bridge's routes: no router advertisements (the reference plugin does the same).
   (void)nl::SetSysctl(cninet::StrCat("net/ipv6/conf/", conf.bridge, "/accept_ra"), "0");
-  if (!br->admin_up) CNINET_RETURN_IF_ERROR(h.SetLinkUp(br->index));
+  if (!br->admin_up) {
+    CNINET_RETURN_IF_ERROR(h.SetLinkUp(br->index));
+    if (!*created) rollback.Add("bridge up", [&h, i = br->index] { return h.SetLinkUp(i, false); });
+  }
   return h.GetLinkByIndex(br->index);
 }
 
@@ -151,7 +159,7 @@ class BridgePlugin : public cninet::cni::Plugin {
     if (!conf.ipam_type.empty()) ipam_add.emplace(conf.ipam_type, args);
     nl::Rollback rollback;
     bool created = false;
-    CNINET_ASSIGN_OR_RETURN(nl::Link br, EnsureBridge(host, conf, &created));
+    CNINET_ASSIGN_OR_RETURN(nl::Link br, EnsureBridge(host, conf, &created, rollback));
     if (created) {
       // Only a bridge this call created, and only while no other pod uses it.
       rollback.Add(cninet::StrCat("bridge ", conf.bridge), [&host, index = br.index]() -> absl::Status {

@@ -70,6 +70,12 @@ absl::StatusOr<uint32_t> ConfigMtu(const nlohmann::json& conf) {
 absl::Status PreparePodInterfaceSysctls(std::string_view ifname, bool has_ipv6, bool dad,
                                         bool arp_notify) {
   if (has_ipv6) {
+    // The kernel removes a device's IPv6 configuration when IPv6 cannot run on it (MTU below
+    // 1280, or disabled for the namespace): say so instead of failing on a missing file.
+    if (!GetSysctl(cninet::StrCat("net/ipv6/conf/", ifname, "/disable_ipv6")).ok()) {
+      return absl::FailedPreconditionError(cninet::StrCat(
+          "IPv6 is not available on ", ifname, " (MTU below 1280, or IPv6 disabled)"));
+    }
     for (std::string_view dev : {std::string_view("lo"), ifname}) {
       std::string key = cninet::StrCat("net/ipv6/conf/", dev, "/disable_ipv6");
       auto v = GetSysctl(key);
