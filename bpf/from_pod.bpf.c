@@ -7,11 +7,11 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 SEC("tc")
-int cn_from_pod(struct __sk_buff *skb) {
+int cn_from_pod(struct __sk_buff* skb) {
   struct cn_pkt p = {};
   struct cn_verdict v = {TC_ACT_OK, CN_R_PASS};
   __u32 zero = 0;
-  struct cn_config *cfg = bpf_map_lookup_elem(&cn_config, &zero);
+  struct cn_config* cfg = bpf_map_lookup_elem(&cn_config, &zero);
   if (!cfg) {
     v.reason = CN_R_DROP_NO_CONFIG;
     return cn_finish(skb, v);
@@ -25,13 +25,13 @@ int cn_from_pod(struct __sk_buff *skb) {
     return cn_finish(skb, v);
   }
 
-  struct cn_ct_entry *e = cn_ct_lookup(&p.t, now);
+  struct cn_ct_entry* e = cn_ct_lookup(&p.t, now);
   if (e) {
     v.reason = cn_ct_apply(skb, cfg, &p, e, now);
     if (v.reason >= CN_R_DROP_MALFORMED) v.action = TC_ACT_SHOT;
     return cn_finish(skb, v);
   }
-  struct cn_svc_entry *svc = cn_svc_lookup(&p);
+  struct cn_svc_entry* svc = cn_svc_lookup(&p);
   if (svc) {
     struct cn_svc_entry s = *svc;
     return cn_finish(skb, cn_service_new(skb, cfg, &p, &s, now, 0));

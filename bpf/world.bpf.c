@@ -7,11 +7,11 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 SEC("tc")
-int cn_from_world(struct __sk_buff *skb) {
+int cn_from_world(struct __sk_buff* skb) {
   struct cn_pkt p = {};
   struct cn_verdict v = {TC_ACT_OK, CN_R_PASS};
   __u32 zero = 0;
-  struct cn_config *cfg = bpf_map_lookup_elem(&cn_config, &zero);
+  struct cn_config* cfg = bpf_map_lookup_elem(&cn_config, &zero);
   if (!cfg) {
     v.reason = CN_R_DROP_NO_CONFIG;
     return cn_finish(skb, v);
@@ -31,7 +31,7 @@ int cn_from_world(struct __sk_buff *skb) {
     v.reason = snat;
     return cn_finish(skb, v);
   }
-  struct cn_ct_entry *e = cn_ct_lookup(&p.t, now);
+  struct cn_ct_entry* e = cn_ct_lookup(&p.t, now);
   if (e) {
     v.reason = cn_ct_apply(skb, cfg, &p, e, now);
     if (v.reason == CN_R_PASS) v.reason = snat;
@@ -42,32 +42,34 @@ int cn_from_world(struct __sk_buff *skb) {
     v.reason = snat;
     return cn_finish(skb, v);
   }
-  struct cn_svc_entry *svc = cn_svc_lookup(&p);
+  struct cn_svc_entry* svc = cn_svc_lookup(&p);
   if (svc && (svc->flags & CN_SVC_F_EXTERNAL)) {
     struct cn_svc_entry s = *svc;
     return cn_finish(skb, cn_service_new(skb, cfg, &p, &s, now, 1));
   }
-  if (cn_in_cluster(cfg, p.t.daddr)) return cn_finish(skb, cn_track_plain(skb, cfg, &p, now, CN_CT_F_INBOUND));
+  if (cn_in_cluster(cfg, p.t.daddr))
+    return cn_finish(skb, cn_track_plain(skb, cfg, &p, now, CN_CT_F_INBOUND));
   return cn_finish(skb, v);
 }
 
 SEC("tc")
-int cn_to_world(struct __sk_buff *skb) {
+int cn_to_world(struct __sk_buff* skb) {
   struct cn_pkt p = {};
   struct cn_verdict v = {TC_ACT_OK, CN_R_PASS};
   __u32 zero = 0;
-  struct cn_config *cfg = bpf_map_lookup_elem(&cn_config, &zero);
+  struct cn_config* cfg = bpf_map_lookup_elem(&cn_config, &zero);
   if (!cfg) {
     v.reason = CN_R_DROP_NO_CONFIG;
     return cn_finish(skb, v);
   }
   if (cn_parse_verdict(cn_parse(skb, &p), &v)) return cn_finish(skb, v);
   if (!(cfg->flags & CN_CFG_F_MASQUERADE) || p.icmp_error) return cn_finish(skb, v);
-  if (!cn_in_cluster(cfg, p.t.saddr) || cn_in_cluster(cfg, p.t.daddr) || cn_is_node_addr(cfg, p.t.daddr))
+  if (!cn_in_cluster(cfg, p.t.saddr) || cn_in_cluster(cfg, p.t.daddr) ||
+      cn_is_node_addr(cfg, p.t.daddr))
     return cn_finish(skb, v);
   __u32 now = cn_now_s();
   /* Replies of flows that entered from the uplink keep the pod address. */
-  struct cn_ct_entry *e = cn_ct_lookup(&p.t, now);
+  struct cn_ct_entry* e = cn_ct_lookup(&p.t, now);
   if (e && (e->flags & CN_CT_F_REPLY)) return cn_finish(skb, v);
   v.reason = cn_snat(skb, cfg, &p, cfg->node_addrs[0], now);
   if (v.reason != CN_R_SNAT) v.action = TC_ACT_SHOT;

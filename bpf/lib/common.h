@@ -2,14 +2,16 @@
 #ifndef CNINET_BPF_LIB_COMMON_H_
 #define CNINET_BPF_LIB_COMMON_H_
 
+// linux/bpf.h must come before the libbpf BPF headers.
+// clang-format off
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
-
 #include "cninet/datapath/abi.h"
+// clang-format on
 
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))

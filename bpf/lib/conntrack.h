@@ -8,7 +8,7 @@
 #include "lib/maps.h"
 #include "lib/parse.h"
 
-static __always_inline __u32 cn_ct_lifetime(const struct cn_config *cfg, __u8 proto, __u16 flags) {
+static __always_inline __u32 cn_ct_lifetime(const struct cn_config* cfg, __u8 proto, __u16 flags) {
   if (proto == CN_IPPROTO_TCP) {
     if (flags & CN_CT_F_CLOSING) return cfg->tcp_closing_timeout_s;
     if (flags & CN_CT_F_SEEN_NON_SYN) return cfg->tcp_established_timeout_s;
@@ -19,7 +19,7 @@ static __always_inline __u32 cn_ct_lifetime(const struct cn_config *cfg, __u8 pr
 }
 
 /* Flags a TCP packet adds to its direction's entry. */
-static __always_inline __u16 cn_ct_tcp_state_flags(const struct cn_pkt *p) {
+static __always_inline __u16 cn_ct_tcp_state_flags(const struct cn_pkt* p) {
   __u16 f = 0;
   if (p->t.proto != CN_IPPROTO_TCP) return 0;
   if (!(p->tcp_flags & CN_TCP_SYN)) f |= CN_CT_F_SEEN_NON_SYN;
@@ -28,15 +28,15 @@ static __always_inline __u16 cn_ct_tcp_state_flags(const struct cn_pkt *p) {
 }
 
 /* Looks up the live (not expired) entry for `t`, or NULL. */
-static __always_inline struct cn_ct_entry *cn_ct_lookup(const struct cn_tuple *t, __u32 now) {
-  struct cn_ct_entry *e = bpf_map_lookup_elem(&cn_ct, t);
+static __always_inline struct cn_ct_entry* cn_ct_lookup(const struct cn_tuple* t, __u32 now) {
+  struct cn_ct_entry* e = bpf_map_lookup_elem(&cn_ct, t);
   if (e && e->expires_s < now) return NULL;
   return e;
 }
 
 /* The key of the other direction's entry. */
-static __always_inline void cn_ct_partner(const struct cn_tuple *t, const struct cn_ct_entry *e,
-                                          struct cn_tuple *out) {
+static __always_inline void cn_ct_partner(const struct cn_tuple* t, const struct cn_ct_entry* e,
+                                          struct cn_tuple* out) {
   out->proto = t->proto;
   out->pad[0] = out->pad[1] = out->pad[2] = 0;
   if (e->flags & CN_CT_F_REPLY) {
@@ -54,8 +54,8 @@ static __always_inline void cn_ct_partner(const struct cn_tuple *t, const struct
 
 /* Accounts a packet on a hit entry: counters, TCP state and lifetime. FIN/RST also moves the
  * other direction's entry to the closing lifetime. */
-static __always_inline void cn_ct_update(const struct cn_config *cfg, const struct cn_tuple *t,
-                                         struct cn_ct_entry *e, const struct cn_pkt *p, __u32 len,
+static __always_inline void cn_ct_update(const struct cn_config* cfg, const struct cn_tuple* t,
+                                         struct cn_ct_entry* e, const struct cn_pkt* p, __u32 len,
                                          __u32 now) {
   __sync_fetch_and_add(&e->packets, 1);
   __sync_fetch_and_add(&e->bytes, len);
@@ -68,7 +68,7 @@ static __always_inline void cn_ct_update(const struct cn_config *cfg, const stru
   if (add & CN_CT_F_CLOSING) {
     struct cn_tuple pt;
     cn_ct_partner(t, e, &pt);
-    struct cn_ct_entry *pe = bpf_map_lookup_elem(&cn_ct, &pt);
+    struct cn_ct_entry* pe = bpf_map_lookup_elem(&cn_ct, &pt);
     if (pe) {
       pe->flags |= CN_CT_F_CLOSING;
       __u32 pexp = now + cfg->tcp_closing_timeout_s;
@@ -81,9 +81,9 @@ static __always_inline void cn_ct_update(const struct cn_config *cfg, const stru
  * (nat_addr, nat_port) (equal to the destination for untranslated flows). The reply entry is
  * keyed by (nat_addr, nat_port) -> (fwd source). Returns 0 or a negative error (entry not created:
  * the caller drops with CN_R_DROP_CT_FULL). */
-static __always_inline int cn_ct_create(const struct cn_config *cfg, const struct cn_pkt *p, __u32 len,
-                                        __u32 now, __u32 nat_addr, __u16 nat_port, __u16 flags,
-                                        __u32 svc_id, __u32 backend_id) {
+static __always_inline int cn_ct_create(const struct cn_config* cfg, const struct cn_pkt* p,
+                                        __u32 len, __u32 now, __u32 nat_addr, __u16 nat_port,
+                                        __u16 flags, __u32 svc_id, __u32 backend_id) {
   struct cn_tuple rt = {};
   rt.saddr = nat_addr;
   rt.daddr = p->t.saddr;

@@ -5,7 +5,7 @@
 #include "lib/maps.h"
 
 static __always_inline void cn_count(__u32 reason, __u32 bytes) {
-  struct cn_counter *c = bpf_map_lookup_elem(&cn_counters, &reason);
+  struct cn_counter* c = bpf_map_lookup_elem(&cn_counters, &reason);
   if (c) {
     c->packets += 1;
     c->bytes += bytes;
@@ -13,7 +13,7 @@ static __always_inline void cn_count(__u32 reason, __u32 bytes) {
 }
 
 /* Counts the verdict reason for the packet and returns its tc action. */
-static __always_inline int cn_finish(struct __sk_buff *skb, struct cn_verdict v) {
+static __always_inline int cn_finish(struct __sk_buff* skb, struct cn_verdict v) {
   cn_count(v.reason, skb->len);
   return v.action;
 }

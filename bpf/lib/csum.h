@@ -22,8 +22,8 @@ static __always_inline __u64 cn_l4_flags(__u8 proto) {
 
 /* Rewrites the IPv4 source (is_dst=0) or destination address; fixes the IP checksum and the
  * TCP/UDP pseudo-header checksum. Returns 0 or a negative error. */
-static __always_inline int cn_rewrite_addr(struct __sk_buff *skb, const struct cn_pkt *p, int is_dst,
-                                           __u32 old_addr, __u32 new_addr) {
+static __always_inline int cn_rewrite_addr(struct __sk_buff* skb, const struct cn_pkt* p,
+                                           int is_dst, __u32 old_addr, __u32 new_addr) {
   if (old_addr == new_addr) return 0;
   int ret;
   if (p->t.proto == CN_IPPROTO_TCP || p->t.proto == CN_IPPROTO_UDP) {
@@ -33,13 +33,13 @@ static __always_inline int cn_rewrite_addr(struct __sk_buff *skb, const struct c
   }
   ret = bpf_l3_csum_replace(skb, p->l3_off + CN_IP_CSUM_OFF, old_addr, new_addr, sizeof(new_addr));
   if (ret < 0) return ret;
-  return bpf_skb_store_bytes(skb, p->l3_off + (is_dst ? CN_IP_DADDR_OFF : CN_IP_SADDR_OFF), &new_addr,
-                             sizeof(new_addr), 0);
+  return bpf_skb_store_bytes(skb, p->l3_off + (is_dst ? CN_IP_DADDR_OFF : CN_IP_SADDR_OFF),
+                             &new_addr, sizeof(new_addr), 0);
 }
 
 /* Rewrites the source or destination port (TCP/UDP) or the echo id (ICMP) and the L4 checksum. */
-static __always_inline int cn_rewrite_port(struct __sk_buff *skb, const struct cn_pkt *p, int is_dst,
-                                           __u16 old_port, __u16 new_port) {
+static __always_inline int cn_rewrite_port(struct __sk_buff* skb, const struct cn_pkt* p,
+                                           int is_dst, __u16 old_port, __u16 new_port) {
   if (old_port == new_port) return 0;
   __u32 off;
   if (p->t.proto == CN_IPPROTO_ICMP)
@@ -56,7 +56,7 @@ static __always_inline int cn_rewrite_port(struct __sk_buff *skb, const struct c
 
 /* ICMP error: rewrites an address of the quoted IPv4 header (is_dst selects which), fixing the
  * quoted IP checksum and the outer ICMP checksum that covers it. */
-static __always_inline int cn_rewrite_inner_addr(struct __sk_buff *skb, const struct cn_pkt *p,
+static __always_inline int cn_rewrite_inner_addr(struct __sk_buff* skb, const struct cn_pkt* p,
                                                  int is_dst, __u32 old_addr, __u32 new_addr) {
   if (old_addr == new_addr) return 0;
   __u32 icmp_csum = p->l4_off + 2;
@@ -76,12 +76,13 @@ static __always_inline int cn_rewrite_inner_addr(struct __sk_buff *skb, const st
 
 /* ICMP error: rewrites a port of the quoted L4 header, fixing the outer ICMP checksum. The quoted
  * L4 checksum is left alone (the quote is truncated; receivers do not verify it). */
-static __always_inline int cn_rewrite_inner_port(struct __sk_buff *skb, const struct cn_pkt *p,
+static __always_inline int cn_rewrite_inner_port(struct __sk_buff* skb, const struct cn_pkt* p,
                                                  int is_dst, __u16 old_port, __u16 new_port) {
   if (old_port == new_port) return 0;
   int ret = bpf_l4_csum_replace(skb, p->l4_off + 2, old_port, new_port, sizeof(new_port));
   if (ret < 0) return ret;
-  return bpf_skb_store_bytes(skb, p->inner_l4_off + (is_dst ? 2 : 0), &new_port, sizeof(new_port), 0);
+  return bpf_skb_store_bytes(skb, p->inner_l4_off + (is_dst ? 2 : 0), &new_port, sizeof(new_port),
+                             0);
 }
 
 /* Folds a 32-bit one's complement sum into the 16-bit checksum. */

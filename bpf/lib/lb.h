@@ -6,7 +6,7 @@
 #include "lib/maps.h"
 #include "lib/parse.h"
 
-static __always_inline struct cn_svc_entry *cn_svc_lookup(const struct cn_pkt *p) {
+static __always_inline struct cn_svc_entry* cn_svc_lookup(const struct cn_pkt* p) {
   struct cn_svc_key k = {};
   k.addr = p->t.daddr;
   k.port = p->t.proto == CN_IPPROTO_ICMP ? 0 : p->t.dport;
@@ -17,13 +17,13 @@ static __always_inline struct cn_svc_entry *cn_svc_lookup(const struct cn_pkt *p
 enum cn_lb_result { CN_LB_OK = 0, CN_LB_NO_BACKEND, CN_LB_BACKEND_GONE };
 
 /* Picks a backend for a new flow of service `svc`; fills *id and *be. */
-static __always_inline int cn_lb_select(const struct cn_svc_entry *svc, const struct cn_pkt *p, __u32 now,
-                                        __u32 *id, struct cn_backend *be) {
+static __always_inline int cn_lb_select(const struct cn_svc_entry* svc, const struct cn_pkt* p,
+                                        __u32 now, __u32* id, struct cn_backend* be) {
   __u32 svc_id = svc->svc_id;
-  void *table = bpf_map_lookup_elem(&cn_lb_tables, &svc_id);
+  void* table = bpf_map_lookup_elem(&cn_lb_tables, &svc_id);
   if (!table) return CN_LB_NO_BACKEND;
   __u32 zero = 0;
-  __u32 *size = bpf_map_lookup_elem(table, &zero);
+  __u32* size = bpf_map_lookup_elem(table, &zero);
   if (!size || *size == 0) return CN_LB_NO_BACKEND;
   __u32 n = *size;
 
@@ -31,16 +31,16 @@ static __always_inline int cn_lb_select(const struct cn_svc_entry *svc, const st
   if (svc->affinity_timeout_s) {
     ak.client_addr = p->t.saddr;
     ak.svc_id = svc_id;
-    struct cn_affinity_entry *ae = bpf_map_lookup_elem(&cn_affinity, &ak);
+    struct cn_affinity_entry* ae = bpf_map_lookup_elem(&cn_affinity, &ak);
     if (ae && now - ae->last_used_s <= svc->affinity_timeout_s) {
       __u32 aid = ae->backend_id;
-      struct cn_backend *b = bpf_map_lookup_elem(&cn_backends, &aid);
+      struct cn_backend* b = bpf_map_lookup_elem(&cn_backends, &aid);
       if (b) {
         ae->last_used_s = now;
         *id = aid;
         *be = *b;
         __u32 r = CN_R_AFFINITY_HIT;
-        struct cn_counter *c = bpf_map_lookup_elem(&cn_counters, &r);
+        struct cn_counter* c = bpf_map_lookup_elem(&cn_counters, &r);
         if (c) c->packets += 1;
         return CN_LB_OK;
       }
@@ -53,10 +53,10 @@ static __always_inline int cn_lb_select(const struct cn_svc_entry *svc, const st
   else
     h = bpf_get_prandom_u32();
   __u32 idx = 1 + h % n;
-  __u32 *bid = bpf_map_lookup_elem(table, &idx);
+  __u32* bid = bpf_map_lookup_elem(table, &idx);
   if (!bid) return CN_LB_NO_BACKEND;
   __u32 b_id = *bid;
-  struct cn_backend *b = bpf_map_lookup_elem(&cn_backends, &b_id);
+  struct cn_backend* b = bpf_map_lookup_elem(&cn_backends, &b_id);
   if (!b) return CN_LB_BACKEND_GONE;
   *id = b_id;
   *be = *b;

@@ -10,7 +10,7 @@
 /* Compile-time bound of the probing loop; cn_config.nat_retries limits it further at run time. */
 #define CN_NAT_MAX_TRIES 64
 
-static __always_inline void cn_nat_key(struct cn_tuple *k, __u32 saddr, __u32 daddr, __u16 sport,
+static __always_inline void cn_nat_key(struct cn_tuple* k, __u32 saddr, __u32 daddr, __u16 sport,
                                        __u16 dport, __u8 proto, __u8 dir) {
   k->saddr = saddr;
   k->daddr = daddr;
@@ -22,29 +22,29 @@ static __always_inline void cn_nat_key(struct cn_tuple *k, __u32 saddr, __u32 da
   k->pad[2] = 0;
 }
 
-static __always_inline __u32 cn_nat_lifetime(const struct cn_config *cfg, const struct cn_pkt *p,
-                                             const struct cn_nat_entry *e) {
+static __always_inline __u32 cn_nat_lifetime(const struct cn_config* cfg, const struct cn_pkt* p,
+                                             const struct cn_nat_entry* e) {
   __u16 f = cn_ct_tcp_state_flags(p);
   if (e && e->tcp_closing) f |= CN_CT_F_CLOSING;
   return cn_ct_lifetime(cfg, p->t.proto, f);
 }
 
-static __always_inline void cn_nat_touch(const struct cn_config *cfg, const struct cn_pkt *p,
-                                         struct cn_nat_entry *e, __u32 now) {
+static __always_inline void cn_nat_touch(const struct cn_config* cfg, const struct cn_pkt* p,
+                                         struct cn_nat_entry* e, __u32 now) {
   if ((p->tcp_flags & (CN_TCP_FIN | CN_TCP_RST)) && !e->tcp_closing) e->tcp_closing = 1;
   __u32 exp = now + cn_nat_lifetime(cfg, p, e);
   if (e->expires_s != exp) e->expires_s = exp;
 }
 
 /* A claimed port whose mapping pair is entirely expired may be taken over. */
-static __always_inline int cn_nat_stale(const struct cn_tuple *ingress_key, __u32 now) {
-  struct cn_nat_entry *in = bpf_map_lookup_elem(&cn_nat, ingress_key);
+static __always_inline int cn_nat_stale(const struct cn_tuple* ingress_key, __u32 now) {
+  struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, ingress_key);
   if (!in) return 1;
   if (in->expires_s >= now) return 0;
   struct cn_tuple ek;
-  cn_nat_key(&ek, in->to_addr, ingress_key->saddr, in->to_port, ingress_key->sport, ingress_key->proto,
-             CN_NAT_EGRESS);
-  struct cn_nat_entry *eg = bpf_map_lookup_elem(&cn_nat, &ek);
+  cn_nat_key(&ek, in->to_addr, ingress_key->saddr, in->to_port, ingress_key->sport,
+             ingress_key->proto, CN_NAT_EGRESS);
+  struct cn_nat_entry* eg = bpf_map_lookup_elem(&cn_nat, &ek);
   if (eg && eg->expires_s >= now) return 0;
   if (eg) bpf_map_delete_elem(&cn_nat, &ek);
   return 1;
@@ -52,16 +52,16 @@ static __always_inline int cn_nat_stale(const struct cn_tuple *ingress_key, __u3
 
 /* Finds or creates the SNAT mapping of the packet's flow to `node_addr`; returns the port to use
  * (network order) in *port_out, or a drop reason. */
-static __always_inline __u32 cn_snat_mapping(const struct cn_config *cfg, const struct cn_pkt *p,
-                                             __u32 node_addr, __u32 now, __u16 *port_out) {
+static __always_inline __u32 cn_snat_mapping(const struct cn_config* cfg, const struct cn_pkt* p,
+                                             __u32 node_addr, __u32 now, __u16* port_out) {
   struct cn_tuple ek;
   cn_nat_key(&ek, p->t.saddr, p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_EGRESS);
-  struct cn_nat_entry *e = bpf_map_lookup_elem(&cn_nat, &ek);
+  struct cn_nat_entry* e = bpf_map_lookup_elem(&cn_nat, &ek);
   if (e && e->to_addr == node_addr) {
     /* Still ours when the ingress claim points back at this flow. */
     struct cn_tuple ik;
     cn_nat_key(&ik, p->t.daddr, node_addr, p->t.dport, e->to_port, p->t.proto, CN_NAT_INGRESS);
-    struct cn_nat_entry *in = bpf_map_lookup_elem(&cn_nat, &ik);
+    struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, &ik);
     if (in && in->to_addr == p->t.saddr && in->to_port == p->t.sport) {
       cn_nat_touch(cfg, p, e, now);
       cn_nat_touch(cfg, p, in, now);
@@ -110,7 +110,7 @@ static __always_inline __u32 cn_snat_mapping(const struct cn_config *cfg, const 
       }
     }
     __u32 r = CN_R_NAT_PORT_RETRY;
-    struct cn_counter *c = bpf_map_lookup_elem(&cn_counters, &r);
+    struct cn_counter* c = bpf_map_lookup_elem(&cn_counters, &r);
     if (c) c->packets += 1;
   }
   if (!found) return CN_R_DROP_NAT_NO_PORT;
@@ -126,15 +126,15 @@ static __always_inline __u32 cn_snat_mapping(const struct cn_config *cfg, const 
     return CN_R_DROP_NAT_FULL;
   }
   __u32 r = CN_R_NAT_NEW;
-  struct cn_counter *c = bpf_map_lookup_elem(&cn_counters, &r);
+  struct cn_counter* c = bpf_map_lookup_elem(&cn_counters, &r);
   if (c) c->packets += 1;
   *port_out = port;
   return CN_R_SNAT;
 }
 
 /* SNATs the packet's source to node_addr. Updates p->t. Returns CN_R_SNAT or a drop reason. */
-static __always_inline __u32 cn_snat(struct __sk_buff *skb, const struct cn_config *cfg, struct cn_pkt *p,
-                                     __u32 node_addr, __u32 now) {
+static __always_inline __u32 cn_snat(struct __sk_buff* skb, const struct cn_config* cfg,
+                                     struct cn_pkt* p, __u32 node_addr, __u32 now) {
   __u16 port = 0;
   __u32 reason = cn_snat_mapping(cfg, p, node_addr, now, &port);
   if (reason != CN_R_SNAT) return reason;
@@ -147,11 +147,11 @@ static __always_inline __u32 cn_snat(struct __sk_buff *skb, const struct cn_conf
 
 /* Reverse SNAT of a reply arriving at a translated address. Updates p->t. Returns CN_R_REV_SNAT,
  * CN_R_PASS when no mapping exists, or a drop reason. */
-static __always_inline __u32 cn_rev_snat(struct __sk_buff *skb, const struct cn_config *cfg, struct cn_pkt *p,
-                                         __u32 now) {
+static __always_inline __u32 cn_rev_snat(struct __sk_buff* skb, const struct cn_config* cfg,
+                                         struct cn_pkt* p, __u32 now) {
   struct cn_tuple ik;
   cn_nat_key(&ik, p->t.saddr, p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_INGRESS);
-  struct cn_nat_entry *in = bpf_map_lookup_elem(&cn_nat, &ik);
+  struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, &ik);
   if (!in || in->expires_s < now) return CN_R_PASS;
   __u32 to_addr = in->to_addr;
   __u16 to_port = in->to_port;
@@ -165,11 +165,12 @@ static __always_inline __u32 cn_rev_snat(struct __sk_buff *skb, const struct cn_
 
 /* ICMP error about a SNATed flow (quoted: node_addr:port -> remote): restores the original source
  * in the outer destination and the quoted header. Returns CN_R_REV_SNAT or CN_R_PASS. */
-static __always_inline __u32 cn_rev_snat_icmp_error(struct __sk_buff *skb, struct cn_pkt *p, __u32 now) {
+static __always_inline __u32 cn_rev_snat_icmp_error(struct __sk_buff* skb, struct cn_pkt* p,
+                                                    __u32 now) {
   struct cn_tuple ik;
   cn_nat_key(&ik, p->inner.daddr, p->inner.saddr, p->inner.dport, p->inner.sport, p->inner.proto,
              CN_NAT_INGRESS);
-  struct cn_nat_entry *in = bpf_map_lookup_elem(&cn_nat, &ik);
+  struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, &ik);
   if (!in || in->expires_s < now) return CN_R_PASS;
   __u32 to_addr = in->to_addr;
   __u16 to_port = in->to_port;
@@ -177,7 +178,7 @@ static __always_inline __u32 cn_rev_snat_icmp_error(struct __sk_buff *skb, struc
   if (cn_rewrite_inner_addr(skb, p, 0, p->inner.saddr, to_addr) < 0) return CN_R_DROP_CSUM;
   if (cn_rewrite_addr(skb, p, 1, p->t.daddr, to_addr) < 0) return CN_R_DROP_CSUM;
   __u32 r = CN_R_ICMP_ERROR_XLATED;
-  struct cn_counter *c = bpf_map_lookup_elem(&cn_counters, &r);
+  struct cn_counter* c = bpf_map_lookup_elem(&cn_counters, &r);
   if (c) c->packets += 1;
   return CN_R_REV_SNAT;
 }

@@ -11,11 +11,11 @@
 #include "lib/common.h"
 
 enum cn_parse_result {
-  CN_PARSE_OK = 0,        /* IPv4 TCP/UDP/ICMP with a tuple */
+  CN_PARSE_OK = 0, /* IPv4 TCP/UDP/ICMP with a tuple */
   CN_PARSE_NON_IP,
   CN_PARSE_IPV6,
   CN_PARSE_FRAGMENT,
-  CN_PARSE_OTHER_L4,      /* IPv4 with another protocol or an ICMP type we do not track */
+  CN_PARSE_OTHER_L4, /* IPv4 with another protocol or an ICMP type we do not track */
   CN_PARSE_MALFORMED,
 };
 
@@ -46,11 +46,11 @@ struct cn_icmphdr {
 struct cn_pkt {
   __u32 l3_off;
   __u32 l4_off;
-  __u32 ihl;          /* IPv4 header length in bytes */
-  struct cn_tuple t;  /* outer tuple (ICMP echo id as port) */
+  __u32 ihl;         /* IPv4 header length in bytes */
+  struct cn_tuple t; /* outer tuple (ICMP echo id as port) */
   __u8 tcp_flags;
   __u8 icmp_type;
-  __u8 icmp_error;    /* 1: ICMP error whose quoted TCP/UDP header is in `inner` */
+  __u8 icmp_error; /* 1: ICMP error whose quoted TCP/UDP header is in `inner` */
   __u8 pad;
   __u32 inner_l3_off; /* quoted IPv4 header (ICMP errors) */
   __u32 inner_l4_off;
@@ -60,35 +60,36 @@ struct cn_pkt {
 };
 
 static __always_inline int cn_is_icmp_error(__u8 type) {
-  return type == CN_ICMP_DEST_UNREACH || type == CN_ICMP_TIME_EXCEEDED || type == CN_ICMP_PARAMETERPROB;
+  return type == CN_ICMP_DEST_UNREACH || type == CN_ICMP_TIME_EXCEEDED ||
+         type == CN_ICMP_PARAMETERPROB;
 }
 
 /* Ensures the first `want` bytes (or the whole packet, if shorter) are in the linear area. */
-static __always_inline void cn_pull(struct __sk_buff *skb, __u32 want) {
-  void *data = (void *)(long)skb->data;
-  void *data_end = (void *)(long)skb->data_end;
+static __always_inline void cn_pull(struct __sk_buff* skb, __u32 want) {
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
   __u32 linear = (__u32)(data_end - data);
   if (linear < want && skb->len > linear) bpf_skb_pull_data(skb, skb->len < want ? skb->len : want);
 }
 
-static __always_inline int cn_parse(struct __sk_buff *skb, struct cn_pkt *p) {
+static __always_inline int cn_parse(struct __sk_buff* skb, struct cn_pkt* p) {
   cn_pull(skb, 128);
-  void *data = (void *)(long)skb->data;
-  void *data_end = (void *)(long)skb->data_end;
-  struct ethhdr *eth = data;
-  if ((void *)(eth + 1) > data_end) return CN_PARSE_MALFORMED;
+  void* data = (void*)(long)skb->data;
+  void* data_end = (void*)(long)skb->data_end;
+  struct ethhdr* eth = data;
+  if ((void*)(eth + 1) > data_end) return CN_PARSE_MALFORMED;
   __builtin_memcpy(p->src_mac, eth->h_source, 6);
   __builtin_memcpy(p->dst_mac, eth->h_dest, 6);
   p->l3_off = sizeof(*eth);
   if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-    struct ipv6hdr *ip6 = (void *)(eth + 1);
-    if ((void *)(ip6 + 1) > data_end || ip6->version != 6) return CN_PARSE_MALFORMED;
+    struct ipv6hdr* ip6 = (void*)(eth + 1);
+    if ((void*)(ip6 + 1) > data_end || ip6->version != 6) return CN_PARSE_MALFORMED;
     return CN_PARSE_IPV6;
   }
   if (eth->h_proto != bpf_htons(ETH_P_IP)) return CN_PARSE_NON_IP;
 
-  struct iphdr *ip = (void *)(eth + 1);
-  if ((void *)(ip + 1) > data_end) return CN_PARSE_MALFORMED;
+  struct iphdr* ip = (void*)(eth + 1);
+  if ((void*)(ip + 1) > data_end) return CN_PARSE_MALFORMED;
   if (ip->version != 4 || ip->ihl < 5) return CN_PARSE_MALFORMED;
   __u32 ihl = ip->ihl * 4;
   __u32 tot = bpf_ntohs(ip->tot_len);
@@ -107,26 +108,26 @@ static __always_inline int cn_parse(struct __sk_buff *skb, struct cn_pkt *p) {
   if (ip->frag_off & bpf_htons(0x3fff)) return CN_PARSE_FRAGMENT; /* MF or offset */
 
   __u32 l4_len = tot - ihl;
-  void *l4 = (void *)ip + ihl;
+  void* l4 = (void*)ip + ihl;
   if (ip->protocol == CN_IPPROTO_TCP) {
-    struct tcphdr *th = l4;
-    if ((void *)(th + 1) > data_end || l4_len < sizeof(*th)) return CN_PARSE_MALFORMED;
+    struct tcphdr* th = l4;
+    if ((void*)(th + 1) > data_end || l4_len < sizeof(*th)) return CN_PARSE_MALFORMED;
     if (th->doff < 5) return CN_PARSE_MALFORMED;
     p->t.sport = th->source;
     p->t.dport = th->dest;
-    p->tcp_flags = ((__u8 *)th)[13];
+    p->tcp_flags = ((__u8*)th)[13];
     return CN_PARSE_OK;
   }
   if (ip->protocol == CN_IPPROTO_UDP) {
-    struct udphdr *uh = l4;
-    if ((void *)(uh + 1) > data_end || l4_len < sizeof(*uh)) return CN_PARSE_MALFORMED;
+    struct udphdr* uh = l4;
+    if ((void*)(uh + 1) > data_end || l4_len < sizeof(*uh)) return CN_PARSE_MALFORMED;
     p->t.sport = uh->source;
     p->t.dport = uh->dest;
     return CN_PARSE_OK;
   }
   if (ip->protocol == CN_IPPROTO_ICMP) {
-    struct cn_icmphdr *ih = l4;
-    if ((void *)(ih + 1) > data_end || l4_len < sizeof(*ih)) return CN_PARSE_MALFORMED;
+    struct cn_icmphdr* ih = l4;
+    if ((void*)(ih + 1) > data_end || l4_len < sizeof(*ih)) return CN_PARSE_MALFORMED;
     p->icmp_type = ih->type;
     if (ih->type == CN_ICMP_ECHO) {
       p->t.sport = ih->id;
@@ -138,12 +139,12 @@ static __always_inline int cn_parse(struct __sk_buff *skb, struct cn_pkt *p) {
     }
     if (!cn_is_icmp_error(ih->type)) return CN_PARSE_OTHER_L4;
     /* Quoted packet: an IPv4 header without options + the first 8 bytes of TCP/UDP. */
-    struct iphdr *in = (void *)(ih + 1);
-    if ((void *)(in + 1) > data_end) return CN_PARSE_OTHER_L4;
+    struct iphdr* in = (void*)(ih + 1);
+    if ((void*)(in + 1) > data_end) return CN_PARSE_OTHER_L4;
     if (in->version != 4 || in->ihl != 5) return CN_PARSE_OTHER_L4;
     if (in->protocol != CN_IPPROTO_TCP && in->protocol != CN_IPPROTO_UDP) return CN_PARSE_OTHER_L4;
-    __u16 *ports = (void *)(in + 1);
-    if ((void *)(ports + 2) > data_end) return CN_PARSE_OTHER_L4;
+    __u16* ports = (void*)(in + 1);
+    if ((void*)(ports + 2) > data_end) return CN_PARSE_OTHER_L4;
     p->icmp_error = 1;
     p->inner_l3_off = p->l4_off + sizeof(*ih);
     p->inner_l4_off = p->inner_l3_off + sizeof(*in);

@@ -12,7 +12,7 @@
 
 /* Rewrites the packet in place into the ICMP error. Returns CN_R_REJECT (action redirect) or a
  * drop reason when the packet cannot be turned into one. */
-static __always_inline __u32 cn_reject(struct __sk_buff *skb, const struct cn_pkt *p, int *action) {
+static __always_inline __u32 cn_reject(struct __sk_buff* skb, const struct cn_pkt* p, int* action) {
   *action = TC_ACT_SHOT;
   /* Only option-less IPv4 with at least 8 bytes of L4 can be quoted; never reject ICMP errors. */
   if (p->ihl != 20 || p->icmp_error) return CN_R_DROP_NO_BACKEND;
@@ -22,7 +22,8 @@ static __always_inline __u32 cn_reject(struct __sk_buff *skb, const struct cn_pk
   struct iphdr orig;
   if (bpf_skb_load_bytes(skb, p->l3_off, &orig, sizeof(orig)) < 0) return CN_R_DROP_NO_BACKEND;
   if (bpf_skb_change_tail(skb, quote_end, 0) < 0) return CN_R_DROP_NO_BACKEND;
-  if (bpf_skb_adjust_room(skb, sizeof(struct iphdr) + sizeof(struct cn_icmphdr), BPF_ADJ_ROOM_MAC, 0) < 0)
+  if (bpf_skb_adjust_room(skb, sizeof(struct iphdr) + sizeof(struct cn_icmphdr), BPF_ADJ_ROOM_MAC,
+                          0) < 0)
     return CN_R_DROP_NO_BACKEND;
 
   /* Layout now: eth | new ip (20) | icmp (8) | quoted ip (20) | quoted l4 (8). */
@@ -42,15 +43,15 @@ static __always_inline __u32 cn_reject(struct __sk_buff *skb, const struct cn_pk
   out.icmp.type = CN_ICMP_DEST_UNREACH;
   out.icmp.code = CN_ICMP_PORT_UNREACH;
   out.quoted_ip = orig;
-  __u32 quoted_l4_off = p->l3_off + sizeof(struct iphdr) + sizeof(struct cn_icmphdr) + sizeof(struct iphdr);
+  __u32 quoted_l4_off =
+      p->l3_off + sizeof(struct iphdr) + sizeof(struct cn_icmphdr) + sizeof(struct iphdr);
   if (bpf_skb_load_bytes(skb, quoted_l4_off, out.quoted_l4, sizeof(out.quoted_l4)) < 0)
     return CN_R_DROP_NO_BACKEND;
 
-  __s64 ip_sum = bpf_csum_diff(0, 0, (__be32 *)&out.ip, sizeof(out.ip), 0);
+  __s64 ip_sum = bpf_csum_diff(0, 0, (__be32*)&out.ip, sizeof(out.ip), 0);
   if (ip_sum < 0) return CN_R_DROP_NO_BACKEND;
   out.ip.check = cn_csum_fold((__u32)ip_sum);
-  __s64 icmp_sum = bpf_csum_diff(0, 0, (__be32 *)&out.icmp,
-                                 sizeof(out) - sizeof(out.ip), 0);
+  __s64 icmp_sum = bpf_csum_diff(0, 0, (__be32*)&out.icmp, sizeof(out) - sizeof(out.ip), 0);
   if (icmp_sum < 0) return CN_R_DROP_NO_BACKEND;
   out.icmp.checksum = cn_csum_fold((__u32)icmp_sum);
 

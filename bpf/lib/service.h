@@ -10,7 +10,7 @@
 #include "lib/nat.h"
 #include "lib/reject.h"
 
-static __always_inline int cn_is_node_addr(const struct cn_config *cfg, __u32 addr) {
+static __always_inline int cn_is_node_addr(const struct cn_config* cfg, __u32 addr) {
   if (addr == 0) return 0;
 #pragma unroll
   for (int i = 0; i < CN_MAX_NODE_ADDRS; i++)
@@ -18,12 +18,13 @@ static __always_inline int cn_is_node_addr(const struct cn_config *cfg, __u32 ad
   return 0;
 }
 
-static __always_inline int cn_in_cluster(const struct cn_config *cfg, __u32 addr) {
+static __always_inline int cn_in_cluster(const struct cn_config* cfg, __u32 addr) {
   return cfg->cluster_mask != 0 && (addr & cfg->cluster_mask) == cfg->cluster_net;
 }
 
 /* Destination rewrite to a backend (ICMP echo keeps its id). Updates p->t. */
-static __always_inline int cn_dnat(struct __sk_buff *skb, struct cn_pkt *p, __u32 addr, __u16 port) {
+static __always_inline int cn_dnat(struct __sk_buff* skb, struct cn_pkt* p, __u32 addr,
+                                   __u16 port) {
   if (p->t.proto != CN_IPPROTO_ICMP && port != 0) {
     if (cn_rewrite_port(skb, p, 1, p->t.dport, port) < 0) return -1;
     p->t.dport = port;
@@ -34,7 +35,8 @@ static __always_inline int cn_dnat(struct __sk_buff *skb, struct cn_pkt *p, __u3
 }
 
 /* Source rewrite of a reply back to the service address. Updates p->t. */
-static __always_inline int cn_rev_dnat(struct __sk_buff *skb, struct cn_pkt *p, __u32 addr, __u16 port) {
+static __always_inline int cn_rev_dnat(struct __sk_buff* skb, struct cn_pkt* p, __u32 addr,
+                                       __u16 port) {
   if (p->t.proto != CN_IPPROTO_ICMP) {
     if (cn_rewrite_port(skb, p, 0, p->t.sport, port) < 0) return -1;
     p->t.sport = port;
@@ -46,27 +48,29 @@ static __always_inline int cn_rev_dnat(struct __sk_buff *skb, struct cn_pkt *p, 
 
 /* ICMP error sent by a backend about a service flow (quoted: client -> backend): restores the
  * service address in the outer source and in the quoted destination. */
-static __always_inline __u32 cn_rev_dnat_icmp_error(struct __sk_buff *skb, struct cn_pkt *p, __u32 now) {
+static __always_inline __u32 cn_rev_dnat_icmp_error(struct __sk_buff* skb, struct cn_pkt* p,
+                                                    __u32 now) {
   struct cn_tuple rt = {};
   rt.saddr = p->inner.daddr;
   rt.daddr = p->inner.saddr;
   rt.sport = p->inner.dport;
   rt.dport = p->inner.sport;
   rt.proto = p->inner.proto;
-  struct cn_ct_entry *e = cn_ct_lookup(&rt, now);
+  struct cn_ct_entry* e = cn_ct_lookup(&rt, now);
   if (!e || !(e->flags & CN_CT_F_REPLY) || !(e->flags & CN_CT_F_SERVICE)) return CN_R_PASS;
   __u32 vip = e->nat_addr;
   __u16 vport = e->nat_port;
   if (cn_rewrite_inner_port(skb, p, 1, p->inner.dport, vport) < 0) return CN_R_DROP_CSUM;
   if (cn_rewrite_inner_addr(skb, p, 1, p->inner.daddr, vip) < 0) return CN_R_DROP_CSUM;
-  if (p->t.saddr == p->inner.daddr && cn_rewrite_addr(skb, p, 0, p->t.saddr, vip) < 0) return CN_R_DROP_CSUM;
+  if (p->t.saddr == p->inner.daddr && cn_rewrite_addr(skb, p, 0, p->t.saddr, vip) < 0)
+    return CN_R_DROP_CSUM;
   cn_count(CN_R_ICMP_ERROR_XLATED, 0);
   return CN_R_REV_DNAT;
 }
 
 /* Applies a conntrack hit. Returns the verdict reason (CN_R_PASS for untranslated flows). */
-static __always_inline __u32 cn_ct_apply(struct __sk_buff *skb, const struct cn_config *cfg, struct cn_pkt *p,
-                                         struct cn_ct_entry *e, __u32 now) {
+static __always_inline __u32 cn_ct_apply(struct __sk_buff* skb, const struct cn_config* cfg,
+                                         struct cn_pkt* p, struct cn_ct_entry* e, __u32 now) {
   struct cn_tuple key = p->t;
   cn_ct_update(cfg, &key, e, p, skb->len, now);
   cn_count(CN_R_CT_HIT, 0);
@@ -88,9 +92,11 @@ static __always_inline __u32 cn_ct_apply(struct __sk_buff *skb, const struct cn_
 
 /* A new flow to a service: select, track, translate; reject without backends. `from_world`
  * enables SNAT to the node address for remote backends. */
-static __always_inline struct cn_verdict cn_service_new(struct __sk_buff *skb, const struct cn_config *cfg,
-                                                        struct cn_pkt *p, const struct cn_svc_entry *svc,
-                                                        __u32 now, int from_world) {
+static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
+                                                        const struct cn_config* cfg,
+                                                        struct cn_pkt* p,
+                                                        const struct cn_svc_entry* svc, __u32 now,
+                                                        int from_world) {
   struct cn_verdict v = {TC_ACT_SHOT, CN_R_DROP_NO_BACKEND};
   __u32 backend_id = 0;
   struct cn_backend be = {};
@@ -135,8 +141,9 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff *skb, c
 }
 
 /* Tracks an untranslated new flow (both directions). */
-static __always_inline struct cn_verdict cn_track_plain(struct __sk_buff *skb, const struct cn_config *cfg,
-                                                        struct cn_pkt *p, __u32 now, __u16 flags) {
+static __always_inline struct cn_verdict cn_track_plain(struct __sk_buff* skb,
+                                                        const struct cn_config* cfg,
+                                                        struct cn_pkt* p, __u32 now, __u16 flags) {
   struct cn_verdict v = {TC_ACT_OK, CN_R_PASS};
   if (cn_ct_create(cfg, p, skb->len, now, p->t.daddr, p->t.dport, flags, 0, 0) < 0) {
     v.action = TC_ACT_SHOT;
@@ -148,7 +155,7 @@ static __always_inline struct cn_verdict cn_track_plain(struct __sk_buff *skb, c
 }
 
 /* Maps a parse result that ends processing to its verdict. Returns 1 when the verdict is final. */
-static __always_inline int cn_parse_verdict(int res, struct cn_verdict *v) {
+static __always_inline int cn_parse_verdict(int res, struct cn_verdict* v) {
   v->action = TC_ACT_OK;
   switch (res) {
     case CN_PARSE_OK:

@@ -5,8 +5,10 @@
 //   load --cluster-cidr CIDR --node-ip IP [--node-ip IP] [--from-pod IF]... [--uplink IF]
 //        [--no-masquerade] [--ct-size N] [--nat-size N] [--nat-ports MIN-MAX]
 //   detach [--from-pod IF]... [--uplink IF]
-//   service list | service upsert --id N --frontend KIND:ADDR:PORT/PROTO... [--backend ADDR:PORT]...
-//        [--random] [--maglev-size M] [--affinity SECONDS] [--flush-removed] | service delete --id N
+//   service list | service upsert --id N --frontend KIND:ADDR:PORT/PROTO... [--backend
+//   ADDR:PORT]...
+//        [--random] [--maglev-size M] [--affinity SECONDS] [--flush-removed] | service delete --id
+//        N
 //   ct list | ct flush | ct gc | ct stats
 //   nat list | nat flush | nat gc
 //   counters [--all]
@@ -75,20 +77,23 @@ Args Parse(int argc, char** argv) {
 
 absl::StatusOr<uint32_t> Num(std::string_view s, std::string_view what) {
   uint32_t v;
-  if (!absl::SimpleAtoi(ToAbsl(s), &v)) return absl::InvalidArgumentError(StrCat("bad ", what, ": ", s));
+  if (!absl::SimpleAtoi(ToAbsl(s), &v))
+    return absl::InvalidArgumentError(StrCat("bad ", what, ": ", s));
   return v;
 }
 
 // "ADDR:PORT"
 absl::StatusOr<dp::Backend> ParseBackend(std::string_view s) {
   auto pos = s.rfind(':');
-  if (pos == std::string_view::npos) return absl::InvalidArgumentError(StrCat("backend needs ADDR:PORT: ", s));
+  if (pos == std::string_view::npos)
+    return absl::InvalidArgumentError(StrCat("backend needs ADDR:PORT: ", s));
   CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(s.substr(0, pos)));
   CNINET_ASSIGN_OR_RETURN(uint32_t port, Num(s.substr(pos + 1), "port"));
   return dp::Backend{addr, static_cast<uint16_t>(port)};
 }
 
-// "clusterip:10.96.0.10:80/tcp", "externalip:1.2.3.4:80/tcp", "nodeport:30080/tcp", "clusterip:10.96.0.10:0/icmp"
+// "clusterip:10.96.0.10:80/tcp", "externalip:1.2.3.4:80/tcp", "nodeport:30080/tcp",
+// "clusterip:10.96.0.10:0/icmp"
 absl::StatusOr<dp::Frontend> ParseFrontend(std::string_view s) {
   std::vector<std::string> parts = absl::StrSplit(ToAbsl(s), '/');
   if (parts.size() != 2) return absl::InvalidArgumentError(StrCat("frontend needs .../PROTO: ", s));
@@ -102,7 +107,8 @@ absl::StatusOr<dp::Frontend> ParseFrontend(std::string_view s) {
     return f;
   }
   if (hp.size() != 3 || (hp[0] != "clusterip" && hp[0] != "externalip"))
-    return absl::InvalidArgumentError(StrCat("frontend must be clusterip:ADDR:PORT/P, externalip:... or nodeport:PORT/P: ", s));
+    return absl::InvalidArgumentError(
+        StrCat("frontend must be clusterip:ADDR:PORT/P, externalip:... or nodeport:PORT/P: ", s));
   f.kind = hp[0] == "clusterip" ? dp::FrontendKind::kClusterIP : dp::FrontendKind::kExternalIP;
   CNINET_ASSIGN_OR_RETURN(f.address, cninet::cni::IPAddress::Parse(hp[1]));
   CNINET_ASSIGN_OR_RETURN(uint32_t port, Num(hp[2], "port"));
@@ -163,7 +169,8 @@ absl::Status Load(const Args& a, const std::string& pin_dir) {
     std::cout << "attached " << dp::HookName(h) << " " << ifname << "\n";
     return absl::OkStatus();
   };
-  for (const auto& i : SplitIfs(a.All("from-pod"))) CNINET_RETURN_IF_ERROR(attach(dp::Hook::kFromPod, i));
+  for (const auto& i : SplitIfs(a.All("from-pod")))
+    CNINET_RETURN_IF_ERROR(attach(dp::Hook::kFromPod, i));
   for (const auto& i : SplitIfs(a.All("uplink"))) {
     CNINET_RETURN_IF_ERROR(attach(dp::Hook::kFromWorld, i));
     CNINET_RETURN_IF_ERROR(attach(dp::Hook::kToWorld, i));
@@ -173,7 +180,8 @@ absl::Status Load(const Args& a, const std::string& pin_dir) {
 }
 
 absl::Status Detach(const Args& a) {
-  for (const auto& i : SplitIfs(a.All("from-pod"))) CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kFromPod, i));
+  for (const auto& i : SplitIfs(a.All("from-pod")))
+    CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kFromPod, i));
   for (const auto& i : SplitIfs(a.All("uplink"))) {
     CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kFromWorld, i));
     CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kToWorld, i));
@@ -189,12 +197,15 @@ absl::Status ServiceCmd(dp::Datapath& d, const Args& a, std::string_view sub) {
       std::vector<std::string> fe, be;
       for (const auto& f : s.frontends)
         fe.push_back(f.kind == dp::FrontendKind::kNodePort
-                         ? StrCat("nodeport:", f.port, "/", dp::ProtocolName(static_cast<uint8_t>(f.protocol)))
+                         ? StrCat("nodeport:", f.port, "/",
+                                  dp::ProtocolName(static_cast<uint8_t>(f.protocol)))
                          : StrCat(KindName(f.kind), ":", f.address.ToString(), ":", f.port, "/",
                                   dp::ProtocolName(static_cast<uint8_t>(f.protocol))));
       for (const auto& b : s.backends) be.push_back(b.ToString());
-      std::string lb = s.algorithm == dp::LbAlgorithm::kMaglev ? StrCat("maglev/", s.maglev_size) : "random";
-      if (s.affinity_timeout.count() > 0) lb += StrCat(" affinity=", s.affinity_timeout.count(), "s");
+      std::string lb =
+          s.algorithm == dp::LbAlgorithm::kMaglev ? StrCat("maglev/", s.maglev_size) : "random";
+      if (s.affinity_timeout.count() > 0)
+        lb += StrCat(" affinity=", s.affinity_timeout.count(), "s");
       std::printf("%-6u %-34s %-8s %s\n", s.id, cninet::StrJoin(fe, ",").c_str(), lb.c_str(),
                   be.empty() ? "(none: reject)" : cninet::StrJoin(be, ",").c_str());
     }
@@ -213,8 +224,8 @@ absl::Status ServiceCmd(dp::Datapath& d, const Args& a, std::string_view sub) {
     }
     if (a.Has("random")) s.algorithm = dp::LbAlgorithm::kRandom;
     if (a.Has("maglev-size")) {
-    CNINET_ASSIGN_OR_RETURN(s.maglev_size, Num(a.One("maglev-size"), "--maglev-size"));
-  }
+      CNINET_ASSIGN_OR_RETURN(s.maglev_size, Num(a.One("maglev-size"), "--maglev-size"));
+    }
     if (a.Has("affinity")) {
       CNINET_ASSIGN_OR_RETURN(uint32_t sec, Num(a.One("affinity"), "--affinity"));
       s.affinity_timeout = std::chrono::seconds(sec);
@@ -251,8 +262,9 @@ absl::Status CtCmd(dp::Datapath& d, std::string_view sub) {
   }
   if (sub == "stats") {
     CNINET_ASSIGN_OR_RETURN(auto s, d.conntrack().Stats());
-    std::cout << "entries " << s.entries << "/" << s.max_entries << " expired " << s.expired << " tcp " << s.tcp
-              << " udp " << s.udp << " icmp " << s.icmp << " service " << s.service << "\n";
+    std::cout << "entries " << s.entries << "/" << s.max_entries << " expired " << s.expired
+              << " tcp " << s.tcp << " udp " << s.udp << " icmp " << s.icmp << " service "
+              << s.service << "\n";
     return absl::OkStatus();
   }
   return absl::InvalidArgumentError(StrCat("unknown ct command '", sub, "'"));
@@ -283,7 +295,8 @@ absl::Status CountersCmd(dp::Datapath& d, const Args& a) {
   std::printf("%-26s %12s %14s\n", "REASON", "PACKETS", "BYTES");
   for (const auto& c : all) {
     if (c.packets == 0 && !a.Has("all")) continue;
-    std::printf("%-26s %12llu %14llu\n", std::string(c.name).c_str(), static_cast<unsigned long long>(c.packets),
+    std::printf("%-26s %12llu %14llu\n", std::string(c.name).c_str(),
+                static_cast<unsigned long long>(c.packets),
                 static_cast<unsigned long long>(c.bytes));
   }
   return absl::OkStatus();
@@ -295,7 +308,8 @@ absl::Status EndpointCmd(dp::Datapath& d, const Args& a, std::string_view sub) {
     for (const auto& e : eps) std::cout << e.address.ToString() << " ifindex " << e.ifindex << "\n";
     return absl::OkStatus();
   }
-  if (a.positional.size() < 3) return absl::InvalidArgumentError("endpoint add ADDR IFINDEX | endpoint delete ADDR");
+  if (a.positional.size() < 3)
+    return absl::InvalidArgumentError("endpoint add ADDR IFINDEX | endpoint delete ADDR");
   CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(a.positional[2]));
   if (sub == "delete") return d.endpoints().Delete(addr);
   if (sub == "add" && a.positional.size() >= 4) {
@@ -308,7 +322,8 @@ absl::Status EndpointCmd(dp::Datapath& d, const Args& a, std::string_view sub) {
 }
 
 absl::Status Main(const Args& a) {
-  if (a.positional.empty()) return absl::InvalidArgumentError("no command (see the header of main.cc)");
+  if (a.positional.empty())
+    return absl::InvalidArgumentError("no command (see the header of main.cc)");
   const std::string pin_dir = a.One("pin-dir", "/sys/fs/bpf/cninet/default");
   const std::string& cmd = a.positional[0];
   const std::string sub = a.positional.size() > 1 ? a.positional[1] : "list";

@@ -15,8 +15,10 @@ absl::Status Invalid(std::string_view field, std::string_view why) {
 
 absl::Status DatapathConfig::Validate() const {
   if (pin_maps) {
-    if (bpffs_root.empty() || bpffs_root[0] != '/') return Invalid("bpffs_root", "must be an absolute path");
-    if (instance.empty() || instance.find('/') != std::string::npos || instance == "." || instance == "..")
+    if (bpffs_root.empty() || bpffs_root[0] != '/')
+      return Invalid("bpffs_root", "must be an absolute path");
+    if (instance.empty() || instance.find('/') != std::string::npos || instance == "." ||
+        instance == "..")
       return Invalid("instance", "must be a non-empty name without '/'");
   }
   if (!cluster_cidr.is_v4() || cluster_cidr.prefix_len() < 1 || cluster_cidr.prefix_len() > 32)
@@ -24,21 +26,25 @@ absl::Status DatapathConfig::Validate() const {
   if (node_addresses.empty() || node_addresses.size() > CN_MAX_NODE_ADDRS)
     return Invalid("node_addresses", StrCat("need 1..", CN_MAX_NODE_ADDRS, " IPv4 addresses"));
   for (const auto& a : node_addresses) {
-    if (!a.is_v4() || a.IsUnspecified()) return Invalid("node_addresses", StrCat(a.ToString(), " is not a usable IPv4 address"));
+    if (!a.is_v4() || a.IsUnspecified())
+      return Invalid("node_addresses", StrCat(a.ToString(), " is not a usable IPv4 address"));
   }
-  if (nat_port_min == 0 || nat_port_min > nat_port_max) return Invalid("nat_port_min/max", "need 1 <= min <= max");
+  if (nat_port_min == 0 || nat_port_min > nat_port_max)
+    return Invalid("nat_port_min/max", "need 1 <= min <= max");
   if (nat_retries > 63) return Invalid("nat_retries", "at most 63 (BPF loop bound)");
   auto check_timeout = [](std::string_view name, std::chrono::seconds s) -> absl::Status {
     if (s.count() < 1 || s.count() > 7 * 24 * 3600) return Invalid(name, "must be 1 s .. 7 days");
     return absl::OkStatus();
   };
   if (auto s = check_timeout("timeouts.tcp_syn", timeouts.tcp_syn); !s.ok()) return s;
-  if (auto s = check_timeout("timeouts.tcp_established", timeouts.tcp_established); !s.ok()) return s;
+  if (auto s = check_timeout("timeouts.tcp_established", timeouts.tcp_established); !s.ok())
+    return s;
   if (auto s = check_timeout("timeouts.tcp_closing", timeouts.tcp_closing); !s.ok()) return s;
   if (auto s = check_timeout("timeouts.udp", timeouts.udp); !s.ok()) return s;
   if (auto s = check_timeout("timeouts.other", timeouts.other); !s.ok()) return s;
   const MapSizes& m = map_sizes;
-  if (m.conntrack < 16 || m.nat < 16 || m.services < 1 || m.backends < 1 || m.affinity < 1 || m.endpoints < 1)
+  if (m.conntrack < 16 || m.nat < 16 || m.services < 1 || m.backends < 1 || m.affinity < 1 ||
+      m.endpoints < 1)
     return Invalid("map_sizes", "conntrack and nat need >= 16 entries, the others >= 1");
   if (m.service_slots < 2 || m.service_slots > kMaxServiceId + 1)
     return Invalid("map_sizes.service_slots", StrCat("must be 2..", kMaxServiceId + 1));

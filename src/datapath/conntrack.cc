@@ -58,7 +58,8 @@ std::string ConntrackEntry::ToString() const {
     s += StrCat(" flags=", TcpFlagsString(tcp_flags));
     s += closing ? " closing" : established ? " established" : " syn";
   }
-  s += StrCat(" packets=", packets, " bytes=", bytes, " expires_in=", expires_in_s, "s age=", age_s, "s");
+  s += StrCat(" packets=", packets, " bytes=", bytes, " expires_in=", expires_in_s, "s age=", age_s,
+              "s");
   return s;
 }
 
@@ -83,7 +84,8 @@ absl::StatusOr<std::optional<ConntrackEntry>> ConntrackTable::Lookup(const FlowT
   return std::optional<ConntrackEntry>(Decode(k, *e, MonotonicSeconds()));
 }
 
-absl::StatusOr<size_t> ConntrackTable::DeleteIf(const std::function<bool(const ConntrackEntry&)>& pred) {
+absl::StatusOr<size_t> ConntrackTable::DeleteIf(
+    const std::function<bool(const ConntrackEntry&)>& pred) {
   uint32_t now = MonotonicSeconds();
   std::vector<cn_tuple> del;
   CNINET_RETURN_IF_ERROR(maps_->conntrack.ForEach([&](const cn_tuple& k, const cn_ct_entry& e) {
@@ -117,10 +119,14 @@ absl::StatusOr<ConntrackStats> ConntrackTable::Stats() const {
   CNINET_RETURN_IF_ERROR(maps_->conntrack.ForEach([&](const cn_tuple& k, const cn_ct_entry& e) {
     ++s.entries;
     if (e.expires_s < now) ++s.expired;
-    if (k.proto == 6) ++s.tcp;
-    else if (k.proto == 17) ++s.udp;
-    else if (k.proto == 1) ++s.icmp;
-    else ++s.other;
+    if (k.proto == 6)
+      ++s.tcp;
+    else if (k.proto == 17)
+      ++s.udp;
+    else if (k.proto == 1)
+      ++s.icmp;
+    else
+      ++s.other;
     if (e.flags & CN_CT_F_SERVICE) ++s.service;
     return true;
   }));

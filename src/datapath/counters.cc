@@ -8,30 +8,54 @@ namespace cninet::datapath {
 
 std::string_view ReasonName(uint32_t reason) {
   switch (reason) {
-    case CN_R_PASS: return "pass";
-    case CN_R_PASS_NON_IP: return "pass_non_ip";
-    case CN_R_PASS_IPV6: return "pass_ipv6";
-    case CN_R_PASS_FRAGMENT: return "pass_fragment";
-    case CN_R_DNAT: return "dnat";
-    case CN_R_REV_DNAT: return "rev_dnat";
-    case CN_R_SNAT: return "snat";
-    case CN_R_REV_SNAT: return "rev_snat";
-    case CN_R_REJECT: return "reject_no_backend";
-    case CN_R_DROP_MALFORMED: return "drop_malformed";
-    case CN_R_DROP_NO_BACKEND: return "drop_no_backend";
-    case CN_R_DROP_CT_FULL: return "drop_ct_full";
-    case CN_R_DROP_NAT_NO_PORT: return "drop_nat_no_port";
-    case CN_R_DROP_NAT_FULL: return "drop_nat_full";
-    case CN_R_DROP_BACKEND_GONE: return "drop_backend_gone";
-    case CN_R_DROP_CSUM: return "drop_rewrite_failed";
-    case CN_R_DROP_NO_CONFIG: return "drop_no_config";
-    case CN_R_CT_NEW: return "event_ct_new";
-    case CN_R_CT_HIT: return "event_ct_hit";
-    case CN_R_NAT_NEW: return "event_nat_new";
-    case CN_R_NAT_PORT_RETRY: return "event_nat_port_retry";
-    case CN_R_AFFINITY_HIT: return "event_affinity_hit";
-    case CN_R_ICMP_ERROR_XLATED: return "event_icmp_error_xlated";
-    default: return "";
+    case CN_R_PASS:
+      return "pass";
+    case CN_R_PASS_NON_IP:
+      return "pass_non_ip";
+    case CN_R_PASS_IPV6:
+      return "pass_ipv6";
+    case CN_R_PASS_FRAGMENT:
+      return "pass_fragment";
+    case CN_R_DNAT:
+      return "dnat";
+    case CN_R_REV_DNAT:
+      return "rev_dnat";
+    case CN_R_SNAT:
+      return "snat";
+    case CN_R_REV_SNAT:
+      return "rev_snat";
+    case CN_R_REJECT:
+      return "reject_no_backend";
+    case CN_R_DROP_MALFORMED:
+      return "drop_malformed";
+    case CN_R_DROP_NO_BACKEND:
+      return "drop_no_backend";
+    case CN_R_DROP_CT_FULL:
+      return "drop_ct_full";
+    case CN_R_DROP_NAT_NO_PORT:
+      return "drop_nat_no_port";
+    case CN_R_DROP_NAT_FULL:
+      return "drop_nat_full";
+    case CN_R_DROP_BACKEND_GONE:
+      return "drop_backend_gone";
+    case CN_R_DROP_CSUM:
+      return "drop_rewrite_failed";
+    case CN_R_DROP_NO_CONFIG:
+      return "drop_no_config";
+    case CN_R_CT_NEW:
+      return "event_ct_new";
+    case CN_R_CT_HIT:
+      return "event_ct_hit";
+    case CN_R_NAT_NEW:
+      return "event_nat_new";
+    case CN_R_NAT_PORT_RETRY:
+      return "event_nat_port_retry";
+    case CN_R_AFFINITY_HIT:
+      return "event_affinity_hit";
+    case CN_R_ICMP_ERROR_XLATED:
+      return "event_icmp_error_xlated";
+    default:
+      return "";
   }
 }
 

@@ -56,7 +56,7 @@ struct DatapathPrograms {
 
 namespace {
 
-constexpr uint32_t kTcHandle = 0xc1;    // "cninet" filter handle
+constexpr uint32_t kTcHandle = 0xc1;  // "cninet" filter handle
 constexpr uint32_t kTcPriority = 1;
 
 int Err(int ret) { return ret < 0 ? -ret : errno; }
@@ -81,7 +81,9 @@ void InstallLibbpfLogger() {
   std::call_once(once, [] { libbpf_set_print(LibbpfPrint); });
 }
 
-bpf_tc_attach_point AttachPoint(Hook hook) { return hook == Hook::kToWorld ? BPF_TC_EGRESS : BPF_TC_INGRESS; }
+bpf_tc_attach_point AttachPoint(Hook hook) {
+  return hook == Hook::kToWorld ? BPF_TC_EGRESS : BPF_TC_INGRESS;
+}
 
 uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
   if (name == CN_MAP_CT) return m.conntrack;
@@ -99,14 +101,17 @@ absl::Status ConfigureMaps(bpf_object* obj, const DatapathConfig& cfg, const std
   bpf_object__for_each_map(map, obj) {
     std::string_view name = bpf_map__name(map);
     if (uint32_t n = MaxEntriesFor(name, cfg.map_sizes); n != 0) {
-      if (int r = bpf_map__set_max_entries(map, n); r < 0) return ErrnoStatus(Err(r), StrCat("size map ", name));
+      if (int r = bpf_map__set_max_entries(map, n); r < 0)
+        return ErrnoStatus(Err(r), StrCat("size map ", name));
     }
     if (name == CN_MAP_CT && cfg.conntrack_map_type == ConntrackMapType::kHash) {
-      if (int r = bpf_map__set_type(map, BPF_MAP_TYPE_HASH); r < 0) return ErrnoStatus(Err(r), "conntrack map type");
+      if (int r = bpf_map__set_type(map, BPF_MAP_TYPE_HASH); r < 0)
+        return ErrnoStatus(Err(r), "conntrack map type");
     }
     if (!pin_dir.empty()) {
       std::string path = StrCat(pin_dir, "/", name);
-      if (int r = bpf_map__set_pin_path(map, path.c_str()); r < 0) return ErrnoStatus(Err(r), StrCat("pin path ", path));
+      if (int r = bpf_map__set_pin_path(map, path.c_str()); r < 0)
+        return ErrnoStatus(Err(r), StrCat("pin path ", path));
     }
   }
   return absl::OkStatus();
@@ -119,7 +124,8 @@ absl::Status ReuseMaps(bpf_object* obj, bpf_object* from) {
     const char* name = bpf_map__name(map);
     bpf_map* src = bpf_object__find_map_by_name(from, name);
     if (src == nullptr) continue;
-    if (int r = bpf_map__reuse_fd(map, bpf_map__fd(src)); r < 0) return ErrnoStatus(Err(r), StrCat("reuse map ", name));
+    if (int r = bpf_map__reuse_fd(map, bpf_map__fd(src)); r < 0)
+      return ErrnoStatus(Err(r), StrCat("reuse map ", name));
   }
   return absl::OkStatus();
 }
@@ -134,7 +140,8 @@ absl::Status WrapInto(Map<K, V>* out, int fd, std::string_view name) {
   return absl::OkStatus();
 }
 
-absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>& fd_of, DatapathMaps* m) {
+absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>& fd_of,
+                      DatapathMaps* m) {
   auto wrap = [&](auto* out, std::string_view name) -> absl::Status {
     CNINET_ASSIGN_OR_RETURN(int fd, fd_of(name));
     return WrapInto(out, fd, name);
@@ -193,10 +200,12 @@ void DecodeConfig(const cn_config& in, DatapathConfig* c) {
 
 absl::Status EnsurePinDir(const DatapathConfig& cfg) {
   struct statfs st {};
-  if (statfs(cfg.bpffs_root.c_str(), &st) != 0) return ErrnoStatus(errno, StrCat("statfs ", cfg.bpffs_root));
+  if (statfs(cfg.bpffs_root.c_str(), &st) != 0)
+    return ErrnoStatus(errno, StrCat("statfs ", cfg.bpffs_root));
   if (static_cast<uint32_t>(st.f_type) != BPF_FS_MAGIC) {
-    return absl::FailedPreconditionError(StrCat(cfg.bpffs_root, " is not a bpf filesystem; mount one with `mount -t bpf bpf ",
-                                                cfg.bpffs_root, "` or set pin_maps=false"));
+    return absl::FailedPreconditionError(
+        StrCat(cfg.bpffs_root, " is not a bpf filesystem; mount one with `mount -t bpf bpf ",
+               cfg.bpffs_root, "` or set pin_maps=false"));
   }
   std::error_code ec;
   std::filesystem::create_directories(cfg.PinDir(), ec);
@@ -223,11 +232,15 @@ std::string_view HookName(Hook hook) {
 // ---- Attachment ----
 
 Attachment::~Attachment() {
-  if (absl::Status s = Detach(); !s.ok()) CNINET_LOG(kWarning, "detach ", ifname_, ": ", s.message());
+  if (absl::Status s = Detach(); !s.ok())
+    CNINET_LOG(kWarning, "detach ", ifname_, ": ", s.message());
 }
 
 Attachment::Attachment(Attachment&& o) noexcept
-    : ifname_(std::move(o.ifname_)), ifindex_(o.ifindex_), hook_(o.hook_), netns_fd_(std::exchange(o.netns_fd_, -1)) {}
+    : ifname_(std::move(o.ifname_)),
+      ifindex_(o.ifindex_),
+      hook_(o.hook_),
+      netns_fd_(std::exchange(o.netns_fd_, -1)) {}
 
 Attachment& Attachment::operator=(Attachment&& o) noexcept {
   if (this != &o) {
@@ -304,7 +317,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
     if (!dp->pin_dir_.empty() && e == EINVAL) {
       return absl::FailedPreconditionError(
           StrCat("loading the datapath failed (", strerror(e), "); maps pinned in ", dp->pin_dir_,
-                 " may have been created with other sizes or types: remove them (cninet-dp unpin) or use the same "
+                 " may have been created with other sizes or types: remove them (cninet-dp unpin) "
+                 "or use the same "
                  "configuration"));
     }
     return ErrnoStatus(e, "load from_pod programs");
@@ -313,7 +327,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
   if (progs->world == nullptr) return ErrnoStatus(errno, "open world object");
   CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->world->obj, config, ""));
   CNINET_RETURN_IF_ERROR(ReuseMaps(progs->world->obj, progs->pod->obj));
-  if (int r = world_bpf__load(progs->world); r < 0) return ErrnoStatus(Err(r), "load world programs");
+  if (int r = world_bpf__load(progs->world); r < 0)
+    return ErrnoStatus(Err(r), "load world programs");
   progs->noop = noop_bpf__open_and_load();
   if (progs->noop == nullptr) return ErrnoStatus(errno, "load noop program");
 
@@ -331,7 +346,9 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
   cn_config cfg = EncodeConfig(config);
   CNINET_RETURN_IF_ERROR(Annotate(dp->maps_->config.Update(0, cfg), "write config map"));
   CNINET_RETURN_IF_ERROR(dp->InitTables());
-  CNINET_LOG(kInfo, "datapath loaded", dp->pin_dir_.empty() ? std::string(" (unpinned)") : StrCat(" pinned in ", dp->pin_dir_));
+  CNINET_LOG(
+      kInfo, "datapath loaded",
+      dp->pin_dir_.empty() ? std::string(" (unpinned)") : StrCat(" pinned in ", dp->pin_dir_));
   return dp;
 }
 
@@ -366,8 +383,9 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string
   dp->config_.map_sizes.endpoints = mi(dp->maps_->endpoints);
   CNINET_ASSIGN_OR_RETURN(MapInfo lb, dp->maps_->lb_tables.Info());
   dp->config_.map_sizes.service_slots = lb.max_entries;
-  dp->config_.conntrack_map_type =
-      dp->maps_->conntrack.info().type == BPF_MAP_TYPE_HASH ? ConntrackMapType::kHash : ConntrackMapType::kLruHash;
+  dp->config_.conntrack_map_type = dp->maps_->conntrack.info().type == BPF_MAP_TYPE_HASH
+                                       ? ConntrackMapType::kHash
+                                       : ConntrackMapType::kLruHash;
   CNINET_RETURN_IF_ERROR(dp->InitTables());
   return dp;
 }
@@ -382,10 +400,12 @@ absl::Status Datapath::InitTables() {
 }
 
 absl::StatusOr<Attachment> Datapath::Attach(Hook hook, std::string_view ifname) {
-  if (!programs_) return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+  if (!programs_)
+    return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
   std::string name(ifname);
   int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
-  if (ifindex == 0) return absl::NotFoundError(StrCat("no interface ", name, " in this network namespace"));
+  if (ifindex == 0)
+    return absl::NotFoundError(StrCat("no interface ", name, " in this network namespace"));
   LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex, .attach_point = AttachPoint(hook));
   int r = bpf_tc_hook_create(&tc_hook);
   if (r < 0 && Err(r) != EEXIST) return ErrnoStatus(Err(r), StrCat("create clsact on ", name));
@@ -408,13 +428,15 @@ absl::StatusOr<Attachment> Datapath::Attach(Hook hook, std::string_view ifname) 
   return a;
 }
 
-absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8_t> packet, uint32_t repeat,
-                                                uint32_t ifindex) const {
-  if (!programs_) return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8_t> packet,
+                                                uint32_t repeat, uint32_t ifindex) const {
+  if (!programs_)
+    return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
   std::vector<uint8_t> out(packet.size() + 256);
   __sk_buff ctx{};
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.data(), .data_out = out.data(),
-              .data_size_in = static_cast<uint32_t>(packet.size()), .data_size_out = static_cast<uint32_t>(out.size()),
+              .data_size_in = static_cast<uint32_t>(packet.size()),
+              .data_size_out = static_cast<uint32_t>(out.size()),
               .repeat = static_cast<int>(repeat));
   if (ifindex != 0) {
     ctx.ifindex = ifindex;
@@ -433,12 +455,14 @@ absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8
 
 absl::Status Datapath::Unpin() {
   if (pin_dir_.empty()) return absl::OkStatus();
-  for (const char* name : {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS, CN_MAP_LB_TABLES,
-                           CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS}) {
+  for (const char* name : {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS,
+                           CN_MAP_LB_TABLES, CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS}) {
     std::string path = StrCat(pin_dir_, "/", name);
-    if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, StrCat("unlink ", path));
+    if (unlink(path.c_str()) != 0 && errno != ENOENT)
+      return ErrnoStatus(errno, StrCat("unlink ", path));
   }
-  if (rmdir(pin_dir_.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, StrCat("rmdir ", pin_dir_));
+  if (rmdir(pin_dir_.c_str()) != 0 && errno != ENOENT)
+    return ErrnoStatus(errno, StrCat("rmdir ", pin_dir_));
   return absl::OkStatus();
 }
 

@@ -35,14 +35,16 @@ bool IsPrime(uint32_t n) {
   return true;
 }
 
-absl::StatusOr<std::vector<uint32_t>> BuildMaglevTable(std::span<const std::string> backends, uint32_t m) {
+absl::StatusOr<std::vector<uint32_t>> BuildMaglevTable(std::span<const std::string> backends,
+                                                       uint32_t m) {
   if (m < kMaglevMinSize || m > kMaglevMaxSize || !IsPrime(m)) {
-    return absl::InvalidArgumentError(
-        StrCat("Maglev table size ", m, " must be a prime in [", kMaglevMinSize, ", ", kMaglevMaxSize, "]"));
+    return absl::InvalidArgumentError(StrCat("Maglev table size ", m, " must be a prime in [",
+                                             kMaglevMinSize, ", ", kMaglevMaxSize, "]"));
   }
   const size_t n = backends.size();
   if (n == 0) return std::vector<uint32_t>{};
-  if (n > m) return absl::InvalidArgumentError(StrCat(n, " backends do not fit a Maglev table of ", m));
+  if (n > m)
+    return absl::InvalidArgumentError(StrCat(n, " backends do not fit a Maglev table of ", m));
   std::unordered_set<std::string_view> seen;
   for (const auto& b : backends) {
     if (!seen.insert(b).second) return absl::InvalidArgumentError(StrCat("duplicate backend ", b));
@@ -50,7 +52,8 @@ absl::StatusOr<std::vector<uint32_t>> BuildMaglevTable(std::span<const std::stri
   // Populate in name order so the table depends on the set of backends, not on list order.
   std::vector<uint32_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(i);
-  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return backends[a] < backends[b]; });
+  std::sort(order.begin(), order.end(),
+            [&](uint32_t a, uint32_t b) { return backends[a] < backends[b]; });
   std::vector<uint64_t> offset(n), skip(n), next(n, 0);
   for (size_t j = 0; j < n; ++j) {
     offset[j] = Hash64(backends[order[j]], 0x6d61676c65763031ULL) % m;

@@ -125,15 +125,16 @@ absl::StatusOr<bool> RawMap::NextKey(const void* key, void* next) const {
   return true;
 }
 
-absl::Status RawMap::UpdateBatch(const void* keys, const void* values, uint32_t count, uint32_t key_size,
-                                 uint32_t value_size) {
+absl::Status RawMap::UpdateBatch(const void* keys, const void* values, uint32_t count,
+                                 uint32_t key_size, uint32_t value_size) {
   const auto* k = static_cast<const uint8_t*>(keys);
   const auto* v = static_cast<const uint8_t*>(values);
   uint32_t done = 0;
   while (done < count) {
     uint32_t n = count - done;
     LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = 0, .flags = 0);
-    int ret = bpf_map_update_batch(fd_, k + size_t{done} * key_size, v + size_t{done} * value_size, &n, &opts);
+    int ret = bpf_map_update_batch(fd_, k + size_t{done} * key_size, v + size_t{done} * value_size,
+                                   &n, &opts);
     if (ret == 0) {
       done += n;
       continue;
@@ -146,7 +147,8 @@ absl::Status RawMap::UpdateBatch(const void* keys, const void* values, uint32_t 
       }
       return absl::OkStatus();
     }
-    if (e == E2BIG || e == ENOMEM) return absl::ResourceExhaustedError("bpf map full (batch update)");
+    if (e == E2BIG || e == ENOMEM)
+      return absl::ResourceExhaustedError("bpf map full (batch update)");
     return ErrnoStatus(e, "bpf map update batch");
   }
   return absl::OkStatus();
@@ -171,14 +173,15 @@ absl::Status RawMap::ForEach(uint32_t key_size, uint32_t value_size,
   // Batched lookups (hash maps); fall back to get_next_key iteration when unsupported.
   constexpr uint32_t kChunk = 4096;
   std::vector<uint8_t> keys(size_t{kChunk} * key_size), values(size_t{kChunk} * value_size);
-  std::vector<uint8_t> in_batch(std::max<uint32_t>(key_size, 8)), out_batch(std::max<uint32_t>(key_size, 8));
+  std::vector<uint8_t> in_batch(std::max<uint32_t>(key_size, 8)),
+      out_batch(std::max<uint32_t>(key_size, 8));
   bool first = true;
   bool batch_ok = true;
   while (true) {
     uint32_t n = kChunk;
     LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = 0, .flags = 0);
-    int ret = bpf_map_lookup_batch(fd_, first ? nullptr : in_batch.data(), out_batch.data(), keys.data(),
-                                   values.data(), &n, &opts);
+    int ret = bpf_map_lookup_batch(fd_, first ? nullptr : in_batch.data(), out_batch.data(),
+                                   keys.data(), values.data(), &n, &opts);
     int e = ret < 0 ? Err(ret) : 0;
     if (ret < 0 && e != ENOENT) {
       if (first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP || e == kENOTSUPP)) {
@@ -188,7 +191,8 @@ absl::Status RawMap::ForEach(uint32_t key_size, uint32_t value_size,
       return ErrnoStatus(e, "bpf map lookup batch");
     }
     for (uint32_t i = 0; i < n; ++i) {
-      if (!fn(keys.data() + size_t{i} * key_size, values.data() + size_t{i} * value_size)) return absl::OkStatus();
+      if (!fn(keys.data() + size_t{i} * key_size, values.data() + size_t{i} * value_size))
+        return absl::OkStatus();
     }
     if (e == ENOENT) return absl::OkStatus();
     std::memcpy(in_batch.data(), out_batch.data(), out_batch.size());

@@ -50,9 +50,9 @@ cn_tuple Partner(const cn_tuple& k, const cn_nat_entry& e) {
 }  // namespace
 
 std::string NatEntry::ToString() const {
-  return StrCat(egress ? "egress  " : "ingress ", tuple.ToString(), egress ? " => src " : " => dst ",
-                to_address.ToString(), ":", to_port, closing ? " closing" : "", " expires_in=", expires_in_s,
-                "s age=", age_s, "s");
+  return StrCat(egress ? "egress  " : "ingress ", tuple.ToString(),
+                egress ? " => src " : " => dst ", to_address.ToString(), ":", to_port,
+                closing ? " closing" : "", " expires_in=", expires_in_s, "s age=", age_s, "s");
 }
 
 NatTable::NatTable(std::shared_ptr<DatapathMaps> maps) : maps_(std::move(maps)) {}
@@ -100,7 +100,9 @@ absl::StatusOr<GcResult> NatTable::Gc() {
     return true;
   }));
   r.scanned = all.size();
-  auto key_less = [](const cn_tuple& a, const cn_tuple& b) { return std::memcmp(&a, &b, sizeof(a)) < 0; };
+  auto key_less = [](const cn_tuple& a, const cn_tuple& b) {
+    return std::memcmp(&a, &b, sizeof(a)) < 0;
+  };
   std::set<cn_tuple, decltype(key_less)> live(key_less);
   for (const auto& [k, e] : all)
     if (e.expires_s >= now) live.insert(k);
@@ -119,8 +121,10 @@ absl::StatusOr<NatStats> NatTable::Stats() const {
   NatStats s;
   s.max_entries = maps_->nat.info().max_entries;
   CNINET_RETURN_IF_ERROR(maps_->nat.ForEach([&](const cn_tuple& k, const cn_nat_entry& e) {
-    if (k.pad[0] == CN_NAT_EGRESS) ++s.egress;
-    else ++s.ingress;
+    if (k.pad[0] == CN_NAT_EGRESS)
+      ++s.egress;
+    else
+      ++s.ingress;
     if (e.expires_s < now) ++s.expired;
     return true;
   }));

@@ -5,9 +5,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cstring>
-
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <set>
 #include <tuple>
@@ -69,10 +68,12 @@ struct ServiceTable::State {
   std::map<uint32_t, SvcState> services;
 };
 
-ServiceTable::ServiceTable(std::shared_ptr<DatapathMaps> maps) : maps_(std::move(maps)), state_(new State) {}
+ServiceTable::ServiceTable(std::shared_ptr<DatapathMaps> maps)
+    : maps_(std::move(maps)), state_(new State) {}
 ServiceTable::~ServiceTable() = default;
 
-absl::StatusOr<std::unique_ptr<ServiceTable>> ServiceTable::Load(std::shared_ptr<DatapathMaps> maps) {
+absl::StatusOr<std::unique_ptr<ServiceTable>> ServiceTable::Load(
+    std::shared_ptr<DatapathMaps> maps) {
   std::unique_ptr<ServiceTable> t(new ServiceTable(std::move(maps)));
   CNINET_RETURN_IF_ERROR(Annotate(t->Reload(), "load services from the maps"));
   return t;
@@ -85,7 +86,8 @@ absl::Status ServiceTable::Reload() {
   for (uint32_t a : cfg.node_addrs)
     if (a) node_addrs.insert(a);
   CNINET_ASSIGN_OR_RETURN(auto frontends, maps_->services.Dump());
-  std::sort(frontends.begin(), frontends.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(frontends.begin(), frontends.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   for (const auto& [k, v] : frontends) {
     SvcState& st = state_->services[v.svc_id];
     st.svc.id = v.svc_id;
@@ -98,7 +100,8 @@ absl::Status ServiceTable::Reload() {
     if (v.flags & CN_SVC_F_NODEPORT) {
       f.kind = FrontendKind::kNodePort;
       f.address = cni::IPAddress();
-      if (std::find(st.svc.frontends.begin(), st.svc.frontends.end(), f) != st.svc.frontends.end()) continue;
+      if (std::find(st.svc.frontends.begin(), st.svc.frontends.end(), f) != st.svc.frontends.end())
+        continue;
     } else {
       f.kind = (v.flags & CN_SVC_F_EXTERNAL) ? FrontendKind::kExternalIP : FrontendKind::kClusterIP;
       f.address = FromV4Net(k.addr);
@@ -106,7 +109,8 @@ absl::Status ServiceTable::Reload() {
     st.svc.frontends.push_back(f);
   }
   CNINET_ASSIGN_OR_RETURN(auto backends, maps_->backends.Dump());
-  std::sort(backends.begin(), backends.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(backends.begin(), backends.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   for (const auto& [id, b] : backends) {
     auto it = state_->services.find(ServiceOfBackend(id));
     if (it == state_->services.end()) continue;  // orphan of an interrupted update; ignored
@@ -119,7 +123,8 @@ absl::Status ServiceTable::Reload() {
     Fd inner{bpf_map_get_fd_by_id(inner_id)};
     if (inner.fd < 0) continue;
     uint32_t zero = 0, size = 0;
-    if (bpf_map_lookup_elem(inner.fd, &zero, &size) == 0 && st.svc.algorithm == LbAlgorithm::kMaglev && size > 0)
+    if (bpf_map_lookup_elem(inner.fd, &zero, &size) == 0 &&
+        st.svc.algorithm == LbAlgorithm::kMaglev && size > 0)
       st.svc.maglev_size = size;
   }
   return absl::OkStatus();
@@ -134,19 +139,25 @@ absl::Status ServiceTable::Validate(const Service& svc) const {
     return bad(StrCat("id must be 1..", std::min(kMaxServiceId, lb.max_entries - 1)));
   if (svc.frontends.empty()) return bad("needs at least one frontend");
   for (const auto& f : svc.frontends) {
-    if (f.kind != FrontendKind::kNodePort && !f.address.is_v4()) return bad("frontends must be IPv4");
+    if (f.kind != FrontendKind::kNodePort && !f.address.is_v4())
+      return bad("frontends must be IPv4");
     if (f.protocol == Protocol::kIcmp ? f.port != 0 : f.port == 0)
       return bad("TCP/UDP frontends need a port, ICMP frontends port 0");
   }
-  if (svc.backends.size() > kMaxBackendsPerService) return bad(StrCat("at most ", kMaxBackendsPerService, " backends"));
+  if (svc.backends.size() > kMaxBackendsPerService)
+    return bad(StrCat("at most ", kMaxBackendsPerService, " backends"));
   std::set<std::pair<cni::IPAddress, uint16_t>> seen;
   for (const auto& b : svc.backends) {
-    if (!b.address.is_v4() || b.address.IsUnspecified()) return bad("backends must be IPv4 unicast");
-    if (!seen.insert({b.address, b.port}).second) return bad(StrCat("duplicate backend ", b.ToString()));
+    if (!b.address.is_v4() || b.address.IsUnspecified())
+      return bad("backends must be IPv4 unicast");
+    if (!seen.insert({b.address, b.port}).second)
+      return bad(StrCat("duplicate backend ", b.ToString()));
   }
   if (svc.algorithm == LbAlgorithm::kMaglev &&
-      (svc.maglev_size < kMaglevMinSize || svc.maglev_size > kMaglevMaxSize || !IsPrime(svc.maglev_size)))
-    return bad(StrCat("maglev_size must be a prime in [", kMaglevMinSize, ", ", kMaglevMaxSize, "]"));
+      (svc.maglev_size < kMaglevMinSize || svc.maglev_size > kMaglevMaxSize ||
+       !IsPrime(svc.maglev_size)))
+    return bad(
+        StrCat("maglev_size must be a prime in [", kMaglevMinSize, ", ", kMaglevMaxSize, "]"));
   if (svc.affinity_timeout.count() < 0 || svc.affinity_timeout.count() > 86400)
     return bad("affinity_timeout must be 0..86400 s");
   return absl::OkStatus();
@@ -157,12 +168,12 @@ namespace {
 // What one upsert writes, computed before touching the maps.
 struct Plan {
   const Service* svc = nullptr;
-  std::vector<uint32_t> ids;             // parallel to svc->backends
-  std::vector<uint32_t> new_ids;         // ids that need a backends-map entry
+  std::vector<uint32_t> ids;      // parallel to svc->backends
+  std::vector<uint32_t> new_ids;  // ids that need a backends-map entry
   std::vector<cn_backend> new_backends;
   std::vector<uint32_t> removed_ids;
   std::vector<Backend> removed_backends;
-  std::vector<uint32_t> table;           // backend ids, the LB table
+  std::vector<uint32_t> table;  // backend ids, the LB table
   std::vector<cn_svc_key> keys;
   cn_svc_entry entry{};
   std::vector<cn_svc_key> stale_keys;
@@ -177,7 +188,8 @@ absl::Status ServiceTable::Upsert(const Service& svc, const UpsertOptions& optio
   std::vector<Backend> removed;
   if (old != state_->services.end()) {
     for (const auto& b : old->second.svc.backends)
-      if (std::find(svc.backends.begin(), svc.backends.end(), b) == svc.backends.end()) removed.push_back(b);
+      if (std::find(svc.backends.begin(), svc.backends.end(), b) == svc.backends.end())
+        removed.push_back(b);
   }
   CNINET_RETURN_IF_ERROR(UpsertBatch(one));
   if (options.flush_conntrack_of_removed_backends && !removed.empty()) {
@@ -187,13 +199,15 @@ absl::Status ServiceTable::Upsert(const Service& svc, const UpsertOptions& optio
     CNINET_RETURN_IF_ERROR(maps_->conntrack.ForEach([&](const cn_tuple& k, const cn_ct_entry& e) {
       if (e.svc_id != svc.id || !(e.flags & CN_CT_F_SERVICE)) return true;
       // forward entries carry the backend in nat_*, reply entries in the key's source.
-      bool match = (e.flags & CN_CT_F_REPLY) ? gone.count({k.saddr, k.sport}) || gone.count({k.saddr, 0})
-                                             : gone.count({e.nat_addr, e.nat_port}) || gone.count({e.nat_addr, 0});
+      bool match = (e.flags & CN_CT_F_REPLY)
+                       ? gone.count({k.saddr, k.sport}) || gone.count({k.saddr, 0})
+                       : gone.count({e.nat_addr, e.nat_port}) || gone.count({e.nat_addr, 0});
       if (match) del.push_back(k);
       return true;
     }));
     CNINET_ASSIGN_OR_RETURN(size_t n, maps_->conntrack.DeleteBatch(del));
-    CNINET_LOG(kInfo, "service ", svc.id, ": flushed ", n, " conntrack entries of removed backends");
+    CNINET_LOG(kInfo, "service ", svc.id, ": flushed ", n,
+               " conntrack entries of removed backends");
   }
   return absl::OkStatus();
 }
@@ -231,8 +245,8 @@ absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
       if (p.ids[i] != 0) continue;
       while (used.count(slot)) ++slot;
       if (slot >= (1u << kSlotBits)) {
-        return absl::ResourceExhaustedError(
-            StrCat("service ", svc.id, ": no free backend slot (replace fewer backends per update)"));
+        return absl::ResourceExhaustedError(StrCat(
+            "service ", svc.id, ": no free backend slot (replace fewer backends per update)"));
       }
       used.insert(slot);
       p.ids[i] = BackendId(svc.id, slot);
@@ -304,13 +318,15 @@ absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
     int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cn_lb_table", 4, 4, n + 1, &copts);
     if (fd < 0) return ErrnoStatus(errno, StrCat("create LB table of service ", p.svc->id));
     inners.push_back(RawMap::Adopt(fd));
-    CNINET_RETURN_IF_ERROR(Annotate(FillTable(fd, p.table), StrCat("fill LB table of service ", p.svc->id)));
+    CNINET_RETURN_IF_ERROR(
+        Annotate(FillTable(fd, p.table), StrCat("fill LB table of service ", p.svc->id)));
     slots.push_back(p.svc->id);
     fds.push_back(static_cast<uint32_t>(fd));
   }
-  CNINET_RETURN_IF_ERROR(Annotate(
-      maps_->lb_tables.UpdateBatch(slots.data(), fds.data(), static_cast<uint32_t>(slots.size()), 4, 4),
-      "switch LB tables"));
+  CNINET_RETURN_IF_ERROR(
+      Annotate(maps_->lb_tables.UpdateBatch(slots.data(), fds.data(),
+                                            static_cast<uint32_t>(slots.size()), 4, 4),
+               "switch LB tables"));
   inners.clear();  // the outer map holds the tables now
 
   // 3. Frontends (new or changed), then the frontends that went away.
@@ -341,15 +357,17 @@ absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
 
   // 4. Backends no longer referenced by the new tables, and their affinity entries.
   std::vector<uint32_t> removed;
-  for (const auto& p : plans) removed.insert(removed.end(), p.removed_ids.begin(), p.removed_ids.end());
+  for (const auto& p : plans)
+    removed.insert(removed.end(), p.removed_ids.begin(), p.removed_ids.end());
   if (!removed.empty()) {
     CNINET_RETURN_IF_ERROR(maps_->backends.DeleteBatch(removed).status());
     std::set<uint32_t> gone(removed.begin(), removed.end());
     std::vector<cn_affinity_key> aff;
-    CNINET_RETURN_IF_ERROR(maps_->affinity.ForEach([&](const cn_affinity_key& k, const cn_affinity_entry& e) {
-      if (gone.count(e.backend_id)) aff.push_back(k);
-      return true;
-    }));
+    CNINET_RETURN_IF_ERROR(
+        maps_->affinity.ForEach([&](const cn_affinity_key& k, const cn_affinity_entry& e) {
+          if (gone.count(e.backend_id)) aff.push_back(k);
+          return true;
+        }));
     CNINET_RETURN_IF_ERROR(maps_->affinity.DeleteBatch(aff).status());
   }
 
@@ -371,10 +389,11 @@ absl::Status ServiceTable::Delete(uint32_t id) {
   if (!s.ok() && !absl::IsNotFound(s)) return s;
   CNINET_RETURN_IF_ERROR(maps_->backends.DeleteBatch(it->second.backend_ids).status());
   std::vector<cn_affinity_key> aff;
-  CNINET_RETURN_IF_ERROR(maps_->affinity.ForEach([&](const cn_affinity_key& k, const cn_affinity_entry&) {
-    if (k.svc_id == id) aff.push_back(k);
-    return true;
-  }));
+  CNINET_RETURN_IF_ERROR(
+      maps_->affinity.ForEach([&](const cn_affinity_key& k, const cn_affinity_entry&) {
+        if (k.svc_id == id) aff.push_back(k);
+        return true;
+      }));
   CNINET_RETURN_IF_ERROR(maps_->affinity.DeleteBatch(aff).status());
   state_->services.erase(it);
   return absl::OkStatus();
@@ -394,7 +413,8 @@ std::vector<Service> ServiceTable::List() const {
 
 absl::StatusOr<Backend> ServiceTable::PredictBackend(uint32_t id, const FlowTuple& t) const {
   CNINET_ASSIGN_OR_RETURN(Service svc, Get(id));
-  if (svc.algorithm != LbAlgorithm::kMaglev) return absl::FailedPreconditionError("service uses random selection");
+  if (svc.algorithm != LbAlgorithm::kMaglev)
+    return absl::FailedPreconditionError("service uses random selection");
   if (svc.backends.empty()) return absl::FailedPreconditionError("service has no backends");
   std::vector<std::string> names;
   for (const auto& b : svc.backends) names.push_back(b.ToString());

@@ -33,12 +33,13 @@ absl::StatusOr<Protocol> ParseProtocol(std::string_view text) {
 }
 
 std::string FlowTuple::ToString() const {
-  return StrCat(ProtocolName(protocol), " ", src.ToString(), ":", src_port, " -> ", dst.ToString(), ":",
-                dst_port);
+  return StrCat(ProtocolName(protocol), " ", src.ToString(), ":", src_port, " -> ", dst.ToString(),
+                ":", dst_port);
 }
 
 absl::StatusOr<uint32_t> V4Net(const cni::IPAddress& addr) {
-  if (!addr.is_v4()) return absl::InvalidArgumentError(StrCat("not an IPv4 address: ", addr.ToString()));
+  if (!addr.is_v4())
+    return absl::InvalidArgumentError(StrCat("not an IPv4 address: ", addr.ToString()));
   uint32_t v;
   std::memcpy(&v, addr.bytes().data(), 4);
   return v;

@@ -50,13 +50,13 @@ struct cn_config {
   cn_u32 cluster_mask;                  /* cluster CIDR mask (network order) */
   cn_u16 nat_port_min_h;                /* SNAT port range, host order, inclusive */
   cn_u16 nat_port_max_h;
-  cn_u16 nat_retries;                   /* linear probing budget after the random start */
-  cn_u16 flags;                         /* CN_CFG_F_* */
-  cn_u32 tcp_syn_timeout_s;             /* conntrack lifetimes in seconds */
+  cn_u16 nat_retries;       /* linear probing budget after the random start */
+  cn_u16 flags;             /* CN_CFG_F_* */
+  cn_u32 tcp_syn_timeout_s; /* conntrack lifetimes in seconds */
   cn_u32 tcp_established_timeout_s;
   cn_u32 tcp_closing_timeout_s;
   cn_u32 udp_timeout_s;
-  cn_u32 other_timeout_s;               /* ICMP and anything else tracked */
+  cn_u32 other_timeout_s; /* ICMP and anything else tracked */
   cn_u32 pad0;
 };
 CN_STATIC_ASSERT(sizeof(struct cn_config) == 56, "cn_config layout");
@@ -65,13 +65,13 @@ CN_STATIC_ASSERT(sizeof(struct cn_config) == 56, "cn_config layout");
 #define CN_CFG_F_MASQUERADE 0x1 /* SNAT pod traffic leaving the cluster CIDR on the uplink */
 
 /* Directions/kinds of a conntrack entry (cn_ct_entry.flags). */
-#define CN_CT_F_REPLY 0x01      /* entry matches the reply direction of the flow */
-#define CN_CT_F_SERVICE 0x02    /* flow was DNATed to a service backend */
-#define CN_CT_F_NODEPORT 0x04   /* flow entered from the uplink to a NodePort/ExternalIP */
-#define CN_CT_F_SNAT 0x08       /* flow is also source-NATed (remote NodePort backend) */
-#define CN_CT_F_INBOUND 0x10    /* plain flow that entered from the uplink */
+#define CN_CT_F_REPLY 0x01        /* entry matches the reply direction of the flow */
+#define CN_CT_F_SERVICE 0x02      /* flow was DNATed to a service backend */
+#define CN_CT_F_NODEPORT 0x04     /* flow entered from the uplink to a NodePort/ExternalIP */
+#define CN_CT_F_SNAT 0x08         /* flow is also source-NATed (remote NodePort backend) */
+#define CN_CT_F_INBOUND 0x10      /* plain flow that entered from the uplink */
 #define CN_CT_F_SEEN_NON_SYN 0x20 /* a non-SYN packet was seen in this direction */
-#define CN_CT_F_CLOSING 0x40    /* FIN or RST seen (either direction) */
+#define CN_CT_F_CLOSING 0x40      /* FIN or RST seen (either direction) */
 
 /* 5-tuple key of conntrack and NAT entries. For ICMP echo: request sport=id dport=0,
  * reply sport=0 dport=id. */
@@ -90,14 +90,14 @@ CN_STATIC_ASSERT(sizeof(struct cn_tuple) == 16, "cn_tuple layout");
 struct cn_ct_entry {
   cn_u64 packets;
   cn_u64 bytes;
-  cn_u32 expires_s;     /* CLOCK_MONOTONIC seconds after which the entry is stale */
-  cn_u32 created_s;     /* CLOCK_MONOTONIC seconds at creation */
-  cn_u32 nat_addr;      /* forward: backend address; reply: VIP/node address to restore */
-  cn_u16 nat_port;      /* forward: backend port; reply: VIP/nodePort to restore */
-  cn_u16 flags;         /* CN_CT_F_* */
-  cn_u32 svc_id;        /* service slot, 0 when none */
-  cn_u32 backend_id;    /* backend id, 0 when none */
-  cn_u8 tcp_flags;      /* OR of TCP flags seen in this direction */
+  cn_u32 expires_s;  /* CLOCK_MONOTONIC seconds after which the entry is stale */
+  cn_u32 created_s;  /* CLOCK_MONOTONIC seconds at creation */
+  cn_u32 nat_addr;   /* forward: backend address; reply: VIP/node address to restore */
+  cn_u16 nat_port;   /* forward: backend port; reply: VIP/nodePort to restore */
+  cn_u16 flags;      /* CN_CT_F_* */
+  cn_u32 svc_id;     /* service slot, 0 when none */
+  cn_u32 backend_id; /* backend id, 0 when none */
+  cn_u8 tcp_flags;   /* OR of TCP flags seen in this direction */
   cn_u8 pad[7];
 };
 CN_STATIC_ASSERT(sizeof(struct cn_ct_entry) == 48, "cn_ct_entry layout");
@@ -108,8 +108,8 @@ CN_STATIC_ASSERT(sizeof(struct cn_ct_entry) == 48, "cn_ct_entry layout");
 
 /* NAT key: a tuple whose pad[0] holds the direction. */
 struct cn_nat_entry {
-  cn_u32 to_addr;   /* address to write (egress: node address, ingress: original source) */
-  cn_u16 to_port;   /* port (or ICMP id) to write */
+  cn_u32 to_addr; /* address to write (egress: node address, ingress: original source) */
+  cn_u16 to_port; /* port (or ICMP id) to write */
   cn_u8 tcp_closing;
   cn_u8 pad;
   cn_u32 expires_s; /* CLOCK_MONOTONIC seconds */
@@ -117,7 +117,8 @@ struct cn_nat_entry {
 };
 CN_STATIC_ASSERT(sizeof(struct cn_nat_entry) == 16, "cn_nat_entry layout");
 
-/* Service frontend key: VIP (ClusterIP, ExternalIP or node address for NodePort), port, protocol. */
+/* Service frontend key: VIP (ClusterIP, ExternalIP or node address for NodePort), port, protocol.
+ */
 struct cn_svc_key {
   cn_u32 addr;
   cn_u16 port;
@@ -133,9 +134,9 @@ CN_STATIC_ASSERT(sizeof(struct cn_svc_key) == 8, "cn_svc_key layout");
 
 /* Service frontend value: its slot in cn_lb_tables and behaviour flags. */
 struct cn_svc_entry {
-  cn_u32 svc_id;              /* slot index in cn_lb_tables; never 0 */
-  cn_u32 affinity_timeout_s;  /* sessionAffinity ClientIP timeout; 0 = off */
-  cn_u16 flags;               /* CN_SVC_F_* */
+  cn_u32 svc_id;             /* slot index in cn_lb_tables; never 0 */
+  cn_u32 affinity_timeout_s; /* sessionAffinity ClientIP timeout; 0 = off */
+  cn_u16 flags;              /* CN_SVC_F_* */
   cn_u16 pad;
   cn_u32 pad2;
 };
@@ -170,8 +171,8 @@ CN_STATIC_ASSERT(sizeof(struct cn_affinity_entry) == 8, "cn_affinity_entry layou
 
 /* Local endpoint (key: pod IPv4 address, network order). */
 struct cn_endpoint {
-  cn_u32 ifindex;  /* host-side veth */
-  cn_u8 mac[6];    /* pod MAC */
+  cn_u32 ifindex; /* host-side veth */
+  cn_u8 mac[6];   /* pod MAC */
   cn_u16 flags;
 };
 CN_STATIC_ASSERT(sizeof(struct cn_endpoint) == 12, "cn_endpoint layout");
@@ -186,30 +187,30 @@ CN_STATIC_ASSERT(sizeof(struct cn_counter) == 16, "cn_counter layout");
 /* Counter indexes. Every packet is counted under exactly one verdict reason (< CN_R_EVENTS);
  * events at or above CN_R_EVENTS are counted in addition. */
 enum cn_reason {
-  CN_R_PASS = 0,            /* passed untouched */
-  CN_R_PASS_NON_IP,         /* neither IPv4 nor IPv6 */
-  CN_R_PASS_IPV6,           /* IPv6, parsed and passed untouched */
-  CN_R_PASS_FRAGMENT,       /* IPv4 fragment, passed untranslated */
-  CN_R_DNAT,                /* translated to a service backend */
-  CN_R_REV_DNAT,            /* reply translated back to the service address */
-  CN_R_SNAT,                /* source-NATed (masquerade or remote NodePort) */
-  CN_R_REV_SNAT,            /* reply translated back to the original source */
-  CN_R_REJECT,              /* service without backends: ICMP unreachable sent back */
-  CN_R_DROP_MALFORMED,      /* truncated or invalid headers */
-  CN_R_DROP_NO_BACKEND,     /* no backend and no reject possible */
-  CN_R_DROP_CT_FULL,        /* conntrack entry could not be created */
-  CN_R_DROP_NAT_NO_PORT,    /* no free SNAT port within the retry budget */
-  CN_R_DROP_NAT_FULL,       /* NAT map full */
-  CN_R_DROP_BACKEND_GONE,   /* selected backend id not in the backends map */
-  CN_R_DROP_CSUM,           /* checksum/packet rewrite helper failed */
-  CN_R_DROP_NO_CONFIG,      /* config map empty */
+  CN_R_PASS = 0,          /* passed untouched */
+  CN_R_PASS_NON_IP,       /* neither IPv4 nor IPv6 */
+  CN_R_PASS_IPV6,         /* IPv6, parsed and passed untouched */
+  CN_R_PASS_FRAGMENT,     /* IPv4 fragment, passed untranslated */
+  CN_R_DNAT,              /* translated to a service backend */
+  CN_R_REV_DNAT,          /* reply translated back to the service address */
+  CN_R_SNAT,              /* source-NATed (masquerade or remote NodePort) */
+  CN_R_REV_SNAT,          /* reply translated back to the original source */
+  CN_R_REJECT,            /* service without backends: ICMP unreachable sent back */
+  CN_R_DROP_MALFORMED,    /* truncated or invalid headers */
+  CN_R_DROP_NO_BACKEND,   /* no backend and no reject possible */
+  CN_R_DROP_CT_FULL,      /* conntrack entry could not be created */
+  CN_R_DROP_NAT_NO_PORT,  /* no free SNAT port within the retry budget */
+  CN_R_DROP_NAT_FULL,     /* NAT map full */
+  CN_R_DROP_BACKEND_GONE, /* selected backend id not in the backends map */
+  CN_R_DROP_CSUM,         /* checksum/packet rewrite helper failed */
+  CN_R_DROP_NO_CONFIG,    /* config map empty */
   CN_R_EVENTS = 32,
   CN_R_CT_NEW = CN_R_EVENTS, /* conntrack pair created */
-  CN_R_CT_HIT,              /* conntrack hit */
-  CN_R_NAT_NEW,             /* SNAT mapping created */
-  CN_R_NAT_PORT_RETRY,      /* SNAT port candidate taken, probed further */
-  CN_R_AFFINITY_HIT,        /* backend chosen by sessionAffinity */
-  CN_R_ICMP_ERROR_XLATED,   /* ICMP error rewritten for its flow */
+  CN_R_CT_HIT,               /* conntrack hit */
+  CN_R_NAT_NEW,              /* SNAT mapping created */
+  CN_R_NAT_PORT_RETRY,       /* SNAT port candidate taken, probed further */
+  CN_R_AFFINITY_HIT,         /* backend chosen by sessionAffinity */
+  CN_R_ICMP_ERROR_XLATED,    /* ICMP error rewritten for its flow */
   CN_R_MAX = 48
 };
 

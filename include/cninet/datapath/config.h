@@ -23,15 +23,15 @@ struct Timeouts {
   std::chrono::seconds tcp_established{21600};  // 6 h
   std::chrono::seconds tcp_closing{10};         // after FIN or RST
   std::chrono::seconds udp{60};
-  std::chrono::seconds other{60};               // ICMP and anything else
+  std::chrono::seconds other{60};  // ICMP and anything else
 };
 
 // Maximum entries of each map. Pinned maps are reused only when their sizes match.
 struct MapSizes {
   uint32_t conntrack = 262144;
   uint32_t nat = 131072;
-  uint32_t services = 65536;      // frontends (VIP:port:proto keys)
-  uint32_t service_slots = 65536; // service ids 1..service_slots-1 (Maglev/random tables)
+  uint32_t services = 65536;       // frontends (VIP:port:proto keys)
+  uint32_t service_slots = 65536;  // service ids 1..service_slots-1 (Maglev/random tables)
   uint32_t backends = 262144;
   uint32_t affinity = 65536;
   uint32_t endpoints = 4096;

@@ -20,22 +20,22 @@ class DatapathMaps;
 
 // One direction of a tracked flow, decoded.
 struct ConntrackEntry {
-  FlowTuple tuple;            // as seen on the wire in this direction
-  bool reply = false;         // the reply direction's entry
-  bool service = false;       // DNATed to a service backend
-  bool nodeport = false;      // entered from the uplink to a NodePort/ExternalIP
-  bool snat = false;          // also source-NATed (remote NodePort backend)
-  bool inbound = false;       // plain flow that entered from the uplink
-  bool closing = false;       // FIN/RST seen
-  bool established = false;   // a non-SYN packet was seen in this direction
-  cni::IPAddress nat_address; // forward: backend; reply: address restored as source
+  FlowTuple tuple;             // as seen on the wire in this direction
+  bool reply = false;          // the reply direction's entry
+  bool service = false;        // DNATed to a service backend
+  bool nodeport = false;       // entered from the uplink to a NodePort/ExternalIP
+  bool snat = false;           // also source-NATed (remote NodePort backend)
+  bool inbound = false;        // plain flow that entered from the uplink
+  bool closing = false;        // FIN/RST seen
+  bool established = false;    // a non-SYN packet was seen in this direction
+  cni::IPAddress nat_address;  // forward: backend; reply: address restored as source
   uint16_t nat_port = 0;
   uint32_t service_id = 0;
   uint32_t backend_id = 0;
-  uint8_t tcp_flags = 0;      // OR of the TCP flags seen
+  uint8_t tcp_flags = 0;  // OR of the TCP flags seen
   uint64_t packets = 0;
   uint64_t bytes = 0;
-  int64_t expires_in_s = 0;   // negative once expired
+  int64_t expires_in_s = 0;  // negative once expired
   uint32_t age_s = 0;
 
   // One line, like `cilium bpf ct list global`.

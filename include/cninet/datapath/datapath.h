@@ -74,9 +74,9 @@ absl::Status DetachHook(Hook hook, std::string_view ifname);
 
 // Outcome of one BPF_PROG_TEST_RUN.
 struct TestRunResult {
-  int retval = 0;                // tc verdict (TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7)
-  std::vector<uint8_t> packet;   // the packet after the program
-  uint32_t duration_ns = 0;      // kernel's average per run
+  int retval = 0;               // tc verdict (TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7)
+  std::vector<uint8_t> packet;  // the packet after the program
+  uint32_t duration_ns = 0;     // kernel's average per run
 };
 
 // A loaded datapath instance.
@@ -97,8 +97,8 @@ class Datapath {
   absl::StatusOr<Attachment> Attach(Hook hook, std::string_view ifname);
   // Runs `hook`'s program once (or `repeat` times) on `packet` through BPF_PROG_TEST_RUN;
   // `ifindex` (0: loopback) is the skb's ingress interface.
-  absl::StatusOr<TestRunResult> TestRun(Hook hook, std::span<const uint8_t> packet, uint32_t repeat = 1,
-                                        uint32_t ifindex = 0) const;
+  absl::StatusOr<TestRunResult> TestRun(Hook hook, std::span<const uint8_t> packet,
+                                        uint32_t repeat = 1, uint32_t ifindex = 0) const;
 
   // The configuration in force (for OpenPinned: decoded from the pinned config map).
   const DatapathConfig& config() const { return config_; }

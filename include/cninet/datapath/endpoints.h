@@ -18,9 +18,9 @@ class DatapathMaps;
 
 // A pod on this node.
 struct Endpoint {
-  cni::IPAddress address;          // pod IPv4
-  uint32_t ifindex = 0;            // host-side veth
-  std::array<uint8_t, 6> mac{};    // pod MAC
+  cni::IPAddress address;        // pod IPv4
+  uint32_t ifindex = 0;          // host-side veth
+  std::array<uint8_t, 6> mac{};  // pod MAC
 };
 
 // Access to the endpoints map.

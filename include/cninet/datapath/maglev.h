@@ -24,7 +24,8 @@ bool IsPrime(uint32_t n);
 // are identified by distinct names (e.g. "10.0.0.1:80"), so the table depends only on the set.
 // InvalidArgument for a non-prime m outside [251, 65521], duplicate names, or more backends than
 // slots. An empty backend list yields an empty table.
-absl::StatusOr<std::vector<uint32_t>> BuildMaglevTable(std::span<const std::string> backends, uint32_t m);
+absl::StatusOr<std::vector<uint32_t>> BuildMaglevTable(std::span<const std::string> backends,
+                                                       uint32_t m);
 
 }  // namespace cninet::datapath
 

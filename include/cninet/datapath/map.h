@@ -64,8 +64,8 @@ class RawMap {
   absl::StatusOr<bool> NextKey(const void* key, void* next) const;
   // Batch update of `count` packed keys/values; falls back to single updates when the kernel
   // lacks batch support for the map type.
-  absl::Status UpdateBatch(const void* keys, const void* values, uint32_t count,
-                           uint32_t key_size, uint32_t value_size);
+  absl::Status UpdateBatch(const void* keys, const void* values, uint32_t count, uint32_t key_size,
+                           uint32_t value_size);
   // Batch delete; returns how many were deleted (absent keys are skipped).
   absl::StatusOr<size_t> DeleteBatch(const void* keys, uint32_t count, uint32_t key_size);
   // Calls fn(key, value) for every element (batch lookups where supported); fn returns false to
@@ -113,7 +113,8 @@ struct ValueCodec<PerCpu<V>> {
   }
   static void Decode(const uint8_t* in, PerCpu<V>* v) {
     v->values.resize(PossibleCpus());
-    for (int i = 0; i < PossibleCpus(); ++i) std::memcpy(&v->values[i], in + i * Stride(), sizeof(V));
+    for (int i = 0; i < PossibleCpus(); ++i)
+      std::memcpy(&v->values[i], in + i * Stride(), sizeof(V));
   }
 };
 }  // namespace map_internal
@@ -157,10 +158,12 @@ class Map {
   absl::Status Delete(const K& key) { return raw_.Delete(&key); }
   // Updates keys[i] -> values[i] in as few syscalls as the kernel allows.
   absl::Status UpdateBatch(std::span<const K> keys, std::span<const V> values) {
-    if (keys.size() != values.size()) return absl::InvalidArgumentError("keys/values size mismatch");
+    if (keys.size() != values.size())
+      return absl::InvalidArgumentError("keys/values size mismatch");
     if (keys.empty()) return absl::OkStatus();
     std::vector<uint8_t> vbuf(Codec::Size() * values.size());
-    for (size_t i = 0; i < values.size(); ++i) Codec::Encode(values[i], vbuf.data() + i * Codec::Size());
+    for (size_t i = 0; i < values.size(); ++i)
+      Codec::Encode(values[i], vbuf.data() + i * Codec::Size());
     return raw_.UpdateBatch(keys.data(), vbuf.data(), static_cast<uint32_t>(keys.size()), sizeof(K),
                             Codec::Size());
   }
@@ -201,7 +204,8 @@ class Map {
   const RawMap& raw() const { return raw_; }
 
  private:
-  static std::string StrCatSizes(const std::string& name, uint32_t ks, uint32_t vs, size_t wk, size_t wv) {
+  static std::string StrCatSizes(const std::string& name, uint32_t ks, uint32_t vs, size_t wk,
+                                 size_t wv) {
     return "map " + name + " has key/value size " + std::to_string(ks) + "/" + std::to_string(vs) +
            ", expected " + std::to_string(wk) + "/" + std::to_string(wv);
   }

@@ -20,9 +20,9 @@ class DatapathMaps;
 
 // One direction of a SNAT mapping.
 struct NatEntry {
-  bool egress = true;        // key is the inside flow; value the new source
-  FlowTuple tuple;           // the key
-  cni::IPAddress to_address; // egress: node address; ingress: original (pod) address
+  bool egress = true;         // key is the inside flow; value the new source
+  FlowTuple tuple;            // the key
+  cni::IPAddress to_address;  // egress: node address; ingress: original (pod) address
   uint16_t to_port = 0;
   bool closing = false;
   int64_t expires_in_s = 0;

@@ -61,8 +61,8 @@ struct Service {
   std::vector<Frontend> frontends;
   std::vector<Backend> backends;
   LbAlgorithm algorithm = LbAlgorithm::kMaglev;
-  uint32_t maglev_size = 16381;               // M, prime in [251, 65521]
-  std::chrono::seconds affinity_timeout{0};   // sessionAffinity ClientIP; 0 = off
+  uint32_t maglev_size = 16381;              // M, prime in [251, 65521]
+  std::chrono::seconds affinity_timeout{0};  // sessionAffinity ClientIP; 0 = off
 };
 
 // Options of ServiceTable::Upsert.

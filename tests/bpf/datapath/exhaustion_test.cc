@@ -41,7 +41,8 @@ TEST(Exhaustion, SnatPortRangeExhaustedDropsNewFlowsOnly) {
   ASSERT_NE(dp, nullptr);
   std::set<uint16_t> ports;
   for (uint16_t sp = 1000; sp < 1004; ++sp) {
-    auto r = dp->TestRun(Hook::kToWorld, PacketBuilder().Ipv4(kClient, kOutside).Tcp(sp, 443, kSyn).Build());
+    auto r = dp->TestRun(Hook::kToWorld,
+                         PacketBuilder().Ipv4(kClient, kOutside).Tcp(sp, 443, kSyn).Build());
     ASSERT_TRUE(r.ok());
     ASSERT_EQ(r->retval, kTcOk) << "flow " << sp;
     uint16_t p = SrcPort(r->packet);
@@ -50,14 +51,16 @@ TEST(Exhaustion, SnatPortRangeExhaustedDropsNewFlowsOnly) {
     ports.insert(p);
   }
   EXPECT_EQ(ports.size(), 4u) << "each flow got its own port";
-  auto r = dp->TestRun(Hook::kToWorld, PacketBuilder().Ipv4(kClient, kOutside).Tcp(1004, 443, kSyn).Build());
+  auto r = dp->TestRun(Hook::kToWorld,
+                       PacketBuilder().Ipv4(kClient, kOutside).Tcp(1004, 443, kSyn).Build());
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->retval, kTcShot);
   EXPECT_EQ(Count(*dp, CN_R_DROP_NAT_NO_PORT), 1u);
   EXPECT_GE(Count(*dp, CN_R_NAT_PORT_RETRY), 1u);
   // Existing flows still work both ways.
   for (uint16_t p : ports) {
-    auto rep = dp->TestRun(Hook::kFromWorld, PacketBuilder().Ipv4(kOutside, kNode).Tcp(443, p, kSyn | kAck).Build());
+    auto rep = dp->TestRun(Hook::kFromWorld,
+                           PacketBuilder().Ipv4(kOutside, kNode).Tcp(443, p, kSyn | kAck).Build());
     ASSERT_TRUE(rep.ok());
     EXPECT_EQ(rep->retval, kTcOk);
     EXPECT_EQ(rep->packet[30], 10) << "reply to port " << p << " reaches the pod (10.244.1.10)";
@@ -72,14 +75,17 @@ TEST(Exhaustion, SnatPortCollisionPicksAnotherPortInRange) {
   CNINET_REQUIRE_ROOT();
   auto dp = Make(StandardConfig());
   ASSERT_NE(dp, nullptr);
-  auto a = dp->TestRun(Hook::kToWorld, PacketBuilder().Ipv4(kClient, kOutside).Tcp(45000, 443, kSyn).Build());
-  auto b = dp->TestRun(Hook::kToWorld, PacketBuilder().Ipv4(topo::kClient2, kOutside).Tcp(45000, 443, kSyn).Build());
+  auto a = dp->TestRun(Hook::kToWorld,
+                       PacketBuilder().Ipv4(kClient, kOutside).Tcp(45000, 443, kSyn).Build());
+  auto b = dp->TestRun(
+      Hook::kToWorld, PacketBuilder().Ipv4(topo::kClient2, kOutside).Tcp(45000, 443, kSyn).Build());
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(SrcPort(a->packet), 45000) << "first flow keeps its port";
   uint16_t pb = SrcPort(b->packet);
   EXPECT_NE(pb, 45000);
   EXPECT_GE(pb, 32768);
-  auto rb = dp->TestRun(Hook::kFromWorld, PacketBuilder().Ipv4(kOutside, kNode).Tcp(443, pb, kAck).Build());
+  auto rb = dp->TestRun(Hook::kFromWorld,
+                        PacketBuilder().Ipv4(kOutside, kNode).Tcp(443, pb, kAck).Build());
   ASSERT_TRUE(rb.ok());
   Bytes want = PacketBuilder().Ipv4(kOutside, topo::kClient2).Tcp(443, 45000, kAck).Build();
   EXPECT_EQ(rb->packet, want) << HexDiff(rb->packet, want);
@@ -93,7 +99,8 @@ TEST(Exhaustion, NatMapFullDropsNewFlowsKeepsOld) {
   ASSERT_NE(dp, nullptr);
   int ok = 0, dropped = 0;
   for (uint16_t sp = 33000; sp < 33020; ++sp) {
-    auto r = dp->TestRun(Hook::kToWorld, PacketBuilder().Ipv4(kClient, kOutside).Tcp(sp, 443, kSyn).Build());
+    auto r = dp->TestRun(Hook::kToWorld,
+                         PacketBuilder().Ipv4(kClient, kOutside).Tcp(sp, 443, kSyn).Build());
     ASSERT_TRUE(r.ok());
     (r->retval == kTcOk ? ok : dropped)++;
   }
@@ -101,11 +108,13 @@ TEST(Exhaustion, NatMapFullDropsNewFlowsKeepsOld) {
   EXPECT_EQ(dropped, 12);
   EXPECT_EQ(Count(*dp, CN_R_DROP_NAT_FULL), 12u);
   for (uint16_t sp = 33000; sp < 33008; ++sp) {
-    auto again = dp->TestRun(Hook::kToWorld, PacketBuilder().Ipv4(kClient, kOutside).Tcp(sp, 443, kAck).Build());
+    auto again = dp->TestRun(Hook::kToWorld,
+                             PacketBuilder().Ipv4(kClient, kOutside).Tcp(sp, 443, kAck).Build());
     ASSERT_TRUE(again.ok());
     EXPECT_EQ(again->retval, kTcOk);
     EXPECT_EQ(SrcPort(again->packet), sp);
-    auto rep = dp->TestRun(Hook::kFromWorld, PacketBuilder().Ipv4(kOutside, kNode).Tcp(443, sp, kAck).Build());
+    auto rep = dp->TestRun(Hook::kFromWorld,
+                           PacketBuilder().Ipv4(kOutside, kNode).Tcp(443, sp, kAck).Build());
     ASSERT_TRUE(rep.ok());
     Bytes want = PacketBuilder().Ipv4(kOutside, kClient).Tcp(443, sp, kAck).Build();
     EXPECT_EQ(rep->packet, want);
@@ -122,7 +131,8 @@ TEST(Exhaustion, ConntrackHashFullDropsNewServiceFlowsKeepsOld) {
   std::vector<Bytes> first;
   int ok = 0;
   for (uint16_t sp = 20000; sp < 20012; ++sp) {
-    auto r = dp->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build());
+    auto r = dp->TestRun(Hook::kFromPod,
+                         PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build());
     ASSERT_TRUE(r.ok());
     if (r->retval == kTcOk) {
       ++ok;
@@ -134,10 +144,12 @@ TEST(Exhaustion, ConntrackHashFullDropsNewServiceFlowsKeepsOld) {
   // Established flows still follow their entries, to the same backend as before.
   for (size_t i = 0; i < first.size(); ++i) {
     uint16_t sp = static_cast<uint16_t>(20000 + i);
-    auto r = dp->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kAck).Build());
+    auto r = dp->TestRun(Hook::kFromPod,
+                         PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kAck).Build());
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->retval, kTcOk);
-    EXPECT_TRUE(std::equal(r->packet.begin() + 30, r->packet.begin() + 34, first[i].begin() + 30)) << "flow " << sp;
+    EXPECT_TRUE(std::equal(r->packet.begin() + 30, r->packet.begin() + 34, first[i].begin() + 30))
+        << "flow " << sp;
   }
   auto stats = dp->conntrack().Stats();
   ASSERT_TRUE(stats.ok());
@@ -151,7 +163,8 @@ TEST(Exhaustion, ConntrackLruEvictsButPairsStayConsistent) {
   auto dp = Make(c);
   ASSERT_NE(dp, nullptr);
   for (uint16_t sp = 21000; sp < 21400; ++sp) {
-    auto r = dp->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build());
+    auto r = dp->TestRun(Hook::kFromPod,
+                         PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build());
     ASSERT_TRUE(r.ok());
     ASSERT_EQ(r->retval, kTcOk) << "new flows keep working by evicting old ones";
   }
@@ -178,7 +191,8 @@ TEST(Exhaustion, ConntrackLruEvictsButPairsStayConsistent) {
     }
   }
   // The newest flow is intact in both directions.
-  auto last = dp->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(21399, 80, kAck).Build());
+  auto last = dp->TestRun(Hook::kFromPod,
+                          PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(21399, 80, kAck).Build());
   ASSERT_TRUE(last.ok());
   EXPECT_EQ(last->retval, kTcOk);
 }

@@ -1,10 +1,11 @@
 // The standard fixture table through BPF_PROG_TEST_RUN: every packet's verdict and output bytes.
+#include "fixtures.h"
+
 #include <map>
 #include <string>
 
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
-#include "fixtures.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/test_util.h"
@@ -59,7 +60,8 @@ TEST_F(FixtureTest, StandardTable) {
 TEST_F(FixtureTest, ConntrackTableShowsTheServiceFlow) {
   std::vector<PacketFixture> fixtures = StandardFixtures();
   ASSERT_TRUE(RunFixturesThrough(*dp_, fixtures, "clusterip_established").ok());
-  FlowTuple fwd{*cni::IPAddress::Parse(topo::kClient), *cni::IPAddress::Parse(topo::kVipWeb), 40001, 80, 6};
+  FlowTuple fwd{*cni::IPAddress::Parse(topo::kClient), *cni::IPAddress::Parse(topo::kVipWeb), 40001,
+                80, 6};
   auto e = dp_->conntrack().Lookup(fwd);
   ASSERT_TRUE(e.ok());
   ASSERT_TRUE(e->has_value());
@@ -88,7 +90,8 @@ TEST_F(FixtureTest, ConntrackTableShowsTheServiceFlow) {
 TEST_F(FixtureTest, TcpRstMovesBothDirectionsToClosing) {
   std::vector<PacketFixture> fixtures = StandardFixtures();
   ASSERT_TRUE(RunFixturesThrough(*dp_, fixtures, "clusterip_established").ok());
-  Bytes rst = PacketBuilder().Ipv4(topo::kClient, topo::kVipWeb).Tcp(40001, 80, kRst | kAck).Build();
+  Bytes rst =
+      PacketBuilder().Ipv4(topo::kClient, topo::kVipWeb).Tcp(40001, 80, kRst | kAck).Build();
   auto r = dp_->TestRun(Hook::kFromPod, rst);
   ASSERT_TRUE(r.ok());
   auto all = dp_->conntrack().Dump();

@@ -27,7 +27,9 @@ using topo::kVipWeb;
 
 cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
 
-std::string Dst(const Bytes& p) { return FromV4Net(p[30] | p[31] << 8 | p[32] << 16 | uint32_t(p[33]) << 24).ToString(); }
+std::string Dst(const Bytes& p) {
+  return FromV4Net(p[30] | p[31] << 8 | p[32] << 16 | uint32_t(p[33]) << 24).ToString();
+}
 
 TEST(ServiceTable, SwitchIsAtomicForConcurrentNewFlows) {
   CNINET_REQUIRE_ROOT();
@@ -42,7 +44,8 @@ TEST(ServiceTable, SwitchIsAtomicForConcurrentNewFlows) {
   std::thread traffic([&] {
     uint16_t sp = 1;
     while (!stop.load()) {
-      auto r = (*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp++, 80, kSyn).Build());
+      auto r = (*dp)->TestRun(Hook::kFromPod,
+                              PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp++, 80, kSyn).Build());
       ++runs;
       if (!r.ok() || r->retval != kTcOk) {
         ++bad;
@@ -73,7 +76,8 @@ TEST(ServiceTable, RandomSelectionSpreadsAndDeleteRemovesEverything) {
   ASSERT_TRUE((*dp)->services().Upsert(s).ok());
   std::set<std::string> seen;
   for (uint16_t sp = 1; sp <= 64; ++sp) {
-    auto r = (*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build());
+    auto r = (*dp)->TestRun(Hook::kFromPod,
+                            PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build());
     ASSERT_TRUE(r.ok());
     seen.insert(Dst(r->packet));
   }
@@ -116,17 +120,24 @@ TEST(ServiceTable, RemovingABackendCanFlushItsConntrackEntries) {
   Service s = StandardServices()[0];
   ASSERT_TRUE((*dp)->services().Upsert(s).ok());
   for (uint16_t sp = 100; sp < 140; ++sp)
-    ASSERT_TRUE((*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build()).ok());
+    ASSERT_TRUE((*dp)
+                    ->TestRun(Hook::kFromPod,
+                              PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(sp, 80, kSyn).Build())
+                    .ok());
   auto to_b1 = [&] {
     size_t n = 0;
     for (const auto& e : *(*dp)->conntrack().Dump())
-      n += e.service && ((!e.reply && e.nat_address == Ip(kB1)) || (e.reply && e.tuple.src == Ip(kB1)));
+      n += e.service &&
+           ((!e.reply && e.nat_address == Ip(kB1)) || (e.reply && e.tuple.src == Ip(kB1)));
     return n;
   };
   ASSERT_GT(to_b1(), 0u);
   Service only_b2 = s;
   only_b2.backends = {Backend{Ip(kB2), 8080}};
-  ASSERT_TRUE((*dp)->services().Upsert(only_b2, UpsertOptions{.flush_conntrack_of_removed_backends = true}).ok());
+  ASSERT_TRUE((*dp)
+                  ->services()
+                  .Upsert(only_b2, UpsertOptions{.flush_conntrack_of_removed_backends = true})
+                  .ok());
   EXPECT_EQ(to_b1(), 0u);
   // Flows to B2 were left alone.
   size_t remaining = (*dp)->conntrack().Dump()->size();
@@ -141,10 +152,20 @@ TEST(Conntrack, GcRemovesOnlyExpiredEntriesAndNatGcKeepsLivePairs) {
   auto dp = Datapath::Create(c);
   ASSERT_TRUE(dp.ok());
   ASSERT_TRUE(ApplyStandardSetup(**dp).ok());
-  ASSERT_TRUE((*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(3000, 80, kSyn).Build()).ok());
-  ASSERT_TRUE((*dp)->TestRun(Hook::kToWorld, PacketBuilder().Ipv4(kClient, topo::kOutside).Tcp(3001, 443, kSyn).Build()).ok());
+  ASSERT_TRUE((*dp)
+                  ->TestRun(Hook::kFromPod,
+                            PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(3000, 80, kSyn).Build())
+                  .ok());
+  ASSERT_TRUE(
+      (*dp)
+          ->TestRun(Hook::kToWorld,
+                    PacketBuilder().Ipv4(kClient, topo::kOutside).Tcp(3001, 443, kSyn).Build())
+          .ok());
   // A UDP flow (60 s lifetime) must survive the GC.
-  ASSERT_TRUE((*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, topo::kVipDns).Udp(3002, 53).Build()).ok());
+  ASSERT_TRUE((*dp)
+                  ->TestRun(Hook::kFromPod,
+                            PacketBuilder().Ipv4(kClient, topo::kVipDns).Udp(3002, 53).Build())
+                  .ok());
   auto gc0 = (*dp)->conntrack().Gc();
   ASSERT_TRUE(gc0.ok());
   EXPECT_EQ(gc0->deleted, 0u);
@@ -176,7 +197,8 @@ TEST(Datapath, PinnedMapsSurviveARestart) {
     auto dp = Datapath::Create(c);
     ASSERT_TRUE(dp.ok()) << dp.status();
     ASSERT_TRUE(ApplyStandardSetup(**dp).ok());
-    auto r = (*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(5000, 80, kSyn).Build());
+    auto r = (*dp)->TestRun(Hook::kFromPod,
+                            PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(5000, 80, kSyn).Build());
     ASSERT_TRUE(r.ok());
     first_backend = Dst(r->packet);
   }
@@ -192,7 +214,8 @@ TEST(Datapath, PinnedMapsSurviveARestart) {
   Service b3 = *svc;
   b3.backends = {Backend{Ip(kB3), 8080}};
   ASSERT_TRUE((*dp)->services().Upsert(b3).ok());
-  auto r = (*dp)->TestRun(Hook::kFromPod, PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(5000, 80, kAck).Build());
+  auto r = (*dp)->TestRun(Hook::kFromPod,
+                          PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(5000, 80, kAck).Build());
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(Dst(r->packet), first_backend);
   // A read-only view of the same pins decodes the configuration.
@@ -202,7 +225,8 @@ TEST(Datapath, PinnedMapsSurviveARestart) {
   EXPECT_EQ((*view)->config().node_addresses.at(0).ToString(), topo::kNode);
   EXPECT_EQ((*view)->config().map_sizes.conntrack, c.map_sizes.conntrack);
   EXPECT_EQ((*view)->conntrack().Dump()->size(), 2u);
-  EXPECT_EQ((*view)->Attach(Hook::kFromPod, "lo").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*view)->Attach(Hook::kFromPod, "lo").status().code(),
+            absl::StatusCode::kFailedPrecondition);
   // Incompatible sizes are refused, not silently recreated.
   DatapathConfig other = c;
   other.map_sizes.conntrack = 8192;
@@ -243,10 +267,12 @@ TEST(Datapath, AttachAndDetachInANamespace) {
   EXPECT_THAT(ns.Exec("tc filter show dev up0 egress").out, ::testing::HasSubstr("cn_to_world"));
   // Detach from this (root-namespace) thread: the attachment goes back to its namespace.
   ASSERT_TRUE(in.Detach().ok());
-  EXPECT_THAT(ns.Exec("tc filter show dev up0 ingress").out, ::testing::Not(::testing::HasSubstr("cn_from_world")));
+  EXPECT_THAT(ns.Exec("tc filter show dev up0 ingress").out,
+              ::testing::Not(::testing::HasSubstr("cn_from_world")));
   EXPECT_THAT(ns.Exec("tc filter show dev up0 egress").out, ::testing::HasSubstr("cn_to_world"));
   out = Attachment();  // destructor path
-  EXPECT_THAT(ns.Exec("tc filter show dev up0 egress").out, ::testing::Not(::testing::HasSubstr("cn_to_world")));
+  EXPECT_THAT(ns.Exec("tc filter show dev up0 egress").out,
+              ::testing::Not(::testing::HasSubstr("cn_to_world")));
 }
 
 }  // namespace

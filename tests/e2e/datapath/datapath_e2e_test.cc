@@ -64,13 +64,15 @@ sockaddr_in Addr(const char* ip, uint16_t port) {
 // A line-based TCP server inside a namespace: answers each line with "<name> <peer> <line>".
 class LineServer {
  public:
-  LineServer(const std::string& netns_path, const char* ip, uint16_t port, std::string name) : name_(std::move(name)) {
+  LineServer(const std::string& netns_path, const char* ip, uint16_t port, std::string name)
+      : name_(std::move(name)) {
     absl::Status s = RunInNetns(netns_path, [&]() -> absl::Status {
       listen_.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       int one = 1;
       setsockopt(listen_.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
       sockaddr_in a = Addr(ip, port);
-      if (bind(listen_.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(listen_.fd, 64) != 0)
+      if (bind(listen_.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+          listen(listen_.fd, 64) != 0)
         return absl::InternalError(std::string("bind/listen: ") + strerror(errno));
       return absl::OkStatus();
     });
@@ -156,7 +158,9 @@ absl::StatusOr<std::string> Ask(const Sock& s, const std::string& line) {
   char c;
   while (got.empty() || got.back() != '\n') {
     ssize_t n = read(s.fd, &c, 1);
-    if (n <= 0) return absl::UnavailableError("no reply (" + std::string(n == 0 ? "EOF" : strerror(errno)) + ")");
+    if (n <= 0)
+      return absl::UnavailableError("no reply (" + std::string(n == 0 ? "EOF" : strerror(errno)) +
+                                    ")");
     got.push_back(c);
   }
   got.pop_back();
@@ -176,7 +180,9 @@ class DatapathE2eTest : public ::testing::Test {
     CNINET_REQUIRE_ROOT();
     ASSERT_TRUE(fs_.status().ok()) << fs_.status();
     pin_dir_ = fs_.path() + "/cninet/e2e";
-    Must(node_.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0"));
+    Must(
+        node_.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
+                   "net.ipv4.conf.default.rp_filter=0"));
     AddPod(client_, "hc", kClient);
     AddPod(b1_, "hb1", kB1);
     AddPod(b2_, "hb2", kB2);
@@ -194,7 +200,8 @@ class DatapathE2eTest : public ::testing::Test {
     Must(node_.Exec("ip link add " + host_if + " type veth peer name eth0 netns " + pod.name() +
                     " && ip addr add 10.244.1.1/32 dev " + host_if + " && ip link set " + host_if +
                     " up && ip route add " + ip + "/32 dev " + host_if));
-    Must(pod.Exec("ip addr add " + ip + "/32 dev eth0 && ip link set eth0 up && ip route add 10.244.1.1 dev eth0 "
+    Must(pod.Exec("ip addr add " + ip +
+                  "/32 dev eth0 && ip link set eth0 up && ip route add 10.244.1.1 dev eth0 "
                   "&& ip route add default via 10.244.1.1"));
   }
 
@@ -205,7 +212,8 @@ class DatapathE2eTest : public ::testing::Test {
     return r;
   }
   void Load() {
-    Dp("load --cluster-cidr 10.244.0.0/16 --node-ip 192.168.77.1 --from-pod hc,hb1,hb2 --uplink up0");
+    Dp("load --cluster-cidr 10.244.0.0/16 --node-ip 192.168.77.1 --from-pod hc,hb1,hb2 --uplink "
+       "up0");
   }
 
   // Declaration order = reverse destruction order: servers go first, the bpffs last.
@@ -223,8 +231,8 @@ TEST_F(DatapathE2eTest, ClusterIpSpreadsAcrossBothBackendsAndConntrackShowsTheFl
     auto reply = Ask(*c, "hello " + std::to_string(i));
     ASSERT_TRUE(reply.ok()) << reply.status();
     // "<backend> <client ip:port as the backend saw it> hello i": no SNAT on the ClusterIP path.
-    EXPECT_THAT(*reply, HasSubstr(std::string(" ") + kClient + ":" + std::to_string(LocalPort(*c)) + " hello " +
-                                  std::to_string(i)));
+    EXPECT_THAT(*reply, HasSubstr(std::string(" ") + kClient + ":" + std::to_string(LocalPort(*c)) +
+                                  " hello " + std::to_string(i)));
     ++hits[reply->substr(0, 2)];
   }
   EXPECT_GT(hits["B1"], 0) << "no connection reached B1";
@@ -250,12 +258,15 @@ TEST_F(DatapathE2eTest, ClusterIpSpreadsAcrossBothBackendsAndConntrackShowsTheFl
   EXPECT_EQ(reply, 16);
 
   // The tool shows the same state (Must-show 5).
-  EXPECT_THAT(Dp("service list").out, ::testing::AllOf(HasSubstr("clusterip:10.96.0.10:80/tcp"),
-                                                        HasSubstr("10.244.1.21:8080"), HasSubstr("10.244.1.22:8080")));
+  EXPECT_THAT(Dp("service list").out,
+              ::testing::AllOf(HasSubstr("clusterip:10.96.0.10:80/tcp"),
+                               HasSubstr("10.244.1.21:8080"), HasSubstr("10.244.1.22:8080")));
   std::string ctl = Dp("ct list").out;
-  EXPECT_THAT(ctl, ::testing::AllOf(HasSubstr("-> 10.96.0.10:80 forward backend=10.244.1.2"), HasSubstr("32 entries")));
+  EXPECT_THAT(ctl, ::testing::AllOf(HasSubstr("-> 10.96.0.10:80 forward backend=10.244.1.2"),
+                                    HasSubstr("32 entries")));
   std::string counters = Dp("counters").out;
-  EXPECT_THAT(counters, ::testing::AllOf(HasSubstr("dnat"), HasSubstr("rev_dnat"), HasSubstr("event_ct_new")));
+  EXPECT_THAT(counters, ::testing::AllOf(HasSubstr("dnat"), HasSubstr("rev_dnat"),
+                                         HasSubstr("event_ct_new")));
 }
 
 TEST_F(DatapathE2eTest, ReloadByANewProcessKeepsAnOpenConnection) {
@@ -270,12 +281,13 @@ TEST_F(DatapathE2eTest, ReloadByANewProcessKeepsAnOpenConnection) {
   // New process: reloads programs (tc replace) and reuses the pinned maps ...
   Load();
   // ... and another one moves the service to the other backend only.
-  Dp(std::string("service upsert --id 1 --frontend clusterip:10.96.0.10:80/tcp --backend ") + other_ip +
-     ":8080 --maglev-size 251");
+  Dp(std::string("service upsert --id 1 --frontend clusterip:10.96.0.10:80/tcp --backend ") +
+     other_ip + ":8080 --maglev-size 251");
 
   auto second = Ask(*conn, "after reload");
   ASSERT_TRUE(second.ok()) << second.status();
-  EXPECT_EQ(second->substr(0, 2), backend) << "the open connection must stay on its backend: " << *second;
+  EXPECT_EQ(second->substr(0, 2), backend)
+      << "the open connection must stay on its backend: " << *second;
   EXPECT_THAT(*second, HasSubstr("after reload"));
 
   auto fresh = Connect(client_.path(), kVip, 80);
@@ -286,7 +298,8 @@ TEST_F(DatapathE2eTest, ReloadByANewProcessKeepsAnOpenConnection) {
 
   auto view = Datapath::OpenPinned(pin_dir_);
   ASSERT_TRUE(view.ok());
-  FlowTuple t{*cni::IPAddress::Parse(kClient), *cni::IPAddress::Parse(kVip), LocalPort(*conn), 80, 6};
+  FlowTuple t{*cni::IPAddress::Parse(kClient), *cni::IPAddress::Parse(kVip), LocalPort(*conn), 80,
+              6};
   auto e = (*view)->conntrack().Lookup(t);
   ASSERT_TRUE(e.ok());
   ASSERT_TRUE(e->has_value());
@@ -306,7 +319,8 @@ TEST_F(DatapathE2eTest, PodEgressIsMasqueradedToTheNodeAddressAndRepliesReturn) 
 
   auto view = Datapath::OpenPinned(pin_dir_);
   ASSERT_TRUE(view.ok());
-  FlowTuple t{*cni::IPAddress::Parse(kClient), *cni::IPAddress::Parse(kOutsideIp), LocalPort(*conn), 9000, 6};
+  FlowTuple t{*cni::IPAddress::Parse(kClient), *cni::IPAddress::Parse(kOutsideIp), LocalPort(*conn),
+              9000, 6};
   auto m = (*view)->nat().Lookup(t, /*egress=*/true);
   ASSERT_TRUE(m.ok());
   ASSERT_TRUE(m->has_value());

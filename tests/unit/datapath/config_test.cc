@@ -26,13 +26,17 @@ TEST(DatapathConfig, RejectsEachBadField) {
     void (*mutate)(DatapathConfig&);
   };
   const Bad cases[] = {
-      {"cluster_cidr", [](DatapathConfig& c) { c.cluster_cidr = *cni::IPPrefix::Parse("fd00::/64"); }},
+      {"cluster_cidr",
+       [](DatapathConfig& c) { c.cluster_cidr = *cni::IPPrefix::Parse("fd00::/64"); }},
       {"node_addresses", [](DatapathConfig& c) { c.node_addresses.clear(); }},
-      {"node_addresses", [](DatapathConfig& c) { c.node_addresses = {*cni::IPAddress::Parse("fd00::1")}; }},
-      {"node_addresses", [](DatapathConfig& c) { c.node_addresses.assign(5, *cni::IPAddress::Parse("10.0.0.1")); }},
+      {"node_addresses",
+       [](DatapathConfig& c) { c.node_addresses = {*cni::IPAddress::Parse("fd00::1")}; }},
+      {"node_addresses",
+       [](DatapathConfig& c) { c.node_addresses.assign(5, *cni::IPAddress::Parse("10.0.0.1")); }},
       {"nat_port_min", [](DatapathConfig& c) { c.nat_port_min = 40000, c.nat_port_max = 30000; }},
       {"nat_retries", [](DatapathConfig& c) { c.nat_retries = 64; }},
-      {"timeouts.tcp_established", [](DatapathConfig& c) { c.timeouts.tcp_established = std::chrono::seconds(0); }},
+      {"timeouts.tcp_established",
+       [](DatapathConfig& c) { c.timeouts.tcp_established = std::chrono::seconds(0); }},
       {"map_sizes", [](DatapathConfig& c) { c.map_sizes.conntrack = 8; }},
       {"map_sizes.service_slots", [](DatapathConfig& c) { c.map_sizes.service_slots = 1; }},
       {"instance", [](DatapathConfig& c) { c.instance = "a/b"; }},

@@ -15,7 +15,8 @@ namespace {
 std::vector<std::string> Names(int n, int offset = 0) {
   std::vector<std::string> v;
   for (int i = 0; i < n; ++i)
-    v.push_back("10." + std::to_string((i + offset) / 250) + "." + std::to_string((i + offset) % 250) + ".7:8080");
+    v.push_back("10." + std::to_string((i + offset) / 250) + "." +
+                std::to_string((i + offset) % 250) + ".7:8080");
   return v;
 }
 
@@ -67,24 +68,29 @@ TEST_P(MaglevDisruption, RemovingOneBackendMovesAtMostItsSharePlusTwoPercent) {
       if (was != now) ++moved;
     }
     double allowed = (1.0 / n + 0.02) * m;
-    EXPECT_LE(moved, allowed) << "N=" << n << " M=" << m << " removed " << removed << " moved " << moved;
+    EXPECT_LE(moved, allowed) << "N=" << n << " M=" << m << " removed " << removed << " moved "
+                              << moved;
     // At least the removed backend's slots moved.
-    uint32_t owned = static_cast<uint32_t>(std::count(before->begin(), before->end(), static_cast<uint32_t>(removed)));
+    uint32_t owned = static_cast<uint32_t>(
+        std::count(before->begin(), before->end(), static_cast<uint32_t>(removed)));
     EXPECT_GE(moved, owned);
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, MaglevBalance,
-                         ::testing::Values(Case{16381, 1}, Case{16381, 3}, Case{16381, 10}, Case{16381, 100},
-                                           Case{65521, 100}, Case{251, 3}, Case{251, 10}),
+                         ::testing::Values(Case{16381, 1}, Case{16381, 3}, Case{16381, 10},
+                                           Case{16381, 100}, Case{65521, 100}, Case{251, 3},
+                                           Case{251, 10}),
                          [](const ::testing::TestParamInfo<Case>& p) {
-                           return "M" + std::to_string(p.param.m) + "_N" + std::to_string(p.param.n);
+                           return "M" + std::to_string(p.param.m) + "_N" +
+                                  std::to_string(p.param.n);
                          });
 INSTANTIATE_TEST_SUITE_P(Sizes, MaglevDisruption,
-                         ::testing::Values(Case{16381, 3}, Case{16381, 10}, Case{16381, 100}, Case{65521, 100},
-                                           Case{65521, 500}, Case{251, 2}),
+                         ::testing::Values(Case{16381, 3}, Case{16381, 10}, Case{16381, 100},
+                                           Case{65521, 100}, Case{65521, 500}, Case{251, 2}),
                          [](const ::testing::TestParamInfo<Case>& p) {
-                           return "M" + std::to_string(p.param.m) + "_N" + std::to_string(p.param.n);
+                           return "M" + std::to_string(p.param.m) + "_N" +
+                                  std::to_string(p.param.n);
                          });
 
 TEST(Maglev, TableDependsOnTheSetNotTheOrder) {
@@ -98,11 +104,15 @@ TEST(Maglev, TableDependsOnTheSetNotTheOrder) {
 
 TEST(Maglev, RejectsBadInput) {
   auto names = Names(3);
-  EXPECT_EQ(BuildMaglevTable(names, 250).status().code(), absl::StatusCode::kInvalidArgument);    // not prime
-  EXPECT_EQ(BuildMaglevTable(names, 241).status().code(), absl::StatusCode::kInvalidArgument);    // < 251
-  EXPECT_EQ(BuildMaglevTable(names, 65537).status().code(), absl::StatusCode::kInvalidArgument);  // > 65521
+  EXPECT_EQ(BuildMaglevTable(names, 250).status().code(),
+            absl::StatusCode::kInvalidArgument);  // not prime
+  EXPECT_EQ(BuildMaglevTable(names, 241).status().code(),
+            absl::StatusCode::kInvalidArgument);  // < 251
+  EXPECT_EQ(BuildMaglevTable(names, 65537).status().code(),
+            absl::StatusCode::kInvalidArgument);  // > 65521
   std::vector<std::string> dup = {"a", "b", "a"};
-  EXPECT_THAT(std::string(BuildMaglevTable(dup, 251).status().message()), ::testing::HasSubstr("duplicate"));
+  EXPECT_THAT(std::string(BuildMaglevTable(dup, 251).status().message()),
+              ::testing::HasSubstr("duplicate"));
   EXPECT_EQ(BuildMaglevTable(Names(252), 251).status().code(), absl::StatusCode::kInvalidArgument);
   auto empty = BuildMaglevTable(std::vector<std::string>{}, 251);
   ASSERT_TRUE(empty.ok());
