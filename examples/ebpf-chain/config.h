@@ -1,0 +1,67 @@
+// Configuration of the cninet-ebpf chained plugin: the plugin-specific keys of its NetConf, with
+// documented defaults, parsed and validated (CNI code 7 on anything invalid).
+#ifndef CNINET_EXAMPLES_EBPF_CHAIN_CONFIG_H_
+#define CNINET_EXAMPLES_EBPF_CHAIN_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "cninet/cni/conf.h"
+#include "cninet/cni/ip.h"
+#include "cninet/datapath/config.h"
+
+namespace cninet::ebpf_chain {
+
+// Plugin configuration. Keys (all optional except clusterCIDR):
+//   clusterCIDR       "10.88.0.0/16"   pods' addresses; egress leaving it is masqueraded
+//   masquerade        true             SNAT pod egress leaving clusterCIDR to the node address
+//   uplink            ""               node interface to the world; "" = the IPv4 default route's
+//   nodeAddresses     []               node IPv4 addresses (NodePort/hostPort, SNAT); [] = uplink's
+//   bpffsRoot         "/sys/fs/bpf"    maps pinned under <bpffsRoot>/cninet/<instance>/
+//   instance          <network name>   datapath instance (one per network and uplink); bpffs names
+//                                      cannot contain dots, so the default maps them to dashes
+//   stateDir          "/var/lib/cni/cninet-ebpf"  per-attachment records under <stateDir>/<instance>/
+//   teardownWhenIdle  true             last DEL/GC detaches the uplink and unpins the maps, unless
+//                                      services programmed by someone else are left
+//   hostPortIds       1024             service ids reserved for hostPorts (top of the id range)
+//   mapSizes          {}               conntrack, nat, services, serviceSlots, backends, affinity,
+//                                      endpoints (see datapath::MapSizes; must be equal on a node)
+struct ChainConfig {
+  cni::IPPrefix cluster_cidr;
+  bool masquerade = true;
+  std::string uplink;
+  std::vector<cni::IPAddress> node_addresses;
+  std::string bpffs_root = "/sys/fs/bpf";
+  std::string instance;
+  std::string state_dir = "/var/lib/cni/cninet-ebpf";
+  bool teardown_when_idle = true;
+  uint32_t host_port_ids = 1024;
+  datapath::MapSizes map_sizes;
+
+  // Reads the keys above from `conf.raw` (instance defaults to conf.name). Code 7 naming the key
+  // on a wrong type or value.
+  static absl::StatusOr<ChainConfig> FromNetConf(const cni::NetConf& conf);
+  // <state_dir>/<instance>.
+  std::string InstanceStateDir() const;
+  // <bpffs_root>/cninet/<instance>.
+  std::string PinDir() const;
+  // <bpffs_root>/cninet-ebpf/<instance>: the plugin's own pins (bpffs names cannot contain '.').
+  std::string ProgramPinDir() const;
+  // <ProgramPinDir>/from_pod: the loaded from-pod program, pinned by the first ADD so later ADDs
+  // attach it without loading (and verifying) the programs again.
+  std::string ProgramPinPath() const;
+  // The datapath configuration for `node_addresses` (resolved ones when the config has none).
+  datapath::DatapathConfig ToDatapathConfig(const std::vector<cni::IPAddress>& node_addresses) const;
+  // First service id reserved for hostPorts (ids [first, serviceSlots) are the plugin's).
+  uint32_t FirstHostPortId() const { return map_sizes.service_slots - host_port_ids; }
+};
+
+// Validates runtimeConfig.portMappings for the datapath: tcp/udp, ports 1..65535, hostIP empty or
+// IPv4 (IPv6 host IPs are skipped by the caller). Code 7 (2 for sctp) naming the entry.
+absl::Status ValidatePortMappings(const std::vector<cni::PortMapping>& mappings);
+
+}  // namespace cninet::ebpf_chain
+
+#endif  // CNINET_EXAMPLES_EBPF_CHAIN_CONFIG_H_
