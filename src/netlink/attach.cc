@@ -248,6 +248,25 @@ absl::StatusOr<cni::Result>& BackgroundIpamAdd::Wait() {
   return result_;
 }
 
+absl::StatusOr<bool> DelegateSupportsVersion(std::string_view type, std::string_view version,
+                                             const cni::CmdArgs& args) {
+  CNINET_ASSIGN_OR_RETURN(std::string binary, cni::FindInPath(type, args.path));
+  cni::ExecOptions opts;
+  opts.env = args.DelegateEnv(cni::Command::kVersion);
+  opts.timeout = std::chrono::seconds(10);
+  nlohmann::json request = {{"cniVersion", std::string(version)}};
+  auto out = cni::ExecPlugin(binary, request.dump(), opts);
+  if (!out.ok()) return false;  // A plugin that cannot even answer VERSION for it: no.
+  nlohmann::json j = nlohmann::json::parse(*out, nullptr, false);
+  if (!j.is_object() || !j.contains("supportedVersions") || !j["supportedVersions"].is_array()) {
+    return false;
+  }
+  for (const auto& v : j["supportedVersions"]) {
+    if (v.is_string() && v.get<std::string>() == version) return true;
+  }
+  return false;
+}
+
 absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a, absl::FunctionRef<absl::Status()> b) {
   absl::Status sa;
   std::thread t;

@@ -96,6 +96,12 @@ class BackgroundIpamAdd {
   bool committed_ = false;
 };
 
+// True when the delegate plugin `type` (found through args.path) lists `version` among its
+// supportedVersions (asked with VERSION). Lets a plugin forward STATUS/GC only to IPAM plugins
+// that implement them (CNI 1.1). NotFound when the plugin is not installed.
+absl::StatusOr<bool> DelegateSupportsVersion(std::string_view type, std::string_view version,
+                                             const cni::CmdArgs& args);
+
 // Runs `a` on a new thread and `b` on the caller's, waits for both, and returns the first
 // failure (a's when both fail). For independent steps such as IPAM DEL and link deletion.
 absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a, absl::FunctionRef<absl::Status()> b);

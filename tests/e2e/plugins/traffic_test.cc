@@ -27,7 +27,7 @@ TEST_P(TrafficTest, PodToPodAndPodToNodeTcp) {
   Pod a = node.NewPod();
   Pod b = node.NewPod();
   nlohmann::json conf = nlohmann::json::parse(s.extra);
-  conf["cniVersion"] = "1.1.0";
+  conf["cniVersion"] = HaveCninetHostLocal() ? "1.1.0" : "1.0.0";
   conf["name"] = "traffic";
   conf["type"] = s.type;
   conf["ipam"] = HostLocalIpam(node.data_dir(), s.ranges, s.routes,
