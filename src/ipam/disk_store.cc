@@ -60,8 +60,10 @@ absl::Status WriteAll(int fd, std::string_view data, std::string_view what) {
 }
 
 // Reads at most kMaxRecord bytes of regular file `name` in `dir_fd` without following symlinks.
-// nullopt when the file does not exist or is not a regular file.
-absl::StatusOr<std::optional<std::string>> ReadRecord(int dir_fd, const std::string& name) {
+// nullopt when the file does not exist or is not a regular file. `known_regular` (readdir said
+// DT_REG) skips the fstat; O_NOFOLLOW | O_NONBLOCK still keep a swapped-in symlink or FIFO out.
+absl::StatusOr<std::optional<std::string>> ReadRecord(int dir_fd, const std::string& name,
+                                                      bool known_regular = false) {
   int fd = ::openat(dir_fd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) return std::optional<std::string>();
@@ -72,22 +74,25 @@ absl::StatusOr<std::optional<std::string>> ReadRecord(int dir_fd, const std::str
     return IoError(errno, StrCat("open ", name));
   }
   UniqueFd guard(fd);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return IoError(errno, StrCat("stat ", name));
-  if (!S_ISREG(st.st_mode)) return std::optional<std::string>();
-  std::string data(kMaxRecord, '\0');
+  if (!known_regular) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return IoError(errno, StrCat("stat ", name));
+    if (!S_ISREG(st.st_mode)) return std::optional<std::string>();
+  }
+  char buf[kMaxRecord];
   size_t got = 0;
-  while (got < data.size()) {
-    ssize_t n = ::read(fd, data.data() + got, data.size() - got);
+  while (got < sizeof(buf)) {
+    ssize_t n = ::read(fd, buf + got, sizeof(buf) - got);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EISDIR || errno == EINVAL) return std::optional<std::string>();
       return IoError(errno, StrCat("read ", name));
     }
-    if (n == 0) break;
     got += static_cast<size_t>(n);
+    // A short read of a regular file is its end: records are a few bytes, one read suffices.
+    if (n == 0 || (known_regular && got < sizeof(buf))) break;
   }
-  data.resize(got);
-  return std::optional<std::string>(std::move(data));
+  return std::optional<std::string>(std::string(buf, got));
 }
 
 // A lease record: "<id>\r\n<ifname>" or the legacy "<id>", surrounding whitespace ignored.
@@ -191,24 +196,35 @@ struct DiskStore::Impl {
     return result;
   }
 
-  // Replaces `name` with `content` atomically (temporary file + rename). With `durable`, the
-  // data is fsync'ed before the rename; hints that may be lost on power failure skip that.
-  absl::Status WriteReplace(const std::string& name, std::string_view content, bool durable) {
-    std::string tmp = TmpName();
-    ::unlinkat(dir_fd.get(), tmp.c_str(), 0);
-    int fd = ::openat(dir_fd.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                      0600);
-    if (fd < 0) return IoError(errno, StrCat("create ", tmp));
-    UniqueFd guard(fd);
-    absl::Status st = WriteAll(fd, content, tmp);
-    if (st.ok() && durable && options.sync && ::fsync(fd) != 0) {
-      st = IoError(errno, StrCat("fsync ", tmp));
+  // Writes the round-robin hint `name` in place (pwrite + ftruncate), as host-local does. The
+  // hint is advisory: a torn value after a crash either fails to parse (ignored) or names some
+  // address (round-robin starts there), so it needs neither a temporary file nor fsync - and a
+  // rename over it would make ext4 (auto_da_alloc) flush on every ADD. A symlink or other
+  // non-regular entry planted under the name is removed, never written through.
+  absl::Status WriteHint(const std::string& name, std::string_view content) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      int fd = ::openat(dir_fd.get(), name.c_str(),
+                        O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+      if (fd < 0 && (errno == ELOOP || errno == EISDIR || errno == ENXIO)) {
+        if (::unlinkat(dir_fd.get(), name.c_str(), 0) != 0 && errno != ENOENT) break;
+        continue;
+      }
+      if (fd < 0) return IoError(errno, StrCat("open ", name));
+      UniqueFd guard(fd);
+      struct stat st;
+      if (::fstat(fd, &st) != 0) return IoError(errno, StrCat("stat ", name));
+      if (!S_ISREG(st.st_mode)) {
+        guard.reset();
+        if (::unlinkat(dir_fd.get(), name.c_str(), 0) != 0) break;
+        continue;
+      }
+      if (::pwrite(fd, content.data(), content.size(), 0) != static_cast<ssize_t>(content.size()) ||
+          ::ftruncate(fd, static_cast<off_t>(content.size())) != 0) {
+        return IoError(errno, StrCat("write ", name));
+      }
+      return absl::OkStatus();
     }
-    if (st.ok() && ::renameat(dir_fd.get(), tmp.c_str(), dir_fd.get(), name.c_str()) != 0) {
-      st = IoError(errno, StrCat("rename to ", name));
-    }
-    if (!st.ok()) ::unlinkat(dir_fd.get(), tmp.c_str(), 0);
-    return st;
+    return cni::CniError(ErrorCode::kIoFailure, StrCat("cannot replace ", name));
   }
 
   // Calls `fn(name, d_type)` for each directory entry except "." and "..".
@@ -319,14 +335,9 @@ absl::StatusOr<bool> DiskStore::Reserve(const Lease& lease, std::string_view ran
                             : StrCat(lease.container_id, kLineBreak, lease.ifname);
   CNINET_ASSIGN_OR_RETURN(bool created, impl_->CreateExclusive(name, content));
   if (!created) return false;
-  // The hint only steers round-robin: a torn hint after a power failure is ignored by
-  // LastReserved, so it is renamed into place without its own fsync.
-  absl::Status hint = impl_->WriteReplace(StrCat(kLastIpPrefix, range_id), name, /*durable=*/false);
-  if (!hint.ok()) {
-    // The hint only steers round-robin; the lease stands. Undo it anyway so the caller's error
-    // leaves the store as it was.
-    ::unlinkat(impl_->dir_fd.get(), name.c_str(), 0);
-    return hint;
+  // The hint only steers round-robin: failing to write it does not undo the reservation.
+  if (absl::Status hint = impl_->WriteHint(StrCat(kLastIpPrefix, range_id), name); !hint.ok()) {
+    CNINET_LOG(kWarning, "round-robin hint not updated: ", hint.ToString());
   }
   CNINET_RETURN_IF_ERROR(impl_->SyncDir());
   return true;
@@ -363,7 +374,7 @@ absl::StatusOr<std::vector<Lease>> DiskStore::List() {
     if (type == DT_DIR || type == DT_LNK) return absl::OkStatus();
     std::optional<cni::IPAddress> ip = LeaseName(name);
     if (!ip.has_value()) return absl::OkStatus();
-    CNINET_ASSIGN_OR_RETURN(auto record, ReadRecord(dir_fd, std::string(name)));
+    CNINET_ASSIGN_OR_RETURN(auto record, ReadRecord(dir_fd, std::string(name), type == DT_REG));
     if (record.has_value()) out.push_back(ParseRecord(*ip, *record));
     return absl::OkStatus();
   }));

@@ -4,9 +4,10 @@
 //   <dataDir>/<network>/last_reserved_ip.<n> the last address reserved from range set n
 //   <dataDir>/<network>/lock                 flock(LOCK_EX) held around every operation
 // Leases appear atomically with their full content (written to an unnamed O_TMPFILE, fsync'ed,
-// then linked in place; link() fails if the address is taken), hints are replaced by rename(),
-// and the directory is fsync'ed after a reservation, so a crash at any moment leaves only
-// complete records. Releases are not fsync'ed: one lost to a power failure only brings back a
+// then linked in place; link() fails if the address is taken) and the directory is fsync'ed
+// after a reservation, so a crash at any moment leaves only complete lease records. The
+// last_reserved_ip hint is advisory and rewritten in place, as host-local does (any torn value
+// is harmless: unparsable ones are ignored). Releases are not fsync'ed: one lost to a power failure only brings back a
 // dead container's lease (freed by DEL or GC), never a duplicate address.
 // Every file is opened relative to the network directory with O_NOFOLLOW.
 #ifndef CNINET_IPAM_DISK_STORE_H_
@@ -30,7 +31,8 @@ struct DiskStoreOptions {
   // missing. When false, a missing network directory is NotFound (CNI code 3) and nothing is
   // created on disk.
   bool create = true;
-  // fsync lease files and the directory after each change (crash safety). Tests of pure
+  // fsync each new lease file and the directory after each reservation (power-loss durability;
+  // atomicity against killed processes does not depend on it). Tests of pure
   // allocation speed may turn it off.
   bool sync = true;
 };
