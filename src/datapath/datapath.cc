@@ -453,6 +453,21 @@ absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8
   return res;
 }
 
+absl::StatusOr<ProgramStats> Datapath::Stats(Hook hook) const {
+  if (!programs_)
+    return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  int r = bpf_obj_get_info_by_fd(programs_->ProgFd(hook), &info, &len);
+  if (r < 0) return ErrnoStatus(Err(r), "bpf prog info");
+  ProgramStats s;
+  s.name = info.name;
+  s.verified_insns = info.verified_insns;
+  s.xlated_bytes = info.xlated_prog_len;
+  s.jited_bytes = info.jited_prog_len;
+  return s;
+}
+
 absl::Status Datapath::Unpin() {
   if (pin_dir_.empty()) return absl::OkStatus();
   for (const char* name : {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS,

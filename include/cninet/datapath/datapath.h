@@ -79,6 +79,14 @@ struct TestRunResult {
   uint32_t duration_ns = 0;     // kernel's average per run
 };
 
+// Kernel facts about a loaded program.
+struct ProgramStats {
+  std::string name;
+  uint32_t verified_insns = 0;  // instructions the verifier processed (limit: 1,000,000)
+  uint32_t xlated_bytes = 0;    // size after verification
+  uint32_t jited_bytes = 0;     // native code size
+};
+
 // A loaded datapath instance.
 class Datapath {
  public:
@@ -99,6 +107,9 @@ class Datapath {
   // `ifindex` (0: loopback) is the skb's ingress interface.
   absl::StatusOr<TestRunResult> TestRun(Hook hook, std::span<const uint8_t> packet,
                                         uint32_t repeat = 1, uint32_t ifindex = 0) const;
+
+  // Verifier and size statistics of `hook`'s program.
+  absl::StatusOr<ProgramStats> Stats(Hook hook) const;
 
   // The configuration in force (for OpenPinned: decoded from the pinned config map).
   const DatapathConfig& config() const { return config_; }

@@ -2,6 +2,7 @@
 // atomic table switches, GC, pinned maps across a restart, attach/detach in a namespace.
 #include <atomic>
 #include <filesystem>
+#include <iostream>
 #include <set>
 #include <thread>
 
@@ -126,7 +127,9 @@ TEST(ServiceTable, RemovingABackendCanFlushItsConntrackEntries) {
                     .ok());
   auto to_b1 = [&] {
     size_t n = 0;
-    for (const auto& e : *(*dp)->conntrack().Dump())
+    auto dump = (*dp)->conntrack().Dump();
+    EXPECT_TRUE(dump.ok());
+    for (const auto& e : *dump)
       n += e.service &&
            ((!e.reply && e.nat_address == Ip(kB1)) || (e.reply && e.tuple.src == Ip(kB1)));
     return n;
@@ -233,6 +236,23 @@ TEST(Datapath, PinnedMapsSurviveARestart) {
   EXPECT_EQ(Datapath::Create(other).status().code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE((*dp)->Unpin().ok());
   EXPECT_FALSE(std::filesystem::exists(c.PinDir()));
+}
+
+TEST(Datapath, ProgramsPassTheVerifierWithinTheInstructionLimit) {
+  CNINET_REQUIRE_ROOT();
+  auto dp = Datapath::Create(StandardConfig());
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  for (Hook h : {Hook::kFromPod, Hook::kFromWorld, Hook::kToWorld, Hook::kNoop}) {
+    auto s = (*dp)->Stats(h);
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_GT(s->verified_insns, 0u) << HookName(h);
+    EXPECT_LT(s->verified_insns, 1000000u) << HookName(h);
+    EXPECT_GT(s->jited_bytes, 0u) << HookName(h);
+    ::testing::Test::RecordProperty(std::string(HookName(h)) + "_verified_insns",
+                                    static_cast<int>(s->verified_insns));
+    std::cout << HookName(h) << ": verified_insns=" << s->verified_insns
+              << " xlated=" << s->xlated_bytes << " jited=" << s->jited_bytes << "\n";
+  }
 }
 
 TEST(Datapath, PinningNeedsABpfFilesystem) {
