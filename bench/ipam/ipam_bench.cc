@@ -1,6 +1,6 @@
 // ipam_bench: allocations per second of the in-process allocator on a /16, with the memory
 // store and with the host-local compatible DiskStore (fsync on and off), each next to a baseline
-// measured in the same iterations:
+// measured in the same iterations (tmpfile:0 is DiskStore's named-temporary-file path):
 //   * memory: inserting the same address into a std::set (the bare bookkeeping of a lease);
 //   * disk: creating (O_EXCL), writing, optionally fsync'ing and unlinking one small file (the
 //     bare filesystem work of a lease), in the same filesystem.
@@ -171,7 +171,9 @@ BENCHMARK(BM_AllocReleaseMemory)->Name("AllocRelease/16/memory")->ArgName("live"
 void BM_AllocReleaseDisk(benchmark::State& state) {
   ScratchDir dir;
   const bool sync = state.range(1) != 0;
-  auto store = DiskStore::Open(dir.path(), "bench", {.create = true, .sync = sync});
+  const bool tmpfile = state.range(2) != 0;
+  auto store = DiskStore::Open(dir.path(), "bench",
+                               {.create = true, .sync = sync, .use_tmpfile = tmpfile});
   if (!store.ok()) Die(store.status().ToString());
   const std::string raw_dir = dir.path() + "/raw";
   std::filesystem::create_directories(raw_dir);
@@ -185,8 +187,8 @@ void BM_AllocReleaseDisk(benchmark::State& state) {
     ::unlink(path.c_str());
   });
 }
-BENCHMARK(BM_AllocReleaseDisk)->Name("AllocRelease/16/disk")->ArgNames({"live", "fsync"})
-    ->Args({64, 0})->Args({1024, 0})->Args({64, 1})->UseManualTime();
+BENCHMARK(BM_AllocReleaseDisk)->Name("AllocRelease/16/disk")->ArgNames({"live", "fsync", "tmpfile"})
+    ->Args({64, 0, 1})->Args({1024, 0, 1})->Args({64, 1, 1})->Args({64, 1, 0})->UseManualTime();
 
 // The allocations are what they must be: distinct, allocatable, round-robin order.
 void CheckAllocator() {

@@ -152,6 +152,7 @@ struct DiskStore::Impl {
 
   // Creates `name` with `content` atomically: true when created, false when it already exists.
   absl::StatusOr<bool> CreateExclusive(const std::string& name, std::string_view content) {
+    if (!options.use_tmpfile) return CreateExclusiveNamed(name, content);
     int fd = ::openat(dir_fd.get(), ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
     if (fd < 0) {
       if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL || errno == ENOENT) {
@@ -182,8 +183,10 @@ struct DiskStore::Impl {
     UniqueFd guard(fd);
     absl::Status st = WriteAll(fd, content, tmp);
     if (st.ok() && options.sync && ::fsync(fd) != 0) st = IoError(errno, StrCat("fsync ", tmp));
-    absl::StatusOr<bool> result = st;
-    if (st.ok()) {
+    absl::StatusOr<bool> result = false;
+    if (!st.ok()) {
+      result = st;
+    } else {
       if (::linkat(dir_fd.get(), tmp.c_str(), dir_fd.get(), name.c_str(), 0) == 0) {
         result = true;
       } else if (errno == EEXIST) {

@@ -35,6 +35,10 @@ struct DiskStoreOptions {
   // atomicity against killed processes does not depend on it). Tests of pure
   // allocation speed may turn it off.
   bool sync = true;
+  // Write new leases through an unnamed O_TMPFILE (nothing is left behind by a crash). False, or
+  // a filesystem without O_TMPFILE, uses a named temporary file linked into place instead
+  // (a crash may leave it behind; GC removes it).
+  bool use_tmpfile = true;
 };
 
 // The host-local compatible file store of one network. Thread-safe.

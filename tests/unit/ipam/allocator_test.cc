@@ -21,11 +21,12 @@ using testing::IsOk;
 
 IPAddress Ip(const char* s) { return *IPAddress::Parse(s); }
 
-class AllocatorTest : public ::testing::TestWithParam<bool> {
+// Parameter: 0 memory store, 1 disk store (O_TMPFILE), 2 disk store with named temporary files.
+class AllocatorTest : public ::testing::TestWithParam<int> {
  protected:
   void SetUp() override {
-    if (GetParam()) {
-      auto s = DiskStore::Open(tmp_.path(), "alloc");
+    if (GetParam() != 0) {
+      auto s = DiskStore::Open(tmp_.path(), "alloc", {.use_tmpfile = GetParam() == 1});
       ASSERT_THAT(s, IsOk());
       store_ = std::move(*s);
     } else {
@@ -204,8 +205,12 @@ TEST_P(AllocatorTest, RequiresTheLockAndValidNames) {
   EXPECT_TRUE(store_->List()->empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, AllocatorTest, ::testing::Values(false, true),
-                         [](const auto& param_info) { return param_info.param ? "Disk" : "Memory"; });
+INSTANTIATE_TEST_SUITE_P(Stores, AllocatorTest, ::testing::Values(0, 1, 2),
+                         [](const auto& param_info) {
+                           return std::string(param_info.param == 0   ? "Memory"
+                                              : param_info.param == 1 ? "Disk"
+                                                                      : "DiskNamedTemp");
+                         });
 
 }  // namespace
 }  // namespace cninet::ipam

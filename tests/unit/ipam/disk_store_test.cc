@@ -54,6 +54,17 @@ TEST(DiskStore, WritesHostLocalLayoutExactly) {
                                       "last_reserved_ip.1", "lock"));
 }
 
+TEST(DiskStore, NamedTemporaryFilePathWritesTheSameLayout) {
+  // Filesystems without O_TMPFILE: a named temporary file is linked into place and removed.
+  TempDir tmp;
+  auto store = DiskStore::Open(tmp.path(), "n", {.use_tmpfile = false});
+  ASSERT_THAT(store, IsOk());
+  EXPECT_EQ(*(*store)->Reserve(Lease{Ip("10.1.0.2"), "ctr1", "eth0"}, "0"), true);
+  EXPECT_EQ(*(*store)->Reserve(Lease{Ip("10.1.0.2"), "ctr2", "eth0"}, "0"), false);
+  EXPECT_EQ(ReadFile(tmp.Sub("n/10.1.0.2")), "ctr1\r\neth0");
+  EXPECT_THAT(Names(tmp.Sub("n")), ElementsAre("10.1.0.2", "last_reserved_ip.0", "lock"));
+}
+
 TEST(DiskStore, CreatesDirectoriesWith0700AndLeasesWith0600) {
   TempDir tmp;
   ASSERT_THAT(DiskStore::Open(tmp.Sub("a/b"), "n"), IsOk());
