@@ -19,13 +19,20 @@ namespace nl = cninet::netlink;
 namespace {
 
 // [doc:config]
-// Plugin keys: "clusterCIDR" (required) and "nodeAddress" (the node's IPv4 address). The maps
-// are pinned per network, so every pod of the node shares them.
+// A string key of the plugin configuration ("" when absent or not a string).
+std::string Key(const cni::NetConf& conf, const char* key) {
+  auto it = conf.raw.find(key);
+  return it != conf.raw.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// Plugin keys: "clusterCIDR" and "nodeAddress" (required), "bpffsRoot" (default /sys/fs/bpf).
+// The maps are pinned per network, so every pod of the node shares them.
 absl::StatusOr<dp::DatapathConfig> DatapathConfigFor(const cni::NetConf& conf) {
   dp::DatapathConfig c;
   c.instance = conf.name;
-  auto cidr = cni::IPPrefix::Parse(conf.raw.value("clusterCIDR", ""));
-  auto node = cni::IPAddress::Parse(conf.raw.value("nodeAddress", ""));
+  if (!Key(conf, "bpffsRoot").empty()) c.bpffs_root = Key(conf, "bpffsRoot");
+  auto cidr = cni::IPPrefix::Parse(Key(conf, "clusterCIDR"));
+  auto node = cni::IPAddress::Parse(Key(conf, "nodeAddress"));
   if (!cidr.ok() || !node.ok()) {
     return cni::CniError(cni::ErrorCode::kInvalidConfig, "clusterCIDR and nodeAddress are required");
   }

@@ -440,22 +440,18 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(cni::RuntimeConfig rc, args.conf.ParsedRuntimeConfig());
   CNINET_RETURN_IF_ERROR(ValidatePortMappings(rc.port_mappings));
   std::vector<cni::PortMapping> mappings = UsableMappings(rc.port_mappings);
+  if (PodIPv4(prev, ContainerInterfaceIndex(prev, args.ifname)).empty()) {
+    return CniError(ErrorCode::kInvalidConfig,
+                    StrCat("cninet-ebpf: prevResult has no IPv4 address for ", args.ifname, " (the datapath is IPv4)"));
+  }
 
   StateStore store(cfg.InstanceStateDir());
   CNINET_ASSIGN_OR_RETURN(StateLock lock, store.Lock());
   CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
   CNINET_ASSIGN_OR_RETURN(Uplink up, ResolveUplink(host, cfg));
   CNINET_ASSIGN_OR_RETURN(PodSide pod, FindPodSide(host, args, prev));
-  if (pod.v4.empty()) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    StrCat("cninet-ebpf: prevResult has no IPv4 address for ", args.ifname, " (the datapath is IPv4)"));
-  }
 
   CNINET_RETURN_IF_ERROR(AcceptNodeSourcedReplies(host, pod));
-
-  nl::Rollback rollback;
-  // Registered first, so it runs last: a failed first ADD leaves no uplink program or pin behind.
-  rollback.Add("idle teardown", [&] { return MaybeTeardown(cfg, store, host); });
 
   AttachmentRecord rec;
   rec.container_id = args.container_id;
@@ -465,6 +461,14 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   rec.host_ifindex = pod.host_ifindex;
   rec.mac = pod.mac.ToString();
   rec.port_mappings = mappings;
+  std::unique_ptr<dp::Datapath> loaded;  // Outlives the rollback steps that use it.
+
+  nl::Rollback rollback;
+  // Registered first, so it runs last: a failed first ADD leaves no uplink program or pin behind.
+  rollback.Add("idle teardown", [&] {
+    loaded.reset();
+    return MaybeTeardown(cfg, store, host);
+  });
 
   // A repeated ADD of the same attachment replaces what the earlier one left.
   CNINET_ASSIGN_OR_RETURN(std::optional<AttachmentRecord> old, store.Read(args.container_id, args.ifname));
@@ -474,7 +478,7 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   }
 
   rollback.Add(StrCat("from-pod on ", pod.host_ifname), [&] { return DetachPod(host, rec); });
-  CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> loaded, FastAttach(cfg, up, pod));
+  CNINET_ASSIGN_OR_RETURN(loaded, FastAttach(cfg, up, pod));
   if (!loaded) {
     CNINET_ASSIGN_OR_RETURN(loaded, FullAttach(cfg, store, up, pod));
   }
