@@ -50,6 +50,41 @@ static __always_inline int cn_nat_stale(const struct cn_tuple* ingress_key, __u3
   return 1;
 }
 
+/* State of the SNAT port probing loop (run with bpf_loop so the verifier checks it once). */
+struct cn_nat_probe {
+  struct cn_tuple ik; /* ingress key being claimed; its dport is the candidate */
+  struct cn_nat_entry in_val;
+  __u32 now, min, range, start, orig, tries;
+  int keep, found, full;
+  __u16 port;
+};
+
+static long cn_nat_probe_cb(__u32 i, void* ctx) {
+  struct cn_nat_probe* c = ctx;
+  if (i >= c->tries || c->range == 0) return 1;
+  __u32 cand = (i == 0 && c->keep) ? c->orig : c->min + (c->start + i) % c->range;
+  c->port = bpf_htons((__u16)cand);
+  c->ik.dport = c->port;
+  long ret = bpf_map_update_elem(&cn_nat, &c->ik, &c->in_val, BPF_NOEXIST);
+  if (ret == 0) {
+    c->found = 1;
+    return 1;
+  }
+  if (ret != -17 /* EEXIST */) {
+    c->full = 1;
+    return 1;
+  }
+  if (cn_nat_stale(&c->ik, c->now) &&
+      bpf_map_update_elem(&cn_nat, &c->ik, &c->in_val, BPF_ANY) == 0) {
+    c->found = 1;
+    return 1;
+  }
+  __u32 r = CN_R_NAT_PORT_RETRY;
+  struct cn_counter* cnt = bpf_map_lookup_elem(&cn_counters, &r);
+  if (cnt) cnt->packets += 1;
+  return 0;
+}
+
 /* Finds or creates the SNAT mapping of the packet's flow to `node_addr`; returns the port to use
  * (network order) in *port_out, or a drop reason. */
 static __always_inline __u32 cn_snat_mapping(const struct cn_config* cfg, const struct cn_pkt* p,
@@ -85,34 +120,21 @@ static __always_inline __u32 cn_snat_mapping(const struct cn_config* cfg, const 
   in_val.expires_s = now + cn_nat_lifetime(cfg, p, 0);
   in_val.tcp_closing = (p->tcp_flags & (CN_TCP_FIN | CN_TCP_RST)) ? 1 : 0;
 
-  struct cn_tuple ik;
-  __u16 port = 0;
-  int found = 0;
-  for (__u32 i = 0; i < CN_NAT_MAX_TRIES; i++) {
-    if (i >= tries) break;
-    __u32 cand;
-    if (i == 0 && keep)
-      cand = orig;
-    else
-      cand = min + (start + i) % range;
-    port = bpf_htons((__u16)cand);
-    cn_nat_key(&ik, p->t.daddr, node_addr, p->t.dport, port, p->t.proto, CN_NAT_INGRESS);
-    int ret = bpf_map_update_elem(&cn_nat, &ik, &in_val, BPF_NOEXIST);
-    if (ret == 0) {
-      found = 1;
-      break;
-    }
-    if (ret != -17 /* EEXIST */) return CN_R_DROP_NAT_FULL;
-    if (cn_nat_stale(&ik, now)) {
-      if (bpf_map_update_elem(&cn_nat, &ik, &in_val, BPF_ANY) == 0) {
-        found = 1;
-        break;
-      }
-    }
-    __u32 r = CN_R_NAT_PORT_RETRY;
-    struct cn_counter* c = bpf_map_lookup_elem(&cn_counters, &r);
-    if (c) c->packets += 1;
-  }
+  struct cn_nat_probe pr = {};
+  cn_nat_key(&pr.ik, p->t.daddr, node_addr, p->t.dport, 0, p->t.proto, CN_NAT_INGRESS);
+  pr.in_val = in_val;
+  pr.now = now;
+  pr.min = min;
+  pr.range = range;
+  pr.start = start;
+  pr.orig = orig;
+  pr.keep = keep;
+  pr.tries = tries;
+  bpf_loop(CN_NAT_MAX_TRIES, cn_nat_probe_cb, &pr, 0);
+  if (pr.full) return CN_R_DROP_NAT_FULL;
+  int found = pr.found;
+  __u16 port = pr.port;
+  struct cn_tuple ik = pr.ik;
   if (!found) return CN_R_DROP_NAT_NO_PORT;
 
   struct cn_nat_entry eg_val = {};
