@@ -2,10 +2,14 @@
 # Times ADD+DEL of cninet-ptp + cninet-host-local against the reference ptp + host-local
 # (/usr/lib/cni) on the same configuration, in the same run, and prints the ratio.
 #
-# usage: sudo bench/plugins/compare.sh [-b BUILD_DIR] [-n ITERATIONS] [-6]
+# usage: sudo bench/plugins/compare.sh [-b BUILD_DIR] [-n ITERATIONS] [-6] [-r]
 #   -b  build directory holding plugins/cninet-ptp and plugins/cninet-host-local (default: build)
 #   -n  ADD+DEL pairs per plugin (default 40), after 3 warm-up pairs each
 #   -6  dual-stack configuration (both plugins then wait for IPv6 addresses to settle)
+#   -r  give cninet-ptp the reference host-local too (isolates the main plugin's share)
+#   -s  durable leases: cninet-host-local fsyncs each lease (its default). Without -s both
+#       configs carry "fsync": false, which the reference host-local ignores (it never fsyncs),
+#       so both IPAMs give the same durability.
 #
 # Everything runs inside two network namespaces this script creates ("node", where the plugins
 # run, and "pod"); they and the IPAM data directory are removed on exit. The two plugins are
@@ -17,12 +21,16 @@ repo="$(cd "$here/../.." && pwd)"
 build="$repo/build"
 iterations=40
 dual=0
-while getopts "b:n:6h" opt; do
+our_ipam=cninet-host-local
+fsync=false
+while getopts "b:n:6rsh" opt; do
   case "$opt" in
     b) build="$(cd "$OPTARG" && pwd)" ;;
     n) iterations="$OPTARG" ;;
     6) dual=1 ;;
-    *) sed -n '2,13p' "$0"; exit 2 ;;
+    r) our_ipam=host-local ;;
+    s) fsync=true ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
   esac
 done
 ref_dir=/usr/lib/cni
@@ -52,11 +60,11 @@ if [[ $dual -eq 1 ]]; then
   routes='[{"dst":"0.0.0.0/0"},{"dst":"::/0"}]'
 fi
 conf() {  # conf TYPE IPAM_TYPE
-  printf '{"cniVersion":"1.0.0","name":"bench","type":"%s","mtu":1400,"ipam":{"type":"%s","dataDir":"%s/ipam-%s","ranges":%s,"routes":%s}}' \
-    "$1" "$2" "$work" "$1" "$ranges" "$routes"
+  printf '{"cniVersion":"1.0.0","name":"bench","type":"%s","mtu":1400,"ipam":{"type":"%s","dataDir":"%s/ipam-%s","fsync":%s,"ranges":%s,"routes":%s}}' \
+    "$1" "$2" "$work" "$1" "$fsync" "$ranges" "$routes"
 }
 conf ptp host-local >"$work/ref.json"
-conf cninet-ptp cninet-host-local >"$work/ours.json"
+conf cninet-ptp "$our_ipam" >"$work/ours.json"
 
 # The timing loop runs inside the node namespace (one bash process), so `ip netns exec` is not
 # part of what is measured. $EPOCHREALTIME has microsecond resolution.
@@ -84,7 +92,7 @@ ip netns exec "$node" bash "$work/loop.sh" "$iterations" "$work" "$pod" "$ref_di
 leftover=$(ip -n "$node" -o link show type veth | wc -l)
 [[ "$leftover" -eq 0 ]] || { echo "error: $leftover veth left in the node namespace" >&2; exit 1; }
 
-awk -v dual="$dual" '
+awk -v dual="$dual" -v ours_ipam="$our_ipam" -v fsync="$fsync" '
   { v[$1, ++n[$1]] = $2; sum[$1] += $2 }
   function median(k,   i, j, t, a, m) {
     m = n[k]; for (i = 1; i <= m; i++) a[i] = v[k, i]
@@ -93,8 +101,8 @@ awk -v dual="$dual" '
   }
   END {
     mr = median("ref"); mo = median("ours")
-    printf "config: ptp, mtu 1400, %s, host-local IPAM; %d ADD+DEL pairs each\n", dual ? "dual-stack" : "IPv4", n["ref"]
-    printf "reference ptp + host-local   : median %7.2f ms  mean %7.2f ms\n", mr / 1000, sum["ref"] / n["ref"] / 1000
-    printf "cninet-ptp + cninet-host-local: median %7.2f ms  mean %7.2f ms\n", mo / 1000, sum["ours"] / n["ours"] / 1000
+    printf "config: ptp, mtu 1400, %s, host-local IPAM (fsync %s); %d ADD+DEL pairs each\n", dual ? "dual-stack" : "IPv4", fsync, n["ref"]
+    printf "reference ptp + host-local     : median %7.2f ms  mean %7.2f ms\n", mr / 1000, sum["ref"] / n["ref"] / 1000
+    printf "cninet-ptp + %-18s: median %7.2f ms  mean %7.2f ms\n", ours_ipam, mo / 1000, sum["ours"] / n["ours"] / 1000
     printf "ratio cninet/reference (median): %.2fx  (goal <= 0.40x)\n", mo / mr
   }' "$work/samples"
