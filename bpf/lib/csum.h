@@ -24,8 +24,15 @@ static __always_inline __u64 cn_l4_flags(__u8 proto) {
  * bpf_skb_store_bytes); the checksum helpers have already made the header writable. */
 static __always_inline int cn_store(struct __sk_buff* skb, __u32 off, const void* val, __u32 len) {
   if (off > 256) return -1;
-  void* data = (void*)(long)skb->data;
-  void* data_end = (void*)(long)skb->data_end;
+  /* Load skb->data/data_end straight from the context register: clang may otherwise keep a
+   * pointer into the context across the preceding helper calls, which the verifier refuses. */
+  void *data, *data_end;
+  asm volatile("%0 = *(u32 *)(%1 + %2)"
+               : "=r"(data)
+               : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
+  asm volatile("%0 = *(u32 *)(%1 + %2)"
+               : "=r"(data_end)
+               : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
   if (data + off + 4 > data_end) return bpf_skb_store_bytes(skb, off, val, len, 0);
   if (len == 4)
     *(__u32*)(data + off) = *(const __u32*)val;

@@ -68,9 +68,45 @@ static __always_inline __u32 cn_rev_dnat_icmp_error(struct __sk_buff* skb, struc
   return CN_R_REV_DNAT;
 }
 
+#define CN_AF_INET 2
+
+/* A reply whose source became a node address (NodePort) cannot go up the stack: the kernel would
+ * drop it as a martian (local source arriving from outside). Route it here instead: FIB lookup,
+ * TTL decrement, MAC rewrite, redirect (or redirect_neigh when the neighbour is unresolved).
+ * Returns the tc action; TC_ACT_OK when there is no route (left to the stack). */
+static __always_inline int cn_route_local_src(struct __sk_buff* skb, const struct cn_pkt* p) {
+  struct bpf_fib_lookup fib = {};
+  fib.family = CN_AF_INET;
+  fib.l4_protocol = p->t.proto;
+  fib.sport = p->t.sport;
+  fib.dport = p->t.dport;
+  fib.tot_len = (__u16)(skb->len - p->l3_off);
+  fib.ipv4_src = p->t.saddr;
+  fib.ipv4_dst = p->t.daddr;
+  fib.ifindex = skb->ifindex;
+  long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+  if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) return TC_ACT_OK;
+  __u16 old_word, new_word;
+  if (bpf_skb_load_bytes(skb, p->l3_off + 8, &old_word, 2) < 0) return TC_ACT_OK;
+  __u8* ttl = (__u8*)&old_word;
+  if (*ttl <= 1) return TC_ACT_OK; /* the stack sends time exceeded */
+  new_word = old_word;
+  ((__u8*)&new_word)[0] = *ttl - 1;
+  if (bpf_l3_csum_replace(skb, p->l3_off + CN_IP_CSUM_OFF, old_word, new_word, 2) < 0)
+    return TC_ACT_SHOT;
+  if (bpf_skb_store_bytes(skb, p->l3_off + 8, &new_word, 2, 0) < 0) return TC_ACT_SHOT;
+  if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
+  __u8 macs[12];
+  __builtin_memcpy(macs, fib.dmac, 6);
+  __builtin_memcpy(macs + 6, fib.smac, 6);
+  if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0) return TC_ACT_SHOT;
+  return bpf_redirect(fib.ifindex, 0);
+}
+
 /* Applies a conntrack hit. Returns the verdict reason (CN_R_PASS for untranslated flows). */
 static __always_inline __u32 cn_ct_apply(struct __sk_buff* skb, const struct cn_config* cfg,
-                                         struct cn_pkt* p, struct cn_ct_entry* e, __u32 now) {
+                                         struct cn_pkt* p, struct cn_ct_entry* e, __u32 now,
+                                         int* action) {
   struct cn_tuple key = p->t;
   cn_ct_update(cfg, &key, e, p, skb->len, now);
   cn_count(CN_R_CT_HIT, 0);
@@ -80,6 +116,7 @@ static __always_inline __u32 cn_ct_apply(struct __sk_buff* skb, const struct cn_
   if (!(flags & CN_CT_F_SERVICE)) return CN_R_PASS;
   if (flags & CN_CT_F_REPLY) {
     if (cn_rev_dnat(skb, p, nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
+    if (action && cn_is_node_addr(cfg, nat_addr)) *action = cn_route_local_src(skb, p);
     return CN_R_REV_DNAT;
   }
   if (cn_dnat(skb, p, nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;

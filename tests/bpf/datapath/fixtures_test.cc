@@ -6,6 +6,7 @@
 
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
+#include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/test_util.h"
@@ -13,15 +14,21 @@
 namespace cninet::datapath::testing {
 namespace {
 
+// Packets run from inside a fresh network namespace: the programs' FIB lookups (NodePort replies)
+// then see no host routes and leave those packets to the stack, as the table expects.
 class FixtureTest : public ::testing::Test {
  protected:
   void SetUp() override {
     CNINET_REQUIRE_ROOT();
+    guard_ = std::make_unique<ThreadNetnsGuard>(ns_.path());
+    ASSERT_TRUE(guard_->status().ok()) << guard_->status();
     auto dp = Datapath::Create(StandardConfig());
     ASSERT_TRUE(dp.ok()) << dp.status();
     dp_ = std::move(*dp);
     ASSERT_TRUE(ApplyStandardSetup(*dp_).ok());
   }
+  cninet::testing::ScopedNetns ns_{"dpfx"};
+  std::unique_ptr<ThreadNetnsGuard> guard_;
   std::unique_ptr<Datapath> dp_;
 };
 
@@ -85,6 +92,33 @@ TEST_F(FixtureTest, ConntrackTableShowsTheServiceFlow) {
   EXPECT_EQ(stats->entries, 2u);
   EXPECT_EQ(stats->service, 2u);
   EXPECT_THAT((*e)->ToString(), ::testing::HasSubstr("backend="));
+}
+
+// With a route and a neighbour, a NodePort reply (source restored to the node address) is routed
+// by the program itself: TTL decremented, MACs from the neighbour, redirected to the egress device
+// (the stack would drop a packet arriving with a local source address).
+TEST_F(FixtureTest, NodePortReplyIsRoutedAroundTheStack) {
+  auto r = ns_.Exec(
+      "sysctl -qw net.ipv4.ip_forward=1 && ip link add fx0 type veth peer name fx1 && "
+      "ip addr add 198.51.100.1/24 dev fx0 && ip link set fx0 up && ip link set fx1 up && "
+      "ip neigh replace 198.51.100.7 lladdr 02:00:00:00:00:77 dev fx0 nud permanent && "
+      "cat /sys/class/net/fx0/address");
+  ASSERT_TRUE(r.ok()) << r.err;
+  std::string fx0_mac = r.out.substr(0, 17);
+  std::vector<PacketFixture> fixtures = StandardFixtures();
+  ASSERT_TRUE(RunFixturesThrough(*dp_, fixtures, "nodeport_local").ok());
+  Bytes reply =
+      PacketBuilder().Ipv4(topo::kB1, topo::kExternal).Tcp(8080, 50000, kSyn | kAck).Build();
+  auto out = dp_->TestRun(Hook::kFromPod, reply);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->retval, kTcRedirect);
+  Bytes want = PacketBuilder()
+                   .Eth(fx0_mac, "02:00:00:00:00:77")
+                   .Ipv4(topo::kNode, topo::kExternal)
+                   .Ttl(63)
+                   .Tcp(topo::kNodePortLocal, 50000, kSyn | kAck)
+                   .Build();
+  EXPECT_EQ(out->packet, want) << HexDiff(out->packet, want);
 }
 
 TEST_F(FixtureTest, TcpRstMovesBothDirectionsToClosing) {

@@ -330,5 +330,41 @@ TEST_F(DatapathE2eTest, PodEgressIsMasqueradedToTheNodeAddressAndRepliesReturn) 
   EXPECT_THAT(Dp("counters").out, ::testing::AllOf(HasSubstr("snat"), HasSubstr("rev_snat")));
 }
 
+TEST_F(DatapathE2eTest, NodePortAndExternalIpFromOutsideReachLocalBackends) {
+  LineServer s1(b1_.path(), kB1, 8080, "B1"), s2(b2_.path(), kB2, 8080, "B2");
+  // Local endpoints: no SNAT, so the backend sees the real client address.
+  Dp("endpoint add 10.244.1.21 1");
+  Dp("endpoint add 10.244.1.22 1");
+  Dp("service upsert --id 2 --frontend nodeport:30080/tcp --backend 10.244.1.21:8080");
+  Dp("service upsert --id 3 --frontend externalip:203.0.113.10:80/tcp --backend 10.244.1.22:8080");
+  Must(outside_.Exec("ip route add 203.0.113.10/32 via 192.168.77.1"));
+
+  auto np = Connect(outside_.path(), kNodeIp, 30080);
+  ASSERT_TRUE(np.ok()) << np.status();
+  auto r1 = Ask(*np, "nodeport");
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_THAT(*r1,
+              HasSubstr(std::string("B1 ") + kOutsideIp + ":" + std::to_string(LocalPort(*np))));
+
+  auto ext = Connect(outside_.path(), "203.0.113.10", 80);
+  ASSERT_TRUE(ext.ok()) << ext.status();
+  auto r2 = Ask(*ext, "externalip");
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_THAT(*r2, HasSubstr(std::string("B2 ") + kOutsideIp + ":"));
+
+  // A ClusterIP is not reachable from outside.
+  Must(outside_.Exec("ip route add 10.96.0.10/32 via 192.168.77.1"));
+  auto cip = RunInNetns(outside_.path(), [] {
+    Sock s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    timeval tv{1, 0};
+    setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    sockaddr_in a = Addr(kVip, 80);
+    return connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0
+               ? absl::OkStatus()
+               : absl::UnavailableError(strerror(errno));
+  });
+  EXPECT_FALSE(cip.ok()) << "ClusterIP answered from outside";
+}
+
 }  // namespace
 }  // namespace cninet::datapath::testing
