@@ -188,6 +188,7 @@ absl::StatusOr<std::string> TcpRequest(const std::string& netns_path, const std:
   });
   std::string got;
   if (st.ok()) {
+    shutdown(fd, SHUT_WR);  // A busybox `nc -l` server answers, then waits for our EOF.
     char buf[256];
     for (ssize_t n; (n = read(fd, buf, sizeof(buf))) > 0;) got.append(buf, static_cast<size_t>(n));
   }
