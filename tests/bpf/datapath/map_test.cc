@@ -101,7 +101,9 @@ TEST_F(MapTest, ConntrackAndNatDeleteIfAndFlush) {
   auto n = dp_->conntrack().DeleteIf([](const ConntrackEntry& e) { return e.reply; });
   ASSERT_TRUE(n.ok());
   EXPECT_EQ(*n, 10u);
-  for (const auto& e : *dp_->conntrack().Dump()) EXPECT_FALSE(e.reply);
+  auto left = dp_->conntrack().Dump();
+  ASSERT_TRUE(left.ok());
+  for (const auto& e : *left) EXPECT_FALSE(e.reply);
   EXPECT_EQ(*dp_->conntrack().Flush(), 10u);
   EXPECT_EQ(dp_->conntrack().Dump()->size(), 0u);
   auto stats = dp_->nat().Stats();
