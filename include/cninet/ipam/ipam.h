@@ -1,5 +1,6 @@
-// Umbrella header of the ipam component: ranges, configuration, stores, allocator, the
-// host-local operations and the per-node SubnetPool.
+/// @file
+/// Umbrella header of the ipam component: ranges, configuration, stores, allocator, the
+/// host-local operations and the per-node SubnetPool.
 #ifndef CNINET_IPAM_IPAM_H_
 #define CNINET_IPAM_IPAM_H_
 
