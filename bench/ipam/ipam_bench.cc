@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +20,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "benchmark/benchmark.h"
 #include "cninet/cni/strings.h"
@@ -35,8 +37,16 @@ using cninet::ipam::RangeSet;
 using cninet::ipam::Store;
 using Clock = std::chrono::steady_clock;
 
+// Scratch directories alive now, removed by Die() too (exit() runs no destructors).
+std::vector<std::string>& LiveScratchDirs() {
+  static auto* dirs = new std::vector<std::string>();
+  return *dirs;
+}
+
 [[noreturn]] void Die(const std::string& what) {
   std::fprintf(stderr, "ipam_bench: %s\n", what.c_str());
+  std::error_code ec;
+  for (const std::string& d : LiveScratchDirs()) std::filesystem::remove_all(d, ec);
   std::exit(1);
 }
 
@@ -53,10 +63,13 @@ class ScratchDir {
     std::string tmpl = (std::filesystem::temp_directory_path() / "cninet-ipam-bench-XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) Die("mkdtemp failed");
     path_ = tmpl;
+    LiveScratchDirs().push_back(path_);
   }
   ~ScratchDir() {
     std::error_code ec;
     std::filesystem::remove_all(path_, ec);
+    auto& dirs = LiveScratchDirs();
+    dirs.erase(std::remove(dirs.begin(), dirs.end(), path_), dirs.end());
   }
   const std::string& path() const { return path_; }
 
