@@ -1,16 +1,18 @@
-/* Shared ABI between the BPF programs in bpf/ and the C++ library: map keys, values, the
- * configuration record and the counter reasons. Plain C, fixed layout, sizes static-asserted;
- * every multi-byte address/port field is in network byte order unless its name ends in _h. */
+/// @file
+/// Shared ABI between the BPF programs in bpf/ and the C++ library: map keys, values, the
+/// configuration record and the counter reasons. Plain C, fixed layout, sizes static-asserted;
+/// every multi-byte address/port field is in network byte order unless its name ends in _h.
 #ifndef CNINET_DATAPATH_ABI_H_
 #define CNINET_DATAPATH_ABI_H_
 
 #ifdef __cplusplus
 #include <cstdint>
+/// Compile-time layout check (static_assert in C++, _Static_assert in C).
 #define CN_STATIC_ASSERT static_assert
-typedef uint8_t cn_u8;
-typedef uint16_t cn_u16;
-typedef uint32_t cn_u32;
-typedef uint64_t cn_u64;
+typedef uint8_t cn_u8;    ///< Fixed-width integers shared by C, C++ and BPF C.
+typedef uint16_t cn_u16;  ///< 16-bit unsigned.
+typedef uint32_t cn_u32;  ///< 32-bit unsigned.
+typedef uint64_t cn_u64;  ///< 64-bit unsigned.
 #else
 #ifdef __BPF__
 #include <linux/types.h>
@@ -28,199 +30,204 @@ typedef uint64_t cn_u64;
 #define CN_STATIC_ASSERT _Static_assert
 #endif
 
-/* Map names, as pinned under <bpffs>/cninet/<instance>/. */
-#define CN_MAP_CONFIG "cn_config"
-#define CN_MAP_CT "cn_ct"
-#define CN_MAP_NAT "cn_nat"
-#define CN_MAP_SERVICES "cn_services"
-#define CN_MAP_BACKENDS "cn_backends"
-#define CN_MAP_LB_TABLES "cn_lb_tables"
-#define CN_MAP_AFFINITY "cn_affinity"
-#define CN_MAP_ENDPOINTS "cn_endpoints"
-#define CN_MAP_COUNTERS "cn_counters"
+// Map names, as pinned under <bpffs>/cninet/<instance>/.
+#define CN_MAP_CONFIG "cn_config"        ///< Configuration array (one cn_config).
+#define CN_MAP_CT "cn_ct"                ///< Conntrack.
+#define CN_MAP_NAT "cn_nat"              ///< SNAT mappings, both directions.
+#define CN_MAP_SERVICES "cn_services"    ///< Frontends -> services.
+#define CN_MAP_BACKENDS "cn_backends"    ///< Backend id -> backend.
+#define CN_MAP_LB_TABLES "cn_lb_tables"  ///< Service id -> LB table (array of maps).
+#define CN_MAP_AFFINITY "cn_affinity"    ///< sessionAffinity ClientIP.
+#define CN_MAP_ENDPOINTS "cn_endpoints"  ///< Local pods.
+#define CN_MAP_COUNTERS "cn_counters"    ///< Per-CPU counters.
 
+/// Most node addresses the datapath knows.
 #define CN_MAX_NODE_ADDRS 4
-/* Upper bound of a load-balancing table (Maglev M or number of backends for random selection). */
+/// Upper bound of a load-balancing table (Maglev M or number of backends for random selection).
 #define CN_LB_TABLE_MAX 65521
 
-/* Datapath configuration, element 0 of the cn_config array. */
+/// Datapath configuration, element 0 of the cn_config array.
 struct cn_config {
-  cn_u32 node_addrs[CN_MAX_NODE_ADDRS]; /* node IPv4 addresses (network order); 0 = unused */
-  cn_u32 cluster_net;                   /* cluster CIDR network (network order) */
-  cn_u32 cluster_mask;                  /* cluster CIDR mask (network order) */
-  cn_u16 nat_port_min_h;                /* SNAT port range, host order, inclusive */
-  cn_u16 nat_port_max_h;
-  cn_u16 nat_retries;       /* linear probing budget after the random start */
-  cn_u16 flags;             /* CN_CFG_F_* */
-  cn_u32 tcp_syn_timeout_s; /* conntrack lifetimes in seconds */
-  cn_u32 tcp_established_timeout_s;
-  cn_u32 tcp_closing_timeout_s;
-  cn_u32 udp_timeout_s;
-  cn_u32 other_timeout_s; /* ICMP and anything else tracked */
-  cn_u32 pad0;
+  cn_u32 node_addrs[CN_MAX_NODE_ADDRS];  ///< Node IPv4 addresses (network order); 0 = unused.
+  cn_u32 cluster_net;                    ///< Cluster CIDR network (network order).
+  cn_u32 cluster_mask;                   ///< Cluster CIDR mask (network order).
+  cn_u16 nat_port_min_h;                 ///< First SNAT port (host order).
+  cn_u16 nat_port_max_h;                 ///< Last SNAT port (host order, inclusive).
+  cn_u16 nat_retries;                    ///< Linear-probing budget after the random start.
+  cn_u16 flags;                          ///< CN_CFG_F_* bits.
+  cn_u32 tcp_syn_timeout_s;              ///< TCP lifetime until a non-SYN packet is seen (s).
+  cn_u32 tcp_established_timeout_s;      ///< Established TCP lifetime (s).
+  cn_u32 tcp_closing_timeout_s;          ///< TCP lifetime after FIN/RST (s).
+  cn_u32 udp_timeout_s;                  ///< UDP lifetime (s).
+  cn_u32 other_timeout_s;                ///< ICMP and other protocols lifetime (s).
+  cn_u32 pad0;                           ///< Zero.
 };
-CN_STATIC_ASSERT(sizeof(struct cn_config) == 56, "cn_config layout");
 
-/* cn_config.flags */
-#define CN_CFG_F_MASQUERADE 0x1 /* SNAT pod traffic leaving the cluster CIDR on the uplink */
+/// cn_config.flags: SNAT pod traffic leaving the cluster CIDR on the uplink.
+#define CN_CFG_F_MASQUERADE 0x1
 
-/* Directions/kinds of a conntrack entry (cn_ct_entry.flags). */
-#define CN_CT_F_REPLY 0x01        /* entry matches the reply direction of the flow */
-#define CN_CT_F_SERVICE 0x02      /* flow was DNATed to a service backend */
-#define CN_CT_F_NODEPORT 0x04     /* flow entered from the uplink to a NodePort/ExternalIP */
-#define CN_CT_F_SNAT 0x08         /* flow is also source-NATed (remote NodePort backend) */
-#define CN_CT_F_INBOUND 0x10      /* plain flow that entered from the uplink */
-#define CN_CT_F_SEEN_NON_SYN 0x20 /* a non-SYN packet was seen in this direction */
-#define CN_CT_F_CLOSING 0x40      /* FIN or RST seen (either direction) */
+// Kinds of a conntrack entry (cn_ct_entry.flags).
+#define CN_CT_F_REPLY 0x01         ///< Entry matches the reply direction of the flow.
+#define CN_CT_F_SERVICE 0x02       ///< Flow was DNATed to a service backend.
+#define CN_CT_F_NODEPORT 0x04      ///< Flow entered from the uplink to a NodePort/ExternalIP.
+#define CN_CT_F_SNAT 0x08          ///< Flow is also source-NATed (remote NodePort backend).
+#define CN_CT_F_INBOUND 0x10       ///< Plain flow that entered from the uplink.
+#define CN_CT_F_SEEN_NON_SYN 0x20  ///< A non-SYN packet was seen in this direction.
+#define CN_CT_F_CLOSING 0x40       ///< FIN or RST seen (either direction).
 
-/* 5-tuple key of conntrack and NAT entries. For ICMP echo: request sport=id dport=0,
- * reply sport=0 dport=id. */
+/// 5-tuple key of conntrack and NAT entries. For ICMP echo: request sport=id dport=0,
+/// reply sport=0 dport=id.
 struct cn_tuple {
-  cn_u32 saddr;
-  cn_u32 daddr;
-  cn_u16 sport;
-  cn_u16 dport;
-  cn_u8 proto;
-  cn_u8 pad[3];
+  cn_u32 saddr;  ///< Source address.
+  cn_u32 daddr;  ///< Destination address.
+  cn_u16 sport;  ///< Source port (ICMP echo request: id).
+  cn_u16 dport;  ///< Destination port (ICMP echo reply: id).
+  cn_u8 proto;   ///< IP protocol.
+  cn_u8 pad[3];  ///< Zero; NAT keys keep their direction in pad[0].
 };
-CN_STATIC_ASSERT(sizeof(struct cn_tuple) == 16, "cn_tuple layout");
 
-/* Conntrack entry. For a service flow the forward entry (client -> VIP) carries the backend in
- * nat_addr/nat_port; the reply entry (backend -> client) carries the VIP to restore. */
+/// Conntrack entry. For a service flow the forward entry (client -> VIP) carries the backend in
+/// nat_addr/nat_port; the reply entry (backend -> client) carries the VIP to restore.
 struct cn_ct_entry {
-  cn_u64 packets;
-  cn_u64 bytes;
-  cn_u32 expires_s;  /* CLOCK_MONOTONIC seconds after which the entry is stale */
-  cn_u32 created_s;  /* CLOCK_MONOTONIC seconds at creation */
-  cn_u32 nat_addr;   /* forward: backend address; reply: VIP/node address to restore */
-  cn_u16 nat_port;   /* forward: backend port; reply: VIP/nodePort to restore */
-  cn_u16 flags;      /* CN_CT_F_* */
-  cn_u32 svc_id;     /* service slot, 0 when none */
-  cn_u32 backend_id; /* backend id, 0 when none */
-  cn_u8 tcp_flags;   /* OR of TCP flags seen in this direction */
-  cn_u8 pad[7];
+  cn_u64 packets;     ///< Packets seen in this direction.
+  cn_u64 bytes;       ///< Bytes seen in this direction.
+  cn_u32 expires_s;   ///< CLOCK_MONOTONIC second after which the entry is stale.
+  cn_u32 created_s;   ///< CLOCK_MONOTONIC second of creation.
+  cn_u32 nat_addr;    ///< Forward: backend address; reply: address restored as source.
+  cn_u16 nat_port;    ///< Forward: backend port; reply: port restored as source.
+  cn_u16 flags;       ///< CN_CT_F_* bits.
+  cn_u32 svc_id;      ///< Service id, 0 when none.
+  cn_u32 backend_id;  ///< Backend id, 0 when none.
+  cn_u8 tcp_flags;    ///< OR of the TCP flags seen in this direction.
+  cn_u8 pad[7];       ///< Zero.
 };
-CN_STATIC_ASSERT(sizeof(struct cn_ct_entry) == 48, "cn_ct_entry layout");
 
-/* Direction of a NAT mapping key. */
-#define CN_NAT_EGRESS 1  /* key: original (inside) tuple; value: new source */
-#define CN_NAT_INGRESS 2 /* key: reply tuple to the translated address; value: original source */
+/// Direction of a NAT mapping key.
+#define CN_NAT_EGRESS 1   ///< NAT key direction: the inside flow; value: the new source.
+#define CN_NAT_INGRESS 2  ///< NAT key direction: replies to the translated address.
 
-/* NAT key: a tuple whose pad[0] holds the direction. */
+/// NAT key: a tuple whose pad[0] holds the direction.
 struct cn_nat_entry {
-  cn_u32 to_addr; /* address to write (egress: node address, ingress: original source) */
-  cn_u16 to_port; /* port (or ICMP id) to write */
-  cn_u8 tcp_closing;
-  cn_u8 pad;
-  cn_u32 expires_s; /* CLOCK_MONOTONIC seconds */
-  cn_u32 created_s;
+  cn_u32 to_addr;     ///< Address to write (egress: node address; ingress: original source).
+  cn_u16 to_port;     ///< Port or ICMP id to write.
+  cn_u8 tcp_closing;  ///< 1 once FIN/RST was seen.
+  cn_u8 pad;          ///< Zero.
+  cn_u32 expires_s;   ///< CLOCK_MONOTONIC second after which the mapping is stale.
+  cn_u32 created_s;   ///< CLOCK_MONOTONIC second of creation.
 };
-CN_STATIC_ASSERT(sizeof(struct cn_nat_entry) == 16, "cn_nat_entry layout");
 
-/* Service frontend key: VIP (ClusterIP, ExternalIP or node address for NodePort), port, protocol.
- */
+/// Service frontend key: VIP (ClusterIP, ExternalIP or node address for NodePort), port, protocol.
+///
 struct cn_svc_key {
-  cn_u32 addr;
-  cn_u16 port;
-  cn_u8 proto;
-  cn_u8 pad;
+  cn_u32 addr;  ///< ClusterIP, ExternalIP or node address.
+  cn_u16 port;  ///< Frontend port (0 for ICMP).
+  cn_u8 proto;  ///< IP protocol.
+  cn_u8 pad;    ///< Zero.
 };
-CN_STATIC_ASSERT(sizeof(struct cn_svc_key) == 8, "cn_svc_key layout");
 
-/* cn_svc_entry.flags */
-#define CN_SVC_F_EXTERNAL 0x1 /* reachable from the uplink (NodePort, ExternalIP) */
-#define CN_SVC_F_NODEPORT 0x2 /* frontend is a node address + nodePort */
-#define CN_SVC_F_MAGLEV 0x4   /* table is a Maglev table (else random pick over backends) */
+/// cn_svc_entry.flags
+#define CN_SVC_F_EXTERNAL 0x1  ///< Reachable from the uplink (NodePort, ExternalIP).
+#define CN_SVC_F_NODEPORT 0x2  ///< Frontend is a node address + nodePort.
+#define CN_SVC_F_MAGLEV 0x4    ///< Maglev table (else a random pick over the backends).
 
-/* Service frontend value: its slot in cn_lb_tables and behaviour flags. */
+/// Service frontend value: its slot in cn_lb_tables and behaviour flags.
 struct cn_svc_entry {
-  cn_u32 svc_id;             /* slot index in cn_lb_tables; never 0 */
-  cn_u32 affinity_timeout_s; /* sessionAffinity ClientIP timeout; 0 = off */
-  cn_u16 flags;              /* CN_SVC_F_* */
-  cn_u16 pad;
-  cn_u32 pad2;
+  cn_u32 svc_id;              ///< Service id: slot in cn_lb_tables; never 0.
+  cn_u32 affinity_timeout_s;  ///< sessionAffinity ClientIP timeout; 0 = off.
+  cn_u16 flags;               ///< CN_SVC_F_* bits.
+  cn_u16 pad;                 ///< Zero.
+  cn_u32 pad2;                ///< Zero.
 };
-CN_STATIC_ASSERT(sizeof(struct cn_svc_entry) == 16, "cn_svc_entry layout");
 
-/* The inner map of cn_lb_tables (an array of u32): element 0 holds the table size n (0 = no
- * backends: reject), elements 1..n backend ids. A new table is a new inner map swapped in with one
- * update of the outer array, so readers see either the old or the new table, never a mix. */
+// The inner map of cn_lb_tables (an array of u32): element 0 holds the table size n (0 = no
+// backends: reject), elements 1..n backend ids. A new table is a new inner map swapped in with one
+// update of the outer array, so readers see either the old or the new table, never a mix.
 
-/* Backend (key: u32 backend id, never 0). */
+/// Backend (key: u32 backend id, never 0).
 struct cn_backend {
-  cn_u32 addr;
-  cn_u16 port; /* 0 keeps the frontend port */
-  cn_u8 flags;
-  cn_u8 pad;
+  cn_u32 addr;  ///< Backend address.
+  cn_u16 port;  ///< Backend port; 0 keeps the frontend port.
+  cn_u8 flags;  ///< Reserved (0).
+  cn_u8 pad;    ///< Zero.
 };
-CN_STATIC_ASSERT(sizeof(struct cn_backend) == 8, "cn_backend layout");
 
-/* sessionAffinity ClientIP: (client, service) -> backend. */
+/// sessionAffinity ClientIP: (client, service) -> backend.
 struct cn_affinity_key {
-  cn_u32 client_addr;
-  cn_u32 svc_id;
+  cn_u32 client_addr;  ///< Client address.
+  cn_u32 svc_id;       ///< Service id.
 };
-CN_STATIC_ASSERT(sizeof(struct cn_affinity_key) == 8, "cn_affinity_key layout");
 
-/* Value of cn_affinity. */
+/// Value of cn_affinity.
 struct cn_affinity_entry {
-  cn_u32 backend_id;
-  cn_u32 last_used_s; /* CLOCK_MONOTONIC seconds */
+  cn_u32 backend_id;   ///< Backend the client sticks to.
+  cn_u32 last_used_s;  ///< CLOCK_MONOTONIC second of the last new flow.
 };
-CN_STATIC_ASSERT(sizeof(struct cn_affinity_entry) == 8, "cn_affinity_entry layout");
 
-/* Local endpoint (key: pod IPv4 address, network order). */
+/// Local endpoint (key: pod IPv4 address, network order).
 struct cn_endpoint {
-  cn_u32 ifindex; /* host-side veth */
-  cn_u8 mac[6];   /* pod MAC */
-  cn_u16 flags;
+  cn_u32 ifindex;  ///< Host-side veth ifindex.
+  cn_u8 mac[6];    ///< Pod MAC.
+  cn_u16 flags;    ///< Reserved (0).
 };
-CN_STATIC_ASSERT(sizeof(struct cn_endpoint) == 12, "cn_endpoint layout");
 
-/* Per-CPU counter value, one per reason. */
+/// Per-CPU counter value, one per reason.
 struct cn_counter {
-  cn_u64 packets;
-  cn_u64 bytes;
+  cn_u64 packets;  ///< Packets counted.
+  cn_u64 bytes;    ///< Bytes counted.
 };
-CN_STATIC_ASSERT(sizeof(struct cn_counter) == 16, "cn_counter layout");
 
-/* Counter indexes. Every packet is counted under exactly one verdict reason (< CN_R_EVENTS);
- * events at or above CN_R_EVENTS are counted in addition. */
+/// Counter indexes. Every packet is counted under exactly one verdict reason (< CN_R_EVENTS);
+/// events at or above CN_R_EVENTS are counted in addition.
 enum cn_reason {
-  CN_R_PASS = 0,          /* passed untouched */
-  CN_R_PASS_NON_IP,       /* neither IPv4 nor IPv6 */
-  CN_R_PASS_IPV6,         /* IPv6, parsed and passed untouched */
-  CN_R_PASS_FRAGMENT,     /* IPv4 fragment, passed untranslated */
-  CN_R_DNAT,              /* translated to a service backend */
-  CN_R_REV_DNAT,          /* reply translated back to the service address */
-  CN_R_SNAT,              /* source-NATed (masquerade or remote NodePort) */
-  CN_R_REV_SNAT,          /* reply translated back to the original source */
-  CN_R_REJECT,            /* service without backends: ICMP unreachable sent back */
-  CN_R_DROP_MALFORMED,    /* truncated or invalid headers */
-  CN_R_DROP_NO_BACKEND,   /* no backend and no reject possible */
-  CN_R_DROP_CT_FULL,      /* conntrack entry could not be created */
-  CN_R_DROP_NAT_NO_PORT,  /* no free SNAT port within the retry budget */
-  CN_R_DROP_NAT_FULL,     /* NAT map full */
-  CN_R_DROP_BACKEND_GONE, /* selected backend id not in the backends map */
-  CN_R_DROP_CSUM,         /* checksum/packet rewrite helper failed */
-  CN_R_DROP_NO_CONFIG,    /* config map empty */
-  CN_R_EVENTS = 32,
-  CN_R_CT_NEW = CN_R_EVENTS, /* conntrack pair created */
-  CN_R_CT_HIT,               /* conntrack hit */
-  CN_R_NAT_NEW,              /* SNAT mapping created */
-  CN_R_NAT_PORT_RETRY,       /* SNAT port candidate taken, probed further */
-  CN_R_AFFINITY_HIT,         /* backend chosen by sessionAffinity */
-  CN_R_ICMP_ERROR_XLATED,    /* ICMP error rewritten for its flow */
-  CN_R_MAX = 48
+  CN_R_PASS = 0,              ///< Passed untouched.
+  CN_R_PASS_NON_IP,           ///< Neither IPv4 nor IPv6.
+  CN_R_PASS_IPV6,             ///< IPv6, parsed and passed untouched.
+  CN_R_PASS_FRAGMENT,         ///< IPv4 fragment, passed untranslated.
+  CN_R_DNAT,                  ///< Translated to a service backend.
+  CN_R_REV_DNAT,              ///< Reply translated back to the service address.
+  CN_R_SNAT,                  ///< Source-NATed (masquerade or remote NodePort).
+  CN_R_REV_SNAT,              ///< Reply translated back to the original source.
+  CN_R_REJECT,                ///< Service without backends: ICMP unreachable sent back.
+  CN_R_DROP_MALFORMED,        ///< Truncated or invalid headers.
+  CN_R_DROP_NO_BACKEND,       ///< No backend and no reject possible.
+  CN_R_DROP_CT_FULL,          ///< Conntrack entry could not be created.
+  CN_R_DROP_NAT_NO_PORT,      ///< No free SNAT port within the retry budget.
+  CN_R_DROP_NAT_FULL,         ///< NAT map full.
+  CN_R_DROP_BACKEND_GONE,     ///< Selected backend id not in the backends map.
+  CN_R_DROP_CSUM,             ///< Checksum/packet rewrite helper failed.
+  CN_R_DROP_NO_CONFIG,        ///< Config map empty.
+  CN_R_EVENTS = 32,           ///< First event index.
+  CN_R_CT_NEW = CN_R_EVENTS,  ///< Conntrack pair created.
+  CN_R_CT_HIT,                ///< Conntrack hit.
+  CN_R_NAT_NEW,               ///< SNAT mapping created.
+  CN_R_NAT_PORT_RETRY,        ///< SNAT port candidate taken, probed further.
+  CN_R_AFFINITY_HIT,          ///< Backend chosen by sessionAffinity.
+  CN_R_ICMP_ERROR_XLATED,     ///< ICMP error rewritten for its flow.
+  CN_R_MAX = 48               ///< Size of the counters map.
 };
 
-/* Flow hash used for Maglev selection; the C++ side uses the same function so tests can predict
- * the backend of a flow. Fields are taken exactly as stored in cn_tuple (network order). */
+// Layout checks: the BPF programs and the C++ library must agree byte for byte.
+/// @cond CN_LAYOUT_CHECKS
+CN_STATIC_ASSERT(sizeof(struct cn_config) == 56, "cn_config layout");
+CN_STATIC_ASSERT(sizeof(struct cn_tuple) == 16, "cn_tuple layout");
+CN_STATIC_ASSERT(sizeof(struct cn_ct_entry) == 48, "cn_ct_entry layout");
+CN_STATIC_ASSERT(sizeof(struct cn_nat_entry) == 16, "cn_nat_entry layout");
+CN_STATIC_ASSERT(sizeof(struct cn_svc_key) == 8, "cn_svc_key layout");
+CN_STATIC_ASSERT(sizeof(struct cn_svc_entry) == 16, "cn_svc_entry layout");
+CN_STATIC_ASSERT(sizeof(struct cn_backend) == 8, "cn_backend layout");
+CN_STATIC_ASSERT(sizeof(struct cn_affinity_key) == 8, "cn_affinity_key layout");
+CN_STATIC_ASSERT(sizeof(struct cn_affinity_entry) == 8, "cn_affinity_entry layout");
+CN_STATIC_ASSERT(sizeof(struct cn_endpoint) == 12, "cn_endpoint layout");
+CN_STATIC_ASSERT(sizeof(struct cn_counter) == 16, "cn_counter layout");
+/// @endcond
+
 #if defined(__BPF__)
 #define CN_INLINE static inline __attribute__((always_inline))
 #else
+/// Inline function qualifier (always_inline for BPF).
 #define CN_INLINE static inline
 #endif
+/// 32-bit finalizer (murmur3 fmix32) used by cn_flow_hash().
 CN_INLINE cn_u32 cn_mix32(cn_u32 h) {
   h ^= h >> 16;
   h *= 0x85ebca6bU;
@@ -229,6 +236,8 @@ CN_INLINE cn_u32 cn_mix32(cn_u32 h) {
   h ^= h >> 16;
   return h;
 }
+/// Flow hash used for Maglev selection; the C++ side uses the same function so tests can predict
+/// the backend of a flow. Fields are taken exactly as stored in cn_tuple (network order).
 CN_INLINE cn_u32 cn_flow_hash(cn_u32 saddr, cn_u32 daddr, cn_u16 sport, cn_u16 dport, cn_u8 proto) {
   cn_u32 h = cn_mix32(saddr ^ 0x9e3779b9U);
   h = cn_mix32(h ^ daddr);

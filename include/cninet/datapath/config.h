@@ -1,5 +1,6 @@
-// Datapath configuration: where maps are pinned, the cluster/node addressing, map sizes, timeouts
-// and the SNAT port range. A plain struct with documented defaults, checked by Validate().
+/// @file
+/// Datapath configuration: where maps are pinned, the cluster/node addressing, map sizes, timeouts
+/// and the SNAT port range. A plain struct with documented defaults, checked by Validate().
 #ifndef CNINET_DATAPATH_CONFIG_H_
 #define CNINET_DATAPATH_CONFIG_H_
 
@@ -13,53 +14,54 @@
 
 namespace cninet::datapath {
 
-// Kind of the conntrack map. kLruHash (default) evicts the least recently used entries when full;
-// kHash never evicts: a new flow that finds it full is dropped and counted (CN_R_DROP_CT_FULL).
+/// Kind of the conntrack map. kLruHash (default) evicts the least recently used entries when full;
+/// kHash never evicts: a new flow that finds it full is dropped and counted (CN_R_DROP_CT_FULL).
 enum class ConntrackMapType { kLruHash, kHash };
 
-// Conntrack and NAT lifetimes (Cilium's defaults).
+/// Conntrack and NAT lifetimes (Cilium's defaults).
 struct Timeouts {
-  std::chrono::seconds tcp_syn{60};             // until the first non-SYN packet
-  std::chrono::seconds tcp_established{21600};  // 6 h
-  std::chrono::seconds tcp_closing{10};         // after FIN or RST
-  std::chrono::seconds udp{60};
-  std::chrono::seconds other{60};  // ICMP and anything else
+  std::chrono::seconds tcp_syn{60};             ///< until the first non-SYN packet
+  std::chrono::seconds tcp_established{21600};  ///< 6 h
+  std::chrono::seconds tcp_closing{10};         ///< after FIN or RST
+  std::chrono::seconds udp{60};                 ///< UDP flows.
+  std::chrono::seconds other{60};               ///< ICMP and anything else
 };
 
-// Maximum entries of each map. Pinned maps are reused only when their sizes match.
+/// Maximum entries of each map. Pinned maps are reused only when their sizes match.
 struct MapSizes {
-  uint32_t conntrack = 262144;
-  uint32_t nat = 131072;
-  uint32_t services = 65536;       // frontends (VIP:port:proto keys)
-  uint32_t service_slots = 65536;  // service ids 1..service_slots-1 (Maglev/random tables)
-  uint32_t backends = 262144;
-  uint32_t affinity = 65536;
-  uint32_t endpoints = 4096;
+  uint32_t conntrack = 262144;     ///< Conntrack entries (two per flow).
+  uint32_t nat = 131072;           ///< NAT entries (two per mapping).
+  uint32_t services = 65536;       ///< frontends (VIP:port:proto keys)
+  uint32_t service_slots = 65536;  ///< service ids 1..service_slots-1 (Maglev/random tables)
+  uint32_t backends = 262144;      ///< Backends of all services.
+  uint32_t affinity = 65536;       ///< sessionAffinity entries.
+  uint32_t endpoints = 4096;       ///< Local pods.
 };
 
-// Everything Datapath::Create needs.
+/// Everything Datapath::Create needs.
 struct DatapathConfig {
-  // Maps are pinned under <bpffs_root>/cninet/<instance>/ (when pin_maps) and reused on restart.
+  /// Maps are pinned under `<bpffs_root>/cninet/<instance>`/ (when pin_maps) and reused on restart.
   std::string bpffs_root = "/sys/fs/bpf";
-  std::string instance = "default";
-  // false: private maps that vanish with the process (tests, benchmarks); no bpffs needed.
+  std::string instance = "default";  ///< Instance name (pin directory).
+  /// false: private maps that vanish with the process (tests, benchmarks); no bpffs needed.
   bool pin_maps = true;
-  // Pods' addresses; traffic from it leaving it is masqueraded when `masquerade`.
+  /// Pods' addresses; traffic from it leaving it is masqueraded when `masquerade`.
   cni::IPPrefix cluster_cidr;
-  // Node IPv4 addresses (1..4): NodePort frontends; the first is the SNAT address.
+  /// Node IPv4 addresses (1..4): NodePort frontends; the first is the SNAT address.
   std::vector<cni::IPAddress> node_addresses;
-  bool masquerade = true;
-  // SNAT port range (inclusive) and the linear-probing budget after a random start.
+  bool masquerade = true;  ///< SNAT pod egress leaving the cluster CIDR.
+  /// SNAT port range (inclusive) and the linear-probing budget after a random start.
   uint16_t nat_port_min = 32768;
-  uint16_t nat_port_max = 65535;
-  uint16_t nat_retries = 32;
-  Timeouts timeouts;
-  MapSizes map_sizes;
-  ConntrackMapType conntrack_map_type = ConntrackMapType::kLruHash;
+  uint16_t nat_port_max = 65535;  ///< Last SNAT port (inclusive).
+  uint16_t nat_retries = 32;      ///< Probing budget after the random start (0..63).
+  Timeouts timeouts;              ///< Conntrack/NAT lifetimes.
+  MapSizes map_sizes;             ///< Map capacities.
+  ConntrackMapType conntrack_map_type =
+      ConntrackMapType::kLruHash;  ///< LRU (evicts) or hash (drops new flows when full).
 
-  // InvalidArgument (with the offending field) when something is out of range.
+  /// InvalidArgument (with the offending field) when something is out of range.
   absl::Status Validate() const;
-  // <bpffs_root>/cninet/<instance>.
+  /// `<bpffs_root>/cninet/<instance>`.
   std::string PinDir() const;
 };
 

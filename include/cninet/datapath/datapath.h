@@ -1,9 +1,10 @@
-// The datapath: loads the embedded BPF programs, creates or reuses the pinned maps, attaches the
-// programs to interfaces (RAII) and gives access to the tables.
-//
-// Network namespaces: Attach() resolves the interface and talks to tc in the *calling thread's*
-// network namespace; an Attachment remembers that namespace and detaches there, whatever thread
-// destroys it. Maps are not tied to a namespace.
+/// @file
+/// The datapath: loads the embedded BPF programs, creates or reuses the pinned maps, attaches the
+/// programs to interfaces (RAII) and gives access to the tables.
+///
+/// Network namespaces: Attach() resolves the interface and talks to tc in the *calling thread's*
+/// network namespace; an Attachment remembers that namespace and detaches there, whatever thread
+/// destroys it. Maps are not tied to a namespace.
 #ifndef CNINET_DATAPATH_DATAPATH_H_
 #define CNINET_DATAPATH_DATAPATH_H_
 
@@ -28,36 +29,42 @@ namespace cninet::datapath {
 class DatapathMaps;
 struct DatapathPrograms;
 
-// Where a program runs.
+/// Where a program runs.
 enum class Hook {
-  kFromPod,    // tc ingress, host side of a pod veth
-  kFromWorld,  // tc ingress, node uplink
-  kToWorld,    // tc egress, node uplink
-  kNoop,       // empty program returning TC_ACT_OK (benchmark floor); attachable for tests
+  kFromPod,    ///< tc ingress, host side of a pod veth
+  kFromWorld,  ///< tc ingress, node uplink
+  kToWorld,    ///< tc egress, node uplink
+  kNoop,       ///< empty program returning TC_ACT_OK (benchmark floor); attachable for tests
 };
 
-// "from-pod", "from-world", "to-world", "noop".
+/// "from-pod", "from-world", "to-world", "noop".
 std::string_view HookName(Hook hook);
 
-// A tc filter owned by this object: detached (in the namespace it was attached in) on
-// destruction unless Release()d.
+/// A tc filter owned by this object: detached (in the namespace it was attached in) on
+/// destruction unless Release()d.
 class Attachment {
  public:
   Attachment() = default;
   ~Attachment();
+  /// Moves the filter ownership.
   Attachment(Attachment&& other) noexcept;
+  /// Detaches the current filter, then takes `other`'s.
   Attachment& operator=(Attachment&& other) noexcept;
   Attachment(const Attachment&) = delete;
   Attachment& operator=(const Attachment&) = delete;
 
-  // Removes the filter now (idempotent; an interface that is gone counts as detached).
+  /// Removes the filter now (idempotent; an interface that is gone counts as detached).
   absl::Status Detach();
-  // Leaves the filter in the kernel after this object dies (a restarting agent re-attaches with
-  // replace, so traffic never sees a gap).
+  /// Leaves the filter in the kernel after this object dies (a restarting agent re-attaches with
+  /// replace, so traffic never sees a gap).
   void Release();
+  /// True while this object owns a filter.
   bool attached() const { return netns_fd_ >= 0; }
+  /// Interface name given to Attach().
   const std::string& ifname() const { return ifname_; }
+  /// Interface index in the attachment's namespace.
   int ifindex() const { return ifindex_; }
+  /// Which program.
   Hook hook() const { return hook_; }
 
  private:
@@ -68,62 +75,67 @@ class Attachment {
   int netns_fd_ = -1;  // namespace of the filter; -1 when not attached
 };
 
-// Removes cninet's filter for `hook` from `ifname` in the calling thread's network namespace
-// (e.g. one left attached by a Release()d Attachment). Absent filters/interfaces are OK.
+/// Removes cninet's filter for `hook` from `ifname` in the calling thread's network namespace
+/// (e.g. one left attached by a Release()d Attachment). Absent filters/interfaces are OK.
 absl::Status DetachHook(Hook hook, std::string_view ifname);
 
-// Outcome of one BPF_PROG_TEST_RUN.
+/// Outcome of one BPF_PROG_TEST_RUN.
 struct TestRunResult {
-  int retval = 0;               // tc verdict (TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7)
-  std::vector<uint8_t> packet;  // the packet after the program
-  uint32_t duration_ns = 0;     // kernel's average per run
+  int retval = 0;  ///< tc verdict (TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7)
+  std::vector<uint8_t> packet;  ///< the packet after the program
+  uint32_t duration_ns = 0;     ///< kernel's average per run
 };
 
-// Kernel facts about a loaded program.
+/// Kernel facts about a loaded program.
 struct ProgramStats {
-  std::string name;
-  uint32_t verified_insns = 0;  // instructions the verifier processed (limit: 1,000,000)
-  uint32_t xlated_bytes = 0;    // size after verification
-  uint32_t jited_bytes = 0;     // native code size
+  std::string name;             ///< Program name (e.g. "cn_from_pod").
+  uint32_t verified_insns = 0;  ///< instructions the verifier processed (limit: 1,000,000)
+  uint32_t xlated_bytes = 0;    ///< size after verification
+  uint32_t jited_bytes = 0;     ///< native code size
 };
 
-// A loaded datapath instance.
+/// A loaded datapath instance.
 class Datapath {
  public:
-  // Validates `config`, loads the programs, creates (or reuses, when pinned) the maps and writes
-  // the configuration map.
+  /// Validates `config`, loads the programs, creates (or reuses, when pinned) the maps and writes
+  /// the configuration map.
   static absl::StatusOr<std::unique_ptr<Datapath>> Create(const DatapathConfig& config);
-  // Opens the maps pinned in `pin_dir` without loading programs (inspection tools, a second
-  // control process). Attach() and TestRun() fail with FailedPrecondition.
+  /// Opens the maps pinned in `pin_dir` without loading programs (inspection tools, a second
+  /// control process). Attach() and TestRun() fail with FailedPrecondition.
   static absl::StatusOr<std::unique_ptr<Datapath>> OpenPinned(const std::string& pin_dir);
   ~Datapath();
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
 
-  // Attaches `hook`'s program to `ifname` in the calling thread's network namespace, replacing
-  // a previous cninet filter of the same hook there.
+  /// Attaches `hook`'s program to `ifname` in the calling thread's network namespace, replacing
+  /// a previous cninet filter of the same hook there.
   absl::StatusOr<Attachment> Attach(Hook hook, std::string_view ifname);
-  // Runs `hook`'s program once (or `repeat` times) on `packet` through BPF_PROG_TEST_RUN;
-  // `ifindex` (0: loopback) is the skb's ingress interface.
+  /// Runs `hook`'s program once (or `repeat` times) on `packet` through BPF_PROG_TEST_RUN;
+  /// `ifindex` (0: loopback) is the skb's ingress interface.
   absl::StatusOr<TestRunResult> TestRun(Hook hook, std::span<const uint8_t> packet,
                                         uint32_t repeat = 1, uint32_t ifindex = 0) const;
 
-  // Verifier and size statistics of `hook`'s program.
+  /// Verifier and size statistics of `hook`'s program.
   absl::StatusOr<ProgramStats> Stats(Hook hook) const;
 
-  // The configuration in force (for OpenPinned: decoded from the pinned config map).
+  /// The configuration in force (for OpenPinned: decoded from the pinned config map).
   const DatapathConfig& config() const { return config_; }
-  // Directory of the pinned maps ("" when not pinned).
+  /// Directory of the pinned maps ("" when not pinned).
   const std::string& pin_dir() const { return pin_dir_; }
-  // Removes the pinned maps and the instance directory (flows are lost once no one uses them).
+  /// Removes the pinned maps and the instance directory (flows are lost once no one uses them).
   absl::Status Unpin();
 
+  /// Services (frontends, backends, LB tables).
   ServiceTable& services() { return *services_; }
+  /// Conntrack entries.
   ConntrackTable& conntrack() { return *conntrack_; }
+  /// SNAT mappings.
   NatTable& nat() { return *nat_; }
+  /// Local pods.
   EndpointTable& endpoints() { return *endpoints_; }
+  /// Verdict and event counters.
   Counters& counters() { return *counters_; }
-  // The raw maps (for benchmarks and tools that need direct map access).
+  /// The raw maps (for benchmarks and tools that need direct map access).
   const std::shared_ptr<DatapathMaps>& maps() const { return maps_; }
 
  private:

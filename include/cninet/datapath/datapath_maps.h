@@ -1,4 +1,5 @@
-// Typed handles on every datapath map, shared by the tables. Obtained from Datapath::maps().
+/// @file
+/// Typed handles on every datapath map, shared by the tables. Obtained from Datapath::maps().
 #ifndef CNINET_DATAPATH_DATAPATH_MAPS_H_
 #define CNINET_DATAPATH_DATAPATH_MAPS_H_
 
@@ -9,18 +10,18 @@
 
 namespace cninet::datapath {
 
-// One typed view per map of a datapath instance.
+/// One typed view per map of a datapath instance.
 class DatapathMaps {
  public:
-  Map<uint32_t, cn_config> config;
-  Map<cn_tuple, cn_ct_entry> conntrack;
-  Map<cn_tuple, cn_nat_entry> nat;
-  Map<cn_svc_key, cn_svc_entry> services;
-  Map<uint32_t, cn_backend> backends;
-  RawMap lb_tables;  // array of maps: service id -> inner array (see abi.h)
-  Map<cn_affinity_key, cn_affinity_entry> affinity;
-  Map<uint32_t, cn_endpoint> endpoints;
-  Map<uint32_t, PerCpu<cn_counter>> counters;
+  Map<uint32_t, cn_config> config;         ///< cn_config[0].
+  Map<cn_tuple, cn_ct_entry> conntrack;    ///< Conntrack map.
+  Map<cn_tuple, cn_nat_entry> nat;         ///< NAT map.
+  Map<cn_svc_key, cn_svc_entry> services;  ///< Frontends.
+  Map<uint32_t, cn_backend> backends;      ///< Backends.
+  RawMap lb_tables;                        ///< array of maps: service id -> inner array (see abi.h)
+  Map<cn_affinity_key, cn_affinity_entry> affinity;  ///< sessionAffinity.
+  Map<uint32_t, cn_endpoint> endpoints;              ///< Local pods.
+  Map<uint32_t, PerCpu<cn_counter>> counters;        ///< Per-CPU counters.
 };
 
 }  // namespace cninet::datapath

@@ -1,5 +1,6 @@
-// BPF maps from user space: an owned file descriptor (RawMap) and a typed view Map<K, V> with
-// lookup, update, delete, batch operations, iteration and size. PerCpu<V> values for per-CPU maps.
+/// @file
+/// BPF maps from user space: an owned file descriptor (RawMap) and a typed view Map<K, V> with
+/// lookup, update, delete, batch operations, iteration and size. PerCpu<V> values for per-CPU maps.
 #ifndef CNINET_DATAPATH_MAP_H_
 #define CNINET_DATAPATH_MAP_H_
 
@@ -19,57 +20,62 @@
 
 namespace cninet::datapath {
 
-// How an update treats an existing key.
+/// How an update treats an existing key.
 enum class UpdateMode { kAny, kNoExist, kExist };
 
-// Kernel facts about a map.
+/// Kernel facts about a map.
 struct MapInfo {
-  uint32_t type = 0;
-  uint32_t key_size = 0;
-  uint32_t value_size = 0;
-  uint32_t max_entries = 0;
-  uint32_t flags = 0;
-  uint32_t id = 0;
-  std::string name;
+  uint32_t type = 0;         ///< BPF_MAP_TYPE_*.
+  uint32_t key_size = 0;     ///< Key bytes.
+  uint32_t value_size = 0;   ///< Value bytes (per CPU for per-CPU maps).
+  uint32_t max_entries = 0;  ///< Capacity.
+  uint32_t flags = 0;        ///< Map flags.
+  uint32_t id = 0;           ///< Kernel map id.
+  std::string name;          ///< Map name.
 };
 
-// An owned BPF map file descriptor (closed in the destructor) with untyped operations.
+/// An owned BPF map file descriptor (closed in the destructor) with untyped operations.
 class RawMap {
  public:
   RawMap() = default;
   ~RawMap();
+  /// Takes the descriptor.
   RawMap(RawMap&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  /// Closes the current descriptor, takes `other`'s.
   RawMap& operator=(RawMap&& other) noexcept;
   RawMap(const RawMap&) = delete;
   RawMap& operator=(const RawMap&) = delete;
 
-  // Opens a pinned map (bpffs path).
+  /// Opens a pinned map (bpffs path).
   static absl::StatusOr<RawMap> OpenPinned(const std::string& path);
-  // Takes ownership of `fd` (an fd the caller will not close).
+  /// Takes ownership of `fd` (an fd the caller will not close).
   static RawMap Adopt(int fd);
-  // A new descriptor for the same map.
+  /// A new descriptor for the same map.
   absl::StatusOr<RawMap> Dup() const;
 
+  /// True when a descriptor is held.
   bool valid() const { return fd_ >= 0; }
-  // Borrowed descriptor, for libbpf calls inside cninet; never close it.
+  /// Borrowed descriptor, for libbpf calls inside cninet; never close it.
   int fd() const { return fd_; }
+  /// Type, sizes and name from the kernel.
   absl::StatusOr<MapInfo> Info() const;
 
-  // NotFound when the key is absent.
+  /// NotFound when the key is absent.
   absl::Status Lookup(const void* key, void* value) const;
+  /// Writes key -> value (AlreadyExists / NotFound per `mode`, ResourceExhausted when full).
   absl::Status Update(const void* key, const void* value, UpdateMode mode = UpdateMode::kAny);
-  // NotFound when the key is absent.
+  /// NotFound when the key is absent.
   absl::Status Delete(const void* key);
-  // Writes the key after `key` (or the first key when `key` is null); false at the end.
+  /// Writes the key after `key` (or the first key when `key` is null); false at the end.
   absl::StatusOr<bool> NextKey(const void* key, void* next) const;
-  // Batch update of `count` packed keys/values; falls back to single updates when the kernel
-  // lacks batch support for the map type.
+  /// Batch update of `count` packed keys/values; falls back to single updates when the kernel
+  /// lacks batch support for the map type.
   absl::Status UpdateBatch(const void* keys, const void* values, uint32_t count, uint32_t key_size,
                            uint32_t value_size);
-  // Batch delete; returns how many were deleted (absent keys are skipped).
+  /// Batch delete; returns how many were deleted (absent keys are skipped).
   absl::StatusOr<size_t> DeleteBatch(const void* keys, uint32_t count, uint32_t key_size);
-  // Calls fn(key, value) for every element (batch lookups where supported); fn returns false to
-  // stop. `value_size` is the full value buffer size (per-CPU maps: rounded size x CPUs).
+  /// Calls fn(key, value) for every element (batch lookups where supported); fn returns false to
+  /// stop. `value_size` is the full value buffer size (per-CPU maps: rounded size x CPUs).
   absl::Status ForEach(uint32_t key_size, uint32_t value_size,
                        const std::function<bool(const void*, const void*)>& fn) const;
 
@@ -78,14 +84,14 @@ class RawMap {
   int fd_ = -1;
 };
 
-// Number of possible CPUs (the size of per-CPU values).
+/// Number of possible CPUs (the size of per-CPU values).
 int PossibleCpus();
 
-// A per-CPU value as user space sees it: one V per possible CPU.
+/// A per-CPU value as user space sees it: one V per possible CPU.
 template <typename V>
 struct PerCpu {
-  std::vector<V> values;
-  // Sum over CPUs with V::operator+= (or + for arithmetic types).
+  std::vector<V> values;  ///< One value per possible CPU.
+  /// Sum over CPUs with V::operator+= (or + for arithmetic types).
   V Sum() const {
     V total{};
     for (const auto& v : values) total += v;
@@ -119,8 +125,8 @@ struct ValueCodec<PerCpu<V>> {
 };
 }  // namespace map_internal
 
-// A typed view of a map whose key is K and value V (or PerCpu<V>); K and V are trivially
-// copyable ABI structs. Sizes are checked against the kernel's when wrapping.
+/// A typed view of a map whose key is K and value V (or PerCpu<V>); K and V are trivially
+/// copyable ABI structs. Sizes are checked against the kernel's when wrapping.
 template <typename K, typename V>
 class Map {
   static_assert(std::is_trivially_copyable_v<K>, "map keys are plain ABI structs");
@@ -128,7 +134,7 @@ class Map {
 
  public:
   Map() = default;
-  // Wraps `raw`, failing with FailedPrecondition when key/value sizes differ from K/V.
+  /// Wraps `raw`, failing with FailedPrecondition when key/value sizes differ from K/V.
   static absl::StatusOr<Map> Wrap(RawMap raw) {
     CNINET_ASSIGN_OR_RETURN(MapInfo info, raw.Info());
     if (info.key_size != sizeof(K) || info.value_size != Codec::KernelValueSize()) {
@@ -141,7 +147,7 @@ class Map {
     return m;
   }
 
-  // NotFound when absent.
+  /// NotFound when absent.
   absl::StatusOr<V> Lookup(const K& key) const {
     std::vector<uint8_t> buf(Codec::Size());
     CNINET_RETURN_IF_ERROR(raw_.Lookup(&key, buf.data()));
@@ -149,14 +155,15 @@ class Map {
     Codec::Decode(buf.data(), &v);
     return v;
   }
+  /// Writes key -> value (AlreadyExists / NotFound per `mode`, ResourceExhausted when full).
   absl::Status Update(const K& key, const V& value, UpdateMode mode = UpdateMode::kAny) {
     std::vector<uint8_t> buf(Codec::Size());
     Codec::Encode(value, buf.data());
     return raw_.Update(&key, buf.data(), mode);
   }
-  // NotFound when absent.
+  /// NotFound when absent.
   absl::Status Delete(const K& key) { return raw_.Delete(&key); }
-  // Updates keys[i] -> values[i] in as few syscalls as the kernel allows.
+  /// Updates keys[i] -> values[i] in as few syscalls as the kernel allows.
   absl::Status UpdateBatch(std::span<const K> keys, std::span<const V> values) {
     if (keys.size() != values.size())
       return absl::InvalidArgumentError("keys/values size mismatch");
@@ -167,12 +174,12 @@ class Map {
     return raw_.UpdateBatch(keys.data(), vbuf.data(), static_cast<uint32_t>(keys.size()), sizeof(K),
                             Codec::Size());
   }
-  // Deletes the keys present; returns how many were deleted.
+  /// Deletes the keys present; returns how many were deleted.
   absl::StatusOr<size_t> DeleteBatch(std::span<const K> keys) {
     if (keys.empty()) return size_t{0};
     return raw_.DeleteBatch(keys.data(), static_cast<uint32_t>(keys.size()), sizeof(K));
   }
-  // Calls fn(key, value) for each element until it returns false.
+  /// Calls fn(key, value) for each element until it returns false.
   absl::Status ForEach(const std::function<bool(const K&, const V&)>& fn) const {
     return raw_.ForEach(sizeof(K), Codec::Size(), [&](const void* k, const void* v) {
       K key;
@@ -182,7 +189,7 @@ class Map {
       return fn(key, value);
     });
   }
-  // Every element.
+  /// Every element.
   absl::StatusOr<std::vector<std::pair<K, V>>> Dump() const {
     std::vector<std::pair<K, V>> out;
     CNINET_RETURN_IF_ERROR(ForEach([&](const K& k, const V& v) {
@@ -191,7 +198,7 @@ class Map {
     }));
     return out;
   }
-  // Number of elements (counted by iteration; arrays always report max_entries).
+  /// Number of elements (counted by iteration; arrays always report max_entries).
   absl::StatusOr<size_t> Size() const {
     size_t n = 0;
     CNINET_RETURN_IF_ERROR(ForEach([&](const K&, const V&) {
@@ -200,7 +207,9 @@ class Map {
     }));
     return n;
   }
+  /// Kernel facts captured when wrapping.
   const MapInfo& info() const { return info_; }
+  /// The untyped map.
   const RawMap& raw() const { return raw_; }
 
  private:

@@ -1,6 +1,7 @@
-// Services: frontends (ClusterIP / ExternalIP / NodePort) and backends, programmed into the
-// datapath maps. A service's backends and lookup table are switched atomically: a new table is
-// written into a fresh inner map, then one update of the outer array makes it visible.
+/// @file
+/// Services: frontends (ClusterIP / ExternalIP / NodePort) and backends, programmed into the
+/// datapath maps. A service's backends and lookup table are switched atomically: a new table is
+/// written into a fresh inner map, then one update of the outer array makes it visible.
 #ifndef CNINET_DATAPATH_SERVICE_TABLE_H_
 #define CNINET_DATAPATH_SERVICE_TABLE_H_
 
@@ -21,76 +22,78 @@ namespace cninet::datapath {
 
 class DatapathMaps;
 
-// Highest service id (ids are 1..kMaxServiceId and below MapSizes::service_slots).
+/// Highest service id (ids are 1..kMaxServiceId and below MapSizes::service_slots).
 inline constexpr uint32_t kMaxServiceId = (1u << 20) - 1;
-// Most backends one service can have.
+/// Most backends one service can have.
 inline constexpr uint32_t kMaxBackendsPerService = 4095;
 
-// How a service's frontend is reached.
+/// How a service's frontend is reached.
 enum class FrontendKind : uint8_t {
-  kClusterIP,   // from pods only
-  kExternalIP,  // from pods and from the uplink
-  kNodePort,    // every node address + port, from the uplink (address field is ignored)
+  kClusterIP,   ///< from pods only
+  kExternalIP,  ///< from pods and from the uplink
+  kNodePort,    ///< every node address + port, from the uplink (address field is ignored)
 };
 
-// One address:port/protocol a service answers on. ICMP frontends use port 0 (echo through the
-// service).
+/// One address:port/protocol a service answers on. ICMP frontends use port 0 (echo through the
+/// service).
 struct Frontend {
-  cni::IPAddress address;
-  uint16_t port = 0;
-  Protocol protocol = Protocol::kTcp;
-  FrontendKind kind = FrontendKind::kClusterIP;
+  cni::IPAddress address;                        ///< IPv4 address.
+  uint16_t port = 0;                             ///< Port (host order).
+  Protocol protocol = Protocol::kTcp;            ///< TCP, UDP or ICMP.
+  FrontendKind kind = FrontendKind::kClusterIP;  ///< How the frontend is reached.
+  /// Field-wise equality.
   friend bool operator==(const Frontend&, const Frontend&) = default;
 };
 
-// A backend endpoint; port 0 keeps the frontend's port.
+/// A backend endpoint; port 0 keeps the frontend's port.
 struct Backend {
-  cni::IPAddress address;
-  uint16_t port = 0;
+  cni::IPAddress address;  ///< IPv4 address.
+  uint16_t port = 0;       ///< Port (host order).
+  /// Field-wise equality.
   friend bool operator==(const Backend&, const Backend&) = default;
-  // "10.244.0.3:8080".
+  /// "10.244.0.3:8080".
   std::string ToString() const;
 };
 
-// Backend selection for new flows.
+/// Backend selection for new flows.
 enum class LbAlgorithm : uint8_t { kMaglev, kRandom };
 
-// A load-balanced service: frontends sharing one backend set.
+/// A load-balanced service: frontends sharing one backend set.
 struct Service {
-  uint32_t id = 0;  // caller-chosen, 1..kMaxServiceId, stable across restarts
-  std::vector<Frontend> frontends;
-  std::vector<Backend> backends;
-  LbAlgorithm algorithm = LbAlgorithm::kMaglev;
-  uint32_t maglev_size = 16381;              // M, prime in [251, 65521]
-  std::chrono::seconds affinity_timeout{0};  // sessionAffinity ClientIP; 0 = off
+  uint32_t id = 0;                  ///< caller-chosen, 1..kMaxServiceId, stable across restarts
+  std::vector<Frontend> frontends;  ///< Where the service answers.
+  std::vector<Backend> backends;    ///< Where it sends new flows.
+  LbAlgorithm algorithm = LbAlgorithm::kMaglev;  ///< Backend selection for new flows.
+  uint32_t maglev_size = 16381;                  ///< M, prime in [251, 65521]
+  std::chrono::seconds affinity_timeout{0};      ///< sessionAffinity ClientIP; 0 = off
 };
 
-// Options of ServiceTable::Upsert.
+/// Options of ServiceTable::Upsert.
 struct UpsertOptions {
-  // Delete conntrack entries of flows to backends that are removed by this update.
+  /// Delete conntrack entries of flows to backends that are removed by this update.
   bool flush_conntrack_of_removed_backends = false;
 };
 
-// Programs services into the datapath. Not thread-safe; one writer per datapath instance. The
-// state is reloaded from the maps when the table is created, so a restarted process continues.
+/// Programs services into the datapath. Not thread-safe; one writer per datapath instance. The
+/// state is reloaded from the maps when the table is created, so a restarted process continues.
 class ServiceTable {
  public:
-  // Used by Datapath; loads the current services from the maps.
+  /// Used by Datapath; loads the current services from the maps.
   static absl::StatusOr<std::unique_ptr<ServiceTable>> Load(std::shared_ptr<DatapathMaps> maps);
   ~ServiceTable();
 
-  // Creates or replaces service `svc.id`.
+  /// Creates or replaces service `svc.id`.
   absl::Status Upsert(const Service& svc, const UpsertOptions& options = {});
-  // Same for many services, batching map writes (for programming thousands quickly).
+  /// Same for many services, batching map writes (for programming thousands quickly).
   absl::Status UpsertBatch(std::span<const Service> services);
-  // Removes the service; NotFound when unknown.
+  /// Removes the service; NotFound when unknown.
   absl::Status Delete(uint32_t id);
-  // The service as programmed; NotFound when unknown.
+  /// The service as programmed; NotFound when unknown.
   absl::StatusOr<Service> Get(uint32_t id) const;
-  // Every programmed service, by id.
+  /// Every programmed service, by id.
   std::vector<Service> List() const;
-  // The backend (by index into Get(id).backends) that new flow `t` would get from the Maglev
-  // table, as the datapath computes it (ignoring conntrack and affinity); for tests and tools.
+  /// The backend (by index into Get(id).backends) that new flow `t` would get from the Maglev
+  /// table, as the datapath computes it (ignoring conntrack and affinity); for tests and tools.
   absl::StatusOr<Backend> PredictBackend(uint32_t id, const FlowTuple& t) const;
 
  private:

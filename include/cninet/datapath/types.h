@@ -1,4 +1,5 @@
-// Value types shared by the datapath tables: protocols and flow tuples in host terms.
+/// @file
+/// Value types shared by the datapath tables: protocols and flow tuples in host terms.
 #ifndef CNINET_DATAPATH_TYPES_H_
 #define CNINET_DATAPATH_TYPES_H_
 
@@ -13,39 +14,40 @@ struct cn_tuple;
 
 namespace cninet::datapath {
 
-// IP protocols the datapath translates.
+/// IP protocols the datapath translates.
 enum class Protocol : uint8_t { kIcmp = 1, kTcp = 6, kUdp = 17 };
 
-// "tcp", "udp", "icmp" (or the number for others).
+/// "tcp", "udp", "icmp" (or the number for others).
 std::string ProtocolName(uint8_t proto);
-// Parses "tcp" / "udp" / "icmp" (case-insensitive).
+/// Parses "tcp" / "udp" / "icmp" (case-insensitive).
 absl::StatusOr<Protocol> ParseProtocol(std::string_view text);
 
-// A 5-tuple with host-order ports. For ICMP echo the id is the source port of requests and the
-// destination port of replies.
+/// A 5-tuple with host-order ports. For ICMP echo the id is the source port of requests and the
+/// destination port of replies.
 struct FlowTuple {
-  cni::IPAddress src;
-  cni::IPAddress dst;
-  uint16_t src_port = 0;
-  uint16_t dst_port = 0;
-  uint8_t protocol = 0;
+  cni::IPAddress src;     ///< Source address.
+  cni::IPAddress dst;     ///< Destination address.
+  uint16_t src_port = 0;  ///< Source port (host order).
+  uint16_t dst_port = 0;  ///< Destination port (host order).
+  uint8_t protocol = 0;   ///< IP protocol number.
 
-  // "tcp 10.0.0.1:1234 -> 10.96.0.10:80".
+  /// "tcp 10.0.0.1:1234 -> 10.96.0.10:80".
   std::string ToString() const;
+  /// Field-wise equality.
   friend bool operator==(const FlowTuple&, const FlowTuple&) = default;
 };
 
-// Conversions between FlowTuple and the ABI key (IPv4 only; others are InvalidArgument).
+/// Conversions between FlowTuple and the ABI key (IPv4 only; others are InvalidArgument).
 absl::StatusOr<cn_tuple> ToAbi(const FlowTuple& t);
-// ABI key -> FlowTuple.
+/// ABI key -> FlowTuple.
 FlowTuple FromAbi(const cn_tuple& t);
 
-// Network-order IPv4 value of `addr` (InvalidArgument for IPv6).
+/// Network-order IPv4 value of `addr` (InvalidArgument for IPv6).
 absl::StatusOr<uint32_t> V4Net(const cni::IPAddress& addr);
-// IPAddress from a network-order IPv4 value.
+/// IPAddress from a network-order IPv4 value.
 cni::IPAddress FromV4Net(uint32_t net);
 
-// Seconds of CLOCK_MONOTONIC, the clock the datapath stamps entries with.
+/// Seconds of CLOCK_MONOTONIC, the clock the datapath stamps entries with.
 uint32_t MonotonicSeconds();
 
 }  // namespace cninet::datapath
