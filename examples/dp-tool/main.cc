@@ -53,7 +53,8 @@ struct Args {
 };
 
 const std::set<std::string_view>& Switches() {
-  static const std::set<std::string_view> s = {"no-masquerade", "random", "all", "flush-removed"};
+  static const std::set<std::string_view> s = {"no-masquerade", "random", "all", "flush-removed",
+                                               "help"};
   return s;
 }
 
