@@ -322,9 +322,33 @@ absl::Status EndpointCmd(dp::Datapath& d, const Args& a, std::string_view sub) {
   return absl::InvalidArgumentError(StrCat("unknown endpoint command '", sub, "'"));
 }
 
+constexpr char kUsage[] =
+    R"(usage: cninet-dp [--pin-dir DIR] COMMAND ...   (DIR default: /sys/fs/bpf/cninet/default)
+  load --cluster-cidr CIDR --node-ip IP [--node-ip IP]... [--from-pod IF[,IF]...] [--uplink IF]
+       [--no-masquerade] [--ct-size N] [--nat-size N] [--nat-ports MIN-MAX]
+  detach [--from-pod IF[,IF]...] [--uplink IF]
+  service list
+  service upsert --id N --frontend clusterip:ADDR:PORT/PROTO | externalip:ADDR:PORT/PROTO |
+                 nodeport:PORT/PROTO ... [--backend ADDR:PORT]... [--random] [--maglev-size M]
+                 [--affinity SECONDS] [--flush-removed]
+  service delete --id N
+  ct list | ct stats | ct gc | ct flush
+  nat list | nat gc | nat flush
+  counters [--all]
+  endpoint list | endpoint add ADDR IFINDEX | endpoint delete ADDR
+  unpin
+load/detach act on interfaces of the current network namespace (use `ip netns exec`).
+)";
+
 absl::Status Main(const Args& a) {
-  if (a.positional.empty())
-    return absl::InvalidArgumentError("no command (see the header of main.cc)");
+  if (a.Has("help") || (!a.positional.empty() && a.positional[0] == "help")) {
+    std::cout << kUsage;
+    return absl::OkStatus();
+  }
+  if (a.positional.empty()) {
+    std::cerr << kUsage;
+    return absl::InvalidArgumentError("no command");
+  }
   const std::string pin_dir = a.One("pin-dir", "/sys/fs/bpf/cninet/default");
   const std::string& cmd = a.positional[0];
   const std::string sub = a.positional.size() > 1 ? a.positional[1] : "list";
