@@ -1,0 +1,869 @@
+// nat_path_bench: per-packet cost of cninet's NAT path through BPF_PROG_TEST_RUN with `repeat`,
+// on the datapath's own packet fixtures (tests/bpf/fixtures), as ns/packet, Mpps and the ratio
+// to a floor - the empty tc program (Hook::kNoop) on the same packet - measured in the same run.
+//
+// Method (see bench/README.md): one benchmark iteration = three interleaved BPF_PROG_TEST_RUN
+// batches of R runs each:
+//   f  the datapath's empty program, run directly                      -> floor (ns/run)
+//   h  the harness (harness.bpf.c) tail-calling its own empty program  -> harness cost
+//   m  the harness tail-calling the datapath program under test
+// The harness restores the fixture packet before every run (and writes a fresh source port for
+// new-flow cases), so every run of m does the full work of its case. ns/packet = m - h + f,
+// i.e. the program's cost on top of an empty program plus the empty program's own cost, and
+// floor_ratio = ns/packet / f. Counters report the medians over iterations. After each new-flow
+// batch the entries it created (conntrack, NAT) are deleted outside the timed region, so the
+// table fill stays where the case puts it. Each case checks the datapath's own counters
+// afterwards (every run took the expected path) and fails loudly otherwise.
+//
+// Extra flags (before the Google Benchmark ones):
+//   --quick              tiny configuration (smoke test): fewer cases, 1 and 1000 services
+//   --repeat_hot=N       runs per batch for established/reply cases (default 20000)
+//   --repeat_new=N       runs per batch for new-flow cases (default 4000)
+//   --table_out=FILE     Markdown table of every case (bench/results/nat_path.md)
+//   --plot_out=FILE      gnuplot data: ns/packet by service count (bench/results/nat_path.dat)
+// Progress (the case being set up and measured) goes to stderr.
+#include <arpa/inet.h>
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cninet/cni/status.h"
+#include "cninet/cni/strings.h"
+#include "cninet/datapath/abi.h"
+#include "cninet/datapath/datapath.h"
+#include "cninet/datapath/datapath_maps.h"
+#include "cninet/datapath/types.h"
+#include "fixtures.h"
+#include "harness.h"
+
+namespace cninet::bench {
+namespace {
+
+using datapath::Backend;
+using datapath::Datapath;
+using datapath::Hook;
+using datapath::Service;
+namespace dt = datapath::testing;
+
+// ---------------------------------------------------------------------------------------------
+// Options and progress.
+
+struct Options {
+  bool quick = false;
+  uint32_t repeat_hot = 20000;
+  uint32_t repeat_new = 4000;
+  std::string table_out;
+  std::string plot_out;
+};
+Options g_opt;
+
+template <typename... Args>
+void Progress(const Args&... args) {
+  std::string line = StrCat("[nat_path] ", args...);
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+}
+
+cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
+uint32_t Net(std::string_view s) { return *datapath::V4Net(Ip(s)); }
+uint32_t NetOf(uint32_t host_order) { return htonl(host_order); }
+
+// ---------------------------------------------------------------------------------------------
+// Environment: one loaded datapath with services, conntrack fill and NAT occupancy, reused by
+// consecutive cases with the same spec.
+
+struct EnvSpec {
+  uint32_t services = 1;     // total services; 1 = the fixture's web service alone
+  uint32_t backends = 0;     // 0: the fixture's backends (B1, B2; M=251); else N backends, M=16381
+  uint32_t ct_fill_pct = 0;  // conntrack map filled with unrelated live flows
+  uint32_t nat_occupancy_pct = 0;  // SNAT ports to the fixture's outside server already taken
+  bool standard = false;           // the fixture's 8 standard services (NodePort, SNAT cases)
+  friend bool operator==(const EnvSpec&, const EnvSpec&) = default;
+  std::string ToString() const {
+    return StrCat("services=", services, " backends=", backends == 0 ? 2 : backends,
+                  " ct_fill=", ct_fill_pct, "% nat_occupancy=", nat_occupancy_pct, "%");
+  }
+};
+
+constexpr uint32_t kCtSize = 262144;  // the default conntrack size
+constexpr uint32_t kFillerIdBase = 100;
+
+datapath::DatapathConfig BenchConfig() {
+  datapath::DatapathConfig c = dt::StandardConfig();
+  c.map_sizes.conntrack = kCtSize;
+  c.map_sizes.nat = 131072;
+  c.map_sizes.services = 131072;
+  c.map_sizes.service_slots = 131072;
+  c.map_sizes.backends = 262144;
+  c.map_sizes.affinity = 65536;
+  c.map_sizes.endpoints = 4096;
+  return c;
+}
+
+struct Env {
+  EnvSpec spec;
+  std::unique_ptr<Datapath> dp;
+  std::unique_ptr<Harness> harness;
+  Service web;  // the service under test (id 1) as programmed
+  bool fixture_backends = true;
+};
+
+std::unique_ptr<Env> g_env;
+
+// Filler service i: VIP 10.100.0.0 + i, TCP 80, two backends, Maglev M=251.
+Service Filler(uint32_t i) {
+  Service s;
+  s.id = kFillerIdBase + i;
+  s.frontends.push_back(datapath::Frontend{cni::IPAddress::V4((10u << 24 | 100u << 16) + i), 80,
+                                           datapath::Protocol::kTcp,
+                                           datapath::FrontendKind::kClusterIP});
+  for (uint32_t b = 0; b < 2; ++b) {
+    s.backends.push_back(
+        Backend{cni::IPAddress::V4((10u << 24 | 246u << 16) + ((i * 2 + b) & 0xffff)),
+                static_cast<uint16_t>(8080 + b)});
+  }
+  s.maglev_size = 251;
+  return s;
+}
+
+absl::Status FillConntrack(Datapath& dp, uint32_t pct) {
+  const uint32_t want = static_cast<uint32_t>(uint64_t{kCtSize} * pct / 100);
+  std::mt19937 rng(42);
+  const uint32_t now = datapath::MonotonicSeconds();
+  std::vector<cn_tuple> keys;
+  std::vector<cn_ct_entry> vals;
+  uint32_t done = 0;
+  while (done < want) {
+    keys.clear();
+    vals.clear();
+    for (uint32_t i = 0; i < 8192 && done + i < want; ++i) {
+      uint32_t n = done + i;
+      cn_tuple k{};
+      // Unique per n: client 172.16.0.0/12 + n, port from n; never a fixture address.
+      k.saddr = NetOf((172u << 24 | 16u << 16) + (n & 0xfffff));
+      k.daddr = NetOf((10u << 24 | 97u << 16) + (rng() & 0xffff));
+      k.sport = htons(static_cast<uint16_t>(1024 + (n >> 20) * 4096 + rng() % 4096));
+      k.dport = htons(static_cast<uint16_t>(1 + rng() % 60000));
+      k.proto = 6;
+      cn_ct_entry e{};
+      e.packets = 1;
+      e.created_s = now;
+      e.expires_s = now + 21600;
+      e.nat_addr = k.daddr;
+      e.nat_port = k.dport;
+      e.flags = CN_CT_F_SEEN_NON_SYN;
+      keys.push_back(k);
+      vals.push_back(e);
+    }
+    CNINET_RETURN_IF_ERROR(dp.maps()->conntrack.UpdateBatch(keys, vals));
+    done += static_cast<uint32_t>(keys.size());
+  }
+  CNINET_ASSIGN_OR_RETURN(datapath::ConntrackStats st, dp.conntrack().Stats());
+  if (st.entries + 64 < want) {
+    return absl::InternalError(
+        StrCat("conntrack fill: ", st.entries, " entries after writing ", want));
+  }
+  return absl::OkStatus();
+}
+
+// Takes `pct` % of the SNAT port range for flows to the fixture's outside server (kOutside:443
+// TCP), as live mapping pairs of other pods.
+absl::Status OccupyNatPorts(Datapath& dp, uint32_t pct) {
+  const auto& cfg = dp.config();
+  std::vector<uint16_t> ports;
+  for (uint32_t p = cfg.nat_port_min; p <= cfg.nat_port_max; ++p)
+    ports.push_back(static_cast<uint16_t>(p));
+  std::mt19937 rng(7);
+  std::shuffle(ports.begin(), ports.end(), rng);
+  ports.resize(ports.size() * pct / 100);
+  const uint32_t now = datapath::MonotonicSeconds();
+  const uint32_t node = Net(dt::topo::kNode), outside = Net(dt::topo::kOutside);
+  std::vector<cn_tuple> keys;
+  std::vector<cn_nat_entry> vals;
+  for (size_t j = 0; j < ports.size(); ++j) {
+    const uint32_t pod =
+        NetOf((10u << 24 | 244u << 16 | 9u << 8) + static_cast<uint32_t>(j / 30000));
+    const uint16_t pod_port = htons(static_cast<uint16_t>(1024 + j % 30000));
+    cn_tuple in{};
+    in.saddr = outside;
+    in.daddr = node;
+    in.sport = htons(443);
+    in.dport = htons(ports[j]);
+    in.proto = 6;
+    in.pad[0] = CN_NAT_INGRESS;
+    cn_nat_entry iv{};
+    iv.to_addr = pod;
+    iv.to_port = pod_port;
+    iv.created_s = now;
+    iv.expires_s = now + 21600;
+    cn_tuple eg{};
+    eg.saddr = pod;
+    eg.daddr = outside;
+    eg.sport = pod_port;
+    eg.dport = htons(443);
+    eg.proto = 6;
+    eg.pad[0] = CN_NAT_EGRESS;
+    cn_nat_entry ev{};
+    ev.to_addr = node;
+    ev.to_port = htons(ports[j]);
+    ev.created_s = now;
+    ev.expires_s = now + 21600;
+    keys.push_back(in);
+    vals.push_back(iv);
+    keys.push_back(eg);
+    vals.push_back(ev);
+  }
+  for (size_t off = 0; off < keys.size(); off += 8192) {
+    size_t n = std::min<size_t>(8192, keys.size() - off);
+    CNINET_RETURN_IF_ERROR(dp.maps()->nat.UpdateBatch(std::span(keys).subspan(off, n),
+                                                      std::span(vals).subspan(off, n)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Env>> BuildEnv(const EnvSpec& spec) {
+  auto env = std::make_unique<Env>();
+  env->spec = spec;
+  Progress("  set up datapath: ", spec.ToString());
+  CNINET_ASSIGN_OR_RETURN(env->dp, Datapath::Create(BenchConfig()));
+  Datapath& dp = *env->dp;
+  CNINET_RETURN_IF_ERROR(dt::ApplyStandardSetup(dp));
+  if (!spec.standard) {
+    for (const Service& s : dt::StandardServices())
+      if (s.id != 1) CNINET_RETURN_IF_ERROR(dp.services().Delete(s.id));
+  }
+  const uint32_t present = spec.standard ? 8 : 1;
+  if (spec.services > present) {
+    const uint32_t fillers = spec.services - present;
+    std::vector<Service> chunk;
+    for (uint32_t i = 0; i < fillers; ++i) {
+      chunk.push_back(Filler(i));
+      if (chunk.size() == 4096 || i + 1 == fillers) {
+        CNINET_RETURN_IF_ERROR(dp.services().UpsertBatch(chunk));
+        chunk.clear();
+        if ((i + 1) % 20480 == 0 || i + 1 == fillers)
+          Progress("  programmed ", present + i + 1, "/", spec.services, " services");
+      }
+    }
+  }
+  CNINET_ASSIGN_OR_RETURN(env->web, dp.services().Get(1));
+  if (spec.backends != 0) {
+    Service web = env->web;
+    web.backends.clear();
+    for (uint32_t b = 0; b < spec.backends; ++b) {
+      // B1, B2 first (local endpoints), then 10.244.3.0 + b.
+      if (b == 0) {
+        web.backends.push_back(Backend{Ip(dt::topo::kB1), 8080});
+      } else if (b == 1) {
+        web.backends.push_back(Backend{Ip(dt::topo::kB2), 8080});
+      } else {
+        web.backends.push_back(
+            Backend{cni::IPAddress::V4((10u << 24 | 244u << 16 | 3u << 8) + b), 8080});
+      }
+    }
+    web.maglev_size = 16381;
+    CNINET_RETURN_IF_ERROR(dp.services().Upsert(web));
+    env->web = web;
+    env->fixture_backends = false;
+  }
+  if (spec.ct_fill_pct > 0) {
+    Progress("  filling conntrack to ", spec.ct_fill_pct, "% of ", kCtSize);
+    CNINET_RETURN_IF_ERROR(FillConntrack(dp, spec.ct_fill_pct));
+  }
+  if (spec.nat_occupancy_pct > 0) {
+    Progress("  occupying ", spec.nat_occupancy_pct, "% of the SNAT ports to ", dt::topo::kOutside,
+             ":443");
+    CNINET_RETURN_IF_ERROR(OccupyNatPorts(dp, spec.nat_occupancy_pct));
+  }
+  CNINET_ASSIGN_OR_RETURN(env->harness, Harness::Create(dp));
+  return env;
+}
+
+absl::StatusOr<Env*> GetEnv(const EnvSpec& spec) {
+  if (g_env && g_env->spec == spec) return g_env.get();
+  g_env.reset();  // harness first, then the datapath (member order)
+  CNINET_ASSIGN_OR_RETURN(g_env, BuildEnv(spec));
+  return g_env.get();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases.
+
+enum class Kind {
+  kFloor,            // the empty program itself (direct)
+  kEstablished,      // ClusterIP: conntrack hit + DNAT
+  kReply,            // ClusterIP reply: conntrack hit + reverse DNAT
+  kNew,              // ClusterIP new flow: CT miss + service + Maglev + CT create + DNAT
+  kSnatNew,          // egress to outside: SNAT port allocation + NAT pair
+  kSnatEstablished,  // egress: SNAT mapping hit
+  kNodePortRemoteNew,
+  kNodePortRemoteEstablished,
+  kPlainDirect,   // validation: conntrack hit, no rewrite, run directly with repeat
+  kPlainHarness,  // validation: the same through the harness
+};
+
+struct CaseSpec {
+  std::string group;  // table section
+  std::string name;   // benchmark name
+  Kind kind;
+  EnvSpec env;
+};
+
+struct CaseResult {
+  CaseSpec spec;
+  bool ok = false;
+  std::string error;
+  double ns = 0, floor_ns = 0, harness_ns = 0, ratio = 0;
+  double drop_pct = 0, retries_per_flow = 0;
+  uint64_t runs = 0;
+};
+std::vector<CaseResult> g_results;  // in order of first completion; reruns overwrite
+
+bool IsNewFlow(Kind k) {
+  return k == Kind::kNew || k == Kind::kSnatNew || k == Kind::kNodePortRemoteNew;
+}
+
+const dt::PacketFixture& Fixture(const std::vector<dt::PacketFixture>& all, std::string_view name) {
+  for (const auto& f : all)
+    if (f.name == name) return f;
+  std::fprintf(stderr, "no fixture %.*s\n", static_cast<int>(name.size()), name.data());
+  std::abort();
+}
+
+// The measured fixture of each case and the fixtures run before it (state it needs).
+struct CasePlan {
+  std::string measured;
+  std::vector<std::string> prime;
+  std::optional<SportSequence> sport;
+};
+
+CasePlan PlanFor(Kind k) {
+  switch (k) {
+    case Kind::kFloor:
+      return {"clusterip_established", {}, std::nullopt};
+    case Kind::kEstablished:
+      return {"clusterip_established", {"clusterip_syn", "clusterip_reply"}, std::nullopt};
+    case Kind::kReply:
+      return {"clusterip_reply", {"clusterip_syn"}, std::nullopt};
+    case Kind::kNew:
+      // Client ports 1024..39999: never the fixtures' own flows (40001, 43001, ...).
+      return {"clusterip_syn", {}, SportSequence{1024, 38976}};
+    case Kind::kSnatNew:
+      // Ports across the whole SNAT range, so "keep the original port" meets the occupancy.
+      return {"snat_egress", {}, SportSequence{32768, 32768}};
+    case Kind::kSnatEstablished:
+      return {"snat_egress_established", {"snat_egress", "snat_reply"}, std::nullopt};
+    case Kind::kNodePortRemoteNew:
+      return {"nodeport_remote", {}, SportSequence{1024, 38976}};
+    case Kind::kNodePortRemoteEstablished:
+      return {"nodeport_remote_established",
+              {"nodeport_remote", "nodeport_remote_reply"},
+              std::nullopt};
+    case Kind::kPlainDirect:
+    case Kind::kPlainHarness:
+      return {"plain_egress_tracked", {"plain_egress_tracked"}, std::nullopt};
+  }
+  return {};
+}
+
+// Counter deltas a case must produce per measured run.
+struct Expect {
+  std::vector<uint32_t> per_run;  // each must grow by exactly `runs`
+};
+Expect ExpectFor(Kind k) {
+  switch (k) {
+    case Kind::kEstablished:
+    case Kind::kNodePortRemoteEstablished:
+      return {{CN_R_DNAT, CN_R_CT_HIT}};
+    case Kind::kReply:
+      return {{CN_R_REV_DNAT, CN_R_CT_HIT}};
+    case Kind::kNew:
+      return {{CN_R_DNAT, CN_R_CT_NEW}};
+    case Kind::kNodePortRemoteNew:
+      return {{CN_R_DNAT, CN_R_CT_NEW, CN_R_NAT_NEW}};
+    case Kind::kSnatEstablished:
+      return {{CN_R_SNAT}};
+    case Kind::kPlainDirect:
+    case Kind::kPlainHarness:
+      return {{CN_R_PASS, CN_R_CT_HIT}};
+    case Kind::kSnatNew:  // SNAT + DROP_NAT_NO_PORT == runs, checked separately
+    case Kind::kFloor:
+      return {};
+  }
+  return {};
+}
+
+absl::StatusOr<std::map<uint32_t, uint64_t>> ReadCounters(Datapath& dp) {
+  CNINET_ASSIGN_OR_RETURN(auto all, dp.counters().Read());
+  std::map<uint32_t, uint64_t> out;
+  for (const auto& c : all) out[c.reason] = c.packets;
+  return out;
+}
+
+// Deletes the conntrack and NAT entries the new flows of ports [first, first+count) created.
+absl::Status CleanupNewFlows(Env& env, Kind kind, const CasePlan& plan, uint32_t first,
+                             uint32_t count, const std::vector<dt::PacketFixture>& fixtures) {
+  const dt::PacketFixture& f = Fixture(fixtures, plan.measured);
+  const uint8_t* ip = f.input.data() + 14;
+  cn_tuple fwd{};
+  std::memcpy(&fwd.saddr, ip + 12, 4);
+  std::memcpy(&fwd.daddr, ip + 16, 4);
+  std::memcpy(&fwd.dport, ip + 20 + 2, 2);
+  fwd.proto = ip[9];
+  auto& maps = *env.dp->maps();
+  std::vector<cn_tuple> ct_del, nat_del;
+  uint32_t found = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    fwd.sport = htons(static_cast<uint16_t>(plan.sport->base + (first + i) % plan.sport->span));
+    if (kind == Kind::kSnatNew) {
+      cn_tuple eg = fwd;
+      eg.pad[0] = CN_NAT_EGRESS;
+      auto e = maps.nat.Lookup(eg);
+      if (!e.ok()) continue;  // dropped: no free port
+      ++found;
+      cn_tuple in{};
+      in.saddr = fwd.daddr;
+      in.daddr = e->to_addr;
+      in.sport = fwd.dport;
+      in.dport = e->to_port;
+      in.proto = fwd.proto;
+      in.pad[0] = CN_NAT_INGRESS;
+      nat_del.push_back(eg);
+      nat_del.push_back(in);
+      continue;
+    }
+    auto e = maps.conntrack.Lookup(fwd);
+    if (!e.ok()) continue;
+    ++found;
+    cn_tuple rt{};
+    rt.saddr = e->nat_addr;
+    rt.daddr = fwd.saddr;
+    rt.sport = e->nat_port;
+    rt.dport = fwd.sport;
+    rt.proto = fwd.proto;
+    ct_del.push_back(fwd);
+    ct_del.push_back(rt);
+    if (kind == Kind::kNodePortRemoteNew) {
+      // SNAT of the DNATed packet: (client -> backend) egress, (backend -> node:port) ingress.
+      cn_tuple eg{};
+      eg.saddr = fwd.saddr;
+      eg.daddr = e->nat_addr;
+      eg.sport = fwd.sport;
+      eg.dport = e->nat_port;
+      eg.proto = fwd.proto;
+      eg.pad[0] = CN_NAT_EGRESS;
+      if (auto n = maps.nat.Lookup(eg); n.ok()) {
+        cn_tuple in{};
+        in.saddr = e->nat_addr;
+        in.daddr = n->to_addr;
+        in.sport = e->nat_port;
+        in.dport = n->to_port;
+        in.proto = fwd.proto;
+        in.pad[0] = CN_NAT_INGRESS;
+        nat_del.push_back(eg);
+        nat_del.push_back(in);
+      }
+    }
+  }
+  if (kind != Kind::kSnatNew && found != count) {
+    return absl::InternalError(StrCat("expected ", count, " new conntrack flows, found ", found,
+                                      " (some runs did not create a flow)"));
+  }
+  CNINET_RETURN_IF_ERROR(maps.conntrack.DeleteBatch(ct_del).status());
+  CNINET_RETURN_IF_ERROR(maps.nat.DeleteBatch(nat_del).status());
+  return absl::OkStatus();
+}
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Runs the fixtures a case needs before its measured packet (checking their output when the
+// service is the fixture's own).
+absl::Status Prime(Env& env, const CasePlan& plan, const std::vector<dt::PacketFixture>& fixtures) {
+  for (const auto& name : plan.prime) {
+    const dt::PacketFixture& f = Fixture(fixtures, name);
+    if (env.fixture_backends) {
+      CNINET_RETURN_IF_ERROR(dt::RunFixture(*env.dp, f));
+    } else {
+      CNINET_ASSIGN_OR_RETURN(datapath::TestRunResult r, env.dp->TestRun(f.hook, f.input));
+      if (r.retval != f.expected_verdict)
+        return absl::InternalError(StrCat(name, ": verdict ", r.retval));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void RunCase(benchmark::State& state, const CaseSpec& cs) {
+  Progress("measuring ", cs.name);
+  CaseResult result;
+  result.spec = cs;
+  auto fail = [&](const absl::Status& s) {
+    std::string msg = StrCat(cs.name, ": ", s.ToString());
+    Progress("ERROR ", msg);
+    result.error = msg;
+    state.SkipWithError(msg.c_str());
+    auto it = std::find_if(g_results.begin(), g_results.end(),
+                           [&](const CaseResult& r) { return r.spec.name == cs.name; });
+    if (it != g_results.end())
+      *it = result;
+    else
+      g_results.push_back(result);
+  };
+  absl::StatusOr<Env*> envp = GetEnv(cs.env);
+  if (!envp.ok()) return fail(envp.status());
+  Env& env = **envp;
+  Datapath& dp = *env.dp;
+  Harness& h = *env.harness;
+  const std::vector<dt::PacketFixture> fixtures = dt::StandardFixtures();
+  const CasePlan plan = PlanFor(cs.kind);
+  const dt::PacketFixture& mf = Fixture(fixtures, plan.measured);
+  const uint32_t repeat = IsNewFlow(cs.kind) ? g_opt.repeat_new : g_opt.repeat_hot;
+
+  if (absl::Status s = Prime(env, plan, fixtures); !s.ok()) return fail(s);
+  if (cs.kind != Kind::kFloor) {
+    if (absl::Status s = h.SetTarget(mf.hook); !s.ok()) return fail(s);
+  }
+  if (absl::Status s = h.SetPacket(mf.input, plan.sport); !s.ok()) return fail(s);
+
+  // One checked run through the harness: the verdict, and the fixture's exact output bytes
+  // where the flow is the fixture's own (fixed source port, the fixture's backends).
+  uint64_t measured_runs = 0;
+  auto counters_before = ReadCounters(dp);
+  if (!counters_before.ok()) return fail(counters_before.status());
+  if (cs.kind != Kind::kFloor && cs.kind != Kind::kPlainDirect) {
+    auto first = h.Counter();
+    auto r = h.Run(Slot::kTarget, 1);
+    if (!r.ok()) return fail(r.status());
+    ++measured_runs;
+    if (r->retval != mf.expected_verdict)
+      return fail(
+          absl::InternalError(StrCat("verdict ", r->retval, ", want ", mf.expected_verdict)));
+    if (!plan.sport && env.fixture_backends && mf.expected_output &&
+        r->packet != *mf.expected_output)
+      return fail(absl::InternalError(StrCat("output differs from the fixture\n",
+                                             dt::HexDiff(r->packet, *mf.expected_output))));
+    if (plan.sport) {
+      if (absl::Status s = CleanupNewFlows(env, cs.kind, plan, *first, 1, fixtures); !s.ok())
+        return fail(s);
+    }
+  } else if (cs.kind == Kind::kPlainDirect) {
+    auto r = dp.TestRun(mf.hook, mf.input, 1);
+    if (!r.ok()) return fail(r.status());
+    ++measured_runs;
+    if (r->packet != *mf.expected_output) return fail(absl::InternalError("plain flow rewritten"));
+  }
+
+  std::vector<double> nets, floors, harnesses;
+  for (auto _ : state) {
+    auto hr = h.Run(Slot::kEmpty, repeat);
+    auto fr = dp.TestRun(Hook::kNoop, mf.input, repeat);
+    if (!hr.ok()) return fail(hr.status());
+    if (!fr.ok()) return fail(fr.status());
+    const double f = fr->duration_ns, hh = hr->duration_ns;
+    double net = f;
+    if (cs.kind == Kind::kPlainDirect) {
+      auto mr = dp.TestRun(mf.hook, mf.input, repeat);
+      if (!mr.ok()) return fail(mr.status());
+      net = mr->duration_ns;
+      measured_runs += repeat;
+    } else if (cs.kind != Kind::kFloor) {
+      auto first = h.Counter();
+      if (!first.ok()) return fail(first.status());
+      auto mr = h.Run(Slot::kTarget, repeat);
+      if (!mr.ok()) return fail(mr.status());
+      net = mr->duration_ns - hh + f;
+      measured_runs += repeat;
+      if (plan.sport) {  // outside the measured (kernel) time
+        absl::Status s = CleanupNewFlows(env, cs.kind, plan, *first, repeat, fixtures);
+        if (!s.ok()) return fail(s);
+      }
+    }
+    state.SetIterationTime(std::max(net, 0.1) * repeat * 1e-9);
+    nets.push_back(net);
+    floors.push_back(f);
+    harnesses.push_back(hh);
+  }
+
+  // Every measured run took the case's path.
+  auto counters_after = ReadCounters(dp);
+  if (!counters_after.ok()) return fail(counters_after.status());
+  auto delta = [&](uint32_t r) { return (*counters_after)[r] - (*counters_before)[r]; };
+  for (uint32_t r : ExpectFor(cs.kind).per_run) {
+    if (delta(r) != measured_runs) {
+      return fail(absl::InternalError(StrCat("counter ", datapath::ReasonName(r), " grew by ",
+                                             delta(r), ", want ", measured_runs)));
+    }
+  }
+  if (cs.kind == Kind::kSnatNew) {
+    const uint64_t ok = delta(CN_R_SNAT), dropped = delta(CN_R_DROP_NAT_NO_PORT);
+    if (ok + dropped != measured_runs || delta(CN_R_NAT_NEW) != ok) {
+      return fail(absl::InternalError(
+          StrCat("SNAT: ", ok, " translated + ", dropped, " dropped != ", measured_runs, " runs")));
+    }
+    result.drop_pct = measured_runs ? 100.0 * dropped / measured_runs : 0;
+    result.retries_per_flow =
+        measured_runs ? static_cast<double>(delta(CN_R_NAT_PORT_RETRY)) / measured_runs : 0;
+    state.counters["nat_drop_pct"] = result.drop_pct;
+    state.counters["port_retries"] = result.retries_per_flow;
+  }
+
+  result.ok = true;
+  result.ns = Median(nets);
+  result.floor_ns = Median(floors);
+  result.harness_ns = Median(harnesses);
+  result.ratio = result.floor_ns > 0 ? result.ns / result.floor_ns : 0;
+  result.runs = measured_runs;
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * repeat);
+  state.counters["ns_per_pkt"] = result.ns;
+  state.counters["Mpps"] = result.ns > 0 ? 1e3 / result.ns : 0;
+  state.counters["floor_ns"] = result.floor_ns;
+  state.counters["floor_ratio"] = result.ratio;
+  state.counters["harness_ns"] = result.harness_ns;
+  state.SetLabel(StrCat("R=", repeat));
+  auto it = std::find_if(g_results.begin(), g_results.end(),
+                         [&](const CaseResult& r) { return r.spec.name == cs.name; });
+  if (it != g_results.end())
+    *it = result;
+  else
+    g_results.push_back(result);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case list.
+
+std::string KindName(Kind k) {
+  switch (k) {
+    case Kind::kFloor:
+      return "Floor/empty_program";
+    case Kind::kEstablished:
+      return "ClusterIP/established";
+    case Kind::kReply:
+      return "ClusterIP/reply_rev_nat";
+    case Kind::kNew:
+      return "ClusterIP/new_connection";
+    case Kind::kSnatNew:
+      return "SNAT/egress_new_flow";
+    case Kind::kSnatEstablished:
+      return "SNAT/egress_established";
+    case Kind::kNodePortRemoteNew:
+      return "NodePort/remote_backend_new";
+    case Kind::kNodePortRemoteEstablished:
+      return "NodePort/remote_backend_established";
+    case Kind::kPlainDirect:
+      return "Check/ct_hit_no_nat_direct";
+    case Kind::kPlainHarness:
+      return "Check/ct_hit_no_nat_harness";
+  }
+  return "?";
+}
+
+std::vector<CaseSpec> Cases() {
+  std::vector<CaseSpec> out;
+  auto add = [&](std::string group, Kind k, EnvSpec env) {
+    std::string name = KindName(k);
+    if (env.standard) {
+      name += "/standard_services";
+    } else {
+      name += StrCat("/services:", env.services);
+    }
+    if (env.backends) name += StrCat("/backends:", env.backends);
+    if (env.ct_fill_pct) name += StrCat("/ct_fill:", env.ct_fill_pct);
+    if (env.nat_occupancy_pct || k == Kind::kSnatNew)
+      name += StrCat("/port_occupancy:", env.nat_occupancy_pct);
+    out.push_back(CaseSpec{std::move(group), std::move(name), k, env});
+  };
+  const bool q = g_opt.quick;
+  // 1. Service count (fixture backends, empty conntrack). Smallest first; 100k last (heavy).
+  std::vector<uint32_t> counts =
+      q ? std::vector<uint32_t>{1, 1000} : std::vector<uint32_t>{1, 1000, 10000, 100000};
+  for (uint32_t n : counts) {
+    EnvSpec e{.services = n};
+    if (n == 1) {
+      add("floor", Kind::kFloor, e);
+      add("check", Kind::kPlainDirect, e);
+      add("check", Kind::kPlainHarness, e);
+    }
+    add("services", Kind::kEstablished, e);
+    add("services", Kind::kReply, e);
+    add("services", Kind::kNew, e);
+  }
+  // 2. Backends per service (1 service, Maglev M=16381).
+  for (uint32_t b : q ? std::vector<uint32_t>{10} : std::vector<uint32_t>{1, 10, 100, 1000}) {
+    EnvSpec e{.services = 1, .backends = b};
+    add("backends", Kind::kNew, e);
+    add("backends", Kind::kEstablished, e);
+  }
+  // 3. Conntrack fill (0 % is the services:1 row).
+  for (uint32_t p : q ? std::vector<uint32_t>{50} : std::vector<uint32_t>{50, 90}) {
+    EnvSpec e{.services = 1, .ct_fill_pct = p};
+    add("ct_fill", Kind::kEstablished, e);
+    add("ct_fill", Kind::kNew, e);
+  }
+  // 4. SNAT port occupancy and NodePort, on the fixture's standard services.
+  for (uint32_t p : q ? std::vector<uint32_t>{0, 50} : std::vector<uint32_t>{0, 50, 90}) {
+    EnvSpec e{.services = 8, .nat_occupancy_pct = p, .standard = true};
+    add("snat", Kind::kSnatNew, e);
+    if (p == 0) {  // the fixtures' SNAT flow keeps its port only when it is free
+      add("snat", Kind::kSnatEstablished, e);
+      add("nodeport", Kind::kNodePortRemoteNew, e);
+      add("nodeport", Kind::kNodePortRemoteEstablished, e);
+    }
+  }
+  // Run the heavy 10k/100k environments last: move those cases to the end, keeping order.
+  std::stable_partition(out.begin(), out.end(),
+                        [](const CaseSpec& c) { return c.env.standard || c.env.services < 10000; });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report: Markdown table and gnuplot data.
+
+const CaseResult* Find(std::string_view kind_name, uint32_t services) {
+  for (const auto& r : g_results) {
+    if (r.ok && KindName(r.spec.kind) == kind_name && !r.spec.env.standard &&
+        r.spec.env.services == services && r.spec.env.backends == 0 && r.spec.env.ct_fill_pct == 0)
+      return &r;
+  }
+  return nullptr;
+}
+
+std::string Goal(const CaseResult& r) {
+  std::string g;
+  auto mark = [](bool ok) { return ok ? "met" : "MISSED"; };
+  if (r.spec.kind == Kind::kEstablished) g = StrCat("<= 4x floor: ", mark(r.ratio <= 4.0));
+  if (r.spec.kind == Kind::kNew) g = StrCat("<= 10x floor: ", mark(r.ratio <= 10.0));
+  if (!r.spec.env.standard && r.spec.env.services == 100000 && r.spec.env.backends == 0) {
+    if (const CaseResult* one = Find(KindName(r.spec.kind), 1)) {
+      char buf[96];
+      const double x = r.ns / one->ns;
+      std::snprintf(buf, sizeof(buf), "%s%.2fx of 1 service (<= 1.15x: %s)", g.empty() ? "" : "; ",
+                    x, mark(x <= 1.15));
+      g += buf;
+    }
+  }
+  return g;
+}
+
+void WriteTable(const std::string& path) {
+  std::ofstream out(path);
+  out << "| case | services | backends | CT fill | SNAT ports taken | ns/packet | Mpps | x floor"
+         " | goal |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  char buf[512];
+  for (const auto& r : g_results) {
+    const EnvSpec& e = r.spec.env;
+    std::string kind = KindName(r.spec.kind);
+    std::string backends = e.backends ? StrCat(e.backends) : std::string("2");
+    if (!r.ok) {
+      out << "| " << kind << " | " << e.services << " | " << backends << " | " << e.ct_fill_pct
+          << " % | " << e.nat_occupancy_pct << " % | error | | | " << r.error << " |\n";
+      continue;
+    }
+    std::string extra = Goal(r);
+    if (r.spec.kind == Kind::kSnatNew) {
+      char s[96];
+      std::snprintf(s, sizeof(s), "%.2f port retries/flow, %.1f %% dropped (no port)",
+                    r.retries_per_flow, r.drop_pct);
+      extra = s;
+    }
+    std::snprintf(buf, sizeof(buf), "| %s | %u | %s | %u %% | %u %% | %.1f | %.2f | %.2f | %s |\n",
+                  kind.c_str(), e.services, backends.c_str(), e.ct_fill_pct, e.nat_occupancy_pct,
+                  r.ns, 1e3 / r.ns, r.ratio, extra.c_str());
+    out << buf;
+  }
+  double floor = 0;
+  for (const auto& r : g_results)
+    if (r.ok && r.spec.kind == Kind::kFloor) floor = r.ns;
+  std::snprintf(buf, sizeof(buf),
+                "\nFloor (empty tc program, same packet, same run): %.1f ns/packet.\n", floor);
+  out << buf;
+}
+
+void WritePlot(const std::string& path) {
+  std::ofstream out(path);
+  out << "# services established_ns reply_ns new_ns floor_ns\n";
+  for (uint32_t n : {1u, 1000u, 10000u, 100000u}) {
+    const CaseResult* e = Find(KindName(Kind::kEstablished), n);
+    const CaseResult* r = Find(KindName(Kind::kReply), n);
+    const CaseResult* w = Find(KindName(Kind::kNew), n);
+    if (!e || !r || !w) continue;
+    char buf[160];
+    std::snprintf(buf, sizeof(buf), "%u %.1f %.1f %.1f %.1f\n", n, e->ns, r->ns, w->ns,
+                  e->floor_ns);
+    out << buf;
+  }
+}
+
+bool ParseFlag(const char* arg, const char* name, std::string* value) {
+  size_t n = std::strlen(name);
+  if (std::strncmp(arg, name, n) != 0 || arg[n] != '=') return false;
+  *value = arg + n + 1;
+  return true;
+}
+
+}  // namespace
+}  // namespace cninet::bench
+
+int main(int argc, char** argv) {
+  using namespace cninet::bench;
+  std::vector<char*> rest{argv[0]};
+  for (int i = 1; i < argc; ++i) {
+    std::string v;
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      g_opt.quick = true;
+    } else if (ParseFlag(argv[i], "--repeat_hot", &v)) {
+      g_opt.repeat_hot = static_cast<uint32_t>(std::stoul(v));
+    } else if (ParseFlag(argv[i], "--repeat_new", &v)) {
+      g_opt.repeat_new = static_cast<uint32_t>(std::stoul(v));
+    } else if (ParseFlag(argv[i], "--table_out", &v)) {
+      g_opt.table_out = v;
+    } else if (ParseFlag(argv[i], "--plot_out", &v)) {
+      g_opt.plot_out = v;
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (g_opt.quick) {
+    g_opt.repeat_hot = std::min<uint32_t>(g_opt.repeat_hot, 2000);
+    g_opt.repeat_new = std::min<uint32_t>(g_opt.repeat_new, 500);
+  }
+  if (g_opt.repeat_new > 38000 || g_opt.repeat_new == 0 || g_opt.repeat_hot == 0) {
+    std::fprintf(stderr, "--repeat_new must be 1..38000, --repeat_hot >= 1\n");
+    return 2;
+  }
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "nat_path_bench needs root (BPF programs and maps)\n");
+    return 1;
+  }
+  int rargc = static_cast<int>(rest.size());
+  benchmark::Initialize(&rargc, rest.data());
+  if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 2;
+  for (const CaseSpec& c : Cases()) {
+    benchmark::RegisterBenchmark(c.name.c_str(), [c](benchmark::State& s) { RunCase(s, c); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  g_env.reset();
+  if (!g_opt.table_out.empty()) WriteTable(g_opt.table_out);
+  if (!g_opt.plot_out.empty()) WritePlot(g_opt.plot_out);
+  int errors = 0;
+  for (const auto& r : g_results) errors += !r.ok;
+  if (errors) std::fprintf(stderr, "[nat_path] %d case(s) failed\n", errors);
+  return errors ? 1 : 0;
+}
