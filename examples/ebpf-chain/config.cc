@@ -34,7 +34,8 @@ absl::Status ReadBool(const nlohmann::json& j, const char* key, bool* out) {
   return absl::OkStatus();
 }
 
-absl::Status ReadUint(const nlohmann::json& j, const char* key, uint32_t min, uint32_t max, uint32_t* out) {
+absl::Status ReadUint(const nlohmann::json& j, const char* key, uint32_t min, uint32_t max,
+                      uint32_t* out) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_number_integer() || it->get<int64_t>() < min || it->get<int64_t>() > max) {
@@ -53,7 +54,8 @@ absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
   ChainConfig c;
   std::string cidr;
   CNINET_RETURN_IF_ERROR(ReadString(j, "clusterCIDR", &cidr));
-  if (cidr.empty()) return Invalid("clusterCIDR", "is required (the pods' IPv4 prefix, e.g. \"10.88.0.0/16\")");
+  if (cidr.empty())
+    return Invalid("clusterCIDR", "is required (the pods' IPv4 prefix, e.g. \"10.88.0.0/16\")");
   auto prefix = cni::IPPrefix::Parse(cidr);
   if (!prefix.ok() || !prefix->is_v4() || prefix->prefix_len() < 1) {
     return Invalid("clusterCIDR", StrCat("\"", cidr, "\" is not an IPv4 prefix"));
@@ -61,14 +63,17 @@ absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
   c.cluster_cidr = prefix->Masked();
   CNINET_RETURN_IF_ERROR(ReadBool(j, "masquerade", &c.masquerade));
   CNINET_RETURN_IF_ERROR(ReadString(j, "uplink", &c.uplink));
-  if (!c.uplink.empty() && (c.uplink.size() > 15 || c.uplink.find_first_of("/: \t\n") != std::string::npos)) {
+  if (!c.uplink.empty() &&
+      (c.uplink.size() > 15 || c.uplink.find_first_of("/: \t\n") != std::string::npos)) {
     return Invalid("uplink", StrCat("\"", c.uplink, "\" is not an interface name"));
   }
   if (auto it = j.find("nodeAddresses"); it != j.end() && !it->is_null()) {
     if (!it->is_array()) return Invalid("nodeAddresses", "must be an array of IPv4 addresses");
     for (const auto& a : *it) {
-      auto ip = a.is_string() ? cni::IPAddress::Parse(a.get<std::string>()) : absl::InvalidArgumentError("");
-      if (!ip.ok() || !ip->is_v4() || ip->IsUnspecified()) return Invalid("nodeAddresses", StrCat(a.dump(), " is not an IPv4 address"));
+      auto ip = a.is_string() ? cni::IPAddress::Parse(a.get<std::string>())
+                              : absl::InvalidArgumentError("");
+      if (!ip.ok() || !ip->is_v4() || ip->IsUnspecified())
+        return Invalid("nodeAddresses", StrCat(a.dump(), " is not an IPv4 address"));
       c.node_addresses.push_back(*ip);
     }
     if (c.node_addresses.size() > 4) return Invalid("nodeAddresses", "at most 4 addresses");
@@ -79,7 +84,8 @@ absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
   std::replace(c.instance.begin(), c.instance.end(), '.', '-');
   CNINET_RETURN_IF_ERROR(ReadString(j, "instance", &c.instance));
   if (!cni::ValidateNetworkName(c.instance).ok() || c.instance.find('.') != std::string::npos) {
-    return Invalid("instance", StrCat("\"", c.instance, "\" must match [a-zA-Z0-9][a-zA-Z0-9_-]* (a bpffs name)"));
+    return Invalid("instance", StrCat("\"", c.instance,
+                                      "\" must match [a-zA-Z0-9][a-zA-Z0-9_-]* (a bpffs name)"));
   }
   CNINET_RETURN_IF_ERROR(ReadString(j, "stateDir", &c.state_dir));
   if (!AbsolutePath(c.state_dir)) return Invalid("stateDir", "must be an absolute path");
@@ -91,14 +97,16 @@ absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
     CNINET_RETURN_IF_ERROR(ReadUint(*it, "conntrack", 16, kMax, &m.conntrack));
     CNINET_RETURN_IF_ERROR(ReadUint(*it, "nat", 16, kMax, &m.nat));
     CNINET_RETURN_IF_ERROR(ReadUint(*it, "services", 1, kMax, &m.services));
-    CNINET_RETURN_IF_ERROR(ReadUint(*it, "serviceSlots", 2, datapath::kMaxServiceId + 1, &m.service_slots));
+    CNINET_RETURN_IF_ERROR(
+        ReadUint(*it, "serviceSlots", 2, datapath::kMaxServiceId + 1, &m.service_slots));
     CNINET_RETURN_IF_ERROR(ReadUint(*it, "backends", 1, kMax, &m.backends));
     CNINET_RETURN_IF_ERROR(ReadUint(*it, "affinity", 1, kMax, &m.affinity));
     CNINET_RETURN_IF_ERROR(ReadUint(*it, "endpoints", 1, kMax, &m.endpoints));
   }
   CNINET_RETURN_IF_ERROR(ReadUint(j, "hostPortIds", 1, datapath::kMaxServiceId, &c.host_port_ids));
   if (c.host_port_ids >= c.map_sizes.service_slots) {
-    return Invalid("hostPortIds", StrCat("must be below mapSizes.serviceSlots (", c.map_sizes.service_slots, ")"));
+    return Invalid("hostPortIds",
+                   StrCat("must be below mapSizes.serviceSlots (", c.map_sizes.service_slots, ")"));
   }
   return c;
 }
@@ -107,11 +115,14 @@ std::string ChainConfig::InstanceStateDir() const { return StrCat(state_dir, "/"
 
 std::string ChainConfig::PinDir() const { return StrCat(bpffs_root, "/cninet/", instance); }
 
-std::string ChainConfig::ProgramPinDir() const { return StrCat(bpffs_root, "/cninet-ebpf/", instance); }
+std::string ChainConfig::ProgramPinDir() const {
+  return StrCat(bpffs_root, "/cninet-ebpf/", instance);
+}
 
 std::string ChainConfig::ProgramPinPath() const { return StrCat(ProgramPinDir(), "/from_pod"); }
 
-datapath::DatapathConfig ChainConfig::ToDatapathConfig(const std::vector<cni::IPAddress>& addresses) const {
+datapath::DatapathConfig ChainConfig::ToDatapathConfig(
+    const std::vector<cni::IPAddress>& addresses) const {
   datapath::DatapathConfig d;
   d.bpffs_root = bpffs_root;
   d.instance = instance;
@@ -125,11 +136,14 @@ datapath::DatapathConfig ChainConfig::ToDatapathConfig(const std::vector<cni::IP
 
 absl::Status ValidatePortMappings(const std::vector<cni::PortMapping>& mappings) {
   for (const auto& m : mappings) {
-    std::string what = StrCat("portMappings ", m.host_port, "->", m.container_port, "/", m.protocol);
+    std::string what =
+        StrCat("portMappings ", m.host_port, "->", m.container_port, "/", m.protocol);
     if (m.protocol == "sctp") {
-      return CniError(ErrorCode::kUnsupportedField, StrCat(what, ": sctp is not supported by the datapath"));
+      return CniError(ErrorCode::kUnsupportedField,
+                      StrCat(what, ": sctp is not supported by the datapath"));
     }
-    if (m.protocol != "tcp" && m.protocol != "udp") return Invalid(what, "protocol must be tcp or udp");
+    if (m.protocol != "tcp" && m.protocol != "udp")
+      return Invalid(what, "protocol must be tcp or udp");
     if (m.host_port == 0 || m.container_port == 0) return Invalid(what, "ports must be 1..65535");
     if (!m.host_ip.empty()) {
       auto ip = cni::IPAddress::Parse(m.host_ip);

@@ -14,20 +14,20 @@
 
 namespace cninet::ebpf_chain {
 
-// Plugin configuration. Keys (all optional except clusterCIDR):
-//   clusterCIDR       "10.88.0.0/16"   pods' addresses; egress leaving it is masqueraded
-//   masquerade        true             SNAT pod egress leaving clusterCIDR to the node address
-//   uplink            ""               node interface to the world; "" = the IPv4 default route's
-//   nodeAddresses     []               node IPv4 addresses (NodePort/hostPort, SNAT); [] = uplink's
-//   bpffsRoot         "/sys/fs/bpf"    maps pinned under <bpffsRoot>/cninet/<instance>/
-//   instance          <network name>   datapath instance (one per network and uplink); bpffs names
-//                                      cannot contain dots, so the default maps them to dashes
-//   stateDir          "/var/lib/cni/cninet-ebpf"  per-attachment records under <stateDir>/<instance>/
-//   teardownWhenIdle  true             last DEL/GC detaches the uplink and unpins the maps, unless
-//                                      services programmed by someone else are left
-//   hostPortIds       1024             service ids reserved for hostPorts (top of the id range)
-//   mapSizes          {}               conntrack, nat, services, serviceSlots, backends, affinity,
-//                                      endpoints (see datapath::MapSizes; must be equal on a node)
+// Plugin configuration. Keys (all optional except clusterCIDR), with their defaults:
+//   clusterCIDR      required       pods' IPv4 prefix; egress leaving it is masqueraded
+//   masquerade       true           SNAT pod egress leaving clusterCIDR to the node address
+//   uplink           ""             node interface to the world ("" = the IPv4 default route's)
+//   nodeAddresses    []             node IPv4 addresses for NodePort/hostPort/SNAT ([] = uplink's)
+//   bpffsRoot        "/sys/fs/bpf"  maps pinned under <bpffsRoot>/cninet/<instance>/
+//   instance         network name   datapath instance, one per network and uplink (dots in the
+//                                   network name become dashes: bpffs names cannot have dots)
+//   stateDir         "/var/lib/cni/cninet-ebpf"   records under <stateDir>/<instance>/
+//   teardownWhenIdle true           the last DEL/GC detaches the uplink and unpins the maps,
+//                                   unless services programmed by someone else are left
+//   hostPortIds      1024           service ids reserved for hostPorts (top of the id range)
+//   mapSizes         {}             conntrack, nat, services, serviceSlots, backends, affinity,
+//                                   endpoints (datapath::MapSizes; must be equal on a node)
 struct ChainConfig {
   cni::IPPrefix cluster_cidr;
   bool masquerade = true;
@@ -53,7 +53,8 @@ struct ChainConfig {
   // attach it without loading (and verifying) the programs again.
   std::string ProgramPinPath() const;
   // The datapath configuration for `node_addresses` (resolved ones when the config has none).
-  datapath::DatapathConfig ToDatapathConfig(const std::vector<cni::IPAddress>& node_addresses) const;
+  datapath::DatapathConfig ToDatapathConfig(
+      const std::vector<cni::IPAddress>& node_addresses) const;
   // First service id reserved for hostPorts (ids [first, serviceSlots) are the plugin's).
   uint32_t FirstHostPortId() const { return map_sizes.service_slots - host_port_ids; }
 };

@@ -34,7 +34,8 @@ absl::StatusOr<dp::DatapathConfig> DatapathConfigFor(const cni::NetConf& conf) {
   auto cidr = cni::IPPrefix::Parse(Key(conf, "clusterCIDR"));
   auto node = cni::IPAddress::Parse(Key(conf, "nodeAddress"));
   if (!cidr.ok() || !node.ok()) {
-    return cni::CniError(cni::ErrorCode::kInvalidConfig, "clusterCIDR and nodeAddress are required");
+    return cni::CniError(cni::ErrorCode::kInvalidConfig,
+                         "clusterCIDR and nodeAddress are required");
   }
   c.cluster_cidr = cidr->Masked();
   c.node_addresses = {*node};
@@ -59,7 +60,8 @@ absl::StatusOr<nl::Link> HostVeth(nl::Handle& host, const cni::Result& prev) {
 class ChainExample : public cni::Plugin {
  public:
   absl::StatusOr<cni::Result> Add(const cni::CmdArgs& args) override {
-    if (!args.conf.prev_result) return cni::CniError(cni::ErrorCode::kInvalidConfig, "must be chained");
+    if (!args.conf.prev_result)
+      return cni::CniError(cni::ErrorCode::kInvalidConfig, "must be chained");
     const cni::Result& prev = *args.conf.prev_result;
     CNINET_ASSIGN_OR_RETURN(dp::DatapathConfig config, DatapathConfigFor(args.conf));
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
@@ -67,10 +69,12 @@ class ChainExample : public cni::Plugin {
 
     // Load the programs, create or reuse the pinned maps, attach from-pod to the veth.
     CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> datapath, dp::Datapath::Create(config));
-    CNINET_ASSIGN_OR_RETURN(dp::Attachment attachment, datapath->Attach(dp::Hook::kFromPod, veth.name));
+    CNINET_ASSIGN_OR_RETURN(dp::Attachment attachment,
+                            datapath->Attach(dp::Hook::kFromPod, veth.name));
     for (const cni::IPConfig& ip : prev.ips) {
       if (!ip.address.is_v4()) continue;
-      dp::Endpoint ep{.address = ip.address.address(), .ifindex = static_cast<uint32_t>(veth.index)};
+      dp::Endpoint ep{.address = ip.address.address(),
+                      .ifindex = static_cast<uint32_t>(veth.index)};
       CNINET_RETURN_IF_ERROR(datapath->endpoints().Upsert(ep));
     }
     attachment.Release();  // Keep the filter after this process exits.

@@ -5,5 +5,6 @@
 int main() {
   cninet::ebpf_chain::EbpfChainPlugin plugin;
   return cninet::cni::PluginMain(
-      plugin, {.about = "cninet-ebpf: chained eBPF datapath (endpoints, services, masquerade, hostPort)"});
+      plugin,
+      {.about = "cninet-ebpf: chained eBPF datapath (endpoints, services, masquerade, hostPort)"});
 }

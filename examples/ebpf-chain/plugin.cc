@@ -70,24 +70,28 @@ absl::StatusOr<Uplink> ResolveUplink(nl::Handle& h, const ChainConfig& cfg) {
       }
     }
     if (up.name.empty()) {
-      return CniError(ErrorCode::kInvalidConfig,
-                      "cninet-ebpf: no IPv4 default route in the node's network namespace; set \"uplink\"");
+      return CniError(
+          ErrorCode::kInvalidConfig,
+          "cninet-ebpf: no IPv4 default route in the node's network namespace; set \"uplink\"");
     }
   }
   auto link = h.GetLink(up.name);
   if (!link.ok()) {
-    return CniError(ErrorCode::kInvalidConfig, StrCat("cninet-ebpf: uplink \"", up.name, "\": ", ToStd(link.status().message())));
+    return CniError(ErrorCode::kInvalidConfig, StrCat("cninet-ebpf: uplink \"", up.name,
+                                                      "\": ", ToStd(link.status().message())));
   }
   up.index = link->index;
   up.addresses = cfg.node_addresses;
   if (up.addresses.empty()) {
     CNINET_ASSIGN_OR_RETURN(auto addrs, h.ListAddresses(up.index, AF_INET));
     for (const auto& a : addrs) {
-      if (a.scope == nl::kScopeUniverse && up.addresses.size() < 4) up.addresses.push_back(a.prefix.address());
+      if (a.scope == nl::kScopeUniverse && up.addresses.size() < 4)
+        up.addresses.push_back(a.prefix.address());
     }
     if (up.addresses.empty()) {
-      return CniError(ErrorCode::kInvalidConfig,
-                      StrCat("cninet-ebpf: uplink ", up.name, " has no IPv4 address; set \"nodeAddresses\""));
+      return CniError(
+          ErrorCode::kInvalidConfig,
+          StrCat("cninet-ebpf: uplink ", up.name, " has no IPv4 address; set \"nodeAddresses\""));
     }
   }
   return up;
@@ -96,7 +100,8 @@ absl::StatusOr<Uplink> ResolveUplink(nl::Handle& h, const ChainConfig& cfg) {
 // The container interface's index in prevResult.interfaces, or -1.
 int ContainerInterfaceIndex(const Result& prev, std::string_view ifname) {
   for (size_t i = 0; i < prev.interfaces.size(); ++i) {
-    if (!prev.interfaces[i].sandbox.empty() && prev.interfaces[i].name == ifname) return static_cast<int>(i);
+    if (!prev.interfaces[i].sandbox.empty() && prev.interfaces[i].name == ifname)
+      return static_cast<int>(i);
   }
   return -1;
 }
@@ -107,7 +112,8 @@ std::vector<IPAddress> PodIPv4(const Result& prev, int container_index) {
   for (const auto& ip : prev.ips) {
     if (!ip.address.is_v4()) continue;
     if (container_index >= 0 && ip.interface && *ip.interface != container_index) continue;
-    if (std::find(out.begin(), out.end(), ip.address.address()) == out.end()) out.push_back(ip.address.address());
+    if (std::find(out.begin(), out.end(), ip.address.address()) == out.end())
+      out.push_back(ip.address.address());
   }
   return out;
 }
@@ -134,7 +140,8 @@ absl::StatusOr<PodSide> FindPodSide(nl::Handle& host, const CmdArgs& args, const
     auto ns = nl::Netns::Open(args.netns);
     if (ns.ok()) {
       auto in_pod = nl::Handle::OpenIn(*ns);
-      auto pod_link = in_pod.ok() ? in_pod->GetLink(args.ifname) : absl::StatusOr<nl::Link>(in_pod.status());
+      auto pod_link =
+          in_pod.ok() ? in_pod->GetLink(args.ifname) : absl::StatusOr<nl::Link>(in_pod.status());
       if (pod_link.ok()) {
         if (pod.mac.IsZero()) pod.mac = pod_link->mac;
         if (pod.host_ifindex == 0 && pod_link->kind == "veth" && pod_link->peer_index > 0) {
@@ -148,39 +155,18 @@ absl::StatusOr<PodSide> FindPodSide(nl::Handle& host, const CmdArgs& args, const
     }
   }
   if (pod.host_ifindex == 0) {
-    return CniError(kNoHostInterface,
-                    StrCat("cninet-ebpf: cannot find the host side of ", args.ifname,
-                           ": prevResult lists no host veth and the container interface has no veth peer here"));
+    return CniError(
+        kNoHostInterface,
+        StrCat(
+            "cninet-ebpf: cannot find the host side of ", args.ifname,
+            ": prevResult lists no host veth and the container interface has no veth peer here"));
   }
   return pod;
 }
 
-// Replies of NodePort/hostPort flows to a local pod leave the pod's veth already translated back
-// to the node address as source (from-pod's reverse DNAT); the node's IP stack drops such packets
-// as martians unless the interface they enter on accepts local source addresses. That interface is
-// the veth's bridge when it has one, else the veth. Strict reverse-path filtering would drop them
-// too, so a strict (1) rp_filter there becomes loose (2).
-absl::Status AcceptNodeSourcedReplies(nl::Handle& host, const PodSide& pod) {
-  CNINET_ASSIGN_OR_RETURN(nl::Link veth, host.GetLinkByIndex(pod.host_ifindex));
-  std::string dev = veth.name;
-  if (veth.master_index != 0) {
-    CNINET_ASSIGN_OR_RETURN(nl::Link master, host.GetLinkByIndex(veth.master_index));
-    dev = master.name;
-  }
-  std::string base = StrCat("net/ipv4/conf/", dev, "/");
-  CNINET_ASSIGN_OR_RETURN(std::string accept, nl::GetSysctl(StrCat(base, "accept_local")));
-  if (accept.rfind('1', 0) != 0) CNINET_RETURN_IF_ERROR(nl::SetSysctl(StrCat(base, "accept_local"), "1"));
-  CNINET_ASSIGN_OR_RETURN(std::string rp, nl::GetSysctl(StrCat(base, "rp_filter")));
-  CNINET_ASSIGN_OR_RETURN(std::string rp_all, nl::GetSysctl("net/ipv4/conf/all/rp_filter"));
-  if (rp.rfind('1', 0) == 0 || rp_all.rfind('1', 0) == 0) {
-    CNINET_RETURN_IF_ERROR(nl::SetSysctl(StrCat(base, "rp_filter"), "2"));
-  }
-  return absl::OkStatus();
-}
-
 // The (address, port, protocol) keys a frontend occupies in the services map.
-std::set<std::tuple<IPAddress, uint16_t, uint8_t>> FrontendKeys(const dp::Frontend& f,
-                                                                 const std::vector<IPAddress>& node_addresses) {
+std::set<std::tuple<IPAddress, uint16_t, uint8_t>> FrontendKeys(
+    const dp::Frontend& f, const std::vector<IPAddress>& node_addresses) {
   std::set<std::tuple<IPAddress, uint16_t, uint8_t>> keys;
   if (f.kind == dp::FrontendKind::kNodePort) {
     for (const auto& a : node_addresses) keys.insert({a, f.port, static_cast<uint8_t>(f.protocol)});
@@ -198,7 +184,8 @@ dp::Service HostPortService(uint32_t id, const cni::PortMapping& m, const IPAddr
   dp::Frontend f;
   f.port = m.host_port;
   f.protocol = m.protocol == "udp" ? dp::Protocol::kUdp : dp::Protocol::kTcp;
-  auto host_ip = m.host_ip.empty() ? absl::StatusOr<IPAddress>(IPAddress()) : IPAddress::Parse(m.host_ip);
+  auto host_ip =
+      m.host_ip.empty() ? absl::StatusOr<IPAddress>(IPAddress()) : IPAddress::Parse(m.host_ip);
   if (host_ip->IsUnspecified()) {
     f.kind = dp::FrontendKind::kNodePort;  // Every node address.
   } else {
@@ -241,11 +228,13 @@ absl::Status CleanMaps(dp::Datapath* d, const AttachmentRecord& rec) {
   if (d == nullptr) return absl::OkStatus();
   for (uint32_t id : rec.service_ids) {
     absl::Status st = d->services().Delete(id);
-    if (!st.ok() && !absl::IsNotFound(st)) return Annotate(st, StrCat("delete hostPort service ", id));
+    if (!st.ok() && !absl::IsNotFound(st))
+      return Annotate(st, StrCat("delete hostPort service ", id));
   }
   CNINET_ASSIGN_OR_RETURN(std::vector<dp::Endpoint> eps, d->endpoints().List());
   for (const auto& ip : rec.addresses) {
-    auto it = std::find_if(eps.begin(), eps.end(), [&](const dp::Endpoint& e) { return e.address == ip; });
+    auto it = std::find_if(eps.begin(), eps.end(),
+                           [&](const dp::Endpoint& e) { return e.address == ip; });
     if (it != eps.end() && it->ifindex != static_cast<uint32_t>(rec.host_ifindex)) {
       // The address already belongs to a newer pod: leave its endpoint and flows alone.
       CNINET_LOG(kInfo, ip.ToString(), " now belongs to ifindex ", it->ifindex, "; leaving it");
@@ -253,7 +242,8 @@ absl::Status CleanMaps(dp::Datapath* d, const AttachmentRecord& rec) {
     }
     if (it != eps.end()) {
       absl::Status st = d->endpoints().Delete(ip);
-      if (!st.ok() && !absl::IsNotFound(st)) return Annotate(st, StrCat("delete endpoint ", ip.ToString()));
+      if (!st.ok() && !absl::IsNotFound(st))
+        return Annotate(st, StrCat("delete endpoint ", ip.ToString()));
     }
     CNINET_RETURN_IF_ERROR(FlushFlows(*d, ip));
   }
@@ -269,8 +259,8 @@ absl::StatusOr<std::unique_ptr<dp::Datapath>> OpenMaps(const ChainConfig& cfg) {
 }
 
 // Undoes one attachment: filter, hostPorts, endpoints, flows, record.
-absl::Status Cleanup(const ChainConfig& cfg, const StateStore& store, nl::Handle& host, dp::Datapath* d,
-                     const AttachmentRecord& rec) {
+absl::Status Cleanup(const ChainConfig& cfg, const StateStore& store, nl::Handle& host,
+                     dp::Datapath* d, const AttachmentRecord& rec) {
   CNINET_RETURN_IF_ERROR(DetachPod(host, rec));
   CNINET_RETURN_IF_ERROR(CleanMaps(d, rec));
   (void)cfg;
@@ -316,9 +306,9 @@ absl::Status MaybeTeardown(const ChainConfig& cfg, const StateStore& store, nl::
 
 // hostPort services for `mappings` with ids from the plugin's reserved range; fails without
 // programming anything when a frontend is already taken.
-absl::StatusOr<std::vector<dp::Service>> PlanHostPorts(dp::Datapath& d, const ChainConfig& cfg,
-                                                      const std::vector<cni::PortMapping>& mappings,
-                                                      const IPAddress& pod_ip) {
+absl::StatusOr<std::vector<dp::Service>> PlanHostPorts(
+    dp::Datapath& d, const ChainConfig& cfg, const std::vector<cni::PortMapping>& mappings,
+    const IPAddress& pod_ip) {
   std::vector<dp::Service> planned;
   if (mappings.empty()) return planned;
   const std::vector<IPAddress>& nodes = d.config().node_addresses;
@@ -334,13 +324,16 @@ absl::StatusOr<std::vector<dp::Service>> PlanHostPorts(dp::Datapath& d, const Ch
   for (const auto& m : mappings) {
     while (used.count(next)) ++next;
     if (next >= cfg.map_sizes.service_slots) {
-      return CniError(kDatapathFailure, StrCat("no free hostPort service id (hostPortIds = ", cfg.host_port_ids, ")"));
+      return CniError(
+          kDatapathFailure,
+          StrCat("no free hostPort service id (hostPortIds = ", cfg.host_port_ids, ")"));
     }
     dp::Service s = HostPortService(next, m, pod_ip);
     for (const auto& k : FrontendKeys(s.frontends[0], nodes)) {
       if (auto it = taken.find(k); it != taken.end()) {
-        return CniError(kHostPortConflict, StrCat("hostPort ", std::get<0>(k).ToString(), ":", std::get<1>(k), "/",
-                                                  m.protocol, " is already used by service ", it->second));
+        return CniError(kHostPortConflict,
+                        StrCat("hostPort ", std::get<0>(k).ToString(), ":", std::get<1>(k), "/",
+                               m.protocol, " is already used by service ", it->second));
       }
       taken[k] = next;
     }
@@ -369,7 +362,8 @@ std::vector<cni::PortMapping> UsableMappings(const std::vector<cni::PortMapping>
 // Attaches from-pod to the pod's veth with the program an earlier ADD pinned, when the instance
 // is fully set up with this configuration: no program is loaded (the verifier needs seconds for
 // the datapath's programs). Returns the instance's maps, or nullptr when the caller must load.
-absl::StatusOr<std::unique_ptr<dp::Datapath>> FastAttach(const ChainConfig& cfg, const Uplink& up, const PodSide& pod) {
+absl::StatusOr<std::unique_ptr<dp::Datapath>> FastAttach(const ChainConfig& cfg, const Uplink& up,
+                                                         const PodSide& pod) {
   std::unique_ptr<dp::Datapath> none;
   auto prog = OpenPinnedObject(cfg.ProgramPinPath());
   if (!prog.ok() || !PathExists(cfg.PinDir())) return none;
@@ -380,7 +374,8 @@ absl::StatusOr<std::unique_ptr<dp::Datapath>> FastAttach(const ChainConfig& cfg,
   for (const auto& f : ingress) {
     if (f.name.rfind(kFromWorldProgram, 0) == 0) world = &f;
   }
-  CNINET_ASSIGN_OR_RETURN(bool to_world, HasTcProgram(up.index, /*ingress=*/false, kToWorldProgram));
+  CNINET_ASSIGN_OR_RETURN(bool to_world,
+                          HasTcProgram(up.index, /*ingress=*/false, kToWorldProgram));
   if (world == nullptr || !to_world) return none;
   auto d = dp::Datapath::OpenPinned(cfg.PinDir());
   if (!d.ok()) return none;
@@ -389,27 +384,29 @@ absl::StatusOr<std::unique_ptr<dp::Datapath>> FastAttach(const ChainConfig& cfg,
   const dp::MapSizes& ws = cfg.map_sizes;
   if (have.cluster_cidr != cfg.cluster_cidr || have.masquerade != cfg.masquerade ||
       have.node_addresses != up.addresses || hs.conntrack != ws.conntrack || hs.nat != ws.nat ||
-      hs.services != ws.services || hs.service_slots != ws.service_slots || hs.backends != ws.backends ||
-      hs.endpoints != ws.endpoints) {
+      hs.services != ws.services || hs.service_slots != ws.service_slots ||
+      hs.backends != ws.backends || hs.endpoints != ws.endpoints) {
     CNINET_LOG(kInfo, "instance ", cfg.instance, " configuration changed: reloading the datapath");
     return none;
   }
-  absl::Status st = AttachTcBpf(pod.host_ifindex, /*ingress=*/true, prog->get(), world->handle, world->priority,
-                                kFromPodProgram);
+  absl::Status st = AttachTcBpf(pod.host_ifindex, /*ingress=*/true, prog->get(), world->handle,
+                                world->priority, kFromPodProgram);
   if (!st.ok()) return DatapathError(st, StrCat("attach from-pod to ", pod.host_ifname));
   return std::move(*d);
 }
 
 // Loads the datapath (programs + pinned maps + configuration), attaches the world programs to
 // the uplink and from-pod to the pod's veth, and pins the from-pod program for FastAttach.
-absl::StatusOr<std::unique_ptr<dp::Datapath>> FullAttach(const ChainConfig& cfg, const StateStore& store,
-                                                        const Uplink& up, const PodSide& pod) {
+absl::StatusOr<std::unique_ptr<dp::Datapath>> FullAttach(const ChainConfig& cfg,
+                                                         const StateStore& store, const Uplink& up,
+                                                         const PodSide& pod) {
   auto loaded = dp::Datapath::Create(cfg.ToDatapathConfig(up.addresses));
   if (!loaded.ok()) return DatapathError(loaded.status(), "load the datapath");
   dp::Datapath& d = **loaded;
   for (dp::Hook hook : {dp::Hook::kFromWorld, dp::Hook::kToWorld}) {
     auto a = d.Attach(hook, up.name);
-    if (!a.ok()) return DatapathError(a.status(), StrCat("attach ", dp::HookName(hook), " to ", up.name));
+    if (!a.ok())
+      return DatapathError(a.status(), StrCat("attach ", dp::HookName(hook), " to ", up.name));
     a->Release();  // Shared by every pod of the node; detached when the instance goes idle.
   }
   CNINET_RETURN_IF_ERROR(store.WriteUplink(up.name));
@@ -434,7 +431,8 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(ChainConfig cfg, ChainConfig::FromNetConf(args.conf));
   if (!args.conf.prev_result) {
     return CniError(ErrorCode::kInvalidConfig,
-                    "cninet-ebpf is a chained plugin: it needs the prevResult of an interface plugin before it");
+                    "cninet-ebpf is a chained plugin: it needs the prevResult of an interface "
+                    "plugin before it");
   }
   const Result& prev = *args.conf.prev_result;
   CNINET_ASSIGN_OR_RETURN(cni::RuntimeConfig rc, args.conf.ParsedRuntimeConfig());
@@ -442,7 +440,8 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   std::vector<cni::PortMapping> mappings = UsableMappings(rc.port_mappings);
   if (PodIPv4(prev, ContainerInterfaceIndex(prev, args.ifname)).empty()) {
     return CniError(ErrorCode::kInvalidConfig,
-                    StrCat("cninet-ebpf: prevResult has no IPv4 address for ", args.ifname, " (the datapath is IPv4)"));
+                    StrCat("cninet-ebpf: prevResult has no IPv4 address for ", args.ifname,
+                           " (the datapath is IPv4)"));
   }
 
   StateStore store(cfg.InstanceStateDir());
@@ -450,8 +449,6 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
   CNINET_ASSIGN_OR_RETURN(Uplink up, ResolveUplink(host, cfg));
   CNINET_ASSIGN_OR_RETURN(PodSide pod, FindPodSide(host, args, prev));
-
-  CNINET_RETURN_IF_ERROR(AcceptNodeSourcedReplies(host, pod));
 
   AttachmentRecord rec;
   rec.container_id = args.container_id;
@@ -471,7 +468,8 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   });
 
   // A repeated ADD of the same attachment replaces what the earlier one left.
-  CNINET_ASSIGN_OR_RETURN(std::optional<AttachmentRecord> old, store.Read(args.container_id, args.ifname));
+  CNINET_ASSIGN_OR_RETURN(std::optional<AttachmentRecord> old,
+                          store.Read(args.container_id, args.ifname));
   if (old) {
     CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> maps, OpenMaps(cfg));
     CNINET_RETURN_IF_ERROR(Cleanup(cfg, store, host, maps.get(), *old));
@@ -489,23 +487,27 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
     ep.address = ip;
     ep.ifindex = static_cast<uint32_t>(pod.host_ifindex);
     ep.mac = pod.mac.bytes();
-    CNINET_RETURN_IF_ERROR(Annotate(d.endpoints().Upsert(ep), StrCat("register endpoint ", ip.ToString())));
+    CNINET_RETURN_IF_ERROR(
+        Annotate(d.endpoints().Upsert(ep), StrCat("register endpoint ", ip.ToString())));
     rec.addresses.push_back(ip);
     rollback.Add(StrCat("endpoint ", ip.ToString()), [&d, ip] { return d.endpoints().Delete(ip); });
   }
 
-  CNINET_ASSIGN_OR_RETURN(std::vector<dp::Service> services, PlanHostPorts(d, cfg, mappings, pod.v4[0]));
+  CNINET_ASSIGN_OR_RETURN(std::vector<dp::Service> services,
+                          PlanHostPorts(d, cfg, mappings, pod.v4[0]));
   for (const auto& s : services) {
     absl::Status st = d.services().Upsert(s);
     if (!st.ok()) return DatapathError(st, StrCat("program hostPort ", s.frontends[0].port));
     rec.service_ids.push_back(s.id);
-    rollback.Add(StrCat("hostPort service ", s.id), [&d, id = s.id] { return d.services().Delete(id); });
+    rollback.Add(StrCat("hostPort service ", s.id),
+                 [&d, id = s.id] { return d.services().Delete(id); });
   }
 
   CNINET_RETURN_IF_ERROR(store.Write(rec));
   rollback.Commit();
-  CNINET_LOG(kInfo, "attached ", args.container_id, "/", args.ifname, " via ", pod.host_ifname, " (ifindex ",
-             pod.host_ifindex, "), ", rec.addresses.size(), " endpoint(s), ", services.size(), " hostPort(s)");
+  CNINET_LOG(kInfo, "attached ", args.container_id, "/", args.ifname, " via ", pod.host_ifname,
+             " (ifindex ", pod.host_ifindex, "), ", rec.addresses.size(), " endpoint(s), ",
+             services.size(), " hostPort(s)");
   return prev;  // Unchanged: the datapath adds no interface, address or route.
 }
 
@@ -514,7 +516,8 @@ absl::Status EbpfChainPlugin::Del(const CmdArgs& args) {
   StateStore store(cfg.InstanceStateDir());
   CNINET_ASSIGN_OR_RETURN(StateLock lock, store.Lock());
   CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
-  CNINET_ASSIGN_OR_RETURN(std::optional<AttachmentRecord> rec, store.Read(args.container_id, args.ifname));
+  CNINET_ASSIGN_OR_RETURN(std::optional<AttachmentRecord> rec,
+                          store.Read(args.container_id, args.ifname));
   CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> d, OpenMaps(cfg));
   if (rec) {
     CNINET_RETURN_IF_ERROR(Cleanup(cfg, store, host, d.get(), *rec));
@@ -549,46 +552,58 @@ absl::Status EbpfChainPlugin::Del(const CmdArgs& args) {
 absl::Status EbpfChainPlugin::Check(const CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(ChainConfig cfg, ChainConfig::FromNetConf(args.conf));
   auto mismatch = [&](std::string_view why) {
-    return CniError(kCheckMismatch, StrCat("cninet-ebpf CHECK ", args.container_id, "/", args.ifname, ": ", why));
+    return CniError(kCheckMismatch,
+                    StrCat("cninet-ebpf CHECK ", args.container_id, "/", args.ifname, ": ", why));
   };
   StateStore store(cfg.InstanceStateDir());
   CNINET_ASSIGN_OR_RETURN(StateLock lock, store.Lock());
-  CNINET_ASSIGN_OR_RETURN(std::optional<AttachmentRecord> rec, store.Read(args.container_id, args.ifname));
+  CNINET_ASSIGN_OR_RETURN(std::optional<AttachmentRecord> rec,
+                          store.Read(args.container_id, args.ifname));
   if (!rec) return mismatch("no attachment recorded");
   CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
   auto link = host.GetLinkByIndex(rec->host_ifindex);
   if (!link.ok() || link->name != rec->host_ifname) {
-    return mismatch(StrCat("host interface ", rec->host_ifname, " (ifindex ", rec->host_ifindex, ") is gone"));
+    return mismatch(
+        StrCat("host interface ", rec->host_ifname, " (ifindex ", rec->host_ifindex, ") is gone"));
   }
-  CNINET_ASSIGN_OR_RETURN(bool pod_prog, HasTcProgram(link->index, /*ingress=*/true, kFromPodProgram));
+  CNINET_ASSIGN_OR_RETURN(bool pod_prog,
+                          HasTcProgram(link->index, /*ingress=*/true, kFromPodProgram));
   if (!pod_prog) return mismatch(StrCat("from-pod is not attached to ", rec->host_ifname));
   CNINET_ASSIGN_OR_RETURN(std::string uplink, store.ReadUplink());
   auto up = host.GetLink(uplink);
   if (uplink.empty() || !up.ok()) return mismatch(StrCat("uplink \"", uplink, "\" is gone"));
-  CNINET_ASSIGN_OR_RETURN(bool world_in, HasTcProgram(up->index, /*ingress=*/true, kFromWorldProgram));
-  CNINET_ASSIGN_OR_RETURN(bool world_out, HasTcProgram(up->index, /*ingress=*/false, kToWorldProgram));
-  if (!world_in || !world_out) return mismatch(StrCat("from-world/to-world are not attached to ", uplink));
+  CNINET_ASSIGN_OR_RETURN(bool world_in,
+                          HasTcProgram(up->index, /*ingress=*/true, kFromWorldProgram));
+  CNINET_ASSIGN_OR_RETURN(bool world_out,
+                          HasTcProgram(up->index, /*ingress=*/false, kToWorldProgram));
+  if (!world_in || !world_out)
+    return mismatch(StrCat("from-world/to-world are not attached to ", uplink));
 
   // prevResult's addresses are the ones registered.
-  std::vector<IPAddress> want = PodIPv4(*args.conf.prev_result, ContainerInterfaceIndex(*args.conf.prev_result, args.ifname));
+  std::vector<IPAddress> want =
+      PodIPv4(*args.conf.prev_result, ContainerInterfaceIndex(*args.conf.prev_result, args.ifname));
   std::vector<IPAddress> have = rec->addresses;
   std::sort(want.begin(), want.end());
   std::sort(have.begin(), have.end());
-  if (want != have) return mismatch("prevResult's IPv4 addresses differ from the registered endpoints");
+  if (want != have)
+    return mismatch("prevResult's IPv4 addresses differ from the registered endpoints");
 
   CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> d, OpenMaps(cfg));
   if (!d) return mismatch(StrCat("no maps pinned in ", cfg.PinDir()));
   CNINET_ASSIGN_OR_RETURN(auto eps, d->endpoints().List());
   for (const auto& ip : rec->addresses) {
-    auto it = std::find_if(eps.begin(), eps.end(), [&](const dp::Endpoint& e) { return e.address == ip; });
+    auto it = std::find_if(eps.begin(), eps.end(),
+                           [&](const dp::Endpoint& e) { return e.address == ip; });
     if (it == eps.end()) return mismatch(StrCat("endpoint ", ip.ToString(), " is missing"));
-    if (it->ifindex != static_cast<uint32_t>(rec->host_ifindex) || nl::MacAddress(it->mac).ToString() != rec->mac) {
-      return mismatch(StrCat("endpoint ", ip.ToString(), " points to ifindex ", it->ifindex, " MAC ",
-                             nl::MacAddress(it->mac).ToString()));
+    if (it->ifindex != static_cast<uint32_t>(rec->host_ifindex) ||
+        nl::MacAddress(it->mac).ToString() != rec->mac) {
+      return mismatch(StrCat("endpoint ", ip.ToString(), " points to ifindex ", it->ifindex,
+                             " MAC ", nl::MacAddress(it->mac).ToString()));
     }
   }
   for (uint32_t id : rec->service_ids) {
-    if (!d->services().Get(id).ok()) return mismatch(StrCat("hostPort service ", id, " is missing"));
+    if (!d->services().Get(id).ok())
+      return mismatch(StrCat("hostPort service ", id, " is missing"));
   }
   return absl::OkStatus();
 }
@@ -602,9 +617,10 @@ absl::Status EbpfChainPlugin::Gc(const CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> d, OpenMaps(cfg));
   absl::Status first = absl::OkStatus();
   for (const auto& rec : records) {
-    bool valid = std::any_of(args.valid_attachments.begin(), args.valid_attachments.end(), [&](const cni::Attachment& a) {
-      return a.container_id == rec.container_id && a.ifname == rec.ifname;
-    });
+    bool valid = std::any_of(args.valid_attachments.begin(), args.valid_attachments.end(),
+                             [&](const cni::Attachment& a) {
+                               return a.container_id == rec.container_id && a.ifname == rec.ifname;
+                             });
     if (valid) continue;
     CNINET_LOG(kInfo, "GC: removing stale attachment ", rec.container_id, "/", rec.ifname);
     absl::Status st = Cleanup(cfg, store, host, d.get(), rec);
@@ -618,31 +634,41 @@ absl::Status EbpfChainPlugin::Gc(const CmdArgs& args) {
 absl::Status EbpfChainPlugin::Status(const CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(ChainConfig cfg, ChainConfig::FromNetConf(args.conf));
   struct statfs st {};
-  if (statfs(cfg.bpffs_root.c_str(), &st) != 0 || static_cast<uint32_t>(st.f_type) != BPF_FS_MAGIC) {
+  if (statfs(cfg.bpffs_root.c_str(), &st) != 0 ||
+      static_cast<uint32_t>(st.f_type) != BPF_FS_MAGIC) {
     return CniError(ErrorCode::kNotAvailable,
-                    StrCat("cninet-ebpf: ", cfg.bpffs_root, " is not a mounted bpf filesystem; the datapath cannot pin its maps"));
+                    StrCat("cninet-ebpf: ", cfg.bpffs_root,
+                           " is not a mounted bpf filesystem; the datapath cannot pin its maps"));
   }
   // The programs load (verifier, kernel features) - with private, minimal maps: no side effects.
   dp::DatapathConfig probe = cfg.ToDatapathConfig({IPAddress::V4(0x7f000001)});
   probe.pin_maps = false;
-  probe.map_sizes = dp::MapSizes{.conntrack = 16, .nat = 16, .services = 1, .service_slots = 2,
-                                 .backends = 1, .affinity = 1, .endpoints = 1};
+  probe.map_sizes = dp::MapSizes{.conntrack = 16,
+                                 .nat = 16,
+                                 .services = 1,
+                                 .service_slots = 2,
+                                 .backends = 1,
+                                 .affinity = 1,
+                                 .endpoints = 1};
   if (auto loaded = dp::Datapath::Create(probe); !loaded.ok()) {
-    return CniError(ErrorCode::kNotAvailable, StrCat("cninet-ebpf: the datapath cannot be loaded: ", ToStd(loaded.status().message())));
+    return CniError(ErrorCode::kNotAvailable, StrCat("cninet-ebpf: the datapath cannot be loaded: ",
+                                                     ToStd(loaded.status().message())));
   }
   // Maps already pinned for this instance must be usable with this configuration.
   if (PathExists(cfg.PinDir())) {
     auto pinned = dp::Datapath::OpenPinned(cfg.PinDir());
     if (!pinned.ok()) {
-      return CniError(ErrorCode::kNotAvailable, StrCat("cninet-ebpf: maps pinned in ", cfg.PinDir(),
-                                                       " are unusable: ", ToStd(pinned.status().message())));
+      return CniError(ErrorCode::kNotAvailable,
+                      StrCat("cninet-ebpf: maps pinned in ", cfg.PinDir(),
+                             " are unusable: ", ToStd(pinned.status().message())));
     }
     const dp::MapSizes& have = (*pinned)->config().map_sizes;
     const dp::MapSizes& want = cfg.map_sizes;
-    if (have.conntrack != want.conntrack || have.nat != want.nat || have.services != want.services ||
-        have.service_slots != want.service_slots || have.backends != want.backends || have.endpoints != want.endpoints) {
-      return CniError(ErrorCode::kNotAvailable,
-                      StrCat("cninet-ebpf: maps pinned in ", cfg.PinDir(), " have other sizes than mapSizes"));
+    if (have.conntrack != want.conntrack || have.nat != want.nat ||
+        have.services != want.services || have.service_slots != want.service_slots ||
+        have.backends != want.backends || have.endpoints != want.endpoints) {
+      return CniError(ErrorCode::kNotAvailable, StrCat("cninet-ebpf: maps pinned in ", cfg.PinDir(),
+                                                       " have other sizes than mapSizes"));
     }
   }
   return absl::OkStatus();

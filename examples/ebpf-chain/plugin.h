@@ -20,10 +20,10 @@
 namespace cninet::ebpf_chain {
 
 // Plugin-specific CNI error codes (>= 100).
-inline constexpr uint32_t kCheckMismatch = 100;      // CHECK found state differing from the record.
-inline constexpr uint32_t kNoHostInterface = 101;    // No host-side veth for the pod interface.
-inline constexpr uint32_t kHostPortConflict = 102;   // A hostPort is already taken.
-inline constexpr uint32_t kDatapathFailure = 103;    // Loading/attaching/programming failed.
+inline constexpr uint32_t kCheckMismatch = 100;     // CHECK found state differing from the record.
+inline constexpr uint32_t kNoHostInterface = 101;   // No host-side veth for the pod interface.
+inline constexpr uint32_t kHostPortConflict = 102;  // A hostPort is already taken.
+inline constexpr uint32_t kDatapathFailure = 103;   // Loading/attaching/programming failed.
 
 // The plugin (see the file comment).
 class EbpfChainPlugin : public cni::Plugin {

@@ -63,8 +63,12 @@ absl::Status WriteAtomically(const std::string& path, std::string_view data) {
 }  // namespace
 
 nlohmann::json AttachmentRecord::ToJson() const {
-  nlohmann::json j = {{"containerID", container_id}, {"ifname", ifname},        {"netns", netns},
-                      {"hostIfname", host_ifname},   {"hostIfindex", host_ifindex}, {"mac", mac}};
+  nlohmann::json j = {{"containerID", container_id},
+                      {"ifname", ifname},
+                      {"netns", netns},
+                      {"hostIfname", host_ifname},
+                      {"hostIfindex", host_ifindex},
+                      {"mac", mac}};
   j["addresses"] = nlohmann::json::array();
   for (const auto& a : addresses) j["addresses"].push_back(a.ToString());
   j["serviceIDs"] = service_ids;
@@ -92,11 +96,13 @@ absl::StatusOr<AttachmentRecord> AttachmentRecord::FromJson(const nlohmann::json
   CNINET_RETURN_IF_ERROR(str("netns", &r.netns));
   CNINET_RETURN_IF_ERROR(str("hostIfname", &r.host_ifname));
   CNINET_RETURN_IF_ERROR(str("mac", &r.mac));
-  if (!j.contains("hostIfindex") || !j["hostIfindex"].is_number_integer()) return Decode("hostIfindex");
+  if (!j.contains("hostIfindex") || !j["hostIfindex"].is_number_integer())
+    return Decode("hostIfindex");
   r.host_ifindex = j["hostIfindex"].get<int>();
   if (!j.contains("addresses") || !j["addresses"].is_array()) return Decode("addresses");
   for (const auto& a : j["addresses"]) {
-    auto ip = a.is_string() ? cni::IPAddress::Parse(a.get<std::string>()) : absl::InvalidArgumentError("");
+    auto ip = a.is_string() ? cni::IPAddress::Parse(a.get<std::string>())
+                            : absl::InvalidArgumentError("");
     if (!ip.ok()) return Decode(StrCat("address ", a.dump()));
     r.addresses.push_back(*ip);
   }
@@ -180,7 +186,8 @@ absl::StatusOr<std::optional<AttachmentRecord>> StateStore::Read(std::string_vie
 
 absl::Status StateStore::Remove(std::string_view container_id, std::string_view ifname) const {
   std::string path = PathFor(container_id, ifname);
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, StrCat("remove ", path));
+  if (unlink(path.c_str()) != 0 && errno != ENOENT)
+    return ErrnoStatus(errno, StrCat("remove ", path));
   return absl::OkStatus();
 }
 
@@ -190,7 +197,8 @@ absl::StatusOr<std::vector<AttachmentRecord>> StateStore::List() const {
   if (!fs::exists(dir_, ec)) return std::vector<AttachmentRecord>();
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     std::string name = entry.path().filename().string();
-    if (name.size() > sizeof(kRecordSuffix) - 1 && name.ends_with(kRecordSuffix)) files.push_back(entry.path().string());
+    if (name.size() > sizeof(kRecordSuffix) - 1 && name.ends_with(kRecordSuffix))
+      files.push_back(entry.path().string());
   }
   if (ec) return absl::InternalError(StrCat("list ", dir_, ": ", ec.message()));
   std::sort(files.begin(), files.end());
@@ -219,7 +227,8 @@ absl::StatusOr<std::string> StateStore::ReadUplink() const {
 absl::Status StateStore::WriteUplink(std::string_view name) const {
   std::string path = StrCat(dir_, "/", kUplinkFile);
   if (name.empty()) {
-    if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, StrCat("remove ", path));
+    if (unlink(path.c_str()) != 0 && errno != ENOENT)
+      return ErrnoStatus(errno, StrCat("remove ", path));
     return absl::OkStatus();
   }
   return WriteAtomically(path, StrCat(name, "\n"));

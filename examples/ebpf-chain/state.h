@@ -20,12 +20,12 @@ namespace cninet::ebpf_chain {
 struct AttachmentRecord {
   std::string container_id;
   std::string ifname;
-  std::string netns;                        // CNI_NETNS at ADD (informational).
-  std::string host_ifname;                  // Host side of the pod's veth (from-pod attached here).
+  std::string netns;        // CNI_NETNS at ADD (informational).
+  std::string host_ifname;  // Host side of the pod's veth (from-pod attached here).
   int host_ifindex = 0;
-  std::string mac;                          // Pod interface MAC.
-  std::vector<cni::IPAddress> addresses;    // IPv4 endpoints registered.
-  std::vector<uint32_t> service_ids;        // hostPort services programmed.
+  std::string mac;                        // Pod interface MAC.
+  std::vector<cni::IPAddress> addresses;  // IPv4 endpoints registered.
+  std::vector<uint32_t> service_ids;      // hostPort services programmed.
   std::vector<cni::PortMapping> port_mappings;
 
   nlohmann::json ToJson() const;

@@ -45,7 +45,8 @@ struct TcRequest {
 
 // Appends attribute `type` with `len` bytes of `data`; returns it (for nesting).
 rtattr* AddAttr(TcRequest* req, uint16_t type, const void* data, size_t len) {
-  auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(req) + NLMSG_ALIGN(req->nh.nlmsg_len));
+  auto* rta =
+      reinterpret_cast<rtattr*>(reinterpret_cast<char*>(req) + NLMSG_ALIGN(req->nh.nlmsg_len));
   rta->rta_type = type;
   rta->rta_len = static_cast<uint16_t>(RTA_LENGTH(len));
   if (len > 0) std::memcpy(RTA_DATA(rta), data, len);
@@ -59,7 +60,8 @@ void AddStringAttr(TcRequest* req, uint16_t type, const char* value) {
 
 // Closes a nested attribute opened with AddAttr(req, type, nullptr, 0).
 void EndNest(TcRequest* req, rtattr* nest) {
-  nest->rta_len = static_cast<uint16_t>(reinterpret_cast<char*>(req) + req->nh.nlmsg_len - reinterpret_cast<char*>(nest));
+  nest->rta_len = static_cast<uint16_t>(reinterpret_cast<char*>(req) + req->nh.nlmsg_len -
+                                        reinterpret_cast<char*>(nest));
 }
 
 long Bpf(int cmd, bpf_attr* attr) { return syscall(__NR_bpf, cmd, attr, sizeof(*attr)); }
@@ -68,7 +70,8 @@ absl::Status Send(const RtnlSocket& s, TcRequest* req) {
   if (s.fd() < 0) return ErrnoStatus(errno, "rtnetlink socket");
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (sendto(s.fd(), req, req->nh.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
+  if (sendto(s.fd(), req, req->nh.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
+             sizeof(kernel)) < 0) {
     return ErrnoStatus(errno, "rtnetlink send");
   }
   return absl::OkStatus();
@@ -90,7 +93,8 @@ absl::Status Receive(const RtnlSocket& s, uint32_t seq, bool dump, F on_msg) {
       if (nh->nlmsg_seq != seq) continue;
       if (nh->nlmsg_type == NLMSG_DONE) {
         int err = 0;
-        if (nh->nlmsg_len >= NLMSG_LENGTH(sizeof(int))) std::memcpy(&err, NLMSG_DATA(nh), sizeof(int));
+        if (nh->nlmsg_len >= NLMSG_LENGTH(sizeof(int)))
+          std::memcpy(&err, NLMSG_DATA(nh), sizeof(int));
         return err < 0 ? ErrnoStatus(-err, "rtnetlink dump") : absl::OkStatus();
       }
       if (nh->nlmsg_type == NLMSG_ERROR) {
@@ -112,7 +116,8 @@ bool InterfaceExists(int ifindex) {
 }  // namespace
 
 absl::StatusOr<std::vector<TcBpfFilter>> ListTcBpfFilters(int ifindex, bool ingress) {
-  if (!InterfaceExists(ifindex)) return absl::NotFoundError(StrCat("no interface with index ", ifindex));
+  if (!InterfaceExists(ifindex))
+    return absl::NotFoundError(StrCat("no interface with index ", ifindex));
   RtnlSocket s;
   TcRequest req{};
   req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(tcmsg));
@@ -133,15 +138,19 @@ absl::StatusOr<std::vector<TcBpfFilter>> ListTcBpfFilters(int ifindex, bool ingr
     f.handle = t->tcm_handle;
     bool is_bpf = false;
     int len = static_cast<int>(nh->nlmsg_len) - static_cast<int>(NLMSG_LENGTH(sizeof(tcmsg)));
-    const auto* rta = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(t) + NLMSG_ALIGN(sizeof(tcmsg)));
+    const auto* rta = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(t) +
+                                                      NLMSG_ALIGN(sizeof(tcmsg)));
     for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
       if (rta->rta_type == TCA_KIND) {
-        is_bpf = std::strncmp(static_cast<const char*>(RTA_DATA(rta)), "bpf", RTA_PAYLOAD(rta)) == 0;
+        is_bpf =
+            std::strncmp(static_cast<const char*>(RTA_DATA(rta)), "bpf", RTA_PAYLOAD(rta)) == 0;
       } else if (rta->rta_type == TCA_OPTIONS) {
         int ilen = static_cast<int>(RTA_PAYLOAD(rta));
-        for (const auto* in = static_cast<const rtattr*>(RTA_DATA(rta)); RTA_OK(in, ilen); in = RTA_NEXT(in, ilen)) {
+        for (const auto* in = static_cast<const rtattr*>(RTA_DATA(rta)); RTA_OK(in, ilen);
+             in = RTA_NEXT(in, ilen)) {
           if (in->rta_type == TCA_BPF_NAME) {
-            f.name.assign(static_cast<const char*>(RTA_DATA(in)), strnlen(static_cast<const char*>(RTA_DATA(in)), RTA_PAYLOAD(in)));
+            f.name.assign(static_cast<const char*>(RTA_DATA(in)),
+                          strnlen(static_cast<const char*>(RTA_DATA(in)), RTA_PAYLOAD(in)));
           } else if (in->rta_type == TCA_BPF_ID && RTA_PAYLOAD(in) >= sizeof(uint32_t)) {
             std::memcpy(&f.prog_id, RTA_DATA(in), sizeof(uint32_t));
           }
@@ -169,7 +178,8 @@ absl::StatusOr<bool> HasTcProgram(int ifindex, bool ingress, const std::string& 
 
 absl::Status AttachTcBpf(int ifindex, bool ingress, int prog_fd, uint32_t handle, uint32_t priority,
                          const std::string& name) {
-  if (!InterfaceExists(ifindex)) return absl::NotFoundError(StrCat("no interface with index ", ifindex));
+  if (!InterfaceExists(ifindex))
+    return absl::NotFoundError(StrCat("no interface with index ", ifindex));
   RtnlSocket s;
   {
     TcRequest q{};
@@ -184,7 +194,8 @@ absl::Status AttachTcBpf(int ifindex, bool ingress, int prog_fd, uint32_t handle
     AddStringAttr(&q, TCA_KIND, "clsact");
     CNINET_RETURN_IF_ERROR(Send(s, &q));
     absl::Status st = Receive(s, 3, /*dump=*/false, [](const nlmsghdr*) {});
-    if (!st.ok() && !absl::IsAlreadyExists(st)) return Annotate(st, StrCat("create clsact on ifindex ", ifindex));
+    if (!st.ok() && !absl::IsAlreadyExists(st))
+      return Annotate(st, StrCat("create clsact on ifindex ", ifindex));
   }
   TcRequest req{};
   req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(tcmsg));
@@ -240,7 +251,8 @@ absl::StatusOr<BpfFd> OpenPinnedObject(const std::string& path) {
 }
 
 absl::Status PinObject(int fd, const std::string& path) {
-  if (unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, StrCat("unlink ", path));
+  if (unlink(path.c_str()) != 0 && errno != ENOENT)
+    return ErrnoStatus(errno, StrCat("unlink ", path));
   bpf_attr attr{};
   attr.pathname = reinterpret_cast<uint64_t>(path.c_str());
   attr.bpf_fd = static_cast<uint32_t>(fd);

@@ -18,7 +18,7 @@ namespace cninet::ebpf_chain {
 struct TcBpfFilter {
   uint32_t priority = 0;
   uint32_t handle = 0;
-  std::string name;     // TCA_BPF_NAME: "<program name>:[<id>]" when attached by libbpf.
+  std::string name;      // TCA_BPF_NAME: "<program name>:[<id>]" when attached by libbpf.
   uint32_t prog_id = 0;  // TCA_BPF_ID.
 };
 

@@ -48,17 +48,20 @@ sockaddr_in Addr(const std::string& ip, uint16_t port) {
 }  // namespace
 
 NodeTopology::NodeTopology() {
-  CommandResult r = node_.Exec(std::string("ip link add up0 type veth peer name eth0 netns ") + ext_.name() +
-                               " && ip addr add " + kNodeIp + "/24 dev up0 && ip link set up0 up && ip route add default via " +
+  CommandResult r = node_.Exec(std::string("ip link add up0 type veth peer name eth0 netns ") +
+                               ext_.name() + " && ip addr add " + kNodeIp +
+                               "/24 dev up0 && ip link set up0 up && ip route add default via " +
                                kExtIp + " && sysctl -qw net.ipv4.ip_forward=1");
   EXPECT_TRUE(r.ok()) << "node setup: " << r.err;
-  CommandResult e = ext_.Exec(std::string("ip addr add ") + kExtIp + "/24 dev eth0 && ip link set eth0 up");
+  CommandResult e =
+      ext_.Exec(std::string("ip addr add ") + kExtIp + "/24 dev eth0 && ip link set eth0 up");
   EXPECT_TRUE(e.ok()) << "outside setup: " << e.err;
   ok_ = r.ok() && e.ok();
 }
 
 nlohmann::json ChainSpec::ToJson() const {
-  nlohmann::json ipam_conf = {{"type", ipam}, {"ranges", {{{{"subnet", subnet}}}}}, {"dataDir", ipam_dir}};
+  nlohmann::json ipam_conf = {
+      {"type", ipam}, {"ranges", {{{{"subnet", subnet}}}}}, {"dataDir", ipam_dir}};
   nlohmann::json iface_conf = {{"type", iface}, {"ipam", ipam_conf}};
   if (iface == "bridge" || iface == "cninet-bridge") {
     iface_conf["bridge"] = bridge;
@@ -104,7 +107,8 @@ std::string Inventory::Describe() const {
   return absl::StrJoin(lines, "; ");
 }
 
-Inventory TakeInventory(cninet::testing::ScopedNetns& node, const ChainSpec& spec, const std::string& cache_dir) {
+Inventory TakeInventory(cninet::testing::ScopedNetns& node, const ChainSpec& spec,
+                        const std::string& cache_dir) {
   Inventory inv;
   CommandResult links = node.Exec("ip -o link show type veth");
   std::istringstream in(links.out);
@@ -118,7 +122,8 @@ Inventory TakeInventory(cninet::testing::ScopedNetns& node, const ChainSpec& spe
   }
   inv.uplink_clsact = node.Exec("tc qdisc show dev up0").out.find("clsact") != std::string::npos;
   for (const auto& f : Entries(spec.ipam_dir + "/" + spec.name)) {
-    if (f.find_first_of(".:") != std::string::npos && f.rfind("last_reserved_ip", 0) != 0) inv.leases.push_back(f);
+    if (f.find_first_of(".:") != std::string::npos && f.rfind("last_reserved_ip", 0) != 0)
+      inv.leases.push_back(f);
   }
   for (const auto& f : Entries(spec.InstanceStateDir())) {
     if (f.size() > 5 && f.ends_with(".json")) inv.records.push_back(f);
@@ -134,7 +139,8 @@ Inventory TakeInventory(cninet::testing::ScopedNetns& node, const ChainSpec& spe
   return inv;
 }
 
-TcpServer::TcpServer(const std::string& netns_path, uint16_t port, std::string tag) : tag_(std::move(tag)) {
+TcpServer::TcpServer(const std::string& netns_path, uint16_t port, std::string tag)
+    : tag_(std::move(tag)) {
   absl::Status s = RunInNetns(netns_path, [&]() -> absl::Status {
     fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -173,7 +179,8 @@ void TcpServer::Loop() {
   }
 }
 
-absl::StatusOr<std::string> TcpRequest(const std::string& netns_path, const std::string& ip, uint16_t port) {
+absl::StatusOr<std::string> TcpRequest(const std::string& netns_path, const std::string& ip,
+                                       uint16_t port) {
   int fd = -1;
   absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -182,7 +189,8 @@ absl::StatusOr<std::string> TcpRequest(const std::string& netns_path, const std:
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     sockaddr_in a = Addr(ip, port);
     if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-      return absl::UnavailableError("connect " + ip + ":" + std::to_string(port) + ": " + strerror(errno));
+      return absl::UnavailableError("connect " + ip + ":" + std::to_string(port) + ": " +
+                                    strerror(errno));
     }
     return absl::OkStatus();
   });
@@ -194,7 +202,8 @@ absl::StatusOr<std::string> TcpRequest(const std::string& netns_path, const std:
   }
   if (fd >= 0) close(fd);
   if (!st.ok()) return st;
-  if (got.empty()) return absl::UnavailableError("no reply from " + ip + ":" + std::to_string(port));
+  if (got.empty())
+    return absl::UnavailableError("no reply from " + ip + ":" + std::to_string(port));
   return got;
 }
 
@@ -211,7 +220,8 @@ absl::Status SendUdp(const std::string& netns_path, const std::string& ip, uint1
 }
 
 std::string Ipv4Of(const std::string& netns_path, const std::string& ifname) {
-  CommandResult r = Run({"nsenter", "--net=" + netns_path, "ip", "-4", "-o", "addr", "show", "dev", ifname});
+  CommandResult r =
+      Run({"nsenter", "--net=" + netns_path, "ip", "-4", "-o", "addr", "show", "dev", ifname});
   // "2: eth0    inet 10.244.1.2/24 brd ..."
   size_t p = r.out.find("inet ");
   if (p == std::string::npos) return "";

@@ -44,15 +44,15 @@ class NodeTopology {
 // A network configuration list: an interface plugin with IPAM, then (optionally) cninet-ebpf.
 struct ChainSpec {
   std::string version = "1.0.0";
-  std::string name;                       // Network name.
-  std::string iface = "cninet-bridge";    // cninet-bridge, cninet-ptp, bridge or ptp.
-  std::string ipam = "cninet-host-local"; // cninet-host-local or host-local.
+  std::string name;                        // Network name.
+  std::string iface = "cninet-bridge";     // cninet-bridge, cninet-ptp, bridge or ptp.
+  std::string ipam = "cninet-host-local";  // cninet-host-local or host-local.
   std::string subnet = "10.244.1.0/24";
   std::string bridge = "cnb0";
-  std::string ipam_dir;                   // host-local dataDir.
-  std::string state_dir;                  // cninet-ebpf stateDir.
-  std::string bpffs;                      // cninet-ebpf bpffsRoot.
-  std::string ebpf_type = "cninet-ebpf";  // "" = no chained datapath plugin.
+  std::string ipam_dir;                                  // host-local dataDir.
+  std::string state_dir;                                 // cninet-ebpf stateDir.
+  std::string bpffs;                                     // cninet-ebpf bpffsRoot.
+  std::string ebpf_type = "cninet-ebpf";                 // "" = no chained datapath plugin.
   nlohmann::json ebpf_extra = nlohmann::json::object();  // Merged into the cninet-ebpf entry.
 
   nlohmann::json ToJson() const;
@@ -66,20 +66,21 @@ struct ChainSpec {
 
 // Everything of an attachment that could be left behind on the node.
 struct Inventory {
-  std::vector<std::string> pod_veths;    // veth links in the node netns other than the uplink.
-  bool uplink_clsact = false;            // clsact qdisc on up0.
-  std::vector<std::string> leases;       // host-local lease files.
-  std::vector<std::string> records;      // cninet-ebpf attachment records.
-  bool maps_pinned = false;              // <bpffs>/cninet/<instance> exists.
-  bool program_pinned = false;           // <bpffs>/cninet-ebpf/<instance> exists.
-  std::vector<std::string> cache;        // libcni result cache entries of the network.
+  std::vector<std::string> pod_veths;  // veth links in the node netns other than the uplink.
+  bool uplink_clsact = false;          // clsact qdisc on up0.
+  std::vector<std::string> leases;     // host-local lease files.
+  std::vector<std::string> records;    // cninet-ebpf attachment records.
+  bool maps_pinned = false;            // <bpffs>/cninet/<instance> exists.
+  bool program_pinned = false;         // <bpffs>/cninet-ebpf/<instance> exists.
+  std::vector<std::string> cache;      // libcni result cache entries of the network.
   // One line per leftover, "" when nothing is left.
   std::string Describe() const;
   bool empty() const { return Describe().empty(); }
 };
 
 // Takes the inventory of `spec`'s network on `node` (`cache_dir` may be "").
-Inventory TakeInventory(cninet::testing::ScopedNetns& node, const ChainSpec& spec, const std::string& cache_dir);
+Inventory TakeInventory(cninet::testing::ScopedNetns& node, const ChainSpec& spec,
+                        const std::string& cache_dir);
 
 // A TCP server in a namespace: answers every connection with "<tag> <peer address>\n" and closes.
 class TcpServer {
@@ -99,7 +100,8 @@ class TcpServer {
 };
 
 // Connects from inside `netns_path` to ip:port and returns everything the server sent.
-absl::StatusOr<std::string> TcpRequest(const std::string& netns_path, const std::string& ip, uint16_t port);
+absl::StatusOr<std::string> TcpRequest(const std::string& netns_path, const std::string& ip,
+                                       uint16_t port);
 
 // Sends one UDP datagram from inside `netns_path` (creates conntrack/NAT state).
 absl::Status SendUdp(const std::string& netns_path, const std::string& ip, uint16_t port);

@@ -17,7 +17,10 @@ namespace {
 using ::testing::HasSubstr;
 
 cni::NetConf Conf(nlohmann::json extra) {
-  nlohmann::json j = {{"cniVersion", "1.0.0"}, {"name", "pods.v1"}, {"type", "cninet-ebpf"}, {"clusterCIDR", "10.244.3.7/16"}};
+  nlohmann::json j = {{"cniVersion", "1.0.0"},
+                      {"name", "pods.v1"},
+                      {"type", "cninet-ebpf"},
+                      {"clusterCIDR", "10.244.3.7/16"}};
   j.update(extra);
   auto c = cni::NetConf::FromJson(j);
   EXPECT_TRUE(c.ok()) << c.status();
@@ -45,15 +48,17 @@ TEST(ChainConfigTest, DefaultsAreDocumentedOnes) {
 }
 
 TEST(ChainConfigTest, EveryKeyIsRead) {
-  auto c = ChainConfig::FromNetConf(Conf({{"masquerade", false},
-                                          {"uplink", "eth1"},
-                                          {"nodeAddresses", {"192.0.2.1", "192.0.2.2"}},
-                                          {"bpffsRoot", "/run/bpf"},
-                                          {"instance", "x1"},
-                                          {"stateDir", "/run/st"},
-                                          {"teardownWhenIdle", false},
-                                          {"hostPortIds", 10},
-                                          {"mapSizes", {{"conntrack", 1000}, {"nat", 2000}, {"serviceSlots", 100}, {"endpoints", 7}}}}));
+  auto c = ChainConfig::FromNetConf(
+      Conf({{"masquerade", false},
+            {"uplink", "eth1"},
+            {"nodeAddresses", {"192.0.2.1", "192.0.2.2"}},
+            {"bpffsRoot", "/run/bpf"},
+            {"instance", "x1"},
+            {"stateDir", "/run/st"},
+            {"teardownWhenIdle", false},
+            {"hostPortIds", 10},
+            {"mapSizes",
+             {{"conntrack", 1000}, {"nat", 2000}, {"serviceSlots", 100}, {"endpoints", 7}}}}));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_FALSE(c->masquerade);
   EXPECT_EQ(c->uplink, "eth1");
@@ -78,7 +83,8 @@ TEST(ChainConfigTest, InvalidValuesAreCode7NamingTheKey) {
       {{{"uplink", "abcdefghijklmnop"}}, "uplink"},
       {{{"nodeAddresses", "192.0.2.1"}}, "nodeAddresses"},
       {{{"nodeAddresses", {"0.0.0.0"}}}, "nodeAddresses"},
-      {{{"nodeAddresses", {"1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5"}}}, "nodeAddresses"},
+      {{{"nodeAddresses", {"1.1.1.1", "1.1.1.2", "1.1.1.3", "1.1.1.4", "1.1.1.5"}}},
+       "nodeAddresses"},
       {{{"bpffsRoot", "bpf"}}, "bpffsRoot"},
       {{{"instance", "-x"}}, "instance"},
       {{{"stateDir", ""}}, "stateDir"},
@@ -165,18 +171,23 @@ TEST(StateStoreTest, CorruptRecordsAreSkippedNotFatal) {
 
 // Every ```cpp block of the guide is a [doc:...] block of examples/ebpf-chain/doc_example.cc.
 TEST(ChainedPluginGuideTest, QuotesExactlyTheCompiledExample) {
-  std::string guide = cninet::testing::ReadFile(std::string(CNINET_SOURCE_DIR) + "/docs/chained-plugin.md");
-  std::string code = cninet::testing::ReadFile(std::string(CNINET_SOURCE_DIR) + "/examples/ebpf-chain/doc_example.cc");
+  std::string guide =
+      cninet::testing::ReadFile(std::string(CNINET_SOURCE_DIR) + "/docs/chained-plugin.md");
+  std::string code = cninet::testing::ReadFile(std::string(CNINET_SOURCE_DIR) +
+                                               "/examples/ebpf-chain/doc_example.cc");
   ASSERT_FALSE(guide.empty());
   ASSERT_FALSE(code.empty());
   std::vector<std::string> blocks;
   std::regex block("```cpp\n([\\s\\S]*?)```");
-  for (std::sregex_iterator it(guide.begin(), guide.end(), block), end; it != end; ++it) blocks.push_back((*it)[1]);
+  for (std::sregex_iterator it(guide.begin(), guide.end(), block), end; it != end; ++it)
+    blocks.push_back((*it)[1]);
   std::vector<std::string> snippets;
   std::regex doc("// \\[doc:[a-z-]+\\]\n([\\s\\S]*?)// \\[/doc\\]\n");
-  for (std::sregex_iterator it(code.begin(), code.end(), doc), end; it != end; ++it) snippets.push_back((*it)[1]);
+  for (std::sregex_iterator it(code.begin(), code.end(), doc), end; it != end; ++it)
+    snippets.push_back((*it)[1]);
   ASSERT_GE(snippets.size(), 4u);
-  EXPECT_EQ(blocks, snippets) << "docs/chained-plugin.md and doc_example.cc disagree; copy the [doc:] blocks over";
+  EXPECT_EQ(blocks, snippets)
+      << "docs/chained-plugin.md and doc_example.cc disagree; copy the [doc:] blocks over";
 }
 
 }  // namespace

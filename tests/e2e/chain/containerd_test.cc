@@ -1,7 +1,8 @@
 // cninet's plugins (cninet-bridge + cninet-host-local, cninet-ebpf) under containerd 1.6's
 // `ctr run --cni`, with containerd started by the test inside a node namespace.
 //   --rm:        ctr sends DEL after the task exited, when the container's netns is already gone;
-//   -d:          ctr never sends DEL; after `task kill` / `task delete` / `container delete` the test
+//   -d:          ctr never sends DEL; after `task kill` / `task delete` / `container delete` the
+//   test
 //                runs the DEL an orchestrator would (from ctr's libcni cache, netns gone).
 // Either way nothing may be left: no lease, veth, endpoint, record, pin, uplink program.
 #include <memory>
@@ -45,8 +46,13 @@ class ContainerdChainTest : public ::testing::Test {
     absl::Status started = ctd_->Start();
     ASSERT_TRUE(started.ok()) << started;
   }
-  void WriteConflist() { cninet::testing::WriteFile(tmp_.Sub("net.d/10-" + spec_.name + ".conflist"), spec_.ToJson().dump(2)); }
-  std::string FullId(const std::string& id) { return "default-" + id; }  // ctr's container ID for CNI.
+  void WriteConflist() {
+    cninet::testing::WriteFile(tmp_.Sub("net.d/10-" + spec_.name + ".conflist"),
+                               spec_.ToJson().dump(2));
+  }
+  std::string FullId(const std::string& id) {
+    return "default-" + id;
+  }  // ctr's container ID for CNI.
 
   ScopedBpffs fs_;
   TempDir tmp_;
@@ -58,8 +64,9 @@ class ContainerdChainTest : public ::testing::Test {
 TEST_F(ContainerdChainTest, RunRmAddsThenDeletesAfterTheNetnsIsGone) {
   TcpServer outside(topo_.ext().path(), 9000, "EXT");
   const std::string id = "rm-" + spec_.name;
-  CommandResult r = ctd_->Ctr({"run", "--rm", "--cni", "--rootfs", ctd_->rootfs(), id, "/bin/sh", "-c",
-                               std::string("ip -4 -o addr show eth0; nc -w 3 ") + kExtIp + " 9000 </dev/null"});
+  CommandResult r =
+      ctd_->Ctr({"run", "--rm", "--cni", "--rootfs", ctd_->rootfs(), id, "/bin/sh", "-c",
+                 std::string("ip -4 -o addr show eth0; nc -w 3 ") + kExtIp + " 9000 </dev/null"});
   ASSERT_TRUE(r.ok()) << r.out << r.err;
   EXPECT_THAT(r.out, HasSubstr("inet 10.244.1."));
   // The outside saw the node address: the container's egress went through the attached datapath.
@@ -70,7 +77,8 @@ TEST_F(ContainerdChainTest, RunRmAddsThenDeletesAfterTheNetnsIsGone) {
 
 TEST_F(ContainerdChainTest, DetachedKillDeleteThenDelFromTheCacheLeavesNothing) {
   const std::string id = "d-" + spec_.name;
-  CommandResult r = ctd_->Ctr({"run", "-d", "--cni", "--rootfs", ctd_->rootfs(), id, "/bin/sleep", "600"});
+  CommandResult r =
+      ctd_->Ctr({"run", "-d", "--cni", "--rootfs", ctd_->rootfs(), id, "/bin/sleep", "600"});
   ASSERT_TRUE(r.ok()) << r.out << r.err;
 
   cni::RuntimeOptions options;
@@ -102,7 +110,8 @@ TEST_F(ContainerdChainTest, DetachedKillDeleteThenDelFromTheCacheLeavesNothing) 
   for (const auto& iface : (**cached).interfaces)
     if (!iface.sandbox.empty()) rt.netns = iface.sandbox;  // "/proc/<task pid>/ns/net": gone now.
   ASSERT_THAT(rt.netns, ::testing::StartsWith("/proc/"));
-  absl::Status del = RunInNetns(topo_.node().path(), [&] { return runtime.DelNetworkList(*list, rt); });
+  absl::Status del =
+      RunInNetns(topo_.node().path(), [&] { return runtime.DelNetworkList(*list, rt); });
   ASSERT_TRUE(del.ok()) << del;
   Inventory inv = TakeInventory(topo_.node(), spec_, ctd_->cache_dir());
   EXPECT_TRUE(inv.empty()) << inv.Describe();
@@ -115,8 +124,8 @@ TEST_F(ContainerdChainTest, ResultVersionsAcceptedByCtr) {
     spec_.version = version;
     WriteConflist();
     const std::string id = std::string("v") + version[0] + version[2] + "-" + spec_.name;
-    CommandResult r = ctd_->Ctr({"run", "--rm", "--cni", "--rootfs", ctd_->rootfs(), id, "/bin/sh", "-c",
-                                 "ip -4 -o addr show eth0"});
+    CommandResult r = ctd_->Ctr({"run", "--rm", "--cni", "--rootfs", ctd_->rootfs(), id, "/bin/sh",
+                                 "-c", "ip -4 -o addr show eth0"});
     if (std::string(version) == "1.1.0") {
       EXPECT_FALSE(r.ok());
       EXPECT_THAT(r.err, HasSubstr("unsupported CNI result version \"1.1.0\""));

@@ -1,6 +1,8 @@
 // cninet-ebpf executed like a runtime executes it: chained after cninet's and Debian's reference
 // interface plugins, inside a "node" network namespace, with real pod namespaces, real traffic
 // through the attached programs and the pinned maps inspected from the test.
+#include "plugin.h"
+
 #include <linux/if_link.h>
 
 #include <algorithm>
@@ -15,7 +17,6 @@
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "plugin.h"
 #include "testing/test_util.h"
 
 namespace cninet::chain_testing {
@@ -36,14 +37,16 @@ std::string EbpfPlugin() { return std::string(CNINET_PLUGIN_DIR) + "/cninet-ebpf
 
 // The ifindex (in the node namespace) of the veth peer of `ifname` in `netns_path`: "eth0@if7".
 int PeerIndex(const std::string& netns_path, const std::string& ifname = "eth0") {
-  CommandResult r = cninet::testing::Run({"nsenter", "--net=" + netns_path, "ip", "-o", "link", "show", "dev", ifname});
+  CommandResult r = cninet::testing::Run(
+      {"nsenter", "--net=" + netns_path, "ip", "-o", "link", "show", "dev", ifname});
   size_t p = r.out.find("@if");
   return p == std::string::npos ? 0 : std::atoi(r.out.c_str() + p + 3);
 }
 
 // Name of the node-side interface with index `index`.
 std::string NodeIfname(ScopedNetns& node, int index) {
-  CommandResult r = node.Exec("ip -o link show | awk -F': ' '$1 == " + std::to_string(index) + " {print $2}'");
+  CommandResult r =
+      node.Exec("ip -o link show | awk -F': ' '$1 == " + std::to_string(index) + " {print $2}'");
   std::string name = r.out.substr(0, r.out.find_first_of("@\n"));
   return name;
 }
@@ -111,7 +114,8 @@ class ChainPluginTest : public ::testing::Test {
     EXPECT_TRUE(eps.ok()) << eps.status();
     return eps.ok() ? *eps : std::vector<dp::Endpoint>{};
   }
-  static const dp::Endpoint* FindEndpoint(const std::vector<dp::Endpoint>& eps, const std::string& ip) {
+  static const dp::Endpoint* FindEndpoint(const std::vector<dp::Endpoint>& eps,
+                                          const std::string& ip) {
     for (const auto& e : eps)
       if (e.address.ToString() == ip) return &e;
     return nullptr;
@@ -153,7 +157,8 @@ struct IfaceCase {
   const char* version;
 };
 
-class ChainLifecycleTest : public ChainPluginTest, public ::testing::WithParamInterface<IfaceCase> {};
+class ChainLifecycleTest : public ChainPluginTest,
+                           public ::testing::WithParamInterface<IfaceCase> {};
 
 TEST_P(ChainLifecycleTest, AddAttachesRegistersServesTrafficAndDelLeavesNothing) {
   spec_.iface = GetParam().iface;
@@ -163,13 +168,15 @@ TEST_P(ChainLifecycleTest, AddAttachesRegistersServesTrafficAndDelLeavesNothing)
   const std::string id_a = "ctr-a-" + spec_.name, id_b = "ctr-b-" + spec_.name;
   auto ra = Add(spec_, Rt(id_a, a.path()));
   ASSERT_TRUE(ra.ok()) << ra.status();
-  nlohmann::json caps = {{"portMappings", {{{"hostPort", 18080}, {"containerPort", 8080}, {"protocol", "tcp"}}}}};
+  nlohmann::json caps = {
+      {"portMappings", {{{"hostPort", 18080}, {"containerPort", 8080}, {"protocol", "tcp"}}}}};
   auto rb = Add(spec_, Rt(id_b, b.path(), caps));
   ASSERT_TRUE(rb.ok()) << rb.status();
   const std::string ip_a = Ipv4Of(a.path()), ip_b = Ipv4Of(b.path());
   ASSERT_FALSE(ip_a.empty());
   ASSERT_FALSE(ip_b.empty());
-  EXPECT_EQ(ra->ips.at(0).address.address().ToString(), ip_a) << "the chain's result is the interface plugin's";
+  EXPECT_EQ(ra->ips.at(0).address.address().ToString(), ip_a)
+      << "the chain's result is the interface plugin's";
 
   // Endpoints point at the pods' host-side veths (found from the pod side, independently).
   const int veth_a = PeerIndex(a.path()), veth_b = PeerIndex(b.path());
@@ -188,7 +195,9 @@ TEST_P(ChainLifecycleTest, AddAttachesRegistersServesTrafficAndDelLeavesNothing)
   std::string fb = TcFilters(NodeIfname(topo_.node(), veth_b), "ingress");
   EXPECT_THAT(fa, HasSubstr("cn_from_pod"));
   EXPECT_THAT(fb, HasSubstr("cn_from_pod"));
-  auto prog_id = [](const std::string& s) { return s.substr(s.find(" id ") + 4, s.find(" name") - s.find(" id ") - 4); };
+  auto prog_id = [](const std::string& s) {
+    return s.substr(s.find(" id ") + 4, s.find(" name") - s.find(" id ") - 4);
+  };
   EXPECT_EQ(prog_id(fa), prog_id(fb));
   EXPECT_THAT(TcFilters("up0", "ingress"), HasSubstr("cn_from_world"));
   EXPECT_THAT(TcFilters("up0", "egress"), HasSubstr("cn_to_world"));
@@ -215,7 +224,8 @@ TEST_P(ChainLifecycleTest, AddAttachesRegistersServesTrafficAndDelLeavesNothing)
   EXPECT_EQ(*direct, "B " + ip_a + "\n");
   dp::Service vip;
   vip.id = 1;
-  vip.frontends = {{*cni::IPAddress::Parse(kVip), 80, dp::Protocol::kTcp, dp::FrontendKind::kClusterIP}};
+  vip.frontends = {
+      {*cni::IPAddress::Parse(kVip), 80, dp::Protocol::kTcp, dp::FrontendKind::kClusterIP}};
   vip.backends = {{*cni::IPAddress::Parse(ip_b), 8080}};
   vip.maglev_size = 251;
   ASSERT_TRUE(maps->services().Upsert(vip).ok());
@@ -244,7 +254,8 @@ TEST_P(ChainLifecycleTest, AddAttachesRegistersServesTrafficAndDelLeavesNothing)
     EXPECT_NE(e.tuple.src.ToString(), ip_b) << e.ToString();
     EXPECT_NE(e.tuple.dst.ToString(), ip_b) << e.ToString();
   }
-  auto ra_again = Add(spec_, Rt("ctr-c-" + spec_.name, b.path()));  // The freed address can be reused.
+  auto ra_again =
+      Add(spec_, Rt("ctr-c-" + spec_.name, b.path()));  // The freed address can be reused.
   ASSERT_TRUE(ra_again.ok()) << ra_again.status();
   ASSERT_TRUE(Del(spec_, Rt("ctr-c-" + spec_.name, b.path())).ok());
 
@@ -264,7 +275,8 @@ INSTANTIATE_TEST_SUITE_P(Interfaces, ChainLifecycleTest,
                                            IfaceCase{"ptp", "host-local", "0.4.0"}),
                          [](const auto& p) {
                            std::string n = std::string(p.param.iface) + "_" + p.param.version;
-                           std::replace_if(n.begin(), n.end(), [](char c) { return !isalnum(c); }, '_');
+                           std::replace_if(
+                               n.begin(), n.end(), [](char c) { return !isalnum(c); }, '_');
                            return n;
                          });
 
@@ -283,8 +295,10 @@ TEST_F(ChainPluginTest, DelWithTheNetnsGoneRemovesTheEndpointAndFlushesOnlyItsFl
   ASSERT_NE(maps, nullptr);
   auto count = [&](const std::string& ip) {
     size_t n = 0;
-    for (const auto& e : *maps->conntrack().Dump()) n += e.tuple.src.ToString() == ip || e.tuple.dst.ToString() == ip;
-    for (const auto& e : *maps->nat().Dump()) n += e.tuple.src.ToString() == ip || e.to_address.ToString() == ip;
+    for (const auto& e : *maps->conntrack().Dump())
+      n += e.tuple.src.ToString() == ip || e.tuple.dst.ToString() == ip;
+    for (const auto& e : *maps->nat().Dump())
+      n += e.tuple.src.ToString() == ip || e.to_address.ToString() == ip;
     return n;
   };
   ASSERT_GE(count(ip_a), 2u) << "pod a's flow should be tracked and masqueraded";
@@ -333,7 +347,8 @@ TEST_F(ChainPluginTest, FindsTheHostVethThroughTheContainerInterfacesPeer) {
   auto eps = Endpoints(*maps);
   ASSERT_EQ(eps.size(), 1u);
   EXPECT_EQ(eps[0].ifindex, static_cast<uint32_t>(PeerIndex(pod.path())));
-  EXPECT_THAT(TcFilters(NodeIfname(topo_.node(), PeerIndex(pod.path())), "ingress"), HasSubstr("cn_from_pod"));
+  EXPECT_THAT(TcFilters(NodeIfname(topo_.node(), PeerIndex(pod.path())), "ingress"),
+              HasSubstr("cn_from_pod"));
 
   CommandResult del = RunEbpf("DEL", id, pod.path(), conf);
   ASSERT_TRUE(del.ok()) << del.out << del.err;
@@ -342,7 +357,8 @@ TEST_F(ChainPluginTest, FindsTheHostVethThroughTheContainerInterfacesPeer) {
   EXPECT_TRUE(inv.empty()) << inv.Describe();
 }
 
-class ResultVersionTest : public ChainPluginTest, public ::testing::WithParamInterface<const char*> {};
+class ResultVersionTest : public ChainPluginTest,
+                          public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(ResultVersionTest, OutputIsThePrevResultInTheRequestsVersion) {
   ChainSpec ptp = spec_;
@@ -373,8 +389,8 @@ TEST_P(ResultVersionTest, OutputIsThePrevResultInTheRequestsVersion) {
   EXPECT_TRUE(TakeInventory(topo_.node(), spec_, "").empty());
 }
 
-INSTANTIATE_TEST_SUITE_P(Versions, ResultVersionTest, ::testing::Values("0.3.1", "0.4.0", "1.0.0", "1.1.0"),
-                         [](const auto& p) {
+INSTANTIATE_TEST_SUITE_P(Versions, ResultVersionTest,
+                         ::testing::Values("0.3.1", "0.4.0", "1.0.0", "1.1.0"), [](const auto& p) {
                            std::string n = p.param;
                            std::replace(n.begin(), n.end(), '.', '_');
                            return "v" + n;
@@ -389,7 +405,10 @@ TEST_F(ChainPluginTest, CheckFailsWhenTheFilterOrTheEndpointIsMissing) {
   ASSERT_TRUE(Check(spec_, Rt(id_b, b.path())).ok());
 
   // a: the from-pod filter is removed behind the plugin's back.
-  ASSERT_TRUE(topo_.node().Exec("tc filter del dev " + NodeIfname(topo_.node(), PeerIndex(a.path())) + " ingress").ok());
+  ASSERT_TRUE(
+      topo_.node()
+          .Exec("tc filter del dev " + NodeIfname(topo_.node(), PeerIndex(a.path())) + " ingress")
+          .ok());
   absl::Status ca = Check(spec_, Rt(id_a, a.path()));
   EXPECT_EQ(cni::GetErrorCode(ca), ebpf_chain::kCheckMismatch) << ca;
   EXPECT_THAT(std::string(ca.message()), HasSubstr("from-pod is not attached"));
@@ -406,7 +425,8 @@ TEST_F(ChainPluginTest, CheckFailsWhenTheFilterOrTheEndpointIsMissing) {
   conf["prevResult"] = {{"cniVersion", spec_.version}, {"ips", {{{"address", "10.244.1.99/24"}}}}};
   CommandResult cc = RunEbpf("CHECK", "never-added", c.path(), conf);
   EXPECT_FALSE(cc.ok());
-  EXPECT_EQ(nlohmann::json::parse(cc.out, nullptr, false).value("code", 0), static_cast<int>(ebpf_chain::kCheckMismatch))
+  EXPECT_EQ(nlohmann::json::parse(cc.out, nullptr, false).value("code", 0),
+            static_cast<int>(ebpf_chain::kCheckMismatch))
       << cc.out;
 
   ASSERT_TRUE(Del(spec_, Rt(id_a, a.path())).ok());
@@ -420,14 +440,17 @@ TEST_F(ChainPluginTest, GcRemovesAttachmentsMissingFromValidAttachments) {
   ScopedNetns a("chpa"), b("chpb");
   const std::string id_a = "ctr-a-" + spec_.name, id_b = "ctr-b-" + spec_.name;
   ASSERT_TRUE(Add(spec_, Rt(id_a, a.path())).ok());
-  nlohmann::json caps = {{"portMappings", {{{"hostPort", 18081}, {"containerPort", 80}, {"protocol", "udp"}}}}};
+  nlohmann::json caps = {
+      {"portMappings", {{{"hostPort", 18081}, {"containerPort", 80}, {"protocol", "udp"}}}}};
   ASSERT_TRUE(Add(spec_, Rt(id_b, b.path(), caps)).ok());
   const std::string ip_a = Ipv4Of(a.path()), ip_b = Ipv4Of(b.path());
   auto maps = Maps(spec_);
   ASSERT_NE(maps, nullptr);
   ASSERT_EQ(maps->services().List().size(), 1u);
 
-  absl::Status gc = InNode([&](cni::Runtime& r) { return r.GcNetworkList(List(spec_), {{id_a, "eth0"}}); });
+  absl::Status gc = InNode([&](cni::Runtime& r) {
+    return r.GcNetworkList(List(spec_), {{id_a, "eth0"}});
+  });
   ASSERT_TRUE(gc.ok()) << gc;
   maps = Maps(spec_);
   ASSERT_NE(maps, nullptr);
@@ -440,7 +463,8 @@ TEST_F(ChainPluginTest, GcRemovesAttachmentsMissingFromValidAttachments) {
   EXPECT_THAT(inv.leases, ::testing::ElementsAre(ip_a)) << "host-local's GC released b's address";
   EXPECT_TRUE(Check(spec_, Rt(id_a, a.path())).ok());
 
-  ASSERT_TRUE(Del(spec_, Rt(id_b, b.path(), caps)).ok());  // Removes b's veth; the plugin has nothing left for b.
+  ASSERT_TRUE(Del(spec_, Rt(id_b, b.path(), caps))
+                  .ok());  // Removes b's veth; the plugin has nothing left for b.
   ASSERT_TRUE(Del(spec_, Rt(id_a, a.path())).ok());
   inv = TakeInventory(topo_.node(), spec_, tmp_.Sub("cache"));
   EXPECT_TRUE(inv.empty()) << inv.Describe();
@@ -497,13 +521,17 @@ TEST_F(ChainPluginTest, BadInputIsRejectedWithTheRightCodeAndChangesNothing) {
       {"uplink missing", [](nlohmann::json& c) { c["uplink"] = "nosuchdev0"; }, 7},
       {"sctp hostPort",
        [](nlohmann::json& c) {
-         c["runtimeConfig"] = {{"portMappings", {{{"hostPort", 1}, {"containerPort", 1}, {"protocol", "sctp"}}}}};
+         c["runtimeConfig"] = {
+             {"portMappings", {{{"hostPort", 1}, {"containerPort", 1}, {"protocol", "sctp"}}}}};
        },
        2},
       {"IPv6-only pod",
-       [](nlohmann::json& c) { c["prevResult"]["ips"] = {{{"address", "fd00::5/64"}, {"interface", 0}}}; }, 7},
-      {"no host side",
-       [](nlohmann::json& c) { c["prevResult"]["interfaces"][0]["name"] = "eth9"; }, static_cast<int>(ebpf_chain::kNoHostInterface)},
+       [](nlohmann::json& c) {
+         c["prevResult"]["ips"] = {{{"address", "fd00::5/64"}, {"interface", 0}}};
+       },
+       7},
+      {"no host side", [](nlohmann::json& c) { c["prevResult"]["interfaces"][0]["name"] = "eth9"; },
+       static_cast<int>(ebpf_chain::kNoHostInterface)},
   };
   for (const auto& c : cases) {
     nlohmann::json conf = EbpfConf(spec_);
@@ -521,7 +549,8 @@ TEST_F(ChainPluginTest, BadInputIsRejectedWithTheRightCodeAndChangesNothing) {
 TEST_F(ChainPluginTest, HostPortConflictFailsTheSecondAddAndRollsItBack) {
   ScopedNetns a("chpa"), b("chpb");
   const std::string id_a = "ctr-a-" + spec_.name, id_b = "ctr-b-" + spec_.name;
-  nlohmann::json caps = {{"portMappings", {{{"hostPort", 18080}, {"containerPort", 80}, {"protocol", "tcp"}}}}};
+  nlohmann::json caps = {
+      {"portMappings", {{{"hostPort", 18080}, {"containerPort", 80}, {"protocol", "tcp"}}}}};
   ASSERT_TRUE(Add(spec_, Rt(id_a, a.path(), caps)).ok());
   auto second = Add(spec_, Rt(id_b, b.path(), caps));
   ASSERT_FALSE(second.ok());
@@ -532,10 +561,13 @@ TEST_F(ChainPluginTest, HostPortConflictFailsTheSecondAddAndRollsItBack) {
   EXPECT_EQ(eps.size(), 1u) << "the failed ADD's endpoint must be rolled back";
   EXPECT_EQ(maps->services().List().size(), 1u);
   EXPECT_EQ(maps->services().List()[0].backends.at(0).address.ToString(), Ipv4Of(a.path()));
-  EXPECT_THAT(TakeInventory(topo_.node(), spec_, "").records, ::testing::ElementsAre(id_a + ":eth0.json"));
-  EXPECT_THAT(TcFilters(NodeIfname(topo_.node(), PeerIndex(b.path())), "ingress"), ::testing::Not(HasSubstr("cn_from_pod")));
+  EXPECT_THAT(TakeInventory(topo_.node(), spec_, "").records,
+              ::testing::ElementsAre(id_a + ":eth0.json"));
+  EXPECT_THAT(TcFilters(NodeIfname(topo_.node(), PeerIndex(b.path())), "ingress"),
+              ::testing::Not(HasSubstr("cn_from_pod")));
 
-  ASSERT_TRUE(Del(spec_, Rt(id_b, b.path(), caps)).ok());  // What the runtime does after a failed ADD.
+  ASSERT_TRUE(
+      Del(spec_, Rt(id_b, b.path(), caps)).ok());  // What the runtime does after a failed ADD.
   ASSERT_TRUE(Del(spec_, Rt(id_a, a.path(), caps)).ok());
   Inventory inv = TakeInventory(topo_.node(), spec_, tmp_.Sub("cache"));
   EXPECT_TRUE(inv.empty()) << inv.Describe();
@@ -550,7 +582,8 @@ TEST_F(ChainPluginTest, ConcurrentAddsAndDelsShareOneInstance) {
   {
     std::vector<std::thread> threads;
     for (int i = 0; i < kPods; ++i)
-      threads.emplace_back([&, i] { results[i] = Add(spec_, Rt(id(i), pods[i]->path())).status(); });
+      threads.emplace_back(
+          [&, i] { results[i] = Add(spec_, Rt(id(i), pods[i]->path())).status(); });
     for (auto& t : threads) t.join();
   }
   for (const auto& s : results) ASSERT_TRUE(s.ok()) << s;
@@ -587,7 +620,8 @@ TEST_F(ChainPluginTest, TheGuidesExamplePluginPutsAPodOnTheDatapath) {
   ASSERT_NE(maps, nullptr);
   auto eps = Endpoints(*maps);
   ASSERT_NE(FindEndpoint(eps, Ipv4Of(pod.path())), nullptr);
-  EXPECT_EQ(FindEndpoint(eps, Ipv4Of(pod.path()))->ifindex, static_cast<uint32_t>(PeerIndex(pod.path())));
+  EXPECT_EQ(FindEndpoint(eps, Ipv4Of(pod.path()))->ifindex,
+            static_cast<uint32_t>(PeerIndex(pod.path())));
   const std::string veth = NodeIfname(topo_.node(), PeerIndex(pod.path()));
   EXPECT_THAT(TcFilters(veth, "ingress"), HasSubstr("cn_from_pod"));
   ASSERT_TRUE(Del(spec_, Rt(id, pod.path())).ok());

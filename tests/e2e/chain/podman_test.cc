@@ -43,7 +43,10 @@ class PodmanChainTest : public ::testing::Test {
     ASSERT_TRUE(imported.ok()) << imported;
   }
 
-  void WriteConflist() { cninet::testing::WriteFile(tmp_.Sub("net.d/" + spec_.name + ".conflist"), spec_.ToJson().dump(2)); }
+  void WriteConflist() {
+    cninet::testing::WriteFile(tmp_.Sub("net.d/" + spec_.name + ".conflist"),
+                               spec_.ToJson().dump(2));
+  }
 
   CommandResult Pm(const std::vector<std::string>& args) { return podman_->Run(args); }
   std::string Exec(const std::string& container, const std::string& script) {
@@ -66,16 +69,18 @@ class PodmanChainTest : public ::testing::Test {
   void TwoContainersEndToEnd() {
     WriteConflist();
     const std::string srv = "srv-" + spec_.name, cli = "cli-" + spec_.name;
-    CommandResult s = Pm({"run", "-d", "--name", srv, "--hostname", "srv", "--network", spec_.name, "-p",
-                              "18080:8080", Podman::Image(), "sh", "-c", kServe});
+    CommandResult s = Pm({"run", "-d", "--name", srv, "--hostname", "srv", "--network", spec_.name,
+                          "-p", "18080:8080", Podman::Image(), "sh", "-c", kServe});
     ASSERT_TRUE(s.ok()) << s.out << s.err;
-    CommandResult c = Pm({"run", "-d", "--name", cli, "--network", spec_.name, Podman::Image(), "sleep", "600"});
+    CommandResult c =
+        Pm({"run", "-d", "--name", cli, "--network", spec_.name, Podman::Image(), "sleep", "600"});
     ASSERT_TRUE(c.ok()) << c.out << c.err;
     const std::string srv_id = Pm({"inspect", "--format", "{{.Id}}", srv}).out.substr(0, 64);
     const std::string ip_srv = podman_->Ipv4(srv), ip_cli = podman_->Ipv4(cli);
     ASSERT_THAT(ip_srv, ::testing::StartsWith("10.244.1."));
     ASSERT_THAT(ip_cli, ::testing::StartsWith("10.244.1."));
-    EXPECT_THAT(Exec(cli, "ip -4 -o addr show eth0"), HasSubstr(ip_cli)) << "the address podman reports is configured";
+    EXPECT_THAT(Exec(cli, "ip -4 -o addr show eth0"), HasSubstr(ip_cli))
+        << "the address podman reports is configured";
 
     // The datapath knows both containers and the hostPort.
     auto maps = Maps();
@@ -95,18 +100,21 @@ class PodmanChainTest : public ::testing::Test {
     // A ClusterIP programmed by the test, backed by the server container.
     dp::Service vip;
     vip.id = 1;
-    vip.frontends = {{*cni::IPAddress::Parse(kVip), 80, dp::Protocol::kTcp, dp::FrontendKind::kClusterIP}};
+    vip.frontends = {
+        {*cni::IPAddress::Parse(kVip), 80, dp::Protocol::kTcp, dp::FrontendKind::kClusterIP}};
     vip.backends = {{*cni::IPAddress::Parse(ip_srv), 8080}};
     vip.maglev_size = 251;
     ASSERT_TRUE(maps->services().Upsert(vip).ok());
-    EXPECT_THAT(Exec(cli, std::string("nc -w 3 ") + kVip + " 80 </dev/null"), HasSubstr("SERVED-BY-srv"));
+    EXPECT_THAT(Exec(cli, std::string("nc -w 3 ") + kVip + " 80 </dev/null"),
+                HasSubstr("SERVED-BY-srv"));
     // The hostPort, from another namespace, to the node's address.
     auto via_host_port = TcpRequest(topo_.ext().path(), kNodeIp, 18080);
     ASSERT_TRUE(via_host_port.ok()) << via_host_port.status();
     EXPECT_THAT(*via_host_port, HasSubstr("SERVED-BY-srv"));
     // Egress leaving the cluster CIDR is masqueraded to the node address.
     TcpServer outside(topo_.ext().path(), 9000, "EXT");
-    EXPECT_THAT(Exec(cli, std::string("nc -w 3 ") + kExtIp + " 9000 </dev/null"), HasSubstr(std::string("EXT ") + kNodeIp));
+    EXPECT_THAT(Exec(cli, std::string("nc -w 3 ") + kExtIp + " 9000 </dev/null"),
+                HasSubstr(std::string("EXT ") + kNodeIp));
     ASSERT_TRUE(maps->services().Delete(1).ok());
 
     CommandResult rm = Pm({"rm", "--force", "--time", "0", srv, cli});
@@ -145,17 +153,20 @@ TEST_F(PodmanChainTest, ResultVersionsAcceptedByPodman) {
     SCOPED_TRACE(version);
     spec_.version = version;
     WriteConflist();
-    const std::string name = "v" + std::string(version).substr(0, 1) + std::string(version).substr(2, 1) + "-" + spec_.name;
+    const std::string name = "v" + std::string(version).substr(0, 1) +
+                             std::string(version).substr(2, 1) + "-" + spec_.name;
     TcpServer outside(topo_.ext().path(), 9000, "EXT");
-    CommandResult r = Pm({"run", "--rm", "--name", name, "--network", spec_.name, Podman::Image(), "sh", "-c",
-                              std::string("ip -4 -o addr show eth0; nc -w 3 ") + kExtIp + " 9000 </dev/null"});
+    CommandResult r =
+        Pm({"run", "--rm", "--name", name, "--network", spec_.name, Podman::Image(), "sh", "-c",
+            std::string("ip -4 -o addr show eth0; nc -w 3 ") + kExtIp + " 9000 </dev/null"});
     if (std::string(version) == "1.1.0") {
       EXPECT_FALSE(r.ok());
       EXPECT_THAT(r.err, HasSubstr("unsupported CNI result version \"1.1.0\""));
     } else {
       ASSERT_TRUE(r.ok()) << r.out << r.err;
       EXPECT_THAT(r.out, HasSubstr("inet 10.244.1."));
-      EXPECT_THAT(r.out, HasSubstr(std::string("EXT ") + kNodeIp)) << "egress went through the datapath (masquerade)";
+      EXPECT_THAT(r.out, HasSubstr(std::string("EXT ") + kNodeIp))
+          << "egress went through the datapath (masquerade)";
     }
     Inventory inv = TakeInventory(topo_.node(), spec_, "/var/lib/cni");
     EXPECT_TRUE(inv.empty()) << inv.Describe();

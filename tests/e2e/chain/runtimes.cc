@@ -57,10 +57,14 @@ std::vector<std::string> MountPoints() {
 
 absl::Status MakeBusyboxRootfs(const std::string& dir) {
   std::error_code ec;
-  for (const char* sub : {"bin", "etc", "tmp", "proc", "sys", "dev", "run"}) fs::create_directories(fs::path(dir) / sub, ec);
+  for (const char* sub : {"bin", "etc", "tmp", "proc", "sys", "dev", "run"})
+    fs::create_directories(fs::path(dir) / sub, ec);
   if (ec) return absl::InternalError("mkdir " + dir + ": " + ec.message());
-  fs::copy_file("/bin/busybox", fs::path(dir) / "bin/busybox", fs::copy_options::overwrite_existing, ec);
-  if (ec) return absl::FailedPreconditionError("copy /bin/busybox (install busybox-static): " + ec.message());
+  fs::copy_file("/bin/busybox", fs::path(dir) / "bin/busybox", fs::copy_options::overwrite_existing,
+                ec);
+  if (ec)
+    return absl::FailedPreconditionError("copy /bin/busybox (install busybox-static): " +
+                                         ec.message());
   CommandResult list = cninet::testing::Run({"/bin/busybox", "--list"});
   if (!list.ok()) return absl::FailedPreconditionError("busybox --list failed: " + list.err);
   std::istringstream in(list.out);
@@ -94,7 +98,8 @@ int UnmountBelow(const std::string& dir) {
   for (const auto& m : MountPoints()) {
     if (m == dir || m.rfind(dir + "/", 0) == 0) targets.push_back(m);
   }
-  std::sort(targets.begin(), targets.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  std::sort(targets.begin(), targets.end(),
+            [](const auto& a, const auto& b) { return a.size() > b.size(); });
   int n = 0;
   for (const auto& t : targets) n += umount2(t.c_str(), MNT_DETACH) == 0;
   return n;
@@ -104,18 +109,20 @@ int UnmountBelow(const std::string& dir) {
 
 Podman::Podman(std::string node_netns, std::string network_dir)
     : node_netns_(std::move(node_netns)), network_dir_(std::move(network_dir)) {
-  std::string conf = "[containers]\n"
-                     "default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n"
-                     "[engine]\n"
-                     "runtime = \"runc\"\n"
-                     "cgroup_manager = \"cgroupfs\"\n"
-                     "events_logger = \"file\"\n"
-                     "lock_type = \"file\"\n"
-                     "[network]\n"
-                     "network_backend = \"cni\"\n"
-                     "cni_plugin_dirs = [\"" CNINET_PLUGIN_DIR "\", \"/usr/lib/cni\"]\n"
-                     "network_config_dir = \"" +
-                     network_dir_ + "\"\n";
+  std::string conf =
+      "[containers]\n"
+      "default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n"
+      "[engine]\n"
+      "runtime = \"runc\"\n"
+      "cgroup_manager = \"cgroupfs\"\n"
+      "events_logger = \"file\"\n"
+      "lock_type = \"file\"\n"
+      "[network]\n"
+      "network_backend = \"cni\"\n"
+      "cni_plugin_dirs = [\"" CNINET_PLUGIN_DIR
+      "\", \"/usr/lib/cni\"]\n"
+      "network_config_dir = \"" +
+      network_dir_ + "\"\n";
   cninet::testing::WriteFile(dir_.Sub("containers.conf"), conf);
 }
 
@@ -127,11 +134,14 @@ Podman::~Podman() {
 }
 
 CommandResult Podman::Run(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
-  std::vector<std::string> argv = {"nsenter", "--net=/run/netns/" + node_netns_, "podman",
-                                   "--root", dir_.Sub("root"), "--runroot", dir_.Sub("runroot"),
-                                   "--tmpdir", dir_.Sub("tmp"), "--storage-driver", "vfs"};
+  std::vector<std::string> argv = {"nsenter", "--net=/run/netns/" + node_netns_, "podman", "--root",
+                                   dir_.Sub("root"), "--runroot", dir_.Sub("runroot"), "--tmpdir",
+                                   dir_.Sub("tmp"), "--storage-driver", "vfs",
+                                   // runc's state under the temp dir too (default /run/runc).
+                                   "--runtime-flag", "root=" + dir_.Sub("runc")};
   argv.insert(argv.end(), args.begin(), args.end());
-  return cninet::testing::Run(argv, {}, {kPath, "HOME=/root", "CONTAINERS_CONF=" + dir_.Sub("containers.conf")}, timeout);
+  return cninet::testing::Run(
+      argv, {}, {kPath, "HOME=/root", "CONTAINERS_CONF=" + dir_.Sub("containers.conf")}, timeout);
 }
 
 absl::Status Podman::ImportBusybox() {
@@ -146,7 +156,8 @@ absl::Status Podman::ImportBusybox() {
 }
 
 std::string Podman::Ipv4(const std::string& container) {
-  CommandResult r = Run({"inspect", "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container});
+  CommandResult r = Run({"inspect", "--format",
+                         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container});
   std::string ip = r.out;
   while (!ip.empty() && (ip.back() == '\n' || ip.back() == ' ')) ip.pop_back();
   return ip;
@@ -159,16 +170,23 @@ Containerd::Containerd(std::string node_netns, std::string cni_conf_dir)
   // Only what ctr needs: no CRI (it would load its own CNI setup), no remote snapshotters.
   std::string conf =
       "version = 2\n"
-      "root = \"" + dir_.Sub("root") + "\"\n"
-      "state = \"" + dir_.Sub("state") + "\"\n"
+      "root = \"" +
+      dir_.Sub("root") +
+      "\"\n"
+      "state = \"" +
+      dir_.Sub("state") +
+      "\"\n"
       "disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.internal.v1.opt\",\n"
       "  \"io.containerd.tracing.processor.v1.otlp\", \"io.containerd.snapshotter.v1.aufs\",\n"
       "  \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.devmapper\",\n"
       "  \"io.containerd.snapshotter.v1.zfs\"]\n"
       "[grpc]\n"
-      "  address = \"" + dir_.Sub("containerd.sock") + "\"\n"
+      "  address = \"" +
+      dir_.Sub("containerd.sock") +
+      "\"\n"
       "[ttrpc]\n"
-      "  address = \"" + dir_.Sub("containerd.sock.ttrpc") + "\"\n";
+      "  address = \"" +
+      dir_.Sub("containerd.sock.ttrpc") + "\"\n";
   cninet::testing::WriteFile(dir_.Sub("config.toml"), conf);
   std::error_code ec;
   fs::create_directories(cache_dir(), ec);
@@ -178,6 +196,9 @@ Containerd::Containerd(std::string node_netns, std::string cni_conf_dir)
     fs::create_symlink(e.path(), fs::path(dir_.Sub("cni-bin")) / e.path().filename(), ec);
   }
   EXPECT_TRUE(MakeBusyboxRootfs(rootfs()).ok());
+  for (const char* d : {"/run/containerd", "/run/containerd/s"}) {
+    if (!fs::exists(d, ec)) created_run_dirs_.insert(created_run_dirs_.begin(), d);
+  }
 }
 
 Containerd::~Containerd() {
@@ -199,6 +220,7 @@ Containerd::~Containerd() {
   // Shims left behind name our socket on their command line.
   KillProcessesMentioning(dir_.path());
   UnmountBelow(dir_.path());
+  for (const auto& d : created_run_dirs_) rmdir(d.c_str());  // Fails harmlessly when not empty.
 }
 
 absl::Status Containerd::Start() {
@@ -216,7 +238,8 @@ absl::Status Containerd::Start() {
     setpgid(0, 0);
     std::string net = "--net=/run/netns/" + node_netns_;
     std::string config = dir_.Sub("config.toml");
-    execlp("nsenter", "nsenter", net.c_str(), "containerd", "--config", config.c_str(), static_cast<char*>(nullptr));
+    execlp("nsenter", "nsenter", net.c_str(), "containerd", "--config", config.c_str(),
+           static_cast<char*>(nullptr));
     _exit(127);
   }
   for (int i = 0; i < 100; ++i) {
@@ -224,18 +247,25 @@ absl::Status Containerd::Start() {
       pid_ = -1;
       return absl::InternalError("containerd exited: " + Log());
     }
-    CommandResult v = cninet::testing::Run({"ctr", "--address", dir_.Sub("containerd.sock"), "version"}, {}, {},
-                                           std::chrono::seconds(5));
+    CommandResult v =
+        cninet::testing::Run({"ctr", "--address", dir_.Sub("containerd.sock"), "version"}, {}, {},
+                             std::chrono::seconds(5));
     if (v.ok()) return absl::OkStatus();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return absl::DeadlineExceededError("containerd did not come up: " + Log());
 }
 
-CommandResult Containerd::Ctr(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+CommandResult Containerd::Ctr(const std::vector<std::string>& args,
+                              std::chrono::milliseconds timeout) {
   std::vector<std::string> argv = {CNINET_SOURCE_DIR "/tests/e2e/chain/ctr-in-node.sh",
-                                   node_netns_, cni_conf_dir_, dir_.Sub("cni-bin"), cache_dir(), "--",
-                                   "--address", dir_.Sub("containerd.sock")};
+                                   node_netns_,
+                                   cni_conf_dir_,
+                                   dir_.Sub("cni-bin"),
+                                   cache_dir(),
+                                   "--",
+                                   "--address",
+                                   dir_.Sub("containerd.sock")};
   std::vector<std::string> a = args;
   if (!a.empty() && a[0] == "run") {
     // ctr's defaults would put FIFOs in /run/containerd/fifo and runc's state in
@@ -268,6 +298,8 @@ void Containerd::Remove(const std::string& id) {
   ctr({"container", "delete", id});
 }
 
-std::string Containerd::Log() const { return cninet::testing::ReadFile(dir_.Sub("containerd.log")); }
+std::string Containerd::Log() const {
+  return cninet::testing::ReadFile(dir_.Sub("containerd.log"));
+}
 
 }  // namespace cninet::chain_testing
