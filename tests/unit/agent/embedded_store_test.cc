@@ -323,17 +323,24 @@ TEST(EmbeddedStoreTest, WatchFollowsAnotherProcessAcrossSnapshots) {
   WatchRecorder recorder;
   auto watch = store->Watch("/k/", 0, recorder.Callback());
   ASSERT_THAT(watch, IsOk());
-  // The helper rotates its log every 4 KiB while this process follows it.
-  CommandResult r = Helper({dir, "write", "/k/", "0", "400", "4096"});
+  // The helper rotates its log every 4 KiB (about every 8 writes of 500 bytes) while this
+  // process follows it.
+  constexpr int kWrites = 120;
+  CommandResult r = Helper({dir, "write", "/k/", "0", std::to_string(kWrites), "4096", "500"});
   ASSERT_TRUE(r.ok()) << r.err;
   std::map<std::string, std::string> expected;
-  for (int i = 0; i < 400; ++i) expected["/k/" + std::to_string(i)] = "value-" + std::to_string(i);
+  for (int i = 0; i < kWrites; ++i) {
+    std::string value = "value-" + std::to_string(i);
+    value.resize(500, '.');
+    expected["/k/" + std::to_string(i)] = value;
+  }
   ASSERT_TRUE(recorder.WaitForState(expected));
   EXPECT_EQ(Snapshot(*store, "/k/"), expected);
   // Each change arrives once, in order, unless a reset replaced the history in between.
+  RecordProperty("resets", recorder.resets());
   if (recorder.resets() == 1) {
     auto events = recorder.events();
-    ASSERT_THAT(events, SizeIs(400));
+    ASSERT_THAT(events, SizeIs(kWrites));
     for (size_t i = 1; i < events.size(); ++i) {
       ASSERT_EQ(events[i].kv.mod_revision, events[i - 1].kv.mod_revision + 1);
     }

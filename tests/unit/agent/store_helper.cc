@@ -5,7 +5,8 @@
 // of the store's write path, simulating a crash there.
 //
 // Usage:
-//   store_helper DIR write PREFIX FIRST COUNT [SNAPSHOT_THRESHOLD]   -> "ack I REVISION"
+//   store_helper DIR write PREFIX FIRST COUNT [SNAPSHOT_THRESHOLD [VALUE_BYTES]]
+//                                        -> "ack I REVISION"; values "value-I", padded with dots
 //   store_helper DIR create PREFIX COUNT ID                         -> "won I" / "lost I"
 //   store_helper DIR lease KEY TTL                                  -> "lease ID", exits unrevoked
 #include <unistd.h>
@@ -60,8 +61,11 @@ int main(int argc, char** argv) {
     std::string prefix = argv[3];
     int first = std::atoi(argv[4]);
     int count = std::atoi(argv[5]);
+    size_t value_bytes = argc >= 8 ? std::stoul(argv[7]) : 0;
     for (int i = first; i < first + count; ++i) {
-      auto rev = (*store)->Put(prefix + std::to_string(i), "value-" + std::to_string(i));
+      std::string value = "value-" + std::to_string(i);
+      if (value.size() < value_bytes) value.resize(value_bytes, '.');
+      auto rev = (*store)->Put(prefix + std::to_string(i), value);
       if (!rev.ok()) {
         std::fprintf(stderr, "put %d: %s\n", i, rev.status().ToString().c_str());
         return 1;

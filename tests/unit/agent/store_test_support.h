@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -147,6 +148,9 @@ struct StoreKind {
 inline std::string StoreKindName(const ::testing::TestParamInfo<StoreKind>& info) {
   return info.param.name;
 }
+
+// Test names and ctest show the store by name.
+inline void PrintTo(const StoreKind& kind, std::ostream* os) { *os << kind.name; }
 
 // The current state under `prefix` as a map (for comparing with a WatchRecorder).
 inline std::map<std::string, std::string> Snapshot(Store& store, std::string_view prefix) {
