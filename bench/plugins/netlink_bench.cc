@@ -7,14 +7,13 @@
 //     one configured like a pod (up, addresses, routes);
 //   * GetLink and a route add+delete round trip (what most plugin steps cost).
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
 #include <string>
-
-#include <unistd.h>
 
 #include "cninet/netlink/netlink.h"
 
@@ -30,30 +29,30 @@ struct Env {
 };
 
 Env& Env::Get() {
-    static Env* env = [] {
-      auto* e = new Env();
-      std::string suffix = std::to_string(getpid());
-      auto node = nl::NamedNetns::Create("cnbn" + suffix);
-      auto pod = nl::NamedNetns::Create("cnbp" + suffix);
-      if (!node.ok() || !pod.ok()) {
-        std::cerr << "cannot create namespaces (root needed): "
-                  << (node.ok() ? pod.status() : node.status()) << "\n";
-        std::exit(1);
-      }
-      e->node = std::make_unique<nl::NamedNetns>(std::move(*node));
-      e->pod = std::make_unique<nl::NamedNetns>(std::move(*pod));
-      auto h = nl::Handle::OpenIn(e->node->ns());
-      if (!h.ok()) std::exit(1);
-      e->h = std::make_unique<nl::Handle>(std::move(*h));
-      std::atexit([] {
-        Env& self = Get();
-        self.h.reset();
-        self.node.reset();
-        self.pod.reset();
-      });
-      return e;
-    }();
-    return *env;
+  static Env* env = [] {
+    auto* e = new Env();
+    std::string suffix = std::to_string(getpid());
+    auto node = nl::NamedNetns::Create("cnbn" + suffix);
+    auto pod = nl::NamedNetns::Create("cnbp" + suffix);
+    if (!node.ok() || !pod.ok()) {
+      std::cerr << "cannot create namespaces (root needed): "
+                << (node.ok() ? pod.status() : node.status()) << "\n";
+      std::exit(1);
+    }
+    e->node = std::make_unique<nl::NamedNetns>(std::move(*node));
+    e->pod = std::make_unique<nl::NamedNetns>(std::move(*pod));
+    auto h = nl::Handle::OpenIn(e->node->ns());
+    if (!h.ok()) std::exit(1);
+    e->h = std::make_unique<nl::Handle>(std::move(*h));
+    std::atexit([] {
+      Env& self = Get();
+      self.h.reset();
+      self.node.reset();
+      self.pod.reset();
+    });
+    return e;
+  }();
+  return *env;
 }
 
 Env& Get() { return Env::Get(); }
@@ -95,11 +94,12 @@ void VethCycle(benchmark::State& state, bool configured) {
     if (!v.ok()) return state.SkipWithError(std::string(v.status().message()).c_str());
     if (configured) {
       auto eth0 = pod->GetLinkByIndex(v->peer_index);
-      bool ok = eth0.ok() && env.h->SetLinkUp(v->index).ok() && pod->SetLinkUp(eth0->index).ok() &&
-                pod->AddAddress(eth0->index, *cninet::cni::IPPrefix::Parse("10.80.0.2/24")).ok() &&
-                env.h->AddAddress(v->index, *cninet::cni::IPPrefix::Parse("10.80.0.1/32")).ok() &&
-                env.h->AddRoute({.dst = *cninet::cni::IPPrefix::Parse("10.80.0.2/32"), .oif = v->index})
-                    .ok();
+      bool ok =
+          eth0.ok() && env.h->SetLinkUp(v->index).ok() && pod->SetLinkUp(eth0->index).ok() &&
+          pod->AddAddress(eth0->index, *cninet::cni::IPPrefix::Parse("10.80.0.2/24")).ok() &&
+          env.h->AddAddress(v->index, *cninet::cni::IPPrefix::Parse("10.80.0.1/32")).ok() &&
+          env.h->AddRoute({.dst = *cninet::cni::IPPrefix::Parse("10.80.0.2/32"), .oif = v->index})
+              .ok();
       if (!ok) return state.SkipWithError("configuring the veth failed");
     }
     auto t1 = std::chrono::steady_clock::now();

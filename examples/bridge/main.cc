@@ -42,7 +42,8 @@ absl::Status ReadBool(const nlohmann::json& j, const char* key, bool* out) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return absl::OkStatus();
   if (!it->is_boolean()) {
-    return CniError(ErrorCode::kInvalidConfig, cninet::StrCat(key, " must be a boolean, not ", it->dump()));
+    return CniError(ErrorCode::kInvalidConfig,
+                    cninet::StrCat(key, " must be a boolean, not ", it->dump()));
   }
   *out = it->get<bool>();
   return absl::OkStatus();
@@ -56,7 +57,8 @@ absl::StatusOr<BridgeConf> LoadConf(const CmdArgs& args) {
     if (!it->get<std::string>().empty()) c.bridge = it->get<std::string>();
   }
   if (absl::Status st = nl::ValidateLinkName(c.bridge); !st.ok()) {
-    return CniError(ErrorCode::kInvalidConfig, cninet::StrCat("bridge: ", cninet::ToStd(st.message())));
+    return CniError(ErrorCode::kInvalidConfig,
+                    cninet::StrCat("bridge: ", cninet::ToStd(st.message())));
   }
   CNINET_RETURN_IF_ERROR(ReadBool(j, "isGateway", &c.is_gateway));
   CNINET_RETURN_IF_ERROR(ReadBool(j, "isDefaultGateway", &c.is_default_gateway));
@@ -67,10 +69,14 @@ absl::StatusOr<BridgeConf> LoadConf(const CmdArgs& args) {
   bool masq = false, spoofchk = false;
   CNINET_RETURN_IF_ERROR(ReadBool(j, "ipMasq", &masq));
   CNINET_RETURN_IF_ERROR(ReadBool(j, "macspoofchk", &spoofchk));
-  if (masq) return CniError(ErrorCode::kUnsupportedField, "ipMasq: true is not supported by cninet-bridge");
-  if (spoofchk) return CniError(ErrorCode::kUnsupportedField, "macspoofchk is not supported by cninet-bridge");
-  if (auto it = j.find("vlan"); it != j.end() && !(it->is_number_integer() && it->get<int64_t>() == 0)) {
-    return CniError(ErrorCode::kUnsupportedField, cninet::StrCat("vlan ", it->dump(), " is not supported by cninet-bridge"));
+  if (masq)
+    return CniError(ErrorCode::kUnsupportedField, "ipMasq: true is not supported by cninet-bridge");
+  if (spoofchk)
+    return CniError(ErrorCode::kUnsupportedField, "macspoofchk is not supported by cninet-bridge");
+  if (auto it = j.find("vlan");
+      it != j.end() && !(it->is_number_integer() && it->get<int64_t>() == 0)) {
+    return CniError(ErrorCode::kUnsupportedField,
+                    cninet::StrCat("vlan ", it->dump(), " is not supported by cninet-bridge"));
   }
   if (j.contains("vlanTrunk")) {
     return CniError(ErrorCode::kUnsupportedField, "vlanTrunk is not supported by cninet-bridge");
@@ -78,7 +84,8 @@ absl::StatusOr<BridgeConf> LoadConf(const CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(j));
   if (c.is_default_gateway) c.is_gateway = true;
   if (c.hairpin && c.promisc) {
-    return CniError(ErrorCode::kInvalidConfig, "cannot set hairpin mode and promiscuous mode at the same time");
+    return CniError(ErrorCode::kInvalidConfig,
+                    "cannot set hairpin mode and promiscuous mode at the same time");
   }
   c.ipam_type = args.conf.IpamType();
   return c;
@@ -105,7 +112,8 @@ absl::StatusOr<nl::Link> EnsureBridge(nl::Handle& h, const BridgeConf& conf, boo
   }
   if (conf.promisc && !br->promisc) {
     CNINET_RETURN_IF_ERROR(h.SetPromisc(br->index, true));
-    if (!*created) rollback.Add("bridge promiscuous", [&h, i = br->index] { return h.SetPromisc(i, false); });
+    if (!*created)
+      rollback.Add("bridge promiscuous", [&h, i = br->index] { return h.SetPromisc(i, false); });
   }
   // We own the bridge's routes: no router advertisements (the reference plugin does the same).
   (void)nl::SetSysctl(cninet::StrCat("net/ipv6/conf/", conf.bridge, "/accept_ra"), "0");
@@ -118,16 +126,18 @@ absl::StatusOr<nl::Link> EnsureBridge(nl::Handle& h, const BridgeConf& conf, boo
 
 // Puts the gateway address on the bridge unless it is there; another address of the family
 // (IPv4) or an overlapping one (IPv6) is an error unless forceAddress replaces it.
-absl::Status EnsureGatewayAddress(nl::Handle& h, const nl::Link& br, const IPPrefix& gw, bool force) {
+absl::Status EnsureGatewayAddress(nl::Handle& h, const nl::Link& br, const IPPrefix& gw,
+                                  bool force) {
   CNINET_ASSIGN_OR_RETURN(auto addrs, h.ListAddresses(br.index, gw.is_v4() ? AF_INET : AF_INET6));
   for (const auto& a : addrs) {
     if (a.scope != nl::kScopeUniverse) continue;
     if (a.prefix == gw) return absl::OkStatus();
     if (gw.is_v4() || a.prefix.Overlaps(gw)) {
       if (!force) {
-        return CniError(ErrorCode::kInvalidConfig,
-                        cninet::StrCat("\"", br.name, "\" already has an IP address different from ",
-                                       gw.ToString(), " (", a.prefix.ToString(), ")"));
+        return CniError(
+            ErrorCode::kInvalidConfig,
+            cninet::StrCat("\"", br.name, "\" already has an IP address different from ",
+                           gw.ToString(), " (", a.prefix.ToString(), ")"));
       }
       CNINET_RETURN_IF_ERROR(h.DeleteAddress(br.index, a.prefix));
     }
@@ -149,8 +159,8 @@ class BridgePlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
     if (pod.GetLink(args.ifname).ok()) {
       return CniError(ErrorCode::kInvalidEnvironment,
-                      cninet::StrCat("CNI_IFNAME: interface \"", args.ifname, "\" already exists in ",
-                                     args.netns));
+                      cninet::StrCat("CNI_IFNAME: interface \"", args.ifname,
+                                     "\" already exists in ", args.netns));
     }
 
     // IPAM runs in the background while the bridge and the veth are set up; it is released again
@@ -162,15 +172,16 @@ class BridgePlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Link br, EnsureBridge(host, conf, &created, rollback));
     if (created) {
       // Only a bridge this call created, and only while no other pod uses it.
-      rollback.Add(cninet::StrCat("bridge ", conf.bridge), [&host, index = br.index]() -> absl::Status {
-        auto links = host.ListLinks();
-        if (!links.ok()) return links.status();
-        for (const auto& l : *links) {
-          if (l.master_index == index) return absl::OkStatus();
-        }
-        absl::Status st = host.DeleteLink(index);
-        return absl::IsNotFound(st) ? absl::OkStatus() : st;
-      });
+      rollback.Add(cninet::StrCat("bridge ", conf.bridge),
+                   [&host, index = br.index]() -> absl::Status {
+                     auto links = host.ListLinks();
+                     if (!links.ok()) return links.status();
+                     for (const auto& l : *links) {
+                       if (l.master_index == index) return absl::OkStatus();
+                     }
+                     absl::Status st = host.DeleteLink(index);
+                     return absl::IsNotFound(st) ? absl::OkStatus() : st;
+                   });
     }
 
     std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
@@ -191,7 +202,8 @@ class BridgePlugin : public cninet::cni::Plugin {
     Result result;
     if (ipam_add) {
       CNINET_ASSIGN_OR_RETURN(Result ipam, ipam_add->Wait());
-      if (ipam.ips.empty()) return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
+      if (ipam.ips.empty())
+        return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
       result.ips = ipam.ips;
       result.routes = ipam.routes;
       result.dns = ipam.dns;
@@ -207,7 +219,8 @@ class BridgePlugin : public cninet::cni::Plugin {
         bool& have_default = ip.address.is_v4() ? default_v4 : default_v6;
         if (conf.is_default_gateway && !have_default) {
           for (const auto& r : result.routes) {
-            if (r.dst.prefix_len() == 0 && r.dst.is_v4() == ip.address.is_v4() && r.gw) have_default = true;
+            if (r.dst.prefix_len() == 0 && r.dst.is_v4() == ip.address.is_v4() && r.gw)
+              have_default = true;
           }
           if (!have_default) {
             cninet::cni::Route def;
@@ -221,7 +234,8 @@ class BridgePlugin : public cninet::cni::Plugin {
       }
 
       CNINET_RETURN_IF_ERROR(pod_ns.Run([&] {
-        return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, conf.enable_dad, /*arp_notify=*/true);
+        return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, conf.enable_dad,
+                                              /*arp_notify=*/true);
       }));
       CNINET_RETURN_IF_ERROR(nl::ConfigureInterface(pod, pod_veth, result.ips, result.routes));
 
@@ -292,33 +306,41 @@ class BridgePlugin : public cninet::cni::Plugin {
       }
     }
     if (br_iface == nullptr || cont_index < 0) {
-      return CniError(nl::kCheckMismatch, cninet::StrCat("prevResult lacks bridge ", conf.bridge,
-                                                         " or interface ", args.ifname, " in ", args.netns));
+      return CniError(nl::kCheckMismatch,
+                      cninet::StrCat("prevResult lacks bridge ", conf.bridge, " or interface ",
+                                     args.ifname, " in ", args.netns));
     }
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
     auto br = host.GetLink(conf.bridge);
-    if (!br.ok()) return CniError(nl::kCheckMismatch, cninet::StrCat("bridge ", conf.bridge, " not found"));
+    if (!br.ok())
+      return CniError(nl::kCheckMismatch, cninet::StrCat("bridge ", conf.bridge, " not found"));
     CNINET_RETURN_IF_ERROR(nl::CheckLink(*br, *br_iface, "bridge"));
     if (br->promisc != conf.promisc) {
-      return CniError(nl::kCheckMismatch, cninet::StrCat("bridge ", conf.bridge, " promiscuous mode is ",
-                                                         br->promisc, ", configuration says ", conf.promisc));
+      return CniError(nl::kCheckMismatch,
+                      cninet::StrCat("bridge ", conf.bridge, " promiscuous mode is ", br->promisc,
+                                     ", configuration says ", conf.promisc));
     }
     CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
     auto link = pod.GetLink(args.ifname);
     if (!link.ok()) {
-      return CniError(nl::kCheckMismatch, cninet::StrCat("interface ", args.ifname, " not found in ", args.netns));
+      return CniError(nl::kCheckMismatch,
+                      cninet::StrCat("interface ", args.ifname, " not found in ", args.netns));
     }
-    CNINET_RETURN_IF_ERROR(nl::CheckLink(*link, prev.interfaces[static_cast<size_t>(cont_index)], "veth"));
-    std::string host_name = host_iface ? host_iface->name : nl::VethNameFor(args.container_id, args.ifname);
+    CNINET_RETURN_IF_ERROR(
+        nl::CheckLink(*link, prev.interfaces[static_cast<size_t>(cont_index)], "veth"));
+    std::string host_name =
+        host_iface ? host_iface->name : nl::VethNameFor(args.container_id, args.ifname);
     auto hv = host.GetLink(host_name);
     if (!hv.ok() || hv->index != link->peer_index || hv->master_index != br->index) {
-      return CniError(nl::kCheckMismatch, cninet::StrCat("host veth ", host_name, " is missing, not the peer of ",
-                                                         args.ifname, " or not a port of ", conf.bridge));
+      return CniError(nl::kCheckMismatch,
+                      cninet::StrCat("host veth ", host_name, " is missing, not the peer of ",
+                                     args.ifname, " or not a port of ", conf.bridge));
     }
     if (host_iface) CNINET_RETURN_IF_ERROR(nl::CheckLink(*hv, *host_iface, "veth"));
     if (hv->hairpin.value_or(false) != conf.hairpin) {
-      return CniError(nl::kCheckMismatch, cninet::StrCat("hairpin mode of ", host_name, " differs from the configuration"));
+      return CniError(nl::kCheckMismatch, cninet::StrCat("hairpin mode of ", host_name,
+                                                         " differs from the configuration"));
     }
     CNINET_RETURN_IF_ERROR(nl::CheckAddresses(pod, *link, prev.ips, cont_index));
     return nl::CheckRoutes(pod, prev.routes);
@@ -331,7 +353,8 @@ class BridgePlugin : public cninet::cni::Plugin {
     std::string type = args.conf.IpamType();
     if (type.empty()) return absl::OkStatus();
     auto supports = nl::DelegateSupportsVersion(type, args.conf.cni_version, args);
-    if (!supports.ok()) return CniError(ErrorCode::kNotAvailable, cninet::ToStd(supports.status().message()));
+    if (!supports.ok())
+      return CniError(ErrorCode::kNotAvailable, cninet::ToStd(supports.status().message()));
     if (!*supports) return absl::OkStatus();  // IPAM older than CNI 1.1: installed is all we know.
     return cninet::cni::DelegateStatus(type, args.stdin_data, args);
   }
@@ -340,7 +363,8 @@ class BridgePlugin : public cninet::cni::Plugin {
     // Our own state is the kernel's (links die with the pod); leases are the IPAM plugin's.
     std::string type = args.conf.IpamType();
     if (type.empty()) return absl::OkStatus();
-    CNINET_ASSIGN_OR_RETURN(bool supports, nl::DelegateSupportsVersion(type, args.conf.cni_version, args));
+    CNINET_ASSIGN_OR_RETURN(bool supports,
+                            nl::DelegateSupportsVersion(type, args.conf.cni_version, args));
     if (!supports) return absl::OkStatus();
     return cninet::cni::DelegateGc(type, args.stdin_data, args);
   }

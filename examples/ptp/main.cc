@@ -34,13 +34,15 @@ struct PtpConf {
 absl::StatusOr<PtpConf> LoadConf(const CmdArgs& args) {
   PtpConf c;
   CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(args.conf.raw));
-  if (auto m = args.conf.raw.find("ipMasq"); m != args.conf.raw.end() && m->is_boolean() && m->get<bool>()) {
+  if (auto m = args.conf.raw.find("ipMasq");
+      m != args.conf.raw.end() && m->is_boolean() && m->get<bool>()) {
     return CniError(ErrorCode::kUnsupportedField,
                     "ipMasq: true is not supported by cninet-ptp; chain a masquerading plugin");
   }
   c.ipam_type = args.conf.IpamType();
   if (c.ipam_type.empty()) {
-    return CniError(ErrorCode::kInvalidConfig, "cninet-ptp needs an \"ipam\" section with a \"type\"");
+    return CniError(ErrorCode::kInvalidConfig,
+                    "cninet-ptp needs an \"ipam\" section with a \"type\"");
   }
   return c;
 }
@@ -77,8 +79,8 @@ class PtpPlugin : public cninet::cni::Plugin {
     // Checked before IPAM so a clash costs no address.
     if (pod.GetLink(args.ifname).ok()) {
       return CniError(ErrorCode::kInvalidEnvironment,
-                      cninet::StrCat("CNI_IFNAME: interface \"", args.ifname, "\" already exists in ",
-                                     args.netns));
+                      cninet::StrCat("CNI_IFNAME: interface \"", args.ifname,
+                                     "\" already exists in ", args.netns));
     }
 
     // IPAM runs in the background while the veth is created; it is released again on any
@@ -123,7 +125,8 @@ class PtpPlugin : public cninet::cni::Plugin {
 
     // Pod side.
     CNINET_RETURN_IF_ERROR(pod_ns.Run([&] {
-      return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, /*dad=*/false, /*arp_notify=*/false);
+      return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, /*dad=*/false,
+                                            /*arp_notify=*/false);
     }));
     clock.Mark("pod sysctls");
     CNINET_RETURN_IF_ERROR(nl::ConfigureInterface(pod, pod_veth, ipam.ips, ipam.routes));
@@ -149,8 +152,9 @@ class PtpPlugin : public cninet::cni::Plugin {
     clock.Mark("pod gateway routes");
     // Host side.
     for (const auto& ip : ipam.ips) {
-      CNINET_RETURN_IF_ERROR(host.AddAddress(host_veth.index, HostPrefix(*ip.gateway),
-                                             {.nodad = !ip.address.is_v4(), .noprefixroute = true}));
+      CNINET_RETURN_IF_ERROR(
+          host.AddAddress(host_veth.index, HostPrefix(*ip.gateway),
+                          {.nodad = !ip.address.is_v4(), .noprefixroute = true}));
       CNINET_RETURN_IF_ERROR(host.AddRoute({.dst = HostPrefix(ip.address.address()),
                                             .oif = host_veth.index,
                                             .scope = nl::kScopeLink}));
@@ -209,16 +213,18 @@ class PtpPlugin : public cninet::cni::Plugin {
       }
     }
     if (cont_index < 0) {
-      return CniError(nl::kCheckMismatch,
-                      cninet::StrCat("prevResult has no interface ", args.ifname, " in ", args.netns));
+      return CniError(nl::kCheckMismatch, cninet::StrCat("prevResult has no interface ",
+                                                         args.ifname, " in ", args.netns));
     }
     CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
     auto link = pod.GetLink(args.ifname);
     if (!link.ok()) {
-      return CniError(nl::kCheckMismatch, cninet::StrCat("interface ", args.ifname, " not found in ", args.netns));
+      return CniError(nl::kCheckMismatch,
+                      cninet::StrCat("interface ", args.ifname, " not found in ", args.netns));
     }
-    CNINET_RETURN_IF_ERROR(nl::CheckLink(*link, prev.interfaces[static_cast<size_t>(cont_index)], "veth"));
+    CNINET_RETURN_IF_ERROR(
+        nl::CheckLink(*link, prev.interfaces[static_cast<size_t>(cont_index)], "veth"));
     if (conf.mtu != 0 && link->mtu != conf.mtu) {
       return CniError(nl::kCheckMismatch, cninet::StrCat(args.ifname, " has MTU ", link->mtu,
                                                          ", configuration says ", conf.mtu));
@@ -228,11 +234,13 @@ class PtpPlugin : public cninet::cni::Plugin {
 
     // Host side: the peer of the pod's interface, with a route to every pod address.
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
-    std::string host_name = host_iface ? host_iface->name : nl::VethNameFor(args.container_id, args.ifname);
+    std::string host_name =
+        host_iface ? host_iface->name : nl::VethNameFor(args.container_id, args.ifname);
     auto hv = host.GetLink(host_name);
     if (!hv.ok() || hv->index != link->peer_index) {
-      return CniError(nl::kCheckMismatch,
-                      cninet::StrCat("host veth ", host_name, " is missing or not the peer of ", args.ifname));
+      return CniError(
+          nl::kCheckMismatch,
+          cninet::StrCat("host veth ", host_name, " is missing or not the peer of ", args.ifname));
     }
     if (host_iface) CNINET_RETURN_IF_ERROR(nl::CheckLink(*hv, *host_iface, "veth"));
     CNINET_ASSIGN_OR_RETURN(auto routes, host.ListRoutes({.oif = hv->index}));
@@ -241,8 +249,8 @@ class PtpPlugin : public cninet::cni::Plugin {
       bool found = false;
       for (const auto& r : routes) found |= r.dst == want;
       if (!found) {
-        return CniError(nl::kCheckMismatch, cninet::StrCat("host route to ", want.ToString(), " via ",
-                                                           host_name, " is missing"));
+        return CniError(nl::kCheckMismatch, cninet::StrCat("host route to ", want.ToString(),
+                                                           " via ", host_name, " is missing"));
       }
     }
     return absl::OkStatus();
@@ -255,7 +263,8 @@ class PtpPlugin : public cninet::cni::Plugin {
     std::string type = args.conf.IpamType();
     if (type.empty()) return absl::OkStatus();
     auto supports = nl::DelegateSupportsVersion(type, args.conf.cni_version, args);
-    if (!supports.ok()) return CniError(ErrorCode::kNotAvailable, cninet::ToStd(supports.status().message()));
+    if (!supports.ok())
+      return CniError(ErrorCode::kNotAvailable, cninet::ToStd(supports.status().message()));
     if (!*supports) return absl::OkStatus();  // IPAM older than CNI 1.1: installed is all we know.
     return cninet::cni::DelegateStatus(type, args.stdin_data, args);
   }
@@ -264,7 +273,8 @@ class PtpPlugin : public cninet::cni::Plugin {
     // Our own state is the kernel's (links die with the pod); leases are the IPAM plugin's.
     std::string type = args.conf.IpamType();
     if (type.empty()) return absl::OkStatus();
-    CNINET_ASSIGN_OR_RETURN(bool supports, nl::DelegateSupportsVersion(type, args.conf.cni_version, args));
+    CNINET_ASSIGN_OR_RETURN(bool supports,
+                            nl::DelegateSupportsVersion(type, args.conf.cni_version, args));
     if (!supports) return absl::OkStatus();
     return cninet::cni::DelegateGc(type, args.stdin_data, args);
   }

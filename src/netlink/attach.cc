@@ -29,7 +29,8 @@ absl::StatusOr<std::optional<MacAddress>> RequestedMac(const cni::CmdArgs& args)
   if (auto a = raw.find("args"); a != raw.end() && a->is_object()) {
     if (auto c = a->find("cni"); c != a->end() && c->is_object()) {
       if (auto m = c->find("mac"); m != c->end()) {
-        if (!m->is_string()) return CniError(ErrorCode::kInvalidConfig, "args.cni.mac must be a string");
+        if (!m->is_string())
+          return CniError(ErrorCode::kInvalidConfig, "args.cni.mac must be a string");
         if (!m->get<std::string>().empty()) {
           text = m->get<std::string>();
           source = "args.cni.mac";
@@ -38,7 +39,8 @@ absl::StatusOr<std::optional<MacAddress>> RequestedMac(const cni::CmdArgs& args)
     }
   }
   if (auto m = args.conf.runtime_config.find("mac"); m != args.conf.runtime_config.end()) {
-    if (!m->is_string()) return CniError(ErrorCode::kInvalidConfig, "runtimeConfig.mac must be a string");
+    if (!m->is_string())
+      return CniError(ErrorCode::kInvalidConfig, "runtimeConfig.mac must be a string");
     if (!m->get<std::string>().empty()) {
       text = m->get<std::string>();
       source = "runtimeConfig.mac";
@@ -57,7 +59,8 @@ absl::StatusOr<uint32_t> ConfigMtu(const nlohmann::json& conf) {
   auto it = conf.find("mtu");
   if (it == conf.end() || it->is_null()) return 0u;
   if (!it->is_number_integer()) {
-    return CniError(ErrorCode::kInvalidConfig, cninet::StrCat("mtu must be an integer, not ", it->dump()));
+    return CniError(ErrorCode::kInvalidConfig,
+                    cninet::StrCat("mtu must be an integer, not ", it->dump()));
   }
   int64_t mtu = it->get<int64_t>();
   if (mtu != 0 && (mtu < 68 || mtu > 65535)) {
@@ -73,8 +76,8 @@ absl::Status PreparePodInterfaceSysctls(std::string_view ifname, bool has_ipv6, 
     // The kernel removes a device's IPv6 configuration when IPv6 cannot run on it (MTU below
     // 1280, or disabled for the namespace): say so instead of failing on a missing file.
     if (!GetSysctl(cninet::StrCat("net/ipv6/conf/", ifname, "/disable_ipv6")).ok()) {
-      return absl::FailedPreconditionError(cninet::StrCat(
-          "IPv6 is not available on ", ifname, " (MTU below 1280, or IPv6 disabled)"));
+      return absl::FailedPreconditionError(cninet::StrCat("IPv6 is not available on ", ifname,
+                                                          " (MTU below 1280, or IPv6 disabled)"));
     }
     for (std::string_view dev : {std::string_view("lo"), ifname}) {
       std::string key = cninet::StrCat("net/ipv6/conf/", dev, "/disable_ipv6");
@@ -164,8 +167,9 @@ absl::Status WaitAddressesSettled(Handle& h, int ifindex, std::chrono::milliseco
 absl::Status CheckNetnsUnchanged(std::string_view path, const Netns& ns) {
   auto now = Netns::Open(path);
   if (!now.ok() || !now->SameAs(ns)) {
-    return CniError(ErrorCode::kUnknownContainer,
-                    cninet::StrCat("network namespace ", path, " was removed while the plugin ran"));
+    return CniError(
+        ErrorCode::kUnknownContainer,
+        cninet::StrCat("network namespace ", path, " was removed while the plugin ran"));
   }
   return absl::OkStatus();
 }
@@ -178,8 +182,8 @@ absl::Status CheckAddresses(Handle& h, const Link& link, const std::vector<cni::
     bool found = false;
     for (const auto& a : addrs) found |= a.prefix == ip.address;
     if (!found) {
-      return CniError(kCheckMismatch, cninet::StrCat("address ", ip.address.ToString(),
-                                                     " is not on ", link.name));
+      return CniError(kCheckMismatch,
+                      cninet::StrCat("address ", ip.address.ToString(), " is not on ", link.name));
     }
   }
   return absl::OkStatus();
@@ -214,9 +218,9 @@ absl::Status CheckLink(const Link& link, const cni::Interface& expected, std::st
   if (!expected.mac.empty()) {
     auto mac = MacAddress::Parse(expected.mac);
     if (!mac.ok() || *mac != link.mac) {
-      return CniError(kCheckMismatch, cninet::StrCat("interface ", link.name, " has MAC ",
-                                                     link.mac.ToString(), ", prevResult says ",
-                                                     expected.mac));
+      return CniError(kCheckMismatch,
+                      cninet::StrCat("interface ", link.name, " has MAC ", link.mac.ToString(),
+                                     ", prevResult says ", expected.mac));
     }
   }
   if (expected.mtu && *expected.mtu != link.mtu) {
@@ -267,7 +271,8 @@ absl::StatusOr<bool> DelegateSupportsVersion(std::string_view type, std::string_
   return false;
 }
 
-absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a, absl::FunctionRef<absl::Status()> b) {
+absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a,
+                             absl::FunctionRef<absl::Status()> b) {
   absl::Status sa;
   std::thread t;
   try {

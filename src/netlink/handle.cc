@@ -37,8 +37,8 @@ namespace {
 
 // ---- helpers for building requests ----
 
-#define CNINET_NLA_OK(expr)                                                   \
-  do {                                                                        \
+#define CNINET_NLA_OK(expr)                                                                 \
+  do {                                                                                      \
     if ((expr) < 0) return absl::ResourceExhaustedError("netlink: attribute does not fit"); \
   } while (false)
 
@@ -165,10 +165,9 @@ absl::StatusOr<Route> ParseRoute(nlmsghdr* h, bool* skip) {
           (rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6);
   Route r;
   if (*skip) return r;
-  cni::IPAddress any = rtm->rtm_family == AF_INET ? cni::IPAddress()
-                                                  : *cni::IPAddress::Parse("::");
-  r.dst = cni::IPPrefix(IsAddrAttr(tb[RTA_DST]) ? AddrFromAttr(tb[RTA_DST]) : any,
-                        rtm->rtm_dst_len);
+  cni::IPAddress any = rtm->rtm_family == AF_INET ? cni::IPAddress() : *cni::IPAddress::Parse("::");
+  r.dst =
+      cni::IPPrefix(IsAddrAttr(tb[RTA_DST]) ? AddrFromAttr(tb[RTA_DST]) : any, rtm->rtm_dst_len);
   if (IsAddrAttr(tb[RTA_GATEWAY])) r.gateway = AddrFromAttr(tb[RTA_GATEWAY]);
   if (tb[RTA_OIF]) r.oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
   r.onlink = (rtm->rtm_flags & RTNH_F_ONLINK) != 0;
@@ -253,11 +252,11 @@ absl::StatusOr<Link> Handle::GetLink(std::string_view name) {
   CNINET_NLA_OK(nla_put_string(msg.get(), IFLA_IFNAME, n.c_str()));
   CNINET_NLA_OK(nla_put_u32(msg.get(), IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS));
   std::optional<Link> out;
-  CNINET_RETURN_IF_ERROR(impl_->sock->Request(
-      msg.get(), cninet::StrCat("get link ", name), [&](nlmsghdr* h) -> absl::Status {
-        CNINET_ASSIGN_OR_RETURN(out, ParseLink(h));
-        return absl::OkStatus();
-      }));
+  CNINET_RETURN_IF_ERROR(impl_->sock->Request(msg.get(), cninet::StrCat("get link ", name),
+                                              [&](nlmsghdr* h) -> absl::Status {
+                                                CNINET_ASSIGN_OR_RETURN(out, ParseLink(h));
+                                                return absl::OkStatus();
+                                              }));
   if (!out) return absl::NotFoundError(cninet::StrCat("get link ", name, ": no reply"));
   return *out;
 }
@@ -267,11 +266,11 @@ absl::StatusOr<Link> Handle::GetLinkByIndex(int index) {
   CNINET_ASSIGN_OR_RETURN(auto msg, LinkMessage(RTM_GETLINK, 0, index));
   CNINET_NLA_OK(nla_put_u32(msg.get(), IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS));
   std::optional<Link> out;
-  CNINET_RETURN_IF_ERROR(impl_->sock->Request(
-      msg.get(), cninet::StrCat("get link #", index), [&](nlmsghdr* h) -> absl::Status {
-        CNINET_ASSIGN_OR_RETURN(out, ParseLink(h));
-        return absl::OkStatus();
-      }));
+  CNINET_RETURN_IF_ERROR(impl_->sock->Request(msg.get(), cninet::StrCat("get link #", index),
+                                              [&](nlmsghdr* h) -> absl::Status {
+                                                CNINET_ASSIGN_OR_RETURN(out, ParseLink(h));
+                                                return absl::OkStatus();
+                                              }));
   if (!out) return absl::NotFoundError(cninet::StrCat("get link #", index, ": no reply"));
   return *out;
 }
@@ -322,9 +321,9 @@ absl::StatusOr<Link> Handle::CreateVeth(const VethSpec& spec) {
   // The peer is created directly in its namespace: it never appears (even briefly) here.
   if (spec.peer_netns != nullptr) rtnl_link_set_ns_fd(peer.get(), spec.peer_netns->fd());
   peer.reset();
-  CNINET_RETURN_IF_ERROR(AddLinkObject(*impl_->sock, link.get(),
-                                       cninet::StrCat("create veth ", spec.name, " (peer ",
-                                                      spec.peer_name, ")")));
+  CNINET_RETURN_IF_ERROR(
+      AddLinkObject(*impl_->sock, link.get(),
+                    cninet::StrCat("create veth ", spec.name, " (peer ", spec.peer_name, ")")));
   return GetLink(spec.name);
 }
 
@@ -362,8 +361,8 @@ absl::StatusOr<Link> Handle::CreateVxlan(const VxlanSpec& spec) {
     ok = rtnl_link_vxlan_set_local(link.get(), local.get()) >= 0;
   }
   if (!ok) return absl::InternalError("netlink: cannot set VXLAN attributes");
-  CNINET_RETURN_IF_ERROR(AddLinkObject(*impl_->sock, link.get(),
-                                       cninet::StrCat("create vxlan ", spec.name, " vni ", spec.vni)));
+  CNINET_RETURN_IF_ERROR(AddLinkObject(
+      *impl_->sock, link.get(), cninet::StrCat("create vxlan ", spec.name, " vni ", spec.vni)));
   return GetLink(spec.name);
 }
 
@@ -382,8 +381,7 @@ absl::Status Handle::DeleteLinkByName(std::string_view name) {
 
 absl::Status Handle::SetLinkUp(int index, bool up) {
   CNINET_ASSIGN_OR_RETURN(auto msg, LinkMessage(RTM_NEWLINK, 0, index, IFF_UP, up ? IFF_UP : 0));
-  return impl_->sock->Request(msg.get(),
-                              cninet::StrCat("set link #", index, up ? " up" : " down"));
+  return impl_->sock->Request(msg.get(), cninet::StrCat("set link #", index, up ? " up" : " down"));
 }
 
 absl::Status Handle::SetPromisc(int index, bool on) {
@@ -423,8 +421,8 @@ absl::Status Handle::MoveToNetns(int index, const Netns& ns) {
 absl::Status Handle::SetMaster(int index, int bridge_index) {
   CNINET_ASSIGN_OR_RETURN(auto msg, LinkMessage(RTM_NEWLINK, 0, index));
   CNINET_NLA_OK(nla_put_u32(msg.get(), IFLA_MASTER, static_cast<uint32_t>(bridge_index)));
-  return impl_->sock->Request(
-      msg.get(), cninet::StrCat("attach link #", index, " to bridge #", bridge_index));
+  return impl_->sock->Request(msg.get(),
+                              cninet::StrCat("attach link #", index, " to bridge #", bridge_index));
 }
 
 absl::Status Handle::ClearMaster(int index) {
@@ -435,8 +433,7 @@ absl::Status Handle::ClearMaster(int index) {
 
 absl::Status Handle::SetHairpin(int port_index, bool on) {
   // What `bridge link set dev X hairpin on` sends: AF_BRIDGE setlink with nested PROTINFO.
-  CNINET_ASSIGN_OR_RETURN(auto msg,
-                          LinkMessage(RTM_SETLINK, 0, port_index, 0, 0, AF_BRIDGE));
+  CNINET_ASSIGN_OR_RETURN(auto msg, LinkMessage(RTM_SETLINK, 0, port_index, 0, 0, AF_BRIDGE));
   nlattr* proto = nla_nest_start(msg.get(), IFLA_PROTINFO | NLA_F_NESTED);
   if (proto == nullptr) return absl::ResourceExhaustedError("netlink: attribute does not fit");
   CNINET_NLA_OK(nla_put_u8(msg.get(), IFLA_BRPORT_MODE, on ? 1 : 0));
@@ -482,8 +479,8 @@ absl::Status Handle::AddAddress(int index, const cni::IPPrefix& prefix,
                                 const AddressOptions& options) {
   int flags = NLM_F_CREATE | (options.replace ? NLM_F_REPLACE : NLM_F_EXCL);
   CNINET_ASSIGN_OR_RETURN(auto msg, AddrMessage(RTM_NEWADDR, flags, index, prefix, options));
-  return impl_->sock->Request(msg.get(),
-                              cninet::StrCat("add address ", prefix.ToString(), " to link #", index));
+  return impl_->sock->Request(
+      msg.get(), cninet::StrCat("add address ", prefix.ToString(), " to link #", index));
 }
 
 absl::Status Handle::DeleteAddress(int index, const cni::IPPrefix& prefix) {
@@ -521,7 +518,8 @@ absl::StatusOr<MsgPtr> RouteMessage(int type, int flags, const Route& r, bool fo
   if (r.dst.prefix_len() < 0 || r.dst.prefix_len() > d.bit_length()) {
     return absl::InvalidArgumentError(cninet::StrCat("bad route prefix ", r.dst.ToString()));
   }
-  if ((r.gateway && r.gateway->family() != d.family()) || (r.src && r.src->family() != d.family())) {
+  if ((r.gateway && r.gateway->family() != d.family()) ||
+      (r.src && r.src->family() != d.family())) {
     return absl::InvalidArgumentError(
         cninet::StrCat("route ", r.ToString(), " mixes address families"));
   }
@@ -614,18 +612,20 @@ absl::StatusOr<MsgPtr> NeighMessage(int type, int flags, unsigned char family, i
 
 absl::Status Handle::SetNeighbor(const Neighbor& n) {
   if (n.ifindex <= 0) return absl::InvalidArgumentError("neighbour needs an interface");
-  CNINET_ASSIGN_OR_RETURN(
-      auto msg, NeighMessage(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE,
-                             static_cast<unsigned char>(Family(n.ip)), n.ifindex, n.state, n.flags));
+  CNINET_ASSIGN_OR_RETURN(auto msg, NeighMessage(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE,
+                                                 static_cast<unsigned char>(Family(n.ip)),
+                                                 n.ifindex, n.state, n.flags));
   CNINET_NLA_OK(PutAddr(msg.get(), NDA_DST, n.ip));
   CNINET_NLA_OK(nla_put(msg.get(), NDA_LLADDR, 6, n.mac.bytes().data()));
-  return impl_->sock->Request(msg.get(), cninet::StrCat("set neighbour ", n.ip.ToString(), " lladdr ",
-                                                        n.mac.ToString(), " on link #", n.ifindex));
+  return impl_->sock->Request(
+      msg.get(), cninet::StrCat("set neighbour ", n.ip.ToString(), " lladdr ", n.mac.ToString(),
+                                " on link #", n.ifindex));
 }
 
 absl::Status Handle::DeleteNeighbor(int ifindex, const cni::IPAddress& ip) {
   CNINET_ASSIGN_OR_RETURN(
-      auto msg, NeighMessage(RTM_DELNEIGH, 0, static_cast<unsigned char>(Family(ip)), ifindex, 0, 0));
+      auto msg,
+      NeighMessage(RTM_DELNEIGH, 0, static_cast<unsigned char>(Family(ip)), ifindex, 0, 0));
   CNINET_NLA_OK(PutAddr(msg.get(), NDA_DST, ip));
   return impl_->sock->Request(
       msg.get(), cninet::StrCat("delete neighbour ", ip.ToString(), " on link #", ifindex));
@@ -652,8 +652,8 @@ absl::Status Handle::AddFdb(const FdbEntry& e) {
   if (e.ifindex <= 0) return absl::InvalidArgumentError("FDB entry needs a device");
   // The all-zeros (flooding) entry can have several remotes: append, as `bridge fdb append`.
   int flags = NLM_F_CREATE | (e.mac.IsZero() ? NLM_F_APPEND : NLM_F_REPLACE);
-  CNINET_ASSIGN_OR_RETURN(auto msg, NeighMessage(RTM_NEWNEIGH, flags, AF_BRIDGE, e.ifindex,
-                                                 e.state, e.self ? NTF_SELF : NTF_MASTER));
+  CNINET_ASSIGN_OR_RETURN(auto msg, NeighMessage(RTM_NEWNEIGH, flags, AF_BRIDGE, e.ifindex, e.state,
+                                                 e.self ? NTF_SELF : NTF_MASTER));
   CNINET_NLA_OK(nla_put(msg.get(), NDA_LLADDR, 6, e.mac.bytes().data()));
   if (e.dst) CNINET_NLA_OK(PutAddr(msg.get(), NDA_DST, *e.dst));
   if (e.vni != 0) CNINET_NLA_OK(nla_put_u32(msg.get(), NDA_VNI, e.vni));

@@ -226,7 +226,8 @@ absl::Status Netns::RunInThread(absl::FunctionRef<absl::Status()> fn) const {
 }
 
 bool Netns::SameAs(const Netns& other) const {
-  struct stat a {}, b {};
+  struct stat a {
+  }, b{};
   if (fstat(fd_, &a) != 0 || fstat(other.fd_, &b) != 0) return false;
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }

@@ -1,8 +1,8 @@
 #include "netlink/nl_socket.h"
 
 #include <errno.h>
-#include <sys/socket.h>
 #include <netlink/attr.h>
+#include <sys/socket.h>
 
 #include <cstring>
 #include <string>
@@ -79,7 +79,8 @@ std::string ExtackMessage(nlmsghdr* h) {
   if (!(h->nlmsg_flags & NLM_F_ACK_TLVS)) return {};
   auto* err = static_cast<nlmsgerr*>(nlmsg_data(h));
   size_t offset = sizeof(nlmsgerr);
-  if (!(h->nlmsg_flags & NLM_F_CAPPED)) offset += NLMSG_ALIGN(err->msg.nlmsg_len) - sizeof(nlmsghdr);
+  if (!(h->nlmsg_flags & NLM_F_CAPPED))
+    offset += NLMSG_ALIGN(err->msg.nlmsg_len) - sizeof(nlmsghdr);
   int payload = nlmsg_datalen(h);
   if (static_cast<int>(offset) >= payload) return {};
   nlattr* tb[NLMSGERR_ATTR_MAX + 1] = {};
@@ -106,8 +107,8 @@ absl::Status Socket::Transact(nl_msg* msg, std::string_view what, const MessageF
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   for (;;) {
-    ssize_t n = sendto(fd, req, req->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel),
-                       sizeof(kernel));
+    ssize_t n =
+        sendto(fd, req, req->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
     if (n >= 0) break;
     if (errno == EINTR) continue;
     return ErrnoStatus(errno, cninet::StrCat(what, ": netlink send"));

@@ -104,7 +104,8 @@ absl::StatusOr<bool> DelegateSupportsVersion(std::string_view type, std::string_
 
 // Runs `a` on a new thread and `b` on the caller's, waits for both, and returns the first
 // failure (a's when both fail). For independent steps such as IPAM DEL and link deletion.
-absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a, absl::FunctionRef<absl::Status()> b);
+absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a,
+                             absl::FunctionRef<absl::Status()> b);
 
 // DEL of a veth attachment, idempotent: deletes `ifname` in the namespace at `netns_path`
 // (nothing to do when the path, the namespace or the link is gone), then the host end

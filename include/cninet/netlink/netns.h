@@ -50,7 +50,8 @@ class Netns {
   // OK when `path` is a network namespace file; NotFound / InvalidArgument otherwise.
   static absl::Status CheckPath(std::string_view path);
 
-  Netns(Netns&& other) noexcept : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
+  Netns(Netns&& other) noexcept
+      : fd_(std::exchange(other.fd_, -1)), path_(std::move(other.path_)) {}
   Netns& operator=(Netns&& other) noexcept;
   Netns(const Netns&) = delete;
   Netns& operator=(const Netns&) = delete;

@@ -55,27 +55,27 @@ inline constexpr uint16_t kNudPermanent = 0x80;
 // VXLAN device attributes (IFLA_VXLAN_*).
 struct VxlanInfo {
   uint32_t vni = 0;
-  uint16_t port = 0;                   // UDP destination port, host order.
+  uint16_t port = 0;                    // UDP destination port, host order.
   std::optional<cni::IPAddress> local;  // Source address of encapsulated packets.
-  int underlay_index = 0;              // Device the tunnel is bound to (0 = any).
-  bool learning = true;                // Source-MAC learning into the FDB.
-  bool udp_csum = false;               // UDP checksums on IPv4 transmit.
+  int underlay_index = 0;               // Device the tunnel is bound to (0 = any).
+  bool learning = true;                 // Source-MAC learning into the FDB.
+  bool udp_csum = false;                // UDP checksums on IPv4 transmit.
 };
 
 // A network interface as the kernel reports it (RTM_NEWLINK).
 struct Link {
   int index = 0;
   std::string name;
-  std::string kind;         // IFLA_INFO_KIND: "veth", "bridge", "vxlan", "dummy"; "" if none.
-  std::string slave_kind;   // IFLA_INFO_SLAVE_KIND: "bridge" for a bridge port, else "".
+  std::string kind;        // IFLA_INFO_KIND: "veth", "bridge", "vxlan", "dummy"; "" if none.
+  std::string slave_kind;  // IFLA_INFO_SLAVE_KIND: "bridge" for a bridge port, else "".
   uint32_t mtu = 0;
   MacAddress mac;
-  bool admin_up = false;    // IFF_UP.
-  bool lower_up = false;    // IFF_LOWER_UP (carrier).
-  bool promisc = false;     // IFF_PROMISC.
-  uint8_t oper_state = 0;   // IF_OPER_* (6 = up).
-  int master_index = 0;     // IFLA_MASTER: the bridge this link is attached to, 0 if none.
-  int peer_index = 0;       // IFLA_LINK: for veth, the peer's index (in the peer's namespace).
+  bool admin_up = false;   // IFF_UP.
+  bool lower_up = false;   // IFF_LOWER_UP (carrier).
+  bool promisc = false;    // IFF_PROMISC.
+  uint8_t oper_state = 0;  // IF_OPER_* (6 = up).
+  int master_index = 0;    // IFLA_MASTER: the bridge this link is attached to, 0 if none.
+  int peer_index = 0;      // IFLA_LINK: for veth, the peer's index (in the peer's namespace).
   std::optional<int> peer_netnsid;  // IFLA_LINK_NETNSID: the peer is in another namespace.
   std::optional<bool> hairpin;      // Bridge ports only: IFLA_BRPORT_MODE.
   std::optional<VxlanInfo> vxlan;   // kind == "vxlan" only.
@@ -85,8 +85,8 @@ struct Link {
 struct VethSpec {
   std::string name;
   std::string peer_name;
-  const Netns* peer_netns = nullptr;  // Not owned; nullptr = the handle's own namespace.
-  uint32_t mtu = 0;                   // Both ends; 0 = kernel default (1500).
+  const Netns* peer_netns = nullptr;   // Not owned; nullptr = the handle's own namespace.
+  uint32_t mtu = 0;                    // Both ends; 0 = kernel default (1500).
   std::optional<MacAddress> mac;       // Local end; unset = kernel-chosen random.
   std::optional<MacAddress> peer_mac;  // Peer end; unset = kernel-chosen random.
   // Checks names (1..15 bytes, no '/', ':' or whitespace), MACs (unicast) and MTU range.
@@ -96,8 +96,8 @@ struct VethSpec {
 // A Linux bridge to create.
 struct BridgeSpec {
   std::string name;
-  uint32_t mtu = 0;                // 0 = kernel default.
-  std::optional<MacAddress> mac;   // Unset = kernel-chosen.
+  uint32_t mtu = 0;               // 0 = kernel default.
+  std::optional<MacAddress> mac;  // Unset = kernel-chosen.
   absl::Status Validate() const;
 };
 
@@ -118,33 +118,33 @@ struct VxlanSpec {
 // An interface address (RTM_NEWADDR).
 struct Address {
   int ifindex = 0;
-  cni::IPPrefix prefix;   // Address with its prefix length ("10.1.0.5/24").
+  cni::IPPrefix prefix;  // Address with its prefix length ("10.1.0.5/24").
   uint8_t scope = kScopeUniverse;
-  uint32_t flags = 0;     // IFA_F_* (IFA_F_NODAD = 0x02, IFA_F_PERMANENT = 0x80, ...).
+  uint32_t flags = 0;  // IFA_F_* (IFA_F_NODAD = 0x02, IFA_F_PERMANENT = 0x80, ...).
 };
 
 // Options for adding an address.
 struct AddressOptions {
   uint8_t scope = kScopeUniverse;
-  bool nodad = false;           // IPv6: skip duplicate address detection.
-  bool noprefixroute = false;   // Do not create the connected-subnet route.
-  bool replace = false;         // Update an existing address instead of failing.
+  bool nodad = false;          // IPv6: skip duplicate address detection.
+  bool noprefixroute = false;  // Do not create the connected-subnet route.
+  bool replace = false;        // Update an existing address instead of failing.
 };
 
 // A route (RTM_NEWROUTE). Unset scope: link when there is no gateway, universe otherwise
 // (what `ip route` does).
 struct Route {
-  cni::IPPrefix dst;                     // 0.0.0.0/0 or ::/0 for a default route.
+  cni::IPPrefix dst;  // 0.0.0.0/0 or ::/0 for a default route.
   std::optional<cni::IPAddress> gateway;
-  int oif = 0;                           // Output interface index (0 = any).
-  bool onlink = false;                   // Gateway is on the link even without a subnet route.
+  int oif = 0;          // Output interface index (0 = any).
+  bool onlink = false;  // Gateway is on the link even without a subnet route.
   std::optional<uint8_t> scope;
   uint32_t table = kTableMain;
-  uint32_t metric = 0;                   // RTA_PRIORITY.
-  std::optional<cni::IPAddress> src;     // RTA_PREFSRC.
-  uint32_t mtu = 0;                      // RTAX_MTU; 0 = none.
-  uint8_t protocol = 3;                  // RTPROT_BOOT, as `ip route` and the reference plugins.
-  uint8_t type = 1;                      // RTN_UNICAST.
+  uint32_t metric = 0;                // RTA_PRIORITY.
+  std::optional<cni::IPAddress> src;  // RTA_PREFSRC.
+  uint32_t mtu = 0;                   // RTAX_MTU; 0 = none.
+  uint8_t protocol = 3;               // RTPROT_BOOT, as `ip route` and the reference plugins.
+  uint8_t type = 1;                   // RTN_UNICAST.
   // The scope actually sent: `scope`, or the iproute2 guess.
   uint8_t EffectiveScope() const;
   // "10.0.0.0/24 via 10.0.0.1 dev 3 onlink table 254 metric 0 ...", for messages.
@@ -153,9 +153,9 @@ struct Route {
 
 // Which routes to list.
 struct RouteFilter {
-  int family = 0;            // AF_INET, AF_INET6 or 0 for both.
+  int family = 0;               // AF_INET, AF_INET6 or 0 for both.
   uint32_t table = kTableMain;  // 0 = all tables.
-  int oif = 0;               // 0 = any interface.
+  int oif = 0;                  // 0 = any interface.
 };
 
 // An ARP/NDP neighbour entry.

@@ -328,13 +328,22 @@ TEST_F(KernelTest, PermanentNeighbours) {
   Link host = MakeVeth();
   ASSERT_GT(host.index, 0);
   ASSERT_TRUE(hnode_->SetLinkUp(host.index).ok());
-  ASSERT_TRUE(hnode_->SetNeighbor({.ifindex = host.index, .ip = Ip("10.9.0.7"),
-                                   .mac = Mac("02:00:00:00:00:07")}).ok());
-  ASSERT_TRUE(hnode_->SetNeighbor({.ifindex = host.index, .ip = Ip("fd00:9::7"),
-                                   .mac = Mac("02:00:00:00:00:08")}).ok());
+  ASSERT_TRUE(
+      hnode_
+          ->SetNeighbor(
+              {.ifindex = host.index, .ip = Ip("10.9.0.7"), .mac = Mac("02:00:00:00:00:07")})
+          .ok());
+  ASSERT_TRUE(
+      hnode_
+          ->SetNeighbor(
+              {.ifindex = host.index, .ip = Ip("fd00:9::7"), .mac = Mac("02:00:00:00:00:08")})
+          .ok());
   // Replace keeps one entry per IP.
-  ASSERT_TRUE(hnode_->SetNeighbor({.ifindex = host.index, .ip = Ip("10.9.0.7"),
-                                   .mac = Mac("02:00:00:00:00:09")}).ok());
+  ASSERT_TRUE(
+      hnode_
+          ->SetNeighbor(
+              {.ifindex = host.index, .ip = Ip("10.9.0.7"), .mac = Mac("02:00:00:00:00:09")})
+          .ok());
   auto ns = hnode_->ListNeighbors(host.index);
   ASSERT_TRUE(ns.ok()) << ns.status();
   int v4 = 0, v6 = 0;
@@ -352,8 +361,7 @@ TEST_F(KernelTest, PermanentNeighbours) {
   EXPECT_EQ(v4, 1);
   EXPECT_EQ(v6, 1);
   ASSERT_TRUE(hnode_->DeleteNeighbor(host.index, Ip("10.9.0.7")).ok());
-  EXPECT_EQ(hnode_->DeleteNeighbor(host.index, Ip("10.9.0.7")).code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(hnode_->DeleteNeighbor(host.index, Ip("10.9.0.7")).code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(hnode_->ListNeighbors(host.index, AF_INET)->size(), 0u);
 }
 
@@ -382,9 +390,11 @@ TEST_F(KernelTest, VxlanAttributesAndFdb) {
   ASSERT_TRUE(hnode_->AddFdb({.ifindex = vx->index, .mac = zero, .dst = Ip("192.168.50.2")}).ok());
   ASSERT_TRUE(hnode_->AddFdb({.ifindex = vx->index, .mac = zero, .dst = Ip("192.168.50.3")}).ok());
   MacAddress remote = Mac("0a:00:00:00:00:02");
-  ASSERT_TRUE(hnode_->AddFdb({.ifindex = vx->index, .mac = remote, .dst = Ip("192.168.50.2")}).ok());
+  ASSERT_TRUE(
+      hnode_->AddFdb({.ifindex = vx->index, .mac = remote, .dst = Ip("192.168.50.2")}).ok());
   // Re-adding a specific MAC replaces its remote.
-  ASSERT_TRUE(hnode_->AddFdb({.ifindex = vx->index, .mac = remote, .dst = Ip("192.168.50.4")}).ok());
+  ASSERT_TRUE(
+      hnode_->AddFdb({.ifindex = vx->index, .mac = remote, .dst = Ip("192.168.50.4")}).ok());
 
   auto count = [&](const MacAddress& mac, std::string_view dst) {
     auto es = hnode_->ListFdb(vx->index);
@@ -404,11 +414,13 @@ TEST_F(KernelTest, VxlanAttributesAndFdb) {
   EXPECT_EQ(count(remote, "192.168.50.2"), 0);
   EXPECT_EQ(count(remote, "192.168.50.4"), 1);
 
-  ASSERT_TRUE(hnode_->DeleteFdb({.ifindex = vx->index, .mac = zero, .dst = Ip("192.168.50.2")}).ok());
+  ASSERT_TRUE(
+      hnode_->DeleteFdb({.ifindex = vx->index, .mac = zero, .dst = Ip("192.168.50.2")}).ok());
   EXPECT_EQ(count(zero, "192.168.50.2"), 0);
   EXPECT_EQ(count(zero, "192.168.50.3"), 1);
   // A remote that is already gone is a no-op (the kernel's semantics); an unknown MAC is NotFound.
-  EXPECT_TRUE(hnode_->DeleteFdb({.ifindex = vx->index, .mac = zero, .dst = Ip("192.168.50.2")}).ok());
+  EXPECT_TRUE(
+      hnode_->DeleteFdb({.ifindex = vx->index, .mac = zero, .dst = Ip("192.168.50.2")}).ok());
   EXPECT_EQ(count(zero, "192.168.50.3"), 1);
   EXPECT_EQ(hnode_->DeleteFdb({.ifindex = vx->index, .mac = Mac("0a:00:00:00:00:99")}).code(),
             absl::StatusCode::kNotFound);

@@ -143,8 +143,8 @@ absl::StatusOr<Exchange> DoExchange(bool tcp, const netlink::Netns& server_ns,
       if (!server_status.ok()) return;
       sockaddr_storage peer{};
       socklen_t plen = sizeof(peer);
-      ssize_t n = recvfrom(server.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&peer),
-                           &plen);
+      ssize_t n =
+          recvfrom(server.get(), buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&peer), &plen);
       if (n < 0) {
         server_status = ErrnoStatus(errno, "recvfrom");
         return;
@@ -196,24 +196,29 @@ absl::StatusOr<Exchange> DoExchange(bool tcp, const netlink::Netns& server_ns,
 
 }  // namespace
 
-absl::StatusOr<Exchange> TcpExchange(const netlink::Netns& server_ns, const cni::IPAddress& server_ip,
-                                     uint16_t port, const netlink::Netns& client_ns,
-                                     std::string_view payload, std::chrono::milliseconds timeout) {
+absl::StatusOr<Exchange> TcpExchange(const netlink::Netns& server_ns,
+                                     const cni::IPAddress& server_ip, uint16_t port,
+                                     const netlink::Netns& client_ns, std::string_view payload,
+                                     std::chrono::milliseconds timeout) {
   return DoExchange(true, server_ns, server_ip, port, client_ns, server_ip, port, payload, timeout);
 }
 
-absl::StatusOr<Exchange> TcpExchangeVia(const netlink::Netns& server_ns, const cni::IPAddress& bind_ip,
-                                        uint16_t bind_port, const netlink::Netns& client_ns,
+absl::StatusOr<Exchange> TcpExchangeVia(const netlink::Netns& server_ns,
+                                        const cni::IPAddress& bind_ip, uint16_t bind_port,
+                                        const netlink::Netns& client_ns,
                                         const cni::IPAddress& dest_ip, uint16_t dest_port,
-                                        std::string_view payload, std::chrono::milliseconds timeout) {
+                                        std::string_view payload,
+                                        std::chrono::milliseconds timeout) {
   return DoExchange(true, server_ns, bind_ip, bind_port, client_ns, dest_ip, dest_port, payload,
                     timeout);
 }
 
-absl::StatusOr<Exchange> UdpExchange(const netlink::Netns& server_ns, const cni::IPAddress& server_ip,
-                                     uint16_t port, const netlink::Netns& client_ns,
-                                     std::string_view payload, std::chrono::milliseconds timeout) {
-  return DoExchange(false, server_ns, server_ip, port, client_ns, server_ip, port, payload, timeout);
+absl::StatusOr<Exchange> UdpExchange(const netlink::Netns& server_ns,
+                                     const cni::IPAddress& server_ip, uint16_t port,
+                                     const netlink::Netns& client_ns, std::string_view payload,
+                                     std::chrono::milliseconds timeout) {
+  return DoExchange(false, server_ns, server_ip, port, client_ns, server_ip, port, payload,
+                    timeout);
 }
 
 }  // namespace cninet::testing

@@ -1,11 +1,12 @@
 // Netns against the real kernel: named namespaces, the threading rule of Run, path checks.
+#include "cninet/netlink/netns.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <thread>
 
 #include "cninet/netlink/handle.h"
-#include "cninet/netlink/netns.h"
 #include "cninet/netlink/sysctl.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -74,10 +75,12 @@ TEST(NetnsTest, RunEntersTheNamespaceAndAlwaysRestoresTheCaller) {
 
   // RunInThread: the callable runs on another thread, in the namespace.
   bool thread_inside = false;
-  ASSERT_TRUE(ns->ns().RunInThread([&]() -> absl::Status {
-    thread_inside = Netns::Current()->SameAs(ns->ns());
-    return absl::OkStatus();
-  }).ok());
+  ASSERT_TRUE(ns->ns()
+                  .RunInThread([&]() -> absl::Status {
+                    thread_inside = Netns::Current()->SameAs(ns->ns());
+                    return absl::OkStatus();
+                  })
+                  .ok());
   EXPECT_TRUE(thread_inside);
   EXPECT_TRUE(Netns::Current()->SameAs(*before));
 
@@ -85,14 +88,16 @@ TEST(NetnsTest, RunEntersTheNamespaceAndAlwaysRestoresTheCaller) {
   auto inner = NamedNetns::Create(cninet::testing::UniqueName("nlrun"));
   ASSERT_TRUE(inner.ok()) << inner.status();
   bool nested_ok = false;
-  ASSERT_TRUE(ns->ns().Run([&]() -> absl::Status {
-    absl::Status inner_st = inner->ns().Run([&]() -> absl::Status {
-      nested_ok = Netns::Current()->SameAs(inner->ns());
-      return absl::OkStatus();
-    });
-    nested_ok = nested_ok && inner_st.ok() && Netns::Current()->SameAs(ns->ns());
-    return absl::OkStatus();
-  }).ok());
+  ASSERT_TRUE(ns->ns()
+                  .Run([&]() -> absl::Status {
+                    absl::Status inner_st = inner->ns().Run([&]() -> absl::Status {
+                      nested_ok = Netns::Current()->SameAs(inner->ns());
+                      return absl::OkStatus();
+                    });
+                    nested_ok = nested_ok && inner_st.ok() && Netns::Current()->SameAs(ns->ns());
+                    return absl::OkStatus();
+                  })
+                  .ok());
   EXPECT_TRUE(nested_ok);
   EXPECT_TRUE(Netns::Current()->SameAs(*before));
 

@@ -8,8 +8,8 @@
 #include "cninet/netlink/sysctl.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "testing/test_util.h"
 #include "net_testing.h"
+#include "testing/test_util.h"
 
 namespace cninet::netlink {
 namespace {
@@ -18,7 +18,6 @@ using ::testing::HasSubstr;
 
 cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
 cni::IPPrefix Pfx(std::string_view s) { return *cni::IPPrefix::Parse(s); }
-
 
 // One node namespace with one pod namespace behind a veth.
 struct Site {
@@ -82,10 +81,10 @@ TEST_F(VxlanTrafficTest, L3OverlayCarriesTcpBetweenPods) {
     Site* s;
     int underlay;
     const char* underlay_ip;
-    const char* vtep;     // The VXLAN device's address, x.x.N.0/32.
-    const char* gw;       // Pod gateway on the node side.
-    const char* pod_ip;   // Pod address.
-    const char* subnet;   // This node's pod subnet.
+    const char* vtep;    // The VXLAN device's address, x.x.N.0/32.
+    const char* gw;      // Pod gateway on the node side.
+    const char* pod_ip;  // Pod address.
+    const char* subnet;  // This node's pod subnet.
   };
   Plan plans[] = {
       {&a_, ul_a, "192.168.77.1", "10.244.1.0/32", "10.244.1.1", "10.244.1.2/24", "10.244.1.0/24"},
@@ -122,10 +121,8 @@ TEST_F(VxlanTrafficTest, L3OverlayCarriesTcpBetweenPods) {
     Site& here = *plans[i].s;
     const Plan& there = plans[1 - i];
     cni::IPAddress remote_vtep = Pfx(there.vtep).address();
-    ASSERT_OK(here.hnode->AddRoute({.dst = Pfx(there.subnet),
-                                    .gateway = remote_vtep,
-                                    .oif = here.vx.index,
-                                    .onlink = true}));
+    ASSERT_OK(here.hnode->AddRoute(
+        {.dst = Pfx(there.subnet), .gateway = remote_vtep, .oif = here.vx.index, .onlink = true}));
     ASSERT_OK(here.hnode->SetNeighbor(
         {.ifindex = here.vx.index, .ip = remote_vtep, .mac = there.s->vx.mac}));
     ASSERT_OK(here.hnode->AddFdb(
@@ -139,14 +136,15 @@ TEST_F(VxlanTrafficTest, L3OverlayCarriesTcpBetweenPods) {
   EXPECT_EQ(ex->client_addr, "10.244.1.2");  // Routed end to end, no NAT.
 
   // The reverse direction, UDP, and pod-to-remote-node.
-  auto back = cninet::testing::UdpExchange(a_.pod->ns(), Ip("10.244.1.2"), 5353, b_.pod->ns(), "ping");
+  auto back =
+      cninet::testing::UdpExchange(a_.pod->ns(), Ip("10.244.1.2"), 5353, b_.pod->ns(), "ping");
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->reply, "echo:ping");
   EXPECT_EQ(back->client_addr, "10.244.2.2");
 
   // Without the FDB entry the overlay has no way to reach the remote VTEP: traffic stops.
-  ASSERT_OK(a_.hnode->DeleteFdb(
-      {.ifindex = a_.vx.index, .mac = b_.vx.mac, .dst = Ip("192.168.77.2")}));
+  ASSERT_OK(
+      a_.hnode->DeleteFdb({.ifindex = a_.vx.index, .mac = b_.vx.mac, .dst = Ip("192.168.77.2")}));
   auto cut = cninet::testing::TcpExchange(b_.pod->ns(), Ip("10.244.2.2"), 8081, a_.pod->ns(),
                                           "lost", std::chrono::milliseconds(1500));
   EXPECT_FALSE(cut.ok());
@@ -195,7 +193,8 @@ TEST_F(VxlanTrafficTest, L2FloodEntryCarriesUdpOverIpv6Underlay) {
   EXPECT_EQ(tcp->reply, "echo:tcp");
 
   // Remove node A's flood entry: with learning off, A has no other way to reach B.
-  ASSERT_OK(a_.hnode->DeleteFdb({.ifindex = a_.vx.index, .mac = MacAddress(), .dst = Ip("fd00:77::2")}));
+  ASSERT_OK(
+      a_.hnode->DeleteFdb({.ifindex = a_.vx.index, .mac = MacAddress(), .dst = Ip("fd00:77::2")}));
   auto cut = cninet::testing::UdpExchange(b_.pod->ns(), Ip("10.88.0.2"), 4002, a_.pod->ns(), "lost",
                                           std::chrono::milliseconds(1500));
   EXPECT_FALSE(cut.ok());

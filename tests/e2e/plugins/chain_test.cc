@@ -90,12 +90,13 @@ TEST_F(ChainTest, PtpThenTuning) {
   EXPECT_EQ(*proxy, "1");
   // ...and reported the new MAC in the result, which our CHECK then verifies.
   bool found = false;
-  for (const auto& itf : result->interfaces) found |= itf.name == "eth0" && itf.mac == "02:aa:bb:cc:dd:ee";
+  for (const auto& itf : result->interfaces)
+    found |= itf.name == "eth0" && itf.mac == "02:aa:bb:cc:dd:ee";
   EXPECT_TRUE(found);
   ASSERT_TRUE(Check(list).ok()) << Check(list);
   // Still routed after the MAC change: the host resolves the pod by ARP, not a pinned entry.
-  auto ex = TcpExchange(pod_.ns->ns(), *cni::IPAddress::Parse("10.21.0.2"), 9000,
-                        node_.ns().ns(), "after tuning");
+  auto ex = TcpExchange(pod_.ns->ns(), *cni::IPAddress::Parse("10.21.0.2"), 9000, node_.ns().ns(),
+                        "after tuning");
   ASSERT_TRUE(ex.ok()) << ex.status();
   EXPECT_EQ(ex->reply, "echo:after tuning");
 
@@ -122,8 +123,11 @@ class ScopedPath {
 
 TEST_F(ChainTest, BridgeThenPortmap) {
   std::string bin = node_.dir().Sub("bin");
-  ASSERT_TRUE(Sh("mkdir -p " + bin + " && for t in iptables iptables-save iptables-restore; do ln -s "
-                 "$(command -v $t) " + bin + "/$t; done").ok());
+  ASSERT_TRUE(Sh("mkdir -p " + bin +
+                 " && for t in iptables iptables-save iptables-restore; do ln -s "
+                 "$(command -v $t) " +
+                 bin + "/$t; done")
+                  .ok());
   ScopedPath path(bin);
   auto list = List("chain-portmap",
                    {{{"type", "cninet-bridge"},
@@ -149,7 +153,6 @@ TEST_F(ChainTest, BridgeThenPortmap) {
                            *cni::IPAddress::Parse("10.22.0.1"), 18080, "mapped");
   ASSERT_TRUE(ex.ok()) << ex.status();
   EXPECT_EQ(ex->reply, "echo:mapped");
-
 
   ASSERT_TRUE(Del(list).ok());
   nat = node_.ns().ns().Call<std::string>([]() -> absl::StatusOr<std::string> {
@@ -178,7 +181,8 @@ TEST_F(ChainTest, BridgeThenBandwidth) {
     if (itf.sandbox.empty() && itf.name != "cnbw0") host_veth = itf.name;
   }
   ASSERT_FALSE(host_veth.empty());
-  CommandResult tc = ::cninet::testing::Run({"ip", "netns", "exec", node_.ns().name(), "tc", "qdisc", "show", "dev", host_veth});
+  CommandResult tc = ::cninet::testing::Run(
+      {"ip", "netns", "exec", node_.ns().name(), "tc", "qdisc", "show", "dev", host_veth});
   ASSERT_TRUE(tc.ok()) << tc.err;
   EXPECT_THAT(tc.out, HasSubstr("tbf"));
   auto links = node_.h().ListLinks();

@@ -8,7 +8,6 @@
 #include <functional>
 
 #include "absl/strings/ascii.h"
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "plugin_env.h"
@@ -42,8 +41,8 @@ class FailureTest : public ::testing::TestWithParam<std::string> {
   }
   PluginRun Add(const nlohmann::json& conf, std::string_view cid = "ctr-1", std::string path = {},
                 const std::string& netns = {}) {
-    return node_.Exec(OurPlugin(Type()), "ADD", cid, netns.empty() ? pod_.path() : netns, conf.dump(),
-                      "eth0", {}, std::move(path));
+    return node_.Exec(OurPlugin(Type()), "ADD", cid, netns.empty() ? pod_.path() : netns,
+                      conf.dump(), "eth0", {}, std::move(path));
   }
   // Snapshot of everything a failed ADD must leave untouched.
   struct State {
@@ -73,7 +72,8 @@ class FailureTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(FailureTest, IpamExhaustion) {
-  auto conf = Conf(R"([[{"subnet":"10.41.0.0/24","rangeStart":"10.41.0.10","rangeEnd":"10.41.0.10"}]])");
+  auto conf =
+      Conf(R"([[{"subnet":"10.41.0.0/24","rangeStart":"10.41.0.10","rangeEnd":"10.41.0.10"}]])");
   Pod first = node_.NewPod();
   PluginRun ok = node_.Exec(OurPlugin(Type()), "ADD", "ctr-0", first.path(), conf.dump());
   ASSERT_TRUE(ok.status.ok()) << ok.raw.out;
@@ -165,7 +165,8 @@ TEST_P(FailureTest, HostRouteClashOrBridgeAddressConflict) {
     auto blk = node_.h().CreateBridge({.name = "blk0"});
     ASSERT_TRUE(blk.ok());
     ASSERT_TRUE(node_.h().SetLinkUp(blk->index).ok());
-    ASSERT_TRUE(node_.h().AddRoute({.dst = *cni::IPPrefix::Parse("10.47.0.2/32"), .oif = blk->index}).ok());
+    ASSERT_TRUE(
+        node_.h().AddRoute({.dst = *cni::IPPrefix::Parse("10.47.0.2/32"), .oif = blk->index}).ok());
     expect = "10.47.0.2/32";
   } else {
     // bridge: the bridge exists (down) with another IPv4 address and forceAddress is off; the
@@ -229,26 +230,34 @@ TEST_P(FailureTest, InvalidConfigurations) {
     std::string args;
   };
   std::vector<Bad> bad = {
-      {"runtimeConfig.mac", [](nlohmann::json& c) { c["runtimeConfig"] = {{"mac", "zz:zz"}}; }, 7, ""},
+      {"runtimeConfig.mac",
+       [](nlohmann::json& c) {
+         c["runtimeConfig"] = {{"mac", "zz:zz"}};
+       },
+       7, ""},
       {"multicast CNI_ARGS MAC", [](nlohmann::json&) {}, 7, "MAC=01:00:5e:00:00:01"},
       {"mtu type", [](nlohmann::json& c) { c["mtu"] = "1400"; }, 7, ""},
       {"ipMasq", [](nlohmann::json& c) { c["ipMasq"] = true; }, 2, ""},
       {"no cniVersion support", [](nlohmann::json& c) { c["cniVersion"] = "9.9.9"; }, 1, ""},
   };
   if (IsBridge()) {
-    bad.push_back({"hairpin+promisc", [](nlohmann::json& c) {
+    bad.push_back({"hairpin+promisc",
+                   [](nlohmann::json& c) {
                      c["hairpinMode"] = true;
                      c["promiscMode"] = true;
-                   }, 7, ""});
+                   },
+                   7, ""});
     bad.push_back({"vlan", [](nlohmann::json& c) { c["vlan"] = 5; }, 2, ""});
-    bad.push_back({"bridge name", [](nlohmann::json& c) { c["bridge"] = "this-name-is-too-long"; }, 7, ""});
+    bad.push_back(
+        {"bridge name", [](nlohmann::json& c) { c["bridge"] = "this-name-is-too-long"; }, 7, ""});
   } else {
     bad.push_back({"no ipam", [](nlohmann::json& c) { c.erase("ipam"); }, 7, ""});
   }
   for (const auto& b : bad) {
     auto conf = Conf(R"([[{"subnet":"10.48.0.0/24"}]])");
     b.edit(conf);
-    PluginRun r = node_.Exec(OurPlugin(Type()), "ADD", "ctr-1", pod_.path(), conf.dump(), "eth0", b.args);
+    PluginRun r =
+        node_.Exec(OurPlugin(Type()), "ADD", "ctr-1", pod_.path(), conf.dump(), "eth0", b.args);
     EXPECT_EQ(r.code(), b.code) << b.what << ": " << r.raw.out;
   }
   PluginRun junk = node_.Exec(OurPlugin(Type()), "ADD", "ctr-1", pod_.path(), "{not json");
@@ -258,7 +267,8 @@ TEST_P(FailureTest, InvalidConfigurations) {
 
 INSTANTIATE_TEST_SUITE_P(Plugins, FailureTest, ::testing::Values("cninet-ptp", "cninet-bridge"),
                          [](const ::testing::TestParamInfo<std::string>& p) {
-                           return p.param == "cninet-ptp" ? std::string("ptp") : std::string("bridge");
+                           return p.param == "cninet-ptp" ? std::string("ptp")
+                                                          : std::string("bridge");
                          });
 
 // cninet-bridge only: a link with the bridge's name that is not a bridge is refused up front.
@@ -267,9 +277,12 @@ TEST(BridgeFailureTest, ExistingNonBridgeWithTheBridgeName) {
   Node node;
   Pod pod = node.NewPod();
   ASSERT_TRUE(node.h().CreateVeth({.name = "cnfail0", .peer_name = "cnfail0p"}).ok());
-  nlohmann::json conf = {{"cniVersion", "1.0.0"}, {"name", kNet}, {"type", "cninet-bridge"},
-                         {"bridge", "cnfail0"},
-                         {"ipam", HostLocalIpam(node.data_dir(), R"([[{"subnet":"10.49.0.0/24"}]])")}};
+  nlohmann::json conf = {
+      {"cniVersion", "1.0.0"},
+      {"name", kNet},
+      {"type", "cninet-bridge"},
+      {"bridge", "cnfail0"},
+      {"ipam", HostLocalIpam(node.data_dir(), R"([[{"subnet":"10.49.0.0/24"}]])")}};
   auto before = NodeView(node.h());
   PluginRun r = node.Exec(OurPlugin("cninet-bridge"), "ADD", "ctr-1", pod.path(), conf.dump());
   EXPECT_EQ(r.code(), 7u) << r.raw.out;

@@ -19,17 +19,21 @@ class LifecycleTest : public ::testing::TestWithParam<std::string> {
     pod_ = node_.NewPod();
     ASSERT_TRUE(pod_.h);
   }
-  // The reference host-local (v1.1.1) stops at CNI 1.0.0; 1.1.0 configurations use cninet-host-local.
+  // The reference host-local (v1.1.1) stops at CNI 1.0.0; 1.1.0 configurations use
+  // cninet-host-local.
   nlohmann::json Conf(std::string_view version = "1.0.0", std::string_view ipam = {}) {
     if (ipam.empty()) ipam = version == "1.1.0" ? "cninet-host-local" : "host-local";
-    nlohmann::json c = {{"cniVersion", std::string(version)}, {"name", "life"}, {"type", GetParam()}, {"mtu", 1420}};
+    nlohmann::json c = {{"cniVersion", std::string(version)},
+                        {"name", "life"},
+                        {"type", GetParam()},
+                        {"mtu", 1420}};
     if (GetParam() == "cninet-bridge") {
       c["bridge"] = "cnlife0";
       c["isDefaultGateway"] = true;
     }
-    c["ipam"] = HostLocalIpam(node_.data_dir(), R"([[{"subnet":"10.51.0.0/24"}],[{"subnet":"fd00:51::/64"}]])",
-                              GetParam() == "cninet-ptp" ? R"([{"dst":"0.0.0.0/0"},{"dst":"::/0"}])" : "[]",
-                              ipam);
+    c["ipam"] = HostLocalIpam(
+        node_.data_dir(), R"([[{"subnet":"10.51.0.0/24"}],[{"subnet":"fd00:51::/64"}]])",
+        GetParam() == "cninet-ptp" ? R"([{"dst":"0.0.0.0/0"},{"dst":"::/0"}])" : "[]", ipam);
     return c;
   }
   PluginRun Run(std::string_view command, const nlohmann::json& conf, std::string_view args = {},
@@ -218,7 +222,8 @@ TEST_P(LifecycleTest, WithCninetHostLocal) {
 
 INSTANTIATE_TEST_SUITE_P(Plugins, LifecycleTest, ::testing::Values("cninet-ptp", "cninet-bridge"),
                          [](const ::testing::TestParamInfo<std::string>& p) {
-                           return p.param == "cninet-ptp" ? std::string("ptp") : std::string("bridge");
+                           return p.param == "cninet-ptp" ? std::string("ptp")
+                                                          : std::string("bridge");
                          });
 
 }  // namespace

@@ -11,7 +11,9 @@
 
 namespace cninet::testing {
 
-std::string OurPlugin(std::string_view name) { return cninet::StrCat(CNINET_PLUGIN_DIR, "/", name); }
+std::string OurPlugin(std::string_view name) {
+  return cninet::StrCat(CNINET_PLUGIN_DIR, "/", name);
+}
 std::string RefPlugin(std::string_view name) { return cninet::StrCat("/usr/lib/cni/", name); }
 
 bool HaveCninetHostLocal() {
@@ -105,16 +107,17 @@ std::string RouteText(const netlink::Route& r, const std::map<int, std::string>&
   } else {
     dev = cninet::StrCat("#", r.oif);
   }
-  return cninet::StrCat("route ", r.dst.ToString(), r.gateway ? " via " + r.gateway->ToString() : "",
-                        " dev ", dev, " scope ", static_cast<int>(r.scope.value_or(0)), " table ",
-                        r.table, " metric ", r.metric,
-                        r.src ? " src " + r.src->ToString() : "", r.mtu ? cninet::StrCat(" mtu ", r.mtu) : "",
-                        " proto ", static_cast<int>(r.protocol), " type ", static_cast<int>(r.type),
-                        r.onlink ? " onlink" : "");
+  return cninet::StrCat(
+      "route ", r.dst.ToString(), r.gateway ? " via " + r.gateway->ToString() : "", " dev ", dev,
+      " scope ", static_cast<int>(r.scope.value_or(0)), " table ", r.table, " metric ", r.metric,
+      r.src ? " src " + r.src->ToString() : "", r.mtu ? cninet::StrCat(" mtu ", r.mtu) : "",
+      " proto ", static_cast<int>(r.protocol), " type ", static_cast<int>(r.type),
+      r.onlink ? " onlink" : "");
 }
 
 bool IsLinkLocal6(const cni::IPPrefix& p) {
-  return p.address().is_v6() && p.address().bytes()[0] == 0xfe && (p.address().bytes()[1] & 0xc0) == 0x80;
+  return p.address().is_v6() && p.address().bytes()[0] == 0xfe &&
+         (p.address().bytes()[1] & 0xc0) == 0x80;
 }
 
 }  // namespace
@@ -128,8 +131,8 @@ std::vector<std::string> PodView(netlink::Handle& h, std::string_view ifname) {
   if (auto addrs = h.ListAddresses(link->index); addrs.ok()) {
     for (const auto& a : *addrs) {
       if (IsLinkLocal6(a.prefix)) continue;
-      out.push_back(cninet::StrCat("addr ", a.prefix.ToString(), " scope ", static_cast<int>(a.scope),
-                                   " flags 0x", absl::Hex(a.flags)));
+      out.push_back(cninet::StrCat("addr ", a.prefix.ToString(), " scope ",
+                                   static_cast<int>(a.scope), " flags 0x", absl::Hex(a.flags)));
     }
   }
   auto names = LinkNames(h);

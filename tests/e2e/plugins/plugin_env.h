@@ -28,7 +28,7 @@ bool HaveCninetHostLocal();
 struct PluginRun {
   CommandResult raw;
   absl::StatusOr<cni::Result> result = absl::UnknownError("not run");  // ADD only.
-  absl::Status status;         // OK on exit code 0; otherwise the plugin's error (code, msg).
+  absl::Status status;  // OK on exit code 0; otherwise the plugin's error (code, msg).
   uint32_t code() const { return cni::GetErrorCode(status); }
 };
 
@@ -51,8 +51,9 @@ class Node {
   Pod NewPod();
   // Runs `binary` for `command` inside the node namespace.
   PluginRun Exec(const std::string& binary, std::string_view command, std::string_view container_id,
-                 const std::string& netns, std::string_view config, std::string_view ifname = "eth0",
-                 std::string_view cni_args = {}, std::string path = {});
+                 const std::string& netns, std::string_view config,
+                 std::string_view ifname = "eth0", std::string_view cni_args = {},
+                 std::string path = {});
 
  private:
   TempDir dir_;

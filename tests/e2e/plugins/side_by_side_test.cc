@@ -17,10 +17,10 @@ namespace {
 
 struct Case {
   std::string name;
-  std::string ref_type;   // "ptp" or "bridge"
-  std::string our_type;   // "cninet-ptp" or "cninet-bridge"
-  std::string extra;      // Plugin keys (JSON object text).
-  std::string ranges;     // host-local ranges; "" = no IPAM (L2 only).
+  std::string ref_type;  // "ptp" or "bridge"
+  std::string our_type;  // "cninet-ptp" or "cninet-bridge"
+  std::string extra;     // Plugin keys (JSON object text).
+  std::string ranges;    // host-local ranges; "" = no IPAM (L2 only).
   std::string routes = "[]";
 };
 
@@ -34,7 +34,8 @@ std::vector<Case> Cases() {
       {"bridge_default_gateway_hairpin", "bridge", "cninet-bridge",
        R"({"bridge": "cbr0", "isDefaultGateway": true, "hairpinMode": true, "mtu": 1450})",
        R"([[{"subnet":"10.13.0.0/24"}]])", R"([{"dst":"192.168.0.0/16"}])"},
-      {"bridge_dual_stack_gateway", "bridge", "cninet-bridge", R"({"bridge": "cbr1", "isGateway": true})",
+      {"bridge_dual_stack_gateway", "bridge", "cninet-bridge",
+       R"({"bridge": "cbr1", "isGateway": true})",
        R"([[{"subnet":"10.14.0.0/24"}],[{"subnet":"fd00:14::/64"}]])",
        R"([{"dst":"10.99.0.0/16"},{"dst":"fd00:99::/48"}])"},
       {"bridge_promisc", "bridge", "cninet-bridge",
@@ -46,12 +47,14 @@ std::vector<Case> Cases() {
 
 class SideBySideTest : public ::testing::TestWithParam<Case> {};
 
-std::string Config(const Case& c, const std::string& type, const Node& node, std::string_view ipam_type) {
+std::string Config(const Case& c, const std::string& type, const Node& node,
+                   std::string_view ipam_type) {
   nlohmann::json conf = nlohmann::json::parse(c.extra);
   conf["cniVersion"] = "1.0.0";
   conf["name"] = "sbs";
   conf["type"] = type;
-  if (!c.ranges.empty()) conf["ipam"] = HostLocalIpam(node.data_dir(), c.ranges, c.routes, ipam_type);
+  if (!c.ranges.empty())
+    conf["ipam"] = HostLocalIpam(node.data_dir(), c.ranges, c.routes, ipam_type);
   return conf.dump();
 }
 
@@ -77,7 +80,8 @@ Observed RunOnce(const Case& c, const std::string& binary, const std::string& ty
     auto b = node.h().GetLink(br);
     EXPECT_TRUE(b.ok()) << b.status();
     if (b.ok()) {
-      o.bridge.push_back(cninet::StrCat("bridge kind ", b->kind, " promisc ", b->promisc, " up ", b->admin_up));
+      o.bridge.push_back(
+          cninet::StrCat("bridge kind ", b->kind, " promisc ", b->promisc, " up ", b->admin_up));
       if (auto addrs = node.h().ListAddresses(b->index); addrs.ok()) {
         for (const auto& a : *addrs) {
           if (a.scope == 0) o.bridge.push_back("bridge addr " + a.prefix.ToString());
@@ -97,7 +101,8 @@ Observed RunOnce(const Case& c, const std::string& binary, const std::string& ty
   // The attachment is removed again by DEL (and the node is left as it was, bridge aside).
   PluginRun del = node.Exec(binary, "DEL", "sbs-ctr", pod.path(), conf);
   EXPECT_TRUE(del.status.ok()) << type << " DEL: " << del.raw.out << del.raw.err;
-  EXPECT_THAT(PodView(*pod.h, "eth0"), ::testing::ElementsAre(::testing::HasSubstr("no link eth0")));
+  EXPECT_THAT(PodView(*pod.h, "eth0"),
+              ::testing::ElementsAre(::testing::HasSubstr("no link eth0")));
   return o;
 }
 
@@ -118,8 +123,8 @@ TEST_P(SideBySideTest, SamePodStateAndResultAsTheReferencePlugin) {
     for (const auto& line : ours.pod) std::cerr << "  ours " << line << "\n";
   }
   EXPECT_EQ(ours.pod, ref.pod) << "pod-side state differs";
-  EXPECT_EQ(ours.result, ref.result) << "result differs:\n ours " << ours.result.dump()
-                                     << "\n ref  " << ref.result.dump();
+  EXPECT_EQ(ours.result, ref.result)
+      << "result differs:\n ours " << ours.result.dump() << "\n ref  " << ref.result.dump();
   EXPECT_EQ(ours.bridge, ref.bridge) << "bridge-side state differs";
 
   if (HaveCninetHostLocal() && !c.ranges.empty()) {

@@ -9,7 +9,6 @@
 namespace cninet::testing {
 namespace {
 
-
 struct TrafficSetup {
   std::string type;
   std::string extra;
@@ -71,12 +70,14 @@ TEST_P(TrafficTest, PodToPodAndPodToNodeTcp) {
 INSTANTIATE_TEST_SUITE_P(
     Plugins, TrafficTest,
     ::testing::Values(
-        TrafficSetup{"cninet-ptp", R"({"mtu": 1400})", R"([[{"subnet":"10.31.0.0/24"}],[{"subnet":"fd00:31::/64"}]])"},
+        TrafficSetup{"cninet-ptp", R"({"mtu": 1400})",
+                     R"([[{"subnet":"10.31.0.0/24"}],[{"subnet":"fd00:31::/64"}]])"},
         // isDefaultGateway adds the default routes itself.
         TrafficSetup{"cninet-bridge", R"({"bridge": "cntr0", "isDefaultGateway": true})",
                      R"([[{"subnet":"10.32.0.0/24"}],[{"subnet":"fd00:32::/64"}]])", "[]"},
-        TrafficSetup{"cninet-bridge", R"({"bridge": "cntr1", "isGateway": true, "hairpinMode": true, "mtu": 1400})",
-              R"([[{"subnet":"10.33.0.0/24"}]])"}),
+        TrafficSetup{"cninet-bridge",
+                     R"({"bridge": "cntr1", "isGateway": true, "hairpinMode": true, "mtu": 1400})",
+                     R"([[{"subnet":"10.33.0.0/24"}]])"}),
     [](const ::testing::TestParamInfo<TrafficSetup>& p) {
       return cninet::StrCat(p.param.type == "cninet-ptp" ? "ptp" : "bridge", p.index);
     });
