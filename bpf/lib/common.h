@@ -27,6 +27,10 @@ struct cn_verdict {
   __u32 reason;
 };
 
-static __always_inline __u32 cn_now_s(void) { return (__u32)(bpf_ktime_get_ns() / 1000000000ULL); }
+/* CLOCK_MONOTONIC seconds. The coarse clock (same base, at most one tick behind) avoids a
+ * clocksource read per packet (~20 ns in bench/nat_path); seconds are all lifetimes need. */
+static __always_inline __u32 cn_now_s(void) {
+  return (__u32)(bpf_ktime_get_coarse_ns() / 1000000000ULL);
+}
 
 #endif /* CNINET_BPF_LIB_COMMON_H_ */
