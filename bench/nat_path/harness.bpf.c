@@ -41,7 +41,7 @@ int nb_harness(struct __sk_buff* skb) {
   if (t->vary_sport) {
     __u32 span = t->sport_span;
     if (span == 0) return TC_ACT_SHOT;
-    __u16 port = bpf_htons((__u16)(t->sport_base + t->counter % span));
+    __u16 port = bpf_htons((__u16)(t->sport_base + (__u64)t->counter * t->sport_stride % span));
     t->counter++;
     if (t->csum_off && bpf_l4_csum_replace(skb, t->csum_off, t->sport_orig, port, sizeof(port)) < 0)
       return TC_ACT_SHOT;

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <numeric>
 #include <string>
 
 #include "cninet/cni/status.h"
@@ -101,7 +102,8 @@ absl::Status Harness::SetPacket(std::span<const uint8_t> packet,
     if (proto != 6 && proto != 17)
       return absl::InvalidArgumentError("source-port variation needs TCP or UDP");
     if (l4 + 18 > t.len) return absl::InvalidArgumentError("L4 header beyond the template");
-    if (sport->span == 0 || sport->base + sport->span - 1 > 65535)
+    if (sport->span == 0 || sport->base + sport->span - 1 > 65535 || sport->stride == 0 ||
+        std::gcd(sport->stride, sport->span) != 1)
       return absl::InvalidArgumentError("bad source-port sequence");
     t.vary_sport = 1;
     t.sport_off = l4;
@@ -110,6 +112,7 @@ absl::Status Harness::SetPacket(std::span<const uint8_t> packet,
     std::memcpy(&t.sport_orig, &packet[l4], 2);
     t.sport_base = sport->base;
     t.sport_span = sport->span;
+    t.sport_stride = sport->stride;
   }
   uint32_t zero = 0;
   if (int r = bpf_map_update_elem(bpf_map__fd(skel_->maps.nb_template_map), &zero, &t, 0); r < 0)

@@ -18,10 +18,16 @@ struct nat_path_harness_bpf;
 
 namespace cninet::bench {
 
-/// Source ports written before each run: base + (counter % span), host order.
+/// Source ports written before each run: base + (counter * stride) % span, host order. A stride
+/// coprime with span visits every port of the cycle once, scattered rather than consecutive.
 struct SportSequence {
   uint16_t base = 1024;  ///< first port
   uint32_t span = 1;     ///< ports in the cycle
+  uint32_t stride = 1;   ///< step between consecutive runs (coprime with span)
+  /// The port of run `counter`.
+  uint16_t Port(uint32_t counter) const {
+    return static_cast<uint16_t>(base + uint64_t{counter} * stride % span);
+  }
 };
 
 /// Outcome of one harness batch.

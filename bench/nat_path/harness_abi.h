@@ -31,10 +31,10 @@ struct nb_template {
   nb_u32 sport_off;  /* packet offset of the L4 source port */
   nb_u32 csum_off;   /* packet offset of the L4 checksum (TCP/UDP), 0 = none */
   nb_u16 sport_orig; /* source port in `bytes` (network order), for the checksum delta */
-  nb_u16 sport_base; /* fresh ports are base + counter % span (host order) */
+  nb_u16 sport_base; /* fresh ports are base + (counter * stride) % span (host order) */
   nb_u32 sport_span;
-  nb_u32 counter; /* runs with a fresh port so far; advanced by the harness */
-  nb_u32 pad;
+  nb_u32 counter;      /* runs with a fresh port so far; advanced by the harness */
+  nb_u32 sport_stride; /* coprime with span: consecutive runs get scattered ports */
   nb_u8 bytes[NB_TEMPLATE_MAX];
 };
 NB_STATIC_ASSERT(sizeof(struct nb_template) == 32 + NB_TEMPLATE_MAX, "nb_template layout");
