@@ -20,6 +20,8 @@ function(cninet_static_closure prefix)
   while(queue)
     list(POP_FRONT queue item)
     string(REGEX REPLACE "^\\$<LINK_ONLY:(.*)>$" "\\1" item "${item}")
+    # Build-tree-only usage requirements (e.g. the datapath's BPF skeleton targets) apply here too.
+    string(REGEX REPLACE "^\\$<BUILD_INTERFACE:(.*)>$" "\\1" item "${item}")
     if(item MATCHES "^\\$<\\$<PLATFORM_ID:([A-Za-z]+)>:(.*)>$")
       if(CMAKE_MATCH_1 STREQUAL CMAKE_SYSTEM_NAME)
         list(APPEND queue "${CMAKE_MATCH_2}")
