@@ -259,11 +259,10 @@ absl::StatusOr<std::unique_ptr<dp::Datapath>> OpenMaps(const ChainConfig& cfg) {
 }
 
 // Undoes one attachment: filter, hostPorts, endpoints, flows, record.
-absl::Status Cleanup(const ChainConfig& cfg, const StateStore& store, nl::Handle& host,
-                     dp::Datapath* d, const AttachmentRecord& rec) {
+absl::Status Cleanup(const StateStore& store, nl::Handle& host, dp::Datapath* d,
+                     const AttachmentRecord& rec) {
   CNINET_RETURN_IF_ERROR(DetachPod(host, rec));
   CNINET_RETURN_IF_ERROR(CleanMaps(d, rec));
-  (void)cfg;
   return store.Remove(rec.container_id, rec.ifname);
 }
 
@@ -472,7 +471,7 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
                           store.Read(args.container_id, args.ifname));
   if (old) {
     CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> maps, OpenMaps(cfg));
-    CNINET_RETURN_IF_ERROR(Cleanup(cfg, store, host, maps.get(), *old));
+    CNINET_RETURN_IF_ERROR(Cleanup(store, host, maps.get(), *old));
   }
 
   rollback.Add(StrCat("from-pod on ", pod.host_ifname), [&] { return DetachPod(host, rec); });
@@ -520,7 +519,7 @@ absl::Status EbpfChainPlugin::Del(const CmdArgs& args) {
                           store.Read(args.container_id, args.ifname));
   CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> d, OpenMaps(cfg));
   if (rec) {
-    CNINET_RETURN_IF_ERROR(Cleanup(cfg, store, host, d.get(), *rec));
+    CNINET_RETURN_IF_ERROR(Cleanup(store, host, d.get(), *rec));
   } else if (args.conf.prev_result && d) {
     // No record (an ADD that died before writing it): best effort from prevResult, touching only
     // endpoints whose interface is the prevResult's host veth or no longer exists.
@@ -623,7 +622,7 @@ absl::Status EbpfChainPlugin::Gc(const CmdArgs& args) {
                              });
     if (valid) continue;
     CNINET_LOG(kInfo, "GC: removing stale attachment ", rec.container_id, "/", rec.ifname);
-    absl::Status st = Cleanup(cfg, store, host, d.get(), rec);
+    absl::Status st = Cleanup(store, host, d.get(), rec);
     if (!st.ok() && first.ok()) first = st;  // Keep collecting the others.
   }
   d.reset();

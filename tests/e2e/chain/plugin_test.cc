@@ -6,6 +6,7 @@
 #include <linux/if_link.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <set>
 #include <thread>
@@ -156,6 +157,11 @@ struct IfaceCase {
   const char* ipam;
   const char* version;
 };
+
+// Readable test names in ctest's output.
+void PrintTo(const IfaceCase& c, std::ostream* os) {
+  *os << c.iface << "+" << c.ipam << " " << c.version;
+}
 
 class ChainLifecycleTest : public ChainPluginTest,
                            public ::testing::WithParamInterface<IfaceCase> {};
@@ -314,6 +320,25 @@ TEST_F(ChainPluginTest, DelWithTheNetnsGoneRemovesTheEndpointAndFlushesOnlyItsFl
   // DEL with neither netns nor the cached result (no prevResult) is still fine.
   ASSERT_TRUE(Del(spec_, Rt(id_a, "")).ok());
 
+  ASSERT_TRUE(Del(spec_, Rt(id_b, b.path())).ok());
+  Inventory inv = TakeInventory(topo_.node(), spec_, tmp_.Sub("cache"));
+  EXPECT_TRUE(inv.empty()) << inv.Describe();
+}
+
+TEST_F(ChainPluginTest, DelWithoutARecordFallsBackToPrevResult) {
+  ScopedNetns a("chpa"), b("chpb");
+  const std::string id_a = "ctr-a-" + spec_.name, id_b = "ctr-b-" + spec_.name;
+  ASSERT_TRUE(Add(spec_, Rt(id_a, a.path())).ok());
+  ASSERT_TRUE(Add(spec_, Rt(id_b, b.path())).ok());
+  const std::string ip_a = Ipv4Of(a.path()), ip_b = Ipv4Of(b.path());
+  // As if ADD had died after programming the maps but before writing its record.
+  ASSERT_EQ(std::remove((spec_.InstanceStateDir() + "/" + id_a + ":eth0.json").c_str()), 0);
+  ASSERT_TRUE(Del(spec_, Rt(id_a, a.path())).ok());  // The runtime passes the cached prevResult.
+  auto maps = Maps(spec_);
+  ASSERT_NE(maps, nullptr);
+  auto eps = Endpoints(*maps);
+  EXPECT_EQ(FindEndpoint(eps, ip_a), nullptr) << "endpoint found through prevResult's host veth";
+  EXPECT_NE(FindEndpoint(eps, ip_b), nullptr);
   ASSERT_TRUE(Del(spec_, Rt(id_b, b.path())).ok());
   Inventory inv = TakeInventory(topo_.node(), spec_, tmp_.Sub("cache"));
   EXPECT_TRUE(inv.empty()) << inv.Describe();
