@@ -359,8 +359,8 @@ std::vector<cni::PortMapping> UsableMappings(const std::vector<cni::PortMapping>
 }
 
 // Attaches from-pod to the pod's veth with the program an earlier ADD pinned, when the instance
-// is fully set up with this configuration: no program is loaded (the verifier needs seconds for
-// the datapath's programs). Returns the instance's maps, or nullptr when the caller must load.
+// is fully set up with this configuration: no program is loaded and verified again (that is most
+// of a first ADD's cost). Returns the instance's maps, or nullptr when the caller must load.
 absl::StatusOr<std::unique_ptr<dp::Datapath>> FastAttach(const ChainConfig& cfg, const Uplink& up,
                                                          const PodSide& pod) {
   std::unique_ptr<dp::Datapath> none;
