@@ -295,13 +295,14 @@ void ApplyRecord(const WalRecord& rec, MemState* st, std::vector<Event>* events)
   st->seq = rec.seq();
 }
 
-absl::Status LoadSnapshot(const std::string& path, MemState* st) {
+absl::Status LoadSnapshot(const std::string& path, MemState* st, uint64_t* bytes = nullptr) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
     if (errno == ENOENT) return absl::OkStatus();
     return ErrnoStatus(errno, StrCat("opening ", path));
   }
   CNINET_ASSIGN_OR_RETURN(std::string data, ReadFrom(fd.get(), 0, path));
+  if (bytes != nullptr) *bytes = data.size();
   size_t size = 0;
   std::string_view payload;
   Snapshot snap;
@@ -416,6 +417,10 @@ class Core : public std::enable_shared_from_this<Core> {
   absl::Status SnapshotAndRotate();
   // History and watchers for the events of one record.
   void Publish(std::vector<Event> events, int64_t revision, int64_t compact_revision);
+  void PopHistory();
+  static size_t EventBytes(const Event& event) {
+    return event.kv.key.size() + event.kv.value.size() + sizeof(Event);
+  }
   std::vector<Event> StateEvents(std::string_view prefix) const;
   void ResetAllWatchers();
   void Background();
@@ -432,7 +437,9 @@ class Core : public std::enable_shared_from_this<Core> {
   ino_t wal_ino_ = 0;
   uint64_t wal_offset_ = 0;  // End of the records applied so far.
   std::deque<Event> history_;
-  int64_t history_start_ = 0;  // Every change with revision >= this is in history_.
+  size_t history_bytes_ = 0;     // Approximate memory of history_.
+  int64_t history_start_ = 0;    // Every change with revision >= this is in history_.
+  uint64_t snapshot_bytes_ = 0;  // Size of the last snapshot written or loaded.
   std::map<uint64_t, Watcher> watchers_;
   uint64_t next_watcher_id_ = 1;
   std::mt19937_64 rng_{std::random_device{}()};
@@ -532,7 +539,8 @@ void Core::Shutdown() {
 
 absl::Status Core::LoadAll() {
   MemState st;
-  CNINET_RETURN_IF_ERROR(LoadSnapshot(snapshot_path_, &st));
+  uint64_t snapshot_bytes = 0;
+  CNINET_RETURN_IF_ERROR(LoadSnapshot(snapshot_path_, &st, &snapshot_bytes));
   UniqueFd fd(open(wal_path_.c_str(), O_RDWR | O_CLOEXEC));
   if (!fd.valid()) return ErrnoStatus(errno, StrCat("opening ", wal_path_));
   struct stat sb;
@@ -551,10 +559,12 @@ absl::Status Core::LoadAll() {
                                       header.base_seq(), " > ", st.seq, ")"));
   }
   st_ = std::move(st);
+  snapshot_bytes_ = snapshot_bytes;
   wal_fd_ = std::move(fd);
   wal_ino_ = sb.st_ino;
   wal_offset_ = size;
   history_.clear();
+  history_bytes_ = 0;
   // A fresh store (revision 1) has no change before its first write: its history is complete.
   history_start_ = st_.revision == 1 ? 1 : st_.revision + 1;
   return ReadNewRecords();
@@ -658,7 +668,7 @@ void Core::ResetAllWatchers() {
 void Core::Publish(std::vector<Event> events, int64_t revision, int64_t compact_revision) {
   if (compact_revision > 0) {
     while (!history_.empty() && history_.front().kv.mod_revision < compact_revision) {
-      history_.pop_front();
+      PopHistory();
     }
     history_start_ = std::max(history_start_, compact_revision);
   }
@@ -671,16 +681,28 @@ void Core::Publish(std::vector<Event> events, int64_t revision, int64_t compact_
     }
     if (!update.events.empty()) watcher.dispatcher->Push(std::move(update));
   }
-  for (Event& event : events) history_.push_back(std::move(event));
-  if (history_.size() > options_.max_history_events) {
+  for (Event& event : events) {
+    history_bytes_ += EventBytes(event);
+    history_.push_back(std::move(event));
+  }
+  auto over = [&] {
+    return history_.size() > options_.max_history_events ||
+           history_bytes_ > options_.max_history_bytes;
+  };
+  if (over()) {
+    // Drop whole revisions only, so the history stays complete from history_start_ on.
     int64_t dropped = 0;
-    while (!history_.empty() && (history_.size() > options_.max_history_events ||
-                                 history_.front().kv.mod_revision == dropped)) {
+    while (!history_.empty() && (over() || history_.front().kv.mod_revision == dropped)) {
       dropped = history_.front().kv.mod_revision;
-      history_.pop_front();
+      PopHistory();
     }
     history_start_ = std::max(history_start_, dropped + 1);
   }
+}
+
+void Core::PopHistory() {
+  history_bytes_ -= EventBytes(history_.front());
+  history_.pop_front();
 }
 
 absl::StatusOr<int64_t> Core::Write(const Builder& build) {
@@ -736,7 +758,7 @@ absl::StatusOr<int64_t> Core::Write(const Builder& build) {
   std::vector<Event> events;
   ApplyRecord(rec, &st_, &events);
   Publish(std::move(events), rec.revision(), rec.compact_revision());
-  if (wal_offset_ > options_.snapshot_threshold_bytes) {
+  if (wal_offset_ > std::max<uint64_t>(options_.snapshot_threshold_bytes, snapshot_bytes_)) {
     // The write is durable already; a failed rotation only postpones compaction.
     if (absl::Status s = SnapshotAndRotate(); !s.ok()) {
       CNINET_LOG(kWarning, "embedded store ", options_.dir, ": snapshot failed: ", s.ToString());
@@ -746,8 +768,9 @@ absl::StatusOr<int64_t> Core::Write(const Builder& build) {
 }
 
 absl::Status Core::SnapshotAndRotate() {
-  CNINET_RETURN_IF_ERROR(
-      ReplaceFile(options_.dir, "snapshot", SnapshotFrame(st_), "snapshot-written"));
+  std::string snapshot = SnapshotFrame(st_);
+  CNINET_RETURN_IF_ERROR(ReplaceFile(options_.dir, "snapshot", snapshot, "snapshot-written"));
+  snapshot_bytes_ = snapshot.size();
   CrashPoint("snapshot-renamed");
   std::string header = WalHeaderFrame(st_);
   CNINET_RETURN_IF_ERROR(ReplaceFile(options_.dir, "wal", header, "wal-written"));
@@ -1087,8 +1110,8 @@ absl::Status EmbeddedStoreOptions::Validate() const {
   if (snapshot_threshold_bytes < 4096) {
     return absl::InvalidArgumentError("embedded store: snapshot_threshold_bytes below 4096");
   }
-  if (max_history_events == 0) {
-    return absl::InvalidArgumentError("embedded store: max_history_events must be positive");
+  if (max_history_events == 0 || max_history_bytes == 0) {
+    return absl::InvalidArgumentError("embedded store: max_history_events/bytes must be positive");
   }
   if (poll_interval.count() <= 0) {
     return absl::InvalidArgumentError("embedded store: poll_interval must be positive");

@@ -8,7 +8,8 @@ namespace cninet::agent::internal {
 
 // Called with the name of each crash point the write path passes: "append-half" (half of a log
 // record written), "append-before-sync", "append-synced", "snapshot-written" (temp file synced,
-// not renamed), "snapshot-renamed" (log not rotated yet), "wal-rotated". A test hook may _exit()
+// not renamed), "snapshot-renamed" (log not rotated yet), "wal-written" (new log synced, not
+// renamed), "wal-rotated". A test hook may _exit()
 // there to simulate a crash. With a hook installed, log records are written in two halves.
 using CrashHook = void (*)(std::string_view point);
 

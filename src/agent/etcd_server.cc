@@ -120,8 +120,23 @@ std::string LogTail(const std::string& path) {
 
 }  // namespace
 
+absl::Status EtcdServerOptions::Validate() const {
+  if (data_dir.empty()) return absl::InvalidArgumentError("etcd: data_dir is not set");
+  if (name.empty()) return absl::InvalidArgumentError("etcd: name is not set");
+  if (client_port < 0 || client_port > 65535 || peer_port < 0 || peer_port > 65535) {
+    return absl::InvalidArgumentError("etcd: ports must be 0 (pick one) or 1-65535");
+  }
+  if (client_port != 0 && client_port == peer_port) {
+    return absl::InvalidArgumentError("etcd: client and peer ports must differ");
+  }
+  if (start_timeout.count() <= 0) {
+    return absl::InvalidArgumentError("etcd: start_timeout must be positive");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(const EtcdServerOptions& options) {
-  if (options.data_dir.empty()) return absl::InvalidArgumentError("etcd: data_dir is not set");
+  CNINET_RETURN_IF_ERROR(options.Validate());
   if (access(options.binary.c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(
         StrCat("etcd binary ", options.binary, " not found (Debian package etcd-server)"));

@@ -25,11 +25,15 @@ struct EmbeddedStoreOptions {
   /// fsync every write before acknowledging it. Turning it off keeps crash consistency (a torn
   /// tail is discarded) but may lose the last writes on power loss.
   bool sync = true;
-  /// The log is folded into a new snapshot once it grows beyond this many bytes (default 8 MiB).
+  /// The log is folded into a new snapshot once it grows beyond this many bytes, or beyond the
+  /// last snapshot's size when that is larger (so rewriting the state costs at most as much as
+  /// the writes it folds). Default 8 MiB.
   uint64_t snapshot_threshold_bytes = 8 << 20;
-  /// Changes kept in memory for watches resuming from an old revision; older ones are compacted
-  /// (watchers then get a reset).
-  size_t max_history_events = 200000;
+  /// Changes kept in memory for watches resuming from an old revision, at most this many ...
+  size_t max_history_events = 100000;
+  /// ... and at most about this many bytes of keys and values; older ones are compacted (a watch
+  /// from before them gets a reset). Default 32 MiB.
+  size_t max_history_bytes = 32 << 20;
   /// How often other processes' changes are looked for when inotify reports nothing, and how often
   /// expired leases are revoked (default 200 ms).
   std::chrono::milliseconds poll_interval{200};

@@ -36,6 +36,9 @@ struct EtcdServerOptions {
   bool kill_with_parent = true;
   /// Additional etcd flags ("--max-txn-ops=1024").
   std::vector<std::string> extra_args;
+
+  /// OK when the options are usable (data_dir set, ports in range, positive timeout).
+  absl::Status Validate() const;
 };
 
 /// A running etcd process.

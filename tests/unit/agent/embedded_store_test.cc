@@ -45,11 +45,12 @@ INSTANTIATE_TEST_SUITE_P(Embedded, StoreConformance,
                          StoreKindName);
 
 std::unique_ptr<Store> Open(const std::string& dir, uint64_t snapshot_threshold = 8 << 20,
-                            size_t max_history = 200000) {
+                            size_t max_history = 100000, size_t max_history_bytes = 32 << 20) {
   EmbeddedStoreOptions options;
   options.dir = dir;
   options.snapshot_threshold_bytes = snapshot_threshold;
   options.max_history_events = max_history;
+  options.max_history_bytes = max_history_bytes;
   auto store = OpenEmbeddedStore(options);
   EXPECT_TRUE(store.ok()) << store.status();
   return store.ok() ? *std::move(store) : nullptr;
@@ -137,7 +138,9 @@ TEST(EmbeddedStoreTest, SnapshotsFoldTheLogAndKeepEverything) {
     ASSERT_THAT(store->Delete("/k/7"), IsOk());
   }
   EXPECT_TRUE(std::filesystem::exists(dir + "/snapshot"));
-  EXPECT_LT(std::filesystem::file_size(dir + "/wal"), 4096u + 200);
+  // The log is folded once it outgrows both the threshold and the snapshot.
+  EXPECT_LT(std::filesystem::file_size(dir + "/wal"),
+            std::max<uintmax_t>(4096, std::filesystem::file_size(dir + "/snapshot")) + 200);
   auto store = Open(dir, 4096);
   ASSERT_NE(store, nullptr);
   auto list = store->List("/k/");
@@ -422,6 +425,22 @@ TEST(EmbeddedStoreTest, HistoryLimitTurnsOldWatchesIntoResets) {
   ASSERT_THAT(w2, IsOk());
   ASSERT_TRUE(recent.WaitFor([&] { return recent.events_locked().size() == 4; }));
   EXPECT_EQ(recent.resets(), 0);
+
+  // The byte bound: 1 KiB values, about 4 of them kept.
+  auto small = Open(tmp.Sub("bytes"), 8 << 20, 100000, 4500);
+  ASSERT_NE(small, nullptr);
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_THAT(small->Put("/k/" + std::to_string(i), std::string(1024, 'v')), IsOk());
+  }
+  WatchRecorder old_bytes;
+  auto w3 = small->Watch("/k/", 20, old_bytes.Callback());
+  ASSERT_THAT(w3, IsOk());
+  ASSERT_TRUE(old_bytes.WaitFor([&] { return old_bytes.resets_locked() == 1; }));
+  WatchRecorder recent_bytes;
+  auto w4 = small->Watch("/k/", 30, recent_bytes.Callback());
+  ASSERT_THAT(w4, IsOk());
+  ASSERT_TRUE(recent_bytes.WaitFor([&] { return recent_bytes.events_locked().size() == 2; }));
+  EXPECT_EQ(recent_bytes.resets(), 0);
 }
 
 TEST(EmbeddedStoreTest, WatchHandleMayBeDestroyedFromItsCallback) {
