@@ -104,6 +104,7 @@ std::string Inventory::Describe() const {
   if (maps_pinned) lines.push_back("maps still pinned");
   if (program_pinned) lines.push_back("from-pod program still pinned");
   if (!cache.empty()) lines.push_back("libcni cache entries: " + absl::StrJoin(cache, " "));
+  if (!rules.empty()) lines.push_back("firewall rules: " + rules);
   return absl::StrJoin(lines, "; ");
 }
 
@@ -121,6 +122,8 @@ Inventory TakeInventory(cninet::testing::ScopedNetns& node, const ChainSpec& spe
     if (name != "up0") inv.pod_veths.push_back(name);
   }
   inv.uplink_clsact = node.Exec("tc qdisc show dev up0").out.find("clsact") != std::string::npos;
+  // The node namespace starts without any firewall table; cninet's plugins never add one.
+  inv.rules = node.Exec("nft list ruleset 2>/dev/null; iptables-save 2>/dev/null").out;
   for (const auto& f : Entries(spec.ipam_dir + "/" + spec.name)) {
     if (f.find_first_of(".:") != std::string::npos && f.rfind("last_reserved_ip", 0) != 0)
       inv.leases.push_back(f);

@@ -73,6 +73,7 @@ struct Inventory {
   bool maps_pinned = false;            // <bpffs>/cninet/<instance> exists.
   bool program_pinned = false;         // <bpffs>/cninet-ebpf/<instance> exists.
   std::vector<std::string> cache;      // libcni result cache entries of the network.
+  std::string rules;  // nftables/iptables ruleset of the node (a fresh namespace has none).
   // One line per leftover, "" when nothing is left.
   std::string Describe() const;
   bool empty() const { return Describe().empty(); }
