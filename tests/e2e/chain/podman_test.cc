@@ -4,6 +4,7 @@
 // another namespace, and `podman rm -f` leaves no lease, link, map entry, program or rule.
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "chain_testing.h"
 #include "cninet/cni/cni.h"
@@ -54,6 +55,12 @@ class PodmanChainTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << "podman exec " << container << " " << script << ": " << r.out << r.err;
     return r.out;
   }
+  // busybox nc from `container` to ip:port; retried briefly, as the server's `nc -l` loop has a
+  // gap between two connections.
+  std::string Nc(const std::string& container, const std::string& ip, int port) {
+    return Exec(container, "for i in 1 2 3 4 5; do nc -w 3 " + ip + " " + std::to_string(port) +
+                               " </dev/null && break; sleep 0.3; done");
+  }
   std::unique_ptr<dp::Datapath> Maps() {
     auto d = dp::Datapath::OpenPinned(spec_.PinDir());
     EXPECT_TRUE(d.ok()) << d.status();
@@ -96,7 +103,7 @@ class PodmanChainTest : public ::testing::Test {
         << "podman cached the chain's result (prevResult passed through cninet-ebpf)";
 
     // Container to container over TCP.
-    EXPECT_THAT(Exec(cli, "nc -w 3 " + ip_srv + " 8080 </dev/null"), HasSubstr("SERVED-BY-srv"));
+    EXPECT_THAT(Nc(cli, ip_srv, 8080), HasSubstr("SERVED-BY-srv"));
     // A ClusterIP programmed by the test, backed by the server container.
     dp::Service vip;
     vip.id = 1;
@@ -105,16 +112,18 @@ class PodmanChainTest : public ::testing::Test {
     vip.backends = {{*cni::IPAddress::Parse(ip_srv), 8080}};
     vip.maglev_size = 251;
     ASSERT_TRUE(maps->services().Upsert(vip).ok());
-    EXPECT_THAT(Exec(cli, std::string("nc -w 3 ") + kVip + " 80 </dev/null"),
-                HasSubstr("SERVED-BY-srv"));
+    EXPECT_THAT(Nc(cli, kVip, 80), HasSubstr("SERVED-BY-srv"));
     // The hostPort, from another namespace, to the node's address.
     auto via_host_port = TcpRequest(topo_.ext().path(), kNodeIp, 18080);
+    for (int i = 0; i < 5 && !via_host_port.ok(); ++i) {  // The server loop's gap, as in Nc().
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      via_host_port = TcpRequest(topo_.ext().path(), kNodeIp, 18080);
+    }
     ASSERT_TRUE(via_host_port.ok()) << via_host_port.status();
     EXPECT_THAT(*via_host_port, HasSubstr("SERVED-BY-srv"));
     // Egress leaving the cluster CIDR is masqueraded to the node address.
     TcpServer outside(topo_.ext().path(), 9000, "EXT");
-    EXPECT_THAT(Exec(cli, std::string("nc -w 3 ") + kExtIp + " 9000 </dev/null"),
-                HasSubstr(std::string("EXT ") + kNodeIp));
+    EXPECT_THAT(Nc(cli, kExtIp, 9000), HasSubstr(std::string("EXT ") + kNodeIp));
     ASSERT_TRUE(maps->services().Delete(1).ok());
 
     CommandResult rm = Pm({"rm", "--force", "--time", "0", srv, cli});
