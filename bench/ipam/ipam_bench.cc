@@ -60,7 +60,8 @@ RangeSet Slash16() {
 class ScratchDir {
  public:
   ScratchDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "cninet-ipam-bench-XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "cninet-ipam-bench-XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) Die("mkdtemp failed");
     path_ = tmpl;
     LiveScratchDirs().push_back(path_);
@@ -178,15 +179,19 @@ void BM_AllocReleaseMemory(benchmark::State& state) {
     benchmark::DoNotOptimize(s);
   });
 }
-BENCHMARK(BM_AllocReleaseMemory)->Name("AllocRelease/16/memory")->ArgName("live")->Arg(64)->Arg(1024)
+BENCHMARK(BM_AllocReleaseMemory)
+    ->Name("AllocRelease/16/memory")
+    ->ArgName("live")
+    ->Arg(64)
+    ->Arg(1024)
     ->UseManualTime();
 
 void BM_AllocReleaseDisk(benchmark::State& state) {
   ScratchDir dir;
   const bool sync = state.range(1) != 0;
   const bool tmpfile = state.range(2) != 0;
-  auto store = DiskStore::Open(dir.path(), "bench",
-                               {.create = true, .sync = sync, .use_tmpfile = tmpfile});
+  auto store =
+      DiskStore::Open(dir.path(), "bench", {.create = true, .sync = sync, .use_tmpfile = tmpfile});
   if (!store.ok()) Die(store.status().ToString());
   const std::string raw_dir = dir.path() + "/raw";
   std::filesystem::create_directories(raw_dir);
@@ -200,8 +205,14 @@ void BM_AllocReleaseDisk(benchmark::State& state) {
     ::unlink(path.c_str());
   });
 }
-BENCHMARK(BM_AllocReleaseDisk)->Name("AllocRelease/16/disk")->ArgNames({"live", "fsync", "tmpfile"})
-    ->Args({64, 0, 1})->Args({1024, 0, 1})->Args({64, 1, 1})->Args({64, 1, 0})->UseManualTime();
+BENCHMARK(BM_AllocReleaseDisk)
+    ->Name("AllocRelease/16/disk")
+    ->ArgNames({"live", "fsync", "tmpfile"})
+    ->Args({64, 0, 1})
+    ->Args({1024, 0, 1})
+    ->Args({64, 1, 1})
+    ->Args({64, 1, 0})
+    ->UseManualTime();
 
 // The allocations are what they must be: distinct, allocatable, round-robin order.
 void CheckAllocator() {
@@ -213,7 +224,8 @@ void CheckAllocator() {
     Allocator alloc(set, store, 0);
     auto ip = alloc.Allocate(*lock, cninet::StrCat("k", i), "eth0");
     if (!ip.ok()) Die("check allocation failed");
-    if (!set.ranges[0].IsAllocatable(ip->address.address()) || !seen.insert(ip->address.address()).second) {
+    if (!set.ranges[0].IsAllocatable(ip->address.address()) ||
+        !seen.insert(ip->address.address()).second) {
       Die("check: bad or duplicate address " + ip->address.ToString());
     }
   }

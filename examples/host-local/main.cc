@@ -41,9 +41,10 @@ class HostLocalPlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(IpamConfig config, Load(args));
     auto store = cninet::ipam::OpenStore(config, {.create = false});
     if (!store.ok() && NothingStored(store.status())) {
-      return cninet::cni::CniError(cninet::ipam::kLeaseMissing,
-                                   cninet::StrCat("host-local: Failed to find address added by container ",
-                                                  args.container_id));
+      return cninet::cni::CniError(
+          cninet::ipam::kLeaseMissing,
+          cninet::StrCat("host-local: Failed to find address added by container ",
+                         args.container_id));
     }
     if (!store.ok()) return store.status();
     const Result* prev = args.conf.prev_result ? &*args.conf.prev_result : nullptr;

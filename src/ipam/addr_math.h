@@ -36,9 +36,7 @@ inline uint64_t Saturate(U128 v) {
 }
 
 // a + b saturated to 2^63.
-inline uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
-  return Saturate(static_cast<U128>(a) + b);
-}
+inline uint64_t SaturatingAdd(uint64_t a, uint64_t b) { return Saturate(static_cast<U128>(a) + b); }
 
 }  // namespace cninet::ipam::internal
 

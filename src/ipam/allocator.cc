@@ -78,9 +78,9 @@ absl::StatusOr<cni::IPConfig> Allocator::Allocate(const StoreLock& held,
                          StrCat("requested ip ", ip.ToString(),
                                 " is the network or broadcast address of ", r->subnet.ToString()));
   }
-  CNINET_ASSIGN_OR_RETURN(bool reserved,
-                          store_.Reserve(Lease{ip, std::string(container_id), std::string(ifname)},
-                                         range_id_));
+  CNINET_ASSIGN_OR_RETURN(
+      bool reserved,
+      store_.Reserve(Lease{ip, std::string(container_id), std::string(ifname)}, range_id_));
   if (!reserved) {
     return cni::CniError(kAddressUnavailable,
                          StrCat("requested IP address ", ip.ToString(),

@@ -37,14 +37,16 @@ const json* Find(const json& obj, std::string_view key) {
   return nullptr;
 }
 
-absl::StatusOr<std::string> GetString(const json& obj, std::string_view key, std::string_view where) {
+absl::StatusOr<std::string> GetString(const json& obj, std::string_view key,
+                                      std::string_view where) {
   const json* v = Find(obj, key);
   if (v == nullptr) return std::string();
   if (!v->is_string()) return Decode(StrCat(where, key, " must be a string"));
   return v->get<std::string>();
 }
 
-absl::StatusOr<const json*> GetArray(const json& obj, std::string_view key, std::string_view where) {
+absl::StatusOr<const json*> GetArray(const json& obj, std::string_view key,
+                                     std::string_view where) {
   const json* v = Find(obj, key);
   if (v != nullptr && !v->is_array()) return Decode(StrCat(where, key, " must be a list"));
   return v;
@@ -125,8 +127,9 @@ absl::Status ParseCniArgs(std::string_view args, std::vector<IPAddress>& out) {
       } else if (v == "0" || v == "false") {
         ignore_unknown = false;
       } else {
-        return cni::CniError(ErrorCode::kInvalidEnvironment,
-                             StrCat("CNI_ARGS: invalid IgnoreUnknown value \"", ToStd(kv[1]), "\""));
+        return cni::CniError(
+            ErrorCode::kInvalidEnvironment,
+            StrCat("CNI_ARGS: invalid IgnoreUnknown value \"", ToStd(kv[1]), "\""));
       }
     } else {
       unknown.emplace_back(pair);

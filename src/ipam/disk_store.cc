@@ -85,7 +85,8 @@ absl::StatusOr<std::optional<std::string>> ReadRecord(int dir_fd, const std::str
     ssize_t n = ::read(fd, buf + got, sizeof(buf) - got);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EISDIR || errno == EINVAL) return std::optional<std::string>();
+      if (errno == EAGAIN || errno == EISDIR || errno == EINVAL)
+        return std::optional<std::string>();
       return IoError(errno, StrCat("read ", name));
     }
     got += static_cast<size_t>(n);
@@ -141,9 +142,7 @@ struct DiskStore::Impl {
   std::mutex mu;  // Excludes other threads; flock excludes other processes.
   std::atomic<uint64_t> tmp_counter{0};
 
-  std::string TmpName() {
-    return StrCat(kTmpPrefix, ::getpid(), "-", tmp_counter.fetch_add(1));
-  }
+  std::string TmpName() { return StrCat(kTmpPrefix, ::getpid(), "-", tmp_counter.fetch_add(1)); }
 
   absl::Status SyncDir() {
     if (options.sync && ::fsync(dir_fd.get()) != 0) return IoError(errno, StrCat("fsync ", dir));
@@ -177,8 +176,8 @@ struct DiskStore::Impl {
   absl::StatusOr<bool> CreateExclusiveNamed(const std::string& name, std::string_view content) {
     std::string tmp = TmpName();
     ::unlinkat(dir_fd.get(), tmp.c_str(), 0);
-    int fd = ::openat(dir_fd.get(), tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                      0600);
+    int fd = ::openat(dir_fd.get(), tmp.c_str(),
+                      O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return IoError(errno, StrCat("create ", tmp));
     UniqueFd guard(fd);
     absl::Status st = WriteAll(fd, content, tmp);
@@ -275,7 +274,8 @@ absl::StatusOr<std::unique_ptr<DiskStore>> DiskStore::Open(std::string_view data
   UniqueFd base_fd(::open(base.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!base_fd.valid()) {
     if (errno == ENOENT) {
-      return cni::CniError(ErrorCode::kUnknownContainer, StrCat("dataDir ", base, " does not exist"));
+      return cni::CniError(ErrorCode::kUnknownContainer,
+                           StrCat("dataDir ", base, " does not exist"));
     }
     return IoError(errno, StrCat("open dataDir ", base));
   }
@@ -296,8 +296,9 @@ absl::StatusOr<std::unique_ptr<DiskStore>> DiskStore::Open(std::string_view data
                            StrCat("network directory ", impl->dir, " does not exist"));
     }
     if (errno == ELOOP || errno == ENOTDIR) {
-      return cni::CniError(ErrorCode::kIoFailure,
-                           StrCat(impl->dir, " is a symlink or not a directory; refusing to use it"));
+      return cni::CniError(
+          ErrorCode::kIoFailure,
+          StrCat(impl->dir, " is a symlink or not a directory; refusing to use it"));
     }
     return IoError(errno, StrCat("open ", impl->dir));
   }
@@ -333,9 +334,8 @@ absl::StatusOr<bool> DiskStore::Reserve(const Lease& lease, std::string_view ran
   struct stat st;
   if (::fstatat(impl_->dir_fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return false;
   if (errno != ENOENT) return IoError(errno, StrCat("stat ", name));
-  std::string content = lease.ifname.empty()
-                            ? lease.container_id
-                            : StrCat(lease.container_id, kLineBreak, lease.ifname);
+  std::string content = lease.ifname.empty() ? lease.container_id
+                                             : StrCat(lease.container_id, kLineBreak, lease.ifname);
   CNINET_ASSIGN_OR_RETURN(bool created, impl_->CreateExclusive(name, content));
   if (!created) return false;
   // The hint only steers round-robin: failing to write it does not undo the reservation.

@@ -40,11 +40,11 @@ absl::StatusOr<cni::Result> HostLocal::Add(std::string_view container_id, std::s
     if (it == left.end()) continue;
     const Range* r = set.RangeFor(*it);
     if (!r->IsAllocatable(*it)) {
-      return cni::CniError(ErrorCode::kInvalidConfig,
-                           StrCat("failed to allocate for range ", idx, ": requested ip ",
-                                  it->ToString(),
-                                  *it == r->gateway ? " is subnet's gateway"
-                                                    : " is the network or broadcast address"));
+      return cni::CniError(
+          ErrorCode::kInvalidConfig,
+          StrCat(
+              "failed to allocate for range ", idx, ": requested ip ", it->ToString(),
+              *it == r->gateway ? " is subnet's gateway" : " is the network or broadcast address"));
     }
     wanted[idx] = *it;
     left.erase(it);
@@ -96,8 +96,9 @@ absl::Status HostLocal::Check(std::string_view container_id, std::string_view if
   CNINET_ASSIGN_OR_RETURN(StoreLock lock, store_.Lock());
   CNINET_ASSIGN_OR_RETURN(std::vector<Lease> owned, store_.FindByOwner(container_id, ifname));
   if (owned.empty()) {
-    return cni::CniError(kLeaseMissing, StrCat("host-local: Failed to find address added by container ",
-                                               container_id));
+    return cni::CniError(
+        kLeaseMissing,
+        StrCat("host-local: Failed to find address added by container ", container_id));
   }
   if (prev == nullptr) return absl::OkStatus();
   for (const cni::IPConfig& ipc : prev->ips) {
@@ -105,8 +106,8 @@ absl::Status HostLocal::Check(std::string_view container_id, std::string_view if
     bool ours = std::any_of(config_.ranges.begin(), config_.ranges.end(),
                             [&](const RangeSet& s) { return s.Contains(ip); });
     if (!ours) continue;
-    bool leased = std::any_of(owned.begin(), owned.end(),
-                              [&](const Lease& l) { return l.address == ip; });
+    bool leased =
+        std::any_of(owned.begin(), owned.end(), [&](const Lease& l) { return l.address == ip; });
     if (!leased) {
       return cni::CniError(kLeaseMissing, StrCat("address ", ip.ToString(), " of container ",
                                                  container_id, " is not leased to it"));

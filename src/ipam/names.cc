@@ -64,8 +64,8 @@ absl::Status ValidateContainerId(std::string_view id) {
                          StrCat("CNI_CONTAINERID longer than ", kMaxContainerIdLength, " bytes"));
   }
   if (!IsSpecName(id)) {
-    return cni::CniError(ErrorCode::kInvalidEnvironment,
-                         "invalid characters in CNI_CONTAINERID", Printable(id));
+    return cni::CniError(ErrorCode::kInvalidEnvironment, "invalid characters in CNI_CONTAINERID",
+                         Printable(id));
   }
   return absl::OkStatus();
 }

@@ -19,7 +19,8 @@ using internal::U128;
 
 absl::Status Invalid(std::string_view msg) { return cni::CniError(ErrorCode::kInvalidConfig, msg); }
 
-absl::StatusOr<std::optional<IPAddress>> ParseOptional(std::string_view text, std::string_view what) {
+absl::StatusOr<std::optional<IPAddress>> ParseOptional(std::string_view text,
+                                                       std::string_view what) {
   if (text.empty()) return std::optional<IPAddress>();
   auto ip = IPAddress::Parse(text);
   if (!ip.ok()) return Invalid(StrCat("invalid ", what, " \"", text, "\""));
@@ -52,8 +53,8 @@ absl::StatusOr<Range> Range::Make(const IPPrefix& subnet, std::optional<IPAddres
 
   if (gateway.has_value()) {
     if (gateway->family() != network.address().family()) {
-      return Invalid(StrCat("gateway ", gateway->ToString(), " is not of the family of ",
-                            network.ToString()));
+      return Invalid(
+          StrCat("gateway ", gateway->ToString(), " is not of the family of ", network.ToString()));
     }
     r.gateway = *gateway;
   } else {
@@ -61,8 +62,8 @@ absl::StatusOr<Range> Range::Make(const IPPrefix& subnet, std::optional<IPAddres
   }
   if (range_start.has_value()) {
     if (!network.Contains(*range_start)) {
-      return Invalid(StrCat("rangeStart ", range_start->ToString(), " not in network ",
-                            network.ToString()));
+      return Invalid(
+          StrCat("rangeStart ", range_start->ToString(), " not in network ", network.ToString()));
     }
     r.range_start = *range_start;
   } else {
@@ -70,8 +71,8 @@ absl::StatusOr<Range> Range::Make(const IPPrefix& subnet, std::optional<IPAddres
   }
   if (range_end.has_value()) {
     if (!network.Contains(*range_end)) {
-      return Invalid(StrCat("rangeEnd ", range_end->ToString(), " not in network ",
-                            network.ToString()));
+      return Invalid(
+          StrCat("rangeEnd ", range_end->ToString(), " not in network ", network.ToString()));
     }
     r.range_end = *range_end;
   } else {
@@ -129,8 +130,8 @@ absl::Status RangeSet::Validate() const {
   for (size_t i = 0; i < ranges.size(); ++i) {
     for (size_t j = i + 1; j < ranges.size(); ++j) {
       if (ranges[i].Overlaps(ranges[j])) {
-        return Invalid(StrCat("subnets ", ranges[i].ToString(), " and ", ranges[j].ToString(),
-                              " overlap"));
+        return Invalid(
+            StrCat("subnets ", ranges[i].ToString(), " and ", ranges[j].ToString(), " overlap"));
       }
     }
   }

@@ -45,10 +45,10 @@ absl::StatusOr<SubnetPool> SubnetPool::Create(const IPPrefix& cluster_cidr, int 
                          StrCat("invalid cluster CIDR ", cluster_cidr.ToString()));
   }
   if (node_prefix_len < cluster_cidr.prefix_len() || node_prefix_len > bits - 2) {
-    return cni::CniError(ErrorCode::kInvalidConfig,
-                         StrCat("node prefix length /", node_prefix_len, " must be between /",
-                                cluster_cidr.prefix_len(), " and /", bits - 2, " for ",
-                                cluster_cidr.ToString()));
+    return cni::CniError(
+        ErrorCode::kInvalidConfig,
+        StrCat("node prefix length /", node_prefix_len, " must be between /",
+               cluster_cidr.prefix_len(), " and /", bits - 2, " for ", cluster_cidr.ToString()));
   }
   return SubnetPool(cluster_cidr.Masked(), node_prefix_len, store);
 }
@@ -92,8 +92,8 @@ absl::StatusOr<IPPrefix> SubnetPool::Allocate(std::string_view node) {
   }
   const int shift = node_len_ - cluster_.prefix_len();
   if (shift < 127 && want >= (U128{1} << shift)) {
-    return cni::CniError(kNoFreeAddress, StrCat("no free /", node_len_, " subnet left in ",
-                                                cluster_.ToString()));
+    return cni::CniError(kNoFreeAddress,
+                         StrCat("no free /", node_len_, " subnet left in ", cluster_.ToString()));
   }
   IPAddress addr = FromU128(base + Shl(want, host_bits), cluster_.is_v4());
   CNINET_ASSIGN_OR_RETURN(bool reserved,
@@ -109,9 +109,9 @@ absl::Status SubnetPool::Claim(std::string_view node, const IPPrefix& subnet) {
   CNINET_RETURN_IF_ERROR(ValidateNode(node));
   if (subnet.prefix_len() != node_len_ || subnet.Masked() != subnet ||
       !cluster_.Contains(subnet.address())) {
-    return cni::CniError(ErrorCode::kInvalidConfig,
-                         StrCat(subnet.ToString(), " is not a /", node_len_, " subnet of ",
-                                cluster_.ToString()));
+    return cni::CniError(
+        ErrorCode::kInvalidConfig,
+        StrCat(subnet.ToString(), " is not a /", node_len_, " subnet of ", cluster_.ToString()));
   }
   CNINET_ASSIGN_OR_RETURN(StoreLock lock, store_->Lock());
   CNINET_ASSIGN_OR_RETURN(std::vector<Lease> all, store_->List());
@@ -128,8 +128,8 @@ absl::Status SubnetPool::Claim(std::string_view node, const IPPrefix& subnet) {
                            StrCat(subnet.ToString(), " belongs to node ", l.container_id));
     }
   }
-  CNINET_ASSIGN_OR_RETURN(bool reserved, store_->Reserve(Lease{subnet.address(), std::string(node), ""},
-                                                        kPoolRangeId));
+  CNINET_ASSIGN_OR_RETURN(
+      bool reserved, store_->Reserve(Lease{subnet.address(), std::string(node), ""}, kPoolRangeId));
   if (!reserved) {
     return cni::CniError(kAddressUnavailable, StrCat(subnet.ToString(), " is not available"));
   }

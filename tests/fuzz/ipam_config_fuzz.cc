@@ -54,7 +54,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const ipam::Range* range = c->ranges[i].RangeFor(r->ips[i].address.address());
     fuzz::Require(range != nullptr, "address outside its range set");
     fuzz::Require(range->IsAllocatable(r->ips[i].address.address()), "address not allocatable");
-    fuzz::Require(r->ips[i].address.prefix_len() == range->subnet.prefix_len(), "wrong prefix length");
+    fuzz::Require(r->ips[i].address.prefix_len() == range->subnet.prefix_len(),
+                  "wrong prefix length");
   }
   fuzz::Require(hl.Check("fuzz-ctr", "eth0", &*r).ok(), "CHECK fails right after ADD");
   fuzz::Require(hl.Del("fuzz-ctr", "eth0").ok(), "DEL failed");

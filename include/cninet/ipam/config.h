@@ -25,15 +25,15 @@ namespace cninet::ipam {
 
 /// A parsed, canonical host-local configuration. Defaults are documented per field.
 struct IpamConfig {
-  std::string cni_version;   ///< Top-level cniVersion, as given ("" when absent).
-  std::string network;       ///< Top-level "name": the directory under data_dir.
-  std::string type;          ///< ipam.type (the plugin's own name; informative).
+  std::string cni_version;  ///< Top-level cniVersion, as given ("" when absent).
+  std::string network;      ///< Top-level "name": the directory under data_dir.
+  std::string type;         ///< ipam.type (the plugin's own name; informative).
   /// One address is handed out per range set. Order: runtimeConfig.ipRanges, then the legacy
   /// single range, then ipam.ranges (host-local's order).
   std::vector<RangeSet> ranges;
-  std::vector<cni::Route> routes;                   ///< ipam.routes, copied into results.
+  std::vector<cni::Route> routes;                       ///< ipam.routes, copied into results.
   std::string data_dir = std::string(kDefaultDataDir);  ///< ipam.dataDir.
-  std::string resolv_conf;                          ///< ipam.resolvConf: file parsed into DNS.
+  std::string resolv_conf;                              ///< ipam.resolvConf: file parsed into DNS.
   /// ipam.fsync (cninet extension, default true): fsync lease files and the directory so leases
   /// survive power loss. Atomicity against killed processes does not depend on it.
   bool fsync = true;
@@ -41,7 +41,8 @@ struct IpamConfig {
   std::vector<cni::IPAddress> requested_ips;
 
   /// Parses the network configuration text and CNI_ARGS. Nothing on disk is touched.
-  static absl::StatusOr<IpamConfig> Parse(std::string_view net_conf, std::string_view cni_args = {});
+  static absl::StatusOr<IpamConfig> Parse(std::string_view net_conf,
+                                          std::string_view cni_args = {});
   /// Same, from an already decoded object.
   static absl::StatusOr<IpamConfig> FromJson(const nlohmann::json& net_conf,
                                              std::string_view cni_args = {});

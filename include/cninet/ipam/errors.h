@@ -11,10 +11,10 @@ namespace cninet::ipam {
 
 /// Plugin-specific codes (>= 100), stable across releases.
 enum IpamErrorCode : uint32_t {
-  kNoFreeAddress = 100,        ///< A range set has no free address left (pool exhausted).
-  kAddressUnavailable = 101,   ///< A requested address is already leased to someone else.
-  kAlreadyAllocated = 102,     ///< The attachment already holds an address in this range set.
-  kLeaseMissing = 103,         ///< CHECK: the attachment holds no (or a different) lease.
+  kNoFreeAddress = 100,       ///< A range set has no free address left (pool exhausted).
+  kAddressUnavailable = 101,  ///< A requested address is already leased to someone else.
+  kAlreadyAllocated = 102,    ///< The attachment already holds an address in this range set.
+  kLeaseMissing = 103,        ///< CHECK: the attachment holds no (or a different) lease.
 };
 
 }  // namespace cninet::ipam

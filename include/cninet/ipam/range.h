@@ -18,7 +18,7 @@ namespace cninet::ipam {
 
 /// One range of a subnet. Build it with Range::Make so the defaults and checks of host-local apply.
 struct Range {
-  cni::IPPrefix subnet;       ///< The network, host bits cleared ("10.1.0.0/24").
+  cni::IPPrefix subnet;        ///< The network, host bits cleared ("10.1.0.0/24").
   cni::IPAddress range_start;  ///< First candidate, inclusive (default: network + 1).
   cni::IPAddress range_end;    ///< Last candidate, inclusive (default: last address, minus the
                                /// IPv4 broadcast).

@@ -102,8 +102,8 @@ class MemoryStore final : public Store {
                                                  std::string_view ifname) override;
 
  private:
-  std::mutex lock_;                 ///< The store lock (Lock()).
-  std::mutex data_mu_;              ///< Guards the maps (calls may come without Lock()).
+  std::mutex lock_;     ///< The store lock (Lock()).
+  std::mutex data_mu_;  ///< Guards the maps (calls may come without Lock()).
   std::map<cni::IPAddress, Lease> leases_;
   std::multimap<std::string, cni::IPAddress> by_container_;
   std::map<std::string, cni::IPAddress, std::less<>> last_;

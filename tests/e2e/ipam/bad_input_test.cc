@@ -13,8 +13,8 @@ namespace {
 
 struct BadCase {
   std::string what;
-  std::string conf;           // Complete network configuration.
-  uint32_t code;              // Expected CNI error code.
+  std::string conf;  // Complete network configuration.
+  uint32_t code;     // Expected CNI error code.
   std::string container_id = "ctr-bad";
   std::string ifname = "eth0";
   std::string cni_args;
@@ -42,16 +42,25 @@ TEST_F(BadInputTest, EveryCaseFailsWithItsCodeAndChangesNothing) {
       {"subnet not a string", conf(R"("subnet":24)"), 6},
       {"no ipam section", R"({"cniVersion":"1.0.0","name":"e2enet","type":"mock"})", 7},
       {"no ranges", conf(R"("routes":[])"), 7},
-      {"overlapping range sets", conf(R"("ranges":[[{"subnet":"10.70.0.0/24"}],[{"subnet":"10.70.0.128/25"}]])"), 7},
+      {"overlapping range sets",
+       conf(R"("ranges":[[{"subnet":"10.70.0.0/24"}],[{"subnet":"10.70.0.128/25"}]])"), 7},
       {"host bits in subnet", conf(R"("subnet":"10.70.0.5/24")"), 7},
       {"subnet too small", conf(R"("subnet":"10.70.0.0/31")"), 7},
       {"rangeStart outside subnet", conf(R"("subnet":"10.70.0.0/24","rangeStart":"10.71.0.1")"), 7},
-      {"rangeStart after rangeEnd", conf(R"("subnet":"10.70.0.0/24","rangeStart":"10.70.0.9","rangeEnd":"10.70.0.3")"), 7},
-      {"mixed families in a set", conf(R"("ranges":[[{"subnet":"10.70.0.0/24"},{"subnet":"fd70::/64"}]])"), 7},
+      {"rangeStart after rangeEnd",
+       conf(R"("subnet":"10.70.0.0/24","rangeStart":"10.70.0.9","rangeEnd":"10.70.0.3")"), 7},
+      {"mixed families in a set",
+       conf(R"("ranges":[[{"subnet":"10.70.0.0/24"},{"subnet":"fd70::/64"}]])"), 7},
       {"gateway of the other family", conf(R"("subnet":"10.70.0.0/24","gateway":"fd70::1")"), 7},
       {"bad route", conf(good + R"(,"routes":[{"dst":"default"}])"), 7},
-      {"relative dataDir", R"({"cniVersion":"1.0.0","name":"e2enet","ipam":{"type":"x","dataDir":"rel/dir",)" + good + "}}", 7},
-      {"dataDir with a newline", R"({"cniVersion":"1.0.0","name":"e2enet","ipam":{"type":"x","dataDir":")" + dd + R"(\nx",)" + good + "}}", 7},
+      {"relative dataDir",
+       R"({"cniVersion":"1.0.0","name":"e2enet","ipam":{"type":"x","dataDir":"rel/dir",)" + good +
+           "}}",
+       7},
+      {"dataDir with a newline",
+       R"({"cniVersion":"1.0.0","name":"e2enet","ipam":{"type":"x","dataDir":")" + dd + R"(\nx",)" +
+           good + "}}",
+       7},
       {"network name escaping dataDir", conf(good, "../escape"), 7},
       {"network name with a slash", conf(good, "a/b"), 7},
       {"symlinked network directory", conf(good, "linked"), 5},

@@ -17,10 +17,11 @@ using BridgeDropInTest = IpamE2eTest;
 
 TEST_F(BridgeDropInTest, BridgeGetsPodAddressesFromUsAndDelFreesThem) {
   cninet::testing::ScopedNetns pod2("ippod2");
-  const std::string conf = R"({"cniVersion":"1.0.0","name":"brnet","type":"bridge",)"
-                           R"("bridge":"cnibr0","isGateway":true,"ipMasq":false,)"
-                           R"("ipam":{"type":"cninet-host-local","dataDir":")" + DataDir() +
-                           R"(","ranges":[[{"subnet":"10.80.0.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}]}})";
+  const std::string conf =
+      R"({"cniVersion":"1.0.0","name":"brnet","type":"bridge",)"
+      R"("bridge":"cnibr0","isGateway":true,"ipMasq":false,)"
+      R"("ipam":{"type":"cninet-host-local","dataDir":")" +
+      DataDir() + R"(","ranges":[[{"subnet":"10.80.0.0/24"}]],"routes":[{"dst":"0.0.0.0/0"}]}})";
   auto bridge = [&](const std::string& command, const std::string& id,
                     const cninet::testing::ScopedNetns& pod) {
     cninet::testing::PluginCall call;

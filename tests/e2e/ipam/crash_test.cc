@@ -24,8 +24,8 @@ namespace {
 using ::testing::IsEmpty;
 
 struct Outcome {
-  bool killed = false;   // Died of our SIGKILL.
-  int exit_code = -1;    // When it exited by itself.
+  bool killed = false;  // Died of our SIGKILL.
+  int exit_code = -1;   // When it exited by itself.
   std::string out;
 };
 
@@ -67,7 +67,8 @@ Outcome RunAndMaybeKill(const std::string& netns_path, const std::string& plugin
     waitpid(pid, &status, 0);
   }
   char buf[4096];
-  for (ssize_t n; (n = read(out[0], buf, sizeof(buf))) > 0;) o.out.append(buf, static_cast<size_t>(n));
+  for (ssize_t n; (n = read(out[0], buf, sizeof(buf))) > 0;)
+    o.out.append(buf, static_cast<size_t>(n));
   close(out[0]);
   o.killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
   if (WIFEXITED(status)) o.exit_code = WEXITSTATUS(status);
@@ -93,14 +94,14 @@ TEST_F(CrashTest, SigkillAtRandomMomentsThenGc) {
   std::map<std::string, std::vector<std::string>> completed;  // container -> addresses
   for (int i = 0; i < 5; ++i) {
     std::string id = "warm" + std::to_string(i);
-    Outcome o = RunAndMaybeKill(node_.path(), OurPlugin(), env_for(id),
-                                conf_file, std::chrono::seconds(5));
+    Outcome o =
+        RunAndMaybeKill(node_.path(), OurPlugin(), env_for(id), conf_file, std::chrono::seconds(5));
     ASSERT_EQ(o.exit_code, 0) << o.out;
     completed[id] = Addresses(o.out);
   }
   auto add_time = (std::chrono::steady_clock::now() - t0) / 5;
-  int64_t max_delay_us =
-      std::max<int64_t>(200, std::chrono::duration_cast<std::chrono::microseconds>(add_time).count() * 6 / 5);
+  int64_t max_delay_us = std::max<int64_t>(
+      200, std::chrono::duration_cast<std::chrono::microseconds>(add_time).count() * 6 / 5);
 
   std::mt19937 rng(1234);
   std::uniform_int_distribution<int64_t> delay(0, max_delay_us);
@@ -119,7 +120,8 @@ TEST_F(CrashTest, SigkillAtRandomMomentsThenGc) {
       ASSERT_EQ(completed[id].size(), 2u) << o.out;
     }
   }
-  ASSERT_GE(kills, kMinKills) << "the plugin finished too fast to be killed " << kMinKills << " times";
+  ASSERT_GE(kills, kMinKills) << "the plugin finished too fast to be killed " << kMinKills
+                              << " times";
   RecordProperty("kills", kills);
   RecordProperty("completed", static_cast<int>(completed.size()));
 
@@ -141,8 +143,10 @@ TEST_F(CrashTest, SigkillAtRandomMomentsThenGc) {
 
   // 2. GC with the live attachments (those whose ADD completed).
   nlohmann::json valid = nlohmann::json::array();
-  for (const auto& [id, addrs] : completed) valid.push_back({{"containerID", id}, {"ifname", "eth0"}});
-  nlohmann::json gc_conf = nlohmann::json::parse(Conf(R"("ranges":[[{"subnet":"10.60.0.0/16"}],[{"subnet":"fd60::/64"}]])", "1.1.0"));
+  for (const auto& [id, addrs] : completed)
+    valid.push_back({{"containerID", id}, {"ifname", "eth0"}});
+  nlohmann::json gc_conf = nlohmann::json::parse(
+      Conf(R"("ranges":[[{"subnet":"10.60.0.0/16"}],[{"subnet":"fd60::/64"}]])", "1.1.0"));
   gc_conf["cni.dev/valid-attachments"] = valid;
   auto gc = Call(OurPlugin(), "GC", "", gc_conf.dump());
   ASSERT_TRUE(gc.ok()) << gc.out << gc.err;

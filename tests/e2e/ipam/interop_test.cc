@@ -25,7 +25,8 @@ TEST_F(InteropTest, OutputMatchesTheReferenceForEveryVersion) {
       // Dual stack with routes and DNS.
       R"("ranges":[[{"subnet":"10.30.0.0/24"}],[{"subnet":"fd30::/64"}]],)"
       R"("routes":[{"dst":"0.0.0.0/0"},{"dst":"192.168.0.0/16","gw":"10.30.0.254"}],)"
-      R"("resolvConf":")" + tmp_.Sub("resolv.conf") + "\"",
+      R"("resolvConf":")" +
+          tmp_.Sub("resolv.conf") + "\"",
       // Legacy single range with an explicit window and gateway, no routes, no DNS.
       R"("subnet":"10.31.0.0/16","rangeStart":"10.31.5.10","rangeEnd":"10.31.5.20","gateway":"10.31.0.1")",
       // Two ranges in one set.
@@ -37,8 +38,10 @@ TEST_F(InteropTest, OutputMatchesTheReferenceForEveryVersion) {
       std::string our_dir = tmp_.Sub("our-" + version + "-" + std::to_string(b));
       for (int i = 0; i < 3; ++i) {  // Three ADDs: the third crosses into the second range.
         std::string id = "ctr" + std::to_string(i);
-        auto ref = Call(kRefPlugin, "ADD", id, Conf(bodies[b], version, "cmp", "host-local", ref_dir));
-        auto our = Call(OurPlugin(), "ADD", id, Conf(bodies[b], version, "cmp", "host-local", our_dir));
+        auto ref =
+            Call(kRefPlugin, "ADD", id, Conf(bodies[b], version, "cmp", "host-local", ref_dir));
+        auto our =
+            Call(OurPlugin(), "ADD", id, Conf(bodies[b], version, "cmp", "host-local", our_dir));
         ASSERT_TRUE(ref.ok()) << ref.out << ref.err;
         ASSERT_TRUE(our.ok()) << our.out << our.err;
         auto rj = nlohmann::json::parse(ref.out);
@@ -53,7 +56,8 @@ TEST_F(InteropTest, OutputMatchesTheReferenceForEveryVersion) {
       for (const auto& [k, v] : ref_snap) {
         ref_names.insert(k);
         if (k != "/lock") {
-          EXPECT_EQ(cninet::testing::ReadFile(our_dir + "/cmp" + k), cninet::testing::ReadFile(ref_dir + "/cmp" + k))
+          EXPECT_EQ(cninet::testing::ReadFile(our_dir + "/cmp" + k),
+                    cninet::testing::ReadFile(ref_dir + "/cmp" + k))
               << k;
         }
       }
@@ -95,8 +99,9 @@ TEST_F(InteropTest, ReferenceLeasesAreSkippedAndReleasedByUs) {
   EXPECT_EQ(nlohmann::json::parse(taken.out)["code"], 101);
   EXPECT_FALSE(Call(kRefPlugin, "ADD", "ref-b", conf, "IP=10.41.0.3").ok());
   // CHECK across plugins.
-  std::string check_conf = Conf(R"("subnet":"10.41.0.0/24")", "1.0.0").insert(
-      1, R"("prevResult":{"cniVersion":"1.0.0","ips":[{"address":"10.41.0.2/24"}]},)");
+  std::string check_conf =
+      Conf(R"("subnet":"10.41.0.0/24")", "1.0.0")
+          .insert(1, R"("prevResult":{"cniVersion":"1.0.0","ips":[{"address":"10.41.0.2/24"}]},)");
   EXPECT_TRUE(Call(OurPlugin(), "CHECK", "ref-a", check_conf).ok());
   // Each releases the other's lease.
   ASSERT_TRUE(Call(OurPlugin(), "DEL", "ref-a", conf).ok());
@@ -113,7 +118,8 @@ TEST_F(InteropTest, TwoHundredMixedAllocationsWithoutDuplicates) {
     by_ref[i] = rng() % 2 == 0;
     // Occasionally drop the shared hint so each plugin has to skip the other's leases.
     if (rng() % 7 == 0) std::filesystem::remove(NetDir() + "/last_reserved_ip.0");
-    auto r = Call(by_ref[i] ? kRefPlugin : OurPlugin().c_str(), "ADD", "c" + std::to_string(i), conf);
+    auto r =
+        Call(by_ref[i] ? kRefPlugin : OurPlugin().c_str(), "ADD", "c" + std::to_string(i), conf);
     ASSERT_TRUE(r.ok()) << i << (by_ref[i] ? " ref: " : " ours: ") << r.out << r.err;
     auto addrs = Addresses(r.out);
     ASSERT_EQ(addrs.size(), 1u);
@@ -123,7 +129,8 @@ TEST_F(InteropTest, TwoHundredMixedAllocationsWithoutDuplicates) {
   EXPECT_EQ(LeaseFiles(NetDir()).size(), 200u);
   // Every lease is released by the plugin that did not create it.
   for (int i = 0; i < 200; ++i) {
-    auto r = Call(by_ref[i] ? OurPlugin().c_str() : kRefPlugin, "DEL", "c" + std::to_string(i), conf);
+    auto r =
+        Call(by_ref[i] ? OurPlugin().c_str() : kRefPlugin, "DEL", "c" + std::to_string(i), conf);
     ASSERT_TRUE(r.ok()) << i << r.out;
   }
   EXPECT_THAT(LeaseFiles(NetDir()), IsEmpty());

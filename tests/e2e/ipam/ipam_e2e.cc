@@ -25,8 +25,8 @@ std::map<std::string, std::string> IpamE2eTest::Snapshot(const std::string& root
   std::map<std::string, std::string> out;
   std::error_code ec;
   if (!fs::exists(root, ec)) return out;
-  for (auto it = fs::recursive_directory_iterator(root, ec); it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       it != fs::recursive_directory_iterator(); it.increment(ec)) {
     struct stat st;
     std::string p = it->path().string();
     if (lstat(p.c_str(), &st) != 0) continue;

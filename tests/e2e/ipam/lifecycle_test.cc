@@ -33,15 +33,17 @@ TEST_F(LifecycleTest, CommandsOnAnUntouchedNetworkCreateNothing) {
   EXPECT_TRUE(gc.ok()) << gc.out;
   auto status = Call(OurPlugin(), "STATUS", "", conf);
   EXPECT_TRUE(status.ok()) << status.out;
-  auto check = Call(OurPlugin(), "CHECK", "nobody",
-                    std::string(conf).insert(1, R"("prevResult":{"cniVersion":"1.1.0","ips":[]},)"));
+  auto check =
+      Call(OurPlugin(), "CHECK", "nobody",
+           std::string(conf).insert(1, R"("prevResult":{"cniVersion":"1.1.0","ips":[]},)"));
   EXPECT_EQ(check.exit_code, 1);
   EXPECT_EQ(nlohmann::json::parse(check.out, nullptr, false).value("code", 0), 103) << check.out;
   EXPECT_FALSE(std::filesystem::exists(DataDir())) << "a read-only command created the dataDir";
 }
 
 TEST_F(LifecycleTest, AddCheckGcStatusDel) {
-  const std::string conf = Conf(R"("ranges":[[{"subnet":"10.91.0.0/30"}],[{"subnet":"fd91::/64"}]])", "1.1.0");
+  const std::string conf =
+      Conf(R"("ranges":[[{"subnet":"10.91.0.0/30"}],[{"subnet":"fd91::/64"}]])", "1.1.0");
   auto add = Call(OurPlugin(), "ADD", "live", conf);
   ASSERT_TRUE(add.ok()) << add.out;
   EXPECT_THAT(Addresses(add.out), ElementsAre("10.91.0.2/30", "fd91::2/64"));
@@ -57,7 +59,8 @@ TEST_F(LifecycleTest, AddCheckGcStatusDel) {
   EXPECT_EQ(other.exit_code, 1) << "another interface of the container holds no lease";
   // GC keeping the attachment keeps the leases; GC without it frees them and STATUS recovers.
   nlohmann::json gc = nlohmann::json::parse(conf);
-  gc["cni.dev/valid-attachments"] = nlohmann::json::array({{{"containerID", "live"}, {"ifname", "eth0"}}});
+  gc["cni.dev/valid-attachments"] =
+      nlohmann::json::array({{{"containerID", "live"}, {"ifname", "eth0"}}});
   ASSERT_TRUE(Call(OurPlugin(), "GC", "", gc.dump()).ok());
   EXPECT_EQ(LeaseFiles(NetDir()).size(), 2u);
   gc["cni.dev/valid-attachments"] = nlohmann::json::array();

@@ -23,9 +23,8 @@ class StormTest : public IpamE2eTest {
     std::vector<cninet::testing::CommandResult> results(kProcesses);
     std::vector<std::thread> threads;
     for (int i = 0; i < kProcesses; ++i) {
-      threads.emplace_back([&, i] {
-        results[i] = Call(OurPlugin(), command, "s" + std::to_string(i), conf);
-      });
+      threads.emplace_back(
+          [&, i] { results[i] = Call(OurPlugin(), command, "s" + std::to_string(i), conf); });
     }
     for (auto& t : threads) t.join();
     return results;
@@ -50,7 +49,8 @@ TEST_F(StormTest, SixtyFourConcurrentAddsThenDels) {
   for (int i = 0; i < kProcesses; ++i) {
     for (const std::string& a : Addresses(adds[i].out)) {
       std::string ip = a.substr(0, a.find('/'));
-      EXPECT_EQ(cninet::testing::ReadFile(NetDir() + "/" + ip), "s" + std::to_string(i) + "\r\neth0");
+      EXPECT_EQ(cninet::testing::ReadFile(NetDir() + "/" + ip),
+                "s" + std::to_string(i) + "\r\neth0");
     }
   }
 
@@ -79,8 +79,9 @@ TEST_F(StormTest, ExhaustionOfASlash29UnderConcurrency) {
       auto err = nlohmann::json::parse(adds[i].out, nullptr, false);
       ASSERT_TRUE(err.is_object()) << adds[i].out << adds[i].err;
       EXPECT_EQ(err["code"], 100) << adds[i].out;
-      EXPECT_THAT(err["msg"].get<std::string>(),
-                  ::testing::HasSubstr("no IP addresses available in range set: 10.51.0.1-10.51.0.6"));
+      EXPECT_THAT(
+          err["msg"].get<std::string>(),
+          ::testing::HasSubstr("no IP addresses available in range set: 10.51.0.1-10.51.0.6"));
       ++exhausted;
     }
   }

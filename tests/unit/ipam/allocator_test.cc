@@ -72,7 +72,9 @@ TEST_P(AllocatorTest, SkipsGatewayAndGoesRoundRobin) {
 TEST_P(AllocatorTest, ExhaustionIsCode100AndFreesNothing) {
   RangeSet set{{*Range::Parse("10.1.0.0/30")}};  // Only .2 is usable.
   ASSERT_THAT(Get(set, "a"), IsOk());
-  EXPECT_THAT(Get(set, "b"), CniStatusIs(kNoFreeAddress, "no IP addresses available in range set: 10.1.0.1-10.1.0.2"));
+  EXPECT_THAT(
+      Get(set, "b"),
+      CniStatusIs(kNoFreeAddress, "no IP addresses available in range set: 10.1.0.1-10.1.0.2"));
   auto all = store_->List();
   ASSERT_THAT(all, IsOk());
   ASSERT_EQ(all->size(), 1u);
@@ -113,7 +115,8 @@ TEST_P(AllocatorTest, LastReservedOutsideTheSetRestartsAtTheBeginning) {
 TEST_P(AllocatorTest, RequestedAddresses) {
   RangeSet set{{*Range::Parse("10.1.0.0/24")}};
   EXPECT_EQ(Get(set, "a", Ip("10.1.0.77"))->address.address(), Ip("10.1.0.77"));
-  EXPECT_THAT(Get(set, "b", Ip("10.1.0.77")), CniStatusIs(kAddressUnavailable, "10.1.0.77 is not available"));
+  EXPECT_THAT(Get(set, "b", Ip("10.1.0.77")),
+              CniStatusIs(kAddressUnavailable, "10.1.0.77 is not available"));
   EXPECT_THAT(Get(set, "b", Ip("10.1.0.1")), CniStatusIs(7, "gateway"));
   EXPECT_THAT(Get(set, "b", Ip("10.1.0.255")), CniStatusIs(7, "not in range set"));
   EXPECT_THAT(Get(set, "b", Ip("10.2.0.5")), CniStatusIs(7, "not in range set"));

@@ -11,8 +11,8 @@ namespace cninet::ipam {
 namespace {
 
 using cni::IPAddress;
-using ::testing::ElementsAre;
 using testing::CniStatusIs;
+using ::testing::ElementsAre;
 using testing::IsOk;
 
 IPAddress Ip(const char* s) { return *IPAddress::Parse(s); }
@@ -65,8 +65,9 @@ TEST(IpamConfig, RuntimeIpRangesArePrepended) {
 
 TEST(IpamConfig, RequestedIpsFromAllSourcesInOrderDeduplicated) {
   auto c = IpamConfig::Parse(
-      Conf(R"({"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00::/64"}]]})",
-           R"("args":{"cni":{"ips":["10.1.0.9","fd00::9/64"]}},"runtimeConfig":{"ips":["10.1.0.9/24","10.1.0.11"]},)"),
+      Conf(
+          R"({"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00::/64"}]]})",
+          R"("args":{"cni":{"ips":["10.1.0.9","fd00::9/64"]}},"runtimeConfig":{"ips":["10.1.0.9/24","10.1.0.11"]},)"),
       "IgnoreUnknown=1;K8S_POD_NAME=p;IP=10.1.0.5");
   ASSERT_THAT(c, IsOk());
   EXPECT_THAT(c->requested_ips,
@@ -105,10 +106,12 @@ TEST(IpamConfig, DecodeErrorsAreCode6) {
               CniStatusIs(6, "ranges must be a list"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"ranges":[{"subnet":"10.1.0.0/24"}]})")),
               CniStatusIs(6, "must be a list of ranges"));
-  EXPECT_THAT(IpamConfig::Parse(Conf(R"({"subnet":24})")), CniStatusIs(6, "subnet must be a string"));
+  EXPECT_THAT(IpamConfig::Parse(Conf(R"({"subnet":24})")),
+              CniStatusIs(6, "subnet must be a string"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"subnet":"10.1.0.0/24","dataDir":["/x"]})")),
               CniStatusIs(6, "dataDir must be a string"));
-  EXPECT_THAT(IpamConfig::Parse(Conf(R"({"subnet":"10.1.0.0/24","routes":[{"dst":"0.0.0.0/0","mtu":-1}]})")),
+  EXPECT_THAT(IpamConfig::Parse(
+                  Conf(R"({"subnet":"10.1.0.0/24","routes":[{"dst":"0.0.0.0/0","mtu":-1}]})")),
               CniStatusIs(6, "mtu"));
 }
 
@@ -116,10 +119,12 @@ TEST(IpamConfig, InvalidValuesAreCode7) {
   EXPECT_THAT(IpamConfig::Parse(R"({"cniVersion":"1.0.0","name":"n"})"),
               CniStatusIs(7, "missing 'ipam'"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"type":"host-local"})")), CniStatusIs(7, "no IP ranges"));
-  EXPECT_THAT(IpamConfig::Parse(Conf(R"({"ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"10.1.0.0/25"}]]})")),
+  EXPECT_THAT(IpamConfig::Parse(
+                  Conf(R"({"ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"10.1.0.0/25"}]]})")),
               CniStatusIs(7, "range set 0 overlaps with 1"));
-  EXPECT_THAT(IpamConfig::Parse(Conf(R"({"ranges":[[{"subnet":"10.1.0.0/24"},{"subnet":"fd00::/64"}]]})")),
-              CniStatusIs(7, "mixed address families"));
+  EXPECT_THAT(
+      IpamConfig::Parse(Conf(R"({"ranges":[[{"subnet":"10.1.0.0/24"},{"subnet":"fd00::/64"}]]})")),
+      CniStatusIs(7, "mixed address families"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"ranges":[[{"rangeStart":"10.1.0.1"}]]})")),
               CniStatusIs(7, "missing subnet"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"ranges":[[]]})")), CniStatusIs(7, "empty range set"));
@@ -127,15 +132,18 @@ TEST(IpamConfig, InvalidValuesAreCode7) {
               CniStatusIs(7, "absolute"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"subnet":"10.1.0.0/24","routes":[{"dst":"nowhere"}]})")),
               CniStatusIs(7, "invalid route dst"));
-  EXPECT_THAT(IpamConfig::Parse(Conf(R"({"subnet":"10.1.0.0/24","routes":[{"dst":"0.0.0.0/0","gw":"fd00::1"}]})")),
+  EXPECT_THAT(IpamConfig::Parse(Conf(
+                  R"({"subnet":"10.1.0.0/24","routes":[{"dst":"0.0.0.0/0","gw":"fd00::1"}]})")),
               CniStatusIs(7, "family"));
-  EXPECT_THAT(IpamConfig::Parse(Conf(R"({"subnet":"10.1.0.0/24"})", R"("runtimeConfig":{"ips":["10.1.0.x"]},)")),
+  EXPECT_THAT(IpamConfig::Parse(
+                  Conf(R"({"subnet":"10.1.0.0/24"})", R"("runtimeConfig":{"ips":["10.1.0.x"]},)")),
               CniStatusIs(7, "cannot understand ip"));
 }
 
 TEST(IpamConfig, HostileNetworkNamesAreCode7) {
-  for (std::string name : std::vector<std::string>{"../etc", "a/b", "..", ".", "", "net\\u0000x", "-lead", "with space",
-                           "line\\nbreak", std::string(300, 'a')}) {
+  for (std::string name :
+       std::vector<std::string>{"../etc", "a/b", "..", ".", "", "net\\u0000x", "-lead",
+                                "with space", "line\\nbreak", std::string(300, 'a')}) {
     std::string conf = R"({"cniVersion":"1.0.0","name":")" + name +
                        R"(","ipam":{"type":"host-local","subnet":"10.1.0.0/24"}})";
     EXPECT_EQ(cni::GetErrorCode(IpamConfig::Parse(conf).status()), 7u) << name;

@@ -24,8 +24,8 @@ using cni::IPAddress;
 using cninet::testing::ReadFile;
 using cninet::testing::TempDir;
 using cninet::testing::WriteFile;
-using ::testing::ElementsAre;
 using testing::CniStatusIs;
+using ::testing::ElementsAre;
 using testing::IsOk;
 
 IPAddress Ip(const char* s) { return *IPAddress::Parse(s); }
@@ -172,14 +172,17 @@ TEST(DiskStore, RejectsHostileNamesBeforeTouchingDisk) {
   auto store = DiskStore::Open(tmp.path(), "n");
   ASSERT_THAT(store, IsOk());
   EXPECT_THAT((*store)->Reserve(Lease{Ip("10.0.0.1"), "a\r\nb", "eth0"}, "0"), CniStatusIs(4, ""));
-  EXPECT_THAT((*store)->Reserve(Lease{Ip("10.0.0.1"), "a", "eth0"}, "../x"), CniStatusIs(7, "range ID"));
+  EXPECT_THAT((*store)->Reserve(Lease{Ip("10.0.0.1"), "a", "eth0"}, "../x"),
+              CniStatusIs(7, "range ID"));
   EXPECT_THAT(Names(tmp.Sub("n")), ElementsAre("lock"));
 }
 
 TEST(DiskStore, OpenWithoutCreateChangesNothing) {
   TempDir tmp;
-  EXPECT_THAT(DiskStore::Open(tmp.Sub("missing"), "n", {.create = false}), CniStatusIs(3, "does not exist"));
-  EXPECT_THAT(DiskStore::Open(tmp.path(), "n", {.create = false}), CniStatusIs(3, "does not exist"));
+  EXPECT_THAT(DiskStore::Open(tmp.Sub("missing"), "n", {.create = false}),
+              CniStatusIs(3, "does not exist"));
+  EXPECT_THAT(DiskStore::Open(tmp.path(), "n", {.create = false}),
+              CniStatusIs(3, "does not exist"));
   EXPECT_TRUE(Names(tmp.path()).empty());
 }
 

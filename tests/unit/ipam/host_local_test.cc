@@ -16,8 +16,8 @@ namespace {
 namespace fs = std::filesystem;
 using cni::IPAddress;
 using cninet::testing::TempDir;
-using ::testing::ElementsAre;
 using testing::CniStatusIs;
+using ::testing::ElementsAre;
 using testing::IsOk;
 
 IPAddress Ip(const char* s) { return *IPAddress::Parse(s); }
@@ -58,7 +58,8 @@ class HostLocalTest : public ::testing::Test {
 TEST_F(HostLocalTest, AddDualStackWithRoutesAndDns) {
   cninet::testing::WriteFile(tmp_.Sub("resolv.conf"), "nameserver 10.0.0.53\nsearch svc\n");
   Load(R"("ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/64"}]],
-          "routes":[{"dst":"0.0.0.0/0"}],"resolvConf":")" + tmp_.Sub("resolv.conf") + "\"");
+          "routes":[{"dst":"0.0.0.0/0"}],"resolvConf":")" +
+       tmp_.Sub("resolv.conf") + "\"");
   auto r = hl_->Add("ctr", "eth0");
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->cni_version, "1.0.0");
@@ -76,14 +77,16 @@ TEST_F(HostLocalTest, AddDualStackWithRoutesAndDns) {
 
 TEST_F(HostLocalTest, AddIsAllOrNothing) {
   // The IPv6 set has a single address; once taken, a second ADD must not keep its IPv4 lease.
-  Load(R"("ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/126","rangeEnd":"fd00:1::2"}]])");
+  Load(
+      R"("ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/126","rangeEnd":"fd00:1::2"}]])");
   ASSERT_THAT(hl_->Add("a", "eth0"), IsOk());
   EXPECT_THAT(hl_->Add("b", "eth0"), CniStatusIs(kNoFreeAddress, "failed to allocate for range 1"));
   EXPECT_THAT(LeaseFiles(), ElementsAre("10.1.0.2", "fd00:1::2"));
 }
 
 TEST_F(HostLocalTest, RequestedAddressesAndLeftovers) {
-  Load(R"("ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/64"}]])", "IP=10.1.0.50,fd00:1::50");
+  Load(R"("ranges":[[{"subnet":"10.1.0.0/24"}],[{"subnet":"fd00:1::/64"}]])",
+       "IP=10.1.0.50,fd00:1::50");
   auto r = hl_->Add("a", "eth0");
   ASSERT_THAT(r, IsOk());
   EXPECT_EQ(r->ips[0].address.ToString(), "10.1.0.50/24");
@@ -91,9 +94,11 @@ TEST_F(HostLocalTest, RequestedAddressesAndLeftovers) {
 
   // A requested address outside every set: nothing stays allocated.
   Load(R"("ranges":[[{"subnet":"10.1.0.0/24"}]])", "IP=10.9.9.9");
-  EXPECT_THAT(hl_->Add("b", "eth0"), CniStatusIs(7, "failed to allocate all requested IPs: 10.9.9.9"));
+  EXPECT_THAT(hl_->Add("b", "eth0"),
+              CniStatusIs(7, "failed to allocate all requested IPs: 10.9.9.9"));
   // Two requests for one set: the second one is left over.
-  Load(R"("ranges":[[{"subnet":"10.1.0.0/24"}]])", "", R"("runtimeConfig":{"ips":["10.1.0.60","10.1.0.61"]},)");
+  Load(R"("ranges":[[{"subnet":"10.1.0.0/24"}]])", "",
+       R"("runtimeConfig":{"ips":["10.1.0.60","10.1.0.61"]},)");
   EXPECT_THAT(hl_->Add("c", "eth0"), CniStatusIs(7, "10.1.0.61"));
   EXPECT_THAT(LeaseFiles(), ElementsAre("10.1.0.50", "fd00:1::50"));
 }
@@ -107,8 +112,9 @@ TEST_F(HostLocalTest, BadRequestsAreRefusedBeforeAnythingIsWritten) {
   Load(ranges, "IP=fd00:1::1");
   EXPECT_THAT(hl_->Add("b", "eth0"), CniStatusIs(7, "is subnet's gateway"));
   // A window that includes the network address still never hands it out.
-  Load(R"("ranges":[[{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.0"}],[{"subnet":"fd00:1::/64"}]])",
-       "IP=10.1.0.0");
+  Load(
+      R"("ranges":[[{"subnet":"10.1.0.0/24","rangeStart":"10.1.0.0"}],[{"subnet":"fd00:1::/64"}]])",
+      "IP=10.1.0.0");
   EXPECT_THAT(hl_->Add("b", "eth0"), CniStatusIs(7, "network or broadcast"));
   Load(ranges, "IP=10.9.0.9");
   EXPECT_THAT(hl_->Add("b", "eth0"), CniStatusIs(7, "failed to allocate all requested IPs"));
@@ -146,12 +152,12 @@ TEST_F(HostLocalTest, Check) {
 
 TEST_F(HostLocalTest, GcKeepsExactlyTheValidAttachments) {
   Load(R"("ranges":[[{"subnet":"10.1.0.0/24"}]])");
-  ASSERT_THAT(hl_->Add("keep", "eth0"), IsOk());     // .2
-  ASSERT_THAT(hl_->Add("keep", "eth1"), IsOk());     // .3 - not listed: freed
-  ASSERT_THAT(hl_->Add("gone", "eth0"), IsOk());     // .4
+  ASSERT_THAT(hl_->Add("keep", "eth0"), IsOk());                         // .2
+  ASSERT_THAT(hl_->Add("keep", "eth1"), IsOk());                         // .3 - not listed: freed
+  ASSERT_THAT(hl_->Add("gone", "eth0"), IsOk());                         // .4
   cninet::testing::WriteFile(tmp_.Sub("net/10.1.0.40"), "legacy");       // Legacy, kept.
   cninet::testing::WriteFile(tmp_.Sub("net/10.1.0.41"), "legacy-gone");  // Legacy, freed.
-  cninet::testing::WriteFile(tmp_.Sub("net/10.1.0.42"), "");              // Torn record, freed.
+  cninet::testing::WriteFile(tmp_.Sub("net/10.1.0.42"), "");             // Torn record, freed.
   cninet::testing::WriteFile(tmp_.Sub("net/.cninet-tmp-1-1"), "debris");
   auto freed = hl_->Gc({{"keep", "eth0"}, {"legacy", "eth0"}, {"not-there", "eth0"}});
   ASSERT_THAT(freed, IsOk());

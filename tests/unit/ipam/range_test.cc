@@ -69,8 +69,10 @@ TEST(Range, RejectsBadSubnets) {
 }
 
 TEST(Range, RejectsBadWindows) {
-  EXPECT_THAT(Range::Parse("10.1.0.0/24", "10.1.1.1"), CniStatusIs(7, "rangeStart 10.1.1.1 not in"));
-  EXPECT_THAT(Range::Parse("10.1.0.0/24", "", "10.2.0.1"), CniStatusIs(7, "rangeEnd 10.2.0.1 not in"));
+  EXPECT_THAT(Range::Parse("10.1.0.0/24", "10.1.1.1"),
+              CniStatusIs(7, "rangeStart 10.1.1.1 not in"));
+  EXPECT_THAT(Range::Parse("10.1.0.0/24", "", "10.2.0.1"),
+              CniStatusIs(7, "rangeEnd 10.2.0.1 not in"));
   EXPECT_THAT(Range::Parse("10.1.0.0/24", "10.1.0.50", "10.1.0.40"), CniStatusIs(7, "is after"));
   EXPECT_THAT(Range::Parse("10.1.0.0/24", "", "", "fd00::1"), CniStatusIs(7, "family"));
   EXPECT_THAT(Range::Parse("10.1.0.0/24", "fd00::5"), CniStatusIs(7, "not in network"));

@@ -13,8 +13,8 @@ namespace cninet::ipam {
 namespace {
 
 using cni::IPPrefix;
-using ::testing::ElementsAre;
 using testing::CniStatusIs;
+using ::testing::ElementsAre;
 using testing::IsOk;
 
 IPPrefix P(const char* s) { return *IPPrefix::Parse(s); }
@@ -99,7 +99,8 @@ TEST(SubnetPool, ClaimRules) {
   ASSERT_THAT(pool->Claim("a", P("10.244.7.0/24")), IsOk());
   EXPECT_THAT(pool->Claim("a", P("10.244.7.0/24")), IsOk());
   EXPECT_THAT(pool->Claim("a", P("10.244.8.0/24")), CniStatusIs(kAlreadyAllocated, "already has"));
-  EXPECT_THAT(pool->Claim("b", P("10.244.7.0/24")), CniStatusIs(kAddressUnavailable, "belongs to node a"));
+  EXPECT_THAT(pool->Claim("b", P("10.244.7.0/24")),
+              CniStatusIs(kAddressUnavailable, "belongs to node a"));
   EXPECT_THAT(pool->Claim("b", P("10.244.7.128/25")), CniStatusIs(7, "not a /24 subnet"));
   EXPECT_THAT(pool->Claim("b", P("10.244.7.1/24")), CniStatusIs(7, "not a /24 subnet"));
   EXPECT_THAT(pool->Claim("b", P("10.245.0.0/24")), CniStatusIs(7, "not a /24 subnet"));
@@ -107,8 +108,10 @@ TEST(SubnetPool, ClaimRules) {
 
 TEST(SubnetPool, InvalidOptionsAndNames) {
   MemoryStore store;
-  EXPECT_THAT(SubnetPool::Create(P("10.0.0.0/16"), 8, &store), CniStatusIs(7, "node prefix length"));
-  EXPECT_THAT(SubnetPool::Create(P("10.0.0.0/16"), 31, &store), CniStatusIs(7, "node prefix length"));
+  EXPECT_THAT(SubnetPool::Create(P("10.0.0.0/16"), 8, &store),
+              CniStatusIs(7, "node prefix length"));
+  EXPECT_THAT(SubnetPool::Create(P("10.0.0.0/16"), 31, &store),
+              CniStatusIs(7, "node prefix length"));
   EXPECT_EQ(SubnetPool::Create(P("10.0.0.0/16"), 24, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
   auto pool = SubnetPool::Create(P("10.0.5.0/16"), 24, &store);  // Host bits are masked.
