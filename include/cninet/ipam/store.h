@@ -32,7 +32,8 @@ struct Lease {
   friend bool operator==(const Lease&, const Lease&) = default;
 };
 
-/// Holds a store's exclusive lock until destroyed or Unlock()ed. Move-only.
+/// Holds a store's exclusive lock until destroyed or Unlock()ed. Move-only; must not outlive
+/// the store it came from.
 class StoreLock {
  public:
   StoreLock() = default;

@@ -136,6 +136,12 @@ TEST_F(CrashTest, SigkillAtRandomMomentsThenGc) {
     EXPECT_TRUE(attempted.count(id) || completed.count(id)) << name << " owned by unknown " << id;
     owner_of[name] = id;
   }
+  // Some kills must have landed after a reservation (leases of killed ADDs exist), or the loop
+  // did not exercise the write path at all.
+  int killed_leases = 0;
+  for (const auto& [name, id] : owner_of) killed_leases += completed.count(id) == 0 ? 1 : 0;
+  RecordProperty("leases_of_killed_adds", killed_leases);
+  EXPECT_GT(killed_leases, 0) << "no kill landed between reservation and exit";
   // Every completed ADD still holds exactly what it was told.
   for (const auto& [id, addrs] : completed) {
     for (const std::string& a : addrs) EXPECT_EQ(owner_of[a.substr(0, a.find('/'))], id) << a;
