@@ -89,8 +89,6 @@ class Containerd {
   cninet::testing::TempDir dir_;
   pid_t pid_ = -1;
   std::vector<std::string> ids_;
-  // /run/containerd and its shim socket directory, removed again (when empty) if we created them.
-  std::vector<std::string> created_run_dirs_;
 };
 
 }  // namespace cninet::chain_testing
