@@ -32,6 +32,7 @@ int cn_from_world(struct __sk_buff* skb) {
     return cn_finish(skb, v);
   }
   struct cn_ct_entry* e = cn_ct_lookup(&p.t, now);
+  if (e && cn_ct_reopened(&p, e)) e = NULL;
   if (e) {
     v.reason = cn_ct_apply(skb, cfg, &p, e, now, &v.action);
     if (v.reason == CN_R_PASS) v.reason = snat;

@@ -34,6 +34,16 @@ static __always_inline struct cn_ct_entry* cn_ct_lookup(const struct cn_tuple* t
   return e;
 }
 
+/* A TCP SYN (no ACK) on a closing forward entry opens a new connection on a reused tuple: callers
+ * treat it as a miss, so the flow is balanced and both entries are written afresh. Otherwise the
+ * old entry's reply partner may meanwhile belong to another flow (same client port, another
+ * service, same backend) and replies would get the other service's address. */
+static __always_inline int cn_ct_reopened(const struct cn_pkt* p, const struct cn_ct_entry* e) {
+  return p->t.proto == CN_IPPROTO_TCP &&
+         (p->tcp_flags & (CN_TCP_SYN | CN_TCP_ACK)) == CN_TCP_SYN &&
+         (e->flags & (CN_CT_F_CLOSING | CN_CT_F_REPLY)) == CN_CT_F_CLOSING;
+}
+
 /* The key of the other direction's entry. */
 static __always_inline void cn_ct_partner(const struct cn_tuple* t, const struct cn_ct_entry* e,
                                           struct cn_tuple* out) {
