@@ -39,8 +39,7 @@ static __always_inline struct cn_ct_entry* cn_ct_lookup(const struct cn_tuple* t
  * old entry's reply partner may meanwhile belong to another flow (same client port, another
  * service, same backend) and replies would get the other service's address. */
 static __always_inline int cn_ct_reopened(const struct cn_pkt* p, const struct cn_ct_entry* e) {
-  return p->t.proto == CN_IPPROTO_TCP &&
-         (p->tcp_flags & (CN_TCP_SYN | CN_TCP_ACK)) == CN_TCP_SYN &&
+  return p->t.proto == CN_IPPROTO_TCP && (p->tcp_flags & (CN_TCP_SYN | CN_TCP_ACK)) == CN_TCP_SYN &&
          (e->flags & (CN_CT_F_CLOSING | CN_CT_F_REPLY)) == CN_CT_F_CLOSING;
 }
 
