@@ -79,7 +79,9 @@ TEST_P(LifecycleTest, DelAfterThePodNamespaceIsGoneReleasesEverything) {
   PluginRun del = Run("DEL", conf, {}, path);
   EXPECT_TRUE(del.status.ok()) << del.raw.out;
   EXPECT_TRUE(Leases(node_.data_dir(), "life").empty());
-  for (const auto& l : *node_.h().ListLinks()) EXPECT_NE(l.kind, "veth") << l.name;
+  auto links = node_.h().ListLinks();  // Named: a range-for over *temporary would dangle.
+  ASSERT_TRUE(links.ok());
+  for (const auto& l : *links) EXPECT_NE(l.kind, "veth") << l.name;
 }
 
 TEST_P(LifecycleTest, CheckVerifiesThePrevResult) {
