@@ -4,6 +4,10 @@
 /// are serialized with a file lock, made durable before they return (checksummed log records,
 /// fsync; snapshots through temp file + fsync + rename), and every open instance sees the others'
 /// changes within about a poll interval (inotify, polling as a fallback).
+///
+/// Limits: writes are serialized, one fsync each (batch with Store::Apply); lease deadlines are
+/// wall-clock times (they must survive the process that granted them); a process that falls a
+/// whole log generation behind another process's snapshots resyncs, and its watches get a reset.
 #ifndef CNINET_AGENT_EMBEDDED_STORE_H_
 #define CNINET_AGENT_EMBEDDED_STORE_H_
 
