@@ -23,8 +23,8 @@
 #                                      [-t CLIENT_THREADS] [-o OUT_DIR] [-P]
 #   -b  build directory with bench/compare/cninet-bench-{lb,tcp} (default: build)
 #   -s  service counts (default "1 1000 10000")
-#   -r  rounds per mode and count (default 3)
-#   -d  seconds per measurement (default 5; the connection test adds a 1 s warm-up)
+#   -r  rounds per mode and count (default 5)
+#   -d  seconds per measurement (default 4; the connection test adds a 1 s warm-up)
 #   -t  client threads of the connection test (default 4)
 #   -o  where compare.md, compare.dat and the PNG plots go (default bench/results)
 #   -P  no plots (gnuplot not needed)
@@ -39,8 +39,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 build="$repo/build"
 sizes="1 1000 10000"
-rounds=3
-secs=5
+rounds=5
+secs=4
 threads=4
 out="$repo/bench/results"
 plots=1
@@ -275,12 +275,19 @@ awk -v sizes="$sizes" -v rounds="$rounds" -v secs="$secs" -v threads="$threads" 
   function med(arr, k, m,   i, j, t, a) {
     for (i = 1; i <= m; i++) a[i] = arr[k, i]
     for (i = 2; i <= m; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    LO = a[1]; HI = a[m]
     return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  # "median (min-max)" of the rounds, with format f for each number
+  function cell(arr, k, m, f,   v) {
+    v = med(arr, k, m)
+    if (m == 1) return sprintf(f, v)
+    return sprintf(f " (" f "-" f ")", v, LO, HI)
   }
   function verdict(ok) { return ok ? "met" : "MISSED" }
   END {
     ns = split(sizes, S, " ")
-    printf "Measured %s on kernel %s, %d CPUs shared with the whole topology (client, node, servers) and with other work on the machine (load average %s at start, %s at end): treat differences under ~10 %% as noise. Medians of %d round(s) of %d s; connection test with %d client threads.\n\n", when, kernel, cpus, l0, l1, rounds, secs, threads
+    printf "Measured %s on kernel %s, %d CPUs shared with the whole topology (client, node, servers) and with other work on the machine (load average %s at start, %s at end): treat differences under ~10 %% as noise. Each cell: median of %d round(s) of %d s (min-max in parentheses); ratios are of the medians; connection test with %d client threads.\n\n", when, kernel, cpus, l0, l1, rounds, secs, threads
     print "| services | metric | cninet | nftables | iptables | nftables / cninet | iptables / cninet |"
     print "|---:|---|---:|---:|---:|---:|---:|"
     print "# services cps_cninet cps_nftables cps_iptables tcp_cninet tcp_nftables tcp_iptables udp_cninet udp_nftables udp_iptables" > dat
@@ -290,11 +297,12 @@ awk -v sizes="$sizes" -v rounds="$rounds" -v secs="$secs" -v threads="$threads" 
         mode = (mi == 1) ? "cninet" : (mi == 2) ? "nftables" : "iptables"
         k = n SUBSEP mode; m = cnt[k]
         C[mode] = med(cps, k, m); T[mode] = med(tcp, k, m); U[mode] = med(udp, k, m); P[mode] = med(su, k, m)
+        CC[mode] = cell(cps, k, m, "%.0f"); TT[mode] = cell(tcp, k, m, "%.2f"); UU[mode] = cell(udp, k, m, "%.1f"); PP[mode] = cell(su, k, m, "%.2f")
       }
-      printf "| %d | new TCP connections/s | %.0f | %.0f | %.0f | %.2f | %.2f |\n", n, C["cninet"], C["nftables"], C["iptables"], C["nftables"] / C["cninet"], C["iptables"] / C["cninet"]
-      printf "| %d | iperf3 TCP, Gbit/s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", n, T["cninet"], T["nftables"], T["iptables"], T["nftables"] / T["cninet"], T["iptables"] / T["cninet"]
-      printf "| %d | iperf3 UDP 64 B, kpps received | %.1f | %.1f | %.1f | %.2f | %.2f |\n", n, U["cninet"], U["nftables"], U["iptables"], U["nftables"] / U["cninet"], U["iptables"] / U["cninet"]
-      printf "| %d | load the %d services (rules / maps), s | %.2f | %.2f | %.2f | %.2f | %.2f |\n", n, n, P["cninet"], P["nftables"], P["iptables"], P["nftables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01), P["iptables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01)
+      printf "| %d | new TCP connections/s | %s | %s | %s | %.2f | %.2f |\n", n, CC["cninet"], CC["nftables"], CC["iptables"], C["nftables"] / C["cninet"], C["iptables"] / C["cninet"]
+      printf "| %d | iperf3 TCP, Gbit/s | %s | %s | %s | %.2f | %.2f |\n", n, TT["cninet"], TT["nftables"], TT["iptables"], T["nftables"] / T["cninet"], T["iptables"] / T["cninet"]
+      printf "| %d | iperf3 UDP 64 B, kpps received | %s | %s | %s | %.2f | %.2f |\n", n, UU["cninet"], UU["nftables"], UU["iptables"], U["nftables"] / U["cninet"], U["iptables"] / U["cninet"]
+      printf "| %d | load the %d services (rules / maps), s | %s | %s | %s | %.2f | %.2f |\n", n, n, PP["cninet"], PP["nftables"], PP["iptables"], P["nftables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01), P["iptables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01)
       printf "%d %.0f %.0f %.0f %.3f %.3f %.3f %.1f %.1f %.1f\n", n, C["cninet"], C["nftables"], C["iptables"], T["cninet"], T["nftables"], T["iptables"], U["cninet"], U["nftables"], U["iptables"] > dat
       cc[n] = C["cninet"]; cn[n] = C["nftables"]; ci[n] = C["iptables"]
     }
@@ -306,35 +314,7 @@ awk -v sizes="$sizes" -v rounds="$rounds" -v secs="$secs" -v threads="$threads" 
   }' "$work/samples" >"$out/compare.md"
 
 if [[ $plots -eq 1 ]]; then
-  gnuplot <<EOF
-set terminal pngcairo size 900,560 font "sans,11"
-set output "$out/compare_cps.png"
-set title "New TCP connections/s through a ClusterIP (higher is better)"
-set xlabel "services"
-set ylabel "connections/s"
-set logscale x
-set xrange [0.5:*]
-set yrange [0:*]
-set grid
-set key bottom left
-plot "$out/compare.dat" using 1:2 with linespoints lw 2 pt 7 title "cninet (tc eBPF)", \
-     "" using 1:3 with linespoints lw 2 pt 5 title "nftables (kube-proxy nftables mode)", \
-     "" using 1:4 with linespoints lw 2 pt 9 title "iptables (kube-proxy iptables mode, iptables-nft)"
-set output "$out/compare_throughput.png"
-set title "iperf3 through a ClusterIP: TCP Gbit/s (left) and UDP 64 B kpps (right)"
-set ylabel "TCP Gbit/s"
-set y2label "UDP kpps received"
-set y2tics
-set y2range [0:*]
-set ytics nomirror
-set key bottom left
-plot "$out/compare.dat" using 1:5 with linespoints lw 2 pt 7 title "TCP cninet", \
-     "" using 1:6 with linespoints lw 2 pt 5 title "TCP nftables", \
-     "" using 1:7 with linespoints lw 2 pt 9 title "TCP iptables", \
-     "" using 1:8 axes x1y2 with linespoints lw 2 dt 2 pt 7 title "UDP cninet", \
-     "" using 1:9 axes x1y2 with linespoints lw 2 dt 2 pt 5 title "UDP nftables", \
-     "" using 1:10 axes x1y2 with linespoints lw 2 dt 2 pt 9 title "UDP iptables"
-EOF
+  gnuplot -e "out='$out'" "$here/plot.gp"
 fi
 cat "$out/compare.md"
 echo "compare: wrote $out/compare.md (cps vs cninet ratios above)"

@@ -105,7 +105,10 @@ void BM_Maglev(benchmark::State& state) {
     }
     // Baseline: the same table written round-robin.
     std::vector<uint32_t> rr(m);
-    for (uint32_t i = 0; i < m; ++i) rr[i] = i % n;
+    for (uint32_t i = 0, j = 0; i < m; ++i) {
+      rr[i] = j;
+      if (++j == n) j = 0;
+    }
     benchmark::DoNotOptimize(rr.data());
     auto t2 = Clock::now();
     checksum += (*table)[m / 2] + rr[m / 3];

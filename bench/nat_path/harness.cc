@@ -12,8 +12,10 @@
 
 #include "cninet/cni/status.h"
 #include "cninet/cni/strings.h"
+#include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath_maps.h"
 #include "cninet_bpf/nat_path_harness.skel.h"
+#include "cninet_bpf/nat_path_steps.skel.h"
 #include "harness_abi.h"
 
 namespace cninet::bench {
@@ -87,6 +89,13 @@ absl::Status Harness::SetTarget(datapath::Hook hook) {
   return absl::OkStatus();
 }
 
+absl::Status Harness::SetTargetFd(int prog_fd) {
+  uint32_t slot = NB_SLOT_TARGET;
+  if (int r = bpf_map_update_elem(bpf_map__fd(skel_->maps.nb_progs), &slot, &prog_fd, 0); r < 0)
+    return ErrnoStatus(Err(r), "harness: set the target program");
+  return absl::OkStatus();
+}
+
 absl::Status Harness::SetPacket(std::span<const uint8_t> packet,
                                 std::optional<SportSequence> sport) {
   if (packet.size() < 14) return absl::InvalidArgumentError("packet shorter than Ethernet");
@@ -146,6 +155,38 @@ absl::StatusOr<HarnessRun> Harness::Run(Slot slot, uint32_t repeat) const {
   out.resize(std::min<size_t>(opts.data_size_out, out.size()));
   res.packet = std::move(out);
   return res;
+}
+
+absl::StatusOr<std::unique_ptr<Steps>> Steps::Load(const datapath::Datapath& dp) {
+  std::unique_ptr<Steps> st(new Steps());
+  st->skel_ = nat_path_steps_bpf__open();
+  if (st->skel_ == nullptr) return ErrnoStatus(errno, "open the breakdown programs");
+  const datapath::DatapathMaps& m = *dp.maps();
+  const std::pair<const char*, int> fds[] = {
+      {CN_MAP_CONFIG, m.config.raw().fd()},     {CN_MAP_CT, m.conntrack.raw().fd()},
+      {CN_MAP_NAT, m.nat.raw().fd()},           {CN_MAP_SERVICES, m.services.raw().fd()},
+      {CN_MAP_BACKENDS, m.backends.raw().fd()}, {CN_MAP_LB_TABLES, m.lb_tables.fd()},
+      {CN_MAP_AFFINITY, m.affinity.raw().fd()}, {CN_MAP_ENDPOINTS, m.endpoints.raw().fd()},
+      {CN_MAP_COUNTERS, m.counters.raw().fd()}};
+  for (const auto& [name, fd] : fds) {
+    bpf_map* map = bpf_object__find_map_by_name(st->skel_->obj, name);
+    if (map == nullptr) return absl::InternalError(StrCat("breakdown object lacks map ", name));
+    if (int r = bpf_map__reuse_fd(map, fd); r < 0)
+      return ErrnoStatus(Err(r), StrCat("reuse map ", name));
+  }
+  if (int r = nat_path_steps_bpf__load(st->skel_); r < 0)
+    return ErrnoStatus(Err(r), "load the breakdown programs");
+  return st;
+}
+
+Steps::~Steps() {
+  if (skel_ != nullptr) nat_path_steps_bpf__destroy(skel_);
+}
+
+absl::StatusOr<int> Steps::ProgramFd(std::string_view name) const {
+  bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, std::string(name).c_str());
+  if (prog == nullptr) return absl::NotFoundError(StrCat("no breakdown program ", name));
+  return bpf_program__fd(prog);
 }
 
 }  // namespace cninet::bench

@@ -9,12 +9,14 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "cninet/datapath/datapath.h"
 
 struct nat_path_harness_bpf;
+struct nat_path_steps_bpf;
 
 namespace cninet::bench {
 
@@ -53,6 +55,8 @@ class Harness {
 
   /// Makes `hook`'s program (kFromPod, kFromWorld, kToWorld) the tail-call target.
   absl::Status SetTarget(datapath::Hook hook);
+  /// Makes the tc program `prog_fd` (borrowed, kept alive by the caller) the tail-call target.
+  absl::Status SetTargetFd(int prog_fd);
   /// Sets the packet restored before every run; `sport` (TCP/UDP IPv4 only) varies the source
   /// port per run. The run counter restarts at 0.
   absl::Status SetPacket(std::span<const uint8_t> packet, std::optional<SportSequence> sport);
@@ -68,6 +72,22 @@ class Harness {
   int from_pod_fd_ = -1;
   int from_world_fd_ = -1;
   int to_world_fd_ = -1;
+};
+
+/// The cost-breakdown programs of steps.bpf.c, loaded on the maps of a Datapath.
+class Steps {
+ public:
+  /// Loads steps.bpf.c with every cn_* map taken from `dp` (libbpf map reuse).
+  static absl::StatusOr<std::unique_ptr<Steps>> Load(const datapath::Datapath& dp);
+  ~Steps();
+  Steps(const Steps&) = delete;
+  Steps& operator=(const Steps&) = delete;
+  /// The fd of program `name` (borrowed; valid while this object lives); NotFound if absent.
+  absl::StatusOr<int> ProgramFd(std::string_view name) const;
+
+ private:
+  Steps() = default;
+  nat_path_steps_bpf* skel_ = nullptr;
 };
 
 }  // namespace cninet::bench

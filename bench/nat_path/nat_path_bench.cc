@@ -91,18 +91,21 @@ struct EnvSpec {
   uint32_t ct_fill_pct = 0;  // conntrack map filled with unrelated live flows
   uint32_t nat_occupancy_pct = 0;  // SNAT ports to the fixture's outside server already taken
   bool standard = false;           // the fixture's 8 standard services (NodePort, SNAT cases)
+  bool ct_hash = false;            // ConntrackMapType::kHash instead of the default LRU hash
   friend bool operator==(const EnvSpec&, const EnvSpec&) = default;
   std::string ToString() const {
     return StrCat("services=", services, " backends=", backends == 0 ? 2 : backends,
-                  " ct_fill=", ct_fill_pct, "% nat_occupancy=", nat_occupancy_pct, "%");
+                  " ct_fill=", ct_fill_pct, "% nat_occupancy=", nat_occupancy_pct, "%",
+                  ct_hash ? " conntrack=hash" : "");
   }
 };
 
 constexpr uint32_t kCtSize = 262144;  // the default conntrack size
 constexpr uint32_t kFillerIdBase = 100;
 
-datapath::DatapathConfig BenchConfig() {
+datapath::DatapathConfig BenchConfig(const EnvSpec& spec) {
   datapath::DatapathConfig c = dt::StandardConfig();
+  if (spec.ct_hash) c.conntrack_map_type = datapath::ConntrackMapType::kHash;
   c.map_sizes.conntrack = kCtSize;
   c.map_sizes.nat = 131072;
   c.map_sizes.services = 131072;
@@ -117,7 +120,8 @@ struct Env {
   EnvSpec spec;
   std::unique_ptr<Datapath> dp;
   std::unique_ptr<Harness> harness;
-  Service web;  // the service under test (id 1) as programmed
+  std::unique_ptr<Steps> steps;  // loaded on first use (breakdown cases)
+  Service web;                   // the service under test (id 1) as programmed
   bool fixture_backends = true;
 };
 
@@ -238,7 +242,7 @@ absl::StatusOr<std::unique_ptr<Env>> BuildEnv(const EnvSpec& spec) {
   auto env = std::make_unique<Env>();
   env->spec = spec;
   Progress("  set up datapath: ", spec.ToString());
-  CNINET_ASSIGN_OR_RETURN(env->dp, Datapath::Create(BenchConfig()));
+  CNINET_ASSIGN_OR_RETURN(env->dp, Datapath::Create(BenchConfig(spec)));
   Datapath& dp = *env->dp;
   CNINET_RETURN_IF_ERROR(dt::ApplyStandardSetup(dp));
   if (!spec.standard) {
@@ -320,6 +324,8 @@ struct CaseSpec {
   std::string name;   // benchmark name
   Kind kind;
   EnvSpec env;
+  std::string step;   // breakdown: steps.bpf.c program run instead of the datapath's
+  std::string label;  // breakdown: the row's text in the table
 };
 
 struct CaseResult {
@@ -537,12 +543,27 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
   const std::vector<dt::PacketFixture> fixtures = dt::StandardFixtures();
   const CasePlan plan = PlanFor(cs.kind);
   const dt::PacketFixture& mf = Fixture(fixtures, plan.measured);
-  const uint32_t repeat = IsNewFlow(cs.kind) ? g_opt.repeat_new : g_opt.repeat_hot;
+  // SNAT batches stay small: each new flow takes a port, and a batch must not move the
+  // occupancy it measures (256 of 32768 ports: +0.8 %).
+  const uint32_t repeat = cs.kind == Kind::kSnatNew ? std::min<uint32_t>(g_opt.repeat_new, 256)
+                          : IsNewFlow(cs.kind)      ? g_opt.repeat_new
+                                                    : g_opt.repeat_hot;
 
   if (absl::Status s = Prime(env, plan, fixtures); !s.ok()) return fail(s);
-  if (cs.kind != Kind::kFloor) {
+  if (!cs.step.empty()) {
+    if (!env.steps) {
+      auto steps = Steps::Load(dp);
+      if (!steps.ok()) return fail(steps.status());
+      env.steps = std::move(*steps);
+    }
+    auto fd = env.steps->ProgramFd(cs.step);
+    if (!fd.ok()) return fail(fd.status());
+    if (absl::Status s = h.SetTargetFd(*fd); !s.ok()) return fail(s);
+  } else if (cs.kind != Kind::kFloor) {
     if (absl::Status s = h.SetTarget(mf.hook); !s.ok()) return fail(s);
   }
+  // Breakdown prefixes before the conntrack create leave no flows behind.
+  const bool creates_flows = plan.sport && (cs.step.empty() || cs.step == "nb_new_ct_create");
   if (absl::Status s = h.SetPacket(mf.input, plan.sport); !s.ok()) return fail(s);
 
   // One checked run through the harness: the verdict, and the fixture's exact output bytes
@@ -558,11 +579,11 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
     if (r->retval != mf.expected_verdict)
       return fail(
           absl::InternalError(StrCat("verdict ", r->retval, ", want ", mf.expected_verdict)));
-    if (!plan.sport && env.fixture_backends && mf.expected_output &&
+    if (cs.step.empty() && !plan.sport && env.fixture_backends && mf.expected_output &&
         r->packet != *mf.expected_output)
       return fail(absl::InternalError(StrCat("output differs from the fixture\n",
                                              dt::HexDiff(r->packet, *mf.expected_output))));
-    if (plan.sport) {
+    if (creates_flows) {
       if (absl::Status s = CleanupNewFlows(env, cs.kind, plan, *first, 1, fixtures); !s.ok())
         return fail(s);
     }
@@ -591,9 +612,13 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
       if (!first.ok()) return fail(first.status());
       auto mr = h.Run(Slot::kTarget, repeat);
       if (!mr.ok()) return fail(mr.status());
+      if (mr->retval != mf.expected_verdict) {
+        return fail(
+            absl::InternalError(StrCat("verdict ", mr->retval, ", want ", mf.expected_verdict)));
+      }
       net = mr->duration_ns - hh + f;
       measured_runs += repeat;
-      if (plan.sport) {  // outside the measured (kernel) time
+      if (creates_flows) {  // outside the measured (kernel) time
         absl::Status s = CleanupNewFlows(env, cs.kind, plan, *first, repeat, fixtures);
         if (!s.ok()) return fail(s);
       }
@@ -615,7 +640,7 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
     }
     return d;
   };
-  for (uint32_t r : ExpectFor(cs.kind).per_run) {
+  for (uint32_t r : cs.step.empty() ? ExpectFor(cs.kind).per_run : std::vector<uint32_t>{}) {
     if (delta(r) != measured_runs) {
       return fail(
           absl::InternalError(StrCat("counter ", datapath::ReasonName(r), " grew by ", delta(r),
@@ -696,6 +721,7 @@ std::vector<CaseSpec> Cases() {
     }
     if (env.backends) name += StrCat("/backends:", env.backends);
     if (env.ct_fill_pct) name += StrCat("/ct_fill:", env.ct_fill_pct);
+    if (env.ct_hash) name += "/ct_map:hash";
     if (env.nat_occupancy_pct || k == Kind::kSnatNew)
       name += StrCat("/port_occupancy:", env.nat_occupancy_pct);
     out.push_back(CaseSpec{std::move(group), std::move(name), k, env});
@@ -715,6 +741,35 @@ std::vector<CaseSpec> Cases() {
     add("services", Kind::kReply, e);
     add("services", Kind::kNew, e);
   }
+  // 1b. Cost breakdown of the established and new-flow paths (1 service): prefixes of the
+  //     from-pod program, then the full program again in the same environment.
+  {
+    EnvSpec e{.services = 1};
+    struct Step {
+      Kind kind;
+      const char* prog;
+      const char* label;
+    };
+    const Step steps[] = {
+        {Kind::kEstablished, "nb_est_parse", "1 parse + config lookup"},
+        {Kind::kEstablished, "nb_est_clock", "2 + clock (cn_now_s)"},
+        {Kind::kEstablished, "nb_est_ct_lookup", "3 + conntrack lookup (hit)"},
+        {Kind::kEstablished, "nb_est_ct_update", "4 + conntrack update + counters"},
+        {Kind::kEstablished, "", "5 + DNAT rewrite (the full program)"},
+        {Kind::kNew, "nb_new_ct_miss", "1 parse + clock + conntrack lookup (miss)"},
+        {Kind::kNew, "nb_new_service", "2 + service lookup"},
+        {Kind::kNew, "nb_new_backend", "3 + backend selection (Maglev)"},
+        {Kind::kNew, "nb_new_ct_create", "4 + conntrack pair create (2 map inserts)"},
+        {Kind::kNew, "", "5 + DNAT rewrite + counters (the full program)"},
+    };
+    for (const Step& st : steps) {
+      std::string path = st.kind == Kind::kEstablished ? "established" : "new_connection";
+      std::string name = StrCat("Steps/", path, "/", std::string(1, st.label[0]), "_",
+                                st.prog[0] ? std::string(st.prog + 3) : std::string("full"));
+      out.push_back(
+          CaseSpec{"steps", name, st.kind, e, st.prog, StrCat("Steps/", path, ": ", st.label)});
+    }
+  }
   // 2. Backends per service (1 service, Maglev M=16381).
   for (uint32_t b : q ? std::vector<uint32_t>{10} : std::vector<uint32_t>{1, 10, 100, 1000}) {
     EnvSpec e{.services = 1, .backends = b};
@@ -726,6 +781,13 @@ std::vector<CaseSpec> Cases() {
     EnvSpec e{.services = 1, .ct_fill_pct = p};
     add("ct_fill", Kind::kEstablished, e);
     add("ct_fill", Kind::kNew, e);
+  }
+  // 3b. The conntrack map as a plain (preallocated) hash instead of the LRU hash: what the two
+  //     LRU inserts of a new flow cost.
+  {
+    EnvSpec e{.services = 1, .ct_hash = true};
+    add("ct_map", Kind::kNew, e);
+    add("ct_map", Kind::kEstablished, e);
   }
   // 4. SNAT port occupancy and NodePort, on the fixture's standard services.
   for (uint32_t p : q ? std::vector<uint32_t>{0, 50} : std::vector<uint32_t>{0, 50, 90}) {
@@ -748,8 +810,9 @@ std::vector<CaseSpec> Cases() {
 
 const CaseResult* Find(std::string_view kind_name, uint32_t services) {
   for (const auto& r : g_results) {
-    if (r.ok && KindName(r.spec.kind) == kind_name && !r.spec.env.standard &&
-        r.spec.env.services == services && r.spec.env.backends == 0 && r.spec.env.ct_fill_pct == 0)
+    if (r.ok && r.spec.label.empty() && KindName(r.spec.kind) == kind_name &&
+        !r.spec.env.standard && r.spec.env.services == services && r.spec.env.backends == 0 &&
+        r.spec.env.ct_fill_pct == 0 && !r.spec.env.ct_hash)
       return &r;
   }
   return nullptr;
@@ -774,28 +837,41 @@ std::string Goal(const CaseResult& r) {
 
 void WriteTable(const std::string& path) {
   std::ofstream out(path);
-  out << "| case | services | backends | CT fill | SNAT ports taken | ns/packet | Mpps | x floor"
-         " | goal |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+  out << "| case | services | backends | conntrack fill | SNAT ports taken | ns/packet | Mpps |"
+         " x floor | goal / note |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
   char buf[512];
+  const CaseResult* prev_step = nullptr;
   for (const auto& r : g_results) {
     const EnvSpec& e = r.spec.env;
-    std::string kind = KindName(r.spec.kind);
+    std::string kind = r.spec.label.empty() ? KindName(r.spec.kind) : r.spec.label;
     std::string backends = e.backends ? StrCat(e.backends) : std::string("2");
+    std::string fill = StrCat(e.ct_fill_pct, " %", e.ct_hash ? " (hash)" : "");
+    std::string ports =
+        r.spec.kind == Kind::kSnatNew ? StrCat(e.nat_occupancy_pct, " %") : std::string("-");
     if (!r.ok) {
-      out << "| " << kind << " | " << e.services << " | " << backends << " | " << e.ct_fill_pct
-          << " % | " << e.nat_occupancy_pct << " % | error | | | " << r.error << " |\n";
+      out << "| " << kind << " | " << e.services << " | " << backends << " | " << fill << " | "
+          << ports << " | error | | | " << r.error << " |\n";
       continue;
     }
-    std::string extra = Goal(r);
+    std::string extra = r.spec.label.empty() ? Goal(r) : std::string();
+    if (!r.spec.label.empty()) {  // breakdown row: what this step adds
+      const bool first = r.spec.label.find(": 1 ") != std::string::npos;
+      const double before = first || !prev_step ? r.floor_ns : prev_step->ns;
+      char d[96];
+      std::snprintf(d, sizeof(d), "step adds %+.0f ns%s", r.ns - before,
+                    first ? " (over the floor)" : "");
+      extra = d;
+      prev_step = &r;
+    }
     if (r.spec.kind == Kind::kSnatNew) {
       char s[96];
       std::snprintf(s, sizeof(s), "%.2f port retries/flow, %.1f %% dropped (no port)",
                     r.retries_per_flow, r.drop_pct);
       extra = s;
     }
-    std::snprintf(buf, sizeof(buf), "| %s | %u | %s | %u %% | %u %% | %.1f | %.2f | %.2f | %s |\n",
-                  kind.c_str(), e.services, backends.c_str(), e.ct_fill_pct, e.nat_occupancy_pct,
-                  r.ns, 1e3 / r.ns, r.ratio, extra.c_str());
+    std::snprintf(buf, sizeof(buf), "| %s | %u | %s | %s | %s | %.1f | %.2f | %.2f | %s |\n",
+                  kind.c_str(), e.services, backends.c_str(), fill.c_str(), ports.c_str(), r.ns,
+                  1e3 / r.ns, r.ratio, extra.c_str());
     out << buf;
   }
   double floor = 0;

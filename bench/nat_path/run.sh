@@ -31,22 +31,5 @@ out="$(cd "$out" && pwd)"
 "$bin" --table_out="$out/nat_path.md" --plot_out="$out/nat_path.dat" \
   --benchmark_out="$out/nat_path.json" --benchmark_out_format=json "$@"
 
-gnuplot <<GP
-set terminal pngcairo size 900,560 font "sans,11"
-set output "$out/nat_path_ns.png"
-set title "cninet NAT path per packet (BPF_PROG_TEST_RUN, lower is better)"
-set xlabel "services"
-set ylabel "ns / packet"
-set logscale x
-set xrange [0.5:200000]
-set yrange [0:*]
-set grid
-set key top left
-plot "$out/nat_path.dat" using 1:4 with linespoints lw 2 pt 7 title "new connection (CT miss, service, Maglev, CT create, DNAT)", \
-     "" using 1:2 with linespoints lw 2 pt 5 title "established (CT hit + DNAT)", \
-     "" using 1:3 with linespoints lw 2 pt 9 title "reply (CT hit + reverse NAT)", \
-     "" using 1:5 with linespoints lw 2 dt 2 pt 1 title "floor: empty tc program", \
-     "" using 1:(\$5 * 4) with lines lw 1 dt 3 title "goal: established <= 4 x floor", \
-     "" using 1:(\$5 * 10) with lines lw 1 dt 4 title "goal: new <= 10 x floor"
-GP
+gnuplot -e "out='$out'" "$here/plot.gp"
 echo "nat_path: wrote $out/nat_path.md, nat_path.json, nat_path.dat, nat_path_ns.png"

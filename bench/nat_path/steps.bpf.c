@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Cost breakdown of the datapath's from-pod program: prefixes of its two main paths built from
+ * the same bpf/lib code, each stopping after one more step. The benchmark loads this object on
+ * the maps of a running Datapath (libbpf map reuse) and runs every program through the harness
+ * exactly like the real one, so the differences between consecutive rows are what each step
+ * costs. Every program returns TC_ACT_OK only when its path went as expected (else
+ * TC_ACT_SHOT), which the benchmark checks. */
+#include "lib/service.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define NB_PROLOGUE                                               \
+  struct cn_pkt p = {};                                           \
+  __u32 zero = 0;                                                 \
+  struct cn_config* cfg = bpf_map_lookup_elem(&cn_config, &zero); \
+  if (!cfg) return TC_ACT_SHOT;                                   \
+  if (cn_parse(skb, &p) != CN_PARSE_OK) return TC_ACT_SHOT;
+
+/* Established flow: parse, clock, conntrack lookup, conntrack update + counters; the full
+ * program adds the DNAT rewrite. */
+SEC("tc")
+int nb_est_parse(struct __sk_buff* skb) {
+  NB_PROLOGUE
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int nb_est_clock(struct __sk_buff* skb) {
+  NB_PROLOGUE
+  __u32 now = cn_now_s();
+  return now ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int nb_est_ct_lookup(struct __sk_buff* skb) {
+  NB_PROLOGUE
+  __u32 now = cn_now_s();
+  struct cn_ct_entry* e = cn_ct_lookup(&p.t, now);
+  return e ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int nb_est_ct_update(struct __sk_buff* skb) {
+  NB_PROLOGUE
+  __u32 now = cn_now_s();
+  struct cn_ct_entry* e = cn_ct_lookup(&p.t, now);
+  if (!e) return TC_ACT_SHOT;
+  struct cn_tuple key = p.t;
+  cn_ct_update(cfg, &key, e, &p, skb->len, now);
+  cn_count(CN_R_CT_HIT, 0);
+  struct cn_verdict v = {TC_ACT_OK, CN_R_PASS};
+  return cn_finish(skb, v);
+}
+
+/* New flow: parse + clock + conntrack miss, service lookup, backend selection (Maglev),
+ * conntrack pair creation; the full program adds the DNAT rewrite and counters. */
+SEC("tc")
+int nb_new_ct_miss(struct __sk_buff* skb) {
+  NB_PROLOGUE
+  __u32 now = cn_now_s();
+  return cn_ct_lookup(&p.t, now) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+SEC("tc")
+int nb_new_service(struct __sk_buff* skb) {
+  NB_PROLOGUE
+  __u32 now = cn_now_s();
+  if (cn_ct_lookup(&p.t, now)) return TC_ACT_SHOT;
+  return cn_svc_lookup(&p) ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int nb_new_backend(struct __sk_buff* skb) {
+  NB_PROLOGUE
+  __u32 now = cn_now_s();
+  if (cn_ct_lookup(&p.t, now)) return TC_ACT_SHOT;
+  struct cn_svc_entry* svc = cn_svc_lookup(&p);
+  if (!svc) return TC_ACT_SHOT;
+  struct cn_svc_entry s = *svc;
+  __u32 id = 0;
+  struct cn_backend be = {};
+  return cn_lb_select(&s, &p, now, &id, &be) == CN_LB_OK ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int nb_new_ct_create(struct __sk_buff* skb) {
+  NB_PROLOGUE
+  __u32 now = cn_now_s();
+  if (cn_ct_lookup(&p.t, now)) return TC_ACT_SHOT;
+  struct cn_svc_entry* svc = cn_svc_lookup(&p);
+  if (!svc) return TC_ACT_SHOT;
+  struct cn_svc_entry s = *svc;
+  __u32 id = 0;
+  struct cn_backend be = {};
+  if (cn_lb_select(&s, &p, now, &id, &be) != CN_LB_OK) return TC_ACT_SHOT;
+  __u16 port = be.port ? be.port : p.t.dport;
+  if (cn_ct_create(cfg, &p, skb->len, now, be.addr, port, CN_CT_F_SERVICE, s.svc_id, id) < 0)
+    return TC_ACT_SHOT;
+  return TC_ACT_OK;
+}
