@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "cninet/cni/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ipam_e2e.h"
@@ -93,7 +94,7 @@ TEST_F(CrashTest, SigkillAtRandomMomentsThenGc) {
   auto t0 = std::chrono::steady_clock::now();
   std::map<std::string, std::vector<std::string>> completed;  // container -> addresses
   for (int i = 0; i < 5; ++i) {
-    std::string id = "warm" + std::to_string(i);
+    std::string id = cninet::StrCat("warm", i);
     Outcome o =
         RunAndMaybeKill(node_.path(), OurPlugin(), env_for(id), conf_file, std::chrono::seconds(5));
     ASSERT_EQ(o.exit_code, 0) << o.out;
@@ -108,7 +109,7 @@ TEST_F(CrashTest, SigkillAtRandomMomentsThenGc) {
   std::set<std::string> attempted;
   int kills = 0;
   for (int i = 0; i < kMaxAttempts && kills < kMinKills; ++i) {
-    std::string id = "k" + std::to_string(i);
+    std::string id = cninet::StrCat("k", i);
     attempted.insert(id);
     Outcome o = RunAndMaybeKill(node_.path(), OurPlugin(), env_for(id), conf_file,
                                 std::chrono::microseconds(delay(rng)));

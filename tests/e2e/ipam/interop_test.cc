@@ -4,6 +4,7 @@
 #include <set>
 #include <string>
 
+#include "cninet/cni/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ipam_e2e.h"
@@ -34,10 +35,10 @@ TEST_F(InteropTest, OutputMatchesTheReferenceForEveryVersion) {
   };
   for (const std::string version : {"0.3.0", "0.3.1", "0.4.0", "1.0.0"}) {
     for (size_t b = 0; b < bodies.size(); ++b) {
-      std::string ref_dir = tmp_.Sub("ref-" + version + "-" + std::to_string(b));
-      std::string our_dir = tmp_.Sub("our-" + version + "-" + std::to_string(b));
+      std::string ref_dir = tmp_.Sub(cninet::StrCat("ref-", version, "-", b));
+      std::string our_dir = tmp_.Sub(cninet::StrCat("our-", version, "-", b));
       for (int i = 0; i < 3; ++i) {  // Three ADDs: the third crosses into the second range.
-        std::string id = "ctr" + std::to_string(i);
+        std::string id = cninet::StrCat("ctr", i);
         auto ref =
             Call(kRefPlugin, "ADD", id, Conf(bodies[b], version, "cmp", "host-local", ref_dir));
         auto our =
@@ -119,7 +120,7 @@ TEST_F(InteropTest, TwoHundredMixedAllocationsWithoutDuplicates) {
     // Occasionally drop the shared hint so each plugin has to skip the other's leases.
     if (rng() % 7 == 0) std::filesystem::remove(NetDir() + "/last_reserved_ip.0");
     auto r =
-        Call(by_ref[i] ? kRefPlugin : OurPlugin().c_str(), "ADD", "c" + std::to_string(i), conf);
+        Call(by_ref[i] ? kRefPlugin : OurPlugin().c_str(), "ADD", cninet::StrCat("c", i), conf);
     ASSERT_TRUE(r.ok()) << i << (by_ref[i] ? " ref: " : " ours: ") << r.out << r.err;
     auto addrs = Addresses(r.out);
     ASSERT_EQ(addrs.size(), 1u);
@@ -130,7 +131,7 @@ TEST_F(InteropTest, TwoHundredMixedAllocationsWithoutDuplicates) {
   // Every lease is released by the plugin that did not create it.
   for (int i = 0; i < 200; ++i) {
     auto r =
-        Call(by_ref[i] ? OurPlugin().c_str() : kRefPlugin, "DEL", "c" + std::to_string(i), conf);
+        Call(by_ref[i] ? OurPlugin().c_str() : kRefPlugin, "DEL", cninet::StrCat("c", i), conf);
     ASSERT_TRUE(r.ok()) << i << r.out;
   }
   EXPECT_THAT(LeaseFiles(NetDir()), IsEmpty());

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "cninet/cni/strings.h"
+
 namespace cninet::ipam::e2e {
 
 namespace fs = std::filesystem;
@@ -30,7 +32,7 @@ std::map<std::string, std::string> IpamE2eTest::Snapshot(const std::string& root
     struct stat st;
     std::string p = it->path().string();
     if (lstat(p.c_str(), &st) != 0) continue;
-    std::string v = std::to_string(st.st_mode) + ":";
+    std::string v = cninet::StrCat(st.st_mode, ":");
     if (S_ISREG(st.st_mode)) v += cninet::testing::ReadFile(p);
     if (S_ISLNK(st.st_mode)) v += fs::read_symlink(p, ec).string();
     out[p.substr(root.size())] = v;

@@ -4,6 +4,7 @@
 #include <thread>
 #include <vector>
 
+#include "cninet/cni/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ipam_e2e.h"
@@ -24,7 +25,7 @@ class StormTest : public IpamE2eTest {
     std::vector<std::thread> threads;
     for (int i = 0; i < kProcesses; ++i) {
       threads.emplace_back(
-          [&, i] { results[i] = Call(OurPlugin(), command, "s" + std::to_string(i), conf); });
+          [&, i] { results[i] = Call(OurPlugin(), command, cninet::StrCat("s", i), conf); });
     }
     for (auto& t : threads) t.join();
     return results;
@@ -49,8 +50,7 @@ TEST_F(StormTest, SixtyFourConcurrentAddsThenDels) {
   for (int i = 0; i < kProcesses; ++i) {
     for (const std::string& a : Addresses(adds[i].out)) {
       std::string ip = a.substr(0, a.find('/'));
-      EXPECT_EQ(cninet::testing::ReadFile(NetDir() + "/" + ip),
-                "s" + std::to_string(i) + "\r\neth0");
+      EXPECT_EQ(cninet::testing::ReadFile(NetDir() + "/" + ip), cninet::StrCat("s", i, "\r\neth0"));
     }
   }
 

@@ -5,6 +5,7 @@
 #include <set>
 #include <string>
 
+#include "cninet/cni/strings.h"
 #include "cninet/ipam/disk_store.h"
 #include "cninet/ipam/errors.h"
 #include "gmock/gmock.h"
@@ -85,7 +86,7 @@ TEST_P(AllocatorTest, FillsAWholeSubnetWithDistinctAddresses) {
   RangeSet set{{*Range::Parse("10.1.0.0/26")}};  // 62 hosts - gateway = 61.
   std::set<IPAddress> seen;
   for (int i = 0; i < 61; ++i) {
-    auto r = Get(set, "c" + std::to_string(i));
+    auto r = Get(set, cninet::StrCat("c", i));
     ASSERT_THAT(r, IsOk()) << i;
     EXPECT_TRUE(seen.insert(r->address.address()).second);
     EXPECT_TRUE(set.ranges[0].IsAllocatable(r->address.address()));

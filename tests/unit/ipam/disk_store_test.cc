@@ -9,8 +9,12 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <string>
+#include <thread>
 
+#include "cninet/cni/strings.h"
+#include "cninet/ipam/allocator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ipam_matchers.h"
@@ -193,6 +197,43 @@ TEST(DiskStore, CleanupRemovesDebrisOnly) {
   WriteFile(tmp.Sub("n/.cninet-tmp-123-0"), "a\r\neth0");
   ASSERT_THAT((*store)->Cleanup(), IsOk());
   EXPECT_THAT(Names(tmp.Sub("n")), ElementsAre("10.0.0.5", "last_reserved_ip.0", "lock"));
+}
+
+TEST(DiskStore, ThreadsSharingOneStoreOrOpeningTheirOwnNeverCollide) {
+  // Threads of one process: some share a DiskStore (its mutex excludes them), others open their
+  // own (flock on separate open files excludes them). 8 x 40 allocations, all distinct.
+  TempDir tmp;
+  auto shared = DiskStore::Open(tmp.path(), "n", {.sync = false});
+  ASSERT_THAT(shared, IsOk());
+  RangeSet set{{*Range::Parse("10.3.0.0/22")}};
+  std::vector<std::vector<IPAddress>> got(8);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::unique_ptr<DiskStore> own;
+      Store* store = shared->get();
+      if (t % 2 == 1) {
+        own = *DiskStore::Open(tmp.path(), "n", {.sync = false});
+        store = own.get();
+      }
+      for (int i = 0; i < 40; ++i) {
+        auto lock = store->Lock();
+        Allocator alloc(set, *store, 0);
+        auto ip = alloc.Allocate(*lock, cninet::StrCat("t", t, "-", i), "eth0");
+        if (ip.ok()) got[t].push_back(ip->address.address());
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<IPAddress> all;
+  size_t n = 0;
+  for (const auto& v : got) {
+    n += v.size();
+    all.insert(v.begin(), v.end());
+  }
+  EXPECT_EQ(n, 320u);
+  EXPECT_EQ(all.size(), 320u) << "duplicate addresses";
+  EXPECT_EQ((*shared)->List()->size(), 320u);
 }
 
 TEST(DiskStore, LockExcludesOtherProcesses) {

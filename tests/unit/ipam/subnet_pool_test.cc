@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "cninet/cni/strings.h"
 #include "cninet/ipam/disk_store.h"
 #include "cninet/ipam/errors.h"
 #include "gmock/gmock.h"
@@ -89,7 +90,7 @@ TEST(SubnetPool, PersistsInADiskStore) {
 TEST(SubnetPool, Exhaustion) {
   MemoryStore store;
   auto pool = SubnetPool::Create(P("10.0.0.0/24"), 26, &store);
-  for (int i = 0; i < 4; ++i) ASSERT_THAT(pool->Allocate("n" + std::to_string(i)), IsOk());
+  for (int i = 0; i < 4; ++i) ASSERT_THAT(pool->Allocate(cninet::StrCat("n", i)), IsOk());
   EXPECT_THAT(pool->Allocate("n4"), CniStatusIs(kNoFreeAddress, "no free /26 subnet"));
 }
 
