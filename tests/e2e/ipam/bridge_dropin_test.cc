@@ -51,9 +51,9 @@ TEST_F(BridgeDropInTest, BridgeGetsPodAddressesFromUsAndDelFreesThem) {
   auto route = pod_.Exec("ip -4 route show default");
   EXPECT_THAT(route.out, HasSubstr("via 10.80.0.1"));
   // Traffic flows: pod -> gateway on the node's bridge, pod -> pod across the bridge.
-  auto ping_gw = pod_.Exec("ping -c1 -W2 10.80.0.1");
+  auto ping_gw = pod_.Exec("ping -c3 -i0.2 -W2 10.80.0.1");
   EXPECT_TRUE(ping_gw.ok()) << ping_gw.out << ping_gw.err;
-  auto ping_pod = pod_.Exec("ping -c1 -W2 10.80.0.3");
+  auto ping_pod = pod_.Exec("ping -c3 -i0.2 -W2 10.80.0.3");
   EXPECT_TRUE(ping_pod.ok()) << ping_pod.out << ping_pod.err;
 
   // CHECK through the bridge (which delegates CHECK to us with its prevResult).
