@@ -16,8 +16,10 @@
 #            RST close; several client threads)
 #   tcp      iperf3 TCP throughput through a ClusterIP (one stream), Gbit/s
 #   udp      iperf3 UDP 64-byte datagrams at full speed through a ClusterIP, received kpps
-# and each figure as a ratio to cninet's in the same run. Rounds interleave the modes (cninet,
-# nftables, iptables, cninet, ...) so drift on a shared machine hits all three alike.
+# and each figure as a ratio to cninet's in the same run. A fourth mode, "direct", connects to the
+# backend pods' own addresses with no load balancer at all: the ceiling of this topology. Rounds
+# interleave the modes (cninet, nftables, iptables, direct, cninet, ...) so drift on a shared
+# machine hits all of them alike.
 #
 # usage: sudo bench/compare/compare.sh [-b BUILD_DIR] [-s "1 1000 10000"] [-r ROUNDS] [-d SECONDS]
 #                                      [-t CLIENT_THREADS] [-o OUT_DIR] [-P]
@@ -230,6 +232,9 @@ setup_iptables() {
 # iptables-nft keeps its rules in nft tables: flushing the ruleset removes them (and the conntrack
 # hooks they required) completely.
 teardown_iptables() { ip netns exec "$node" nft flush ruleset; }
+# No load balancer: the clients use the backend pods' addresses (the ceiling of the topology).
+setup_direct() { :; }
+teardown_direct() { :; }
 
 measure() {  # measure MODE N ROUND -> appends "N MODE ROUND cps tcp_gbps udp_kpps setup_s" to samples
   local mode="$1" n="$2" r="$3" t0 t1 line cps tcpj udpj tcpg udpk setup
@@ -237,16 +242,20 @@ measure() {  # measure MODE N ROUND -> appends "N MODE ROUND cps tcp_gbps udp_kp
   "setup_$mode" "$n"
   t1=$EPOCHREALTIME
   setup=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  local targets=(--vip-base 10.96.0.1 --services "$n" --port 80 --targets 64) ivip="$IPERF_VIP"
+  if [[ $mode == direct ]]; then
+    targets=(--addresses 10.244.2.2,10.244.3.2 --port 8080)
+    ivip=10.244.2.2
+  fi
   # Connectivity check first: a failure here is an error, not a zero.
-  ip netns exec "$cli" "$tcp" client --vip-base 10.96.0.1 --services "$n" --port 80 --targets 64 \
-    --threads 1 --duration 0.3 --warmup 0 >/dev/null ||
-    { echo "$mode, $n services: connections through the ClusterIPs fail" >&2; return 1; }
-  line=$(ip netns exec "$cli" "$tcp" client --vip-base 10.96.0.1 --services "$n" --port 80 \
-    --targets 64 --threads "$threads" --duration "$secs" --warmup 1)
+  ip netns exec "$cli" "$tcp" client "${targets[@]}" --threads 1 --duration 0.3 --warmup 0 \
+    >/dev/null || { echo "$mode, $n services: connections through the ClusterIPs fail" >&2; return 1; }
+  line=$(ip netns exec "$cli" "$tcp" client "${targets[@]}" --threads "$threads" \
+    --duration "$secs" --warmup 1)
   cps=$(sed -n 's/.* cps=\([0-9.]*\).*/\1/p' <<<"$line")
-  tcpj=$(ip netns exec "$cli" iperf3 -c "$IPERF_VIP" -p 5201 -t "$secs" -J)
+  tcpj=$(ip netns exec "$cli" iperf3 -c "$ivip" -p 5201 -t "$secs" -J)
   tcpg=$(jq -r '.end.sum_received.bits_per_second / 1e9' <<<"$tcpj")
-  udpj=$(ip netns exec "$cli" iperf3 -c "$IPERF_VIP" -p 5201 -u -b 0 -l 64 -t "$secs" -J)
+  udpj=$(ip netns exec "$cli" iperf3 -c "$ivip" -p 5201 -u -b 0 -l 64 -t "$secs" -J)
   udpk=$(jq -r '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds / 1e3' <<<"$udpj")
   "teardown_$mode"
   log "$(printf '%-8s %6s services round %s: %8.0f conn/s  %6.2f Gbit/s TCP  %7.1f kpps UDP  (setup %s s; %s)' \
@@ -259,7 +268,7 @@ load_start=$(cut -d' ' -f1 /proc/loadavg)
 : >"$work/samples"
 for ((r = 1; r <= rounds; r++)); do
   for n in $sizes; do
-    for mode in cninet nftables iptables; do
+    for mode in cninet nftables iptables direct; do
       measure "$mode" "$n" "$r"
     done
   done
@@ -288,27 +297,27 @@ awk -v sizes="$sizes" -v rounds="$rounds" -v secs="$secs" -v threads="$threads" 
   END {
     ns = split(sizes, S, " ")
     printf "Measured %s on kernel %s, %d CPUs shared with the whole topology (client, node, servers) and with other work on the machine (load average %s at start, %s at end): treat differences under ~10 %% as noise. Each cell: median of %d round(s) of %d s (min-max in parentheses); ratios are of the medians; connection test with %d client threads.\n\n", when, kernel, cpus, l0, l1, rounds, secs, threads
-    print "| services | metric | cninet | nftables | iptables | nftables / cninet | iptables / cninet |"
-    print "|---:|---|---:|---:|---:|---:|---:|"
-    print "# services cps_cninet cps_nftables cps_iptables tcp_cninet tcp_nftables tcp_iptables udp_cninet udp_nftables udp_iptables" > dat
+    print "| services | metric | cninet | nftables | iptables | direct (no NAT) | nftables / cninet | iptables / cninet | direct / cninet |"
+    print "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    print "# services cps_cninet cps_nftables cps_iptables tcp_cninet tcp_nftables tcp_iptables udp_cninet udp_nftables udp_iptables cps_direct tcp_direct udp_direct" > dat
     for (s = 1; s <= ns; s++) {
       n = S[s]
-      for (mi = 1; mi <= 3; mi++) {
-        mode = (mi == 1) ? "cninet" : (mi == 2) ? "nftables" : "iptables"
+      for (mi = 1; mi <= 4; mi++) {
+        mode = (mi == 1) ? "cninet" : (mi == 2) ? "nftables" : (mi == 3) ? "iptables" : "direct"
         k = n SUBSEP mode; m = cnt[k]
         C[mode] = med(cps, k, m); T[mode] = med(tcp, k, m); U[mode] = med(udp, k, m); P[mode] = med(su, k, m)
         CC[mode] = cell(cps, k, m, "%.0f"); TT[mode] = cell(tcp, k, m, "%.2f"); UU[mode] = cell(udp, k, m, "%.1f"); PP[mode] = cell(su, k, m, "%.2f")
       }
-      printf "| %d | new TCP connections/s | %s | %s | %s | %.2f | %.2f |\n", n, CC["cninet"], CC["nftables"], CC["iptables"], C["nftables"] / C["cninet"], C["iptables"] / C["cninet"]
-      printf "| %d | iperf3 TCP, Gbit/s | %s | %s | %s | %.2f | %.2f |\n", n, TT["cninet"], TT["nftables"], TT["iptables"], T["nftables"] / T["cninet"], T["iptables"] / T["cninet"]
-      printf "| %d | iperf3 UDP 64 B, kpps received | %s | %s | %s | %.2f | %.2f |\n", n, UU["cninet"], UU["nftables"], UU["iptables"], U["nftables"] / U["cninet"], U["iptables"] / U["cninet"]
-      printf "| %d | load the %d services (rules / maps), s | %s | %s | %s | %.2f | %.2f |\n", n, n, PP["cninet"], PP["nftables"], PP["iptables"], P["nftables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01), P["iptables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01)
-      printf "%d %.0f %.0f %.0f %.3f %.3f %.3f %.1f %.1f %.1f\n", n, C["cninet"], C["nftables"], C["iptables"], T["cninet"], T["nftables"], T["iptables"], U["cninet"], U["nftables"], U["iptables"] > dat
-      cc[n] = C["cninet"]; cn[n] = C["nftables"]; ci[n] = C["iptables"]
+      printf "| %d | new TCP connections/s | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n", n, CC["cninet"], CC["nftables"], CC["iptables"], CC["direct"], C["nftables"] / C["cninet"], C["iptables"] / C["cninet"], C["direct"] / C["cninet"]
+      printf "| %d | iperf3 TCP, Gbit/s | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n", n, TT["cninet"], TT["nftables"], TT["iptables"], TT["direct"], T["nftables"] / T["cninet"], T["iptables"] / T["cninet"], T["direct"] / T["cninet"]
+      printf "| %d | iperf3 UDP 64 B, kpps received | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n", n, UU["cninet"], UU["nftables"], UU["iptables"], UU["direct"], U["nftables"] / U["cninet"], U["iptables"] / U["cninet"], U["direct"] / U["cninet"]
+      printf "| %d | load the %d services (rules / maps), s | %s | %s | %s | - | %.2f | %.2f | - |\n", n, n, PP["cninet"], PP["nftables"], PP["iptables"], P["nftables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01), P["iptables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01)
+      printf "%d %.0f %.0f %.0f %.3f %.3f %.3f %.1f %.1f %.1f %.0f %.3f %.1f\n", n, C["cninet"], C["nftables"], C["iptables"], T["cninet"], T["nftables"], T["iptables"], U["cninet"], U["nftables"], U["iptables"], C["direct"], T["direct"], U["direct"] > dat
+      cc[n] = C["cninet"]; cn[n] = C["nftables"]; ci[n] = C["iptables"]; cd[n] = C["direct"]
     }
     print ""
     if ((10000 in cc) && ci[10000] > 0)
-      printf "- Goal: cninet >= 3x the connection rate of iptables at 10k services: %.2fx (%s).\n", cc[10000] / ci[10000], verdict(cc[10000] >= 3 * ci[10000])
+      printf "- Goal: cninet >= 3x the connection rate of iptables at 10k services: %.2fx (%s); with no load balancer at all (direct) the same topology reaches %.2fx of iptables.\n", cc[10000] / ci[10000], verdict(cc[10000] >= 3 * ci[10000]), cd[10000] / ci[10000]
     if ((1 in cc) && cn[1] > 0)
       printf "- Goal: cninet at least on par with nftables at 1 service (connection rate): %.2fx (%s, counting ratios >= 0.95 as on par).\n", cc[1] / cn[1], verdict(cc[1] >= 0.95 * cn[1])
   }' "$work/samples" >"$out/compare.md"

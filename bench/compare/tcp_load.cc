@@ -3,12 +3,13 @@
 //   cninet-bench-tcp server --port P [--threads T]
 //       Accepts on 0.0.0.0:P (one SO_REUSEPORT socket per thread); per connection: read the
 //       request, write a 64-byte response, close. Runs until SIGTERM/SIGINT.
-//   cninet-bench-tcp client --vip-base A --services N --port P [--targets K] [--threads T]
-//                           [--duration S] [--warmup S]
+//   cninet-bench-tcp client (--vip-base A --services N | --addresses A,B,...) --port P
+//                           [--targets K] [--threads T] [--duration S] [--warmup S]
 //       Opens short connections to K service addresses spread evenly over the N consecutive
 //       addresses starting at A (so a rule list walked in order is, on average, walked half
-//       way), round-robin per thread: connect, send a 16-byte request, read the 64-byte response,
-//       close with RST (SO_LINGER 0: no TIME_WAIT, so ports recycle at once). Prints one line:
+//       way) - or to the listed addresses - round-robin per thread: connect, send a 16-byte
+//       request, read the 64-byte response, close with RST (SO_LINGER 0: no TIME_WAIT, so ports
+//       recycle at once). Prints one line:
 //       "connections=<n> errors=<n> seconds=<s> cps=<rate> p50_us=<x> p99_us=<x>".
 // Every connection that fails (connect, short read) counts as an error; the client exits 1 if
 // more than 1 % fail.
@@ -155,8 +156,8 @@ const char* Arg(int argc, char** argv, const char* name, const char* def) {
 int Usage() {
   std::fprintf(stderr,
                "usage: cninet-bench-tcp server --port P [--threads T]\n"
-               "       cninet-bench-tcp client --vip-base A --services N --port P [--targets K]"
-               " [--threads T] [--duration S] [--warmup S]\n");
+               "       cninet-bench-tcp client (--vip-base A --services N | --addresses A,B,...)"
+               " --port P [--targets K] [--threads T] [--duration S] [--warmup S]\n");
   return 2;
 }
 
@@ -181,17 +182,30 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (mode != "client") return Usage();
-  in_addr base{};
-  if (inet_pton(AF_INET, Arg(argc, argv, "--vip-base", ""), &base) != 1) return Usage();
-  const long services = std::atol(Arg(argc, argv, "--services", "1"));
-  const long k = std::min<long>(services, std::atol(Arg(argc, argv, "--targets", "64")));
   const double duration = std::atof(Arg(argc, argv, "--duration", "5"));
   const double warmup = std::atof(Arg(argc, argv, "--warmup", "1"));
-  if (services <= 0 || k <= 0 || duration <= 0) return Usage();
+  if (duration <= 0) return Usage();
   std::vector<uint32_t> targets;
-  for (long i = 0; i < k; ++i) {
-    const long idx = (2 * i + 1) * services / (2 * k);  // evenly spread, middle of each slice
-    targets.push_back(htonl(ntohl(base.s_addr) + static_cast<uint32_t>(idx)));
+  if (const char* list = Arg(argc, argv, "--addresses", nullptr)) {
+    std::string all = list;
+    for (size_t pos = 0; pos <= all.size();) {
+      size_t comma = all.find(',', pos);
+      if (comma == std::string::npos) comma = all.size();
+      in_addr a{};
+      if (inet_pton(AF_INET, all.substr(pos, comma - pos).c_str(), &a) != 1) return Usage();
+      targets.push_back(a.s_addr);
+      pos = comma + 1;
+    }
+  } else {
+    in_addr base{};
+    if (inet_pton(AF_INET, Arg(argc, argv, "--vip-base", ""), &base) != 1) return Usage();
+    const long services = std::atol(Arg(argc, argv, "--services", "1"));
+    const long k = std::min<long>(services, std::atol(Arg(argc, argv, "--targets", "64")));
+    if (services <= 0 || k <= 0) return Usage();
+    for (long i = 0; i < k; ++i) {
+      const long idx = (2 * i + 1) * services / (2 * k);  // evenly spread, middle of each slice
+      targets.push_back(htonl(ntohl(base.s_addr) + static_cast<uint32_t>(idx)));
+    }
   }
   const auto now = std::chrono::steady_clock::now();
   const auto start = now + std::chrono::microseconds(static_cast<int64_t>(warmup * 1e6));
