@@ -48,6 +48,9 @@ absl::Status DatapathConfig::Validate() const {
     return Invalid("map_sizes", "conntrack and nat need >= 16 entries, the others >= 1");
   if (m.service_slots < 2 || m.service_slots > kMaxServiceId + 1)
     return Invalid("map_sizes.service_slots", StrCat("must be 2..", kMaxServiceId + 1));
+  if (m.policy_endpoints < 1 || m.policy_identities < 1 || m.policy_prefixes < 1 ||
+      m.policy_rules < 1 || m.policy_counters < 16)
+    return Invalid("map_sizes.policy_*", "need >= 1 entry (policy_counters >= 16)");
   return absl::OkStatus();
 }
 

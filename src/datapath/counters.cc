@@ -42,6 +42,10 @@ std::string_view ReasonName(uint32_t reason) {
       return "drop_rewrite_failed";
     case CN_R_DROP_NO_CONFIG:
       return "drop_no_config";
+    case CN_R_DROP_POLICY:
+      return "drop_policy";
+    case CN_R_DROP_ISOLATED:
+      return "drop_isolated";
     case CN_R_CT_NEW:
       return "event_ct_new";
     case CN_R_CT_HIT:
@@ -54,6 +58,12 @@ std::string_view ReasonName(uint32_t reason) {
       return "event_affinity_hit";
     case CN_R_ICMP_ERROR_XLATED:
       return "event_icmp_error_xlated";
+    case CN_R_POLICY_ALLOW:
+      return "event_policy_allow";
+    case CN_R_POLICY_SERVICE:
+      return "event_policy_service";
+    case CN_R_POLICY_HOST:
+      return "event_policy_host";
     default:
       return "";
   }

@@ -25,6 +25,7 @@
 #include "cninet/datapath/types.h"
 #include "cninet_bpf/from_pod.skel.h"
 #include "cninet_bpf/noop.skel.h"
+#include "cninet_bpf/to_pod.skel.h"
 #include "cninet_bpf/world.skel.h"
 
 namespace cninet::datapath {
@@ -34,7 +35,9 @@ struct DatapathPrograms {
   from_pod_bpf* pod = nullptr;
   world_bpf* world = nullptr;
   noop_bpf* noop = nullptr;
+  to_pod_bpf* to_pod = nullptr;
   ~DatapathPrograms() {
+    if (to_pod) to_pod_bpf__destroy(to_pod);
     if (noop) noop_bpf__destroy(noop);
     if (world) world_bpf__destroy(world);
     if (pod) from_pod_bpf__destroy(pod);
@@ -47,6 +50,8 @@ struct DatapathPrograms {
         return bpf_program__fd(world->progs.cn_from_world);
       case Hook::kToWorld:
         return bpf_program__fd(world->progs.cn_to_world);
+      case Hook::kToPod:
+        return bpf_program__fd(to_pod->progs.cn_to_pod);
       case Hook::kNoop:
         return bpf_program__fd(noop->progs.cn_noop);
     }
@@ -82,7 +87,7 @@ void InstallLibbpfLogger() {
 }
 
 bpf_tc_attach_point AttachPoint(Hook hook) {
-  return hook == Hook::kToWorld ? BPF_TC_EGRESS : BPF_TC_INGRESS;
+  return hook == Hook::kToWorld || hook == Hook::kToPod ? BPF_TC_EGRESS : BPF_TC_INGRESS;
 }
 
 uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
@@ -93,6 +98,11 @@ uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
   if (name == CN_MAP_LB_TABLES) return m.service_slots;
   if (name == CN_MAP_AFFINITY) return m.affinity;
   if (name == CN_MAP_ENDPOINTS) return m.endpoints;
+  if (name == CN_MAP_POL_EPS) return m.policy_endpoints;
+  if (name == CN_MAP_POL_IDS) return m.policy_identities;
+  if (name == CN_MAP_POL_CIDRS) return m.policy_prefixes;
+  if (name == CN_MAP_POL_RULES) return m.policy_rules;
+  if (name == CN_MAP_POL_STATS) return m.policy_counters;
   return 0;  // keep the object's own size (config, counters)
 }
 
@@ -140,12 +150,35 @@ absl::Status WrapInto(Map<K, V>* out, int fd, std::string_view name) {
   return absl::OkStatus();
 }
 
+// The policy maps (only the to-pod object has them).
+constexpr const char* kPolicyMaps[] = {CN_MAP_POL_EPS, CN_MAP_POL_IDS, CN_MAP_POL_CIDRS,
+                                       CN_MAP_POL_RULES, CN_MAP_POL_STATS};
+
+bool IsPolicyMap(std::string_view name) {
+  for (const char* p : kPolicyMaps)
+    if (name == p) return true;
+  return false;
+}
+
+// Opens every map through `fd_of`. With `policy_optional`, absent policy maps (NotFound; maps
+// pinned by a version without policy) leave those members invalid.
 absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>& fd_of,
-                      DatapathMaps* m) {
+                      DatapathMaps* m, bool policy_optional = false) {
   auto wrap = [&](auto* out, std::string_view name) -> absl::Status {
     CNINET_ASSIGN_OR_RETURN(int fd, fd_of(name));
     return WrapInto(out, fd, name);
   };
+  auto wrap_policy = [&](auto* out, std::string_view name) -> absl::Status {
+    absl::StatusOr<int> fd = fd_of(name);
+    if (!fd.ok() && policy_optional && absl::IsNotFound(fd.status())) return absl::OkStatus();
+    if (!fd.ok()) return fd.status();
+    return WrapInto(out, *fd, name);
+  };
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->pol_endpoints, CN_MAP_POL_EPS));
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->pol_identities, CN_MAP_POL_IDS));
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->pol_prefixes, CN_MAP_POL_CIDRS));
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->pol_rules, CN_MAP_POL_RULES));
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->pol_counters, CN_MAP_POL_STATS));
   CNINET_RETURN_IF_ERROR(wrap(&m->config, CN_MAP_CONFIG));
   CNINET_RETURN_IF_ERROR(wrap(&m->conntrack, CN_MAP_CT));
   CNINET_RETURN_IF_ERROR(wrap(&m->nat, CN_MAP_NAT));
@@ -223,6 +256,8 @@ std::string_view HookName(Hook hook) {
       return "from-world";
     case Hook::kToWorld:
       return "to-world";
+    case Hook::kToPod:
+      return "to-pod";
     case Hook::kNoop:
       return "noop";
   }
@@ -331,14 +366,39 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
     return ErrnoStatus(Err(r), "load world programs");
   progs->noop = noop_bpf__open_and_load();
   if (progs->noop == nullptr) return ErrnoStatus(errno, "load noop program");
+  // to-pod shares the from-pod object's maps and owns the policy maps (pinned like the others).
+  progs->to_pod = to_pod_bpf__open();
+  if (progs->to_pod == nullptr) return ErrnoStatus(errno, "open to_pod object");
+  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->to_pod->obj, config, ""));
+  CNINET_RETURN_IF_ERROR(ReuseMaps(progs->to_pod->obj, progs->pod->obj));
+  if (!dp->pin_dir_.empty()) {
+    for (const char* name : kPolicyMaps) {
+      bpf_map* m = bpf_object__find_map_by_name(progs->to_pod->obj, name);
+      if (m == nullptr) return absl::InternalError(StrCat("to_pod object lacks map ", name));
+      std::string path = StrCat(dp->pin_dir_, "/", name);
+      if (int r = bpf_map__set_pin_path(m, path.c_str()); r < 0)
+        return ErrnoStatus(Err(r), StrCat("pin path ", path));
+    }
+  }
+  if (int r = to_pod_bpf__load(progs->to_pod); r < 0) {
+    int e = Err(r);
+    if (!dp->pin_dir_.empty() && e == EINVAL) {
+      return absl::FailedPreconditionError(
+          StrCat("loading the to-pod program failed (", strerror(e), "); policy maps pinned in ",
+                 dp->pin_dir_, " may have other sizes: remove them or use the same configuration"));
+    }
+    return ErrnoStatus(e, "load to_pod program");
+  }
 
   auto maps = std::make_shared<DatapathMaps>();
-  bpf_object* obj = progs->pod->obj;
+  bpf_object* objs[] = {progs->pod->obj, progs->to_pod->obj};
   CNINET_RETURN_IF_ERROR(OpenMaps(
-      [obj](std::string_view name) -> absl::StatusOr<int> {
-        bpf_map* m = bpf_object__find_map_by_name(obj, std::string(name).c_str());
-        if (m == nullptr) return absl::InternalError(StrCat("BPF object lacks map ", name));
-        return bpf_map__fd(m);
+      [&objs](std::string_view name) -> absl::StatusOr<int> {
+        std::string n(name);
+        for (bpf_object* obj : objs) {
+          if (bpf_map* m = bpf_object__find_map_by_name(obj, n.c_str())) return bpf_map__fd(m);
+        }
+        return absl::InternalError(StrCat("BPF objects lack map ", name));
       },
       maps.get()));
   dp->maps_ = std::move(maps);
@@ -361,11 +421,15 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string
       [&](std::string_view name) -> absl::StatusOr<int> {
         std::string path = StrCat(pin_dir, "/", name);
         int fd = bpf_obj_get(path.c_str());
-        if (fd < 0) return ErrnoStatus(Err(fd), StrCat("open pinned map ", path));
+        if (fd < 0) {
+          if (Err(fd) == ENOENT && IsPolicyMap(name))
+            return absl::NotFoundError(StrCat("no pinned map ", path));
+          return ErrnoStatus(Err(fd), StrCat("open pinned map ", path));
+        }
         opened.push_back(fd);
         return fd;
       },
-      maps.get());
+      maps.get(), /*policy_optional=*/true);
   for (int fd : opened) close(fd);
   CNINET_RETURN_IF_ERROR(s);
   dp->maps_ = std::move(maps);
@@ -381,6 +445,13 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string
   dp->config_.map_sizes.backends = mi(dp->maps_->backends);
   dp->config_.map_sizes.affinity = mi(dp->maps_->affinity);
   dp->config_.map_sizes.endpoints = mi(dp->maps_->endpoints);
+  if (dp->maps_->pol_rules.raw().valid()) {
+    dp->config_.map_sizes.policy_endpoints = mi(dp->maps_->pol_endpoints);
+    dp->config_.map_sizes.policy_identities = mi(dp->maps_->pol_identities);
+    dp->config_.map_sizes.policy_prefixes = mi(dp->maps_->pol_prefixes);
+    dp->config_.map_sizes.policy_rules = mi(dp->maps_->pol_rules);
+    dp->config_.map_sizes.policy_counters = mi(dp->maps_->pol_counters);
+  }
   CNINET_ASSIGN_OR_RETURN(MapInfo lb, dp->maps_->lb_tables.Info());
   dp->config_.map_sizes.service_slots = lb.max_entries;
   dp->config_.conntrack_map_type = dp->maps_->conntrack.info().type == BPF_MAP_TYPE_HASH
@@ -396,6 +467,7 @@ absl::Status Datapath::InitTables() {
   nat_ = std::make_unique<NatTable>(maps_);
   endpoints_ = std::make_unique<EndpointTable>(maps_);
   counters_ = std::make_unique<Counters>(maps_);
+  CNINET_ASSIGN_OR_RETURN(policy_, PolicyTable::Load(maps_));
   return absl::OkStatus();
 }
 
@@ -428,8 +500,18 @@ absl::StatusOr<Attachment> Datapath::Attach(Hook hook, std::string_view ifname) 
   return a;
 }
 
+absl::StatusOr<std::vector<Attachment>> Datapath::AttachPod(std::string_view host_ifname) {
+  std::vector<Attachment> out;
+  for (Hook hook : {Hook::kFromPod, Hook::kToPod}) {
+    CNINET_ASSIGN_OR_RETURN(Attachment a, Attach(hook, host_ifname));
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
 absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8_t> packet,
-                                                uint32_t repeat, uint32_t ifindex) const {
+                                                uint32_t repeat, uint32_t ifindex,
+                                                uint32_t ingress_ifindex) const {
   if (!programs_)
     return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
   std::vector<uint8_t> out(packet.size() + 256);
@@ -438,8 +520,9 @@ absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8
               .data_size_in = static_cast<uint32_t>(packet.size()),
               .data_size_out = static_cast<uint32_t>(out.size()),
               .repeat = static_cast<int>(repeat));
-  if (ifindex != 0) {
+  if (ifindex != 0 || ingress_ifindex != 0) {
     ctx.ifindex = ifindex;
+    ctx.ingress_ifindex = ingress_ifindex;
     opts.ctx_in = &ctx;
     opts.ctx_size_in = sizeof(ctx);
   }
@@ -470,8 +553,10 @@ absl::StatusOr<ProgramStats> Datapath::Stats(Hook hook) const {
 
 absl::Status Datapath::Unpin() {
   if (pin_dir_.empty()) return absl::OkStatus();
-  for (const char* name : {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS,
-                           CN_MAP_LB_TABLES, CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS}) {
+  for (const char* name :
+       {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS, CN_MAP_LB_TABLES,
+        CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS, CN_MAP_POL_EPS, CN_MAP_POL_IDS,
+        CN_MAP_POL_CIDRS, CN_MAP_POL_RULES, CN_MAP_POL_STATS}) {
     std::string path = StrCat(pin_dir_, "/", name);
     if (unlink(path.c_str()) != 0 && errno != ENOENT)
       return ErrnoStatus(errno, StrCat("unlink ", path));

@@ -40,6 +40,11 @@ typedef uint64_t cn_u64;
 #define CN_MAP_AFFINITY "cn_affinity"    ///< sessionAffinity ClientIP.
 #define CN_MAP_ENDPOINTS "cn_endpoints"  ///< Local pods.
 #define CN_MAP_COUNTERS "cn_counters"    ///< Per-CPU counters.
+#define CN_MAP_POL_EPS "cn_pol_eps"      ///< Ingress policy of each local endpoint.
+#define CN_MAP_POL_IDS "cn_pol_ids"      ///< Pod IPv4 -> security identity.
+#define CN_MAP_POL_CIDRS "cn_pol_cidrs"  ///< IPv4 prefix -> CIDR identity (LPM trie).
+#define CN_MAP_POL_RULES "cn_pol_rules"  ///< Allow entries (LPM trie).
+#define CN_MAP_POL_STATS "cn_pol_stats"  ///< Per-CPU verdict counters per (endpoint, rule) slot.
 
 /// Most node addresses the datapath knows.
 #define CN_MAX_NODE_ADDRS 4
@@ -74,6 +79,7 @@ struct cn_config {
 #define CN_CT_F_INBOUND 0x10       ///< Plain flow that entered from the uplink.
 #define CN_CT_F_SEEN_NON_SYN 0x20  ///< A non-SYN packet was seen in this direction.
 #define CN_CT_F_CLOSING 0x40       ///< FIN or RST seen (either direction).
+#define CN_CT_F_POLICY_OK 0x80     ///< The destination's ingress policy admitted this flow.
 
 /// 5-tuple key of conntrack and NAT entries. For ICMP echo: request sport=id dport=0,
 /// reply sport=0 dport=id.
@@ -170,6 +176,57 @@ struct cn_endpoint {
   cn_u16 flags;    ///< Reserved (0).
 };
 
+// ---- Ingress policy (bpf/lib/policy.h, cninet::datapath::PolicyTable) ----
+
+// cn_pol_endpoint.flags
+#define CN_POL_F_DEFAULT_DENY 0x1   ///< New flows enter only through an allow entry (or service).
+#define CN_POL_F_ISOLATED 0x2       ///< The pod's namespace is isolated.
+#define CN_POL_F_ALLOW_SERVICE 0x4  ///< Flows DNATed by a service enter (isolation rule e).
+#define CN_POL_F_NETPOL 0x8         ///< At least one ingress NetworkPolicy selects the pod.
+
+/// Ingress policy of a local endpoint (key: pod IPv4, network order); endpoints without an
+/// entry accept everything. The slots index cn_pol_stats.
+struct cn_pol_endpoint {
+  cn_u32 flags;         ///< CN_POL_F_* bits.
+  cn_u32 service_slot;  ///< Counter of new flows admitted through a service (isolation).
+  cn_u32 deny_slot;     ///< Counter of denied packets.
+  cn_u32 host_slot;     ///< Counter of host-originated packets (never filtered).
+};
+
+/// Peer identity of an allow entry that matches every source.
+#define CN_POL_ID_ANY 0u
+/// First identity number of a pod label set; 1..255 are reserved.
+#define CN_POL_ID_FIRST_POD 256u
+/// Bit set in every CIDR identity (identities of ipBlock prefixes).
+#define CN_POL_ID_CIDR_BIT 0x80000000u
+
+/// Key of cn_pol_cidrs (LPM trie): an IPv4 prefix whose value is its CIDR identity.
+struct cn_pol_cidr_key {
+  cn_u32 prefixlen;  ///< 0..32.
+  cn_u32 addr;       ///< Network order.
+};
+
+/// Key of cn_pol_rules (LPM trie). The prefix covers endpoint (32 bits), peer (32), proto (8),
+/// pad (8, always 0) and the destination port's top bits (0..16): prefixlen 64 = any protocol,
+/// 80 = any port of `proto`, 80 + n = ports sharing the top n bits with `port`.
+struct cn_pol_key {
+  cn_u32 prefixlen;  ///< CN_POL_PREFIX_ANY_PROTO .. CN_POL_PREFIX_FULL.
+  cn_u32 endpoint;   ///< Local pod IPv4 (network order).
+  cn_u32 peer;       ///< Source identity (pod or CIDR identity) or CN_POL_ID_ANY (host order).
+  cn_u8 proto;       ///< IP protocol.
+  cn_u8 pad;         ///< Zero.
+  cn_u16 port;       ///< Destination port (network order).
+};
+#define CN_POL_PREFIX_ANY_PROTO 64  ///< Prefix length of an any-protocol entry.
+#define CN_POL_PREFIX_PROTO 80      ///< Prefix length of an any-port entry of one protocol.
+#define CN_POL_PREFIX_FULL 96       ///< Prefix length of a single-port entry (and of lookups).
+
+/// Value of cn_pol_rules: the counter slot of the (endpoint, rule) that allows.
+struct cn_pol_value {
+  cn_u32 slot;  ///< Index into cn_pol_stats.
+  cn_u32 pad;   ///< Zero.
+};
+
 /// Per-CPU counter value, one per reason.
 struct cn_counter {
   cn_u64 packets;  ///< Packets counted.
@@ -196,6 +253,8 @@ enum cn_reason {
   CN_R_DROP_BACKEND_GONE,     ///< Selected backend id not in the backends map.
   CN_R_DROP_CSUM,             ///< Checksum/packet rewrite helper failed.
   CN_R_DROP_NO_CONFIG,        ///< Config map empty.
+  CN_R_DROP_POLICY,           ///< New flow to a pod selected by NetworkPolicy; no rule allows it.
+  CN_R_DROP_ISOLATED,         ///< New flow into an isolated namespace from outside it.
   CN_R_EVENTS = 32,           ///< First event index.
   CN_R_CT_NEW = CN_R_EVENTS,  ///< Conntrack pair created.
   CN_R_CT_HIT,                ///< Conntrack hit.
@@ -203,6 +262,9 @@ enum cn_reason {
   CN_R_NAT_PORT_RETRY,        ///< SNAT port candidate taken, probed further.
   CN_R_AFFINITY_HIT,          ///< Backend chosen by sessionAffinity.
   CN_R_ICMP_ERROR_XLATED,     ///< ICMP error rewritten for its flow.
+  CN_R_POLICY_ALLOW,          ///< New flow to a policy-managed pod admitted by an allow entry.
+  CN_R_POLICY_SERVICE,        ///< New flow admitted because a service DNATed it (isolation).
+  CN_R_POLICY_HOST,           ///< Host-originated packet to a policy-managed pod (never filtered).
   CN_R_MAX = 48               ///< Size of the counters map.
 };
 
@@ -219,6 +281,12 @@ CN_STATIC_ASSERT(sizeof(struct cn_affinity_key) == 8, "cn_affinity_key layout");
 CN_STATIC_ASSERT(sizeof(struct cn_affinity_entry) == 8, "cn_affinity_entry layout");
 CN_STATIC_ASSERT(sizeof(struct cn_endpoint) == 12, "cn_endpoint layout");
 CN_STATIC_ASSERT(sizeof(struct cn_counter) == 16, "cn_counter layout");
+CN_STATIC_ASSERT(sizeof(struct cn_pol_endpoint) == 16, "cn_pol_endpoint layout");
+CN_STATIC_ASSERT(sizeof(struct cn_pol_cidr_key) == 8, "cn_pol_cidr_key layout");
+CN_STATIC_ASSERT(sizeof(struct cn_pol_key) == 16, "cn_pol_key layout");
+CN_STATIC_ASSERT(sizeof(struct cn_pol_value) == 8, "cn_pol_value layout");
+CN_STATIC_ASSERT(CN_R_DROP_ISOLATED < CN_R_EVENTS, "verdict reasons fit below the events");
+CN_STATIC_ASSERT(CN_R_POLICY_HOST < CN_R_MAX, "events fit in the counters map");
 /// @endcond
 
 #if defined(__BPF__)

@@ -29,13 +29,18 @@ struct Timeouts {
 
 /// Maximum entries of each map. Pinned maps are reused only when their sizes match.
 struct MapSizes {
-  uint32_t conntrack = 262144;     ///< Conntrack entries (two per flow).
-  uint32_t nat = 131072;           ///< NAT entries (two per mapping).
-  uint32_t services = 65536;       ///< frontends (VIP:port:proto keys)
-  uint32_t service_slots = 65536;  ///< service ids 1..service_slots-1 (Maglev/random tables)
-  uint32_t backends = 262144;      ///< Backends of all services.
-  uint32_t affinity = 65536;       ///< sessionAffinity entries.
-  uint32_t endpoints = 4096;       ///< Local pods.
+  uint32_t conntrack = 262144;         ///< Conntrack entries (two per flow).
+  uint32_t nat = 131072;               ///< NAT entries (two per mapping).
+  uint32_t services = 65536;           ///< frontends (VIP:port:proto keys)
+  uint32_t service_slots = 65536;      ///< service ids 1..service_slots-1 (Maglev/random tables)
+  uint32_t backends = 262144;          ///< Backends of all services.
+  uint32_t affinity = 65536;           ///< sessionAffinity entries.
+  uint32_t endpoints = 4096;           ///< Local pods.
+  uint32_t policy_endpoints = 4096;    ///< Local pods with an ingress policy (cn_pol_eps).
+  uint32_t policy_identities = 65536;  ///< Pod IPv4 -> identity entries (every pod of the cluster).
+  uint32_t policy_prefixes = 16384;    ///< ipBlock prefixes (CIDR identities).
+  uint32_t policy_rules = 131072;      ///< Allow entries over all local endpoints.
+  uint32_t policy_counters = 16384;    ///< Per-(endpoint, rule) verdict counter slots.
 };
 
 /// Everything Datapath::Create needs.

@@ -22,6 +22,7 @@
 #include "cninet/datapath/counters.h"
 #include "cninet/datapath/endpoints.h"
 #include "cninet/datapath/nat.h"
+#include "cninet/datapath/policy_table.h"
 #include "cninet/datapath/service_table.h"
 
 namespace cninet::datapath {
@@ -35,9 +36,10 @@ enum class Hook {
   kFromWorld,  ///< tc ingress, node uplink
   kToWorld,    ///< tc egress, node uplink
   kNoop,       ///< empty program returning TC_ACT_OK (benchmark floor); attachable for tests
+  kToPod,      ///< tc egress, host side of a pod veth (traffic towards the pod): ingress policy
 };
 
-/// "from-pod", "from-world", "to-world", "noop".
+/// "from-pod", "from-world", "to-world", "to-pod", "noop".
 std::string_view HookName(Hook hook);
 
 /// A tc filter owned by this object: detached (in the namespace it was attached in) on
@@ -111,9 +113,14 @@ class Datapath {
   /// a previous cninet filter of the same hook there.
   absl::StatusOr<Attachment> Attach(Hook hook, std::string_view ifname);
   /// Runs `hook`'s program once (or `repeat` times) on `packet` through BPF_PROG_TEST_RUN;
-  /// `ifindex` (0: loopback) is the skb's ingress interface.
+  /// `ifindex` (0: loopback) is the skb's device, `ingress_ifindex` its skb_iif (0 = sent by
+  /// the host itself, which kToPod never filters).
   absl::StatusOr<TestRunResult> TestRun(Hook hook, std::span<const uint8_t> packet,
-                                        uint32_t repeat = 1, uint32_t ifindex = 0) const;
+                                        uint32_t repeat = 1, uint32_t ifindex = 0,
+                                        uint32_t ingress_ifindex = 0) const;
+  /// Attaches the per-pod programs (kFromPod on ingress, kToPod on egress) to the host side of a
+  /// pod's veth; both are detached when the returned attachments die (or Release()d).
+  absl::StatusOr<std::vector<Attachment>> AttachPod(std::string_view host_ifname);
 
   /// Verifier and size statistics of `hook`'s program.
   absl::StatusOr<ProgramStats> Stats(Hook hook) const;
@@ -135,6 +142,8 @@ class Datapath {
   EndpointTable& endpoints() { return *endpoints_; }
   /// Verdict and event counters.
   Counters& counters() { return *counters_; }
+  /// Ingress policy of local pods (NetworkPolicy, isolated namespaces).
+  PolicyTable& policy() { return *policy_; }
   /// The raw maps (for benchmarks and tools that need direct map access).
   const std::shared_ptr<DatapathMaps>& maps() const { return maps_; }
 
@@ -150,6 +159,7 @@ class Datapath {
   std::unique_ptr<NatTable> nat_;
   std::unique_ptr<EndpointTable> endpoints_;
   std::unique_ptr<Counters> counters_;
+  std::unique_ptr<PolicyTable> policy_;
 };
 
 }  // namespace cninet::datapath
