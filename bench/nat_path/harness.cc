@@ -82,6 +82,8 @@ absl::Status Harness::SetTarget(datapath::Hook hook) {
       break;
     case datapath::Hook::kNoop:
       return absl::InvalidArgumentError("the harness measures the empty program itself");
+    case datapath::Hook::kToPod:
+      return absl::InvalidArgumentError("the harness has no slot for the to-pod program");
   }
   uint32_t slot = NB_SLOT_TARGET;
   if (int r = bpf_map_update_elem(bpf_map__fd(skel_->maps.nb_progs), &slot, &fd, 0); r < 0)
