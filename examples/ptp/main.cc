@@ -256,28 +256,9 @@ class PtpPlugin : public cninet::cni::Plugin {
     return absl::OkStatus();
   }
 
-  absl::Status Status(const CmdArgs& args) override {
-    // Ready when netlink works and the IPAM plugin is installed (and, if it implements STATUS,
-    // says it is ready).
-    CNINET_RETURN_IF_ERROR(nl::Handle::Open().status());
-    std::string type = args.conf.IpamType();
-    if (type.empty()) return absl::OkStatus();
-    auto supports = nl::DelegateSupportsVersion(type, args.conf.cni_version, args);
-    if (!supports.ok())
-      return CniError(ErrorCode::kNotAvailable, cninet::ToStd(supports.status().message()));
-    if (!*supports) return absl::OkStatus();  // IPAM older than CNI 1.1: installed is all we know.
-    return cninet::cni::DelegateStatus(type, args.stdin_data, args);
-  }
+  absl::Status Status(const CmdArgs& args) override { return nl::DelegatedIpamStatus(args); }
 
-  absl::Status Gc(const CmdArgs& args) override {
-    // Our own state is the kernel's (links die with the pod); leases are the IPAM plugin's.
-    std::string type = args.conf.IpamType();
-    if (type.empty()) return absl::OkStatus();
-    CNINET_ASSIGN_OR_RETURN(bool supports,
-                            nl::DelegateSupportsVersion(type, args.conf.cni_version, args));
-    if (!supports) return absl::OkStatus();
-    return cninet::cni::DelegateGc(type, args.stdin_data, args);
-  }
+  absl::Status Gc(const CmdArgs& args) override { return nl::DelegatedIpamGc(args); }
 };
 
 }  // namespace

@@ -271,6 +271,26 @@ absl::StatusOr<bool> DelegateSupportsVersion(std::string_view type, std::string_
   return false;
 }
 
+absl::Status DelegatedIpamStatus(const cni::CmdArgs& args) {
+  CNINET_RETURN_IF_ERROR(Handle::Open().status());
+  std::string type = args.conf.IpamType();
+  if (type.empty()) return absl::OkStatus();
+  absl::StatusOr<bool> supports = DelegateSupportsVersion(type, args.conf.cni_version, args);
+  if (!supports.ok()) {
+    return cni::CniError(cni::ErrorCode::kNotAvailable, cninet::ToStd(supports.status().message()));
+  }
+  if (!*supports) return absl::OkStatus();  // IPAM older than CNI 1.1: installed is all we know.
+  return cni::DelegateStatus(type, args.stdin_data, args);
+}
+
+absl::Status DelegatedIpamGc(const cni::CmdArgs& args) {
+  std::string type = args.conf.IpamType();
+  if (type.empty()) return absl::OkStatus();
+  CNINET_ASSIGN_OR_RETURN(bool supports, DelegateSupportsVersion(type, args.conf.cni_version, args));
+  if (!supports) return absl::OkStatus();
+  return cni::DelegateGc(type, args.stdin_data, args);
+}
+
 absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a,
                              absl::FunctionRef<absl::Status()> b) {
   absl::Status sa;

@@ -102,6 +102,14 @@ class BackgroundIpamAdd {
 absl::StatusOr<bool> DelegateSupportsVersion(std::string_view type, std::string_view version,
                                              const cni::CmdArgs& args);
 
+// STATUS of a veth plugin that delegates IPAM: ready when netlink works and the IPAM plugin is
+// installed and, if it implements CNI 1.1 STATUS, reports itself ready (code 50 otherwise).
+absl::Status DelegatedIpamStatus(const cni::CmdArgs& args);
+
+// GC of a veth plugin: links die with their pods, so only the IPAM plugin's leases are collected,
+// when it implements CNI 1.1 GC.
+absl::Status DelegatedIpamGc(const cni::CmdArgs& args);
+
 // Runs `a` on a new thread and `b` on the caller's, waits for both, and returns the first
 // failure (a's when both fail). For independent steps such as IPAM DEL and link deletion.
 absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a,
