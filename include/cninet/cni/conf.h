@@ -20,19 +20,21 @@ namespace cninet::cni {
 
 /// One entry of the `portMappings` capability (CONVENTIONS.md).
 struct PortMapping {
-  uint16_t host_port = 0;
-  uint16_t container_port = 0;
+  uint16_t host_port = 0;  ///< Port on the host ("hostPort").
+  uint16_t container_port = 0;  ///< Port in the pod ("containerPort").
   std::string protocol = "tcp";  ///< "tcp", "udp" or "sctp" (lower case).
   std::string host_ip;           ///< Optional: bind to this host address only.
+  /// Field-wise equality.
   friend bool operator==(const PortMapping&, const PortMapping&) = default;
 };
 
 /// The `bandwidth` capability: rates in bits per second, bursts in bits.
 struct BandwidthLimits {
-  uint64_t ingress_rate = 0;
-  uint64_t ingress_burst = 0;
-  uint64_t egress_rate = 0;
-  uint64_t egress_burst = 0;
+  uint64_t ingress_rate = 0;  ///< "ingressRate", bits/s.
+  uint64_t ingress_burst = 0;  ///< "ingressBurst", bits.
+  uint64_t egress_rate = 0;  ///< "egressRate", bits/s.
+  uint64_t egress_burst = 0;  ///< "egressBurst", bits.
+  /// Field-wise equality.
   friend bool operator==(const BandwidthLimits&, const BandwidthLimits&) = default;
 };
 
@@ -56,14 +58,14 @@ struct RuntimeConfig {
 /// `raw` is the complete object, so plugin-specific keys are read from it and nothing is lost.
 struct NetConf {
   std::string cni_version;                 ///< "" is treated as "0.1.0", as libcni does.
-  std::string name;
-  std::string type;
-  std::map<std::string, bool> capabilities;
+  std::string name;  ///< The network's name ("name").
+  std::string type;  ///< The plugin binary's name ("type").
+  std::map<std::string, bool> capabilities;  ///< "capabilities" the plugin declares.
   nlohmann::json ipam = nlohmann::json::object();            ///< {"type": ...} or empty.
-  std::optional<DNS> dns;
+  std::optional<DNS> dns;  ///< "dns", if any.
   nlohmann::json runtime_config = nlohmann::json::object();  ///< Injected by the runtime.
   nlohmann::json args = nlohmann::json::object();            ///< "args" (conventions), if any.
-  bool ip_masq = false;
+  bool ip_masq = false;  ///< "ipMasq".
   std::optional<nlohmann::json> raw_prev_result;  ///< As received.
   std::optional<Result> prev_result;              ///< Parsed from raw_prev_result.
   nlohmann::json raw = nlohmann::json::object();  ///< The whole object.
@@ -71,6 +73,7 @@ struct NetConf {
   /// Parses and checks the spec keys' types (code 6 on bad JSON or wrong types) and the network
   /// name (code 7). prevResult, when present, must parse as a Result.
   static absl::StatusOr<NetConf> Parse(std::string_view text);
+  /// Parse() on an already decoded object.
   static absl::StatusOr<NetConf> FromJson(const nlohmann::json& j);
   /// ipam.type, or "" when there is no IPAM section.
   std::string IpamType() const;
@@ -80,18 +83,19 @@ struct NetConf {
 
 /// A network configuration list (.conflist), or a single .conf promoted to a one-plugin list.
 struct NetConfList {
-  std::string cni_version;
+  std::string cni_version;  ///< "cniVersion".
   std::vector<std::string> cni_versions;  ///< 1.1.0 "cniVersions".
-  std::string name;
-  bool disable_check = false;
-  bool disable_gc = false;
+  std::string name;  ///< The network's name ("name").
+  bool disable_check = false;  ///< "disableCheck": the runtime skips CHECK.
+  bool disable_gc = false;  ///< "disableGC" (1.1.0): the runtime skips GC.
   std::vector<nlohmann::json> plugins;  ///< Plugin configuration objects, unknown keys kept.
-  nlohmann::json raw = nlohmann::json::object();
+  nlohmann::json raw = nlohmann::json::object();  ///< The whole object.
   std::string source;  ///< File it was loaded from, if any.
 
   /// Parses a conflist object: name (valid network name), plugins (each an object with a valid
   /// `type`), version fields. Code 6 for undecodable input, 7 for invalid configuration.
   static absl::StatusOr<NetConfList> Parse(std::string_view text);
+  /// Parse() on an already decoded object.
   static absl::StatusOr<NetConfList> FromJson(const nlohmann::json& j);
   /// A single plugin configuration (.conf) as a list of one, as libcni does.
   static absl::StatusOr<NetConfList> FromSingle(const nlohmann::json& conf);
@@ -118,17 +122,22 @@ class CniArgs {
 
   /// The value of `key`, if present (last one wins).
   std::optional<std::string> Get(std::string_view key) const;
+  /// Every pair, in order.
   const std::vector<std::pair<std::string, std::string>>& pairs() const { return pairs_; }
   /// IGNORE_UNKNOWN=1|true: unknown keys must not be an error.
   bool ignore_unknown() const;
   /// Code 2 naming the first key not in `known` (unless ignore_unknown()).
   absl::Status CheckKnown(const std::vector<std::string_view>& known) const;
 
+  /// K8S_POD_NAMESPACE, set by Kubernetes runtimes.
   std::optional<std::string> k8s_pod_namespace() const { return Get("K8S_POD_NAMESPACE"); }
+  /// K8S_POD_NAME.
   std::optional<std::string> k8s_pod_name() const { return Get("K8S_POD_NAME"); }
+  /// K8S_POD_INFRA_CONTAINER_ID.
   std::optional<std::string> k8s_pod_infra_container_id() const {
     return Get("K8S_POD_INFRA_CONTAINER_ID");
   }
+  /// K8S_POD_UID.
   std::optional<std::string> k8s_pod_uid() const { return Get("K8S_POD_UID"); }
 
   /// "K=V;K=V".

@@ -39,9 +39,13 @@ absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_vi
 /// CNI_* environment and `conf_bytes` (the complete configuration, as the spec requires).
 absl::StatusOr<Result> DelegateAdd(std::string_view type, std::string_view conf_bytes,
                                    const CmdArgs& args);
+/// CHECK through delegate `type` (same environment, see DelegateAdd).
 absl::Status DelegateCheck(std::string_view type, std::string_view conf_bytes, const CmdArgs& args);
+/// DEL through delegate `type`.
 absl::Status DelegateDel(std::string_view type, std::string_view conf_bytes, const CmdArgs& args);
+/// GC through delegate `type` (a CNI 1.1 plugin).
 absl::Status DelegateGc(std::string_view type, std::string_view conf_bytes, const CmdArgs& args);
+/// STATUS through delegate `type` (a CNI 1.1 plugin).
 absl::Status DelegateStatus(std::string_view type, std::string_view conf_bytes,
                             const CmdArgs& args);
 

@@ -32,8 +32,8 @@ void LogMessage(LogLevel level, std::string_view file, int line, std::string_vie
 
 }  // namespace cninet
 
-// CNINET_LOG(kInfo, "attached ", ifname, " ifindex ", idx); arguments are absl::StrCat'ed, and
-// only evaluated when the level is enabled.
+/// CNINET_LOG(kInfo, "attached ", ifname, " ifindex ", idx); arguments are absl::StrCat'ed, and
+/// only evaluated when the level is enabled.
 #define CNINET_LOG(level, ...)                                                         \
   do {                                                                                 \
     if (::cninet::LogLevel::level >= ::cninet::GetLogLevel())                          \

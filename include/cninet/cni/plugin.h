@@ -34,14 +34,15 @@ std::optional<Command> ParseCommand(std::string_view text);
 
 /// One (container ID, interface) pair, as listed in GC's cni.dev/valid-attachments.
 struct Attachment {
-  std::string container_id;
-  std::string ifname;
+  std::string container_id;  ///< CNI_CONTAINERID of the attachment.
+  std::string ifname;  ///< CNI_IFNAME of the attachment.
+  /// Field-wise equality.
   friend bool operator==(const Attachment&, const Attachment&) = default;
 };
 
 /// Everything an invocation passes to the plugin, already validated.
 struct CmdArgs {
-  Command command = Command::kAdd;
+  Command command = Command::kAdd;  ///< CNI_COMMAND.
   std::string container_id;          ///< CNI_CONTAINERID (empty for GC/STATUS).
   std::string netns;                 ///< CNI_NETNS (may be empty on DEL).
   std::string ifname;                ///< CNI_IFNAME.
@@ -82,7 +83,7 @@ struct PluginInfo {
 
 /// Where PluginMain reads and writes; RunPlugin with these is what tests drive in-process.
 struct PluginIo {
-  std::function<std::optional<std::string>(std::string_view)> getenv;  ///< Default: ::getenv.
+  std::function<std::optional<std::string>(std::string_view)> getenv;  ///< Default: the process environment (getenv(3)).
   std::istream* in = nullptr;    ///< Default: std::cin.
   std::ostream* out = nullptr;   ///< Default: std::cout. Only the result or error goes here.
   std::ostream* err = nullptr;   ///< Default: std::cerr.

@@ -2,7 +2,7 @@
 /// The runtime side of CNI (what libcni is to Go runtimes): executes a network configuration list
 /// for one attachment - ADD through the chain with prevResult, DEL in reverse, CHECK, GC, STATUS -
 /// injects runtimeConfig from capabilities and caches results on disk in libcni's layout
-/// (<cache_dir>/results/<network>-<containerID>-<ifname>), so cninet and libcni-based runtimes
+/// (`<cache_dir>/results/<network>-<containerID>-<ifname>`), so cninet and libcni-based runtimes
 /// can read each other's entries.
 #ifndef CNINET_CNI_RUNTIME_H_
 #define CNINET_CNI_RUNTIME_H_
@@ -23,9 +23,9 @@ namespace cninet::cni {
 
 /// Per-attachment parameters (libcni's RuntimeConf).
 struct RuntimeConf {
-  std::string container_id;
-  std::string netns;
-  std::string ifname = "eth0";
+  std::string container_id;  ///< CNI_CONTAINERID.
+  std::string netns;  ///< CNI_NETNS: path of the sandbox's network namespace.
+  std::string ifname = "eth0";  ///< CNI_IFNAME.
   std::vector<std::pair<std::string, std::string>> args;     ///< Become CNI_ARGS.
   nlohmann::json capability_args = nlohmann::json::object();  ///< e.g. {"portMappings": [...]}.
 };
@@ -43,6 +43,7 @@ struct RuntimeOptions {
 /// Executes network configuration lists. Thread-compatible; holds no kernel resources.
 class Runtime {
  public:
+  /// A runtime with `options` (nothing is checked or opened here).
   explicit Runtime(RuntimeOptions options);
 
   /// Runs ADD on every plugin in order, each getting the previous one's result as prevResult;
@@ -80,6 +81,7 @@ class Runtime {
                                                           const std::optional<Result>& prev,
                                                           const RuntimeConf& rt, Command command);
 
+  /// The options it was created with.
   const RuntimeOptions& options() const { return options_; }
 
  private:

@@ -15,13 +15,15 @@ namespace cninet::cni {
 
 /// A semantic version "MAJOR.MINOR.PATCH" of the CNI specification.
 struct SpecVersion {
-  int major = 0;
-  int minor = 0;
-  int patch = 0;
+  int major = 0;  ///< MAJOR.
+  int minor = 0;  ///< MINOR.
+  int patch = 0;  ///< PATCH.
 
   /// Parses "1.0.0" (also "1.0" and "1", as libcni accepts). Failure carries CNI code 6.
   static absl::StatusOr<SpecVersion> Parse(std::string_view text);
+  /// "MAJOR.MINOR.PATCH".
   std::string ToString() const;
+  /// Orders by MAJOR, MINOR, then PATCH.
   friend auto operator<=>(const SpecVersion&, const SpecVersion&) = default;
 };
 

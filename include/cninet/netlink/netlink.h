@@ -1,5 +1,6 @@
-// Umbrella header of the netlink component: namespaces, links, addresses, routes, neighbours,
-// FDB, sysctls and the Rollback guard.
+/// @file
+/// Umbrella header of the netlink component: namespaces, links, addresses, routes, neighbours,
+/// FDB, sysctls and the Rollback guard.
 #ifndef CNINET_NETLINK_NETLINK_H_
 #define CNINET_NETLINK_NETLINK_H_
 
