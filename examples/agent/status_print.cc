@@ -1,0 +1,97 @@
+#include "status_print.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "cninet/cni/strings.h"
+
+namespace cninet::agent_tool {
+namespace {
+
+// Prints rows as columns padded to the widest cell (the last column is not padded).
+void Table(const std::vector<std::vector<std::string>>& rows, std::ostream& out) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    if (width.size() < r.size()) width.resize(r.size(), 0);
+    for (size_t i = 0; i < r.size(); ++i) width[i] = std::max(width[i], r[i].size());
+  }
+  for (const auto& r : rows) {
+    out << "  ";
+    for (size_t i = 0; i < r.size(); ++i) {
+      out << r[i];
+      if (i + 1 < r.size()) out << std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    out << "\n";
+  }
+}
+
+std::string Join(const google::protobuf::RepeatedPtrField<std::string>& v) {
+  return StrJoin(v, ",");
+}
+
+}  // namespace
+
+void PrintStatus(const agent::api::AgentStatus& s, std::ostream& out) {
+  out << "node " << s.node() << ": " << (s.ready() ? "ready" : "NOT READY") << ", "
+      << (s.healthy() ? "healthy" : "UNHEALTHY");
+  if (!s.message().empty()) out << " (" << s.message() << ")";
+  out << "\n  podCIDR " << s.pod_cidr() << "  uplink " << s.uplink() << " "
+      << Join(s.node_addresses()) << "  vxlan " << s.vxlan_device() << "\n  store " << s.store()
+      << " at revision " << s.store_revision() << "  maps " << s.pin_dir() << "  reconciles "
+      << s.reconciles() << "  " << s.version() << "\n";
+
+  out << "\nNODES (" << s.nodes_size() << ")\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "ALIVE", "ADDRESSES", "PODCIDR", "DIRECT", "PUBLIC IP", "VTEP MAC", "ROUTE"}};
+  for (const auto& n : s.nodes()) {
+    std::vector<std::string> addrs;
+    for (const auto& a : n.node().addresses()) addrs.push_back(a.address());
+    rows.push_back({n.node().name(), n.alive() ? "yes" : "no", StrJoin(addrs, ","),
+                    Join(n.node().pod_cidrs()), n.node().direct_routing() ? "yes" : "no",
+                    n.node().public_ip().empty() ? "-" : n.node().public_ip(),
+                    n.node().vtep_mac().empty() ? "-" : n.node().vtep_mac(), n.route()});
+  }
+  Table(rows, out);
+
+  out << "\nSERVICES (" << s.services_total() << " programmed";
+  if (static_cast<uint32_t>(s.services_size()) < s.services_total()) {
+    out << ", first " << s.services_size() << " shown";
+  }
+  out << ")\n";
+  rows = {{"ID", "SERVICE", "FRONTENDS", "BACKENDS"}};
+  for (const auto& svc : s.services()) {
+    rows.push_back({std::to_string(svc.id()), svc.key(), Join(svc.frontends()),
+                    svc.backends().empty() ? "(none: rejected)" : Join(svc.backends())});
+  }
+  Table(rows, out);
+
+  out << "\nLOCAL ENDPOINTS (" << s.endpoints_size() << ")\n";
+  rows = {{"POD", "ADDRESS", "INTERFACE", "IFINDEX", "MAC", "IN DATAPATH"}};
+  for (const auto& e : s.endpoints()) {
+    rows.push_back({e.pod(), e.address(), e.interface(), std::to_string(e.ifindex()), e.mac(),
+                    e.programmed() ? "yes" : "NO"});
+  }
+  Table(rows, out);
+
+  out << "\nDATAPATH COUNTERS (non-zero)\n";
+  rows = {{"COUNTER", "PACKETS", "BYTES"}};
+  for (const auto& c : s.counters()) {
+    rows.push_back({c.name() + (c.drop() ? " (drop)" : ""), std::to_string(c.packets()),
+                    std::to_string(c.bytes())});
+  }
+  Table(rows, out);
+
+  if (s.problems_size() > 0) {
+    out << "\nPROBLEMS (skipped input)\n";
+    for (const auto& p : s.problems()) out << "  " << p << "\n";
+  }
+}
+
+void PrintHealth(const agent::api::HealthReply& h, std::ostream& out) {
+  out << (h.ready() ? "ready" : "not ready") << ", " << (h.healthy() ? "healthy" : "unhealthy");
+  if (!h.message().empty()) out << ": " << h.message();
+  out << "\n";
+}
+
+}  // namespace cninet::agent_tool

@@ -1,0 +1,127 @@
+/// @file
+/// Services + Endpoints -> the datapath's ServiceTable. PlanServices (pure) turns each port of
+/// each Service into one datapath service: its ClusterIP, externalIPs and (NODE_PORT services)
+/// nodePort frontends, and the ready backends of the Endpoints port with the same name.
+/// ServiceReconciler gives every (namespace, name, port) a service id that stays stable - also
+/// across agent restarts, where ids are recovered from the pinned maps by matching frontends -
+/// and writes only what differs from what is programmed, in batches.
+#ifndef CNINET_AGENT_SERVICES_H_
+#define CNINET_AGENT_SERVICES_H_
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cninet/datapath/service_table.h"
+#include "cninet/v1/service.pb.h"
+
+namespace cninet::agent {
+
+/// One port of one Kubernetes service: the unit the datapath programs as a service.
+struct ServicePortKey {
+  std::string ns;    ///< Service namespace.
+  std::string name;  ///< Service name.
+  std::string port;  ///< Port name ("" for an unnamed single port).
+  /// Ordering and equality for maps.
+  friend auto operator<=>(const ServicePortKey&, const ServicePortKey&) = default;
+  /// "ns/name" or "ns/name:port".
+  std::string ToString() const;
+};
+
+/// A datapath service planned for a service port (its id is assigned by ServiceReconciler).
+struct PlannedService {
+  ServicePortKey key;         ///< Which service port.
+  datapath::Service service;  ///< Frontends, backends, algorithm, affinity; id 0.
+};
+
+/// Options of PlanServices.
+struct ServicePlanOptions {
+  /// Backend selection: Maglev (consistent hashing) or random.
+  datapath::LbAlgorithm algorithm = datapath::LbAlgorithm::kMaglev;
+  /// Maglev table size M (a prime in [251, 65521]); 8 bytes of kernel memory per slot and
+  /// service, so the agent's default is small enough for tens of thousands of services.
+  uint32_t maglev_size = 1021;
+  uint32_t node_port_min = 30000;  ///< Lowest allowed nodePort.
+  uint32_t node_port_max = 32767;  ///< Highest allowed nodePort.
+};
+
+/// Something PlanServices left out, for the log and `cninet-agent status`.
+struct PlanWarning {
+  std::string object;   ///< "namespace/name" of the service.
+  std::string message;  ///< What was skipped and why.
+};
+
+/// Plans the datapath services for `services` and their `endpoints` (matched by namespace and
+/// name; ports by port name). Skipped with a warning: services without a ClusterIP and without
+/// node ports, SCTP ports, IPv6 addresses, nodePorts outside the range, frontends another
+/// service already has (the first service in namespace/name order keeps them); terminating and
+/// duplicate backends are left out. A service port without ready backends is still programmed
+/// (the datapath rejects its connections, as kube-proxy does). Output is in key order with
+/// frontends and backends sorted.
+std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
+                                         std::span<const v1::Endpoints> endpoints,
+                                         const ServicePlanOptions& options,
+                                         std::vector<PlanWarning>* warnings);
+
+/// Sorts frontends and backends so that two services programming the same thing compare equal.
+void Normalize(datapath::Service* service);
+
+/// True when `a` and `b` (normalized) program the same datapath state (ids ignored).
+bool SameProgramming(const datapath::Service& a, const datapath::Service& b);
+
+/// What one ServiceReconciler::Apply did.
+struct ServiceChanges {
+  size_t upserted = 0;   ///< Services created or changed.
+  size_t deleted = 0;    ///< Services removed.
+  size_t unchanged = 0;  ///< Services already programmed as wanted.
+  size_t failed = 0;     ///< Services the datapath refused (logged, the others are applied).
+};
+
+/// A service as the reconciler last programmed it.
+struct ProgrammedService {
+  ServicePortKey key;         ///< Service port (empty for a recovered id not matched yet).
+  datapath::Service service;  ///< What is in the maps (normalized).
+};
+
+/// Keeps the datapath's services equal to a plan. Not thread-safe (one reconcile loop).
+class ServiceReconciler {
+ public:
+  /// Works on `table` (must outlive the reconciler); ids 1..id_limit-1 are the agent's, higher
+  /// ones belong to other writers (cninet-ebpf's hostPorts) and are never touched. Services
+  /// already in the table with the agent's ids are recovered as programmed.
+  static absl::StatusOr<std::unique_ptr<ServiceReconciler>> Create(datapath::ServiceTable* table,
+                                                                   uint32_t id_limit);
+
+  /// Programs `desired`: ids are kept per key (recovered ids are matched by a shared frontend),
+  /// new keys get the lowest free id, changed services are written with one batch, and
+  /// programmed services that are no longer desired are deleted. A service the datapath refuses
+  /// is logged and counted in `failed`; the rest still apply.
+  absl::StatusOr<ServiceChanges> Apply(std::vector<PlannedService> desired);
+
+  /// Every programmed service of the agent, by id.
+  const std::map<uint32_t, ProgrammedService>& programmed() const { return programmed_; }
+  /// Number of programmed services.
+  size_t size() const { return programmed_.size(); }
+
+ private:
+  ServiceReconciler(datapath::ServiceTable* table, uint32_t id_limit)
+      : table_(table), id_limit_(id_limit) {}
+  uint32_t FreeId(const std::set<uint32_t>& claimed);
+
+  datapath::ServiceTable* table_;
+  uint32_t id_limit_;
+  std::map<uint32_t, ProgrammedService> programmed_;
+  std::map<ServicePortKey, uint32_t> ids_;
+  uint32_t next_free_hint_ = 1;
+};
+
+}  // namespace cninet::agent
+
+#endif  // CNINET_AGENT_SERVICES_H_

@@ -1,0 +1,333 @@
+#include "cninet/agent/services.h"
+
+#include <algorithm>
+#include <optional>
+#include <tuple>
+#include <utility>
+
+#include "cninet/cni/log.h"
+#include "cninet/cni/status.h"
+#include "cninet/cni/strings.h"
+
+namespace cninet::agent {
+namespace {
+
+using cni::IPAddress;
+namespace dp = ::cninet::datapath;
+
+// Where a frontend lives in the datapath's services map: node ports occupy (every node address,
+// port, proto), addressed frontends (address, port, proto).
+using FrontendSlot = std::tuple<bool, IPAddress, uint16_t, uint8_t>;
+
+FrontendSlot SlotOf(const dp::Frontend& f) {
+  bool node_port = f.kind == dp::FrontendKind::kNodePort;
+  return {node_port, node_port ? IPAddress() : f.address, f.port, static_cast<uint8_t>(f.protocol)};
+}
+
+std::string FrontendText(const dp::Frontend& f) {
+  std::string proto = dp::ProtocolName(static_cast<uint8_t>(f.protocol));
+  if (f.kind == dp::FrontendKind::kNodePort) return StrCat("nodePort ", f.port, "/", proto);
+  return StrCat(f.address.ToString(), ":", f.port, "/", proto);
+}
+
+bool FrontendLess(const dp::Frontend& a, const dp::Frontend& b) {
+  return std::make_tuple(static_cast<int>(a.kind), a.address, a.port,
+                         static_cast<int>(a.protocol)) <
+         std::make_tuple(static_cast<int>(b.kind), b.address, b.port, static_cast<int>(b.protocol));
+}
+
+bool BackendLess(const dp::Backend& a, const dp::Backend& b) {
+  return std::tie(a.address, a.port) < std::tie(b.address, b.port);
+}
+
+v1::Protocol Effective(v1::Protocol p) { return p == v1::PROTOCOL_UNSPECIFIED ? v1::TCP : p; }
+
+}  // namespace
+
+std::string ServicePortKey::ToString() const {
+  return port.empty() ? StrCat(ns, "/", name) : StrCat(ns, "/", name, ":", port);
+}
+
+void Normalize(dp::Service* s) {
+  std::sort(s->frontends.begin(), s->frontends.end(), FrontendLess);
+  std::sort(s->backends.begin(), s->backends.end(), BackendLess);
+}
+
+bool SameProgramming(const dp::Service& a, const dp::Service& b) {
+  if (a.frontends != b.frontends || a.backends != b.backends || a.algorithm != b.algorithm ||
+      a.affinity_timeout != b.affinity_timeout) {
+    return false;
+  }
+  // The table size only matters (and is only recorded in the maps) when there is a table.
+  if (a.algorithm == dp::LbAlgorithm::kMaglev && !a.backends.empty() &&
+      a.maglev_size != b.maglev_size) {
+    return false;
+  }
+  return true;
+}
+
+std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
+                                         std::span<const v1::Endpoints> endpoints,
+                                         const ServicePlanOptions& options,
+                                         std::vector<PlanWarning>* warnings) {
+  auto warn = [&](const v1::Service& s, std::string msg) {
+    if (warnings != nullptr) warnings->push_back({StrCat(s.namespace_(), "/", s.name()), msg});
+  };
+  std::map<std::pair<std::string, std::string>, const v1::Endpoints*> eps;
+  for (const v1::Endpoints& e : endpoints) eps[{e.namespace_(), e.name()}] = &e;
+  std::vector<const v1::Service*> sorted;
+  for (const v1::Service& s : services) sorted.push_back(&s);
+  std::sort(sorted.begin(), sorted.end(), [](const v1::Service* a, const v1::Service* b) {
+    return std::tie(a->namespace_(), a->name()) < std::tie(b->namespace_(), b->name());
+  });
+
+  std::map<FrontendSlot, std::string> taken;  // slot -> owner ("ns/name:port")
+  std::vector<PlannedService> out;
+  for (const v1::Service* sp : sorted) {
+    const v1::Service& s = *sp;
+    std::optional<IPAddress> cluster_ip;
+    if (!s.cluster_ip().empty()) {
+      auto ip = IPAddress::Parse(s.cluster_ip());
+      if (ip.ok() && ip->is_v4()) {
+        cluster_ip = *ip;
+      } else {
+        warn(s, StrCat("clusterIP ", s.cluster_ip(), " is not IPv4; not programmed"));
+      }
+    }
+    std::vector<IPAddress> external;
+    for (const std::string& text : s.external_ips()) {
+      auto ip = IPAddress::Parse(text);
+      if (ip.ok() && ip->is_v4()) {
+        external.push_back(*ip);
+      } else {
+        warn(s, StrCat("externalIP ", text, " is not IPv4; skipped"));
+      }
+    }
+    const v1::Endpoints* ep = nullptr;
+    if (auto it = eps.find({s.namespace_(), s.name()}); it != eps.end()) ep = it->second;
+
+    for (const v1::ServicePort& port : s.ports()) {
+      ServicePortKey key{s.namespace_(), s.name(), port.name()};
+      v1::Protocol proto = Effective(port.protocol());
+      if (proto == v1::SCTP) {
+        warn(s, StrCat("port ", port.port(), "/SCTP: the datapath has no SCTP; skipped"));
+        continue;
+      }
+      dp::Protocol dproto = proto == v1::UDP ? dp::Protocol::kUdp : dp::Protocol::kTcp;
+      PlannedService planned;
+      planned.key = key;
+      dp::Service& svc = planned.service;
+      svc.algorithm = options.algorithm;
+      svc.maglev_size = options.maglev_size;
+      if (s.session_affinity() == v1::Service::CLIENT_IP) {
+        uint32_t t = s.session_affinity_timeout_seconds();
+        svc.affinity_timeout = std::chrono::seconds(t == 0 ? 10800 : t);
+      }
+      auto add_frontend = [&](dp::Frontend f) {
+        FrontendSlot slot = SlotOf(f);
+        auto [it, inserted] = taken.insert({slot, key.ToString()});
+        if (!inserted) {
+          warn(s, StrCat(FrontendText(f), " already belongs to ", it->second, "; skipped"));
+          return;
+        }
+        svc.frontends.push_back(f);
+      };
+      uint16_t p16 = static_cast<uint16_t>(port.port());
+      if (cluster_ip) add_frontend({*cluster_ip, p16, dproto, dp::FrontendKind::kClusterIP});
+      for (const IPAddress& ip : external) {
+        add_frontend({ip, p16, dproto, dp::FrontendKind::kExternalIP});
+      }
+      if (s.type() == v1::Service::NODE_PORT && port.node_port() != 0) {
+        if (port.node_port() < options.node_port_min || port.node_port() > options.node_port_max) {
+          warn(s, StrCat("nodePort ", port.node_port(), " is outside ", options.node_port_min, "-",
+                         options.node_port_max, "; skipped"));
+        } else {
+          add_frontend({IPAddress(), static_cast<uint16_t>(port.node_port()), dproto,
+                        dp::FrontendKind::kNodePort});
+        }
+      }
+      if (svc.frontends.empty()) {
+        if (!cluster_ip && external.empty() && s.type() != v1::Service::NODE_PORT) {
+          warn(s, StrCat("port ", key.ToString(), " has no clusterIP, externalIP or nodePort"));
+        }
+        continue;
+      }
+      if (ep != nullptr) {
+        const v1::PortBackends* pb = nullptr;
+        for (const v1::PortBackends& candidate : ep->ports()) {
+          if (candidate.port_name() == port.name()) pb = &candidate;
+        }
+        if (pb != nullptr && Effective(pb->protocol()) != proto) {
+          warn(s, StrCat("endpoints port \"", port.name(), "\" has another protocol; no backends"));
+          pb = nullptr;
+        }
+        std::set<std::pair<IPAddress, uint16_t>> seen;
+        for (const v1::Backend& b :
+             pb != nullptr ? pb->backends() : google::protobuf::RepeatedPtrField<v1::Backend>()) {
+          if (b.terminating()) continue;
+          auto ip = IPAddress::Parse(b.ip());
+          if (!ip.ok() || !ip->is_v4()) {
+            warn(s, StrCat("backend ", b.ip(), " is not IPv4; skipped"));
+            continue;
+          }
+          uint16_t bport = static_cast<uint16_t>(b.port());
+          if (!seen.insert({*ip, bport}).second) continue;
+          if (svc.backends.size() >= dp::kMaxBackendsPerService) {
+            warn(s, StrCat("more than ", dp::kMaxBackendsPerService,
+                           " backends; the rest are left out"));
+            break;
+          }
+          svc.backends.push_back({*ip, bport});
+        }
+      }
+      Normalize(&svc);
+      out.push_back(std::move(planned));
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const PlannedService& a, const PlannedService& b) { return a.key < b.key; });
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<ServiceReconciler>> ServiceReconciler::Create(
+    dp::ServiceTable* table, uint32_t id_limit) {
+  if (table == nullptr || id_limit < 2) {
+    return absl::InvalidArgumentError("ServiceReconciler needs a table and id_limit >= 2");
+  }
+  std::unique_ptr<ServiceReconciler> r(new ServiceReconciler(table, id_limit));
+  for (dp::Service s : table->List()) {
+    if (s.id == 0 || s.id >= id_limit) continue;
+    Normalize(&s);
+    r->programmed_[s.id] = ProgrammedService{{}, std::move(s)};
+  }
+  if (!r->programmed_.empty()) {
+    CNINET_LOG(kInfo, "recovered ", r->programmed_.size(), " programmed services from the maps");
+  }
+  return r;
+}
+
+uint32_t ServiceReconciler::FreeId(const std::set<uint32_t>& claimed) {
+  for (int pass = 0; pass < 2; ++pass) {
+    // The hint may have skipped ids freed since; the second pass searches from the start.
+    for (uint32_t id = pass == 0 ? next_free_hint_ : 1; id < id_limit_; ++id) {
+      if (!programmed_.count(id) && !claimed.count(id)) {
+        next_free_hint_ = id + 1;
+        return id;
+      }
+    }
+  }
+  return 0;
+}
+
+absl::StatusOr<ServiceChanges> ServiceReconciler::Apply(std::vector<PlannedService> desired) {
+  ServiceChanges ch;
+  std::map<uint32_t, PlannedService*> want;
+  std::set<uint32_t> claimed;
+  std::vector<PlannedService*> unassigned;
+  for (PlannedService& p : desired) {
+    Normalize(&p.service);
+    auto it = ids_.find(p.key);
+    if (it != ids_.end() && !claimed.count(it->second)) {
+      claimed.insert(it->second);
+      want[it->second] = &p;
+    } else {
+      unassigned.push_back(&p);
+    }
+  }
+  // Services recovered from the maps after a restart (key unknown) are matched by a frontend.
+  std::map<FrontendSlot, uint32_t> recovered;
+  if (!unassigned.empty()) {
+    for (const auto& [id, prog] : programmed_) {
+      if (!prog.key.name.empty() || claimed.count(id)) continue;
+      for (const dp::Frontend& f : prog.service.frontends) recovered.emplace(SlotOf(f), id);
+    }
+  }
+  for (PlannedService* p : unassigned) {
+    uint32_t id = 0;
+    for (const dp::Frontend& f : p->service.frontends) {
+      auto it = recovered.find(SlotOf(f));
+      if (it != recovered.end() && !claimed.count(it->second)) {
+        id = it->second;
+        break;
+      }
+    }
+    if (id == 0) id = FreeId(claimed);
+    if (id == 0) {
+      CNINET_LOG(kError, "no free service id below ", id_limit_, " for ", p->key.ToString());
+      ++ch.failed;
+      continue;
+    }
+    claimed.insert(id);
+    want[id] = p;
+    ids_[p->key] = id;
+  }
+
+  // Deletes first: a frontend may move from a deleted service to a new one.
+  std::vector<uint32_t> gone;
+  for (const auto& [id, prog] : programmed_) {
+    if (!want.count(id)) gone.push_back(id);
+  }
+  for (uint32_t id : gone) {
+    absl::Status st = table_->Delete(id);
+    if (!st.ok() && !absl::IsNotFound(st)) {
+      CNINET_LOG(kError, "delete service ", id, ": ", st.message());
+      ++ch.failed;
+      continue;
+    }
+    ++ch.deleted;
+    programmed_.erase(id);
+  }
+  for (auto it = ids_.begin(); it != ids_.end();) {
+    auto w = want.find(it->second);
+    if (w == want.end() || w->second->key != it->first) {
+      it = ids_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!gone.empty()) next_free_hint_ = 1;
+
+  std::vector<dp::Service> batch;
+  std::vector<const PlannedService*> batch_src;
+  for (auto& [id, p] : want) {
+    p->service.id = id;
+    auto it = programmed_.find(id);
+    if (it != programmed_.end() && SameProgramming(it->second.service, p->service)) {
+      it->second.key = p->key;  // A recovered service is now matched.
+      ++ch.unchanged;
+      continue;
+    }
+    batch.push_back(p->service);
+    batch_src.push_back(p);
+  }
+  constexpr size_t kBatch = 8192;
+  for (size_t off = 0; off < batch.size(); off += kBatch) {
+    size_t n = std::min(kBatch, batch.size() - off);
+    std::span<const dp::Service> chunk(batch.data() + off, n);
+    absl::Status st = table_->UpsertBatch(chunk);
+    if (st.ok()) {
+      for (size_t i = 0; i < n; ++i) {
+        programmed_[chunk[i].id] = ProgrammedService{batch_src[off + i]->key, chunk[i]};
+      }
+      ch.upserted += n;
+      continue;
+    }
+    // Isolate the service(s) the datapath refuses; the others still go in.
+    CNINET_LOG(kWarning, "batch of ", n, " services refused (", st.message(),
+               "); programming them one by one");
+    for (size_t i = 0; i < n; ++i) {
+      absl::Status one = table_->Upsert(chunk[i]);
+      if (one.ok()) {
+        programmed_[chunk[i].id] = ProgrammedService{batch_src[off + i]->key, chunk[i]};
+        ++ch.upserted;
+      } else {
+        CNINET_LOG(kError, "service ", batch_src[off + i]->key.ToString(), " (id ", chunk[i].id,
+                   ") not programmed: ", one.message());
+        ++ch.failed;
+      }
+    }
+  }
+  return ch;
+}
+
+}  // namespace cninet::agent

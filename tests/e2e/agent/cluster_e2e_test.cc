@@ -1,0 +1,409 @@
+// The reference agent end to end (issue 8, "Must show" 1-4): three "nodes" as network namespaces
+// on an underlay switch namespace, a real etcd on 127.0.0.1, one real cninet-agent process per
+// node, two pods per node created through the agent's conflist by cninet-cni (cninet-bridge +
+// cninet-host-local, cninet-ebpf, cninet-agent-cni), and real TCP between them:
+//   - every pod reaches every other pod (across nodes over VXLAN);
+//   - a ClusterIP whose backends run on two other nodes is balanced across them;
+//   - a NodePort is reached from an "external" namespace (local and remote backends);
+//   - killing and restarting an agent keeps an established connection through a ClusterIP;
+//   - deleting a node from etcd (with etcdctl) removes its routes, neighbours and FDB entries;
+//   - malformed values written with etcdctl are logged and skipped, the agent keeps serving;
+//   - the direct-routing variant carries the same traffic without VXLAN;
+//   - a single node on the embedded store, with no etcd at all.
+// Every namespace, process, mount and pin is removed by the Cluster's destructor.
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cluster_testing.h"
+#include "cninet/agent/state.h"
+#include "cninet/cni/strings.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace cninet::agent::testing {
+namespace {
+
+using ::cninet::testing::CommandResult;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr uint16_t kPodPort = 8080;
+
+absl::Status StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+#define ASSERT_OK(expr)                         \
+  do {                                          \
+    absl::Status status_of_ = StatusOf(expr);   \
+    ASSERT_TRUE(status_of_.ok()) << status_of_; \
+  } while (false)
+#define EXPECT_OK(expr)                         \
+  do {                                          \
+    absl::Status status_of_ = StatusOf(expr);   \
+    EXPECT_TRUE(status_of_.ok()) << status_of_; \
+  } while (false)
+
+// The answering pod's name, or "ERROR: ..." (for EXPECT_EQ on the answer).
+std::string Who(const std::string& netns, const std::string& ip, uint16_t port) {
+  absl::StatusOr<std::string> who = WhoAnswers(netns, ip, port);
+  return who.ok() ? *who : StrCat("ERROR: ", who.status().ToString());
+}
+
+// Number of services node i has programmed with `backends` backends behind `frontend`.
+bool HasService(const api::AgentStatus& s, const std::string& frontend, int backends) {
+  for (const auto& svc : s.services()) {
+    for (const auto& f : svc.frontends()) {
+      if (f == frontend && svc.backends_size() == backends) return true;
+    }
+  }
+  return false;
+}
+
+// Every node of the cluster routes to every other node (overlay planned for all peers).
+bool RoutesToAll(const api::AgentStatus& s, int nodes, const std::string& mode) {
+  int routed = 0;
+  for (const auto& n : s.nodes()) {
+    if (n.route().rfind(mode, 0) == 0) ++routed;
+  }
+  return routed == nodes - 1;
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  virtual ClusterOptions Options() { return {}; }
+
+  void SetUp() override {
+    CNINET_REQUIRE_ROOT();
+    cluster_ = std::make_unique<Cluster>(Options());
+    ASSERT_TRUE(cluster_->status().ok()) << cluster_->status();
+    int nodes = static_cast<int>(cluster_->nodes().size());
+    for (int n = 0; n < nodes; ++n) {
+      for (const char* suffix : {"a", "b"}) {
+        ASSERT_OK(cluster_->AddPod(n, StrCat("pod-", n + 1, suffix)));
+      }
+    }
+    ASSERT_OK(cluster_->ServeEverywhere(kPodPort));
+    std::string mode = Options().direct_routing ? "direct" : "vxlan";
+    for (int n = 0; n < nodes; ++n) {
+      // Routes to every peer, and both local pods in the datapath's endpoint table.
+      ASSERT_OK(cluster_->WaitStatus(n, [&](const api::AgentStatus& s) {
+        int programmed = 0;
+        for (const auto& e : s.endpoints()) programmed += e.programmed();
+        return RoutesToAll(s, nodes, mode) && programmed == 2;
+      }));
+    }
+  }
+
+  Pod& pod(int i) { return cluster_->pods()[i]; }
+  int PodIndex(const std::string& name) {
+    for (size_t i = 0; i < cluster_->pods().size(); ++i) {
+      if (cluster_->pods()[i].name == name) return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  // Every pod connects to every other pod over TCP and gets the right pod's answer.
+  void ExpectAllPairs() {
+    for (Pod& src : cluster_->pods()) {
+      for (Pod& dst : cluster_->pods()) {
+        if (&src == &dst) continue;
+        absl::StatusOr<std::string> who = WhoAnswers(src.ns->path(), dst.ip, kPodPort);
+        ASSERT_TRUE(who.ok()) << src.name << " -> " << dst.name << " (" << dst.ip
+                              << "): " << who.status();
+        EXPECT_EQ(*who, dst.name) << src.name << " -> " << dst.ip;
+      }
+    }
+  }
+
+  // TX packets of the VXLAN device of node i.
+  uint64_t VxlanTxPackets(int i) {
+    CommandResult r = cluster_->InNode(i, "cat /sys/class/net/cninet-vxlan/statistics/tx_packets");
+    EXPECT_TRUE(r.ok()) << r.err;
+    return r.ok() ? std::stoull(r.out) : 0;
+  }
+
+  std::unique_ptr<Cluster> cluster_;
+};
+
+TEST_F(ClusterTest, EveryPodReachesEveryOtherPodOverVxlan) {
+  uint64_t before = VxlanTxPackets(0);
+  ExpectAllPairs();
+  // Cross-node traffic left through the VXLAN device, routed by the agent's routes.
+  EXPECT_GT(VxlanTxPackets(0), before);
+  CommandResult routes = cluster_->InNode(0, "ip -4 route show proto 73");
+  EXPECT_THAT(routes.out, HasSubstr("10.244.1.0/24 via 10.244.1.0 dev cninet-vxlan onlink"));
+  EXPECT_THAT(routes.out, HasSubstr("10.244.2.0/24 via 10.244.2.0 dev cninet-vxlan onlink"));
+}
+
+TEST_F(ClusterTest, ClusterIpIsBalancedAcrossBackendsOnTwoOtherNodes) {
+  int client = PodIndex("pod-1a");
+  int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  ASSERT_OK(cluster_->PutService("web", "10.96.0.10", 80, {b2, b3}, kPodPort));
+  ASSERT_OK(cluster_->WaitStatus(
+      0, [](const api::AgentStatus& s) { return HasService(s, "10.96.0.10:80/tcp", 2); }));
+  std::map<std::string, int> answers;
+  for (int i = 0; i < 40; ++i) {
+    absl::StatusOr<std::string> who = WhoAnswers(pod(client).ns->path(), "10.96.0.10", 80);
+    ASSERT_TRUE(who.ok()) << "connection " << i << ": " << who.status();
+    ++answers[*who];
+  }
+  // Only the two backends answer (the replies came back from 10.96.0.10:80, or TCP would not
+  // have connected), and each gets a fair share of the new connections.
+  EXPECT_EQ(answers.size(), 2u);
+  EXPECT_GE(answers["pod-2a"], 8) << "pod-2a answered " << answers["pod-2a"] << " of 40";
+  EXPECT_GE(answers["pod-3a"], 8) << "pod-3a answered " << answers["pod-3a"] << " of 40";
+  // The reply path: node-1's from-world on the VXLAN device reverse-DNATed the replies.
+  absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(0);
+  ASSERT_OK(s);
+  uint64_t rev_dnat = 0;
+  for (const auto& c : s->counters()) {
+    if (c.name() == "rev_dnat") rev_dnat = c.packets();
+  }
+  EXPECT_GT(rev_dnat, 0u);
+}
+
+TEST_F(ClusterTest, NodePortIsReachedFromTheExternalNamespace) {
+  int local = PodIndex("pod-1b"), r2 = PodIndex("pod-2b"), r3 = PodIndex("pod-3b");
+  ASSERT_OK(cluster_->PutService("web-np", "10.96.0.11", 80, {local, r2, r3}, kPodPort, 30080));
+  for (int n = 0; n < 3; ++n) {
+    ASSERT_OK(cluster_->WaitStatus(
+        n, [](const api::AgentStatus& s) { return HasService(s, "nodePort:30080/tcp", 3); }));
+  }
+  std::set<std::string> seen;
+  for (int i = 0; i < 30; ++i) {
+    absl::StatusOr<Sock> s = Connect(cluster_->external().path(), "192.168.50.11", 30080);
+    ASSERT_TRUE(s.ok()) << "connection " << i << ": " << s.status();
+    absl::StatusOr<std::string> reply = Ask(*s, "hello");
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    std::string who = reply->substr(0, reply->find(' '));
+    std::string peer = reply->substr(reply->find(' ') + 1);
+    seen.insert(who);
+    // A local backend sees the client; a remote one sees node-1 (SNAT, so replies come back).
+    EXPECT_EQ(peer, who == "pod-1b" ? "192.168.50.100" : "192.168.50.11") << *reply;
+  }
+  EXPECT_TRUE(seen.count("pod-1b")) << "the local backend never answered";
+  EXPECT_TRUE(seen.count("pod-2b") || seen.count("pod-3b")) << "no remote backend answered";
+  // The node port answers on the other nodes too.
+  for (const char* node_ip : {"192.168.50.12", "192.168.50.13"}) {
+    absl::StatusOr<std::string> who = WhoAnswers(cluster_->external().path(), node_ip, 30080);
+    EXPECT_TRUE(who.ok()) << node_ip << ": " << who.status();
+  }
+}
+
+TEST_F(ClusterTest, RestartedAgentKeepsAnEstablishedConnectionThroughAClusterIp) {
+  int client = PodIndex("pod-1a");
+  ASSERT_OK(cluster_->PutService("web", "10.96.0.10", 80, {PodIndex("pod-2a"), PodIndex("pod-3a")},
+                                 kPodPort));
+  absl::StatusOr<api::AgentStatus> before = cluster_->WaitStatus(
+      0, [](const api::AgentStatus& s) { return HasService(s, "10.96.0.10:80/tcp", 2); });
+  ASSERT_OK(before);
+  absl::StatusOr<Sock> conn = Connect(pod(client).ns->path(), "10.96.0.10", 80);
+  ASSERT_OK(conn);
+  absl::StatusOr<std::string> first = Ask(*conn, "one");
+  ASSERT_OK(first);
+
+  cluster_->nodes()[0].agent->Kill();  // SIGKILL: no chance to clean anything up
+  absl::StatusOr<std::string> during = Ask(*conn, "two");
+  ASSERT_OK(during);
+  EXPECT_EQ(*during, *first) << "the flow moved while the agent was down";
+
+  ASSERT_OK(cluster_->StartAgent(0));
+  absl::StatusOr<std::string> after = Ask(*conn, "three");
+  ASSERT_TRUE(after.ok()) << "the established connection broke across the restart: "
+                          << after.status();
+  EXPECT_EQ(*after, *first);
+  // The restarted agent recovered the service under the same id instead of reprogramming it.
+  absl::StatusOr<api::AgentStatus> now = cluster_->AgentStatus(0);
+  ASSERT_OK(now);
+  ASSERT_EQ(now->services_size(), 1);
+  EXPECT_EQ(now->services(0).id(), before->services(0).id());
+  EXPECT_EQ(now->services(0).key(), "default/web");
+  EXPECT_THAT(cluster_->AgentLog(0), HasSubstr("recovered 1 programmed services"));
+  // New connections work too.
+  EXPECT_OK(WhoAnswers(pod(client).ns->path(), "10.96.0.10", 80));
+}
+
+TEST_F(ClusterTest, DeletingANodeFromEtcdRemovesItsRoutesAndFdbEntriesOnTheOthers) {
+  absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(2);
+  ASSERT_OK(s);
+  std::string mac, cidr;
+  for (const auto& n : s->nodes()) {
+    if (n.node().name() == "node-3") {
+      mac = n.node().vtep_mac();
+      cidr = n.node().pod_cidrs(0);
+    }
+  }
+  ASSERT_FALSE(mac.empty());
+  for (int n : {0, 1}) {
+    EXPECT_THAT(cluster_->InNode(n, "ip -4 route show proto 73").out, HasSubstr(cidr));
+    EXPECT_THAT(cluster_->InNode(n, "bridge fdb show dev cninet-vxlan").out, HasSubstr(mac));
+    EXPECT_THAT(cluster_->InNode(n, "ip neigh show dev cninet-vxlan").out, HasSubstr(mac));
+  }
+  cluster_->nodes()[2].agent->Kill(/*graceful=*/true);
+  // An operator removes the node, with etcd's own client.
+  CommandResult del = ::cninet::testing::Run(
+      {"etcdctl", "--endpoints", cluster_->etcd_url(), "del", std::string(keys::Node("node-3"))},
+      {}, {"ETCDCTL_API=3"});
+  ASSERT_TRUE(del.ok()) << del.err;
+  EXPECT_THAT(del.out, HasSubstr("1"));
+  for (int n : {0, 1}) {
+    ASSERT_OK(cluster_->WaitStatus(n, [](const api::AgentStatus& st) {
+      for (const auto& node : st.nodes()) {
+        if (node.node().name() == "node-3") return false;
+      }
+      return true;
+    }));
+    auto gone = [&]() {
+      return cluster_->InNode(n, "ip -4 route show proto 73").out.find(cidr) == std::string::npos &&
+             cluster_->InNode(n, "bridge fdb show dev cninet-vxlan").out.find(mac) ==
+                 std::string::npos &&
+             cluster_->InNode(n, "ip neigh show dev cninet-vxlan").out.find(mac) ==
+                 std::string::npos;
+    };
+    for (int i = 0; i < 50 && !gone(); ++i) usleep(100000);
+    EXPECT_THAT(cluster_->InNode(n, "ip -4 route show proto 73").out, Not(HasSubstr(cidr)));
+    EXPECT_THAT(cluster_->InNode(n, "bridge fdb show dev cninet-vxlan").out, Not(HasSubstr(mac)));
+    EXPECT_THAT(cluster_->InNode(n, "ip neigh show dev cninet-vxlan").out, Not(HasSubstr(mac)));
+  }
+  // The two remaining nodes still talk to each other.
+  EXPECT_OK(WhoAnswers(pod(PodIndex("pod-1a")).ns->path(), pod(PodIndex("pod-2a")).ip, kPodPort));
+}
+
+TEST_F(ClusterTest, MalformedValuesWrittenWithEtcdctlAreLoggedAndSkipped) {
+  ASSERT_OK(cluster_->PutService("web", "10.96.0.10", 80, {PodIndex("pod-2a")}, kPodPort));
+  ASSERT_OK(cluster_->WaitStatus(
+      0, [](const api::AgentStatus& s) { return HasService(s, "10.96.0.10:80/tcp", 1); }));
+  auto put = [&](const std::string& key, const std::string& value) {
+    CommandResult r = ::cninet::testing::Run(
+        {"etcdctl", "--endpoints", cluster_->etcd_url(), "put", key, value}, {}, {"ETCDCTL_API=3"});
+    ASSERT_TRUE(r.ok()) << key << ": " << r.err;
+  };
+  put("/cninet/v1/services/default/bad-ip", R"({"clusterIP":"10.96.0.300","ports":[{"port":80}]})");
+  put("/cninet/v1/services/default/typo", R"({"clusterIp":"10.96.0.21","ports":[{"port":80}]})");
+  put("/cninet/v1/services/default/not-json", "{this is not json");
+  put("/cninet/v1/endpoints/default/web", R"({"ports":[{"backends":[{"ip":"10.244.1.2"}]}]})");
+  put("/cninet/v1/nodes/node-9", R"({"podCIDRs":["10.244.9.0/33"]})");
+  put("/cninet/v1/pods/default/ghost", R"({"node":"node-1","ips":["10.244.0.999"]})");
+  // A valid service written after the garbage is still programmed and served.
+  ASSERT_OK(cluster_->PutService("good", "10.96.0.30", 80, {PodIndex("pod-3a")}, kPodPort));
+  absl::StatusOr<api::AgentStatus> s = cluster_->WaitStatus(0, [](const api::AgentStatus& st) {
+    return HasService(st, "10.96.0.30:80/tcp", 1) && st.problems_size() >= 6;
+  });
+  ASSERT_OK(s);
+  EXPECT_EQ(Who(pod(PodIndex("pod-1a")).ns->path(), "10.96.0.30", 80), "pod-3a");
+  // The malformed Endpoints update left the last valid value in force.
+  EXPECT_EQ(Who(pod(PodIndex("pod-1a")).ns->path(), "10.96.0.10", 80), "pod-2a");
+  EXPECT_TRUE(s->healthy()) << s->message();
+  EXPECT_EQ(s->services_total(), 2u);
+  std::string problems = StrJoin(s->problems(), "\n");
+  std::string log = cluster_->AgentLog(0);
+  for (const char* key :
+       {"/cninet/v1/services/default/bad-ip", "/cninet/v1/services/default/typo",
+        "/cninet/v1/services/default/not-json", "/cninet/v1/endpoints/default/web",
+        "/cninet/v1/nodes/node-9", "/cninet/v1/pods/default/ghost"}) {
+    EXPECT_THAT(problems, HasSubstr(key));
+    EXPECT_THAT(log, HasSubstr(StrCat("skipping malformed value: ", key)));
+  }
+  EXPECT_TRUE(cluster_->nodes()[0].agent->running());
+  // Fixing a value clears its problem.
+  ASSERT_OK(cluster_->PutService("web", "10.96.0.10", 80, {PodIndex("pod-2b")}, kPodPort));
+  std::string backend = StrCat(pod(PodIndex("pod-2b")).ip, ":", kPodPort);
+  ASSERT_OK(cluster_->WaitStatus(0, [&](const api::AgentStatus& st) {
+    for (const auto& p : st.problems()) {
+      if (p.find("/cninet/v1/endpoints/default/web") != std::string::npos) return false;
+    }
+    for (const auto& svc : st.services()) {
+      if (svc.key() == "default/web") {
+        return svc.backends_size() == 1 && svc.backends(0) == backend;
+      }
+    }
+    return false;
+  }));
+  EXPECT_EQ(Who(pod(PodIndex("pod-1a")).ns->path(), "10.96.0.10", 80), "pod-2b");
+}
+
+class DirectRoutingTest : public ClusterTest {
+ protected:
+  ClusterOptions Options() override {
+    ClusterOptions o;
+    o.direct_routing = true;
+    return o;
+  }
+};
+
+TEST_F(DirectRoutingTest, SameSubnetNodesCarryTheSameTrafficWithoutVxlan) {
+  uint64_t tx_before = VxlanTxPackets(0) + VxlanTxPackets(1) + VxlanTxPackets(2);
+  ExpectAllPairs();
+  ASSERT_OK(cluster_->PutService("web", "10.96.0.10", 80, {PodIndex("pod-2a"), PodIndex("pod-3a")},
+                                 kPodPort, 30080));
+  for (int n = 0; n < 3; ++n) {
+    ASSERT_OK(cluster_->WaitStatus(
+        n, [](const api::AgentStatus& s) { return HasService(s, "nodePort:30080/tcp", 2); }));
+  }
+  std::set<std::string> seen;
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<std::string> who =
+        WhoAnswers(pod(PodIndex("pod-1a")).ns->path(), "10.96.0.10", 80);
+    ASSERT_TRUE(who.ok()) << who.status();
+    seen.insert(*who);
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"pod-2a", "pod-3a"}));
+  EXPECT_OK(WhoAnswers(cluster_->external().path(), "192.168.50.11", 30080));
+  // Plain routes via the peers' addresses, and not one packet through the VXLAN devices.
+  CommandResult routes = cluster_->InNode(0, "ip -4 route show proto 73");
+  EXPECT_THAT(routes.out, HasSubstr("10.244.1.0/24 via 192.168.50.12 dev eth0"));
+  EXPECT_THAT(routes.out, HasSubstr("10.244.2.0/24 via 192.168.50.13 dev eth0"));
+  EXPECT_THAT(routes.out, Not(HasSubstr("cninet-vxlan")));
+  EXPECT_EQ(VxlanTxPackets(0) + VxlanTxPackets(1) + VxlanTxPackets(2), tx_before);
+}
+
+class EmbeddedStoreTest : public ClusterTest {
+ protected:
+  ClusterOptions Options() override {
+    ClusterOptions o;
+    o.nodes = 1;
+    o.etcd = false;
+    return o;
+  }
+};
+
+TEST_F(EmbeddedStoreTest, SingleNodeWithoutEtcdServesPodsClusterIpAndNodePort) {
+  absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(0);
+  ASSERT_OK(s);
+  EXPECT_EQ(s->store(), "embedded");
+  EXPECT_TRUE(cluster_->etcd_url().empty());  // no etcd was started for this cluster
+  ExpectAllPairs();
+  // A client that is not a backend (the datapath does not hairpin a client to itself).
+  absl::StatusOr<int> client = cluster_->AddPod(0, "client");
+  ASSERT_OK(client);
+  ASSERT_OK(cluster_->PutService("web", "10.96.0.10", 80, {0, 1}, kPodPort, 30080));
+  ASSERT_OK(cluster_->WaitStatus(
+      0, [](const api::AgentStatus& st) { return HasService(st, "10.96.0.10:80/tcp", 2); }));
+  std::set<std::string> seen;
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<std::string> who = WhoAnswers(pod(*client).ns->path(), "10.96.0.10", 80);
+    ASSERT_TRUE(who.ok()) << who.status();
+    seen.insert(*who);
+  }
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_OK(WhoAnswers(cluster_->external().path(), "192.168.50.11", 30080));
+  // A pod deleted through CNI leaves the store and the endpoint table.
+  ASSERT_OK(cluster_->DeletePod(1));
+  ASSERT_OK(cluster_->WaitStatus(0, [](const api::AgentStatus& st) {
+    for (const auto& e : st.endpoints()) {
+      if (e.pod() == "default/pod-1b") return false;
+    }
+    return st.endpoints_size() == 2;
+  }));
+  absl::StatusOr<ObjectList<v1::Pod>> pods = ListObjects<v1::Pod>(cluster_->store());
+  ASSERT_OK(pods);
+  std::set<std::string> names;
+  for (const auto& p : pods->items) names.insert(p.value.name());
+  EXPECT_EQ(names, (std::set<std::string>{"pod-1a", "client"}));
+}
+
+}  // namespace
+}  // namespace cninet::agent::testing

@@ -1,0 +1,435 @@
+#include "cluster_testing.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "cninet/agent/embedded_store.h"
+#include "cninet/agent/etcd_store.h"
+#include "cninet/agent/local_api.h"
+#include "cninet/agent/state.h"
+#include "cninet/cni/strings.h"
+#include "nlohmann/json.hpp"
+
+namespace cninet::agent::testing {
+
+using ::cninet::testing::CommandResult;
+using ::cninet::testing::Run;
+using ::cninet::testing::ScopedNetns;
+using datapath::testing::RunInNetns;
+
+namespace {
+
+sockaddr_in Addr(const std::string& ip, uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+  return a;
+}
+
+std::string Tail(const std::string& text, size_t n = 3000) {
+  return text.size() <= n ? text : text.substr(text.size() - n);
+}
+
+}  // namespace
+
+Sock::Sock(Sock&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+Sock& Sock::operator=(Sock&& o) noexcept {
+  if (this != &o) {
+    if (fd >= 0) close(fd);
+    fd = std::exchange(o.fd, -1);
+  }
+  return *this;
+}
+Sock::~Sock() {
+  if (fd >= 0) close(fd);
+}
+
+LineServer::LineServer(const std::string& netns_path, uint16_t port, std::string name)
+    : name_(std::move(name)) {
+  status_ = RunInNetns(netns_path, [&]() -> absl::Status {
+    listen_.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(listen_.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in a = Addr("0.0.0.0", port);
+    if (bind(listen_.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        listen(listen_.fd, 64) != 0) {
+      return absl::InternalError(StrCat("bind/listen: ", strerror(errno)));
+    }
+    return absl::OkStatus();
+  });
+  if (status_.ok()) accept_thread_ = std::thread([this] { AcceptLoop(); });
+}
+
+LineServer::~LineServer() {
+  stop_ = true;
+  if (listen_.fd >= 0) shutdown(listen_.fd, SHUT_RDWR);
+  if (accept_thread_.joinable()) accept_thread_.join();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (int fd : conns_) shutdown(fd, SHUT_RDWR);
+  }
+  for (auto& t : workers_) t.join();
+}
+
+void LineServer::AcceptLoop() {
+  while (!stop_) {
+    pollfd p{listen_.fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    sockaddr_in peer{};
+    socklen_t len = sizeof(peer);
+    int c = accept4(listen_.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+    if (c < 0) continue;
+    char ip[32];
+    inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
+    std::lock_guard<std::mutex> l(mu_);
+    conns_.push_back(c);
+    workers_.emplace_back([this, c, who = std::string(ip)] { Serve(c, who); });
+  }
+}
+
+void LineServer::Serve(int fd, std::string peer) {
+  std::string buf;
+  char tmp[512];
+  while (true) {
+    ssize_t n = read(fd, tmp, sizeof(tmp));
+    if (n <= 0) break;
+    buf.append(tmp, static_cast<size_t>(n));
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      buf.erase(0, nl + 1);
+      std::string reply = StrCat(name_, " ", peer, "\n");
+      if (write(fd, reply.data(), reply.size()) < 0) break;
+    }
+  }
+  close(fd);
+}
+
+absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& ip, uint16_t port) {
+  Sock s;
+  absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
+    s.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    timeval tv{5, 0};
+    setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    sockaddr_in a = Addr(ip, port);
+    if (connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+      return absl::UnavailableError(StrCat("connect ", ip, ":", port, ": ", strerror(errno)));
+    }
+    return absl::OkStatus();
+  });
+  if (!st.ok()) return st;
+  return s;
+}
+
+absl::StatusOr<std::string> Ask(const Sock& s, const std::string& line) {
+  std::string msg = line + "\n";
+  if (write(s.fd, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size())) {
+    return absl::UnavailableError(StrCat("write: ", strerror(errno)));
+  }
+  std::string got;
+  char c;
+  while (got.empty() || got.back() != '\n') {
+    ssize_t n = read(s.fd, &c, 1);
+    if (n <= 0) {
+      return absl::UnavailableError(StrCat("no reply (", n == 0 ? "EOF" : strerror(errno), ")"));
+    }
+    got.push_back(c);
+  }
+  got.pop_back();
+  return got;
+}
+
+absl::StatusOr<std::string> WhoAnswers(const std::string& netns_path, const std::string& ip,
+                                       uint16_t port) {
+  absl::StatusOr<Sock> s = Connect(netns_path, ip, port);
+  if (!s.ok()) return s.status();
+  absl::StatusOr<std::string> reply = Ask(*s, "hello");
+  if (!reply.ok()) return reply.status();
+  return reply->substr(0, reply->find(' '));
+}
+
+Process::Process(const std::vector<std::string>& argv, const std::string& log_file)
+    : log_(log_file) {
+  int fd = open(log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  pid_ = fork();
+  if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // Never outlive the test.
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  if (fd >= 0) close(fd);
+}
+
+Process::~Process() { Kill(); }
+
+bool Process::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+void Process::Kill(bool graceful) {
+  if (pid_ <= 0) return;
+  kill(pid_, graceful ? SIGTERM : SIGKILL);
+  int status = 0;
+  for (int i = 0; graceful && i < 100; ++i) {
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      return;
+    }
+    usleep(50000);
+  }
+  kill(pid_, SIGKILL);
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) { status_ = Build(); }
+
+Cluster::~Cluster() {
+  servers_.clear();
+  for (Node& n : nodes_) n.agent.reset();
+  pods_.clear();
+  nodes_.clear();
+  external_.reset();
+  switch_.reset();
+  store_.reset();
+  etcd_.reset();
+}
+
+std::string Cluster::etcd_url() const { return etcd_ ? etcd_->url() : std::string(); }
+
+absl::Status Cluster::Build() {
+  if (!bpffs_.status().ok()) return bpffs_.status();
+  if (dir_.path().empty()) return absl::InternalError("no temporary directory");
+  switch_ = std::make_unique<ScopedNetns>("cnsw");
+  CommandResult r = switch_->Exec("ip link add br0 type bridge && ip link set br0 up");
+  if (!r.ok()) return absl::InternalError(StrCat("switch: ", r.err));
+
+  if (options_.etcd) {
+    EtcdServerOptions eo;
+    eo.data_dir = dir_.Sub("etcd");
+    auto server = EtcdServer::Start(eo);
+    if (!server.ok()) return server.status();
+    etcd_ = *std::move(server);
+    EtcdStoreOptions so;
+    so.endpoints = {etcd_->endpoint()};
+    auto s = OpenEtcdStore(so);
+    if (!s.ok()) return s.status();
+    store_ = *std::move(s);
+    // The cluster configuration, written as an operator would.
+    v1::ClusterConfig cc;
+    cc.set_cluster_cidr(options_.cluster_cidr);
+    cc.set_service_cidr("10.96.0.0/12");
+    if (auto rev = PutObject(*store_, cc); !rev.ok()) return rev.status();
+  } else {
+    EmbeddedStoreOptions so;
+    so.dir = dir_.Sub("store");
+    so.poll_interval = std::chrono::milliseconds(50);
+    auto s = OpenEmbeddedStore(so);
+    if (!s.ok()) return s.status();
+    store_ = *std::move(s);
+    // No cluster config is written: the agent bootstraps it from --cluster-cidr.
+  }
+
+  for (int i = 0; i < options_.nodes; ++i) {
+    Node n;
+    n.name = StrCat("node-", i + 1);
+    n.ip = StrCat("192.168.50.", 11 + i);
+    n.ns = std::make_unique<ScopedNetns>("cnnode");
+    n.state_dir = dir_.Sub(n.name);
+    n.conf_dir = n.state_dir + "/net.d";
+    n.socket = n.state_dir + "/agent.sock";
+    n.log = dir_.Sub(n.name + ".log");
+    r = switch_->Exec(StrCat("ip link add p", i, " type veth peer name eth0 netns ", n.ns->name(),
+                             " && ip link set p", i, " master br0 && ip link set p", i, " up"));
+    if (!r.ok()) return absl::InternalError(StrCat("node link: ", r.err));
+    r = n.ns->Exec(StrCat("ip addr add ", n.ip, "/24 dev eth0 && ip link set eth0 up"));
+    if (!r.ok()) return absl::InternalError(StrCat("node address: ", r.err));
+    nodes_.push_back(std::move(n));
+  }
+  external_ = std::make_unique<ScopedNetns>("cnext");
+  r = switch_->Exec(StrCat("ip link add pext type veth peer name eth0 netns ", external_->name(),
+                           " && ip link set pext master br0 && ip link set pext up"));
+  if (!r.ok()) return absl::InternalError(StrCat("external link: ", r.err));
+  r = external_->Exec("ip addr add 192.168.50.100/24 dev eth0 && ip link set eth0 up");
+  if (!r.ok()) return absl::InternalError(StrCat("external address: ", r.err));
+
+  for (int i = 0; i < options_.nodes; ++i) {
+    if (absl::Status st = StartAgent(i); !st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> Cluster::AgentArgs(int i) const {
+  const Node& n = nodes_[i];
+  std::vector<std::string> a = {StrCat(CNINET_TOOL_DIR, "/cninet-agent"),
+                                "run",
+                                "--node",
+                                n.name,
+                                "--netns",
+                                n.ns->path(),
+                                "--uplink",
+                                "eth0",
+                                "--state-dir",
+                                n.state_dir,
+                                "--socket",
+                                n.socket,
+                                "--cni-conf-dir",
+                                n.conf_dir,
+                                "--bpffs-root",
+                                bpffs_.path(),
+                                "--heartbeat-ttl",
+                                "3",
+                                "--maglev-size",
+                                "251"};
+  if (options_.etcd) {
+    a.push_back("--etcd");
+    a.push_back(etcd_->endpoint());
+  } else {
+    a.push_back("--store-dir");
+    a.push_back(dir_.Sub("store"));
+    a.push_back("--cluster-cidr");
+    a.push_back(options_.cluster_cidr);
+  }
+  if (options_.direct_routing) a.push_back("--direct-routing=true");
+  return a;
+}
+
+absl::Status Cluster::StartAgent(int i) {
+  Node& n = nodes_[i];
+  n.agent.reset();
+  n.agent = std::make_unique<Process>(AgentArgs(i), n.log);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  absl::Status last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!n.agent->running()) {
+      return absl::InternalError(
+          StrCat("agent of ", n.name, " exited; log:\n", Tail(cninet::testing::ReadFile(n.log))));
+    }
+    auto h = QueryAgentHealth(n.socket);
+    if (h.ok() && h->ready() && h->healthy()) return absl::OkStatus();
+    last = h.ok() ? absl::UnavailableError(h->message()) : h.status();
+    usleep(100000);
+  }
+  return absl::DeadlineExceededError(StrCat("agent of ", n.name, " not ready: ", last.message(),
+                                            "; log:\n", Tail(cninet::testing::ReadFile(n.log))));
+}
+
+std::vector<std::string> Cluster::CniEnv(int node, const std::string& pod) const {
+  return {StrCat("NETCONFPATH=", nodes_[node].conf_dir),
+          StrCat("CNI_PATH=", CNINET_PLUGIN_DIR, ":/usr/lib/cni"),
+          StrCat("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=", pod),
+          StrCat("CNI_CACHE_DIR=", nodes_[node].state_dir, "/cni-cache")};
+}
+
+absl::StatusOr<int> Cluster::AddPod(int node, const std::string& name) {
+  Pod p;
+  p.name = name;
+  p.node = node;
+  p.ns = std::make_unique<ScopedNetns>("cnpod");
+  CommandResult r = Run({"ip", "netns", "exec", nodes_[node].ns->name(),
+                         StrCat(CNINET_TOOL_DIR, "/cninet-cni"), "add", "cninet", p.ns->path()},
+                        {}, CniEnv(node, name));
+  if (!r.ok()) return absl::InternalError(StrCat("cninet-cni add ", name, ": ", r.out, r.err));
+  auto result = nlohmann::json::parse(r.out, nullptr, false);
+  if (result.is_discarded() || !result.contains("ips") || result["ips"].empty()) {
+    return absl::InternalError(StrCat("cninet-cni add ", name, ": unexpected result ", r.out));
+  }
+  std::string cidr = result["ips"][0]["address"].get<std::string>();
+  p.ip = cidr.substr(0, cidr.find('/'));
+  pods_.push_back(std::move(p));
+  return static_cast<int>(pods_.size()) - 1;
+}
+
+absl::Status Cluster::DeletePod(int i) {
+  Pod& p = pods_[i];
+  CommandResult r = Run({"ip", "netns", "exec", nodes_[p.node].ns->name(),
+                         StrCat(CNINET_TOOL_DIR, "/cninet-cni"), "del", "cninet", p.ns->path()},
+                        {}, CniEnv(p.node, p.name));
+  if (!r.ok()) return absl::InternalError(StrCat("cninet-cni del ", p.name, ": ", r.out, r.err));
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::ServeEverywhere(uint16_t port) {
+  for (Pod& p : pods_) {
+    servers_.push_back(std::make_unique<LineServer>(p.ns->path(), port, p.name));
+    if (!servers_.back()->status().ok()) return servers_.back()->status();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<api::AgentStatus> Cluster::AgentStatus(int i) {
+  return QueryAgentStatus(nodes_[i].socket, 1000);
+}
+
+absl::StatusOr<api::AgentStatus> Cluster::WaitStatus(
+    int i, const std::function<bool(const api::AgentStatus&)>& pred,
+    std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  absl::StatusOr<api::AgentStatus> s;
+  while (true) {
+    s = AgentStatus(i);
+    if (s.ok() && pred(*s)) return s;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+    usleep(100000);
+  }
+  if (!s.ok()) return s.status();
+  return absl::DeadlineExceededError(
+      StrCat("condition not reached on ", nodes_[i].name, "; status: ", s->DebugString()));
+}
+
+absl::Status Cluster::PutService(const std::string& name, const std::string& cluster_ip,
+                                 uint16_t port, const std::vector<int>& backend_pods,
+                                 uint16_t target_port, uint32_t node_port) {
+  v1::Service svc;
+  svc.set_namespace_("default");
+  svc.set_name(name);
+  svc.set_cluster_ip(cluster_ip);
+  svc.set_type(node_port != 0 ? v1::Service::NODE_PORT : v1::Service::CLUSTER_IP);
+  v1::ServicePort* sp = svc.add_ports();
+  sp->set_port(port);
+  sp->set_node_port(node_port);
+  v1::Endpoints eps;
+  eps.set_namespace_("default");
+  eps.set_name(name);
+  v1::PortBackends* pb = eps.add_ports();
+  for (int i : backend_pods) {
+    v1::Backend* b = pb->add_backends();
+    b->set_ip(pods_[i].ip);
+    b->set_port(target_port);
+    b->set_node(nodes_[pods_[i].node].name);
+    b->set_pod(StrCat("default/", pods_[i].name));
+  }
+  if (auto r = PutObject(*store_, svc); !r.ok()) return r.status();
+  return PutObject(*store_, eps).status();
+}
+
+CommandResult Cluster::InNode(int i, const std::string& script) {
+  return nodes_[i].ns->Exec(script);
+}
+
+std::string Cluster::AgentLog(int i) const { return cninet::testing::ReadFile(nodes_[i].log); }
+
+}  // namespace cninet::agent::testing

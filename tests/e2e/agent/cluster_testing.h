@@ -1,0 +1,175 @@
+// A multi-node cninet cluster on one machine for the agent's end-to-end tests: an underlay
+// "switch" namespace with a bridge, one namespace per node (uplink eth0 on the switch), an
+// "external" namespace on the switch, a private bpffs, a real etcd on 127.0.0.1 (or the embedded
+// store), one real cninet-agent process per node (--netns), and pods created through the agent's
+// conflist with cninet-cni run inside the node, as a runtime would. Everything is removed in the
+// destructor (processes, namespaces, the bpffs mount, temporary directories).
+#ifndef CNINET_TESTS_E2E_AGENT_CLUSTER_TESTING_H_
+#define CNINET_TESTS_E2E_AGENT_CLUSTER_TESTING_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cninet/agent/api.pb.h"
+#include "cninet/agent/etcd_server.h"
+#include "cninet/agent/store.h"
+#include "cninet/v1/service.pb.h"
+#include "dp_test_util.h"
+#include "testing/test_util.h"
+
+namespace cninet::agent::testing {
+
+// An owned socket fd.
+struct Sock {
+  int fd = -1;
+  Sock() = default;
+  explicit Sock(int f) : fd(f) {}
+  Sock(Sock&& o) noexcept;
+  Sock& operator=(Sock&& o) noexcept;
+  ~Sock();
+};
+
+// A TCP server inside a namespace answering every line with "<name> <peer ip>\n", until destroyed.
+class LineServer {
+ public:
+  LineServer(const std::string& netns_path, uint16_t port, std::string name);
+  ~LineServer();
+  LineServer(const LineServer&) = delete;
+  LineServer& operator=(const LineServer&) = delete;
+  const absl::Status& status() const { return status_; }
+
+ private:
+  void AcceptLoop();
+  void Serve(int fd, std::string peer);
+  std::string name_;
+  absl::Status status_;
+  Sock listen_;
+  std::atomic<bool> stop_{false};
+  std::thread accept_thread_;
+  std::mutex mu_;
+  std::vector<int> conns_;
+  std::vector<std::thread> workers_;
+};
+
+// Connects from inside `netns_path` to ip:port (5 s timeouts); the socket works from any thread.
+absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& ip, uint16_t port);
+// Sends a line, returns the reply line.
+absl::StatusOr<std::string> Ask(const Sock& s, const std::string& line);
+// Connect + Ask("hello"): the answering server's name, e.g. "pod-2a".
+absl::StatusOr<std::string> WhoAnswers(const std::string& netns_path, const std::string& ip,
+                                       uint16_t port);
+
+// A child process whose output goes to a log file; killed (SIGKILL) when destroyed.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const std::string& log_file);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  pid_t pid() const { return pid_; }
+  bool running();
+  // SIGKILL (abrupt, like a crash) or SIGTERM (graceful); waits for the exit.
+  void Kill(bool graceful = false);
+  const std::string& log_file() const { return log_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string log_;
+};
+
+// What a cluster looks like.
+struct ClusterOptions {
+  int nodes = 3;
+  bool etcd = true;             // false: one node on the embedded store, no etcd running
+  bool direct_routing = false;  // every node sets directRouting (they share the switch subnet)
+  std::string cluster_cidr = "10.244.0.0/16";
+};
+
+// A node of the cluster.
+struct Node {
+  std::string name;  // node-1, node-2, ...
+  std::string ip;    // 192.168.50.11, ...
+  std::unique_ptr<cninet::testing::ScopedNetns> ns;
+  std::string state_dir, conf_dir, socket, log;
+  std::unique_ptr<Process> agent;
+};
+
+// A pod created through a node's conflist.
+struct Pod {
+  std::string name;  // pod-1a
+  int node = 0;      // index into Cluster::nodes()
+  std::string ip;
+  std::unique_ptr<cninet::testing::ScopedNetns> ns;
+};
+
+class Cluster {
+ public:
+  explicit Cluster(ClusterOptions options = {});
+  ~Cluster();
+
+  // OK when the topology, etcd and the agents came up and are ready.
+  const absl::Status& status() const { return status_; }
+
+  std::vector<Node>& nodes() { return nodes_; }
+  std::vector<Pod>& pods() { return pods_; }
+  cninet::testing::ScopedNetns& external() { return *external_; }
+  Store& store() { return *store_; }
+  const std::string& bpffs() const { return bpffs_.path(); }
+  // "http://127.0.0.1:port" (etcd only).
+  std::string etcd_url() const;
+
+  // Starts (or restarts) the agent of node `i` and waits until it is ready.
+  absl::Status StartAgent(int i);
+  // Creates a pod on node `i` through cninet-cni (the node's conflist), returns its index.
+  absl::StatusOr<int> AddPod(int node, const std::string& name);
+  // DEL of a pod through cninet-cni.
+  absl::Status DeletePod(int pod);
+  // Starts a LineServer answering with the pod's name on `port` in every pod.
+  absl::Status ServeEverywhere(uint16_t port);
+
+  // The agent's status report of node `i`.
+  absl::StatusOr<api::AgentStatus> AgentStatus(int i);
+  // Waits until `pred` holds for node i's status (up to `timeout`); returns the last status.
+  absl::StatusOr<api::AgentStatus> WaitStatus(
+      int i, const std::function<bool(const api::AgentStatus&)>& pred,
+      std::chrono::milliseconds timeout = std::chrono::seconds(20));
+  // Writes a service and its endpoints (backends: pod indexes, target port) to the store.
+  absl::Status PutService(const std::string& name, const std::string& cluster_ip, uint16_t port,
+                          const std::vector<int>& backend_pods, uint16_t target_port,
+                          uint32_t node_port = 0);
+  // Runs a shell command inside node i.
+  cninet::testing::CommandResult InNode(int i, const std::string& script);
+  // The agent log of node i.
+  std::string AgentLog(int i) const;
+
+ private:
+  absl::Status Build();
+  std::vector<std::string> AgentArgs(int i) const;
+  std::vector<std::string> CniEnv(int node, const std::string& pod) const;
+
+  ClusterOptions options_;
+  absl::Status status_;
+  cninet::testing::TempDir dir_;
+  datapath::testing::ScopedBpffs bpffs_;
+  std::unique_ptr<EtcdServer> etcd_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<cninet::testing::ScopedNetns> switch_, external_;
+  std::vector<Node> nodes_;
+  std::vector<Pod> pods_;
+  std::vector<std::unique_ptr<LineServer>> servers_;
+};
+
+}  // namespace cninet::agent::testing
+
+#endif  // CNINET_TESTS_E2E_AGENT_CLUSTER_TESTING_H_
