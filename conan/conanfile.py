@@ -3,12 +3,20 @@
 One Conan component per cninet component; the CMake target names match the ones cninet's own
 cninetConfig.cmake exports (cninet::cni, cninet::ipam, ...), so consumers write the same
 find_package()/target_link_libraries() lines with either. scripts/check-packaging.py checks
-that this recipe, the vcpkg port and the CMake build agree on components and dependencies.
+that this recipe, the vcpkg port and the CMake build agree on components and dependencies (it
+also runs this recipe's methods with a stand-in for Conan); tests/install builds test_package
+against an install prefix the way CMakeDeps feeds it.
+
+Build host needs: the datapath component compiles its eBPF programs with clang (-target bpf)
+and embeds them with bpftool (`bpftool gen skeleton`); both must be on PATH.
+Usage: conan create conan/ [-o cninet/*:with_agent=False ...]
 """
 import os
 import re
 
 from conan import ConanFile
+from conan.errors import ConanInvalidConfiguration
+from conan.tools.build import check_min_cppstd
 from conan.tools.cmake import CMake, CMakeDeps, CMakeToolchain, cmake_layout
 from conan.tools.files import copy, load
 
@@ -24,6 +32,9 @@ COMPONENTS = {
 }
 # Optional parts of a component: (component, option, requirements).
 OPTIONAL_PARTS = [("agent", "with_etcd", ["grpc::grpc++"])]
+# What the package is built from: the checkout this recipe lives in (conan/ is one level down).
+SOURCES = ("CMakeLists.txt", "CMakePresets.json", "LICENSE", "cmake/*", "include/*", "src/*",
+           "bpf/*", "proto/*")
 
 
 class CninetConan(ConanFile):
@@ -51,8 +62,6 @@ class CninetConan(ConanFile):
         "with_agent": True,
         "with_etcd": True,
     }
-    exports_sources = ("CMakeLists.txt", "CMakePresets.json", "cmake/*", "include/*", "src/*",
-                       "bpf/*", "proto/*", "examples/*", "LICENSE")
 
     def set_version(self):
         # The version lives in one place: project(cninet VERSION x.y.z) in CMakeLists.txt.
@@ -61,12 +70,8 @@ class CninetConan(ConanFile):
 
     def export_sources(self):
         root = os.path.join(self.recipe_folder, "..")
-        for pattern in self.exports_sources:
+        for pattern in SOURCES:
             copy(self, pattern, root, self.export_sources_folder)
-
-    def config_options(self):
-        if self.settings.os != "Linux":
-            raise ValueError("cninet targets Linux only (netns, netlink, eBPF)")
 
     def configure(self):
         if self.options.shared:
@@ -82,9 +87,13 @@ class CninetConan(ConanFile):
         return enabled
 
     def validate(self):
+        if self.settings.os != "Linux":
+            raise ConanInvalidConfiguration("cninet targets Linux only (netns, netlink, eBPF)")
+        check_min_cppstd(self, 20)
         if self.options.with_agent and not all(
                 self.options.get_safe("with_" + c) for c in ("ipam", "netlink", "datapath")):
-            raise ValueError("with_agent needs with_ipam, with_netlink and with_datapath")
+            raise ConanInvalidConfiguration(
+                "with_agent needs with_ipam, with_netlink and with_datapath")
 
     def requirements(self):
         self.requires("abseil/20230802.1", transitive_headers=True)
@@ -123,6 +132,7 @@ class CninetConan(ConanFile):
         cmake.build()
 
     def package(self):
+        copy(self, "LICENSE", self.source_folder, os.path.join(self.package_folder, "licenses"))
         CMake(self).install()
 
     def package_info(self):
