@@ -62,7 +62,7 @@ int Sh(const std::string& cmd) { return std::system(cmd.c_str()); }
 
 // The objects an operator writes: N services (ClusterIP 10.96.x.y:80) and their endpoints.
 struct Workload {
-  std::vector<agent::KeyValue> kvs;  // services first, then endpoints
+  std::vector<agent::KeyValue> kvs;  // service i, endpoints i, service i+1, ...
   std::vector<cninet::v1::Service> services;
   std::vector<cninet::v1::Endpoints> endpoints;
 };
@@ -89,11 +89,13 @@ const Workload& TheWorkload() {
       w->services.push_back(s);
       w->endpoints.push_back(e);
     }
-    for (const auto& s : w->services) {
+    // Each Service is written together with its Endpoints (as a service and its endpoint
+    // slice appear in Kubernetes), in transactions of 100 keys.
+    for (size_t i = 0; i < w->services.size(); ++i) {
+      const auto& s = w->services[i];
+      const auto& e = w->endpoints[i];
       w->kvs.push_back({*agent::KeyOf(agent::ObjectKind::kService, s),
                         *agent::EncodeObject(agent::ObjectKind::kService, s)});
-    }
-    for (const auto& e : w->endpoints) {
       w->kvs.push_back({*agent::KeyOf(agent::ObjectKind::kEndpoints, e),
                         *agent::EncodeObject(agent::ObjectKind::kEndpoints, e)});
     }
@@ -352,7 +354,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "agent_bench needs root (network namespace, bpffs, BPF)\n");
     return 1;
   }
-  cninet::SetLogLevel(cninet::LogLevel::kError);
+  if (std::getenv("CNINET_LOG_LEVEL") == nullptr) cninet::SetLogLevel(cninet::LogLevel::kError);
   int rc = 0;
   if (!Setup()) {
     rc = 1;

@@ -1,70 +1,279 @@
 #!/bin/bash
-# The cninet demo: builds a "node" and a "pod" network namespace, runs a CNI chain through the
-# cninet runtime (cninet-cni) inside the node - Debian's reference bridge + host-local, then
-# cninet's own cninet-dns and cninet-debug chained after them - prints the result, shows the pod
-# can reach its gateway, runs CHECK and DEL, and removes everything it created.
-# Usage: demo.sh BUILD_DIR      (as root)
-set -euo pipefail
+# The cninet demo (the README's first command): a three-node cluster on one machine, built from
+# cninet's components and driven by the reference agent.
+#
+#   external (192.168.200.100) ----+
+#                                  |         switch namespace (bridge br0, the "underlay")
+#   node-1 (192.168.200.11) eth0 --+-- node-2 (.12) eth0 --+-- node-3 (.13) eth0
+#     cninet-agent, 2 pods            cninet-agent, 2 pods     cninet-agent, 2 pods
+#
+# Every node, pod, the switch and the external client are network namespaces; etcd listens on
+# 127.0.0.1 only; the BPF maps are pinned in a private bpffs under the demo's work directory.
+# One cninet-agent per node (--netns: its links, routes, tc programs and sysctls go into the
+# node) registers the node, takes a podCIDR, writes the node's CNI conflist and programs the
+# datapath. Pods are created with that conflist by cninet-cni (cninet-bridge + cninet-host-local,
+# cninet-ebpf, cninet-agent-cni), services are written into etcd with cninetctl as an operator
+# would, and real TCP shows: pod to pod across nodes over VXLAN, a ClusterIP answered by backends
+# on the other nodes, and a NodePort reached from the external namespace. Everything is removed
+# on exit (also on failure or Ctrl-C). The root network namespace is never changed.
+#
+# Usage: demo.sh BUILD_DIR      (as root; BUILD_DIR as configured by `cmake --preset dev`)
+set -uo pipefail
 BUILD=${1:?usage: demo.sh BUILD_DIR}
 BUILD=$(cd "$BUILD" && pwd)
-TAG=$$
-NODE=cndemo-node-$TAG
-POD=cndemo-pod-$TAG
+BIN=$BUILD/bin
+PLUGINS=$BUILD/plugins
+TAG=$(printf '%x' $(( $$ % 65536 )))
 WORK=$(mktemp -d /tmp/cninet-demo-XXXXXX)
+SW=cnd-sw-$TAG
+EXT=cnd-ext-$TAG
+NODES=(1 2 3)
+PODS=(1a 1b 2a 2b 3a 3b)
+declare -A POD_IP POD_NS
+AGENT_PIDS=()
+OTHER_PIDS=()
+ETCD_PID=""
+RESULTS=()
+FAILED=0
+
+bold() { printf '\033[1m%s\033[0m\n' "$*"; }
+step() { printf '\n'; bold "== $*"; }
+info() { printf '   %s\n' "$*"; }
+node_ns() { echo "cnd-n$1-$TAG"; }
 
 cleanup() {
-  ip netns delete "$POD" 2>/dev/null || true
-  ip netns delete "$NODE" 2>/dev/null || true
+  trap - EXIT INT TERM
+  printf '\n'
+  bold "== cleanup"
+  for p in "${AGENT_PIDS[@]}" "${OTHER_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${AGENT_PIDS[@]}" "${OTHER_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  if [ -n "$ETCD_PID" ]; then kill "$ETCD_PID" 2>/dev/null; wait "$ETCD_PID" 2>/dev/null; fi
+  for pod in "${PODS[@]}"; do ip netns delete "cnd-p$pod-$TAG" 2>/dev/null; done
+  for n in "${NODES[@]}"; do ip netns delete "$(node_ns "$n")" 2>/dev/null; done
+  ip netns delete "$EXT" 2>/dev/null
+  ip netns delete "$SW" 2>/dev/null
+  umount "$WORK/bpffs" 2>/dev/null
   rm -rf "$WORK"
+  info "agents, servers and etcd stopped; namespaces, pinned maps and $WORK removed"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-step "1. namespaces: node $NODE, pod $POD"
-ip netns add "$NODE"
-ip netns add "$POD"
-ip -n "$NODE" link set lo up
-
-step "2. network configuration (CNI 1.0.0 conflist)"
-mkdir -p "$WORK/net.d"
-cat > "$WORK/net.d/10-demo.conflist" <<JSON
-{
-  "cniVersion": "1.0.0",
-  "name": "demo",
-  "plugins": [
-    {"type": "bridge", "bridge": "cni-demo0", "isGateway": true,
-     "ipam": {"type": "host-local", "subnet": "10.244.1.0/24", "dataDir": "$WORK/ipam",
-              "routes": [{"dst": "0.0.0.0/0"}]}},
-    {"type": "cninet-dns", "nameservers": ["10.96.0.10"]},
-    {"type": "cninet-debug", "file": "$WORK/invocations.log"}
-  ]
+die() {
+  printf '\n\033[31mdemo failed: %s\033[0m\n' "$*"
+  exit 1
 }
-JSON
-cat "$WORK/net.d/10-demo.conflist"
 
-export NETCONFPATH=$WORK/net.d CNI_PATH=$BUILD/plugins:/usr/lib/cni CNI_CACHE_DIR=$WORK/cache
-export CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=demo"
-CNI=$BUILD/bin/cninet-cni
+record() {  # record CHECK RESULT OK(0/1)
+  RESULTS+=("$1|$2|$3")
+  [ "$3" = 1 ] || FAILED=1
+}
 
-step "3. ADD (cninet-cni add demo /run/netns/$POD, run inside the node)"
-ip netns exec "$NODE" "$CNI" add demo "/run/netns/$POD"
+# ---------------------------------------------------------------------------------------------
+step "1. prerequisites"
+[ "$(id -u)" -eq 0 ] || die "run as root (network namespaces, BPF)"
+for f in "$BIN/cninet-agent" "$BIN/cninetctl" "$BIN/cninet-cni" "$BIN/cninet-demo-tcp" \
+         "$PLUGINS/cninet-bridge" "$PLUGINS/cninet-host-local" "$PLUGINS/cninet-ebpf" \
+         "$PLUGINS/cninet-agent-cni"; do
+  [ -x "$f" ] || die "$f is missing: build with 'cmake --preset dev && cmake --build --preset dev'"
+done
+command -v etcd >/dev/null || die "etcd is missing (apt-get install etcd-server)"
+command -v etcdctl >/dev/null || die "etcdctl is missing (apt-get install etcd-client)"
+info "binaries from $BUILD, work directory $WORK"
 
-step "4. the pod's interface and a ping to its gateway"
-ip -n "$POD" -4 addr show dev eth0 | sed 's/^/   /'
-ip netns exec "$POD" ping -c 2 -W 2 10.244.1.1 | sed 's/^/   /'
+# ---------------------------------------------------------------------------------------------
+step "2. the machines: a switch, three nodes and an external client (all network namespaces)"
+ip netns add "$SW" && ip -n "$SW" link set lo up &&
+  ip -n "$SW" link add br0 type bridge && ip -n "$SW" link set br0 up || die "switch"
+for n in "${NODES[@]}"; do
+  ns=$(node_ns "$n")
+  ip netns add "$ns" && ip -n "$ns" link set lo up || die "node $n"
+  ip -n "$SW" link add "p$n" type veth peer name eth0 netns "$ns" &&
+    ip -n "$SW" link set "p$n" master br0 && ip -n "$SW" link set "p$n" up &&
+    ip -n "$ns" addr add "192.168.200.1$n/24" dev eth0 && ip -n "$ns" link set eth0 up ||
+    die "node $n uplink"
+  info "node-$n   namespace $ns, eth0 192.168.200.1$n/24"
+done
+ip netns add "$EXT" && ip -n "$EXT" link set lo up &&
+  ip -n "$SW" link add pext type veth peer name eth0 netns "$EXT" &&
+  ip -n "$SW" link set pext master br0 && ip -n "$SW" link set pext up &&
+  ip -n "$EXT" addr add 192.168.200.100/24 dev eth0 && ip -n "$EXT" link set eth0 up ||
+  die "external"
+info "external namespace $EXT, eth0 192.168.200.100/24"
+mkdir -p "$WORK/bpffs" && mount -t bpf bpf "$WORK/bpffs" || die "mount a bpffs"
+info "private bpffs for the pinned maps: $WORK/bpffs"
 
-step "5. what cninet-debug (last in the chain) received as prevResult"
-head -n 1 "$WORK/invocations.log" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["config"]["prevResult"], indent=2))'
+# ---------------------------------------------------------------------------------------------
+step "3. etcd on 127.0.0.1 and the cluster configuration"
+free_port() {
+  local p
+  while :; do
+    p=$(( 20000 + RANDOM % 20000 ))
+    ss -ltnH "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return; }
+  done
+}
+CPORT=$(free_port)
+PPORT=$(free_port)
+[ "$CPORT" != "$PPORT" ] || PPORT=$((CPORT + 1))
+ETCD=127.0.0.1:$CPORT
+etcd --name demo --data-dir "$WORK/etcd" \
+  --listen-client-urls "http://$ETCD" --advertise-client-urls "http://$ETCD" \
+  --listen-peer-urls "http://127.0.0.1:$PPORT" --initial-advertise-peer-urls "http://127.0.0.1:$PPORT" \
+  --initial-cluster "demo=http://127.0.0.1:$PPORT" >"$WORK/etcd.log" 2>&1 &
+ETCD_PID=$!
+for _ in $(seq 100); do
+  ETCDCTL_API=3 etcdctl --endpoints "$ETCD" endpoint health >/dev/null 2>&1 && break
+  sleep 0.1
+done
+ETCDCTL_API=3 etcdctl --endpoints "$ETCD" endpoint health >/dev/null 2>&1 ||
+  die "etcd did not start (log: $(tail -3 "$WORK/etcd.log"))"
+info "etcd $(etcd --version | head -1 | awk '{print $3}') serving on $ETCD (pid $ETCD_PID)"
+CTL=("$BIN/cninetctl" --etcd "$ETCD")
+"${CTL[@]}" put /cninet/v1/config/cluster \
+  '{"clusterCIDR":"10.244.0.0/16","serviceCIDR":"10.96.0.0/12"}' >/dev/null || die "cluster config"
+info "cluster config: clusterCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12 (defaults: /24 per node, VXLAN VNI 1 port 8472)"
 
-step "6. CHECK"
-ip netns exec "$NODE" "$CNI" check demo "/run/netns/$POD" && echo "   CHECK passed"
+# ---------------------------------------------------------------------------------------------
+step "4. one cninet-agent per node"
+for n in "${NODES[@]}"; do
+  dir=$WORK/node-$n
+  mkdir -p "$dir"
+  "$BIN/cninet-agent" run --node "node-$n" --netns "/run/netns/$(node_ns "$n")" --uplink eth0 \
+    --etcd "$ETCD" --state-dir "$dir" --socket "$dir/agent.sock" --cni-conf-dir "$dir/net.d" \
+    --bpffs-root "$WORK/bpffs" >"$dir/agent.log" 2>&1 &
+  AGENT_PIDS+=($!)
+done
+for n in "${NODES[@]}"; do
+  if ! "$BIN/cninet-agent" health --socket "$WORK/node-$n/agent.sock" --wait 60 >/dev/null; then
+    tail -20 "$WORK/node-$n/agent.log"
+    die "the agent of node-$n did not become ready"
+  fi
+done
+info "all three agents ready; the nodes as registered in etcd:"
+"${CTL[@]}" get nodes | sed 's/^/     /'
+for n in "${NODES[@]}"; do
+  conf=$WORK/node-$n/net.d/10-cninet.conflist
+  for t in cninet-bridge cninet-host-local cninet-ebpf cninet-agent-cni; do
+    grep -q "\"$t\"" "$conf" || die "$conf lacks $t"
+  done
+  subnet=$(grep -o '"subnet": *"[^"]*"' "$conf" | sed 's/.*: *"//; s/"$//')
+  info "node-$n wrote its conflist: cninet-bridge (IPAM cninet-host-local, $subnet) -> cninet-ebpf -> cninet-agent-cni"
+done
 
-step "7. DEL"
-ip netns exec "$NODE" "$CNI" del demo "/run/netns/$POD" && echo "   DEL done"
-if ip -n "$POD" link show eth0 >/dev/null 2>&1; then echo "   eth0 still present!"; exit 1; fi
-leases=$(find "$WORK/ipam" -name '10.*' | wc -l)
-echo "   pod eth0 removed; leases left: $leases"
-[ "$leases" -eq 0 ]
+# ---------------------------------------------------------------------------------------------
+step "5. two pods per node, created with each node's conflist by cninet-cni"
+for pod in "${PODS[@]}"; do
+  n=${pod:0:1}
+  ns=cnd-p$pod-$TAG
+  ip netns add "$ns" || die "pod namespace"
+  POD_NS[$pod]=$ns
+  out=$(NETCONFPATH=$WORK/node-$n/net.d CNI_PATH=$PLUGINS:/usr/lib/cni \
+        CNI_CACHE_DIR=$WORK/node-$n/cni-cache \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-$pod" \
+        ip netns exec "$(node_ns "$n")" "$BIN/cninet-cni" add cninet "/run/netns/$ns") ||
+    die "cninet-cni add pod-$pod: $out"
+  ip=$(echo "$out" | grep -o '"address": *"[0-9.]*' | head -1 | grep -o '[0-9.]*$')
+  [ -n "$ip" ] || die "no address for pod-$pod in: $out"
+  POD_IP[$pod]=$ip
+  ip netns exec "$ns" "$BIN/cninet-demo-tcp" serve 8080 "pod-$pod" >/dev/null 2>&1 &
+  OTHER_PIDS+=($!)
+  info "pod-$pod on node-$n: $ip (TCP server on :8080 answering \"pod-$pod <client address>\")"
+done
+for n in "${NODES[@]}"; do  # wait until every agent has both of its pods in the datapath
+  for _ in $(seq 100); do
+    c=$("$BIN/cninet-agent" status --socket "$WORK/node-$n/agent.sock" --json 2>/dev/null |
+        grep -o '"programmed":true' | wc -l)
+    [ "$c" -ge 2 ] && break
+    sleep 0.1
+  done
+done
 
-step "demo finished: namespaces and files are removed on exit"
+# ---------------------------------------------------------------------------------------------
+step "6. services, written into etcd as an operator would (cninetctl put)"
+ep() { printf '{"ip":"%s","port":8080,"node":"node-%s","pod":"default/pod-%s"}' "${POD_IP[$1]}" "${1:0:1}" "$1"; }
+"${CTL[@]}" put /cninet/v1/services/default/web \
+  '{"clusterIP":"10.96.0.10","ports":[{"port":80}]}' >/dev/null &&
+"${CTL[@]}" put /cninet/v1/endpoints/default/web \
+  "{\"ports\":[{\"backends\":[$(ep 2a),$(ep 3a)]}]}" >/dev/null || die "service web"
+info "web:    ClusterIP 10.96.0.10:80 -> pod-2a (node-2), pod-3a (node-3) :8080"
+"${CTL[@]}" put /cninet/v1/services/default/web-np \
+  '{"type":"NODE_PORT","clusterIP":"10.96.0.11","ports":[{"port":80,"nodePort":30080}]}' >/dev/null &&
+"${CTL[@]}" put /cninet/v1/endpoints/default/web-np \
+  "{\"ports\":[{\"backends\":[$(ep 2b),$(ep 3b)]}]}" >/dev/null || die "service web-np"
+info "web-np: NodePort 30080 on every node -> pod-2b (node-2), pod-3b (node-3) :8080"
+for n in "${NODES[@]}"; do
+  for _ in $(seq 100); do
+    "$BIN/cninet-agent" status --socket "$WORK/node-$n/agent.sock" --services 10 2>/dev/null |
+      grep -q "nodePort:30080" && break
+    sleep 0.1
+  done
+done
+"${CTL[@]}" get services | sed 's/^/     /'
+
+ask() { ip netns exec "$1" "$BIN/cninet-demo-tcp" ask "$2" "$3" 3; }
+
+# ---------------------------------------------------------------------------------------------
+step "7. pod to pod across nodes (VXLAN): every pod connects to every pod on the other nodes"
+ok=0
+total=0
+for src in "${PODS[@]}"; do
+  line="pod-$src ->"
+  for dst in "${PODS[@]}"; do
+    [ "${src:0:1}" != "${dst:0:1}" ] || continue
+    total=$((total + 1))
+    reply=$(ask "${POD_NS[$src]}" "${POD_IP[$dst]}" 8080)
+    if [ "${reply%% *}" = "pod-$dst" ]; then ok=$((ok + 1)); line="$line pod-$dst:ok"; else line="$line pod-$dst:FAIL"; fi
+  done
+  info "$line"
+done
+tx=$(ip netns exec "$(node_ns 1)" cat /sys/class/net/cninet-vxlan/statistics/tx_packets)
+info "node-1's routes to the other podCIDRs (added by its agent):"
+ip -n "$(node_ns 1)" -4 route show proto 73 | sed 's/^/     /'
+info "node-1's VXLAN device sent $tx packets"
+record "pod to pod across nodes over VXLAN" "$ok/$total connections" "$([ "$ok" = "$total" ] && echo 1 || echo 0)"
+
+# ---------------------------------------------------------------------------------------------
+step "8. ClusterIP 10.96.0.10:80 from pod-1a (node-1): answered by the backends on node-2 and node-3"
+declare -A seen=()
+ok=0
+for i in $(seq 20); do
+  reply=$(ask "${POD_NS[1a]}" 10.96.0.10 80)
+  who=${reply%% *}
+  case $who in pod-2a|pod-3a) ok=$((ok + 1)); seen[$who]=$(( ${seen[$who]:-0} + 1 )) ;; esac
+done
+info "20 new connections: pod-2a answered ${seen[pod-2a]:-0}, pod-3a answered ${seen[pod-3a]:-0}"
+good=0
+[ "$ok" = 20 ] && [ "${seen[pod-2a]:-0}" -gt 0 ] && [ "${seen[pod-3a]:-0}" -gt 0 ] && good=1
+record "ClusterIP answered by backends on 2 other nodes" \
+  "$ok/20 (pod-2a ${seen[pod-2a]:-0}, pod-3a ${seen[pod-3a]:-0})" "$good"
+
+# ---------------------------------------------------------------------------------------------
+step "9. NodePort 30080 from the external namespace (backends on the other nodes)"
+ok=0
+total=0
+for n in "${NODES[@]}"; do
+  line="192.168.200.1$n:30080 ->"
+  for i in $(seq 4); do
+    total=$((total + 1))
+    reply=$(ask "$EXT" "192.168.200.1$n" 30080)
+    case ${reply%% *} in pod-2b|pod-3b) ok=$((ok + 1)); line="$line ${reply% *}";; *) line="$line FAIL";; esac
+  done
+  info "$line"
+done
+info "(a backend on another node sees the connecting node as its client: SNAT, so replies return)"
+record "NodePort from the external namespace" "$ok/$total connections" "$([ "$ok" = "$total" ] && echo 1 || echo 0)"
+
+# ---------------------------------------------------------------------------------------------
+step "10. what node-1's agent reports (cninet-agent status)"
+"$BIN/cninet-agent" status --socket "$WORK/node-1/agent.sock" | sed 's/^/   /'
+
+# ---------------------------------------------------------------------------------------------
+step "result"
+printf '   %-48s %-36s %s\n' "CHECK" "RESULT" ""
+for r in "${RESULTS[@]}"; do
+  IFS='|' read -r name res good <<<"$r"
+  if [ "$good" = 1 ]; then mark=$'\033[32mok\033[0m'; else mark=$'\033[31mFAILED\033[0m'; fi
+  printf '   %-48s %-36s %s\n' "$name" "$res" "$mark"
+done
+[ "$FAILED" = 0 ] || die "some checks failed (agent logs were in $WORK/node-*/agent.log)"
+bold "demo finished: everything worked"

@@ -40,6 +40,10 @@ using cni::IPPrefix;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxProblems = 100;
+
+int64_t Ms(Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
 constexpr uint32_t kVxlanOverhead = 50;
 
 // The node's uplink as found in its namespace.
@@ -658,13 +662,17 @@ void Agent::Impl::Loop() {
         po.maglev_size = opt.maglev_size;
         po.node_port_min = cluster.node_port_range().min();
         po.node_port_max = cluster.node_port_range().max();
+        auto t0 = Clock::now();
         std::vector<PlannedService> planned = PlanServices(svc_list, ep_list, po, &warns);
+        auto t1 = Clock::now();
         absl::StatusOr<ServiceChanges> ch = services->Apply(std::move(planned));
+        auto t2 = Clock::now();
         if (!ch.ok()) {
           errors.push_back(StrCat("services: ", ch.status().message()));
         } else if (ch->upserted + ch->deleted > 0 || ch->failed > 0) {
           CNINET_LOG(kInfo, "services: ", ch->upserted, " programmed, ", ch->deleted, " removed, ",
-                     ch->unchanged, " unchanged, ", ch->failed, " refused");
+                     ch->unchanged, " unchanged, ", ch->failed, " refused (plan ", Ms(t1 - t0),
+                     " ms, apply ", Ms(t2 - t1), " ms, store revision ", rev, ")");
         }
       }
       if (do_pods) {
