@@ -76,6 +76,24 @@ struct IdentityKey {
 
 std::string PodKey(std::string_view ns, std::string_view name) { return StrCat(ns, "/", name); }
 
+// A canonical text of an ingress rule (its counter identity).
+std::string RuleFingerprint(const IngressRule& rule) {
+  std::string out;
+  for (const PolicyPeer& p : rule.from) {
+    out += "from(";
+    if (p.pod_selector) out += StrCat("pods:", p.pod_selector->ToString(), ";");
+    if (p.namespace_selector) out += StrCat("ns:", p.namespace_selector->ToString(), ";");
+    if (p.ip_block) {
+      out += StrCat("cidr:", p.ip_block->cidr.ToString());
+      for (const auto& e : p.ip_block->except) out += StrCat("!", e.ToString());
+    }
+    out += ")";
+  }
+  for (const PolicyPort& p : rule.ports)
+    out += StrCat("port(", static_cast<int>(p.protocol), ":", p.port, "-", p.end_port, ")");
+  return out;
+}
+
 }  // namespace
 
 // ---- PolicyEntryKey ----
@@ -424,9 +442,10 @@ struct PolicyCompiler::World {
     ep.host_slot = Slot(ip, pod_key, "from host", used, ch);
     if (isolated) ep.service_slot = Slot(ip, pod_key, "via service", used, ch);
 
-    auto add_rule = [&](const std::string& desc, const std::set<uint32_t>& peers,
-                        const std::vector<PortSpec>& specs) {
-      uint32_t slot = Slot(ip, pod_key, desc, used, ch);
+    // A rule's counter slot follows its content: an edited rule starts counting from zero.
+    auto add_rule = [&](const std::string& desc, const std::string& fingerprint,
+                        const std::set<uint32_t>& peers, const std::vector<PortSpec>& specs) {
+      uint32_t slot = Slot(ip, pod_key, StrCat(desc, "\x1f", fingerprint), used, ch);
       ep.rules.push_back(PolicyRuleInfo{slot, desc});
       for (uint32_t peer : peers) {
         for (const PortSpec& s : specs) {
@@ -438,13 +457,13 @@ struct PolicyCompiler::World {
     if (isolated) {
       std::set<uint32_t> same_ns;
       if (auto ni = ns_index.find(pod.namespace_name); ni != ns_index.end()) same_ns = ni->second;
-      add_rule(StrCat("isolation of namespace ", pod.namespace_name), same_ns, {PortSpec{}});
+      add_rule(StrCat("isolation of namespace ", pod.namespace_name), "", same_ns, {PortSpec{}});
     }
     std::map<std::string, bool> ns_cache;
     for (const NetworkPolicy* pol : selecting) {
       for (size_t i = 0; i < pol->ingress.size(); ++i) {
         const IngressRule& rule = pol->ingress[i];
-        add_rule(StrCat("policy ", pol->Key(), " ingress[", i, "]"),
+        add_rule(StrCat("policy ", pol->Key(), " ingress[", i, "]"), RuleFingerprint(rule),
                  Peers(*pol, rule, meta, &ns_cache), PortSpecs(rule.ports));
       }
     }

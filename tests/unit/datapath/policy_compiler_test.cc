@@ -672,11 +672,17 @@ TEST(PolicySlots, StableAcrossRecompilesFreedLateAndBounded) {
   PolicyChanges ch = w.Compile();
   EXPECT_EQ(ch.new_slots.size(), 3u);  // denied, from host, ingress[0]
   const uint32_t rule_slot = w.Endpoint("10.0.0.1")->rules[0].slot;
-  // A change that keeps the rule keeps its slot (and its counter).
-  ASSERT_TRUE(w.c.UpsertPolicy(Policy("a", "p", {}, {IngressRule{{}, {Tcp(81)}}})).ok());
+  // A change elsewhere keeps the rule's slot (and its counter).
+  ASSERT_TRUE(w.c.UpsertPod(Pod("a", "p", "10.0.0.1", {{"app", "x"}, {"v", "2"}})).ok());
   ch = w.Compile();
   EXPECT_THAT(ch.new_slots, IsEmpty());
   EXPECT_EQ(w.Endpoint("10.0.0.1")->rules[0].slot, rule_slot);
+  // An edited rule is another rule: a fresh (zeroed) counter.
+  ASSERT_TRUE(w.c.UpsertPolicy(Policy("a", "p", {}, {IngressRule{{}, {Tcp(81)}}})).ok());
+  ch = w.Compile();
+  ASSERT_EQ(ch.new_slots.size(), 1u);
+  const uint32_t edited_slot = w.Endpoint("10.0.0.1")->rules[0].slot;
+  EXPECT_NE(edited_slot, rule_slot);
   // Removing the rule frees its slot, but only for the compile after next: the maps still
   // reference it until this compile's changes are written.
   ASSERT_TRUE(w.c.UpsertPolicy(Policy("a", "p", {}, {})).ok());
@@ -684,7 +690,8 @@ TEST(PolicySlots, StableAcrossRecompilesFreedLateAndBounded) {
   ASSERT_TRUE(w.c.UpsertPod(Pod("a", "q", "10.0.0.2", {{"app", "x"}})).ok());
   ch = w.Compile();
   EXPECT_EQ(std::count(ch.new_slots.begin(), ch.new_slots.end(), rule_slot), 1)
-      << "the freed slot is reused now";
+      << "the slot freed two compiles ago is reused now";
+  EXPECT_EQ(std::count(ch.new_slots.begin(), ch.new_slots.end(), edited_slot), 1);
   // 8 slots = 7 usable: a third endpoint overflows into the shared slot 0.
   ASSERT_TRUE(w.c.UpsertPod(Pod("a", "r", "10.0.0.3", {{"app", "x"}})).ok());
   ASSERT_TRUE(w.c.UpsertPod(Pod("a", "s", "10.0.0.4", {{"app", "x"}})).ok());

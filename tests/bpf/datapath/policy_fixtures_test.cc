@@ -1,0 +1,381 @@
+// The ingress policy through BPF_PROG_TEST_RUN (root): the policy fixture table (allow, deny,
+// port ranges, ipBlock except, replies of allowed flows, service-DNATed flows, isolation, host
+// traffic, policy changes), per-rule counters, agreement of the datapath with the compiler's
+// model on random flows, and PolicyTable's map writes (incremental, restart with pinned maps,
+// a full map).
+#include "policy_fixtures.h"
+
+#include <array>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "cninet/cni/strings.h"
+#include "cninet/datapath/abi.h"
+#include "cninet/datapath/datapath.h"
+#include "dp_test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "testing/test_util.h"
+
+namespace cninet::datapath::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
+
+std::map<std::pair<std::string, std::string>, uint64_t> CountersByRule(Datapath& dp) {
+  std::map<std::pair<std::string, std::string>, uint64_t> out;
+  auto c = dp.policy().ReadCounters();
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (!c.ok()) return out;
+  for (const auto& x : *c) out[{x.endpoint.ToString(), x.rule}] += x.packets;
+  return out;
+}
+
+class PolicyBpfTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CNINET_REQUIRE_ROOT();
+    guard_ = std::make_unique<ThreadNetnsGuard>(ns_.path());
+    ASSERT_TRUE(guard_->status().ok()) << guard_->status();
+  }
+  // to-pod's verdict for a forwarded packet (-1 when the run fails).
+  int Verdict(const Bytes& packet) {
+    auto r = dp_->TestRun(Hook::kToPod, packet, 1, 0, kForwarded);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->retval : -1;
+  }
+  void Load(DatapathConfig cfg = StandardConfig()) {
+    auto dp = Datapath::Create(cfg);
+    ASSERT_TRUE(dp.ok()) << dp.status();
+    dp_ = std::move(*dp);
+  }
+  cninet::testing::ScopedNetns ns_{"dppol"};
+  std::unique_ptr<ThreadNetnsGuard> guard_;
+  std::unique_ptr<Datapath> dp_;
+};
+
+TEST_F(PolicyBpfTest, FixtureTableAndPerRuleCounters) {
+  Load();
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  std::vector<PolicyFixture> fixtures = StandardPolicyFixtures();
+  ASSERT_GE(fixtures.size(), 40u);
+  std::set<std::string> names;
+  std::map<std::pair<std::string, std::string>, uint64_t> want;
+  bool counters_checked = false;
+  for (const auto& f : fixtures) {
+    ASSERT_TRUE(names.insert(f.name).second) << "duplicate fixture " << f.name;
+    if (f.before && !counters_checked) {
+      // Every per-endpoint counter equals what the rows so far predict (zeros included),
+      // before the first policy change renumbers rules.
+      auto got = CountersByRule(*dp_);
+      ASSERT_FALSE(got.empty());
+      for (const auto& [key, n] : got) {
+        auto it = want.find(key);
+        EXPECT_EQ(n, it == want.end() ? 0u : it->second) << key.first << " " << key.second;
+      }
+      for (const auto& [key, n] : want)
+        EXPECT_TRUE(got.count(key)) << key.first << " " << key.second;
+      counters_checked = true;
+    }
+    SCOPED_TRACE(f.name + ": " + f.description);
+    absl::Status s = RunPolicyFixture(*dp_, f);
+    EXPECT_TRUE(s.ok()) << s.message();
+    if (!f.counter_endpoint.empty()) ++want[{f.counter_endpoint, f.counter_rule}];
+  }
+  EXPECT_TRUE(counters_checked);
+  // The restored rule counts afresh (its slot was freed and zeroed).
+  auto after = CountersByRule(*dp_);
+  EXPECT_EQ((after[{ptopo::kApi, "policy web/api-ingress ingress[0]"}]), 1u);
+  auto c = dp_->counters().Packets(CN_R_POLICY_HOST);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c, 2u);
+}
+
+TEST_F(PolicyBpfTest, DatapathAgreesWithTheCompilerOnRandomNewFlows) {
+  Load();
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  // A second policy with more shapes: every pod of web admits ops on UDP 5000-5999 and a /8.
+  NetworkPolicy more;
+  more.namespace_name = "web";
+  more.name = "more";
+  PolicyPeer ops;
+  ops.namespace_selector = LabelSelector{{{"team", "ops"}}, {}};
+  PolicyPeer net;
+  net.ip_block =
+      IPBlock{*cni::IPPrefix::Parse("10.0.0.0/8"),
+              {*cni::IPPrefix::Parse("10.244.1.0/24"), *cni::IPPrefix::Parse("10.9.0.0/16")}};
+  more.ingress = {IngressRule{{ops}, {PolicyPort{PolicyProtocol::kUdp, 5000, 5999}}},
+                  IngressRule{{net}, {PolicyPort{PolicyProtocol::kTcp, 22, 0}}}};
+  ASSERT_TRUE(dp_->policy().UpsertPolicy(more).ok());
+  ASSERT_TRUE(dp_->policy().Apply().ok());
+
+  const std::vector<std::string> sources = {
+      ptopo::kApi,   ptopo::kFe,  ptopo::kOther, ptopo::kIso1, ptopo::kIso2,
+      ptopo::kMon,   "10.9.1.1",  "10.10.0.1",   "198.51.3.3", "198.51.100.9",
+      "203.0.113.9", "192.0.2.7", "10.244.1.99", "10.244.2.77"};
+  const std::vector<std::string> dests = {ptopo::kApi, ptopo::kFe, ptopo::kIso1, ptopo::kIso2,
+                                          ptopo::kOther};
+  const std::vector<uint16_t> ports = {22,   53,   80,   81,   443,  3868, 5000, 5432,
+                                       5999, 6000, 7999, 8000, 8050, 8100, 8101};
+  std::mt19937 rng(99);
+  int allowed = 0, denied = 0;
+  uint16_t sport = 20000;
+  for (int i = 0; i < 600; ++i) {
+    const std::string& src = sources[rng() % sources.size()];
+    const std::string& dst = dests[rng() % dests.size()];
+    uint16_t port = ports[rng() % ports.size()];
+    uint8_t proto = std::array<uint8_t, 3>{6, 17, 1}[rng() % 3];
+    Bytes pkt;
+    PacketBuilder b;
+    b.Ipv4(src, dst);
+    if (proto == 6) b.Tcp(++sport, port, kSyn);
+    if (proto == 17) b.Udp(++sport, port).Payload("x");
+    if (proto == 1) {
+      b.IcmpEcho(++sport, 1);
+      port = 0;
+    }
+    auto r = dp_->TestRun(Hook::kToPod, b.Build(), 1, 0, kForwarded);
+    ASSERT_TRUE(r.ok()) << r.status();
+    PolicyQuery q;
+    q.src = Ip(src);
+    q.dst = Ip(dst);
+    q.protocol = proto;
+    q.port = port;
+    PolicyVerdict v = dp_->policy().Evaluate(q);
+    ASSERT_EQ(r->retval, v.allowed ? kTcOk : kTcShot)
+        << src << " -> " << dst << " proto " << int{proto} << " port " << port;
+    (v.allowed ? allowed : denied)++;
+  }
+  EXPECT_GT(allowed, 60);
+  EXPECT_GT(denied, 60);
+}
+
+TEST_F(PolicyBpfTest, MapsMirrorTheCompiledStateAndApplyWritesOnlyTheDifference) {
+  Load();
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  auto check_mirror = [&] {
+    auto maps = dp_->policy().ReadMaps();
+    ASSERT_TRUE(maps.ok()) << maps.status();
+    const PolicyState& want = dp_->policy().state();
+    EXPECT_EQ(maps->identities, want.identities);
+    EXPECT_EQ(maps->cidrs, want.cidrs);
+    ASSERT_EQ(maps->endpoints.size(), want.endpoints.size());
+    for (const auto& [ip, ep] : want.endpoints) {
+      const EndpointPolicy& got = maps->endpoints.at(ip);
+      EXPECT_TRUE(got.SameDatapathState(ep)) << ep.address.ToString();
+    }
+  };
+  check_mirror();
+  EXPECT_EQ(dp_->policy().state().endpoints.size(), 3u);  // api, iso/db, iso/cache
+
+  // Nothing staged: nothing written.
+  auto r = dp_->policy().Apply();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->total(), 0u);
+  EXPECT_FALSE(r->full_sync);
+
+  // A remote pod with a known label set: one identity entry.
+  PodInfo mon2;
+  mon2.namespace_name = "ops";
+  mon2.name = "mon2";
+  mon2.addresses = {Ip("10.244.3.5")};
+  mon2.labels = {{"role", "monitor"}};
+  ASSERT_TRUE(dp_->policy().UpsertPod(mon2).ok());
+  r = dp_->policy().Apply();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->identities_written, 1u);
+  EXPECT_EQ(r->total(), 1u);
+  auto run = [&](std::string_view src, std::string_view dst, uint16_t port) {
+    auto t = dp_->TestRun(Hook::kToPod, PacketBuilder().Ipv4(src, dst).Tcp(1234, port).Build(), 1,
+                          0, kForwarded);
+    EXPECT_TRUE(t.ok());
+    return t.ok() ? t->retval : -1;
+  };
+  EXPECT_EQ(run("10.244.3.5", ptopo::kApi, 8050), kTcOk);
+  // Another rule for the api: its entries only.
+  NetworkPolicy extra;
+  extra.namespace_name = "web";
+  extra.name = "metrics";
+  extra.pod_selector.match_labels = {{"role", "api"}};
+  PolicyPeer any_pod;
+  any_pod.namespace_selector = LabelSelector{};
+  extra.ingress = {IngressRule{{any_pod}, {PolicyPort{PolicyProtocol::kTcp, 9090, 0}}}};
+  EXPECT_EQ(run(ptopo::kIso2, ptopo::kApi, 9090), kTcShot);
+  ASSERT_TRUE(dp_->policy().UpsertPolicy(extra).ok());
+  r = dp_->policy().Apply();
+  ASSERT_TRUE(r.ok());
+  const size_t identities = dp_->policy().stats().identities;
+  EXPECT_EQ(r->rules_written, identities) << "one entry per pod identity, port 9090";
+  EXPECT_EQ(r->rules_deleted + r->identities_written + r->endpoints_written, 0u);
+  EXPECT_EQ(run(ptopo::kIso2, ptopo::kApi, 9090), kTcOk);
+  check_mirror();
+  // And removing it deletes exactly those entries.
+  ASSERT_TRUE(dp_->policy().DeletePolicy("web", "metrics").ok());
+  r = dp_->policy().Apply();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->rules_deleted, identities);
+  EXPECT_EQ(r->total(), identities);
+  EXPECT_EQ(run(ptopo::kIso2, ptopo::kApi, 9090), kTcShot);
+  check_mirror();
+}
+
+TEST_F(PolicyBpfTest, RestartWithPinnedMapsResyncsWithoutReusingIdentitiesOrSlots) {
+  ScopedBpffs fs;
+  ASSERT_TRUE(fs.status().ok()) << fs.status();
+  DatapathConfig cfg = StandardConfig();
+  cfg.pin_maps = true;
+  cfg.bpffs_root = fs.path();
+  cfg.instance = "pol";
+  Load(cfg);
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  std::set<uint32_t> old_ids, old_slots;
+  for (const auto& [ip, id] : dp_->policy().state().identities) old_ids.insert(id);
+  for (const auto& [ip, ep] : dp_->policy().state().endpoints) {
+    for (const auto& r : ep.rules) old_slots.insert(r.slot);
+    old_slots.insert(ep.deny_slot);
+  }
+  // Admit a flow before the restart: it must survive (conntrack and POLICY_OK are pinned).
+  Bytes syn = PacketBuilder().Ipv4(ptopo::kFe, ptopo::kApi).Tcp(41000, 80, kSyn).Build();
+  Bytes ack = PacketBuilder().Ipv4(ptopo::kFe, ptopo::kApi).Tcp(41000, 80, kAck).Build();
+  ASSERT_EQ(Verdict(syn), kTcOk);
+
+  // "Restart": a new Datapath on the same pins; the old one goes away.
+  dp_.reset();
+  Load(cfg);
+  auto view = Datapath::OpenPinned(StrCat(fs.path(), "/cninet/pol"));
+  ASSERT_TRUE(view.ok()) << view.status();
+  ASSERT_TRUE((*view)->policy().available());
+  auto before = (*view)->policy().ReadMaps();
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->endpoints.size(), 3u) << "the previous process's policy is still enforced";
+  EXPECT_EQ(Verdict(ack), kTcOk);
+
+  ASSERT_TRUE(dp_->policy().Replace(StandardPolicyWorld()).ok());
+  auto r = dp_->policy().Apply();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->full_sync);
+  for (const auto& [ip, id] : dp_->policy().state().identities)
+    EXPECT_FALSE(old_ids.count(id)) << "identity " << id << " reused";
+  for (const auto& [ip, ep] : dp_->policy().state().endpoints) {
+    for (const auto& rule : ep.rules) EXPECT_FALSE(old_slots.count(rule.slot));
+  }
+  // The maps hold exactly the new state (stale identities and entries removed).
+  auto maps = dp_->policy().ReadMaps();
+  ASSERT_TRUE(maps.ok());
+  EXPECT_EQ(maps->identities, dp_->policy().state().identities);
+  size_t entries = 0, want_entries = 0;
+  for (const auto& [ip, ep] : maps->endpoints) entries += ep.entries.size();
+  for (const auto& [ip, ep] : dp_->policy().state().endpoints) want_entries += ep.entries.size();
+  EXPECT_EQ(entries, want_entries);
+  EXPECT_GT(r->rules_deleted, 0u);
+  // Same verdicts as before the restart; the established flow still passes.
+  EXPECT_EQ(Verdict(ack), kTcOk);
+  Bytes denied = PacketBuilder().Ipv4(ptopo::kOther, ptopo::kApi).Tcp(41001, 80, kSyn).Build();
+  EXPECT_EQ(Verdict(denied), kTcShot);
+  Bytes fresh = PacketBuilder().Ipv4(ptopo::kFe, ptopo::kApi).Tcp(41002, 80, kSyn).Build();
+  EXPECT_EQ(Verdict(fresh), kTcOk);
+  // A second apply has nothing left to do; freed slots of the old process are allocatable.
+  r = dp_->policy().Apply();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->total(), 0u);
+  view->reset();
+  ASSERT_TRUE(dp_->Unpin().ok());
+}
+
+TEST_F(PolicyBpfTest, AFullRulesMapFailsTheApplyAndTheNextApplyRecovers) {
+  DatapathConfig cfg = StandardConfig();
+  cfg.map_sizes.policy_rules = 16;
+  Load(cfg);
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  const size_t entries_before = [&] {
+    size_t n = 0;
+    for (const auto& [ip, ep] : dp_->policy().state().endpoints) n += ep.entries.size();
+    return n;
+  }();
+  ASSERT_LE(entries_before, 16u);
+  // 40 separate ports from everyone: more entries than the map holds.
+  NetworkPolicy big;
+  big.namespace_name = "web";
+  big.name = "big";
+  big.pod_selector.match_labels = {{"role", "api"}};
+  IngressRule rule;
+  for (uint16_t p = 1; p <= 40; ++p)
+    rule.ports.push_back(PolicyPort{PolicyProtocol::kTcp, static_cast<uint16_t>(p * 3), 0});
+  big.ingress = {rule};
+  ASSERT_TRUE(dp_->policy().UpsertPolicy(big).ok());
+  auto r = dp_->policy().Apply();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+  // The existing policy is still enforced meanwhile.
+  Bytes denied = PacketBuilder().Ipv4(ptopo::kOther, ptopo::kApi).Tcp(41001, 80, kSyn).Build();
+  EXPECT_EQ(Verdict(denied), kTcShot);
+  // Remove the oversized policy: the next Apply resyncs from the maps and converges.
+  ASSERT_TRUE(dp_->policy().DeletePolicy("web", "big").ok());
+  r = dp_->policy().Apply();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->full_sync);
+  auto maps = dp_->policy().ReadMaps();
+  ASSERT_TRUE(maps.ok());
+  size_t entries = 0;
+  for (const auto& [ip, ep] : maps->endpoints) entries += ep.entries.size();
+  EXPECT_EQ(entries, entries_before);
+  Bytes allowed = PacketBuilder().Ipv4(ptopo::kFe, ptopo::kApi).Tcp(41002, 80, kSyn).Build();
+  EXPECT_EQ(Verdict(allowed), kTcOk);
+  Bytes was_big = PacketBuilder().Ipv4(ptopo::kFe, ptopo::kApi).Tcp(41003, 3, kSyn).Build();
+  EXPECT_EQ(Verdict(was_big), kTcShot);
+}
+
+TEST_F(PolicyBpfTest, ToPodPassesTheVerifierAndAttachesWithTheOtherPodHook) {
+  Load();
+  auto st = dp_->Stats(Hook::kToPod);
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->name, "cn_to_pod");
+  EXPECT_GT(st->verified_insns, 0u);
+  EXPECT_LT(st->verified_insns, 1000000u);
+  RecordProperty("to_pod_verified_insns", static_cast<int>(st->verified_insns));
+  EXPECT_EQ(HookName(Hook::kToPod), "to-pod");
+
+  auto r = ns_.Exec("ip link add pv0 type veth peer name pv1 && ip link set pv0 up");
+  ASSERT_TRUE(r.ok()) << r.err;
+  {
+    auto a = dp_->AttachPod("pv0");
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_EQ(a->size(), 2u);
+    EXPECT_EQ((*a)[0].hook(), Hook::kFromPod);
+    EXPECT_EQ((*a)[1].hook(), Hook::kToPod);
+    std::string ingress = ns_.Exec("tc filter show dev pv0 ingress").out;
+    std::string egress = ns_.Exec("tc filter show dev pv0 egress").out;
+    EXPECT_THAT(ingress, HasSubstr("cn_from_pod"));
+    EXPECT_THAT(egress, HasSubstr("cn_to_pod"));
+  }
+  EXPECT_THAT(ns_.Exec("tc filter show dev pv0 egress").out, ::testing::Not(HasSubstr("cn_to_pod")))
+      << "detached when the attachments die";
+  // DetachHook finds a Release()d to-pod filter.
+  auto a = dp_->Attach(Hook::kToPod, "pv0");
+  ASSERT_TRUE(a.ok());
+  a->Release();
+  EXPECT_THAT(ns_.Exec("tc filter show dev pv0 egress").out, HasSubstr("cn_to_pod"));
+  ASSERT_TRUE(DetachHook(Hook::kToPod, "pv0").ok());
+  EXPECT_THAT(ns_.Exec("tc filter show dev pv0 egress").out,
+              ::testing::Not(HasSubstr("cn_to_pod")));
+}
+
+TEST_F(PolicyBpfTest, StagingBadInputKeepsTheAppliedPolicy) {
+  Load();
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  NetworkPolicy broken = ApiPolicy();
+  broken.ingress[1].ports[0].end_port = 10;  // < port 8000
+  EXPECT_EQ(dp_->policy().UpsertPolicy(broken).code(), absl::StatusCode::kInvalidArgument);
+  auto r = dp_->policy().Apply();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->total(), 0u);
+  Bytes p = PacketBuilder().Ipv4(ptopo::kMon, ptopo::kApi).Tcp(41000, 8050, kSyn).Build();
+  EXPECT_EQ(Verdict(p), kTcOk);
+}
+
+}  // namespace
+}  // namespace cninet::datapath::testing
