@@ -2,7 +2,7 @@
 /// The reference node agent, composed from cninet's components: it registers its node (with a
 /// lease-bound heartbeat), allocates the node's podCIDR through ipam::SubnetPool over the store,
 /// writes the node's CNI conflist, loads the datapath (maps pinned under
-/// <bpffs_root>/cninet/<instance>, programs on the uplink and the VXLAN device), and runs three
+/// `<bpffs_root>/cninet/<instance>`, programs on the uplink and the VXLAN device), and runs three
 /// level-triggered reconcilers fed by store watches: overlay (routes, neighbours, FDB to the other
 /// nodes), services (Services + Endpoints -> ServiceTable) and endpoints (local pods -> endpoint
 /// table). A local API serves status, health and pod reports.
@@ -52,7 +52,7 @@ struct AgentOptions {
   std::string netns;
 
   StoreKind store = StoreKind::kEmbedded;  ///< Store kind.
-  /// Embedded store directory ("" = <state_dir>/store).
+  /// Embedded store directory ("" = `<state_dir>/store`).
   std::string store_dir;
   /// etcd endpoints ("127.0.0.1:2379").
   std::vector<std::string> etcd_endpoints;
@@ -86,7 +86,7 @@ struct AgentOptions {
 
   /// bpffs mount for the pinned maps.
   std::string bpffs_root = "/sys/fs/bpf";
-  /// Datapath instance ("" = node name): maps in <bpffs_root>/cninet/<instance>.
+  /// Datapath instance ("" = node name): maps in `<bpffs_root>/cninet/<instance>`.
   std::string instance;
   /// Map sizes (also written into the conflist for cninet-ebpf).
   datapath::MapSizes map_sizes;

@@ -1,6 +1,6 @@
 /// @file
 /// Per-node podCIDRs through ipam::SubnetPool over the agent's store: PodCIDRLeaseStore adapts
-/// the store's PodCIDRAllocation objects (/cninet/v1/podcidrs/<cidr>) to the ipam lease store
+/// the store's PodCIDRAllocation objects (`/cninet/v1/podcidrs/<cidr>`) to the ipam lease store
 /// interface, so a subnet is taken with the store's create-if-absent - atomic in etcd, the first
 /// writer wins - and AllocatePodCIDR retries when another node won a race.
 #ifndef CNINET_AGENT_POD_CIDR_STORE_H_
