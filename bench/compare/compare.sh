@@ -1,39 +1,43 @@
 #!/usr/bin/env bash
-# Side-by-side ClusterIP load-balancing: (a) the cninet datapath attached in the node, (b)
-# nftables DNAT in the style of kube-proxy's nftables mode (one verdict map over every
-# VIP . proto . port), (c) iptables DNAT in the style of kube-proxy's iptables mode (one chain per
-# service, probability jumps to one chain per endpoint), measured in one run for each service
-# count on the same netns topology:
+# Side-by-side ClusterIP load-balancing, measured in one run for each service count:
+#   (a) cninet    the cninet datapath attached in the node (tc eBPF, from-pod hook)
+#   (b) nftables  DNAT in the style of kube-proxy's nftables mode (one verdict map over every
+#                 VIP . proto . port, a chain per service, a chain per endpoint)
+#   (c) iptables  DNAT in the style of kube-proxy's iptables mode (KUBE-SERVICES with a rule per
+#                 service, KUBE-SVC-* with probability jumps, KUBE-SEP-* with the DNAT), loaded
+#                 with iptables-nft-restore
+#   (d) direct    no load balancer: clients use the backend pods' addresses (the ceiling)
+# on the same netns topology, built once per mode, side by side:
 #
 #   client pod (cli) --veth-- node (rules / cninet programs) --veth-- backend pod b1 (10.244.2.2)
 #                                                             --veth-- backend pod b2 (10.244.3.2)
 #
 # Every service i (VIP 10.96.0.1+i, TCP 80) has the two backend pods (port 8080); one more
 # service (10.96.255.254, TCP and UDP 5201) leads to an iperf3 server in b1.
-# Metrics, per mode and service count (medians over the rounds):
-#   cps      new TCP connections/s through ClusterIPs (cninet-bench-tcp: short connections to 64
-#            VIPs spread evenly over the service list, connect + 16 B request + 64 B response +
-#            RST close; several client threads)
-#   tcp      iperf3 TCP throughput through a ClusterIP (one stream), Gbit/s
-#   udp      iperf3 UDP 64-byte datagrams at full speed through a ClusterIP, received kpps
-# and each figure as a ratio to cninet's in the same run. A fourth mode, "direct", connects to the
-# backend pods' own addresses with no load balancer at all: the ceiling of this topology. Rounds
-# interleave the modes (cninet, nftables, iptables, direct, cninet, ...) so drift on a shared
-# machine hits all of them alike.
+# Metrics:
+#   cps   new TCP connections/s through ClusterIPs (cninet-bench-tcp: short connections to 64 VIPs
+#         spread evenly over the service list, connect + 16 B request + 64 B response + RST close)
+#   tcp   iperf3 TCP throughput through a ClusterIP (one stream), Gbit/s
+#   udp   iperf3 UDP 64-byte datagrams at full speed through a ClusterIP, received kpps
+#   load  seconds to load the N services (rules / maps)
+# Because the machine is shared and its load swings within seconds, the four modes are measured
+# in short interleaved slices: cycle after cycle, one slice of each mode (rotating which goes
+# first). Each cell of the table is the median over the cycles (min-max in parentheses) and each
+# ratio to cninet is the median of the per-cycle ratios, i.e. of measurements seconds apart.
 #
-# usage: sudo bench/compare/compare.sh [-b BUILD_DIR] [-s "1 1000 10000"] [-r ROUNDS] [-d SECONDS]
+# usage: sudo bench/compare/compare.sh [-b BUILD_DIR] [-s "1 1000 10000"] [-r CYCLES] [-d SECONDS]
 #                                      [-t CLIENT_THREADS] [-o OUT_DIR] [-P]
 #   -b  build directory with bench/compare/cninet-bench-{lb,tcp} (default: build)
 #   -s  service counts (default "1 1000 10000")
-#   -r  rounds per mode and count (default 5)
-#   -d  seconds per measurement (default 4; the connection test adds a 1 s warm-up)
+#   -r  cycles per service count (default 16 for cps, half as many for each iperf3 test)
+#   -d  seconds per slice (default 1; plus a 0.2 s warm-up per connection slice)
 #   -t  client threads of the connection test (default 4)
 #   -o  where compare.md, compare.dat and the PNG plots go (default bench/results)
 #   -P  no plots (gnuplot not needed)
 #
-# Everything lives in four network namespaces this script creates (cli, node, b1, b2; unique
-# names); rules are only ever loaded inside the node namespace. The namespaces, processes and the
-# work directory are removed on every exit, Ctrl-C included. Needs root, iperf3, nft,
+# Everything lives in network namespaces this script creates (cli, node, b1, b2 for each mode;
+# unique names); rules are only ever loaded inside a node namespace. The namespaces, processes
+# and the work directory are removed on every exit, Ctrl-C included. Needs root, iperf3, nft,
 # iptables-nft, jq and (unless -P) gnuplot.
 set -euo pipefail
 
@@ -41,8 +45,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 build="$repo/build"
 sizes="1 1000 10000"
-rounds=5
-secs=4
+cycles=16
+slice=1
 threads=4
 out="$repo/bench/results"
 plots=1
@@ -50,12 +54,12 @@ while getopts "b:s:r:d:t:o:Ph" opt; do
   case "$opt" in
     b) build="$(cd "$OPTARG" && pwd)" ;;
     s) sizes="$OPTARG" ;;
-    r) rounds="$OPTARG" ;;
-    d) secs="$OPTARG" ;;
+    r) cycles="$OPTARG" ;;
+    d) slice="$OPTARG" ;;
     t) threads="$OPTARG" ;;
     o) out="$OPTARG" ;;
     P) plots=0 ;;
-    *) sed -n '2,36p' "$0"; exit 2 ;;
+    *) sed -n '2,40p' "$0"; exit 2 ;;
   esac
 done
 lb="$build/bench/compare/cninet-bench-lb"
@@ -63,7 +67,7 @@ tcp="$build/bench/compare/cninet-bench-tcp"
 for f in "$lb" "$tcp"; do
   [[ -x "$f" ]] || { echo "missing $f (build the cninet-bench-lb and cninet-bench-tcp targets)" >&2; exit 1; }
 done
-need=(ip iperf3 nft iptables-nft-restore jq awk)
+need=(ip ss iperf3 nft iptables-nft-restore jq awk)
 [[ $plots -eq 1 ]] && need+=(gnuplot)
 for c in "${need[@]}"; do
   command -v "$c" >/dev/null || { echo "missing command: $c" >&2; exit 1; }
@@ -71,12 +75,11 @@ done
 [[ $(id -u) -eq 0 ]] || { echo "needs root (network namespaces)" >&2; exit 1; }
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
+icycles=$(((cycles + 1) / 2))
 
+modes=(cninet nftables iptables direct)
 id="$$"
-cli="cnbc-cli-$id"
-node="cnbc-node-$id"
-b1="cnbc-b1-$id"
-b2="cnbc-b2-$id"
+ns() { echo "cnbc-$1-$2-$id"; }  # ns MODE ROLE
 work="$(mktemp -d /tmp/cninet-compare.XXXXXX)"
 pids=()
 lb_pid=""
@@ -89,7 +92,9 @@ cleanup() {
   if [[ -n "$lb_pid" ]]; then kill -TERM "$lb_pid" 2>/dev/null || true; wait "$lb_pid" 2>/dev/null || true; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  for ns in "$cli" "$b1" "$b2" "$node"; do ip netns delete "$ns" 2>/dev/null || true; done
+  for m in "${modes[@]}"; do
+    for role in cli b1 b2 node; do ip netns delete "$(ns "$m" "$role")" 2>/dev/null || true; done
+  done
   rm -rf "$work"
   exit "$rc"
 }
@@ -97,28 +102,8 @@ trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 # ----------------------------------------------------------------------------------------------
-# Topology (all links are created inside the namespaces; the root namespace is never touched).
-for ns in "$cli" "$node" "$b1" "$b2"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-ip netns exec "$node" sysctl -qw net.ipv4.ip_forward=1
-link() {  # link NS HOST_IF NODE_ADDR POD_ADDR
-  ip -n "$node" link add "$2" type veth peer name eth0 netns "$1"
-  ip -n "$node" addr add "$3/24" dev "$2"
-  ip -n "$node" link set "$2" up
-  ip -n "$1" addr add "$4/24" dev eth0
-  ip -n "$1" link set eth0 up
-  ip -n "$1" route add default via "$3"
-}
-link "$cli" hc 10.244.1.1 10.244.1.2
-link "$b1" hb1 10.244.2.1 10.244.2.2
-link "$b2" hb2 10.244.3.1 10.244.3.2
-ip netns exec "$cli" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
-
-for ns in "$b1" "$b2"; do
-  ip netns exec "$ns" "$tcp" server --port 8080 --threads 2 &
-  pids+=($!)
-done
-ip netns exec "$b1" iperf3 -s -p 5201 >/dev/null 2>&1 &
-pids+=($!)
+# Topologies, one per mode, identical (all links are created inside the namespaces; the root
+# namespace is never touched).
 wait_listen() {  # wait_listen NS PORT
   for _ in $(seq 100); do
     ip netns exec "$1" ss -Hltn "sport = :$2" | grep -q . && return 0
@@ -127,9 +112,34 @@ wait_listen() {  # wait_listen NS PORT
   echo "nothing listens on $2 in $1" >&2
   return 1
 }
-wait_listen "$b1" 8080
-wait_listen "$b2" 8080
-wait_listen "$b1" 5201
+build_topology() {  # build_topology MODE
+  local m="$1" cli node b1 b2
+  cli=$(ns "$m" cli); node=$(ns "$m" node); b1=$(ns "$m" b1); b2=$(ns "$m" b2)
+  for n in "$cli" "$node" "$b1" "$b2"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+  ip netns exec "$node" sysctl -qw net.ipv4.ip_forward=1
+  link() {  # link NS HOST_IF NODE_ADDR POD_ADDR
+    ip -n "$node" link add "$2" type veth peer name eth0 netns "$1"
+    ip -n "$node" addr add "$3/24" dev "$2"
+    ip -n "$node" link set "$2" up
+    ip -n "$1" addr add "$4/24" dev eth0
+    ip -n "$1" link set eth0 up
+    ip -n "$1" route add default via "$3"
+  }
+  link "$cli" hc 10.244.1.1 10.244.1.2
+  link "$b1" hb1 10.244.2.1 10.244.2.2
+  link "$b2" hb2 10.244.3.1 10.244.3.2
+  ip netns exec "$cli" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+  for b in "$b1" "$b2"; do
+    ip netns exec "$b" "$tcp" server --port 8080 --threads 2 &
+    pids+=($!)
+  done
+  ip netns exec "$b1" iperf3 -s -p 5201 >/dev/null 2>&1 &
+  pids+=($!)
+  wait_listen "$b1" 8080
+  wait_listen "$b2" 8080
+  wait_listen "$b1" 5201
+}
+for m in "${modes[@]}"; do build_topology "$m"; done
 
 IPERF_VIP=10.96.255.254
 
@@ -158,7 +168,7 @@ gen_nft() {  # gen_nft N > file   (kube-proxy nftables mode: table, verdict map,
     printf "    elements = { "
     for (i = 0; i < n; i++) printf "%s . tcp . 80 : goto service-%d, ", ip(i), i
     printf "%s . tcp . 5201 : goto service-iperf-tcp, %s . udp . 5201 : goto service-iperf-udp }\n", vip, vip
-    print "  ; }"
+    print "  }"
     print "  chain services { ip daddr . meta l4proto . th dport vmap @service-ips ; }"
     print "}"
   }'
@@ -196,10 +206,10 @@ gen_iptables() {  # gen_iptables N > file   (kube-proxy iptables mode, nat table
 }
 
 # ----------------------------------------------------------------------------------------------
-# Modes: setup_<mode> N / teardown_<mode>.
+# Modes: setup_<mode> N (in its own node namespace) / teardown_<mode>.
 setup_cninet() {
   rm -f "$work/ready"
-  ip netns exec "$node" "$lb" --services "$1" --vip-base 10.96.0.1 --port 80 \
+  ip netns exec "$(ns cninet node)" "$lb" --services "$1" --vip-base 10.96.0.1 --port 80 \
     --backend 10.244.2.2:8080 --backend 10.244.3.2:8080 \
     --service "tcp:$IPERF_VIP:5201=10.244.2.2:5201" --service "udp:$IPERF_VIP:5201=10.244.2.2:5201" \
     --attach hc,hb1,hb2 --ready-file "$work/ready" 2>"$work/lb.log" &
@@ -221,105 +231,145 @@ teardown_cninet() {
   log "  $(cat "$work/lb.log")"
 }
 setup_nftables() {
-  [[ -f "$work/nft-$1" ]] || gen_nft "$1" >"$work/nft-$1"
-  ip netns exec "$node" nft -f "$work/nft-$1"
+  gen_nft "$1" >"$work/nft"
+  ip netns exec "$(ns nftables node)" nft -f "$work/nft"
 }
-teardown_nftables() { ip netns exec "$node" nft flush ruleset; }
+teardown_nftables() { ip netns exec "$(ns nftables node)" nft flush ruleset; }
 setup_iptables() {
-  [[ -f "$work/ipt-$1" ]] || gen_iptables "$1" >"$work/ipt-$1"
-  ip netns exec "$node" iptables-nft-restore <"$work/ipt-$1"
+  gen_iptables "$1" >"$work/ipt"
+  ip netns exec "$(ns iptables node)" iptables-nft-restore <"$work/ipt"
 }
-# iptables-nft keeps its rules in nft tables: flushing the ruleset removes them (and the conntrack
-# hooks they required) completely.
-teardown_iptables() { ip netns exec "$node" nft flush ruleset; }
-# No load balancer: the clients use the backend pods' addresses (the ceiling of the topology).
+# iptables-nft keeps its rules in nft tables: flushing the ruleset removes them completely.
+teardown_iptables() { ip netns exec "$(ns iptables node)" nft flush ruleset; }
 setup_direct() { :; }
 teardown_direct() { :; }
 
-measure() {  # measure MODE N ROUND -> appends "N MODE ROUND cps tcp_gbps udp_kpps setup_s" to samples
-  local mode="$1" n="$2" r="$3" t0 t1 line cps tcpj udpj tcpg udpk setup
-  t0=$EPOCHREALTIME
-  "setup_$mode" "$n"
-  t1=$EPOCHREALTIME
-  setup=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-  local targets=(--vip-base 10.96.0.1 --services "$n" --port 80 --targets 64) ivip="$IPERF_VIP"
-  if [[ $mode == direct ]]; then
-    targets=(--addresses 10.244.2.2,10.244.3.2 --port 8080)
-    ivip=10.244.2.2
-  fi
-  # Connectivity check first: a failure here is an error, not a zero.
-  ip netns exec "$cli" "$tcp" client "${targets[@]}" --threads 1 --duration 0.3 --warmup 0 \
-    >/dev/null || { echo "$mode, $n services: connections through the ClusterIPs fail" >&2; return 1; }
-  line=$(ip netns exec "$cli" "$tcp" client "${targets[@]}" --threads "$threads" \
-    --duration "$secs" --warmup 1)
-  cps=$(sed -n 's/.* cps=\([0-9.]*\).*/\1/p' <<<"$line")
-  tcpj=$(ip netns exec "$cli" iperf3 -c "$ivip" -p 5201 -t "$secs" -J)
-  tcpg=$(jq -r '.end.sum_received.bits_per_second / 1e9' <<<"$tcpj")
-  udpj=$(ip netns exec "$cli" iperf3 -c "$ivip" -p 5201 -u -b 0 -l 64 -t "$secs" -J)
-  udpk=$(jq -r '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds / 1e3' <<<"$udpj")
-  "teardown_$mode"
-  log "$(printf '%-8s %6s services round %s: %8.0f conn/s  %6.2f Gbit/s TCP  %7.1f kpps UDP  (setup %s s; %s)' \
-    "$mode" "$n" "$r" "$cps" "$tcpg" "$udpk" "$setup" "$line")"
-  echo "$n $mode $r $cps $tcpg $udpk $setup" >>"$work/samples"
+# Client arguments and iperf3 server address of MODE for N services.
+targets() {  # targets MODE N
+  if [[ $1 == direct ]]; then echo "--addresses 10.244.2.2,10.244.3.2 --port 8080"
+  else echo "--vip-base 10.96.0.1 --services $2 --port 80 --targets 64"; fi
 }
+iperf_addr() { if [[ $1 == direct ]]; then echo 10.244.2.2; else echo "$IPERF_VIP"; fi; }
 
-log "kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); sizes: $sizes; $rounds round(s) of ${secs} s"
-load_start=$(cut -d' ' -f1 /proc/loadavg)
-: >"$work/samples"
-for ((r = 1; r <= rounds; r++)); do
-  for n in $sizes; do
-    for mode in cninet nftables iptables direct; do
-      measure "$mode" "$n" "$r"
+# One slice of MODE: appends "N MODE METRIC CYCLE VALUE" to the samples.
+slice_cps() {  # slice_cps MODE N CYCLE
+  local line
+  # shellcheck disable=SC2046
+  line=$(ip netns exec "$(ns "$1" cli)" "$tcp" client $(targets "$1" "$2") --threads "$threads" \
+    --duration "$slice" --warmup 0.2)
+  echo "$2 $1 cps $3 $(sed -n 's/.* cps=\([0-9.]*\).*/\1/p' <<<"$line")" >>"$work/samples"
+  errors=$((errors + $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")))
+}
+slice_iperf() {  # slice_iperf MODE N CYCLE tcp|udp
+  local j v
+  if [[ $4 == tcp ]]; then
+    j=$(ip netns exec "$(ns "$1" cli)" iperf3 -c "$(iperf_addr "$1")" -p 5201 -t "$slice" -J)
+    v=$(jq -r '.end.sum_received.bits_per_second / 1e9' <<<"$j")
+  else
+    j=$(ip netns exec "$(ns "$1" cli)" iperf3 -c "$(iperf_addr "$1")" -p 5201 -u -b 0 -l 64 -t "$slice" -J)
+    v=$(jq -r '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds / 1e3' <<<"$j")
+  fi
+  echo "$2 $1 $4 $3 $v" >>"$work/samples"
+}
+# Runs FN for every mode, cycle after cycle, rotating which mode goes first.
+interleave() {  # interleave FN N CYCLES [ARG]
+  local fn="$1" n="$2" c k i
+  for ((c = 1; c <= $3; c++)); do
+    for ((k = 0; k < ${#modes[@]}; k++)); do
+      i=$(((k + c - 1) % ${#modes[@]}))
+      "$fn" "${modes[$i]}" "$n" "$c" "${4:-}"
     done
   done
+}
+
+log "kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); sizes: $sizes; $cycles cycles of ${slice} s slices"
+load_start=$(cut -d' ' -f1 /proc/loadavg)
+: >"$work/samples"
+errors=0
+for n in $sizes; do
+  for m in "${modes[@]}"; do
+    t0=$EPOCHREALTIME
+    "setup_$m" "$n"
+    t1=$EPOCHREALTIME
+    [[ $m == direct ]] || echo "$n $m load 1 $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" >>"$work/samples"
+    # Connectivity check: a failure here is an error, not a zero.
+    # shellcheck disable=SC2046
+    ip netns exec "$(ns "$m" cli)" "$tcp" client $(targets "$m" "$n") --threads 1 --duration 0.3 \
+      --warmup 0 >/dev/null || { echo "$m, $n services: connections through the ClusterIPs fail" >&2; exit 1; }
+    log "$m: $n services loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
+  done
+  log "$n services: $cycles connection-rate cycles"
+  interleave slice_cps "$n" "$cycles"
+  log "$n services: $icycles iperf3 TCP and UDP cycles"
+  interleave slice_iperf "$n" "$icycles" tcp
+  interleave slice_iperf "$n" "$icycles" udp
+  for m in "${modes[@]}"; do "teardown_$m"; done
+  awk -v n="$n" '$1 == n && $3 == "cps" { s[$2] += $5; c[$2]++ }
+    END { for (m in s) printf "[compare] %s services: %-8s %8.0f conn/s (mean of %d slices)\n", n, m, s[m] / c[m], c[m] }' \
+    "$work/samples" >&2
 done
 load_end=$(cut -d' ' -f1 /proc/loadavg)
+log "failed connections over the whole run: $errors"
 
 # ----------------------------------------------------------------------------------------------
-# Table (medians over rounds; ratios to cninet in the same run) and plot data.
-awk -v sizes="$sizes" -v rounds="$rounds" -v secs="$secs" -v threads="$threads" \
-    -v kernel="$(uname -r)" -v cpus="$(nproc)" -v l0="$load_start" -v l1="$load_end" \
-    -v dat="$out/compare.dat" -v when="$(date -u '+%Y-%m-%d %H:%M UTC')" '
-  { k = $1 SUBSEP $2; c = ++cnt[k]; cps[k, c] = $4; tcp[k, c] = $5; udp[k, c] = $6; su[k, c] = $7 }
-  function med(arr, k, m,   i, j, t, a) {
-    for (i = 1; i <= m; i++) a[i] = arr[k, i]
+# Table (medians over cycles; ratios = medians of per-cycle ratios to cninet) and plot data.
+awk -v sizes="$sizes" -v cycles="$cycles" -v icycles="$icycles" -v slice="$slice" \
+    -v threads="$threads" -v kernel="$(uname -r)" -v cpus="$(nproc)" -v l0="$load_start" \
+    -v l1="$load_end" -v errors="$errors" -v dat="$out/compare.dat" \
+    -v when="$(date -u '+%Y-%m-%d %H:%M UTC')" '
+  { v[$1, $2, $3, $4] = $5; key[$1, $2, $3] = 1; if ($4 > maxc[$1, $3]) maxc[$1, $3] = $4 }
+  function sort(a, m,   i, j, t) {
     for (i = 2; i <= m; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    LO = a[1]; HI = a[m]
-    return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
   }
-  # "median (min-max)" of the rounds, with format f for each number
-  function cell(arr, k, m, f,   v) {
-    v = med(arr, k, m)
-    if (m == 1) return sprintf(f, v)
-    return sprintf(f " (" f "-" f ")", v, LO, HI)
+  function median(a, m) { sort(a, m); return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
+  # median value of MODE/METRIC at N with min-max, formatted with f
+  function cell(n, mode, metric, f,   a, m, c, med) {
+    m = 0
+    for (c = 1; c <= maxc[n, metric]; c++) if ((n, mode, metric, c) in v) a[++m] = v[n, mode, metric, c]
+    if (m == 0) return "-"
+    med = median(a, m)
+    MED[mode, metric] = med
+    return (m == 1) ? sprintf(f, med) : sprintf(f " (" f "-" f ")", med, a[1], a[m])
+  }
+  # median over cycles of MODE/cninet for METRIC at N
+  function ratio(n, mode, metric,   a, m, c) {
+    m = 0
+    for (c = 1; c <= maxc[n, metric]; c++)
+      if (((n, mode, metric, c) in v) && ((n, "cninet", metric, c) in v) && v[n, "cninet", metric, c] > 0)
+        a[++m] = v[n, mode, metric, c] / v[n, "cninet", metric, c]
+    if (m == 0) return "-"
+    R[mode, metric] = median(a, m)
+    return sprintf("%.2f", R[mode, metric])
+  }
+  function row(n, metric, label, f,   cc, cn, ci, cd) {
+    cc = cell(n, "cninet", metric, f); cn = cell(n, "nftables", metric, f); ci = cell(n, "iptables", metric, f); cd = cell(n, "direct", metric, f)
+    printf "| %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", n, label, cc, cn, ci, cd, ratio(n, "nftables", metric), ratio(n, "iptables", metric), ratio(n, "direct", metric)
   }
   function verdict(ok) { return ok ? "met" : "MISSED" }
   END {
     ns = split(sizes, S, " ")
-    printf "Measured %s on kernel %s, %d CPUs shared with the whole topology (client, node, servers) and with other work on the machine (load average %s at start, %s at end): treat differences under ~10 %% as noise. Each cell: median of %d round(s) of %d s (min-max in parentheses); ratios are of the medians; connection test with %d client threads.\n\n", when, kernel, cpus, l0, l1, rounds, secs, threads
+    printf "Measured %s on kernel %s, %d CPUs shared by the four topologies (client, node, servers) and with other work on the machine (load average %s at start, %s at end). Each cell: median over %d cycles of interleaved %s s slices (min-max in parentheses); each ratio: median of the per-cycle ratios to cninet. Connection test: %d client threads; %d failed connections in the whole run.\n\n", when, kernel, cpus, l0, l1, cycles, slice, threads, errors
     print "| services | metric | cninet | nftables | iptables | direct (no NAT) | nftables / cninet | iptables / cninet | direct / cninet |"
     print "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     print "# services cps_cninet cps_nftables cps_iptables tcp_cninet tcp_nftables tcp_iptables udp_cninet udp_nftables udp_iptables cps_direct tcp_direct udp_direct" > dat
     for (s = 1; s <= ns; s++) {
       n = S[s]
-      for (mi = 1; mi <= 4; mi++) {
-        mode = (mi == 1) ? "cninet" : (mi == 2) ? "nftables" : (mi == 3) ? "iptables" : "direct"
-        k = n SUBSEP mode; m = cnt[k]
-        C[mode] = med(cps, k, m); T[mode] = med(tcp, k, m); U[mode] = med(udp, k, m); P[mode] = med(su, k, m)
-        CC[mode] = cell(cps, k, m, "%.0f"); TT[mode] = cell(tcp, k, m, "%.2f"); UU[mode] = cell(udp, k, m, "%.1f"); PP[mode] = cell(su, k, m, "%.2f")
-      }
-      printf "| %d | new TCP connections/s | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n", n, CC["cninet"], CC["nftables"], CC["iptables"], CC["direct"], C["nftables"] / C["cninet"], C["iptables"] / C["cninet"], C["direct"] / C["cninet"]
-      printf "| %d | iperf3 TCP, Gbit/s | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n", n, TT["cninet"], TT["nftables"], TT["iptables"], TT["direct"], T["nftables"] / T["cninet"], T["iptables"] / T["cninet"], T["direct"] / T["cninet"]
-      printf "| %d | iperf3 UDP 64 B, kpps received | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n", n, UU["cninet"], UU["nftables"], UU["iptables"], UU["direct"], U["nftables"] / U["cninet"], U["iptables"] / U["cninet"], U["direct"] / U["cninet"]
-      printf "| %d | load the %d services (rules / maps), s | %s | %s | %s | - | %.2f | %.2f | - |\n", n, n, PP["cninet"], PP["nftables"], PP["iptables"], P["nftables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01), P["iptables"] / (P["cninet"] > 0 ? P["cninet"] : 0.01)
-      printf "%d %.0f %.0f %.0f %.3f %.3f %.3f %.1f %.1f %.1f %.0f %.3f %.1f\n", n, C["cninet"], C["nftables"], C["iptables"], T["cninet"], T["nftables"], T["iptables"], U["cninet"], U["nftables"], U["iptables"], C["direct"], T["direct"], U["direct"] > dat
-      cc[n] = C["cninet"]; cn[n] = C["nftables"]; ci[n] = C["iptables"]; cd[n] = C["direct"]
+      row(n, "cps", "new TCP connections/s", "%.0f")
+      for (mo in MED) CPS[mo] = MED[mo]
+      cc[n] = MED["cninet", "cps"]; ri[n] = R["iptables", "cps"]; rn[n] = R["nftables", "cps"]; rd[n] = R["direct", "cps"]
+      c1 = MED["cninet", "cps"]; c2 = MED["nftables", "cps"]; c3 = MED["iptables", "cps"]; c4 = MED["direct", "cps"]
+      row(n, "tcp", "iperf3 TCP, Gbit/s", "%.2f")
+      t1 = MED["cninet", "tcp"]; t2 = MED["nftables", "tcp"]; t3 = MED["iptables", "tcp"]; t4 = MED["direct", "tcp"]
+      row(n, "udp", "iperf3 UDP 64 B, kpps received", "%.1f")
+      u1 = MED["cninet", "udp"]; u2 = MED["nftables", "udp"]; u3 = MED["iptables", "udp"]; u4 = MED["direct", "udp"]
+      printf "| %d | load the %d services (rules / maps), s | %s | %s | %s | - | | | |\n", n, n, cell(n, "cninet", "load", "%.2f"), cell(n, "nftables", "load", "%.2f"), cell(n, "iptables", "load", "%.2f")
+      printf "%d %.0f %.0f %.0f %.3f %.3f %.3f %.1f %.1f %.1f %.0f %.3f %.1f\n", n, c1, c2, c3, t1, t2, t3, u1, u2, u3, c4, t4, u4 > dat
     }
     print ""
-    if ((10000 in cc) && ci[10000] > 0)
-      printf "- Goal: cninet >= 3x the connection rate of iptables at 10k services: %.2fx (%s); with no load balancer at all (direct) the same topology reaches %.2fx of iptables.\n", cc[10000] / ci[10000], verdict(cc[10000] >= 3 * ci[10000]), cd[10000] / ci[10000]
-    if ((1 in cc) && cn[1] > 0)
-      printf "- Goal: cninet at least on par with nftables at 1 service (connection rate): %.2fx (%s, counting ratios >= 0.95 as on par).\n", cc[1] / cn[1], verdict(cc[1] >= 0.95 * cn[1])
+    if ((10000 in ri) && ri[10000] > 0)
+      printf "- Goal: cninet >= 3x the connection rate of iptables at 10k services: %.2fx (%s). Without any load balancer (direct) the same topology reaches %.2fx of iptables.\n", 1 / ri[10000], verdict(1 / ri[10000] >= 3), rd[10000] / ri[10000]
+    if ((1 in rn) && rn[1] > 0)
+      printf "- Goal: cninet at least on par with nftables at 1 service (connection rate): %.2fx (%s, counting >= 0.95 as on par).\n", 1 / rn[1], verdict(1 / rn[1] >= 0.95)
   }' "$work/samples" >"$out/compare.md"
 
 if [[ $plots -eq 1 ]]; then
