@@ -328,6 +328,17 @@ absl::Status DetachHook(Hook hook, std::string_view ifname) {
   return absl::OkStatus();
 }
 
+absl::Status DetachPodHooks(std::string_view ifname) {
+  CNINET_RETURN_IF_ERROR(DetachHook(Hook::kToPod, ifname));
+  return DetachHook(Hook::kFromPod, ifname);
+}
+
+absl::Status PodAttachment::Detach() {
+  absl::Status a = to_pod.Detach();
+  absl::Status b = from_pod.Detach();
+  return a.ok() ? b : a;
+}
+
 // ---- Datapath ----
 
 Datapath::Datapath() = default;
@@ -500,12 +511,10 @@ absl::StatusOr<Attachment> Datapath::Attach(Hook hook, std::string_view ifname) 
   return a;
 }
 
-absl::StatusOr<std::vector<Attachment>> Datapath::AttachPod(std::string_view host_ifname) {
-  std::vector<Attachment> out;
-  for (Hook hook : {Hook::kFromPod, Hook::kToPod}) {
-    CNINET_ASSIGN_OR_RETURN(Attachment a, Attach(hook, host_ifname));
-    out.push_back(std::move(a));
-  }
+absl::StatusOr<PodAttachment> Datapath::AttachPod(std::string_view host_ifname) {
+  PodAttachment out;
+  CNINET_ASSIGN_OR_RETURN(out.from_pod, Attach(Hook::kFromPod, host_ifname));
+  CNINET_ASSIGN_OR_RETURN(out.to_pod, Attach(Hook::kToPod, host_ifname));
   return out;
 }
 

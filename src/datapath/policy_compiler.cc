@@ -643,8 +643,8 @@ PolicyChanges PolicyCompiler::Compile() {
   for (const std::string& key : w.changed_pods) {
     auto pod = w.pods.find(key);
     auto old_id = w.pod_identity.find(key);
-    std::optional<uint32_t> old =
-        old_id != w.pod_identity.end() ? std::optional<uint32_t>(old_id->second) : std::nullopt;
+    const bool had_old = old_id != w.pod_identity.end();
+    const uint32_t old = had_old ? old_id->second : 0;
     std::vector<uint32_t> old_ips = w.pod_ips[key];
     std::vector<uint32_t> new_ips;
     if (pod != w.pods.end()) {
@@ -657,7 +657,7 @@ PolicyChanges PolicyCompiler::Compile() {
       w.pod_identity.erase(key);
       w.pod_ips.erase(key);
     }
-    if (old) w.Release(*old, &identity_set_changed);
+    if (had_old) w.Release(old, &identity_set_changed);
     for (uint32_t ip : old_ips) {
       auto o = w.ip_owners.find(ip);
       if (o == w.ip_owners.end()) continue;

@@ -80,6 +80,22 @@ class Attachment {
 /// Removes cninet's filter for `hook` from `ifname` in the calling thread's network namespace
 /// (e.g. one left attached by a Release()d Attachment). Absent filters/interfaces are OK.
 absl::Status DetachHook(Hook hook, std::string_view ifname);
+/// DetachHook() for both per-pod hooks (kFromPod and kToPod) of a pod's host-side veth.
+absl::Status DetachPodHooks(std::string_view ifname);
+
+/// The per-pod filters of one host-side veth: kFromPod (tc ingress) and kToPod (tc egress,
+/// ingress policy). Both are detached when this object dies unless Release()d.
+struct PodAttachment {
+  Attachment from_pod;  ///< tc ingress: service DNAT, reverse DNAT, tracking.
+  Attachment to_pod;    ///< tc egress: the pod's ingress policy.
+  /// Leaves both filters in the kernel after this object dies.
+  void Release() {
+    from_pod.Release();
+    to_pod.Release();
+  }
+  /// Removes both filters now (idempotent).
+  absl::Status Detach();
+};
 
 /// Outcome of one BPF_PROG_TEST_RUN.
 struct TestRunResult {
@@ -119,8 +135,9 @@ class Datapath {
                                         uint32_t repeat = 1, uint32_t ifindex = 0,
                                         uint32_t ingress_ifindex = 0) const;
   /// Attaches the per-pod programs (kFromPod on ingress, kToPod on egress) to the host side of a
-  /// pod's veth; both are detached when the returned attachments die (or Release()d).
-  absl::StatusOr<std::vector<Attachment>> AttachPod(std::string_view host_ifname);
+  /// pod's veth, in the calling thread's network namespace. A drop-in for
+  /// Attach(Hook::kFromPod, ifname) that also enforces the pod's ingress policy.
+  absl::StatusOr<PodAttachment> AttachPod(std::string_view host_ifname);
 
   /// Verifier and size statistics of `hook`'s program.
   absl::StatusOr<ProgramStats> Stats(Hook hook) const;

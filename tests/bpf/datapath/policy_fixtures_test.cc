@@ -344,9 +344,8 @@ TEST_F(PolicyBpfTest, ToPodPassesTheVerifierAndAttachesWithTheOtherPodHook) {
   {
     auto a = dp_->AttachPod("pv0");
     ASSERT_TRUE(a.ok()) << a.status();
-    ASSERT_EQ(a->size(), 2u);
-    EXPECT_EQ((*a)[0].hook(), Hook::kFromPod);
-    EXPECT_EQ((*a)[1].hook(), Hook::kToPod);
+    EXPECT_EQ(a->from_pod.hook(), Hook::kFromPod);
+    EXPECT_EQ(a->to_pod.hook(), Hook::kToPod);
     std::string ingress = ns_.Exec("tc filter show dev pv0 ingress").out;
     std::string egress = ns_.Exec("tc filter show dev pv0 egress").out;
     EXPECT_THAT(ingress, HasSubstr("cn_from_pod"));
@@ -354,6 +353,21 @@ TEST_F(PolicyBpfTest, ToPodPassesTheVerifierAndAttachesWithTheOtherPodHook) {
   }
   EXPECT_THAT(ns_.Exec("tc filter show dev pv0 egress").out, ::testing::Not(HasSubstr("cn_to_pod")))
       << "detached when the attachments die";
+  EXPECT_THAT(ns_.Exec("tc filter show dev pv0 ingress").out,
+              ::testing::Not(HasSubstr("cn_from_pod")));
+  // Release()d pod filters stay; DetachPodHooks() removes both.
+  {
+    auto a = dp_->AttachPod("pv0");
+    ASSERT_TRUE(a.ok()) << a.status();
+    a->Release();
+  }
+  EXPECT_THAT(ns_.Exec("tc filter show dev pv0 egress").out, HasSubstr("cn_to_pod"));
+  EXPECT_THAT(ns_.Exec("tc filter show dev pv0 ingress").out, HasSubstr("cn_from_pod"));
+  ASSERT_TRUE(DetachPodHooks("pv0").ok());
+  EXPECT_THAT(ns_.Exec("tc filter show dev pv0 egress").out,
+              ::testing::Not(HasSubstr("cn_to_pod")));
+  EXPECT_THAT(ns_.Exec("tc filter show dev pv0 ingress").out,
+              ::testing::Not(HasSubstr("cn_from_pod")));
   // DetachHook finds a Release()d to-pod filter.
   auto a = dp_->Attach(Hook::kToPod, "pv0");
   ASSERT_TRUE(a.ok());

@@ -283,7 +283,7 @@ class PolicyE2eTest : public ::testing::Test {
     absl::Status s = RunInNetns(node_.path(), [&]() -> absl::Status {
       auto a = dp_->AttachPod(p.host_if);
       if (!a.ok()) return a.status();
-      for (auto& x : *a) attachments_.push_back(std::move(x));
+      attachments_.push_back(std::move(*a));
       return absl::OkStatus();
     });
     ASSERT_TRUE(s.ok()) << s;
@@ -341,7 +341,7 @@ class PolicyE2eTest : public ::testing::Test {
   ScopedNetns node_{"ppnode"};
   std::map<std::string, PodNs> pods_;
   std::unique_ptr<Datapath> dp_;
-  std::vector<Attachment> attachments_;
+  std::vector<PodAttachment> attachments_;
 };
 
 TEST_F(PolicyE2eTest, IsolationA_PodsOfAnIsolatedNamespaceReachEachOther) {
