@@ -94,6 +94,17 @@ TEST_F(PolicyBpfTest, FixtureTableAndPerRuleCounters) {
   auto c = dp_->counters().Packets(CN_R_POLICY_HOST);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(*c, 2u);
+  // The admitted flow carries the policy-ok flag in conntrack (the one never admitted does not).
+  FlowTuple admitted{Ip(ptopo::kFe), Ip(ptopo::kApi), 40001, 80, 6};
+  auto e = dp_->conntrack().Lookup(admitted);
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE(e->has_value());
+  EXPECT_TRUE((*e)->policy_ok);
+  EXPECT_THAT((*e)->ToString(), HasSubstr("policy-ok"));
+  auto denied =
+      dp_->conntrack().Lookup(FlowTuple{Ip(ptopo::kOther), Ip(ptopo::kApi), 40002, 80, 6});
+  ASSERT_TRUE(denied.ok());
+  EXPECT_FALSE(denied->has_value()) << "a denied flow leaves no conntrack entry";
 }
 
 TEST_F(PolicyBpfTest, DatapathAgreesWithTheCompilerOnRandomNewFlows) {
