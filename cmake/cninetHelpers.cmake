@@ -40,6 +40,11 @@ function(cninet_add_component)
     OUTPUT_NAME cninet_${C_NAME}
     VERSION ${PROJECT_VERSION}
     SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
+  # Shared builds: a component finds the components it links (installed next to it) wherever
+  # the prefix is, so a consumer needs only the prefix's lib directory for its direct links.
+  if(BUILD_SHARED_LIBS AND NOT DEFINED CMAKE_INSTALL_RPATH)
+    set_target_properties(${target} PROPERTIES INSTALL_RPATH "$ORIGIN")
+  endif()
   target_include_directories(${target}
     PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include>
            $<BUILD_INTERFACE:${PROJECT_BINARY_DIR}/include>
@@ -65,6 +70,15 @@ function(cninet_add_component)
   set_property(GLOBAL PROPERTY CNINET_COMPONENT_DEPS_${C_NAME} "${C_COMPONENT_DEPS}")
   set_property(GLOBAL PROPERTY CNINET_FIND_DEPS_${C_NAME} "${C_FIND_DEPS}")
   set_property(GLOBAL PROPERTY CNINET_PKG_DEPS_${C_NAME} "${C_PKG_DEPS}")
+  # pkg-config dependencies linked PRIVATE: consumers of a shared build need not find them.
+  set(private_pkg "")
+  foreach(pkg IN LISTS C_PKG_DEPS)
+    string(REGEX REPLACE "=.*" "" prefix "${pkg}")
+    if("PkgConfig::${prefix}" IN_LIST C_PRIVATE_LIBS)
+      list(APPEND private_pkg ${prefix})
+    endif()
+  endforeach()
+  set_property(GLOBAL PROPERTY CNINET_PRIVATE_PKG_DEPS_${C_NAME} "${private_pkg}")
   set(pc_requires "${C_PC_REQUIRES}")
   foreach(dep IN LISTS C_COMPONENT_DEPS)
     list(APPEND pc_requires cninet-${dep})
@@ -150,8 +164,15 @@ function(cninet_install_package)
     string(APPEND table "set(_cninet_component_deps_${c} \"${cdeps}\")\n")
     string(APPEND table "set(_cninet_find_deps_${c} \"${fdeps}\")\n")
     string(APPEND table "set(_cninet_pkg_deps_${c} \"${pdeps}\")\n")
+    get_property(private_pkg GLOBAL PROPERTY CNINET_PRIVATE_PKG_DEPS_${c})
+    string(APPEND table "set(_cninet_private_pkg_deps_${c} \"${private_pkg}\")\n")
   endforeach()
   set(CNINET_AVAILABLE_COMPONENTS "${components}")
+  if(BUILD_SHARED_LIBS)
+    set(CNINET_SHARED TRUE)
+  else()
+    set(CNINET_SHARED FALSE)
+  endif()
   set(CNINET_COMPONENT_TABLE "${table}")
   configure_package_config_file(
     ${PROJECT_SOURCE_DIR}/cmake/cninetConfig.cmake.in

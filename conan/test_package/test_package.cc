@@ -51,8 +51,11 @@ int main(int argc, char** argv) {
   std::string conf = R"({"cniVersion":"1.1.0","name":"n","type":"mtu","mtu":9000,
     "prevResult":{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/proc/self/ns/net"}]}})";
   int rc = Invoke(plugin,
-                  {{"CNI_COMMAND", "ADD"}, {"CNI_CONTAINERID", "c1"}, {"CNI_NETNS", "/proc/self/ns/net"},
-                   {"CNI_IFNAME", "eth0"}, {"CNI_NETNS_OVERRIDE", "1"}},
+                  {{"CNI_COMMAND", "ADD"},
+                   {"CNI_CONTAINERID", "c1"},
+                   {"CNI_NETNS", "/proc/self/ns/net"},
+                   {"CNI_IFNAME", "eth0"},
+                   {"CNI_NETNS_OVERRIDE", "1"}},
                   conf, &out);
   if (rc != 0 || out.find("\"mtu\":9000") == std::string::npos) {
     std::cerr << "ADD failed: " << out << "\n";

@@ -13,5 +13,6 @@
 #include "cninet/cni/status.h"    // IWYU pragma: export
 #include "cninet/cni/types.h"     // IWYU pragma: export
 #include "cninet/cni/version.h"   // IWYU pragma: export
+#include "cninet/cni/version_info.h"  // IWYU pragma: export
 
 #endif  // CNINET_CNI_CNI_H_
