@@ -15,7 +15,8 @@
 // sum of the two baselines, and how long programming lagged behind the last write.
 //
 // Flags (before the Google Benchmark ones): --services=N (default 10000), --backends=B (10),
-// --maglev-size=M (the agent's default, 1021). Needs root (namespace, bpffs, BPF).
+// --maglev-size=M (default: the agent's, sized per service to >= 20 slots per backend, i.e.
+// M=251 for 10 backends). Needs root (namespace, bpffs, BPF).
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -50,10 +51,10 @@ using Clock = std::chrono::steady_clock;
 
 int g_services = 10000;
 int g_backends = 10;
-uint32_t g_maglev = 1021;
-std::string g_dir;    // temporary directory
-std::string g_bpffs;  // private bpffs mount
-std::string g_netns;  // node namespace name
+uint32_t g_maglev = 0;  // 0: the agent default (sized per service)
+std::string g_dir;      // temporary directory
+std::string g_bpffs;    // private bpffs mount
+std::string g_netns;    // node namespace name
 std::unique_ptr<agent::EtcdServer> g_etcd;
 std::shared_ptr<agent::Store> g_store;
 std::map<std::string, double> g_seconds;  // benchmark name -> mean seconds per iteration
@@ -381,8 +382,9 @@ int main(int argc, char** argv) {
       return it == g_seconds.end() ? -1.0 : it->second;
     };
     double write = get("BM_StoreWrite"), table = get("BM_ServiceTable"), e2e = get("BM_EndToEnd");
-    std::printf("\n%d services x %d backends (Maglev M=%u), mean of the iterations:\n", g_services,
-                g_backends, g_maglev);
+    uint32_t m = g_maglev != 0 ? g_maglev : agent::AdaptiveMaglevSize(g_backends);
+    std::printf("\n%d services x %d backends (Maglev M=%u%s), mean of the iterations:\n",
+                g_services, g_backends, m, g_maglev != 0 ? "" : ", the agent's default sizing");
     std::printf("  store write (baseline)          %8.3f s\n", write);
     std::printf("  ServiceTable batch (baseline)   %8.3f s\n", table);
     std::printf("  end to end (first write -> all programmed)  %8.3f s  (goal < 3 s)\n", e2e);

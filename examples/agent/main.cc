@@ -57,7 +57,8 @@ run options (defaults in brackets):
   --cni-conf-dir DIR      where the conflist is written [/etc/cni/net.d] ("" = not written)
   --bpffs-root DIR        bpffs for the pinned maps [/sys/fs/bpf]
   --instance NAME         datapath instance [node name]
-  --maglev-size M         Maglev table size per service, prime [1021]
+  --maglev-size M         Maglev table size of every service, a prime in 251..65521
+                          [sized per service: >= 20 slots per backend]
   --vxlan-device IF       VXLAN device name [cninet-vxlan]
   --no-masquerade         do not SNAT pod egress leaving the cluster CIDR
   --heartbeat-ttl S       heartbeat lease TTL [10]

@@ -28,6 +28,7 @@
 #include "cninet/cni/status.h"
 #include "cninet/cni/strings.h"
 #include "cninet/datapath/datapath.h"
+#include "cninet/datapath/maglev.h"
 #include "cninet/netlink/netlink.h"
 
 namespace cninet::agent {
@@ -92,11 +93,23 @@ std::optional<IPPrefix> FirstV4(const google::protobuf::RepeatedPtrField<std::st
   return std::nullopt;
 }
 
+// The cache holds each object once, shared with the reconcile pass that plans from it.
 template <typename T>
-std::vector<T> Values(const std::map<std::string, T>& m) {
-  std::vector<T> out;
+using Cache = std::map<std::string, std::shared_ptr<const T>>;
+
+template <typename T>
+std::vector<std::shared_ptr<const T>> Values(const Cache<T>& m) {
+  std::vector<std::shared_ptr<const T>> out;
   out.reserve(m.size());
   for (const auto& [k, v] : m) out.push_back(v);
+  return out;
+}
+
+template <typename T>
+std::vector<const T*> Pointers(const std::vector<std::shared_ptr<const T>>& v) {
+  std::vector<const T*> out;
+  out.reserve(v.size());
+  for (const auto& p : v) out.push_back(p.get());
   return out;
 }
 
@@ -149,6 +162,11 @@ absl::Status AgentOptions::Validate() const {
   if (host_port_ids >= map_sizes.service_slots - 1) {
     return bad("hostPortIds", "must leave service ids for the agent");
   }
+  if (maglev_size != 0 && (maglev_size < dp::kMaglevMinSize || maglev_size > dp::kMaglevMaxSize ||
+                           !dp::IsPrime(maglev_size))) {
+    return bad("maglev size", StrCat(maglev_size, " is not a prime in [", dp::kMaglevMinSize, ", ",
+                                     dp::kMaglevMaxSize, "]"));
+  }
   if (heartbeat_ttl < std::chrono::seconds(2)) return bad("heartbeat TTL", "at least 2 s");
   if (resync_interval < std::chrono::seconds(1)) return bad("resync interval", "at least 1 s");
   if (!bootstrap_cluster.cluster_cidr().empty()) {
@@ -189,11 +207,11 @@ struct Agent::Impl : public LocalApiHandler {
   // Cache of the store, fed by the watches (mu).
   mutable std::mutex mu;
   std::condition_variable cv;
-  std::map<std::string, v1::Node> nodes;
+  Cache<v1::Node> nodes;
   std::set<std::string> alive;  // nodes with a heartbeat
-  std::map<std::string, v1::Service> svcs;
-  std::map<std::string, v1::Endpoints> eps;
-  std::map<std::string, v1::Pod> pods;
+  Cache<v1::Service> svcs;
+  Cache<v1::Endpoints> eps;
+  Cache<v1::Pod> pods;
   std::map<std::string, std::string> decode_errors;  // key -> why it is skipped
   std::set<IPAddress> forgotten;  // addresses of local pods deleted since the last pass
   enum Kind { kNodes, kHeartbeats, kServices, kEndpoints, kPods, kKinds };
@@ -223,6 +241,7 @@ struct Agent::Impl : public LocalApiHandler {
   absl::Status LoadDatapath();
   absl::Status WriteConflist();
   absl::Status StartWatches();
+  void OnUpdate(const WatchUpdate& update);
   void Loop();
   void Shutdown();
   absl::Status InNode(const std::function<absl::Status()>& fn) {
@@ -242,7 +261,7 @@ struct Agent::Impl : public LocalApiHandler {
     CNINET_LOG(kWarning, "skipping malformed value: ", why);
   }
   template <typename T>
-  void Apply(Kind kind, const ObjectUpdate<T>& u, std::map<std::string, T>* cache);
+  void Apply(Kind kind, ObjectUpdate<T>& u, Cache<T>* cache);
 
   // LocalApiHandler
   api::AgentStatus Status(const api::StatusRequest& request) override;
@@ -475,8 +494,8 @@ absl::Status Agent::Impl::WriteConflist() {
 }
 
 template <typename T>
-void Agent::Impl::Apply(Kind kind, const ObjectUpdate<T>& u, std::map<std::string, T>* cache) {
-  std::lock_guard<std::mutex> l(mu);
+void Agent::Impl::Apply(Kind kind, ObjectUpdate<T>& u, Cache<T>* cache) {
+  // (mu held)
   auto forget_local_pod = [&](const T& old) {
     if constexpr (std::is_same_v<T, v1::Pod>) {
       if (old.node() != opt.node_name) return;
@@ -491,14 +510,16 @@ void Agent::Impl::Apply(Kind kind, const ObjectUpdate<T>& u, std::map<std::strin
     AddProblem(e.key, std::string(e.status.message()));
   }
   if (u.reset) {
-    std::map<std::string, T> fresh;
-    for (const auto& ev : u.events) fresh[ev.object.key] = ev.object.value;
+    Cache<T> fresh;
+    for (auto& ev : u.events) {
+      fresh[ev.object.key] = std::make_shared<const T>(std::move(ev.object.value));
+    }
     // A malformed key keeps the value it had.
     for (const std::string& k : error_keys) {
       if (auto it = cache->find(k); it != cache->end()) fresh[k] = it->second;
     }
     for (const auto& [k, v] : *cache) {
-      if (!fresh.count(k)) forget_local_pod(v);
+      if (!fresh.count(k)) forget_local_pod(*v);
     }
     for (auto it = decode_errors.begin(); it != decode_errors.end();) {
       bool ours = it->first.rfind(KeyPrefix(ObjectTraits<T>::kKind), 0) == 0;
@@ -506,13 +527,13 @@ void Agent::Impl::Apply(Kind kind, const ObjectUpdate<T>& u, std::map<std::strin
     }
     *cache = std::move(fresh);
   } else {
-    for (const auto& ev : u.events) {
+    for (auto& ev : u.events) {
       decode_errors.erase(ev.object.key);
       if (ev.type == EventType::kPut) {
-        (*cache)[ev.object.key] = ev.object.value;
+        (*cache)[ev.object.key] = std::make_shared<const T>(std::move(ev.object.value));
       } else {
         if (auto it = cache->find(ev.object.key); it != cache->end()) {
-          forget_local_pod(it->second);
+          forget_local_pod(*it->second);
           cache->erase(it);
         }
       }
@@ -535,53 +556,71 @@ void Agent::Impl::Apply(Kind kind, const ObjectUpdate<T>& u, std::map<std::strin
     default:
       break;
   }
+}
+
+// One watch over every cninet key: the kinds the agent follows come in one ordered stream, so a
+// Service and the Endpoints written in the same transaction are applied together, and every
+// pass sees one store revision across kinds.
+void Agent::Impl::OnUpdate(const WatchUpdate& update) {
+  auto part = [&](ObjectKind kind) {
+    WatchUpdate w;
+    w.reset = update.reset;
+    w.revision = update.revision;
+    std::string_view prefix = KeyPrefix(kind);
+    for (const Event& ev : update.events) {
+      if (std::string_view(ev.kv.key).substr(0, prefix.size()) == prefix) w.events.push_back(ev);
+    }
+    return w;
+  };
+  ObjectUpdate<v1::Node> node_u = DecodeUpdate<v1::Node>(part(ObjectKind::kNode));
+  ObjectUpdate<v1::NodeHeartbeat> hb_u =
+      DecodeUpdate<v1::NodeHeartbeat>(part(ObjectKind::kNodeHeartbeat));
+  ObjectUpdate<v1::Service> svc_u = DecodeUpdate<v1::Service>(part(ObjectKind::kService));
+  ObjectUpdate<v1::Endpoints> ep_u = DecodeUpdate<v1::Endpoints>(part(ObjectKind::kEndpoints));
+  ObjectUpdate<v1::Pod> pod_u = DecodeUpdate<v1::Pod>(part(ObjectKind::kPod));
+
+  std::lock_guard<std::mutex> l(mu);
+  for (const auto& ev : node_u.events) {
+    if (ev.object.value.name() != opt.node_name) continue;
+    bool removed = ev.type == EventType::kDelete;
+    if (removed && !self_removed) {
+      CNINET_LOG(kWarning,
+                 "this node's object was deleted from the store; restart the agent to register "
+                 "again");
+    }
+    self_removed = removed;
+  }
+  // Heartbeats only matter as the set of nodes whose agent is alive.
+  if (hb_u.reset) alive.clear();
+  for (const auto& ev : hb_u.events) {
+    if (ev.type == EventType::kPut) {
+      alive.insert(ev.object.value.node());
+    } else {
+      alive.erase(ev.object.value.node());
+    }
+  }
+  if (hb_u.reset || !hb_u.events.empty()) nodes_dirty = true;
+  synced[kHeartbeats] = true;
+  // Only kinds this update touches are marked dirty (a reset touches all of them).
+  if (node_u.reset || !node_u.events.empty() || !node_u.errors.empty()) {
+    Apply(kNodes, node_u, &nodes);
+  }
+  if (svc_u.reset || !svc_u.events.empty() || !svc_u.errors.empty()) {
+    Apply(kServices, svc_u, &svcs);
+  }
+  if (ep_u.reset || !ep_u.events.empty() || !ep_u.errors.empty()) {
+    Apply(kEndpoints, ep_u, &eps);
+  }
+  if (pod_u.reset || !pod_u.events.empty() || !pod_u.errors.empty()) Apply(kPods, pod_u, &pods);
+  revision = std::max(revision, update.revision);
   cv.notify_all();
 }
 
 absl::Status Agent::Impl::StartWatches() {
-  auto add = [&](absl::StatusOr<std::unique_ptr<WatchHandle>> w) -> absl::Status {
-    if (!w.ok()) return w.status();
-    watches.push_back(*std::move(w));
-    return absl::OkStatus();
-  };
-  CNINET_RETURN_IF_ERROR(add(WatchObjects<v1::Node>(*store, 0, [this](const auto& u) {
-    {
-      std::lock_guard<std::mutex> l(mu);
-      for (const auto& ev : u.events) {
-        if (ev.object.value.name() != opt.node_name) continue;
-        bool removed = ev.type == EventType::kDelete;
-        if (removed && !self_removed) {
-          CNINET_LOG(kWarning,
-                     "this node's object was deleted from the store; restart the agent "
-                     "to register again");
-        }
-        self_removed = removed;
-      }
-    }
-    Apply(kNodes, u, &nodes);
-  })));
-  // Heartbeats only matter as the set of nodes whose agent is alive.
-  CNINET_RETURN_IF_ERROR(add(WatchObjects<v1::NodeHeartbeat>(*store, 0, [this](const auto& u) {
-    std::lock_guard<std::mutex> l(mu);
-    if (u.reset) alive.clear();
-    for (const auto& ev : u.events) {
-      if (ev.type == EventType::kPut) {
-        alive.insert(ev.object.value.node());
-      } else {
-        alive.erase(ev.object.value.node());
-      }
-    }
-    revision = std::max(revision, u.revision);
-    synced[kHeartbeats] = true;
-    nodes_dirty = true;
-    cv.notify_all();
-  })));
-  CNINET_RETURN_IF_ERROR(add(
-      WatchObjects<v1::Service>(*store, 0, [this](const auto& u) { Apply(kServices, u, &svcs); })));
-  CNINET_RETURN_IF_ERROR(add(WatchObjects<v1::Endpoints>(
-      *store, 0, [this](const auto& u) { Apply(kEndpoints, u, &eps); })));
-  CNINET_RETURN_IF_ERROR(
-      add(WatchObjects<v1::Pod>(*store, 0, [this](const auto& u) { Apply(kPods, u, &pods); })));
+  absl::StatusOr<std::unique_ptr<WatchHandle>> w =
+      store->Watch(kKeyRoot, 0, [this](const WatchUpdate& u) { OnUpdate(u); });
+  if (!w.ok()) return w.status();
+  watches.push_back(*std::move(w));
   return absl::OkStatus();
 }
 
@@ -589,10 +628,10 @@ void Agent::Impl::Loop() {
   auto next_resync = Clock::now() + opt.resync_interval;
   bool first = true;
   while (true) {
-    std::vector<v1::Node> node_list;
-    std::vector<v1::Service> svc_list;
-    std::vector<v1::Endpoints> ep_list;
-    std::vector<v1::Pod> pod_list;
+    std::vector<std::shared_ptr<const v1::Node>> node_list;
+    std::vector<std::shared_ptr<const v1::Service>> svc_list;
+    std::vector<std::shared_ptr<const v1::Endpoints>> ep_list;
+    std::vector<std::shared_ptr<const v1::Pod>> pod_list;
     std::set<IPAddress> gone;
     bool do_nodes = false, do_services = false, do_pods = false, renew = false;
     int64_t rev = 0;
@@ -649,10 +688,12 @@ void Agent::Impl::Loop() {
         self.name = opt.node_name;
         self.underlay = uplink.addresses[0];
         self.pod_cidr = pod_cidr;
-        for (const v1::Node& n : node_list) {
-          if (n.name() == opt.node_name) self.direct_routing = n.direct_routing();
+        std::vector<v1::Node> copies;  // a handful of small objects
+        for (const auto& n : node_list) {
+          copies.push_back(*n);
+          if (n->name() == opt.node_name) self.direct_routing = n->direct_routing();
         }
-        new_plan = PlanOverlay(self, node_list);
+        new_plan = PlanOverlay(self, copies);
         have_plan = true;
         absl::StatusOr<OverlayChanges> ch = overlay->Apply(new_plan);
         if (!ch.ok()) errors.push_back(StrCat("overlay: ", ch.status().message()));
@@ -663,7 +704,11 @@ void Agent::Impl::Loop() {
         po.node_port_min = cluster.node_port_range().min();
         po.node_port_max = cluster.node_port_range().max();
         auto t0 = Clock::now();
-        std::vector<PlannedService> planned = PlanServices(svc_list, ep_list, po, &warns);
+        std::vector<const v1::Service*> sp = Pointers(svc_list);
+        std::vector<const v1::Endpoints*> epp = Pointers(ep_list);
+        std::vector<PlannedService> planned =
+            PlanServices(std::span<const v1::Service* const>(sp),
+                         std::span<const v1::Endpoints* const>(epp), po, &warns);
         auto t1 = Clock::now();
         absl::StatusOr<ServiceChanges> ch = services->Apply(std::move(planned));
         auto t2 = Clock::now();
@@ -676,8 +721,9 @@ void Agent::Impl::Loop() {
         }
       }
       if (do_pods) {
+        std::vector<const v1::Pod*> pp = Pointers(pod_list);
         planned_endpoints = PlanEndpoints(
-            pod_list, opt.node_name, pod_cidr,
+            std::span<const v1::Pod* const>(pp), opt.node_name, pod_cidr,
             [this](std::string_view ifname) {
               auto l = handle->GetLink(ifname);
               return l.ok() ? l->index : 0;
@@ -765,7 +811,8 @@ api::AgentStatus Agent::Impl::Status(const api::StatusRequest& request) {
                                                           p.vtep_mac.ToString(), ")");
   }
   for (const SkippedPeer& sp : plan.skipped) routes[sp.node] = StrCat("skipped: ", sp.reason);
-  for (const auto& [key, n] : nodes) {
+  for (const auto& [key, np] : nodes) {
+    const v1::Node& n = *np;
     api::NodeStatus* ns = s.add_nodes();
     *ns->mutable_node() = n;
     ns->set_alive(alive.count(n.name()) > 0);
@@ -796,8 +843,8 @@ api::AgentStatus Agent::Impl::Status(const api::StatusRequest& request) {
     es->set_address(pe.endpoint.address.ToString());
     es->set_ifindex(pe.endpoint.ifindex);
     es->set_mac(nl::MacAddress(pe.endpoint.mac).ToString());
-    for (const auto& [k, p] : pods) {
-      if (StrCat(p.namespace_(), "/", p.name()) == pe.pod) es->set_interface(p.interface());
+    if (auto it = pods.find(StrCat(KeyPrefix(ObjectKind::kPod), pe.pod)); it != pods.end()) {
+      es->set_interface(it->second->interface());
     }
     auto it = table.find(pe.endpoint.address);
     es->set_programmed(it != table.end() && it->second.ifindex == pe.endpoint.ifindex);
@@ -866,7 +913,7 @@ absl::Status Agent::Impl::ForgetPod(const api::ForgetPodRequest& req) {
   } else if (!req.container_id().empty()) {
     std::lock_guard<std::mutex> l(mu);
     for (const auto& [key, p] : pods) {
-      if (p.node() == opt.node_name && p.container_id() == req.container_id()) {
+      if (p->node() == opt.node_name && p->container_id() == req.container_id()) {
         doomed.push_back(key);
       }
     }

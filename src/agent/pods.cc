@@ -17,9 +17,18 @@ std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod> pods, std::s
                                            const cni::IPPrefix& pod_cidr,
                                            const LinkIndexFn& link_index,
                                            std::vector<PlanWarning>* warnings) {
+  std::vector<const v1::Pod*> ptrs;
+  for (const v1::Pod& p : pods) ptrs.push_back(&p);
+  return PlanEndpoints(std::span<const v1::Pod* const>(ptrs), node, pod_cidr, link_index, warnings);
+}
+
+std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod* const> pods,
+                                           std::string_view node, const cni::IPPrefix& pod_cidr,
+                                           const LinkIndexFn& link_index,
+                                           std::vector<PlanWarning>* warnings) {
   std::vector<const v1::Pod*> sorted;
-  for (const v1::Pod& p : pods) {
-    if (p.node() == node) sorted.push_back(&p);
+  for (const v1::Pod* p : pods) {
+    if (p->node() == node) sorted.push_back(p);
   }
   std::sort(sorted.begin(), sorted.end(), [](const v1::Pod* a, const v1::Pod* b) {
     return std::tie(a->namespace_(), a->name()) < std::tie(b->namespace_(), b->name());

@@ -1,6 +1,7 @@
 #include "cninet/agent/services.h"
 
 #include <algorithm>
+#include <iterator>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -66,17 +67,37 @@ bool SameProgramming(const dp::Service& a, const dp::Service& b) {
   return true;
 }
 
+uint32_t AdaptiveMaglevSize(size_t backends) {
+  static constexpr uint32_t kSizes[] = {251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521};
+  size_t want = 20 * std::max<size_t>(backends, 1);
+  for (uint32_t m : kSizes) {
+    if (m >= want) return m;
+  }
+  return kSizes[std::size(kSizes) - 1];
+}
+
 std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
                                          std::span<const v1::Endpoints> endpoints,
+                                         const ServicePlanOptions& options,
+                                         std::vector<PlanWarning>* warnings) {
+  std::vector<const v1::Service*> s;
+  std::vector<const v1::Endpoints*> e;
+  for (const v1::Service& x : services) s.push_back(&x);
+  for (const v1::Endpoints& x : endpoints) e.push_back(&x);
+  return PlanServices(std::span<const v1::Service* const>(s),
+                      std::span<const v1::Endpoints* const>(e), options, warnings);
+}
+
+std::vector<PlannedService> PlanServices(std::span<const v1::Service* const> services,
+                                         std::span<const v1::Endpoints* const> endpoints,
                                          const ServicePlanOptions& options,
                                          std::vector<PlanWarning>* warnings) {
   auto warn = [&](const v1::Service& s, std::string msg) {
     if (warnings != nullptr) warnings->push_back({StrCat(s.namespace_(), "/", s.name()), msg});
   };
   std::map<std::pair<std::string, std::string>, const v1::Endpoints*> eps;
-  for (const v1::Endpoints& e : endpoints) eps[{e.namespace_(), e.name()}] = &e;
-  std::vector<const v1::Service*> sorted;
-  for (const v1::Service& s : services) sorted.push_back(&s);
+  for (const v1::Endpoints* e : endpoints) eps[{e->namespace_(), e->name()}] = e;
+  std::vector<const v1::Service*> sorted(services.begin(), services.end());
   std::sort(sorted.begin(), sorted.end(), [](const v1::Service* a, const v1::Service* b) {
     return std::tie(a->namespace_(), a->name()) < std::tie(b->namespace_(), b->name());
   });
@@ -180,6 +201,7 @@ std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
           svc.backends.push_back({*ip, bport});
         }
       }
+      if (options.maglev_size == 0) svc.maglev_size = AdaptiveMaglevSize(svc.backends.size());
       Normalize(&svc);
       out.push_back(std::move(planned));
     }

@@ -94,8 +94,9 @@ struct AgentOptions {
   bool masquerade = true;
   /// Service ids from here on are left to cninet-ebpf's hostPorts (its hostPortIds).
   uint32_t host_port_ids = 1024;
-  /// Maglev table size of every service (prime in [251, 65521]).
-  uint32_t maglev_size = 1021;
+  /// Maglev table size of every service (a prime in [251, 65521]); 0 (default) sizes each
+  /// service's table to its backends (AdaptiveMaglevSize: at least 20 slots per backend).
+  uint32_t maglev_size = 0;
 
   /// VXLAN device name.
   std::string vxlan_device = "cninet-vxlan";

@@ -41,6 +41,11 @@ std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod> pods, std::s
                                            const cni::IPPrefix& pod_cidr,
                                            const LinkIndexFn& link_index,
                                            std::vector<PlanWarning>* warnings);
+/// PlanEndpoints over pointers (no copies of the pods).
+std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod* const> pods,
+                                           std::string_view node, const cni::IPPrefix& pod_cidr,
+                                           const LinkIndexFn& link_index,
+                                           std::vector<PlanWarning>* warnings);
 
 /// What one EndpointReconciler::Apply changed.
 struct EndpointChanges {

@@ -45,9 +45,9 @@ struct PlannedService {
 struct ServicePlanOptions {
   /// Backend selection: Maglev (consistent hashing) or random.
   datapath::LbAlgorithm algorithm = datapath::LbAlgorithm::kMaglev;
-  /// Maglev table size M (a prime in [251, 65521]); 8 bytes of kernel memory per slot and
-  /// service, so the agent's default is small enough for tens of thousands of services.
-  uint32_t maglev_size = 1021;
+  /// Maglev table size M (a prime in [251, 65521]), or 0 (default) for AdaptiveMaglevSize of
+  /// each service's backend count. A table costs 8 bytes of kernel memory per slot.
+  uint32_t maglev_size = 0;
   uint32_t node_port_min = 30000;  ///< Lowest allowed nodePort.
   uint32_t node_port_max = 32767;  ///< Highest allowed nodePort.
 };
@@ -58,6 +58,11 @@ struct PlanWarning {
   std::string message;  ///< What was skipped and why.
 };
 
+/// The smallest of 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521 (primes, about doubling)
+/// giving at least 20 table slots per backend: Maglev then keeps every backend within 5% of its
+/// share, and the size changes only when the backend count crosses a doubling.
+uint32_t AdaptiveMaglevSize(size_t backends);
+
 /// Plans the datapath services for `services` and their `endpoints` (matched by namespace and
 /// name; ports by port name). Skipped with a warning: services without a ClusterIP and without
 /// node ports, SCTP ports, IPv6 addresses, nodePorts outside the range, frontends another
@@ -67,6 +72,11 @@ struct PlanWarning {
 /// frontends and backends sorted.
 std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
                                          std::span<const v1::Endpoints> endpoints,
+                                         const ServicePlanOptions& options,
+                                         std::vector<PlanWarning>* warnings);
+/// PlanServices over pointers (no copies of the objects; the agent's cache holds them shared).
+std::vector<PlannedService> PlanServices(std::span<const v1::Service* const> services,
+                                         std::span<const v1::Endpoints* const> endpoints,
                                          const ServicePlanOptions& options,
                                          std::vector<PlanWarning>* warnings);
 

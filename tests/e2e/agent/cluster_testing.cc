@@ -301,9 +301,7 @@ std::vector<std::string> Cluster::AgentArgs(int i) const {
                                 "--bpffs-root",
                                 bpffs_.path(),
                                 "--heartbeat-ttl",
-                                "3",
-                                "--maglev-size",
-                                "251"};
+                                "3"};
   if (options_.etcd) {
     a.push_back("--etcd");
     a.push_back(etcd_->endpoint());

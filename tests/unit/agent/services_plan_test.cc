@@ -1,6 +1,8 @@
 // PlanServices: Services + Endpoints -> datapath services (frontends per kind, backends by port
 // name, affinity, skipped input), and the normalization used to detect changes.
 #include "cninet/agent/services.h"
+#include "cninet/cni/strings.h"
+#include "cninet/datapath/maglev.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -68,7 +70,7 @@ TEST(PlanServicesTest, ClusterIpServiceWithItsBackends) {
   EXPECT_THAT(s.backends, ElementsAre(dp::Backend{Ip("10.244.1.4"), 8080},
                                       dp::Backend{Ip("10.244.2.5"), 8080}));
   EXPECT_EQ(s.algorithm, dp::LbAlgorithm::kMaglev);
-  EXPECT_EQ(s.maglev_size, 1021u);
+  EXPECT_EQ(s.maglev_size, 251u);  // sized to 2 backends: the smallest table
   EXPECT_EQ(s.affinity_timeout.count(), 0);
 }
 
@@ -161,6 +163,29 @@ TEST(PlanServicesTest, EndpointsWithAnotherProtocolGiveNoBackends) {
   ASSERT_EQ(planned.size(), 1u);
   EXPECT_THAT(planned[0].service.backends, IsEmpty());
   EXPECT_THAT(Warnings(w), HasSubstr("another protocol"));
+}
+
+TEST(PlanServicesTest, MaglevTablesAreSizedToTheBackendsUnlessFixed) {
+  EXPECT_EQ(AdaptiveMaglevSize(0), 251u);
+  EXPECT_EQ(AdaptiveMaglevSize(12), 251u);  // 20.9 slots per backend
+  EXPECT_EQ(AdaptiveMaglevSize(13), 509u);
+  EXPECT_EQ(AdaptiveMaglevSize(100), 2039u);
+  EXPECT_EQ(AdaptiveMaglevSize(4095), 65521u);  // capped at the largest table
+  for (size_t n : {1, 10, 51, 400, 3000}) {
+    uint32_t m = AdaptiveMaglevSize(n);
+    EXPECT_TRUE(dp::IsPrime(m)) << m;
+    if (n <= 3276) {
+      EXPECT_GE(m, 20 * n);
+    }
+  }
+  std::vector<std::pair<std::string, uint32_t>> many;
+  for (int i = 0; i < 30; ++i) many.push_back({StrCat("10.244.1.", i + 2), 8080});
+  std::vector<v1::Service> svcs = {Svc("web", "10.96.0.10", 80)};
+  std::vector<v1::Endpoints> eps = {Eps("web", "", many)};
+  EXPECT_EQ(PlanServices(svcs, eps, {}, nullptr)[0].service.maglev_size, 1021u);
+  ServicePlanOptions fixed;
+  fixed.maglev_size = 16381;
+  EXPECT_EQ(PlanServices(svcs, eps, fixed, nullptr)[0].service.maglev_size, 16381u);
 }
 
 TEST(SameProgrammingTest, ComparesWhatTheDatapathStores) {
