@@ -258,7 +258,7 @@ slice_cps() {  # slice_cps MODE N CYCLE
   line=$(ip netns exec "$(ns "$1" cli)" "$tcp" client $(targets "$1" "$2") --threads "$threads" \
     --duration "$slice" --warmup 0.2)
   echo "$2 $1 cps $3 $(sed -n 's/.* cps=\([0-9.]*\).*/\1/p' <<<"$line")" >>"$work/samples"
-  errors=$((errors + $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")))
+  echo "$2 $1 errors $3 $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")" >>"$work/samples"
 }
 slice_iperf() {  # slice_iperf MODE N CYCLE tcp|udp
   local j v
@@ -285,7 +285,6 @@ interleave() {  # interleave FN N CYCLES [ARG]
 log "kernel $(uname -r), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); sizes: $sizes; $cycles cycles of ${slice} s slices"
 load_start=$(cut -d' ' -f1 /proc/loadavg)
 : >"$work/samples"
-errors=0
 for n in $sizes; do
   for m in "${modes[@]}"; do
     t0=$EPOCHREALTIME
@@ -309,6 +308,7 @@ for n in $sizes; do
     "$work/samples" >&2
 done
 load_end=$(cut -d' ' -f1 /proc/loadavg)
+errors=$(awk '$3 == "errors" { e[$2] += $5 } END { printf "cninet %d, nftables %d, iptables %d, direct %d", e["cninet"], e["nftables"], e["iptables"], e["direct"] }' "$work/samples")
 log "failed connections over the whole run: $errors"
 
 # ----------------------------------------------------------------------------------------------
@@ -348,7 +348,7 @@ awk -v sizes="$sizes" -v cycles="$cycles" -v icycles="$icycles" -v slice="$slice
   function verdict(ok) { return ok ? "met" : "MISSED" }
   END {
     ns = split(sizes, S, " ")
-    printf "Measured %s on kernel %s, %d CPUs shared by the four topologies (client, node, servers) and with other work on the machine (load average %s at start, %s at end). Each cell: median over %d cycles of interleaved %s s slices (min-max in parentheses); each ratio: median of the per-cycle ratios to cninet. Connection test: %d client threads; %d failed connections in the whole run.\n\n", when, kernel, cpus, l0, l1, cycles, slice, threads, errors
+    printf "Measured %s on kernel %s, %d CPUs shared by the four topologies (client, node, servers) and with other work on the machine (load average %s at start, %s at end). Each cell: median over %d cycles of interleaved %s s slices (min-max in parentheses); each ratio: median of the per-cycle ratios to cninet. Connection test: %d client threads; failed connections in the whole run: %s.\n\n", when, kernel, cpus, l0, l1, cycles, slice, threads, errors
     print "| services | metric | cninet | nftables | iptables | direct (no NAT) | nftables / cninet | iptables / cninet | direct / cninet |"
     print "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
     print "# services cps_cninet cps_nftables cps_iptables tcp_cninet tcp_nftables tcp_iptables udp_cninet udp_nftables udp_iptables cps_direct tcp_direct udp_direct" > dat
