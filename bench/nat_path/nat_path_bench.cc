@@ -859,10 +859,12 @@ void WriteTable(const std::string& path) {
     }
     std::string extra = r.spec.label.empty() ? Goal(r) : std::string();
     if (!r.spec.label.empty()) {  // breakdown row: what this step adds
+      // In floor multiples of each row, scaled by this row's floor: cancels machine-speed drift
+      // between the rows (run one after the other).
       const bool first = r.spec.label.find(": 1 ") != std::string::npos;
-      const double before = first || !prev_step ? r.floor_ns : prev_step->ns;
+      const double before = first || !prev_step ? 1.0 : prev_step->ratio;
       char d[96];
-      std::snprintf(d, sizeof(d), "step adds %+.0f ns%s", r.ns - before,
+      std::snprintf(d, sizeof(d), "step adds %+.0f ns%s", (r.ratio - before) * r.floor_ns,
                     first ? " (over the floor)" : "");
       extra = d;
       prev_step = &r;
