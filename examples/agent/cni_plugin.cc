@@ -7,7 +7,8 @@
 //      (default "default" / the container ID), IPs, host-side veth, pod MAC, container ID};
 //      the agent being unreachable is error 11 (try again later); prevResult is passed on.
 // DEL: the agent forgets the container's pod (idempotent; unreachable agent: error 11).
-// CHECK: the agent knows the pod. STATUS: the agent is ready (else 50).
+// CHECK: the agent knows the pod. GC: the agent forgets this node's pods whose container is not
+// in cni.dev/valid-attachments. STATUS: the agent is ready (else 50).
 #include <algorithm>
 #include <cctype>
 
@@ -98,6 +99,15 @@ class AgentReportPlugin : public cni::Plugin {
     req.set_container_id(args.container_id);
     absl::Status st = agent::ForgetPodAtAgent(SocketOf(args.conf), req);
     if (!st.ok()) return AgentError(st, "tell the agent the pod is gone");
+    return absl::OkStatus();
+  }
+
+  absl::Status Gc(const cni::CmdArgs& args) override {
+    agent::api::GcPodsRequest req;
+    for (const cni::Attachment& a : args.valid_attachments)
+      req.add_valid_container_ids(a.container_id);
+    absl::Status st = agent::GcPodsAtAgent(SocketOf(args.conf), req);
+    if (!st.ok()) return AgentError(st, "garbage-collect pods at the agent");
     return absl::OkStatus();
   }
 

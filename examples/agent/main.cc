@@ -62,6 +62,7 @@ run options (defaults in brackets):
   --vxlan-device IF       VXLAN device name [cninet-vxlan]
   --no-masquerade         do not SNAT pod egress leaving the cluster CIDR
   --heartbeat-ttl S       heartbeat lease TTL [10]
+  --resync-interval S     full reconcile pass at least this often, repairing drift [30]
   --log-level L           debug|info|warning|error [info]
 )";
 
@@ -195,6 +196,14 @@ bool Options(const Args& args, agent::AgentOptions* o) {
       return false;
     }
     o->heartbeat_ttl = std::chrono::seconds(ttl);
+  }
+  if (args.Has("--resync-interval")) {
+    int s = 0;
+    if (!absl::SimpleAtoi(ToAbsl(args.Get("--resync-interval")), &s)) {
+      std::cerr << "cninet-agent: --resync-interval takes seconds\n";
+      return false;
+    }
+    o->resync_interval = std::chrono::seconds(s);
   }
   if (absl::Status st = o->Validate(); !st.ok()) {
     std::cerr << "cninet-agent: " << st.message() << "\n";

@@ -268,6 +268,8 @@ struct Agent::Impl : public LocalApiHandler {
   api::HealthReply Health() override;
   absl::Status ReportPod(const v1::Pod& pod) override;
   absl::Status ForgetPod(const api::ForgetPodRequest& request) override;
+  absl::Status GcPods(const api::GcPodsRequest& request) override;
+  absl::Status DeleteLocalPod(const std::string& key, const std::string& container_id);
 };
 
 absl::Status Agent::Impl::Init() {
@@ -921,18 +923,42 @@ absl::Status Agent::Impl::ForgetPod(const api::ForgetPodRequest& req) {
     return absl::InvalidArgumentError("forget a pod by container ID or by namespace and name");
   }
   for (const std::string& key : doomed) {
-    // Only this node's pods: a pod of the same name may since run elsewhere.
-    absl::StatusOr<Object<v1::Pod>> cur = GetObject<v1::Pod>(*store, key);
-    if (absl::IsNotFound(cur.status())) continue;
-    if (cur.ok() && cur->value.node() != opt.node_name) continue;
-    if (cur.ok() && !req.container_id().empty() &&
-        cur->value.container_id() != req.container_id()) {
-      continue;
+    CNINET_RETURN_IF_ERROR(DeleteLocalPod(key, req.container_id()));
+  }
+  return absl::OkStatus();
+}
+
+// Deletes a pod object if it (still) belongs to this node and, when given, to `container_id`.
+absl::Status Agent::Impl::DeleteLocalPod(const std::string& key, const std::string& container_id) {
+  // Only this node's pods: a pod of the same name may since run elsewhere.
+  absl::StatusOr<Object<v1::Pod>> cur = GetObject<v1::Pod>(*store, key);
+  if (absl::IsNotFound(cur.status())) return absl::OkStatus();
+  if (cur.ok() && cur->value.node() != opt.node_name) return absl::OkStatus();
+  if (cur.ok() && !container_id.empty() && cur->value.container_id() != container_id) {
+    return absl::OkStatus();
+  }
+  int64_t mod = cur.ok() ? cur->mod_revision : 0;
+  absl::Status st = mod != 0 ? store->DeleteIf(key, mod) : store->Delete(key).status();
+  if (!st.ok() && !absl::IsAborted(st)) return Annotate(st, StrCat("delete ", key));
+  CNINET_LOG(kInfo, "pod ", key, " forgotten");
+  return absl::OkStatus();
+}
+
+absl::Status Agent::Impl::GcPods(const api::GcPodsRequest& req) {
+  std::set<std::string> valid(req.valid_container_ids().begin(), req.valid_container_ids().end());
+  std::vector<std::pair<std::string, std::string>> stale;  // key, container ID
+  {
+    std::lock_guard<std::mutex> l(mu);
+    for (const auto& [key, p] : pods) {
+      if (p->node() == opt.node_name && !p->container_id().empty() &&
+          !valid.count(p->container_id())) {
+        stale.push_back({key, p->container_id()});
+      }
     }
-    int64_t mod = cur.ok() ? cur->mod_revision : 0;
-    absl::Status st = mod != 0 ? store->DeleteIf(key, mod) : store->Delete(key).status();
-    if (!st.ok() && !absl::IsAborted(st)) return Annotate(st, StrCat("delete ", key));
-    CNINET_LOG(kInfo, "pod ", key, " forgotten");
+  }
+  for (const auto& [key, id] : stale) {
+    CNINET_LOG(kInfo, "GC: container ", id, " is gone");
+    CNINET_RETURN_IF_ERROR(DeleteLocalPod(key, id));
   }
   return absl::OkStatus();
 }

@@ -219,6 +219,9 @@ void LocalApiServer::HandleConnection(int fd) {
     case api::Request::kForgetPod:
       SetStatus(&resp, handler_->ForgetPod(req.forget_pod()));
       break;
+    case api::Request::kGcPods:
+      SetStatus(&resp, handler_->GcPods(req.gc_pods()));
+      break;
     default:
       SetStatus(&resp, absl::InvalidArgumentError("unknown request"));
   }
@@ -274,6 +277,12 @@ absl::Status ReportPodToAgent(const std::string& socket, const v1::Pod& pod) {
 absl::Status ForgetPodAtAgent(const std::string& socket, const api::ForgetPodRequest& request) {
   api::Request req;
   *req.mutable_forget_pod() = request;
+  return CallAgent(socket, req).status();
+}
+
+absl::Status GcPodsAtAgent(const std::string& socket, const api::GcPodsRequest& request) {
+  api::Request req;
+  *req.mutable_gc_pods() = request;
   return CallAgent(socket, req).status();
 }
 

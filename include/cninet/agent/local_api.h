@@ -34,6 +34,8 @@ class LocalApiHandler {
   virtual absl::Status ReportPod(const v1::Pod& pod) = 0;
   /// Forgets a pod of this node (OK when unknown).
   virtual absl::Status ForgetPod(const api::ForgetPodRequest& request) = 0;
+  /// Forgets every pod of this node whose container ID is not in the request.
+  virtual absl::Status GcPods(const api::GcPodsRequest& request) = 0;
 };
 
 /// A running local API server: one thread accepting and answering connections in turn.
@@ -79,6 +81,8 @@ absl::StatusOr<api::HealthReply> QueryAgentHealth(const std::string& socket);
 absl::Status ReportPodToAgent(const std::string& socket, const v1::Pod& pod);
 /// Tells the agent a pod is gone.
 absl::Status ForgetPodAtAgent(const std::string& socket, const api::ForgetPodRequest& request);
+/// Tells the agent which containers still exist on its node (CNI GC).
+absl::Status GcPodsAtAgent(const std::string& socket, const api::GcPodsRequest& request);
 
 }  // namespace cninet::agent
 

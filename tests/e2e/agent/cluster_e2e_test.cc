@@ -11,6 +11,7 @@
 //   - the direct-routing variant carries the same traffic without VXLAN;
 //   - a single node on the embedded store, with no etcd at all.
 // Every namespace, process, mount and pin is removed by the Cluster's destructor.
+#include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
@@ -325,6 +326,102 @@ TEST_F(ClusterTest, MalformedValuesWrittenWithEtcdctlAreLoggedAndSkipped) {
   EXPECT_EQ(Who(pod(PodIndex("pod-1a")).ns->path(), "10.96.0.10", 80), "pod-2b");
 }
 
+TEST_F(ClusterTest, PublicIpSetWithEtcdctlBecomesTheUnderlayAddress) {
+  // node-3 gets a second underlay address, and an operator publishes it as its publicIP.
+  ASSERT_TRUE(cluster_->InNode(2, "ip addr add 192.168.50.113/24 dev eth0").ok());
+  absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(2);
+  ASSERT_OK(s);
+  std::string value;
+  for (const auto& n : s->nodes()) {
+    if (n.node().name() != "node-3") continue;
+    v1::Node node = n.node();
+    node.set_public_ip("192.168.50.113");
+    value = *EncodeJson(node);
+  }
+  ASSERT_FALSE(value.empty());
+  CommandResult put = ::cninet::testing::Run(
+      {"etcdctl", "--endpoints", cluster_->etcd_url(), "put", keys::Node("node-3"), value}, {},
+      {"ETCDCTL_API=3"});
+  ASSERT_TRUE(put.ok()) << put.err;
+  for (int n : {0, 1}) {
+    ASSERT_OK(cluster_->WaitStatus(n, [](const api::AgentStatus& st) {
+      for (const auto& node : st.nodes()) {
+        if (node.node().name() == "node-3") {
+          return node.route().rfind("vxlan via 192.168.50.113 ", 0) == 0;
+        }
+      }
+      return false;
+    }));
+    std::string fdb = cluster_->InNode(n, "bridge fdb show dev cninet-vxlan").out;
+    EXPECT_THAT(fdb, HasSubstr("dst 192.168.50.113"));
+    EXPECT_THAT(fdb, Not(HasSubstr("dst 192.168.50.13 ")));
+  }
+  // Traffic to node-3's pods now goes to its public address, and still works.
+  EXPECT_EQ(Who(pod(PodIndex("pod-1a")).ns->path(), pod(PodIndex("pod-3a")).ip, kPodPort),
+            "pod-3a");
+  EXPECT_EQ(Who(pod(PodIndex("pod-3b")).ns->path(), pod(PodIndex("pod-2b")).ip, kPodPort),
+            "pod-2b");
+  // The agent of node-3 kept the operator's publicIP when it re-registered at a restart.
+  cluster_->nodes()[2].agent->Kill();
+  ASSERT_OK(cluster_->StartAgent(2));
+  absl::StatusOr<Object<v1::Node>> stored =
+      GetObject<v1::Node>(cluster_->store(), keys::Node("node-3"));
+  ASSERT_OK(stored);
+  EXPECT_EQ(stored->value.public_ip(), "192.168.50.113");
+}
+
+TEST_F(ClusterTest, AHeartbeatLeaseRevokedFromOutsideIsRenewed) {
+  auto lease_of = [&]() -> int64_t {
+    absl::StatusOr<KeyValue> kv = cluster_->store().Get(keys::Heartbeat("node-1"));
+    return kv.ok() ? kv->lease : 0;
+  };
+  int64_t lease = lease_of();
+  ASSERT_NE(lease, 0);
+  char hex[32];
+  snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(lease));
+  CommandResult revoke = ::cninet::testing::Run(
+      {"etcdctl", "--endpoints", cluster_->etcd_url(), "lease", "revoke", hex}, {},
+      {"ETCDCTL_API=3"});
+  ASSERT_TRUE(revoke.ok()) << revoke.err;
+  int64_t renewed = 0;
+  for (int i = 0; i < 100 && (renewed == 0 || renewed == lease); ++i) {
+    usleep(100000);
+    renewed = lease_of();
+  }
+  EXPECT_NE(renewed, 0) << "no heartbeat after the lease was revoked";
+  EXPECT_NE(renewed, lease);
+  ASSERT_OK(cluster_->WaitStatus(1, [](const api::AgentStatus& st) {
+    for (const auto& n : st.nodes()) {
+      if (n.node().name() == "node-1") return n.alive();
+    }
+    return false;
+  }));
+  EXPECT_THAT(cluster_->AgentLog(0), HasSubstr("heartbeat renewed"));
+}
+
+TEST_F(ClusterTest, DriftMadeByHandIsRepairedByTheNextPass) {
+  // Level-triggered: an entry removed behind the agent's back comes back without any store event.
+  std::string routes = cluster_->InNode(0, "ip -4 route show proto 73").out;
+  ASSERT_THAT(routes, HasSubstr("10.244.1.0/24"));
+  ASSERT_TRUE(cluster_
+                  ->InNode(0,
+                           "ip route del 10.244.1.0/24 && ip neigh flush dev cninet-vxlan "
+                           "&& bridge fdb flush dev cninet-vxlan")
+                  .ok());
+  EXPECT_FALSE(
+      WhoAnswers(pod(PodIndex("pod-1a")).ns->path(), pod(PodIndex("pod-2a")).ip, kPodPort).ok());
+  auto repaired = [&] {
+    return cluster_->InNode(0, "ip -4 route show proto 73").out.find("10.244.1.0/24") !=
+               std::string::npos &&
+           cluster_->InNode(0, "bridge fdb show dev cninet-vxlan").out.find("dst 192.168.50.12") !=
+               std::string::npos;
+  };
+  for (int i = 0; i < 80 && !repaired(); ++i) usleep(100000);  // resync every 2 s here
+  ASSERT_TRUE(repaired());
+  EXPECT_EQ(Who(pod(PodIndex("pod-1a")).ns->path(), pod(PodIndex("pod-2a")).ip, kPodPort),
+            "pod-2a");
+}
+
 class DirectRoutingTest : public ClusterTest {
  protected:
   ClusterOptions Options() override {
@@ -401,8 +498,55 @@ TEST_F(EmbeddedStoreTest, SingleNodeWithoutEtcdServesPodsClusterIpAndNodePort) {
   absl::StatusOr<ObjectList<v1::Pod>> pods = ListObjects<v1::Pod>(cluster_->store());
   ASSERT_OK(pods);
   std::set<std::string> names;
-  for (const auto& p : pods->items) names.insert(p.value.name());
+  std::string client_id;
+  for (const auto& p : pods->items) {
+    names.insert(p.value.name());
+    if (p.value.name() == "client") client_id = p.value.container_id();
+  }
   EXPECT_EQ(names, (std::set<std::string>{"pod-1a", "client"}));
+  ASSERT_FALSE(client_id.empty());
+  // CNI GC through the chained plugin: only the client's container is still valid.
+  std::string gc =
+      StrCat(R"({"cniVersion":"1.1.0","name":"cninet","type":"cninet-agent-cni","socket":")",
+             cluster_->nodes()[0].socket, R"(","cni.dev/valid-attachments":[{"containerID":")",
+             client_id, R"(","ifname":"eth0"}]})");
+  ::cninet::testing::PluginCall call;
+  call.command = "GC";
+  call.ifname.clear();
+  CommandResult r = ::cninet::testing::RunCniPlugin(StrCat(CNINET_PLUGIN_DIR, "/cninet-agent-cni"),
+                                                    call, gc, cluster_->nodes()[0].ns->name());
+  ASSERT_TRUE(r.ok()) << r.out << r.err;
+  pods = ListObjects<v1::Pod>(cluster_->store());
+  ASSERT_OK(pods);
+  ASSERT_EQ(pods->items.size(), 1u);
+  EXPECT_EQ(pods->items[0].value.name(), "client");
+
+  // Decommissioning the node: the agent stops (leaving everything programmed), then teardown
+  // removes the programs, routes, VXLAN device, pinned maps and conflist.
+  Node& node = cluster_->nodes()[0];
+  node.agent->Kill(/*graceful=*/true);
+  std::string pin_dir = StrCat(cluster_->bpffs(), "/cninet/node-1");
+  std::string conflist = StrCat(node.conf_dir, "/10-cninet.conflist");
+  ASSERT_TRUE(std::filesystem::exists(pin_dir));
+  ASSERT_TRUE(std::filesystem::exists(conflist));
+  EXPECT_THAT(cluster_->InNode(0, "tc filter show dev eth0 ingress").out, HasSubstr("bpf"));
+  CommandResult down =
+      ::cninet::testing::Run({StrCat(CNINET_TOOL_DIR, "/cninet-agent"), "teardown", "--node",
+                              "node-1", "--netns", node.ns->path(), "--uplink", "eth0",
+                              "--bpffs-root", cluster_->bpffs(), "--cni-conf-dir", node.conf_dir});
+  ASSERT_TRUE(down.ok()) << down.out << down.err;
+  EXPECT_FALSE(std::filesystem::exists(pin_dir));
+  EXPECT_FALSE(std::filesystem::exists(conflist));
+  EXPECT_FALSE(cluster_->InNode(0, "ip link show cninet-vxlan").ok());
+  EXPECT_THAT(cluster_->InNode(0, "tc filter show dev eth0 ingress").out, Not(HasSubstr("bpf")));
+  EXPECT_THAT(cluster_->InNode(0, "tc filter show dev eth0 egress").out, Not(HasSubstr("bpf")));
+  EXPECT_EQ(cluster_->InNode(0, "ip -4 route show proto 73").out, "");
+  // Idempotent.
+  down =
+      ::cninet::testing::Run({StrCat(CNINET_TOOL_DIR, "/cninet-agent"), "teardown", "--node",
+                              "node-1", "--netns", node.ns->path(), "--uplink", "eth0",
+                              "--bpffs-root", cluster_->bpffs(), "--cni-conf-dir", node.conf_dir});
+  EXPECT_TRUE(down.ok()) << down.out << down.err;
 }
 
 }  // namespace

@@ -301,7 +301,9 @@ std::vector<std::string> Cluster::AgentArgs(int i) const {
                                 "--bpffs-root",
                                 bpffs_.path(),
                                 "--heartbeat-ttl",
-                                "3"};
+                                "3",
+                                "--resync-interval",
+                                "2"};
   if (options_.etcd) {
     a.push_back("--etcd");
     a.push_back(etcd_->endpoint());

@@ -241,8 +241,13 @@ class FakeHandler : public LocalApiHandler {
     forgotten.push_back(r.container_id());
     return absl::OkStatus();
   }
+  absl::Status GcPods(const api::GcPodsRequest& r) override {
+    valid = {r.valid_container_ids().begin(), r.valid_container_ids().end()};
+    return absl::OkStatus();
+  }
   std::vector<v1::Pod> reported;
   std::vector<std::string> forgotten;
+  std::vector<std::string> valid;
 };
 
 TEST(LocalApiTest, RequestsReachTheHandlerAndErrorsComeBackWithTheirCode) {
@@ -275,6 +280,11 @@ TEST(LocalApiTest, RequestsReachTheHandlerAndErrorsComeBackWithTheirCode) {
   f.set_container_id("abc");
   EXPECT_TRUE(ForgetPodAtAgent(path, f).ok());
   EXPECT_EQ(h.forgotten, std::vector<std::string>{"abc"});
+  api::GcPodsRequest gc;
+  gc.add_valid_container_ids("c1");
+  gc.add_valid_container_ids("c2");
+  EXPECT_TRUE(GcPodsAtAgent(path, gc).ok());
+  EXPECT_EQ(h.valid, (std::vector<std::string>{"c1", "c2"}));
 
   // A second server on the same live socket is refused; after the first stops it may start.
   EXPECT_TRUE(absl::IsAlreadyExists(LocalApiServer::Start(path, &h).status()));
