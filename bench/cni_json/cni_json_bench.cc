@@ -90,7 +90,8 @@ std::string RequestText() {
   req["cniVersion"] = "1.1.0";
   req["name"] = "k8s-pod-network";
   req.erase("capabilities");
-  req["runtimeConfig"] = {{"portMappings", {{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}}}};
+  req["runtimeConfig"] = {
+      {"portMappings", {{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}}}};
   req["prevResult"] = nlohmann::json::parse(kResult);
   return req.dump();
 }
@@ -116,7 +117,8 @@ double ThreadCpuNs() {
 }
 
 // Runs `ours` and the baseline alternately; reports ours as the iteration time.
-void Measure(benchmark::State& state, const std::string& text, const std::function<size_t()>& ours) {
+void Measure(benchmark::State& state, const std::string& text,
+             const std::function<size_t()>& ours) {
   double ours_ns = 0;
   double base_ns = 0;
   for (auto _ : state) {
@@ -153,8 +155,9 @@ void BM_ConfListParseBuild(benchmark::State& state) {
   rt.container_id = "5f0c8a2e3b1d4c7e9a6f2d8e1b7c4a90";
   rt.netns = "/var/run/netns/cni-5f0c8a2e-3b1d-4c7e-9a6f-2d8e1b7c4a90";
   rt.args = {{"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", "web-0"}};
-  rt.capability_args = {{"portMappings", {{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}}},
-                        {"bandwidth", {{"ingressRate", 1000000}, {"egressRate", 1000000}}}};
+  rt.capability_args = {
+      {"portMappings", {{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}}},
+      {"bandwidth", {{"ingressRate", 1000000}, {"egressRate", 1000000}}}};
   absl::StatusOr<Result> prev = Result::Parse(kResult);
   if (!prev.ok()) Die("result does not parse");
   Measure(state, text, [&]() -> size_t {
@@ -196,8 +199,12 @@ void BM_ResultParseEmit(benchmark::State& state, const char* version) {
     return out->size();
   });
 }
-BENCHMARK_CAPTURE(BM_ResultParseEmit, v110, "1.1.0")->Name("Result/ParseEmit/1.1.0")->UseManualTime();
-BENCHMARK_CAPTURE(BM_ResultParseEmit, v040, "0.4.0")->Name("Result/ParseEmit/0.4.0")->UseManualTime();
+BENCHMARK_CAPTURE(BM_ResultParseEmit, v110, "1.1.0")
+    ->Name("Result/ParseEmit/1.1.0")
+    ->UseManualTime();
+BENCHMARK_CAPTURE(BM_ResultParseEmit, v040, "0.4.0")
+    ->Name("Result/ParseEmit/0.4.0")
+    ->UseManualTime();
 
 // Our outputs are what they must be, checked once before timing anything.
 void CheckOutputs() {
@@ -212,7 +219,8 @@ void CheckOutputs() {
     Die("0.4.0 conversion is wrong");
   }
   absl::StatusOr<NetConfList> list = NetConfList::Parse(kConfList);
-  if (!list.ok() || list->raw != nlohmann::json::parse(kConfList)) Die("conflist does not round-trip");
+  if (!list.ok() || list->raw != nlohmann::json::parse(kConfList))
+    Die("conflist does not round-trip");
 }
 
 }  // namespace

@@ -57,9 +57,9 @@ static __always_inline int cn_l3_csum_replace4(struct __sk_buff* skb, __u32 l3_o
   __u16* csum = data + l3_off + CN_IP_CSUM_OFF;
   if ((void*)(csum + 1) > data_end)
     return bpf_l3_csum_replace(skb, l3_off + CN_IP_CSUM_OFF, old, new, sizeof(new));
-  __u32 s = (__u16)~*csum;
-  s += (__u16)~(old & 0xffff);
-  s += (__u16)~(old >> 16);
+  __u32 s = (__u16) ~*csum;
+  s += (__u16) ~(old & 0xffff);
+  s += (__u16) ~(old >> 16);
   s += new & 0xffff;
   s += new >> 16;
   s = (s & 0xffff) + (s >> 16);

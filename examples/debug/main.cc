@@ -38,7 +38,8 @@ class DebugPlugin : public cninet::cni::Plugin {
     std::string command(cninet::cni::CommandName(args.command));
     if (auto it = raw.find("file"); it != raw.end()) {
       if (!it->is_string() || it->get<std::string>().empty()) {
-        return cninet::cni::CniError(ErrorCode::kInvalidConfig, "\"file\" must be a non-empty string");
+        return cninet::cni::CniError(ErrorCode::kInvalidConfig,
+                                     "\"file\" must be a non-empty string");
       }
       nlohmann::json line = {{"command", command},
                              {"containerID", args.container_id},
@@ -55,12 +56,15 @@ class DebugPlugin : public cninet::cni::Plugin {
       ssize_t n = write(fd, text.data(), text.size());
       int err = errno;
       close(fd);
-      if (n != static_cast<ssize_t>(text.size())) return cninet::ErrnoStatus(err, cninet::StrCat("write ", path));
+      if (n != static_cast<ssize_t>(text.size()))
+        return cninet::ErrnoStatus(err, cninet::StrCat("write ", path));
     }
-    if (auto fail = raw.find("fail"); fail != raw.end() && fail->is_object() && fail->contains(command)) {
+    if (auto fail = raw.find("fail");
+        fail != raw.end() && fail->is_object() && fail->contains(command)) {
       const auto& code = (*fail)[command];
       if (code.is_number_unsigned()) {
-        return cninet::cni::CniError(code.get<uint32_t>(), cninet::StrCat("cninet-debug: configured to fail ", command));
+        return cninet::cni::CniError(code.get<uint32_t>(),
+                                     cninet::StrCat("cninet-debug: configured to fail ", command));
       }
     }
     return absl::OkStatus();
@@ -71,5 +75,6 @@ class DebugPlugin : public cninet::cni::Plugin {
 
 int main() {
   DebugPlugin plugin;
-  return cninet::cni::PluginMain(plugin, {.about = "cninet-debug: records CNI invocations, passes prevResult"});
+  return cninet::cni::PluginMain(
+      plugin, {.about = "cninet-debug: records CNI invocations, passes prevResult"});
 }

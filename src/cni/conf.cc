@@ -68,8 +68,9 @@ absl::Status ReadLooseBool(const nlohmann::json& j, const char* key, bool* out) 
     return CniError(ErrorCode::kInvalidConfig,
                     cninet::StrCat("invalid value for \"", key, "\": ", internal::Dump(*it)));
   }
-  return CniError(ErrorCode::kDecodeFailure,
-                  cninet::StrCat("cannot decode \"", key, "\": want a boolean, got ", internal::Dump(*it)));
+  return CniError(
+      ErrorCode::kDecodeFailure,
+      cninet::StrCat("cannot decode \"", key, "\": want a boolean, got ", internal::Dump(*it)));
 }
 
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
@@ -89,8 +90,8 @@ bool HasSuffix(std::string_view s, std::string_view suffix) {
 absl::Status ValidateContainerId(std::string_view id) {
   if (id.empty()) return CniError(ErrorCode::kUnknownContainer, "missing containerID");
   if (!MatchesNameRule(id)) {
-    return CniError(ErrorCode::kInvalidEnvironment, "invalid characters in containerID (CNI_CONTAINERID)",
-                    id);
+    return CniError(ErrorCode::kInvalidEnvironment,
+                    "invalid characters in containerID (CNI_CONTAINERID)", id);
   }
   return absl::OkStatus();
 }
@@ -105,7 +106,8 @@ absl::Status ValidateInterfaceName(std::string_view ifname) {
                                    " characters; at most 15 are allowed"));
   }
   if (!IsValidUtf8(ifname)) {
-    return CniError(ErrorCode::kInvalidEnvironment, "interface name (CNI_IFNAME) is not valid UTF-8");
+    return CniError(ErrorCode::kInvalidEnvironment,
+                    "interface name (CNI_IFNAME) is not valid UTF-8");
   }
   if (ifname == "." || ifname == "..") {
     return CniError(ErrorCode::kInvalidEnvironment, "interface name (CNI_IFNAME) is . or ..");
@@ -129,7 +131,8 @@ absl::Status ValidateNetworkName(std::string_view name) {
 
 absl::Status ValidatePluginType(std::string_view type) {
   if (type.empty()) return CniError(ErrorCode::kInvalidConfig, "missing plugin \"type\"");
-  if (type == "." || type == ".." || type.find_first_of(std::string_view("/\\\0", 3)) != std::string_view::npos) {
+  if (type == "." || type == ".." ||
+      type.find_first_of(std::string_view("/\\\0", 3)) != std::string_view::npos) {
     return CniError(ErrorCode::kInvalidConfig, "invalid plugin type", type);
   }
   return absl::OkStatus();
@@ -153,8 +156,9 @@ absl::StatusOr<RuntimeConfig> RuntimeConfig::FromJson(const nlohmann::json& j) {
       PortMapping pm;
       if (!e.is_object() || !e.contains("hostPort") || !e.contains("containerPort") ||
           !port(e["hostPort"], &pm.host_port) || !port(e["containerPort"], &pm.container_port)) {
-        return CniError(ErrorCode::kDecodeFailure,
-                        cninet::StrCat("cannot decode runtimeConfig.portMappings entry ", internal::Dump(e)));
+        return CniError(
+            ErrorCode::kDecodeFailure,
+            cninet::StrCat("cannot decode runtimeConfig.portMappings entry ", internal::Dump(e)));
       }
       CNINET_RETURN_IF_ERROR(ReadString(e, "portMappings", "protocol", &pm.protocol));
       pm.protocol = absl::AsciiStrToLower(pm.protocol);
@@ -171,10 +175,12 @@ absl::StatusOr<RuntimeConfig> RuntimeConfig::FromJson(const nlohmann::json& j) {
   if (auto it = j.find("bandwidth"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return TypeError(kWhere, "bandwidth", "an object", *it);
     BandwidthLimits b;
-    for (auto [key, field] : {std::pair{"ingressRate", &b.ingress_rate}, std::pair{"ingressBurst", &b.ingress_burst},
-                              std::pair{"egressRate", &b.egress_rate}, std::pair{"egressBurst", &b.egress_burst}}) {
+    for (auto [key, field] :
+         {std::pair{"ingressRate", &b.ingress_rate}, std::pair{"ingressBurst", &b.ingress_burst},
+          std::pair{"egressRate", &b.egress_rate}, std::pair{"egressBurst", &b.egress_burst}}) {
       if (auto f = it->find(key); f != it->end() && !f->is_null()) {
-        if (!f->is_number_unsigned()) return TypeError("runtimeConfig.bandwidth", key, "an unsigned integer", *f);
+        if (!f->is_number_unsigned())
+          return TypeError("runtimeConfig.bandwidth", key, "an unsigned integer", *f);
         *field = f->get<uint64_t>();
       }
     }
@@ -184,9 +190,12 @@ absl::StatusOr<RuntimeConfig> RuntimeConfig::FromJson(const nlohmann::json& j) {
     if (!it->is_object()) return TypeError(kWhere, "dns", "an object", *it);
     // The runtime's dns capability uses "servers"/"searches" (CONVENTIONS.md).
     DNS d;
-    CNINET_RETURN_IF_ERROR(internal::ReadStringList(*it, "runtimeConfig.dns", "servers", &d.nameservers));
-    CNINET_RETURN_IF_ERROR(internal::ReadStringList(*it, "runtimeConfig.dns", "searches", &d.search));
-    CNINET_RETURN_IF_ERROR(internal::ReadStringList(*it, "runtimeConfig.dns", "options", &d.options));
+    CNINET_RETURN_IF_ERROR(
+        internal::ReadStringList(*it, "runtimeConfig.dns", "servers", &d.nameservers));
+    CNINET_RETURN_IF_ERROR(
+        internal::ReadStringList(*it, "runtimeConfig.dns", "searches", &d.search));
+    CNINET_RETURN_IF_ERROR(
+        internal::ReadStringList(*it, "runtimeConfig.dns", "options", &d.options));
     rc.dns = std::move(d);
   }
   CNINET_RETURN_IF_ERROR(internal::ReadStringList(j, kWhere, "aliases", &rc.aliases));
@@ -200,8 +209,9 @@ absl::StatusOr<RuntimeConfig> RuntimeConfig::FromJson(const nlohmann::json& j) {
 absl::StatusOr<NetConf> NetConf::FromJson(const nlohmann::json& j) {
   constexpr std::string_view kWhere = "network config";
   if (!j.is_object()) {
-    return CniError(ErrorCode::kDecodeFailure,
-                    cninet::StrCat("cannot decode network config: expected an object, got ", j.type_name()));
+    return CniError(
+        ErrorCode::kDecodeFailure,
+        cninet::StrCat("cannot decode network config: expected an object, got ", j.type_name()));
   }
   NetConf c;
   CNINET_RETURN_IF_ERROR(ReadString(j, kWhere, "cniVersion", &c.cni_version));
@@ -210,7 +220,8 @@ absl::StatusOr<NetConf> NetConf::FromJson(const nlohmann::json& j) {
   if (auto it = j.find("capabilities"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return TypeError(kWhere, "capabilities", "an object", *it);
     for (auto cap = it->begin(); cap != it->end(); ++cap) {
-      if (!cap->is_boolean()) return TypeError(kWhere, "capabilities", "an object of booleans", *it);
+      if (!cap->is_boolean())
+        return TypeError(kWhere, "capabilities", "an object of booleans", *it);
       c.capabilities[cap.key()] = cap->get<bool>();
     }
   }
@@ -250,7 +261,8 @@ absl::StatusOr<NetConf> NetConf::Parse(std::string_view text) {
 
 std::string NetConf::IpamType() const {
   if (ipam.is_object()) {
-    if (auto it = ipam.find("type"); it != ipam.end() && it->is_string()) return it->get<std::string>();
+    if (auto it = ipam.find("type"); it != ipam.end() && it->is_string())
+      return it->get<std::string>();
   }
   return "";
 }
@@ -288,7 +300,8 @@ absl::StatusOr<NetConfList> NetConfList::FromJson(const nlohmann::json& j) {
     CNINET_RETURN_IF_ERROR(ValidatePluginType(type));
     l.plugins.push_back(p);
   }
-  for (const std::string& v : l.cni_versions) CNINET_RETURN_IF_ERROR(SpecVersion::Parse(v).status());
+  for (const std::string& v : l.cni_versions)
+    CNINET_RETURN_IF_ERROR(SpecVersion::Parse(v).status());
   if (!l.cni_version.empty()) CNINET_RETURN_IF_ERROR(SpecVersion::Parse(l.cni_version).status());
   l.raw = j;
   return l;
@@ -335,7 +348,8 @@ absl::StatusOr<NetConfList> LoadConfListFile(const std::string& path) {
   } else {
     CNINET_ASSIGN_OR_RETURN(nlohmann::json j, internal::ParseJson(text, path));
     // A .conf/.json holding a list (has "plugins") is accepted as a list.
-    list = j.is_object() && j.contains("plugins") ? NetConfList::FromJson(j) : NetConfList::FromSingle(j);
+    list = j.is_object() && j.contains("plugins") ? NetConfList::FromJson(j)
+                                                  : NetConfList::FromSingle(j);
   }
   if (!list.ok()) return Annotate(list.status(), path);
   list->source = path;
@@ -345,12 +359,14 @@ absl::StatusOr<NetConfList> LoadConfListFile(const std::string& path) {
 absl::StatusOr<std::vector<std::string>> ConfFiles(const std::string& dir) {
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) {
-    return CniError(ErrorCode::kIoFailure, cninet::StrCat("cannot read configuration directory ", dir));
+    return CniError(ErrorCode::kIoFailure,
+                    cninet::StrCat("cannot read configuration directory ", dir));
   }
   std::vector<std::string> files;
   while (dirent* e = readdir(d)) {
     std::string name = e->d_name;
-    if (!HasSuffix(name, ".conf") && !HasSuffix(name, ".conflist") && !HasSuffix(name, ".json")) continue;
+    if (!HasSuffix(name, ".conf") && !HasSuffix(name, ".conflist") && !HasSuffix(name, ".json"))
+      continue;
     std::string path = dir + "/" + name;
     struct stat st {};
     if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) files.push_back(path);
@@ -379,7 +395,8 @@ absl::StatusOr<NetConfList> LoadConfList(const std::string& dir, std::string_vie
 
 absl::StatusOr<NetConfList> LoadFirstConfList(const std::string& dir) {
   CNINET_ASSIGN_OR_RETURN(std::vector<std::string> files, ConfFiles(dir));
-  if (files.empty()) return absl::NotFoundError(cninet::StrCat("no network configuration in ", dir));
+  if (files.empty())
+    return absl::NotFoundError(cninet::StrCat("no network configuration in ", dir));
   return LoadConfListFile(files.front());
 }
 
@@ -387,7 +404,8 @@ absl::StatusOr<NetConfList> LoadFirstConfList(const std::string& dir) {
 
 absl::StatusOr<CniArgs> CniArgs::Parse(std::string_view text) {
   CniArgs a;
-  if (!IsValidUtf8(text)) return CniError(ErrorCode::kInvalidEnvironment, "CNI_ARGS is not valid UTF-8");
+  if (!IsValidUtf8(text))
+    return CniError(ErrorCode::kInvalidEnvironment, "CNI_ARGS is not valid UTF-8");
   size_t start = 0;
   while (start <= text.size()) {
     size_t end = text.find(';', start);

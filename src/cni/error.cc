@@ -41,19 +41,32 @@ absl::StatusCode AbslCodeFor(uint32_t code) {
 
 std::string_view ErrorCodeDescription(uint32_t code) {
   switch (code) {
-    case 1: return "Incompatible CNI version";
-    case 2: return "Unsupported field in network configuration";
-    case 3: return "Container unknown or does not exist";
-    case 4: return "Invalid necessary environment variables";
-    case 5: return "I/O failure";
-    case 6: return "Failed to decode content";
-    case 7: return "Invalid network config";
-    case 8: return "Invalid network namespace";
-    case 11: return "Try again later";
-    case 50: return "The plugin is not available";
-    case 51: return "The plugin is not available, existing containers may have limited connectivity";
-    case 999: return "Internal error";
-    default: return code >= 100 ? "Plugin error" : "Unknown error";
+    case 1:
+      return "Incompatible CNI version";
+    case 2:
+      return "Unsupported field in network configuration";
+    case 3:
+      return "Container unknown or does not exist";
+    case 4:
+      return "Invalid necessary environment variables";
+    case 5:
+      return "I/O failure";
+    case 6:
+      return "Failed to decode content";
+    case 7:
+      return "Invalid network config";
+    case 8:
+      return "Invalid network namespace";
+    case 11:
+      return "Try again later";
+    case 50:
+      return "The plugin is not available";
+    case 51:
+      return "The plugin is not available, existing containers may have limited connectivity";
+    case 999:
+      return "Internal error";
+    default:
+      return code >= 100 ? "Plugin error" : "Unknown error";
   }
 }
 

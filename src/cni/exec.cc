@@ -43,11 +43,13 @@ bool IsExecutableFile(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::string> FindInPath(std::string_view name, const std::vector<std::string>& paths) {
+absl::StatusOr<std::string> FindInPath(std::string_view name,
+                                       const std::vector<std::string>& paths) {
   CNINET_RETURN_IF_ERROR(ValidatePluginType(name));
   if (paths.empty()) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat("cannot find plugin \"", name, "\": no paths given (CNI_PATH is empty)"));
+    return CniError(
+        ErrorCode::kInvalidConfig,
+        cninet::StrCat("cannot find plugin \"", name, "\": no paths given (CNI_PATH is empty)"));
   }
   for (const std::string& dir : paths) {
     std::string candidate = cninet::StrCat(dir, "/", name);
@@ -100,10 +102,20 @@ absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_vi
     pollfd fds[3];
     nfds_t n = 0;
     int oi = -1, ei = -1, ii = -1;
-    if (out_open) { fds[n] = {out_r.get(), POLLIN, 0}; oi = static_cast<int>(n++); }
-    if (err_open) { fds[n] = {err_r.get(), POLLIN, 0}; ei = static_cast<int>(n++); }
-    if (in_w.get() >= 0) { fds[n] = {in_w.get(), POLLOUT, 0}; ii = static_cast<int>(n++); }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (out_open) {
+      fds[n] = {out_r.get(), POLLIN, 0};
+      oi = static_cast<int>(n++);
+    }
+    if (err_open) {
+      fds[n] = {err_r.get(), POLLIN, 0};
+      ei = static_cast<int>(n++);
+    }
+    if (in_w.get() >= 0) {
+      fds[n] = {in_w.get(), POLLOUT, 0};
+      ii = static_cast<int>(n++);
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
@@ -116,7 +128,8 @@ absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_vi
     if (ii >= 0 && (fds[ii].revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
       ssize_t w = write(in_w.get(), stdin_data.data() + written, stdin_data.size() - written);
       if (w > 0) written += static_cast<size_t>(w);
-      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written >= stdin_data.size()) in_w.Reset();
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written >= stdin_data.size())
+        in_w.Reset();
     }
     auto drain = [&](int idx, const Fd& fd, std::string& into, bool& open_flag) {
       if (idx < 0 || (fds[idx].revents & (POLLIN | POLLHUP | POLLERR)) == 0) return;
@@ -141,8 +154,8 @@ absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_vi
     [[maybe_unused]] ssize_t n = write(STDERR_FILENO, stderr_text.data(), stderr_text.size());
   }
   if (timed_out) {
-    return absl::DeadlineExceededError(cninet::StrCat("plugin ", binary, " timed out after ",
-                                                      options.timeout.count(), " ms"));
+    return absl::DeadlineExceededError(
+        cninet::StrCat("plugin ", binary, " timed out after ", options.timeout.count(), " ms"));
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return stdout_text;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && stdout_text.empty() &&
@@ -151,13 +164,15 @@ absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_vi
   }
   // The plugin's error object is on stdout; fall back to stderr text (as libcni does).
   std::string_view text = stdout_text;
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+    text.remove_suffix(1);
   if (text.empty()) {
-    std::string msg = stderr_text.empty()
-                          ? cninet::StrCat("plugin ", binary, " failed (",
-                                           WIFSIGNALED(status) ? "killed by signal " : "exit code ",
-                                           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), ")")
-                          : cninet::StrCat("netplugin failed: \"", stderr_text, "\"");
+    std::string msg =
+        stderr_text.empty()
+            ? cninet::StrCat("plugin ", binary, " failed (",
+                             WIFSIGNALED(status) ? "killed by signal " : "exit code ",
+                             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), ")")
+            : cninet::StrCat("netplugin failed: \"", stderr_text, "\"");
     return CniError(ErrorCode::kInternal, msg);
   }
   return ErrorFromJson(text);
@@ -181,15 +196,18 @@ absl::StatusOr<Result> DelegateAdd(std::string_view type, std::string_view conf_
   if (!out.ok()) {
     // Spec section 4: a failed delegated ADD is followed by DEL before returning failure.
     absl::StatusOr<std::string> del = Delegate(type, conf_bytes, args, Command::kDel);
-    if (!del.ok()) CNINET_LOG(kWarning, "cleanup DEL of delegate ", type, " failed: ", del.status().message());
+    if (!del.ok())
+      CNINET_LOG(kWarning, "cleanup DEL of delegate ", type, " failed: ", del.status().message());
     return out.status();
   }
   absl::StatusOr<Result> result = Result::Parse(*out);
-  if (!result.ok()) return Annotate(result.status(), cninet::StrCat("delegate ", type, " returned"));
+  if (!result.ok())
+    return Annotate(result.status(), cninet::StrCat("delegate ", type, " returned"));
   return result;
 }
 
-absl::Status DelegateCheck(std::string_view type, std::string_view conf_bytes, const CmdArgs& args) {
+absl::Status DelegateCheck(std::string_view type, std::string_view conf_bytes,
+                           const CmdArgs& args) {
   return Delegate(type, conf_bytes, args, Command::kCheck).status();
 }
 
@@ -201,7 +219,8 @@ absl::Status DelegateGc(std::string_view type, std::string_view conf_bytes, cons
   return Delegate(type, conf_bytes, args, Command::kGc).status();
 }
 
-absl::Status DelegateStatus(std::string_view type, std::string_view conf_bytes, const CmdArgs& args) {
+absl::Status DelegateStatus(std::string_view type, std::string_view conf_bytes,
+                            const CmdArgs& args) {
   return Delegate(type, conf_bytes, args, Command::kStatus).status();
 }
 

@@ -72,7 +72,8 @@ IPAddress IPAddress::Prev() const {
 }
 
 bool IPAddress::IsUnspecified() const {
-  return std::all_of(bytes_.begin(), bytes_.begin() + byte_length(), [](uint8_t b) { return b == 0; });
+  return std::all_of(bytes_.begin(), bytes_.begin() + byte_length(),
+                     [](uint8_t b) { return b == 0; });
 }
 
 std::strong_ordering operator<=>(const IPAddress& a, const IPAddress& b) {
@@ -91,16 +92,17 @@ absl::StatusOr<IPPrefix> IPPrefix::Parse(std::string_view text, bool allow_bare)
   int len = addr->bit_length();
   if (slash == std::string_view::npos) {
     if (!allow_bare) {
-      return absl::InvalidArgumentError(cninet::StrCat("invalid CIDR address \"", text,
-                                                     "\": missing prefix length"));
+      return absl::InvalidArgumentError(
+          cninet::StrCat("invalid CIDR address \"", text, "\": missing prefix length"));
     }
   } else {
     std::string_view len_text = text.substr(slash + 1);
     if (len_text.empty() || len_text.size() > 3 ||
-        !std::all_of(len_text.begin(), len_text.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        !std::all_of(len_text.begin(), len_text.end(),
+                     [](char c) { return c >= '0' && c <= '9'; }) ||
         !absl::SimpleAtoi(ToAbsl(len_text), &len) || len > addr->bit_length()) {
-      return absl::InvalidArgumentError(cninet::StrCat("invalid CIDR address \"", text,
-                                                     "\": bad prefix length"));
+      return absl::InvalidArgumentError(
+          cninet::StrCat("invalid CIDR address \"", text, "\": bad prefix length"));
     }
   }
   return IPPrefix(*addr, len);
@@ -138,6 +140,8 @@ bool IPPrefix::Overlaps(const IPPrefix& other) const {
   return Contains(other.Masked().address()) || other.Contains(Masked().address());
 }
 
-std::string IPPrefix::ToString() const { return cninet::StrCat(addr_.ToString(), "/", prefix_len_); }
+std::string IPPrefix::ToString() const {
+  return cninet::StrCat(addr_.ToString(), "/", prefix_len_);
+}
 
 }  // namespace cninet::cni

@@ -71,7 +71,8 @@ inline absl::Status ReadStringList(const nlohmann::json& j, std::string_view whe
 }
 
 // Fields of `j` not in `known`.
-inline nlohmann::json Extras(const nlohmann::json& j, std::initializer_list<std::string_view> known) {
+inline nlohmann::json Extras(const nlohmann::json& j,
+                             std::initializer_list<std::string_view> known) {
   nlohmann::json extra = nlohmann::json::object();
   for (auto it = j.begin(); it != j.end(); ++it) {
     bool is_known = false;
@@ -106,8 +107,10 @@ inline bool TooDeep(std::string_view text) {
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
     if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
+      if (c == '\\')
+        ++i;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
@@ -127,7 +130,8 @@ inline absl::StatusOr<nlohmann::json> ParseJson(std::string_view text, std::stri
   }
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
-    return CniError(ErrorCode::kDecodeFailure, cninet::StrCat("cannot decode ", what, ": invalid JSON"));
+    return CniError(ErrorCode::kDecodeFailure,
+                    cninet::StrCat("cannot decode ", what, ": invalid JSON"));
   }
   return j;
 }

@@ -20,7 +20,7 @@ class StderrSink final : public LogSink {
     size_t slash = file.rfind('/');
     if (slash != std::string_view::npos) file.remove_prefix(slash + 1);
     std::string text = cninet::StrCat(kNames[static_cast<int>(level)], " cninet[", getpid(), "] ",
-                                    file, ":", line, "] ", message, "\n");
+                                      file, ":", line, "] ", message, "\n");
     std::lock_guard<std::mutex> lock(mu_);
     // One write(2) per line so concurrent processes do not interleave within a line.
     [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, text.data(), text.size());

@@ -38,12 +38,18 @@ constexpr Requirement kRequired[] = {
 
 bool Requires(const Requirement& r, Command c) {
   switch (c) {
-    case Command::kAdd: return r.add;
-    case Command::kCheck: return r.check;
-    case Command::kDel: return r.del;
-    case Command::kGc: return r.gc;
-    case Command::kStatus: return r.status;
-    case Command::kVersion: return false;
+    case Command::kAdd:
+      return r.add;
+    case Command::kCheck:
+      return r.check;
+    case Command::kDel:
+      return r.del;
+    case Command::kGc:
+      return r.gc;
+    case Command::kStatus:
+      return r.status;
+    case Command::kVersion:
+      return false;
   }
   return false;
 }
@@ -56,14 +62,15 @@ absl::Status CheckNetns(const std::string& path, bool override_check) {
                     cninet::StrCat("network namespace (CNI_NETNS) \"", path, "\" does not exist"));
   }
   struct statfs fs {};
-  if (statfs(path.c_str(), &fs) != 0 || (static_cast<long>(fs.f_type) != kNsfsMagic &&
-                                         static_cast<long>(fs.f_type) != kProcMagic)) {
+  if (statfs(path.c_str(), &fs) != 0 ||
+      (static_cast<long>(fs.f_type) != kNsfsMagic && static_cast<long>(fs.f_type) != kProcMagic)) {
     return CniError(ErrorCode::kInvalidNetns,
                     cninet::StrCat("CNI_NETNS \"", path, "\" is not a network namespace"));
   }
   if (!override_check) {
     struct stat self {};
-    if (stat("/proc/self/ns/net", &self) == 0 && self.st_dev == st.st_dev && self.st_ino == st.st_ino) {
+    if (stat("/proc/self/ns/net", &self) == 0 && self.st_dev == st.st_dev &&
+        self.st_ino == st.st_ino) {
       return CniError(ErrorCode::kInvalidNetns,
                       "the plugin's network namespace and CNI_NETNS must not be the same");
     }
@@ -82,7 +89,8 @@ absl::StatusOr<std::vector<Attachment>> ParseValidAttachments(const nlohmann::js
     if (!e.is_object() || !e.contains("containerID") || !e["containerID"].is_string() ||
         !e.contains("ifname") || !e["ifname"].is_string()) {
       return CniError(ErrorCode::kDecodeFailure,
-                      "cni.dev/valid-attachments entries must be {\"containerID\": string, \"ifname\": string}");
+                      "cni.dev/valid-attachments entries must be {\"containerID\": string, "
+                      "\"ifname\": string}");
     }
     out.push_back({e["containerID"].get<std::string>(), e["ifname"].get<std::string>()});
   }
@@ -93,12 +101,18 @@ absl::StatusOr<std::vector<Attachment>> ParseValidAttachments(const nlohmann::js
 
 std::string_view CommandName(Command c) {
   switch (c) {
-    case Command::kAdd: return "ADD";
-    case Command::kDel: return "DEL";
-    case Command::kCheck: return "CHECK";
-    case Command::kGc: return "GC";
-    case Command::kStatus: return "STATUS";
-    case Command::kVersion: return "VERSION";
+    case Command::kAdd:
+      return "ADD";
+    case Command::kDel:
+      return "DEL";
+    case Command::kCheck:
+      return "CHECK";
+    case Command::kGc:
+      return "GC";
+    case Command::kStatus:
+      return "STATUS";
+    case Command::kVersion:
+      return "VERSION";
   }
   return "";
 }
@@ -140,8 +154,8 @@ struct Invocation {
 };
 
 int Fail(Invocation& inv, const absl::Status& status) {
-  inv.out << internal::Dump(
-                 ErrorToJson(status, inv.version.empty() ? std::string(kCurrentVersion) : inv.version))
+  inv.out << internal::Dump(ErrorToJson(
+                 status, inv.version.empty() ? std::string(kCurrentVersion) : inv.version))
           << std::endl;
   return 1;
 }
@@ -158,10 +172,12 @@ int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
     };
   }
   std::istream& in = io.in != nullptr ? *io.in : std::cin;
-  Invocation inv{io.out != nullptr ? *io.out : std::cout, io.err != nullptr ? *io.err : std::cerr, ""};
+  Invocation inv{io.out != nullptr ? *io.out : std::cout, io.err != nullptr ? *io.err : std::cerr,
+                 ""};
   auto env = [&](const char* name) { return io.getenv(name).value_or(""); };
 
-  std::vector<std::string_view> supported(info.supported_versions.begin(), info.supported_versions.end());
+  std::vector<std::string_view> supported(info.supported_versions.begin(),
+                                          info.supported_versions.end());
   if (supported.empty()) supported.assign(SupportedVersions().begin(), SupportedVersions().end());
   auto plugin_supports = [&](const std::string& v) {
     return std::find(supported.begin(), supported.end(), v) != supported.end();
@@ -171,16 +187,19 @@ int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
   std::string cmd_text = env("CNI_COMMAND");
   if (cmd_text.empty()) {
     if (!info.about.empty()) {
-      inv.err << info.about << "\nCNI protocol versions supported: " << cninet::StrJoin(supported, ", ")
+      inv.err << info.about
+              << "\nCNI protocol versions supported: " << cninet::StrJoin(supported, ", ")
               << std::endl;
     }
-    return Fail(inv, CniError(ErrorCode::kInvalidEnvironment, "required env variables [CNI_COMMAND] missing"));
+    return Fail(inv, CniError(ErrorCode::kInvalidEnvironment,
+                              "required env variables [CNI_COMMAND] missing"));
   }
   std::optional<Command> cmd = ParseCommand(cmd_text);
   if (!cmd) {
-    return Fail(inv, CniError(ErrorCode::kInvalidEnvironment,
-                              IsValidUtf8(cmd_text) ? cninet::StrCat("unknown CNI_COMMAND: ", cmd_text)
-                                                    : std::string("unknown CNI_COMMAND (not UTF-8)")));
+    return Fail(inv,
+                CniError(ErrorCode::kInvalidEnvironment,
+                         IsValidUtf8(cmd_text) ? cninet::StrCat("unknown CNI_COMMAND: ", cmd_text)
+                                               : std::string("unknown CNI_COMMAND (not UTF-8)")));
   }
 
   // 2. Required variables, all missing ones named at once.
@@ -190,8 +209,8 @@ int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
   }
   if (!missing.empty()) {
     return Fail(inv, CniError(ErrorCode::kInvalidEnvironment,
-                              cninet::StrCat("required env variables [", cninet::StrJoin(missing, ","),
-                                             "] missing")));
+                              cninet::StrCat("required env variables [",
+                                             cninet::StrJoin(missing, ","), "] missing")));
   }
 
   // Every value must be representable in the JSON we emit (errors quote them, results carry them).
@@ -257,8 +276,10 @@ int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
   switch (*cmd) {
     case Command::kCheck:
       if (CompareVersions(version, "0.4.0") < 0) {
-        return Fail(inv, CniError(ErrorCode::kIncompatibleVersion, "config version does not allow CHECK",
-                                  cninet::StrCat("CHECK needs cniVersion 0.4.0 or later, config is ", version)));
+        return Fail(
+            inv,
+            CniError(ErrorCode::kIncompatibleVersion, "config version does not allow CHECK",
+                     cninet::StrCat("CHECK needs cniVersion 0.4.0 or later, config is ", version)));
       }
       if (!args.conf.prev_result.has_value()) {
         return Fail(inv, CniError(ErrorCode::kInvalidConfig, "required prevResult missing",
@@ -268,10 +289,11 @@ int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
     case Command::kGc:
     case Command::kStatus:
       if (CompareVersions(version, "1.1.0") < 0) {
-        return Fail(inv, CniError(ErrorCode::kIncompatibleVersion,
-                                  cninet::StrCat("config version does not allow ", cmd_text),
-                                  cninet::StrCat(cmd_text, " needs cniVersion 1.1.0 or later, config is ",
-                                                 version)));
+        return Fail(
+            inv, CniError(ErrorCode::kIncompatibleVersion,
+                          cninet::StrCat("config version does not allow ", cmd_text),
+                          cninet::StrCat(cmd_text, " needs cniVersion 1.1.0 or later, config is ",
+                                         version)));
       }
       break;
     default:
@@ -279,7 +301,8 @@ int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
   }
   if (*cmd == Command::kAdd || *cmd == Command::kCheck) {
     std::string override_text = absl::AsciiStrToLower(env("CNI_NETNS_OVERRIDE"));
-    if (absl::Status s = CheckNetns(args.netns, override_text == "true" || override_text == "1"); !s.ok()) {
+    if (absl::Status s = CheckNetns(args.netns, override_text == "true" || override_text == "1");
+        !s.ok()) {
       return Fail(inv, s);
     }
   }

@@ -32,7 +32,8 @@ absl::Status MakeDirs(const std::string& path, mode_t mode) {
   for (size_t i = 0; i <= path.size(); ++i) {
     if (i == path.size() || path[i] == '/') {
       if (!cur.empty() && mkdir(cur.c_str(), mode) != 0 && errno != EEXIST) {
-        return CniError(ErrorCode::kIoFailure, cninet::StrCat("mkdir ", cur, ": ", strerror(errno)));
+        return CniError(ErrorCode::kIoFailure,
+                        cninet::StrCat("mkdir ", cur, ": ", strerror(errno)));
       }
     }
     if (i < path.size()) cur.push_back(path[i]);
@@ -45,7 +46,8 @@ absl::Status WriteAtomic(const std::string& path, std::string_view data) {
   std::string dir = path.substr(0, path.rfind('/'));
   std::string tmp = cninet::StrCat(path, ".tmp.", getpid());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return CniError(ErrorCode::kIoFailure, cninet::StrCat("open ", tmp, ": ", strerror(errno)));
+  if (fd < 0)
+    return CniError(ErrorCode::kIoFailure, cninet::StrCat("open ", tmp, ": ", strerror(errno)));
   size_t off = 0;
   while (off < data.size()) {
     ssize_t w = write(fd, data.data() + off, data.size() - off);
@@ -109,7 +111,8 @@ absl::StatusOr<nlohmann::json> Runtime::BuildPluginConfig(const NetConfList& lis
   }
   conf["cniVersion"] = std::string(version);
   conf["name"] = list.name;
-  const bool attachment = command == Command::kAdd || command == Command::kDel || command == Command::kCheck;
+  const bool attachment =
+      command == Command::kAdd || command == Command::kDel || command == Command::kCheck;
   if (attachment) {
     nlohmann::json rc = nlohmann::json::object();
     if (auto caps = conf.find("capabilities"); caps != conf.end() && caps->is_object()) {
@@ -129,8 +132,8 @@ absl::StatusOr<nlohmann::json> Runtime::BuildPluginConfig(const NetConfList& lis
   return conf;
 }
 
-absl::StatusOr<std::string> Runtime::Exec(std::string_view type, Command command, const RuntimeConf* rt,
-                                          const std::string& config) const {
+absl::StatusOr<std::string> Runtime::Exec(std::string_view type, Command command,
+                                          const RuntimeConf* rt, const std::string& config) const {
   CNINET_ASSIGN_OR_RETURN(std::string binary, FindInPath(type, options_.plugin_paths));
   ExecOptions opts;
   opts.timeout = options_.timeout;
@@ -153,11 +156,12 @@ absl::StatusOr<std::string> Runtime::Exec(std::string_view type, Command command
 }
 
 std::string Runtime::CachePath(std::string_view network, const RuntimeConf& rt) const {
-  return cninet::StrCat(options_.cache_dir, "/results/", network, "-", rt.container_id, "-", rt.ifname);
+  return cninet::StrCat(options_.cache_dir, "/results/", network, "-", rt.container_id, "-",
+                        rt.ifname);
 }
 
-absl::Status Runtime::WriteCache(const NetConfList& list, const RuntimeConf& rt, const Result& result,
-                                 std::string_view version) const {
+absl::Status Runtime::WriteCache(const NetConfList& list, const RuntimeConf& rt,
+                                 const Result& result, std::string_view version) const {
   nlohmann::json entry = nlohmann::json::object();
   entry["kind"] = kCacheKind;
   entry["containerId"] = rt.container_id;
@@ -234,7 +238,8 @@ absl::StatusOr<Result> Runtime::AddNetworkList(const NetConfList& list, const Ru
     CNINET_ASSIGN_OR_RETURN(std::string out, Exec(type, Command::kAdd, &rt, internal::Dump(conf)));
     absl::StatusOr<Result> result = Result::Parse(out);
     if (!result.ok()) {
-      return Annotate(result.status(), cninet::StrCat("plugin type=\"", type, "\" returned an invalid result"));
+      return Annotate(result.status(),
+                      cninet::StrCat("plugin type=\"", type, "\" returned an invalid result"));
     }
     prev = std::move(*result);
   }
@@ -248,13 +253,15 @@ absl::Status Runtime::CheckNetworkList(const NetConfList& list, const RuntimeCon
   CNINET_ASSIGN_OR_RETURN(std::string version, list.SelectedVersion());
   if (CompareVersions(version, "0.4.0") < 0) {
     return CniError(ErrorCode::kIncompatibleVersion,
-                    cninet::StrCat("configuration version \"", version, "\" does not support the CHECK command"));
+                    cninet::StrCat("configuration version \"", version,
+                                   "\" does not support the CHECK command"));
   }
   if (list.disable_check) return absl::OkStatus();
   CNINET_ASSIGN_OR_RETURN(std::optional<Result> cached, GetCachedResult(list, rt));
   if (!cached.has_value()) {
-    return absl::NotFoundError(cninet::StrCat("no cached result for network \"", list.name, "\" container ",
-                                              rt.container_id, " ", rt.ifname, ": was ADD run?"));
+    return absl::NotFoundError(cninet::StrCat("no cached result for network \"", list.name,
+                                              "\" container ", rt.container_id, " ", rt.ifname,
+                                              ": was ADD run?"));
   }
   for (size_t i = 0; i < list.plugins.size(); ++i) {
     std::string type = list.plugins[i].value("type", "");
@@ -311,7 +318,8 @@ absl::Status Runtime::GcNetworkList(const NetConfList& list, const std::vector<A
   absl::Status first;
   for (size_t i = 0; i < list.plugins.size(); ++i) {
     std::string type = list.plugins[i].value("type", "");
-    absl::StatusOr<nlohmann::json> conf = BuildPluginConfig(list, i, version, std::nullopt, none, Command::kGc);
+    absl::StatusOr<nlohmann::json> conf =
+        BuildPluginConfig(list, i, version, std::nullopt, none, Command::kGc);
     absl::Status s = conf.status();
     if (conf.ok()) {
       (*conf)["cni.dev/valid-attachments"] = attachments;
@@ -333,20 +341,23 @@ absl::Status Runtime::StatusNetworkList(const NetConfList& list) {
   RuntimeConf none;
   for (size_t i = 0; i < list.plugins.size(); ++i) {
     std::string type = list.plugins[i].value("type", "");
-    CNINET_ASSIGN_OR_RETURN(nlohmann::json conf,
-                            BuildPluginConfig(list, i, version, std::nullopt, none, Command::kStatus));
+    CNINET_ASSIGN_OR_RETURN(nlohmann::json conf, BuildPluginConfig(list, i, version, std::nullopt,
+                                                                   none, Command::kStatus));
     CNINET_RETURN_IF_ERROR(Exec(type, Command::kStatus, nullptr, internal::Dump(conf)).status());
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> Runtime::PluginVersions(std::string_view type,
-                                                                 std::string_view cni_version) const {
-  nlohmann::json req = {{"cniVersion", std::string(cni_version.empty() ? kCurrentVersion : cni_version)}};
-  CNINET_ASSIGN_OR_RETURN(std::string out, Exec(type, Command::kVersion, nullptr, internal::Dump(req)));
+absl::StatusOr<std::vector<std::string>> Runtime::PluginVersions(
+    std::string_view type, std::string_view cni_version) const {
+  nlohmann::json req = {
+      {"cniVersion", std::string(cni_version.empty() ? kCurrentVersion : cni_version)}};
+  CNINET_ASSIGN_OR_RETURN(std::string out,
+                          Exec(type, Command::kVersion, nullptr, internal::Dump(req)));
   nlohmann::json j = nlohmann::json::parse(out, nullptr, false);
   if (!j.is_object() || !j.contains("supportedVersions") || !j["supportedVersions"].is_array()) {
-    return CniError(ErrorCode::kDecodeFailure, cninet::StrCat("plugin ", type, ": bad VERSION output"));
+    return CniError(ErrorCode::kDecodeFailure,
+                    cninet::StrCat("plugin ", type, ": bad VERSION output"));
   }
   std::vector<std::string> versions;
   for (const auto& v : j["supportedVersions"]) {

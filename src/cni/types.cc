@@ -20,14 +20,16 @@ using internal::TypeError;
 
 absl::Status DecodeError(std::string_view msg) { return CniError(ErrorCode::kDecodeFailure, msg); }
 
-absl::StatusOr<IPPrefix> ReadPrefix(const nlohmann::json& j, std::string_view where, const char* key) {
+absl::StatusOr<IPPrefix> ReadPrefix(const nlohmann::json& j, std::string_view where,
+                                    const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) {
     return DecodeError(cninet::StrCat("cannot decode ", where, ": missing \"", key, "\""));
   }
   if (!it->is_string()) return TypeError(where, key, "a CIDR string", *it);
   auto p = IPPrefix::Parse(it->get<std::string>());
-  if (!p.ok()) return DecodeError(cninet::StrCat("cannot decode ", where, ": ", p.status().message()));
+  if (!p.ok())
+    return DecodeError(cninet::StrCat("cannot decode ", where, ": ", p.status().message()));
   return *p;
 }
 
@@ -38,7 +40,8 @@ absl::Status ReadAddress(const nlohmann::json& j, std::string_view where, const 
   if (!it->is_string()) return TypeError(where, key, "an IP address string", *it);
   if (it->get<std::string>().empty()) return absl::OkStatus();
   auto a = IPAddress::Parse(it->get<std::string>());
-  if (!a.ok()) return DecodeError(cninet::StrCat("cannot decode ", where, ": ", a.status().message()));
+  if (!a.ok())
+    return DecodeError(cninet::StrCat("cannot decode ", where, ": ", a.status().message()));
   *out = *a;
   return absl::OkStatus();
 }
@@ -139,7 +142,9 @@ nlohmann::json DNS::ToJson() const {
 }
 
 absl::StatusOr<Result> Result::FromJson(const nlohmann::json& j) {
-  if (!j.is_object()) return DecodeError(cninet::StrCat("cannot decode result: expected an object, got ", j.type_name()));
+  if (!j.is_object())
+    return DecodeError(
+        cninet::StrCat("cannot decode result: expected an object, got ", j.type_name()));
   Result r;
   CNINET_RETURN_IF_ERROR(ReadString(j, "result", "cniVersion", &r.cni_version));
   if (!r.cni_version.empty()) {
@@ -169,10 +174,10 @@ absl::Status Result::Validate() const {
   for (const IPConfig& ip : ips) {
     if (ip.interface.has_value() &&
         (*ip.interface < 0 || static_cast<size_t>(*ip.interface) >= interfaces.size())) {
-      return CniError(ErrorCode::kInvalidConfig,
-                      cninet::StrCat("result: ip ", ip.address.ToString(), " refers to interface ",
-                                     *ip.interface, " but there are ", interfaces.size(),
-                                     " interfaces"));
+      return CniError(
+          ErrorCode::kInvalidConfig,
+          cninet::StrCat("result: ip ", ip.address.ToString(), " refers to interface ",
+                         *ip.interface, " but there are ", interfaces.size(), " interfaces"));
     }
   }
   return absl::OkStatus();

@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
-#include "cninet/cni/strings.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cninet/cni/error.h"
+#include "cninet/cni/strings.h"
 #include "json_util.h"
 #include "nlohmann/json.hpp"
 
@@ -26,7 +26,8 @@ absl::StatusOr<SpecVersion> SpecVersion::Parse(std::string_view text) {
   int v[3] = {0, 0, 0};
   for (size_t i = 0; i < parts.size(); ++i) {
     if (parts[i].empty() || parts[i].size() > 6 ||
-        !std::all_of(parts[i].begin(), parts[i].end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+        !std::all_of(parts[i].begin(), parts[i].end(),
+                     [](char c) { return c >= '0' && c <= '9'; }) ||
         !absl::SimpleAtoi(parts[i], &v[i])) {
       return CniError(ErrorCode::kDecodeFailure, cninet::StrCat("invalid version \"", text, "\""));
     }
@@ -46,7 +47,7 @@ absl::Status CheckSupportedVersion(std::string_view version) {
   if (IsSupportedVersion(version)) return absl::OkStatus();
   return CniError(ErrorCode::kIncompatibleVersion, "incompatible CNI versions",
                   cninet::StrCat("config is \"", version, "\", plugin supports [",
-                               cninet::StrJoin(kSupported, " "), "]"));
+                                 cninet::StrJoin(kSupported, " "), "]"));
 }
 
 int CompareVersions(std::string_view a, std::string_view b) {

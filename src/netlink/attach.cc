@@ -286,7 +286,8 @@ absl::Status DelegatedIpamStatus(const cni::CmdArgs& args) {
 absl::Status DelegatedIpamGc(const cni::CmdArgs& args) {
   std::string type = args.conf.IpamType();
   if (type.empty()) return absl::OkStatus();
-  CNINET_ASSIGN_OR_RETURN(bool supports, DelegateSupportsVersion(type, args.conf.cni_version, args));
+  CNINET_ASSIGN_OR_RETURN(bool supports,
+                          DelegateSupportsVersion(type, args.conf.cni_version, args));
   if (!supports) return absl::OkStatus();
   return cni::DelegateGc(type, args.stdin_data, args);
 }

@@ -33,8 +33,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   rt.netns = "/run/netns/fuzz";
   rt.capability_args = {{"portMappings", nlohmann::json::array()}, {"mac", "02:00:00:00:00:01"}};
   for (size_t i = 0; i < list->plugins.size(); ++i) {
-    absl::StatusOr<nlohmann::json> conf = cni::Runtime::BuildPluginConfig(
-        *list, i, *version, std::nullopt, rt, cni::Command::kAdd);
+    absl::StatusOr<nlohmann::json> conf =
+        cni::Runtime::BuildPluginConfig(*list, i, *version, std::nullopt, rt, cni::Command::kAdd);
     if (!conf.ok()) {
       fuzz::RequireCode(conf.status(), {1, 6, 7}, "BuildPluginConfig error code");
       continue;

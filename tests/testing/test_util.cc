@@ -52,7 +52,8 @@ CommandResult Run(const std::vector<std::string>& argv, std::string_view stdin_d
       bool has_path = false;
       for (const auto& e : env) has_path |= e.rfind("PATH=", 0) == 0;
       if (!has_path) {
-        static std::string path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+        static std::string path =
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
         cenv.insert(cenv.end() - 1, path.data());
       }
       execvpe(cargv[0], cargv.data(), cenv.data());
@@ -87,10 +88,20 @@ CommandResult Run(const std::vector<std::string>& argv, std::string_view stdin_d
     pollfd fds[3];
     int n = 0;
     int out_i = -1, err_i = -1, in_i = -1;
-    if (out_open) { fds[n] = {out[0], POLLIN, 0}; out_i = n++; }
-    if (err_open) { fds[n] = {err[0], POLLIN, 0}; err_i = n++; }
-    if (in[1] >= 0) { fds[n] = {in[1], POLLOUT, 0}; in_i = n++; }
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (out_open) {
+      fds[n] = {out[0], POLLIN, 0};
+      out_i = n++;
+    }
+    if (err_open) {
+      fds[n] = {err[0], POLLIN, 0};
+      err_i = n++;
+    }
+    if (in[1] >= 0) {
+      fds[n] = {in[1], POLLOUT, 0};
+      in_i = n++;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       kill(-pid, SIGKILL);
       kill(pid, SIGKILL);
@@ -111,8 +122,10 @@ CommandResult Run(const std::vector<std::string>& argv, std::string_view stdin_d
     auto drain = [&](int idx, int fd, std::string& into, bool& open_flag) {
       if (idx < 0 || !(fds[idx].revents & (POLLIN | POLLHUP | POLLERR))) return;
       ssize_t got = read(fd, buf, sizeof(buf));
-      if (got > 0) into.append(buf, static_cast<size_t>(got));
-      else if (got == 0 || (errno != EAGAIN && errno != EINTR)) open_flag = false;
+      if (got > 0)
+        into.append(buf, static_cast<size_t>(got));
+      else if (got == 0 || (errno != EAGAIN && errno != EINTR))
+        open_flag = false;
     };
     drain(out_i, out[0], result.out, out_open);
     drain(err_i, err[0], result.err, err_open);
@@ -191,11 +204,13 @@ void ScopedNetns::Remove() {
   Run({"ip", "netns", "delete", name_});
 }
 
-CommandResult ScopedNetns::Exec(const std::string& script, std::chrono::milliseconds timeout) const {
+CommandResult ScopedNetns::Exec(const std::string& script,
+                                std::chrono::milliseconds timeout) const {
   return Run({"ip", "netns", "exec", name_, "/bin/sh", "-c", script}, {}, {}, timeout);
 }
 
-CommandResult ScopedNetns::ExecArgv(const std::vector<std::string>& argv, std::string_view stdin_data,
+CommandResult ScopedNetns::ExecArgv(const std::vector<std::string>& argv,
+                                    std::string_view stdin_data,
                                     const std::vector<std::string>& env,
                                     std::chrono::milliseconds timeout) const {
   std::vector<std::string> full = {"ip", "netns", "exec", name_};
@@ -215,8 +230,8 @@ std::vector<std::string> PluginCall::Env() const {
   return env;
 }
 
-CommandResult RunCniPlugin(const std::string& plugin, const PluginCall& call, std::string_view config,
-                           const std::string& in_netns) {
+CommandResult RunCniPlugin(const std::string& plugin, const PluginCall& call,
+                           std::string_view config, const std::string& in_netns) {
   std::vector<std::string> argv;
   if (!in_netns.empty()) argv = {"ip", "netns", "exec", in_netns};
   argv.push_back(plugin);

@@ -27,7 +27,8 @@ CommandResult Run(const std::vector<std::string>& argv, std::string_view stdin_d
                   const std::vector<std::string>& env = {},
                   std::chrono::milliseconds timeout = std::chrono::seconds(60));
 // Runs `script` with /bin/sh -c.
-CommandResult Sh(const std::string& script, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+CommandResult Sh(const std::string& script,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 // A name unique to this process and call, at most 15 characters (fits an interface name):
 // prefix (truncated to 6 chars) + pid + counter, in hex.
@@ -36,12 +37,12 @@ std::string UniqueName(std::string_view prefix);
 // True when running as root; tests that need root call CNINET_REQUIRE_ROOT() first, which FAILS
 // (never skips) with the reason.
 bool IsRoot();
-#define CNINET_REQUIRE_ROOT()                                                        \
-  do {                                                                               \
-    if (!::cninet::testing::IsRoot()) {                                              \
-      GTEST_FAIL() << "this test needs root (network namespaces, links, BPF); run "  \
-                      "it as root";                                                  \
-    }                                                                                \
+#define CNINET_REQUIRE_ROOT()                                                       \
+  do {                                                                              \
+    if (!::cninet::testing::IsRoot()) {                                             \
+      GTEST_FAIL() << "this test needs root (network namespaces, links, BPF); run " \
+                      "it as root";                                                 \
+    }                                                                               \
   } while (false)
 
 // A temporary directory removed (recursively) in the destructor.
@@ -98,7 +99,7 @@ struct PluginCall {
   std::string container_id;  // CNI_CONTAINERID.
   std::string netns;         // CNI_NETNS.
   std::string ifname = "eth0";
-  std::string args;          // CNI_ARGS.
+  std::string args;                                      // CNI_ARGS.
   std::string path = CNINET_PLUGIN_DIR ":/usr/lib/cni";  // CNI_PATH.
   std::vector<std::string> extra_env;
   // The environment vector (unset fields are omitted).

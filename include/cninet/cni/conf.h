@@ -20,8 +20,8 @@ namespace cninet::cni {
 
 /// One entry of the `portMappings` capability (CONVENTIONS.md).
 struct PortMapping {
-  uint16_t host_port = 0;  ///< Port on the host ("hostPort").
-  uint16_t container_port = 0;  ///< Port in the pod ("containerPort").
+  uint16_t host_port = 0;        ///< Port on the host ("hostPort").
+  uint16_t container_port = 0;   ///< Port in the pod ("containerPort").
   std::string protocol = "tcp";  ///< "tcp", "udp" or "sctp" (lower case).
   std::string host_ip;           ///< Optional: bind to this host address only.
   /// Field-wise equality.
@@ -30,10 +30,10 @@ struct PortMapping {
 
 /// The `bandwidth` capability: rates in bits per second, bursts in bits.
 struct BandwidthLimits {
-  uint64_t ingress_rate = 0;  ///< "ingressRate", bits/s.
+  uint64_t ingress_rate = 0;   ///< "ingressRate", bits/s.
   uint64_t ingress_burst = 0;  ///< "ingressBurst", bits.
-  uint64_t egress_rate = 0;  ///< "egressRate", bits/s.
-  uint64_t egress_burst = 0;  ///< "egressBurst", bits.
+  uint64_t egress_rate = 0;    ///< "egressRate", bits/s.
+  uint64_t egress_burst = 0;   ///< "egressBurst", bits.
   /// Field-wise equality.
   friend bool operator==(const BandwidthLimits&, const BandwidthLimits&) = default;
 };
@@ -41,14 +41,14 @@ struct BandwidthLimits {
 /// The well-known capability arguments a runtime injects as `runtimeConfig` (CONVENTIONS.md),
 /// typed. Keys it does not know stay available in NetConf::runtime_config.
 struct RuntimeConfig {
-  std::vector<PortMapping> port_mappings;   ///< "portMappings"
-  std::vector<std::string> ips;             ///< "ips": requested addresses, "10.1.0.5/24" or bare.
-  std::optional<std::string> mac;           ///< "mac"
-  std::optional<BandwidthLimits> bandwidth; ///< "bandwidth"
-  std::optional<DNS> dns;                   ///< "dns": servers/searches/options from the runtime.
-  std::vector<std::string> aliases;         ///< "aliases"
-  std::string cgroup_path;                  ///< "cgroupPath"
-  std::string device_id;                    ///< "deviceID"
+  std::vector<PortMapping> port_mappings;    ///< "portMappings"
+  std::vector<std::string> ips;              ///< "ips": requested addresses, "10.1.0.5/24" or bare.
+  std::optional<std::string> mac;            ///< "mac"
+  std::optional<BandwidthLimits> bandwidth;  ///< "bandwidth"
+  std::optional<DNS> dns;                    ///< "dns": servers/searches/options from the runtime.
+  std::vector<std::string> aliases;          ///< "aliases"
+  std::string cgroup_path;                   ///< "cgroupPath"
+  std::string device_id;                     ///< "deviceID"
 
   /// Parses the known keys of a runtimeConfig object; wrong types are code 6 naming the key.
   static absl::StatusOr<RuntimeConfig> FromJson(const nlohmann::json& j);
@@ -57,18 +57,18 @@ struct RuntimeConfig {
 /// The plugin configuration object a plugin reads on stdin. Typed accessors for the spec's keys;
 /// `raw` is the complete object, so plugin-specific keys are read from it and nothing is lost.
 struct NetConf {
-  std::string cni_version;                 ///< "" is treated as "0.1.0", as libcni does.
-  std::string name;  ///< The network's name ("name").
-  std::string type;  ///< The plugin binary's name ("type").
-  std::map<std::string, bool> capabilities;  ///< "capabilities" the plugin declares.
-  nlohmann::json ipam = nlohmann::json::object();            ///< {"type": ...} or empty.
-  std::optional<DNS> dns;  ///< "dns", if any.
+  std::string cni_version;                         ///< "" is treated as "0.1.0", as libcni does.
+  std::string name;                                ///< The network's name ("name").
+  std::string type;                                ///< The plugin binary's name ("type").
+  std::map<std::string, bool> capabilities;        ///< "capabilities" the plugin declares.
+  nlohmann::json ipam = nlohmann::json::object();  ///< {"type": ...} or empty.
+  std::optional<DNS> dns;                          ///< "dns", if any.
   nlohmann::json runtime_config = nlohmann::json::object();  ///< Injected by the runtime.
   nlohmann::json args = nlohmann::json::object();            ///< "args" (conventions), if any.
-  bool ip_masq = false;  ///< "ipMasq".
-  std::optional<nlohmann::json> raw_prev_result;  ///< As received.
-  std::optional<Result> prev_result;              ///< Parsed from raw_prev_result.
-  nlohmann::json raw = nlohmann::json::object();  ///< The whole object.
+  bool ip_masq = false;                                      ///< "ipMasq".
+  std::optional<nlohmann::json> raw_prev_result;             ///< As received.
+  std::optional<Result> prev_result;                         ///< Parsed from raw_prev_result.
+  nlohmann::json raw = nlohmann::json::object();             ///< The whole object.
 
   /// Parses and checks the spec keys' types (code 6 on bad JSON or wrong types) and the network
   /// name (code 7). prevResult, when present, must parse as a Result.
@@ -78,19 +78,21 @@ struct NetConf {
   /// ipam.type, or "" when there is no IPAM section.
   std::string IpamType() const;
   /// runtime_config with the conventional keys typed (see RuntimeConfig).
-  absl::StatusOr<RuntimeConfig> ParsedRuntimeConfig() const { return RuntimeConfig::FromJson(runtime_config); }
+  absl::StatusOr<RuntimeConfig> ParsedRuntimeConfig() const {
+    return RuntimeConfig::FromJson(runtime_config);
+  }
 };
 
 /// A network configuration list (.conflist), or a single .conf promoted to a one-plugin list.
 struct NetConfList {
-  std::string cni_version;  ///< "cniVersion".
+  std::string cni_version;                ///< "cniVersion".
   std::vector<std::string> cni_versions;  ///< 1.1.0 "cniVersions".
-  std::string name;  ///< The network's name ("name").
-  bool disable_check = false;  ///< "disableCheck": the runtime skips CHECK.
-  bool disable_gc = false;  ///< "disableGC" (1.1.0): the runtime skips GC.
-  std::vector<nlohmann::json> plugins;  ///< Plugin configuration objects, unknown keys kept.
+  std::string name;                       ///< The network's name ("name").
+  bool disable_check = false;             ///< "disableCheck": the runtime skips CHECK.
+  bool disable_gc = false;                ///< "disableGC" (1.1.0): the runtime skips GC.
+  std::vector<nlohmann::json> plugins;    ///< Plugin configuration objects, unknown keys kept.
   nlohmann::json raw = nlohmann::json::object();  ///< The whole object.
-  std::string source;  ///< File it was loaded from, if any.
+  std::string source;                             ///< File it was loaded from, if any.
 
   /// Parses a conflist object: name (valid network name), plugins (each an object with a valid
   /// `type`), version fields. Code 6 for undecodable input, 7 for invalid configuration.

@@ -18,7 +18,8 @@ namespace cninet::cni {
 
 /// The first executable `name` in `paths`; code 7 when `name` is not a valid plugin type,
 /// NotFound (naming the paths searched) when it is nowhere.
-absl::StatusOr<std::string> FindInPath(std::string_view name, const std::vector<std::string>& paths);
+absl::StatusOr<std::string> FindInPath(std::string_view name,
+                                       const std::vector<std::string>& paths);
 
 /// Options for one plugin execution.
 struct ExecOptions {

@@ -23,7 +23,8 @@ class LogSink {
 
 /// Installs `sink` (not owned; must outlive its use). nullptr restores the stderr sink.
 void SetLogSink(LogSink* sink);
-/// Messages below `level` are dropped. Default: kWarning, or CNINET_LOG_LEVEL=debug|info|warning|error.
+/// Messages below `level` are dropped. Default: kWarning, or
+/// CNINET_LOG_LEVEL=debug|info|warning|error.
 void SetLogLevel(LogLevel level);
 /// The current threshold.
 LogLevel GetLogLevel();
@@ -34,11 +35,11 @@ void LogMessage(LogLevel level, std::string_view file, int line, std::string_vie
 
 /// CNINET_LOG(kInfo, "attached ", ifname, " ifindex ", idx); arguments are absl::StrCat'ed, and
 /// only evaluated when the level is enabled.
-#define CNINET_LOG(level, ...)                                                         \
-  do {                                                                                 \
-    if (::cninet::LogLevel::level >= ::cninet::GetLogLevel())                          \
-      ::cninet::LogMessage(::cninet::LogLevel::level, __FILE__, __LINE__,             \
-                           ::cninet::StrCat(__VA_ARGS__));                               \
+#define CNINET_LOG(level, ...)                                            \
+  do {                                                                    \
+    if (::cninet::LogLevel::level >= ::cninet::GetLogLevel())             \
+      ::cninet::LogMessage(::cninet::LogLevel::level, __FILE__, __LINE__, \
+                           ::cninet::StrCat(__VA_ARGS__));                \
   } while (false)
 
 #endif  // CNINET_CNI_LOG_H_

@@ -35,21 +35,21 @@ std::optional<Command> ParseCommand(std::string_view text);
 /// One (container ID, interface) pair, as listed in GC's cni.dev/valid-attachments.
 struct Attachment {
   std::string container_id;  ///< CNI_CONTAINERID of the attachment.
-  std::string ifname;  ///< CNI_IFNAME of the attachment.
+  std::string ifname;        ///< CNI_IFNAME of the attachment.
   /// Field-wise equality.
   friend bool operator==(const Attachment&, const Attachment&) = default;
 };
 
 /// Everything an invocation passes to the plugin, already validated.
 struct CmdArgs {
-  Command command = Command::kAdd;  ///< CNI_COMMAND.
-  std::string container_id;          ///< CNI_CONTAINERID (empty for GC/STATUS).
-  std::string netns;                 ///< CNI_NETNS (may be empty on DEL).
-  std::string ifname;                ///< CNI_IFNAME.
-  CniArgs args;                      ///< CNI_ARGS, parsed.
-  std::vector<std::string> path;     ///< CNI_PATH split on ':'.
-  std::string stdin_data;            ///< The configuration bytes as received.
-  NetConf conf;                      ///< stdin_data, parsed.
+  Command command = Command::kAdd;            ///< CNI_COMMAND.
+  std::string container_id;                   ///< CNI_CONTAINERID (empty for GC/STATUS).
+  std::string netns;                          ///< CNI_NETNS (may be empty on DEL).
+  std::string ifname;                         ///< CNI_IFNAME.
+  CniArgs args;                               ///< CNI_ARGS, parsed.
+  std::vector<std::string> path;              ///< CNI_PATH split on ':'.
+  std::string stdin_data;                     ///< The configuration bytes as received.
+  NetConf conf;                               ///< stdin_data, parsed.
   std::vector<Attachment> valid_attachments;  ///< GC only: cni.dev/valid-attachments.
 
   /// The environment a delegated plugin must receive (the CNI_* variables of this call),
@@ -83,10 +83,11 @@ struct PluginInfo {
 
 /// Where PluginMain reads and writes; RunPlugin with these is what tests drive in-process.
 struct PluginIo {
-  std::function<std::optional<std::string>(std::string_view)> getenv;  ///< Default: the process environment (getenv(3)).
-  std::istream* in = nullptr;    ///< Default: std::cin.
-  std::ostream* out = nullptr;   ///< Default: std::cout. Only the result or error goes here.
-  std::ostream* err = nullptr;   ///< Default: std::cerr.
+  std::function<std::optional<std::string>(std::string_view)>
+      getenv;                   ///< Default: the process environment (getenv(3)).
+  std::istream* in = nullptr;   ///< Default: std::cin.
+  std::ostream* out = nullptr;  ///< Default: std::cout. Only the result or error goes here.
+  std::ostream* err = nullptr;  ///< Default: std::cerr.
 };
 
 /// Runs one invocation and returns the process exit code (0 on success, 1 on error).

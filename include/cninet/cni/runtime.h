@@ -23,18 +23,18 @@ namespace cninet::cni {
 
 /// Per-attachment parameters (libcni's RuntimeConf).
 struct RuntimeConf {
-  std::string container_id;  ///< CNI_CONTAINERID.
-  std::string netns;  ///< CNI_NETNS: path of the sandbox's network namespace.
+  std::string container_id;     ///< CNI_CONTAINERID.
+  std::string netns;            ///< CNI_NETNS: path of the sandbox's network namespace.
   std::string ifname = "eth0";  ///< CNI_IFNAME.
-  std::vector<std::pair<std::string, std::string>> args;     ///< Become CNI_ARGS.
+  std::vector<std::pair<std::string, std::string>> args;      ///< Become CNI_ARGS.
   nlohmann::json capability_args = nlohmann::json::object();  ///< e.g. {"portMappings": [...]}.
 };
 
 /// How plugins are found and run, and where results are cached.
 struct RuntimeOptions {
-  std::vector<std::string> plugin_paths;        ///< CNI_PATH.
-  std::string cache_dir = "/var/lib/cni";       ///< libcni's default.
-  std::chrono::milliseconds timeout{60000};     ///< Per plugin execution.
+  std::vector<std::string> plugin_paths;     ///< CNI_PATH.
+  std::string cache_dir = "/var/lib/cni";    ///< libcni's default.
+  std::chrono::milliseconds timeout{60000};  ///< Per plugin execution.
   /// Extra "K=V" entries for the plugins' environment. The runtime's own environment (minus
   /// CNI_*) is passed too, as libcni does.
   std::vector<std::string> extra_env;

@@ -24,10 +24,9 @@ absl::Status ErrnoStatus(int err, std::string_view context);
 #define CNINET_STATUS_CONCAT_(a, b) CNINET_STATUS_CONCAT_INNER_(a, b)
 
 /// Evaluates `expr` (an absl::Status) and returns it from the enclosing function when not OK.
-#define CNINET_RETURN_IF_ERROR(expr)                                 \
-  do {                                                               \
-    if (::absl::Status cninet_status_ = (expr); !cninet_status_.ok()) \
-      return cninet_status_;                                         \
+#define CNINET_RETURN_IF_ERROR(expr)                                                         \
+  do {                                                                                       \
+    if (::absl::Status cninet_status_ = (expr); !cninet_status_.ok()) return cninet_status_; \
   } while (false)
 
 /// `CNINET_ASSIGN_OR_RETURN(auto x, MakeX());` evaluates a StatusOr, returns its status on error,

@@ -15,7 +15,9 @@
 namespace cninet {
 
 /// std::string_view -> absl::string_view (no copy).
-inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+inline absl::string_view ToAbsl(std::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
 /// absl::string_view -> std::string_view (no copy); identity when they are the same type.
 inline std::string_view ToStd(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 

@@ -7,7 +7,8 @@
 ///   * versions before 1.1.0 drop the 1.1 fields (interface mtu/socketPath/pciID and route
 ///     mtu/advmss/priority/table/scope) - the documented loss when converting down;
 ///   * an empty `dns` object is omitted.
-/// Unknown fields at every level are kept in `extra` and written back (chaining must not lose them).
+/// Unknown fields at every level are kept in `extra` and written back (chaining must not lose
+/// them).
 #ifndef CNINET_CNI_TYPES_H_
 #define CNINET_CNI_TYPES_H_
 
@@ -25,8 +26,8 @@ namespace cninet::cni {
 
 /// An interface created by the attachment (in the sandbox, or on the host when sandbox is empty).
 struct Interface {
-  std::string name;  ///< Interface name (in the sandbox when `sandbox` is set).
-  std::string mac;             ///< "aa:bb:cc:dd:ee:ff" or empty.
+  std::string name;             ///< Interface name (in the sandbox when `sandbox` is set).
+  std::string mac;              ///< "aa:bb:cc:dd:ee:ff" or empty.
   std::optional<uint32_t> mtu;  ///< 1.1.0+.
   std::string sandbox;          ///< CNI_NETNS for container-side interfaces, "" on the host.
   std::string socket_path;      ///< 1.1.0+: vhost-user style socket, if any.
@@ -39,9 +40,9 @@ struct Interface {
 
 /// An address assigned by the attachment.
 struct IPConfig {
-  IPPrefix address;                 ///< "10.1.0.5/24": address and its subnet's prefix length.
+  IPPrefix address;                  ///< "10.1.0.5/24": address and its subnet's prefix length.
   std::optional<IPAddress> gateway;  ///< Default gateway for this address, if any.
-  std::optional<int> interface;     ///< Index into Result::interfaces (absent for IPAM results).
+  std::optional<int> interface;      ///< Index into Result::interfaces (absent for IPAM results).
   nlohmann::json extra = nlohmann::json::object();  ///< Unknown fields, passed through.
 
   /// Field-wise equality.
@@ -50,8 +51,8 @@ struct IPConfig {
 
 /// A route created by the attachment.
 struct Route {
-  IPPrefix dst;  ///< Destination prefix.
-  std::optional<IPAddress> gw;  ///< Next hop; absent: the IPConfig's gateway (or on-link).
+  IPPrefix dst;                      ///< Destination prefix.
+  std::optional<IPAddress> gw;       ///< Next hop; absent: the IPConfig's gateway (or on-link).
   std::optional<uint32_t> mtu;       ///< 1.1.0+.
   std::optional<uint32_t> advmss;    ///< 1.1.0+.
   std::optional<uint32_t> priority;  ///< 1.1.0+; lower is preferred.
@@ -65,10 +66,10 @@ struct Route {
 
 /// Resolver configuration.
 struct DNS {
-  std::vector<std::string> nameservers;  ///< Server addresses, in order of preference.
-  std::string domain;  ///< Local domain for short names.
-  std::vector<std::string> search;  ///< Search domains.
-  std::vector<std::string> options;  ///< Resolver options (resolv.conf "options").
+  std::vector<std::string> nameservers;             ///< Server addresses, in order of preference.
+  std::string domain;                               ///< Local domain for short names.
+  std::vector<std::string> search;                  ///< Search domains.
+  std::vector<std::string> options;                 ///< Resolver options (resolv.conf "options").
   nlohmann::json extra = nlohmann::json::object();  ///< Unknown fields, passed through.
 
   /// True when no field is set (the result omits "dns").
@@ -85,9 +86,9 @@ struct DNS {
 struct Result {
   std::string cni_version;  ///< Version it was parsed from / will default to when emitted.
   std::vector<Interface> interfaces;  ///< Interfaces created, referenced by index from `ips`.
-  std::vector<IPConfig> ips;  ///< Addresses assigned.
-  std::vector<Route> routes;  ///< Routes created.
-  DNS dns;  ///< Resolver configuration.
+  std::vector<IPConfig> ips;          ///< Addresses assigned.
+  std::vector<Route> routes;          ///< Routes created.
+  DNS dns;                            ///< Resolver configuration.
   nlohmann::json extra = nlohmann::json::object();  ///< Unknown top-level fields, passed through.
 
   /// Parses a result object of any supported version. Errors carry CNI code 6 (decode) or 1

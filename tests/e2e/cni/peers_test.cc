@@ -42,9 +42,11 @@ class PeersTest : public ::testing::Test {
   }
 
   CommandResult Tool(const std::string& op) {
-    return node_->ExecArgv({CNINET_TOOL_DIR "/cninet-cni", op, "peers", pod_->path()}, {},
-                           {"NETCONFPATH=" + dir_.Sub("net.d"), "CNI_PATH=" CNINET_PLUGIN_DIR ":/usr/lib/cni",
-                            "CNI_CACHE_DIR=" + dir_.Sub("cache"), "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=p1;K8S_POD_NAMESPACE=ns1"});
+    return node_->ExecArgv(
+        {CNINET_TOOL_DIR "/cninet-cni", op, "peers", pod_->path()}, {},
+        {"NETCONFPATH=" + dir_.Sub("net.d"), "CNI_PATH=" CNINET_PLUGIN_DIR ":/usr/lib/cni",
+         "CNI_CACHE_DIR=" + dir_.Sub("cache"),
+         "CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAME=p1;K8S_POD_NAMESPACE=ns1"});
   }
 
   TempDir dir_;
@@ -98,8 +100,9 @@ TEST_F(PeersTest, ReferenceBridgeHostLocalWithDebugChainedAddCheckDel) {
 }
 
 TEST_F(PeersTest, ToolReportsErrorsWithCodes) {
-  CommandResult r = node_->ExecArgv({CNINET_TOOL_DIR "/cninet-cni", "add", "nosuchnet", pod_->path()}, {},
-                                    {"NETCONFPATH=" + dir_.Sub("net.d"), "CNI_PATH=/usr/lib/cni"});
+  CommandResult r =
+      node_->ExecArgv({CNINET_TOOL_DIR "/cninet-cni", "add", "nosuchnet", pod_->path()}, {},
+                      {"NETCONFPATH=" + dir_.Sub("net.d"), "CNI_PATH=/usr/lib/cni"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, ::testing::HasSubstr("no network named"));
   CommandResult usage = testing::Run({CNINET_TOOL_DIR "/cninet-cni", "frobnicate", "x", "y"});

@@ -45,7 +45,8 @@ class RuntimeTest : public ::testing::Test {
 
   // A list of `n` cninet-debug plugins logging to one file; plugin i has key "index": i.
   NetConfList DebugList(int n, const std::string& version = "1.1.0", nlohmann::json extra = {}) {
-    nlohmann::json list = {{"cniVersion", version}, {"name", "dbg"}, {"plugins", nlohmann::json::array()}};
+    nlohmann::json list = {
+        {"cniVersion", version}, {"name", "dbg"}, {"plugins", nlohmann::json::array()}};
     for (int i = 0; i < n; ++i) {
       nlohmann::json p = {{"type", "cninet-debug"}, {"file", log_}, {"index", i}};
       if (extra.is_object()) p.update(extra);
@@ -125,13 +126,16 @@ TEST_F(RuntimeTest, CorruptOrEmptyCacheNeverBlocksDel) {
 }
 
 TEST_F(RuntimeTest, CapabilitiesBecomeRuntimeConfigAndAreNotPassedOn) {
-  NetConfList list = DebugList(1, "1.1.0", {{"capabilities", {{"portMappings", true}, {"mac", false}}}});
-  rt_.capability_args = {{"portMappings", {{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}}},
-                         {"mac", "aa:bb:cc:dd:ee:ff"},
-                         {"bandwidth", {{"ingressRate", 1}}}};
+  NetConfList list =
+      DebugList(1, "1.1.0", {{"capabilities", {{"portMappings", true}, {"mac", false}}}});
+  rt_.capability_args = {
+      {"portMappings", {{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}}},
+      {"mac", "aa:bb:cc:dd:ee:ff"},
+      {"bandwidth", {{"ingressRate", 1}}}};
   ASSERT_TRUE(runtime_->AddNetworkList(list, rt_).ok());
   auto conf = ReadLog(log_)[0]["config"];
-  EXPECT_EQ(conf["runtimeConfig"], nlohmann::json({{"portMappings", rt_.capability_args["portMappings"]}}))
+  EXPECT_EQ(conf["runtimeConfig"],
+            nlohmann::json({{"portMappings", rt_.capability_args["portMappings"]}}))
       << "only capabilities the plugin declares true are injected";
   EXPECT_FALSE(conf.contains("capabilities"));
 }
@@ -221,7 +225,8 @@ TEST_F(RuntimeTest, VersionSelectionAndPluginVersions) {
   auto versions = runtime_->PluginVersions("cninet-debug", "1.0.0");
   ASSERT_TRUE(versions.ok()) << versions.status();
   EXPECT_THAT(*versions, ::testing::ElementsAre("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"));
-  EXPECT_EQ(runtime_->PluginVersions("no-such-plugin", "1.0.0").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(runtime_->PluginVersions("no-such-plugin", "1.0.0").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -135,7 +135,9 @@ TEST(CniArgs, CheckKnownReportsTheUnknownKeyWithCode2) {
 }
 
 TEST(CniArgs, ToStringParsesBackToTheSamePairs) {
-  for (const char* text : {"A=1", "K8S_POD_NAME=x;K8S_POD_NAMESPACE=y", "A=;B=", "LONG=" "a.b-c_d:e/f"}) {
+  for (const char* text : {"A=1", "K8S_POD_NAME=x;K8S_POD_NAMESPACE=y", "A=;B=",
+                           "LONG="
+                           "a.b-c_d:e/f"}) {
     absl::StatusOr<CniArgs> a = CniArgs::Parse(text);
     ASSERT_TRUE(a.ok()) << text << ": " << a.status();
     absl::StatusOr<CniArgs> b = CniArgs::Parse(a->ToString());

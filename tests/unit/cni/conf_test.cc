@@ -1,9 +1,10 @@
 // NetConf and NetConfList parsing: typed spec keys, wrong types (code 6), invalid configuration
 // (code 7), unknown keys kept, and loading configuration files the way runtimes do.
+#include "cninet/cni/conf.h"
+
 #include <string>
 #include <vector>
 
-#include "cninet/cni/conf.h"
 #include "cninet/cni/error.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -13,9 +14,9 @@
 namespace cninet::cni {
 namespace {
 
-using nlohmann::json;
 using ::cninet::testing::TempDir;
 using ::cninet::testing::WriteFile;
+using nlohmann::json;
 
 [[maybe_unused]] absl::Status StatusOf(const absl::Status& s) { return s; }
 template <typename T>
@@ -252,8 +253,11 @@ TEST(NetConfList, InvalidConfigurationIsCode7) {
 }
 
 TEST(NetConfList, SingleConfigurationIsAListOfOne) {
-  json conf = {{"cniVersion", "0.4.0"}, {"name", "wan"}, {"type", "macvlan"},
-               {"master", "eth0"}, {"ipam", {{"type", "dhcp"}}}};
+  json conf = {{"cniVersion", "0.4.0"},
+               {"name", "wan"},
+               {"type", "macvlan"},
+               {"master", "eth0"},
+               {"ipam", {{"type", "dhcp"}}}};
   absl::StatusOr<NetConfList> l = NetConfList::FromSingle(conf);
   ASSERT_TRUE(l.ok()) << l.status();
   EXPECT_EQ(l->name, "wan");
@@ -271,8 +275,9 @@ TEST(NetConfList, SingleConfigurationIsAListOfOne) {
 TEST(ConfFiles, LoadsByExtensionInNameOrder) {
   TempDir dir;
   ASSERT_FALSE(dir.path().empty());
-  WriteFile(dir.Sub("20-b.conflist"),
-            R"({"cniVersion":"1.0.0","name":"b","plugins":[{"type":"bridge"},{"type":"portmap"}]})");
+  WriteFile(
+      dir.Sub("20-b.conflist"),
+      R"({"cniVersion":"1.0.0","name":"b","plugins":[{"type":"bridge"},{"type":"portmap"}]})");
   WriteFile(dir.Sub("10-a.conf"), R"({"cniVersion":"0.4.0","name":"a","type":"macvlan"})");
   WriteFile(dir.Sub("30-c.json"), R"({"cniVersion":"0.3.1","name":"c","type":"ipvlan"})");
   WriteFile(dir.Sub("05-ignored.txt"), R"({"cniVersion":"1.0.0","name":"z","type":"x"})");
@@ -339,8 +344,8 @@ TEST(NameRules, InterfaceName) {
   for (const char* ok : {"eth0", "e", "net1", "veth-abc_1.2", "123456789012345"}) {
     EXPECT_TRUE(ValidateInterfaceName(ok).ok()) << ok;
   }
-  for (const char* bad : {"", "1234567890123456", ".", "..", "a/b", "/", "a:b", "a b", "a\tb",
-                          "eth0\n"}) {
+  for (const char* bad :
+       {"", "1234567890123456", ".", "..", "a/b", "/", "a:b", "a b", "a\tb", "eth0\n"}) {
     EXPECT_THAT(ValidateInterfaceName(bad), HasCniCode(ErrorCode::kInvalidEnvironment)) << bad;
   }
 }

@@ -216,8 +216,7 @@ TEST_P(EveryExample, ParsesAndKeepsEveryField) {
     // And, for cninet's own list, the same shape with every supported version.
     json ours = json::parse(VersionResultJson(j["cniVersion"].get<std::string>()));
     EXPECT_EQ(ours["cniVersion"], j["cniVersion"]);
-    EXPECT_EQ(ours["supportedVersions"],
-              json({"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}));
+    EXPECT_EQ(ours["supportedVersions"], json({"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}));
   } else if (e.kind == "error") {
     absl::Status s = ErrorFromJson(text);
     EXPECT_EQ(GetErrorCode(s), j["code"].get<uint32_t>());
@@ -249,7 +248,8 @@ RuntimeConf AppendixAttachment() {
   rt.args = {{"argA", "foo"}};
   rt.capability_args = {
       {"mac", "00:11:22:33:44:66"},
-      {"portMappings", json::array({{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}})}};
+      {"portMappings",
+       json::array({{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}})}};
   return rt;
 }
 
@@ -315,9 +315,12 @@ TEST(SpecAppendix, ResultsChainThroughPrevResult) {
   for (const std::string v : {"1.0.0", "1.1.0"}) {
     SCOPED_TRACE(v);
     const std::string dir = kSpecDir + "/" + v;
-    absl::StatusOr<Result> bridge = Result::FromJson(WithVersion(ReadJson(dir + "/result-add-1-bridge.json"), v));
-    absl::StatusOr<Result> tuning = Result::FromJson(WithVersion(ReadJson(dir + "/result-add-2-tuning.json"), v));
-    absl::StatusOr<Result> ipam = Result::FromJson(WithVersion(ReadJson(dir + "/result-add-1-host-local.json"), v));
+    absl::StatusOr<Result> bridge =
+        Result::FromJson(WithVersion(ReadJson(dir + "/result-add-1-bridge.json"), v));
+    absl::StatusOr<Result> tuning =
+        Result::FromJson(WithVersion(ReadJson(dir + "/result-add-2-tuning.json"), v));
+    absl::StatusOr<Result> ipam =
+        Result::FromJson(WithVersion(ReadJson(dir + "/result-add-1-host-local.json"), v));
     ASSERT_TRUE(bridge.ok() && tuning.ok() && ipam.ok());
     // The IPAM result is the abbreviated form: no interfaces, no interface index.
     EXPECT_TRUE(ipam->interfaces.empty());
@@ -338,7 +341,8 @@ TEST(SpecAppendix, ResultsChainThroughPrevResult) {
     NetConf tuning_req = NetConf::Parse(ReadText(dir + "/request-add-2-tuning.json")).value();
     ASSERT_TRUE(tuning_req.prev_result.has_value());
     EXPECT_EQ(*tuning_req.prev_result, *bridge);
-    for (const char* f : {"request-add-3-portmap", "request-check-1-bridge", "request-del-1-portmap"}) {
+    for (const char* f :
+         {"request-add-3-portmap", "request-check-1-bridge", "request-del-1-portmap"}) {
       NetConf req = NetConf::Parse(ReadText(dir + "/" + f + ".json")).value();
       ASSERT_TRUE(req.prev_result.has_value()) << f;
       EXPECT_EQ(*req.prev_result, *tuning) << f;
@@ -360,25 +364,30 @@ TEST(SpecSection3, RuntimeConfigIsTheSpecExample) {
   const json plugin = ReadJson(kSpecDir + "/1.1.0/plugin-capabilities.json");
   NetConfList list = ListOf("1.1.0", {plugin});
   RuntimeConf rt = AppendixAttachment();  // Offers mac too, which myPlugin did not declare.
-  absl::StatusOr<json> built = Runtime::BuildPluginConfig(list, 0, "1.1.0", std::nullopt, rt, Command::kAdd);
+  absl::StatusOr<json> built =
+      Runtime::BuildPluginConfig(list, 0, "1.1.0", std::nullopt, rt, Command::kAdd);
   ASSERT_TRUE(built.ok()) << built.status();
-  json want = {{"cniVersion", "1.1.0"},
-               {"name", "net1"},
-               {"type", "myPlugin"},
-               {"runtimeConfig",
-                {{"portMappings",
-                  json::array({{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}})}}}};
+  json want = {
+      {"cniVersion", "1.1.0"},
+      {"name", "net1"},
+      {"type", "myPlugin"},
+      {"runtimeConfig",
+       {{"portMappings",
+         json::array({{{"hostPort", 8080}, {"containerPort", 80}, {"protocol", "tcp"}}})}}}};
   EXPECT_EQ(*built, want);
 }
 
 TEST(SpecSection3, OnlyDeclaredAndProvidedCapabilitiesAreInjected) {
   NetConfList list = ListOf(
-      "1.0.0", {{{"type", "p"}, {"capabilities", {{"mac", false}, {"bandwidth", true}, {"ips", true}}}}});
+      "1.0.0",
+      {{{"type", "p"}, {"capabilities", {{"mac", false}, {"bandwidth", true}, {"ips", true}}}}});
   RuntimeConf rt;
   rt.container_id = "c1";
   rt.netns = "/run/netns/x";
-  rt.capability_args = {{"mac", "00:11:22:33:44:55"}, {"ips", {"10.0.0.1/24"}}, {"portMappings", json::array()}};
-  absl::StatusOr<json> built = Runtime::BuildPluginConfig(list, 0, "1.0.0", std::nullopt, rt, Command::kAdd);
+  rt.capability_args = {
+      {"mac", "00:11:22:33:44:55"}, {"ips", {"10.0.0.1/24"}}, {"portMappings", json::array()}};
+  absl::StatusOr<json> built =
+      Runtime::BuildPluginConfig(list, 0, "1.0.0", std::nullopt, rt, Command::kAdd);
   ASSERT_TRUE(built.ok()) << built.status();
   // mac is declared false, bandwidth is not provided, portMappings is not declared.
   EXPECT_EQ((*built)["runtimeConfig"], json({{"ips", {"10.0.0.1/24"}}}));
@@ -388,12 +397,14 @@ TEST(SpecSection3, OnlyDeclaredAndProvidedCapabilitiesAreInjected) {
 TEST(SpecSection3, NameAndVersionOfTheListReplaceThePlugins) {
   // 0.4.0: "the runtime MUST replace the name and cniVersion fields in each individual network
   // configuration in the list with the name and cniVersion field of the list itself".
-  NetConfList list = ListOf("0.4.0", {{{"type", "p"}, {"name", "other"}, {"cniVersion", "0.3.0"},
-                                       {"x-vendor", {{"k", 1}}}}});
+  NetConfList list = ListOf(
+      "0.4.0",
+      {{{"type", "p"}, {"name", "other"}, {"cniVersion", "0.3.0"}, {"x-vendor", {{"k", 1}}}}});
   RuntimeConf rt;
   rt.container_id = "c1";
   rt.netns = "/run/netns/x";
-  absl::StatusOr<json> built = Runtime::BuildPluginConfig(list, 0, "0.4.0", std::nullopt, rt, Command::kDel);
+  absl::StatusOr<json> built =
+      Runtime::BuildPluginConfig(list, 0, "0.4.0", std::nullopt, rt, Command::kDel);
   ASSERT_TRUE(built.ok()) << built.status();
   EXPECT_EQ((*built)["name"], "net1");
   EXPECT_EQ((*built)["cniVersion"], "0.4.0");
@@ -414,7 +425,8 @@ TEST(SpecSection3, PrevResultIsWrittenInTheSelectedVersion) {
   RuntimeConf rt;
   rt.container_id = "c1";
   rt.netns = "/run/netns/x";
-  absl::StatusOr<json> built = Runtime::BuildPluginConfig(list, 1, "0.4.0", *prev, rt, Command::kAdd);
+  absl::StatusOr<json> built =
+      Runtime::BuildPluginConfig(list, 1, "0.4.0", *prev, rt, Command::kAdd);
   ASSERT_TRUE(built.ok()) << built.status();
   json want = json::parse(R"({
     "cniVersion": "0.4.0",

@@ -19,7 +19,8 @@ TEST(IPAddress, ParsesAndFormatsBothFamilies) {
 }
 
 TEST(IPAddress, RejectsGarbage) {
-  for (const char* bad : {"", "10.1.2", "10.1.2.256", "1.2.3.4/24", "fd00:::1", "abc", " 1.2.3.4"}) {
+  for (const char* bad :
+       {"", "10.1.2", "10.1.2.256", "1.2.3.4/24", "fd00:::1", "abc", " 1.2.3.4"}) {
     EXPECT_FALSE(IPAddress::Parse(bad).ok()) << bad;
   }
 }

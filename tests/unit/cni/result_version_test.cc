@@ -288,7 +288,8 @@ TEST(ResultShape, EmptyDnsIsOmittedAndNonEmptyKept) {
     ASSERT_TRUE(out.ok()) << out.status();
     EXPECT_FALSE(out->contains("dns")) << v;
   }
-  absl::StatusOr<Result> domain_only = Result::Parse(R"({"cniVersion":"0.4.0","dns":{"domain":"x"}})");
+  absl::StatusOr<Result> domain_only =
+      Result::Parse(R"({"cniVersion":"0.4.0","dns":{"domain":"x"}})");
   ASSERT_TRUE(domain_only.ok()) << domain_only.status();
   EXPECT_FALSE(domain_only->dns.empty());
   absl::StatusOr<json> out = domain_only->ToJson("1.1.0");
@@ -297,13 +298,17 @@ TEST(ResultShape, EmptyDnsIsOmittedAndNonEmptyKept) {
 }
 
 TEST(ResultShape, DnsJsonRoundTrip) {
-  json in = {{"nameservers", {"10.0.0.10"}}, {"search", {"a", "b"}}, {"options", {"ndots:2"}},
-             {"domain", "d"}, {"x", 1}};
+  json in = {{"nameservers", {"10.0.0.10"}},
+             {"search", {"a", "b"}},
+             {"options", {"ndots:2"}},
+             {"domain", "d"},
+             {"x", 1}};
   absl::StatusOr<DNS> dns = DNS::FromJson(in);
   ASSERT_TRUE(dns.ok()) << dns.status();
   EXPECT_EQ(dns->search, (std::vector<std::string>{"a", "b"}));
   EXPECT_EQ(dns->ToJson(), in);
-  EXPECT_THAT(DNS::FromJson(json{{"nameservers", "10.0.0.10"}}), HasCniCode(ErrorCode::kDecodeFailure));
+  EXPECT_THAT(DNS::FromJson(json{{"nameservers", "10.0.0.10"}}),
+              HasCniCode(ErrorCode::kDecodeFailure));
 }
 
 // --- Invalid results and unsupported versions. -------------------------------------------------
@@ -327,7 +332,8 @@ TEST(ResultErrors, InterfaceIndexMustReferToAnInterface) {
 }
 
 TEST(ResultErrors, UnsupportedVersionsAreCode1) {
-  absl::StatusOr<Result> r = Result::Parse(R"({"cniVersion":"1.0.0","ips":[{"address":"10.0.0.2/24"}]})");
+  absl::StatusOr<Result> r =
+      Result::Parse(R"({"cniVersion":"1.0.0","ips":[{"address":"10.0.0.2/24"}]})");
   ASSERT_TRUE(r.ok()) << r.status();
   for (const char* v : {"0.1.0", "0.2.0", "1.2.0", "2.0.0", "abc"}) {
     EXPECT_THAT(r->ToJson(v), HasCniCode(ErrorCode::kIncompatibleVersion)) << v;
