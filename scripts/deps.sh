@@ -39,3 +39,10 @@ fi
 if ! mount | grep -q " /sys/fs/bpf type bpf"; then
   mount -t bpf bpf /sys/fs/bpf 2>/dev/null || true
 fi
+
+# The reference bandwidth plugin (a chain peer in the netlink tests) creates ifb devices inside the
+# test's node namespace; loading the ifb module on demand would also make the kernel create ifb0
+# and ifb1 in the root namespace. Load it first with none, so the root namespace stays untouched.
+if [ ! -d /sys/module/ifb ]; then
+  modprobe ifb numifbs=0 2>/dev/null || true
+fi
