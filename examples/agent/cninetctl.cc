@@ -4,9 +4,15 @@
 //   cninetctl [--etcd EP | --store-dir DIR] get [KIND|PREFIX|KEY]
 //   cninetctl [--etcd EP | --store-dir DIR] put KEY VALUE|-      (value validated for its kind)
 //   cninetctl [--etcd EP | --store-dir DIR] del KEY
+//   cninetctl [--etcd EP | --store-dir DIR] namespace set NAME [--isolated[=true|false]]
+//             [--labels k=v,...]
+//   cninetctl [--etcd EP | --store-dir DIR] policy apply -f FILE|-   (a NetworkPolicy's JSON)
+//   cninetctl [--etcd EP | --store-dir DIR] policy delete NAMESPACE/NAME
 //   cninetctl [--socket PATH] status [--services N] [--json] | health
 //
-// KIND is nodes, pods, services, endpoints, namespaces, podcidrs, heartbeats, config.
+// KIND is nodes, pods, services, endpoints, namespaces, networkpolicies, podcidrs, heartbeats,
+// config.
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -33,6 +39,11 @@ constexpr char kUsage[] = R"(usage:
   cninetctl [--etcd EP[,EP]|--store-dir DIR] get [KIND|PREFIX|KEY]
   cninetctl [--etcd EP[,EP]|--store-dir DIR] put KEY VALUE|-   (- reads stdin; --raw skips checks)
   cninetctl [--etcd EP[,EP]|--store-dir DIR] del KEY
+  cninetctl [--etcd EP[,EP]|--store-dir DIR] namespace set NAME [--isolated[=true|false]]
+            [--labels k=v,...]      (creates the Namespace or updates the given fields)
+  cninetctl [--etcd EP[,EP]|--store-dir DIR] policy apply -f FILE|-   (NetworkPolicy JSON with
+            namespace and name; validated, written to /cninet/v1/networkpolicies/NS/NAME)
+  cninetctl [--etcd EP[,EP]|--store-dir DIR] policy delete NAMESPACE/NAME
   cninetctl [--socket PATH] status [--services N] [--json]
   cninetctl [--socket PATH] health
 KIND: nodes pods services endpoints namespaces networkpolicies podcidrs heartbeats config
@@ -89,6 +100,70 @@ int Fail(const absl::Status& st) {
   return 1;
 }
 
+// namespace set NAME [--isolated[=true|false]] [--labels k=v,...]: read-modify-write of the
+// Namespace object (created when absent), retried when another writer got in between.
+int NamespaceSet(agent::Store& store, const std::string& name,
+                 std::map<std::string, std::string>& flags) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    cninet::v1::Namespace ns;
+    int64_t mod = 0;
+    auto cur = agent::GetObject<cninet::v1::Namespace>(store, agent::keys::Namespace(name));
+    if (cur.ok()) {
+      ns = cur->value;
+      mod = cur->mod_revision;
+    } else if (!absl::IsNotFound(cur.status())) {
+      return Fail(cur.status());
+    }
+    ns.set_name(name);
+    if (auto it = flags.find("--isolated"); it != flags.end()) {
+      if (it->second != "1" && it->second != "true" && it->second != "false") {
+        return Fail(absl::InvalidArgumentError("--isolated takes true or false"));
+      }
+      ns.set_isolated(it->second != "false");
+    }
+    if (auto it = flags.find("--labels"); it != flags.end()) {
+      ns.clear_labels();
+      for (auto part : absl::StrSplit(cninet::ToAbsl(it->second), ',', absl::SkipEmpty())) {
+        std::vector<std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+        if (kv.size() != 2 || kv[0].empty()) {
+          return Fail(absl::InvalidArgumentError(StrCat("label \"", part, "\" is not k=v")));
+        }
+        (*ns.mutable_labels())[kv[0]] = kv[1];
+      }
+    }
+    absl::StatusOr<int64_t> rev =
+        mod == 0 ? agent::CreateObject(store, ns) : agent::UpdateObject(store, ns, mod);
+    if (rev.ok()) {
+      std::cout << agent::keys::Namespace(name) << " " << agent::EncodeJson(ns).value_or("")
+                << "\nrevision " << *rev << "\n";
+      return 0;
+    }
+    if (!absl::IsAborted(rev.status()) && !absl::IsAlreadyExists(rev.status())) {
+      return Fail(rev.status());
+    }
+  }
+  return Fail(absl::AbortedError("namespace changed concurrently; try again"));
+}
+
+// policy apply -f FILE|-: the NetworkPolicy's JSON (namespace and name inside) to its key.
+int PolicyApply(agent::Store& store, const std::string& file) {
+  std::string json;
+  if (file == "-") {
+    json.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(file);
+    if (!in) return Fail(absl::NotFoundError(StrCat("cannot read ", file)));
+    json.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  cninet::v1::NetworkPolicy policy;
+  if (absl::Status st = agent::DecodeJson(json, &policy); !st.ok()) return Fail(st);
+  auto rev = agent::PutObject(store, policy);
+  if (!rev.ok()) return Fail(rev.status());
+  std::cout << agent::keys::NetworkPolicy(policy.namespace_(), policy.name()) << "\nrevision "
+            << *rev << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,8 +171,10 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> flags;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--raw" || a == "--json" || a == "--help") {
+    if (a == "--raw" || a == "--json" || a == "--help" || a == "--isolated") {
       flags[a] = "1";
+    } else if (a == "-f" && i + 1 < argc) {
+      flags[a] = argv[++i];
     } else if (a.rfind("--", 0) == 0) {
       size_t eq = a.find('=');
       if (eq != std::string::npos) {
@@ -200,6 +277,21 @@ int main(int argc, char** argv) {
       return 2;
     }
     auto existed = store->Delete(pos[1]);
+    if (!existed.ok()) return Fail(existed.status());
+    std::cout << (*existed ? "deleted\n" : "not found\n");
+    return 0;
+  }
+  if (cmd == "namespace" && pos.size() == 3 && pos[1] == "set") {
+    return NamespaceSet(*store, pos[2], flags);
+  }
+  if (cmd == "policy" && pos.size() == 2 && pos[1] == "apply" && flags.count("-f")) {
+    return PolicyApply(*store, flags["-f"]);
+  }
+  if (cmd == "policy" && pos.size() == 3 && pos[1] == "delete") {
+    size_t slash = pos[2].find('/');
+    if (slash == std::string::npos) return Fail(absl::InvalidArgumentError("NAMESPACE/NAME"));
+    auto existed = store->Delete(
+        agent::keys::NetworkPolicy(pos[2].substr(0, slash), pos[2].substr(slash + 1)));
     if (!existed.ok()) return Fail(existed.status());
     std::cout << (*existed ? "deleted\n" : "not found\n");
     return 0;

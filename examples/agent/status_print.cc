@@ -82,6 +82,22 @@ void PrintStatus(const agent::api::AgentStatus& s, std::ostream& out) {
   }
   Table(rows, out);
 
+  const auto& pol = s.policy();
+  out << "\nPOLICY (" << pol.namespaces() << " namespaces, " << pol.isolated_namespaces()
+      << " isolated; " << pol.policies() << " network policies)\n  " << pol.endpoints()
+      << " default-deny endpoints, " << pol.entries() << " allow entries, " << pol.identities()
+      << " identities, " << pol.prefixes() << " ipBlock prefixes, to-pod on " << pol.hooks()
+      << " local pod interfaces; last change " << pol.last_map_writes() << " map writes (compile "
+      << pol.last_compile_us() << " us, write " << pol.last_write_us() << " us)\n";
+  if (pol.counters_size() > 0) {
+    rows = {{"POD", "ADDRESS", "RULE", "PACKETS", "BYTES"}};
+    for (const auto& c : pol.counters()) {
+      rows.push_back(
+          {c.pod(), c.address(), c.rule(), std::to_string(c.packets()), std::to_string(c.bytes())});
+    }
+    Table(rows, out);
+  }
+
   if (s.problems_size() > 0) {
     out << "\nPROBLEMS (skipped input)\n";
     for (const auto& p : s.problems()) out << "  " << p << "\n";

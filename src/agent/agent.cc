@@ -22,6 +22,7 @@
 #include "cninet/agent/overlay.h"
 #include "cninet/agent/pod_cidr_store.h"
 #include "cninet/agent/pods.h"
+#include "cninet/agent/policy.h"
 #include "cninet/agent/services.h"
 #include "cninet/agent/state.h"
 #include "cninet/cni/log.h"
@@ -199,6 +200,7 @@ struct Agent::Impl : public LocalApiHandler {
   std::unique_ptr<OverlayReconciler> overlay;
   std::unique_ptr<ServiceReconciler> services;
   std::unique_ptr<EndpointReconciler> endpoints;
+  std::unique_ptr<PolicyReconciler> policy;
   std::unique_ptr<LeaseKeeper> heartbeat;
   std::unique_ptr<LocalApiServer> api;
   std::vector<std::unique_ptr<WatchHandle>> watches;
@@ -212,11 +214,13 @@ struct Agent::Impl : public LocalApiHandler {
   Cache<v1::Service> svcs;
   Cache<v1::Endpoints> eps;
   Cache<v1::Pod> pods;
+  Cache<v1::Namespace> namespaces;
+  Cache<v1::NetworkPolicy> netpols;
   std::map<std::string, std::string> decode_errors;  // key -> why it is skipped
   std::set<IPAddress> forgotten;  // addresses of local pods deleted since the last pass
-  enum Kind { kNodes, kHeartbeats, kServices, kEndpoints, kPods, kKinds };
+  enum Kind { kNodes, kHeartbeats, kServices, kEndpoints, kPods, kNamespaces, kPolicies, kKinds };
   bool synced[kKinds] = {};
-  bool nodes_dirty = true, services_dirty = true, pods_dirty = true;
+  bool nodes_dirty = true, services_dirty = true, pods_dirty = true, policy_dirty = true;
   bool heartbeat_lost = false;
   bool self_removed = false;
   bool stopping = false;
@@ -226,6 +230,7 @@ struct Agent::Impl : public LocalApiHandler {
   uint64_t reconciles = 0;
   std::string last_error;
   std::vector<std::string> warnings;
+  std::vector<std::string> policy_warnings;  // of the last policy pass
   OverlayPlan plan;
 
   // Held by the loop during a pass; Status() reads the reconcilers under it.
@@ -270,6 +275,7 @@ struct Agent::Impl : public LocalApiHandler {
   absl::Status ForgetPod(const api::ForgetPodRequest& request) override;
   absl::Status GcPods(const api::GcPodsRequest& request) override;
   absl::Status DeleteLocalPod(const std::string& key, const std::string& container_id);
+  void FillPolicyStatus(api::PolicyStatus* ps) const;  // (reconcile_mu held)
 };
 
 absl::Status Agent::Impl::Init() {
@@ -465,6 +471,22 @@ absl::Status Agent::Impl::LoadDatapath() {
   endpoints = std::make_unique<EndpointReconciler>(
       &datapath->endpoints(), pod_cidr,
       [this](int ifindex) { return handle->GetLinkByIndex(ifindex).ok(); });
+  // Ingress policy: the maps through PolicyTable, and the to-pod program on each local pod's
+  // host-side veth (cninet-ebpf attaches from-pod at ADD; the agent adds the policy hook).
+  policy = std::make_unique<PolicyReconciler>(
+      &datapath->policy(), opt.node_name,
+      [this](std::string_view ifname) {
+        return InNode([&]() -> absl::Status {
+          absl::StatusOr<dp::Attachment> a = datapath->Attach(dp::Hook::kToPod, ifname);
+          if (!a.ok()) return a.status();
+          a->Release();  // Stays with the veth across agent restarts (replaced on re-attach).
+          return absl::OkStatus();
+        });
+      },
+      [this](std::string_view ifname) {
+        auto l = handle->GetLink(ifname);
+        return l.ok() ? l->index : 0;
+      });
   CNINET_LOG(kInfo, "datapath ", datapath->pin_dir(), " attached to ", uplink.name, " and ",
              opt.vxlan_device);
   return absl::OkStatus();
@@ -554,6 +576,11 @@ void Agent::Impl::Apply(Kind kind, ObjectUpdate<T>& u, Cache<T>* cache) {
       break;
     case kPods:
       pods_dirty = true;
+      policy_dirty = true;  // addresses, labels and locality feed the policy
+      break;
+    case kNamespaces:
+    case kPolicies:
+      policy_dirty = true;
       break;
     default:
       break;
@@ -580,6 +607,9 @@ void Agent::Impl::OnUpdate(const WatchUpdate& update) {
   ObjectUpdate<v1::Service> svc_u = DecodeUpdate<v1::Service>(part(ObjectKind::kService));
   ObjectUpdate<v1::Endpoints> ep_u = DecodeUpdate<v1::Endpoints>(part(ObjectKind::kEndpoints));
   ObjectUpdate<v1::Pod> pod_u = DecodeUpdate<v1::Pod>(part(ObjectKind::kPod));
+  ObjectUpdate<v1::Namespace> ns_u = DecodeUpdate<v1::Namespace>(part(ObjectKind::kNamespace));
+  ObjectUpdate<v1::NetworkPolicy> np_u =
+      DecodeUpdate<v1::NetworkPolicy>(part(ObjectKind::kNetworkPolicy));
 
   std::lock_guard<std::mutex> l(mu);
   for (const auto& ev : node_u.events) {
@@ -614,6 +644,12 @@ void Agent::Impl::OnUpdate(const WatchUpdate& update) {
     Apply(kEndpoints, ep_u, &eps);
   }
   if (pod_u.reset || !pod_u.events.empty() || !pod_u.errors.empty()) Apply(kPods, pod_u, &pods);
+  if (ns_u.reset || !ns_u.events.empty() || !ns_u.errors.empty()) {
+    Apply(kNamespaces, ns_u, &namespaces);
+  }
+  if (np_u.reset || !np_u.events.empty() || !np_u.errors.empty()) {
+    Apply(kPolicies, np_u, &netpols);
+  }
   revision = std::max(revision, update.revision);
   cv.notify_all();
 }
@@ -634,32 +670,38 @@ void Agent::Impl::Loop() {
     std::vector<std::shared_ptr<const v1::Service>> svc_list;
     std::vector<std::shared_ptr<const v1::Endpoints>> ep_list;
     std::vector<std::shared_ptr<const v1::Pod>> pod_list;
+    std::vector<std::shared_ptr<const v1::Namespace>> ns_list;
+    std::vector<std::shared_ptr<const v1::NetworkPolicy>> np_list;
     std::set<IPAddress> gone;
-    bool do_nodes = false, do_services = false, do_pods = false, renew = false;
+    bool do_nodes = false, do_services = false, do_pods = false, do_policy = false;
+    bool renew = false, resync = false;
     int64_t rev = 0;
     {
       std::unique_lock<std::mutex> l(mu);
       cv.wait_until(l, next_resync, [&] {
         return stopping || heartbeat_lost ||
-               (AllSynced() && (nodes_dirty || services_dirty || pods_dirty));
+               (AllSynced() && (nodes_dirty || services_dirty || pods_dirty || policy_dirty));
       });
       if (stopping) return;
-      bool resync = Clock::now() >= next_resync;
+      resync = Clock::now() >= next_resync;
       if (resync) next_resync = Clock::now() + opt.resync_interval;
       renew = heartbeat_lost;
       if (AllSynced()) {
         do_nodes = nodes_dirty || resync || first;
         do_services = services_dirty || resync || first;
         do_pods = pods_dirty || resync || first;
-        nodes_dirty = services_dirty = pods_dirty = false;
+        do_policy = policy_dirty || resync || first;
+        nodes_dirty = services_dirty = pods_dirty = policy_dirty = false;
         if (do_nodes) node_list = Values(nodes);
         if (do_services) {
           svc_list = Values(svcs);
           ep_list = Values(eps);
         }
-        if (do_pods) {
-          pod_list = Values(pods);
-          gone.swap(forgotten);
+        if (do_pods || do_policy) pod_list = Values(pods);
+        if (do_pods) gone.swap(forgotten);
+        if (do_policy) {
+          ns_list = Values(namespaces);
+          np_list = Values(netpols);
         }
         rev = revision;
       }
@@ -674,7 +716,7 @@ void Agent::Impl::Loop() {
         last_error = StrCat("heartbeat: ", st.message());
       }
     }
-    if (!do_nodes && !do_services && !do_pods) {
+    if (!do_nodes && !do_services && !do_pods && !do_policy) {
       if (renew) std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
@@ -734,6 +776,28 @@ void Agent::Impl::Loop() {
         absl::StatusOr<EndpointChanges> ch = endpoints->Apply(planned_endpoints, gone);
         if (!ch.ok()) errors.push_back(StrCat("endpoints: ", ch.status().message()));
       }
+      if (do_policy) {
+        // After the endpoints: the pods' interfaces are known; the maps go before the hooks.
+        std::vector<const v1::Pod*> pp = Pointers(pod_list);
+        std::vector<const v1::Namespace*> nsp = Pointers(ns_list);
+        std::vector<const v1::NetworkPolicy*> npp = Pointers(np_list);
+        std::vector<PlanWarning> pol_warns;
+        absl::StatusOr<PolicyPassResult> ch = policy->Apply(
+            std::span<const v1::Namespace* const>(nsp), std::span<const v1::Pod* const>(pp),
+            std::span<const v1::NetworkPolicy* const>(npp), resync && !first, &pol_warns);
+        if (!ch.ok()) {
+          errors.push_back(StrCat("policy: ", ch.status().message()));
+        } else if (ch->apply.total() > 0 || ch->hooks_attached > 0) {
+          CNINET_LOG(kInfo, "policy: ", ch->apply.total(), " map writes, ", ch->hooks_attached,
+                     " to-pod programs attached (", ch->hooks_present,
+                     " local pods enforced; store revision ", rev, ")");
+        }
+        std::lock_guard<std::mutex> l(mu);
+        policy_warnings.clear();
+        for (const PlanWarning& w : pol_warns) {
+          policy_warnings.push_back(StrCat(w.object, ": ", w.message));
+        }
+      }
     }
     size_t programmed = services->size();
     {
@@ -755,6 +819,7 @@ void Agent::Impl::Loop() {
         nodes_dirty |= do_nodes;
         services_dirty |= do_services;
         pods_dirty |= do_pods;
+        policy_dirty |= do_policy;
       }
       cv.notify_all();
     }
@@ -869,8 +934,43 @@ api::AgentStatus Agent::Impl::Status(const api::StatusRequest& request) {
     if (static_cast<size_t>(s.problems_size()) >= kMaxProblems) break;
     s.add_problems(w);
   }
+  for (const std::string& w : policy_warnings) {
+    if (static_cast<size_t>(s.problems_size()) >= kMaxProblems) break;
+    s.add_problems(w);
+  }
+  FillPolicyStatus(s.mutable_policy());
   s.set_reconciles(reconciles);
   return s;
+}
+
+void Agent::Impl::FillPolicyStatus(api::PolicyStatus* ps) const {
+  constexpr size_t kMaxPolicyCounters = 200;
+  const PolicyReconcilerStatus& st = policy->status();
+  ps->set_namespaces(st.namespaces);
+  ps->set_isolated_namespaces(st.isolated_namespaces);
+  ps->set_policies(st.policies);
+  ps->set_pods(st.pods);
+  ps->set_identities(st.compiler.identities);
+  ps->set_prefixes(st.compiler.prefixes);
+  ps->set_endpoints(st.compiler.endpoints);
+  ps->set_entries(st.compiler.entries);
+  ps->set_hooks(st.hooks);
+  ps->set_last_map_writes(st.last_apply.total());
+  ps->set_last_compile_us(st.last_apply.compile_time.count());
+  ps->set_last_write_us(st.last_apply.write_time.count());
+  if (st.compiler.endpoints == 0) return;
+  absl::StatusOr<std::vector<dp::PolicyCounter>> counters = datapath->policy().ReadCounters();
+  if (!counters.ok()) return;
+  for (const dp::PolicyCounter& c : *counters) {
+    if (c.packets == 0) continue;
+    if (static_cast<size_t>(ps->counters_size()) >= kMaxPolicyCounters) break;
+    api::PolicyCounterStatus* cs = ps->add_counters();
+    cs->set_pod(c.pod);
+    cs->set_address(c.endpoint.ToString());
+    cs->set_rule(c.rule);
+    cs->set_packets(c.packets);
+    cs->set_bytes(c.bytes);
+  }
 }
 
 api::HealthReply Agent::Impl::Health() {
