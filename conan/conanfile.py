@@ -149,5 +149,5 @@ class CninetConan(ConanFile):
             for part_component, option, part_reqs in OPTIONAL_PARTS:
                 if part_component == name and self.options.get_safe(option):
                     comp.requires += part_reqs
-            if name in ("cni", "ipam", "netlink"):
+            if name in ("cni", "ipam", "netlink", "agent"):
                 comp.system_libs = ["pthread"]

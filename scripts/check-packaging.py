@@ -236,7 +236,8 @@ class _Options:
 class _Component:
     def __init__(self):
         self.properties, self.libs, self.requires, self.system_libs = {}, [], [], []
-        self.defines, self.includedirs = [], ["include"]
+        # Conan's defaults for a package laid out by `cmake --install` with CMakeToolchain.
+        self.defines, self.includedirs, self.libdirs = [], ["include"], ["lib"]
 
     def set_property(self, key, value):
         self.properties[key] = value

@@ -9,7 +9,9 @@
 #                               CMake project using find_package(cninet COMPONENTS COMPONENT),
 #                               its link line checked, its program run
 #   pkgconfig                   the README plugin and a netlink program built with pkg-config
-#   test-package                conan/test_package built as Conan's CMakeDeps/CMakeToolchain would
+#   test-package [OPTION=True|False ...]
+#                               conan/test_package (and a consumer per component) built against
+#                               the recipe's package_info, as Conan's CMakeDeps would feed it
 #   shared                      a shared-library build of cni, netlink and datapath (its own tree,
 #                               BUILD_DIR/install-shared): SONAMEs, ldd of consumers
 #   cleanup                     remove WORK
@@ -157,24 +159,71 @@ case $STEP in
     ;;
 
   test-package)
-    # What `conan create` does for conan/test_package, minus Conan: CMakeToolchain writes a
-    # toolchain file (generator, build type, C++ standard, where to find packages: CMakeDeps'
-    # generators folder, here the install prefix holding cninet's own config) and the recipe's
-    # test() runs the binary.
+    # What `conan create` does with conan/test_package, with stand-ins where Conan is needed
+    # (Conan cannot be installed here):
+    # - the package: real. WORK/prefix is `cmake --install` of this build, which is what the
+    #   recipe's package() produces (CMake(self).install()).
+    # - CMakeDeps: stand-in. tests/install/conan_deps.py runs the recipe's package_info() (the
+    #   real recipe, with check-packaging.py's stand-in `conan` module) and writes
+    #   generators/cninet-config.cmake from it: the targets, libraries and requirements the
+    #   RECIPE declares. cninet's own cninetConfig.cmake is not on the search path, so a wrong
+    #   cmake_target_name, lib name or a missing requires fails the configure or the link below.
+    # - CMakeToolchain: stand-in. generators/conan_toolchain.cmake sets what Conan's would
+    #   (build type, C++ standard, CMAKE_PREFIX_PATH = the generators folder).
+    # - the third-party Conan packages (abseil, nlohmann_json, libnl, libbpf, protobuf, grpc):
+    #   stand-in, this machine's Debian packages.
+    # - the recipe's test(): real, `test_package --self-test`.
+    # Args: the recipe options this build corresponds to (with_ipam=True ...).
+    # Beyond what `conan create` runs: the consumer of every other packaged component is built
+    # against the same generated config and run, so each component's package_info is linked.
     dir=$WORK/test_package
+    rm -rf "$dir"
     mkdir -p "$dir/generators"
+    shared=False
+    if ls "$PREFIX/$LIBDIR"/libcninet_cni.so* >/dev/null 2>&1; then shared=True; fi
+    python3 "$SRC/tests/install/conan_deps.py" "$SRC" "$PREFIX" "$LIBDIR" "$dir/generators" \
+      "shared=$shared" "$@" >"$dir.log" 2>&1 ||
+      { cat "$dir.log"; fail "conan_deps.py (the recipe's package_info)"; }
+    cat "$dir.log"
     cat >"$dir/generators/conan_toolchain.cmake" <<EOF
 set(CMAKE_BUILD_TYPE Release CACHE STRING "")
 set(CMAKE_CXX_STANDARD 20)
 set(CMAKE_CXX_EXTENSIONS OFF)
 set(CMAKE_FIND_PACKAGE_PREFER_CONFIG ON)
-list(PREPEND CMAKE_PREFIX_PATH "$PREFIX")
+list(PREPEND CMAKE_PREFIX_PATH "$dir/generators")
 EOF
     cmake -S "$SRC/conan/test_package" -B "$dir/build" -G "$GEN" \
-      -DCMAKE_TOOLCHAIN_FILE="$dir/generators/conan_toolchain.cmake" >"$dir.log" 2>&1 ||
+      -DCMAKE_TOOLCHAIN_FILE="$dir/generators/conan_toolchain.cmake" >>"$dir.log" 2>&1 ||
       { cat "$dir.log"; fail "configuring conan/test_package"; }
+    # It must have used the recipe's view of the package, not cninet's own config.
+    grep -qx "cninet_DIR:PATH=$dir/generators" "$dir/build/CMakeCache.txt" ||
+      fail "conan/test_package did not use the generated config: $(grep cninet_DIR "$dir/build/CMakeCache.txt")"
     cmake --build "$dir/build" >>"$dir.log" 2>&1 || { cat "$dir.log"; fail "building conan/test_package"; }
+    line=$(ninja -C "$dir/build" -t commands test_package | tail -n 1)
+    if echo "$line" | grep -Eq "$(not_linked_for cni)"; then
+      echo "$line"
+      fail "the recipe links the cni test_package with libraries cni does not need"
+    fi
     "$dir/build/test_package" --self-test || fail "test_package --self-test"
+    for c in ipam netlink datapath agent; do
+      echo " $* " | grep -q " with_$c=True " || continue
+      cdir=$dir/consumer-$c
+      cmake -S "$SRC/tests/install/consumer" -B "$cdir" -G "$GEN" \
+        -DCMAKE_TOOLCHAIN_FILE="$dir/generators/conan_toolchain.cmake" \
+        -DCNINET_EXPECTED_VERSION="$VERSION" -DCONSUMER_COMPONENT="$c" -DCONSUMER_CONAN=ON \
+        -DCONSUMER_SOURCE="$SRC/tests/install/consumer/$c.cc" >"$cdir.log" 2>&1 ||
+        { cat "$cdir.log"; fail "configuring the $c consumer against the recipe's package_info"; }
+      cmake --build "$cdir" >>"$cdir.log" 2>&1 ||
+        { cat "$cdir.log"; fail "building the $c consumer against the recipe's package_info"; }
+      line=$(link_line "$cdir")
+      if echo "$line" | grep -Eq "$(not_linked_for "$c")"; then
+        echo "$line"
+        fail "the recipe links the $c consumer with libraries $c does not need"
+      fi
+      "$cdir/consumer" || fail "the $c consumer built from the recipe's package_info failed"
+      echo "$c consumer built from the recipe's package_info: OK"
+    done
+    echo "conan/test_package built from the recipe's package_info (CMakeDeps stand-in): OK"
     ;;
 
   shared)
