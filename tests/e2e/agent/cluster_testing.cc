@@ -337,21 +337,25 @@ absl::Status Cluster::StartAgent(int i) {
                                             "; log:\n", Tail(cninet::testing::ReadFile(n.log))));
 }
 
-std::vector<std::string> Cluster::CniEnv(int node, const std::string& pod) const {
-  return {StrCat("NETCONFPATH=", nodes_[node].conf_dir),
-          StrCat("CNI_PATH=", CNINET_PLUGIN_DIR, ":/usr/lib/cni"),
-          StrCat("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=", pod),
-          StrCat("CNI_CACHE_DIR=", nodes_[node].state_dir, "/cni-cache")};
+std::vector<std::string> Cluster::CniEnv(int node, const std::string& pod,
+                                         const std::string& namespace_name) const {
+  return {
+      StrCat("NETCONFPATH=", nodes_[node].conf_dir),
+      StrCat("CNI_PATH=", CNINET_PLUGIN_DIR, ":/usr/lib/cni"),
+      StrCat("CNI_ARGS=IgnoreUnknown=1;K8S_POD_NAMESPACE=", namespace_name, ";K8S_POD_NAME=", pod),
+      StrCat("CNI_CACHE_DIR=", nodes_[node].state_dir, "/cni-cache")};
 }
 
-absl::StatusOr<int> Cluster::AddPod(int node, const std::string& name) {
+absl::StatusOr<int> Cluster::AddPod(int node, const std::string& name,
+                                    const std::string& namespace_name) {
   Pod p;
   p.name = name;
+  p.namespace_name = namespace_name;
   p.node = node;
   p.ns = std::make_unique<ScopedNetns>("cnpod");
   CommandResult r = Run({"ip", "netns", "exec", nodes_[node].ns->name(),
                          StrCat(CNINET_TOOL_DIR, "/cninet-cni"), "add", "cninet", p.ns->path()},
-                        {}, CniEnv(node, name));
+                        {}, CniEnv(node, name, namespace_name));
   if (!r.ok()) return absl::InternalError(StrCat("cninet-cni add ", name, ": ", r.out, r.err));
   auto result = nlohmann::json::parse(r.out, nullptr, false);
   if (result.is_discarded() || !result.contains("ips") || result["ips"].empty()) {
@@ -367,7 +371,7 @@ absl::Status Cluster::DeletePod(int i) {
   Pod& p = pods_[i];
   CommandResult r = Run({"ip", "netns", "exec", nodes_[p.node].ns->name(),
                          StrCat(CNINET_TOOL_DIR, "/cninet-cni"), "del", "cninet", p.ns->path()},
-                        {}, CniEnv(p.node, p.name));
+                        {}, CniEnv(p.node, p.name, p.namespace_name));
   if (!r.ok()) return absl::InternalError(StrCat("cninet-cni del ", p.name, ": ", r.out, r.err));
   return absl::OkStatus();
 }
@@ -420,7 +424,7 @@ absl::Status Cluster::PutService(const std::string& name, const std::string& clu
     b->set_ip(pods_[i].ip);
     b->set_port(target_port);
     b->set_node(nodes_[pods_[i].node].name);
-    b->set_pod(StrCat("default/", pods_[i].name));
+    b->set_pod(StrCat(pods_[i].namespace_name, "/", pods_[i].name));
   }
   if (auto r = PutObject(*store_, svc); !r.ok()) return r.status();
   return PutObject(*store_, eps).status();

@@ -107,8 +107,9 @@ struct Node {
 
 // A pod created through a node's conflist.
 struct Pod {
-  std::string name;  // pod-1a
-  int node = 0;      // index into Cluster::nodes()
+  std::string name;                        // pod-1a
+  std::string namespace_name = "default";  // K8S_POD_NAMESPACE given to the plugins
+  int node = 0;                            // index into Cluster::nodes()
   std::string ip;
   std::unique_ptr<cninet::testing::ScopedNetns> ns;
 };
@@ -132,7 +133,8 @@ class Cluster {
   // Starts (or restarts) the agent of node `i` and waits until it is ready.
   absl::Status StartAgent(int i);
   // Creates a pod on node `i` through cninet-cni (the node's conflist), returns its index.
-  absl::StatusOr<int> AddPod(int node, const std::string& name);
+  absl::StatusOr<int> AddPod(int node, const std::string& name,
+                             const std::string& namespace_name = "default");
   // DEL of a pod through cninet-cni.
   absl::Status DeletePod(int pod);
   // Starts a LineServer answering with the pod's name on `port` in every pod.
@@ -156,7 +158,8 @@ class Cluster {
  private:
   absl::Status Build();
   std::vector<std::string> AgentArgs(int i) const;
-  std::vector<std::string> CniEnv(int node, const std::string& pod) const;
+  std::vector<std::string> CniEnv(int node, const std::string& pod,
+                                  const std::string& namespace_name = "default") const;
 
   ClusterOptions options_;
   absl::Status status_;
