@@ -1,11 +1,14 @@
 // Consumer of COMPONENTS agent: writes a Node (a generated protobuf message) into an embedded
-// store in a temporary directory and reads it back.
+// store in a temporary directory and reads it back; when the build has the etcd store, creates
+// an etcd client without connecting (so a static link needs gRPC).
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
 #include "cninet/agent/embedded_store.h"
+#include "cninet/agent/etcd_store.h"
 #include "cninet/agent/state.h"
 
 namespace agent = cninet::agent;
@@ -35,5 +38,17 @@ int main() {
     }
   }
   std::filesystem::remove_all(dir);
+  if (rc == 0 && agent::EtcdStoreAvailable()) {
+    agent::EtcdStoreOptions etcd;
+    etcd.endpoints = {"127.0.0.1:2379"};
+    etcd.connect_timeout = std::chrono::milliseconds(0);  // No connection is made.
+    auto client = agent::OpenEtcdStore(etcd);
+    if (!client.ok()) {
+      std::fprintf(stderr, "etcd client: %s\n", client.status().ToString().c_str());
+      rc = 1;
+    } else {
+      std::printf("agent: etcd client created (not connected)\n");
+    }
+  }
   return rc;
 }
