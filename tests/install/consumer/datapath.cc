@@ -22,8 +22,8 @@ int main() {
     if (n < 80) return 1;  // 251 slots over 3 backends: each owns about a third.
   }
   // Read only: a path nobody pins (bpf_obj_get fails with ENOENT, or EPERM without root).
-  auto map = dp::RawMap::OpenPinned("/sys/fs/bpf/cninet-consumer-absent-" +
-                                    std::to_string(getpid()));
+  auto map =
+      dp::RawMap::OpenPinned("/sys/fs/bpf/cninet-consumer-absent-" + std::to_string(getpid()));
   if (map.ok()) return std::fprintf(stderr, "opened a map that cannot exist\n"), 1;
   std::printf("datapath: absent pinned map: %s\n", map.status().ToString().c_str());
   return 0;
