@@ -5,7 +5,8 @@ cninetConfig.cmake exports (cninet::cni, cninet::ipam, ...), so consumers write 
 find_package()/target_link_libraries() lines with either. scripts/check-packaging.py checks
 that this recipe, the vcpkg port and the CMake build agree on components and dependencies (it
 also runs this recipe's methods with a stand-in for Conan); tests/install builds test_package
-against an install prefix the way CMakeDeps feeds it.
+against an install prefix through the config CMakeDeps would generate from package_info() below
+(tests/install/conan_deps.py).
 
 Build host needs: the datapath component compiles its eBPF programs with clang (-target bpf)
 and embeds them with bpftool (`bpftool gen skeleton`); both must be on PATH.
