@@ -342,6 +342,18 @@ TEST_F(PolicyClusterTest, NetworkPolicyAdmitsOnlyFrontendOnPort80) {
   EXPECT_GT(by_rule, 0u);
   EXPECT_GT(denied, 0u);
 
+  // What an operator sees: cninetctl status of the api pod's node.
+  CommandResult ctl = cninet::testing::Run({StrCat(CNINET_TOOL_DIR, "/cninetctl"), "--socket",
+                                            cluster_->nodes()[NodeOf("api")].socket, "status"});
+  EXPECT_TRUE(ctl.ok()) << ctl.err;
+  EXPECT_THAT(ctl.out, ::testing::HasSubstr("1 network policies"));
+  EXPECT_THAT(ctl.out, ::testing::HasSubstr("policy web/api-frontend-80 ingress[0]"));
+
+  // The agent killed (-9) and restarted: the pinned maps and the to-pod programs kept enforcing,
+  // and the new agent resyncs them to the same verdicts.
+  ASSERT_OK(cluster_->StartAgent(NodeOf("api")));
+  for (const Check& c : checks) Once(c);
+
   // A label change (backend becomes a frontend) reaches the api pod's node.
   SetLabels("be", {{"role", "frontend"}});
   Converge({"relabelled backend on 80", "be", api, 80, "api"});
