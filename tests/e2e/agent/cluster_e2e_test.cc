@@ -396,30 +396,87 @@ TEST_F(ClusterTest, AHeartbeatLeaseRevokedFromOutsideIsRenewed) {
     }
     return false;
   }));
+  // The new lease is in the store just before the agent logs the renewal: wait for the line.
+  for (int i = 0; i < 50 && cluster_->AgentLog(0).find("heartbeat renewed") == std::string::npos;
+       ++i) {
+    usleep(100000);
+  }
   EXPECT_THAT(cluster_->AgentLog(0), HasSubstr("heartbeat renewed"));
 }
 
 TEST_F(ClusterTest, DriftMadeByHandIsRepairedByTheNextPass) {
-  // Level-triggered: an entry removed behind the agent's back comes back without any store event.
-  std::string routes = cluster_->InNode(0, "ip -4 route show proto 73").out;
-  ASSERT_THAT(routes, HasSubstr("10.244.1.0/24"));
-  ASSERT_TRUE(cluster_
-                  ->InNode(0,
-                           "ip route del 10.244.1.0/24 && ip neigh flush dev cninet-vxlan "
-                           "&& bridge fdb flush dev cninet-vxlan")
-                  .ok());
-  EXPECT_FALSE(
-      WhoAnswers(pod(PodIndex("pod-1a")).ns->path(), pod(PodIndex("pod-2a")).ip, kPodPort).ok());
+  // Level-triggered: entries removed behind the agent's back come back without any store event.
+  // The drift is made while node-1's agent is frozen (SIGSTOP), so the check that it really broke
+  // pod-to-pod traffic cannot race with a resync pass (every 2 s here, shorter than a connect's
+  // SYN retries); once thawed, the agent's next pass must put everything back.
+  std::string mac2, mac3;
+  absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(0);
+  ASSERT_OK(s);
+  for (const auto& n : s->nodes()) {
+    if (n.node().name() == "node-2") mac2 = n.node().vtep_mac();
+    if (n.node().name() == "node-3") mac3 = n.node().vtep_mac();
+  }
+  ASSERT_FALSE(mac2.empty());
+  ASSERT_FALSE(mac3.empty());
+  // What the agent programmed towards node-2 and node-3 (route, permanent neighbour, FDB entry).
+  const std::vector<std::pair<std::string, std::string>> entries = {
+      {"ip -4 route show proto 73", "10.244.1.0/24 via 10.244.1.0 dev cninet-vxlan"},
+      {"ip -4 route show proto 73", "10.244.2.0/24 via 10.244.2.0 dev cninet-vxlan"},
+      {"ip neigh show dev cninet-vxlan nud permanent", StrCat("10.244.1.0 lladdr ", mac2)},
+      {"ip neigh show dev cninet-vxlan nud permanent", StrCat("10.244.2.0 lladdr ", mac3)},
+      {"bridge fdb show dev cninet-vxlan", StrCat(mac2, " dst 192.168.50.12 ")},
+      {"bridge fdb show dev cninet-vxlan", StrCat(mac3, " dst 192.168.50.13 ")},
+  };
+  auto present = [&](const std::pair<std::string, std::string>& e) {
+    return cluster_->InNode(0, e.first).out.find(e.second) != std::string::npos;
+  };
+  for (const auto& e : entries) ASSERT_TRUE(present(e)) << e.first << ": no " << e.second;
+  const std::string pod1a = pod(PodIndex("pod-1a")).ns->path();
+  const std::string pod2a_ip = pod(PodIndex("pod-2a")).ip;
+  ASSERT_EQ(Who(pod1a, pod2a_ip, kPodPort), "pod-2a");
+  // How often the agent has (re)programmed the route to node-2 so far.
+  const std::string route_log = "route 10.244.1.0/24 via 10.244.1.0 (vxlan) for node node-2";
+  auto count = [](const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  };
+  size_t route_logged = count(cluster_->AgentLog(0), route_log);
+
+  Process& agent = *cluster_->nodes()[0].agent;
+  ASSERT_OK(agent.Pause());
+  {
+    // Thaws the agent even when an assertion below returns early.
+    struct Thaw {
+      Process& p;
+      ~Thaw() { p.Resume(); }
+    } thaw{agent};
+    // Neighbour flush needs "nud permanent": by default ip skips permanent entries.
+    CommandResult drift = cluster_->InNode(
+        0,
+        "ip route del 10.244.1.0/24 && ip route del 10.244.2.0/24 && "
+        "ip neigh flush dev cninet-vxlan nud permanent && bridge fdb flush dev cninet-vxlan");
+    ASSERT_TRUE(drift.ok()) << drift.err;
+    for (const auto& e : entries) EXPECT_FALSE(present(e)) << e.first << ": still " << e.second;
+    // Nothing can repair it while the agent is frozen: traffic to node-2's pod really fails.
+    absl::StatusOr<Sock> conn = Connect(pod1a, pod2a_ip, kPodPort, std::chrono::seconds(1));
+    EXPECT_FALSE(conn.ok() && Ask(*conn, "hello").ok())
+        << "pod-1a still reaches pod-2a without the route, neighbour and FDB entries";
+  }
+  // The next pass (no store event happened) restores every entry.
   auto repaired = [&] {
-    return cluster_->InNode(0, "ip -4 route show proto 73").out.find("10.244.1.0/24") !=
-               std::string::npos &&
-           cluster_->InNode(0, "bridge fdb show dev cninet-vxlan").out.find("dst 192.168.50.12") !=
-               std::string::npos;
+    for (const auto& e : entries) {
+      if (!present(e)) return false;
+    }
+    return true;
   };
   for (int i = 0; i < 80 && !repaired(); ++i) usleep(100000);  // resync every 2 s here
-  ASSERT_TRUE(repaired());
-  EXPECT_EQ(Who(pod(PodIndex("pod-1a")).ns->path(), pod(PodIndex("pod-2a")).ip, kPodPort),
-            "pod-2a");
+  for (const auto& e : entries)
+    EXPECT_TRUE(present(e)) << e.first << ": not restored: " << e.second;
+  // The agent put the route back (not a leftover or someone else's entry).
+  EXPECT_EQ(count(cluster_->AgentLog(0), route_log), route_logged + 1) << cluster_->AgentLog(0);
+  EXPECT_EQ(Who(pod1a, pod2a_ip, kPodPort), "pod-2a");
+  EXPECT_EQ(Who(pod1a, pod(PodIndex("pod-3a")).ip, kPodPort), "pod-3a");
 }
 
 class DirectRoutingTest : public ClusterTest {

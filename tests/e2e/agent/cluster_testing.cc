@@ -116,11 +116,13 @@ void LineServer::Serve(int fd, std::string peer) {
   close(fd);
 }
 
-absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& ip, uint16_t port) {
+absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& ip, uint16_t port,
+                             std::chrono::milliseconds timeout) {
   Sock s;
   absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
     s.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval tv{5, 0};
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
     setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     sockaddr_in a = Addr(ip, port);
@@ -203,6 +205,25 @@ void Process::Kill(bool graceful) {
   kill(pid_, SIGKILL);
   waitpid(pid_, &status, 0);
   pid_ = -1;
+}
+
+absl::Status Process::Pause() {
+  if (pid_ <= 0) return absl::FailedPreconditionError("process not running");
+  if (kill(pid_, SIGSTOP) != 0) return absl::InternalError(StrCat("SIGSTOP: ", strerror(errno)));
+  // Stopped once waitpid reports it (the signal is asynchronous).
+  int status = 0;
+  if (waitpid(pid_, &status, WUNTRACED) != pid_) {
+    return absl::InternalError(StrCat("waitpid ", pid_, ": ", strerror(errno)));
+  }
+  if (!WIFSTOPPED(status)) {
+    pid_ = -1;  // It exited (and is reaped now).
+    return absl::InternalError("process exited instead of stopping");
+  }
+  return absl::OkStatus();
+}
+
+void Process::Resume() {
+  if (pid_ > 0) kill(pid_, SIGCONT);
 }
 
 Cluster::Cluster(ClusterOptions options) : options_(std::move(options)) { status_ = Build(); }

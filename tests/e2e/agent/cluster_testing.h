@@ -62,8 +62,10 @@ class LineServer {
   std::vector<std::thread> workers_;
 };
 
-// Connects from inside `netns_path` to ip:port (5 s timeouts); the socket works from any thread.
-absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& ip, uint16_t port);
+// Connects from inside `netns_path` to ip:port (`timeout` for the connect, reads and writes); the
+// socket works from any thread.
+absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& ip, uint16_t port,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(5));
 // Sends a line, returns the reply line.
 absl::StatusOr<std::string> Ask(const Sock& s, const std::string& line);
 // Connect + Ask("hello"): the answering server's name, e.g. "pod-2a".
@@ -81,6 +83,10 @@ class Process {
   bool running();
   // SIGKILL (abrupt, like a crash) or SIGTERM (graceful); waits for the exit.
   void Kill(bool graceful = false);
+  // SIGSTOP: freezes the process (it runs nothing until Resume); waits until it is stopped.
+  absl::Status Pause();
+  // SIGCONT: lets a paused process run again.
+  void Resume();
   const std::string& log_file() const { return log_; }
 
  private:
