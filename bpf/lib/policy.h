@@ -9,7 +9,8 @@
  * SYN is always checked, so a changed policy applies to every new connection.
  *
  * A new flow is admitted when it is a service flow (found through the reply entry the service
- * DNAT created, so the check runs on the backend's address) and the endpoint has
+ * DNAT created, so the check runs on the backend's address, or, for a DNAT on another node, by
+ * cn_config.service_mark in skb->mark, carried by VXLAN GBP) and the endpoint has
  * CN_POL_F_ALLOW_SERVICE, or when an allow entry matches (endpoint, peer, protocol, port) for
  * the source's pod identity (cn_pol_ids), its CIDR identity (longest ipBlock prefix,
  * cn_pol_cidrs) or CN_POL_ID_ANY. Ports match by prefix (cn_pol_rules is an LPM trie), so a
@@ -163,6 +164,9 @@ static __always_inline struct cn_verdict cn_policy_ingress(struct __sk_buff* skb
     if (cn_ct_lookup(&p->inner, now) || cn_pol_quote_to_service(p)) return v;
   } else if (parsed) {
     if (p->t.proto != CN_IPPROTO_ICMP) port = p->t.dport;
+    /* DNATed by a service on another node: the client's node set the mark, the overlay (VXLAN
+     * GBP) carried it. Pods cannot set it (the veth scrubs skb->mark between namespaces). */
+    if (cfg->service_mark && (skb->mark & cfg->service_mark)) via_service = 1;
     int syn = cn_pol_pure_syn(p);
     struct cn_ct_entry* e = cn_ct_lookup(&p->t, now);
     if (e) {

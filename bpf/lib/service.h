@@ -120,6 +120,7 @@ static __always_inline __u32 cn_ct_apply(struct __sk_buff* skb, const struct cn_
     return CN_R_REV_DNAT;
   }
   if (cn_dnat(skb, p, nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
+  if ((flags & CN_CT_F_REMOTE) && cfg->service_mark) skb->mark |= cfg->service_mark;
   if (flags & CN_CT_F_SNAT) {
     __u32 r = cn_snat(skb, cfg, p, cfg->node_addrs[0], now);
     if (r != CN_R_SNAT) return r;
@@ -150,12 +151,16 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
   if (p->t.proto == CN_IPPROTO_ICMP) port = p->t.dport;
   __u16 flags = CN_CT_F_SERVICE;
   int remote = 0;
-  if (from_world) {
-    flags |= CN_CT_F_NODEPORT;
+  if (from_world || cfg->service_mark) {
     __u32 a = be.addr;
     remote = bpf_map_lookup_elem(&cn_endpoints, &a) == 0;
+  }
+  if (from_world) {
+    flags |= CN_CT_F_NODEPORT;
     if (remote) flags |= CN_CT_F_SNAT;
   }
+  /* The backend's node cannot see this DNAT: tell it through the mark (VXLAN GBP carries it). */
+  if (remote && cfg->service_mark) flags |= CN_CT_F_REMOTE;
   if (cn_ct_create(cfg, p, skb->len, now, be.addr, port, flags, svc->svc_id, backend_id) < 0) {
     v.reason = CN_R_DROP_CT_FULL;
     return v;
@@ -167,7 +172,8 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
   }
   v.action = TC_ACT_OK;
   v.reason = CN_R_DNAT;
-  if (remote) {
+  if (flags & CN_CT_F_REMOTE) skb->mark |= cfg->service_mark;
+  if (from_world && remote) {
     __u32 r = cn_snat(skb, cfg, p, cfg->node_addrs[0], now);
     if (r != CN_R_SNAT) {
       v.action = TC_ACT_SHOT;

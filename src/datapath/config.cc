@@ -32,6 +32,8 @@ absl::Status DatapathConfig::Validate() const {
   if (nat_port_min == 0 || nat_port_min > nat_port_max)
     return Invalid("nat_port_min/max", "need 1 <= min <= max");
   if (nat_retries > 63) return Invalid("nat_retries", "at most 63 (BPF loop bound)");
+  if (service_mark > 0xffff)
+    return Invalid("service_mark", "must fit the 16 bits VXLAN GBP carries (0 = off)");
   auto check_timeout = [](std::string_view name, std::chrono::seconds s) -> absl::Status {
     if (s.count() < 1 || s.count() > 7 * 24 * 3600) return Invalid(name, "must be 1 s .. 7 days");
     return absl::OkStatus();

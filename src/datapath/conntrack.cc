@@ -31,6 +31,7 @@ ConntrackEntry Decode(const cn_tuple& k, const cn_ct_entry& e, uint32_t now) {
   c.closing = e.flags & CN_CT_F_CLOSING;
   c.established = e.flags & CN_CT_F_SEEN_NON_SYN;
   c.policy_ok = e.flags & CN_CT_F_POLICY_OK;
+  c.remote = e.flags & CN_CT_F_REMOTE;
   c.nat_address = FromV4Net(e.nat_addr);
   c.nat_port = be16toh(e.nat_port);
   c.service_id = e.svc_id;
@@ -56,6 +57,7 @@ std::string ConntrackEntry::ToString() const {
   if (snat) s += " snat";
   if (inbound) s += " inbound";
   if (policy_ok) s += " policy-ok";
+  if (remote) s += " remote";
   if (tuple.protocol == 6) {
     s += StrCat(" flags=", TcpFlagsString(tcp_flags));
     s += closing ? " closing" : established ? " established" : " syn";

@@ -211,6 +211,7 @@ cn_config EncodeConfig(const DatapathConfig& c) {
   out.tcp_closing_timeout_s = static_cast<uint32_t>(c.timeouts.tcp_closing.count());
   out.udp_timeout_s = static_cast<uint32_t>(c.timeouts.udp.count());
   out.other_timeout_s = static_cast<uint32_t>(c.timeouts.other.count());
+  out.service_mark = c.service_mark;
   return out;
 }
 
@@ -229,6 +230,7 @@ void DecodeConfig(const cn_config& in, DatapathConfig* c) {
   c->timeouts.tcp_closing = std::chrono::seconds(in.tcp_closing_timeout_s);
   c->timeouts.udp = std::chrono::seconds(in.udp_timeout_s);
   c->timeouts.other = std::chrono::seconds(in.other_timeout_s);
+  c->service_mark = in.service_mark;
 }
 
 absl::Status EnsurePinDir(const DatapathConfig& cfg) {
@@ -520,20 +522,24 @@ absl::StatusOr<PodAttachment> Datapath::AttachPod(std::string_view host_ifname) 
 
 absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8_t> packet,
                                                 uint32_t repeat, uint32_t ifindex,
-                                                uint32_t ingress_ifindex) const {
+                                                uint32_t ingress_ifindex, uint32_t mark) const {
   if (!programs_)
     return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
   std::vector<uint8_t> out(packet.size() + 256);
   __sk_buff ctx{};
+  __sk_buff ctx_out{};
   LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = packet.data(), .data_out = out.data(),
               .data_size_in = static_cast<uint32_t>(packet.size()),
               .data_size_out = static_cast<uint32_t>(out.size()),
               .repeat = static_cast<int>(repeat));
-  if (ifindex != 0 || ingress_ifindex != 0) {
+  if (ifindex != 0 || ingress_ifindex != 0 || mark != 0) {
     ctx.ifindex = ifindex;
     ctx.ingress_ifindex = ingress_ifindex;
+    ctx.mark = mark;
     opts.ctx_in = &ctx;
     opts.ctx_size_in = sizeof(ctx);
+    opts.ctx_out = &ctx_out;
+    opts.ctx_size_out = sizeof(ctx_out);
   }
   int r = bpf_prog_test_run_opts(programs_->ProgFd(hook), &opts);
   if (r < 0) return ErrnoStatus(Err(r), StrCat("BPF_PROG_TEST_RUN ", HookName(hook)));
@@ -542,6 +548,7 @@ absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8
   out.resize(std::min<size_t>(opts.data_size_out, out.size()));
   res.packet = std::move(out);
   res.duration_ns = opts.duration;
+  res.mark = ctx_out.mark;
   return res;
 }
 

@@ -65,7 +65,9 @@ struct cn_config {
   cn_u32 tcp_closing_timeout_s;          ///< TCP lifetime after FIN/RST (s).
   cn_u32 udp_timeout_s;                  ///< UDP lifetime (s).
   cn_u32 other_timeout_s;                ///< ICMP and other protocols lifetime (s).
-  cn_u32 pad0;                           ///< Zero.
+  /// skb->mark bits that cn_from_pod/cn_from_world set on service flows DNATed to a backend on
+  /// another node, and that cn_to_pod reads as "came through a Service" (0 = off).
+  cn_u32 service_mark;
 };
 
 /// cn_config.flags: SNAT pod traffic leaving the cluster CIDR on the uplink.
@@ -80,6 +82,7 @@ struct cn_config {
 #define CN_CT_F_SEEN_NON_SYN 0x20  ///< A non-SYN packet was seen in this direction.
 #define CN_CT_F_CLOSING 0x40       ///< FIN or RST seen (either direction).
 #define CN_CT_F_POLICY_OK 0x80     ///< The destination's ingress policy admitted this flow.
+#define CN_CT_F_REMOTE 0x100  ///< Service flow to a backend on another node (service_mark set).
 
 /// 5-tuple key of conntrack and NAT entries. For ICMP echo: request sport=id dport=0,
 /// reply sport=0 dport=id.

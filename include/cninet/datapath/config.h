@@ -43,6 +43,11 @@ struct MapSizes {
   uint32_t policy_counters = 16384;    ///< Per-(endpoint, rule) verdict counter slots.
 };
 
+/// Suggested DatapathConfig::service_mark: bit 12, clear of kube-proxy's 0x4000 (masquerade) and
+/// 0x8000 (drop) marks, Cilium's 0x0f00 nibble and Calico's upper 16 bits; inside the 16 bits VXLAN
+/// GBP carries.
+inline constexpr uint32_t kDefaultServiceMark = 0x1000;
+
 /// Everything Datapath::Create needs.
 struct DatapathConfig {
   /// Maps are pinned under `<bpffs_root>/cninet/<instance>`/ (when pin_maps) and reused on restart.
@@ -63,6 +68,10 @@ struct DatapathConfig {
   MapSizes map_sizes;             ///< Map capacities.
   ConntrackMapType conntrack_map_type =
       ConntrackMapType::kLruHash;  ///< LRU (evicts) or hash (drops new flows when full).
+  /// skb->mark bits set on service flows DNATed to a backend on another node and read by the
+  /// to-pod policy as "through a Service" (isolation rule e); needs an overlay carrying the mark
+  /// (VXLAN with GBP). 0 = off; at most 0xffff (what GBP carries). See kDefaultServiceMark.
+  uint32_t service_mark = 0;
 
   /// InvalidArgument (with the offending field) when something is out of range.
   absl::Status Validate() const;

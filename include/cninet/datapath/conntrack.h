@@ -30,6 +30,7 @@ struct ConntrackEntry {
   bool closing = false;        ///< FIN/RST seen
   bool established = false;    ///< a non-SYN packet was seen in this direction
   bool policy_ok = false;      ///< the destination pod's ingress policy admitted the flow
+  bool remote = false;         ///< service flow to another node's backend (carries service_mark)
   cni::IPAddress nat_address;  ///< forward: backend; reply: address restored as source
   uint16_t nat_port = 0;       ///< Port paired with nat_address.
   uint32_t service_id = 0;     ///< Service id (0: none).

@@ -102,6 +102,9 @@ struct TestRunResult {
   int retval = 0;  ///< tc verdict (TC_ACT_OK = 0, TC_ACT_SHOT = 2, TC_ACT_REDIRECT = 7)
   std::vector<uint8_t> packet;  ///< the packet after the program
   uint32_t duration_ns = 0;     ///< kernel's average per run
+  /// skb->mark after the run; read only when a context was passed (ifindex, ingress_ifindex or
+  /// mark not 0), else 0.
+  uint32_t mark = 0;
 };
 
 /// Kernel facts about a loaded program.
@@ -130,10 +133,10 @@ class Datapath {
   absl::StatusOr<Attachment> Attach(Hook hook, std::string_view ifname);
   /// Runs `hook`'s program once (or `repeat` times) on `packet` through BPF_PROG_TEST_RUN;
   /// `ifindex` (0: loopback) is the skb's device, `ingress_ifindex` its skb_iif (0 = sent by
-  /// the host itself, which kToPod never filters).
+  /// the host itself, which kToPod never filters), `mark` its skb->mark.
   absl::StatusOr<TestRunResult> TestRun(Hook hook, std::span<const uint8_t> packet,
                                         uint32_t repeat = 1, uint32_t ifindex = 0,
-                                        uint32_t ingress_ifindex = 0) const;
+                                        uint32_t ingress_ifindex = 0, uint32_t mark = 0) const;
   /// Attaches the per-pod programs (kFromPod on ingress, kToPod on egress) to the host side of a
   /// pod's veth, in the calling thread's network namespace. A drop-in for
   /// Attach(Hook::kFromPod, ifname) that also enforces the pod's ingress policy.

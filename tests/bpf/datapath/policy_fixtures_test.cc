@@ -389,6 +389,180 @@ TEST_F(PolicyBpfTest, ToPodPassesTheVerifierAndAttachesWithTheOtherPodHook) {
               ::testing::Not(HasSubstr("cn_to_pod")));
 }
 
+// Isolation rule (e) across nodes: the client's node DNATs a ClusterIP flow to a backend on
+// another node and marks it (service_mark); the overlay (VXLAN GBP) carries the mark; the
+// backend's node admits the marked new flow into the isolated pod as "through a Service". Here
+// one datapath plays both nodes: from-pod towards a remote backend (kRemote is not a local
+// endpoint), and to-pod for a flow from a pod of another node (ops/mon = kRemote) to iso/db.
+constexpr char kVipRemote[] = "10.96.0.52";  // service 21: TCP 5432 -> ops/mon (remote):5432
+constexpr uint32_t kMark = kDefaultServiceMark;
+
+Bytes TcpPkt(std::string_view src, uint16_t sport, std::string_view dst, uint16_t dport,
+             uint8_t flags) {
+  return PacketBuilder().Ipv4(src, dst).Tcp(sport, dport, flags).Build();
+}
+
+absl::Status AddRemoteService(Datapath& dp) {
+  Service svc;
+  svc.id = 21;
+  svc.frontends = {Frontend{Ip(kVipRemote), 5432, Protocol::kTcp, FrontendKind::kClusterIP}};
+  svc.backends = {Backend{Ip(ptopo::kMon), 5432}};
+  svc.maglev_size = 251;
+  return dp.services().Upsert(svc);
+}
+
+TEST_F(PolicyBpfTest, FromPodMarksServiceFlowsToRemoteBackendsOnly) {
+  DatapathConfig cfg = StandardConfig();
+  cfg.service_mark = kMark;
+  Load(cfg);
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  ASSERT_TRUE(AddRemoteService(*dp_).ok());
+  using namespace ptopo;
+
+  // New flow to the remote backend: DNATed and marked.
+  auto syn =
+      dp_->TestRun(Hook::kFromPod, TcpPkt(kFe, 41001, kVipRemote, 5432, kSyn), 1, 0, kForwarded);
+  ASSERT_TRUE(syn.ok()) << syn.status();
+  EXPECT_EQ(syn->retval, kTcOk);
+  EXPECT_EQ(syn->packet, TcpPkt(kFe, 41001, kMon, 5432, kSyn));
+  EXPECT_EQ(syn->mark, kMark);
+  // Established packets of it (conntrack hit) are marked too; other mark bits are kept.
+  auto ack = dp_->TestRun(Hook::kFromPod, TcpPkt(kFe, 41001, kVipRemote, 5432, kAck), 1, 0,
+                          kForwarded, 0x4);
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(ack->packet, TcpPkt(kFe, 41001, kMon, 5432, kAck));
+  EXPECT_EQ(ack->mark, kMark | 0x4);
+  auto e = dp_->conntrack().Lookup(FlowTuple{Ip(kFe), Ip(kVipRemote), 41001, 5432, 6});
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE(e->has_value());
+  EXPECT_TRUE((*e)->remote);
+  EXPECT_THAT((*e)->ToString(), HasSubstr("remote"));
+
+  // A local backend sees the DNAT in its own conntrack: no mark.
+  auto local =
+      dp_->TestRun(Hook::kFromPod, TcpPkt(kFe, 41002, kVipIso, 5432, kSyn), 1, 0, kForwarded);
+  ASSERT_TRUE(local.ok());
+  EXPECT_EQ(local->packet, TcpPkt(kFe, 41002, kIso1, 5432, kSyn));
+  EXPECT_EQ(local->mark, 0u);
+  auto le = dp_->conntrack().Lookup(FlowTuple{Ip(kFe), Ip(kVipIso), 41002, 5432, 6});
+  ASSERT_TRUE(le.ok() && le->has_value());
+  EXPECT_FALSE((*le)->remote);
+  // A direct (not translated) flow to the same remote pod: no mark.
+  auto direct =
+      dp_->TestRun(Hook::kFromPod, TcpPkt(kFe, 41003, kMon, 5432, kSyn), 1, 0, kForwarded);
+  ASSERT_TRUE(direct.ok());
+  EXPECT_EQ(direct->mark, 0u);
+  // The backend's reply, reverse-DNATed on the client's node, is not marked.
+  auto reply =
+      dp_->TestRun(Hook::kFromWorld, TcpPkt(kMon, 5432, kFe, 41001, kSyn | kAck), 1, 0, kForwarded);
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->packet, TcpPkt(kVipRemote, 5432, kFe, 41001, kSyn | kAck));
+  EXPECT_EQ(reply->mark, 0u);
+
+  // NodePort from outside: a remote backend (also SNATed) is marked, a local one is not.
+  auto np_remote = dp_->TestRun(
+      Hook::kFromWorld, TcpPkt(topo::kExternal, 50100, topo::kNode, topo::kNodePortRemote, kSyn), 1,
+      0, kForwarded);
+  ASSERT_TRUE(np_remote.ok());
+  EXPECT_EQ(np_remote->retval, kTcOk);
+  EXPECT_EQ(np_remote->mark, kMark);
+  auto np_local = dp_->TestRun(
+      Hook::kFromWorld, TcpPkt(topo::kExternal, 50101, topo::kNode, topo::kNodePortLocal, kSyn), 1,
+      0, kForwarded);
+  ASSERT_TRUE(np_local.ok());
+  EXPECT_EQ(np_local->retval, kTcOk);
+  EXPECT_EQ(np_local->mark, 0u);
+}
+
+TEST_F(PolicyBpfTest, ServiceMarkOffLeavesPacketsUnmarkedAndIsIgnoredByToPod) {
+  DatapathConfig wide = StandardConfig();
+  wide.service_mark = 0x10000;  // beyond the 16 bits GBP carries
+  EXPECT_EQ(wide.Validate().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(wide.Validate().message()), HasSubstr("service_mark"));
+  Load();  // StandardConfig(): service_mark 0
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  ASSERT_TRUE(AddRemoteService(*dp_).ok());
+  using namespace ptopo;
+  auto syn =
+      dp_->TestRun(Hook::kFromPod, TcpPkt(kFe, 41101, kVipRemote, 5432, kSyn), 1, 0, kForwarded);
+  ASSERT_TRUE(syn.ok());
+  EXPECT_EQ(syn->packet, TcpPkt(kFe, 41101, kMon, 5432, kSyn));
+  EXPECT_EQ(syn->mark, 0u);
+  auto in =
+      dp_->TestRun(Hook::kToPod, TcpPkt(kMon, 41102, kIso1, 5432, kSyn), 1, 0, kForwarded, kMark);
+  ASSERT_TRUE(in.ok());
+  EXPECT_EQ(in->retval, kTcShot);
+}
+
+TEST_F(PolicyBpfTest, MarkedFlowFromAnotherNodeEntersAnIsolatedPodByRuleE) {
+  DatapathConfig cfg = StandardConfig();
+  cfg.service_mark = kMark;
+  Load(cfg);
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  using namespace ptopo;
+  auto counter = [&](uint32_t reason) {
+    auto c = dp_->counters().Packets(reason);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : ~uint64_t{0};
+  };
+  auto to_pod = [&](const Bytes& pkt, uint32_t mark) {
+    auto r = dp_->TestRun(Hook::kToPod, pkt, 1, 0, kForwarded, mark);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->retval : -1;
+  };
+  const std::pair<std::string, std::string> via_service{kIso1, "via service"};
+  const std::pair<std::string, std::string> denied{kIso1, "denied"};
+
+  // Without the mark: a direct connection from another namespace, refused (rule b).
+  uint64_t isolated0 = counter(CN_R_DROP_ISOLATED);
+  EXPECT_EQ(to_pod(TcpPkt(kMon, 42001, kIso1, 5432, kSyn), 0), kTcShot);
+  EXPECT_EQ(counter(CN_R_DROP_ISOLATED), isolated0 + 1);
+  // Another mark bit (kube-proxy's masquerade mark) is not the service mark.
+  EXPECT_EQ(to_pod(TcpPkt(kMon, 42002, kIso1, 5432, kSyn), 0x4000), kTcShot);
+  EXPECT_EQ(counter(CN_R_DROP_ISOLATED), isolated0 + 2);
+
+  // With the mark: admitted by rule (e), counted as a service flow and in the endpoint's
+  // "via service" slot; the flow is tracked as admitted.
+  uint64_t service0 = counter(CN_R_POLICY_SERVICE);
+  EXPECT_EQ(to_pod(TcpPkt(kMon, 42003, kIso1, 5432, kSyn), kMark), kTcOk);
+  EXPECT_EQ(counter(CN_R_POLICY_SERVICE), service0 + 1);
+  auto e = dp_->conntrack().Lookup(FlowTuple{Ip(kMon), Ip(kIso1), 42003, 5432, 6});
+  ASSERT_TRUE(e.ok());
+  ASSERT_TRUE(e->has_value());
+  EXPECT_TRUE((*e)->policy_ok);
+  // Its next packets pass through conntrack (GBP marks every packet, but they need not be).
+  EXPECT_EQ(to_pod(TcpPkt(kMon, 42003, kIso1, 5432, kAck), 0), kTcOk);
+  EXPECT_EQ(counter(CN_R_POLICY_SERVICE), service0 + 1);
+  // A SYN reusing the tuple is checked again: without the mark it is a direct connection.
+  EXPECT_EQ(to_pod(TcpPkt(kMon, 42003, kIso1, 5432, kSyn), 0), kTcShot);
+  EXPECT_EQ(counter(CN_R_DROP_ISOLATED), isolated0 + 3);
+
+  // As on the real path: from-world on the VXLAN device tracks the decapsulated flow first
+  // (an inbound entry) and keeps the mark; to-pod then admits it on that entry.
+  Bytes syn = TcpPkt(kMon, 42004, kIso1, 5432, kSyn);
+  auto world = dp_->TestRun(Hook::kFromWorld, syn, 1, 0, kForwarded, kMark);
+  ASSERT_TRUE(world.ok());
+  EXPECT_EQ(world->retval, kTcOk);
+  EXPECT_EQ(world->mark, kMark);
+  EXPECT_EQ(to_pod(syn, kMark), kTcOk);
+  EXPECT_EQ(counter(CN_R_POLICY_SERVICE), service0 + 2);
+  auto in = dp_->conntrack().Lookup(FlowTuple{Ip(kMon), Ip(kIso1), 42004, 5432, 6});
+  ASSERT_TRUE(in.ok() && in->has_value());
+  EXPECT_TRUE((*in)->inbound);
+  EXPECT_TRUE((*in)->policy_ok);
+
+  // The exception is isolation's only: NetworkPolicy rules are evaluated for marked flows as
+  // for flows DNATed locally (web/api is selected by a policy, not isolated: port 9999 denied).
+  uint64_t policy0 = counter(CN_R_DROP_POLICY);
+  EXPECT_EQ(to_pod(TcpPkt(kMon, 42005, kApi, 9999, kSyn), kMark), kTcShot);
+  EXPECT_EQ(counter(CN_R_DROP_POLICY), policy0 + 1);
+  EXPECT_EQ(to_pod(TcpPkt(kMon, 42006, kApi, 8050, kSyn), kMark), kTcOk);  // ingress[1]
+
+  auto by_rule = CountersByRule(*dp_);
+  EXPECT_EQ(by_rule[via_service], 2u);
+  EXPECT_EQ(by_rule[denied], 3u);
+}
+
 TEST_F(PolicyBpfTest, StagingBadInputKeepsTheAppliedPolicy) {
   Load();
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
