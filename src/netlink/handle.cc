@@ -91,6 +91,7 @@ void ParseVxlan(nlattr* data, Link& link) {
   if (tb[IFLA_VXLAN_LINK]) v.underlay_index = static_cast<int>(nla_get_u32(tb[IFLA_VXLAN_LINK]));
   if (tb[IFLA_VXLAN_LEARNING]) v.learning = nla_get_u8(tb[IFLA_VXLAN_LEARNING]) != 0;
   if (tb[IFLA_VXLAN_UDP_CSUM]) v.udp_csum = nla_get_u8(tb[IFLA_VXLAN_UDP_CSUM]) != 0;
+  v.gbp = tb[IFLA_VXLAN_GBP] != nullptr;  // a flag attribute: present when on
   link.vxlan = v;
 }
 
@@ -353,6 +354,7 @@ absl::StatusOr<Link> Handle::CreateVxlan(const VxlanSpec& spec) {
             rtnl_link_vxlan_set_port(link.get(), spec.port) >= 0 &&
             rtnl_link_vxlan_set_learning(link.get(), spec.learning ? 1 : 0) >= 0 &&
             rtnl_link_vxlan_set_udp_csum(link.get(), spec.udp_csum ? 1 : 0) >= 0;
+  if (ok && spec.gbp) ok = rtnl_link_vxlan_set_flags(link.get(), RTNL_LINK_VXLAN_F_GBP, 1) >= 0;
   if (ok && spec.underlay_index != 0) {
     ok = rtnl_link_vxlan_set_link(link.get(), static_cast<uint32_t>(spec.underlay_index)) >= 0;
   }

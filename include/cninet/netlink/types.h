@@ -66,6 +66,7 @@ struct VxlanInfo {
   int underlay_index = 0;               ///< Device the tunnel is bound to (0 = any).
   bool learning = true;                 ///< Source-MAC learning into the FDB.
   bool udp_csum = false;                ///< UDP checksums on IPv4 transmit.
+  bool gbp = false;  ///< Group Based Policy: the low 16 bits of skb->mark cross the tunnel.
 };
 
 /// A network interface as the kernel reports it (RTM_NEWLINK).
@@ -117,8 +118,11 @@ struct VxlanSpec {
   int underlay_index = 0;               ///< Underlay device index; 0 = routing decides.
   bool learning = false;                ///< Off: the FDB is programmed, not learned.
   bool udp_csum = true;                 ///< Compute UDP checksums on IPv4 transmit.
-  uint32_t mtu = 0;                     ///< 0 = kernel default (underlay MTU - 50).
-  std::optional<MacAddress> mac;        ///< Device MAC; unset = kernel-chosen.
+  /// Group Based Policy extension (IFLA_VXLAN_GBP): transmit sends the low 16 bits of skb->mark
+  /// in the VXLAN header, receive sets skb->mark from them. Fixed at creation.
+  bool gbp = false;
+  uint32_t mtu = 0;               ///< 0 = kernel default (underlay MTU - 50).
+  std::optional<MacAddress> mac;  ///< Device MAC; unset = kernel-chosen.
   /// Checks the name, the VNI range, the port, the MAC (unicast) and the MTU range.
   absl::Status Validate() const;
 };
