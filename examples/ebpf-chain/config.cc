@@ -90,6 +90,7 @@ absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
   CNINET_RETURN_IF_ERROR(ReadString(j, "stateDir", &c.state_dir));
   if (!AbsolutePath(c.state_dir)) return Invalid("stateDir", "must be an absolute path");
   CNINET_RETURN_IF_ERROR(ReadBool(j, "teardownWhenIdle", &c.teardown_when_idle));
+  CNINET_RETURN_IF_ERROR(ReadUint(j, "serviceMark", 0, 0xffff, &c.service_mark));
   if (auto it = j.find("mapSizes"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return Invalid("mapSizes", "must be an object");
     datapath::MapSizes& m = c.map_sizes;
@@ -131,6 +132,7 @@ datapath::DatapathConfig ChainConfig::ToDatapathConfig(
   d.node_addresses = addresses;
   d.masquerade = masquerade;
   d.map_sizes = map_sizes;
+  d.service_mark = service_mark;
   return d;
 }
 

@@ -26,6 +26,7 @@ namespace cninet::ebpf_chain {
 //   teardownWhenIdle true           the last DEL/GC detaches the uplink and unpins the maps,
 //                                   unless services programmed by someone else are left
 //   hostPortIds      1024           service ids reserved for hostPorts (top of the id range)
+//   serviceMark      0              datapath::DatapathConfig::service_mark (0..0xffff, 0 = off)
 //   mapSizes         {}             conntrack, nat, services, serviceSlots, backends, affinity,
 //                                   endpoints (datapath::MapSizes; must be equal on a node)
 struct ChainConfig {
@@ -39,6 +40,7 @@ struct ChainConfig {
   bool teardown_when_idle = true;
   uint32_t host_port_ids = 1024;
   datapath::MapSizes map_sizes;
+  uint32_t service_mark = 0;
 
   // Reads the keys above from `conf.raw` (instance defaults to conf.name). Code 7 naming the key
   // on a wrong type or value.

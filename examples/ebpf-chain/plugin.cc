@@ -384,7 +384,8 @@ absl::StatusOr<std::unique_ptr<dp::Datapath>> FastAttach(const ChainConfig& cfg,
   if (have.cluster_cidr != cfg.cluster_cidr || have.masquerade != cfg.masquerade ||
       have.node_addresses != up.addresses || hs.conntrack != ws.conntrack || hs.nat != ws.nat ||
       hs.services != ws.services || hs.service_slots != ws.service_slots ||
-      hs.backends != ws.backends || hs.endpoints != ws.endpoints) {
+      hs.backends != ws.backends || hs.endpoints != ws.endpoints ||
+      have.service_mark != cfg.service_mark) {
     CNINET_LOG(kInfo, "instance ", cfg.instance, " configuration changed: reloading the datapath");
     return none;
   }

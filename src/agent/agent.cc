@@ -450,6 +450,9 @@ absl::Status Agent::Impl::LoadDatapath() {
   for (const IPPrefix& a : uplink.addresses) c.node_addresses.push_back(a.address());
   c.masquerade = opt.masquerade;
   c.map_sizes = opt.map_sizes;
+  // Service flows DNATed here to a backend on another node carry this mark over the VXLAN
+  // device (created with GBP), so the backend's isolation policy admits them (rule e).
+  c.service_mark = dp::kDefaultServiceMark;
   CNINET_ASSIGN_OR_RETURN(datapath, dp::Datapath::Create(c));
   // Programs on the uplink (NodePort, reverse SNAT, masquerade) and on the VXLAN device (replies
   // of remote backends to this node's pods are reverse-DNATed there). Left attached when the
@@ -510,6 +513,7 @@ absl::Status Agent::Impl::WriteConflist() {
   p.masquerade = opt.masquerade;
   p.map_sizes = opt.map_sizes;
   p.host_port_ids = opt.host_port_ids;
+  p.service_mark = dp::kDefaultServiceMark;  // as LoadDatapath writes it
   if (opt.report_pods) p.agent_socket = opt.socket_path;
   std::string path = StrCat(opt.cni_conf_dir, "/", opt.cni_conf_file);
   CNINET_RETURN_IF_ERROR(WriteFileAtomic(path, BuildConflist(p)));

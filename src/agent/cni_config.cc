@@ -50,6 +50,7 @@ std::string BuildConflist(const ConflistParams& p) {
         {"endpoints", m.endpoints}}},
       {"capabilities", {{"portMappings", true}}},
   };
+  if (p.service_mark != 0) ebpf["serviceMark"] = p.service_mark;
   json plugins = json::array({bridge, ebpf});
   if (!p.agent_socket.empty()) {
     plugins.push_back({{"type", "cninet-agent-cni"}, {"socket", p.agent_socket}});

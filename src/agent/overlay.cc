@@ -133,7 +133,7 @@ absl::Status OverlayReconciler::EnsureDevice() {
     const nl::Link& l = *existing;
     bool same = l.kind == "vxlan" && l.vxlan && l.vxlan->vni == vxlan_.vni &&
                 l.vxlan->port == vxlan_.port && l.vxlan->local == vxlan_.local &&
-                l.mac == vxlan_.mac && !l.vxlan->learning;
+                l.mac == vxlan_.mac && !l.vxlan->learning && l.vxlan->gbp;
     if (!same) {
       CNINET_LOG(kWarning, "VXLAN device ", vxlan_.name, " has other settings; recreating it");
       CNINET_RETURN_IF_ERROR(handle_->DeleteLink(l.index));
@@ -150,6 +150,8 @@ absl::Status OverlayReconciler::EnsureDevice() {
     spec.underlay_index = vxlan_.underlay_index;
     spec.learning = false;
     spec.udp_csum = true;
+    // GBP carries the datapath's service mark (skb->mark) to the backend's node (rule e).
+    spec.gbp = true;
     spec.mtu = vxlan_.mtu;
     spec.mac = vxlan_.mac;
     auto created = handle_->CreateVxlan(spec);

@@ -36,6 +36,7 @@ struct ConflistParams {
   bool masquerade = true;                      ///< cninet-ebpf's masquerade.
   datapath::MapSizes map_sizes;                ///< cninet-ebpf's mapSizes (must equal the agent's).
   uint32_t host_port_ids = 1024;               ///< cninet-ebpf's hostPortIds.
+  uint32_t service_mark = 0;                   ///< cninet-ebpf's serviceMark (written when not 0).
   std::string agent_socket;                    ///< cninet-agent-cni's socket ("": not chained).
 };
 
