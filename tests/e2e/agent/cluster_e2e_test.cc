@@ -31,22 +31,6 @@ using ::testing::Not;
 
 constexpr uint16_t kPodPort = 8080;
 
-absl::Status StatusOf(const absl::Status& s) { return s; }
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-#define ASSERT_OK(expr)                         \
-  do {                                          \
-    absl::Status status_of_ = StatusOf(expr);   \
-    ASSERT_TRUE(status_of_.ok()) << status_of_; \
-  } while (false)
-#define EXPECT_OK(expr)                         \
-  do {                                          \
-    absl::Status status_of_ = StatusOf(expr);   \
-    EXPECT_TRUE(status_of_.ok()) << status_of_; \
-  } while (false)
-
 // The answering pod's name, or "ERROR: ..." (for EXPECT_EQ on the answer).
 std::string Who(const std::string& netns, const std::string& ip, uint16_t port) {
   absl::StatusOr<std::string> who = WhoAnswers(netns, ip, port);

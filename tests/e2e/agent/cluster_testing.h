@@ -179,6 +179,25 @@ class Cluster {
   std::vector<std::unique_ptr<LineServer>> servers_;
 };
 
+/// The status of a Status or StatusOr (for the ASSERT_OK / EXPECT_OK macros below).
+inline absl::Status StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+
 }  // namespace cninet::agent::testing
+
+// gtest assertions on a Status or StatusOr, printing the status when it is not OK.
+#define ASSERT_OK(expr)                                                 \
+  do {                                                                  \
+    absl::Status status_of_ = ::cninet::agent::testing::StatusOf(expr); \
+    ASSERT_TRUE(status_of_.ok()) << status_of_;                         \
+  } while (false)
+#define EXPECT_OK(expr)                                                 \
+  do {                                                                  \
+    absl::Status status_of_ = ::cninet::agent::testing::StatusOf(expr); \
+    EXPECT_TRUE(status_of_.ok()) << status_of_;                         \
+  } while (false)
 
 #endif  // CNINET_TESTS_E2E_AGENT_CLUSTER_TESTING_H_

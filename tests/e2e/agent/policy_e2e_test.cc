@@ -53,17 +53,6 @@ constexpr auto kConverge = std::chrono::seconds(10);
 
 double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
-absl::Status StatusOf(const absl::Status& s) { return s; }
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& s) {
-  return s.status();
-}
-#define ASSERT_OK(expr)                         \
-  do {                                          \
-    absl::Status status_of_ = StatusOf(expr);   \
-    ASSERT_TRUE(status_of_.ok()) << status_of_; \
-  } while (false)
-
 // One TCP connection attempt from a pod's namespace.
 struct Attempt {
   enum Outcome { kAnswered, kNoAnswer, kFailed } outcome = kFailed;
