@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -155,6 +156,27 @@ std::string UniqueName(std::string_view prefix) {
 }
 
 bool IsRoot() { return geteuid() == 0; }
+
+ScopedHostPaths::ScopedHostPaths(std::vector<std::string> paths) {
+  for (std::string& p : paths) {
+    if (access(p.c_str(), F_OK) != 0) absent_.push_back(std::move(p));
+  }
+  // Children before parents: a longer path of the same prefix is removed first.
+  std::sort(absent_.begin(), absent_.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+}
+
+ScopedHostPaths::~ScopedHostPaths() {
+  for (const std::string& p : absent_) {
+    struct stat st;
+    if (lstat(p.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      rmdir(p.c_str());  // fails (harmlessly) when not empty
+    } else {
+      unlink(p.c_str());
+    }
+  }
+}
 
 TempDir::TempDir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "cninet-test-XXXXXX").string();

@@ -60,6 +60,22 @@ class TempDir {
   std::string path_;
 };
 
+// Host paths that a peer plugin or runtime creates at a fixed place (the reference tuning plugin's
+// /run/cni/tuning, podman's libcni cache /var/lib/cni/results and its blob-info cache): those of
+// `paths` that do not exist when this is constructed are removed in the destructor — a file is
+// unlinked, a directory removed only if empty by then (rmdir: never anybody else's data) — so a
+// test leaves the host as it found it.
+class ScopedHostPaths {
+ public:
+  explicit ScopedHostPaths(std::vector<std::string> paths);
+  ~ScopedHostPaths();
+  ScopedHostPaths(const ScopedHostPaths&) = delete;
+  ScopedHostPaths& operator=(const ScopedHostPaths&) = delete;
+
+ private:
+  std::vector<std::string> absent_;  // deepest first
+};
+
 // Writes `content` to `path` (creating parent directories).
 void WriteFile(const std::string& path, std::string_view content);
 // Reads a whole file ("" when missing).

@@ -54,6 +54,9 @@ class ContainerdChainTest : public ::testing::Test {
     return "default-" + id;
   }  // ctr's container ID for CNI.
 
+  // ctr-in-node.sh bind-mounts the test's cache over /var/lib/cni (ctr's fixed cache path), so
+  // that mount point must exist on the host. Declared first, removed last.
+  cninet::testing::ScopedHostPaths host_dirs_{{"/var/lib/cni", "/var/lib/cni/results"}};
   ScopedBpffs fs_;
   TempDir tmp_;
   NodeTopology topo_;

@@ -133,6 +133,11 @@ class PodmanChainTest : public ::testing::Test {
     EXPECT_TRUE(cninet::testing::ReadFile(Libcni(srv_id)).empty());
   }
 
+  // podman's libcni caches results under /var/lib/cni and its image code keeps a blob-info cache
+  // in /var/lib/containers/cache, whatever --root says (fixed paths). Declared first, removed last.
+  cninet::testing::ScopedHostPaths host_dirs_{
+      {"/var/lib/cni", "/var/lib/cni/results", "/var/lib/containers", "/var/lib/containers/cache",
+       "/var/lib/containers/cache/blob-info-cache-v1.boltdb"}};
   ScopedBpffs fs_;
   TempDir tmp_;
   NodeTopology topo_;

@@ -65,6 +65,9 @@ class ChainTest : public ::testing::Test {
     return *l;
   }
 
+  // The reference tuning plugin keeps its backups in /run/cni/tuning (a fixed path). Declared
+  // first, so removed last.
+  cninet::testing::ScopedHostPaths host_dirs_{{"/run/cni", "/run/cni/tuning"}};
   Node node_;
   Pod pod_;
   std::unique_ptr<cni::Runtime> runtime_;
