@@ -32,6 +32,7 @@
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/datapath_maps.h"
 #include "cninet/datapath/maglev.h"
+#include "common/bench_flags.h"
 
 namespace cninet::bench {
 namespace {
@@ -309,13 +310,6 @@ void WriteTable(const std::string& path) {
     out << "| " << r.name << " | " << Human(r.ours_s) << " | " << Human(r.base_s) << " | " << ratio
         << " | " << r.unit_note << " | " << r.goal << " |\n";
   }
-}
-
-bool ParseFlag(const char* arg, const char* name, std::string* value) {
-  size_t n = std::strlen(name);
-  if (std::strncmp(arg, name, n) != 0 || arg[n] != '=') return false;
-  *value = arg + n + 1;
-  return true;
 }
 
 }  // namespace

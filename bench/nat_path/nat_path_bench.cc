@@ -46,6 +46,7 @@
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/datapath_maps.h"
 #include "cninet/datapath/types.h"
+#include "common/bench_flags.h"
 #include "fixtures.h"
 #include "harness.h"
 
@@ -901,13 +902,6 @@ void WritePlot(const std::string& path) {
                   e->floor_ns);
     out << buf;
   }
-}
-
-bool ParseFlag(const char* arg, const char* name, std::string* value) {
-  size_t n = std::strlen(name);
-  if (std::strncmp(arg, name, n) != 0 || arg[n] != '=') return false;
-  *value = arg + n + 1;
-  return true;
 }
 
 }  // namespace

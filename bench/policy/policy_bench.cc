@@ -35,6 +35,7 @@
 #include "cninet/cni/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
+#include "common/bench_flags.h"
 #include "packet_builder.h"
 
 namespace cninet::bench {
@@ -284,13 +285,6 @@ void WriteTable(const std::string& path) {
   out << "\nMedians over the benchmark's iterations; each iteration runs the empty program, the "
          "no-policy packet and the case's packet in interleaved batches of "
       << g_opt.repeat << " BPF_PROG_TEST_RUN runs.\n";
-}
-
-bool ParseFlag(const char* arg, const char* name, std::string* value) {
-  size_t n = std::strlen(name);
-  if (std::strncmp(arg, name, n) != 0 || arg[n] != '=') return false;
-  *value = arg + n + 1;
-  return true;
 }
 
 }  // namespace
