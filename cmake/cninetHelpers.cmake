@@ -1,10 +1,10 @@
 # Helpers shared by every CMakeLists.txt of the project: components, plugins, tests.
 
-set(CNINET_PLUGIN_DIR "${CMAKE_BINARY_DIR}/plugins" CACHE INTERNAL "Where example CNI plugins are built")
-set(CNINET_TOOL_DIR "${CMAKE_BINARY_DIR}/bin" CACHE INTERNAL "Where example tools are built")
+set(CNINET_PLUGIN_DIR "${CMAKE_BINARY_DIR}/plugins" CACHE INTERNAL "Where CNI plugins are built")
+set(CNINET_TOOL_DIR "${CMAKE_BINARY_DIR}/bin" CACHE INTERNAL "Where tools are built")
 set(CNINET_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/cninet")
-set(CNINET_INSTALL_PLUGINDIR "${CMAKE_INSTALL_LIBDIR}/cni" CACHE STRING
-    "Where example CNI plugins are installed (Debian's reference plugins live in /usr/lib/cni)")
+set(CNINET_INSTALL_PLUGINDIR "${CMAKE_INSTALL_LIBEXECDIR}/cni" CACHE STRING
+    "Where the CNI plugins of plugins/ are installed (a CNI bin directory; Debian's reference plugins live in /usr/lib/cni)")
 
 if(CNINET_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
@@ -145,8 +145,9 @@ function(cninet_add_subdirectories dir)
   endforeach()
 endfunction()
 
-# cninet_add_plugin(NAME cninet-x SOURCES ... LIBS ...): a CNI plugin binary, built into
-# ${CNINET_PLUGIN_DIR} so one CNI_PATH entry finds every plugin of the build.
+# cninet_add_plugin(NAME cninet-x SOURCES ... LIBS ...): a CNI plugin people deploy (plugins/),
+# built into ${CNINET_PLUGIN_DIR} so one CNI_PATH entry finds every plugin of the build, and
+# installed into ${CNINET_INSTALL_PLUGINDIR}.
 function(cninet_add_plugin)
   cmake_parse_arguments(P "" "NAME" "SOURCES;LIBS" ${ARGN})
   add_executable(${P_NAME} ${P_SOURCES})
@@ -154,9 +155,11 @@ function(cninet_add_plugin)
   set_target_properties(${P_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CNINET_PLUGIN_DIR})
   cninet_target_warnings(${P_NAME})
   install(TARGETS ${P_NAME} RUNTIME DESTINATION ${CNINET_INSTALL_PLUGINDIR})
+  set_property(GLOBAL APPEND PROPERTY CNINET_INSTALLED_PLUGINS ${P_NAME})
 endfunction()
 
-# cninet_add_tool(NAME cninet-x SOURCES ... LIBS ...): a command-line tool built into bin/.
+# cninet_add_tool(NAME cninet-x SOURCES ... LIBS ...): an operator's executable (tools/), built
+# into ${CNINET_TOOL_DIR} and installed into bin/.
 function(cninet_add_tool)
   cmake_parse_arguments(P "" "NAME" "SOURCES;LIBS" ${ARGN})
   add_executable(${P_NAME} ${P_SOURCES})
@@ -164,6 +167,21 @@ function(cninet_add_tool)
   set_target_properties(${P_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CNINET_TOOL_DIR})
   cninet_target_warnings(${P_NAME})
   install(TARGETS ${P_NAME} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  set_property(GLOBAL APPEND PROPERTY CNINET_INSTALLED_TOOLS ${P_NAME})
+endfunction()
+
+# cninet_add_example(NAME x SOURCES ... LIBS ... [PLUGIN]): teaching code (examples/), built
+# beside the plugins (PLUGIN) or the tools so tests can run it, never installed.
+function(cninet_add_example)
+  cmake_parse_arguments(P "PLUGIN" "NAME" "SOURCES;LIBS" ${ARGN})
+  add_executable(${P_NAME} ${P_SOURCES})
+  target_link_libraries(${P_NAME} PRIVATE ${P_LIBS})
+  if(P_PLUGIN)
+    set_target_properties(${P_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CNINET_PLUGIN_DIR})
+  else()
+    set_target_properties(${P_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CNINET_TOOL_DIR})
+  endif()
+  cninet_target_warnings(${P_NAME})
 endfunction()
 
 # cninet_add_gtest(NAME t SOURCES ... [LIBS ...] [LABELS ...] [TIMEOUT s] [RUN_SERIAL])

@@ -25,7 +25,8 @@ required_conan_version = ">=2.0"
 
 # cninet component -> (cninet components it requires, Conan requirements it uses).
 COMPONENTS = {
-    "cni": ([], ["abseil::abseil", "nlohmann_json::nlohmann_json"]),
+    "base": ([], ["abseil::abseil"]),
+    "cni": (["base"], ["abseil::abseil", "nlohmann_json::nlohmann_json"]),
     "ipam": (["cni"], []),
     "netlink": (["cni"], ["libnl::libnl"]),
     "datapath": (["cni"], ["libbpf::libbpf"]),
@@ -81,7 +82,7 @@ class CninetConan(ConanFile):
             self.options.rm_safe("with_etcd")
 
     def _enabled(self):
-        enabled = ["cni"]
+        enabled = ["base", "cni"]
         for c in ("ipam", "netlink", "datapath", "agent"):
             if self.options.get_safe("with_" + c):
                 enabled.append(c)
@@ -120,6 +121,8 @@ class CninetConan(ConanFile):
         tc = CMakeToolchain(self)
         tc.cache_variables["CNINET_BUILD_TESTS"] = False
         tc.cache_variables["CNINET_BUILD_EXAMPLES"] = False
+        tc.cache_variables["CNINET_BUILD_PLUGINS"] = False
+        tc.cache_variables["CNINET_BUILD_TOOLS"] = False
         tc.cache_variables["CNINET_BUILD_BENCH"] = False
         for c in ("ipam", "netlink", "datapath", "agent"):
             tc.cache_variables["CNINET_WITH_" + c.upper()] = bool(self.options.get_safe("with_" + c))

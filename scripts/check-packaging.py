@@ -30,7 +30,8 @@ import sys
 import tempfile
 import types
 
-COMPONENT_ORDER = ["cni", "ipam", "netlink", "datapath", "agent"]
+COMPONENT_ORDER = ["base", "cni", "ipam", "netlink", "datapath", "agent"]
+CORE = ("base", "cni")  # Always built; no option switches them.
 
 # Third-party names as each packaging system spells them -> one normalized name.
 NORMALIZE = [
@@ -343,9 +344,9 @@ def run_conan_recipe(root, options):
 
 def check_conan_recipe(root, cmake, version):
     problems = []
-    all_off = {f"with_{c}": False for c in COMPONENT_ORDER if c != "cni"}
+    all_off = {f"with_{c}": False for c in COMPONENT_ORDER if c not in CORE}
     for label, options, expected in (("default options", {}, set(cmake)),
-                                     ("cni only", all_off, {"cni"})):
+                                     ("cni only", all_off, {"base", "cni"})):
         try:
             recipe = run_conan_recipe(root, options)
         except Exception as e:  # The recipe itself is broken: report, do not crash.
@@ -395,7 +396,8 @@ def vcpkg_components(root):
         return [d if isinstance(d, str) else d["name"] for d in deps]
 
     base_third = {normalize(d) for d in names(manifest.get("dependencies", []))} - {None}
-    out = {"cni": (set(), base_third)}
+    # The port's core is base + cni: base needs Abseil only.
+    out = {"base": (set(), {"abseil"} & base_third), "cni": ({"base"}, base_third)}
     errors = []
     for feat, spec in manifest.get("features", {}).items():
         deps, third = set(), set()
@@ -419,7 +421,7 @@ def vcpkg_components(root):
                 errors.append(f"vcpkg feature {feat} must depend on cninet[{comp}]")
     # Every feature-component implicitly depends on cni (the core of the port).
     for name, (deps, third) in list(out.items()):
-        if name != "cni":
+        if name not in CORE:
             out[name] = (deps | {"cni"}, third)
     return out, manifest, optional_features, errors
 
@@ -506,7 +508,7 @@ def check(root, build=None):
             problems.append(f"vcpkg feature {feat} switches no CMake option in portfile.cmake")
     usage = open(os.path.join(root, "ports", "cninet", "usage")).read()
     for c in cm:
-        if c != "cni" and f"option(CNINET_WITH_{c.upper()} " not in top:
+        if c not in CORE and f"option(CNINET_WITH_{c.upper()} " not in top:
             problems.append(f"CMake: no option CNINET_WITH_{c.upper()} for component {c}")
         if c not in usage:
             problems.append(f"ports/cninet/usage does not mention component {c}")

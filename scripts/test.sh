@@ -43,7 +43,7 @@ for s in $STAGES; do
       ;;
     asan)
       stage "ASan + UBSan build, unit tests"
-      cmake --preset asan -DCNINET_BUILD_EXAMPLES=OFF -DCNINET_BUILD_BENCH=OFF \
+      cmake --preset asan -DCNINET_BUILD_PLUGINS=OFF -DCNINET_BUILD_TOOLS=OFF -DCNINET_BUILD_EXAMPLES=OFF -DCNINET_BUILD_BENCH=OFF \
         -DCNINET_TEST_KINDS=unit -DCNINET_CHECK_HEADERS=OFF >/dev/null &&
         cmake --build --preset asan -j "$JOBS" || { failed="$failed asan-build"; continue; }
       ctest --preset asan -j "$JOBS" -L unit || failed="$failed asan"

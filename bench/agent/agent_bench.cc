@@ -38,8 +38,8 @@
 #include "cninet/agent/etcd_store.h"
 #include "cninet/agent/services.h"
 #include "cninet/agent/state.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/datapath.h"
 
 namespace {

@@ -24,8 +24,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_split.h"
 #include "cninet/cni/ip.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 

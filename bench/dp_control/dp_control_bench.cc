@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "cninet/cni/ip.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/datapath_maps.h"

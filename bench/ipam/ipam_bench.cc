@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/ipam/ipam.h"
 
 namespace {

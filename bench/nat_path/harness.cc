@@ -10,8 +10,8 @@
 #include <numeric>
 #include <string>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath_maps.h"
 #include "cninet_bpf/nat_path_harness.skel.h"

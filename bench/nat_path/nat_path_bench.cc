@@ -40,8 +40,8 @@
 #include <string>
 #include <vector>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/datapath_maps.h"

@@ -31,8 +31,8 @@
 #include <string>
 #include <vector>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "common/bench_flags.h"

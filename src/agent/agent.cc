@@ -25,9 +25,10 @@
 #include "cninet/agent/policy.h"
 #include "cninet/agent/services.h"
 #include "cninet/agent/state.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/file.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/maglev.h"
 #include "cninet/netlink/netlink.h"
@@ -516,7 +517,9 @@ absl::Status Agent::Impl::WriteConflist() {
   p.service_mark = dp::kDefaultServiceMark;  // as LoadDatapath writes it
   if (opt.report_pods) p.agent_socket = opt.socket_path;
   std::string path = StrCat(opt.cni_conf_dir, "/", opt.cni_conf_file);
-  CNINET_RETURN_IF_ERROR(WriteFileAtomic(path, BuildConflist(p)));
+  WriteFileOptions options;
+  options.create_parent_dirs = true;
+  CNINET_RETURN_IF_ERROR(WriteFileAtomic(path, BuildConflist(p), options));
   CNINET_LOG(kInfo, "wrote ", path);
   return absl::OkStatus();
 }

@@ -7,8 +7,8 @@
 #include <cerrno>
 #include <filesystem>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "nlohmann/json.hpp"
 
 namespace cninet::agent {
@@ -57,48 +57,6 @@ std::string BuildConflist(const ConflistParams& p) {
   }
   json list = {{"cniVersion", p.cni_version}, {"name", p.network_name}, {"plugins", plugins}};
   return list.dump(2) + "\n";
-}
-
-absl::Status WriteFileAtomic(const std::string& path, std::string_view content, mode_t mode) {
-  std::filesystem::path target(path);
-  std::filesystem::path dir = target.parent_path();
-  if (dir.empty()) dir = ".";
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return absl::InternalError(StrCat("create ", dir.string(), ": ", ec.message()));
-  std::string tmp = StrCat(path, ".tmp.", getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return ErrnoStatus(errno, StrCat("create ", tmp));
-  size_t off = 0;
-  while (off < content.size()) {
-    ssize_t w = write(fd, content.data() + off, content.size() - off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return ErrnoStatus(err, StrCat("write ", tmp));
-    }
-    off += static_cast<size_t>(w);
-  }
-  if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
-    int err = errno;
-    close(fd);
-    unlink(tmp.c_str());
-    return ErrnoStatus(err, StrCat("sync ", tmp));
-  }
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    unlink(tmp.c_str());
-    return ErrnoStatus(err, StrCat("rename to ", path));
-  }
-  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace cninet::agent

@@ -33,9 +33,11 @@
 
 #include "agent/dispatcher.h"
 #include "agent/embedded_store_internal.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/fd.h"
+#include "cninet/base/file.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "embedded_store.pb.h"
 
 namespace cninet::agent {
@@ -120,30 +122,6 @@ FrameStatus NextFrame(std::string_view data, size_t* frame_size, std::string_vie
 // ---------------------------------------------------------------------------------------------
 // Files.
 
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { Reset(); }
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
 // flock() held for a scope.
 class FileLock {
  public:
@@ -187,34 +165,14 @@ absl::StatusOr<std::string> ReadFrom(int fd, off_t offset, const std::string& wh
   }
 }
 
-absl::Status FsyncDir(const std::string& dir) {
-  UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoStatus(errno, StrCat("opening ", dir));
-  if (fsync(fd.get()) != 0) return ErrnoStatus(errno, StrCat("fsync ", dir));
-  return absl::OkStatus();
-}
-
-// Replaces dir/name with `content` atomically and durably: temp file, fsync, rename, fsync dir.
+// Replaces dir/name with `content` atomically and durably (WriteFileAtomic), passing
+// `crash_after_write` between the synced temp file and the rename.
 absl::Status ReplaceFile(const std::string& dir, const std::string& name, std::string_view content,
                          std::string_view crash_after_write) {
-  std::string tmp = StrCat(dir, "/", name, ".tmp.", getpid());
-  std::string path = StrCat(dir, "/", name);
-  UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!fd.valid()) return ErrnoStatus(errno, StrCat("creating ", tmp));
-  absl::Status status = PWriteAll(fd.get(), content, 0, tmp);
-  if (status.ok() && fsync(fd.get()) != 0) status = ErrnoStatus(errno, StrCat("fsync ", tmp));
-  fd.Reset();
-  if (!status.ok()) {
-    unlink(tmp.c_str());
-    return status;
-  }
-  CrashPoint(crash_after_write);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    status = ErrnoStatus(errno, StrCat("renaming ", tmp));
-    unlink(tmp.c_str());
-    return status;
-  }
-  return FsyncDir(dir);
+  WriteFileOptions options;
+  options.mode = 0600;
+  options.before_rename = [crash_after_write] { CrashPoint(crash_after_write); };
+  return WriteFileAtomic(StrCat(dir, "/", name), content, options);
 }
 
 int64_t NowUnixMs() {

@@ -18,9 +18,9 @@
 
 #include "agent/dispatcher.h"
 #include "cninet/cni/ip.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 
 namespace cninet::agent {

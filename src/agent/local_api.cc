@@ -12,9 +12,9 @@
 #include <cstring>
 #include <filesystem>
 
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::agent {
 namespace {

@@ -5,9 +5,9 @@
 
 #include "cninet/agent/state.h"
 #include "cninet/cni/error.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/ipam/errors.h"
 #include "cninet/ipam/subnet_pool.h"
 

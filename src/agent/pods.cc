@@ -5,8 +5,8 @@
 #include <tuple>
 #include <utility>
 
-#include "cninet/cni/log.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/strings.h"
 #include "cninet/netlink/types.h"
 
 namespace cninet::agent {

@@ -6,9 +6,9 @@
 #include <tuple>
 #include <utility>
 
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::agent {
 namespace {

@@ -10,8 +10,8 @@
 #include <utility>
 
 #include "cninet/cni/ip.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::agent {
 namespace {

@@ -6,8 +6,8 @@
 #include <thread>
 #include <utility>
 
-#include "cninet/cni/log.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::agent {
 

@@ -10,9 +10,9 @@
 
 #include "absl/strings/ascii.h"
 #include "cninet/cni/error.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/cni/version.h"
 #include "json_util.h"
 

@@ -5,7 +5,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::cni {
 using cninet::ToAbsl;

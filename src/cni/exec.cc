@@ -10,31 +10,15 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cninet/base/fd.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/cni/conf.h"
 #include "cninet/cni/error.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
 
 namespace cninet::cni {
 namespace {
-
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() { Reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 bool IsExecutableFile(const std::string& path) {
   struct stat st {};
@@ -63,11 +47,11 @@ absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_vi
                                        const ExecOptions& options) {
   int in[2], out[2], err[2] = {-1, -1};
   if (pipe2(in, O_CLOEXEC) != 0) return CniError(ErrorCode::kIoFailure, "pipe failed");
-  Fd in_r(in[0]), in_w(in[1]);
+  UniqueFd in_r(in[0]), in_w(in[1]);
   if (pipe2(out, O_CLOEXEC) != 0) return CniError(ErrorCode::kIoFailure, "pipe failed");
-  Fd out_r(out[0]), out_w(out[1]);
+  UniqueFd out_r(out[0]), out_w(out[1]);
   if (pipe2(err, O_CLOEXEC) != 0) return CniError(ErrorCode::kIoFailure, "pipe failed");
-  Fd err_r(err[0]), err_w(err[1]);
+  UniqueFd err_r(err[0]), err_w(err[1]);
 
   // Everything the child needs is prepared before fork (no allocation after it).
   std::vector<char*> argv = {const_cast<char*>(binary.c_str()), nullptr};
@@ -131,7 +115,7 @@ absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_vi
       if ((w < 0 && errno != EAGAIN && errno != EINTR) || written >= stdin_data.size())
         in_w.Reset();
     }
-    auto drain = [&](int idx, const Fd& fd, std::string& into, bool& open_flag) {
+    auto drain = [&](int idx, const UniqueFd& fd, std::string& into, bool& open_flag) {
       if (idx < 0 || (fds[idx].revents & (POLLIN | POLLHUP | POLLERR)) == 0) return;
       ssize_t got = read(fd.get(), buf, sizeof(buf));
       if (got > 0) {

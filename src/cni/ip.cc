@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::cni {
 

@@ -11,7 +11,7 @@
 
 #include "absl/status/status.h"
 #include "cninet/cni/error.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "nlohmann/json.hpp"
 
 namespace cninet::cni::internal {

@@ -12,11 +12,12 @@
 #include <sstream>
 
 #include "absl/strings/escaping.h"
+#include "cninet/base/file.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/cni/error.h"
 #include "cninet/cni/exec.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
 #include "cninet/cni/version.h"
 #include "json_util.h"
 
@@ -41,37 +42,12 @@ absl::Status MakeDirs(const std::string& path, mode_t mode) {
   return absl::OkStatus();
 }
 
-// Writes `data` to `path` atomically: temp file, fsync, rename, fsync of the directory.
+// Writes a cache file (0600: it holds the network configuration) with WriteFileAtomic.
 absl::Status WriteAtomic(const std::string& path, std::string_view data) {
-  std::string dir = path.substr(0, path.rfind('/'));
-  std::string tmp = cninet::StrCat(path, ".tmp.", getpid());
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0)
-    return CniError(ErrorCode::kIoFailure, cninet::StrCat("open ", tmp, ": ", strerror(errno)));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t w = write(fd, data.data() + off, data.size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      int e = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return CniError(ErrorCode::kIoFailure, cninet::StrCat("write ", tmp, ": ", strerror(e)));
-    }
-    off += static_cast<size_t>(w);
-  }
-  fsync(fd);
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    unlink(tmp.c_str());
-    return CniError(ErrorCode::kIoFailure, cninet::StrCat("rename ", tmp, ": ", strerror(e)));
-  }
-  int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
+  WriteFileOptions options;
+  options.mode = 0600;
+  absl::Status status = WriteFileAtomic(path, data, options);
+  if (!status.ok()) return CniError(ErrorCode::kIoFailure, std::string(status.message()));
   return absl::OkStatus();
 }
 

@@ -3,8 +3,8 @@
 #include <string>
 
 #include "cninet/cni/error.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/cni/version.h"
 #include "json_util.h"
 

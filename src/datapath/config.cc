@@ -1,6 +1,6 @@
 #include "cninet/datapath/config.h"
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/service_table.h"
 

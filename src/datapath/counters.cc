@@ -1,6 +1,6 @@
 #include "cninet/datapath/counters.h"
 
-#include "cninet/cni/status.h"
+#include "cninet/base/status.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath_maps.h"
 

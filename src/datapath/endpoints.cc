@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "cninet/cni/status.h"
+#include "cninet/base/status.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath_maps.h"
 #include "cninet/datapath/types.h"

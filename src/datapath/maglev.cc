@@ -4,7 +4,7 @@
 #include <string_view>
 #include <unordered_set>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::datapath {
 namespace {

@@ -9,8 +9,8 @@
 #include <cstring>
 #include <vector>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::datapath {
 namespace {

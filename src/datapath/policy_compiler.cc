@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <tuple>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/types.h"
 
 namespace cninet::datapath {

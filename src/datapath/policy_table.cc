@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <chrono>
 
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath_maps.h"
 

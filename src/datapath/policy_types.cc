@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <set>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::datapath {
 namespace {

@@ -11,9 +11,10 @@
 #include <set>
 #include <tuple>
 
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/fd.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath_maps.h"
 #include "cninet/datapath/maglev.h"
@@ -30,14 +31,6 @@ constexpr uint32_t kSlotBits = 12;
 
 uint32_t BackendId(uint32_t svc_id, uint32_t slot) { return (svc_id << kSlotBits) | slot; }
 uint32_t ServiceOfBackend(uint32_t backend_id) { return backend_id >> kSlotBits; }
-
-// An owned fd.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-};
 
 // Writes [n, ids...] into a fresh mmapable array (elements are 8-byte aligned slots).
 absl::Status FillTable(int fd, const std::vector<uint32_t>& ids) {
@@ -120,10 +113,10 @@ absl::Status ServiceTable::Reload() {
   for (auto& [id, st] : state_->services) {
     uint32_t key = id, inner_id = 0;
     if (!maps_->lb_tables.Lookup(&key, &inner_id).ok()) continue;
-    Fd inner{bpf_map_get_fd_by_id(inner_id)};
-    if (inner.fd < 0) continue;
+    UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
+    if (!inner) continue;
     uint32_t zero = 0, size = 0;
-    if (bpf_map_lookup_elem(inner.fd, &zero, &size) == 0 &&
+    if (bpf_map_lookup_elem(inner.get(), &zero, &size) == 0 &&
         st.svc.algorithm == LbAlgorithm::kMaglev && size > 0)
       st.svc.maglev_size = size;
   }

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/ascii.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 
 namespace cninet::datapath {

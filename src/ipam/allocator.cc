@@ -4,9 +4,9 @@
 #include <vector>
 
 #include "cninet/cni/error.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/ipam/errors.h"
 #include "cninet/ipam/names.h"
 #include "ipam/addr_math.h"

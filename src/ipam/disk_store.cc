@@ -14,18 +14,18 @@
 #include <string>
 #include <vector>
 
+#include "cninet/base/fd.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/cni/error.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
 #include "cninet/ipam/names.h"
-#include "ipam/unique_fd.h"
 
 namespace cninet::ipam {
 namespace {
 
 using cni::ErrorCode;
-using internal::UniqueFd;
+using ::cninet::UniqueFd;
 
 constexpr std::string_view kLastIpPrefix = "last_reserved_ip.";
 constexpr std::string_view kLockName = "lock";
@@ -216,7 +216,7 @@ struct DiskStore::Impl {
       struct stat st;
       if (::fstat(fd, &st) != 0) return IoError(errno, StrCat("stat ", name));
       if (!S_ISREG(st.st_mode)) {
-        guard.reset();
+        guard.Reset();
         if (::unlinkat(dir_fd.get(), name.c_str(), 0) != 0) break;
         continue;
       }
@@ -288,7 +288,7 @@ absl::StatusOr<std::unique_ptr<DiskStore>> DiskStore::Open(std::string_view data
       return IoError(errno, StrCat("mkdir ", impl->dir));
     }
   }
-  impl->dir_fd.reset(::openat(base_fd.get(), std::string(network).c_str(),
+  impl->dir_fd.Reset(::openat(base_fd.get(), std::string(network).c_str(),
                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!impl->dir_fd.valid()) {
     if (errno == ENOENT) {
@@ -305,7 +305,7 @@ absl::StatusOr<std::unique_ptr<DiskStore>> DiskStore::Open(std::string_view data
   if (created && options.sync && ::fsync(base_fd.get()) != 0) {
     return IoError(errno, StrCat("fsync ", base));
   }
-  impl->lock_fd.reset(::openat(impl->dir_fd.get(), std::string(kLockName).c_str(),
+  impl->lock_fd.Reset(::openat(impl->dir_fd.get(), std::string(kLockName).c_str(),
                                O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!impl->lock_fd.valid()) return IoError(errno, StrCat("open ", impl->dir, "/lock"));
   return std::unique_ptr<DiskStore>(new DiskStore(std::move(impl)));

@@ -3,7 +3,7 @@
 #include <climits>
 
 #include "cninet/cni/error.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::ipam {
 namespace {

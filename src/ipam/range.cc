@@ -4,8 +4,8 @@
 #include <vector>
 
 #include "cninet/cni/error.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "ipam/addr_math.h"
 
 namespace cninet::ipam {

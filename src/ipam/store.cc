@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "cninet/cni/status.h"
+#include "cninet/base/status.h"
 
 namespace cninet::ipam {
 

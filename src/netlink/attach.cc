@@ -8,9 +8,9 @@
 
 #include "cninet/cni/error.h"
 #include "cninet/cni/exec.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/netlink/sysctl.h"
 
 namespace cninet::netlink {

@@ -19,8 +19,8 @@
 #include <cstring>
 #include <utility>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "netlink/nl_socket.h"
 
 namespace cninet::netlink {

@@ -17,9 +17,9 @@
 #include <system_error>
 #include <thread>
 
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/netlink/handle.h"
 
 #ifndef NSFS_MAGIC

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <string>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270

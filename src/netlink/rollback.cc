@@ -1,7 +1,7 @@
 #include "cninet/netlink/rollback.h"
 
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
 
 namespace cninet::netlink {
 

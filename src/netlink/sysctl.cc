@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cerrno>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::netlink {
 

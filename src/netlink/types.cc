@@ -4,7 +4,7 @@
 #include <cstdio>
 #include <random>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::netlink {
 namespace {

@@ -11,7 +11,7 @@ import sys
 
 GUIDES = [
     ("docs/writing-a-plugin.md", "examples/guide-plugin/main.cc"),
-    ("docs/chained-plugin.md", "examples/ebpf-chain/doc_example.cc"),
+    ("docs/chained-plugin.md", "examples/guide-chain/main.cc"),
     ("docs/embedding-the-datapath.md", "examples/guide-datapath/main.cc"),
 ]
 GUIDE_BLOCK = re.compile(r"```cpp\n(.*?)```", re.S)

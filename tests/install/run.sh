@@ -101,7 +101,7 @@ case $STEP in
       { cat "$WORK/install.log"; fail "cmake --install"; }
     for f in $LIBDIR/cmake/cninet/cninetConfig.cmake $LIBDIR/cmake/cninet/cninetConfigVersion.cmake \
              $LIBDIR/cmake/cninet/cninet-umbrella-targets.cmake $LIBDIR/pkgconfig/cninet.pc \
-             include/cninet/cni/plugin.h include/cninet/cni/version_config.h; do
+             include/cninet/cni/plugin.h include/cninet/base/version_config.h; do
       test -f "$PREFIX/$f" || fail "$f not installed"
     done
     for c in "$@"; do
@@ -236,7 +236,7 @@ EOF
     mkdir -p "$dir"
     rm -rf "$dir/prefix" "$dir"/consumer-*
     cmake -S "$SRC" -B "$dir/build" -G "$GEN" -DBUILD_SHARED_LIBS=ON \
-      -DCNINET_BUILD_TESTS=OFF -DCNINET_BUILD_EXAMPLES=OFF -DCNINET_BUILD_BENCH=OFF \
+      -DCNINET_BUILD_TESTS=OFF -DCNINET_BUILD_EXAMPLES=OFF -DCNINET_BUILD_PLUGINS=OFF -DCNINET_BUILD_TOOLS=OFF -DCNINET_BUILD_BENCH=OFF \
       -DCNINET_WITH_IPAM=OFF -DCNINET_WITH_AGENT=OFF \
       >"$dir/build.log" 2>&1 || { cat "$dir/build.log"; fail "configuring the shared build"; }
     cmake --build "$dir/build" >>"$dir/build.log" 2>&1 || { cat "$dir/build.log"; fail "shared build"; }

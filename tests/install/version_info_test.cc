@@ -1,6 +1,6 @@
-// cninet's own version query (cninet/cni/version_info.h): the library, the headers and CMake's
+// cninet's own version query (cninet/base/version_info.h): the library, the headers and CMake's
 // project(VERSION) agree, and the compatibility rule follows SemVer with 0.y minors breaking.
-#include "cninet/cni/version_info.h"
+#include "cninet/base/version_info.h"
 
 #include <fstream>
 #include <regex>

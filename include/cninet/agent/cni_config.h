@@ -43,10 +43,6 @@ struct ConflistParams {
 /// The conflist as JSON text (pretty-printed).
 std::string BuildConflist(const ConflistParams& params);
 
-/// Writes `content` to `path` crash-safely: a temporary file in the same directory, fsync,
-/// rename over `path`, fsync of the directory. Parent directories are created.
-absl::Status WriteFileAtomic(const std::string& path, std::string_view content, mode_t mode = 0644);
-
 }  // namespace cninet::agent
 
 #endif  // CNINET_AGENT_CNI_CONFIG_H_

@@ -16,7 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cninet/cni/status.h"
+#include "cninet/base/status.h"
 
 namespace cninet::datapath {
 

@@ -3,8 +3,8 @@
 #include <map>
 #include <string>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 
 namespace cninet::datapath::testing {

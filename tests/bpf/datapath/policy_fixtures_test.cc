@@ -12,7 +12,7 @@
 #include <string>
 #include <utility>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "dp_test_util.h"

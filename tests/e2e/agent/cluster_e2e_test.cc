@@ -18,7 +18,7 @@
 
 #include "cluster_testing.h"
 #include "cninet/agent/state.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -18,7 +18,7 @@
 #include "cninet/agent/etcd_store.h"
 #include "cninet/agent/local_api.h"
 #include "cninet/agent/state.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "nlohmann/json.hpp"
 
 namespace cninet::agent::testing {

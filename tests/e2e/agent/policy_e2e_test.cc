@@ -33,7 +33,7 @@
 
 #include "cluster_testing.h"
 #include "cninet/agent/state.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

@@ -9,7 +9,7 @@
 
 #include "cninet/agent/policy.h"
 #include "cninet/agent/state.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/netlink/netlink.h"
 #include "dp_test_util.h"

@@ -169,12 +169,12 @@ TEST(StateStoreTest, CorruptRecordsAreSkippedNotFatal) {
   EXPECT_EQ(cni::GetErrorCode(AttachmentRecord::FromJson({{"containerID", 1}}).status()), 6u);
 }
 
-// Every ```cpp block of the guide is a [doc:...] block of examples/ebpf-chain/doc_example.cc.
+// Every ```cpp block of the guide is a [doc:...] block of examples/guide-chain/main.cc.
 TEST(ChainedPluginGuideTest, QuotesExactlyTheCompiledExample) {
   std::string guide =
       cninet::testing::ReadFile(std::string(CNINET_SOURCE_DIR) + "/docs/chained-plugin.md");
   std::string code = cninet::testing::ReadFile(std::string(CNINET_SOURCE_DIR) +
-                                               "/examples/ebpf-chain/doc_example.cc");
+                                               "/examples/guide-chain/main.cc");
   ASSERT_FALSE(guide.empty());
   ASSERT_FALSE(code.empty());
   std::vector<std::string> blocks;

@@ -14,7 +14,7 @@
 #include <string>
 #include <thread>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ipam_e2e.h"

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::ipam::e2e {
 

@@ -4,7 +4,7 @@
 #include <thread>
 #include <vector>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "ipam_e2e.h"

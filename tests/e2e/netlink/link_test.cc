@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <map>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/netlink/handle.h"
 #include "cninet/netlink/netns.h"
 #include "cninet/netlink/rollback.h"

@@ -12,8 +12,8 @@
 #include <thread>
 #include <utility>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::testing {
 namespace {

@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "cninet/cni/ip.h"
-#include "cninet/cni/status.h"
+#include "cninet/base/status.h"
 #include "cninet/netlink/netns.h"
 
 // ASSERT_OK(status-expression): fails the test with the status when it is not OK.

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <map>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::testing {
 

@@ -28,7 +28,7 @@
 #include <thread>
 #include <vector>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "dp_test_util.h"

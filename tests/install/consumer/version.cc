@@ -2,7 +2,7 @@
 #include <cstdio>
 #include <string_view>
 
-#include "cninet/cni/version_info.h"
+#include "cninet/base/version_info.h"
 
 int main() {
   if (cninet::Version() != CNINET_EXPECTED_VERSION) {

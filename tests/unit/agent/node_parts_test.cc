@@ -19,7 +19,7 @@
 #include "cninet/agent/pods.h"
 #include "cninet/agent/state.h"
 #include "cninet/cni/conf.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -121,21 +121,6 @@ TEST(ConflistTest, ChainsBridgeEbpfAndTheAgentReporterWithTheAgentsSettings) {
   // Without a socket the reporter is not chained.
   p.agent_socket.clear();
   EXPECT_THAT(cni::NetConfList::Parse(BuildConflist(p))->plugins, SizeIs(2));
-}
-
-TEST(ConflistTest, WriteFileAtomicReplacesTheFileWhole) {
-  TempDir dir;
-  std::string path = dir.Sub("net.d/10-cninet.conflist");
-  ASSERT_TRUE(WriteFileAtomic(path, "first\n").ok());
-  ASSERT_TRUE(WriteFileAtomic(path, "second\n").ok());
-  EXPECT_EQ(ReadFile(path), "second\n");
-  struct stat st {};
-  ASSERT_EQ(stat(path.c_str(), &st), 0);
-  EXPECT_EQ(st.st_mode & 0777, 0644u);
-  // No temporary file is left beside it.
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.Sub("net.d")),
-                          std::filesystem::directory_iterator()),
-            1);
 }
 
 // ---- podCIDR store ----

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "cninet/agent/state.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/policy_compiler.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

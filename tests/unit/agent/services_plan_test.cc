@@ -1,7 +1,7 @@
 // PlanServices: Services + Endpoints -> datapath services (frontends per kind, backends by port
 // name, affinity, skipped input), and the normalization used to detect changes.
 #include "cninet/agent/services.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/maglev.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

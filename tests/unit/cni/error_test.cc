@@ -1,6 +1,6 @@
 #include "cninet/cni/error.h"
 
-#include "cninet/cni/status.h"
+#include "cninet/base/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -16,7 +16,7 @@
 #include <tuple>
 #include <vector>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/policy_types.h"
 #include "gmock/gmock.h"

@@ -5,7 +5,7 @@
 #include <set>
 #include <string>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/ipam/disk_store.h"
 #include "cninet/ipam/errors.h"
 #include "gmock/gmock.h"

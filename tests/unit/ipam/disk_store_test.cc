@@ -13,7 +13,7 @@
 #include <string>
 #include <thread>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "cninet/ipam/allocator.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"

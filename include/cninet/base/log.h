@@ -1,12 +1,12 @@
 /// @file
 /// A small logging facade. The host application may install its own LogSink; the default sink
 /// writes to stderr (never stdout: a CNI plugin's stdout carries only its result).
-#ifndef CNINET_CNI_LOG_H_
-#define CNINET_CNI_LOG_H_
+#ifndef CNINET_BASE_LOG_H_
+#define CNINET_BASE_LOG_H_
 
 #include <string_view>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet {
 
@@ -42,4 +42,4 @@ void LogMessage(LogLevel level, std::string_view file, int line, std::string_vie
                            ::cninet::StrCat(__VA_ARGS__));                \
   } while (false)
 
-#endif  // CNINET_CNI_LOG_H_
+#endif  // CNINET_BASE_LOG_H_

@@ -15,8 +15,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::ebpf_chain {
 namespace {

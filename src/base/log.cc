@@ -1,4 +1,4 @@
-#include "cninet/cni/log.h"
+#include "cninet/base/log.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet {
 namespace {

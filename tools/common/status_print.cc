@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet::agent_tool {
 namespace {

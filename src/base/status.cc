@@ -1,11 +1,11 @@
-#include "cninet/cni/status.h"
+#include "cninet/base/status.h"
 
 #include <cstring>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/cord.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet {
 

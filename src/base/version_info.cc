@@ -1,6 +1,6 @@
-#include "cninet/cni/version_info.h"
+#include "cninet/base/version_info.h"
 
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet {
 

@@ -10,10 +10,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "cninet/base/file.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/cni/error.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
 
 namespace cninet::ebpf_chain {
 namespace {
@@ -24,40 +25,6 @@ constexpr char kUplinkFile[] = "uplink";
 
 absl::Status Decode(std::string_view why) {
   return cni::CniError(cni::ErrorCode::kDecodeFailure, StrCat("cninet-ebpf state: ", why));
-}
-
-absl::StatusOr<std::string> ReadWhole(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(StrCat("cannot open ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Writes `data` to `path` through a temporary file and rename(2), so readers never see a torn file.
-absl::Status WriteAtomically(const std::string& path, std::string_view data) {
-  std::string tmp = StrCat(path, ".tmp");
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return ErrnoStatus(errno, StrCat("create ", tmp));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = write(fd, data.data() + off, data.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      return ErrnoStatus(e, StrCat("write ", tmp));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (close(fd) != 0) return ErrnoStatus(errno, StrCat("close ", tmp));
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    int e = errno;
-    unlink(tmp.c_str());
-    return ErrnoStatus(e, StrCat("rename ", tmp));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -167,13 +134,13 @@ absl::Status StateStore::Write(const AttachmentRecord& rec) const {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) return absl::InternalError(StrCat("create ", dir_, ": ", ec.message()));
-  return WriteAtomically(PathFor(rec.container_id, rec.ifname), rec.ToJson().dump());
+  return WriteFileAtomic(PathFor(rec.container_id, rec.ifname), rec.ToJson().dump());
 }
 
 absl::StatusOr<std::optional<AttachmentRecord>> StateStore::Read(std::string_view container_id,
                                                                  std::string_view ifname) const {
   std::string path = PathFor(container_id, ifname);
-  auto text = ReadWhole(path);
+  auto text = ReadFile(path);
   if (!text.ok()) return std::optional<AttachmentRecord>();
   auto j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   auto rec = AttachmentRecord::FromJson(j);
@@ -204,7 +171,7 @@ absl::StatusOr<std::vector<AttachmentRecord>> StateStore::List() const {
   std::sort(files.begin(), files.end());
   std::vector<AttachmentRecord> out;
   for (const auto& f : files) {
-    auto text = ReadWhole(f);
+    auto text = ReadFile(f);
     if (!text.ok()) continue;  // Removed meanwhile.
     auto rec = AttachmentRecord::FromJson(nlohmann::json::parse(*text, nullptr, false));
     if (!rec.ok()) {
@@ -217,7 +184,7 @@ absl::StatusOr<std::vector<AttachmentRecord>> StateStore::List() const {
 }
 
 absl::StatusOr<std::string> StateStore::ReadUplink() const {
-  auto text = ReadWhole(StrCat(dir_, "/", kUplinkFile));
+  auto text = ReadFile(StrCat(dir_, "/", kUplinkFile));
   if (!text.ok()) return std::string();
   std::string name = *text;
   while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
@@ -231,7 +198,7 @@ absl::Status StateStore::WriteUplink(std::string_view name) const {
       return ErrnoStatus(errno, StrCat("remove ", path));
     return absl::OkStatus();
   }
-  return WriteAtomically(path, StrCat(name, "\n"));
+  return WriteFileAtomic(path, StrCat(name, "\n"));
 }
 
 }  // namespace cninet::ebpf_chain

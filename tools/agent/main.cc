@@ -24,8 +24,8 @@
 #include "cninet/agent/agent.h"
 #include "cninet/agent/local_api.h"
 #include "cninet/agent/state.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/strings.h"
 #include "status_print.h"
 
 namespace {

@@ -14,9 +14,9 @@
 #include <tuple>
 
 #include "cninet/cni/error.h"
-#include "cninet/cni/log.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/log.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/netlink/netlink.h"
 #include "config.h"

@@ -27,7 +27,7 @@
 #include "cninet/agent/etcd_store.h"
 #include "cninet/agent/local_api.h"
 #include "cninet/agent/state.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 #include "status_print.h"
 
 namespace {

@@ -2,8 +2,8 @@
 /// Bridges std::string_view (our API) and absl::string_view (a distinct type in the Abseil
 /// release Debian 12 ships). Use cninet::StrCat instead of absl::StrCat when an argument may be a
 /// std::string_view, and ToAbsl() where an Abseil call takes absl::string_view.
-#ifndef CNINET_CNI_STRINGS_H_
-#define CNINET_CNI_STRINGS_H_
+#ifndef CNINET_BASE_STRINGS_H_
+#define CNINET_BASE_STRINGS_H_
 
 #include <string>
 #include <string_view>
@@ -57,4 +57,4 @@ std::string StrJoin(const Range& range, std::string_view sep) {
 
 }  // namespace cninet
 
-#endif  // CNINET_CNI_STRINGS_H_
+#endif  // CNINET_BASE_STRINGS_H_

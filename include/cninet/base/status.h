@@ -1,8 +1,8 @@
 /// @file
 /// Status helpers shared by every cninet component: the RETURN_IF_ERROR / ASSIGN_OR_RETURN macros
 /// (our Abseil release has none) and context annotation that keeps payloads such as CNI codes.
-#ifndef CNINET_CNI_STATUS_H_
-#define CNINET_CNI_STATUS_H_
+#ifndef CNINET_BASE_STATUS_H_
+#define CNINET_BASE_STATUS_H_
 
 #include <string_view>
 
@@ -39,4 +39,4 @@ absl::Status ErrnoStatus(int err, std::string_view context);
   if (!statusor.ok()) return std::move(statusor).status();  \
   lhs = std::move(statusor).value()
 
-#endif  // CNINET_CNI_STATUS_H_
+#endif  // CNINET_BASE_STATUS_H_

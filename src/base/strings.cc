@@ -1,4 +1,4 @@
-#include "cninet/cni/strings.h"
+#include "cninet/base/strings.h"
 
 namespace cninet {
 

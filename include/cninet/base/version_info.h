@@ -2,14 +2,14 @@
 /// cninet's own release version (SemVer; 0.y while the API settles: a minor release may break
 /// the API and the ABI, so the shared libraries' SONAME carries MAJOR.MINOR). Not to be confused
 /// with the CNI specification versions of cninet/cni/version.h.
-#ifndef CNINET_CNI_VERSION_INFO_H_
-#define CNINET_CNI_VERSION_INFO_H_
+#ifndef CNINET_BASE_VERSION_INFO_H_
+#define CNINET_BASE_VERSION_INFO_H_
 
 #include <compare>
 #include <string>
 #include <string_view>
 
-#include "cninet/cni/version_config.h"  // Generated: CNINET_VERSION_MAJOR, ...
+#include "cninet/base/version_config.h"  // Generated: CNINET_VERSION_MAJOR, ...
 
 namespace cninet {
 
@@ -41,4 +41,4 @@ bool IsCompatibleWithLibrary(const LibraryVersion& headers = kHeaderVersion);
 
 }  // namespace cninet
 
-#endif  // CNINET_CNI_VERSION_INFO_H_
+#endif  // CNINET_BASE_VERSION_INFO_H_

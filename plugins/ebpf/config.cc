@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "cninet/cni/error.h"
-#include "cninet/cni/status.h"
-#include "cninet/cni/strings.h"
+#include "cninet/base/status.h"
+#include "cninet/base/strings.h"
 #include "cninet/datapath/service_table.h"
 
 namespace cninet::ebpf_chain {
