@@ -23,9 +23,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_split.h"
-#include "cninet/cni/ip.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/ip.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 

@@ -26,8 +26,8 @@
 #include <string>
 #include <vector>
 
-#include "cninet/cni/ip.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/ip.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/datapath_maps.h"

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
-#include "cninet/cni/error.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 #include "cninet/datapath/service_table.h"
 
 namespace cninet::ebpf_chain {

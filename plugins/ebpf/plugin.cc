@@ -13,10 +13,10 @@
 #include <set>
 #include <tuple>
 
-#include "cninet/cni/error.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/netlink/netlink.h"
 #include "config.h"

@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "agent/dispatcher.h"
-#include "cninet/cni/ip.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/ip.h"
 #include "etcdserverpb/rpc.grpc.pb.h"
 
 namespace cninet::agent {

@@ -4,10 +4,10 @@
 #include <thread>
 
 #include "cninet/agent/state.h"
-#include "cninet/cni/error.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 #include "cninet/ipam/errors.h"
 #include "cninet/ipam/subnet_pool.h"
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <utility>
 
-#include "cninet/cni/ip.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/ip.h"
 
 namespace cninet::agent {
 namespace {

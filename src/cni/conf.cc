@@ -9,10 +9,10 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
-#include "cninet/cni/error.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 #include "cninet/cni/version.h"
 #include "json_util.h"
 

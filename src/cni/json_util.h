@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "cninet/cni/error.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 #include "nlohmann/json.hpp"
 
 namespace cninet::cni::internal {

@@ -2,9 +2,9 @@
 
 #include <string>
 
-#include "cninet/cni/error.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 #include "cninet/cni/version.h"
 #include "json_util.h"
 

@@ -7,8 +7,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "cninet/cni/error.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 #include "json_util.h"
 #include "nlohmann/json.hpp"
 

@@ -3,10 +3,10 @@
 #include <string>
 #include <vector>
 
-#include "cninet/cni/error.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 #include "cninet/ipam/errors.h"
 #include "cninet/ipam/names.h"
 #include "ipam/addr_math.h"

@@ -2,8 +2,8 @@
 
 #include <climits>
 
-#include "cninet/cni/error.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 
 namespace cninet::ipam {
 namespace {

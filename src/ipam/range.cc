@@ -3,9 +3,9 @@
 #include <string>
 #include <vector>
 
-#include "cninet/cni/error.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
 #include "ipam/addr_math.h"
 
 namespace cninet::ipam {

@@ -6,11 +6,11 @@
 #include <thread>
 #include <utility>
 
-#include "cninet/cni/error.h"
-#include "cninet/cni/exec.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/error.h"
+#include "cninet/cni/exec.h"
 #include "cninet/netlink/sysctl.h"
 
 namespace cninet::netlink {

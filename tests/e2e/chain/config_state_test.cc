@@ -173,8 +173,8 @@ TEST(StateStoreTest, CorruptRecordsAreSkippedNotFatal) {
 TEST(ChainedPluginGuideTest, QuotesExactlyTheCompiledExample) {
   std::string guide =
       cninet::testing::ReadFile(std::string(CNINET_SOURCE_DIR) + "/docs/chained-plugin.md");
-  std::string code = cninet::testing::ReadFile(std::string(CNINET_SOURCE_DIR) +
-                                               "/examples/guide-chain/main.cc");
+  std::string code =
+      cninet::testing::ReadFile(std::string(CNINET_SOURCE_DIR) + "/examples/guide-chain/main.cc");
   ASSERT_FALSE(guide.empty());
   ASSERT_FALSE(code.empty());
   std::vector<std::string> blocks;

@@ -10,8 +10,8 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "cninet/cni/ip.h"
 #include "cninet/base/status.h"
+#include "cninet/cni/ip.h"
 #include "cninet/netlink/netns.h"
 
 // ASSERT_OK(status-expression): fails the test with the status when it is not OK.
