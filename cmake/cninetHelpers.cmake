@@ -1,6 +1,7 @@
 # Helpers shared by every CMakeLists.txt of the project: components, plugins, tests.
 
-set(CNINET_PLUGIN_DIR "${CMAKE_BINARY_DIR}/plugins" CACHE INTERNAL "Where CNI plugins are built")
+set(CNINET_PLUGIN_DIR "${CMAKE_BINARY_DIR}/libexec/cni" CACHE INTERNAL
+    "Where CNI plugins are built (as installed: one CNI_PATH entry for the whole build)")
 set(CNINET_TOOL_DIR "${CMAKE_BINARY_DIR}/bin" CACHE INTERNAL "Where tools are built")
 set(CNINET_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/cninet")
 set(CNINET_INSTALL_PLUGINDIR "${CMAKE_INSTALL_LIBEXECDIR}/cni" CACHE STRING

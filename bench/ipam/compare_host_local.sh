@@ -33,7 +33,7 @@ while getopts "b:n:r:l:h" opt; do
   esac
 done
 ref=/usr/lib/cni/host-local
-ours="$build/plugins/cninet-host-local"
+ours="$build/libexec/cni/cninet-host-local"
 for f in "$ref" "$ours"; do
   [[ -x "$f" ]] || { echo "missing $f (build the cninet-host-local target)" >&2; exit 1; }
 done

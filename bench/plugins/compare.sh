@@ -34,7 +34,7 @@ while getopts "b:n:6rsh" opt; do
   esac
 done
 ref_dir=/usr/lib/cni
-ours_dir="$build/plugins"
+ours_dir="$build/libexec/cni"
 for f in "$ref_dir/ptp" "$ref_dir/host-local" "$ours_dir/cninet-ptp" "$ours_dir/cninet-host-local"; do
   [[ -x "$f" ]] || { echo "missing $f (build the cninet-ptp and cninet-host-local targets)" >&2; exit 1; }
 done

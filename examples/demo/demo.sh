@@ -22,7 +22,7 @@ set -uo pipefail
 BUILD=${1:?usage: demo.sh BUILD_DIR}
 BUILD=$(cd "$BUILD" && pwd)
 BIN=$BUILD/bin
-PLUGINS=$BUILD/plugins
+PLUGINS=$BUILD/libexec/cni
 TAG=$(printf '%x' $(( $$ % 65536 )))
 WORK=$(mktemp -d /tmp/cninet-demo-XXXXXX)
 SW=cnd-sw-$TAG

@@ -2,6 +2,7 @@
 
 #include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
+#include "cninet/datapath/pins.h"
 #include "cninet/datapath/service_table.h"
 
 namespace cninet::datapath {
@@ -56,6 +57,20 @@ absl::Status DatapathConfig::Validate() const {
   return absl::OkStatus();
 }
 
-std::string DatapathConfig::PinDir() const { return StrCat(bpffs_root, "/cninet/", instance); }
+std::string DatapathConfig::PinDir() const { return PinLayout::For(bpffs_root, instance).MapDir(); }
+
+PinLayout PinLayout::For(std::string_view bpffs_root, std::string_view instance) {
+  return PinLayout{std::string(bpffs_root), std::string(instance)};
+}
+
+std::string PinLayout::Root() const { return StrCat(bpffs_root, "/cninet"); }
+std::string PinLayout::MapDir() const { return StrCat(Root(), "/", instance); }
+std::string PinLayout::MapPath(std::string_view map_name) const {
+  return StrCat(MapDir(), "/", map_name);
+}
+std::string PinLayout::ProgramDir() const { return StrCat(MapDir(), "/programs"); }
+std::string PinLayout::ProgramPath(std::string_view program_name) const {
+  return StrCat(ProgramDir(), "/", program_name);
+}
 
 }  // namespace cninet::datapath

@@ -51,7 +51,7 @@ JSON
 
 cni() {  # cni OP NETWORK POD -> prints elapsed ms
   t0=$(date +%s%N)
-  NETCONFPATH=$tmp/net.d CNI_PATH=$build/plugins CNI_CACHE_DIR=$tmp/cache \
+  NETCONFPATH=$tmp/net.d CNI_PATH=$build/libexec/cni CNI_CACHE_DIR=$tmp/cache \
     nsenter --net="/run/netns/$node" "$build/bin/cninet-cni" "$1" "$2" "/run/netns/$3" >/dev/null
   t1=$(date +%s%N)
   echo $(((t1 - t0) / 1000))
