@@ -14,6 +14,10 @@
 #                               the recipe's package_info, as Conan's CMakeDeps would feed it
 #   shared                      a shared-library build of cni, netlink and datapath (its own tree,
 #                               BUILD_DIR/install-shared): SONAMEs, ldd of consumers
+#   executables PLUGINDIR PLUGINS BINDIR TOOLS
+#                               the prefix's executables are exactly PLUGINS (comma-separated) in
+#                               PLUGINDIR and TOOLS in BINDIR, and its files name no example,
+#                               test or benchmark
 #   cleanup                     remove WORK
 set -eu
 STEP=$1
@@ -116,6 +120,31 @@ case $STEP in
       fail "installed package files refer to the build or source tree"
     fi
     echo "installed into $PREFIX: components $*"
+    ;;
+
+  executables)
+    plugindir=$1
+    bindir=$3
+    expected=$( (echo "$2" | tr ',' '\n' | sed "s|^|$plugindir/|"
+                 echo "$4" | tr ',' '\n' | sed "s|^|$bindir/|") | grep -v '/$' | sort)
+    actual=$(cd "$PREFIX" && find . -type f -perm -u+x ! -name '*.so*' | sed 's|^\./||' | sort)
+    echo "installed executables:"
+    echo "$actual" | sed 's/^/  /'
+    if [ "$actual" != "$expected" ]; then
+      echo "expected:"; echo "$expected" | sed 's/^/  /'
+      fail "the installed executables are not exactly the plugins and tools"
+    fi
+    for p in $(echo "$2" | tr ',' ' '); do
+      case $p in cninet-host-local|cninet-ptp|cninet-bridge|cninet-static) ;;
+                 cninet-ebpf|cninet-agent-cni) ;;
+                 *) fail "unexpected plugin $p" ;; esac
+    done
+    # No teaching example, test or benchmark under any name, executable or not.
+    leaked=$(cd "$PREFIX" && find . \( -name 'cninet-debug' -o -name 'cninet-dns' -o -name 'cninet-demo*' \
+              -o -name 'cninet-guide-*' -o -name 'cninet-chain-example' -o -name '*_test' \
+              -o -name '*_bench' -o -name '*fuzz*' \) -print)
+    [ -z "$leaked" ] || fail "examples, tests or benchmarks installed: $leaked"
+    echo "$(echo "$actual" | wc -l) executables: the plugins and the tools, nothing else"
     ;;
 
   consumer)
