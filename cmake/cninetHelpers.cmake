@@ -185,11 +185,14 @@ function(cninet_add_example)
   cninet_target_warnings(${P_NAME})
 endfunction()
 
-# cninet_add_gtest(NAME t SOURCES ... [LIBS ...] [LABELS ...] [TIMEOUT s] [RUN_SERIAL])
+# cninet_add_gtest(NAME t SOURCES ... [LIBS ...] [LABELS ...] [TIMEOUT s] [RUN_SERIAL]
+#                  [RESOURCE_LOCK name...])
 # A GoogleTest binary whose tests are discovered one by one for ctest. Tests that need root or a
 # kernel feature check for it themselves and FAIL with the reason; nothing is skipped silently.
+# RESOURCE_LOCK: host resources the tests share with other tests (e.g. host_var_lib_cni, a fixed
+# host path a peer runtime uses), so ctest -j never runs two of them at once.
 function(cninet_add_gtest)
-  cmake_parse_arguments(T "RUN_SERIAL" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(T "RUN_SERIAL" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS;RESOURCE_LOCK" ${ARGN})
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 300)
   endif()
@@ -200,6 +203,10 @@ function(cninet_add_gtest)
   set(props LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT})
   if(T_RUN_SERIAL)
     list(APPEND props RUN_SERIAL TRUE)
+  endif()
+  if(T_RESOURCE_LOCK)
+    list(JOIN T_RESOURCE_LOCK "\\;" locks)
+    list(APPEND props RESOURCE_LOCK "${locks}")
   endif()
   gtest_discover_tests(${T_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES ${props})
 endfunction()

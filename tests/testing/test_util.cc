@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -157,24 +158,86 @@ std::string UniqueName(std::string_view prefix) {
 
 bool IsRoot() { return geteuid() == 0; }
 
-ScopedHostPaths::ScopedHostPaths(std::vector<std::string> paths) {
-  for (std::string& p : paths) {
-    if (access(p.c_str(), F_OK) != 0) absent_.push_back(std::move(p));
+namespace {
+
+// Host-path bookkeeping shared by every test process: for each path, how many ScopedHostPaths
+// hold it and whether it was absent when the first one took it. Kept in kHostPathState under an
+// flock of /run itself (a lock file would be one more thing left on the host).
+constexpr char kHostPathState[] = "/run/cninet-test-hostpaths";
+
+class RunLock {
+ public:
+  RunLock() : fd_(open("/run", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    if (fd_ >= 0) {
+      while (flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
   }
+  ~RunLock() {
+    if (fd_ >= 0) close(fd_);  // Releases the lock.
+  }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_;
+};
+
+// State file of `path`: "<holders> <absent-at-first-hold>".
+std::string StateFile(const std::string& path) {
+  std::string name = path;
+  std::replace(name.begin(), name.end(), '/', '_');
+  return std::string(kHostPathState) + "/" + name;
+}
+
+std::pair<int, bool> ReadState(const std::string& path) {
+  std::ifstream in(StateFile(path));
+  int holders = 0;
+  int absent = 0;
+  if (in >> holders >> absent) return {holders, absent != 0};
+  return {0, false};
+}
+
+void WriteState(const std::string& path, int holders, bool absent) {
+  if (holders == 0) {
+    unlink(StateFile(path).c_str());
+    rmdir(kHostPathState);  // Only when empty: the last holder of any path removes it.
+    return;
+  }
+  mkdir(kHostPathState, 0700);
+  std::ofstream(StateFile(path), std::ios::trunc) << holders << " " << (absent ? 1 : 0) << "\n";
+}
+
+void RemoveHostPath(const std::string& p) {
+  struct stat st;
+  if (lstat(p.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    rmdir(p.c_str());  // fails (harmlessly) when not empty
+  } else {
+    unlink(p.c_str());
+  }
+}
+
+}  // namespace
+
+ScopedHostPaths::ScopedHostPaths(std::vector<std::string> paths) : paths_(std::move(paths)) {
   // Children before parents: a longer path of the same prefix is removed first.
-  std::sort(absent_.begin(), absent_.end(),
+  std::sort(paths_.begin(), paths_.end(),
             [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  RunLock lock;
+  for (const std::string& p : paths_) {
+    auto [holders, absent] = ReadState(p);
+    if (holders == 0) absent = access(p.c_str(), F_OK) != 0;
+    WriteState(p, holders + 1, absent);
+  }
 }
 
 ScopedHostPaths::~ScopedHostPaths() {
-  for (const std::string& p : absent_) {
-    struct stat st;
-    if (lstat(p.c_str(), &st) != 0) continue;
-    if (S_ISDIR(st.st_mode)) {
-      rmdir(p.c_str());  // fails (harmlessly) when not empty
-    } else {
-      unlink(p.c_str());
-    }
+  RunLock lock;
+  for (const std::string& p : paths_) {
+    auto [holders, absent] = ReadState(p);
+    if (holders <= 1 && absent) RemoveHostPath(p);
+    WriteState(p, holders > 0 ? holders - 1 : 0, absent);
   }
 }
 

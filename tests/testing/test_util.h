@@ -62,9 +62,10 @@ class TempDir {
 
 // Host paths that a peer plugin or runtime creates at a fixed place (the reference tuning plugin's
 // /run/cni/tuning, podman's libcni cache /var/lib/cni/results and its blob-info cache): those of
-// `paths` that do not exist when this is constructed are removed in the destructor — a file is
-// unlinked, a directory removed only if empty by then (rmdir: never anybody else's data) — so a
-// test leaves the host as it found it.
+// `paths` that did not exist when the first holder (in any test process) took them are removed
+// when the last holder lets go — a file is unlinked, a directory removed only if empty by then
+// (rmdir: never anybody else's data) — so tests running in parallel never pull a path from under
+// each other, and the host is left as it was found.
 class ScopedHostPaths {
  public:
   explicit ScopedHostPaths(std::vector<std::string> paths);
@@ -73,7 +74,7 @@ class ScopedHostPaths {
   ScopedHostPaths& operator=(const ScopedHostPaths&) = delete;
 
  private:
-  std::vector<std::string> absent_;  // deepest first
+  std::vector<std::string> paths_;  // deepest first
 };
 
 // Writes `content` to `path` (creating parent directories).
