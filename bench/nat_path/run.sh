@@ -10,26 +10,12 @@
 #   -o  output directory (default: bench/results)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-build="$repo/build"
-out="$repo/bench/results"
-while getopts "b:o:h" opt; do
-  case "$opt" in
-    b) build="$(cd "$OPTARG" && pwd)" ;;
-    o) out="$OPTARG" ;;
-    *) sed -n '2,11p' "$0"; exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-bin="$build/bench/nat_path/nat_path_bench"
-[[ -x "$bin" ]] || { echo "missing $bin (build the nat_path_bench target)" >&2; exit 1; }
+# shellcheck source=../common/run_bench.sh
+. "$here/../common/run_bench.sh"
 command -v gnuplot >/dev/null || { echo "missing gnuplot (apt-get install gnuplot-nox)" >&2; exit 1; }
-[[ $(id -u) -eq 0 ]] || { echo "needs root (BPF)" >&2; exit 1; }
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
+bench_init nat_path "$(cd "$here/../.." && pwd)/bench/results" 2,11 "$@"
+"$bench_bin" --table_out="$bench_out/nat_path.md" --plot_out="$bench_out/nat_path.dat" \
+  --benchmark_out="$bench_out/nat_path.json" --benchmark_out_format=json "${bench_args[@]}"
 
-"$bin" --table_out="$out/nat_path.md" --plot_out="$out/nat_path.dat" \
-  --benchmark_out="$out/nat_path.json" --benchmark_out_format=json "$@"
-
-gnuplot -e "out='$out'" "$here/plot.gp"
-echo "nat_path: wrote $out/nat_path.md, nat_path.json, nat_path.dat, nat_path_ns.png"
+gnuplot -e "out='$bench_out'" "$here/plot.gp"
+echo "nat_path: wrote $bench_out/nat_path.md, nat_path.json, nat_path.dat, nat_path_ns.png"

@@ -9,22 +9,9 @@
 #   -o  output directory (default: bench/policy/results)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
-build="$repo/build"
-out="$here/results"
-while getopts "b:o:h" opt; do
-  case "$opt" in
-    b) build="$(cd "$OPTARG" && pwd)" ;;
-    o) out="$OPTARG" ;;
-    *) sed -n '2,10p' "$0"; exit 2 ;;
-  esac
-done
-shift $((OPTIND - 1))
-bin="$build/bench/policy/policy_bench"
-[[ -x "$bin" ]] || { echo "missing $bin (build the policy_bench target)" >&2; exit 1; }
-[[ $(id -u) -eq 0 ]] || { echo "needs root (BPF)" >&2; exit 1; }
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
-"$bin" --table_out="$out/policy.md" --benchmark_out="$out/policy.json" \
-  --benchmark_out_format=json "$@"
-echo "policy: wrote $out/policy.md and $out/policy.json"
+# shellcheck source=../common/run_bench.sh
+. "$here/../common/run_bench.sh"
+bench_init policy "$here/results" 2,10 "$@"
+"$bench_bin" --table_out="$bench_out/policy.md" --benchmark_out="$bench_out/policy.json" \
+  --benchmark_out_format=json "${bench_args[@]}"
+echo "policy: wrote $bench_out/policy.md and $bench_out/policy.json"
