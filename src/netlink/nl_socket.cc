@@ -93,7 +93,66 @@ std::string ExtackMessage(nlmsghdr* h) {
   return std::string(s, strnlen(s, static_cast<size_t>(nla_len(tb[NLMSGERR_ATTR_MSG]))));
 }
 
+// Sends the request, retrying EINTR.
+absl::Status SendRequest(int fd, const nlmsghdr* req, std::string_view what) {
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  for (;;) {
+    ssize_t n =
+        sendto(fd, req, req->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
+    if (n >= 0) return absl::OkStatus();
+    if (errno == EINTR) continue;
+    return ErrnoStatus(errno, cninet::StrCat(what, ": netlink send"));
+  }
+}
+
+// Receives one datagram into `buf` (grown to the datagram's real size first, so nothing is ever
+// truncated); returns its length.
+absl::StatusOr<int> ReceiveDatagram(int fd, std::vector<char>& buf, std::string_view what) {
+  for (;;) {
+    ssize_t len = recv(fd, nullptr, 0, MSG_PEEK | MSG_TRUNC);
+    if (len >= 0) {
+      if (buf.size() < static_cast<size_t>(len)) buf.resize(static_cast<size_t>(len));
+      len = recv(fd, buf.data(), buf.size(), 0);
+    }
+    if (len >= 0) return static_cast<int>(len);
+    if (errno == EINTR) continue;
+    return ErrnoStatus(errno, cninet::StrCat(what, ": netlink receive"));
+  }
+}
+
 }  // namespace
+
+std::optional<absl::Status> Socket::HandleReply(nlmsghdr* h, std::string_view what,
+                                                const MessageFn& on_reply,
+                                                absl::Status& callback_status) {
+  switch (h->nlmsg_type) {
+    case NLMSG_NOOP:
+      return std::nullopt;
+    case NLMSG_ERROR: {
+      if (nlmsg_datalen(h) < static_cast<int>(sizeof(int))) {
+        return absl::InternalError(cninet::StrCat(what, ": truncated netlink error"));
+      }
+      auto* e = static_cast<nlmsgerr*>(nlmsg_data(h));
+      if (e->error == 0) return callback_status;  // The ack.
+      last_errno_ = -e->error;
+      return KernelError(-e->error, what, ExtackMessage(h));
+    }
+    case NLMSG_DONE: {
+      if (nlmsg_datalen(h) >= static_cast<int>(sizeof(int))) {
+        int err = *static_cast<int*>(nlmsg_data(h));
+        if (err < 0) {
+          last_errno_ = -err;
+          return KernelError(-err, what);
+        }
+      }
+      return callback_status;
+    }
+    default:
+      if (on_reply && callback_status.ok()) callback_status = on_reply(h);
+      return std::nullopt;
+  }
+}
 
 absl::Status Socket::Transact(nl_msg* msg, std::string_view what, const MessageFn& on_reply,
                               bool dump, bool* interrupted) {
@@ -104,61 +163,16 @@ absl::Status Socket::Transact(nl_msg* msg, std::string_view what, const MessageF
   req->nlmsg_flags |= NLM_F_REQUEST | (dump ? NLM_F_DUMP : NLM_F_ACK);
   int fd = nl_socket_get_fd(sk_);
   last_errno_ = 0;
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  for (;;) {
-    ssize_t n =
-        sendto(fd, req, req->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel));
-    if (n >= 0) break;
-    if (errno == EINTR) continue;
-    return ErrnoStatus(errno, cninet::StrCat(what, ": netlink send"));
-  }
+  CNINET_RETURN_IF_ERROR(SendRequest(fd, req, what));
   absl::Status callback_status;
   for (;;) {
-    // Peek at the datagram's real size first so nothing is ever truncated.
-    ssize_t len = recv(fd, nullptr, 0, MSG_PEEK | MSG_TRUNC);
-    if (len < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, cninet::StrCat(what, ": netlink receive"));
-    }
-    if (buf_.size() < static_cast<size_t>(len)) buf_.resize(static_cast<size_t>(len));
-    len = recv(fd, buf_.data(), buf_.size(), 0);
-    if (len < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus(errno, cninet::StrCat(what, ": netlink receive"));
-    }
-    int remaining = static_cast<int>(len);
+    CNINET_ASSIGN_OR_RETURN(int remaining, ReceiveDatagram(fd, buf_, what));
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf_.data()); nlmsg_ok(h, remaining);
          h = nlmsg_next(h, &remaining)) {
       if (h->nlmsg_seq != seq) continue;  // A late reply to an earlier, abandoned request.
-      if (h->nlmsg_flags & NLM_F_DUMP_INTR) {
-        if (interrupted != nullptr) *interrupted = true;
-      }
-      switch (h->nlmsg_type) {
-        case NLMSG_NOOP:
-          continue;
-        case NLMSG_ERROR: {
-          if (nlmsg_datalen(h) < static_cast<int>(sizeof(int))) {
-            return absl::InternalError(cninet::StrCat(what, ": truncated netlink error"));
-          }
-          auto* e = static_cast<nlmsgerr*>(nlmsg_data(h));
-          if (e->error == 0) return callback_status;  // The ack.
-          last_errno_ = -e->error;
-          return KernelError(-e->error, what, ExtackMessage(h));
-        }
-        case NLMSG_DONE: {
-          if (nlmsg_datalen(h) >= static_cast<int>(sizeof(int))) {
-            int err = *static_cast<int*>(nlmsg_data(h));
-            if (err < 0) {
-              last_errno_ = -err;
-              return KernelError(-err, what);
-            }
-          }
-          return callback_status;
-        }
-        default:
-          if (on_reply && callback_status.ok()) callback_status = on_reply(h);
-          break;
+      if ((h->nlmsg_flags & NLM_F_DUMP_INTR) && interrupted != nullptr) *interrupted = true;
+      if (std::optional<absl::Status> done = HandleReply(h, what, on_reply, callback_status)) {
+        return *done;
       }
     }
   }

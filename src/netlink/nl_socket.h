@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -59,6 +60,11 @@ class Socket {
                         bool* interrupted);
 
   nl_sock* sk_;
+  // One message of the reply: the final status once the request is answered (ack, error or
+  // end of dump), nullopt while more follows. Data messages go to `on_reply`.
+  std::optional<absl::Status> HandleReply(nlmsghdr* h, std::string_view what,
+                                          const MessageFn& on_reply, absl::Status& callback_status);
+
   uint32_t seq_ = 0;
   int last_errno_ = 0;
   std::vector<char> buf_;
