@@ -29,8 +29,10 @@
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/base/version_info.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/maglev.h"
+#include "cninet/datapath/pins.h"
 #include "cninet/netlink/netlink.h"
 
 namespace cninet::agent {
@@ -178,6 +180,8 @@ absl::Status AgentOptions::Validate() const {
   }
   return absl::OkStatus();
 }
+
+std::string AgentVersion() { return StrCat("cninet-agent/", Version()); }
 
 std::string AgentOptions::Instance() const {
   if (!instance.empty()) return instance;
@@ -437,7 +441,7 @@ absl::Status Agent::Impl::StartHeartbeat() {
       }));
   v1::NodeHeartbeat hb;
   hb.set_node(opt.node_name);
-  hb.set_agent_version(kAgentVersion);
+  hb.set_agent_version(AgentVersion());
   hb.mutable_started()->set_seconds(time(nullptr));
   return PutObject(*store, hb, heartbeat->id()).status();
 }
@@ -855,7 +859,7 @@ api::AgentStatus Agent::Impl::Status(const api::StatusRequest& request) {
   std::lock_guard<std::mutex> rl(reconcile_mu);
   std::lock_guard<std::mutex> l(mu);
   s.set_node(opt.node_name);
-  s.set_version(kAgentVersion);
+  s.set_version(AgentVersion());
   api::HealthReply h;
   {
     // Health() takes mu itself; compute inline.
@@ -1114,6 +1118,19 @@ size_t Agent::programmed_services() const {
 
 // ---------------------------------------------------------------------------------------------
 
+// cninet-ebpf pins its loaded programs with the instance (PinLayout::ProgramDir); releases
+// before that pinned them under `BPFFS/cninet-ebpf/INSTANCE`, removed too for upgrades. The
+// parent directories go only when empty.
+void RemoveProgramPins(const dp::PinLayout& pins) {
+  std::error_code ec;
+  std::filesystem::remove_all(pins.ProgramDir(), ec);
+  const std::string legacy_root = StrCat(pins.bpffs_root, "/cninet-ebpf");
+  std::filesystem::remove_all(StrCat(legacy_root, "/", pins.instance), ec);
+  std::filesystem::remove(legacy_root, ec);
+  std::filesystem::remove(pins.MapDir(), ec);
+  std::filesystem::remove(pins.Root(), ec);
+}
+
 absl::Status TeardownNode(const AgentOptions& opt) {
   absl::Status first = absl::OkStatus();
   auto keep = [&](const absl::Status& st, std::string_view what) {
@@ -1159,12 +1176,7 @@ absl::Status TeardownNode(const AgentOptions& opt) {
       keep(d.status(), "open pinned maps");
     }
   }
-  // cninet-ebpf pins its loaded from-pod program beside the maps; it goes with the instance.
-  std::string prog_dir = StrCat(opt.bpffs_root, "/cninet-ebpf/", c.instance);
-  std::filesystem::remove(StrCat(prog_dir, "/from_pod"), ec);
-  std::filesystem::remove(prog_dir, ec);
-  std::filesystem::remove(StrCat(opt.bpffs_root, "/cninet-ebpf"), ec);  // only when empty
-  std::filesystem::remove(StrCat(opt.bpffs_root, "/cninet"), ec);       // only when empty
+  RemoveProgramPins(dp::PinLayout::For(opt.bpffs_root, c.instance));
   if (!opt.cni_conf_dir.empty()) {
     std::filesystem::remove(StrCat(opt.cni_conf_dir, "/", opt.cni_conf_file), ec);
   }

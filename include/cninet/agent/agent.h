@@ -35,8 +35,8 @@
 
 namespace cninet::agent {
 
-/// The agent's version string (written into heartbeats).
-inline constexpr char kAgentVersion[] = "cninet-agent/0.1.0";
+/// The agent's version string, "cninet-agent/" + cninet::Version() (heartbeats, status).
+std::string AgentVersion();
 
 /// Which store the agent opens.
 enum class StoreKind {
