@@ -191,10 +191,6 @@ void BM_EndToEnd(benchmark::State& state) {
   int round = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    std::mutex mu;
-    std::condition_variable cv;
-    int64_t seen_rev = 0;
-    size_t seen_services = 0;
     agent::AgentOptions o;
     o.node_name = "bench-node";
     o.netns = "/run/netns/" + g_netns;
@@ -206,12 +202,6 @@ void BM_EndToEnd(benchmark::State& state) {
     o.bpffs_root = g_bpffs;
     o.instance = StrCat("e2e", round++);
     o.maglev_size = g_maglev;
-    o.on_reconciled = [&](int64_t rev, size_t n) {
-      std::lock_guard<std::mutex> l(mu);
-      seen_rev = rev;
-      seen_services = n;
-      cv.notify_all();
-    };
     auto a = agent::Agent::Start(o);
     if (!a.ok()) {
       state.SkipWithError(std::string(a.status().message()).c_str());
@@ -230,13 +220,9 @@ void BM_EndToEnd(benchmark::State& state) {
       state.SkipWithError(std::string(last.status().message()).c_str());
       return;
     }
-    bool done = false;
-    {
-      std::unique_lock<std::mutex> l(mu);
-      done = cv.wait_for(l, std::chrono::seconds(120), [&] {
-        return seen_rev >= *last && seen_services == static_cast<size_t>(g_services);
-      });
-    }
+    // The agent's supported observation point: a round covering the last write, then the count.
+    bool done = (*a)->WaitReconciled(*last, std::chrono::seconds(120)).ok() &&
+                (*a)->programmed_services() == static_cast<size_t>(g_services);
     auto t1 = Clock::now();
     state.PauseTiming();
     if (!done) {
