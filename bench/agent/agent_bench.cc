@@ -34,13 +34,13 @@
 
 #include "benchmark/benchmark.h"
 #include "cninet/agent/agent.h"
-#include "cninet/agent/etcd_server.h"
 #include "cninet/agent/etcd_store.h"
 #include "cninet/agent/services.h"
 #include "cninet/agent/state.h"
 #include "cninet/base/log.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/datapath.h"
+#include "testing/etcd_server.h"
 
 namespace {
 
@@ -55,7 +55,7 @@ uint32_t g_maglev = 0;  // 0: the agent default (sized per service)
 std::string g_dir;      // temporary directory
 std::string g_bpffs;    // private bpffs mount
 std::string g_netns;    // node namespace name
-std::unique_ptr<agent::EtcdServer> g_etcd;
+std::unique_ptr<::cninet::testing::EtcdServer> g_etcd;
 std::shared_ptr<agent::Store> g_store;
 std::map<std::string, double> g_seconds;  // benchmark name -> mean seconds per iteration
 
@@ -284,9 +284,9 @@ bool Setup() {
                 " link set eth0 up && ip -n ", g_netns, " link set lo up")) != 0) {
     return false;
   }
-  agent::EtcdServerOptions eo;
+  ::cninet::testing::EtcdServerOptions eo;
   eo.data_dir = g_dir + "/etcd";
-  auto server = agent::EtcdServer::Start(eo);
+  auto server = ::cninet::testing::EtcdServer::Start(eo);
   if (!server.ok()) {
     std::fprintf(stderr, "etcd: %s\n", server.status().ToString().c_str());
     return false;

@@ -36,9 +36,9 @@
 #include <vector>
 
 #include "cninet/agent/embedded_store.h"
-#include "cninet/agent/etcd_server.h"
 #include "cninet/agent/etcd_store.h"
 #include "cninet/agent/state.h"
+#include "testing/etcd_server.h"
 
 namespace {
 
@@ -51,7 +51,7 @@ namespace keys = cninet::agent::keys;
 
 int g_services = 10000;
 std::string g_dir;
-std::unique_ptr<cninet::agent::EtcdServer> g_etcd;
+std::unique_ptr<cninet::testing::EtcdServer> g_etcd;
 std::map<std::string, std::unique_ptr<Store>> g_stores;  // "Embedded", "Etcd".
 std::atomic<bool> g_failed{false};
 
@@ -409,9 +409,9 @@ int main(int argc, char** argv) {
       g_stores["Embedded"] = *std::move(store);
     }
     if (with_etcd && rc == 0) {
-      cninet::agent::EtcdServerOptions options;
+      cninet::testing::EtcdServerOptions options;
       options.data_dir = g_dir + "/etcd";
-      auto server = cninet::agent::EtcdServer::Start(options);
+      auto server = cninet::testing::EtcdServer::Start(options);
       if (!server.ok()) {
         std::fprintf(stderr, "etcd: %s\n", server.status().ToString().c_str());
         rc = 1;
