@@ -13,6 +13,7 @@ PACKAGES="
   etcd-server etcd-client
   containernetworking-plugins iproute2 iputils-ping nftables iptables iperf3 procps psmisc util-linux
   busybox-static podman runc containerd
+  libcli11-dev
   gnuplot-nox doxygen python3 python3-jsonschema
 "
 
