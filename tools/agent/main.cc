@@ -256,7 +256,7 @@ bool Valid(const agent::AgentOptions& o) {
 
 int main(int argc, char** argv) {
   CLI::App app{"cninet-agent: the reference node agent and its local commands", "cninet-agent"};
-  app.require_subcommand(1);
+  // No require_subcommand: an unknown command is then named ("... not expected: X").
   app.set_version_flag("--version", std::string(cninet::Version()));
   const agent::AgentOptions defaults;
 
@@ -289,6 +289,10 @@ int main(int argc, char** argv) {
     return app.exit(e);  // --help, --version
   } catch (const CLI::ParseError& e) {
     app.exit(e);
+    return kUsageError;
+  }
+  if (app.get_subcommands().empty()) {
+    std::cerr << "cninet-agent: a command is required\n" << app.help();
     return kUsageError;
   }
   if (*help) {
