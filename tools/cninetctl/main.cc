@@ -248,6 +248,65 @@ struct Flags {
   std::string what, key, value, name, file, labels, policy;
 };
 
+// The command line's subcommands (owned by the app).
+struct Commands {
+  CLI::App *get, *put, *del, *ns_set, *pol_apply, *pol_del, *status, *health;
+};
+
+// Declares the subcommands of `app`, their flags stored in `f`.
+Commands AddCommands(CLI::App& app, Flags& f) {
+  Commands c;
+  c.get = app.add_subcommand("get", "list keys and values under KIND, PREFIX or KEY");
+  c.get->add_option("what", f.what,
+                    "nodes pods services endpoints namespaces networkpolicies podcidrs heartbeats "
+                    "config, a prefix or a key [everything]");
+  c.put = app.add_subcommand("put", "write a value (validated for its kind)");
+  c.put->add_option("key", f.key, "the key")->required();
+  c.put->add_option("value", f.value, "the value, or - to read stdin")->required();
+  c.put->add_flag("--raw", f.raw, "skip the checks");
+  c.del = app.add_subcommand("del", "delete a key");
+  c.del->add_option("key", f.key, "the key")->required();
+
+  CLI::App* ns = app.add_subcommand("namespace", "Namespace objects");
+  ns->require_subcommand(1);
+  c.ns_set = ns->add_subcommand("set", "create the Namespace or update the given fields");
+  c.ns_set->add_option("name", f.name, "namespace name")->required();
+  c.ns_set->add_flag("--isolated", f.isolated, "isolate the namespace (--isolated=false: not)");
+  c.ns_set->add_option("--labels", f.labels, "labels k=v,... (replace the old ones)");
+
+  CLI::App* pol = app.add_subcommand("policy", "NetworkPolicy objects");
+  pol->require_subcommand(1);
+  c.pol_apply = pol->add_subcommand(
+      "apply", "write a NetworkPolicy's JSON (namespace and name inside), validated");
+  c.pol_apply->add_option("-f", f.file, "file, or - to read stdin")->required();
+  c.pol_del = pol->add_subcommand("delete", "delete a NetworkPolicy");
+  c.pol_del->add_option("policy", f.policy, "NAMESPACE/NAME")->required();
+
+  c.status = app.add_subcommand("status", "the agent's status (exit 0 when ready)");
+  c.status->add_option("--services", f.max_services, "list at most N services")->default_str("50");
+  c.status->add_flag("--json", f.json, "print the status as JSON");
+  c.health = app.add_subcommand("health", "exit 0 when the agent is ready and healthy");
+
+  return c;
+}
+
+// Runs a store command (all but status and health).
+int RunStoreCommand(const Commands& c, const Flags& f) {
+  absl::StatusOr<std::unique_ptr<agent::Store>> store = OpenStore(f.etcd, f.store_dir);
+  if (!store.ok()) return Fail(store.status());
+  if (*c.get) return Get(**store, f.what);
+  if (*c.put) return Put(**store, f.key, f.value, f.raw);
+  if (*c.del) return Delete(**store, f.key);
+  if (*c.ns_set) {
+    NamespaceChange change;
+    if (c.ns_set->count("--isolated") > 0) change.isolated = f.isolated;
+    if (c.ns_set->count("--labels") > 0) change.labels = f.labels;
+    return NamespaceSet(**store, f.name, change);
+  }
+  if (*c.pol_apply) return PolicyApply(**store, f.file);
+  return PolicyDelete(**store, f.policy);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -260,36 +319,7 @@ int main(int argc, char** argv) {
   app.add_option("--store-dir", f.store_dir, "embedded store directory")->excludes(etcd);
   app.add_option("--socket", f.socket, "the agent's local API socket")->default_str(kDefaultSocket);
 
-  CLI::App* get = app.add_subcommand("get", "list keys and values under KIND, PREFIX or KEY");
-  get->add_option("what", f.what,
-                  "nodes pods services endpoints namespaces networkpolicies podcidrs heartbeats "
-                  "config, a prefix or a key [everything]");
-  CLI::App* put = app.add_subcommand("put", "write a value (validated for its kind)");
-  put->add_option("key", f.key, "the key")->required();
-  put->add_option("value", f.value, "the value, or - to read stdin")->required();
-  put->add_flag("--raw", f.raw, "skip the checks");
-  CLI::App* del = app.add_subcommand("del", "delete a key");
-  del->add_option("key", f.key, "the key")->required();
-
-  CLI::App* ns = app.add_subcommand("namespace", "Namespace objects");
-  ns->require_subcommand(1);
-  CLI::App* ns_set = ns->add_subcommand("set", "create the Namespace or update the given fields");
-  ns_set->add_option("name", f.name, "namespace name")->required();
-  ns_set->add_flag("--isolated", f.isolated, "isolate the namespace (--isolated=false: not)");
-  ns_set->add_option("--labels", f.labels, "labels k=v,... (replace the old ones)");
-
-  CLI::App* pol = app.add_subcommand("policy", "NetworkPolicy objects");
-  pol->require_subcommand(1);
-  CLI::App* pol_apply = pol->add_subcommand(
-      "apply", "write a NetworkPolicy's JSON (namespace and name inside), validated");
-  pol_apply->add_option("-f", f.file, "file, or - to read stdin")->required();
-  CLI::App* pol_del = pol->add_subcommand("delete", "delete a NetworkPolicy");
-  pol_del->add_option("policy", f.policy, "NAMESPACE/NAME")->required();
-
-  CLI::App* status = app.add_subcommand("status", "the agent's status (exit 0 when ready)");
-  status->add_option("--services", f.max_services, "list at most N services")->default_str("50");
-  status->add_flag("--json", f.json, "print the status as JSON");
-  CLI::App* health = app.add_subcommand("health", "exit 0 when the agent is ready and healthy");
+  Commands c = AddCommands(app, f);
 
   try {
     app.parse(argc, argv);
@@ -303,25 +333,13 @@ int main(int argc, char** argv) {
     std::cerr << "cninetctl: a command is required\n" << app.help();
     return kUsageError;
   }
-  if (*status) return Status(f.socket, f.max_services, f.json);
-  if (*health) return Health(f.socket);
+  if (*c.status) return Status(f.socket, f.max_services, f.json);
+  if (*c.health) return Health(f.socket);
 
   if (f.etcd.empty() && f.store_dir.empty()) {
     std::cerr << "cninetctl: " << app.get_subcommands()[0]->get_name()
               << " needs --etcd or --store-dir\nRun with --help for more information.\n";
     return kUsageError;
   }
-  absl::StatusOr<std::unique_ptr<agent::Store>> store = OpenStore(f.etcd, f.store_dir);
-  if (!store.ok()) return Fail(store.status());
-  if (*get) return Get(**store, f.what);
-  if (*put) return Put(**store, f.key, f.value, f.raw);
-  if (*del) return Delete(**store, f.key);
-  if (*ns_set) {
-    NamespaceChange change;
-    if (ns_set->count("--isolated") > 0) change.isolated = f.isolated;
-    if (ns_set->count("--labels") > 0) change.labels = f.labels;
-    return NamespaceSet(**store, f.name, change);
-  }
-  if (*pol_apply) return PolicyApply(**store, f.file);
-  return PolicyDelete(**store, f.policy);
+  return RunStoreCommand(c, f);
 }
