@@ -40,6 +40,8 @@
 #include "cninet/base/log.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/datapath.h"
+#include "common/bench_flags.h"
+#include "common/bench_main.h"
 #include "testing/etcd_server.h"
 
 namespace {
@@ -321,18 +323,19 @@ void Teardown() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<char*> rest = {argv[0]};
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--services=", 11) == 0) {
-      g_services = std::atoi(argv[i] + 11);
-    } else if (std::strncmp(argv[i], "--backends=", 11) == 0) {
-      g_backends = std::atoi(argv[i] + 11);
-    } else if (std::strncmp(argv[i], "--maglev-size=", 14) == 0) {
-      g_maglev = static_cast<uint32_t>(std::atoi(argv[i] + 14));
+  std::vector<char*> rest = cninet::bench::SplitArgs(argc, argv, [](const char* arg) {
+    std::string v;
+    if (cninet::bench::ParseFlag(arg, "--services", &v)) {
+      g_services = std::atoi(v.c_str());
+    } else if (cninet::bench::ParseFlag(arg, "--backends", &v)) {
+      g_backends = std::atoi(v.c_str());
+    } else if (cninet::bench::ParseFlag(arg, "--maglev-size", &v)) {
+      g_maglev = static_cast<uint32_t>(std::atoi(v.c_str()));
     } else {
-      rest.push_back(argv[i]);
+      return false;
     }
-  }
+    return true;
+  });
   if (g_services < 1 || g_services > 60000 || g_backends < 1 || g_backends > 100) {
     std::fprintf(stderr, "--services must be 1..60000 and --backends 1..100\n");
     return 2;
@@ -359,10 +362,8 @@ int main(int argc, char** argv) {
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond)
         ->Iterations(3);
-    int bargc = static_cast<int>(rest.size());
-    benchmark::Initialize(&bargc, rest.data());
     Recorder reporter;
-    benchmark::RunSpecifiedBenchmarks(&reporter);
+    cninet::bench::RunBenchmarks(rest, &reporter);
     auto get = [](const char* name) {
       auto it = g_seconds.find(StrCat(name, "/", g_services));
       return it == g_seconds.end() ? -1.0 : it->second;
