@@ -13,6 +13,7 @@
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/datapath/pins.h"
 
 namespace cninet::agent {
 namespace {
@@ -317,6 +318,75 @@ absl::Status WriteConflist(const AgentOptions& opt, const NodeSetup& setup) {
   CNINET_RETURN_IF_ERROR(WriteFileAtomic(path, BuildConflist(ConflistFor(opt, setup)), options));
   CNINET_LOG(kInfo, "wrote ", path);
   return absl::OkStatus();
+}
+
+namespace {
+
+// cninet-ebpf pins its loaded programs with the instance (PinLayout::ProgramDir); releases
+// before that pinned them under `BPFFS/cninet-ebpf/INSTANCE`, removed too for upgrades. The
+// parent directories go only when empty.
+void RemoveProgramPins(const dp::PinLayout& pins) {
+  std::error_code ec;
+  std::filesystem::remove_all(pins.ProgramDir(), ec);
+  const std::string legacy_root = StrCat(pins.bpffs_root, "/cninet-ebpf");
+  std::filesystem::remove_all(StrCat(legacy_root, "/", pins.instance), ec);
+  std::filesystem::remove(legacy_root, ec);
+  std::filesystem::remove(pins.MapDir(), ec);
+  std::filesystem::remove(pins.Root(), ec);
+}
+
+}  // namespace
+
+absl::Status TeardownNode(const AgentOptions& opt) {
+  absl::Status first = absl::OkStatus();
+  auto keep = [&](const absl::Status& st, std::string_view what) {
+    if (!st.ok()) {
+      CNINET_LOG(kWarning, "teardown: ", what, ": ", st.message());
+      if (first.ok()) first = Annotate(st, what);
+    }
+  };
+  std::optional<nl::Netns> ns;
+  if (!opt.netns.empty()) {
+    CNINET_ASSIGN_OR_RETURN(nl::Netns n, nl::Netns::Open(opt.netns));
+    ns.emplace(std::move(n));
+  }
+  absl::StatusOr<nl::Handle> h = ns ? nl::Handle::OpenIn(*ns) : nl::Handle::Open();
+  if (!h.ok()) return h.status();
+  absl::StatusOr<Uplink> up = ResolveUplink(*h, opt.uplink);
+  auto in_node = [&](const std::function<absl::Status()>& fn) {
+    return ns ? ns->Run([&] { return fn(); }) : fn();
+  };
+  keep(in_node([&]() -> absl::Status {
+         absl::Status st = absl::OkStatus();
+         if (up.ok()) {
+           if (auto s = dp::DetachHook(dp::Hook::kFromWorld, up->name); !s.ok()) st = s;
+           if (auto s = dp::DetachHook(dp::Hook::kToWorld, up->name); !s.ok()) st = s;
+         }
+         if (auto s = dp::DetachHook(dp::Hook::kFromWorld, opt.vxlan_device); !s.ok()) st = s;
+         return st;
+       }),
+       "detach programs");
+  VxlanDeviceConfig vx;
+  vx.name = opt.vxlan_device;
+  OverlayReconciler overlay(&*h, vx, up.ok() ? up->index : 0, opt.route_protocol);
+  keep(overlay.Teardown(), "routes and VXLAN device");
+  dp::DatapathConfig c;
+  c.bpffs_root = opt.bpffs_root;
+  c.instance = opt.Instance();
+  std::error_code ec;
+  if (std::filesystem::exists(c.PinDir(), ec)) {
+    absl::StatusOr<std::unique_ptr<dp::Datapath>> d = dp::Datapath::OpenPinned(c.PinDir());
+    if (d.ok()) {
+      keep((*d)->Unpin(), "unpin maps");
+    } else {
+      keep(d.status(), "open pinned maps");
+    }
+  }
+  RemoveProgramPins(dp::PinLayout::For(opt.bpffs_root, c.instance));
+  if (!opt.cni_conf_dir.empty()) {
+    std::filesystem::remove(StrCat(opt.cni_conf_dir, "/", opt.cni_conf_file), ec);
+  }
+  return first;
 }
 
 }  // namespace cninet::agent

@@ -1,6 +1,7 @@
 // Node setup: everything the agent does once before it starts watching - the node's network
 // namespace and netlink handle, the store, the cluster configuration, the podCIDR, the uplink,
-// the VXLAN device and sysctls, the node's registration, the datapath and the conflist.
+// the VXLAN device and sysctls, the node's registration, the datapath and the conflist. Its
+// undoing, TeardownNode (agent.h), is implemented beside it.
 #ifndef CNINET_SRC_AGENT_NODE_SETUP_H_
 #define CNINET_SRC_AGENT_NODE_SETUP_H_
 
