@@ -125,7 +125,10 @@ void AddRunFlags(CLI::App* cmd, NodeFlags* f) {
 // The agent's options from the flags given on `cmd`.
 agent::AgentOptions ToOptions(const CLI::App& cmd, const NodeFlags& f) {
   agent::AgentOptions o;
-  auto given = [&](const char* flag) { return cmd.count(flag) > 0; };
+  auto given = [&](const char* flag) {
+    const CLI::Option* opt = cmd.get_option_no_throw(flag);  // run has more flags than teardown
+    return opt != nullptr && opt->count() > 0;
+  };
   o.node_name = f.node;
   o.netns = f.netns;
   o.uplink = f.uplink;

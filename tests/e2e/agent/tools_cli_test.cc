@@ -51,6 +51,13 @@ TEST(AgentCliTest, UsageErrorsNameTheFlagAndExitTwo) {
   r = Tool(kAgent, {"frobnicate"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("frobnicate"));
+  // teardown takes the node flags only (and its options are validated like run's).
+  r = Tool(kAgent, {"teardown", "--node", "n1", "--bpffs-root", "relative"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("bpffs root"));
+  r = Tool(kAgent, {"teardown", "--node", "n1", "--etcd", "127.0.0.1:2379"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--etcd"));
   // A value the agent's options refuse is a usage error too.
   r = Tool(kAgent, {"run", "--node", "n1", "--maglev-size", "252"});
   EXPECT_EQ(r.exit_code, 2);
