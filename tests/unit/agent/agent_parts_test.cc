@@ -5,12 +5,16 @@
 #include <string>
 #include <vector>
 
+#include "agent/node_setup.h"
 #include "agent/pass_scheduler.h"
 #include "agent/status_builder.h"
 #include "agent/store_cache.h"
 #include "cninet/agent/state.h"
+#include "cninet/base/version_info.h"
+#include "cninet/cni/plugin_names.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace cninet::agent {
 namespace {
@@ -308,6 +312,43 @@ TEST(StatusBuilderTest, FrontendStrings) {
   f.kind = datapath::FrontendKind::kNodePort;
   f.port = 30080;
   EXPECT_THAT(FrontendString(f), HasSubstr("nodePort:30080/"));
+}
+
+TEST(NodeSetupTest, ConflistFollowsTheNodeAndTheOptions) {
+  AgentOptions opt;
+  opt.node_name = "n1";
+  opt.state_dir = "/var/lib/x";
+  opt.socket_path = "/run/x.sock";
+  opt.masquerade = false;
+  NodeSetup setup;
+  setup.pod_cidr = *cni::IPPrefix::Parse("10.244.3.0/24");
+  setup.cluster_cidr = *cni::IPPrefix::Parse("10.244.0.0/16");
+  setup.uplink.name = "eth0";
+  setup.uplink.mtu = 1500;
+  setup.uplink.addresses.push_back(*cni::IPPrefix::Parse("192.168.1.11/24"));
+  ConflistParams p = ConflistFor(opt, setup);
+  EXPECT_EQ(p.mtu, 1500 - kVxlanOverhead);  // no cluster MTU: the uplink's minus VXLAN
+  EXPECT_EQ(p.ipam_data_dir, "/var/lib/x/ipam");
+  EXPECT_EQ(p.ebpf_state_dir, "/var/lib/x/ebpf");
+  EXPECT_EQ(p.instance, "n1");
+  EXPECT_FALSE(p.masquerade);
+  EXPECT_EQ(p.agent_socket, "/run/x.sock");
+  setup.cluster.set_mtu(1400);
+  opt.report_pods = false;
+  p = ConflistFor(opt, setup);
+  EXPECT_EQ(p.mtu, 1400u);
+  EXPECT_EQ(p.agent_socket, "");
+  // The plugin types come from cni/plugin_names.h.
+  nlohmann::json list = nlohmann::json::parse(BuildConflist(ConflistFor(AgentOptions{}, setup)));
+  ASSERT_EQ(list["plugins"].size(), 3u);
+  EXPECT_EQ(list["plugins"][0]["type"], std::string(cni::kBridgePlugin));
+  EXPECT_EQ(list["plugins"][0]["ipam"]["type"], std::string(cni::kHostLocalPlugin));
+  EXPECT_EQ(list["plugins"][1]["type"], std::string(cni::kEbpfPlugin));
+  EXPECT_EQ(list["plugins"][2]["type"], std::string(cni::kAgentCniPlugin));
+}
+
+TEST(NodeSetupTest, AgentVersionIsTheProjectVersion) {
+  EXPECT_EQ(AgentVersion(), "cninet-agent/" + std::string(cninet::Version()));
 }
 
 }  // namespace
