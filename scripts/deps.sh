@@ -6,14 +6,13 @@ set -eu
 PACKAGES="
   build-essential cmake ninja-build pkg-config ccache git clang clang-format clang-tidy
   libclang-rt-14-dev llvm
-  libabsl-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libabsl-dev nlohmann-json3-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   libbpf-dev bpftool linux-libc-dev
   libnl-3-dev libnl-route-3-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   etcd-server etcd-client
   containernetworking-plugins iproute2 iputils-ping nftables iptables iperf3 procps psmisc util-linux
   busybox-static podman runc containerd
-  libcli11-dev
   gnuplot-nox doxygen python3 python3-jsonschema
 "
 
