@@ -34,13 +34,15 @@
 
 #include "benchmark/benchmark.h"
 #include "cninet/agent/agent.h"
-#include "cninet/agent/etcd_server.h"
 #include "cninet/agent/etcd_store.h"
 #include "cninet/agent/services.h"
 #include "cninet/agent/state.h"
 #include "cninet/base/log.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/datapath.h"
+#include "common/bench_flags.h"
+#include "common/bench_main.h"
+#include "testing/etcd_server.h"
 
 namespace {
 
@@ -55,7 +57,7 @@ uint32_t g_maglev = 0;  // 0: the agent default (sized per service)
 std::string g_dir;      // temporary directory
 std::string g_bpffs;    // private bpffs mount
 std::string g_netns;    // node namespace name
-std::unique_ptr<agent::EtcdServer> g_etcd;
+std::unique_ptr<::cninet::testing::EtcdServer> g_etcd;
 std::shared_ptr<agent::Store> g_store;
 std::map<std::string, double> g_seconds;  // benchmark name -> mean seconds per iteration
 
@@ -191,10 +193,6 @@ void BM_EndToEnd(benchmark::State& state) {
   int round = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    std::mutex mu;
-    std::condition_variable cv;
-    int64_t seen_rev = 0;
-    size_t seen_services = 0;
     agent::AgentOptions o;
     o.node_name = "bench-node";
     o.netns = "/run/netns/" + g_netns;
@@ -206,12 +204,6 @@ void BM_EndToEnd(benchmark::State& state) {
     o.bpffs_root = g_bpffs;
     o.instance = StrCat("e2e", round++);
     o.maglev_size = g_maglev;
-    o.on_reconciled = [&](int64_t rev, size_t n) {
-      std::lock_guard<std::mutex> l(mu);
-      seen_rev = rev;
-      seen_services = n;
-      cv.notify_all();
-    };
     auto a = agent::Agent::Start(o);
     if (!a.ok()) {
       state.SkipWithError(std::string(a.status().message()).c_str());
@@ -230,13 +222,9 @@ void BM_EndToEnd(benchmark::State& state) {
       state.SkipWithError(std::string(last.status().message()).c_str());
       return;
     }
-    bool done = false;
-    {
-      std::unique_lock<std::mutex> l(mu);
-      done = cv.wait_for(l, std::chrono::seconds(120), [&] {
-        return seen_rev >= *last && seen_services == static_cast<size_t>(g_services);
-      });
-    }
+    // The agent's supported observation point: a round covering the last write, then the count.
+    bool done = (*a)->WaitReconciled(*last, std::chrono::seconds(120)).ok() &&
+                (*a)->programmed_services() == static_cast<size_t>(g_services);
     auto t1 = Clock::now();
     state.PauseTiming();
     if (!done) {
@@ -298,9 +286,9 @@ bool Setup() {
                 " link set eth0 up && ip -n ", g_netns, " link set lo up")) != 0) {
     return false;
   }
-  agent::EtcdServerOptions eo;
+  ::cninet::testing::EtcdServerOptions eo;
   eo.data_dir = g_dir + "/etcd";
-  auto server = agent::EtcdServer::Start(eo);
+  auto server = ::cninet::testing::EtcdServer::Start(eo);
   if (!server.ok()) {
     std::fprintf(stderr, "etcd: %s\n", server.status().ToString().c_str());
     return false;
@@ -335,18 +323,19 @@ void Teardown() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<char*> rest = {argv[0]};
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--services=", 11) == 0) {
-      g_services = std::atoi(argv[i] + 11);
-    } else if (std::strncmp(argv[i], "--backends=", 11) == 0) {
-      g_backends = std::atoi(argv[i] + 11);
-    } else if (std::strncmp(argv[i], "--maglev-size=", 14) == 0) {
-      g_maglev = static_cast<uint32_t>(std::atoi(argv[i] + 14));
+  std::vector<char*> rest = cninet::bench::SplitArgs(argc, argv, [](const char* arg) {
+    std::string v;
+    if (cninet::bench::ParseFlag(arg, "--services", &v)) {
+      g_services = std::atoi(v.c_str());
+    } else if (cninet::bench::ParseFlag(arg, "--backends", &v)) {
+      g_backends = std::atoi(v.c_str());
+    } else if (cninet::bench::ParseFlag(arg, "--maglev-size", &v)) {
+      g_maglev = static_cast<uint32_t>(std::atoi(v.c_str()));
     } else {
-      rest.push_back(argv[i]);
+      return false;
     }
-  }
+    return true;
+  });
   if (g_services < 1 || g_services > 60000 || g_backends < 1 || g_backends > 100) {
     std::fprintf(stderr, "--services must be 1..60000 and --backends 1..100\n");
     return 2;
@@ -373,10 +362,8 @@ int main(int argc, char** argv) {
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond)
         ->Iterations(3);
-    int bargc = static_cast<int>(rest.size());
-    benchmark::Initialize(&bargc, rest.data());
     Recorder reporter;
-    benchmark::RunSpecifiedBenchmarks(&reporter);
+    cninet::bench::RunBenchmarks(rest, &reporter);
     auto get = [](const char* name) {
       auto it = g_seconds.find(StrCat(name, "/", g_services));
       return it == g_seconds.end() ? -1.0 : it->second;

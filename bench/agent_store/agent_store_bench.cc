@@ -36,9 +36,11 @@
 #include <vector>
 
 #include "cninet/agent/embedded_store.h"
-#include "cninet/agent/etcd_server.h"
 #include "cninet/agent/etcd_store.h"
 #include "cninet/agent/state.h"
+#include "common/bench_flags.h"
+#include "common/bench_main.h"
+#include "testing/etcd_server.h"
 
 namespace {
 
@@ -51,7 +53,7 @@ namespace keys = cninet::agent::keys;
 
 int g_services = 10000;
 std::string g_dir;
-std::unique_ptr<cninet::agent::EtcdServer> g_etcd;
+std::unique_ptr<cninet::testing::EtcdServer> g_etcd;
 std::map<std::string, std::unique_ptr<Store>> g_stores;  // "Embedded", "Etcd".
 std::atomic<bool> g_failed{false};
 
@@ -384,16 +386,17 @@ class RatioReporter : public benchmark::ConsoleReporter {
 
 int main(int argc, char** argv) {
   bool with_etcd = true;
-  std::vector<char*> args = {argv[0]};
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--services=", 11) == 0) {
-      g_services = std::max(100, std::atoi(argv[i] + 11));
-    } else if (std::strcmp(argv[i], "--no-etcd") == 0) {
+  std::vector<char*> args = cninet::bench::SplitArgs(argc, argv, [&](const char* arg) {
+    std::string v;
+    if (cninet::bench::ParseFlag(arg, "--services", &v)) {
+      g_services = std::max(100, std::atoi(v.c_str()));
+    } else if (std::strcmp(arg, "--no-etcd") == 0) {
       with_etcd = false;
     } else {
-      args.push_back(argv[i]);
+      return false;
     }
-  }
+    return true;
+  });
   char tmpl[] = "/tmp/cninet-store-bench-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) return 1;
   g_dir = tmpl;
@@ -409,9 +412,9 @@ int main(int argc, char** argv) {
       g_stores["Embedded"] = *std::move(store);
     }
     if (with_etcd && rc == 0) {
-      cninet::agent::EtcdServerOptions options;
+      cninet::testing::EtcdServerOptions options;
       options.data_dir = g_dir + "/etcd";
-      auto server = cninet::agent::EtcdServer::Start(options);
+      auto server = cninet::testing::EtcdServer::Start(options);
       if (!server.ok()) {
         std::fprintf(stderr, "etcd: %s\n", server.status().ToString().c_str());
         rc = 1;
@@ -453,10 +456,8 @@ int main(int argc, char** argv) {
             ->UseManualTime()
             ->Unit(benchmark::kMillisecond);
       }
-      int bargc = static_cast<int>(args.size());
-      benchmark::Initialize(&bargc, args.data());
       RatioReporter reporter;
-      benchmark::RunSpecifiedBenchmarks(&reporter);
+      cninet::bench::RunBenchmarks(args, &reporter);
       reporter.PrintSummary();
       benchmark::Shutdown();
     }

@@ -9,6 +9,7 @@
 
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/plugin_names.h"
 #include "nlohmann/json.hpp"
 
 namespace cninet::agent {
@@ -16,12 +17,12 @@ namespace cninet::agent {
 std::string BuildConflist(const ConflistParams& p) {
   using nlohmann::json;
   json bridge = {
-      {"type", "cninet-bridge"},
+      {"type", cni::kBridgePlugin},
       {"bridge", p.bridge},
       {"isGateway", true},
       {"isDefaultGateway", true},
       {"ipam",
-       {{"type", "cninet-host-local"},
+       {{"type", cni::kHostLocalPlugin},
         {"ranges", json::array({json::array({{{"subnet", p.pod_cidr.Masked().ToString()}}})})},
         {"dataDir", p.ipam_data_dir}}},
   };
@@ -30,7 +31,7 @@ std::string BuildConflist(const ConflistParams& p) {
   for (const auto& a : p.node_addresses) addresses.push_back(a.ToString());
   const datapath::MapSizes& m = p.map_sizes;
   json ebpf = {
-      {"type", "cninet-ebpf"},
+      {"type", cni::kEbpfPlugin},
       {"clusterCIDR", p.cluster_cidr.Masked().ToString()},
       {"masquerade", p.masquerade},
       {"uplink", p.uplink},
@@ -53,7 +54,7 @@ std::string BuildConflist(const ConflistParams& p) {
   if (p.service_mark != 0) ebpf["serviceMark"] = p.service_mark;
   json plugins = json::array({bridge, ebpf});
   if (!p.agent_socket.empty()) {
-    plugins.push_back({{"type", "cninet-agent-cni"}, {"socket", p.agent_socket}});
+    plugins.push_back({{"type", cni::kAgentCniPlugin}, {"socket", p.agent_socket}});
   }
   json list = {{"cniVersion", p.cni_version}, {"name", p.network_name}, {"plugins", plugins}};
   return list.dump(2) + "\n";

@@ -47,69 +47,80 @@ std::string_view PeerModeName(PeerMode mode) {
   return mode == PeerMode::kDirect ? "direct" : "vxlan";
 }
 
+namespace {
+
+// A podCIDR already routed, and the node it routes to.
+using RoutedCidr = std::pair<IPPrefix, std::string>;
+
+// How to reach node `n`'s podCIDR through its VXLAN device: its vtepMAC and underlay address.
+absl::Status PlanVxlanPeer(const v1::Node& n, const IPAddress& internal, OverlayPeer* peer) {
+  peer->mode = PeerMode::kVxlan;
+  auto mac = nl::MacAddress::Parse(n.vtep_mac());
+  if (n.vtep_mac().empty() || !mac.ok() || !mac->IsUnicast() || mac->IsZero()) {
+    return absl::FailedPreconditionError("no usable vtepMAC (VXLAN needs one)");
+  }
+  peer->vtep_mac = *mac;
+  peer->vtep = internal;
+  if (!n.public_ip().empty()) {
+    auto pub = IPAddress::Parse(n.public_ip());
+    if (!pub.ok() || !pub->is_v4()) {
+      return absl::FailedPreconditionError(
+          StrCat("publicIP ", n.public_ip(), " is not an IPv4 underlay address"));
+    }
+    peer->vtep = *pub;
+  }
+  peer->gateway = peer->pod_cidr.address();
+  return absl::OkStatus();
+}
+
+// The entry of peer `n`, or (FailedPrecondition) why it is skipped.
+absl::StatusOr<OverlayPeer> PlanPeer(const OverlaySelf& self, const v1::Node& n,
+                                     const std::vector<RoutedCidr>& routed) {
+  std::optional<IPPrefix> cidr = FirstV4PodCIDR(n);
+  if (!cidr) return absl::FailedPreconditionError("no IPv4 podCIDR yet");
+  std::optional<IPAddress> internal = FirstV4Internal(n);
+  if (!internal) return absl::FailedPreconditionError("no IPv4 INTERNAL_IP address");
+  if (self.pod_cidr.prefix_len() > 0 && cidr->Overlaps(self.pod_cidr)) {
+    return absl::FailedPreconditionError(
+        StrCat("podCIDR ", cidr->ToString(), " overlaps this node's ", self.pod_cidr.ToString()));
+  }
+  auto clash = std::find_if(routed.begin(), routed.end(),
+                            [&](const auto& r) { return r.first.Overlaps(*cidr); });
+  if (clash != routed.end()) {
+    return absl::FailedPreconditionError(StrCat("podCIDR ", cidr->ToString(), " overlaps node ",
+                                                clash->second, "'s ", clash->first.ToString()));
+  }
+  OverlayPeer peer;
+  peer.node = n.name();
+  peer.pod_cidr = *cidr;
+  bool same_subnet = self.underlay.prefix_len() > 0 && self.underlay.Masked().Contains(*internal);
+  if (self.direct_routing && n.direct_routing() && same_subnet) {
+    peer.mode = PeerMode::kDirect;
+    peer.gateway = *internal;
+    return peer;
+  }
+  CNINET_RETURN_IF_ERROR(PlanVxlanPeer(n, *internal, &peer));
+  return peer;
+}
+
+}  // namespace
+
 OverlayPlan PlanOverlay(const OverlaySelf& self, std::span<const v1::Node> nodes) {
   std::vector<const v1::Node*> sorted;
   for (const v1::Node& n : nodes) sorted.push_back(&n);
   std::sort(sorted.begin(), sorted.end(),
             [](const v1::Node* a, const v1::Node* b) { return a->name() < b->name(); });
   OverlayPlan plan;
-  std::vector<std::pair<IPPrefix, std::string>> routed;  // podCIDRs already planned
-  auto skip = [&](const v1::Node& n, std::string reason) {
-    plan.skipped.push_back({n.name(), std::move(reason)});
-  };
-  for (const v1::Node* np : sorted) {
-    const v1::Node& n = *np;
-    if (n.name() == self.name) continue;
-    std::optional<IPPrefix> cidr = FirstV4PodCIDR(n);
-    if (!cidr) {
-      skip(n, "no IPv4 podCIDR yet");
+  std::vector<RoutedCidr> routed;  // podCIDRs already planned
+  for (const v1::Node* n : sorted) {
+    if (n->name() == self.name) continue;
+    absl::StatusOr<OverlayPeer> peer = PlanPeer(self, *n, routed);
+    if (!peer.ok()) {
+      plan.skipped.push_back({n->name(), std::string(peer.status().message())});
       continue;
     }
-    std::optional<IPAddress> internal = FirstV4Internal(n);
-    if (!internal) {
-      skip(n, "no IPv4 INTERNAL_IP address");
-      continue;
-    }
-    if (self.pod_cidr.prefix_len() > 0 && cidr->Overlaps(self.pod_cidr)) {
-      skip(n, StrCat("podCIDR ", cidr->ToString(), " overlaps this node's ",
-                     self.pod_cidr.ToString()));
-      continue;
-    }
-    auto clash = std::find_if(routed.begin(), routed.end(),
-                              [&](const auto& r) { return r.first.Overlaps(*cidr); });
-    if (clash != routed.end()) {
-      skip(n, StrCat("podCIDR ", cidr->ToString(), " overlaps node ", clash->second, "'s ",
-                     clash->first.ToString()));
-      continue;
-    }
-    OverlayPeer peer;
-    peer.node = n.name();
-    peer.pod_cidr = *cidr;
-    bool same_subnet = self.underlay.prefix_len() > 0 && self.underlay.Masked().Contains(*internal);
-    if (self.direct_routing && n.direct_routing() && same_subnet) {
-      peer.mode = PeerMode::kDirect;
-      peer.gateway = *internal;
-    } else {
-      peer.mode = PeerMode::kVxlan;
-      auto mac = nl::MacAddress::Parse(n.vtep_mac());
-      if (n.vtep_mac().empty() || !mac.ok() || !mac->IsUnicast() || mac->IsZero()) {
-        skip(n, "no usable vtepMAC (VXLAN needs one)");
-        continue;
-      }
-      peer.vtep_mac = *mac;
-      peer.vtep = *internal;
-      if (!n.public_ip().empty()) {
-        auto pub = IPAddress::Parse(n.public_ip());
-        if (!pub.ok() || !pub->is_v4()) {
-          skip(n, StrCat("publicIP ", n.public_ip(), " is not an IPv4 underlay address"));
-          continue;
-        }
-        peer.vtep = *pub;
-      }
-      peer.gateway = cidr->address();
-    }
-    routed.push_back({*cidr, n.name()});
-    plan.peers.push_back(std::move(peer));
+    routed.push_back({peer->pod_cidr, n->name()});
+    plan.peers.push_back(*std::move(peer));
   }
   return plan;
 }
@@ -187,8 +198,18 @@ absl::Status OverlayReconciler::EnsureDevice() {
 absl::StatusOr<OverlayChanges> OverlayReconciler::Apply(const OverlayPlan& plan) {
   OverlayChanges ch;
   absl::Status first = absl::OkStatus();
+  CNINET_RETURN_IF_ERROR(ApplyRoutes(plan, &ch, &first));
+  if (vxlan_index_ != 0) {
+    CNINET_RETURN_IF_ERROR(ApplyNeighbors(plan, &ch, &first));
+    CNINET_RETURN_IF_ERROR(ApplyFdb(plan, &ch, &first));
+  }
+  if (!first.ok()) return first;
+  return ch;
+}
 
-  // Routes: ours are the ones carrying our protocol.
+// Routes: ours are the ones carrying our protocol.
+absl::Status OverlayReconciler::ApplyRoutes(const OverlayPlan& plan, OverlayChanges* ch,
+                                            absl::Status* first) {
   CNINET_ASSIGN_OR_RETURN(auto routes,
                           handle_->ListRoutes({.family = AF_INET, .table = nl::kTableMain}));
   std::map<IPPrefix, nl::Route> have_routes;
@@ -213,9 +234,9 @@ absl::StatusOr<OverlayChanges> OverlayReconciler::Apply(const OverlayPlan& plan)
       continue;
     }
     absl::Status st = handle_->ReplaceRoute(r);
-    Keep(&first, Annotate(st, StrCat("route to node ", p.node)));
+    Keep(first, Annotate(st, StrCat("route to node ", p.node)));
     if (st.ok()) {
-      ++ch.routes_set;
+      ++ch->routes_set;
       CNINET_LOG(kInfo, "route ", p.pod_cidr.ToString(), " via ", p.gateway.ToString(), " (",
                  PeerModeName(p.mode), ") for node ", p.node);
     }
@@ -224,82 +245,86 @@ absl::StatusOr<OverlayChanges> OverlayReconciler::Apply(const OverlayPlan& plan)
     if (want_routes.count(dst)) continue;
     absl::Status st = handle_->DeleteRoute(r);
     if (absl::IsNotFound(st)) st = absl::OkStatus();
-    Keep(&first, Annotate(st, StrCat("remove route ", dst.ToString())));
+    Keep(first, Annotate(st, StrCat("remove route ", dst.ToString())));
     if (st.ok()) {
-      ++ch.routes_removed;
+      ++ch->routes_removed;
       CNINET_LOG(kInfo, "removed route ", dst.ToString());
     }
   }
+  return absl::OkStatus();
+}
 
-  if (vxlan_index_ != 0) {
-    // Neighbours: every permanent entry of the VXLAN device is ours.
-    std::map<IPAddress, nl::MacAddress> want_neigh;
-    std::map<nl::MacAddress, IPAddress> want_fdb;
-    for (const OverlayPeer& p : plan.peers) {
-      if (p.mode != PeerMode::kVxlan) continue;
-      want_neigh[p.gateway] = p.vtep_mac;
-      want_fdb[p.vtep_mac] = p.vtep;
-    }
-    CNINET_ASSIGN_OR_RETURN(auto neighbors, handle_->ListNeighbors(vxlan_index_, AF_INET));
-    std::map<IPAddress, nl::MacAddress> have_neigh;
-    for (const auto& n : neighbors) {
-      if (n.state & nl::kNudPermanent) have_neigh[n.ip] = n.mac;
-    }
-    for (const auto& [ip, mac] : want_neigh) {
-      auto it = have_neigh.find(ip);
-      if (it != have_neigh.end() && it->second == mac) continue;
-      absl::Status st = handle_->SetNeighbor({.ifindex = vxlan_index_, .ip = ip, .mac = mac});
-      Keep(&first, Annotate(st, StrCat("neighbour ", ip.ToString())));
-      if (st.ok()) ++ch.neighbors_set;
-    }
-    for (const auto& [ip, mac] : have_neigh) {
-      if (want_neigh.count(ip)) continue;
-      absl::Status st = handle_->DeleteNeighbor(vxlan_index_, ip);
-      if (absl::IsNotFound(st)) st = absl::OkStatus();
-      Keep(&first, Annotate(st, StrCat("remove neighbour ", ip.ToString())));
-      if (st.ok()) ++ch.neighbors_removed;
-    }
+// Neighbours: every permanent entry of the VXLAN device is ours.
+absl::Status OverlayReconciler::ApplyNeighbors(const OverlayPlan& plan, OverlayChanges* ch,
+                                               absl::Status* first) {
+  std::map<IPAddress, nl::MacAddress> want_neigh;
+  for (const OverlayPeer& p : plan.peers) {
+    if (p.mode == PeerMode::kVxlan) want_neigh[p.gateway] = p.vtep_mac;
+  }
+  CNINET_ASSIGN_OR_RETURN(auto neighbors, handle_->ListNeighbors(vxlan_index_, AF_INET));
+  std::map<IPAddress, nl::MacAddress> have_neigh;
+  for (const auto& n : neighbors) {
+    if (n.state & nl::kNudPermanent) have_neigh[n.ip] = n.mac;
+  }
+  for (const auto& [ip, mac] : want_neigh) {
+    auto it = have_neigh.find(ip);
+    if (it != have_neigh.end() && it->second == mac) continue;
+    absl::Status st = handle_->SetNeighbor({.ifindex = vxlan_index_, .ip = ip, .mac = mac});
+    Keep(first, Annotate(st, StrCat("neighbour ", ip.ToString())));
+    if (st.ok()) ++ch->neighbors_set;
+  }
+  for (const auto& [ip, mac] : have_neigh) {
+    if (want_neigh.count(ip)) continue;
+    absl::Status st = handle_->DeleteNeighbor(vxlan_index_, ip);
+    if (absl::IsNotFound(st)) st = absl::OkStatus();
+    Keep(first, Annotate(st, StrCat("remove neighbour ", ip.ToString())));
+    if (st.ok()) ++ch->neighbors_removed;
+  }
+  return absl::OkStatus();
+}
 
-    // FDB: remote entries (with a destination) of the VXLAN device.
-    CNINET_ASSIGN_OR_RETURN(auto fdb, handle_->ListFdb(vxlan_index_));
-    std::multimap<nl::MacAddress, IPAddress> have_fdb;
-    for (const auto& e : fdb) {
-      if (e.ifindex == vxlan_index_ && e.dst.has_value() && !e.mac.IsZero()) {
-        have_fdb.insert({e.mac, *e.dst});
-      }
-    }
-    for (const auto& [mac, dst] : want_fdb) {
-      auto range = have_fdb.equal_range(mac);
-      bool exact = false, other = false;
-      for (auto it = range.first; it != range.second; ++it) {
-        (it->second == dst ? exact : other) = true;
-      }
-      if (exact && !other) continue;
-      if (other) {  // Replace a stale destination (the peer's publicIP changed).
-        for (auto it = range.first; it != range.second; ++it) {
-          if (it->second == dst) continue;
-          absl::Status st =
-              handle_->DeleteFdb({.ifindex = vxlan_index_, .mac = mac, .dst = it->second});
-          if (absl::IsNotFound(st)) st = absl::OkStatus();
-          Keep(&first, st);
-          if (st.ok()) ++ch.fdb_removed;
-        }
-      }
-      if (exact) continue;
-      absl::Status st = handle_->AddFdb({.ifindex = vxlan_index_, .mac = mac, .dst = dst});
-      Keep(&first, Annotate(st, StrCat("FDB ", mac.ToString(), " dst ", dst.ToString())));
-      if (st.ok()) ++ch.fdb_set;
-    }
-    for (const auto& [mac, dst] : have_fdb) {
-      if (want_fdb.count(mac)) continue;
-      absl::Status st = handle_->DeleteFdb({.ifindex = vxlan_index_, .mac = mac, .dst = dst});
-      if (absl::IsNotFound(st)) st = absl::OkStatus();
-      Keep(&first, Annotate(st, StrCat("remove FDB ", mac.ToString())));
-      if (st.ok()) ++ch.fdb_removed;
+// FDB: remote entries (with a destination) of the VXLAN device.
+absl::Status OverlayReconciler::ApplyFdb(const OverlayPlan& plan, OverlayChanges* ch,
+                                         absl::Status* first) {
+  std::map<nl::MacAddress, IPAddress> want_fdb;
+  for (const OverlayPeer& p : plan.peers) {
+    if (p.mode == PeerMode::kVxlan) want_fdb[p.vtep_mac] = p.vtep;
+  }
+  CNINET_ASSIGN_OR_RETURN(auto fdb, handle_->ListFdb(vxlan_index_));
+  std::multimap<nl::MacAddress, IPAddress> have_fdb;
+  for (const auto& e : fdb) {
+    if (e.ifindex == vxlan_index_ && e.dst.has_value() && !e.mac.IsZero()) {
+      have_fdb.insert({e.mac, *e.dst});
     }
   }
-  if (!first.ok()) return first;
-  return ch;
+  for (const auto& [mac, dst] : want_fdb) {
+    auto range = have_fdb.equal_range(mac);
+    bool exact = false;
+    for (auto it = range.first; it != range.second; ++it) {
+      if (it->second == dst) {
+        exact = true;
+        continue;
+      }
+      // Replace a stale destination (the peer's publicIP changed).
+      absl::Status st =
+          handle_->DeleteFdb({.ifindex = vxlan_index_, .mac = mac, .dst = it->second});
+      if (absl::IsNotFound(st)) st = absl::OkStatus();
+      Keep(first, st);
+      if (st.ok()) ++ch->fdb_removed;
+    }
+    if (exact) continue;
+    absl::Status st = handle_->AddFdb({.ifindex = vxlan_index_, .mac = mac, .dst = dst});
+    Keep(first, Annotate(st, StrCat("FDB ", mac.ToString(), " dst ", dst.ToString())));
+    if (st.ok()) ++ch->fdb_set;
+  }
+  for (const auto& [mac, dst] : have_fdb) {
+    if (want_fdb.count(mac)) continue;
+    absl::Status st = handle_->DeleteFdb({.ifindex = vxlan_index_, .mac = mac, .dst = dst});
+    if (absl::IsNotFound(st)) st = absl::OkStatus();
+    Keep(first, Annotate(st, StrCat("remove FDB ", mac.ToString())));
+    if (st.ok()) ++ch->fdb_removed;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status OverlayReconciler::Teardown() {

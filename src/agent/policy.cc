@@ -208,6 +208,13 @@ absl::StatusOr<PolicyPassResult> PolicyReconciler::Apply(
   if (full_sync) table_->RequestFullSync();
   CNINET_ASSIGN_OR_RETURN(result.apply, table_->Apply());
 
+  RecordPass(snapshot, result.apply);
+  CNINET_RETURN_IF_ERROR(AttachHooks(pods, full_sync, &result));
+  return result;
+}
+
+void PolicyReconciler::RecordPass(const dp::PolicySnapshot& snapshot,
+                                  const dp::PolicyApplyResult& apply) {
   PolicyReconcilerStatus& st = status_;
   st.namespaces = snapshot.namespaces.size();
   st.isolated_namespaces = 0;
@@ -215,18 +222,20 @@ absl::StatusOr<PolicyPassResult> PolicyReconciler::Apply(
   st.policies = snapshot.policies.size();
   st.pods = snapshot.pods.size();
   st.compiler = table_->stats();
-  if (result.apply.total() > 0 || st.passes == 0) st.last_apply = result.apply;
+  if (apply.total() > 0 || st.passes == 0) st.last_apply = apply;
   ++st.passes;
-  if (result.apply.total() > 0) {
-    CNINET_LOG(kInfo, "policy: ", result.apply.total(), " map writes (",
-               result.apply.endpoints_written, "/", result.apply.endpoints_deleted, " endpoints, ",
-               result.apply.identities_written, "/", result.apply.identities_deleted,
-               " identities, ", result.apply.rules_written, "/", result.apply.rules_deleted,
-               " rules written/deleted; compile ", result.apply.compile_time.count(), " us, write ",
-               result.apply.write_time.count(), " us)");
+  if (apply.total() > 0) {
+    CNINET_LOG(kInfo, "policy: ", apply.total(), " map writes (", apply.endpoints_written, "/",
+               apply.endpoints_deleted, " endpoints, ", apply.identities_written, "/",
+               apply.identities_deleted, " identities, ", apply.rules_written, "/",
+               apply.rules_deleted, " rules written/deleted; compile ", apply.compile_time.count(),
+               " us, write ", apply.write_time.count(), " us)");
   }
+}
 
-  // The to-pod program on every local pod's host-side veth.
+// The to-pod program on every local pod's host-side veth.
+absl::Status PolicyReconciler::AttachHooks(std::span<const v1::Pod* const> pods, bool full_sync,
+                                           PolicyPassResult* result) {
   std::map<std::string, int> wanted;
   for (const v1::Pod* p : pods) {
     if (p->node() != node_ || p->interface().empty()) continue;
@@ -247,13 +256,12 @@ absl::StatusOr<PolicyPassResult> PolicyReconciler::Apply(
       continue;
     }
     now[ifname] = index;
-    ++result.hooks_attached;
+    ++result->hooks_attached;
   }
   hooks_ = std::move(now);
-  result.hooks_present = hooks_.size();
-  st.hooks = hooks_.size();
-  if (!first.ok()) return first;
-  return result;
+  result->hooks_present = hooks_.size();
+  status_.hooks = hooks_.size();
+  return first;
 }
 
 }  // namespace cninet::agent

@@ -88,127 +88,173 @@ std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
                       std::span<const v1::Endpoints* const>(e), options, warnings);
 }
 
+namespace {
+
+// The addresses of a service that parse as IPv4.
+struct ServiceAddresses {
+  std::optional<IPAddress> cluster_ip;
+  std::vector<IPAddress> external;
+};
+
+// One PlanServices run: the Endpoints by service, the frontend slots taken so far (first service
+// in name order wins), the warnings and the plan.
+class ServicePlanner {
+ public:
+  ServicePlanner(std::span<const v1::Endpoints* const> endpoints, const ServicePlanOptions& options,
+                 std::vector<PlanWarning>* warnings)
+      : options_(options), warnings_(warnings) {
+    for (const v1::Endpoints* e : endpoints) endpoints_[{e->namespace_(), e->name()}] = e;
+  }
+
+  // Plans every port of `s`.
+  void Add(const v1::Service& s) {
+    ServiceAddresses addresses = ParseAddresses(s);
+    const v1::Endpoints* ep = nullptr;
+    if (auto it = endpoints_.find({s.namespace_(), s.name()}); it != endpoints_.end()) {
+      ep = it->second;
+    }
+    for (const v1::ServicePort& port : s.ports()) PlanPort(s, port, addresses, ep);
+  }
+
+  // The plan, in key order.
+  std::vector<PlannedService> Finish() {
+    std::sort(out_.begin(), out_.end(),
+              [](const PlannedService& a, const PlannedService& b) { return a.key < b.key; });
+    return std::move(out_);
+  }
+
+ private:
+  void Warn(const v1::Service& s, std::string msg) {
+    if (warnings_ != nullptr) warnings_->push_back({StrCat(s.namespace_(), "/", s.name()), msg});
+  }
+
+  ServiceAddresses ParseAddresses(const v1::Service& s) {
+    ServiceAddresses a;
+    if (!s.cluster_ip().empty()) {
+      auto ip = IPAddress::Parse(s.cluster_ip());
+      if (ip.ok() && ip->is_v4()) {
+        a.cluster_ip = *ip;
+      } else {
+        Warn(s, StrCat("clusterIP ", s.cluster_ip(), " is not IPv4; not programmed"));
+      }
+    }
+    for (const std::string& text : s.external_ips()) {
+      auto ip = IPAddress::Parse(text);
+      if (ip.ok() && ip->is_v4()) {
+        a.external.push_back(*ip);
+      } else {
+        Warn(s, StrCat("externalIP ", text, " is not IPv4; skipped"));
+      }
+    }
+    return a;
+  }
+
+  void PlanPort(const v1::Service& s, const v1::ServicePort& port, const ServiceAddresses& a,
+                const v1::Endpoints* ep) {
+    PlannedService planned;
+    planned.key = ServicePortKey{s.namespace_(), s.name(), port.name()};
+    v1::Protocol proto = Effective(port.protocol());
+    if (proto == v1::SCTP) {
+      Warn(s, StrCat("port ", port.port(), "/SCTP: the datapath has no SCTP; skipped"));
+      return;
+    }
+    dp::Service& svc = planned.service;
+    svc.algorithm = options_.algorithm;
+    svc.maglev_size = options_.maglev_size;
+    if (s.session_affinity() == v1::Service::CLIENT_IP) {
+      uint32_t t = s.session_affinity_timeout_seconds();
+      svc.affinity_timeout = std::chrono::seconds(t == 0 ? 10800 : t);
+    }
+    AddFrontends(s, port, proto, a, planned.key, &svc);
+    if (svc.frontends.empty()) {
+      if (!a.cluster_ip && a.external.empty() && s.type() != v1::Service::NODE_PORT) {
+        Warn(s,
+             StrCat("port ", planned.key.ToString(), " has no clusterIP, externalIP or nodePort"));
+      }
+      return;
+    }
+    if (ep != nullptr) AddBackends(s, port, proto, *ep, &svc);
+    if (options_.maglev_size == 0) svc.maglev_size = AdaptiveMaglevSize(svc.backends.size());
+    Normalize(&svc);
+    out_.push_back(std::move(planned));
+  }
+
+  // clusterIP, externalIPs and nodePort of one port, each unless another service has its slot.
+  void AddFrontends(const v1::Service& s, const v1::ServicePort& port, v1::Protocol proto,
+                    const ServiceAddresses& a, const ServicePortKey& key, dp::Service* svc) {
+    dp::Protocol dproto = proto == v1::UDP ? dp::Protocol::kUdp : dp::Protocol::kTcp;
+    auto add = [&](dp::Frontend f) {
+      auto [it, inserted] = taken_.insert({SlotOf(f), key.ToString()});
+      if (!inserted) {
+        Warn(s, StrCat(FrontendText(f), " already belongs to ", it->second, "; skipped"));
+        return;
+      }
+      svc->frontends.push_back(f);
+    };
+    uint16_t p16 = static_cast<uint16_t>(port.port());
+    if (a.cluster_ip) add({*a.cluster_ip, p16, dproto, dp::FrontendKind::kClusterIP});
+    for (const IPAddress& ip : a.external) add({ip, p16, dproto, dp::FrontendKind::kExternalIP});
+    if (s.type() != v1::Service::NODE_PORT || port.node_port() == 0) return;
+    if (port.node_port() < options_.node_port_min || port.node_port() > options_.node_port_max) {
+      Warn(s, StrCat("nodePort ", port.node_port(), " is outside ", options_.node_port_min, "-",
+                     options_.node_port_max, "; skipped"));
+      return;
+    }
+    add({IPAddress(), static_cast<uint16_t>(port.node_port()), dproto,
+         dp::FrontendKind::kNodePort});
+  }
+
+  // The ready IPv4 backends of the Endpoints port with the same name and protocol.
+  void AddBackends(const v1::Service& s, const v1::ServicePort& port, v1::Protocol proto,
+                   const v1::Endpoints& ep, dp::Service* svc) {
+    const v1::PortBackends* pb = nullptr;
+    for (const v1::PortBackends& candidate : ep.ports()) {
+      if (candidate.port_name() == port.name()) pb = &candidate;
+    }
+    if (pb == nullptr) return;
+    if (Effective(pb->protocol()) != proto) {
+      Warn(s, StrCat("endpoints port \"", port.name(), "\" has another protocol; no backends"));
+      return;
+    }
+    std::set<std::pair<IPAddress, uint16_t>> seen;
+    for (const v1::Backend& b : pb->backends()) {
+      if (b.terminating()) continue;
+      auto ip = IPAddress::Parse(b.ip());
+      if (!ip.ok() || !ip->is_v4()) {
+        Warn(s, StrCat("backend ", b.ip(), " is not IPv4; skipped"));
+        continue;
+      }
+      uint16_t bport = static_cast<uint16_t>(b.port());
+      if (!seen.insert({*ip, bport}).second) continue;
+      if (svc->backends.size() >= dp::kMaxBackendsPerService) {
+        Warn(s,
+             StrCat("more than ", dp::kMaxBackendsPerService, " backends; the rest are left out"));
+        break;
+      }
+      svc->backends.push_back({*ip, bport});
+    }
+  }
+
+  const ServicePlanOptions& options_;
+  std::vector<PlanWarning>* warnings_;
+  std::map<std::pair<std::string, std::string>, const v1::Endpoints*> endpoints_;
+  std::map<FrontendSlot, std::string> taken_;  // slot -> owner ("ns/name:port")
+  std::vector<PlannedService> out_;
+};
+
+}  // namespace
+
 std::vector<PlannedService> PlanServices(std::span<const v1::Service* const> services,
                                          std::span<const v1::Endpoints* const> endpoints,
                                          const ServicePlanOptions& options,
                                          std::vector<PlanWarning>* warnings) {
-  auto warn = [&](const v1::Service& s, std::string msg) {
-    if (warnings != nullptr) warnings->push_back({StrCat(s.namespace_(), "/", s.name()), msg});
-  };
-  std::map<std::pair<std::string, std::string>, const v1::Endpoints*> eps;
-  for (const v1::Endpoints* e : endpoints) eps[{e->namespace_(), e->name()}] = e;
   std::vector<const v1::Service*> sorted(services.begin(), services.end());
   std::sort(sorted.begin(), sorted.end(), [](const v1::Service* a, const v1::Service* b) {
     return std::tie(a->namespace_(), a->name()) < std::tie(b->namespace_(), b->name());
   });
-
-  std::map<FrontendSlot, std::string> taken;  // slot -> owner ("ns/name:port")
-  std::vector<PlannedService> out;
-  for (const v1::Service* sp : sorted) {
-    const v1::Service& s = *sp;
-    std::optional<IPAddress> cluster_ip;
-    if (!s.cluster_ip().empty()) {
-      auto ip = IPAddress::Parse(s.cluster_ip());
-      if (ip.ok() && ip->is_v4()) {
-        cluster_ip = *ip;
-      } else {
-        warn(s, StrCat("clusterIP ", s.cluster_ip(), " is not IPv4; not programmed"));
-      }
-    }
-    std::vector<IPAddress> external;
-    for (const std::string& text : s.external_ips()) {
-      auto ip = IPAddress::Parse(text);
-      if (ip.ok() && ip->is_v4()) {
-        external.push_back(*ip);
-      } else {
-        warn(s, StrCat("externalIP ", text, " is not IPv4; skipped"));
-      }
-    }
-    const v1::Endpoints* ep = nullptr;
-    if (auto it = eps.find({s.namespace_(), s.name()}); it != eps.end()) ep = it->second;
-
-    for (const v1::ServicePort& port : s.ports()) {
-      ServicePortKey key{s.namespace_(), s.name(), port.name()};
-      v1::Protocol proto = Effective(port.protocol());
-      if (proto == v1::SCTP) {
-        warn(s, StrCat("port ", port.port(), "/SCTP: the datapath has no SCTP; skipped"));
-        continue;
-      }
-      dp::Protocol dproto = proto == v1::UDP ? dp::Protocol::kUdp : dp::Protocol::kTcp;
-      PlannedService planned;
-      planned.key = key;
-      dp::Service& svc = planned.service;
-      svc.algorithm = options.algorithm;
-      svc.maglev_size = options.maglev_size;
-      if (s.session_affinity() == v1::Service::CLIENT_IP) {
-        uint32_t t = s.session_affinity_timeout_seconds();
-        svc.affinity_timeout = std::chrono::seconds(t == 0 ? 10800 : t);
-      }
-      auto add_frontend = [&](dp::Frontend f) {
-        FrontendSlot slot = SlotOf(f);
-        auto [it, inserted] = taken.insert({slot, key.ToString()});
-        if (!inserted) {
-          warn(s, StrCat(FrontendText(f), " already belongs to ", it->second, "; skipped"));
-          return;
-        }
-        svc.frontends.push_back(f);
-      };
-      uint16_t p16 = static_cast<uint16_t>(port.port());
-      if (cluster_ip) add_frontend({*cluster_ip, p16, dproto, dp::FrontendKind::kClusterIP});
-      for (const IPAddress& ip : external) {
-        add_frontend({ip, p16, dproto, dp::FrontendKind::kExternalIP});
-      }
-      if (s.type() == v1::Service::NODE_PORT && port.node_port() != 0) {
-        if (port.node_port() < options.node_port_min || port.node_port() > options.node_port_max) {
-          warn(s, StrCat("nodePort ", port.node_port(), " is outside ", options.node_port_min, "-",
-                         options.node_port_max, "; skipped"));
-        } else {
-          add_frontend({IPAddress(), static_cast<uint16_t>(port.node_port()), dproto,
-                        dp::FrontendKind::kNodePort});
-        }
-      }
-      if (svc.frontends.empty()) {
-        if (!cluster_ip && external.empty() && s.type() != v1::Service::NODE_PORT) {
-          warn(s, StrCat("port ", key.ToString(), " has no clusterIP, externalIP or nodePort"));
-        }
-        continue;
-      }
-      if (ep != nullptr) {
-        const v1::PortBackends* pb = nullptr;
-        for (const v1::PortBackends& candidate : ep->ports()) {
-          if (candidate.port_name() == port.name()) pb = &candidate;
-        }
-        if (pb != nullptr && Effective(pb->protocol()) != proto) {
-          warn(s, StrCat("endpoints port \"", port.name(), "\" has another protocol; no backends"));
-          pb = nullptr;
-        }
-        std::set<std::pair<IPAddress, uint16_t>> seen;
-        for (const v1::Backend& b :
-             pb != nullptr ? pb->backends() : google::protobuf::RepeatedPtrField<v1::Backend>()) {
-          if (b.terminating()) continue;
-          auto ip = IPAddress::Parse(b.ip());
-          if (!ip.ok() || !ip->is_v4()) {
-            warn(s, StrCat("backend ", b.ip(), " is not IPv4; skipped"));
-            continue;
-          }
-          uint16_t bport = static_cast<uint16_t>(b.port());
-          if (!seen.insert({*ip, bport}).second) continue;
-          if (svc.backends.size() >= dp::kMaxBackendsPerService) {
-            warn(s, StrCat("more than ", dp::kMaxBackendsPerService,
-                           " backends; the rest are left out"));
-            break;
-          }
-          svc.backends.push_back({*ip, bport});
-        }
-      }
-      if (options.maglev_size == 0) svc.maglev_size = AdaptiveMaglevSize(svc.backends.size());
-      Normalize(&svc);
-      out.push_back(std::move(planned));
-    }
-  }
-  std::sort(out.begin(), out.end(),
-            [](const PlannedService& a, const PlannedService& b) { return a.key < b.key; });
-  return out;
+  ServicePlanner planner(endpoints, options, warnings);
+  for (const v1::Service* s : sorted) planner.Add(*s);
+  return planner.Finish();
 }
 
 absl::StatusOr<std::unique_ptr<ServiceReconciler>> ServiceReconciler::Create(
@@ -243,6 +289,30 @@ uint32_t ServiceReconciler::FreeId(const std::set<uint32_t>& claimed) {
 
 absl::StatusOr<ServiceChanges> ServiceReconciler::Apply(std::vector<PlannedService> desired) {
   ServiceChanges ch;
+  std::map<uint32_t, PlannedService*> want = AssignIds(desired, &ch);
+  // Deletes first: a frontend may move from a deleted service to a new one.
+  DeleteUnwanted(want, &ch);
+  std::vector<const PlannedService*> changed;
+  for (auto& [id, p] : want) {
+    p->service.id = id;
+    auto it = programmed_.find(id);
+    if (it != programmed_.end() && SameProgramming(it->second.service, p->service)) {
+      it->second.key = p->key;  // A recovered service is now matched.
+      ++ch.unchanged;
+      continue;
+    }
+    changed.push_back(p);
+  }
+  constexpr size_t kBatch = 8192;
+  for (size_t off = 0; off < changed.size(); off += kBatch) {
+    size_t n = std::min(kBatch, changed.size() - off);
+    UpsertBatch(std::span<const PlannedService* const>(changed.data() + off, n), &ch);
+  }
+  return ch;
+}
+
+std::map<uint32_t, PlannedService*> ServiceReconciler::AssignIds(
+    std::vector<PlannedService>& desired, ServiceChanges* ch) {
   std::map<uint32_t, PlannedService*> want;
   std::set<uint32_t> claimed;
   std::vector<PlannedService*> unassigned;
@@ -256,14 +326,7 @@ absl::StatusOr<ServiceChanges> ServiceReconciler::Apply(std::vector<PlannedServi
       unassigned.push_back(&p);
     }
   }
-  // Services recovered from the maps after a restart (key unknown) are matched by a frontend.
-  std::map<FrontendSlot, uint32_t> recovered;
-  if (!unassigned.empty()) {
-    for (const auto& [id, prog] : programmed_) {
-      if (!prog.key.name.empty() || claimed.count(id)) continue;
-      for (const dp::Frontend& f : prog.service.frontends) recovered.emplace(SlotOf(f), id);
-    }
-  }
+  std::map<FrontendSlot, uint32_t> recovered = RecoveredSlots(claimed, unassigned.empty());
   for (PlannedService* p : unassigned) {
     uint32_t id = 0;
     for (const dp::Frontend& f : p->service.frontends) {
@@ -276,15 +339,30 @@ absl::StatusOr<ServiceChanges> ServiceReconciler::Apply(std::vector<PlannedServi
     if (id == 0) id = FreeId(claimed);
     if (id == 0) {
       CNINET_LOG(kError, "no free service id below ", id_limit_, " for ", p->key.ToString());
-      ++ch.failed;
+      ++ch->failed;
       continue;
     }
     claimed.insert(id);
     want[id] = p;
     ids_[p->key] = id;
   }
+  return want;
+}
 
-  // Deletes first: a frontend may move from a deleted service to a new one.
+// Services recovered from the maps after a restart (key unknown) are matched by a frontend.
+std::map<FrontendSlot, uint32_t> ServiceReconciler::RecoveredSlots(
+    const std::set<uint32_t>& claimed, bool none_needed) const {
+  std::map<FrontendSlot, uint32_t> recovered;
+  if (none_needed) return recovered;
+  for (const auto& [id, prog] : programmed_) {
+    if (!prog.key.name.empty() || claimed.count(id)) continue;
+    for (const dp::Frontend& f : prog.service.frontends) recovered.emplace(SlotOf(f), id);
+  }
+  return recovered;
+}
+
+void ServiceReconciler::DeleteUnwanted(const std::map<uint32_t, PlannedService*>& want,
+                                       ServiceChanges* ch) {
   std::vector<uint32_t> gone;
   for (const auto& [id, prog] : programmed_) {
     if (!want.count(id)) gone.push_back(id);
@@ -293,10 +371,10 @@ absl::StatusOr<ServiceChanges> ServiceReconciler::Apply(std::vector<PlannedServi
     absl::Status st = table_->Delete(id);
     if (!st.ok() && !absl::IsNotFound(st)) {
       CNINET_LOG(kError, "delete service ", id, ": ", st.message());
-      ++ch.failed;
+      ++ch->failed;
       continue;
     }
-    ++ch.deleted;
+    ++ch->deleted;
     programmed_.erase(id);
   }
   for (auto it = ids_.begin(); it != ids_.end();) {
@@ -308,48 +386,35 @@ absl::StatusOr<ServiceChanges> ServiceReconciler::Apply(std::vector<PlannedServi
     }
   }
   if (!gone.empty()) next_free_hint_ = 1;
+}
 
-  std::vector<dp::Service> batch;
-  std::vector<const PlannedService*> batch_src;
-  for (auto& [id, p] : want) {
-    p->service.id = id;
-    auto it = programmed_.find(id);
-    if (it != programmed_.end() && SameProgramming(it->second.service, p->service)) {
-      it->second.key = p->key;  // A recovered service is now matched.
-      ++ch.unchanged;
-      continue;
+void ServiceReconciler::UpsertBatch(std::span<const PlannedService* const> batch,
+                                    ServiceChanges* ch) {
+  std::vector<dp::Service> services;
+  services.reserve(batch.size());
+  for (const PlannedService* p : batch) services.push_back(p->service);
+  absl::Status st = table_->UpsertBatch(services);
+  if (st.ok()) {
+    for (size_t i = 0; i < batch.size(); ++i) {
+      programmed_[services[i].id] = ProgrammedService{batch[i]->key, services[i]};
     }
-    batch.push_back(p->service);
-    batch_src.push_back(p);
+    ch->upserted += batch.size();
+    return;
   }
-  constexpr size_t kBatch = 8192;
-  for (size_t off = 0; off < batch.size(); off += kBatch) {
-    size_t n = std::min(kBatch, batch.size() - off);
-    std::span<const dp::Service> chunk(batch.data() + off, n);
-    absl::Status st = table_->UpsertBatch(chunk);
-    if (st.ok()) {
-      for (size_t i = 0; i < n; ++i) {
-        programmed_[chunk[i].id] = ProgrammedService{batch_src[off + i]->key, chunk[i]};
-      }
-      ch.upserted += n;
-      continue;
-    }
-    // Isolate the service(s) the datapath refuses; the others still go in.
-    CNINET_LOG(kWarning, "batch of ", n, " services refused (", st.message(),
-               "); programming them one by one");
-    for (size_t i = 0; i < n; ++i) {
-      absl::Status one = table_->Upsert(chunk[i]);
-      if (one.ok()) {
-        programmed_[chunk[i].id] = ProgrammedService{batch_src[off + i]->key, chunk[i]};
-        ++ch.upserted;
-      } else {
-        CNINET_LOG(kError, "service ", batch_src[off + i]->key.ToString(), " (id ", chunk[i].id,
-                   ") not programmed: ", one.message());
-        ++ch.failed;
-      }
+  // Isolate the service(s) the datapath refuses; the others still go in.
+  CNINET_LOG(kWarning, "batch of ", batch.size(), " services refused (", st.message(),
+             "); programming them one by one");
+  for (size_t i = 0; i < batch.size(); ++i) {
+    absl::Status one = table_->Upsert(services[i]);
+    if (one.ok()) {
+      programmed_[services[i].id] = ProgrammedService{batch[i]->key, services[i]};
+      ++ch->upserted;
+    } else {
+      CNINET_LOG(kError, "service ", batch[i]->key.ToString(), " (id ", services[i].id,
+                 ") not programmed: ", one.message());
+      ++ch->failed;
     }
   }
-  return ch;
 }
 
 }  // namespace cninet::agent

@@ -5,105 +5,38 @@
 //   cninet-agent health [--socket P] [--wait SECONDS]
 //   cninet-agent teardown --node NAME [options]   remove what an agent set up in the node
 //
-// Run `cninet-agent help` for the options.
+// `cninet-agent --help` and `cninet-agent COMMAND --help` list the options; usage errors name the
+// flag and exit with 2.
 #include <signal.h>
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <ctime>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_split.h"
 #include "cninet/agent/agent.h"
 #include "cninet/agent/local_api.h"
 #include "cninet/agent/state.h"
 #include "cninet/base/log.h"
 #include "cninet/base/strings.h"
+#include "cninet/base/version_info.h"
 #include "status_print.h"
 
 namespace {
 
 using cninet::StrCat;
-using cninet::ToAbsl;
 namespace agent = ::cninet::agent;
 
-constexpr char kUsage[] = R"(usage:
-  cninet-agent run --node NAME [options]      run the node agent (until SIGINT/SIGTERM)
-  cninet-agent status [--socket PATH] [--services N] [--json]
-  cninet-agent health [--socket PATH] [--wait SECONDS]   exit 0 when ready and healthy
-  cninet-agent teardown --node NAME [--netns P] [--uplink IF] [--bpffs-root D] [--instance I]
-                        [--cni-conf-dir D] [--vxlan-device IF]
-
-run options (defaults in brackets):
-  --netns PATH            the node's network namespace; links, routes, tc and sysctls go there,
-                          the store connection and the socket stay in the caller's [own]
-  --etcd EP[,EP...]       etcd v3 endpoints (127.0.0.1:2379); without it: the embedded store
-  --store-dir DIR         embedded store directory [<state-dir>/store]
-  --uplink IF             node uplink [interface of the IPv4 default route]
-  --cluster-cidr CIDR     written as the cluster config when the store has none
-  --service-cidr CIDR     (with --cluster-cidr) [10.96.0.0/12]
-  --node-mask N           (with --cluster-cidr) podCIDR prefix length [24]
-  --direct-routing[=B]    set this node's directRouting (else keep the store's)
-  --public-ip IP          set this node's publicIP (else keep the store's)
-  --state-dir DIR         IPAM leases, plugin records [/var/lib/cninet/agent]
-  --socket PATH           local API socket [/run/cninet/agent.sock]
-  --cni-conf-dir DIR      where the conflist is written [/etc/cni/net.d] ("" = not written)
-  --bpffs-root DIR        bpffs for the pinned maps [/sys/fs/bpf]
-  --instance NAME         datapath instance [node name]
-  --maglev-size M         Maglev table size of every service, a prime in 251..65521
-                          [sized per service: >= 20 slots per backend]
-  --vxlan-device IF       VXLAN device name [cninet-vxlan]
-  --no-masquerade         do not SNAT pod egress leaving the cluster CIDR
-  --heartbeat-ttl S       heartbeat lease TTL [10]
-  --resync-interval S     full reconcile pass at least this often, repairing drift [30]
-  --log-level L           debug|info|warning|error [info]
-)";
-
-// --flag value / --flag=value / --flag (booleans) parsing.
-struct Args {
-  std::vector<std::string> positional;
-  std::map<std::string, std::string> flags;
-  bool Has(const std::string& f) const { return flags.count(f) > 0; }
-  std::string Get(const std::string& f, std::string fallback = "") const {
-    auto it = flags.find(f);
-    return it == flags.end() ? fallback : it->second;
-  }
-};
-
-const std::vector<std::string> kBoolFlags = {"--json", "--no-masquerade", "--direct-routing",
-                                             "--help"};
-
-bool Parse(int argc, char** argv, Args* out) {
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a.rfind("--", 0) != 0) {
-      out->positional.push_back(a);
-      continue;
-    }
-    size_t eq = a.find('=');
-    if (eq != std::string::npos) {
-      out->flags[a.substr(0, eq)] = a.substr(eq + 1);
-      continue;
-    }
-    if (std::find(kBoolFlags.begin(), kBoolFlags.end(), a) != kBoolFlags.end()) {
-      out->flags[a] = "true";
-      continue;
-    }
-    if (i + 1 >= argc) {
-      std::cerr << "cninet-agent: " << a << " needs a value\n";
-      return false;
-    }
-    out->flags[a] = argv[++i];
-  }
-  return true;
-}
+constexpr char kDefaultSocket[] = "/run/cninet/agent.sock";
+constexpr int kUsageError = 2;
 
 // Log lines with a timestamp and the node name, to stderr.
 class NodeLogSink : public cninet::LogSink {
@@ -134,101 +67,123 @@ class NodeLogSink : public cninet::LogSink {
   std::mutex mu_;
 };
 
-bool SetLevel(const std::string& name) {
+// The flags of run and teardown, as given.
+struct NodeFlags {
+  std::string node, netns, uplink, etcd, store_dir, state_dir, socket, cni_conf_dir, bpffs_root;
+  std::string instance, vxlan_device, public_ip, cluster_cidr, service_cidr = "10.96.0.0/12";
+  std::string log_level = "info";
+  bool direct_routing = false, no_masquerade = false;
+  uint32_t node_mask = 0, maglev_size = 0;
+  int heartbeat_ttl = 0, resync_interval = 0;
+};
+
+// The flags both run and teardown take (where the node's pieces are).
+void AddNodeFlags(CLI::App* cmd, NodeFlags* f, const agent::AgentOptions& d) {
+  cmd->add_option("--node", f->node, "node name")->required();
+  cmd->add_option("--netns", f->netns,
+                  "the node's network namespace; links, routes, tc and sysctls go there [own]");
+  cmd->add_option("--uplink", f->uplink, "node uplink [interface of the IPv4 default route]");
+  cmd->add_option("--bpffs-root", f->bpffs_root, "bpffs for the pinned maps")
+      ->default_str(d.bpffs_root);
+  cmd->add_option("--instance", f->instance, "datapath instance [node name]");
+  cmd->add_option("--cni-conf-dir", f->cni_conf_dir,
+                  "where the conflist is written (\"\" = not written)")
+      ->default_str(d.cni_conf_dir);
+  cmd->add_option("--vxlan-device", f->vxlan_device, "VXLAN device name")
+      ->default_str(d.vxlan_device);
+  cmd->add_option("--state-dir", f->state_dir, "IPAM leases, plugin records")
+      ->default_str(d.state_dir);
+  cmd->add_option("--socket", f->socket, "local API socket")->default_str(d.socket_path);
+  cmd->add_option("--log-level", f->log_level, "log level")
+      ->check(CLI::IsMember({"debug", "info", "warning", "error"}))
+      ->default_str("info");
+}
+
+// The flags only run takes.
+void AddRunFlags(CLI::App* cmd, NodeFlags* f) {
+  cmd->add_option("--etcd", f->etcd,
+                  "etcd v3 endpoints EP[,EP...]; without it: the embedded store");
+  cmd->add_option("--store-dir", f->store_dir, "embedded store directory [STATE_DIR/store]");
+  cmd->add_option("--cluster-cidr", f->cluster_cidr,
+                  "written as the cluster config when the store has none");
+  cmd->add_option("--service-cidr", f->service_cidr, "(with --cluster-cidr)")
+      ->default_str("10.96.0.0/12");
+  cmd->add_option("--node-mask", f->node_mask, "(with --cluster-cidr) podCIDR prefix length [24]");
+  cmd->add_flag("--direct-routing", f->direct_routing,
+                "set this node's directRouting (--direct-routing=false clears it; else the "
+                "store's is kept)");
+  cmd->add_option("--public-ip", f->public_ip, "set this node's publicIP (else the store's)");
+  cmd->add_option("--maglev-size", f->maglev_size,
+                  "Maglev table size of every service, a prime in 251..65521 [per service]");
+  cmd->add_flag("--no-masquerade", f->no_masquerade,
+                "do not SNAT pod egress leaving the cluster CIDR");
+  cmd->add_option("--heartbeat-ttl", f->heartbeat_ttl, "heartbeat lease TTL in seconds [10]");
+  cmd->add_option("--resync-interval", f->resync_interval,
+                  "full reconcile pass at least this often, in seconds [30]");
+}
+
+// The agent's options from the flags given on `cmd`.
+agent::AgentOptions ToOptions(const CLI::App& cmd, const NodeFlags& f) {
+  agent::AgentOptions o;
+  auto given = [&](const char* flag) {
+    const CLI::Option* opt = cmd.get_option_no_throw(flag);  // run has more flags than teardown
+    return opt != nullptr && opt->count() > 0;
+  };
+  o.node_name = f.node;
+  o.netns = f.netns;
+  o.uplink = f.uplink;
+  if (given("--etcd")) {
+    o.store = agent::StoreKind::kEtcd;
+    for (auto part : absl::StrSplit(f.etcd, ',', absl::SkipEmpty())) {
+      o.etcd_endpoints.emplace_back(part);
+    }
+  }
+  o.store_dir = f.store_dir;
+  if (given("--state-dir")) o.state_dir = f.state_dir;
+  if (given("--socket")) o.socket_path = f.socket;
+  if (given("--cni-conf-dir")) o.cni_conf_dir = f.cni_conf_dir;
+  if (given("--bpffs-root")) o.bpffs_root = f.bpffs_root;
+  o.instance = f.instance;
+  if (given("--vxlan-device")) o.vxlan_device = f.vxlan_device;
+  o.masquerade = !f.no_masquerade;
+  if (given("--direct-routing")) o.direct_routing = f.direct_routing;
+  if (given("--public-ip")) o.public_ip = f.public_ip;
+  if (given("--cluster-cidr")) {
+    o.bootstrap_cluster.set_cluster_cidr(f.cluster_cidr);
+    o.bootstrap_cluster.set_service_cidr(f.service_cidr);
+    o.bootstrap_cluster.set_node_cidr_mask_size(f.node_mask);
+  }
+  o.maglev_size = f.maglev_size;
+  if (given("--heartbeat-ttl")) o.heartbeat_ttl = std::chrono::seconds(f.heartbeat_ttl);
+  if (given("--resync-interval")) o.resync_interval = std::chrono::seconds(f.resync_interval);
+  return o;
+}
+
+void SetLevel(const std::string& name) {
   static const std::map<std::string, cninet::LogLevel> kLevels = {
       {"debug", cninet::LogLevel::kDebug},
       {"info", cninet::LogLevel::kInfo},
       {"warning", cninet::LogLevel::kWarning},
       {"error", cninet::LogLevel::kError}};
-  auto it = kLevels.find(name);
-  if (it == kLevels.end()) return false;
-  cninet::SetLogLevel(it->second);
-  return true;
+  if (auto it = kLevels.find(name); it != kLevels.end()) cninet::SetLogLevel(it->second);
 }
 
-// Fills the options shared by run and teardown; false (with a message) on bad values.
-bool Options(const Args& args, agent::AgentOptions* o) {
-  o->node_name = args.Get("--node");
-  o->netns = args.Get("--netns");
-  o->uplink = args.Get("--uplink");
-  if (args.Has("--etcd")) {
-    o->store = agent::StoreKind::kEtcd;
-    for (auto part : absl::StrSplit(args.Get("--etcd"), ',', absl::SkipEmpty())) {
-      o->etcd_endpoints.emplace_back(part);
-    }
-  }
-  o->store_dir = args.Get("--store-dir");
-  o->state_dir = args.Get("--state-dir", o->state_dir);
-  o->socket_path = args.Get("--socket", o->socket_path);
-  o->cni_conf_dir = args.Get("--cni-conf-dir", o->cni_conf_dir);
-  o->bpffs_root = args.Get("--bpffs-root", o->bpffs_root);
-  o->instance = args.Get("--instance");
-  o->vxlan_device = args.Get("--vxlan-device", o->vxlan_device);
-  o->masquerade = !args.Has("--no-masquerade");
-  if (args.Has("--direct-routing")) {
-    std::string v = args.Get("--direct-routing");
-    if (v != "true" && v != "false") {
-      std::cerr << "cninet-agent: --direct-routing takes true or false\n";
-      return false;
-    }
-    o->direct_routing = v == "true";
-  }
-  if (args.Has("--public-ip")) o->public_ip = args.Get("--public-ip");
-  if (args.Has("--cluster-cidr")) {
-    o->bootstrap_cluster.set_cluster_cidr(args.Get("--cluster-cidr"));
-    o->bootstrap_cluster.set_service_cidr(args.Get("--service-cidr", "10.96.0.0/12"));
-    uint32_t mask = 0;
-    if (args.Has("--node-mask") && !absl::SimpleAtoi(ToAbsl(args.Get("--node-mask")), &mask)) {
-      std::cerr << "cninet-agent: --node-mask takes a number\n";
-      return false;
-    }
-    o->bootstrap_cluster.set_node_cidr_mask_size(mask);
-  }
-  if (args.Has("--maglev-size") &&
-      !absl::SimpleAtoi(ToAbsl(args.Get("--maglev-size")), &o->maglev_size)) {
-    std::cerr << "cninet-agent: --maglev-size takes a number\n";
-    return false;
-  }
-  if (args.Has("--heartbeat-ttl")) {
-    int ttl = 0;
-    if (!absl::SimpleAtoi(ToAbsl(args.Get("--heartbeat-ttl")), &ttl)) {
-      std::cerr << "cninet-agent: --heartbeat-ttl takes seconds\n";
-      return false;
-    }
-    o->heartbeat_ttl = std::chrono::seconds(ttl);
-  }
-  if (args.Has("--resync-interval")) {
-    int s = 0;
-    if (!absl::SimpleAtoi(ToAbsl(args.Get("--resync-interval")), &s)) {
-      std::cerr << "cninet-agent: --resync-interval takes seconds\n";
-      return false;
-    }
-    o->resync_interval = std::chrono::seconds(s);
-  }
-  if (absl::Status st = o->Validate(); !st.ok()) {
-    std::cerr << "cninet-agent: " << st.message() << "\n";
-    return false;
-  }
-  return true;
-}
-
-int Run(const Args& args) {
-  agent::AgentOptions o;
-  if (!Options(args, &o)) return 2;
-  NodeLogSink sink(o.node_name);
-  cninet::SetLogSink(&sink);
-  if (!SetLevel(args.Get("--log-level", "info"))) {
-    std::cerr << "cninet-agent: unknown --log-level\n";
-    return 2;
-  }
-  // SIGINT/SIGTERM are taken synchronously by this thread; block them before any thread starts.
+// Blocks SIGINT/SIGTERM (taken synchronously by sigwait) before any thread starts.
+sigset_t BlockStopSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  return set;
+}
 
+int Run(const agent::AgentOptions& o, const std::string& log_level) {
+  NodeLogSink sink(o.node_name);
+  cninet::SetLogSink(&sink);
+  SetLevel(log_level);
+  sigset_t set = BlockStopSignals();
   absl::StatusOr<std::unique_ptr<agent::Agent>> a = agent::Agent::Start(o);
   if (!a.ok()) {
     CNINET_LOG(kError, "start failed: ", a.status().message());
@@ -246,33 +201,22 @@ int Run(const Args& args) {
   return 0;
 }
 
-int Status(const Args& args) {
-  uint32_t max = 50;
-  if (args.Has("--services") && !absl::SimpleAtoi(ToAbsl(args.Get("--services")), &max)) {
-    std::cerr << "cninet-agent: --services takes a number\n";
-    return 2;
-  }
-  auto s = agent::QueryAgentStatus(args.Get("--socket", "/run/cninet/agent.sock"), max);
+int Status(const std::string& socket, uint32_t max, bool json) {
+  auto s = agent::QueryAgentStatus(socket, max);
   if (!s.ok()) {
     std::cerr << "cninet-agent: " << s.status().message() << "\n";
     return 1;
   }
-  if (args.Has("--json")) {
-    auto json = agent::EncodeJson(*s);
-    std::cout << (json.ok() ? *json : std::string("{}")) << "\n";
+  if (json) {
+    auto text = agent::EncodeJson(*s);
+    std::cout << (text.ok() ? *text : std::string("{}")) << "\n";
   } else {
     cninet::agent_tool::PrintStatus(*s, std::cout);
   }
   return s->ready() ? 0 : 1;
 }
 
-int Health(const Args& args) {
-  std::string socket = args.Get("--socket", "/run/cninet/agent.sock");
-  int wait_s = 0;
-  if (args.Has("--wait") && !absl::SimpleAtoi(ToAbsl(args.Get("--wait")), &wait_s)) {
-    std::cerr << "cninet-agent: --wait takes seconds\n";
-    return 2;
-  }
+int Health(const std::string& socket, int wait_s) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait_s);
   while (true) {
     auto h = agent::QueryAgentHealth(socket);
@@ -293,9 +237,7 @@ int Health(const Args& args) {
   }
 }
 
-int Teardown(const Args& args) {
-  agent::AgentOptions o;
-  if (!Options(args, &o)) return 2;
+int Teardown(const agent::AgentOptions& o) {
   absl::Status st = agent::TeardownNode(o);
   if (!st.ok()) {
     std::cerr << "cninet-agent teardown: " << st.message() << "\n";
@@ -304,23 +246,69 @@ int Teardown(const Args& args) {
   return 0;
 }
 
+// Validate() of options parsed from the command line: a failure is a usage error.
+bool Valid(const agent::AgentOptions& o) {
+  if (absl::Status st = o.Validate(); !st.ok()) {
+    std::cerr << "cninet-agent: " << st.message() << "\n";
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args args;
-  if (!Parse(argc, argv, &args) || args.positional.empty() || args.Has("--help")) {
-    std::cerr << kUsage;
-    return args.Has("--help") ? 0 : 2;
+  CLI::App app{"cninet-agent: the reference node agent and its local commands", "cninet-agent"};
+  // No require_subcommand: an unknown command is then named ("... not expected: X").
+  app.set_version_flag("--version", std::string(cninet::Version()));
+  const agent::AgentOptions defaults;
+
+  NodeFlags run_flags, teardown_flags;
+  CLI::App* run = app.add_subcommand("run", "run the node agent (until SIGINT/SIGTERM)");
+  AddNodeFlags(run, &run_flags, defaults);
+  AddRunFlags(run, &run_flags);
+
+  std::string socket = kDefaultSocket;
+  uint32_t max_services = 50;
+  bool json = false;
+  CLI::App* status = app.add_subcommand("status", "print the agent's status (exit 0 when ready)");
+  status->add_option("--socket", socket, "local API socket")->default_str(kDefaultSocket);
+  status->add_option("--services", max_services, "list at most N services")->default_str("50");
+  status->add_flag("--json", json, "print the status as JSON");
+
+  int wait_s = 0;
+  CLI::App* health = app.add_subcommand("health", "exit 0 when the agent is ready and healthy");
+  health->add_option("--socket", socket, "local API socket")->default_str(kDefaultSocket);
+  health->add_option("--wait", wait_s, "keep asking for up to SECONDS")->default_str("0");
+
+  CLI::App* teardown = app.add_subcommand("teardown", "remove what an agent set up in the node");
+  AddNodeFlags(teardown, &teardown_flags, defaults);
+
+  CLI::App* help = app.add_subcommand("help", "print this help");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help, --version
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kUsageError;
   }
-  const std::string& cmd = args.positional[0];
-  if (cmd == "run") return Run(args);
-  if (cmd == "status") return Status(args);
-  if (cmd == "health") return Health(args);
-  if (cmd == "teardown") return Teardown(args);
-  if (cmd == "help") {
-    std::cout << kUsage;
+  if (app.get_subcommands().empty()) {
+    std::cerr << "cninet-agent: a command is required\n" << app.help();
+    return kUsageError;
+  }
+  if (*help) {
+    std::cout << app.help();
     return 0;
   }
-  std::cerr << "cninet-agent: unknown command " << cmd << "\n" << kUsage;
-  return 2;
+  if (*status) return Status(socket, max_services, json);
+  if (*health) return Health(socket, wait_s);
+  if (*run) {
+    agent::AgentOptions o = ToOptions(*run, run_flags);
+    return Valid(o) ? Run(o, run_flags.log_level) : kUsageError;
+  }
+  agent::AgentOptions o = ToOptions(*teardown, teardown_flags);
+  SetLevel(teardown_flags.log_level);
+  return Valid(o) ? Teardown(o) : kUsageError;
 }

@@ -11,7 +11,8 @@
 //   cninetctl [--socket PATH] status [--services N] [--json] | health
 //
 // KIND is nodes, pods, services, endpoints, namespaces, networkpolicies, podcidrs, heartbeats,
-// config.
+// config. `cninetctl --help` and `cninetctl COMMAND --help` list the options; usage errors name
+// the flag and exit with 2.
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -21,7 +22,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "CLI/CLI.hpp"
 #include "absl/strings/str_split.h"
 #include "cninet/agent/embedded_store.h"
 #include "cninet/agent/etcd_store.h"
@@ -35,19 +36,8 @@ namespace {
 namespace agent = ::cninet::agent;
 using cninet::StrCat;
 
-constexpr char kUsage[] = R"(usage:
-  cninetctl [--etcd EP[,EP]|--store-dir DIR] get [KIND|PREFIX|KEY]
-  cninetctl [--etcd EP[,EP]|--store-dir DIR] put KEY VALUE|-   (- reads stdin; --raw skips checks)
-  cninetctl [--etcd EP[,EP]|--store-dir DIR] del KEY
-  cninetctl [--etcd EP[,EP]|--store-dir DIR] namespace set NAME [--isolated[=true|false]]
-            [--labels k=v,...]      (creates the Namespace or updates the given fields)
-  cninetctl [--etcd EP[,EP]|--store-dir DIR] policy apply -f FILE|-   (NetworkPolicy JSON with
-            namespace and name; validated, written to /cninet/v1/networkpolicies/NS/NAME)
-  cninetctl [--etcd EP[,EP]|--store-dir DIR] policy delete NAMESPACE/NAME
-  cninetctl [--socket PATH] status [--services N] [--json]
-  cninetctl [--socket PATH] health
-KIND: nodes pods services endpoints namespaces networkpolicies podcidrs heartbeats config
-)";
+constexpr int kUsageError = 2;
+constexpr char kDefaultSocket[] = "/run/cninet/agent.sock";
 
 const std::map<std::string, agent::ObjectKind> kKinds = {
     {"nodes", agent::ObjectKind::kNode},
@@ -100,10 +90,28 @@ int Fail(const absl::Status& st) {
   return 1;
 }
 
+// What `namespace set` changes: each field only when its flag was given.
+struct NamespaceChange {
+  std::optional<bool> isolated;       // --isolated[=true|false]
+  std::optional<std::string> labels;  // --labels k=v,...
+};
+
+// Replaces the labels of `ns` with "k=v,..."; InvalidArgument naming a malformed label.
+absl::Status SetLabels(const std::string& text, cninet::v1::Namespace* ns) {
+  ns->clear_labels();
+  for (auto part : absl::StrSplit(cninet::ToAbsl(text), ',', absl::SkipEmpty())) {
+    std::vector<std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    if (kv.size() != 2 || kv[0].empty()) {
+      return absl::InvalidArgumentError(StrCat("label \"", part, "\" is not k=v"));
+    }
+    (*ns->mutable_labels())[kv[0]] = kv[1];
+  }
+  return absl::OkStatus();
+}
+
 // namespace set NAME [--isolated[=true|false]] [--labels k=v,...]: read-modify-write of the
 // Namespace object (created when absent), retried when another writer got in between.
-int NamespaceSet(agent::Store& store, const std::string& name,
-                 std::map<std::string, std::string>& flags) {
+int NamespaceSet(agent::Store& store, const std::string& name, const NamespaceChange& change) {
   for (int attempt = 0; attempt < 5; ++attempt) {
     cninet::v1::Namespace ns;
     int64_t mod = 0;
@@ -115,21 +123,9 @@ int NamespaceSet(agent::Store& store, const std::string& name,
       return Fail(cur.status());
     }
     ns.set_name(name);
-    if (auto it = flags.find("--isolated"); it != flags.end()) {
-      if (it->second != "1" && it->second != "true" && it->second != "false") {
-        return Fail(absl::InvalidArgumentError("--isolated takes true or false"));
-      }
-      ns.set_isolated(it->second != "false");
-    }
-    if (auto it = flags.find("--labels"); it != flags.end()) {
-      ns.clear_labels();
-      for (auto part : absl::StrSplit(cninet::ToAbsl(it->second), ',', absl::SkipEmpty())) {
-        std::vector<std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
-        if (kv.size() != 2 || kv[0].empty()) {
-          return Fail(absl::InvalidArgumentError(StrCat("label \"", part, "\" is not k=v")));
-        }
-        (*ns.mutable_labels())[kv[0]] = kv[1];
-      }
+    if (change.isolated) ns.set_isolated(*change.isolated);
+    if (change.labels) {
+      if (absl::Status st = SetLabels(*change.labels, &ns); !st.ok()) return Fail(st);
     }
     absl::StatusOr<int64_t> rev =
         mod == 0 ? agent::CreateObject(store, ns) : agent::UpdateObject(store, ns, mod);
@@ -164,138 +160,186 @@ int PolicyApply(agent::Store& store, const std::string& file) {
   return 0;
 }
 
+// The store named by --etcd or --store-dir.
+absl::StatusOr<std::unique_ptr<agent::Store>> OpenStore(const std::string& etcd,
+                                                        const std::string& store_dir) {
+  if (!etcd.empty()) {
+    agent::EtcdStoreOptions o;
+    for (auto part : absl::StrSplit(cninet::ToAbsl(etcd), ',', absl::SkipEmpty())) {
+      o.endpoints.emplace_back(part);
+    }
+    return agent::OpenEtcdStore(o);
+  }
+  agent::EmbeddedStoreOptions o;
+  o.dir = store_dir;
+  return agent::OpenEmbeddedStore(o);
+}
+
+int Status(const std::string& socket, uint32_t max, bool json) {
+  auto s = agent::QueryAgentStatus(socket, max);
+  if (!s.ok()) return Fail(s.status());
+  if (json) {
+    std::cout << agent::EncodeJson(*s).value_or("{}") << "\n";
+  } else {
+    cninet::agent_tool::PrintStatus(*s, std::cout);
+  }
+  return s->ready() ? 0 : 1;
+}
+
+int Health(const std::string& socket) {
+  auto h = agent::QueryAgentHealth(socket);
+  if (!h.ok()) return Fail(h.status());
+  cninet::agent_tool::PrintHealth(*h, std::cout);
+  return h->ready() && h->healthy() ? 0 : 1;
+}
+
+int Get(agent::Store& store, std::string what) {
+  if (what.empty()) what = std::string(agent::kKeyRoot);
+  if (auto it = kKinds.find(what); it != kKinds.end()) {
+    what = std::string(agent::KeyPrefix(it->second));
+  }
+  auto list = store.List(what);
+  if (!list.ok()) return Fail(list.status());
+  for (const auto& kv : list->kvs) std::cout << kv.key << " " << kv.value << "\n";
+  return 0;
+}
+
+// put KEY VALUE|-: the value is checked against the kind of its key unless `raw`.
+int Put(agent::Store& store, const std::string& key, std::string value, bool raw) {
+  if (value == "-") {
+    value.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  if (!raw) {
+    std::optional<agent::ObjectKind> kind = KindOfKey(key);
+    if (!kind) {
+      return Fail(absl::InvalidArgumentError(StrCat(key, " is not a cninet key (", agent::kKeyRoot,
+                                                    "<kind>/...); --raw writes it anyway")));
+    }
+    auto msg = NewMessage(*kind);
+    if (absl::Status st = agent::DecodeObject(*kind, key, value, msg.get()); !st.ok()) {
+      return Fail(st);
+    }
+  }
+  auto rev = store.Put(key, value);
+  if (!rev.ok()) return Fail(rev.status());
+  std::cout << "revision " << *rev << "\n";
+  return 0;
+}
+
+int Delete(agent::Store& store, const std::string& key) {
+  auto existed = store.Delete(key);
+  if (!existed.ok()) return Fail(existed.status());
+  std::cout << (*existed ? "deleted\n" : "not found\n");
+  return 0;
+}
+
+int PolicyDelete(agent::Store& store, const std::string& ns_name) {
+  size_t slash = ns_name.find('/');
+  if (slash == std::string::npos) return Fail(absl::InvalidArgumentError("NAMESPACE/NAME"));
+  return Delete(store,
+                agent::keys::NetworkPolicy(ns_name.substr(0, slash), ns_name.substr(slash + 1)));
+}
+
+// Everything the command line can say.
+struct Flags {
+  std::string etcd, store_dir, socket = kDefaultSocket;
+  uint32_t max_services = 50;
+  bool json = false, raw = false, isolated = true;
+  std::string what, key, value, name, file, labels, policy;
+};
+
+// The command line's subcommands (owned by the app).
+struct Commands {
+  CLI::App *get, *put, *del, *ns_set, *pol_apply, *pol_del, *status, *health;
+};
+
+// Declares the subcommands of `app`, their flags stored in `f`.
+Commands AddCommands(CLI::App& app, Flags& f) {
+  Commands c;
+  c.get = app.add_subcommand("get", "list keys and values under KIND, PREFIX or KEY");
+  c.get->add_option("what", f.what,
+                    "nodes pods services endpoints namespaces networkpolicies podcidrs heartbeats "
+                    "config, a prefix or a key [everything]");
+  c.put = app.add_subcommand("put", "write a value (validated for its kind)");
+  c.put->add_option("key", f.key, "the key")->required();
+  c.put->add_option("value", f.value, "the value, or - to read stdin")->required();
+  c.put->add_flag("--raw", f.raw, "skip the checks");
+  c.del = app.add_subcommand("del", "delete a key");
+  c.del->add_option("key", f.key, "the key")->required();
+
+  CLI::App* ns = app.add_subcommand("namespace", "Namespace objects");
+  ns->require_subcommand(1);
+  c.ns_set = ns->add_subcommand("set", "create the Namespace or update the given fields");
+  c.ns_set->add_option("name", f.name, "namespace name")->required();
+  c.ns_set->add_flag("--isolated", f.isolated, "isolate the namespace (--isolated=false: not)");
+  c.ns_set->add_option("--labels", f.labels, "labels k=v,... (replace the old ones)");
+
+  CLI::App* pol = app.add_subcommand("policy", "NetworkPolicy objects");
+  pol->require_subcommand(1);
+  c.pol_apply = pol->add_subcommand(
+      "apply", "write a NetworkPolicy's JSON (namespace and name inside), validated");
+  c.pol_apply->add_option("-f", f.file, "file, or - to read stdin")->required();
+  c.pol_del = pol->add_subcommand("delete", "delete a NetworkPolicy");
+  c.pol_del->add_option("policy", f.policy, "NAMESPACE/NAME")->required();
+
+  c.status = app.add_subcommand("status", "the agent's status (exit 0 when ready)");
+  c.status->add_option("--services", f.max_services, "list at most N services")->default_str("50");
+  c.status->add_flag("--json", f.json, "print the status as JSON");
+  c.health = app.add_subcommand("health", "exit 0 when the agent is ready and healthy");
+
+  return c;
+}
+
+// Runs a store command (all but status and health).
+int RunStoreCommand(const Commands& c, const Flags& f) {
+  absl::StatusOr<std::unique_ptr<agent::Store>> store = OpenStore(f.etcd, f.store_dir);
+  if (!store.ok()) return Fail(store.status());
+  if (*c.get) return Get(**store, f.what);
+  if (*c.put) return Put(**store, f.key, f.value, f.raw);
+  if (*c.del) return Delete(**store, f.key);
+  if (*c.ns_set) {
+    NamespaceChange change;
+    if (c.ns_set->count("--isolated") > 0) change.isolated = f.isolated;
+    if (c.ns_set->count("--labels") > 0) change.labels = f.labels;
+    return NamespaceSet(**store, f.name, change);
+  }
+  if (*c.pol_apply) return PolicyApply(**store, f.file);
+  return PolicyDelete(**store, f.policy);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> pos;
-  std::map<std::string, std::string> flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--raw" || a == "--json" || a == "--help" || a == "--isolated") {
-      flags[a] = "1";
-    } else if (a == "-f" && i + 1 < argc) {
-      flags[a] = argv[++i];
-    } else if (a.rfind("--", 0) == 0) {
-      size_t eq = a.find('=');
-      if (eq != std::string::npos) {
-        flags[a.substr(0, eq)] = a.substr(eq + 1);
-      } else if (i + 1 < argc) {
-        flags[a] = argv[++i];
-      } else {
-        std::cerr << kUsage;
-        return 2;
-      }
-    } else {
-      pos.push_back(a);
-    }
-  }
-  if (pos.empty() || flags.count("--help")) {
-    std::cerr << kUsage;
-    return flags.count("--help") ? 0 : 2;
-  }
-  const std::string cmd = pos[0];
-  std::string socket = flags.count("--socket") ? flags["--socket"] : "/run/cninet/agent.sock";
-  if (cmd == "status") {
-    uint32_t max = 50;
-    if (flags.count("--services"))
-      (void)absl::SimpleAtoi(cninet::ToAbsl(flags["--services"]), &max);
-    auto s = agent::QueryAgentStatus(socket, max);
-    if (!s.ok()) return Fail(s.status());
-    if (flags.count("--json")) {
-      std::cout << agent::EncodeJson(*s).value_or("{}") << "\n";
-    } else {
-      cninet::agent_tool::PrintStatus(*s, std::cout);
-    }
-    return s->ready() ? 0 : 1;
-  }
-  if (cmd == "health") {
-    auto h = agent::QueryAgentHealth(socket);
-    if (!h.ok()) return Fail(h.status());
-    cninet::agent_tool::PrintHealth(*h, std::cout);
-    return h->ready() && h->healthy() ? 0 : 1;
-  }
+  CLI::App app{"cninetctl: the cluster state in the agent's store, and a node's agent",
+               "cninetctl"};
+  // No require_subcommand: an unknown command is then named ("... not expected: X").
+  app.fallthrough();  // global flags may follow the command, as before
+  Flags f;
+  auto* etcd = app.add_option("--etcd", f.etcd, "etcd v3 endpoints EP[,EP...]");
+  app.add_option("--store-dir", f.store_dir, "embedded store directory")->excludes(etcd);
+  app.add_option("--socket", f.socket, "the agent's local API socket")->default_str(kDefaultSocket);
 
-  std::unique_ptr<agent::Store> store;
-  if (flags.count("--etcd")) {
-    agent::EtcdStoreOptions o;
-    for (auto part : absl::StrSplit(cninet::ToAbsl(flags["--etcd"]), ',', absl::SkipEmpty())) {
-      o.endpoints.emplace_back(part);
-    }
-    auto s = agent::OpenEtcdStore(o);
-    if (!s.ok()) return Fail(s.status());
-    store = *std::move(s);
-  } else if (flags.count("--store-dir")) {
-    agent::EmbeddedStoreOptions o;
-    o.dir = flags["--store-dir"];
-    auto s = agent::OpenEmbeddedStore(o);
-    if (!s.ok()) return Fail(s.status());
-    store = *std::move(s);
-  } else {
-    std::cerr << "cninetctl: " << cmd << " needs --etcd or --store-dir\n" << kUsage;
-    return 2;
-  }
+  Commands c = AddCommands(app, f);
 
-  if (cmd == "get") {
-    std::string what = pos.size() > 1 ? pos[1] : std::string(agent::kKeyRoot);
-    if (auto it = kKinds.find(what); it != kKinds.end()) {
-      what = std::string(agent::KeyPrefix(it->second));
-    }
-    auto list = store->List(what);
-    if (!list.ok()) return Fail(list.status());
-    for (const auto& kv : list->kvs) std::cout << kv.key << " " << kv.value << "\n";
-    return 0;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kUsageError;
   }
-  if (cmd == "put") {
-    if (pos.size() < 3) {
-      std::cerr << kUsage;
-      return 2;
-    }
-    std::string key = pos[1], value = pos[2];
-    if (value == "-") {
-      value.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-    }
-    if (!flags.count("--raw")) {
-      std::optional<agent::ObjectKind> kind = KindOfKey(key);
-      if (!kind) {
-        return Fail(
-            absl::InvalidArgumentError(StrCat(key, " is not a cninet key (", agent::kKeyRoot,
-                                              "<kind>/...); --raw writes it anyway")));
-      }
-      auto msg = NewMessage(*kind);
-      if (absl::Status st = agent::DecodeObject(*kind, key, value, msg.get()); !st.ok()) {
-        return Fail(st);
-      }
-    }
-    auto rev = store->Put(key, value);
-    if (!rev.ok()) return Fail(rev.status());
-    std::cout << "revision " << *rev << "\n";
-    return 0;
+  if (app.get_subcommands().empty()) {
+    std::cerr << "cninetctl: a command is required\n" << app.help();
+    return kUsageError;
   }
-  if (cmd == "del") {
-    if (pos.size() < 2) {
-      std::cerr << kUsage;
-      return 2;
-    }
-    auto existed = store->Delete(pos[1]);
-    if (!existed.ok()) return Fail(existed.status());
-    std::cout << (*existed ? "deleted\n" : "not found\n");
-    return 0;
+  if (*c.status) return Status(f.socket, f.max_services, f.json);
+  if (*c.health) return Health(f.socket);
+
+  if (f.etcd.empty() && f.store_dir.empty()) {
+    std::cerr << "cninetctl: " << app.get_subcommands()[0]->get_name()
+              << " needs --etcd or --store-dir\nRun with --help for more information.\n";
+    return kUsageError;
   }
-  if (cmd == "namespace" && pos.size() == 3 && pos[1] == "set") {
-    return NamespaceSet(*store, pos[2], flags);
-  }
-  if (cmd == "policy" && pos.size() == 2 && pos[1] == "apply" && flags.count("-f")) {
-    return PolicyApply(*store, flags["-f"]);
-  }
-  if (cmd == "policy" && pos.size() == 3 && pos[1] == "delete") {
-    size_t slash = pos[2].find('/');
-    if (slash == std::string::npos) return Fail(absl::InvalidArgumentError("NAMESPACE/NAME"));
-    auto existed = store->Delete(
-        agent::keys::NetworkPolicy(pos[2].substr(0, slash), pos[2].substr(slash + 1)));
-    if (!existed.ok()) return Fail(existed.status());
-    std::cout << (*existed ? "deleted\n" : "not found\n");
-    return 0;
-  }
-  std::cerr << "cninetctl: unknown command " << cmd << "\n" << kUsage;
-  return 2;
+  return RunStoreCommand(c, f);
 }

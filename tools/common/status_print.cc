@@ -30,9 +30,8 @@ std::string Join(const google::protobuf::RepeatedPtrField<std::string>& v) {
   return StrJoin(v, ",");
 }
 
-}  // namespace
-
-void PrintStatus(const agent::api::AgentStatus& s, std::ostream& out) {
+// The first lines: readiness, addresses, store, maps.
+void PrintSummary(const agent::api::AgentStatus& s, std::ostream& out) {
   out << "node " << s.node() << ": " << (s.ready() ? "ready" : "NOT READY") << ", "
       << (s.healthy() ? "healthy" : "UNHEALTHY");
   if (!s.message().empty()) out << " (" << s.message() << ")";
@@ -40,7 +39,10 @@ void PrintStatus(const agent::api::AgentStatus& s, std::ostream& out) {
       << Join(s.node_addresses()) << "  vxlan " << s.vxlan_device() << "\n  store " << s.store()
       << " at revision " << s.store_revision() << "  maps " << s.pin_dir() << "  reconciles "
       << s.reconciles() << "  " << s.version() << "\n";
+}
 
+// One row per node with its route from this node.
+void PrintNodes(const agent::api::AgentStatus& s, std::ostream& out) {
   out << "\nNODES (" << s.nodes_size() << ")\n";
   std::vector<std::vector<std::string>> rows = {
       {"NAME", "ALIVE", "ADDRESSES", "PODCIDR", "DIRECT", "PUBLIC IP", "VTEP MAC", "ROUTE"}};
@@ -53,35 +55,48 @@ void PrintStatus(const agent::api::AgentStatus& s, std::ostream& out) {
                     n.node().vtep_mac().empty() ? "-" : n.node().vtep_mac(), n.route()});
   }
   Table(rows, out);
+}
 
+// The programmed services listed.
+void PrintServices(const agent::api::AgentStatus& s, std::ostream& out) {
   out << "\nSERVICES (" << s.services_total() << " programmed";
   if (static_cast<uint32_t>(s.services_size()) < s.services_total()) {
     out << ", first " << s.services_size() << " shown";
   }
   out << ")\n";
-  rows = {{"ID", "SERVICE", "FRONTENDS", "BACKENDS"}};
+  std::vector<std::vector<std::string>> rows = {{"ID", "SERVICE", "FRONTENDS", "BACKENDS"}};
   for (const auto& svc : s.services()) {
     rows.push_back({std::to_string(svc.id()), svc.key(), Join(svc.frontends()),
                     svc.backends().empty() ? "(none: rejected)" : Join(svc.backends())});
   }
   Table(rows, out);
+}
 
+// This node's endpoints and whether the datapath has them.
+void PrintEndpoints(const agent::api::AgentStatus& s, std::ostream& out) {
   out << "\nLOCAL ENDPOINTS (" << s.endpoints_size() << ")\n";
-  rows = {{"POD", "ADDRESS", "INTERFACE", "IFINDEX", "MAC", "IN DATAPATH"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"POD", "ADDRESS", "INTERFACE", "IFINDEX", "MAC", "IN DATAPATH"}};
   for (const auto& e : s.endpoints()) {
     rows.push_back({e.pod(), e.address(), e.interface(), std::to_string(e.ifindex()), e.mac(),
                     e.programmed() ? "yes" : "NO"});
   }
   Table(rows, out);
+}
 
+// The non-zero datapath counters.
+void PrintCounters(const agent::api::AgentStatus& s, std::ostream& out) {
   out << "\nDATAPATH COUNTERS (non-zero)\n";
-  rows = {{"COUNTER", "PACKETS", "BYTES"}};
+  std::vector<std::vector<std::string>> rows = {{"COUNTER", "PACKETS", "BYTES"}};
   for (const auto& c : s.counters()) {
     rows.push_back({c.name() + (c.drop() ? " (drop)" : ""), std::to_string(c.packets()),
                     std::to_string(c.bytes())});
   }
   Table(rows, out);
+}
 
+// Policy sizes and the per-rule counters.
+void PrintPolicy(const agent::api::AgentStatus& s, std::ostream& out) {
   const auto& pol = s.policy();
   out << "\nPOLICY (" << pol.namespaces() << " namespaces, " << pol.isolated_namespaces()
       << " isolated; " << pol.policies() << " network policies)\n  " << pol.endpoints()
@@ -90,18 +105,33 @@ void PrintStatus(const agent::api::AgentStatus& s, std::ostream& out) {
       << " local pod interfaces; last change " << pol.last_map_writes() << " map writes (compile "
       << pol.last_compile_us() << " us, write " << pol.last_write_us() << " us)\n";
   if (pol.counters_size() > 0) {
-    rows = {{"POD", "ADDRESS", "RULE", "PACKETS", "BYTES"}};
+    std::vector<std::vector<std::string>> rows = {{"POD", "ADDRESS", "RULE", "PACKETS", "BYTES"}};
     for (const auto& c : pol.counters()) {
       rows.push_back(
           {c.pod(), c.address(), c.rule(), std::to_string(c.packets()), std::to_string(c.bytes())});
     }
     Table(rows, out);
   }
+}
 
+// Input skipped as malformed or unusable.
+void PrintProblems(const agent::api::AgentStatus& s, std::ostream& out) {
   if (s.problems_size() > 0) {
     out << "\nPROBLEMS (skipped input)\n";
     for (const auto& p : s.problems()) out << "  " << p << "\n";
   }
+}
+
+}  // namespace
+
+void PrintStatus(const agent::api::AgentStatus& s, std::ostream& out) {
+  PrintSummary(s, out);
+  PrintNodes(s, out);
+  PrintServices(s, out);
+  PrintEndpoints(s, out);
+  PrintCounters(s, out);
+  PrintPolicy(s, out);
+  PrintProblems(s, out);
 }
 
 void PrintHealth(const agent::api::HealthReply& h, std::ostream& out) {

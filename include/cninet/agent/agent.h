@@ -35,8 +35,8 @@
 
 namespace cninet::agent {
 
-/// The agent's version string (written into heartbeats).
-inline constexpr char kAgentVersion[] = "cninet-agent/0.1.0";
+/// The agent's version string, "cninet-agent/" + cninet::Version() (heartbeats, status).
+std::string AgentVersion();
 
 /// Which store the agent opens.
 enum class StoreKind {
@@ -112,9 +112,6 @@ struct AgentOptions {
   /// Shortest pause between two reconcile passes (changes arriving meanwhile are batched).
   std::chrono::milliseconds min_reconcile_interval{20};
 
-  /// Called after every reconcile pass with the store revision it covered (benchmarks).
-  std::function<void(int64_t revision, size_t services)> on_reconciled;
-
   /// OK when usable; InvalidArgument naming the field otherwise.
   absl::Status Validate() const;
   /// The datapath instance actually used.
@@ -139,6 +136,10 @@ class Agent {
   void Stop();
   /// Waits until ready; DeadlineExceeded with the reason after `timeout`.
   absl::Status WaitReady(std::chrono::milliseconds timeout);
+
+  /// Waits until a reconcile round without errors covered store `revision` (e.g. the revision
+  /// of a write); DeadlineExceeded after `timeout`.
+  absl::Status WaitReconciled(int64_t revision, std::chrono::milliseconds timeout);
 
   /// The status report (at most `max_services` services listed).
   api::AgentStatus Status(uint32_t max_services = 50) const;

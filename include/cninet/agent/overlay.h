@@ -128,6 +128,12 @@ class OverlayReconciler {
   const VxlanDeviceConfig& vxlan() const { return vxlan_; }
 
  private:
+  // The steps of Apply: each corrects one kind of entry; errors of single entries go to `first`
+  // (the first one kept), a failed listing is returned.
+  absl::Status ApplyRoutes(const OverlayPlan& plan, OverlayChanges* ch, absl::Status* first);
+  absl::Status ApplyNeighbors(const OverlayPlan& plan, OverlayChanges* ch, absl::Status* first);
+  absl::Status ApplyFdb(const OverlayPlan& plan, OverlayChanges* ch, absl::Status* first);
+
   netlink::Handle* handle_;
   VxlanDeviceConfig vxlan_;
   int uplink_index_;

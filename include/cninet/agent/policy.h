@@ -95,6 +95,12 @@ class PolicyReconciler {
   const std::map<std::string, int>& hooks() const { return hooks_; }
 
  private:
+  // Records the counts of a pass in status().
+  void RecordPass(const datapath::PolicySnapshot& snapshot,
+                  const datapath::PolicyApplyResult& apply);
+  // Attaches the to-pod program where it is missing (everywhere with `full_sync`).
+  absl::Status AttachHooks(std::span<const v1::Pod* const> pods, bool full_sync,
+                           PolicyPassResult* result);
   datapath::PolicyTable* table_;
   std::string node_;
   AttachHookFn attach_;

@@ -15,6 +15,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -124,6 +125,18 @@ class ServiceReconciler {
   ServiceReconciler(datapath::ServiceTable* table, uint32_t id_limit)
       : table_(table), id_limit_(id_limit) {}
   uint32_t FreeId(const std::set<uint32_t>& claimed);
+  // Where a frontend lives in the services map: (node port?, address, port, protocol).
+  using FrontendSlot = std::tuple<bool, cni::IPAddress, uint16_t, uint8_t>;
+  // Gives each desired service its id (kept, recovered by a frontend, or free), by id.
+  std::map<uint32_t, PlannedService*> AssignIds(std::vector<PlannedService>& desired,
+                                                ServiceChanges* ch);
+  // Frontend slots of services recovered from the maps and not matched yet.
+  std::map<FrontendSlot, uint32_t> RecoveredSlots(const std::set<uint32_t>& claimed,
+                                                  bool none_needed) const;
+  // Deletes programmed services no longer wanted; forgets their keys' ids.
+  void DeleteUnwanted(const std::map<uint32_t, PlannedService*>& want, ServiceChanges* ch);
+  // Writes one batch (one by one when the datapath refuses the batch).
+  void UpsertBatch(std::span<const PlannedService* const> batch, ServiceChanges* ch);
 
   datapath::ServiceTable* table_;
   uint32_t id_limit_;

@@ -19,6 +19,7 @@
 #include "cluster_testing.h"
 #include "cninet/agent/state.h"
 #include "cninet/base/strings.h"
+#include "cninet/datapath/pins.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -578,6 +579,11 @@ TEST_F(EmbeddedStoreTest, SingleNodeWithoutEtcdServesPodsClusterIpAndNodePort) {
   ASSERT_TRUE(down.ok()) << down.out << down.err;
   EXPECT_FALSE(std::filesystem::exists(pin_dir));
   EXPECT_FALSE(std::filesystem::exists(conflist));
+  // cninet-ebpf's program pins go too: the instance's programs/ directory (PinLayout) and the
+  // directory of earlier releases.
+  EXPECT_FALSE(
+      std::filesystem::exists(datapath::PinLayout::For(cluster_->bpffs(), "node-1").ProgramDir()));
+  EXPECT_FALSE(std::filesystem::exists(StrCat(cluster_->bpffs(), "/cninet-ebpf/node-1")));
   EXPECT_FALSE(cluster_->InNode(0, "ip link show cninet-vxlan").ok());
   EXPECT_THAT(cluster_->InNode(0, "tc filter show dev eth0 ingress").out, Not(HasSubstr("bpf")));
   EXPECT_THAT(cluster_->InNode(0, "tc filter show dev eth0 egress").out, Not(HasSubstr("bpf")));

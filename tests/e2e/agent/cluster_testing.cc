@@ -56,66 +56,6 @@ Sock::~Sock() {
   if (fd >= 0) close(fd);
 }
 
-LineServer::LineServer(const std::string& netns_path, uint16_t port, std::string name)
-    : name_(std::move(name)) {
-  status_ = RunInNetns(netns_path, [&]() -> absl::Status {
-    listen_.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listen_.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in a = Addr("0.0.0.0", port);
-    if (bind(listen_.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-        listen(listen_.fd, 64) != 0) {
-      return absl::InternalError(StrCat("bind/listen: ", strerror(errno)));
-    }
-    return absl::OkStatus();
-  });
-  if (status_.ok()) accept_thread_ = std::thread([this] { AcceptLoop(); });
-}
-
-LineServer::~LineServer() {
-  stop_ = true;
-  if (listen_.fd >= 0) shutdown(listen_.fd, SHUT_RDWR);
-  if (accept_thread_.joinable()) accept_thread_.join();
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    for (int fd : conns_) shutdown(fd, SHUT_RDWR);
-  }
-  for (auto& t : workers_) t.join();
-}
-
-void LineServer::AcceptLoop() {
-  while (!stop_) {
-    pollfd p{listen_.fd, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) continue;
-    sockaddr_in peer{};
-    socklen_t len = sizeof(peer);
-    int c = accept4(listen_.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
-    if (c < 0) continue;
-    char ip[32];
-    inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
-    std::lock_guard<std::mutex> l(mu_);
-    conns_.push_back(c);
-    workers_.emplace_back([this, c, who = std::string(ip)] { Serve(c, who); });
-  }
-}
-
-void LineServer::Serve(int fd, std::string peer) {
-  std::string buf;
-  char tmp[512];
-  while (true) {
-    ssize_t n = read(fd, tmp, sizeof(tmp));
-    if (n <= 0) break;
-    buf.append(tmp, static_cast<size_t>(n));
-    size_t nl;
-    while ((nl = buf.find('\n')) != std::string::npos) {
-      buf.erase(0, nl + 1);
-      std::string reply = StrCat(name_, " ", peer, "\n");
-      if (write(fd, reply.data(), reply.size()) < 0) break;
-    }
-  }
-  close(fd);
-}
-
 absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& ip, uint16_t port,
                              std::chrono::milliseconds timeout) {
   Sock s;
@@ -249,9 +189,9 @@ absl::Status Cluster::Build() {
   if (!r.ok()) return absl::InternalError(StrCat("switch: ", r.err));
 
   if (options_.etcd) {
-    EtcdServerOptions eo;
+    ::cninet::testing::EtcdServerOptions eo;
     eo.data_dir = dir_.Sub("etcd");
-    auto server = EtcdServer::Start(eo);
+    auto server = ::cninet::testing::EtcdServer::Start(eo);
     if (!server.ok()) return server.status();
     etcd_ = *std::move(server);
     EtcdStoreOptions so;
@@ -399,7 +339,9 @@ absl::Status Cluster::DeletePod(int i) {
 
 absl::Status Cluster::ServeEverywhere(uint16_t port) {
   for (Pod& p : pods_) {
-    servers_.push_back(std::make_unique<LineServer>(p.ns->path(), port, p.name));
+    servers_.push_back(
+        std::make_unique<::cninet::testing::LineServer>(::cninet::testing::LineServerOptions{
+            .netns_path = p.ns->path(), .port = port, .name = p.name, .echo_line = false}));
     if (!servers_.back()->status().ok()) return servers_.back()->status();
   }
   return absl::OkStatus();

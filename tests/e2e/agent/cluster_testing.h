@@ -22,10 +22,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cninet/agent/api.pb.h"
-#include "cninet/agent/etcd_server.h"
 #include "cninet/agent/store.h"
 #include "cninet/v1/service.pb.h"
 #include "dp_test_util.h"
+#include "testing/etcd_server.h"
+#include "testing/line_server.h"
 #include "testing/test_util.h"
 
 namespace cninet::agent::testing {
@@ -38,28 +39,6 @@ struct Sock {
   Sock(Sock&& o) noexcept;
   Sock& operator=(Sock&& o) noexcept;
   ~Sock();
-};
-
-// A TCP server inside a namespace answering every line with "<name> <peer ip>\n", until destroyed.
-class LineServer {
- public:
-  LineServer(const std::string& netns_path, uint16_t port, std::string name);
-  ~LineServer();
-  LineServer(const LineServer&) = delete;
-  LineServer& operator=(const LineServer&) = delete;
-  const absl::Status& status() const { return status_; }
-
- private:
-  void AcceptLoop();
-  void Serve(int fd, std::string peer);
-  std::string name_;
-  absl::Status status_;
-  Sock listen_;
-  std::atomic<bool> stop_{false};
-  std::thread accept_thread_;
-  std::mutex mu_;
-  std::vector<int> conns_;
-  std::vector<std::thread> workers_;
 };
 
 // Connects from inside `netns_path` to ip:port (`timeout` for the connect, reads and writes); the
@@ -171,12 +150,12 @@ class Cluster {
   absl::Status status_;
   cninet::testing::TempDir dir_;
   datapath::testing::ScopedBpffs bpffs_;
-  std::unique_ptr<EtcdServer> etcd_;
+  std::unique_ptr<::cninet::testing::EtcdServer> etcd_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<cninet::testing::ScopedNetns> switch_, external_;
   std::vector<Node> nodes_;
   std::vector<Pod> pods_;
-  std::vector<std::unique_ptr<LineServer>> servers_;
+  std::vector<std::unique_ptr<::cninet::testing::LineServer>> servers_;
 };
 
 /// The status of a Status or StatusOr (for the ASSERT_OK / EXPECT_OK macros below).

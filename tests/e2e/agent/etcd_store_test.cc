@@ -11,10 +11,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "cninet/agent/etcd_server.h"
 #include "cninet/agent/state.h"
 #include "store_conformance.h"
 #include "tcp_proxy.h"
+#include "testing/etcd_server.h"
 #include "testing/test_util.h"
 
 namespace cninet::agent::testing {
@@ -26,10 +26,10 @@ using cninet::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-absl::StatusOr<std::unique_ptr<EtcdServer>> StartEtcd(const TempDir& dir) {
-  EtcdServerOptions options;
+absl::StatusOr<std::unique_ptr<::cninet::testing::EtcdServer>> StartEtcd(const TempDir& dir) {
+  ::cninet::testing::EtcdServerOptions options;
   options.data_dir = dir.Sub("etcd");
-  return EtcdServer::Start(options);
+  return ::cninet::testing::EtcdServer::Start(options);
 }
 
 // A client; with a short request_timeout it does not wait for etcd at open either.
@@ -55,7 +55,7 @@ class EtcdEnv : public StoreEnv {
 
  private:
   TempDir dir_;
-  absl::StatusOr<std::unique_ptr<EtcdServer>> server_;
+  absl::StatusOr<std::unique_ptr<::cninet::testing::EtcdServer>> server_;
 };
 
 INSTANTIATE_TEST_SUITE_P(Etcd, StoreConformance,
@@ -82,7 +82,7 @@ class EtcdStoreTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  std::unique_ptr<EtcdServer> server_;
+  std::unique_ptr<::cninet::testing::EtcdServer> server_;
   std::unique_ptr<Store> store_;
 };
 

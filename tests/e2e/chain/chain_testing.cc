@@ -142,46 +142,6 @@ Inventory TakeInventory(cninet::testing::ScopedNetns& node, const ChainSpec& spe
   return inv;
 }
 
-TcpServer::TcpServer(const std::string& netns_path, uint16_t port, std::string tag)
-    : tag_(std::move(tag)) {
-  absl::Status s = RunInNetns(netns_path, [&]() -> absl::Status {
-    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in a = Addr("0.0.0.0", port);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd_, 16) != 0) {
-      close(fd_);
-      fd_ = -1;
-      return absl::InternalError(std::string("bind/listen: ") + strerror(errno));
-    }
-    return absl::OkStatus();
-  });
-  EXPECT_TRUE(s.ok()) << s;
-  if (fd_ >= 0) thread_ = std::thread([this] { Loop(); });
-}
-
-TcpServer::~TcpServer() {
-  stop_ = true;
-  if (thread_.joinable()) thread_.join();
-  if (fd_ >= 0) close(fd_);
-}
-
-void TcpServer::Loop() {
-  while (!stop_) {
-    pollfd p{fd_, POLLIN, 0};
-    if (poll(&p, 1, 100) <= 0) continue;
-    sockaddr_in peer{};
-    socklen_t len = sizeof(peer);
-    int c = accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
-    if (c < 0) continue;
-    char ip[INET_ADDRSTRLEN] = {};
-    inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
-    std::string reply = tag_ + " " + ip + "\n";
-    (void)!write(c, reply.data(), reply.size());
-    close(c);
-  }
-}
-
 absl::StatusOr<std::string> TcpRequest(const std::string& netns_path, const std::string& ip,
                                        uint16_t port) {
   int fd = -1;

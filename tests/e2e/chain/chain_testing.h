@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "testing/line_server.h"
 #include "testing/test_util.h"
 
 namespace cninet::chain_testing {
@@ -83,21 +85,18 @@ struct Inventory {
 Inventory TakeInventory(cninet::testing::ScopedNetns& node, const ChainSpec& spec,
                         const std::string& cache_dir);
 
-// A TCP server in a namespace: answers every connection with "<tag> <peer address>\n" and closes.
-class TcpServer {
- public:
-  TcpServer(const std::string& netns_path, uint16_t port, std::string tag);
-  ~TcpServer();
-  TcpServer(const TcpServer&) = delete;
-  TcpServer& operator=(const TcpServer&) = delete;
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  void Loop();
-  int fd_ = -1;
-  std::string tag_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+// A TCP server in a namespace: answers every connection with "TAG PEER" and closes (the shared
+// line server in greeting mode).
+struct TcpServer : ::cninet::testing::LineServer {
+  TcpServer(const std::string& netns_path, uint16_t port, std::string tag)
+      : ::cninet::testing::LineServer(
+            ::cninet::testing::LineServerOptions{.netns_path = netns_path,
+                                                 .port = port,
+                                                 .name = std::move(tag),
+                                                 .greet_and_close = true}) {
+    EXPECT_TRUE(status().ok()) << status();
+  }
+  bool ok() const { return status().ok(); }
 };
 
 // Connects from inside `netns_path` to ip:port and returns everything the server sent.

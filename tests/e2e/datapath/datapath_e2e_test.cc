@@ -24,6 +24,7 @@
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/line_server.h"
 #include "testing/test_util.h"
 
 namespace cninet::datapath::testing {
@@ -61,75 +62,16 @@ sockaddr_in Addr(const char* ip, uint16_t port) {
   return a;
 }
 
-// A line-based TCP server inside a namespace: answers each line with "<name> <peer> <line>".
-class LineServer {
- public:
+// The shared line server, answering "NAME IP:PORT LINE"; failing to listen fails the test.
+struct LineServer : ::cninet::testing::LineServer {
   LineServer(const std::string& netns_path, const char* ip, uint16_t port, std::string name)
-      : name_(std::move(name)) {
-    absl::Status s = RunInNetns(netns_path, [&]() -> absl::Status {
-      listen_.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      int one = 1;
-      setsockopt(listen_.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      sockaddr_in a = Addr(ip, port);
-      if (bind(listen_.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-          listen(listen_.fd, 64) != 0)
-        return absl::InternalError(std::string("bind/listen: ") + strerror(errno));
-      return absl::OkStatus();
-    });
-    EXPECT_TRUE(s.ok()) << s;
-    accept_thread_ = std::thread([this] { AcceptLoop(); });
+      : ::cninet::testing::LineServer(::cninet::testing::LineServerOptions{.netns_path = netns_path,
+                                                                           .address = ip,
+                                                                           .port = port,
+                                                                           .name = std::move(name),
+                                                                           .peer_port = true}) {
+    EXPECT_TRUE(status().ok()) << status();
   }
-  ~LineServer() {
-    stop_ = true;
-    shutdown(listen_.fd, SHUT_RDWR);
-    accept_thread_.join();
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      for (int fd : conns_) shutdown(fd, SHUT_RDWR);
-    }
-    for (auto& t : workers_) t.join();
-  }
-
- private:
-  void AcceptLoop() {
-    while (!stop_) {
-      pollfd p{listen_.fd, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      sockaddr_in peer{};
-      socklen_t len = sizeof(peer);
-      int c = accept4(listen_.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
-      if (c < 0) continue;
-      char ip[32];
-      inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
-      std::string who = std::string(ip) + ":" + std::to_string(ntohs(peer.sin_port));
-      std::lock_guard<std::mutex> l(mu_);
-      conns_.push_back(c);
-      workers_.emplace_back([this, c, who] { Serve(c, who); });
-    }
-  }
-  void Serve(int fd, const std::string& who) {
-    std::string buf;
-    char tmp[512];
-    while (true) {
-      ssize_t n = read(fd, tmp, sizeof(tmp));
-      if (n <= 0) break;
-      buf.append(tmp, static_cast<size_t>(n));
-      size_t nl;
-      while ((nl = buf.find('\n')) != std::string::npos) {
-        std::string reply = name_ + " " + who + " " + buf.substr(0, nl + 1);
-        buf.erase(0, nl + 1);
-        if (write(fd, reply.data(), reply.size()) < 0) return;
-      }
-    }
-    close(fd);
-  }
-  std::string name_;
-  Sock listen_;
-  std::atomic<bool> stop_{false};
-  std::thread accept_thread_;
-  std::mutex mu_;
-  std::vector<int> conns_;
-  std::vector<std::thread> workers_;
 };
 
 // Connects from inside `netns_path`; the socket then works from any thread.

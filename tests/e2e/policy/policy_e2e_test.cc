@@ -34,6 +34,7 @@
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/line_server.h"
 #include "testing/test_util.h"
 
 namespace cninet::datapath::testing {
@@ -78,70 +79,12 @@ struct Sock {
   }
 };
 
-// A TCP server in a namespace answering each line with "<name> <peer ip> <line>".
-class Server {
- public:
-  Server(const std::string& netns_path, uint16_t port, std::string name) : name_(std::move(name)) {
-    absl::Status s = RunInNetns(netns_path, [&]() -> absl::Status {
-      listen_.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      int one = 1;
-      setsockopt(listen_.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-      sockaddr_in a = Addr("0.0.0.0", port);
-      if (bind(listen_.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-          listen(listen_.fd, 64) != 0)
-        return absl::InternalError(StrCat("bind/listen: ", strerror(errno)));
-      return absl::OkStatus();
-    });
-    EXPECT_TRUE(s.ok()) << s;
-    thread_ = std::thread([this] { Loop(); });
+// The shared line server ("NAME PEER LINE"); failing to listen fails the test.
+struct Server : ::cninet::testing::LineServer {
+  Server(const std::string& netns_path, uint16_t port, std::string name)
+      : LineServer(netns_path, port, std::move(name)) {
+    EXPECT_TRUE(status().ok()) << status();
   }
-  ~Server() {
-    stop_ = true;
-    thread_.join();
-    std::lock_guard<std::mutex> l(mu_);
-    for (auto& [fd, t] : conns_) shutdown(fd, SHUT_RDWR);
-    for (auto& [fd, t] : conns_) {
-      t.join();
-      close(fd);
-    }
-  }
-
- private:
-  void Loop() {
-    while (!stop_) {
-      pollfd p{listen_.fd, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      sockaddr_in peer{};
-      socklen_t len = sizeof(peer);
-      int c = accept4(listen_.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
-      if (c < 0) continue;
-      char ip[32];
-      inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
-      std::lock_guard<std::mutex> l(mu_);
-      conns_.emplace_back(c, std::thread([this, c, who = std::string(ip)] { Serve(c, who); }));
-    }
-  }
-  void Serve(int fd, const std::string& who) {
-    std::string buf;
-    char tmp[256];
-    while (true) {
-      ssize_t n = read(fd, tmp, sizeof(tmp));
-      if (n <= 0) return;
-      buf.append(tmp, static_cast<size_t>(n));
-      size_t nl;
-      while ((nl = buf.find('\n')) != std::string::npos) {
-        std::string reply = StrCat(name_, " ", who, " ", buf.substr(0, nl + 1));
-        buf.erase(0, nl + 1);
-        if (write(fd, reply.data(), reply.size()) < 0) return;
-      }
-    }
-  }
-  std::string name_;
-  Sock listen_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
-  std::mutex mu_;
-  std::vector<std::pair<int, std::thread>> conns_;
 };
 
 // Connects from inside `netns_path` within `timeout` (DeadlineExceeded when nothing answers).

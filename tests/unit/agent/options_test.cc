@@ -1,7 +1,7 @@
 // Option validation of the stores and the etcd launcher (no etcd needed).
-#include "cninet/agent/etcd_server.h"
 #include "cninet/agent/etcd_store.h"
 #include "store_test_support.h"
+#include "testing/etcd_server.h"
 
 namespace cninet::agent::testing {
 namespace {
@@ -36,7 +36,7 @@ TEST(EtcdStoreOptionsTest, EndpointsAreCheckedWhenOpening) {
 }
 
 TEST(EtcdServerOptionsTest, Validate) {
-  EtcdServerOptions options;
+  ::cninet::testing::EtcdServerOptions options;
   EXPECT_THAT(options.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "data_dir"));
   options.data_dir = "/tmp/x";
   EXPECT_THAT(options.Validate(), IsOk());
@@ -46,7 +46,7 @@ TEST(EtcdServerOptionsTest, Validate) {
   EXPECT_THAT(options.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "differ"));
   options.peer_port = 0;
   options.binary = "/nonexistent/etcd";
-  EXPECT_THAT(EtcdServer::Start(options),
+  EXPECT_THAT(::cninet::testing::EtcdServer::Start(options),
               StatusIs(absl::StatusCode::kFailedPrecondition, "etcd-server"));
 }
 

@@ -1,4 +1,4 @@
-#include "cninet/agent/etcd_server.h"
+#include "testing/etcd_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -22,7 +22,7 @@
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
 
-namespace cninet::agent {
+namespace cninet::testing {
 namespace {
 
 class Socket {
@@ -265,4 +265,4 @@ absl::Status EtcdServer::Restart() {
   return WaitReady();
 }
 
-}  // namespace cninet::agent
+}  // namespace cninet::testing

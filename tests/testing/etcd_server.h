@@ -2,8 +2,8 @@
 /// Runs a private single-member etcd (Debian's /usr/bin/etcd) listening on 127.0.0.1 only, for the
 /// agent's demo, tests and benchmarks: free ports are picked, the data directory is the caller's,
 /// and the process is stopped (and, by default, killed with its parent) when the object goes.
-#ifndef CNINET_AGENT_ETCD_SERVER_H_
-#define CNINET_AGENT_ETCD_SERVER_H_
+#ifndef CNINET_TESTS_TESTING_ETCD_SERVER_H_
+#define CNINET_TESTS_TESTING_ETCD_SERVER_H_
 
 #include <sys/types.h>
 
@@ -16,7 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace cninet::agent {
+namespace cninet::testing {
 
 /// Options of EtcdServer::Start.
 struct EtcdServerOptions {
@@ -74,6 +74,6 @@ class EtcdServer {
   pid_t pid_ = -1;
 };
 
-}  // namespace cninet::agent
+}  // namespace cninet::testing
 
-#endif  // CNINET_AGENT_ETCD_SERVER_H_
+#endif  // CNINET_TESTS_TESTING_ETCD_SERVER_H_

@@ -1,0 +1,60 @@
+// The e2e suites' TCP server: listens in a network namespace and answers each line it reads with
+// "NAME PEER LINE" (or "NAME PEER"), so a client learns which backend answered and which source
+// address that backend saw (NAT, masquerade, policy tests).
+#ifndef CNINET_TESTS_TESTING_LINE_SERVER_H_
+#define CNINET_TESTS_TESTING_LINE_SERVER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace cninet::testing {
+
+// How a LineServer listens and answers.
+struct LineServerOptions {
+  std::string netns_path;           // namespace to listen in ("" = the caller's)
+  std::string address = "0.0.0.0";  // IPv4 address to bind
+  uint16_t port = 0;                // TCP port
+  std::string name;                 // first word of every reply
+  bool echo_line = true;            // append the received line ("NAME PEER LINE")
+  bool peer_port = false;           // PEER as "ip:port" instead of "ip"
+  bool greet_and_close = false;     // answer "NAME PEER" on accept, then close (no reading)
+};
+
+// A TCP line server running on its own threads until destroyed.
+class LineServer {
+ public:
+  explicit LineServer(LineServerOptions options);
+  // In `netns_path` on 0.0.0.0:`port`, answering "NAME PEER LINE".
+  LineServer(const std::string& netns_path, uint16_t port, std::string name)
+      : LineServer(LineServerOptions{.netns_path = netns_path, .port = port, .name = name}) {}
+  ~LineServer();
+  LineServer(const LineServer&) = delete;
+  LineServer& operator=(const LineServer&) = delete;
+
+  // OK when it listens.
+  const absl::Status& status() const { return status_; }
+
+ private:
+  void AcceptLoop();
+  void Serve(int fd, const std::string& peer);
+  std::string Reply(const std::string& peer, const std::string& line) const;
+
+  LineServerOptions options_;
+  absl::Status status_;
+  int listen_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread accept_thread_;
+  std::mutex mu_;
+  std::vector<int> conns_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace cninet::testing
+
+#endif  // CNINET_TESTS_TESTING_LINE_SERVER_H_
