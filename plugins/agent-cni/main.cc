@@ -104,7 +104,7 @@ class AgentReportPlugin : public cni::Plugin {
 
   absl::Status Gc(const cni::CmdArgs& args) override {
     agent::api::GcPodsRequest req;
-    for (const cni::Attachment& a : args.valid_attachments)
+    for (const cni::GcAttachment& a : args.valid_attachments)
       req.add_valid_container_ids(a.container_id);
     absl::Status st = agent::GcPodsAtAgent(SocketOf(args.conf), req);
     if (!st.ok()) return AgentError(st, "garbage-collect pods at the agent");
