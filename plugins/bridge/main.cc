@@ -273,10 +273,7 @@ class BridgePlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
     std::string type = args.conf.IpamType();
     return nl::RunConcurrently(
-        [&] {
-          return type.empty() ? absl::OkStatus()
-                              : cninet::cni::DelegateDel(type, args.stdin_data, args);
-        },
+        [&] { return type.empty() ? absl::OkStatus() : cninet::cni::DelegateDel(type, args); },
         [&] {
           return nl::DeleteVethAttachment(host, args.netns, args.ifname,
                                           nl::VethNameFor(args.container_id, args.ifname))
@@ -287,7 +284,7 @@ class BridgePlugin : public cninet::cni::Plugin {
   absl::Status Check(const CmdArgs& args) override {
     CNINET_ASSIGN_OR_RETURN(BridgeConf conf, LoadConf(args));
     if (!conf.ipam_type.empty()) {
-      CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args.stdin_data, args));
+      CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args));
     }
     const Result& prev = *args.conf.prev_result;
     const cninet::cni::Interface* br_iface = nullptr;

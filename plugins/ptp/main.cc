@@ -185,10 +185,7 @@ class PtpPlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
     std::string type = args.conf.IpamType();
     absl::Status st = nl::RunConcurrently(
-        [&] {
-          return type.empty() ? absl::OkStatus()
-                              : cninet::cni::DelegateDel(type, args.stdin_data, args);
-        },
+        [&] { return type.empty() ? absl::OkStatus() : cninet::cni::DelegateDel(type, args); },
         [&] {
           return nl::DeleteVethAttachment(host, args.netns, args.ifname,
                                           nl::VethNameFor(args.container_id, args.ifname))
@@ -200,7 +197,7 @@ class PtpPlugin : public cninet::cni::Plugin {
 
   absl::Status Check(const CmdArgs& args) override {
     CNINET_ASSIGN_OR_RETURN(PtpConf conf, LoadConf(args));
-    CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args.stdin_data, args));
+    CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args));
     const Result& prev = *args.conf.prev_result;
     int cont_index = -1;
     const cninet::cni::Interface* host_iface = nullptr;

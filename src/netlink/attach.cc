@@ -233,7 +233,7 @@ absl::Status CheckLink(const Link& link, const cni::Interface& expected, std::st
 BackgroundIpamAdd::BackgroundIpamAdd(std::string type, const cni::CmdArgs& args)
     : type_(std::move(type)), args_(args), result_(absl::UnknownError("IPAM ADD did not run")) {
   try {
-    thread_ = std::thread([this] { result_ = cni::DelegateAdd(type_, args_.stdin_data, args_); });
+    thread_ = std::thread([this] { result_ = cni::DelegateAdd(type_, args_); });
   } catch (const std::system_error& e) {
     result_ = absl::ResourceExhaustedError(cninet::StrCat("cannot start a thread: ", e.what()));
   }
@@ -242,7 +242,7 @@ BackgroundIpamAdd::BackgroundIpamAdd(std::string type, const cni::CmdArgs& args)
 BackgroundIpamAdd::~BackgroundIpamAdd() {
   Wait();
   if (!committed_ && result_.ok()) {
-    absl::Status st = cni::DelegateDel(type_, args_.stdin_data, args_);
+    absl::Status st = cni::DelegateDel(type_, args_);
     if (!st.ok()) CNINET_LOG(kWarning, "releasing the IPAM allocation failed: ", st.ToString());
   }
 }
@@ -280,7 +280,7 @@ absl::Status DelegatedIpamStatus(const cni::CmdArgs& args) {
     return cni::CniError(cni::ErrorCode::kNotAvailable, cninet::ToStd(supports.status().message()));
   }
   if (!*supports) return absl::OkStatus();  // IPAM older than CNI 1.1: installed is all we know.
-  return cni::DelegateStatus(type, args.stdin_data, args);
+  return cni::DelegateStatus(type, args);
 }
 
 absl::Status DelegatedIpamGc(const cni::CmdArgs& args) {
@@ -289,7 +289,7 @@ absl::Status DelegatedIpamGc(const cni::CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(bool supports,
                           DelegateSupportsVersion(type, args.conf.cni_version, args));
   if (!supports) return absl::OkStatus();
-  return cni::DelegateGc(type, args.stdin_data, args);
+  return cni::DelegateGc(type, args);
 }
 
 absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a,
