@@ -485,6 +485,7 @@ class StaticPlugin : public cninet::cni::Plugin {
 
 int main() {
   StaticPlugin plugin;
-  return cninet::cni::PluginMain(plugin,
-                                 {.about = "cninet-static: static IP addresses for CNI (cninet)"});
+  return cninet::cni::PluginMain(
+      plugin,
+      {.about = "cninet-static: static IP addresses for CNI (cninet)", .needs_netns = false});
 }
