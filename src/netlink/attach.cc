@@ -114,12 +114,8 @@ absl::Status ConfigureInterface(Handle& h, const Link& link, const std::vector<c
   if (has_v6) CNINET_RETURN_IF_ERROR(WaitAddressesSettled(h, link.index, std::chrono::seconds(10)));
   std::optional<cni::IPAddress> v4gw = FirstGateway(ips, true), v6gw = FirstGateway(ips, false);
   for (const auto& r : routes) {
-    Route route{.dst = r.dst, .gateway = r.gw, .oif = link.index};
+    Route route = RouteFromCni(r, link.index);
     if (!route.gateway) route.gateway = r.dst.is_v4() ? v4gw : v6gw;
-    if (r.mtu) route.mtu = *r.mtu;
-    if (r.priority) route.metric = *r.priority;
-    if (r.table) route.table = *r.table;
-    if (r.scope) route.scope = static_cast<uint8_t>(*r.scope);
     CNINET_RETURN_IF_ERROR(h.AddRoute(route));
   }
   return absl::OkStatus();
