@@ -38,50 +38,41 @@ struct BridgeConf {
   std::string ipam_type;
 };
 
-absl::Status ReadBool(const nlohmann::json& j, const char* key, bool* out) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_boolean()) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat(key, " must be a boolean, not ", it->dump()));
-  }
-  *out = it->get<bool>();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<BridgeConf> LoadConf(const CmdArgs& args) {
-  const nlohmann::json& j = args.conf.raw;
-  BridgeConf c;
-  if (auto it = j.find("bridge"); it != j.end() && !it->is_null()) {
-    if (!it->is_string()) return CniError(ErrorCode::kInvalidConfig, "bridge must be a string");
-    if (!it->get<std::string>().empty()) c.bridge = it->get<std::string>();
-  }
-  if (absl::Status st = nl::ValidateLinkName(c.bridge); !st.ok()) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat("bridge: ", cninet::ToStd(st.message())));
-  }
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "isGateway", &c.is_gateway));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "isDefaultGateway", &c.is_default_gateway));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "forceAddress", &c.force_address));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "hairpinMode", &c.hairpin));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "promiscMode", &c.promisc));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "enabledad", &c.enable_dad));
-  bool masq = false, spoofchk = false;
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "ipMasq", &masq));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "macspoofchk", &spoofchk));
+// Keys the reference bridge has and cninet-bridge does not implement (code 2 when used).
+absl::Status RejectUnsupported(const cninet::cni::ConfigReader& r) {
+  CNINET_ASSIGN_OR_RETURN(bool masq, r.Optional<bool>("ipMasq", false));
+  CNINET_ASSIGN_OR_RETURN(bool spoofchk, r.Optional<bool>("macspoofchk", false));
   if (masq)
     return CniError(ErrorCode::kUnsupportedField, "ipMasq: true is not supported by cninet-bridge");
   if (spoofchk)
     return CniError(ErrorCode::kUnsupportedField, "macspoofchk is not supported by cninet-bridge");
-  if (auto it = j.find("vlan");
-      it != j.end() && !(it->is_number_integer() && it->get<int64_t>() == 0)) {
-    return CniError(ErrorCode::kUnsupportedField,
-                    cninet::StrCat("vlan ", it->dump(), " is not supported by cninet-bridge"));
+  if (r.Has("vlan") && !(r.At("vlan").json().is_number_integer() && r.At("vlan").json() == 0)) {
+    return CniError(
+        ErrorCode::kUnsupportedField,
+        cninet::StrCat("vlan ", r.At("vlan").json().dump(), " is not supported by cninet-bridge"));
   }
-  if (j.contains("vlanTrunk")) {
+  if (r.json().contains("vlanTrunk")) {
     return CniError(ErrorCode::kUnsupportedField, "vlanTrunk is not supported by cninet-bridge");
   }
-  CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(j));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BridgeConf> LoadConf(const CmdArgs& args) {
+  cninet::cni::ConfigReader r(args.conf.raw);
+  BridgeConf c;
+  CNINET_ASSIGN_OR_RETURN(c.bridge, r.Optional<std::string>("bridge", ""));
+  if (c.bridge.empty()) c.bridge = "cni0";
+  if (absl::Status st = nl::ValidateLinkName(c.bridge); !st.ok()) {
+    return r.At("bridge").Error(cninet::ToStd(st.message()));
+  }
+  CNINET_ASSIGN_OR_RETURN(c.is_gateway, r.Optional<bool>("isGateway", false));
+  CNINET_ASSIGN_OR_RETURN(c.is_default_gateway, r.Optional<bool>("isDefaultGateway", false));
+  CNINET_ASSIGN_OR_RETURN(c.force_address, r.Optional<bool>("forceAddress", false));
+  CNINET_ASSIGN_OR_RETURN(c.hairpin, r.Optional<bool>("hairpinMode", false));
+  CNINET_ASSIGN_OR_RETURN(c.promisc, r.Optional<bool>("promiscMode", false));
+  CNINET_ASSIGN_OR_RETURN(c.enable_dad, r.Optional<bool>("enabledad", false));
+  CNINET_RETURN_IF_ERROR(RejectUnsupported(r));
+  CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(args.conf.raw));
   if (c.is_default_gateway) c.is_gateway = true;
   if (c.hairpin && c.promisc) {
     return CniError(ErrorCode::kInvalidConfig,

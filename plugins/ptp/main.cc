@@ -33,9 +33,10 @@ struct PtpConf {
 
 absl::StatusOr<PtpConf> LoadConf(const CmdArgs& args) {
   PtpConf c;
+  cninet::cni::ConfigReader reader(args.conf.raw);
   CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(args.conf.raw));
-  if (auto m = args.conf.raw.find("ipMasq");
-      m != args.conf.raw.end() && m->is_boolean() && m->get<bool>()) {
+  CNINET_ASSIGN_OR_RETURN(bool masq, reader.Optional<bool>("ipMasq", false));
+  if (masq) {
     return CniError(ErrorCode::kUnsupportedField,
                     "ipMasq: true is not supported by cninet-ptp; chain a masquerading plugin");
   }

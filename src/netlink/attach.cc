@@ -9,6 +9,7 @@
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/config_reader.h"
 #include "cninet/cni/error.h"
 #include "cninet/cni/exec.h"
 #include "cninet/netlink/sysctl.h"
@@ -56,18 +57,12 @@ absl::StatusOr<std::optional<MacAddress>> RequestedMac(const cni::CmdArgs& args)
 }
 
 absl::StatusOr<uint32_t> ConfigMtu(const nlohmann::json& conf) {
-  auto it = conf.find("mtu");
-  if (it == conf.end() || it->is_null()) return 0u;
-  if (!it->is_number_integer()) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat("mtu must be an integer, not ", it->dump()));
-  }
-  int64_t mtu = it->get<int64_t>();
+  cni::ConfigReader reader(conf);
+  CNINET_ASSIGN_OR_RETURN(uint32_t mtu, reader.Optional<uint32_t>("mtu", 0));
   if (mtu != 0 && (mtu < 68 || mtu > 65535)) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat("mtu ", mtu, " is outside 68..65535"));
+    return reader.At("mtu").Error(cninet::StrCat(mtu, " is outside 68..65535"));
   }
-  return static_cast<uint32_t>(mtu);
+  return mtu;
 }
 
 absl::Status PreparePodInterfaceSysctls(std::string_view ifname, bool has_ipv6, bool dad,
