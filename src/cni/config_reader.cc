@@ -24,22 +24,21 @@ std::string Quoted(const nlohmann::json& j) {
 ConfigReader::ConfigReader(const nlohmann::json& json, std::string path, KeyMatch match)
     : json_(&json), path_(std::move(path)), match_(match) {}
 
-ConfigReader ConfigReader::At(std::string_view key) const {
-  const nlohmann::json* found = &Null();
-  if (json_->is_object()) {
-    auto it = json_->find(std::string(key));
-    if (it != json_->end()) {
-      found = &*it;
-    } else if (match_ == KeyMatch::kGoJson) {
-      for (auto i = json_->begin(); i != json_->end(); ++i) {
-        if (absl::EqualsIgnoreCase(i.key(), ToAbsl(key))) {
-          found = &*i;
-          break;
-        }
-      }
+const nlohmann::json* ConfigReader::Find(std::string_view key) const {
+  if (!json_->is_object()) return nullptr;
+  auto it = json_->find(std::string(key));
+  if (it != json_->end()) return &*it;
+  if (match_ == KeyMatch::kGoJson) {
+    for (auto i = json_->begin(); i != json_->end(); ++i) {
+      if (absl::EqualsIgnoreCase(i.key(), ToAbsl(key))) return &*i;
     }
   }
-  return ConfigReader(*found, PathOf(key), match_);
+  return nullptr;
+}
+
+ConfigReader ConfigReader::At(std::string_view key) const {
+  const nlohmann::json* found = Find(key);
+  return ConfigReader(found != nullptr ? *found : Null(), PathOf(key), match_);
 }
 
 bool ConfigReader::Has(std::string_view key) const { return !At(key).json().is_null(); }

@@ -78,6 +78,9 @@ class ConfigReader {
   absl::StatusOr<std::vector<ConfigReader>> List(std::string_view key) const;
   /// This value's elements when it is a list (code 7 otherwise).
   absl::StatusOr<std::vector<ConfigReader>> Elements() const;
+  /// The member `key` as stored (JSON null included), or nullptr when absent or when this value
+  /// is not an object.
+  const nlohmann::json* Find(std::string_view key) const;
   /// The reader of `key` (a null value when absent), for values checked by hand.
   ConfigReader At(std::string_view key) const;
 
