@@ -23,12 +23,12 @@ struct VethConf {
 };
 
 absl::StatusOr<VethConf> LoadConf(const cni::CmdArgs& args) {
+  // Typed reads: a missing key or a wrong type is code 7 naming the key, e.g. "ipam.type".
+  cni::ConfigReader reader(args.conf.raw);
   VethConf conf;
   CNINET_ASSIGN_OR_RETURN(conf.mtu, nl::ConfigMtu(args.conf.raw));  // Code 7 when invalid.
-  conf.ipam_type = args.conf.IpamType();
-  if (conf.ipam_type.empty()) {
-    return cni::CniError(cni::ErrorCode::kInvalidConfig, "an \"ipam\" section is required");
-  }
+  CNINET_ASSIGN_OR_RETURN(cni::ConfigReader ipam, reader.Object("ipam"));
+  CNINET_ASSIGN_OR_RETURN(conf.ipam_type, ipam.Get<std::string>("type"));
   return conf;
 }
 // [/doc]
