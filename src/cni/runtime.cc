@@ -274,7 +274,8 @@ absl::Status Runtime::DelNetworkList(const NetConfList& list, const RuntimeConf&
   return absl::OkStatus();
 }
 
-absl::Status Runtime::GcNetworkList(const NetConfList& list, const std::vector<GcAttachment>& valid) {
+absl::Status Runtime::GcNetworkList(const NetConfList& list,
+                                    const std::vector<GcAttachment>& valid) {
   CNINET_ASSIGN_OR_RETURN(std::string version, list.SelectedVersion());
   if (CompareVersions(version, "1.1.0") < 0 || list.disable_gc) return absl::OkStatus();
   std::vector<std::string> errors;
