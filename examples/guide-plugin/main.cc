@@ -23,12 +23,12 @@ struct VethConf {
 };
 
 absl::StatusOr<VethConf> LoadConf(const cni::CmdArgs& args) {
+  // Typed reads: a missing key or a wrong type is code 7 naming the key, e.g. "ipam.type".
+  cni::ConfigReader reader(args.conf.raw);
   VethConf conf;
   CNINET_ASSIGN_OR_RETURN(conf.mtu, nl::ConfigMtu(args.conf.raw));  // Code 7 when invalid.
-  conf.ipam_type = args.conf.IpamType();
-  if (conf.ipam_type.empty()) {
-    return cni::CniError(cni::ErrorCode::kInvalidConfig, "an \"ipam\" section is required");
-  }
+  CNINET_ASSIGN_OR_RETURN(cni::ConfigReader ipam, reader.Object("ipam"));
+  CNINET_ASSIGN_OR_RETURN(conf.ipam_type, ipam.Get<std::string>("type"));
   return conf;
 }
 // [/doc]
@@ -43,13 +43,11 @@ class VethPlugin : public cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
 
     // 1. Addresses from the IPAM plugin (same CNI_* environment, same configuration bytes).
-    CNINET_ASSIGN_OR_RETURN(cni::Result ipam,
-                            cni::DelegateAdd(conf.ipam_type, args.stdin_data, args));
+    CNINET_ASSIGN_OR_RETURN(cni::Result ipam, cni::DelegateAdd(conf.ipam_type, args));
     // From here on every failure undoes what was done: the rollback steps run in reverse
     // unless Commit() is reached; the first one gives the addresses back.
     nl::Rollback rollback;
-    rollback.Add("IPAM allocation",
-                 [&] { return cni::DelegateDel(conf.ipam_type, args.stdin_data, args); });
+    rollback.Add("IPAM allocation", [&] { return cni::DelegateDel(conf.ipam_type, args); });
 
     // 2. The veth pair: the pod end is created directly in the pod's namespace.
     std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
@@ -91,7 +89,7 @@ class VethPlugin : public cni::Plugin {
   absl::Status Del(const cni::CmdArgs& args) override {
     std::string ipam_type = args.conf.IpamType();
     if (!ipam_type.empty()) {
-      CNINET_RETURN_IF_ERROR(cni::DelegateDel(ipam_type, args.stdin_data, args));
+      CNINET_RETURN_IF_ERROR(cni::DelegateDel(ipam_type, args));
     }
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
     return nl::DeleteVethAttachment(host, args.netns, args.ifname,
@@ -105,7 +103,7 @@ class VethPlugin : public cni::Plugin {
   // errors with a plugin-specific code.
   absl::Status Check(const cni::CmdArgs& args) override {
     CNINET_ASSIGN_OR_RETURN(VethConf conf, LoadConf(args));
-    CNINET_RETURN_IF_ERROR(cni::DelegateCheck(conf.ipam_type, args.stdin_data, args));
+    CNINET_RETURN_IF_ERROR(cni::DelegateCheck(conf.ipam_type, args));
     const cni::Result& prev = *args.conf.prev_result;
     CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));

@@ -23,10 +23,9 @@ namespace cni = ::cninet::cni;
 namespace nl = ::cninet::netlink;
 using cninet::StrCat;
 
-std::string SocketOf(const cni::NetConf& conf) {
-  auto it = conf.raw.find("socket");
-  if (it != conf.raw.end() && it->is_string()) return it->get<std::string>();
-  return "/run/cninet/agent.sock";
+// The agent's local API socket: "socket", default /run/cninet/agent.sock.
+absl::StatusOr<std::string> SocketOf(const cni::NetConf& conf) {
+  return cni::ConfigReader(conf.raw).Optional<std::string>("socket", "/run/cninet/agent.sock");
 }
 
 // A DNS-1123 name made from a container ID (the pod name when the runtime gives none).
@@ -89,7 +88,8 @@ class AgentReportPlugin : public cni::Plugin {
       return cni::CniError(cni::ErrorCode::kPluginSpecific,
                            "cninet-agent-cni: prevResult lists no host-side veth");
     }
-    absl::Status st = agent::ReportPodToAgent(SocketOf(args.conf), pod);
+    CNINET_ASSIGN_OR_RETURN(std::string socket, SocketOf(args.conf));
+    absl::Status st = agent::ReportPodToAgent(socket, pod);
     if (!st.ok()) return AgentError(st, "report the pod to the agent");
     return prev;
   }
@@ -97,22 +97,25 @@ class AgentReportPlugin : public cni::Plugin {
   absl::Status Del(const cni::CmdArgs& args) override {
     agent::api::ForgetPodRequest req;
     req.set_container_id(args.container_id);
-    absl::Status st = agent::ForgetPodAtAgent(SocketOf(args.conf), req);
+    CNINET_ASSIGN_OR_RETURN(std::string socket, SocketOf(args.conf));
+    absl::Status st = agent::ForgetPodAtAgent(socket, req);
     if (!st.ok()) return AgentError(st, "tell the agent the pod is gone");
     return absl::OkStatus();
   }
 
   absl::Status Gc(const cni::CmdArgs& args) override {
     agent::api::GcPodsRequest req;
-    for (const cni::Attachment& a : args.valid_attachments)
+    for (const cni::GcAttachment& a : args.valid_attachments)
       req.add_valid_container_ids(a.container_id);
-    absl::Status st = agent::GcPodsAtAgent(SocketOf(args.conf), req);
+    CNINET_ASSIGN_OR_RETURN(std::string socket, SocketOf(args.conf));
+    absl::Status st = agent::GcPodsAtAgent(socket, req);
     if (!st.ok()) return AgentError(st, "garbage-collect pods at the agent");
     return absl::OkStatus();
   }
 
   absl::Status Check(const cni::CmdArgs& args) override {
-    auto s = agent::QueryAgentStatus(SocketOf(args.conf), 1);
+    CNINET_ASSIGN_OR_RETURN(std::string socket, SocketOf(args.conf));
+    auto s = agent::QueryAgentStatus(socket, 1);
     if (!s.ok()) return AgentError(s.status(), "query the agent");
     std::string name =
         args.args.Get("K8S_POD_NAME").value_or(NameFromContainerId(args.container_id));
@@ -128,7 +131,8 @@ class AgentReportPlugin : public cni::Plugin {
   }
 
   absl::Status Status(const cni::CmdArgs& args) override {
-    auto h = agent::QueryAgentHealth(SocketOf(args.conf));
+    CNINET_ASSIGN_OR_RETURN(std::string socket, SocketOf(args.conf));
+    auto h = agent::QueryAgentHealth(socket);
     if (!h.ok() || !h->ready()) {
       return cni::CniError(cni::ErrorCode::kNotAvailable,
                            StrCat("cninet-agent-cni: agent not ready: ",

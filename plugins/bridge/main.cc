@@ -13,6 +13,8 @@
 // set the pod interface's MAC. ipMasq, vlan, vlanTrunk and macspoofchk are not supported (code 2).
 #include <sys/socket.h>
 
+#include <utility>
+
 #include "cninet/cni/cni.h"
 #include "cninet/netlink/netlink.h"
 
@@ -38,50 +40,41 @@ struct BridgeConf {
   std::string ipam_type;
 };
 
-absl::Status ReadBool(const nlohmann::json& j, const char* key, bool* out) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_boolean()) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat(key, " must be a boolean, not ", it->dump()));
-  }
-  *out = it->get<bool>();
-  return absl::OkStatus();
-}
-
-absl::StatusOr<BridgeConf> LoadConf(const CmdArgs& args) {
-  const nlohmann::json& j = args.conf.raw;
-  BridgeConf c;
-  if (auto it = j.find("bridge"); it != j.end() && !it->is_null()) {
-    if (!it->is_string()) return CniError(ErrorCode::kInvalidConfig, "bridge must be a string");
-    if (!it->get<std::string>().empty()) c.bridge = it->get<std::string>();
-  }
-  if (absl::Status st = nl::ValidateLinkName(c.bridge); !st.ok()) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat("bridge: ", cninet::ToStd(st.message())));
-  }
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "isGateway", &c.is_gateway));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "isDefaultGateway", &c.is_default_gateway));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "forceAddress", &c.force_address));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "hairpinMode", &c.hairpin));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "promiscMode", &c.promisc));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "enabledad", &c.enable_dad));
-  bool masq = false, spoofchk = false;
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "ipMasq", &masq));
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "macspoofchk", &spoofchk));
+// Keys the reference bridge has and cninet-bridge does not implement (code 2 when used).
+absl::Status RejectUnsupported(const cninet::cni::ConfigReader& r) {
+  CNINET_ASSIGN_OR_RETURN(bool masq, r.Optional<bool>("ipMasq", false));
+  CNINET_ASSIGN_OR_RETURN(bool spoofchk, r.Optional<bool>("macspoofchk", false));
   if (masq)
     return CniError(ErrorCode::kUnsupportedField, "ipMasq: true is not supported by cninet-bridge");
   if (spoofchk)
     return CniError(ErrorCode::kUnsupportedField, "macspoofchk is not supported by cninet-bridge");
-  if (auto it = j.find("vlan");
-      it != j.end() && !(it->is_number_integer() && it->get<int64_t>() == 0)) {
-    return CniError(ErrorCode::kUnsupportedField,
-                    cninet::StrCat("vlan ", it->dump(), " is not supported by cninet-bridge"));
+  if (r.Has("vlan") && !(r.At("vlan").json().is_number_integer() && r.At("vlan").json() == 0)) {
+    return CniError(
+        ErrorCode::kUnsupportedField,
+        cninet::StrCat("vlan ", r.At("vlan").json().dump(), " is not supported by cninet-bridge"));
   }
-  if (j.contains("vlanTrunk")) {
+  if (r.json().contains("vlanTrunk")) {
     return CniError(ErrorCode::kUnsupportedField, "vlanTrunk is not supported by cninet-bridge");
   }
-  CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(j));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BridgeConf> LoadConf(const CmdArgs& args) {
+  cninet::cni::ConfigReader r(args.conf.raw);
+  BridgeConf c;
+  CNINET_ASSIGN_OR_RETURN(c.bridge, r.Optional<std::string>("bridge", ""));
+  if (c.bridge.empty()) c.bridge = "cni0";
+  if (absl::Status st = nl::ValidateLinkName(c.bridge); !st.ok()) {
+    return r.At("bridge").Error(cninet::ToStd(st.message()));
+  }
+  CNINET_ASSIGN_OR_RETURN(c.is_gateway, r.Optional<bool>("isGateway", false));
+  CNINET_ASSIGN_OR_RETURN(c.is_default_gateway, r.Optional<bool>("isDefaultGateway", false));
+  CNINET_ASSIGN_OR_RETURN(c.force_address, r.Optional<bool>("forceAddress", false));
+  CNINET_ASSIGN_OR_RETURN(c.hairpin, r.Optional<bool>("hairpinMode", false));
+  CNINET_ASSIGN_OR_RETURN(c.promisc, r.Optional<bool>("promiscMode", false));
+  CNINET_ASSIGN_OR_RETURN(c.enable_dad, r.Optional<bool>("enabledad", false));
+  CNINET_RETURN_IF_ERROR(RejectUnsupported(r));
+  CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(args.conf.raw));
   if (c.is_default_gateway) c.is_gateway = true;
   if (c.hairpin && c.promisc) {
     return CniError(ErrorCode::kInvalidConfig,
@@ -149,6 +142,176 @@ absl::Status EnsureGatewayAddress(nl::Handle& h, const nl::Link& br, const IPPre
   return h.SetMac(br.index, now.mac);
 }
 
+// Registers the removal of bridge `br`, created by this call, in `rollback`: only while no
+// other pod uses it.
+void RemoveCreatedBridgeOnFailure(nl::Handle& host, const nl::Link& br, nl::Rollback& rollback) {
+  rollback.Add(cninet::StrCat("bridge ", br.name), [&host, index = br.index]() -> absl::Status {
+    auto links = host.ListLinks();
+    if (!links.ok()) return links.status();
+    for (const auto& l : *links) {
+      if (l.master_index == index) return absl::OkStatus();
+    }
+    absl::Status st = host.DeleteLink(index);
+    return absl::IsNotFound(st) ? absl::OkStatus() : st;
+  });
+}
+
+// The veth pair, its pod end born in the pod's namespace, its host end a port of `br` (hairpin
+// as configured) and up. Its removal is registered in `rollback`. Returns {host end, pod end}.
+absl::StatusOr<std::pair<nl::Link, nl::Link>> CreatePort(nl::Handle& host, nl::Handle& pod,
+                                                         nl::Netns& pod_ns, const CmdArgs& args,
+                                                         const BridgeConf& conf,
+                                                         std::optional<nl::MacAddress> mac,
+                                                         const nl::Link& br,
+                                                         nl::Rollback& rollback) {
+  std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
+  CNINET_ASSIGN_OR_RETURN(nl::Link host_veth, host.CreateVeth({.name = host_name,
+                                                               .peer_name = args.ifname,
+                                                               .peer_netns = &pod_ns,
+                                                               .mtu = conf.mtu,
+                                                               .peer_mac = mac}));
+  rollback.Add(cninet::StrCat("veth ", host_name), [&host, index = host_veth.index] {
+    absl::Status st = host.DeleteLink(index);
+    return absl::IsNotFound(st) ? absl::OkStatus() : st;
+  });
+  CNINET_RETURN_IF_ERROR(host.SetMaster(host_veth.index, br.index));
+  if (conf.hairpin) CNINET_RETURN_IF_ERROR(host.SetHairpin(host_veth.index, true));
+  CNINET_RETURN_IF_ERROR(host.SetLinkUp(host_veth.index));
+  CNINET_ASSIGN_OR_RETURN(nl::Link pod_veth, pod.GetLinkByIndex(host_veth.peer_index));
+  return std::make_pair(host_veth, pod_veth);
+}
+
+// Puts IPAM's addresses on the pod interface (index 2) with their gateways (the first address
+// of the subnet unless IPAM names one, with isGateway) and, with isDefaultGateway, a default
+// route per family. Returns the gateway prefixes the bridge must carry; sets *has_v6.
+std::vector<IPPrefix> AssignGateways(Result& result, const BridgeConf& conf, bool* has_v6) {
+  std::vector<IPPrefix> gateways;
+  bool default_v4 = false, default_v6 = false;
+  *has_v6 = false;
+  for (auto& ip : result.ips) {
+    ip.interface = 2;
+    *has_v6 |= !ip.address.is_v4();
+    if (!ip.gateway && conf.is_gateway) ip.gateway = ip.address.Masked().address().Next();
+    bool& have_default = ip.address.is_v4() ? default_v4 : default_v6;
+    if (conf.is_default_gateway && !have_default) {
+      for (const auto& r : result.routes) {
+        if (r.dst.prefix_len() == 0 && r.dst.is_v4() == ip.address.is_v4() && r.gw)
+          have_default = true;
+      }
+      if (!have_default) {
+        cninet::cni::Route def;
+        def.dst = IPPrefix(ip.address.is_v4() ? IPAddress() : *IPAddress::Parse("::"), 0);
+        def.gw = ip.gateway;
+        result.routes.push_back(def);
+        have_default = true;
+      }
+    }
+    if (conf.is_gateway) gateways.emplace_back(*ip.gateway, ip.address.prefix_len());
+  }
+  return gateways;
+}
+
+// Layer 3: IPAM's result on the pod interface, the gateways on the bridge, forwarding on.
+absl::Status ConfigureAddresses(nl::Handle& host, nl::Handle& pod, nl::Netns& pod_ns,
+                                const CmdArgs& args, const BridgeConf& conf, const nl::Link& br,
+                                const nl::Link& pod_veth, Result& result) {
+  if (result.ips.empty())
+    return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
+  bool has_v6 = false;
+  std::vector<IPPrefix> gateways = AssignGateways(result, conf, &has_v6);
+  CNINET_RETURN_IF_ERROR(pod_ns.Run([&] {
+    return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, conf.enable_dad,
+                                          /*arp_notify=*/true);
+  }));
+  CNINET_RETURN_IF_ERROR(nl::ConfigureInterface(pod, pod_veth, result.ips, result.routes));
+  bool fwd_v4 = false, fwd_v6 = false;
+  for (const auto& gw : gateways) {
+    CNINET_RETURN_IF_ERROR(EnsureGatewayAddress(host, br, gw, conf.force_address));
+    (gw.is_v4() ? fwd_v4 : fwd_v6) = true;
+  }
+  if (fwd_v4) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv4/ip_forward", "1"));
+  if (fwd_v6) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv6/conf/all/forwarding", "1"));
+  return absl::OkStatus();
+}
+
+// The result's interfaces (bridge, host veth, pod veth) with their final MACs (they can change
+// while ports and addresses are added), and the configuration's DNS unless empty.
+absl::Status AddInterfaces(nl::Handle& host, const CmdArgs& args, const nl::Link& br_then,
+                           const nl::Link& host_veth_then, const nl::Link& pod_veth,
+                           Result& result) {
+  CNINET_ASSIGN_OR_RETURN(nl::Link br, host.GetLinkByIndex(br_then.index));
+  CNINET_ASSIGN_OR_RETURN(nl::Link host_veth, host.GetLinkByIndex(host_veth_then.index));
+  result.interfaces.push_back({.name = br.name, .mac = br.mac.ToString()});
+  result.interfaces.push_back({.name = host_veth.name, .mac = host_veth.mac.ToString()});
+  result.interfaces.push_back({.name = pod_veth.name,
+                               .mac = pod_veth.mac.ToString(),
+                               .mtu = pod_veth.mtu,
+                               .sandbox = args.netns});
+  if (args.conf.dns && !args.conf.dns->empty()) result.dns = *args.conf.dns;
+  return absl::OkStatus();
+}
+
+// prevResult's interfaces CHECK verifies: the bridge, the host veth (ours by name, else the
+// first host interface: later plugins append their own) and the pod interface's index.
+struct PrevInterfaces {
+  const cninet::cni::Interface* bridge = nullptr;
+  const cninet::cni::Interface* host = nullptr;
+  int pod_index = -1;
+};
+
+PrevInterfaces FindPrevInterfaces(const Result& prev, const BridgeConf& conf, const CmdArgs& args) {
+  PrevInterfaces found;
+  for (size_t i = 0; i < prev.interfaces.size(); ++i) {
+    const auto& itf = prev.interfaces[i];
+    if (itf.name == conf.bridge && itf.sandbox.empty()) {
+      found.bridge = &itf;
+    } else if (itf.name == args.ifname && itf.sandbox == args.netns) {
+      found.pod_index = static_cast<int>(i);
+    } else if (itf.sandbox.empty() &&
+               (found.host == nullptr ||
+                itf.name == nl::VethNameFor(args.container_id, args.ifname))) {
+      found.host = &itf;
+    }
+  }
+  return found;
+}
+
+// CHECK of the host veth: the peer of the pod interface, a port of the bridge, hairpin mode as
+// configured, and as prevResult lists it.
+absl::Status CheckHostVeth(nl::Handle& host, const CmdArgs& args, const BridgeConf& conf,
+                           const nl::Link& br, const nl::Link& pod_link,
+                           const cninet::cni::Interface* host_iface) {
+  std::string host_name =
+      host_iface ? host_iface->name : nl::VethNameFor(args.container_id, args.ifname);
+  auto hv = host.GetLink(host_name);
+  if (!hv.ok() || hv->index != pod_link.peer_index || hv->master_index != br.index) {
+    return CniError(nl::kCheckMismatch,
+                    cninet::StrCat("host veth ", host_name, " is missing, not the peer of ",
+                                   args.ifname, " or not a port of ", conf.bridge));
+  }
+  if (host_iface) CNINET_RETURN_IF_ERROR(nl::CheckLink(*hv, *host_iface, "veth"));
+  if (hv->hairpin.value_or(false) != conf.hairpin) {
+    return CniError(nl::kCheckMismatch, cninet::StrCat("hairpin mode of ", host_name,
+                                                       " differs from the configuration"));
+  }
+  return absl::OkStatus();
+}
+
+// CHECK of the bridge: present, as prevResult lists it, promiscuous mode as configured.
+absl::StatusOr<nl::Link> CheckBridge(nl::Handle& host, const BridgeConf& conf,
+                                     const cninet::cni::Interface& br_iface) {
+  auto br = host.GetLink(conf.bridge);
+  if (!br.ok())
+    return CniError(nl::kCheckMismatch, cninet::StrCat("bridge ", conf.bridge, " not found"));
+  CNINET_RETURN_IF_ERROR(nl::CheckLink(*br, br_iface, "bridge"));
+  if (br->promisc != conf.promisc) {
+    return CniError(nl::kCheckMismatch,
+                    cninet::StrCat("bridge ", conf.bridge, " promiscuous mode is ", br->promisc,
+                                   ", configuration says ", conf.promisc));
+  }
+  return br;
+}
+
 class BridgePlugin : public cninet::cni::Plugin {
  public:
   absl::StatusOr<Result> Add(const CmdArgs& args) override {
@@ -162,7 +325,6 @@ class BridgePlugin : public cninet::cni::Plugin {
                       cninet::StrCat("CNI_IFNAME: interface \"", args.ifname,
                                      "\" already exists in ", args.netns));
     }
-
     // IPAM runs in the background while the bridge and the veth are set up; it is released again
     // on any failure (after the Rollback below has removed the links).
     std::optional<nl::BackgroundIpamAdd> ipam_add;
@@ -170,98 +332,24 @@ class BridgePlugin : public cninet::cni::Plugin {
     nl::Rollback rollback;
     bool created = false;
     CNINET_ASSIGN_OR_RETURN(nl::Link br, EnsureBridge(host, conf, &created, rollback));
-    if (created) {
-      // Only a bridge this call created, and only while no other pod uses it.
-      rollback.Add(cninet::StrCat("bridge ", conf.bridge),
-                   [&host, index = br.index]() -> absl::Status {
-                     auto links = host.ListLinks();
-                     if (!links.ok()) return links.status();
-                     for (const auto& l : *links) {
-                       if (l.master_index == index) return absl::OkStatus();
-                     }
-                     absl::Status st = host.DeleteLink(index);
-                     return absl::IsNotFound(st) ? absl::OkStatus() : st;
-                   });
-    }
-
-    std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
-    CNINET_ASSIGN_OR_RETURN(nl::Link host_veth, host.CreateVeth({.name = host_name,
-                                                                 .peer_name = args.ifname,
-                                                                 .peer_netns = &pod_ns,
-                                                                 .mtu = conf.mtu,
-                                                                 .peer_mac = mac}));
-    rollback.Add(cninet::StrCat("veth ", host_name), [&host, index = host_veth.index] {
-      absl::Status st = host.DeleteLink(index);
-      return absl::IsNotFound(st) ? absl::OkStatus() : st;
-    });
-    CNINET_RETURN_IF_ERROR(host.SetMaster(host_veth.index, br.index));
-    if (conf.hairpin) CNINET_RETURN_IF_ERROR(host.SetHairpin(host_veth.index, true));
-    CNINET_RETURN_IF_ERROR(host.SetLinkUp(host_veth.index));
-    CNINET_ASSIGN_OR_RETURN(nl::Link pod_veth, pod.GetLinkByIndex(host_veth.peer_index));
-
+    if (created) RemoveCreatedBridgeOnFailure(host, br, rollback);
+    CNINET_ASSIGN_OR_RETURN(auto port,
+                            CreatePort(host, pod, pod_ns, args, conf, mac, br, rollback));
+    const auto& [host_veth, pod_veth] = port;
     Result result;
     if (ipam_add) {
       CNINET_ASSIGN_OR_RETURN(Result ipam, ipam_add->Wait());
-      if (ipam.ips.empty())
-        return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
       result.ips = ipam.ips;
       result.routes = ipam.routes;
       result.dns = ipam.dns;
-
-      // Gateways per family (the first address of the subnet unless IPAM names one), and the
-      // default route with isDefaultGateway.
-      std::vector<IPPrefix> gateways;
-      bool default_v4 = false, default_v6 = false, has_v6 = false;
-      for (auto& ip : result.ips) {
-        ip.interface = 2;
-        has_v6 |= !ip.address.is_v4();
-        if (!ip.gateway && conf.is_gateway) ip.gateway = ip.address.Masked().address().Next();
-        bool& have_default = ip.address.is_v4() ? default_v4 : default_v6;
-        if (conf.is_default_gateway && !have_default) {
-          for (const auto& r : result.routes) {
-            if (r.dst.prefix_len() == 0 && r.dst.is_v4() == ip.address.is_v4() && r.gw)
-              have_default = true;
-          }
-          if (!have_default) {
-            cninet::cni::Route def;
-            def.dst = IPPrefix(ip.address.is_v4() ? IPAddress() : *IPAddress::Parse("::"), 0);
-            def.gw = ip.gateway;
-            result.routes.push_back(def);
-            have_default = true;
-          }
-        }
-        if (conf.is_gateway) gateways.emplace_back(*ip.gateway, ip.address.prefix_len());
-      }
-
-      CNINET_RETURN_IF_ERROR(pod_ns.Run([&] {
-        return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, conf.enable_dad,
-                                              /*arp_notify=*/true);
-      }));
-      CNINET_RETURN_IF_ERROR(nl::ConfigureInterface(pod, pod_veth, result.ips, result.routes));
-
-      bool fwd_v4 = false, fwd_v6 = false;
-      for (const auto& gw : gateways) {
-        CNINET_RETURN_IF_ERROR(EnsureGatewayAddress(host, br, gw, conf.force_address));
-        (gw.is_v4() ? fwd_v4 : fwd_v6) = true;
-      }
-      if (fwd_v4) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv4/ip_forward", "1"));
-      if (fwd_v6) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv6/conf/all/forwarding", "1"));
+      CNINET_RETURN_IF_ERROR(
+          ConfigureAddresses(host, pod, pod_ns, args, conf, br, pod_veth, result));
     } else {
       CNINET_RETURN_IF_ERROR(pod.SetLinkUp(pod_veth.index));  // Layer 2 only.
     }
-
     CNINET_RETURN_IF_ERROR(nl::WaitOperUp(host, host_veth.index, std::chrono::seconds(3)));
     CNINET_RETURN_IF_ERROR(nl::CheckNetnsUnchanged(args.netns, pod_ns));
-    // MACs can change while ports and addresses are added: report the final ones.
-    CNINET_ASSIGN_OR_RETURN(br, host.GetLinkByIndex(br.index));
-    CNINET_ASSIGN_OR_RETURN(host_veth, host.GetLinkByIndex(host_veth.index));
-    result.interfaces.push_back({.name = br.name, .mac = br.mac.ToString()});
-    result.interfaces.push_back({.name = host_veth.name, .mac = host_veth.mac.ToString()});
-    result.interfaces.push_back({.name = pod_veth.name,
-                                 .mac = pod_veth.mac.ToString(),
-                                 .mtu = pod_veth.mtu,
-                                 .sandbox = args.netns});
-    if (args.conf.dns && !args.conf.dns->empty()) result.dns = *args.conf.dns;
+    CNINET_RETURN_IF_ERROR(AddInterfaces(host, args, br, host_veth, pod_veth, result));
     rollback.Commit();
     if (ipam_add) ipam_add->Commit();
     return result;
@@ -273,10 +361,7 @@ class BridgePlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
     std::string type = args.conf.IpamType();
     return nl::RunConcurrently(
-        [&] {
-          return type.empty() ? absl::OkStatus()
-                              : cninet::cni::DelegateDel(type, args.stdin_data, args);
-        },
+        [&] { return type.empty() ? absl::OkStatus() : cninet::cni::DelegateDel(type, args); },
         [&] {
           return nl::DeleteVethAttachment(host, args.netns, args.ifname,
                                           nl::VethNameFor(args.container_id, args.ifname))
@@ -287,39 +372,17 @@ class BridgePlugin : public cninet::cni::Plugin {
   absl::Status Check(const CmdArgs& args) override {
     CNINET_ASSIGN_OR_RETURN(BridgeConf conf, LoadConf(args));
     if (!conf.ipam_type.empty()) {
-      CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args.stdin_data, args));
+      CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args));
     }
     const Result& prev = *args.conf.prev_result;
-    const cninet::cni::Interface* br_iface = nullptr;
-    const cninet::cni::Interface* host_iface = nullptr;
-    int cont_index = -1;
-    for (size_t i = 0; i < prev.interfaces.size(); ++i) {
-      const auto& itf = prev.interfaces[i];
-      if (itf.name == conf.bridge && itf.sandbox.empty()) {
-        br_iface = &itf;
-      } else if (itf.name == args.ifname && itf.sandbox == args.netns) {
-        cont_index = static_cast<int>(i);
-      } else if (itf.sandbox.empty() &&
-                 (host_iface == nullptr ||
-                  itf.name == nl::VethNameFor(args.container_id, args.ifname))) {
-        host_iface = &itf;  // Ours by name; else the first (later plugins append their own).
-      }
-    }
-    if (br_iface == nullptr || cont_index < 0) {
+    PrevInterfaces listed = FindPrevInterfaces(prev, conf, args);
+    if (listed.bridge == nullptr || listed.pod_index < 0) {
       return CniError(nl::kCheckMismatch,
                       cninet::StrCat("prevResult lacks bridge ", conf.bridge, " or interface ",
                                      args.ifname, " in ", args.netns));
     }
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
-    auto br = host.GetLink(conf.bridge);
-    if (!br.ok())
-      return CniError(nl::kCheckMismatch, cninet::StrCat("bridge ", conf.bridge, " not found"));
-    CNINET_RETURN_IF_ERROR(nl::CheckLink(*br, *br_iface, "bridge"));
-    if (br->promisc != conf.promisc) {
-      return CniError(nl::kCheckMismatch,
-                      cninet::StrCat("bridge ", conf.bridge, " promiscuous mode is ", br->promisc,
-                                     ", configuration says ", conf.promisc));
-    }
+    CNINET_ASSIGN_OR_RETURN(nl::Link br, CheckBridge(host, conf, *listed.bridge));
     CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
     auto link = pod.GetLink(args.ifname);
@@ -328,21 +391,9 @@ class BridgePlugin : public cninet::cni::Plugin {
                       cninet::StrCat("interface ", args.ifname, " not found in ", args.netns));
     }
     CNINET_RETURN_IF_ERROR(
-        nl::CheckLink(*link, prev.interfaces[static_cast<size_t>(cont_index)], "veth"));
-    std::string host_name =
-        host_iface ? host_iface->name : nl::VethNameFor(args.container_id, args.ifname);
-    auto hv = host.GetLink(host_name);
-    if (!hv.ok() || hv->index != link->peer_index || hv->master_index != br->index) {
-      return CniError(nl::kCheckMismatch,
-                      cninet::StrCat("host veth ", host_name, " is missing, not the peer of ",
-                                     args.ifname, " or not a port of ", conf.bridge));
-    }
-    if (host_iface) CNINET_RETURN_IF_ERROR(nl::CheckLink(*hv, *host_iface, "veth"));
-    if (hv->hairpin.value_or(false) != conf.hairpin) {
-      return CniError(nl::kCheckMismatch, cninet::StrCat("hairpin mode of ", host_name,
-                                                         " differs from the configuration"));
-    }
-    CNINET_RETURN_IF_ERROR(nl::CheckAddresses(pod, *link, prev.ips, cont_index));
+        nl::CheckLink(*link, prev.interfaces[static_cast<size_t>(listed.pod_index)], "veth"));
+    CNINET_RETURN_IF_ERROR(CheckHostVeth(host, args, conf, br, *link, listed.host));
+    CNINET_RETURN_IF_ERROR(nl::CheckAddresses(pod, *link, prev.ips, listed.pod_index));
     return nl::CheckRoutes(pod, prev.routes);
   }
 

@@ -4,6 +4,7 @@
 
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/config_reader.h"
 #include "cninet/cni/error.h"
 #include "cninet/datapath/service_table.h"
 
@@ -17,43 +18,22 @@ absl::Status Invalid(std::string_view key, std::string_view why) {
   return CniError(ErrorCode::kInvalidConfig, StrCat("cninet-ebpf: ", key, ": ", why));
 }
 
-// Reads an optional key of `type`-checking kind into *out via `get`.
-absl::Status ReadString(const nlohmann::json& j, const char* key, std::string* out) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_string()) return Invalid(key, StrCat("must be a string, not ", it->dump()));
-  *out = it->get<std::string>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadBool(const nlohmann::json& j, const char* key, bool* out) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_boolean()) return Invalid(key, StrCat("must be a boolean, not ", it->dump()));
-  *out = it->get<bool>();
-  return absl::OkStatus();
-}
-
-absl::Status ReadUint(const nlohmann::json& j, const char* key, uint32_t min, uint32_t max,
+// Optional unsigned `key` of `r` within [min, max] into *out (unchanged when absent).
+absl::Status ReadUint(const cni::ConfigReader& r, const char* key, uint32_t min, uint32_t max,
                       uint32_t* out) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return absl::OkStatus();
-  if (!it->is_number_integer() || it->get<int64_t>() < min || it->get<int64_t>() > max) {
-    return Invalid(key, StrCat("must be an integer in ", min, "..", max, ", not ", it->dump()));
+  if (!r.Has(key)) return absl::OkStatus();
+  CNINET_ASSIGN_OR_RETURN(*out, r.Get<uint32_t>(key));
+  if (*out < min || *out > max) {
+    return Invalid(r.PathOf(key), StrCat("must be an integer in ", min, "..", max, ", not ", *out));
   }
-  *out = static_cast<uint32_t>(it->get<int64_t>());
   return absl::OkStatus();
 }
 
 bool AbsolutePath(const std::string& p) { return !p.empty() && p[0] == '/'; }
 
-}  // namespace
-
-absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
-  const nlohmann::json& j = conf.raw;
-  ChainConfig c;
-  std::string cidr;
-  CNINET_RETURN_IF_ERROR(ReadString(j, "clusterCIDR", &cidr));
+// clusterCIDR (required), masquerade, uplink and nodeAddresses: what the datapath serves.
+absl::Status ReadNetwork(const cni::ConfigReader& r, ChainConfig& c) {
+  CNINET_ASSIGN_OR_RETURN(std::string cidr, r.Optional<std::string>("clusterCIDR", ""));
   if (cidr.empty())
     return Invalid("clusterCIDR", "is required (the pods' IPv4 prefix, e.g. \"10.88.0.0/16\")");
   auto prefix = cni::IPPrefix::Parse(cidr);
@@ -61,50 +41,68 @@ absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
     return Invalid("clusterCIDR", StrCat("\"", cidr, "\" is not an IPv4 prefix"));
   }
   c.cluster_cidr = prefix->Masked();
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "masquerade", &c.masquerade));
-  CNINET_RETURN_IF_ERROR(ReadString(j, "uplink", &c.uplink));
+  CNINET_ASSIGN_OR_RETURN(c.masquerade, r.Optional<bool>("masquerade", c.masquerade));
+  CNINET_ASSIGN_OR_RETURN(c.uplink, r.Optional<std::string>("uplink", c.uplink));
   if (!c.uplink.empty() &&
       (c.uplink.size() > 15 || c.uplink.find_first_of("/: \t\n") != std::string::npos)) {
     return Invalid("uplink", StrCat("\"", c.uplink, "\" is not an interface name"));
   }
-  if (auto it = j.find("nodeAddresses"); it != j.end() && !it->is_null()) {
-    if (!it->is_array()) return Invalid("nodeAddresses", "must be an array of IPv4 addresses");
-    for (const auto& a : *it) {
-      auto ip = a.is_string() ? cni::IPAddress::Parse(a.get<std::string>())
-                              : absl::InvalidArgumentError("");
-      if (!ip.ok() || !ip->is_v4() || ip->IsUnspecified())
-        return Invalid("nodeAddresses", StrCat(a.dump(), " is not an IPv4 address"));
-      c.node_addresses.push_back(*ip);
-    }
-    if (c.node_addresses.size() > 4) return Invalid("nodeAddresses", "at most 4 addresses");
+  CNINET_ASSIGN_OR_RETURN(std::vector<std::string> addresses,
+                          r.Optional<std::vector<std::string>>("nodeAddresses", {}));
+  for (const std::string& a : addresses) {
+    auto ip = cni::IPAddress::Parse(a);
+    if (!ip.ok() || !ip->is_v4() || ip->IsUnspecified())
+      return Invalid("nodeAddresses", StrCat("\"", a, "\" is not an IPv4 address"));
+    c.node_addresses.push_back(*ip);
   }
-  CNINET_RETURN_IF_ERROR(ReadString(j, "bpffsRoot", &c.bpffs_root));
+  if (c.node_addresses.size() > 4) return Invalid("nodeAddresses", "at most 4 addresses");
+  return absl::OkStatus();
+}
+
+// bpffsRoot, instance and stateDir: where the instance's pins and records live.
+absl::Status ReadPlaces(const cni::ConfigReader& r, const cni::NetConf& conf, ChainConfig& c) {
+  CNINET_ASSIGN_OR_RETURN(c.bpffs_root, r.Optional<std::string>("bpffsRoot", c.bpffs_root));
   if (!AbsolutePath(c.bpffs_root)) return Invalid("bpffsRoot", "must be an absolute path");
-  c.instance = conf.name;
-  std::replace(c.instance.begin(), c.instance.end(), '.', '-');
-  CNINET_RETURN_IF_ERROR(ReadString(j, "instance", &c.instance));
+  std::string instance = conf.name;
+  std::replace(instance.begin(), instance.end(), '.', '-');
+  CNINET_ASSIGN_OR_RETURN(c.instance, r.Optional<std::string>("instance", instance));
   if (!cni::ValidateNetworkName(c.instance).ok() || c.instance.find('.') != std::string::npos) {
     return Invalid("instance", StrCat("\"", c.instance,
                                       "\" must match [a-zA-Z0-9][a-zA-Z0-9_-]* (a bpffs name)"));
   }
-  CNINET_RETURN_IF_ERROR(ReadString(j, "stateDir", &c.state_dir));
+  CNINET_ASSIGN_OR_RETURN(c.state_dir, r.Optional<std::string>("stateDir", c.state_dir));
   if (!AbsolutePath(c.state_dir)) return Invalid("stateDir", "must be an absolute path");
-  CNINET_RETURN_IF_ERROR(ReadBool(j, "teardownWhenIdle", &c.teardown_when_idle));
-  CNINET_RETURN_IF_ERROR(ReadUint(j, "serviceMark", 0, 0xffff, &c.service_mark));
-  if (auto it = j.find("mapSizes"); it != j.end() && !it->is_null()) {
-    if (!it->is_object()) return Invalid("mapSizes", "must be an object");
-    datapath::MapSizes& m = c.map_sizes;
-    constexpr uint32_t kMax = 1u << 24;
-    CNINET_RETURN_IF_ERROR(ReadUint(*it, "conntrack", 16, kMax, &m.conntrack));
-    CNINET_RETURN_IF_ERROR(ReadUint(*it, "nat", 16, kMax, &m.nat));
-    CNINET_RETURN_IF_ERROR(ReadUint(*it, "services", 1, kMax, &m.services));
-    CNINET_RETURN_IF_ERROR(
-        ReadUint(*it, "serviceSlots", 2, datapath::kMaxServiceId + 1, &m.service_slots));
-    CNINET_RETURN_IF_ERROR(ReadUint(*it, "backends", 1, kMax, &m.backends));
-    CNINET_RETURN_IF_ERROR(ReadUint(*it, "affinity", 1, kMax, &m.affinity));
-    CNINET_RETURN_IF_ERROR(ReadUint(*it, "endpoints", 1, kMax, &m.endpoints));
-  }
-  CNINET_RETURN_IF_ERROR(ReadUint(j, "hostPortIds", 1, datapath::kMaxServiceId, &c.host_port_ids));
+  return absl::OkStatus();
+}
+
+// mapSizes: every map's capacity, each within what the datapath supports.
+absl::Status ReadMapSizes(const cni::ConfigReader& r, datapath::MapSizes& m) {
+  CNINET_ASSIGN_OR_RETURN(std::optional<cni::ConfigReader> sizes, r.OptionalObject("mapSizes"));
+  if (!sizes) return absl::OkStatus();
+  constexpr uint32_t kMax = 1u << 24;
+  CNINET_RETURN_IF_ERROR(ReadUint(*sizes, "conntrack", 16, kMax, &m.conntrack));
+  CNINET_RETURN_IF_ERROR(ReadUint(*sizes, "nat", 16, kMax, &m.nat));
+  CNINET_RETURN_IF_ERROR(ReadUint(*sizes, "services", 1, kMax, &m.services));
+  CNINET_RETURN_IF_ERROR(
+      ReadUint(*sizes, "serviceSlots", 2, datapath::kMaxServiceId + 1, &m.service_slots));
+  CNINET_RETURN_IF_ERROR(ReadUint(*sizes, "backends", 1, kMax, &m.backends));
+  CNINET_RETURN_IF_ERROR(ReadUint(*sizes, "affinity", 1, kMax, &m.affinity));
+  CNINET_RETURN_IF_ERROR(ReadUint(*sizes, "endpoints", 1, kMax, &m.endpoints));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
+  cni::ConfigReader r(conf.raw);
+  ChainConfig c;
+  CNINET_RETURN_IF_ERROR(ReadNetwork(r, c));
+  CNINET_RETURN_IF_ERROR(ReadPlaces(r, conf, c));
+  CNINET_ASSIGN_OR_RETURN(c.teardown_when_idle,
+                          r.Optional<bool>("teardownWhenIdle", c.teardown_when_idle));
+  CNINET_RETURN_IF_ERROR(ReadUint(r, "serviceMark", 0, 0xffff, &c.service_mark));
+  CNINET_RETURN_IF_ERROR(ReadMapSizes(r, c.map_sizes));
+  CNINET_RETURN_IF_ERROR(ReadUint(r, "hostPortIds", 1, datapath::kMaxServiceId, &c.host_port_ids));
   if (c.host_port_ids >= c.map_sizes.service_slots) {
     return Invalid("hostPortIds",
                    StrCat("must be below mapSizes.serviceSlots (", c.map_sizes.service_slots, ")"));

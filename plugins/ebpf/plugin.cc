@@ -618,7 +618,7 @@ absl::Status EbpfChainPlugin::Gc(const CmdArgs& args) {
   absl::Status first = absl::OkStatus();
   for (const auto& rec : records) {
     bool valid = std::any_of(args.valid_attachments.begin(), args.valid_attachments.end(),
-                             [&](const cni::Attachment& a) {
+                             [&](const cni::GcAttachment& a) {
                                return a.container_id == rec.container_id && a.ifname == rec.ifname;
                              });
     if (valid) continue;

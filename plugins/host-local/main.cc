@@ -86,5 +86,6 @@ class HostLocalPlugin : public cninet::cni::Plugin {
 int main() {
   HostLocalPlugin plugin;
   return cninet::cni::PluginMain(
-      plugin, {.about = "cninet-host-local: host-local compatible IPAM (cninet)"});
+      plugin,
+      {.about = "cninet-host-local: host-local compatible IPAM (cninet)", .needs_netns = false});
 }

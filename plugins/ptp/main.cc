@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <utility>
 
 #include "cninet/cni/cni.h"
 #include "cninet/netlink/netlink.h"
@@ -33,9 +34,10 @@ struct PtpConf {
 
 absl::StatusOr<PtpConf> LoadConf(const CmdArgs& args) {
   PtpConf c;
+  cninet::cni::ConfigReader reader(args.conf.raw);
   CNINET_ASSIGN_OR_RETURN(c.mtu, nl::ConfigMtu(args.conf.raw));
-  if (auto m = args.conf.raw.find("ipMasq");
-      m != args.conf.raw.end() && m->is_boolean() && m->get<bool>()) {
+  CNINET_ASSIGN_OR_RETURN(bool masq, reader.Optional<bool>("ipMasq", false));
+  if (masq) {
     return CniError(ErrorCode::kUnsupportedField,
                     "ipMasq: true is not supported by cninet-ptp; chain a masquerading plugin");
   }
@@ -65,6 +67,104 @@ cninet::cni::IPPrefix HostPrefix(const cninet::cni::IPAddress& a) {
   return cninet::cni::IPPrefix(a, a.bit_length());
 }
 
+// The veth pair: the pod end is born in the pod's namespace, never visible on the host. Its
+// removal is registered in `rollback`. Returns {host end, pod end}, the host end up.
+absl::StatusOr<std::pair<nl::Link, nl::Link>> CreateVeth(nl::Handle& host, nl::Handle& pod,
+                                                         nl::Netns& pod_ns, const CmdArgs& args,
+                                                         const PtpConf& conf,
+                                                         std::optional<nl::MacAddress> mac,
+                                                         nl::Rollback& rollback) {
+  std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
+  CNINET_ASSIGN_OR_RETURN(nl::Link host_veth, host.CreateVeth({.name = host_name,
+                                                               .peer_name = args.ifname,
+                                                               .peer_netns = &pod_ns,
+                                                               .mtu = conf.mtu,
+                                                               .peer_mac = mac}));
+  rollback.Add(cninet::StrCat("veth ", host_name), [&host, index = host_veth.index] {
+    absl::Status st = host.DeleteLink(index);
+    return absl::IsNotFound(st) ? absl::OkStatus() : st;
+  });
+  CNINET_ASSIGN_OR_RETURN(nl::Link pod_veth, pod.GetLinkByIndex(host_veth.peer_index));
+  // Host end up first: the pod end has carrier (and its IPv6 addresses leave the tentative
+  // state) only once both ends are up.
+  CNINET_RETURN_IF_ERROR(host.SetLinkUp(host_veth.index));
+  return std::make_pair(host_veth, pod_veth);
+}
+
+// IPAM's addresses must each have a gateway (ptp routes through it); they are put on the pod
+// interface (index 1) and forwarding is enabled for their families. Sets *has_v6.
+absl::Status AcceptIpamResult(Result& ipam, bool* has_v6) {
+  if (ipam.ips.empty()) {
+    return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
+  }
+  bool has_v4 = false;
+  *has_v6 = false;
+  for (auto& ip : ipam.ips) {
+    if (!ip.gateway) {
+      return CniError(ErrorCode::kInvalidConfig,
+                      cninet::StrCat("IPAM returned no gateway for ", ip.address.ToString(),
+                                     "; cninet-ptp routes through it"));
+    }
+    (ip.address.is_v4() ? has_v4 : *has_v6) = true;
+    ip.interface = 1;
+  }
+  if (has_v4) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv4/ip_forward", "1"));
+  if (*has_v6) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv6/conf/all/forwarding", "1"));
+  return absl::OkStatus();
+}
+
+// Pod side, after the addresses: the connected subnet route replaced by "gateway on the link"
+// and "the rest of the subnet through the gateway" (the host), exactly like the reference
+// plugin, and a permanent neighbour for the gateway.
+absl::Status RouteThroughGateway(nl::Handle& pod, const nl::Link& pod_veth,
+                                 const nl::Link& host_veth, const Result& ipam) {
+  for (const auto& ip : ipam.ips) {
+    const cninet::cni::IPAddress& gw = *ip.gateway;
+    CNINET_RETURN_IF_ERROR(pod.DeleteRoute(
+        {.dst = ip.address.Masked(), .oif = pod_veth.index, .table = nl::kTableMain}));
+    CNINET_RETURN_IF_ERROR(pod.AddRoute({.dst = HostPrefix(gw),
+                                         .oif = pod_veth.index,
+                                         .scope = nl::kScopeLink,
+                                         .src = ip.address.address()}));
+    CNINET_RETURN_IF_ERROR(pod.AddRoute({.dst = ip.address.Masked(),
+                                         .gateway = gw,
+                                         .oif = pod_veth.index,
+                                         .src = ip.address.address()}));
+    CNINET_RETURN_IF_ERROR(
+        pod.SetNeighbor({.ifindex = pod_veth.index, .ip = gw, .mac = host_veth.mac}));
+  }
+  return absl::OkStatus();
+}
+
+// Host side: the gateway as a /32 (/128) without a prefix route, and a scope-link route to
+// each pod address.
+absl::Status ConfigureHostSide(nl::Handle& host, const nl::Link& host_veth, const Result& ipam) {
+  for (const auto& ip : ipam.ips) {
+    CNINET_RETURN_IF_ERROR(host.AddAddress(host_veth.index, HostPrefix(*ip.gateway),
+                                           {.nodad = !ip.address.is_v4(), .noprefixroute = true}));
+    CNINET_RETURN_IF_ERROR(host.AddRoute({.dst = HostPrefix(ip.address.address()),
+                                          .oif = host_veth.index,
+                                          .scope = nl::kScopeLink}));
+  }
+  return absl::OkStatus();
+}
+
+// The reference ptp's result: host veth, pod veth (in the sandbox), IPAM's addresses and routes,
+// the configuration's DNS unless empty, else IPAM's.
+Result PtpResult(const CmdArgs& args, const nl::Link& host_veth, const nl::Link& pod_veth,
+                 const Result& ipam) {
+  Result result;
+  result.interfaces.push_back({.name = host_veth.name, .mac = host_veth.mac.ToString()});
+  result.interfaces.push_back({.name = pod_veth.name,
+                               .mac = pod_veth.mac.ToString(),
+                               .mtu = pod_veth.mtu,
+                               .sandbox = args.netns});
+  result.ips = ipam.ips;
+  result.routes = ipam.routes;
+  result.dns = (args.conf.dns && !args.conf.dns->empty()) ? *args.conf.dns : ipam.dns;
+  return result;
+}
+
 class PtpPlugin : public cninet::cni::Plugin {
  public:
   absl::StatusOr<Result> Add(const CmdArgs& args) override {
@@ -75,55 +175,23 @@ class PtpPlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
     clock.Mark("open netns and sockets");
-
     // Checked before IPAM so a clash costs no address.
     if (pod.GetLink(args.ifname).ok()) {
       return CniError(ErrorCode::kInvalidEnvironment,
                       cninet::StrCat("CNI_IFNAME: interface \"", args.ifname,
                                      "\" already exists in ", args.netns));
     }
-
     // IPAM runs in the background while the veth is created; it is released again on any
     // failure (BackgroundIpamAdd's destructor, after the Rollback below has removed the links).
     nl::BackgroundIpamAdd ipam_add(conf.ipam_type, args);
     nl::Rollback rollback;
-
-    // The veth: the pod end is born in the pod's namespace, never visible on the host.
-    std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
-    CNINET_ASSIGN_OR_RETURN(nl::Link host_veth, host.CreateVeth({.name = host_name,
-                                                                 .peer_name = args.ifname,
-                                                                 .peer_netns = &pod_ns,
-                                                                 .mtu = conf.mtu,
-                                                                 .peer_mac = mac}));
-    rollback.Add(cninet::StrCat("veth ", host_name), [&, index = host_veth.index] {
-      absl::Status st = host.DeleteLink(index);
-      return absl::IsNotFound(st) ? absl::OkStatus() : st;
-    });
-    CNINET_ASSIGN_OR_RETURN(nl::Link pod_veth, pod.GetLinkByIndex(host_veth.peer_index));
-    // Host end up first: the pod end has carrier (and its IPv6 addresses leave the tentative
-    // state) only once both ends are up.
-    CNINET_RETURN_IF_ERROR(host.SetLinkUp(host_veth.index));
+    CNINET_ASSIGN_OR_RETURN(auto veth, CreateVeth(host, pod, pod_ns, args, conf, mac, rollback));
+    const auto& [host_veth, pod_veth] = veth;
     clock.Mark("veth");
-
     CNINET_ASSIGN_OR_RETURN(Result ipam, ipam_add.Wait());
     clock.Mark("IPAM (remaining wait)");
-    if (ipam.ips.empty()) {
-      return CniError(ErrorCode::kInvalidConfig, "IPAM plugin returned missing IP config");
-    }
-    bool has_v4 = false, has_v6 = false;
-    for (auto& ip : ipam.ips) {
-      if (!ip.gateway) {
-        return CniError(ErrorCode::kInvalidConfig,
-                        cninet::StrCat("IPAM returned no gateway for ", ip.address.ToString(),
-                                       "; cninet-ptp routes through it"));
-      }
-      (ip.address.is_v4() ? has_v4 : has_v6) = true;
-      ip.interface = 1;
-    }
-    if (has_v4) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv4/ip_forward", "1"));
-    if (has_v6) CNINET_RETURN_IF_ERROR(nl::SetSysctl("net/ipv6/conf/all/forwarding", "1"));
-
-    // Pod side.
+    bool has_v6 = false;
+    CNINET_RETURN_IF_ERROR(AcceptIpamResult(ipam, &has_v6));
     CNINET_RETURN_IF_ERROR(pod_ns.Run([&] {
       return nl::PreparePodInterfaceSysctls(args.ifname, has_v6, /*dad=*/false,
                                             /*arp_notify=*/false);
@@ -131,51 +199,15 @@ class PtpPlugin : public cninet::cni::Plugin {
     clock.Mark("pod sysctls");
     CNINET_RETURN_IF_ERROR(nl::ConfigureInterface(pod, pod_veth, ipam.ips, ipam.routes));
     clock.Mark("pod addresses and IPAM routes");
-    for (const auto& ip : ipam.ips) {
-      const cninet::cni::IPAddress& gw = *ip.gateway;
-      // Replace the connected subnet route: the gateway is reached on the link, the rest of the
-      // subnet through the gateway (the host), exactly like the reference plugin.
-      CNINET_RETURN_IF_ERROR(pod.DeleteRoute(
-          {.dst = ip.address.Masked(), .oif = pod_veth.index, .table = nl::kTableMain}));
-      CNINET_RETURN_IF_ERROR(pod.AddRoute({.dst = HostPrefix(gw),
-                                           .oif = pod_veth.index,
-                                           .scope = nl::kScopeLink,
-                                           .src = ip.address.address()}));
-      CNINET_RETURN_IF_ERROR(pod.AddRoute({.dst = ip.address.Masked(),
-                                           .gateway = gw,
-                                           .oif = pod_veth.index,
-                                           .src = ip.address.address()}));
-      CNINET_RETURN_IF_ERROR(
-          pod.SetNeighbor({.ifindex = pod_veth.index, .ip = gw, .mac = host_veth.mac}));
-    }
-
+    CNINET_RETURN_IF_ERROR(RouteThroughGateway(pod, pod_veth, host_veth, ipam));
     clock.Mark("pod gateway routes");
-    // Host side.
-    for (const auto& ip : ipam.ips) {
-      CNINET_RETURN_IF_ERROR(
-          host.AddAddress(host_veth.index, HostPrefix(*ip.gateway),
-                          {.nodad = !ip.address.is_v4(), .noprefixroute = true}));
-      CNINET_RETURN_IF_ERROR(host.AddRoute({.dst = HostPrefix(ip.address.address()),
-                                            .oif = host_veth.index,
-                                            .scope = nl::kScopeLink}));
-    }
-
+    CNINET_RETURN_IF_ERROR(ConfigureHostSide(host, host_veth, ipam));
     clock.Mark("host side");
     // A namespace deleted while we worked takes the veth with it; report it, and undo the rest.
     CNINET_RETURN_IF_ERROR(nl::CheckNetnsUnchanged(args.netns, pod_ns));
-
-    Result result;
-    result.interfaces.push_back({.name = host_veth.name, .mac = host_veth.mac.ToString()});
-    result.interfaces.push_back({.name = pod_veth.name,
-                                 .mac = pod_veth.mac.ToString(),
-                                 .mtu = pod_veth.mtu,
-                                 .sandbox = args.netns});
-    result.ips = ipam.ips;
-    result.routes = ipam.routes;
-    result.dns = (args.conf.dns && !args.conf.dns->empty()) ? *args.conf.dns : ipam.dns;
     rollback.Commit();
     ipam_add.Commit();
-    return result;
+    return PtpResult(args, host_veth, pod_veth, ipam);
   }
 
   absl::Status Del(const CmdArgs& args) override {
@@ -185,10 +217,7 @@ class PtpPlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
     std::string type = args.conf.IpamType();
     absl::Status st = nl::RunConcurrently(
-        [&] {
-          return type.empty() ? absl::OkStatus()
-                              : cninet::cni::DelegateDel(type, args.stdin_data, args);
-        },
+        [&] { return type.empty() ? absl::OkStatus() : cninet::cni::DelegateDel(type, args); },
         [&] {
           return nl::DeleteVethAttachment(host, args.netns, args.ifname,
                                           nl::VethNameFor(args.container_id, args.ifname))
@@ -200,7 +229,7 @@ class PtpPlugin : public cninet::cni::Plugin {
 
   absl::Status Check(const CmdArgs& args) override {
     CNINET_ASSIGN_OR_RETURN(PtpConf conf, LoadConf(args));
-    CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args.stdin_data, args));
+    CNINET_RETURN_IF_ERROR(cninet::cni::DelegateCheck(conf.ipam_type, args));
     const Result& prev = *args.conf.prev_result;
     int cont_index = -1;
     const cninet::cni::Interface* host_iface = nullptr;

@@ -83,14 +83,10 @@ std::optional<IPPrefix> ParseCidr(std::string_view text) {
 // Configuration JSON, read as Go's encoding/json reads it into the reference's structs.
 
 /// Member `name` of `obj` as encoding/json finds it: the exact key, else the first key equal to
-/// it ignoring ASCII case. nullptr when absent; JSON null is returned as is.
+/// it ignoring ASCII case. nullptr when absent; JSON null is returned as is. (The reference's
+/// own type-error messages below are kept: side-by-side tests compare them.)
 const json* FindKey(const json& obj, std::string_view name) {
-  if (!obj.is_object()) return nullptr;
-  if (auto it = obj.find(std::string(name)); it != obj.end()) return &*it;
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    if (absl::EqualsIgnoreCase(it.key(), cninet::ToAbsl(name))) return &*it;
-  }
-  return nullptr;
+  return cninet::cni::ConfigReader(obj, "", cninet::cni::KeyMatch::kGoJson).Find(name);
 }
 
 /// FindKey, with JSON null treated as absent (Go keeps the zero value for null).
@@ -485,6 +481,7 @@ class StaticPlugin : public cninet::cni::Plugin {
 
 int main() {
   StaticPlugin plugin;
-  return cninet::cni::PluginMain(plugin,
-                                 {.about = "cninet-static: static IP addresses for CNI (cninet)"});
+  return cninet::cni::PluginMain(
+      plugin,
+      {.about = "cninet-static: static IP addresses for CNI (cninet)", .needs_netns = false});
 }

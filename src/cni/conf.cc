@@ -140,32 +140,71 @@ absl::Status ValidatePluginType(std::string_view type) {
 
 // ---- RuntimeConfig ----
 
+namespace {
+
+bool ReadPort(const nlohmann::json& v, uint16_t* out) {
+  if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 65535) return false;
+  *out = static_cast<uint16_t>(v.get<int64_t>());
+  return true;
+}
+
+// runtimeConfig.portMappings (the portMappings capability); protocols lowercased, default tcp.
+absl::Status ReadPortMappings(const nlohmann::json& list, std::vector<PortMapping>& out) {
+  if (!list.is_array()) return TypeError("runtimeConfig", "portMappings", "a list", list);
+  for (const auto& e : list) {
+    PortMapping pm;
+    if (!e.is_object() || !e.contains("hostPort") || !e.contains("containerPort") ||
+        !ReadPort(e["hostPort"], &pm.host_port) ||
+        !ReadPort(e["containerPort"], &pm.container_port)) {
+      return CniError(
+          ErrorCode::kDecodeFailure,
+          cninet::StrCat("cannot decode runtimeConfig.portMappings entry ", internal::Dump(e)));
+    }
+    CNINET_RETURN_IF_ERROR(ReadString(e, "portMappings", "protocol", &pm.protocol));
+    pm.protocol = absl::AsciiStrToLower(pm.protocol);
+    if (pm.protocol.empty()) pm.protocol = "tcp";
+    CNINET_RETURN_IF_ERROR(ReadString(e, "portMappings", "hostIP", &pm.host_ip));
+    out.push_back(std::move(pm));
+  }
+  return absl::OkStatus();
+}
+
+// runtimeConfig.bandwidth (the bandwidth capability).
+absl::StatusOr<BandwidthLimits> ReadBandwidth(const nlohmann::json& j) {
+  if (!j.is_object()) return TypeError("runtimeConfig", "bandwidth", "an object", j);
+  BandwidthLimits b;
+  for (auto [key, field] :
+       {std::pair{"ingressRate", &b.ingress_rate}, std::pair{"ingressBurst", &b.ingress_burst},
+        std::pair{"egressRate", &b.egress_rate}, std::pair{"egressBurst", &b.egress_burst}}) {
+    if (auto f = j.find(key); f != j.end() && !f->is_null()) {
+      if (!f->is_number_unsigned())
+        return TypeError("runtimeConfig.bandwidth", key, "an unsigned integer", *f);
+      *field = f->get<uint64_t>();
+    }
+  }
+  return b;
+}
+
+// runtimeConfig.dns: the runtime's dns capability uses "servers"/"searches" (CONVENTIONS.md).
+absl::StatusOr<DNS> ReadDnsCapability(const nlohmann::json& j) {
+  if (!j.is_object()) return TypeError("runtimeConfig", "dns", "an object", j);
+  DNS d;
+  CNINET_RETURN_IF_ERROR(
+      internal::ReadStringList(j, "runtimeConfig.dns", "servers", &d.nameservers));
+  CNINET_RETURN_IF_ERROR(internal::ReadStringList(j, "runtimeConfig.dns", "searches", &d.search));
+  CNINET_RETURN_IF_ERROR(internal::ReadStringList(j, "runtimeConfig.dns", "options", &d.options));
+  return d;
+}
+
+}  // namespace
+
 absl::StatusOr<RuntimeConfig> RuntimeConfig::FromJson(const nlohmann::json& j) {
   constexpr std::string_view kWhere = "runtimeConfig";
   RuntimeConfig rc;
   if (j.is_null()) return rc;
   if (!j.is_object()) return TypeError("network config", "runtimeConfig", "an object", j);
-  auto port = [](const nlohmann::json& v, uint16_t* out) {
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 65535) return false;
-    *out = static_cast<uint16_t>(v.get<int64_t>());
-    return true;
-  };
   if (auto it = j.find("portMappings"); it != j.end() && !it->is_null()) {
-    if (!it->is_array()) return TypeError(kWhere, "portMappings", "a list", *it);
-    for (const auto& e : *it) {
-      PortMapping pm;
-      if (!e.is_object() || !e.contains("hostPort") || !e.contains("containerPort") ||
-          !port(e["hostPort"], &pm.host_port) || !port(e["containerPort"], &pm.container_port)) {
-        return CniError(
-            ErrorCode::kDecodeFailure,
-            cninet::StrCat("cannot decode runtimeConfig.portMappings entry ", internal::Dump(e)));
-      }
-      CNINET_RETURN_IF_ERROR(ReadString(e, "portMappings", "protocol", &pm.protocol));
-      pm.protocol = absl::AsciiStrToLower(pm.protocol);
-      if (pm.protocol.empty()) pm.protocol = "tcp";
-      CNINET_RETURN_IF_ERROR(ReadString(e, "portMappings", "hostIP", &pm.host_ip));
-      rc.port_mappings.push_back(std::move(pm));
-    }
+    CNINET_RETURN_IF_ERROR(ReadPortMappings(*it, rc.port_mappings));
   }
   CNINET_RETURN_IF_ERROR(internal::ReadStringList(j, kWhere, "ips", &rc.ips));
   if (auto it = j.find("mac"); it != j.end() && !it->is_null()) {
@@ -173,30 +212,10 @@ absl::StatusOr<RuntimeConfig> RuntimeConfig::FromJson(const nlohmann::json& j) {
     rc.mac = it->get<std::string>();
   }
   if (auto it = j.find("bandwidth"); it != j.end() && !it->is_null()) {
-    if (!it->is_object()) return TypeError(kWhere, "bandwidth", "an object", *it);
-    BandwidthLimits b;
-    for (auto [key, field] :
-         {std::pair{"ingressRate", &b.ingress_rate}, std::pair{"ingressBurst", &b.ingress_burst},
-          std::pair{"egressRate", &b.egress_rate}, std::pair{"egressBurst", &b.egress_burst}}) {
-      if (auto f = it->find(key); f != it->end() && !f->is_null()) {
-        if (!f->is_number_unsigned())
-          return TypeError("runtimeConfig.bandwidth", key, "an unsigned integer", *f);
-        *field = f->get<uint64_t>();
-      }
-    }
-    rc.bandwidth = b;
+    CNINET_ASSIGN_OR_RETURN(rc.bandwidth, ReadBandwidth(*it));
   }
   if (auto it = j.find("dns"); it != j.end() && !it->is_null()) {
-    if (!it->is_object()) return TypeError(kWhere, "dns", "an object", *it);
-    // The runtime's dns capability uses "servers"/"searches" (CONVENTIONS.md).
-    DNS d;
-    CNINET_RETURN_IF_ERROR(
-        internal::ReadStringList(*it, "runtimeConfig.dns", "servers", &d.nameservers));
-    CNINET_RETURN_IF_ERROR(
-        internal::ReadStringList(*it, "runtimeConfig.dns", "searches", &d.search));
-    CNINET_RETURN_IF_ERROR(
-        internal::ReadStringList(*it, "runtimeConfig.dns", "options", &d.options));
-    rc.dns = std::move(d);
+    CNINET_ASSIGN_OR_RETURN(rc.dns, ReadDnsCapability(*it));
   }
   CNINET_RETURN_IF_ERROR(internal::ReadStringList(j, kWhere, "aliases", &rc.aliases));
   CNINET_RETURN_IF_ERROR(ReadString(j, kWhere, "cgroupPath", &rc.cgroup_path));

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -43,65 +45,99 @@ absl::StatusOr<std::string> FindInPath(std::string_view name,
                                             cninet::StrJoin(paths, " "), "]"));
 }
 
-absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_view stdin_data,
-                                       const ExecOptions& options) {
-  int in[2], out[2], err[2] = {-1, -1};
-  if (pipe2(in, O_CLOEXEC) != 0) return CniError(ErrorCode::kIoFailure, "pipe failed");
-  UniqueFd in_r(in[0]), in_w(in[1]);
-  if (pipe2(out, O_CLOEXEC) != 0) return CniError(ErrorCode::kIoFailure, "pipe failed");
-  UniqueFd out_r(out[0]), out_w(out[1]);
-  if (pipe2(err, O_CLOEXEC) != 0) return CniError(ErrorCode::kIoFailure, "pipe failed");
-  UniqueFd err_r(err[0]), err_w(err[1]);
+namespace {
 
+// The child's stdin, stdout and stderr; the parent's ends are in_w, out_r and err_r.
+struct Pipes {
+  UniqueFd in_r, in_w, out_r, out_w, err_r, err_w;
+};
+
+absl::StatusOr<Pipes> MakePipes() {
+  Pipes p;
+  UniqueFd* ends[3][2] = {{&p.in_r, &p.in_w}, {&p.out_r, &p.out_w}, {&p.err_r, &p.err_w}};
+  for (auto& pair : ends) {
+    int fds[2] = {-1, -1};
+    if (pipe2(fds, O_CLOEXEC) != 0) return CniError(ErrorCode::kIoFailure, "pipe failed");
+    *pair[0] = UniqueFd(fds[0]);
+    *pair[1] = UniqueFd(fds[1]);
+  }
+  return p;
+}
+
+// Forks and execs `binary` with the pipes as stdio, in its own process group (so a timeout
+// kills its children too). Closes the child's ends in the parent.
+absl::StatusOr<pid_t> Spawn(const std::string& binary, const std::vector<std::string>& env,
+                            Pipes& p) {
   // Everything the child needs is prepared before fork (no allocation after it).
   std::vector<char*> argv = {const_cast<char*>(binary.c_str()), nullptr};
   std::vector<char*> envp;
-  for (const std::string& e : options.env) envp.push_back(const_cast<char*>(e.c_str()));
+  for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
-
   pid_t pid = fork();
   if (pid < 0) return CniError(ErrorCode::kIoFailure, cninet::StrCat("fork: ", strerror(errno)));
   if (pid == 0) {
-    dup2(in_r.get(), STDIN_FILENO);
-    dup2(out_w.get(), STDOUT_FILENO);
-    dup2(err_w.get(), STDERR_FILENO);
+    dup2(p.in_r.get(), STDIN_FILENO);
+    dup2(p.out_w.get(), STDOUT_FILENO);
+    dup2(p.err_w.get(), STDERR_FILENO);
     setpgid(0, 0);
     execve(binary.c_str(), argv.data(), envp.data());
     static const char kMsg[] = "exec failed\n";
     [[maybe_unused]] ssize_t n = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
     _exit(127);
   }
-  in_r.Reset();
-  out_w.Reset();
-  err_w.Reset();
-  fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
+  p.in_r.Reset();
+  p.out_w.Reset();
+  p.err_w.Reset();
+  fcntl(p.in_w.get(), F_SETFL, O_NONBLOCK);
+  return pid;
+}
 
-  std::string stdout_text, stderr_text;
+// What the child wrote, and whether the deadline passed first.
+struct Output {
+  std::string out, err;
+  bool timed_out = false;
+};
+
+// One stream read until EOF: its fd, where its bytes go, and its slot in this poll round.
+struct Reader {
+  const UniqueFd& fd;
+  std::string& into;
+  bool open = true;
+  int slot = -1;
+
+  void Drain(const pollfd* fds) {
+    if (slot < 0 || (fds[slot].revents & (POLLIN | POLLHUP | POLLERR)) == 0) return;
+    char buf[16384];
+    ssize_t got = read(fd.get(), buf, sizeof(buf));
+    if (got > 0) {
+      into.append(buf, static_cast<size_t>(got));
+    } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+      open = false;
+    }
+  }
+};
+
+// Writes stdin_data and reads stdout/stderr concurrently (no pipe can fill up and block the
+// child) until both close or the deadline passes.
+Output Communicate(Pipes& p, std::string_view stdin_data,
+                   std::chrono::steady_clock::time_point deadline) {
+  Output o;
+  Reader readers[2] = {{p.out_r, o.out}, {p.err_r, o.err}};
   size_t written = 0;
-  if (stdin_data.empty()) in_w.Reset();
-  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
-  bool out_open = true, err_open = true, timed_out = false;
-  char buf[16384];
-  while (out_open || err_open) {
+  if (stdin_data.empty()) p.in_w.Reset();
+  while (readers[0].open || readers[1].open) {
     pollfd fds[3];
     nfds_t n = 0;
-    int oi = -1, ei = -1, ii = -1;
-    if (out_open) {
-      fds[n] = {out_r.get(), POLLIN, 0};
-      oi = static_cast<int>(n++);
+    for (Reader& r : readers) {
+      r.slot = r.open ? static_cast<int>(n) : -1;
+      if (r.open) fds[n++] = {r.fd.get(), POLLIN, 0};
     }
-    if (err_open) {
-      fds[n] = {err_r.get(), POLLIN, 0};
-      ei = static_cast<int>(n++);
-    }
-    if (in_w.get() >= 0) {
-      fds[n] = {in_w.get(), POLLOUT, 0};
-      ii = static_cast<int>(n++);
-    }
+    int in_slot = p.in_w.get() >= 0 ? static_cast<int>(n) : -1;
+    if (in_slot >= 0) fds[n++] = {p.in_w.get(), POLLOUT, 0};
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      timed_out = true;
+      o.timed_out = true;
       break;
     }
     int r = poll(fds, n, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
@@ -109,24 +145,20 @@ absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_vi
       if (errno == EINTR) continue;
       break;
     }
-    if (ii >= 0 && (fds[ii].revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
-      ssize_t w = write(in_w.get(), stdin_data.data() + written, stdin_data.size() - written);
+    if (in_slot >= 0 && (fds[in_slot].revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
+      ssize_t w = write(p.in_w.get(), stdin_data.data() + written, stdin_data.size() - written);
       if (w > 0) written += static_cast<size_t>(w);
-      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written >= stdin_data.size())
-        in_w.Reset();
-    }
-    auto drain = [&](int idx, const UniqueFd& fd, std::string& into, bool& open_flag) {
-      if (idx < 0 || (fds[idx].revents & (POLLIN | POLLHUP | POLLERR)) == 0) return;
-      ssize_t got = read(fd.get(), buf, sizeof(buf));
-      if (got > 0) {
-        into.append(buf, static_cast<size_t>(got));
-      } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
-        open_flag = false;
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written >= stdin_data.size()) {
+        p.in_w.Reset();
       }
-    };
-    drain(oi, out_r, stdout_text, out_open);
-    drain(ei, err_r, stderr_text, err_open);
+    }
+    for (Reader& reader : readers) reader.Drain(fds);
   }
+  return o;
+}
+
+// Kills the child's process group after a timeout, then waits for it; returns the wait status.
+int Reap(pid_t pid, bool timed_out) {
   if (timed_out) {
     kill(-pid, SIGKILL);
     kill(pid, SIGKILL);
@@ -134,32 +166,49 @@ absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_vi
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (options.forward_stderr && !stderr_text.empty()) {
-    [[maybe_unused]] ssize_t n = write(STDERR_FILENO, stderr_text.data(), stderr_text.size());
-  }
-  if (timed_out) {
+  return status;
+}
+
+// The result of a finished plugin: stdout on success, else its error object from stdout, or
+// (as libcni does) the stderr text or exit status when stdout is empty.
+absl::StatusOr<std::string> Interpret(const std::string& binary, int status, const Output& o,
+                                      const ExecOptions& options) {
+  if (o.timed_out) {
     return absl::DeadlineExceededError(
         cninet::StrCat("plugin ", binary, " timed out after ", options.timeout.count(), " ms"));
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return stdout_text;
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && stdout_text.empty() &&
-      stderr_text == "exec failed\n") {
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return o.out;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && o.out.empty() &&
+      o.err == "exec failed\n") {
     return CniError(ErrorCode::kIoFailure, cninet::StrCat("cannot execute plugin ", binary));
   }
-  // The plugin's error object is on stdout; fall back to stderr text (as libcni does).
-  std::string_view text = stdout_text;
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+  std::string_view text = o.out;
+  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) {
     text.remove_suffix(1);
-  if (text.empty()) {
-    std::string msg =
-        stderr_text.empty()
-            ? cninet::StrCat("plugin ", binary, " failed (",
-                             WIFSIGNALED(status) ? "killed by signal " : "exit code ",
-                             WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), ")")
-            : cninet::StrCat("netplugin failed: \"", stderr_text, "\"");
-    return CniError(ErrorCode::kInternal, msg);
   }
-  return ErrorFromJson(text);
+  if (!text.empty()) return ErrorFromJson(text);
+  std::string msg =
+      o.err.empty()
+          ? cninet::StrCat("plugin ", binary, " failed (",
+                           WIFSIGNALED(status) ? "killed by signal " : "exit code ",
+                           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), ")")
+          : cninet::StrCat("netplugin failed: \"", o.err, "\"");
+  return CniError(ErrorCode::kInternal, msg);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ExecPlugin(const std::string& binary, std::string_view stdin_data,
+                                       const ExecOptions& options) {
+  CNINET_ASSIGN_OR_RETURN(Pipes pipes, MakePipes());
+  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  CNINET_ASSIGN_OR_RETURN(pid_t pid, Spawn(binary, options.env, pipes));
+  Output output = Communicate(pipes, stdin_data, deadline);
+  int status = Reap(pid, output.timed_out);
+  if (options.forward_stderr && !output.err.empty()) {
+    [[maybe_unused]] ssize_t n = write(STDERR_FILENO, output.err.data(), output.err.size());
+  }
+  return Interpret(binary, status, output, options);
 }
 
 namespace {
@@ -206,6 +255,26 @@ absl::Status DelegateGc(std::string_view type, std::string_view conf_bytes, cons
 absl::Status DelegateStatus(std::string_view type, std::string_view conf_bytes,
                             const CmdArgs& args) {
   return Delegate(type, conf_bytes, args, Command::kStatus).status();
+}
+
+absl::StatusOr<Result> DelegateAdd(std::string_view type, const CmdArgs& args) {
+  return DelegateAdd(type, args.stdin_data, args);
+}
+
+absl::Status DelegateCheck(std::string_view type, const CmdArgs& args) {
+  return DelegateCheck(type, args.stdin_data, args);
+}
+
+absl::Status DelegateDel(std::string_view type, const CmdArgs& args) {
+  return DelegateDel(type, args.stdin_data, args);
+}
+
+absl::Status DelegateGc(std::string_view type, const CmdArgs& args) {
+  return DelegateGc(type, args.stdin_data, args);
+}
+
+absl::Status DelegateStatus(std::string_view type, const CmdArgs& args) {
+  return DelegateStatus(type, args.stdin_data, args);
 }
 
 }  // namespace cninet::cni

@@ -4,6 +4,8 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <iostream>
 #include <iterator>
@@ -78,8 +80,8 @@ absl::Status CheckNetns(const std::string& path, bool override_check) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<Attachment>> ParseValidAttachments(const nlohmann::json& raw) {
-  std::vector<Attachment> out;
+absl::StatusOr<std::vector<GcAttachment>> ParseValidAttachments(const nlohmann::json& raw) {
+  std::vector<GcAttachment> out;
   auto it = raw.find("cni.dev/valid-attachments");
   if (it == raw.end() || it->is_null()) return out;
   if (!it->is_array()) {
@@ -148,9 +150,17 @@ absl::Status Plugin::Status(const CmdArgs&) { return absl::OkStatus(); }
 namespace {
 
 struct Invocation {
+  const PluginIo& io;
+  std::istream& in;
   std::ostream& out;
   std::ostream& err;
-  std::string version;  // For error output.
+  std::vector<std::string_view> supported;  // What this plugin accepts.
+  std::string version;                      // For error output; empty: kCurrentVersion.
+
+  std::string Env(const char* name) const { return io.getenv(name).value_or(""); }
+  bool Supports(std::string_view v) const {
+    return std::find(supported.begin(), supported.end(), v) != supported.end();
+  }
 };
 
 int Fail(Invocation& inv, const absl::Status& status) {
@@ -160,9 +170,7 @@ int Fail(Invocation& inv, const absl::Status& status) {
   return 1;
 }
 
-}  // namespace
-
-int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
+PluginIo WithDefaults(const PluginIo& io_in) {
   PluginIo io = io_in;
   if (!io.getenv) {
     io.getenv = [](std::string_view name) -> std::optional<std::string> {
@@ -171,174 +179,237 @@ int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
       return std::string(v);
     };
   }
-  std::istream& in = io.in != nullptr ? *io.in : std::cin;
-  Invocation inv{io.out != nullptr ? *io.out : std::cout, io.err != nullptr ? *io.err : std::cerr,
-                 ""};
-  auto env = [&](const char* name) { return io.getenv(name).value_or(""); };
+  return io;
+}
 
-  std::vector<std::string_view> supported(info.supported_versions.begin(),
-                                          info.supported_versions.end());
-  if (supported.empty()) supported.assign(SupportedVersions().begin(), SupportedVersions().end());
-  auto plugin_supports = [&](const std::string& v) {
-    return std::find(supported.begin(), supported.end(), v) != supported.end();
+// The value of the first `"cniVersion": "..."` in `text`, for requests that do not decode.
+std::string ScanVersion(std::string_view text) {
+  constexpr std::string_view kKey = "\"cniVersion\"";
+  size_t pos = text.find(kKey);
+  if (pos == std::string_view::npos) return "";
+  pos += kKey.size();
+  auto skip_space = [&] {
+    while (pos < text.size() && std::isspace(static_cast<unsigned char>(text[pos]))) ++pos;
   };
+  skip_space();
+  if (pos >= text.size() || text[pos] != ':') return "";
+  ++pos;
+  skip_space();
+  if (pos >= text.size() || text[pos] != '"') return "";
+  size_t close = text.find('"', pos + 1);
+  if (close == std::string_view::npos) return "";
+  return std::string(text.substr(pos + 1, close - pos - 1));
+}
 
-  // 1. The command.
-  std::string cmd_text = env("CNI_COMMAND");
-  if (cmd_text.empty()) {
+// The request's cniVersion if stdin shows a supported one (even in JSON that does not decode),
+// else "" (errors then use kCurrentVersion).
+std::string RequestVersion(std::string_view stdin_data) {
+  std::string version;
+  nlohmann::json j = nlohmann::json::parse(stdin_data, nullptr, false);
+  if (j.is_object()) {
+    auto it = j.find("cniVersion");
+    if (it != j.end() && it->is_string()) version = it->get<std::string>();
+  } else {
+    version = ScanVersion(stdin_data);
+  }
+  return IsSupportedVersion(version) ? version : "";
+}
+
+// CNI_COMMAND, parsed; without it, prints `info.about` for the person running the plugin.
+absl::StatusOr<Command> CommandFromEnv(const Invocation& inv, const PluginInfo& info) {
+  std::string text = inv.Env("CNI_COMMAND");
+  if (text.empty()) {
     if (!info.about.empty()) {
       inv.err << info.about
-              << "\nCNI protocol versions supported: " << cninet::StrJoin(supported, ", ")
+              << "\nCNI protocol versions supported: " << cninet::StrJoin(inv.supported, ", ")
               << std::endl;
     }
-    return Fail(inv, CniError(ErrorCode::kInvalidEnvironment,
-                              "required env variables [CNI_COMMAND] missing"));
+    return CniError(ErrorCode::kInvalidEnvironment, "required env variables [CNI_COMMAND] missing");
   }
-  std::optional<Command> cmd = ParseCommand(cmd_text);
+  std::optional<Command> cmd = ParseCommand(text);
   if (!cmd) {
-    return Fail(inv,
-                CniError(ErrorCode::kInvalidEnvironment,
-                         IsValidUtf8(cmd_text) ? cninet::StrCat("unknown CNI_COMMAND: ", cmd_text)
-                                               : std::string("unknown CNI_COMMAND (not UTF-8)")));
+    return CniError(ErrorCode::kInvalidEnvironment,
+                    IsValidUtf8(text) ? cninet::StrCat("unknown CNI_COMMAND: ", text)
+                                      : std::string("unknown CNI_COMMAND (not UTF-8)"));
   }
+  return *cmd;
+}
 
-  // 2. Required variables, all missing ones named at once.
+// Reads the whole of stdin unless that would wait on a terminal for a command that needs no
+// configuration (VERSION, or no command at all).
+absl::StatusOr<std::string> ReadStdin(const Invocation& inv, const absl::StatusOr<Command>& cmd) {
+  bool needs_conf = cmd.ok() && *cmd != Command::kVersion;
+  std::string data;
+  if (needs_conf || inv.io.in != nullptr || !isatty(STDIN_FILENO)) {
+    data.assign(std::istreambuf_iterator<char>(inv.in), std::istreambuf_iterator<char>());
+  }
+  if (inv.in.bad()) return CniError(ErrorCode::kIoFailure, "error reading from stdin");
+  return data;
+}
+
+// The CNI_* variables: required ones present (all missing ones named at once), every value
+// valid UTF-8 (errors quote them, results carry them), IDs and CNI_ARGS well formed.
+absl::StatusOr<CmdArgs> ArgsFromEnv(const Invocation& inv, Command cmd) {
   std::vector<std::string> missing;
   for (const Requirement& r : kRequired) {
-    if (Requires(r, *cmd) && env(r.var).empty()) missing.push_back(r.var);
+    if (Requires(r, cmd) && inv.Env(r.var).empty()) missing.push_back(r.var);
   }
   if (!missing.empty()) {
-    return Fail(inv, CniError(ErrorCode::kInvalidEnvironment,
-                              cninet::StrCat("required env variables [",
-                                             cninet::StrJoin(missing, ","), "] missing")));
+    return CniError(
+        ErrorCode::kInvalidEnvironment,
+        cninet::StrCat("required env variables [", cninet::StrJoin(missing, ","), "] missing"));
   }
-
-  // Every value must be representable in the JSON we emit (errors quote them, results carry them).
   for (const char* var : {"CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"}) {
-    if (!IsValidUtf8(env(var))) {
-      return Fail(inv, CniError(ErrorCode::kInvalidEnvironment,
-                                cninet::StrCat(var, " is not valid UTF-8")));
+    if (!IsValidUtf8(inv.Env(var))) {
+      return CniError(ErrorCode::kInvalidEnvironment, cninet::StrCat(var, " is not valid UTF-8"));
     }
   }
-
   CmdArgs args;
-  args.command = *cmd;
-  args.container_id = env("CNI_CONTAINERID");
-  args.netns = env("CNI_NETNS");
-  args.ifname = env("CNI_IFNAME");
-  for (absl::string_view p : absl::StrSplit(env("CNI_PATH"), ':', absl::SkipEmpty())) {
+  args.command = cmd;
+  args.container_id = inv.Env("CNI_CONTAINERID");
+  args.netns = inv.Env("CNI_NETNS");
+  args.ifname = inv.Env("CNI_IFNAME");
+  for (absl::string_view p : absl::StrSplit(inv.Env("CNI_PATH"), ':', absl::SkipEmpty())) {
     args.path.emplace_back(p);
   }
-  if (*cmd == Command::kAdd || *cmd == Command::kCheck || *cmd == Command::kDel) {
-    if (absl::Status s = ValidateContainerId(args.container_id); !s.ok()) return Fail(inv, s);
-    if (absl::Status s = ValidateInterfaceName(args.ifname); !s.ok()) return Fail(inv, s);
+  if (cmd == Command::kAdd || cmd == Command::kCheck || cmd == Command::kDel) {
+    CNINET_RETURN_IF_ERROR(ValidateContainerId(args.container_id));
+    CNINET_RETURN_IF_ERROR(ValidateInterfaceName(args.ifname));
   }
-  auto parsed_args = CniArgs::Parse(env("CNI_ARGS"));
-  if (!parsed_args.ok()) return Fail(inv, parsed_args.status());
-  args.args = std::move(*parsed_args);
+  CNINET_ASSIGN_OR_RETURN(args.args, CniArgs::Parse(inv.Env("CNI_ARGS")));
+  return args;
+}
 
-  // 3. The configuration on stdin.
-  if (*cmd == Command::kVersion) {
-    std::string request;
-    if (io.in != nullptr || !isatty(STDIN_FILENO)) {
-      request.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    }
-    std::string version(kCurrentVersion);
-    nlohmann::json j = nlohmann::json::parse(request, nullptr, false);
-    if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string()) {
-      version = j["cniVersion"].get<std::string>();
-    }
-    inv.out << VersionResultJson(version, supported) << std::endl;
-    return 0;
-  }
-  args.stdin_data.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  if (in.bad()) return Fail(inv, CniError(ErrorCode::kIoFailure, "error reading from stdin"));
-  {
-    // Report errors in the request's version whenever it can be read.
-    nlohmann::json j = nlohmann::json::parse(args.stdin_data, nullptr, false);
-    if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string() &&
-        IsSupportedVersion(j["cniVersion"].get<std::string>())) {
-      inv.version = j["cniVersion"].get<std::string>();
-    }
-  }
-  auto conf = NetConf::Parse(args.stdin_data);
-  if (!conf.ok()) return Fail(inv, conf.status());
-  args.conf = std::move(*conf);
+// Decodes args.stdin_data into args.conf; returns the request's version (a supported one).
+absl::StatusOr<std::string> ParseConf(const Invocation& inv, CmdArgs& args) {
+  CNINET_ASSIGN_OR_RETURN(args.conf, NetConf::Parse(args.stdin_data));
   std::string version = args.conf.cni_version.empty() ? "0.1.0" : args.conf.cni_version;
-  if (!IsSupportedVersion(version) || !plugin_supports(version)) {
-    return Fail(inv, CniError(ErrorCode::kIncompatibleVersion, "incompatible CNI versions",
-                              cninet::StrCat("config is \"", version, "\", plugin supports [",
-                                             cninet::StrJoin(supported, " "), "]")));
+  if (!IsSupportedVersion(version) || !inv.Supports(version)) {
+    return CniError(ErrorCode::kIncompatibleVersion, "incompatible CNI versions",
+                    cninet::StrCat("config is \"", version, "\", plugin supports [",
+                                   cninet::StrJoin(inv.supported, " "), "]"));
   }
-  inv.version = version;
+  return version;
+}
 
-  // 4. Per-command preconditions.
-  switch (*cmd) {
+// What the command needs of the configuration's version and of prevResult.
+absl::Status CheckVersionAllows(const CmdArgs& args, std::string_view version) {
+  std::string_view name = CommandName(args.command);
+  switch (args.command) {
     case Command::kCheck:
       if (CompareVersions(version, "0.4.0") < 0) {
-        return Fail(
-            inv,
-            CniError(ErrorCode::kIncompatibleVersion, "config version does not allow CHECK",
-                     cninet::StrCat("CHECK needs cniVersion 0.4.0 or later, config is ", version)));
+        return CniError(
+            ErrorCode::kIncompatibleVersion, "config version does not allow CHECK",
+            cninet::StrCat("CHECK needs cniVersion 0.4.0 or later, config is ", version));
       }
       if (!args.conf.prev_result.has_value()) {
-        return Fail(inv, CniError(ErrorCode::kInvalidConfig, "required prevResult missing",
-                                  "CHECK must be given the result of ADD as prevResult"));
+        return CniError(ErrorCode::kInvalidConfig, "required prevResult missing",
+                        "CHECK must be given the result of ADD as prevResult");
       }
-      break;
+      return absl::OkStatus();
     case Command::kGc:
     case Command::kStatus:
       if (CompareVersions(version, "1.1.0") < 0) {
-        return Fail(
-            inv, CniError(ErrorCode::kIncompatibleVersion,
-                          cninet::StrCat("config version does not allow ", cmd_text),
-                          cninet::StrCat(cmd_text, " needs cniVersion 1.1.0 or later, config is ",
-                                         version)));
+        return CniError(
+            ErrorCode::kIncompatibleVersion, cninet::StrCat("config version does not allow ", name),
+            cninet::StrCat(name, " needs cniVersion 1.1.0 or later, config is ", version));
       }
-      break;
+      return absl::OkStatus();
     default:
-      break;
+      return absl::OkStatus();
   }
-  if (*cmd == Command::kAdd || *cmd == Command::kCheck) {
-    std::string override_text = absl::AsciiStrToLower(env("CNI_NETNS_OVERRIDE"));
-    if (absl::Status s = CheckNetns(args.netns, override_text == "true" || override_text == "1");
-        !s.ok()) {
-      return Fail(inv, s);
+}
+
+// Per-command preconditions beyond the version: the netns of ADD/CHECK (unless the plugin
+// never enters it) and GC's valid attachments (stored into args).
+absl::Status CheckPreconditions(const Invocation& inv, const PluginInfo& info, CmdArgs& args,
+                                std::string_view version) {
+  CNINET_RETURN_IF_ERROR(CheckVersionAllows(args, version));
+  if (args.command == Command::kAdd || args.command == Command::kCheck) {
+    std::string override_text = absl::AsciiStrToLower(inv.Env("CNI_NETNS_OVERRIDE"));
+    if (info.needs_netns) {
+      CNINET_RETURN_IF_ERROR(
+          CheckNetns(args.netns, override_text == "true" || override_text == "1"));
     }
   }
-  if (*cmd == Command::kGc) {
-    auto valid = ParseValidAttachments(args.conf.raw);
-    if (!valid.ok()) return Fail(inv, valid.status());
-    args.valid_attachments = std::move(*valid);
+  if (args.command == Command::kGc) {
+    CNINET_ASSIGN_OR_RETURN(args.valid_attachments, ParseValidAttachments(args.conf.raw));
   }
+  return absl::OkStatus();
+}
 
-  // 5. Dispatch.
-  switch (*cmd) {
+// VERSION: the supported versions, reported in the request's cniVersion (any string).
+int PrintVersion(Invocation& inv, std::string_view stdin_data) {
+  std::string version(kCurrentVersion);
+  nlohmann::json j = nlohmann::json::parse(stdin_data, nullptr, false);
+  if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string()) {
+    version = j["cniVersion"].get<std::string>();
+  }
+  inv.out << VersionResultJson(version, inv.supported) << std::endl;
+  return 0;
+}
+
+// Calls the plugin; ADD prints its result in the request's version.
+int Dispatch(Invocation& inv, Plugin& plugin, const CmdArgs& args) {
+  absl::Status status;
+  switch (args.command) {
     case Command::kAdd: {
       absl::StatusOr<Result> result = plugin.Add(args);
       if (!result.ok()) return Fail(inv, result.status());
-      result->cni_version = version;
-      absl::StatusOr<std::string> text = result->ToString(version);
+      result->cni_version = inv.version;
+      absl::StatusOr<std::string> text = result->ToString(inv.version);
       if (!text.ok()) return Fail(inv, text.status());
       inv.out << *text << std::endl;
       return 0;
     }
     case Command::kDel:
-      if (absl::Status s = plugin.Del(args); !s.ok()) return Fail(inv, s);
-      return 0;
+      status = plugin.Del(args);
+      break;
     case Command::kCheck:
-      if (absl::Status s = plugin.Check(args); !s.ok()) return Fail(inv, s);
-      return 0;
+      status = plugin.Check(args);
+      break;
     case Command::kGc:
-      if (absl::Status s = plugin.Gc(args); !s.ok()) return Fail(inv, s);
-      return 0;
+      status = plugin.Gc(args);
+      break;
     case Command::kStatus:
-      if (absl::Status s = plugin.Status(args); !s.ok()) return Fail(inv, s);
-      return 0;
+      status = plugin.Status(args);
+      break;
     case Command::kVersion:
       break;
   }
-  return 0;
+  return status.ok() ? 0 : Fail(inv, status);
+}
+
+}  // namespace
+
+int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io_in) {
+  PluginIo io = WithDefaults(io_in);
+  Invocation inv{io,
+                 io.in != nullptr ? *io.in : std::cin,
+                 io.out != nullptr ? *io.out : std::cout,
+                 io.err != nullptr ? *io.err : std::cerr,
+                 {},
+                 ""};
+  inv.supported.assign(info.supported_versions.begin(), info.supported_versions.end());
+  if (inv.supported.empty()) {
+    inv.supported.assign(SupportedVersions().begin(), SupportedVersions().end());
+  }
+  absl::StatusOr<Command> cmd = CommandFromEnv(inv, info);
+  absl::StatusOr<std::string> stdin_data = ReadStdin(inv, cmd);
+  if (stdin_data.ok()) inv.version = RequestVersion(*stdin_data);  // Errors from here on.
+  if (!cmd.ok()) return Fail(inv, cmd.status());
+  if (!stdin_data.ok()) return Fail(inv, stdin_data.status());
+  if (*cmd == Command::kVersion) return PrintVersion(inv, *stdin_data);
+  absl::StatusOr<CmdArgs> args = ArgsFromEnv(inv, *cmd);
+  if (!args.ok()) return Fail(inv, args.status());
+  args->stdin_data = std::move(*stdin_data);
+  absl::StatusOr<std::string> version = ParseConf(inv, *args);
+  if (!version.ok()) return Fail(inv, version.status());
+  inv.version = *version;
+  if (absl::Status s = CheckPreconditions(inv, info, *args, *version); !s.ok()) {
+    return Fail(inv, s);
+  }
+  return Dispatch(inv, plugin, *args);
 }
 
 int PluginMain(Plugin& plugin, const PluginInfo& info) {

@@ -178,8 +178,8 @@ absl::StatusOr<std::optional<Result>> Runtime::GetCachedResult(const NetConfList
   return std::optional<Result>(std::move(*r));
 }
 
-std::vector<Attachment> Runtime::CachedAttachments(std::string_view network) const {
-  std::vector<Attachment> out;
+std::vector<GcAttachment> Runtime::CachedAttachments(std::string_view network) const {
+  std::vector<GcAttachment> out;
   std::string dir = options_.cache_dir + "/results";
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return out;
@@ -197,7 +197,7 @@ std::vector<Attachment> Runtime::CachedAttachments(std::string_view network) con
     if (!cid.empty() && !ifname.empty()) out.push_back({cid, ifname});
   }
   closedir(d);
-  std::sort(out.begin(), out.end(), [](const Attachment& a, const Attachment& b) {
+  std::sort(out.begin(), out.end(), [](const GcAttachment& a, const GcAttachment& b) {
     return std::tie(a.container_id, a.ifname) < std::tie(b.container_id, b.ifname);
   });
   return out;
@@ -274,12 +274,13 @@ absl::Status Runtime::DelNetworkList(const NetConfList& list, const RuntimeConf&
   return absl::OkStatus();
 }
 
-absl::Status Runtime::GcNetworkList(const NetConfList& list, const std::vector<Attachment>& valid) {
+absl::Status Runtime::GcNetworkList(const NetConfList& list,
+                                    const std::vector<GcAttachment>& valid) {
   CNINET_ASSIGN_OR_RETURN(std::string version, list.SelectedVersion());
   if (CompareVersions(version, "1.1.0") < 0 || list.disable_gc) return absl::OkStatus();
   std::vector<std::string> errors;
   // Cache entries of attachments that are no longer valid go first, as libcni does.
-  for (const Attachment& a : CachedAttachments(list.name)) {
+  for (const GcAttachment& a : CachedAttachments(list.name)) {
     if (std::find(valid.begin(), valid.end(), a) != valid.end()) continue;
     RuntimeConf rt;
     rt.container_id = a.container_id;
@@ -287,7 +288,7 @@ absl::Status Runtime::GcNetworkList(const NetConfList& list, const std::vector<A
     if (ValidateAttachment(rt).ok()) unlink(CachePath(list.name, rt).c_str());
   }
   nlohmann::json attachments = nlohmann::json::array();
-  for (const Attachment& a : valid) {
+  for (const GcAttachment& a : valid) {
     attachments.push_back({{"containerID", a.container_id}, {"ifname", a.ifname}});
   }
   RuntimeConf none;

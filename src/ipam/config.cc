@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/config_reader.h"
 #include "cninet/cni/error.h"
 #include "cninet/ipam/names.h"
 
@@ -25,54 +26,29 @@ using nlohmann::json;
 absl::Status Decode(std::string_view msg) { return cni::CniError(ErrorCode::kDecodeFailure, msg); }
 absl::Status Invalid(std::string_view msg) { return cni::CniError(ErrorCode::kInvalidConfig, msg); }
 
-// Looks `key` up like Go's encoding/json: the exact key, else a case-insensitive match.
-// nullptr when absent or null.
-const json* Find(const json& obj, std::string_view key) {
-  if (!obj.is_object()) return nullptr;
-  auto it = obj.find(std::string(key));
-  if (it != obj.end()) return it->is_null() ? nullptr : &*it;
-  for (auto i = obj.begin(); i != obj.end(); ++i) {
-    if (absl::EqualsIgnoreCase(i.key(), ToAbsl(key))) return i->is_null() ? nullptr : &*i;
-  }
-  return nullptr;
+using cni::ConfigReader;
+
+absl::StatusOr<Range> RangeFromJson(const ConfigReader& r) {
+  if (!r.json().is_object()) return r.Error("must be an object");
+  CNINET_ASSIGN_OR_RETURN(std::string subnet, r.Optional<std::string>("subnet", ""));
+  CNINET_ASSIGN_OR_RETURN(std::string start, r.Optional<std::string>("rangeStart", ""));
+  CNINET_ASSIGN_OR_RETURN(std::string end, r.Optional<std::string>("rangeEnd", ""));
+  CNINET_ASSIGN_OR_RETURN(std::string gw, r.Optional<std::string>("gateway", ""));
+  if (subnet.empty()) return Invalid(StrCat(r.path(), ": missing subnet"));
+  auto range = Range::Parse(subnet, start, end, gw);
+  if (!range.ok()) return Annotate(range.status(), r.path());
+  return range;
 }
 
-absl::StatusOr<std::string> GetString(const json& obj, std::string_view key,
-                                      std::string_view where) {
-  const json* v = Find(obj, key);
-  if (v == nullptr) return std::string();
-  if (!v->is_string()) return Decode(StrCat(where, key, " must be a string"));
-  return v->get<std::string>();
-}
-
-absl::StatusOr<const json*> GetArray(const json& obj, std::string_view key,
-                                     std::string_view where) {
-  const json* v = Find(obj, key);
-  if (v != nullptr && !v->is_array()) return Decode(StrCat(where, key, " must be a list"));
-  return v;
-}
-
-absl::StatusOr<Range> RangeFromJson(const json& j, std::string_view where) {
-  if (!j.is_object()) return Decode(StrCat(where, " must be an object"));
-  CNINET_ASSIGN_OR_RETURN(std::string subnet, GetString(j, "subnet", StrCat(where, ".")));
-  CNINET_ASSIGN_OR_RETURN(std::string start, GetString(j, "rangeStart", StrCat(where, ".")));
-  CNINET_ASSIGN_OR_RETURN(std::string end, GetString(j, "rangeEnd", StrCat(where, ".")));
-  CNINET_ASSIGN_OR_RETURN(std::string gw, GetString(j, "gateway", StrCat(where, ".")));
-  if (subnet.empty()) return Invalid(StrCat(where, ": missing subnet"));
-  auto r = Range::Parse(subnet, start, end, gw);
-  if (!r.ok()) return Annotate(r.status(), where);
-  return r;
-}
-
-absl::StatusOr<std::vector<RangeSet>> RangeSetsFromJson(const json& list, std::string_view where) {
+// A list of range sets (`ipam.ranges`, `runtimeConfig.ipRanges`), each a list of ranges.
+absl::StatusOr<std::vector<RangeSet>> RangeSetsFromJson(const std::vector<ConfigReader>& list) {
   std::vector<RangeSet> sets;
-  for (size_t i = 0; i < list.size(); ++i) {
-    const json& set = list[i];
-    std::string set_where = StrCat(where, "[", i, "]");
-    if (!set.is_array()) return Decode(StrCat(set_where, " must be a list of ranges"));
+  for (const ConfigReader& set : list) {
+    if (!set.json().is_array()) return set.Error("must be a list of ranges");
+    CNINET_ASSIGN_OR_RETURN(std::vector<ConfigReader> ranges, set.Elements());
     RangeSet rs;
-    for (size_t k = 0; k < set.size(); ++k) {
-      CNINET_ASSIGN_OR_RETURN(Range r, RangeFromJson(set[k], StrCat(set_where, "[", k, "]")));
+    for (const ConfigReader& range : ranges) {
+      CNINET_ASSIGN_OR_RETURN(Range r, RangeFromJson(range));
       rs.ranges.push_back(std::move(r));
     }
     sets.push_back(std::move(rs));
@@ -87,12 +63,13 @@ absl::StatusOr<IPAddress> RequestedIp(std::string_view text) {
   return p->address();
 }
 
-absl::Status AddRequested(const json* list, std::string_view where, std::vector<IPAddress>& out) {
-  if (list == nullptr) return absl::OkStatus();
-  if (!list->is_array()) return Decode(StrCat(where, " must be a list"));
-  for (const json& v : *list) {
-    if (!v.is_string()) return Decode(StrCat(where, " entries must be strings"));
-    CNINET_ASSIGN_OR_RETURN(IPAddress ip, RequestedIp(v.get<std::string>()));
+// The addresses of list `key` of `parent` (`args.cni.ips`, `runtimeConfig.ips`) appended to out.
+absl::Status AddRequested(const ConfigReader& parent, std::string_view key,
+                          std::vector<IPAddress>& out) {
+  CNINET_ASSIGN_OR_RETURN(std::vector<std::string> ips,
+                          parent.Optional<std::vector<std::string>>(key, {}));
+  for (const std::string& text : ips) {
+    CNINET_ASSIGN_OR_RETURN(IPAddress ip, RequestedIp(text));
     out.push_back(ip);
   }
   return absl::OkStatus();
@@ -143,19 +120,10 @@ absl::Status ParseCniArgs(std::string_view args, std::vector<IPAddress>& out) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::optional<uint32_t>> OptionalU32(const json& obj, std::string_view key) {
-  const json* v = Find(obj, key);
-  if (v == nullptr) return std::optional<uint32_t>();
-  if (!v->is_number_unsigned() || v->get<uint64_t>() > UINT32_MAX) {
-    return Decode(StrCat("route ", key, " must be an unsigned 32-bit number"));
-  }
-  return std::optional<uint32_t>(v->get<uint32_t>());
-}
-
-absl::StatusOr<cni::Route> RouteFromJson(const json& j) {
-  if (!j.is_object()) return Decode("ipam.routes entries must be objects");
-  CNINET_ASSIGN_OR_RETURN(std::string dst, GetString(j, "dst", "route "));
-  CNINET_ASSIGN_OR_RETURN(std::string gw, GetString(j, "gw", "route "));
+absl::StatusOr<cni::Route> RouteFromJson(const ConfigReader& j) {
+  if (!j.json().is_object()) return j.Error("must be an object");
+  CNINET_ASSIGN_OR_RETURN(std::string dst, j.Optional<std::string>("dst", ""));
+  CNINET_ASSIGN_OR_RETURN(std::string gw, j.Optional<std::string>("gw", ""));
   auto prefix = IPPrefix::Parse(dst);
   if (!prefix.ok()) return Invalid(StrCat("invalid route dst \"", dst, "\""));
   cni::Route r;
@@ -168,12 +136,65 @@ absl::StatusOr<cni::Route> RouteFromJson(const json& j) {
     }
     r.gw = *ip;
   }
-  CNINET_ASSIGN_OR_RETURN(r.mtu, OptionalU32(j, "mtu"));
-  CNINET_ASSIGN_OR_RETURN(r.advmss, OptionalU32(j, "advmss"));
-  CNINET_ASSIGN_OR_RETURN(r.priority, OptionalU32(j, "priority"));
-  CNINET_ASSIGN_OR_RETURN(r.table, OptionalU32(j, "table"));
-  CNINET_ASSIGN_OR_RETURN(r.scope, OptionalU32(j, "scope"));
+  CNINET_ASSIGN_OR_RETURN(r.mtu, j.Maybe<uint32_t>("mtu"));
+  CNINET_ASSIGN_OR_RETURN(r.advmss, j.Maybe<uint32_t>("advmss"));
+  CNINET_ASSIGN_OR_RETURN(r.priority, j.Maybe<uint32_t>("priority"));
+  CNINET_ASSIGN_OR_RETURN(r.table, j.Maybe<uint32_t>("table"));
+  CNINET_ASSIGN_OR_RETURN(r.scope, j.Maybe<uint32_t>("scope"));
   return r;
+}
+
+// The ipam section's own keys: type, dataDir, resolvConf, fsync and routes.
+absl::Status ReadIpamKeys(const ConfigReader& ipam, IpamConfig& c) {
+  CNINET_ASSIGN_OR_RETURN(c.type, ipam.Optional<std::string>("type", ""));
+  CNINET_ASSIGN_OR_RETURN(std::string data_dir, ipam.Optional<std::string>("dataDir", ""));
+  if (!data_dir.empty()) c.data_dir = data_dir;
+  CNINET_ASSIGN_OR_RETURN(c.resolv_conf, ipam.Optional<std::string>("resolvConf", ""));
+  CNINET_ASSIGN_OR_RETURN(c.fsync, ipam.Optional<bool>("fsync", c.fsync));
+  CNINET_ASSIGN_OR_RETURN(std::vector<ConfigReader> routes, ipam.List("routes"));
+  for (const ConfigReader& r : routes) {
+    CNINET_ASSIGN_OR_RETURN(cni::Route route, RouteFromJson(r));
+    c.routes.push_back(std::move(route));
+  }
+  return absl::OkStatus();
+}
+
+// Requested addresses, without repeats: CNI_ARGS IP=, then args.cni.ips, then runtimeConfig.ips.
+absl::Status ReadRequestedIps(const ConfigReader& net, std::string_view cni_args, IpamConfig& c) {
+  std::vector<IPAddress> requested;
+  CNINET_RETURN_IF_ERROR(ParseCniArgs(cni_args, requested));
+  CNINET_ASSIGN_OR_RETURN(std::optional<ConfigReader> args, net.OptionalObject("args"));
+  if (args) {
+    CNINET_ASSIGN_OR_RETURN(std::optional<ConfigReader> cni, args->OptionalObject("cni"));
+    if (cni) CNINET_RETURN_IF_ERROR(AddRequested(*cni, "ips", requested));
+  }
+  CNINET_ASSIGN_OR_RETURN(std::optional<ConfigReader> rt, net.OptionalObject("runtimeConfig"));
+  if (rt) CNINET_RETURN_IF_ERROR(AddRequested(*rt, "ips", requested));
+  for (const IPAddress& ip : requested) {
+    if (std::find(c.requested_ips.begin(), c.requested_ips.end(), ip) == c.requested_ips.end()) {
+      c.requested_ips.push_back(ip);
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Range sets: runtimeConfig.ipRanges, the legacy single range, then ipam.ranges.
+absl::Status ReadRanges(const ConfigReader& net, const ConfigReader& ipam, IpamConfig& c) {
+  CNINET_ASSIGN_OR_RETURN(std::optional<ConfigReader> rt, net.OptionalObject("runtimeConfig"));
+  if (rt) {
+    CNINET_ASSIGN_OR_RETURN(std::vector<ConfigReader> rt_ranges, rt->List("ipRanges"));
+    CNINET_ASSIGN_OR_RETURN(auto sets, RangeSetsFromJson(rt_ranges));
+    c.ranges.insert(c.ranges.end(), sets.begin(), sets.end());
+  }
+  CNINET_ASSIGN_OR_RETURN(std::string subnet, ipam.Optional<std::string>("subnet", ""));
+  if (!subnet.empty()) {
+    CNINET_ASSIGN_OR_RETURN(Range legacy, RangeFromJson(ipam));
+    c.ranges.push_back(RangeSet{{legacy}});
+  }
+  CNINET_ASSIGN_OR_RETURN(std::vector<ConfigReader> ranges, ipam.List("ranges"));
+  CNINET_ASSIGN_OR_RETURN(auto sets, RangeSetsFromJson(ranges));
+  c.ranges.insert(c.ranges.end(), sets.begin(), sets.end());
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -186,70 +207,16 @@ absl::StatusOr<IpamConfig> IpamConfig::Parse(std::string_view net_conf, std::str
 
 absl::StatusOr<IpamConfig> IpamConfig::FromJson(const json& net, std::string_view cni_args) {
   if (!net.is_object()) return Decode("the network configuration must be a JSON object");
+  // Keys are matched as the reference host-local's Go decoder matches them.
+  ConfigReader reader(net, "", cni::KeyMatch::kGoJson);
   IpamConfig c;
-  CNINET_ASSIGN_OR_RETURN(c.network, GetString(net, "name", ""));
-  CNINET_ASSIGN_OR_RETURN(c.cni_version, GetString(net, "cniVersion", ""));
-  const json* ipam = Find(net, "ipam");
-  if (ipam == nullptr) return Invalid("IPAM config missing 'ipam' key");
-  if (!ipam->is_object()) return Decode("ipam must be an object");
-  CNINET_ASSIGN_OR_RETURN(c.type, GetString(*ipam, "type", "ipam."));
-  CNINET_ASSIGN_OR_RETURN(std::string data_dir, GetString(*ipam, "dataDir", "ipam."));
-  if (!data_dir.empty()) c.data_dir = data_dir;
-  CNINET_ASSIGN_OR_RETURN(c.resolv_conf, GetString(*ipam, "resolvConf", "ipam."));
-  if (const json* sync = Find(*ipam, "fsync"); sync != nullptr) {
-    if (!sync->is_boolean()) return Decode("ipam.fsync must be true or false");
-    c.fsync = sync->get<bool>();
-  }
-
-  CNINET_ASSIGN_OR_RETURN(const json* routes, GetArray(*ipam, "routes", "ipam."));
-  if (routes != nullptr) {
-    for (const json& r : *routes) {
-      CNINET_ASSIGN_OR_RETURN(cni::Route route, RouteFromJson(r));
-      c.routes.push_back(std::move(route));
-    }
-  }
-
-  // Requested addresses: CNI_ARGS, then args.cni.ips, then runtimeConfig.ips.
-  std::vector<IPAddress> requested;
-  CNINET_RETURN_IF_ERROR(ParseCniArgs(cni_args, requested));
-  const json* args = Find(net, "args");
-  if (args != nullptr) {
-    if (!args->is_object()) return Decode("args must be an object");
-    const json* cni = Find(*args, "cni");
-    if (cni != nullptr) {
-      if (!cni->is_object()) return Decode("args.cni must be an object");
-      CNINET_RETURN_IF_ERROR(AddRequested(Find(*cni, "ips"), "args.cni.ips", requested));
-    }
-  }
-  const json* rt = Find(net, "runtimeConfig");
-  if (rt != nullptr && !rt->is_object()) return Decode("runtimeConfig must be an object");
-  if (rt != nullptr) {
-    CNINET_RETURN_IF_ERROR(AddRequested(Find(*rt, "ips"), "runtimeConfig.ips", requested));
-  }
-  for (const IPAddress& ip : requested) {
-    if (std::find(c.requested_ips.begin(), c.requested_ips.end(), ip) == c.requested_ips.end()) {
-      c.requested_ips.push_back(ip);
-    }
-  }
-
-  // Range sets: runtimeConfig.ipRanges, the legacy single range, then ipam.ranges.
-  if (rt != nullptr) {
-    CNINET_ASSIGN_OR_RETURN(const json* rt_ranges, GetArray(*rt, "ipRanges", "runtimeConfig."));
-    if (rt_ranges != nullptr) {
-      CNINET_ASSIGN_OR_RETURN(auto sets, RangeSetsFromJson(*rt_ranges, "runtimeConfig.ipRanges"));
-      c.ranges.insert(c.ranges.end(), sets.begin(), sets.end());
-    }
-  }
-  CNINET_ASSIGN_OR_RETURN(std::string subnet, GetString(*ipam, "subnet", "ipam."));
-  if (!subnet.empty()) {
-    CNINET_ASSIGN_OR_RETURN(Range legacy, RangeFromJson(*ipam, "ipam"));
-    c.ranges.push_back(RangeSet{{legacy}});
-  }
-  CNINET_ASSIGN_OR_RETURN(const json* ranges, GetArray(*ipam, "ranges", "ipam."));
-  if (ranges != nullptr) {
-    CNINET_ASSIGN_OR_RETURN(auto sets, RangeSetsFromJson(*ranges, "ipam.ranges"));
-    c.ranges.insert(c.ranges.end(), sets.begin(), sets.end());
-  }
+  CNINET_ASSIGN_OR_RETURN(c.network, reader.Optional<std::string>("name", ""));
+  CNINET_ASSIGN_OR_RETURN(c.cni_version, reader.Optional<std::string>("cniVersion", ""));
+  if (!reader.Has("ipam")) return Invalid("IPAM config missing 'ipam' key");
+  CNINET_ASSIGN_OR_RETURN(ConfigReader ipam, reader.Object("ipam"));
+  CNINET_RETURN_IF_ERROR(ReadIpamKeys(ipam, c));
+  CNINET_RETURN_IF_ERROR(ReadRequestedIps(reader, cni_args, c));
+  CNINET_RETURN_IF_ERROR(ReadRanges(reader, ipam, c));
   CNINET_RETURN_IF_ERROR(c.Validate());
   return c;
 }

@@ -116,12 +116,12 @@ absl::Status HostLocal::Check(std::string_view container_id, std::string_view if
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<Lease>> HostLocal::Gc(const std::vector<cni::Attachment>& valid) {
+absl::StatusOr<std::vector<Lease>> HostLocal::Gc(const std::vector<cni::GcAttachment>& valid) {
   CNINET_ASSIGN_OR_RETURN(StoreLock lock, store_.Lock());
   CNINET_ASSIGN_OR_RETURN(std::vector<Lease> all, store_.List());
   std::vector<Lease> freed;
   for (const Lease& l : all) {
-    bool keep = std::any_of(valid.begin(), valid.end(), [&](const cni::Attachment& a) {
+    bool keep = std::any_of(valid.begin(), valid.end(), [&](const cni::GcAttachment& a) {
       return a.container_id == l.container_id && (l.ifname.empty() || a.ifname == l.ifname);
     });
     if (keep) continue;

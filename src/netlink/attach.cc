@@ -9,6 +9,7 @@
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "cninet/cni/config_reader.h"
 #include "cninet/cni/error.h"
 #include "cninet/cni/exec.h"
 #include "cninet/netlink/sysctl.h"
@@ -56,18 +57,12 @@ absl::StatusOr<std::optional<MacAddress>> RequestedMac(const cni::CmdArgs& args)
 }
 
 absl::StatusOr<uint32_t> ConfigMtu(const nlohmann::json& conf) {
-  auto it = conf.find("mtu");
-  if (it == conf.end() || it->is_null()) return 0u;
-  if (!it->is_number_integer()) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat("mtu must be an integer, not ", it->dump()));
-  }
-  int64_t mtu = it->get<int64_t>();
+  cni::ConfigReader reader(conf);
+  CNINET_ASSIGN_OR_RETURN(uint32_t mtu, reader.Optional<uint32_t>("mtu", 0));
   if (mtu != 0 && (mtu < 68 || mtu > 65535)) {
-    return CniError(ErrorCode::kInvalidConfig,
-                    cninet::StrCat("mtu ", mtu, " is outside 68..65535"));
+    return reader.At("mtu").Error(cninet::StrCat(mtu, " is outside 68..65535"));
   }
-  return static_cast<uint32_t>(mtu);
+  return mtu;
 }
 
 absl::Status PreparePodInterfaceSysctls(std::string_view ifname, bool has_ipv6, bool dad,
@@ -114,12 +109,8 @@ absl::Status ConfigureInterface(Handle& h, const Link& link, const std::vector<c
   if (has_v6) CNINET_RETURN_IF_ERROR(WaitAddressesSettled(h, link.index, std::chrono::seconds(10)));
   std::optional<cni::IPAddress> v4gw = FirstGateway(ips, true), v6gw = FirstGateway(ips, false);
   for (const auto& r : routes) {
-    Route route{.dst = r.dst, .gateway = r.gw, .oif = link.index};
+    Route route = RouteFromCni(r, link.index);
     if (!route.gateway) route.gateway = r.dst.is_v4() ? v4gw : v6gw;
-    if (r.mtu) route.mtu = *r.mtu;
-    if (r.priority) route.metric = *r.priority;
-    if (r.table) route.table = *r.table;
-    if (r.scope) route.scope = static_cast<uint8_t>(*r.scope);
     CNINET_RETURN_IF_ERROR(h.AddRoute(route));
   }
   return absl::OkStatus();
@@ -233,7 +224,7 @@ absl::Status CheckLink(const Link& link, const cni::Interface& expected, std::st
 BackgroundIpamAdd::BackgroundIpamAdd(std::string type, const cni::CmdArgs& args)
     : type_(std::move(type)), args_(args), result_(absl::UnknownError("IPAM ADD did not run")) {
   try {
-    thread_ = std::thread([this] { result_ = cni::DelegateAdd(type_, args_.stdin_data, args_); });
+    thread_ = std::thread([this] { result_ = cni::DelegateAdd(type_, args_); });
   } catch (const std::system_error& e) {
     result_ = absl::ResourceExhaustedError(cninet::StrCat("cannot start a thread: ", e.what()));
   }
@@ -242,7 +233,7 @@ BackgroundIpamAdd::BackgroundIpamAdd(std::string type, const cni::CmdArgs& args)
 BackgroundIpamAdd::~BackgroundIpamAdd() {
   Wait();
   if (!committed_ && result_.ok()) {
-    absl::Status st = cni::DelegateDel(type_, args_.stdin_data, args_);
+    absl::Status st = cni::DelegateDel(type_, args_);
     if (!st.ok()) CNINET_LOG(kWarning, "releasing the IPAM allocation failed: ", st.ToString());
   }
 }
@@ -280,7 +271,7 @@ absl::Status DelegatedIpamStatus(const cni::CmdArgs& args) {
     return cni::CniError(cni::ErrorCode::kNotAvailable, cninet::ToStd(supports.status().message()));
   }
   if (!*supports) return absl::OkStatus();  // IPAM older than CNI 1.1: installed is all we know.
-  return cni::DelegateStatus(type, args.stdin_data, args);
+  return cni::DelegateStatus(type, args);
 }
 
 absl::Status DelegatedIpamGc(const cni::CmdArgs& args) {
@@ -289,7 +280,7 @@ absl::Status DelegatedIpamGc(const cni::CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(bool supports,
                           DelegateSupportsVersion(type, args.conf.cni_version, args));
   if (!supports) return absl::OkStatus();
-  return cni::DelegateGc(type, args.stdin_data, args);
+  return cni::DelegateGc(type, args);
 }
 
 absl::Status RunConcurrently(absl::FunctionRef<absl::Status()> a,

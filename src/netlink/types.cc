@@ -138,6 +138,26 @@ absl::Status VxlanSpec::Validate() const {
   return CheckMac(mac, "vxlan");
 }
 
+Route RouteFromCni(const cni::Route& r, int oif) {
+  Route route{.dst = r.dst, .gateway = r.gw, .oif = oif};
+  if (r.mtu) route.mtu = *r.mtu;
+  if (r.priority) route.metric = *r.priority;
+  if (r.table) route.table = *r.table;
+  if (r.scope) route.scope = static_cast<uint8_t>(*r.scope);
+  return route;
+}
+
+cni::Route RouteToCni(const Route& r) {
+  cni::Route out;
+  out.dst = r.dst;
+  out.gw = r.gateway;
+  if (r.mtu != 0) out.mtu = r.mtu;
+  if (r.metric != 0) out.priority = r.metric;
+  if (r.table != kTableMain) out.table = r.table;
+  if (r.scope) out.scope = *r.scope;
+  return out;
+}
+
 uint8_t Route::EffectiveScope() const {
   if (scope.has_value()) return *scope;
   // iproute2: unicast routes without a gateway are link scope; local/broadcast are host/link.

@@ -7,6 +7,7 @@
 #include "cninet/base/status.h"        // IWYU pragma: export
 #include "cninet/base/version_info.h"  // IWYU pragma: export
 #include "cninet/cni/conf.h"           // IWYU pragma: export
+#include "cninet/cni/config_reader.h"  // IWYU pragma: export
 #include "cninet/cni/error.h"          // IWYU pragma: export
 #include "cninet/cni/exec.h"           // IWYU pragma: export
 #include "cninet/cni/ip.h"             // IWYU pragma: export

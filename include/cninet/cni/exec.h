@@ -50,6 +50,18 @@ absl::Status DelegateGc(std::string_view type, std::string_view conf_bytes, cons
 absl::Status DelegateStatus(std::string_view type, std::string_view conf_bytes,
                             const CmdArgs& args);
 
+/// The delegations with this call's own configuration (`args.stdin_data`), what an IPAM
+/// delegation almost always passes: ADD through delegate `type`.
+absl::StatusOr<Result> DelegateAdd(std::string_view type, const CmdArgs& args);
+/// CHECK through delegate `type` with `args.stdin_data`.
+absl::Status DelegateCheck(std::string_view type, const CmdArgs& args);
+/// DEL through delegate `type` with `args.stdin_data`.
+absl::Status DelegateDel(std::string_view type, const CmdArgs& args);
+/// GC through delegate `type` with `args.stdin_data`.
+absl::Status DelegateGc(std::string_view type, const CmdArgs& args);
+/// STATUS through delegate `type` with `args.stdin_data`.
+absl::Status DelegateStatus(std::string_view type, const CmdArgs& args);
+
 }  // namespace cninet::cni
 
 #endif  // CNINET_CNI_EXEC_H_

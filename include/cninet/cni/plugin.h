@@ -33,24 +33,24 @@ std::string_view CommandName(Command c);
 std::optional<Command> ParseCommand(std::string_view text);
 
 /// One (container ID, interface) pair, as listed in GC's cni.dev/valid-attachments.
-struct Attachment {
+struct GcAttachment {
   std::string container_id;  ///< CNI_CONTAINERID of the attachment.
   std::string ifname;        ///< CNI_IFNAME of the attachment.
   /// Field-wise equality.
-  friend bool operator==(const Attachment&, const Attachment&) = default;
+  friend bool operator==(const GcAttachment&, const GcAttachment&) = default;
 };
 
 /// Everything an invocation passes to the plugin, already validated.
 struct CmdArgs {
-  Command command = Command::kAdd;            ///< CNI_COMMAND.
-  std::string container_id;                   ///< CNI_CONTAINERID (empty for GC/STATUS).
-  std::string netns;                          ///< CNI_NETNS (may be empty on DEL).
-  std::string ifname;                         ///< CNI_IFNAME.
-  CniArgs args;                               ///< CNI_ARGS, parsed.
-  std::vector<std::string> path;              ///< CNI_PATH split on ':'.
-  std::string stdin_data;                     ///< The configuration bytes as received.
-  NetConf conf;                               ///< stdin_data, parsed.
-  std::vector<Attachment> valid_attachments;  ///< GC only: cni.dev/valid-attachments.
+  Command command = Command::kAdd;              ///< CNI_COMMAND.
+  std::string container_id;                     ///< CNI_CONTAINERID (empty for GC/STATUS).
+  std::string netns;                            ///< CNI_NETNS (may be empty on DEL).
+  std::string ifname;                           ///< CNI_IFNAME.
+  CniArgs args;                                 ///< CNI_ARGS, parsed.
+  std::vector<std::string> path;                ///< CNI_PATH split on ':'.
+  std::string stdin_data;                       ///< The configuration bytes as received.
+  NetConf conf;                                 ///< stdin_data, parsed.
+  std::vector<GcAttachment> valid_attachments;  ///< GC only: cni.dev/valid-attachments.
 
   /// The environment a delegated plugin must receive (the CNI_* variables of this call),
   /// with CNI_COMMAND replaced by `command`.
@@ -75,10 +75,14 @@ class Plugin {
   virtual absl::Status Status(const CmdArgs& args);
 };
 
-/// What VERSION reports and what the plugin accepts.
+/// What VERSION reports and what the plugin accepts. Every field has a default, so
+/// `{.about = "..."}` names only what it changes (no -Wmissing-field-initializers).
 struct PluginInfo {
-  std::string about;  ///< Printed to stderr when run by hand without CNI_COMMAND.
-  std::vector<std::string> supported_versions;  ///< Empty: every version cninet supports.
+  std::string about = {};  ///< Printed to stderr when run by hand without CNI_COMMAND.
+  std::vector<std::string> supported_versions = {};  ///< Empty: every version cninet supports.
+  /// Whether ADD/CHECK need CNI_NETNS to be an existing network namespace. IPAM plugins never
+  /// enter it and set false, as the reference host-local and static do (only a non-empty value).
+  bool needs_netns = true;
 };
 
 /// Where PluginMain reads and writes; RunPlugin with these is what tests drive in-process.
@@ -96,7 +100,8 @@ struct PluginIo {
 /// CNI_ARGS K=V pairs (4); config decodes (6) with a valid name (7)
 /// and a supported version (1); CHECK needs >= 0.4.0 and prevResult (1/7); GC and STATUS need
 /// >= 1.1.0 (1); ADD/CHECK need CNI_NETNS to be a network namespace (3 if missing, 8 if not
-/// a netns). DEL runs even when the netns is gone.
+/// a netns) unless `info.needs_netns` is false. DEL runs even when the netns is gone. Errors
+/// found before the config is parsed use its cniVersion whenever stdin shows one.
 int RunPlugin(Plugin& plugin, const PluginInfo& info, const PluginIo& io);
 /// RunPlugin with the process environment, stdin, stdout and stderr. Use as `return` of main().
 int PluginMain(Plugin& plugin, const PluginInfo& info = {});

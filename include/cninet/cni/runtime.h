@@ -61,14 +61,14 @@ class Runtime {
   /// Runs GC on every plugin with cni.dev/valid-attachments = `valid`, continuing past errors
   /// (all errors are returned, joined); removes cache entries of attachments not in `valid`.
   /// No-op before 1.1.0 or with disableGC.
-  absl::Status GcNetworkList(const NetConfList& list, const std::vector<Attachment>& valid);
+  absl::Status GcNetworkList(const NetConfList& list, const std::vector<GcAttachment>& valid);
   /// Runs STATUS on every plugin; the first error is returned. No-op before 1.1.0.
   absl::Status StatusNetworkList(const NetConfList& list);
   /// The cached result of an attachment: nullopt when there is none.
   absl::StatusOr<std::optional<Result>> GetCachedResult(const NetConfList& list,
                                                         const RuntimeConf& rt) const;
   /// Attachments with a cache entry for `network`.
-  std::vector<Attachment> CachedAttachments(std::string_view network) const;
+  std::vector<GcAttachment> CachedAttachments(std::string_view network) const;
   /// Runs VERSION on plugin `type`; returns its supported versions.
   absl::StatusOr<std::vector<std::string>> PluginVersions(std::string_view type,
                                                           std::string_view cni_version) const;

@@ -47,7 +47,7 @@ class HostLocal {
                      const cni::Result* prev = nullptr);
   /// CNI 1.1 GC: frees every lease whose owner is not in `valid` (legacy leases are kept when
   /// their container ID is), then removes debris of crashed writers. Returns the leases freed.
-  absl::StatusOr<std::vector<Lease>> Gc(const std::vector<cni::Attachment>& valid);
+  absl::StatusOr<std::vector<Lease>> Gc(const std::vector<cni::GcAttachment>& valid);
   /// CNI 1.1 STATUS: OK when every range set has a free address, else code 50; code 50 too
   /// when the store cannot be read.
   absl::Status Status();

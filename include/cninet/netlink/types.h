@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cninet/cni/ip.h"
+#include "cninet/cni/types.h"
 
 namespace cninet::netlink {
 
@@ -163,6 +164,13 @@ struct Route {
   /// "10.0.0.0/24 via 10.0.0.1 dev 3 onlink table 254 metric 0 ...", for messages.
   std::string ToString() const;
 };
+
+/// The kernel route for a CNI result's route `r` through interface `oif` (0 = any): dst, gw,
+/// mtu, priority (as the metric), table and scope carry over; advmss has no counterpart here.
+Route RouteFromCni(const cni::Route& r, int oif = 0);
+/// The CNI route describing kernel route `r`: dst, gateway, and mtu, metric (as priority), table
+/// (unless main) and scope when they are set.
+cni::Route RouteToCni(const Route& r);
 
 /// Which routes to list.
 struct RouteFilter {

@@ -38,8 +38,8 @@ TEST_F(BadInputTest, EveryCaseFailsWithItsCodeAndChangesNothing) {
 
   std::vector<BadCase> cases = {
       {"not JSON", "{\"cniVersion\":\"1.0.0\",", 6},
-      {"ranges not a list", conf(R"("ranges":"10.70.0.0/24")"), 6},
-      {"subnet not a string", conf(R"("subnet":24)"), 6},
+      {"ranges not a list", conf(R"("ranges":"10.70.0.0/24")"), 7},
+      {"subnet not a string", conf(R"("subnet":24)"), 7},
       {"no ipam section", R"({"cniVersion":"1.0.0","name":"e2enet","type":"mock"})", 7},
       {"no ranges", conf(R"("routes":[])"), 7},
       {"overlapping range sets",

@@ -84,6 +84,22 @@ TEST_F(InteropTest, ErrorsAreSpecErrorObjectsLikeTheReference) {
   EXPECT_THAT(oj["msg"].get<std::string>(), ::testing::HasSubstr("no IP addresses available"));
 }
 
+// IPAM never enters the pod's namespace: like the reference, ADD succeeds when CNI_NETNS names
+// a namespace that does not exist (a runtime may call IPAM before or after the netns exists).
+TEST_F(InteropTest, AddWithANonexistentNetnsSucceedsLikeTheReference) {
+  std::string conf = Conf(R"("subnet":"10.42.0.0/24")");
+  for (const std::string& plugin : {std::string(kRefPlugin), OurPlugin()}) {
+    cninet::testing::PluginCall call;
+    call.command = "ADD";
+    call.container_id = "nonetns-" + std::to_string(plugin == kRefPlugin);
+    call.netns = tmp_.Sub("no-such-netns");
+    call.path = "/usr/lib/cni";
+    auto r = cninet::testing::RunCniPlugin(plugin, call, conf, node_.name());
+    EXPECT_EQ(r.exit_code, 0) << plugin << "\n" << r.out << r.err;
+    EXPECT_EQ(Addresses(r.out).size(), 1u) << plugin << "\n" << r.out;
+  }
+}
+
 TEST_F(InteropTest, ReferenceLeasesAreSkippedAndReleasedByUs) {
   std::string conf = Conf(R"("subnet":"10.41.0.0/24")");
   auto ref = Call(kRefPlugin, "ADD", "ref-a", conf);

@@ -315,6 +315,21 @@ TEST_F(StaticE2eTest, DelAlwaysSucceedsLikeTheReference) {
   }
 }
 
+// IPAM never enters the pod's namespace: like the reference, ADD succeeds when CNI_NETNS names
+// a namespace that does not exist.
+TEST_F(StaticE2eTest, AddWithANonexistentNetnsSucceedsLikeTheReference) {
+  std::string conf = WithVersion(Net(R"({"addresses":[{"address":"10.1.0.5/24"}]})"), "1.0.0");
+  for (const std::string& plugin : {std::string(kRefPlugin), OurPlugin()}) {
+    cninet::testing::PluginCall call;
+    call.command = "ADD";
+    call.container_id = "static-ctr";
+    call.netns = "/nonexistent/cninet-static-netns";
+    call.path = "/usr/lib/cni";
+    auto r = cninet::testing::RunCniPlugin(plugin, call, conf, node_.name());
+    EXPECT_EQ(r.exit_code, 0) << plugin << "\n" << r.out << r.err;
+  }
+}
+
 // VERSION lists every version cninet implements: the reference's from 0.3.0 on, and 1.1.0.
 TEST_F(StaticE2eTest, VersionListsTheSharedVersionsAnd110) {
   Outcome ref = Call(kRefPlugin, "VERSION", R"({"cniVersion":"1.0.0"})");

@@ -101,18 +101,25 @@ TEST(IpamConfig, KeysMatchCaseInsensitivelyLikeGo) {
 TEST(IpamConfig, DecodeErrorsAreCode6) {
   EXPECT_THAT(IpamConfig::Parse("{not json"), CniStatusIs(6, "not JSON"));
   EXPECT_THAT(IpamConfig::Parse("[1,2]"), CniStatusIs(6, "JSON object"));
-  EXPECT_THAT(IpamConfig::Parse(Conf(R"("host-local")")), CniStatusIs(6, "ipam must be an object"));
+}
+
+// Type errors come from cni::ConfigReader: code 7, naming the key's JSON path.
+TEST(IpamConfig, TypeErrorsAreCode7NamingThePath) {
+  EXPECT_THAT(IpamConfig::Parse(Conf(R"("host-local")")),
+              CniStatusIs(7, "ipam: must be an object"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"ranges":{"subnet":"10.1.0.0/24"}})")),
-              CniStatusIs(6, "ranges must be a list"));
+              CniStatusIs(7, "ipam.ranges: must be a list"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"ranges":[{"subnet":"10.1.0.0/24"}]})")),
-              CniStatusIs(6, "must be a list of ranges"));
+              CniStatusIs(7, "ipam.ranges[0]: must be a list of ranges"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"subnet":24})")),
-              CniStatusIs(6, "subnet must be a string"));
+              CniStatusIs(7, "ipam.subnet: must be a string"));
+  EXPECT_THAT(IpamConfig::Parse(Conf(R"({"ranges":[[{"subnet":"10.1.0.0/24"},{"subnet":24}]]})")),
+              CniStatusIs(7, "ipam.ranges[0][1].subnet: must be a string"));
   EXPECT_THAT(IpamConfig::Parse(Conf(R"({"subnet":"10.1.0.0/24","dataDir":["/x"]})")),
-              CniStatusIs(6, "dataDir must be a string"));
+              CniStatusIs(7, "ipam.dataDir: must be a string"));
   EXPECT_THAT(IpamConfig::Parse(
                   Conf(R"({"subnet":"10.1.0.0/24","routes":[{"dst":"0.0.0.0/0","mtu":-1}]})")),
-              CniStatusIs(6, "mtu"));
+              CniStatusIs(7, "ipam.routes[0].mtu"));
 }
 
 TEST(IpamConfig, InvalidValuesAreCode7) {

@@ -135,5 +135,56 @@ TEST(SysctlTest, PathMapping) {
   EXPECT_FALSE(SysctlPath("/etc/passwd").ok());
 }
 
+TEST(RouteConversion, CniRouteToKernelRouteCarriesEveryField) {
+  cni::Route r;
+  r.dst = *cni::IPPrefix::Parse("10.8.0.0/16");
+  r.gw = *cni::IPAddress::Parse("10.0.0.1");
+  r.mtu = 1400;
+  r.advmss = 1360;
+  r.priority = 50;
+  r.table = 100;
+  r.scope = 0;
+  Route k = RouteFromCni(r, 7);
+  EXPECT_EQ(k.dst, r.dst);
+  EXPECT_EQ(k.gateway, r.gw);
+  EXPECT_EQ(k.oif, 7);
+  EXPECT_EQ(k.mtu, 1400u);
+  EXPECT_EQ(k.metric, 50u);
+  EXPECT_EQ(k.table, 100u);
+  EXPECT_EQ(k.scope, std::optional<uint8_t>(0));
+}
+
+TEST(RouteConversion, UnsetCniFieldsKeepTheKernelDefaults) {
+  cni::Route r;
+  r.dst = *cni::IPPrefix::Parse("::/0");
+  Route k = RouteFromCni(r);
+  EXPECT_FALSE(k.gateway.has_value());
+  EXPECT_EQ(k.oif, 0);
+  EXPECT_EQ(k.table, kTableMain);
+  EXPECT_EQ(k.metric, 0u);
+  EXPECT_EQ(k.mtu, 0u);
+  EXPECT_FALSE(k.scope.has_value());
+}
+
+TEST(RouteConversion, KernelRouteToCniRouteAndBack) {
+  Route k{.dst = *cni::IPPrefix::Parse("192.168.0.0/24"),
+          .gateway = *cni::IPAddress::Parse("10.0.0.254"),
+          .oif = 3,
+          .table = kTableMain,
+          .metric = 10};
+  cni::Route r = RouteToCni(k);
+  EXPECT_EQ(r.dst, k.dst);
+  EXPECT_EQ(r.gw, k.gateway);
+  EXPECT_EQ(r.priority, std::optional<uint32_t>(10));
+  EXPECT_FALSE(r.table.has_value()) << "the main table is the CNI default";
+  EXPECT_FALSE(r.mtu.has_value());
+  EXPECT_FALSE(r.scope.has_value());
+  Route back = RouteFromCni(r, 3);
+  EXPECT_EQ(back.dst, k.dst);
+  EXPECT_EQ(back.gateway, k.gateway);
+  EXPECT_EQ(back.metric, k.metric);
+  EXPECT_EQ(back.table, k.table);
+}
+
 }  // namespace
 }  // namespace cninet::netlink
