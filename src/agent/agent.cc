@@ -463,7 +463,7 @@ absl::Status Agent::Impl::LoadDatapath() {
                                                          {dp::Hook::kFromWorld, opt.vxlan_device}};
   CNINET_RETURN_IF_ERROR(InNode([&]() -> absl::Status {
     for (const auto& [hook, ifname] : hooks) {
-      absl::StatusOr<dp::Attachment> a = datapath->Attach(hook, ifname);
+      absl::StatusOr<dp::TcAttachment> a = datapath->Attach(hook, ifname);
       if (!a.ok())
         return Annotate(a.status(), StrCat("attach ", dp::HookName(hook), " to ", ifname));
       a->Release();
@@ -481,7 +481,7 @@ absl::Status Agent::Impl::LoadDatapath() {
       &datapath->policy(), opt.node_name,
       [this](std::string_view ifname) {
         return InNode([&]() -> absl::Status {
-          absl::StatusOr<dp::Attachment> a = datapath->Attach(dp::Hook::kToPod, ifname);
+          absl::StatusOr<dp::TcAttachment> a = datapath->Attach(dp::Hook::kToPod, ifname);
           if (!a.ok()) return a.status();
           a->Release();  // Stays with the veth across agent restarts (replaced on re-attach).
           return absl::OkStatus();

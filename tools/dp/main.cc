@@ -165,7 +165,7 @@ absl::Status Load(const Args& a, const std::string& pin_dir) {
   }
   CNINET_ASSIGN_OR_RETURN(auto d, dp::Datapath::Create(c));
   auto attach = [&](dp::Hook h, const std::string& ifname) -> absl::Status {
-    CNINET_ASSIGN_OR_RETURN(dp::Attachment at, d->Attach(h, ifname));
+    CNINET_ASSIGN_OR_RETURN(dp::TcAttachment at, d->Attach(h, ifname));
     at.Release();  // stays attached after this process exits
     std::cout << "attached " << dp::HookName(h) << " " << ifname << "\n";
     return absl::OkStatus();
