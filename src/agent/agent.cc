@@ -1159,12 +1159,8 @@ absl::Status TeardownNode(const AgentOptions& opt) {
       keep(d.status(), "open pinned maps");
     }
   }
-  // cninet-ebpf pins its loaded from-pod program beside the maps; it goes with the instance.
-  std::string prog_dir = StrCat(opt.bpffs_root, "/cninet-ebpf/", c.instance);
-  std::filesystem::remove(StrCat(prog_dir, "/from_pod"), ec);
-  std::filesystem::remove(prog_dir, ec);
-  std::filesystem::remove(StrCat(opt.bpffs_root, "/cninet-ebpf"), ec);  // only when empty
-  std::filesystem::remove(StrCat(opt.bpffs_root, "/cninet"), ec);       // only when empty
+  // Unpin() also removes the programs cninet-ebpf pinned (PinLayout::ProgramDir()) and the
+  // shared cninet directory once empty.
   if (!opt.cni_conf_dir.empty()) {
     std::filesystem::remove(StrCat(opt.cni_conf_dir, "/", opt.cni_conf_file), ec);
   }
