@@ -51,6 +51,45 @@ absl::Status FillTable(int fd, const std::vector<uint32_t>& ids) {
 
 std::string Backend::ToString() const { return StrCat(address.ToString(), ":", port); }
 
+std::string_view ToString(FrontendKind kind) {
+  switch (kind) {
+    case FrontendKind::kClusterIP:
+      return "clusterip";
+    case FrontendKind::kExternalIP:
+      return "externalip";
+    case FrontendKind::kNodePort:
+      return "nodeport";
+  }
+  return "?";
+}
+
+std::string ToString(const Frontend& f) {
+  if (f.kind == FrontendKind::kNodePort)
+    return StrCat("nodeport:", f.port, "/", ToString(f.protocol));
+  return StrCat(ToString(f.kind), ":", f.address.ToString(), ":", f.port, "/",
+                ToString(f.protocol));
+}
+
+std::string LbDescription(const Service& s) {
+  std::string lb =
+      s.algorithm == LbAlgorithm::kMaglev ? StrCat("maglev/", s.maglev_size) : "random";
+  if (s.affinity_timeout.count() > 0) lb += StrCat(" affinity=", s.affinity_timeout.count(), "s");
+  return lb;
+}
+
+std::string ToString(const Service& s) {
+  std::vector<std::string> fe, be;
+  for (const auto& f : s.frontends) fe.push_back(ToString(f));
+  for (const auto& b : s.backends) be.push_back(b.ToString());
+  return StrCat(s.id, " ", StrJoin(fe, ","), " ", LbDescription(s), " -> ",
+                be.empty() ? std::string("(none: reject)") : StrJoin(be, ","));
+}
+
+std::ostream& operator<<(std::ostream& os, FrontendKind kind) { return os << ToString(kind); }
+std::ostream& operator<<(std::ostream& os, const Frontend& f) { return os << ToString(f); }
+std::ostream& operator<<(std::ostream& os, const Backend& b) { return os << b.ToString(); }
+std::ostream& operator<<(std::ostream& os, const Service& s) { return os << ToString(s); }
+
 struct SvcState {
   Service svc;
   std::vector<uint32_t> backend_ids;  // parallel to svc.backends

@@ -4,12 +4,17 @@
 #include <time.h>
 
 #include <cstring>
+#include <ostream>
 
 #include "absl/strings/ascii.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 
 namespace cninet::datapath {
+
+std::string ToString(Protocol p) { return ProtocolName(ToNumber(p)); }
+
+std::ostream& operator<<(std::ostream& os, Protocol p) { return os << ToString(p); }
 
 std::string ProtocolName(uint8_t proto) {
   switch (proto) {
