@@ -34,11 +34,11 @@ absl::StatusOr<Protocol> ParseProtocol(std::string_view text);
 /// A 5-tuple with host-order ports. For ICMP echo the id is the source port of requests and the
 /// destination port of replies.
 struct FlowTuple {
-  cni::IPAddress src;     ///< Source address.
-  cni::IPAddress dst;     ///< Destination address.
-  uint16_t src_port = 0;  ///< Source port (host order).
-  uint16_t dst_port = 0;  ///< Destination port (host order).
-  uint8_t protocol = 0;   ///< IP protocol number.
+  cni::IPAddress src;                         ///< Source address.
+  cni::IPAddress dst;                         ///< Destination address.
+  uint16_t src_port = 0;                      ///< Source port (host order).
+  uint16_t dst_port = 0;                      ///< Destination port (host order).
+  Protocol protocol = ProtocolFromNumber(0);  ///< IP protocol (ToNumber() for the number).
 
   /// "tcp 10.0.0.1:1234 -> 10.96.0.10:80".
   std::string ToString() const;

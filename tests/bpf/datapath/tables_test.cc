@@ -180,7 +180,7 @@ TEST(Conntrack, GcRemovesOnlyExpiredEntriesAndNatGcKeepsLivePairs) {
   auto left = (*dp)->conntrack().Dump();
   ASSERT_TRUE(left.ok());
   ASSERT_EQ(left->size(), 2u);
-  EXPECT_EQ(left->front().tuple.protocol, 17);
+  EXPECT_EQ(left->front().tuple.protocol, Protocol::kUdp);
   auto ngc = (*dp)->nat().Gc();
   ASSERT_TRUE(ngc.ok());
   EXPECT_EQ(ngc->deleted, 2u) << "the SYN-only SNAT mapping expired in both directions";
