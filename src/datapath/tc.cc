@@ -143,10 +143,16 @@ absl::StatusOr<std::vector<TcFilter>> ListFilters(int ifindex, bool ingress) {
 
 // ---- the clsact qdiscs the datapath created ----
 
+// The marker of `ifindex` in the calling thread's namespace, named by the namespace's cookie
+// (unique until reboot, never reused like an inode number) and the interface index.
 absl::StatusOr<std::string> ClsactMarker(int ifindex) {
-  struct stat st {};
-  if (stat("/proc/thread-self/ns/net", &st) != 0) return ErrnoStatus(errno, "stat current netns");
-  return StrCat(kClsactMarkerDir, "/", st.st_ino, "_", ifindex);
+  UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!s.valid()) return ErrnoStatus(errno, "socket");
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  if (getsockopt(s.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
+    return ErrnoStatus(errno, "network namespace cookie");
+  return StrCat(kClsactMarkerDir, "/", cookie, "_", ifindex);
 }
 
 // Forgets the markers of this namespace's interfaces that are gone (a pod's veth deleted with
@@ -189,6 +195,9 @@ absl::Status RemoveOwnClsactIfUnused(int ifindex) {
   if (r < 0 && Err(r) != ENOENT && Err(r) != EINVAL && Err(r) != ENODEV)
     return ErrnoStatus(Err(r), StrCat("delete clsact qdisc of ifindex ", ifindex));
   (void)unlink(marker.c_str());
+  // The marker directories go with the last marker (rmdir fails while anything is left).
+  if (rmdir(kClsactMarkerDir) == 0)
+    (void)rmdir(std::filesystem::path(kClsactMarkerDir).parent_path().c_str());
   return absl::OkStatus();
 }
 
