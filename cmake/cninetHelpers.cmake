@@ -250,6 +250,12 @@ function(cninet_install_package)
   foreach(c IN LISTS components)
     get_property(req GLOBAL PROPERTY CNINET_PC_REQUIRES_${c})
     get_property(req_private GLOBAL PROPERTY CNINET_PC_REQUIRES_PRIVATE_${c})
+    if(NOT BUILD_SHARED_LIBS)
+      # A static archive carries none of its dependencies: the plain `pkg-config --libs` (without
+      # --static) must bring them, so the private ones (libbpf, libnl) go into Requires.
+      list(APPEND req ${req_private})
+      set(req_private "")
+    endif()
     list(JOIN req " " PC_REQUIRES)
     list(JOIN req_private " " PC_REQUIRES_PRIVATE)
     set(PC_NAME cninet-${c})

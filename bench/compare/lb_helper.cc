@@ -156,9 +156,9 @@ absl::Status Run(const Args& a) {
       chunk.clear();
     }
   }
-  std::vector<dp::Attachment> attachments;
+  std::vector<dp::TcAttachment> attachments;
   for (const auto& ifname : a.attach) {
-    CNINET_ASSIGN_OR_RETURN(dp::Attachment at, d->Attach(dp::Hook::kFromPod, ifname));
+    CNINET_ASSIGN_OR_RETURN(dp::TcAttachment at, d->Attach(dp::Hook::kFromPod, ifname));
     attachments.push_back(std::move(at));
   }
   if (a.ready_file.empty()) {

@@ -69,7 +69,7 @@ class ChainExample : public cni::Plugin {
 
     // Load the programs, create or reuse the pinned maps, attach from-pod to the veth.
     CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> datapath, dp::Datapath::Create(config));
-    CNINET_ASSIGN_OR_RETURN(dp::Attachment attachment,
+    CNINET_ASSIGN_OR_RETURN(dp::TcAttachment attachment,
                             datapath->Attach(dp::Hook::kFromPod, veth.name));
     for (const cni::IPConfig& ip : prev.ips) {
       if (!ip.address.is_v4()) continue;

@@ -107,8 +107,8 @@ absl::Status Run(const std::vector<std::string>& argv, bool once) {
   CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> datapath, dp::Datapath::Create(config));
   // Both directions of the uplink, in this thread's network namespace. The attachments are
   // RAII: when they go out of scope, on every path, the tc filters are removed again.
-  CNINET_ASSIGN_OR_RETURN(dp::Attachment in, datapath->Attach(dp::Hook::kFromWorld, argv[0]));
-  CNINET_ASSIGN_OR_RETURN(dp::Attachment out, datapath->Attach(dp::Hook::kToWorld, argv[0]));
+  CNINET_ASSIGN_OR_RETURN(dp::TcAttachment in, datapath->Attach(dp::Hook::kFromWorld, argv[0]));
+  CNINET_ASSIGN_OR_RETURN(dp::TcAttachment out, datapath->Attach(dp::Hook::kToWorld, argv[0]));
   CNINET_RETURN_IF_ERROR(ProgramService(*datapath, vip, backends));
   std::printf("%s: %s -> %zu backends\n", argv[0].c_str(), argv[3].c_str(), backends.size());
 

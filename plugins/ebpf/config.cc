@@ -7,6 +7,7 @@
 #include "cninet/cni/config_reader.h"
 #include "cninet/cni/error.h"
 #include "cninet/datapath/service_table.h"
+#include "cninet/datapath/tc.h"
 
 namespace cninet::ebpf_chain {
 namespace {
@@ -112,13 +113,17 @@ absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
 
 std::string ChainConfig::InstanceStateDir() const { return StrCat(state_dir, "/", instance); }
 
-std::string ChainConfig::PinDir() const { return StrCat(bpffs_root, "/cninet/", instance); }
-
-std::string ChainConfig::ProgramPinDir() const {
-  return StrCat(bpffs_root, "/cninet-ebpf/", instance);
+datapath::PinLayout ChainConfig::Pins() const {
+  return datapath::PinLayout::For(bpffs_root, instance);
 }
 
-std::string ChainConfig::ProgramPinPath() const { return StrCat(ProgramPinDir(), "/from_pod"); }
+std::string ChainConfig::PinDir() const { return Pins().MapDir(); }
+
+std::string ChainConfig::ProgramPinDir() const { return Pins().ProgramDir(); }
+
+std::string ChainConfig::ProgramPinPath() const {
+  return Pins().ProgramPath(datapath::HookPinName(datapath::Hook::kFromPod));
+}
 
 datapath::DatapathConfig ChainConfig::ToDatapathConfig(
     const std::vector<cni::IPAddress>& addresses) const {

@@ -11,6 +11,7 @@
 #include "cninet/cni/conf.h"
 #include "cninet/cni/ip.h"
 #include "cninet/datapath/config.h"
+#include "cninet/datapath/pins.h"
 
 namespace cninet::ebpf_chain {
 
@@ -47,9 +48,11 @@ struct ChainConfig {
   static absl::StatusOr<ChainConfig> FromNetConf(const cni::NetConf& conf);
   // <state_dir>/<instance>.
   std::string InstanceStateDir() const;
-  // <bpffs_root>/cninet/<instance>.
+  // The instance's pin paths (datapath::PinLayout of bpffs_root and instance).
+  datapath::PinLayout Pins() const;
+  // <bpffs_root>/cninet/<instance>: the maps.
   std::string PinDir() const;
-  // <bpffs_root>/cninet-ebpf/<instance>: the plugin's own pins (bpffs names cannot contain '.').
+  // <bpffs_root>/cninet/<instance>/programs: the programs pinned for reuse.
   std::string ProgramPinDir() const;
   // <ProgramPinDir>/from_pod: the loaded from-pod program, pinned by the first ADD so later ADDs
   // attach it without loading (and verifying) the programs again.

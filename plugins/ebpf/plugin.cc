@@ -21,7 +21,6 @@
 #include "cninet/netlink/netlink.h"
 #include "config.h"
 #include "state.h"
-#include "tc.h"
 
 namespace cninet::ebpf_chain {
 namespace {
@@ -33,10 +32,6 @@ using cni::CniError;
 using cni::ErrorCode;
 using cni::IPAddress;
 using cni::Result;
-
-constexpr char kFromPodProgram[] = "cn_from_pod";
-constexpr char kFromWorldProgram[] = "cn_from_world";
-constexpr char kToWorldProgram[] = "cn_to_world";
 
 // The node interface the world programs go on, and the node's addresses.
 struct Uplink {
@@ -54,7 +49,7 @@ struct PodSide {
 };
 
 absl::Status DatapathError(const absl::Status& st, std::string_view what) {
-  return CniError(kDatapathFailure, StrCat(what, ": ", ToStd(st.message())));
+  return CniError(ErrorCode::kDatapathFailure, StrCat(what, ": ", ToStd(st.message())));
 }
 
 absl::StatusOr<Uplink> ResolveUplink(nl::Handle& h, const ChainConfig& cfg) {
@@ -156,7 +151,7 @@ absl::StatusOr<PodSide> FindPodSide(nl::Handle& host, const CmdArgs& args, const
   }
   if (pod.host_ifindex == 0) {
     return CniError(
-        kNoHostInterface,
+        ErrorCode::kNoHostInterface,
         StrCat(
             "cninet-ebpf: cannot find the host side of ", args.ifname,
             ": prevResult lists no host veth and the container interface has no veth peer here"));
@@ -214,13 +209,12 @@ bool PathExists(const std::string& p) {
   return std::filesystem::exists(p, ec);
 }
 
-// Detaches from-pod from the host veth when it is still the recorded interface, and removes the
-// clsact qdisc nothing else uses.
+// Detaches from-pod from the host veth when it is still the recorded interface (the datapath
+// also removes the clsact qdisc it added once nothing uses it).
 absl::Status DetachPod(nl::Handle& host, const AttachmentRecord& rec) {
   auto link = host.GetLinkByIndex(rec.host_ifindex);
   if (!link.ok() || link->name != rec.host_ifname) return absl::OkStatus();  // Gone (or reused).
-  CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kFromPod, rec.host_ifname));
-  return RemoveClsactIfUnused(rec.host_ifindex);
+  return dp::DetachHook(dp::Hook::kFromPod, rec.host_ifname);
 }
 
 // Removes everything `rec` describes from the maps opened in `d` (may be null: no maps).
@@ -266,39 +260,40 @@ absl::Status Cleanup(const StateStore& store, nl::Handle& host, dp::Datapath* d,
   return store.Remove(rec.container_id, rec.ifname);
 }
 
+// Detaches the world programs from the recorded uplink and forgets it.
+absl::Status DetachUplink(const StateStore& store, nl::Handle& host) {
+  CNINET_ASSIGN_OR_RETURN(std::string uplink, store.ReadUplink());
+  if (uplink.empty()) return absl::OkStatus();
+  if (host.GetLink(uplink).ok()) {
+    CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kFromWorld, uplink));
+    CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kToWorld, uplink));
+  }
+  return store.WriteUplink("");
+}
+
+// True when the instance's maps hold endpoints or services (someone else programs it).
+absl::StatusOr<bool> InstanceInUse(dp::Datapath* d) {
+  if (d == nullptr) return false;
+  CNINET_ASSIGN_OR_RETURN(auto eps, d->endpoints().List());
+  return !eps.empty() || !d->services().List().empty();
+}
+
 // With teardownWhenIdle: when no attachment is left and the maps hold no endpoint or service
-// (nobody else programs this instance), detaches the uplink programs and unpins the maps.
+// (nobody else programs this instance), detaches the uplink programs and unpins maps and
+// programs.
 absl::Status MaybeTeardown(const ChainConfig& cfg, const StateStore& store, nl::Handle& host) {
   if (!cfg.teardown_when_idle) return absl::OkStatus();
   CNINET_ASSIGN_OR_RETURN(auto records, store.List());
   if (!records.empty()) return absl::OkStatus();
   CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> d, OpenMaps(cfg));
-  if (d) {
-    CNINET_ASSIGN_OR_RETURN(auto eps, d->endpoints().List());
-    if (!eps.empty() || !d->services().List().empty()) {
-      CNINET_LOG(kInfo, "instance ", cfg.instance, " still has endpoints or services; keeping it");
-      return absl::OkStatus();
-    }
+  CNINET_ASSIGN_OR_RETURN(bool in_use, InstanceInUse(d.get()));
+  if (in_use) {
+    CNINET_LOG(kInfo, "instance ", cfg.instance, " still has endpoints or services; keeping it");
+    return absl::OkStatus();
   }
-  CNINET_ASSIGN_OR_RETURN(std::string uplink, store.ReadUplink());
-  if (!uplink.empty()) {
-    if (auto link = host.GetLink(uplink); link.ok()) {
-      CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kFromWorld, uplink));
-      CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kToWorld, uplink));
-      CNINET_RETURN_IF_ERROR(RemoveClsactIfUnused(link->index));
-    }
-    CNINET_RETURN_IF_ERROR(store.WriteUplink(""));
-  }
-  if (unlink(cfg.ProgramPinPath().c_str()) != 0 && errno != ENOENT) {
-    return ErrnoStatus(errno, StrCat("unpin ", cfg.ProgramPinPath()));
-  }
-  (void)rmdir(cfg.ProgramPinDir().c_str());
-  (void)rmdir(StrCat(cfg.bpffs_root, "/cninet-ebpf").c_str());
-  if (d) {
-    CNINET_RETURN_IF_ERROR(d->Unpin());
-    // The shared "cninet" directory goes too once no instance is left (rmdir fails otherwise).
-    (void)rmdir(StrCat(cfg.bpffs_root, "/cninet").c_str());
-  }
+  CNINET_RETURN_IF_ERROR(DetachUplink(store, host));
+  // Unpin() removes the maps, the pinned programs and the directories the datapath created.
+  if (d) CNINET_RETURN_IF_ERROR(d->Unpin());
   CNINET_LOG(kInfo, "instance ", cfg.instance, " idle: uplink detached, maps unpinned");
   return absl::OkStatus();
 }
@@ -324,13 +319,13 @@ absl::StatusOr<std::vector<dp::Service>> PlanHostPorts(
     while (used.count(next)) ++next;
     if (next >= cfg.map_sizes.service_slots) {
       return CniError(
-          kDatapathFailure,
+          ErrorCode::kDatapathFailure,
           StrCat("no free hostPort service id (hostPortIds = ", cfg.host_port_ids, ")"));
     }
     dp::Service s = HostPortService(next, m, pod_ip);
     for (const auto& k : FrontendKeys(s.frontends[0], nodes)) {
       if (auto it = taken.find(k); it != taken.end()) {
-        return CniError(kHostPortConflict,
+        return CniError(ErrorCode::kHostPortConflict,
                         StrCat("hostPort ", std::get<0>(k).ToString(), ":", std::get<1>(k), "/",
                                m.protocol, " is already used by service ", it->second));
       }
@@ -358,40 +353,37 @@ std::vector<cni::PortMapping> UsableMappings(const std::vector<cni::PortMapping>
   return out;
 }
 
+// True when the pinned instance was created with the configuration this ADD would load.
+bool SameDatapath(const dp::DatapathConfig& have, const ChainConfig& cfg, const Uplink& up) {
+  const dp::MapSizes& hs = have.map_sizes;
+  const dp::MapSizes& ws = cfg.map_sizes;
+  return have.cluster_cidr == cfg.cluster_cidr && have.masquerade == cfg.masquerade &&
+         have.node_addresses == up.addresses && hs.conntrack == ws.conntrack && hs.nat == ws.nat &&
+         hs.services == ws.services && hs.service_slots == ws.service_slots &&
+         hs.backends == ws.backends && hs.endpoints == ws.endpoints &&
+         have.service_mark == cfg.service_mark;
+}
+
 // Attaches from-pod to the pod's veth with the program an earlier ADD pinned, when the instance
 // is fully set up with this configuration: no program is loaded and verified again (that is most
 // of a first ADD's cost). Returns the instance's maps, or nullptr when the caller must load.
 absl::StatusOr<std::unique_ptr<dp::Datapath>> FastAttach(const ChainConfig& cfg, const Uplink& up,
                                                          const PodSide& pod) {
   std::unique_ptr<dp::Datapath> none;
-  auto prog = OpenPinnedObject(cfg.ProgramPinPath());
+  auto prog = dp::BpfProgram::OpenPinned(cfg.ProgramPinPath());
   if (!prog.ok() || !PathExists(cfg.PinDir())) return none;
-  // The uplink carries this instance's world programs; their filter handle/priority are the
-  // datapath's, which the pod filter must use too (DetachHook finds it by them).
-  CNINET_ASSIGN_OR_RETURN(auto ingress, ListTcBpfFilters(up.index, /*ingress=*/true));
-  const TcBpfFilter* world = nullptr;
-  for (const auto& f : ingress) {
-    if (f.name.rfind(kFromWorldProgram, 0) == 0) world = &f;
-  }
-  CNINET_ASSIGN_OR_RETURN(bool to_world,
-                          HasTcProgram(up.index, /*ingress=*/false, kToWorldProgram));
-  if (world == nullptr || !to_world) return none;
-  auto d = dp::Datapath::OpenPinned(cfg.PinDir());
+  CNINET_ASSIGN_OR_RETURN(bool from_world, dp::HookAttached(dp::Hook::kFromWorld, up.name));
+  CNINET_ASSIGN_OR_RETURN(bool to_world, dp::HookAttached(dp::Hook::kToWorld, up.name));
+  if (!from_world || !to_world) return none;
+  auto d = dp::Datapath::OpenPinned(cfg.Pins());
   if (!d.ok()) return none;
-  const dp::DatapathConfig& have = (*d)->config();
-  const dp::MapSizes& hs = have.map_sizes;
-  const dp::MapSizes& ws = cfg.map_sizes;
-  if (have.cluster_cidr != cfg.cluster_cidr || have.masquerade != cfg.masquerade ||
-      have.node_addresses != up.addresses || hs.conntrack != ws.conntrack || hs.nat != ws.nat ||
-      hs.services != ws.services || hs.service_slots != ws.service_slots ||
-      hs.backends != ws.backends || hs.endpoints != ws.endpoints ||
-      have.service_mark != cfg.service_mark) {
+  if (!SameDatapath((*d)->config(), cfg, up)) {
     CNINET_LOG(kInfo, "instance ", cfg.instance, " configuration changed: reloading the datapath");
     return none;
   }
-  absl::Status st = AttachTcBpf(pod.host_ifindex, /*ingress=*/true, prog->get(), world->handle,
-                                world->priority, kFromPodProgram);
-  if (!st.ok()) return DatapathError(st, StrCat("attach from-pod to ", pod.host_ifname));
+  auto a = prog->Attach(dp::Hook::kFromPod, pod.host_ifname);
+  if (!a.ok()) return DatapathError(a.status(), StrCat("attach from-pod to ", pod.host_ifname));
+  a->Release();  // Detached by DEL (DetachPod).
   return std::move(*d);
 }
 
@@ -413,22 +405,13 @@ absl::StatusOr<std::unique_ptr<dp::Datapath>> FullAttach(const ChainConfig& cfg,
   auto a = d.Attach(dp::Hook::kFromPod, pod.host_ifname);
   if (!a.ok()) return DatapathError(a.status(), StrCat("attach from-pod to ", pod.host_ifname));
   a->Release();
-  CNINET_ASSIGN_OR_RETURN(auto filters, ListTcBpfFilters(pod.host_ifindex, /*ingress=*/true));
-  for (const auto& f : filters) {
-    if (f.name.rfind(kFromPodProgram, 0) != 0) continue;
-    CNINET_ASSIGN_OR_RETURN(BpfFd prog, ProgramById(f.prog_id));
-    std::error_code ec;
-    std::filesystem::create_directories(cfg.ProgramPinDir(), ec);
-    if (ec) return absl::InternalError(StrCat("create ", cfg.ProgramPinDir(), ": ", ec.message()));
-    CNINET_RETURN_IF_ERROR(PinObject(prog.get(), cfg.ProgramPinPath()));
-  }
+  auto pinned = d.PinProgram(dp::Hook::kFromPod);
+  if (!pinned.ok()) return DatapathError(pinned.status(), "pin the from-pod program");
   return std::move(*loaded);
 }
 
-}  // namespace
-
-absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
-  CNINET_ASSIGN_OR_RETURN(ChainConfig cfg, ChainConfig::FromNetConf(args.conf));
+// The checks of an ADD's input that need no kernel state; returns the usable port mappings.
+absl::StatusOr<std::vector<cni::PortMapping>> CheckAddInput(const CmdArgs& args) {
   if (!args.conf.prev_result) {
     return CniError(ErrorCode::kInvalidConfig,
                     "cninet-ebpf is a chained plugin: it needs the prevResult of an interface "
@@ -437,19 +420,17 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   const Result& prev = *args.conf.prev_result;
   CNINET_ASSIGN_OR_RETURN(cni::RuntimeConfig rc, args.conf.ParsedRuntimeConfig());
   CNINET_RETURN_IF_ERROR(ValidatePortMappings(rc.port_mappings));
-  std::vector<cni::PortMapping> mappings = UsableMappings(rc.port_mappings);
   if (PodIPv4(prev, ContainerInterfaceIndex(prev, args.ifname)).empty()) {
     return CniError(ErrorCode::kInvalidConfig,
                     StrCat("cninet-ebpf: prevResult has no IPv4 address for ", args.ifname,
                            " (the datapath is IPv4)"));
   }
+  return UsableMappings(rc.port_mappings);
+}
 
-  StateStore store(cfg.InstanceStateDir());
-  CNINET_ASSIGN_OR_RETURN(StateLock lock, store.Lock());
-  CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
-  CNINET_ASSIGN_OR_RETURN(Uplink up, ResolveUplink(host, cfg));
-  CNINET_ASSIGN_OR_RETURN(PodSide pod, FindPodSide(host, args, prev));
-
+// The record of a new attachment (addresses and services are added as they are programmed).
+AttachmentRecord NewRecord(const CmdArgs& args, const PodSide& pod,
+                           std::vector<cni::PortMapping> mappings) {
   AttachmentRecord rec;
   rec.container_id = args.container_id;
   rec.ifname = args.ifname;
@@ -457,7 +438,165 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   rec.host_ifname = pod.host_ifname;
   rec.host_ifindex = pod.host_ifindex;
   rec.mac = pod.mac.ToString();
-  rec.port_mappings = mappings;
+  rec.port_mappings = std::move(mappings);
+  return rec;
+}
+
+// Registers the pod's IPv4 addresses as endpoints (undone by `rollback` on failure).
+absl::Status RegisterEndpoints(dp::Datapath& d, const PodSide& pod, AttachmentRecord* rec,
+                               nl::Rollback* rollback) {
+  for (const IPAddress& ip : pod.v4) {
+    dp::Endpoint ep;
+    ep.address = ip;
+    ep.ifindex = static_cast<uint32_t>(pod.host_ifindex);
+    ep.mac = pod.mac.bytes();
+    CNINET_RETURN_IF_ERROR(
+        Annotate(d.endpoints().Upsert(ep), StrCat("register endpoint ", ip.ToString())));
+    rec->addresses.push_back(ip);
+    rollback->Add(StrCat("endpoint ", ip.ToString()),
+                  [&d, ip] { return d.endpoints().Delete(ip); });
+  }
+  return absl::OkStatus();
+}
+
+// Programs the record's hostPorts as services (undone by `rollback` on failure).
+absl::Status ProgramHostPorts(dp::Datapath& d, const ChainConfig& cfg, const PodSide& pod,
+                              AttachmentRecord* rec, nl::Rollback* rollback) {
+  CNINET_ASSIGN_OR_RETURN(std::vector<dp::Service> services,
+                          PlanHostPorts(d, cfg, rec->port_mappings, pod.v4[0]));
+  for (const auto& s : services) {
+    absl::Status st = d.services().Upsert(s);
+    if (!st.ok()) return DatapathError(st, StrCat("program hostPort ", s.frontends[0].port));
+    rec->service_ids.push_back(s.id);
+    rollback->Add(StrCat("hostPort service ", s.id),
+                  [&d, id = s.id] { return d.services().Delete(id); });
+  }
+  return absl::OkStatus();
+}
+
+// DEL without a record (an ADD that died before writing it): best effort from prevResult,
+// touching only endpoints whose interface is the prevResult's host veth or no longer exists.
+absl::Status CleanFromPrevResult(const CmdArgs& args, nl::Handle& host, dp::Datapath* d) {
+  const Result& prev = *args.conf.prev_result;
+  int host_index = -1;
+  for (const auto& iface : prev.interfaces) {
+    if (!iface.sandbox.empty()) continue;
+    if (auto l = host.GetLink(iface.name); l.ok() && l->kind == "veth") host_index = l->index;
+  }
+  CNINET_ASSIGN_OR_RETURN(auto eps, d->endpoints().List());
+  for (const auto& ip : PodIPv4(prev, ContainerInterfaceIndex(prev, args.ifname))) {
+    for (const auto& e : eps) {
+      if (e.address != ip) continue;
+      bool gone = !host.GetLinkByIndex(static_cast<int>(e.ifindex)).ok();
+      if (!gone && static_cast<int>(e.ifindex) != host_index) continue;
+      AttachmentRecord guess;
+      guess.container_id = args.container_id;
+      guess.ifname = args.ifname;
+      guess.host_ifindex = static_cast<int>(e.ifindex);
+      guess.addresses = {ip};
+      CNINET_RETURN_IF_ERROR(CleanMaps(d, guess));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// A CHECK failure (code kCheckMismatch) for `args`.
+absl::Status Mismatch(const CmdArgs& args, std::string_view why) {
+  return CniError(ErrorCode::kCheckMismatch,
+                  StrCat("cninet-ebpf CHECK ", args.container_id, "/", args.ifname, ": ", why));
+}
+
+// CHECK of the filters: from-pod on the recorded host veth, the world programs on the uplink.
+absl::Status CheckFilters(const CmdArgs& args, const StateStore& store, nl::Handle& host,
+                          const AttachmentRecord& rec) {
+  auto link = host.GetLinkByIndex(rec.host_ifindex);
+  if (!link.ok() || link->name != rec.host_ifname) {
+    return Mismatch(args, StrCat("host interface ", rec.host_ifname, " (ifindex ", rec.host_ifindex,
+                                 ") is gone"));
+  }
+  CNINET_ASSIGN_OR_RETURN(bool pod_prog, dp::HookAttached(dp::Hook::kFromPod, link->name));
+  if (!pod_prog) return Mismatch(args, StrCat("from-pod is not attached to ", rec.host_ifname));
+  CNINET_ASSIGN_OR_RETURN(std::string uplink, store.ReadUplink());
+  if (uplink.empty() || !host.GetLink(uplink).ok())
+    return Mismatch(args, StrCat("uplink \"", uplink, "\" is gone"));
+  CNINET_ASSIGN_OR_RETURN(bool world_in, dp::HookAttached(dp::Hook::kFromWorld, uplink));
+  CNINET_ASSIGN_OR_RETURN(bool world_out, dp::HookAttached(dp::Hook::kToWorld, uplink));
+  if (!world_in || !world_out)
+    return Mismatch(args, StrCat("from-world/to-world are not attached to ", uplink));
+  return absl::OkStatus();
+}
+
+// CHECK of the maps: the record's endpoints (address, interface, MAC) and hostPort services.
+absl::Status CheckMaps(const CmdArgs& args, const ChainConfig& cfg, const AttachmentRecord& rec) {
+  CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> d, OpenMaps(cfg));
+  if (!d) return Mismatch(args, StrCat("no maps pinned in ", cfg.PinDir()));
+  CNINET_ASSIGN_OR_RETURN(auto eps, d->endpoints().List());
+  for (const auto& ip : rec.addresses) {
+    auto it = std::find_if(eps.begin(), eps.end(),
+                           [&](const dp::Endpoint& e) { return e.address == ip; });
+    if (it == eps.end()) return Mismatch(args, StrCat("endpoint ", ip.ToString(), " is missing"));
+    if (it->ifindex != static_cast<uint32_t>(rec.host_ifindex) ||
+        nl::MacAddress(it->mac).ToString() != rec.mac) {
+      return Mismatch(args, StrCat("endpoint ", ip.ToString(), " points to ifindex ", it->ifindex,
+                                   " MAC ", nl::MacAddress(it->mac).ToString()));
+    }
+  }
+  for (uint32_t id : rec.service_ids) {
+    if (!d->services().Get(id).ok())
+      return Mismatch(args, StrCat("hostPort service ", id, " is missing"));
+  }
+  return absl::OkStatus();
+}
+
+// STATUS: the programs load (verifier, kernel features) with private, minimal maps.
+absl::Status ProbeLoad(const ChainConfig& cfg) {
+  dp::DatapathConfig probe = cfg.ToDatapathConfig({IPAddress::V4(0x7f000001)});
+  probe.pin_maps = false;
+  probe.map_sizes = dp::MapSizes{.conntrack = 16,
+                                 .nat = 16,
+                                 .services = 1,
+                                 .service_slots = 2,
+                                 .backends = 1,
+                                 .affinity = 1,
+                                 .endpoints = 1};
+  if (auto loaded = dp::Datapath::Create(probe); !loaded.ok()) {
+    return CniError(ErrorCode::kNotAvailable, StrCat("cninet-ebpf: the datapath cannot be loaded: ",
+                                                     ToStd(loaded.status().message())));
+  }
+  return absl::OkStatus();
+}
+
+// STATUS: maps already pinned for this instance must be usable with this configuration.
+absl::Status CheckPinnedSizes(const ChainConfig& cfg) {
+  if (!PathExists(cfg.PinDir())) return absl::OkStatus();
+  auto pinned = dp::Datapath::OpenPinned(cfg.Pins());
+  if (!pinned.ok()) {
+    return CniError(ErrorCode::kNotAvailable,
+                    StrCat("cninet-ebpf: maps pinned in ", cfg.PinDir(),
+                           " are unusable: ", ToStd(pinned.status().message())));
+  }
+  const dp::MapSizes& have = (*pinned)->config().map_sizes;
+  const dp::MapSizes& want = cfg.map_sizes;
+  if (have.conntrack != want.conntrack || have.nat != want.nat || have.services != want.services ||
+      have.service_slots != want.service_slots || have.backends != want.backends ||
+      have.endpoints != want.endpoints) {
+    return CniError(ErrorCode::kNotAvailable, StrCat("cninet-ebpf: maps pinned in ", cfg.PinDir(),
+                                                     " have other sizes than mapSizes"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
+  CNINET_ASSIGN_OR_RETURN(ChainConfig cfg, ChainConfig::FromNetConf(args.conf));
+  CNINET_ASSIGN_OR_RETURN(std::vector<cni::PortMapping> mappings, CheckAddInput(args));
+  StateStore store(cfg.InstanceStateDir());
+  CNINET_ASSIGN_OR_RETURN(StateLock lock, store.Lock());
+  CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
+  CNINET_ASSIGN_OR_RETURN(Uplink up, ResolveUplink(host, cfg));
+  CNINET_ASSIGN_OR_RETURN(PodSide pod, FindPodSide(host, args, *args.conf.prev_result));
+  AttachmentRecord rec = NewRecord(args, pod, std::move(mappings));
   std::unique_ptr<dp::Datapath> loaded;  // Outlives the rollback steps that use it.
 
   nl::Rollback rollback;
@@ -466,7 +605,6 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
     loaded.reset();
     return MaybeTeardown(cfg, store, host);
   });
-
   // A repeated ADD of the same attachment replaces what the earlier one left.
   CNINET_ASSIGN_OR_RETURN(std::optional<AttachmentRecord> old,
                           store.Read(args.container_id, args.ifname));
@@ -474,41 +612,19 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
     CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> maps, OpenMaps(cfg));
     CNINET_RETURN_IF_ERROR(Cleanup(store, host, maps.get(), *old));
   }
-
   rollback.Add(StrCat("from-pod on ", pod.host_ifname), [&] { return DetachPod(host, rec); });
   CNINET_ASSIGN_OR_RETURN(loaded, FastAttach(cfg, up, pod));
   if (!loaded) {
     CNINET_ASSIGN_OR_RETURN(loaded, FullAttach(cfg, store, up, pod));
   }
-  dp::Datapath& d = *loaded;
-
-  for (const IPAddress& ip : pod.v4) {
-    dp::Endpoint ep;
-    ep.address = ip;
-    ep.ifindex = static_cast<uint32_t>(pod.host_ifindex);
-    ep.mac = pod.mac.bytes();
-    CNINET_RETURN_IF_ERROR(
-        Annotate(d.endpoints().Upsert(ep), StrCat("register endpoint ", ip.ToString())));
-    rec.addresses.push_back(ip);
-    rollback.Add(StrCat("endpoint ", ip.ToString()), [&d, ip] { return d.endpoints().Delete(ip); });
-  }
-
-  CNINET_ASSIGN_OR_RETURN(std::vector<dp::Service> services,
-                          PlanHostPorts(d, cfg, mappings, pod.v4[0]));
-  for (const auto& s : services) {
-    absl::Status st = d.services().Upsert(s);
-    if (!st.ok()) return DatapathError(st, StrCat("program hostPort ", s.frontends[0].port));
-    rec.service_ids.push_back(s.id);
-    rollback.Add(StrCat("hostPort service ", s.id),
-                 [&d, id = s.id] { return d.services().Delete(id); });
-  }
-
+  CNINET_RETURN_IF_ERROR(RegisterEndpoints(*loaded, pod, &rec, &rollback));
+  CNINET_RETURN_IF_ERROR(ProgramHostPorts(*loaded, cfg, pod, &rec, &rollback));
   CNINET_RETURN_IF_ERROR(store.Write(rec));
   rollback.Commit();
   CNINET_LOG(kInfo, "attached ", args.container_id, "/", args.ifname, " via ", pod.host_ifname,
              " (ifindex ", pod.host_ifindex, "), ", rec.addresses.size(), " endpoint(s), ",
-             services.size(), " hostPort(s)");
-  return prev;  // Unchanged: the datapath adds no interface, address or route.
+             rec.service_ids.size(), " hostPort(s)");
+  return *args.conf.prev_result;  // Unchanged: the datapath adds no interface, address or route.
 }
 
 absl::Status EbpfChainPlugin::Del(const CmdArgs& args) {
@@ -522,28 +638,7 @@ absl::Status EbpfChainPlugin::Del(const CmdArgs& args) {
   if (rec) {
     CNINET_RETURN_IF_ERROR(Cleanup(store, host, d.get(), *rec));
   } else if (args.conf.prev_result && d) {
-    // No record (an ADD that died before writing it): best effort from prevResult, touching only
-    // endpoints whose interface is the prevResult's host veth or no longer exists.
-    const Result& prev = *args.conf.prev_result;
-    int host_index = -1;
-    for (const auto& iface : prev.interfaces) {
-      if (!iface.sandbox.empty()) continue;
-      if (auto l = host.GetLink(iface.name); l.ok() && l->kind == "veth") host_index = l->index;
-    }
-    CNINET_ASSIGN_OR_RETURN(auto eps, d->endpoints().List());
-    for (const auto& ip : PodIPv4(prev, ContainerInterfaceIndex(prev, args.ifname))) {
-      for (const auto& e : eps) {
-        if (e.address != ip) continue;
-        bool gone = !host.GetLinkByIndex(static_cast<int>(e.ifindex)).ok();
-        if (!gone && static_cast<int>(e.ifindex) != host_index) continue;
-        AttachmentRecord guess;
-        guess.container_id = args.container_id;
-        guess.ifname = args.ifname;
-        guess.host_ifindex = static_cast<int>(e.ifindex);
-        guess.addresses = {ip};
-        CNINET_RETURN_IF_ERROR(CleanMaps(d.get(), guess));
-      }
-    }
+    CNINET_RETURN_IF_ERROR(CleanFromPrevResult(args, host, d.get()));
   }
   d.reset();
   return MaybeTeardown(cfg, store, host);
@@ -551,34 +646,13 @@ absl::Status EbpfChainPlugin::Del(const CmdArgs& args) {
 
 absl::Status EbpfChainPlugin::Check(const CmdArgs& args) {
   CNINET_ASSIGN_OR_RETURN(ChainConfig cfg, ChainConfig::FromNetConf(args.conf));
-  auto mismatch = [&](std::string_view why) {
-    return CniError(kCheckMismatch,
-                    StrCat("cninet-ebpf CHECK ", args.container_id, "/", args.ifname, ": ", why));
-  };
   StateStore store(cfg.InstanceStateDir());
   CNINET_ASSIGN_OR_RETURN(StateLock lock, store.Lock());
   CNINET_ASSIGN_OR_RETURN(std::optional<AttachmentRecord> rec,
                           store.Read(args.container_id, args.ifname));
-  if (!rec) return mismatch("no attachment recorded");
+  if (!rec) return Mismatch(args, "no attachment recorded");
   CNINET_ASSIGN_OR_RETURN(nl::Handle host, nl::Handle::Open());
-  auto link = host.GetLinkByIndex(rec->host_ifindex);
-  if (!link.ok() || link->name != rec->host_ifname) {
-    return mismatch(
-        StrCat("host interface ", rec->host_ifname, " (ifindex ", rec->host_ifindex, ") is gone"));
-  }
-  CNINET_ASSIGN_OR_RETURN(bool pod_prog,
-                          HasTcProgram(link->index, /*ingress=*/true, kFromPodProgram));
-  if (!pod_prog) return mismatch(StrCat("from-pod is not attached to ", rec->host_ifname));
-  CNINET_ASSIGN_OR_RETURN(std::string uplink, store.ReadUplink());
-  auto up = host.GetLink(uplink);
-  if (uplink.empty() || !up.ok()) return mismatch(StrCat("uplink \"", uplink, "\" is gone"));
-  CNINET_ASSIGN_OR_RETURN(bool world_in,
-                          HasTcProgram(up->index, /*ingress=*/true, kFromWorldProgram));
-  CNINET_ASSIGN_OR_RETURN(bool world_out,
-                          HasTcProgram(up->index, /*ingress=*/false, kToWorldProgram));
-  if (!world_in || !world_out)
-    return mismatch(StrCat("from-world/to-world are not attached to ", uplink));
-
+  CNINET_RETURN_IF_ERROR(CheckFilters(args, store, host, *rec));
   // prevResult's addresses are the ones registered.
   std::vector<IPAddress> want =
       PodIPv4(*args.conf.prev_result, ContainerInterfaceIndex(*args.conf.prev_result, args.ifname));
@@ -586,26 +660,8 @@ absl::Status EbpfChainPlugin::Check(const CmdArgs& args) {
   std::sort(want.begin(), want.end());
   std::sort(have.begin(), have.end());
   if (want != have)
-    return mismatch("prevResult's IPv4 addresses differ from the registered endpoints");
-
-  CNINET_ASSIGN_OR_RETURN(std::unique_ptr<dp::Datapath> d, OpenMaps(cfg));
-  if (!d) return mismatch(StrCat("no maps pinned in ", cfg.PinDir()));
-  CNINET_ASSIGN_OR_RETURN(auto eps, d->endpoints().List());
-  for (const auto& ip : rec->addresses) {
-    auto it = std::find_if(eps.begin(), eps.end(),
-                           [&](const dp::Endpoint& e) { return e.address == ip; });
-    if (it == eps.end()) return mismatch(StrCat("endpoint ", ip.ToString(), " is missing"));
-    if (it->ifindex != static_cast<uint32_t>(rec->host_ifindex) ||
-        nl::MacAddress(it->mac).ToString() != rec->mac) {
-      return mismatch(StrCat("endpoint ", ip.ToString(), " points to ifindex ", it->ifindex,
-                             " MAC ", nl::MacAddress(it->mac).ToString()));
-    }
-  }
-  for (uint32_t id : rec->service_ids) {
-    if (!d->services().Get(id).ok())
-      return mismatch(StrCat("hostPort service ", id, " is missing"));
-  }
-  return absl::OkStatus();
+    return Mismatch(args, "prevResult's IPv4 addresses differ from the registered endpoints");
+  return CheckMaps(args, cfg, *rec);
 }
 
 absl::Status EbpfChainPlugin::Gc(const CmdArgs& args) {
@@ -640,38 +696,8 @@ absl::Status EbpfChainPlugin::Status(const CmdArgs& args) {
                     StrCat("cninet-ebpf: ", cfg.bpffs_root,
                            " is not a mounted bpf filesystem; the datapath cannot pin its maps"));
   }
-  // The programs load (verifier, kernel features) - with private, minimal maps: no side effects.
-  dp::DatapathConfig probe = cfg.ToDatapathConfig({IPAddress::V4(0x7f000001)});
-  probe.pin_maps = false;
-  probe.map_sizes = dp::MapSizes{.conntrack = 16,
-                                 .nat = 16,
-                                 .services = 1,
-                                 .service_slots = 2,
-                                 .backends = 1,
-                                 .affinity = 1,
-                                 .endpoints = 1};
-  if (auto loaded = dp::Datapath::Create(probe); !loaded.ok()) {
-    return CniError(ErrorCode::kNotAvailable, StrCat("cninet-ebpf: the datapath cannot be loaded: ",
-                                                     ToStd(loaded.status().message())));
-  }
-  // Maps already pinned for this instance must be usable with this configuration.
-  if (PathExists(cfg.PinDir())) {
-    auto pinned = dp::Datapath::OpenPinned(cfg.PinDir());
-    if (!pinned.ok()) {
-      return CniError(ErrorCode::kNotAvailable,
-                      StrCat("cninet-ebpf: maps pinned in ", cfg.PinDir(),
-                             " are unusable: ", ToStd(pinned.status().message())));
-    }
-    const dp::MapSizes& have = (*pinned)->config().map_sizes;
-    const dp::MapSizes& want = cfg.map_sizes;
-    if (have.conntrack != want.conntrack || have.nat != want.nat ||
-        have.services != want.services || have.service_slots != want.service_slots ||
-        have.backends != want.backends || have.endpoints != want.endpoints) {
-      return CniError(ErrorCode::kNotAvailable, StrCat("cninet-ebpf: maps pinned in ", cfg.PinDir(),
-                                                       " have other sizes than mapSizes"));
-    }
-  }
-  return absl::OkStatus();
+  CNINET_RETURN_IF_ERROR(ProbeLoad(cfg));
+  return CheckPinnedSizes(cfg);
 }
 
 }  // namespace cninet::ebpf_chain

@@ -19,11 +19,8 @@
 
 namespace cninet::ebpf_chain {
 
-// Plugin-specific CNI error codes (>= 100).
-inline constexpr uint32_t kCheckMismatch = 100;     // CHECK found state differing from the record.
-inline constexpr uint32_t kNoHostInterface = 101;   // No host-side veth for the pod interface.
-inline constexpr uint32_t kHostPortConflict = 102;  // A hostPort is already taken.
-inline constexpr uint32_t kDatapathFailure = 103;   // Loading/attaching/programming failed.
+// Its plugin-specific CNI error codes are cni::ErrorCode::kCheckMismatch, kNoHostInterface,
+// kHostPortConflict and kDatapathFailure.
 
 // The plugin (see the file comment).
 class EbpfChainPlugin : public cni::Plugin {

@@ -206,7 +206,7 @@ void Agent::Impl::CreatePasses() {
   // host-side veth (cninet-ebpf attaches from-pod at ADD; the agent adds the policy hook).
   auto attach_to_pod = [&d, &ns](std::string_view ifname) {
     return ns.Run([&]() -> absl::Status {
-      absl::StatusOr<dp::Attachment> a = d.Attach(dp::Hook::kToPod, ifname);
+      absl::StatusOr<dp::TcAttachment> a = d.Attach(dp::Hook::kToPod, ifname);
       if (!a.ok()) return a.status();
       a->Release();  // Stays with the veth across agent restarts (replaced on re-attach).
       return absl::OkStatus();

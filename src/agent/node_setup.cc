@@ -278,7 +278,7 @@ absl::Status LoadDatapath(const AgentOptions& opt, NodeSetup* setup) {
   dp::Datapath& d = *setup->datapath;
   CNINET_RETURN_IF_ERROR(setup->node->Run([&]() -> absl::Status {
     for (const auto& [hook, ifname] : hooks) {
-      absl::StatusOr<dp::Attachment> a = d.Attach(hook, ifname);
+      absl::StatusOr<dp::TcAttachment> a = d.Attach(hook, ifname);
       if (!a.ok())
         return Annotate(a.status(), StrCat("attach ", dp::HookName(hook), " to ", ifname));
       a->Release();

@@ -58,7 +58,7 @@ std::string ConntrackEntry::ToString() const {
   if (inbound) s += " inbound";
   if (policy_ok) s += " policy-ok";
   if (remote) s += " remote";
-  if (tuple.protocol == 6) {
+  if (tuple.protocol == Protocol::kTcp) {
     s += StrCat(" flags=", TcpFlagsString(tcp_flags));
     s += closing ? " closing" : established ? " established" : " syn";
   }

@@ -1,72 +1,49 @@
 #include "cninet/datapath/counters.h"
 
+#include <utility>
+
 #include "cninet/base/status.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath_maps.h"
 
 namespace cninet::datapath {
 
+// Counter reasons and their names (abi.h CN_R_*).
+constexpr std::pair<uint32_t, std::string_view> kReasonNames[] = {
+    {CN_R_PASS, "pass"},
+    {CN_R_PASS_NON_IP, "pass_non_ip"},
+    {CN_R_PASS_IPV6, "pass_ipv6"},
+    {CN_R_PASS_FRAGMENT, "pass_fragment"},
+    {CN_R_DNAT, "dnat"},
+    {CN_R_REV_DNAT, "rev_dnat"},
+    {CN_R_SNAT, "snat"},
+    {CN_R_REV_SNAT, "rev_snat"},
+    {CN_R_REJECT, "reject_no_backend"},
+    {CN_R_DROP_MALFORMED, "drop_malformed"},
+    {CN_R_DROP_NO_BACKEND, "drop_no_backend"},
+    {CN_R_DROP_CT_FULL, "drop_ct_full"},
+    {CN_R_DROP_NAT_NO_PORT, "drop_nat_no_port"},
+    {CN_R_DROP_NAT_FULL, "drop_nat_full"},
+    {CN_R_DROP_BACKEND_GONE, "drop_backend_gone"},
+    {CN_R_DROP_CSUM, "drop_rewrite_failed"},
+    {CN_R_DROP_NO_CONFIG, "drop_no_config"},
+    {CN_R_DROP_POLICY, "drop_policy"},
+    {CN_R_DROP_ISOLATED, "drop_isolated"},
+    {CN_R_CT_NEW, "event_ct_new"},
+    {CN_R_CT_HIT, "event_ct_hit"},
+    {CN_R_NAT_NEW, "event_nat_new"},
+    {CN_R_NAT_PORT_RETRY, "event_nat_port_retry"},
+    {CN_R_AFFINITY_HIT, "event_affinity_hit"},
+    {CN_R_ICMP_ERROR_XLATED, "event_icmp_error_xlated"},
+    {CN_R_POLICY_ALLOW, "event_policy_allow"},
+    {CN_R_POLICY_SERVICE, "event_policy_service"},
+    {CN_R_POLICY_HOST, "event_policy_host"},
+};
+
 std::string_view ReasonName(uint32_t reason) {
-  switch (reason) {
-    case CN_R_PASS:
-      return "pass";
-    case CN_R_PASS_NON_IP:
-      return "pass_non_ip";
-    case CN_R_PASS_IPV6:
-      return "pass_ipv6";
-    case CN_R_PASS_FRAGMENT:
-      return "pass_fragment";
-    case CN_R_DNAT:
-      return "dnat";
-    case CN_R_REV_DNAT:
-      return "rev_dnat";
-    case CN_R_SNAT:
-      return "snat";
-    case CN_R_REV_SNAT:
-      return "rev_snat";
-    case CN_R_REJECT:
-      return "reject_no_backend";
-    case CN_R_DROP_MALFORMED:
-      return "drop_malformed";
-    case CN_R_DROP_NO_BACKEND:
-      return "drop_no_backend";
-    case CN_R_DROP_CT_FULL:
-      return "drop_ct_full";
-    case CN_R_DROP_NAT_NO_PORT:
-      return "drop_nat_no_port";
-    case CN_R_DROP_NAT_FULL:
-      return "drop_nat_full";
-    case CN_R_DROP_BACKEND_GONE:
-      return "drop_backend_gone";
-    case CN_R_DROP_CSUM:
-      return "drop_rewrite_failed";
-    case CN_R_DROP_NO_CONFIG:
-      return "drop_no_config";
-    case CN_R_DROP_POLICY:
-      return "drop_policy";
-    case CN_R_DROP_ISOLATED:
-      return "drop_isolated";
-    case CN_R_CT_NEW:
-      return "event_ct_new";
-    case CN_R_CT_HIT:
-      return "event_ct_hit";
-    case CN_R_NAT_NEW:
-      return "event_nat_new";
-    case CN_R_NAT_PORT_RETRY:
-      return "event_nat_port_retry";
-    case CN_R_AFFINITY_HIT:
-      return "event_affinity_hit";
-    case CN_R_ICMP_ERROR_XLATED:
-      return "event_icmp_error_xlated";
-    case CN_R_POLICY_ALLOW:
-      return "event_policy_allow";
-    case CN_R_POLICY_SERVICE:
-      return "event_policy_service";
-    case CN_R_POLICY_HOST:
-      return "event_policy_host";
-    default:
-      return "";
-  }
+  for (const auto& [r, name] : kReasonNames)
+    if (r == reason) return name;
+  return "";
 }
 
 Counters::Counters(std::shared_ptr<DatapathMaps> maps) : maps_(std::move(maps)) {}

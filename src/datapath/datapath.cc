@@ -27,6 +27,7 @@
 #include "cninet_bpf/noop.skel.h"
 #include "cninet_bpf/to_pod.skel.h"
 #include "cninet_bpf/world.skel.h"
+#include "tc_internal.h"
 
 namespace cninet::datapath {
 
@@ -61,9 +62,6 @@ struct DatapathPrograms {
 
 namespace {
 
-constexpr uint32_t kTcHandle = 0xc1;  // "cninet" filter handle
-constexpr uint32_t kTcPriority = 1;
-
 int Err(int ret) { return ret < 0 ? -ret : errno; }
 
 int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
@@ -84,10 +82,6 @@ int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list args) {
 void InstallLibbpfLogger() {
   static std::once_flag once;
   std::call_once(once, [] { libbpf_set_print(LibbpfPrint); });
-}
-
-bpf_tc_attach_point AttachPoint(Hook hook) {
-  return hook == Hook::kToWorld || hook == Hook::kToPod ? BPF_TC_EGRESS : BPF_TC_INGRESS;
 }
 
 uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
@@ -233,113 +227,133 @@ void DecodeConfig(const cn_config& in, DatapathConfig* c) {
   c->service_mark = in.service_mark;
 }
 
+// The name under /run/netns of the calling thread's network namespace ("" when unnamed).
+std::string NamedNetns() {
+  struct stat self {};
+  if (stat("/proc/thread-self/ns/net", &self) != 0) return "";
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/run/netns", ec)) {
+    struct stat st {};
+    if (stat(e.path().c_str(), &st) == 0 && st.st_ino == self.st_ino && st.st_dev == self.st_dev)
+      return e.path().filename().string();
+  }
+  return "";
+}
+
+// True when the calling thread's network namespace is not init's (unknown counts as not init's:
+// in a container /proc/1 may be unreadable).
+bool OutsideInitNetns() {
+  struct stat self {
+  }, init{};
+  if (stat("/proc/thread-self/ns/net", &self) != 0) return false;
+  if (stat("/proc/1/ns/net", &init) != 0) return true;
+  return self.st_ino != init.st_ino;
+}
+
+// `root` is not a bpffs. When it is a sysfs directory in a namespace other than init's, this
+// process most likely runs under `ip netns exec`, which mounts /sys afresh (without bpffs): say so.
+absl::Status NotBpffs(const std::string& root, const struct statfs& st) {
+  std::string named = NamedNetns();
+  if (static_cast<uint32_t>(st.f_type) == SYSFS_MAGIC && (!named.empty() || OutsideInitNetns())) {
+    return absl::FailedPreconditionError(
+        StrCat(root,
+               " is not a bpf filesystem: this process runs in a network namespace with /sys "
+               "mounted afresh, as `ip netns exec` does (that /sys has no bpffs); enter the "
+               "namespace with `nsenter --net=/run/netns/",
+               named.empty() ? "NAME" : named, "` (or setns) instead, or set pin_maps=false"));
+  }
+  return absl::FailedPreconditionError(
+      StrCat(root, " is not a bpf filesystem; mount one with `mount -t bpf bpf ", root,
+             "` or set pin_maps=false"));
+}
+
 absl::Status EnsurePinDir(const DatapathConfig& cfg) {
   struct statfs st {};
   if (statfs(cfg.bpffs_root.c_str(), &st) != 0)
     return ErrnoStatus(errno, StrCat("statfs ", cfg.bpffs_root));
-  if (static_cast<uint32_t>(st.f_type) != BPF_FS_MAGIC) {
-    return absl::FailedPreconditionError(
-        StrCat(cfg.bpffs_root, " is not a bpf filesystem; mount one with `mount -t bpf bpf ",
-               cfg.bpffs_root, "` or set pin_maps=false"));
-  }
+  if (static_cast<uint32_t>(st.f_type) != BPF_FS_MAGIC) return NotBpffs(cfg.bpffs_root, st);
   std::error_code ec;
   std::filesystem::create_directories(cfg.PinDir(), ec);
   if (ec) return absl::InternalError(StrCat("create ", cfg.PinDir(), ": ", ec.message()));
   return absl::OkStatus();
 }
 
-}  // namespace
+absl::Status PinnedMapsMismatch(std::string_view what, int e, const std::string& pin_dir) {
+  return absl::FailedPreconditionError(
+      StrCat("loading ", what, " failed (", strerror(e), "); maps pinned in ", pin_dir,
+             " may have been created with other sizes or types: remove them (cninet-dp unpin) "
+             "or use the same configuration"));
+}
 
-std::string_view HookName(Hook hook) {
-  switch (hook) {
-    case Hook::kFromPod:
-      return "from-pod";
-    case Hook::kFromWorld:
-      return "from-world";
-    case Hook::kToWorld:
-      return "to-world";
-    case Hook::kToPod:
-      return "to-pod";
-    case Hook::kNoop:
-      return "noop";
+// Loads the from-pod object: it creates (or reuses, when pinned) the shared maps.
+absl::Status LoadFromPod(DatapathPrograms* progs, const DatapathConfig& config,
+                         const std::string& pin_dir) {
+  progs->pod = from_pod_bpf__open();
+  if (progs->pod == nullptr) return ErrnoStatus(errno, "open from_pod object");
+  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->pod->obj, config, pin_dir));
+  if (int r = from_pod_bpf__load(progs->pod); r < 0) {
+    if (!pin_dir.empty() && Err(r) == EINVAL)
+      return PinnedMapsMismatch("the datapath", Err(r), pin_dir);
+    return ErrnoStatus(Err(r), "load from_pod programs");
   }
-  return "?";
-}
-
-// ---- Attachment ----
-
-Attachment::~Attachment() {
-  if (absl::Status s = Detach(); !s.ok())
-    CNINET_LOG(kWarning, "detach ", ifname_, ": ", s.message());
-}
-
-Attachment::Attachment(Attachment&& o) noexcept
-    : ifname_(std::move(o.ifname_)),
-      ifindex_(o.ifindex_),
-      hook_(o.hook_),
-      netns_fd_(std::exchange(o.netns_fd_, -1)) {}
-
-Attachment& Attachment::operator=(Attachment&& o) noexcept {
-  if (this != &o) {
-    (void)Detach();
-    ifname_ = std::move(o.ifname_);
-    ifindex_ = o.ifindex_;
-    hook_ = o.hook_;
-    netns_fd_ = std::exchange(o.netns_fd_, -1);
-  }
-  return *this;
-}
-
-void Attachment::Release() {
-  if (netns_fd_ >= 0) close(netns_fd_);
-  netns_fd_ = -1;
-}
-
-absl::Status Attachment::Detach() {
-  if (netns_fd_ < 0) return absl::OkStatus();
-  int cur = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (cur < 0) return ErrnoStatus(errno, "open current netns");
-  absl::Status result = absl::OkStatus();
-  if (setns(netns_fd_, CLONE_NEWNET) != 0) {
-    result = ErrnoStatus(errno, "enter the attachment's netns");
-  } else {
-    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex_, .attach_point = AttachPoint(hook_));
-    LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
-    int r = bpf_tc_detach(&hook, &opts);
-    int e = r < 0 ? Err(r) : 0;
-    if (r < 0 && e != ENOENT && e != ENODEV && e != EINVAL) {
-      result = ErrnoStatus(e, StrCat("tc detach ", HookName(hook_), " from ", ifname_));
-    }
-    if (setns(cur, CLONE_NEWNET) != 0) result = ErrnoStatus(errno, "return to the caller's netns");
-  }
-  close(cur);
-  close(netns_fd_);
-  netns_fd_ = -1;
-  return result;
-}
-
-absl::Status DetachHook(Hook hook, std::string_view ifname) {
-  std::string name(ifname);
-  int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
-  if (ifindex == 0) return absl::OkStatus();
-  LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex, .attach_point = AttachPoint(hook));
-  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kTcHandle, .priority = kTcPriority);
-  int r = bpf_tc_detach(&tc_hook, &opts);
-  if (r < 0 && Err(r) != ENOENT && Err(r) != EINVAL && Err(r) != ENODEV)
-    return ErrnoStatus(Err(r), StrCat("tc detach ", HookName(hook), " from ", name));
   return absl::OkStatus();
 }
 
-absl::Status DetachPodHooks(std::string_view ifname) {
-  CNINET_RETURN_IF_ERROR(DetachHook(Hook::kToPod, ifname));
-  return DetachHook(Hook::kFromPod, ifname);
+// Loads the world and noop objects on the from-pod object's maps.
+absl::Status LoadWorldAndNoop(DatapathPrograms* progs, const DatapathConfig& config) {
+  progs->world = world_bpf__open();
+  if (progs->world == nullptr) return ErrnoStatus(errno, "open world object");
+  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->world->obj, config, ""));
+  CNINET_RETURN_IF_ERROR(ReuseMaps(progs->world->obj, progs->pod->obj));
+  if (int r = world_bpf__load(progs->world); r < 0)
+    return ErrnoStatus(Err(r), "load world programs");
+  progs->noop = noop_bpf__open_and_load();
+  if (progs->noop == nullptr) return ErrnoStatus(errno, "load noop program");
+  return absl::OkStatus();
 }
 
-absl::Status PodAttachment::Detach() {
-  absl::Status a = to_pod.Detach();
-  absl::Status b = from_pod.Detach();
-  return a.ok() ? b : a;
+// Loads to-pod: it shares the from-pod object's maps and owns the policy maps (pinned like the
+// others).
+absl::Status LoadToPod(DatapathPrograms* progs, const DatapathConfig& config,
+                       const std::string& pin_dir) {
+  progs->to_pod = to_pod_bpf__open();
+  if (progs->to_pod == nullptr) return ErrnoStatus(errno, "open to_pod object");
+  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->to_pod->obj, config, ""));
+  CNINET_RETURN_IF_ERROR(ReuseMaps(progs->to_pod->obj, progs->pod->obj));
+  if (!pin_dir.empty()) {
+    for (const char* name : kPolicyMaps) {
+      bpf_map* m = bpf_object__find_map_by_name(progs->to_pod->obj, name);
+      if (m == nullptr) return absl::InternalError(StrCat("to_pod object lacks map ", name));
+      std::string path = StrCat(pin_dir, "/", name);
+      if (int r = bpf_map__set_pin_path(m, path.c_str()); r < 0)
+        return ErrnoStatus(Err(r), StrCat("pin path ", path));
+    }
+  }
+  if (int r = to_pod_bpf__load(progs->to_pod); r < 0) {
+    if (!pin_dir.empty() && Err(r) == EINVAL)
+      return PinnedMapsMismatch("the to-pod program", Err(r), pin_dir);
+    return ErrnoStatus(Err(r), "load to_pod program");
+  }
+  return absl::OkStatus();
 }
+
+// Every map of the loaded objects.
+absl::StatusOr<std::shared_ptr<DatapathMaps>> MapsOfObjects(const DatapathPrograms& progs) {
+  auto maps = std::make_shared<DatapathMaps>();
+  bpf_object* objs[] = {progs.pod->obj, progs.to_pod->obj};
+  CNINET_RETURN_IF_ERROR(OpenMaps(
+      [&objs](std::string_view name) -> absl::StatusOr<int> {
+        std::string n(name);
+        for (bpf_object* obj : objs) {
+          if (bpf_map* m = bpf_object__find_map_by_name(obj, n.c_str())) return bpf_map__fd(m);
+        }
+        return absl::InternalError(StrCat("BPF objects lack map ", name));
+      },
+      maps.get()));
+  return maps;
+}
+
+}  // namespace
 
 // ---- Datapath ----
 
@@ -356,65 +370,10 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
     dp->pin_dir_ = config.PinDir();
   }
   auto progs = std::make_unique<DatapathPrograms>();
-
-  progs->pod = from_pod_bpf__open();
-  if (progs->pod == nullptr) return ErrnoStatus(errno, "open from_pod object");
-  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->pod->obj, config, dp->pin_dir_));
-  if (int r = from_pod_bpf__load(progs->pod); r < 0) {
-    int e = Err(r);
-    if (!dp->pin_dir_.empty() && e == EINVAL) {
-      return absl::FailedPreconditionError(
-          StrCat("loading the datapath failed (", strerror(e), "); maps pinned in ", dp->pin_dir_,
-                 " may have been created with other sizes or types: remove them (cninet-dp unpin) "
-                 "or use the same "
-                 "configuration"));
-    }
-    return ErrnoStatus(e, "load from_pod programs");
-  }
-  progs->world = world_bpf__open();
-  if (progs->world == nullptr) return ErrnoStatus(errno, "open world object");
-  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->world->obj, config, ""));
-  CNINET_RETURN_IF_ERROR(ReuseMaps(progs->world->obj, progs->pod->obj));
-  if (int r = world_bpf__load(progs->world); r < 0)
-    return ErrnoStatus(Err(r), "load world programs");
-  progs->noop = noop_bpf__open_and_load();
-  if (progs->noop == nullptr) return ErrnoStatus(errno, "load noop program");
-  // to-pod shares the from-pod object's maps and owns the policy maps (pinned like the others).
-  progs->to_pod = to_pod_bpf__open();
-  if (progs->to_pod == nullptr) return ErrnoStatus(errno, "open to_pod object");
-  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->to_pod->obj, config, ""));
-  CNINET_RETURN_IF_ERROR(ReuseMaps(progs->to_pod->obj, progs->pod->obj));
-  if (!dp->pin_dir_.empty()) {
-    for (const char* name : kPolicyMaps) {
-      bpf_map* m = bpf_object__find_map_by_name(progs->to_pod->obj, name);
-      if (m == nullptr) return absl::InternalError(StrCat("to_pod object lacks map ", name));
-      std::string path = StrCat(dp->pin_dir_, "/", name);
-      if (int r = bpf_map__set_pin_path(m, path.c_str()); r < 0)
-        return ErrnoStatus(Err(r), StrCat("pin path ", path));
-    }
-  }
-  if (int r = to_pod_bpf__load(progs->to_pod); r < 0) {
-    int e = Err(r);
-    if (!dp->pin_dir_.empty() && e == EINVAL) {
-      return absl::FailedPreconditionError(
-          StrCat("loading the to-pod program failed (", strerror(e), "); policy maps pinned in ",
-                 dp->pin_dir_, " may have other sizes: remove them or use the same configuration"));
-    }
-    return ErrnoStatus(e, "load to_pod program");
-  }
-
-  auto maps = std::make_shared<DatapathMaps>();
-  bpf_object* objs[] = {progs->pod->obj, progs->to_pod->obj};
-  CNINET_RETURN_IF_ERROR(OpenMaps(
-      [&objs](std::string_view name) -> absl::StatusOr<int> {
-        std::string n(name);
-        for (bpf_object* obj : objs) {
-          if (bpf_map* m = bpf_object__find_map_by_name(obj, n.c_str())) return bpf_map__fd(m);
-        }
-        return absl::InternalError(StrCat("BPF objects lack map ", name));
-      },
-      maps.get()));
-  dp->maps_ = std::move(maps);
+  CNINET_RETURN_IF_ERROR(LoadFromPod(progs.get(), config, dp->pin_dir_));
+  CNINET_RETURN_IF_ERROR(LoadWorldAndNoop(progs.get(), config));
+  CNINET_RETURN_IF_ERROR(LoadToPod(progs.get(), config, dp->pin_dir_));
+  CNINET_ASSIGN_OR_RETURN(dp->maps_, MapsOfObjects(*progs));
   dp->programs_ = std::move(progs);
   cn_config cfg = EncodeConfig(config);
   CNINET_RETURN_IF_ERROR(Annotate(dp->maps_->config.Update(0, cfg), "write config map"));
@@ -423,6 +382,10 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
       kInfo, "datapath loaded",
       dp->pin_dir_.empty() ? std::string(" (unpinned)") : StrCat(" pinned in ", dp->pin_dir_));
   return dp;
+}
+
+absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const PinLayout& layout) {
+  return OpenPinned(layout.MapDir());
 }
 
 absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string& pin_dir) {
@@ -449,6 +412,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string
   CNINET_ASSIGN_OR_RETURN(cn_config cfg, dp->maps_->config.Lookup(0));
   DecodeConfig(cfg, &dp->config_);
   std::filesystem::path p(pin_dir);
+  if (!p.has_filename()) p = p.parent_path();  // "DIR/" names DIR
   dp->config_.instance = p.filename().string();
   dp->config_.bpffs_root = p.parent_path().parent_path().string();
   auto mi = [](const auto& m) { return m.info().max_entries; };
@@ -484,33 +448,27 @@ absl::Status Datapath::InitTables() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<Attachment> Datapath::Attach(Hook hook, std::string_view ifname) {
+absl::StatusOr<TcAttachment> Datapath::Attach(Hook hook, std::string_view ifname) {
   if (!programs_)
     return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
-  std::string name(ifname);
-  int ifindex = static_cast<int>(if_nametoindex(name.c_str()));
-  if (ifindex == 0)
-    return absl::NotFoundError(StrCat("no interface ", name, " in this network namespace"));
-  LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex, .attach_point = AttachPoint(hook));
-  int r = bpf_tc_hook_create(&tc_hook);
-  if (r < 0 && Err(r) != EEXIST) return ErrnoStatus(Err(r), StrCat("create clsact on ", name));
-  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = programs_->ProgFd(hook), .flags = BPF_TC_F_REPLACE,
-              .handle = kTcHandle, .priority = kTcPriority);
-  r = bpf_tc_attach(&tc_hook, &opts);
-  if (r < 0) return ErrnoStatus(Err(r), StrCat("attach ", HookName(hook), " to ", name));
-  Attachment a;
-  a.ifname_ = name;
-  a.ifindex_ = ifindex;
-  a.hook_ = hook;
-  a.netns_fd_ = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (a.netns_fd_ < 0) {
-    int e = errno;
-    LIBBPF_OPTS(bpf_tc_opts, dopts, .handle = kTcHandle, .priority = kTcPriority);
-    bpf_tc_detach(&tc_hook, &dopts);
-    return ErrnoStatus(e, "open current netns");
-  }
-  CNINET_LOG(kInfo, "attached ", HookName(hook), " to ", name, " ifindex ", ifindex);
-  return a;
+  return AttachProgramFd(programs_->ProgFd(hook), hook, ifname);
+}
+
+absl::StatusOr<BpfProgram> Datapath::Program(Hook hook) const {
+  if (!programs_)
+    return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+  UniqueFd fd(fcntl(programs_->ProgFd(hook), F_DUPFD_CLOEXEC, 0));
+  if (!fd.valid()) return ErrnoStatus(errno, StrCat("dup ", HookName(hook), " program"));
+  return BpfProgram(std::move(fd));
+}
+
+absl::StatusOr<std::string> Datapath::PinProgram(Hook hook) const {
+  if (pin_dir_.empty())
+    return absl::FailedPreconditionError("datapath created with pin_maps=false");
+  CNINET_ASSIGN_OR_RETURN(BpfProgram prog, Program(hook));
+  std::string path = layout().ProgramPath(HookPinName(hook));
+  CNINET_RETURN_IF_ERROR(prog.Pin(path));
+  return path;
 }
 
 absl::StatusOr<PodAttachment> Datapath::AttachPod(std::string_view host_ifname) {
@@ -577,8 +535,19 @@ absl::Status Datapath::Unpin() {
     if (unlink(path.c_str()) != 0 && errno != ENOENT)
       return ErrnoStatus(errno, StrCat("unlink ", path));
   }
-  if (rmdir(pin_dir_.c_str()) != 0 && errno != ENOENT)
-    return ErrnoStatus(errno, StrCat("rmdir ", pin_dir_));
+  const PinLayout pins = PinLayout::For(config_.bpffs_root, config_.instance);
+  for (Hook hook : {Hook::kFromPod, Hook::kFromWorld, Hook::kToWorld, Hook::kToPod, Hook::kNoop}) {
+    std::string path = pins.ProgramPath(HookPinName(hook));
+    if (unlink(path.c_str()) != 0 && errno != ENOENT)
+      return ErrnoStatus(errno, StrCat("unlink ", path));
+  }
+  for (const std::string& dir : {pins.ProgramDir(), pin_dir_}) {
+    if (rmdir(dir.c_str()) != 0 && errno != ENOENT)
+      return ErrnoStatus(errno, StrCat("rmdir ", dir));
+  }
+  // The shared directory goes once no instance is left (another instance keeps it non-empty).
+  if (rmdir(pins.Root().c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
+    return ErrnoStatus(errno, StrCat("rmdir ", pins.Root()));
   return absl::OkStatus();
 }
 

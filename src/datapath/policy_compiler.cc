@@ -240,7 +240,9 @@ PolicyVerdict EvaluatePolicy(const PolicyState& state, const PolicyQuery& q) {
 
 // ---- PolicyCompiler ----
 
-struct PolicyCompiler::World {
+// Everything the compiler knows: its inputs, the identities and counter slots it allocated, and
+// the compiled state. Member functions are the named steps of Compile().
+struct PolicyCompiler::CompilerState {
   PolicyCompilerOptions opt;
 
   // Inputs.
@@ -289,295 +291,472 @@ struct PolicyCompiler::World {
   PolicyState state;
   size_t compiled = 0;
 
-  // ---- identities ----
-  uint32_t Acquire(const IdentityKey& key, bool* created) {
-    auto it = identity_by_key.find(key);
-    if (it != identity_by_key.end()) {
-      ++identities[it->second].refs;
-      return it->second;
-    }
-    uint32_t id = next_identity++;
-    identity_by_key.emplace(key, id);
-    identities.emplace(id, Identity{key, 1});
-    for (const auto& [k, v] : key.labels) label_index[{k, v}].insert(id);
-    ns_index[key.ns].insert(id);
-    *created = true;
-    return id;
-  }
-  void Release(uint32_t id, bool* destroyed) {
-    auto it = identities.find(id);
-    if (it == identities.end() || --it->second.refs > 0) return;
-    const IdentityKey& key = it->second.key;
-    for (const auto& [k, v] : key.labels) {
-      auto li = label_index.find({k, v});
-      li->second.erase(id);
-      if (li->second.empty()) label_index.erase(li);
-    }
-    auto ni = ns_index.find(key.ns);
-    ni->second.erase(id);
-    if (ni->second.empty()) ns_index.erase(ni);
-    identity_by_key.erase(key);
-    identities.erase(it);
-    *destroyed = true;
-  }
-
-  // ---- slots ----
+  // Identities.
+  uint32_t Acquire(const IdentityKey& key, bool* created);
+  void Release(uint32_t id, bool* destroyed);
+  // A counter slot for (ip, pod, desc), recorded in `used`; 0 (shared) when none is left.
   uint32_t Slot(uint32_t ip, const std::string& pod, const std::string& desc,
-                std::set<SlotKey>* used, PolicyChanges* ch) {
-    SlotKey key{ip, pod, desc};
-    used->insert(key);
-    if (auto it = slots.find(key); it != slots.end()) return it->second;
-    uint32_t s = 0;
-    if (!free_slots.empty()) {
-      s = *free_slots.begin();
-      free_slots.erase(free_slots.begin());
-    } else {
-      while (next_slot < opt.counter_slots && reserved.count(next_slot)) ++next_slot;
-      if (next_slot < opt.counter_slots) s = next_slot++;
-    }
-    if (s == 0) {
-      ++overflows;  // Shared slot 0: counted together with other overflowing rules.
-    } else {
-      ch->new_slots.push_back(s);
-    }
-    slots.emplace(key, s);
-    return s;
-  }
+                std::set<SlotKey>* used, PolicyChanges* ch);
 
-  // ---- compiling one endpoint ----
-  Labels NamespaceLabels(const std::string& ns) const {
-    auto it = namespaces.find(ns);
-    if (it != namespaces.end()) return it->second.SelectorLabels();
-    NamespaceInfo n;
-    n.name = ns;
-    return n.SelectorLabels();
-  }
+  // Compile() step 1: pods -> identities, pod IPv4 -> identity; returns whether the set of
+  // identities changed.
+  bool UpdatePodIdentities(PolicyChanges* ch);
+  // The pod owners of `ips` changed: their IPv4 -> identity entries follow.
+  void UpdateIpIdentities(const std::set<uint32_t>& ips, PolicyChanges* ch);
+  // Compile() step 2: ipBlock prefixes -> CIDR identities.
+  void UpdateCidrIdentities(PolicyChanges* ch);
+  // Compile() step 3: the local pods the changes can affect, recompiled.
+  void RecompileDirtyEndpoints(bool identity_set_changed, PolicyChanges* ch);
 
+  // Compiling one endpoint.
+  Labels NamespaceLabels(const std::string& ns) const;
+  void AddCidrPeers(const PolicyPeer& peer, std::set<uint32_t>* out) const;
+  void AddSelectorPeers(const NetworkPolicy& pol, const PolicyPeer& peer,
+                        std::map<std::string, bool>* ns_match_cache, std::set<uint32_t>* out) const;
   std::set<uint32_t> Peers(const NetworkPolicy& pol, const IngressRule& rule, PodMeta* meta,
-                           std::map<std::string, bool>* ns_match_cache) {
-    std::set<uint32_t> out;
-    if (rule.from.empty()) {
-      out.insert(CN_POL_ID_ANY);
-      return out;
-    }
-    for (const PolicyPeer& peer : rule.from) {
-      if (peer.ip_block) {
-        meta->uses_cidrs = true;
-        std::optional<PolicyPrefix> block = V4Prefix(peer.ip_block->cidr);
-        if (!block) continue;  // IPv6: the IPv4 datapath ignores it.
-        std::vector<PolicyPrefix> excepts;
-        for (const auto& e : peer.ip_block->except) {
-          if (auto p = V4Prefix(e)) excepts.push_back(*p);
-        }
-        uint32_t last = block->first | ~PrefixMask(block->second);
-        for (auto it = state.cidrs.lower_bound(PolicyPrefix{block->first, 0});
-             it != state.cidrs.end() && it->first.first <= last; ++it) {
-          if (!Within(it->first, *block)) continue;
-          bool excluded = std::any_of(excepts.begin(), excepts.end(),
-                                      [&](const PolicyPrefix& e) { return Within(it->first, e); });
-          if (!excluded) out.insert(it->second);
-        }
-        continue;
-      }
-      meta->uses_selectors = true;
-      const std::set<uint32_t>* candidates = nullptr;
-      std::set<uint32_t> all;
-      if (peer.pod_selector && !peer.pod_selector->match_labels.empty()) {
-        const auto& [k, v] = *peer.pod_selector->match_labels.begin();
-        auto li = label_index.find({k, v});
-        if (li == label_index.end()) continue;
-        candidates = &li->second;
-      } else if (!peer.namespace_selector) {
-        auto ni = ns_index.find(pol.namespace_name);
-        if (ni == ns_index.end()) continue;
-        candidates = &ni->second;
-      } else {
-        for (const auto& [id, ident] : identities) all.insert(id);
-        candidates = &all;
-      }
-      for (uint32_t id : *candidates) {
-        const IdentityKey& key = identities.at(id).key;
-        if (peer.namespace_selector) {
-          auto [c, inserted] = ns_match_cache->try_emplace(StrCat(key.ns));
-          if (inserted) c->second = peer.namespace_selector->Matches(NamespaceLabels(key.ns));
-          // The cache is per peer: cleared by the caller between peers.
-          if (!c->second) continue;
-        } else if (key.ns != pol.namespace_name) {
-          continue;
-        }
-        if (peer.pod_selector && !peer.pod_selector->Matches(key.labels)) continue;
-        out.insert(id);
-      }
-      ns_match_cache->clear();
-    }
-    return out;
-  }
-
+                           std::map<std::string, bool>* ns_match_cache) const;
+  std::vector<const NetworkPolicy*> SelectingPolicies(const PodInfo& pod) const;
   std::optional<EndpointPolicy> CompileEndpoint(uint32_t ip, const std::string& pod_key,
                                                 const PodInfo& pod, PodMeta* meta,
-                                                std::set<SlotKey>* used, PolicyChanges* ch) {
-    ++compiled;
-    *meta = PodMeta{};
-    auto ns = namespaces.find(pod.namespace_name);
-    const bool isolated = ns != namespaces.end() && ns->second.isolated;
-    std::vector<const NetworkPolicy*> selecting;
-    const std::string prefix = StrCat(pod.namespace_name, "/");
-    for (auto it = policies.lower_bound(prefix);
-         it != policies.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
-      if (it->second.AffectsIngress() && it->second.pod_selector.Matches(pod.labels))
-        selecting.push_back(&it->second);
-    }
-    if (isolated) meta->uses_selectors = true;
-    if (!isolated && selecting.empty()) {
-      // Still record what the (absent) policy depends on: nothing.
-      return std::nullopt;
-    }
-    EndpointPolicy ep;
-    ep.address = cni::IPAddress::V4(ip);
-    ep.pod = pod_key;
-    ep.flags = CN_POL_F_DEFAULT_DENY;
-    if (isolated) ep.flags |= CN_POL_F_ISOLATED | CN_POL_F_ALLOW_SERVICE;
-    if (!selecting.empty()) ep.flags |= CN_POL_F_NETPOL;
-    ep.deny_slot = Slot(ip, pod_key, "denied", used, ch);
-    ep.host_slot = Slot(ip, pod_key, "from host", used, ch);
-    if (isolated) ep.service_slot = Slot(ip, pod_key, "via service", used, ch);
-
-    // A rule's counter slot follows its content: an edited rule starts counting from zero.
-    auto add_rule = [&](const std::string& desc, const std::string& fingerprint,
-                        const std::set<uint32_t>& peers, const std::vector<PortSpec>& specs) {
-      uint32_t slot = Slot(ip, pod_key, StrCat(desc, "\x1f", fingerprint), used, ch);
-      ep.rules.push_back(PolicyRuleInfo{slot, desc});
-      for (uint32_t peer : peers) {
-        for (const PortSpec& s : specs) {
-          PolicyEntryKey k{ip, peer, s.protocol, s.prefix_len, s.port};
-          ep.entries.emplace(k, slot);  // The first rule producing an entry counts it.
-        }
-      }
-    };
-    if (isolated) {
-      std::set<uint32_t> same_ns;
-      if (auto ni = ns_index.find(pod.namespace_name); ni != ns_index.end()) same_ns = ni->second;
-      add_rule(StrCat("isolation of namespace ", pod.namespace_name), "", same_ns, {PortSpec{}});
-    }
-    std::map<std::string, bool> ns_cache;
-    for (const NetworkPolicy* pol : selecting) {
-      for (size_t i = 0; i < pol->ingress.size(); ++i) {
-        const IngressRule& rule = pol->ingress[i];
-        add_rule(StrCat("policy ", pol->Key(), " ingress[", i, "]"), RuleFingerprint(rule),
-                 Peers(*pol, rule, meta, &ns_cache), PortSpecs(rule.ports));
-      }
-    }
-    return ep;
-  }
-
-  // The local pod that owns endpoint `ip` (first by key), or nullptr.
-  const std::string* LocalOwner(uint32_t ip) const {
-    auto it = ip_owners.find(ip);
-    if (it == ip_owners.end()) return nullptr;
-    for (const std::string& key : it->second) {
-      auto p = pods.find(key);
-      if (p != pods.end() && p->second.local) return &key;
-    }
-    return nullptr;
-  }
-
-  void RecompileIp(uint32_t ip, PolicyChanges* ch) {
-    std::set<SlotKey> used;
-    std::optional<EndpointPolicy> np;
-    if (const std::string* owner = LocalOwner(ip)) {
-      PodMeta meta;
-      np = CompileEndpoint(ip, *owner, pods.at(*owner), &meta, &used, ch);
-      PodMeta& m = pod_meta[*owner];
-      m.uses_selectors |= meta.uses_selectors;
-      m.uses_cidrs |= meta.uses_cidrs;
-    }
-    // Slots of this endpoint no longer used are freed at the next Compile() (entries referring
-    // to them are deleted by the writer of this one).
-    for (auto it = slots.lower_bound(SlotKey{ip, "", ""});
-         it != slots.end() && std::get<0>(it->first) == ip;) {
-      if (used.count(it->first) == 0) {
-        if (it->second != 0) pending_free.push_back(it->second);
-        it = slots.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    auto old = state.endpoints.find(ip);
-    if (np) {
-      if (old == state.endpoints.end() || !old->second.SameDatapathState(*np))
-        ch->endpoints.insert(ip);
-      state.endpoints[ip] = std::move(*np);
-    } else if (old != state.endpoints.end()) {
-      state.endpoints.erase(old);
-      ch->endpoints.insert(ip);
-    }
-  }
+                                                std::set<SlotKey>* used, PolicyChanges* ch);
+  const std::string* LocalOwner(uint32_t ip) const;
+  void FreeUnusedSlots(uint32_t ip, const std::set<SlotKey>& used);
+  void RecompileIp(uint32_t ip, PolicyChanges* ch);
 };
 
-PolicyCompiler::PolicyCompiler(PolicyCompilerOptions options) : w_(std::make_unique<World>()) {
-  w_->opt = options;
-  if (w_->opt.counter_slots < 2) w_->opt.counter_slots = 2;
-  w_->next_identity = std::max<uint32_t>(options.first_identity, CN_POL_ID_FIRST_POD);
-  w_->next_cidr = std::max<uint32_t>(options.first_cidr_identity, 1);
+// ---- identities ----
+
+uint32_t PolicyCompiler::CompilerState::Acquire(const IdentityKey& key, bool* created) {
+  auto it = identity_by_key.find(key);
+  if (it != identity_by_key.end()) {
+    ++identities[it->second].refs;
+    return it->second;
+  }
+  uint32_t id = next_identity++;
+  identity_by_key.emplace(key, id);
+  identities.emplace(id, Identity{key, 1});
+  for (const auto& [k, v] : key.labels) label_index[{k, v}].insert(id);
+  ns_index[key.ns].insert(id);
+  *created = true;
+  return id;
+}
+
+void PolicyCompiler::CompilerState::Release(uint32_t id, bool* destroyed) {
+  auto it = identities.find(id);
+  if (it == identities.end() || --it->second.refs > 0) return;
+  const IdentityKey& key = it->second.key;
+  for (const auto& [k, v] : key.labels) {
+    auto li = label_index.find({k, v});
+    li->second.erase(id);
+    if (li->second.empty()) label_index.erase(li);
+  }
+  auto ni = ns_index.find(key.ns);
+  ni->second.erase(id);
+  if (ni->second.empty()) ns_index.erase(ni);
+  identity_by_key.erase(key);
+  identities.erase(it);
+  *destroyed = true;
+}
+
+// ---- slots ----
+
+uint32_t PolicyCompiler::CompilerState::Slot(uint32_t ip, const std::string& pod,
+                                             const std::string& desc, std::set<SlotKey>* used,
+                                             PolicyChanges* ch) {
+  SlotKey key{ip, pod, desc};
+  used->insert(key);
+  if (auto it = slots.find(key); it != slots.end()) return it->second;
+  uint32_t s = 0;
+  if (!free_slots.empty()) {
+    s = *free_slots.begin();
+    free_slots.erase(free_slots.begin());
+  } else {
+    while (next_slot < opt.counter_slots && reserved.count(next_slot)) ++next_slot;
+    if (next_slot < opt.counter_slots) s = next_slot++;
+  }
+  if (s == 0) {
+    ++overflows;  // Shared slot 0: counted together with other overflowing rules.
+  } else {
+    ch->new_slots.push_back(s);
+  }
+  slots.emplace(key, s);
+  return s;
+}
+
+// ---- Compile() steps ----
+
+bool PolicyCompiler::CompilerState::UpdatePodIdentities(PolicyChanges* ch) {
+  bool identity_set_changed = false;
+  std::set<uint32_t> touched_ips;
+  for (const std::string& key : changed_pods) {
+    auto pod = pods.find(key);
+    auto old_id = pod_identity.find(key);
+    const bool had_old = old_id != pod_identity.end();
+    const uint32_t old = had_old ? old_id->second : 0;
+    std::vector<uint32_t> old_ips = pod_ips[key];
+    std::vector<uint32_t> new_ips;
+    if (pod != pods.end()) {
+      IdentityKey ik{pod->second.namespace_name, pod->second.labels};
+      pod_identity[key] = Acquire(ik, &identity_set_changed);
+      new_ips = V4Addresses(pod->second);
+      pod_ips[key] = new_ips;
+    } else {
+      pod_identity.erase(key);
+      pod_ips.erase(key);
+    }
+    if (had_old) Release(old, &identity_set_changed);
+    for (uint32_t ip : old_ips) {
+      auto o = ip_owners.find(ip);
+      if (o == ip_owners.end()) continue;
+      o->second.erase(key);
+      if (o->second.empty()) ip_owners.erase(o);
+      touched_ips.insert(ip);
+    }
+    for (uint32_t ip : new_ips) {
+      ip_owners[ip].insert(key);
+      touched_ips.insert(ip);
+    }
+  }
+  UpdateIpIdentities(touched_ips, ch);
+  return identity_set_changed;
+}
+
+void PolicyCompiler::CompilerState::UpdateIpIdentities(const std::set<uint32_t>& ips,
+                                                       PolicyChanges* ch) {
+  for (uint32_t ip : ips) {
+    auto owners = ip_owners.find(ip);
+    auto cur = state.identities.find(ip);
+    if (owners == ip_owners.end()) {
+      if (cur != state.identities.end()) {
+        state.identities.erase(cur);
+        ch->identities.insert(ip);
+      }
+      continue;
+    }
+    uint32_t id = pod_identity.at(*owners->second.begin());
+    if (cur == state.identities.end() || cur->second != id) {
+      state.identities[ip] = id;
+      ch->identities.insert(ip);
+    }
+  }
+}
+
+void PolicyCompiler::CompilerState::UpdateCidrIdentities(PolicyChanges* ch) {
+  if (!policies_changed) return;
+  std::set<PolicyPrefix> want;
+  for (const auto& [key, pol] : policies) {
+    if (!pol.AffectsIngress()) continue;
+    for (const auto& rule : pol.ingress) {
+      for (const auto& peer : rule.from) {
+        if (!peer.ip_block) continue;
+        if (auto p = V4Prefix(peer.ip_block->cidr)) want.insert(*p);
+        for (const auto& e : peer.ip_block->except) {
+          if (auto p = V4Prefix(e)) want.insert(*p);
+        }
+      }
+    }
+  }
+  for (auto it = state.cidrs.begin(); it != state.cidrs.end();) {
+    if (!want.count(it->first)) {
+      ch->cidrs.insert(it->first);
+      it = state.cidrs.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const PolicyPrefix& p : want) {
+    if (state.cidrs.count(p)) continue;
+    state.cidrs[p] = CN_POL_ID_CIDR_BIT | (next_cidr++ & ~CN_POL_ID_CIDR_BIT);
+    ch->cidrs.insert(p);
+  }
+}
+
+void PolicyCompiler::CompilerState::RecompileDirtyEndpoints(bool identity_set_changed,
+                                                            PolicyChanges* ch) {
+  const bool selectors_dirty = identity_set_changed || ns_labels_changed;
+  const bool cidrs_dirty = !ch->cidrs.empty();
+  std::set<std::string> dirty(changed_pods.begin(), changed_pods.end());
+  for (const auto& [key, pod] : pods) {
+    if (!pod.local) continue;
+    const PodMeta& m = pod_meta[key];
+    if (dirty_namespaces.count(pod.namespace_name) || (selectors_dirty && m.uses_selectors) ||
+        (cidrs_dirty && m.uses_cidrs))
+      dirty.insert(key);
+  }
+  for (const std::string& key : dirty) {
+    std::set<uint32_t> ips;
+    if (auto e = endpoint_ips.find(key); e != endpoint_ips.end())
+      ips.insert(e->second.begin(), e->second.end());
+    auto pod = pods.find(key);
+    const bool local = pod != pods.end() && pod->second.local;
+    std::vector<uint32_t> now = local ? V4Addresses(pod->second) : std::vector<uint32_t>{};
+    ips.insert(now.begin(), now.end());
+    pod_meta.erase(key);
+    if (local) {
+      endpoint_ips[key] = now;
+    } else {
+      endpoint_ips.erase(key);
+    }
+    for (uint32_t ip : ips) RecompileIp(ip, ch);
+  }
+}
+
+// ---- compiling one endpoint ----
+
+Labels PolicyCompiler::CompilerState::NamespaceLabels(const std::string& ns) const {
+  auto it = namespaces.find(ns);
+  if (it != namespaces.end()) return it->second.SelectorLabels();
+  NamespaceInfo n;
+  n.name = ns;
+  return n.SelectorLabels();
+}
+
+// The CIDR identities an ipBlock peer covers (its prefix and the longer ones inside it, minus
+// its excepts).
+void PolicyCompiler::CompilerState::AddCidrPeers(const PolicyPeer& peer,
+                                                 std::set<uint32_t>* out) const {
+  std::optional<PolicyPrefix> block = V4Prefix(peer.ip_block->cidr);
+  if (!block) return;  // IPv6: the IPv4 datapath ignores it.
+  std::vector<PolicyPrefix> excepts;
+  for (const auto& e : peer.ip_block->except) {
+    if (auto p = V4Prefix(e)) excepts.push_back(*p);
+  }
+  uint32_t last = block->first | ~PrefixMask(block->second);
+  for (auto it = state.cidrs.lower_bound(PolicyPrefix{block->first, 0});
+       it != state.cidrs.end() && it->first.first <= last; ++it) {
+    if (!Within(it->first, *block)) continue;
+    bool excluded = std::any_of(excepts.begin(), excepts.end(),
+                                [&](const PolicyPrefix& e) { return Within(it->first, e); });
+    if (!excluded) out->insert(it->second);
+  }
+}
+
+// The pod identities a selector peer matches (candidates narrowed by one label or the namespace).
+void PolicyCompiler::CompilerState::AddSelectorPeers(const NetworkPolicy& pol,
+                                                     const PolicyPeer& peer,
+                                                     std::map<std::string, bool>* ns_match_cache,
+                                                     std::set<uint32_t>* out) const {
+  const std::set<uint32_t>* candidates = nullptr;
+  std::set<uint32_t> all;
+  if (peer.pod_selector && !peer.pod_selector->match_labels.empty()) {
+    const auto& [k, v] = *peer.pod_selector->match_labels.begin();
+    auto li = label_index.find({k, v});
+    if (li == label_index.end()) return;
+    candidates = &li->second;
+  } else if (!peer.namespace_selector) {
+    auto ni = ns_index.find(pol.namespace_name);
+    if (ni == ns_index.end()) return;
+    candidates = &ni->second;
+  } else {
+    for (const auto& [id, ident] : identities) all.insert(id);
+    candidates = &all;
+  }
+  for (uint32_t id : *candidates) {
+    const IdentityKey& key = identities.at(id).key;
+    if (peer.namespace_selector) {
+      auto [c, inserted] = ns_match_cache->try_emplace(StrCat(key.ns));
+      if (inserted) c->second = peer.namespace_selector->Matches(NamespaceLabels(key.ns));
+      if (!c->second) continue;
+    } else if (key.ns != pol.namespace_name) {
+      continue;
+    }
+    if (peer.pod_selector && !peer.pod_selector->Matches(key.labels)) continue;
+    out->insert(id);
+  }
+}
+
+std::set<uint32_t> PolicyCompiler::CompilerState::Peers(
+    const NetworkPolicy& pol, const IngressRule& rule, PodMeta* meta,
+    std::map<std::string, bool>* ns_match_cache) const {
+  std::set<uint32_t> out;
+  if (rule.from.empty()) {
+    out.insert(CN_POL_ID_ANY);
+    return out;
+  }
+  for (const PolicyPeer& peer : rule.from) {
+    if (peer.ip_block) {
+      meta->uses_cidrs = true;
+      AddCidrPeers(peer, &out);
+      continue;
+    }
+    meta->uses_selectors = true;
+    AddSelectorPeers(pol, peer, ns_match_cache, &out);
+    ns_match_cache->clear();  // The cache is per peer.
+  }
+  return out;
+}
+
+std::vector<const NetworkPolicy*> PolicyCompiler::CompilerState::SelectingPolicies(
+    const PodInfo& pod) const {
+  std::vector<const NetworkPolicy*> selecting;
+  const std::string prefix = StrCat(pod.namespace_name, "/");
+  for (auto it = policies.lower_bound(prefix);
+       it != policies.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+    if (it->second.AffectsIngress() && it->second.pod_selector.Matches(pod.labels))
+      selecting.push_back(&it->second);
+  }
+  return selecting;
+}
+
+std::optional<EndpointPolicy> PolicyCompiler::CompilerState::CompileEndpoint(
+    uint32_t ip, const std::string& pod_key, const PodInfo& pod, PodMeta* meta,
+    std::set<SlotKey>* used, PolicyChanges* ch) {
+  ++compiled;
+  *meta = PodMeta{};
+  auto ns = namespaces.find(pod.namespace_name);
+  const bool isolated = ns != namespaces.end() && ns->second.isolated;
+  std::vector<const NetworkPolicy*> selecting = SelectingPolicies(pod);
+  if (isolated) meta->uses_selectors = true;
+  if (!isolated && selecting.empty()) return std::nullopt;
+  EndpointPolicy ep;
+  ep.address = cni::IPAddress::V4(ip);
+  ep.pod = pod_key;
+  ep.flags = CN_POL_F_DEFAULT_DENY;
+  if (isolated) ep.flags |= CN_POL_F_ISOLATED | CN_POL_F_ALLOW_SERVICE;
+  if (!selecting.empty()) ep.flags |= CN_POL_F_NETPOL;
+  ep.deny_slot = Slot(ip, pod_key, "denied", used, ch);
+  ep.host_slot = Slot(ip, pod_key, "from host", used, ch);
+  if (isolated) ep.service_slot = Slot(ip, pod_key, "via service", used, ch);
+  // A rule's counter slot follows its content: an edited rule starts counting from zero.
+  auto add_rule = [&](const std::string& desc, const std::string& fingerprint,
+                      const std::set<uint32_t>& peers, const std::vector<PortSpec>& specs) {
+    uint32_t slot = Slot(ip, pod_key, StrCat(desc, "\x1f", fingerprint), used, ch);
+    ep.rules.push_back(PolicyRuleInfo{slot, desc});
+    for (uint32_t peer : peers) {
+      for (const PortSpec& s : specs) {
+        PolicyEntryKey k{ip, peer, s.protocol, s.prefix_len, s.port};
+        ep.entries.emplace(k, slot);  // The first rule producing an entry counts it.
+      }
+    }
+  };
+  if (isolated) {
+    std::set<uint32_t> same_ns;
+    if (auto ni = ns_index.find(pod.namespace_name); ni != ns_index.end()) same_ns = ni->second;
+    add_rule(StrCat("isolation of namespace ", pod.namespace_name), "", same_ns, {PortSpec{}});
+  }
+  std::map<std::string, bool> ns_cache;
+  for (const NetworkPolicy* pol : selecting) {
+    for (size_t i = 0; i < pol->ingress.size(); ++i) {
+      const IngressRule& rule = pol->ingress[i];
+      add_rule(StrCat("policy ", pol->Key(), " ingress[", i, "]"), RuleFingerprint(rule),
+               Peers(*pol, rule, meta, &ns_cache), PortSpecs(rule.ports));
+    }
+  }
+  return ep;
+}
+
+// The local pod that owns endpoint `ip` (first by key), or nullptr.
+const std::string* PolicyCompiler::CompilerState::LocalOwner(uint32_t ip) const {
+  auto it = ip_owners.find(ip);
+  if (it == ip_owners.end()) return nullptr;
+  for (const std::string& key : it->second) {
+    auto p = pods.find(key);
+    if (p != pods.end() && p->second.local) return &key;
+  }
+  return nullptr;
+}
+
+// Slots of endpoint `ip` no longer used are freed at the next Compile() (entries referring to
+// them are deleted by the writer of this one).
+void PolicyCompiler::CompilerState::FreeUnusedSlots(uint32_t ip, const std::set<SlotKey>& used) {
+  for (auto it = slots.lower_bound(SlotKey{ip, "", ""});
+       it != slots.end() && std::get<0>(it->first) == ip;) {
+    if (used.count(it->first) == 0) {
+      if (it->second != 0) pending_free.push_back(it->second);
+      it = slots.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void PolicyCompiler::CompilerState::RecompileIp(uint32_t ip, PolicyChanges* ch) {
+  std::set<SlotKey> used;
+  std::optional<EndpointPolicy> np;
+  if (const std::string* owner = LocalOwner(ip)) {
+    PodMeta meta;
+    np = CompileEndpoint(ip, *owner, pods.at(*owner), &meta, &used, ch);
+    PodMeta& m = pod_meta[*owner];
+    m.uses_selectors |= meta.uses_selectors;
+    m.uses_cidrs |= meta.uses_cidrs;
+  }
+  FreeUnusedSlots(ip, used);
+  auto old = state.endpoints.find(ip);
+  if (np) {
+    if (old == state.endpoints.end() || !old->second.SameDatapathState(*np))
+      ch->endpoints.insert(ip);
+    state.endpoints[ip] = std::move(*np);
+  } else if (old != state.endpoints.end()) {
+    state.endpoints.erase(old);
+    ch->endpoints.insert(ip);
+  }
+}
+
+PolicyCompiler::PolicyCompiler(PolicyCompilerOptions options)
+    : cs_(std::make_unique<CompilerState>()) {
+  cs_->opt = options;
+  if (cs_->opt.counter_slots < 2) cs_->opt.counter_slots = 2;
+  cs_->next_identity = std::max<uint32_t>(options.first_identity, CN_POL_ID_FIRST_POD);
+  cs_->next_cidr = std::max<uint32_t>(options.first_cidr_identity, 1);
 }
 
 PolicyCompiler::~PolicyCompiler() = default;
 
 absl::Status PolicyCompiler::UpsertNamespace(const NamespaceInfo& ns) {
   CNINET_RETURN_IF_ERROR(ns.Validate());
-  auto it = w_->namespaces.find(ns.name);
-  if (it != w_->namespaces.end() && it->second == ns) return absl::OkStatus();
-  if (it == w_->namespaces.end() || it->second.labels != ns.labels) w_->ns_labels_changed = true;
-  w_->dirty_namespaces.insert(ns.name);
-  w_->namespaces[ns.name] = ns;
+  auto it = cs_->namespaces.find(ns.name);
+  if (it != cs_->namespaces.end() && it->second == ns) return absl::OkStatus();
+  if (it == cs_->namespaces.end() || it->second.labels != ns.labels) cs_->ns_labels_changed = true;
+  cs_->dirty_namespaces.insert(ns.name);
+  cs_->namespaces[ns.name] = ns;
   return absl::OkStatus();
 }
 
 absl::Status PolicyCompiler::DeleteNamespace(std::string_view name) {
-  auto it = w_->namespaces.find(name);
-  if (it == w_->namespaces.end()) return absl::OkStatus();
-  if (!it->second.labels.empty()) w_->ns_labels_changed = true;
-  w_->dirty_namespaces.insert(std::string(name));
-  w_->namespaces.erase(it);
+  auto it = cs_->namespaces.find(name);
+  if (it == cs_->namespaces.end()) return absl::OkStatus();
+  if (!it->second.labels.empty()) cs_->ns_labels_changed = true;
+  cs_->dirty_namespaces.insert(std::string(name));
+  cs_->namespaces.erase(it);
   return absl::OkStatus();
 }
 
 absl::Status PolicyCompiler::UpsertPod(const PodInfo& pod) {
   CNINET_RETURN_IF_ERROR(pod.Validate());
   std::string key = pod.Key();
-  auto it = w_->pods.find(key);
-  if (it != w_->pods.end() && it->second == pod) return absl::OkStatus();
-  w_->pods[key] = pod;
-  w_->changed_pods.insert(std::move(key));
+  auto it = cs_->pods.find(key);
+  if (it != cs_->pods.end() && it->second == pod) return absl::OkStatus();
+  cs_->pods[key] = pod;
+  cs_->changed_pods.insert(std::move(key));
   return absl::OkStatus();
 }
 
 absl::Status PolicyCompiler::DeletePod(std::string_view namespace_name, std::string_view name) {
   std::string key = PodKey(namespace_name, name);
-  auto it = w_->pods.find(key);
-  if (it == w_->pods.end()) return absl::OkStatus();
-  w_->pods.erase(it);
-  w_->changed_pods.insert(std::move(key));
+  auto it = cs_->pods.find(key);
+  if (it == cs_->pods.end()) return absl::OkStatus();
+  cs_->pods.erase(it);
+  cs_->changed_pods.insert(std::move(key));
   return absl::OkStatus();
 }
 
 absl::Status PolicyCompiler::UpsertPolicy(const NetworkPolicy& policy) {
   CNINET_RETURN_IF_ERROR(policy.Validate());
   std::string key = policy.Key();
-  auto it = w_->policies.find(key);
-  if (it != w_->policies.end() && it->second == policy) return absl::OkStatus();
-  w_->policies[key] = policy;
-  w_->dirty_namespaces.insert(policy.namespace_name);
-  w_->policies_changed = true;
+  auto it = cs_->policies.find(key);
+  if (it != cs_->policies.end() && it->second == policy) return absl::OkStatus();
+  cs_->policies[key] = policy;
+  cs_->dirty_namespaces.insert(policy.namespace_name);
+  cs_->policies_changed = true;
   return absl::OkStatus();
 }
 
 absl::Status PolicyCompiler::DeletePolicy(std::string_view namespace_name, std::string_view name) {
-  auto it = w_->policies.find(PodKey(namespace_name, name));
-  if (it == w_->policies.end()) return absl::OkStatus();
-  w_->policies.erase(it);
-  w_->dirty_namespaces.insert(std::string(namespace_name));
-  w_->policies_changed = true;
+  auto it = cs_->policies.find(PodKey(namespace_name, name));
+  if (it == cs_->policies.end()) return absl::OkStatus();
+  cs_->policies.erase(it);
+  cs_->dirty_namespaces.insert(std::string(namespace_name));
+  cs_->policies_changed = true;
   return absl::OkStatus();
 }
 
@@ -606,11 +785,11 @@ absl::Status PolicyCompiler::Replace(const PolicySnapshot& snapshot) {
   for (const auto& p : snapshot.pods) pod_keys.insert(p.Key());
   for (const auto& p : snapshot.policies) pol_keys.insert(p.Key());
   std::vector<std::string> gone;
-  for (const auto& [name, ns] : w_->namespaces)
+  for (const auto& [name, ns] : cs_->namespaces)
     if (!ns_names.count(name)) gone.push_back(name);
   for (const auto& name : gone) (void)DeleteNamespace(name);
   gone.clear();
-  for (const auto& [key, p] : w_->pods)
+  for (const auto& [key, p] : cs_->pods)
     if (!pod_keys.count(key)) gone.push_back(key);
   for (const auto& key : gone) {
     size_t slash = key.find('/');
@@ -618,7 +797,7 @@ absl::Status PolicyCompiler::Replace(const PolicySnapshot& snapshot) {
                     std::string_view(key).substr(slash + 1));
   }
   gone.clear();
-  for (const auto& [key, p] : w_->policies)
+  for (const auto& [key, p] : cs_->policies)
     if (!pol_keys.count(key)) gone.push_back(key);
   for (const auto& key : gone) {
     size_t slash = key.find('/');
@@ -632,167 +811,61 @@ absl::Status PolicyCompiler::Replace(const PolicySnapshot& snapshot) {
 }
 
 PolicyChanges PolicyCompiler::Compile() {
-  World& w = *w_;
+  CompilerState& cs = *cs_;
   PolicyChanges ch;
-  for (uint32_t s : w.pending_free) w.free_slots.insert(s);
-  w.pending_free.clear();
-
-  // 1. Pods -> identities and pod IPv4 -> identity.
-  bool identity_set_changed = false;
-  std::set<uint32_t> touched_ips;
-  for (const std::string& key : w.changed_pods) {
-    auto pod = w.pods.find(key);
-    auto old_id = w.pod_identity.find(key);
-    const bool had_old = old_id != w.pod_identity.end();
-    const uint32_t old = had_old ? old_id->second : 0;
-    std::vector<uint32_t> old_ips = w.pod_ips[key];
-    std::vector<uint32_t> new_ips;
-    if (pod != w.pods.end()) {
-      IdentityKey ik{pod->second.namespace_name, pod->second.labels};
-      uint32_t id = w.Acquire(ik, &identity_set_changed);
-      w.pod_identity[key] = id;
-      new_ips = V4Addresses(pod->second);
-      w.pod_ips[key] = new_ips;
-    } else {
-      w.pod_identity.erase(key);
-      w.pod_ips.erase(key);
-    }
-    if (had_old) w.Release(old, &identity_set_changed);
-    for (uint32_t ip : old_ips) {
-      auto o = w.ip_owners.find(ip);
-      if (o == w.ip_owners.end()) continue;
-      o->second.erase(key);
-      if (o->second.empty()) w.ip_owners.erase(o);
-      touched_ips.insert(ip);
-    }
-    for (uint32_t ip : new_ips) {
-      w.ip_owners[ip].insert(key);
-      touched_ips.insert(ip);
-    }
-  }
-  for (uint32_t ip : touched_ips) {
-    auto owners = w.ip_owners.find(ip);
-    auto cur = w.state.identities.find(ip);
-    if (owners == w.ip_owners.end()) {
-      if (cur != w.state.identities.end()) {
-        w.state.identities.erase(cur);
-        ch.identities.insert(ip);
-      }
-      continue;
-    }
-    uint32_t id = w.pod_identity.at(*owners->second.begin());
-    if (cur == w.state.identities.end() || cur->second != id) {
-      w.state.identities[ip] = id;
-      ch.identities.insert(ip);
-    }
-  }
-
-  // 2. ipBlock prefixes -> CIDR identities.
-  if (w.policies_changed) {
-    std::set<PolicyPrefix> want;
-    for (const auto& [key, pol] : w.policies) {
-      if (!pol.AffectsIngress()) continue;
-      for (const auto& rule : pol.ingress) {
-        for (const auto& peer : rule.from) {
-          if (!peer.ip_block) continue;
-          if (auto p = V4Prefix(peer.ip_block->cidr)) want.insert(*p);
-          for (const auto& e : peer.ip_block->except) {
-            if (auto p = V4Prefix(e)) want.insert(*p);
-          }
-        }
-      }
-    }
-    for (auto it = w.state.cidrs.begin(); it != w.state.cidrs.end();) {
-      if (!want.count(it->first)) {
-        ch.cidrs.insert(it->first);
-        it = w.state.cidrs.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    for (const PolicyPrefix& p : want) {
-      if (w.state.cidrs.count(p)) continue;
-      w.state.cidrs[p] = CN_POL_ID_CIDR_BIT | (w.next_cidr++ & ~CN_POL_ID_CIDR_BIT);
-      ch.cidrs.insert(p);
-    }
-  }
-
-  // 3. Endpoints the changes can affect.
-  const bool selectors_dirty = identity_set_changed || w.ns_labels_changed;
-  const bool cidrs_dirty = !ch.cidrs.empty();
-  std::set<std::string> dirty(w.changed_pods.begin(), w.changed_pods.end());
-  for (const auto& [key, pod] : w.pods) {
-    if (!pod.local) continue;
-    const World::PodMeta& m = w.pod_meta[key];
-    if (w.dirty_namespaces.count(pod.namespace_name) || (selectors_dirty && m.uses_selectors) ||
-        (cidrs_dirty && m.uses_cidrs))
-      dirty.insert(key);
-  }
-  for (const std::string& key : dirty) {
-    std::set<uint32_t> ips;
-    if (auto e = w.endpoint_ips.find(key); e != w.endpoint_ips.end())
-      ips.insert(e->second.begin(), e->second.end());
-    auto pod = w.pods.find(key);
-    const bool local = pod != w.pods.end() && pod->second.local;
-    std::vector<uint32_t> now = local ? V4Addresses(pod->second) : std::vector<uint32_t>{};
-    ips.insert(now.begin(), now.end());
-    w.pod_meta.erase(key);
-    if (local) {
-      w.endpoint_ips[key] = now;
-    } else {
-      w.endpoint_ips.erase(key);
-    }
-    for (uint32_t ip : ips) w.RecompileIp(ip, &ch);
-  }
-
-  w.changed_pods.clear();
-  w.dirty_namespaces.clear();
-  w.ns_labels_changed = false;
-  w.policies_changed = false;
+  for (uint32_t s : cs.pending_free) cs.free_slots.insert(s);
+  cs.pending_free.clear();
+  const bool identity_set_changed = cs.UpdatePodIdentities(&ch);
+  cs.UpdateCidrIdentities(&ch);
+  cs.RecompileDirtyEndpoints(identity_set_changed, &ch);
+  cs.changed_pods.clear();
+  cs.dirty_namespaces.clear();
+  cs.ns_labels_changed = false;
+  cs.policies_changed = false;
   return ch;
 }
 
-const PolicyState& PolicyCompiler::state() const { return w_->state; }
+const PolicyState& PolicyCompiler::state() const { return cs_->state; }
 
 PolicyCompilerStats PolicyCompiler::stats() const {
   PolicyCompilerStats s;
-  s.pods = w_->pods.size();
-  s.identities = w_->identities.size();
-  s.prefixes = w_->state.cidrs.size();
-  s.endpoints = w_->state.endpoints.size();
-  for (const auto& [ip, ep] : w_->state.endpoints) s.entries += ep.entries.size();
-  for (const auto& [k, slot] : w_->slots) s.slots_in_use += slot != 0;
-  s.slot_overflows = w_->overflows;
-  s.endpoints_compiled = w_->compiled;
+  s.pods = cs_->pods.size();
+  s.identities = cs_->identities.size();
+  s.prefixes = cs_->state.cidrs.size();
+  s.endpoints = cs_->state.endpoints.size();
+  for (const auto& [ip, ep] : cs_->state.endpoints) s.entries += ep.entries.size();
+  for (const auto& [k, slot] : cs_->slots) s.slots_in_use += slot != 0;
+  s.slot_overflows = cs_->overflows;
+  s.endpoints_compiled = cs_->compiled;
   return s;
 }
 
 void PolicyCompiler::ReserveSlots(const std::set<uint32_t>& slots) {
   for (uint32_t s : slots) {
-    if (s == 0 || s >= w_->opt.counter_slots) continue;
-    w_->free_slots.erase(s);
-    w_->reserved.insert(s);
+    if (s == 0 || s >= cs_->opt.counter_slots) continue;
+    cs_->free_slots.erase(s);
+    cs_->reserved.insert(s);
   }
 }
 
 void PolicyCompiler::ReleaseReservedSlots() {
   std::set<uint32_t> in_use;
-  for (const auto& [k, s] : w_->slots) in_use.insert(s);
-  for (uint32_t s : w_->reserved) {
-    if (s < w_->next_slot && !in_use.count(s)) w_->free_slots.insert(s);
+  for (const auto& [k, s] : cs_->slots) in_use.insert(s);
+  for (uint32_t s : cs_->reserved) {
+    if (s < cs_->next_slot && !in_use.count(s)) cs_->free_slots.insert(s);
   }
-  w_->reserved.clear();
+  cs_->reserved.clear();
 }
 
 void PolicyCompiler::SetIdentityFloor(uint32_t next_pod_identity, uint32_t next_cidr_identity) {
-  w_->next_identity = std::max(w_->next_identity, next_pod_identity);
-  w_->next_cidr = std::max(w_->next_cidr, next_cidr_identity & ~CN_POL_ID_CIDR_BIT);
+  cs_->next_identity = std::max(cs_->next_identity, next_pod_identity);
+  cs_->next_cidr = std::max(cs_->next_cidr, next_cidr_identity & ~CN_POL_ID_CIDR_BIT);
 }
 
 absl::StatusOr<uint32_t> PolicyCompiler::PodIdentity(std::string_view namespace_name,
                                                      std::string_view name) const {
-  auto it = w_->pod_identity.find(PodKey(namespace_name, name));
-  if (it == w_->pod_identity.end())
+  auto it = cs_->pod_identity.find(PodKey(namespace_name, name));
+  if (it == cs_->pod_identity.end())
     return absl::NotFoundError(StrCat("no identity for pod ", namespace_name, "/", name));
   return it->second;
 }
@@ -800,8 +873,8 @@ absl::StatusOr<uint32_t> PolicyCompiler::PodIdentity(std::string_view namespace_
 absl::StatusOr<uint32_t> PolicyCompiler::PrefixIdentity(const cni::IPPrefix& prefix) const {
   std::optional<PolicyPrefix> p = V4Prefix(prefix);
   if (!p) return absl::NotFoundError("IPv6 prefixes have no identity");
-  auto it = w_->state.cidrs.find(*p);
-  if (it == w_->state.cidrs.end())
+  auto it = cs_->state.cidrs.find(*p);
+  if (it == cs_->state.cidrs.end())
     return absl::NotFoundError(StrCat("no policy uses prefix ", prefix.ToString()));
   return it->second;
 }

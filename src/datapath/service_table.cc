@@ -51,6 +51,45 @@ absl::Status FillTable(int fd, const std::vector<uint32_t>& ids) {
 
 std::string Backend::ToString() const { return StrCat(address.ToString(), ":", port); }
 
+std::string_view ToString(FrontendKind kind) {
+  switch (kind) {
+    case FrontendKind::kClusterIP:
+      return "clusterip";
+    case FrontendKind::kExternalIP:
+      return "externalip";
+    case FrontendKind::kNodePort:
+      return "nodeport";
+  }
+  return "?";
+}
+
+std::string ToString(const Frontend& f) {
+  if (f.kind == FrontendKind::kNodePort)
+    return StrCat("nodeport:", f.port, "/", ToString(f.protocol));
+  return StrCat(ToString(f.kind), ":", f.address.ToString(), ":", f.port, "/",
+                ToString(f.protocol));
+}
+
+std::string LbDescription(const Service& s) {
+  std::string lb =
+      s.algorithm == LbAlgorithm::kMaglev ? StrCat("maglev/", s.maglev_size) : "random";
+  if (s.affinity_timeout.count() > 0) lb += StrCat(" affinity=", s.affinity_timeout.count(), "s");
+  return lb;
+}
+
+std::string ToString(const Service& s) {
+  std::vector<std::string> fe, be;
+  for (const auto& f : s.frontends) fe.push_back(ToString(f));
+  for (const auto& b : s.backends) be.push_back(b.ToString());
+  return StrCat(s.id, " ", StrJoin(fe, ","), " ", LbDescription(s), " -> ",
+                be.empty() ? std::string("(none: reject)") : StrJoin(be, ","));
+}
+
+std::ostream& operator<<(std::ostream& os, FrontendKind kind) { return os << ToString(kind); }
+std::ostream& operator<<(std::ostream& os, const Frontend& f) { return os << ToString(f); }
+std::ostream& operator<<(std::ostream& os, const Backend& b) { return os << b.ToString(); }
+std::ostream& operator<<(std::ostream& os, const Service& s) { return os << ToString(s); }
+
 struct SvcState {
   Service svc;
   std::vector<uint32_t> backend_ids;  // parallel to svc.backends
@@ -172,6 +211,179 @@ struct Plan {
   std::vector<cn_svc_key> stale_keys;
 };
 
+// Backend ids: kept for backends the service already had, a free slot for new ones; the old
+// backends that are not kept become removed_ids.
+absl::Status PlanBackendIds(const Service& svc, const SvcState* old, Plan* p) {
+  std::set<uint32_t> used;
+  std::map<std::pair<cni::IPAddress, uint16_t>, uint32_t> old_ids;
+  if (old) {
+    for (size_t i = 0; i < old->svc.backends.size(); ++i) {
+      old_ids[{old->svc.backends[i].address, old->svc.backends[i].port}] = old->backend_ids[i];
+      // Never hand a removed backend's slot to a new backend in the same update: the removed
+      // id is deleted after the switch.
+      used.insert(old->backend_ids[i] & ((1u << kSlotBits) - 1));
+    }
+  }
+  p->ids.resize(svc.backends.size(), 0);
+  for (size_t i = 0; i < svc.backends.size(); ++i) {
+    auto it = old_ids.find({svc.backends[i].address, svc.backends[i].port});
+    if (it != old_ids.end()) {
+      p->ids[i] = it->second;
+      old_ids.erase(it);
+    }
+  }
+  uint32_t slot = 1;
+  for (size_t i = 0; i < svc.backends.size(); ++i) {
+    if (p->ids[i] != 0) continue;
+    while (used.count(slot)) ++slot;
+    if (slot >= (1u << kSlotBits)) {
+      return absl::ResourceExhaustedError(
+          StrCat("service ", svc.id, ": no free backend slot (replace fewer backends per update)"));
+    }
+    used.insert(slot);
+    p->ids[i] = BackendId(svc.id, slot);
+    p->new_ids.push_back(p->ids[i]);
+    cn_backend b{};
+    b.addr = *V4Net(svc.backends[i].address);
+    b.port = htobe16(svc.backends[i].port);
+    p->new_backends.push_back(b);
+  }
+  for (const auto& [b, id] : old_ids) {
+    p->removed_ids.push_back(id);
+    p->removed_backends.push_back(Backend{b.first, b.second});
+  }
+  return absl::OkStatus();
+}
+
+// The LB table: Maglev over the backends, or the backend ids themselves (random).
+absl::Status PlanTable(const Service& svc, Plan* p) {
+  if (svc.algorithm != LbAlgorithm::kMaglev || svc.backends.empty()) {
+    p->table = p->ids;
+    return absl::OkStatus();
+  }
+  std::vector<std::string> names;
+  for (const auto& b : svc.backends) names.push_back(b.ToString());
+  CNINET_ASSIGN_OR_RETURN(std::vector<uint32_t> idx, BuildMaglevTable(names, svc.maglev_size));
+  p->table.reserve(idx.size());
+  for (uint32_t i : idx) p->table.push_back(p->ids[i]);
+  return absl::OkStatus();
+}
+
+// The frontend keys (a NodePort frontend on every node address) and the keys that went away.
+void PlanFrontends(const Service& svc, const SvcState* old, const cn_config& cfg, Plan* p) {
+  p->entry.svc_id = svc.id;
+  p->entry.affinity_timeout_s = static_cast<uint32_t>(svc.affinity_timeout.count());
+  p->entry.flags = svc.algorithm == LbAlgorithm::kMaglev ? CN_SVC_F_MAGLEV : 0;
+  std::set<cn_svc_key> keys;
+  for (const auto& f : svc.frontends) {
+    cn_svc_key k{};
+    k.port = htobe16(f.port);
+    k.proto = ToNumber(f.protocol);
+    if (f.kind == FrontendKind::kNodePort) {
+      for (uint32_t a : cfg.node_addrs) {
+        if (!a) continue;
+        k.addr = a;
+        keys.insert(k);
+      }
+    } else {
+      k.addr = *V4Net(f.address);
+      keys.insert(k);
+    }
+  }
+  p->keys.assign(keys.begin(), keys.end());
+  if (old) {
+    for (const auto& k : old->keys)
+      if (!keys.count(k)) p->stale_keys.push_back(k);
+  }
+}
+
+// The frontend entry of key `k`: the plan's entry with the NodePort/external flags of the
+// frontends that produce `k`.
+cn_svc_entry FrontendEntry(const Plan& p, const cn_svc_key& k, const cn_config& cfg) {
+  cn_svc_entry e = p.entry;
+  bool nodeport = false, external = false;
+  for (const auto& f : p.svc->frontends) {
+    if (htobe16(f.port) != k.port || ToNumber(f.protocol) != k.proto) continue;
+    if (f.kind == FrontendKind::kNodePort) {
+      for (uint32_t a : cfg.node_addrs) nodeport |= (a != 0 && a == k.addr);
+    } else if (*V4Net(f.address) == k.addr) {
+      external |= f.kind == FrontendKind::kExternalIP;
+    }
+  }
+  if (nodeport) e.flags |= CN_SVC_F_NODEPORT | CN_SVC_F_EXTERNAL;
+  if (external) e.flags |= CN_SVC_F_EXTERNAL;
+  return e;
+}
+
+// Step 1: new backends first, so a table never points at a missing backend.
+absl::Status WriteNewBackends(DatapathMaps& maps, const std::vector<Plan>& plans) {
+  std::vector<uint32_t> bkeys;
+  std::vector<cn_backend> bvals;
+  for (const auto& p : plans) {
+    bkeys.insert(bkeys.end(), p.new_ids.begin(), p.new_ids.end());
+    bvals.insert(bvals.end(), p.new_backends.begin(), p.new_backends.end());
+  }
+  return Annotate(maps.backends.UpdateBatch(bkeys, bvals), "write backends");
+}
+
+// Step 2: per service a fresh inner table, filled, then all swapped in with one batch update of
+// the outer array (each outer update waits for an RCU grace period; a batch waits once).
+absl::Status SwitchTables(DatapathMaps& maps, const std::vector<Plan>& plans) {
+  std::vector<RawMap> inners;
+  std::vector<uint32_t> slots;
+  std::vector<uint32_t> fds;
+  inners.reserve(plans.size());
+  for (const auto& p : plans) {
+    uint32_t n = static_cast<uint32_t>(p.table.size());
+    LIBBPF_OPTS(bpf_map_create_opts, copts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cn_lb_table", 4, 4, n + 1, &copts);
+    if (fd < 0) return ErrnoStatus(errno, StrCat("create LB table of service ", p.svc->id));
+    inners.push_back(RawMap::Adopt(fd));
+    CNINET_RETURN_IF_ERROR(
+        Annotate(FillTable(fd, p.table), StrCat("fill LB table of service ", p.svc->id)));
+    slots.push_back(p.svc->id);
+    fds.push_back(static_cast<uint32_t>(fd));
+  }
+  return Annotate(maps.lb_tables.UpdateBatch(slots.data(), fds.data(),
+                                             static_cast<uint32_t>(slots.size()), 4, 4),
+                  "switch LB tables");
+  // `inners` closes here: the outer map holds the tables now.
+}
+
+// Step 3: frontends (new or changed), then the frontends that went away.
+absl::Status WriteFrontends(DatapathMaps& maps, const std::vector<Plan>& plans,
+                            const cn_config& cfg) {
+  std::vector<cn_svc_key> fkeys;
+  std::vector<cn_svc_entry> fvals;
+  std::vector<cn_svc_key> stale;
+  for (const auto& p : plans) {
+    for (const auto& k : p.keys) {
+      fkeys.push_back(k);
+      fvals.push_back(FrontendEntry(p, k, cfg));
+    }
+    stale.insert(stale.end(), p.stale_keys.begin(), p.stale_keys.end());
+  }
+  CNINET_RETURN_IF_ERROR(Annotate(maps.services.UpdateBatch(fkeys, fvals), "write frontends"));
+  return maps.services.DeleteBatch(stale).status();
+}
+
+// Step 4: backends no longer referenced by the new tables, and their affinity entries.
+absl::Status DeleteRemovedBackends(DatapathMaps& maps, const std::vector<Plan>& plans) {
+  std::vector<uint32_t> removed;
+  for (const auto& p : plans)
+    removed.insert(removed.end(), p.removed_ids.begin(), p.removed_ids.end());
+  if (removed.empty()) return absl::OkStatus();
+  CNINET_RETURN_IF_ERROR(maps.backends.DeleteBatch(removed).status());
+  std::set<uint32_t> gone(removed.begin(), removed.end());
+  std::vector<cn_affinity_key> aff;
+  CNINET_RETURN_IF_ERROR(
+      maps.affinity.ForEach([&](const cn_affinity_key& k, const cn_affinity_entry& e) {
+        if (gone.count(e.backend_id)) aff.push_back(k);
+        return true;
+      }));
+  return maps.affinity.DeleteBatch(aff).status();
+}
+
 }  // namespace
 
 absl::Status ServiceTable::Upsert(const Service& svc, const UpsertOptions& options) {
@@ -215,155 +427,15 @@ absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
     p.svc = &svc;
     const SvcState* old = nullptr;
     if (auto it = state_->services.find(svc.id); it != state_->services.end()) old = &it->second;
-    std::set<uint32_t> used;
-    std::map<std::pair<cni::IPAddress, uint16_t>, uint32_t> old_ids;
-    if (old) {
-      for (size_t i = 0; i < old->svc.backends.size(); ++i) {
-        old_ids[{old->svc.backends[i].address, old->svc.backends[i].port}] = old->backend_ids[i];
-        // Never hand a removed backend's slot to a new backend in the same update: the removed
-        // id is deleted after the switch.
-        used.insert(old->backend_ids[i] & ((1u << kSlotBits) - 1));
-      }
-    }
-    p.ids.resize(svc.backends.size(), 0);
-    for (size_t i = 0; i < svc.backends.size(); ++i) {
-      auto it = old_ids.find({svc.backends[i].address, svc.backends[i].port});
-      if (it != old_ids.end()) {
-        p.ids[i] = it->second;
-        old_ids.erase(it);
-      }
-    }
-    uint32_t slot = 1;
-    for (size_t i = 0; i < svc.backends.size(); ++i) {
-      if (p.ids[i] != 0) continue;
-      while (used.count(slot)) ++slot;
-      if (slot >= (1u << kSlotBits)) {
-        return absl::ResourceExhaustedError(StrCat(
-            "service ", svc.id, ": no free backend slot (replace fewer backends per update)"));
-      }
-      used.insert(slot);
-      p.ids[i] = BackendId(svc.id, slot);
-      p.new_ids.push_back(p.ids[i]);
-      cn_backend b{};
-      b.addr = *V4Net(svc.backends[i].address);
-      b.port = htobe16(svc.backends[i].port);
-      p.new_backends.push_back(b);
-    }
-    for (const auto& [b, id] : old_ids) {
-      p.removed_ids.push_back(id);
-      p.removed_backends.push_back(Backend{b.first, b.second});
-    }
-    if (svc.algorithm == LbAlgorithm::kMaglev && !svc.backends.empty()) {
-      std::vector<std::string> names;
-      for (const auto& b : svc.backends) names.push_back(b.ToString());
-      CNINET_ASSIGN_OR_RETURN(std::vector<uint32_t> idx, BuildMaglevTable(names, svc.maglev_size));
-      p.table.reserve(idx.size());
-      for (uint32_t i : idx) p.table.push_back(p.ids[i]);
-    } else {
-      p.table = p.ids;
-    }
-    p.entry.svc_id = svc.id;
-    p.entry.affinity_timeout_s = static_cast<uint32_t>(svc.affinity_timeout.count());
-    uint16_t algo = svc.algorithm == LbAlgorithm::kMaglev ? CN_SVC_F_MAGLEV : 0;
-    std::set<cn_svc_key> keys;
-    for (const auto& f : svc.frontends) {
-      cn_svc_key k{};
-      k.port = htobe16(f.port);
-      k.proto = static_cast<uint8_t>(f.protocol);
-      if (f.kind == FrontendKind::kNodePort) {
-        for (uint32_t a : cfg.node_addrs) {
-          if (!a) continue;
-          k.addr = a;
-          keys.insert(k);
-        }
-      } else {
-        k.addr = *V4Net(f.address);
-        keys.insert(k);
-      }
-    }
-    p.keys.assign(keys.begin(), keys.end());
-    if (old) {
-      for (const auto& k : old->keys)
-        if (!keys.count(k)) p.stale_keys.push_back(k);
-    }
-    p.entry.flags = algo;
+    CNINET_RETURN_IF_ERROR(PlanBackendIds(svc, old, &p));
+    CNINET_RETURN_IF_ERROR(PlanTable(svc, &p));
+    PlanFrontends(svc, old, cfg, &p);
     plans.push_back(std::move(p));
   }
-
-  // 1. New backends first, so a table never points at a missing backend.
-  std::vector<uint32_t> bkeys;
-  std::vector<cn_backend> bvals;
-  for (const auto& p : plans) {
-    bkeys.insert(bkeys.end(), p.new_ids.begin(), p.new_ids.end());
-    bvals.insert(bvals.end(), p.new_backends.begin(), p.new_backends.end());
-  }
-  CNINET_RETURN_IF_ERROR(Annotate(maps_->backends.UpdateBatch(bkeys, bvals), "write backends"));
-
-  // 2. Per service: a fresh inner table, filled, then all swapped in with one batch update of the
-  //    outer array (each outer update waits for an RCU grace period; a batch waits once).
-  std::vector<RawMap> inners;
-  std::vector<uint32_t> slots;
-  std::vector<uint32_t> fds;
-  inners.reserve(plans.size());
-  for (const auto& p : plans) {
-    uint32_t n = static_cast<uint32_t>(p.table.size());
-    LIBBPF_OPTS(bpf_map_create_opts, copts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
-    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cn_lb_table", 4, 4, n + 1, &copts);
-    if (fd < 0) return ErrnoStatus(errno, StrCat("create LB table of service ", p.svc->id));
-    inners.push_back(RawMap::Adopt(fd));
-    CNINET_RETURN_IF_ERROR(
-        Annotate(FillTable(fd, p.table), StrCat("fill LB table of service ", p.svc->id)));
-    slots.push_back(p.svc->id);
-    fds.push_back(static_cast<uint32_t>(fd));
-  }
-  CNINET_RETURN_IF_ERROR(
-      Annotate(maps_->lb_tables.UpdateBatch(slots.data(), fds.data(),
-                                            static_cast<uint32_t>(slots.size()), 4, 4),
-               "switch LB tables"));
-  inners.clear();  // the outer map holds the tables now
-
-  // 3. Frontends (new or changed), then the frontends that went away.
-  std::vector<cn_svc_key> fkeys;
-  std::vector<cn_svc_entry> fvals;
-  std::vector<cn_svc_key> stale;
-  for (const auto& p : plans) {
-    for (const auto& k : p.keys) {
-      cn_svc_entry e = p.entry;
-      bool nodeport = false, external = false;
-      for (const auto& f : p.svc->frontends) {
-        if (htobe16(f.port) != k.port || static_cast<uint8_t>(f.protocol) != k.proto) continue;
-        if (f.kind == FrontendKind::kNodePort) {
-          for (uint32_t a : cfg.node_addrs) nodeport |= (a != 0 && a == k.addr);
-        } else if (*V4Net(f.address) == k.addr) {
-          external |= f.kind == FrontendKind::kExternalIP;
-        }
-      }
-      if (nodeport) e.flags |= CN_SVC_F_NODEPORT | CN_SVC_F_EXTERNAL;
-      if (external) e.flags |= CN_SVC_F_EXTERNAL;
-      fkeys.push_back(k);
-      fvals.push_back(e);
-    }
-    stale.insert(stale.end(), p.stale_keys.begin(), p.stale_keys.end());
-  }
-  CNINET_RETURN_IF_ERROR(Annotate(maps_->services.UpdateBatch(fkeys, fvals), "write frontends"));
-  CNINET_RETURN_IF_ERROR(maps_->services.DeleteBatch(stale).status());
-
-  // 4. Backends no longer referenced by the new tables, and their affinity entries.
-  std::vector<uint32_t> removed;
-  for (const auto& p : plans)
-    removed.insert(removed.end(), p.removed_ids.begin(), p.removed_ids.end());
-  if (!removed.empty()) {
-    CNINET_RETURN_IF_ERROR(maps_->backends.DeleteBatch(removed).status());
-    std::set<uint32_t> gone(removed.begin(), removed.end());
-    std::vector<cn_affinity_key> aff;
-    CNINET_RETURN_IF_ERROR(
-        maps_->affinity.ForEach([&](const cn_affinity_key& k, const cn_affinity_entry& e) {
-          if (gone.count(e.backend_id)) aff.push_back(k);
-          return true;
-        }));
-    CNINET_RETURN_IF_ERROR(maps_->affinity.DeleteBatch(aff).status());
-  }
-
+  CNINET_RETURN_IF_ERROR(WriteNewBackends(*maps_, plans));
+  CNINET_RETURN_IF_ERROR(SwitchTables(*maps_, plans));
+  CNINET_RETURN_IF_ERROR(WriteFrontends(*maps_, plans, cfg));
+  CNINET_RETURN_IF_ERROR(DeleteRemovedBackends(*maps_, plans));
   for (auto& p : plans) {
     SvcState& st = state_->services[p.svc->id];
     st.svc = *p.svc;

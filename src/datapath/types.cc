@@ -4,12 +4,17 @@
 #include <time.h>
 
 #include <cstring>
+#include <ostream>
 
 #include "absl/strings/ascii.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 
 namespace cninet::datapath {
+
+std::string ToString(Protocol p) { return ProtocolName(ToNumber(p)); }
+
+std::ostream& operator<<(std::ostream& os, Protocol p) { return os << ToString(p); }
 
 std::string ProtocolName(uint8_t proto) {
   switch (proto) {
@@ -33,8 +38,8 @@ absl::StatusOr<Protocol> ParseProtocol(std::string_view text) {
 }
 
 std::string FlowTuple::ToString() const {
-  return StrCat(ProtocolName(protocol), " ", src.ToString(), ":", src_port, " -> ", dst.ToString(),
-                ":", dst_port);
+  return StrCat(datapath::ToString(protocol), " ", src.ToString(), ":", src_port, " -> ",
+                dst.ToString(), ":", dst_port);
 }
 
 absl::StatusOr<uint32_t> V4Net(const cni::IPAddress& addr) {
@@ -59,7 +64,7 @@ absl::StatusOr<cn_tuple> ToAbi(const FlowTuple& t) {
   k.daddr = *d;
   k.sport = htobe16(t.src_port);
   k.dport = htobe16(t.dst_port);
-  k.proto = t.protocol;
+  k.proto = ToNumber(t.protocol);
   return k;
 }
 
@@ -69,7 +74,7 @@ FlowTuple FromAbi(const cn_tuple& k) {
   t.dst = FromV4Net(k.daddr);
   t.src_port = be16toh(k.sport);
   t.dst_port = be16toh(k.dport);
-  t.protocol = k.proto;
+  t.protocol = ProtocolFromNumber(k.proto);
   return t;
 }
 

@@ -185,6 +185,16 @@ case $STEP in
       "$WORK/pc-netlink" || fail "the pkg-config netlink consumer failed"
       echo "pkg-config cninet-netlink consumer: OK"
     fi
+    # The static datapath links with the plain `pkg-config --libs` (no --static): its .pc lists
+    # libbpf in Requires, as the archive needs it.
+    if pkg-config --exists cninet-datapath && ls "$PREFIX/$LIBDIR"/libcninet_datapath.a >/dev/null 2>&1; then
+      # shellcheck disable=SC2046
+      c++ -std=c++20 -o "$WORK/pc-datapath" "$SRC/tests/install/consumer/datapath.cc" \
+        $(pkg-config --cflags --libs cninet-datapath) ||
+        fail "the static cninet-datapath does not link with pkg-config --libs (without --static)"
+      "$WORK/pc-datapath" || fail "the pkg-config datapath consumer failed"
+      echo "pkg-config cninet-datapath consumer (no --static): OK"
+    fi
     ;;
 
   test-package)

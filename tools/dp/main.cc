@@ -1,29 +1,18 @@
 // cninet-dp: load/attach a datapath instance, program services and inspect its maps
-// (services, conntrack, NAT, counters), like `cilium bpf ct list global`.
+// (services, conntrack, NAT, counters), like `cilium bpf ct list global`. `cninet-dp --help` and
+// `cninet-dp COMMAND --help` describe every command; usage errors exit with 2 and name the flag.
 //
-//   cninet-dp [--pin-dir DIR] COMMAND ...      (default DIR: /sys/fs/bpf/cninet/default)
-//   load --cluster-cidr CIDR --node-ip IP [--node-ip IP] [--from-pod IF]... [--uplink IF]
-//        [--no-masquerade] [--ct-size N] [--nat-size N] [--nat-ports MIN-MAX]
-//   detach [--from-pod IF]... [--uplink IF]
-//   service list | service upsert --id N --frontend KIND:ADDR:PORT/PROTO... [--backend
-//   ADDR:PORT]...
-//        [--random] [--maglev-size M] [--affinity SECONDS] [--flush-removed] | service delete --id
-//        N
-//   ct list | ct flush | ct gc | ct stats
-//   nat list | nat flush | nat gc
-//   counters [--all]
-//   endpoint add ADDR IFINDEX | endpoint delete ADDR | endpoint list
-//   unpin
-// Interface operations act in the current network namespace (use `ip netns exec`).
+// Interface operations act in the current network namespace. To act in a named one, enter it with
+// `nsenter --net=/run/netns/NAME cninet-dp ...`: `ip netns exec` remounts /sys, and that /sys has
+// no bpffs, so the pinned maps under /sys/fs/bpf are not there.
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
-#include <set>
 #include <string>
-#include <string_view>
 #include <vector>
 
+#include "CLI/CLI.hpp"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "cninet/base/status.h"
@@ -36,61 +25,51 @@ using cninet::ToAbsl;
 
 namespace {
 
-struct Args {
-  std::vector<std::string> positional;
-  std::vector<std::pair<std::string, std::string>> flags;  // --name value ("" for switches)
-  std::vector<std::string> All(std::string_view name) const {
-    std::vector<std::string> v;
-    for (const auto& [k, val] : flags)
-      if (k == name) v.push_back(val);
-    return v;
-  }
-  std::string One(std::string_view name, std::string def = "") const {
-    auto v = All(name);
-    return v.empty() ? def : v.back();
-  }
-  bool Has(std::string_view name) const { return !All(name).empty(); }
+constexpr char kDefaultPinDir[] = "/sys/fs/bpf/cninet/default";
+constexpr char kNetnsNote[] =
+    "load/detach act on interfaces of the current network namespace; enter another with "
+    "`nsenter --net=/run/netns/NAME cninet-dp ...` (`ip netns exec` remounts /sys, which then "
+    "has no bpffs and no pinned maps).\n";
+
+// Every option value of every command (CLI11 binds them here).
+struct Options {
+  std::string pin_dir = kDefaultPinDir;
+  // load / detach
+  std::string cluster_cidr;
+  std::vector<std::string> node_ips, from_pod, uplink;
+  bool no_masquerade = false;
+  uint32_t ct_size = 0, nat_size = 0;
+  std::string nat_ports;
+  // service
+  uint32_t id = 0;
+  std::vector<std::string> frontends, backends;
+  bool random = false, flush_removed = false;
+  uint32_t maglev_size = 0, affinity = 0;
+  // counters
+  bool all = false;
+  // endpoint
+  std::string address;
+  uint32_t ifindex = 0;
 };
 
-const std::set<std::string_view>& Switches() {
-  static const std::set<std::string_view> s = {"no-masquerade", "random", "all", "flush-removed",
-                                               "help"};
-  return s;
-}
-
-Args Parse(int argc, char** argv) {
-  Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view s = argv[i];
-    if (s.rfind("--", 0) == 0) {
-      std::string name(s.substr(2));
-      if (Switches().count(name) || i + 1 >= argc) {
-        a.flags.emplace_back(name, "");
-      } else {
-        a.flags.emplace_back(name, argv[++i]);
-      }
-    } else {
-      a.positional.emplace_back(s);
-    }
-  }
-  return a;
-}
-
-absl::StatusOr<uint32_t> Num(std::string_view s, std::string_view what) {
-  uint32_t v;
-  if (!absl::SimpleAtoi(ToAbsl(s), &v))
-    return absl::InvalidArgumentError(StrCat("bad ", what, ": ", s));
-  return v;
-}
+// ---- value parsers (also the CLI11 validators, so a bad value is a usage error) ----
 
 // "ADDR:PORT"
 absl::StatusOr<dp::Backend> ParseBackend(std::string_view s) {
   auto pos = s.rfind(':');
-  if (pos == std::string_view::npos)
+  uint32_t port = 0;
+  if (pos == std::string_view::npos || !absl::SimpleAtoi(ToAbsl(s.substr(pos + 1)), &port) ||
+      port > 65535)
     return absl::InvalidArgumentError(StrCat("backend needs ADDR:PORT: ", s));
   CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(s.substr(0, pos)));
-  CNINET_ASSIGN_OR_RETURN(uint32_t port, Num(s.substr(pos + 1), "port"));
   return dp::Backend{addr, static_cast<uint16_t>(port)};
+}
+
+absl::StatusOr<uint16_t> ParsePort(std::string_view s) {
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(ToAbsl(s), &port) || port > 65535)
+    return absl::InvalidArgumentError(StrCat("bad port: ", s));
+  return static_cast<uint16_t>(port);
 }
 
 // "clusterip:10.96.0.10:80/tcp", "externalip:1.2.3.4:80/tcp", "nodeport:30080/tcp",
@@ -103,8 +82,7 @@ absl::StatusOr<dp::Frontend> ParseFrontend(std::string_view s) {
   std::vector<std::string> hp = absl::StrSplit(parts[0], ':');
   if (hp.size() == 2 && hp[0] == "nodeport") {
     f.kind = dp::FrontendKind::kNodePort;
-    CNINET_ASSIGN_OR_RETURN(uint32_t port, Num(hp[1], "port"));
-    f.port = static_cast<uint16_t>(port);
+    CNINET_ASSIGN_OR_RETURN(f.port, ParsePort(hp[1]));
     return f;
   }
   if (hp.size() != 3 || (hp[0] != "clusterip" && hp[0] != "externalip"))
@@ -112,67 +90,66 @@ absl::StatusOr<dp::Frontend> ParseFrontend(std::string_view s) {
         StrCat("frontend must be clusterip:ADDR:PORT/P, externalip:... or nodeport:PORT/P: ", s));
   f.kind = hp[0] == "clusterip" ? dp::FrontendKind::kClusterIP : dp::FrontendKind::kExternalIP;
   CNINET_ASSIGN_OR_RETURN(f.address, cninet::cni::IPAddress::Parse(hp[1]));
-  CNINET_ASSIGN_OR_RETURN(uint32_t port, Num(hp[2], "port"));
-  f.port = static_cast<uint16_t>(port);
+  CNINET_ASSIGN_OR_RETURN(f.port, ParsePort(hp[2]));
   return f;
 }
 
-std::string KindName(dp::FrontendKind k) {
-  switch (k) {
-    case dp::FrontendKind::kClusterIP:
-      return "clusterip";
-    case dp::FrontendKind::kExternalIP:
-      return "externalip";
-    case dp::FrontendKind::kNodePort:
-      return "nodeport";
-  }
-  return "?";
+// "MIN-MAX"
+absl::StatusOr<std::pair<uint16_t, uint16_t>> ParsePortRange(std::string_view s) {
+  std::vector<std::string> r = absl::StrSplit(ToAbsl(s), '-');
+  if (r.size() != 2) return absl::InvalidArgumentError(StrCat("need MIN-MAX: ", s));
+  CNINET_ASSIGN_OR_RETURN(uint16_t lo, ParsePort(r[0]));
+  CNINET_ASSIGN_OR_RETURN(uint16_t hi, ParsePort(r[1]));
+  return std::make_pair(lo, hi);
 }
 
-std::vector<std::string> SplitIfs(const std::vector<std::string>& v) {
-  std::vector<std::string> out;
-  for (const auto& s : v)
-    for (auto p : absl::StrSplit(s, ',', absl::SkipEmpty())) out.emplace_back(p);
-  return out;
+// A CLI11 validator from one of the parsers above.
+template <typename F>
+CLI::Validator Check(F parse, std::string name) {
+  return CLI::Validator(
+      [parse](std::string& value) -> std::string {
+        auto r = parse(value);
+        return r.ok() ? std::string() : std::string(r.status().message());
+      },
+      "", std::move(name));
 }
 
-absl::Status Load(const Args& a, const std::string& pin_dir) {
+// ---- commands ----
+
+absl::StatusOr<dp::DatapathConfig> LoadConfig(const Options& o) {
   dp::DatapathConfig c;
-  std::filesystem::path p(pin_dir);
+  std::filesystem::path p(o.pin_dir);
   c.instance = p.filename().string();
   c.bpffs_root = p.parent_path().parent_path().string();
   if (p.parent_path().filename() != "cninet")
-    return absl::InvalidArgumentError("--pin-dir must look like <bpffs>/cninet/<instance>");
-  CNINET_ASSIGN_OR_RETURN(c.cluster_cidr, cninet::cni::IPPrefix::Parse(a.One("cluster-cidr")));
-  for (const auto& ip : a.All("node-ip")) {
+    return absl::InvalidArgumentError("--pin-dir must look like BPFFS/cninet/INSTANCE");
+  CNINET_ASSIGN_OR_RETURN(c.cluster_cidr, cninet::cni::IPPrefix::Parse(o.cluster_cidr));
+  for (const auto& ip : o.node_ips) {
     CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(ip));
     c.node_addresses.push_back(addr);
   }
-  c.masquerade = !a.Has("no-masquerade");
-  if (a.Has("ct-size")) {
-    CNINET_ASSIGN_OR_RETURN(c.map_sizes.conntrack, Num(a.One("ct-size"), "ct-size"));
+  c.masquerade = !o.no_masquerade;
+  if (o.ct_size != 0) c.map_sizes.conntrack = o.ct_size;
+  if (o.nat_size != 0) c.map_sizes.nat = o.nat_size;
+  if (!o.nat_ports.empty()) {
+    CNINET_ASSIGN_OR_RETURN(auto range, ParsePortRange(o.nat_ports));
+    c.nat_port_min = range.first;
+    c.nat_port_max = range.second;
   }
-  if (a.Has("nat-size")) {
-    CNINET_ASSIGN_OR_RETURN(c.map_sizes.nat, Num(a.One("nat-size"), "nat-size"));
-  }
-  if (a.Has("nat-ports")) {
-    std::vector<std::string> r = absl::StrSplit(a.One("nat-ports"), '-');
-    if (r.size() != 2) return absl::InvalidArgumentError("--nat-ports MIN-MAX");
-    CNINET_ASSIGN_OR_RETURN(uint32_t lo, Num(r[0], "port"));
-    CNINET_ASSIGN_OR_RETURN(uint32_t hi, Num(r[1], "port"));
-    c.nat_port_min = static_cast<uint16_t>(lo);
-    c.nat_port_max = static_cast<uint16_t>(hi);
-  }
+  return c;
+}
+
+absl::Status Load(const Options& o) {
+  CNINET_ASSIGN_OR_RETURN(dp::DatapathConfig c, LoadConfig(o));
   CNINET_ASSIGN_OR_RETURN(auto d, dp::Datapath::Create(c));
   auto attach = [&](dp::Hook h, const std::string& ifname) -> absl::Status {
-    CNINET_ASSIGN_OR_RETURN(dp::Attachment at, d->Attach(h, ifname));
+    CNINET_ASSIGN_OR_RETURN(dp::TcAttachment at, d->Attach(h, ifname));
     at.Release();  // stays attached after this process exits
     std::cout << "attached " << dp::HookName(h) << " " << ifname << "\n";
     return absl::OkStatus();
   };
-  for (const auto& i : SplitIfs(a.All("from-pod")))
-    CNINET_RETURN_IF_ERROR(attach(dp::Hook::kFromPod, i));
-  for (const auto& i : SplitIfs(a.All("uplink"))) {
+  for (const auto& i : o.from_pod) CNINET_RETURN_IF_ERROR(attach(dp::Hook::kFromPod, i));
+  for (const auto& i : o.uplink) {
     CNINET_RETURN_IF_ERROR(attach(dp::Hook::kFromWorld, i));
     CNINET_RETURN_IF_ERROR(attach(dp::Hook::kToWorld, i));
   }
@@ -180,122 +157,90 @@ absl::Status Load(const Args& a, const std::string& pin_dir) {
   return absl::OkStatus();
 }
 
-absl::Status Detach(const Args& a) {
-  for (const auto& i : SplitIfs(a.All("from-pod")))
-    CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kFromPod, i));
-  for (const auto& i : SplitIfs(a.All("uplink"))) {
+absl::Status Detach(const Options& o) {
+  for (const auto& i : o.from_pod) CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kFromPod, i));
+  for (const auto& i : o.uplink) {
     CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kFromWorld, i));
     CNINET_RETURN_IF_ERROR(dp::DetachHook(dp::Hook::kToWorld, i));
   }
   return absl::OkStatus();
 }
 
-absl::Status ServiceCmd(dp::Datapath& d, const Args& a, std::string_view sub) {
-  if (sub == "list") {
-    auto list = d.services().List();
-    std::printf("%-6s %-34s %-8s %s\n", "ID", "FRONTENDS", "LB", "BACKENDS");
-    for (const auto& s : list) {
-      std::vector<std::string> fe, be;
-      for (const auto& f : s.frontends)
-        fe.push_back(f.kind == dp::FrontendKind::kNodePort
-                         ? StrCat("nodeport:", f.port, "/",
-                                  dp::ProtocolName(static_cast<uint8_t>(f.protocol)))
-                         : StrCat(KindName(f.kind), ":", f.address.ToString(), ":", f.port, "/",
-                                  dp::ProtocolName(static_cast<uint8_t>(f.protocol))));
-      for (const auto& b : s.backends) be.push_back(b.ToString());
-      std::string lb =
-          s.algorithm == dp::LbAlgorithm::kMaglev ? StrCat("maglev/", s.maglev_size) : "random";
-      if (s.affinity_timeout.count() > 0)
-        lb += StrCat(" affinity=", s.affinity_timeout.count(), "s");
-      std::printf("%-6u %-34s %-8s %s\n", s.id, cninet::StrJoin(fe, ",").c_str(), lb.c_str(),
-                  be.empty() ? "(none: reject)" : cninet::StrJoin(be, ",").c_str());
-    }
-    return absl::OkStatus();
+absl::Status ServiceList(dp::Datapath& d) {
+  std::printf("%-6s %-34s %-8s %s\n", "ID", "FRONTENDS", "LB", "BACKENDS");
+  for (const auto& s : d.services().List()) {
+    std::vector<std::string> fe, be;
+    for (const auto& f : s.frontends) fe.push_back(dp::ToString(f));
+    for (const auto& b : s.backends) be.push_back(b.ToString());
+    std::printf("%-6u %-34s %-8s %s\n", s.id, cninet::StrJoin(fe, ",").c_str(),
+                dp::LbDescription(s).c_str(),
+                be.empty() ? "(none: reject)" : cninet::StrJoin(be, ",").c_str());
   }
-  if (sub == "upsert") {
-    dp::Service s;
-    CNINET_ASSIGN_OR_RETURN(s.id, Num(a.One("id"), "--id"));
-    for (const auto& f : a.All("frontend")) {
-      CNINET_ASSIGN_OR_RETURN(auto fe, ParseFrontend(f));
-      s.frontends.push_back(fe);
-    }
-    for (const auto& b : a.All("backend")) {
-      CNINET_ASSIGN_OR_RETURN(auto be, ParseBackend(b));
-      s.backends.push_back(be);
-    }
-    if (a.Has("random")) s.algorithm = dp::LbAlgorithm::kRandom;
-    if (a.Has("maglev-size")) {
-      CNINET_ASSIGN_OR_RETURN(s.maglev_size, Num(a.One("maglev-size"), "--maglev-size"));
-    }
-    if (a.Has("affinity")) {
-      CNINET_ASSIGN_OR_RETURN(uint32_t sec, Num(a.One("affinity"), "--affinity"));
-      s.affinity_timeout = std::chrono::seconds(sec);
-    }
-    dp::UpsertOptions o;
-    o.flush_conntrack_of_removed_backends = a.Has("flush-removed");
-    CNINET_RETURN_IF_ERROR(d.services().Upsert(s, o));
-    std::cout << "service " << s.id << " programmed with " << s.backends.size() << " backends\n";
-    return absl::OkStatus();
-  }
-  if (sub == "delete") {
-    CNINET_ASSIGN_OR_RETURN(uint32_t id, Num(a.One("id"), "--id"));
-    return d.services().Delete(id);
-  }
-  return absl::InvalidArgumentError(StrCat("unknown service command '", sub, "'"));
+  return absl::OkStatus();
 }
 
-absl::Status CtCmd(dp::Datapath& d, std::string_view sub) {
-  if (sub == "list") {
-    CNINET_ASSIGN_OR_RETURN(auto all, d.conntrack().Dump());
-    for (const auto& e : all) std::cout << e.ToString() << "\n";
-    std::cout << all.size() << " entries\n";
-    return absl::OkStatus();
+absl::Status ServiceUpsert(dp::Datapath& d, const Options& o) {
+  dp::Service s;
+  s.id = o.id;
+  for (const auto& f : o.frontends) {
+    CNINET_ASSIGN_OR_RETURN(auto fe, ParseFrontend(f));
+    s.frontends.push_back(fe);
   }
-  if (sub == "flush") {
-    CNINET_ASSIGN_OR_RETURN(size_t n, d.conntrack().Flush());
-    std::cout << "deleted " << n << " entries\n";
-    return absl::OkStatus();
+  for (const auto& b : o.backends) {
+    CNINET_ASSIGN_OR_RETURN(auto be, ParseBackend(b));
+    s.backends.push_back(be);
   }
-  if (sub == "gc") {
-    CNINET_ASSIGN_OR_RETURN(auto r, d.conntrack().Gc());
-    std::cout << "scanned " << r.scanned << ", deleted " << r.deleted << " expired entries\n";
-    return absl::OkStatus();
-  }
-  if (sub == "stats") {
-    CNINET_ASSIGN_OR_RETURN(auto s, d.conntrack().Stats());
-    std::cout << "entries " << s.entries << "/" << s.max_entries << " expired " << s.expired
-              << " tcp " << s.tcp << " udp " << s.udp << " icmp " << s.icmp << " service "
-              << s.service << "\n";
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(StrCat("unknown ct command '", sub, "'"));
+  if (o.random) s.algorithm = dp::LbAlgorithm::kRandom;
+  if (o.maglev_size != 0) s.maglev_size = o.maglev_size;
+  s.affinity_timeout = std::chrono::seconds(o.affinity);
+  dp::UpsertOptions opts;
+  opts.flush_conntrack_of_removed_backends = o.flush_removed;
+  CNINET_RETURN_IF_ERROR(d.services().Upsert(s, opts));
+  std::cout << "service " << s.id << " programmed with " << s.backends.size() << " backends\n";
+  return absl::OkStatus();
 }
 
-absl::Status NatCmd(dp::Datapath& d, std::string_view sub) {
-  if (sub == "list") {
-    CNINET_ASSIGN_OR_RETURN(auto all, d.nat().Dump());
-    for (const auto& e : all) std::cout << e.ToString() << "\n";
-    std::cout << all.size() << " entries\n";
-    return absl::OkStatus();
-  }
-  if (sub == "flush") {
-    CNINET_ASSIGN_OR_RETURN(size_t n, d.nat().Flush());
-    std::cout << "deleted " << n << " entries\n";
-    return absl::OkStatus();
-  }
-  if (sub == "gc") {
-    CNINET_ASSIGN_OR_RETURN(auto r, d.nat().Gc());
-    std::cout << "scanned " << r.scanned << ", deleted " << r.deleted << " expired entries\n";
-    return absl::OkStatus();
-  }
-  return absl::InvalidArgumentError(StrCat("unknown nat command '", sub, "'"));
+absl::Status CtList(dp::Datapath& d) {
+  CNINET_ASSIGN_OR_RETURN(auto all, d.conntrack().Dump());
+  for (const auto& e : all) std::cout << e.ToString() << "\n";
+  std::cout << all.size() << " entries\n";
+  return absl::OkStatus();
 }
 
-absl::Status CountersCmd(dp::Datapath& d, const Args& a) {
+absl::Status CtStats(dp::Datapath& d) {
+  CNINET_ASSIGN_OR_RETURN(auto s, d.conntrack().Stats());
+  std::cout << "entries " << s.entries << "/" << s.max_entries << " expired " << s.expired
+            << " tcp " << s.tcp << " udp " << s.udp << " icmp " << s.icmp << " service "
+            << s.service << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status NatList(dp::Datapath& d) {
+  CNINET_ASSIGN_OR_RETURN(auto all, d.nat().Dump());
+  for (const auto& e : all) std::cout << e.ToString() << "\n";
+  std::cout << all.size() << " entries\n";
+  return absl::OkStatus();
+}
+
+// "deleted N entries" / "scanned N, deleted M expired entries" for flush and gc.
+template <typename Table>
+absl::Status Flush(Table& t) {
+  CNINET_ASSIGN_OR_RETURN(size_t n, t.Flush());
+  std::cout << "deleted " << n << " entries\n";
+  return absl::OkStatus();
+}
+template <typename Table>
+absl::Status Gc(Table& t) {
+  CNINET_ASSIGN_OR_RETURN(auto r, t.Gc());
+  std::cout << "scanned " << r.scanned << ", deleted " << r.deleted << " expired entries\n";
+  return absl::OkStatus();
+}
+
+absl::Status Counters(dp::Datapath& d, const Options& o) {
   CNINET_ASSIGN_OR_RETURN(auto all, d.counters().Read());
   std::printf("%-26s %12s %14s\n", "REASON", "PACKETS", "BYTES");
   for (const auto& c : all) {
-    if (c.packets == 0 && !a.Has("all")) continue;
+    if (c.packets == 0 && !o.all) continue;
     std::printf("%-26s %12llu %14llu\n", std::string(c.name).c_str(),
                 static_cast<unsigned long long>(c.packets),
                 static_cast<unsigned long long>(c.bytes));
@@ -303,71 +248,163 @@ absl::Status CountersCmd(dp::Datapath& d, const Args& a) {
   return absl::OkStatus();
 }
 
-absl::Status EndpointCmd(dp::Datapath& d, const Args& a, std::string_view sub) {
-  if (sub == "list") {
-    CNINET_ASSIGN_OR_RETURN(auto eps, d.endpoints().List());
-    for (const auto& e : eps) std::cout << e.address.ToString() << " ifindex " << e.ifindex << "\n";
-    return absl::OkStatus();
-  }
-  if (a.positional.size() < 3)
-    return absl::InvalidArgumentError("endpoint add ADDR IFINDEX | endpoint delete ADDR");
-  CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(a.positional[2]));
-  if (sub == "delete") return d.endpoints().Delete(addr);
-  if (sub == "add" && a.positional.size() >= 4) {
-    dp::Endpoint e;
-    e.address = addr;
-    CNINET_ASSIGN_OR_RETURN(e.ifindex, Num(a.positional[3], "ifindex"));
-    return d.endpoints().Upsert(e);
-  }
-  return absl::InvalidArgumentError(StrCat("unknown endpoint command '", sub, "'"));
+absl::Status EndpointList(dp::Datapath& d) {
+  CNINET_ASSIGN_OR_RETURN(auto eps, d.endpoints().List());
+  for (const auto& e : eps) std::cout << e.address.ToString() << " ifindex " << e.ifindex << "\n";
+  return absl::OkStatus();
 }
 
-constexpr char kUsage[] =
-    R"(usage: cninet-dp [--pin-dir DIR] COMMAND ...   (DIR default: /sys/fs/bpf/cninet/default)
-  load --cluster-cidr CIDR --node-ip IP [--node-ip IP]... [--from-pod IF[,IF]...] [--uplink IF]
-       [--no-masquerade] [--ct-size N] [--nat-size N] [--nat-ports MIN-MAX]
-  detach [--from-pod IF[,IF]...] [--uplink IF]
-  service list
-  service upsert --id N --frontend clusterip:ADDR:PORT/PROTO | externalip:ADDR:PORT/PROTO |
-                 nodeport:PORT/PROTO ... [--backend ADDR:PORT]... [--random] [--maglev-size M]
-                 [--affinity SECONDS] [--flush-removed]
-  service delete --id N
-  ct list | ct stats | ct gc | ct flush
-  nat list | nat gc | nat flush
-  counters [--all]
-  endpoint list | endpoint add ADDR IFINDEX | endpoint delete ADDR
-  unpin
-load/detach act on interfaces of the current network namespace (use `ip netns exec`).
-)";
+absl::Status EndpointAdd(dp::Datapath& d, const Options& o) {
+  dp::Endpoint e;
+  CNINET_ASSIGN_OR_RETURN(e.address, cninet::cni::IPAddress::Parse(o.address));
+  e.ifindex = o.ifindex;
+  return d.endpoints().Upsert(e);
+}
 
-absl::Status Main(const Args& a) {
-  if (a.Has("help") || (!a.positional.empty() && a.positional[0] == "help")) {
-    std::cout << kUsage;
-    return absl::OkStatus();
+absl::Status EndpointDelete(dp::Datapath& d, const Options& o) {
+  CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(o.address));
+  return d.endpoints().Delete(addr);
+}
+
+// ---- the command line ----
+
+// What a parsed command line runs: on the pinned maps or without them.
+using MapsAction = std::function<absl::Status(dp::Datapath&)>;
+struct Action {
+  std::function<absl::Status()> plain;
+  MapsAction on_maps;
+};
+
+// `name` with subcommands `subs` (the first is the default when none is given).
+CLI::App* Group(CLI::App& app, const std::string& name, const std::string& about,
+                std::vector<std::pair<std::string, MapsAction>> subs, Action* action) {
+  CLI::App* group = app.add_subcommand(name, about);
+  group->require_subcommand(0, 1);
+  MapsAction fallback = subs.front().second;
+  group->callback([group, fallback, action] {
+    if (group->get_subcommands().empty()) action->on_maps = fallback;
+  });
+  for (auto& [sub, run] : subs) {
+    group->add_subcommand(sub, StrCat(name, " ", sub))->callback([action, run = run] {
+      action->on_maps = run;
+    });
   }
-  if (a.positional.empty()) {
-    std::cerr << kUsage;
-    return absl::InvalidArgumentError("no command");
+  return group;
+}
+
+void AddLoadDetach(CLI::App& app, Options& o, Action* action) {
+  CLI::App* load = app.add_subcommand("load", "load the datapath, pin its maps, attach programs");
+  load->add_option("--cluster-cidr", o.cluster_cidr, "pods' IPv4 prefix")
+      ->required()
+      ->check(Check([](std::string_view v) { return cninet::cni::IPPrefix::Parse(v); }, "CIDR"));
+  load->add_option("--node-ip", o.node_ips, "node IPv4 address (1..4)")
+      ->required()
+      ->check(Check([](std::string_view v) { return cninet::cni::IPAddress::Parse(v); }, "IP"));
+  load->add_flag("--no-masquerade", o.no_masquerade, "do not SNAT pod egress");
+  load->add_option("--ct-size", o.ct_size, "conntrack entries");
+  load->add_option("--nat-size", o.nat_size, "NAT entries");
+  load->add_option("--nat-ports", o.nat_ports, "SNAT port range MIN-MAX")
+      ->check(Check(ParsePortRange, "MIN-MAX"));
+  CLI::App* detach = app.add_subcommand("detach", "detach programs from interfaces");
+  for (CLI::App* c : {load, detach}) {
+    c->add_option("--from-pod", o.from_pod, "host-side pod interface(s), IF[,IF]...")
+        ->delimiter(',');
+    c->add_option("--uplink", o.uplink, "node uplink interface(s)")->delimiter(',');
+    c->footer(kNetnsNote);
   }
-  const std::string pin_dir = a.One("pin-dir", "/sys/fs/bpf/cninet/default");
-  const std::string& cmd = a.positional[0];
-  const std::string sub = a.positional.size() > 1 ? a.positional[1] : "list";
-  if (cmd == "load") return Load(a, pin_dir);
-  if (cmd == "detach") return Detach(a);
-  CNINET_ASSIGN_OR_RETURN(auto d, dp::Datapath::OpenPinned(pin_dir));
-  if (cmd == "service") return ServiceCmd(*d, a, sub);
-  if (cmd == "ct") return CtCmd(*d, sub);
-  if (cmd == "nat") return NatCmd(*d, sub);
-  if (cmd == "counters") return CountersCmd(*d, a);
-  if (cmd == "endpoint") return EndpointCmd(*d, a, sub);
-  if (cmd == "unpin") return d->Unpin();
-  return absl::InvalidArgumentError(StrCat("unknown command '", cmd, "'"));
+  load->callback([action, &o] { action->plain = [&o] { return Load(o); }; });
+  detach->callback([action, &o] { action->plain = [&o] { return Detach(o); }; });
+}
+
+void AddService(CLI::App& app, Options& o, Action* action) {
+  CLI::App* svc =
+      Group(app, "service", "list, program or delete services", {{"list", ServiceList}}, action);
+  CLI::App* up = svc->add_subcommand("upsert", "create or replace a service");
+  up->add_option("--id", o.id, "service id")->required();
+  up->add_option("--frontend", o.frontends,
+                 "clusterip:ADDR:PORT/PROTO | externalip:ADDR:PORT/PROTO | nodeport:PORT/PROTO")
+      ->check(Check(ParseFrontend, "FRONTEND"));
+  up->add_option("--backend", o.backends, "ADDR:PORT")->check(Check(ParseBackend, "BACKEND"));
+  up->add_flag("--random", o.random, "random backend selection instead of Maglev");
+  up->add_option("--maglev-size", o.maglev_size, "Maglev table size (prime)");
+  up->add_option("--affinity", o.affinity, "ClientIP session affinity timeout in seconds");
+  up->add_flag("--flush-removed", o.flush_removed, "flush conntrack of removed backends");
+  up->callback(
+      [action, &o] { action->on_maps = [&o](dp::Datapath& d) { return ServiceUpsert(d, o); }; });
+  CLI::App* del = svc->add_subcommand("delete", "delete a service");
+  del->add_option("--id", o.id, "service id")->required();
+  del->callback([action, &o] {
+    action->on_maps = [&o](dp::Datapath& d) { return d.services().Delete(o.id); };
+  });
+}
+
+void AddTables(CLI::App& app, Options& o, Action* action) {
+  Group(app, "ct", "conntrack entries",
+        {{"list", CtList},
+         {"stats", CtStats},
+         {"gc", [](dp::Datapath& d) { return Gc(d.conntrack()); }},
+         {"flush", [](dp::Datapath& d) { return Flush(d.conntrack()); }}},
+        action);
+  Group(app, "nat", "SNAT mappings",
+        {{"list", NatList},
+         {"gc", [](dp::Datapath& d) { return Gc(d.nat()); }},
+         {"flush", [](dp::Datapath& d) { return Flush(d.nat()); }}},
+        action);
+  CLI::App* counters = app.add_subcommand("counters", "verdict and event counters");
+  counters->add_flag("--all", o.all, "also the counters that are 0");
+  counters->callback(
+      [action, &o] { action->on_maps = [&o](dp::Datapath& d) { return Counters(d, o); }; });
+  CLI::App* ep = Group(app, "endpoint", "local pods", {{"list", EndpointList}}, action);
+  CLI::App* add = ep->add_subcommand("add", "register a local pod");
+  add->add_option("ADDR", o.address, "pod IPv4 address")
+      ->required()
+      ->check(Check([](std::string_view v) { return cninet::cni::IPAddress::Parse(v); }, "ADDR"));
+  add->add_option("IFINDEX", o.ifindex, "host-side interface index")->required();
+  add->callback(
+      [action, &o] { action->on_maps = [&o](dp::Datapath& d) { return EndpointAdd(d, o); }; });
+  CLI::App* del = ep->add_subcommand("delete", "forget a local pod");
+  del->add_option("ADDR", o.address, "pod IPv4 address")
+      ->required()
+      ->check(Check([](std::string_view v) { return cninet::cni::IPAddress::Parse(v); }, "ADDR"));
+  del->callback(
+      [action, &o] { action->on_maps = [&o](dp::Datapath& d) { return EndpointDelete(d, o); }; });
+  app.add_subcommand("unpin", "remove the pinned maps and programs of the instance")
+      ->callback([action] { action->on_maps = [](dp::Datapath& d) { return d.Unpin(); }; });
+}
+
+absl::Status Run(const Options& o, const Action& action) {
+  if (action.plain) return action.plain();
+  CNINET_ASSIGN_OR_RETURN(auto d, dp::Datapath::OpenPinned(o.pin_dir));
+  return action.on_maps(*d);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::Status s = Main(Parse(argc, argv));
+  CLI::App app("cninet-dp: load and attach a datapath instance, program services, inspect maps",
+               "cninet-dp");
+  app.footer(kNetnsNote);
+  app.fallthrough();             // --pin-dir after the command too
+  app.require_subcommand(0, 1);  // None is reported below: an unknown command is named first.
+  Options o;
+  Action action;
+  app.add_option("--pin-dir", o.pin_dir, "the instance's map directory BPFFS/cninet/INSTANCE")
+      ->capture_default_str();
+  AddLoadDetach(app, o, &action);
+  AddService(app, o, &action);
+  AddTables(app, o, &action);
+  app.add_subcommand("help", "print this help")->callback([&app] { throw CLI::CallForHelp(); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);  // Prints help (code 0) or the error naming the flag.
+    return rc == 0 ? 0 : 2;
+  }
+  if (!action.plain && !action.on_maps) {
+    std::cerr << "A subcommand is required\nRun with --help for more information.\n";
+    return 2;
+  }
+  absl::Status s = Run(o, action);
   if (!s.ok()) {
     std::cerr << "cninet-dp: " << s << "\n";
     return 1;

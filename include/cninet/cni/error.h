@@ -30,7 +30,12 @@ enum class ErrorCode : uint32_t {
   kNotAvailable = 50,         ///< STATUS: plugin cannot service ADD requests.
   kLimitedConnectivity = 51,  ///< STATUS: not available, and existing containers may be affected.
   kPluginSpecific = 100,      ///< First plugin-specific code.
-  kInternal = 999,            ///< Generic failure without a more specific code (as libcni uses).
+  // cninet's plugin-specific codes (>= 100), shared by every plugin of cninet:
+  kCheckMismatch = 100,     ///< CHECK found state differing from prevResult or the plugin's record.
+  kNoHostInterface = 101,   ///< No host-side interface (veth peer) for the pod interface.
+  kHostPortConflict = 102,  ///< A hostPort (address, port, protocol) is already taken.
+  kDatapathFailure = 103,   ///< Loading, attaching or programming the eBPF datapath failed.
+  kInternal = 999,          ///< Generic failure without a more specific code (as libcni uses).
 };
 
 /// Short spec description of a code ("Incompatible CNI version"), or "Plugin error" for >= 100.

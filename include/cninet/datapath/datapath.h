@@ -3,7 +3,7 @@
 /// programs to interfaces (RAII) and gives access to the tables.
 ///
 /// Network namespaces: Attach() resolves the interface and talks to tc in the *calling thread's*
-/// network namespace; an Attachment remembers that namespace and detaches there, whatever thread
+/// network namespace; a TcAttachment remembers that namespace and detaches there, whatever thread
 /// destroys it. Maps are not tied to a namespace.
 #ifndef CNINET_DATAPATH_DATAPATH_H_
 #define CNINET_DATAPATH_DATAPATH_H_
@@ -22,80 +22,15 @@
 #include "cninet/datapath/counters.h"
 #include "cninet/datapath/endpoints.h"
 #include "cninet/datapath/nat.h"
+#include "cninet/datapath/pins.h"
 #include "cninet/datapath/policy_table.h"
 #include "cninet/datapath/service_table.h"
+#include "cninet/datapath/tc.h"
 
 namespace cninet::datapath {
 
 class DatapathMaps;
 struct DatapathPrograms;
-
-/// Where a program runs.
-enum class Hook {
-  kFromPod,    ///< tc ingress, host side of a pod veth
-  kFromWorld,  ///< tc ingress, node uplink
-  kToWorld,    ///< tc egress, node uplink
-  kNoop,       ///< empty program returning TC_ACT_OK (benchmark floor); attachable for tests
-  kToPod,      ///< tc egress, host side of a pod veth (traffic towards the pod): ingress policy
-};
-
-/// "from-pod", "from-world", "to-world", "to-pod", "noop".
-std::string_view HookName(Hook hook);
-
-/// A tc filter owned by this object: detached (in the namespace it was attached in) on
-/// destruction unless Release()d.
-class Attachment {
- public:
-  Attachment() = default;
-  ~Attachment();
-  /// Moves the filter ownership.
-  Attachment(Attachment&& other) noexcept;
-  /// Detaches the current filter, then takes `other`'s.
-  Attachment& operator=(Attachment&& other) noexcept;
-  Attachment(const Attachment&) = delete;
-  Attachment& operator=(const Attachment&) = delete;
-
-  /// Removes the filter now (idempotent; an interface that is gone counts as detached).
-  absl::Status Detach();
-  /// Leaves the filter in the kernel after this object dies (a restarting agent re-attaches with
-  /// replace, so traffic never sees a gap).
-  void Release();
-  /// True while this object owns a filter.
-  bool attached() const { return netns_fd_ >= 0; }
-  /// Interface name given to Attach().
-  const std::string& ifname() const { return ifname_; }
-  /// Interface index in the attachment's namespace.
-  int ifindex() const { return ifindex_; }
-  /// Which program.
-  Hook hook() const { return hook_; }
-
- private:
-  friend class Datapath;
-  std::string ifname_;
-  int ifindex_ = 0;
-  Hook hook_ = Hook::kFromPod;
-  int netns_fd_ = -1;  // namespace of the filter; -1 when not attached
-};
-
-/// Removes cninet's filter for `hook` from `ifname` in the calling thread's network namespace
-/// (e.g. one left attached by a Release()d Attachment). Absent filters/interfaces are OK.
-absl::Status DetachHook(Hook hook, std::string_view ifname);
-/// DetachHook() for both per-pod hooks (kFromPod and kToPod) of a pod's host-side veth.
-absl::Status DetachPodHooks(std::string_view ifname);
-
-/// The per-pod filters of one host-side veth: kFromPod (tc ingress) and kToPod (tc egress,
-/// ingress policy). Both are detached when this object dies unless Release()d.
-struct PodAttachment {
-  Attachment from_pod;  ///< tc ingress: service DNAT, reverse DNAT, tracking.
-  Attachment to_pod;    ///< tc egress: the pod's ingress policy.
-  /// Leaves both filters in the kernel after this object dies.
-  void Release() {
-    from_pod.Release();
-    to_pod.Release();
-  }
-  /// Removes both filters now (idempotent).
-  absl::Status Detach();
-};
 
 /// Outcome of one BPF_PROG_TEST_RUN.
 struct TestRunResult {
@@ -121,16 +56,24 @@ class Datapath {
   /// Validates `config`, loads the programs, creates (or reuses, when pinned) the maps and writes
   /// the configuration map.
   static absl::StatusOr<std::unique_ptr<Datapath>> Create(const DatapathConfig& config);
-  /// Opens the maps pinned in `pin_dir` without loading programs (inspection tools, a second
-  /// control process). Attach() and TestRun() fail with FailedPrecondition.
+  /// Opens the maps pinned in `pin_dir` (PinLayout::MapDir()) without loading programs
+  /// (inspection tools, a second control process). Attach() and TestRun() fail with
+  /// FailedPrecondition.
   static absl::StatusOr<std::unique_ptr<Datapath>> OpenPinned(const std::string& pin_dir);
+  /// OpenPinned() of `layout`'s MapDir().
+  static absl::StatusOr<std::unique_ptr<Datapath>> OpenPinned(const PinLayout& layout);
   ~Datapath();
   Datapath(const Datapath&) = delete;
   Datapath& operator=(const Datapath&) = delete;
 
   /// Attaches `hook`'s program to `ifname` in the calling thread's network namespace, replacing
   /// a previous cninet filter of the same hook there.
-  absl::StatusOr<Attachment> Attach(Hook hook, std::string_view ifname);
+  absl::StatusOr<TcAttachment> Attach(Hook hook, std::string_view ifname);
+  /// `hook`'s loaded program, held open (to pin it or attach it elsewhere).
+  absl::StatusOr<BpfProgram> Program(Hook hook) const;
+  /// Pins `hook`'s program at layout().ProgramPath(HookPinName(hook)) so a later process attaches
+  /// it with BpfProgram::OpenPinned() without loading it again; returns that path.
+  absl::StatusOr<std::string> PinProgram(Hook hook) const;
   /// Runs `hook`'s program once (or `repeat` times) on `packet` through BPF_PROG_TEST_RUN;
   /// `ifindex` (0: loopback) is the skb's device, `ingress_ifindex` its skb_iif (0 = sent by
   /// the host itself, which kToPod never filters), `mark` its skb->mark.
@@ -149,7 +92,10 @@ class Datapath {
   const DatapathConfig& config() const { return config_; }
   /// Directory of the pinned maps ("" when not pinned).
   const std::string& pin_dir() const { return pin_dir_; }
-  /// Removes the pinned maps and the instance directory (flows are lost once no one uses them).
+  /// The instance's pin paths (from config()).
+  PinLayout layout() const { return PinLayout::For(config_.bpffs_root, config_.instance); }
+  /// Removes the pinned maps and programs, the instance directory with its programs/ directory,
+  /// and the shared cninet directory once empty (flows are lost once no one uses the maps).
   absl::Status Unpin();
 
   /// Services (frontends, backends, LB tables).

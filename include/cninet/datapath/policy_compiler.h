@@ -198,8 +198,8 @@ class PolicyCompiler {
   absl::StatusOr<uint32_t> PrefixIdentity(const cni::IPPrefix& prefix) const;
 
  private:
-  struct World;
-  std::unique_ptr<World> w_;
+  struct CompilerState;  // Inputs, identities, counter slots and the compiled state.
+  std::unique_ptr<CompilerState> cs_;
 };
 
 }  // namespace cninet::datapath

@@ -7,10 +7,12 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iosfwd>
 #include <map>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -67,6 +69,23 @@ struct Service {
   uint32_t maglev_size = 16381;                  ///< M, prime in [251, 65521]
   std::chrono::seconds affinity_timeout{0};      ///< sessionAffinity ClientIP; 0 = off
 };
+
+/// "clusterip", "externalip", "nodeport" (cninet-dp's spelling).
+std::string_view ToString(FrontendKind kind);
+/// "clusterip:10.96.0.10:80/tcp", "externalip:1.2.3.4:80/tcp", "nodeport:30080/tcp".
+std::string ToString(const Frontend& frontend);
+/// "maglev/M" or "random", with " affinity=Ns" when session affinity is on.
+std::string LbDescription(const Service& service);
+/// "ID FRONTEND,... LB -> BACKEND,..." on one line (backends "(none: reject)" when empty).
+std::string ToString(const Service& service);
+/// Prints ToString(kind).
+std::ostream& operator<<(std::ostream& os, FrontendKind kind);
+/// Prints ToString(frontend).
+std::ostream& operator<<(std::ostream& os, const Frontend& frontend);
+/// Prints Backend::ToString().
+std::ostream& operator<<(std::ostream& os, const Backend& backend);
+/// Prints ToString(service).
+std::ostream& operator<<(std::ostream& os, const Service& service);
 
 /// Options of ServiceTable::Upsert.
 struct UpsertOptions {

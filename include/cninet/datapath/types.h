@@ -4,6 +4,7 @@
 #define CNINET_DATAPATH_TYPES_H_
 
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <string_view>
 
@@ -14,10 +15,18 @@ struct cn_tuple;
 
 namespace cninet::datapath {
 
-/// IP protocols the datapath translates.
+/// IP protocols the datapath translates. Other protocol numbers convert to unnamed values.
 enum class Protocol : uint8_t { kIcmp = 1, kTcp = 6, kUdp = 17 };
 
+/// The IP protocol number of `p` (what the ABI structs of abi.h carry).
+constexpr uint8_t ToNumber(Protocol p) { return static_cast<uint8_t>(p); }
+/// The Protocol of IP protocol number `number` (unnamed for numbers other than 1, 6, 17).
+constexpr Protocol ProtocolFromNumber(uint8_t number) { return static_cast<Protocol>(number); }
 /// "tcp", "udp", "icmp" (or the number for others).
+std::string ToString(Protocol p);
+/// Prints ToString(p).
+std::ostream& operator<<(std::ostream& os, Protocol p);
+/// ToString() of a raw protocol number.
 std::string ProtocolName(uint8_t proto);
 /// Parses "tcp" / "udp" / "icmp" (case-insensitive).
 absl::StatusOr<Protocol> ParseProtocol(std::string_view text);
@@ -25,11 +34,11 @@ absl::StatusOr<Protocol> ParseProtocol(std::string_view text);
 /// A 5-tuple with host-order ports. For ICMP echo the id is the source port of requests and the
 /// destination port of replies.
 struct FlowTuple {
-  cni::IPAddress src;     ///< Source address.
-  cni::IPAddress dst;     ///< Destination address.
-  uint16_t src_port = 0;  ///< Source port (host order).
-  uint16_t dst_port = 0;  ///< Destination port (host order).
-  uint8_t protocol = 0;   ///< IP protocol number.
+  cni::IPAddress src;                         ///< Source address.
+  cni::IPAddress dst;                         ///< Destination address.
+  uint16_t src_port = 0;                      ///< Source port (host order).
+  uint16_t dst_port = 0;                      ///< Destination port (host order).
+  Protocol protocol = ProtocolFromNumber(0);  ///< IP protocol (ToNumber() for the number).
 
   /// "tcp 10.0.0.1:1234 -> 10.96.0.10:80".
   std::string ToString() const;

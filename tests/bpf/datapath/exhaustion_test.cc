@@ -182,7 +182,7 @@ TEST(Exhaustion, ConntrackLruEvictsButPairsStayConsistent) {
       EXPECT_EQ(e.nat_port, 80);
       continue;
     }
-    FlowTuple rt{e.nat_address, e.tuple.src, e.nat_port, e.tuple.src_port, 6};
+    FlowTuple rt{e.nat_address, e.tuple.src, e.nat_port, e.tuple.src_port, Protocol::kTcp};
     auto r = dp->conntrack().Lookup(rt);
     ASSERT_TRUE(r.ok());
     if (r->has_value()) {

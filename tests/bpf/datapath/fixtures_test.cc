@@ -68,7 +68,7 @@ TEST_F(FixtureTest, ConntrackTableShowsTheServiceFlow) {
   std::vector<PacketFixture> fixtures = StandardFixtures();
   ASSERT_TRUE(RunFixturesThrough(*dp_, fixtures, "clusterip_established").ok());
   FlowTuple fwd{*cni::IPAddress::Parse(topo::kClient), *cni::IPAddress::Parse(topo::kVipWeb), 40001,
-                80, 6};
+                80, Protocol::kTcp};
   auto e = dp_->conntrack().Lookup(fwd);
   ASSERT_TRUE(e.ok());
   ASSERT_TRUE(e->has_value());
@@ -79,7 +79,7 @@ TEST_F(FixtureTest, ConntrackTableShowsTheServiceFlow) {
   EXPECT_EQ((*e)->packets, 2u);
   EXPECT_EQ((*e)->service_id, 1u);
   // Its reply entry is keyed by backend -> client and restores the ClusterIP.
-  FlowTuple rep{(*e)->nat_address, fwd.src, 8080, 40001, 6};
+  FlowTuple rep{(*e)->nat_address, fwd.src, 8080, 40001, Protocol::kTcp};
   auto r = dp_->conntrack().Lookup(rep);
   ASSERT_TRUE(r.ok());
   ASSERT_TRUE(r->has_value());

@@ -95,14 +95,14 @@ TEST_F(PolicyBpfTest, FixtureTableAndPerRuleCounters) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(*c, 2u);
   // The admitted flow carries the policy-ok flag in conntrack (the one never admitted does not).
-  FlowTuple admitted{Ip(ptopo::kFe), Ip(ptopo::kApi), 40001, 80, 6};
+  FlowTuple admitted{Ip(ptopo::kFe), Ip(ptopo::kApi), 40001, 80, Protocol::kTcp};
   auto e = dp_->conntrack().Lookup(admitted);
   ASSERT_TRUE(e.ok());
   ASSERT_TRUE(e->has_value());
   EXPECT_TRUE((*e)->policy_ok);
   EXPECT_THAT((*e)->ToString(), HasSubstr("policy-ok"));
-  auto denied =
-      dp_->conntrack().Lookup(FlowTuple{Ip(ptopo::kOther), Ip(ptopo::kApi), 40002, 80, 6});
+  auto denied = dp_->conntrack().Lookup(
+      FlowTuple{Ip(ptopo::kOther), Ip(ptopo::kApi), 40002, 80, Protocol::kTcp});
   ASSERT_TRUE(denied.ok());
   EXPECT_FALSE(denied->has_value()) << "a denied flow leaves no conntrack entry";
 }
@@ -432,7 +432,7 @@ TEST_F(PolicyBpfTest, FromPodMarksServiceFlowsToRemoteBackendsOnly) {
   ASSERT_TRUE(ack.ok()) << ack.status();
   EXPECT_EQ(ack->packet, TcpPkt(kFe, 41001, kMon, 5432, kAck));
   EXPECT_EQ(ack->mark, kMark | 0x4);
-  auto e = dp_->conntrack().Lookup(FlowTuple{Ip(kFe), Ip(kVipRemote), 41001, 5432, 6});
+  auto e = dp_->conntrack().Lookup(FlowTuple{Ip(kFe), Ip(kVipRemote), 41001, 5432, Protocol::kTcp});
   ASSERT_TRUE(e.ok());
   ASSERT_TRUE(e->has_value());
   EXPECT_TRUE((*e)->remote);
@@ -444,7 +444,7 @@ TEST_F(PolicyBpfTest, FromPodMarksServiceFlowsToRemoteBackendsOnly) {
   ASSERT_TRUE(local.ok());
   EXPECT_EQ(local->packet, TcpPkt(kFe, 41002, kIso1, 5432, kSyn));
   EXPECT_EQ(local->mark, 0u);
-  auto le = dp_->conntrack().Lookup(FlowTuple{Ip(kFe), Ip(kVipIso), 41002, 5432, 6});
+  auto le = dp_->conntrack().Lookup(FlowTuple{Ip(kFe), Ip(kVipIso), 41002, 5432, Protocol::kTcp});
   ASSERT_TRUE(le.ok() && le->has_value());
   EXPECT_FALSE((*le)->remote);
   // A direct (not translated) flow to the same remote pod: no mark.
@@ -526,7 +526,7 @@ TEST_F(PolicyBpfTest, MarkedFlowFromAnotherNodeEntersAnIsolatedPodByRuleE) {
   uint64_t service0 = counter(CN_R_POLICY_SERVICE);
   EXPECT_EQ(to_pod(TcpPkt(kMon, 42003, kIso1, 5432, kSyn), kMark), kTcOk);
   EXPECT_EQ(counter(CN_R_POLICY_SERVICE), service0 + 1);
-  auto e = dp_->conntrack().Lookup(FlowTuple{Ip(kMon), Ip(kIso1), 42003, 5432, 6});
+  auto e = dp_->conntrack().Lookup(FlowTuple{Ip(kMon), Ip(kIso1), 42003, 5432, Protocol::kTcp});
   ASSERT_TRUE(e.ok());
   ASSERT_TRUE(e->has_value());
   EXPECT_TRUE((*e)->policy_ok);
@@ -546,7 +546,7 @@ TEST_F(PolicyBpfTest, MarkedFlowFromAnotherNodeEntersAnIsolatedPodByRuleE) {
   EXPECT_EQ(world->mark, kMark);
   EXPECT_EQ(to_pod(syn, kMark), kTcOk);
   EXPECT_EQ(counter(CN_R_POLICY_SERVICE), service0 + 2);
-  auto in = dp_->conntrack().Lookup(FlowTuple{Ip(kMon), Ip(kIso1), 42004, 5432, 6});
+  auto in = dp_->conntrack().Lookup(FlowTuple{Ip(kMon), Ip(kIso1), 42004, 5432, Protocol::kTcp});
   ASSERT_TRUE(in.ok() && in->has_value());
   EXPECT_TRUE((*in)->inbound);
   EXPECT_TRUE((*in)->policy_ok);

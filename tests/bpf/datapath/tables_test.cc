@@ -180,7 +180,7 @@ TEST(Conntrack, GcRemovesOnlyExpiredEntriesAndNatGcKeepsLivePairs) {
   auto left = (*dp)->conntrack().Dump();
   ASSERT_TRUE(left.ok());
   ASSERT_EQ(left->size(), 2u);
-  EXPECT_EQ(left->front().tuple.protocol, 17);
+  EXPECT_EQ(left->front().tuple.protocol, Protocol::kUdp);
   auto ngc = (*dp)->nat().Gc();
   ASSERT_TRUE(ngc.ok());
   EXPECT_EQ(ngc->deleted, 2u) << "the SYN-only SNAT mapping expired in both directions";
@@ -272,7 +272,7 @@ TEST(Datapath, AttachAndDetachInANamespace) {
   ASSERT_TRUE(dp.ok());
   ScopedNetns ns("dpat");
   ASSERT_TRUE(ns.Exec("ip link add up0 type veth peer name up1 && ip link set up0 up").ok());
-  Attachment in, out;
+  TcAttachment in, out;
   absl::Status s = RunInNetns(ns.path(), [&]() -> absl::Status {
     auto a = (*dp)->Attach(Hook::kFromWorld, "up0");
     if (!a.ok()) return a.status();
@@ -290,7 +290,7 @@ TEST(Datapath, AttachAndDetachInANamespace) {
   EXPECT_THAT(ns.Exec("tc filter show dev up0 ingress").out,
               ::testing::Not(::testing::HasSubstr("cn_from_world")));
   EXPECT_THAT(ns.Exec("tc filter show dev up0 egress").out, ::testing::HasSubstr("cn_to_world"));
-  out = Attachment();  // destructor path
+  out = TcAttachment();  // destructor path
   EXPECT_THAT(ns.Exec("tc filter show dev up0 egress").out,
               ::testing::Not(::testing::HasSubstr("cn_to_world")));
 }

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "absl/strings/str_join.h"
+#include "cninet/datapath/pins.h"
 #include "dp_test_util.h"
 
 namespace cninet::chain_testing {
@@ -92,7 +93,9 @@ nlohmann::json ChainSpec::ToJson() const {
 }
 
 std::string ChainSpec::PinDir() const { return bpffs + "/cninet/" + Instance(name); }
-std::string ChainSpec::ProgramPinDir() const { return bpffs + "/cninet-ebpf/" + Instance(name); }
+std::string ChainSpec::ProgramPinDir() const {
+  return datapath::PinLayout::For(bpffs, Instance(name)).ProgramDir();
+}
 std::string ChainSpec::InstanceStateDir() const { return state_dir + "/" + Instance(name); }
 
 std::string Inventory::Describe() const {

@@ -60,7 +60,7 @@ struct ChainSpec {
   nlohmann::json ToJson() const;
   // <bpffs>/cninet/<instance>: where the datapath pins the maps.
   std::string PinDir() const;
-  // <bpffs>/cninet-ebpf/<instance>: where cninet-ebpf pins its program.
+  // <bpffs>/cninet/<instance>/programs: where cninet-ebpf pins its program.
   std::string ProgramPinDir() const;
   // <state_dir>/<instance>.
   std::string InstanceStateDir() const;
@@ -73,7 +73,7 @@ struct Inventory {
   std::vector<std::string> leases;     // host-local lease files.
   std::vector<std::string> records;    // cninet-ebpf attachment records.
   bool maps_pinned = false;            // <bpffs>/cninet/<instance> exists.
-  bool program_pinned = false;         // <bpffs>/cninet-ebpf/<instance> exists.
+  bool program_pinned = false;         // <bpffs>/cninet/<instance>/programs exists.
   std::vector<std::string> cache;      // libcni result cache entries of the network.
   std::string rules;  // nftables/iptables ruleset of the node (a fresh namespace has none).
   // One line per leftover, "" when nothing is left.

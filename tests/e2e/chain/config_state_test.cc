@@ -38,7 +38,7 @@ TEST(ChainConfigTest, DefaultsAreDocumentedOnes) {
   EXPECT_EQ(c->instance, "pods-v1") << "bpffs names cannot contain dots";
   EXPECT_EQ(c->InstanceStateDir(), "/var/lib/cni/cninet-ebpf/pods-v1");
   EXPECT_EQ(c->PinDir(), "/sys/fs/bpf/cninet/pods-v1");
-  EXPECT_EQ(c->ProgramPinPath(), "/sys/fs/bpf/cninet-ebpf/pods-v1/from_pod");
+  EXPECT_EQ(c->ProgramPinPath(), "/sys/fs/bpf/cninet/pods-v1/programs/from_pod");
   EXPECT_TRUE(c->teardown_when_idle);
   EXPECT_EQ(c->host_port_ids, 1024u);
   EXPECT_EQ(c->FirstHostPortId(), 65536u - 1024u);

@@ -435,14 +435,14 @@ TEST_F(ChainPluginTest, CheckFailsWhenTheFilterOrTheEndpointIsMissing) {
           .Exec("tc filter del dev " + NodeIfname(topo_.node(), PeerIndex(a.path())) + " ingress")
           .ok());
   absl::Status ca = Check(spec_, Rt(id_a, a.path()));
-  EXPECT_EQ(cni::GetErrorCode(ca), ebpf_chain::kCheckMismatch) << ca;
+  EXPECT_EQ(cni::GetErrorCode(ca), static_cast<uint32_t>(cni::ErrorCode::kCheckMismatch)) << ca;
   EXPECT_THAT(std::string(ca.message()), HasSubstr("from-pod is not attached"));
   // b: its endpoint is removed from the map.
   auto maps = Maps(spec_);
   ASSERT_NE(maps, nullptr);
   ASSERT_TRUE(maps->endpoints().Delete(*cni::IPAddress::Parse(Ipv4Of(b.path()))).ok());
   absl::Status cb = Check(spec_, Rt(id_b, b.path()));
-  EXPECT_EQ(cni::GetErrorCode(cb), ebpf_chain::kCheckMismatch) << cb;
+  EXPECT_EQ(cni::GetErrorCode(cb), static_cast<uint32_t>(cni::ErrorCode::kCheckMismatch)) << cb;
   EXPECT_THAT(std::string(cb.message()), HasSubstr("is missing"));
   // An attachment that was never added.
   ScopedNetns c("chpc");
@@ -451,7 +451,7 @@ TEST_F(ChainPluginTest, CheckFailsWhenTheFilterOrTheEndpointIsMissing) {
   CommandResult cc = RunEbpf("CHECK", "never-added", c.path(), conf);
   EXPECT_FALSE(cc.ok());
   EXPECT_EQ(nlohmann::json::parse(cc.out, nullptr, false).value("code", 0),
-            static_cast<int>(ebpf_chain::kCheckMismatch))
+            static_cast<int>(cni::ErrorCode::kCheckMismatch))
       << cc.out;
 
   ASSERT_TRUE(Del(spec_, Rt(id_a, a.path())).ok());
@@ -556,7 +556,7 @@ TEST_F(ChainPluginTest, BadInputIsRejectedWithTheRightCodeAndChangesNothing) {
        },
        7},
       {"no host side", [](nlohmann::json& c) { c["prevResult"]["interfaces"][0]["name"] = "eth9"; },
-       static_cast<int>(ebpf_chain::kNoHostInterface)},
+       static_cast<int>(cni::ErrorCode::kNoHostInterface)},
   };
   for (const auto& c : cases) {
     nlohmann::json conf = EbpfConf(spec_);
@@ -579,7 +579,9 @@ TEST_F(ChainPluginTest, HostPortConflictFailsTheSecondAddAndRollsItBack) {
   ASSERT_TRUE(Add(spec_, Rt(id_a, a.path(), caps)).ok());
   auto second = Add(spec_, Rt(id_b, b.path(), caps));
   ASSERT_FALSE(second.ok());
-  EXPECT_EQ(cni::GetErrorCode(second.status()), ebpf_chain::kHostPortConflict) << second.status();
+  EXPECT_EQ(cni::GetErrorCode(second.status()),
+            static_cast<uint32_t>(cni::ErrorCode::kHostPortConflict))
+      << second.status();
   auto maps = Maps(spec_);
   ASSERT_NE(maps, nullptr);
   auto eps = Endpoints(*maps);

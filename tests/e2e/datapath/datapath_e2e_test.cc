@@ -241,7 +241,7 @@ TEST_F(DatapathE2eTest, ReloadByANewProcessKeepsAnOpenConnection) {
   auto view = Datapath::OpenPinned(pin_dir_);
   ASSERT_TRUE(view.ok());
   FlowTuple t{*cni::IPAddress::Parse(kClient), *cni::IPAddress::Parse(kVip), LocalPort(*conn), 80,
-              6};
+              Protocol::kTcp};
   auto e = (*view)->conntrack().Lookup(t);
   ASSERT_TRUE(e.ok());
   ASSERT_TRUE(e->has_value());
@@ -262,7 +262,7 @@ TEST_F(DatapathE2eTest, PodEgressIsMasqueradedToTheNodeAddressAndRepliesReturn) 
   auto view = Datapath::OpenPinned(pin_dir_);
   ASSERT_TRUE(view.ok());
   FlowTuple t{*cni::IPAddress::Parse(kClient), *cni::IPAddress::Parse(kOutsideIp), LocalPort(*conn),
-              9000, 6};
+              9000, Protocol::kTcp};
   auto m = (*view)->nat().Lookup(t, /*egress=*/true);
   ASSERT_TRUE(m.ok());
   ASSERT_TRUE(m->has_value());
