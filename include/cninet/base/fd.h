@@ -13,7 +13,9 @@ class UniqueFd {
   UniqueFd() = default;
   /// Takes ownership of `fd` (may be -1).
   explicit UniqueFd(int fd) : fd_(fd) {}
+  /// Takes over `other`'s descriptor; `other` becomes empty.
   UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  /// Closes the held descriptor and takes over `other`'s.
   UniqueFd& operator=(UniqueFd&& other) noexcept {
     if (this != &other) Reset(std::exchange(other.fd_, -1));
     return *this;
@@ -26,6 +28,7 @@ class UniqueFd {
   int get() const { return fd_; }
   /// True when a descriptor is held.
   bool valid() const { return fd_ >= 0; }
+  /// Same as valid().
   explicit operator bool() const { return valid(); }
   /// Closes the held descriptor (if any) and takes `fd`.
   void Reset(int fd = -1);
