@@ -37,7 +37,7 @@ std::vector<PortSpec> PortSpecs(const std::vector<PolicyPort>& ports) {
     return out;
   }
   for (const PolicyPort& p : ports) {
-    uint8_t proto = static_cast<uint8_t>(p.protocol);
+    uint8_t proto = ToNumber(p.protocol);
     if (p.port == 0) {
       out.push_back(PortSpec{proto, CN_POL_PREFIX_PROTO, 0});
       continue;
@@ -216,18 +216,18 @@ PolicyVerdict EvaluatePolicy(const PolicyState& state, const PolicyQuery& q) {
   if (q.src.is_v4()) {
     const uint32_t src = q.src.v4_host_order();
     if (auto id = state.identities.find(src); id != state.identities.end())
-      slot = MatchEntry(ep, dst, id->second, q.protocol, q.port);
+      slot = MatchEntry(ep, dst, id->second, ToNumber(q.protocol), q.port);
     if (slot == nullptr) {
       for (int len = 32; len >= 0; --len) {
         auto c = state.cidrs.find(
             PolicyPrefix{src & PrefixMask(static_cast<uint8_t>(len)), static_cast<uint8_t>(len)});
         if (c == state.cidrs.end()) continue;
-        slot = MatchEntry(ep, dst, c->second, q.protocol, q.port);
+        slot = MatchEntry(ep, dst, c->second, ToNumber(q.protocol), q.port);
         break;
       }
     }
   }
-  if (slot == nullptr) slot = MatchEntry(ep, dst, CN_POL_ID_ANY, q.protocol, q.port);
+  if (slot == nullptr) slot = MatchEntry(ep, dst, CN_POL_ID_ANY, ToNumber(q.protocol), q.port);
   if (slot != nullptr) {
     v.slot = *slot;
     return v;

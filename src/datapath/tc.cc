@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -28,9 +27,12 @@ namespace {
 
 constexpr uint32_t kTcHandle = 0xc1;  // "cninet" filter handle
 constexpr uint32_t kTcPriority = 1;
-// Where the clsact qdiscs the datapath created are recorded: one empty file per interface,
-// named NETNS-INODE_IFINDEX (a namespace's inode is unique while it lives).
-constexpr char kClsactMarkerDir[] = "/run/cninet/clsact";
+// A clsact qdisc the datapath creates carries an owner filter: a two-instruction program that
+// returns TC_ACT_UNSPEC (go on with the next filter), at the last priority of the ingress hook.
+// It lives and dies with the qdisc, so any later process knows the qdisc is the datapath's.
+constexpr uint32_t kOwnerHandle = 0xc1ff;
+constexpr uint32_t kOwnerPriority = 0xffff;
+constexpr char kOwnerProgram[] = "cn_clsact_owner";
 
 int Err(int ret) { return ret < 0 ? -ret : errno; }
 
@@ -143,61 +145,46 @@ absl::StatusOr<std::vector<TcFilter>> ListFilters(int ifindex, bool ingress) {
 
 // ---- the clsact qdiscs the datapath created ----
 
-// The marker of `ifindex` in the calling thread's namespace, named by the namespace's cookie
-// (unique until reboot, never reused like an inode number) and the interface index.
-absl::StatusOr<std::string> ClsactMarker(int ifindex) {
-  UniqueFd s(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!s.valid()) return ErrnoStatus(errno, "socket");
-  uint64_t cookie = 0;
-  socklen_t len = sizeof(cookie);
-  if (getsockopt(s.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
-    return ErrnoStatus(errno, "network namespace cookie");
-  return StrCat(kClsactMarkerDir, "/", cookie, "_", ifindex);
+bool IsOwnerFilter(const TcFilter& f) {
+  std::string_view n = f.name;
+  return f.ingress && f.handle == kOwnerHandle && f.priority == kOwnerPriority &&
+         n.substr(0, sizeof(kOwnerProgram) - 1) == kOwnerProgram;
 }
 
-// Forgets the markers of this namespace's interfaces that are gone (a pod's veth deleted with
-// its namespace), so a later interface reusing the index is not taken for ours.
-void PruneClsactMarkers(std::string_view netns_prefix) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(kClsactMarkerDir, ec)) {
-    std::string name = e.path().filename().string();
-    if (name.rfind(netns_prefix, 0) != 0) continue;
-    char ifname[IF_NAMESIZE];
-    unsigned ifindex = static_cast<unsigned>(std::atoi(name.c_str() + netns_prefix.size()));
-    if (if_indextoname(ifindex, ifname) == nullptr) (void)unlink(e.path().c_str());
-  }
-}
-
-// Records that the datapath created the clsact qdisc of `ifindex`.
-absl::Status RecordClsact(int ifindex) {
-  CNINET_ASSIGN_OR_RETURN(std::string marker, ClsactMarker(ifindex));
-  std::error_code ec;
-  std::filesystem::create_directories(kClsactMarkerDir, ec);
-  if (ec) return absl::InternalError(StrCat("create ", kClsactMarkerDir, ": ", ec.message()));
-  std::string_view base = std::string_view(marker).substr(sizeof(kClsactMarkerDir));
-  PruneClsactMarkers(base.substr(0, base.find('_') + 1));
-  UniqueFd fd(open(marker.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) return ErrnoStatus(errno, StrCat("create ", marker));
+// Marks the clsact qdisc the datapath just created on `ifindex` with the owner filter.
+absl::Status MarkClsactOwned(int ifindex) {
+  const bpf_insn insns[] = {
+      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = -1},  // TC_ACT_UNSPEC
+      {.code = BPF_JMP | BPF_EXIT},
+  };
+  int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, kOwnerProgram, "GPL", insns, 2, nullptr);
+  if (fd < 0) return ErrnoStatus(Err(fd), "load the clsact owner program");
+  UniqueFd prog(fd);
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog.get(), .flags = BPF_TC_F_REPLACE,
+              .handle = kOwnerHandle, .priority = kOwnerPriority);
+  if (int r = bpf_tc_attach(&hook, &opts); r < 0)
+    return ErrnoStatus(Err(r), "attach the clsact owner filter");
   return absl::OkStatus();
 }
 
-// Removes the clsact qdisc of `ifindex` when the datapath created it and no filter is left.
+// Removes the clsact qdisc of `ifindex` when the datapath created it (the owner filter is there)
+// and no other filter is left.
 absl::Status RemoveOwnClsactIfUnused(int ifindex) {
-  CNINET_ASSIGN_OR_RETURN(std::string marker, ClsactMarker(ifindex));
-  if (access(marker.c_str(), F_OK) != 0) return absl::OkStatus();  // Not ours.
+  bool owned = false;
   for (bool ingress : {true, false}) {
     CNINET_ASSIGN_OR_RETURN(std::vector<TcFilter> filters, ListFilters(ifindex, ingress));
-    if (!filters.empty()) return absl::OkStatus();
+    for (const TcFilter& f : filters) {
+      if (!IsOwnerFilter(f)) return absl::OkStatus();  // Still in use.
+      owned = true;
+    }
   }
+  if (!owned) return absl::OkStatus();  // Not ours (or already gone).
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
               .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
   int r = bpf_tc_hook_destroy(&hook);
   if (r < 0 && Err(r) != ENOENT && Err(r) != EINVAL && Err(r) != ENODEV)
     return ErrnoStatus(Err(r), StrCat("delete clsact qdisc of ifindex ", ifindex));
-  (void)unlink(marker.c_str());
-  // The marker directories go with the last marker (rmdir fails while anything is left).
-  if (rmdir(kClsactMarkerDir) == 0)
-    (void)rmdir(std::filesystem::path(kClsactMarkerDir).parent_path().c_str());
   return absl::OkStatus();
 }
 
@@ -238,8 +225,11 @@ absl::StatusOr<TcAttachment> AttachProgramFd(int prog_fd, Hook hook, std::string
   LIBBPF_OPTS(bpf_tc_hook, tc_hook, .ifindex = ifindex, .attach_point = AttachPoint(hook));
   int r = bpf_tc_hook_create(&tc_hook);
   if (r < 0 && Err(r) != EEXIST) return ErrnoStatus(Err(r), StrCat("create clsact on ", name));
-  // EEXIST: there already (someone else's, or one this datapath recorded earlier).
-  if (r == 0) CNINET_RETURN_IF_ERROR(Annotate(RecordClsact(ifindex), name));
+  // EEXIST: there already (someone else's, or one the datapath created and marked earlier).
+  if (r == 0) {
+    if (absl::Status st = MarkClsactOwned(ifindex); !st.ok())
+      CNINET_LOG(kWarning, name, ": ", st.message(), "; its clsact qdisc will stay");
+  }
   LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = kTcHandle,
               .priority = kTcPriority);
   r = bpf_tc_attach(&tc_hook, &opts);
@@ -361,7 +351,9 @@ absl::StatusOr<std::vector<TcFilter>> ListTcFilters(std::string_view ifname, boo
   int ifindex = IfIndex(ifname);
   if (ifindex == 0)
     return absl::NotFoundError(StrCat("no interface ", ifname, " in this network namespace"));
-  return ListFilters(ifindex, ingress);
+  CNINET_ASSIGN_OR_RETURN(std::vector<TcFilter> filters, ListFilters(ifindex, ingress));
+  std::erase_if(filters, IsOwnerFilter);
+  return filters;
 }
 
 absl::StatusOr<bool> HookAttached(Hook hook, std::string_view ifname) {

@@ -24,6 +24,8 @@ std::string ProtocolName(uint8_t proto) {
       return "tcp";
     case 17:
       return "udp";
+    case 132:
+      return "sctp";
     default:
       return std::to_string(proto);
   }

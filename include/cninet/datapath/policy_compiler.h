@@ -99,12 +99,12 @@ struct PolicyState {
 
 /// A new flow as the datapath's check sees it (after DNAT).
 struct PolicyQuery {
-  cni::IPAddress src;        ///< Source address.
-  cni::IPAddress dst;        ///< Destination (the pod).
-  uint8_t protocol = 6;      ///< IP protocol.
-  uint16_t port = 0;         ///< Destination port (0: none, e.g. ICMP).
-  bool via_service = false;  ///< A service DNATed the flow to `dst`.
-  bool from_host = false;    ///< Sent by the node itself (never filtered).
+  cni::IPAddress src;                  ///< Source address.
+  cni::IPAddress dst;                  ///< Destination (the pod).
+  Protocol protocol = Protocol::kTcp;  ///< IP protocol.
+  uint16_t port = 0;                   ///< Destination port (0: none, e.g. ICMP).
+  bool via_service = false;            ///< A service DNATed the flow to `dst`.
+  bool from_host = false;              ///< Sent by the node itself (never filtered).
 };
 
 /// Outcome of EvaluatePolicy().

@@ -15,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "cninet/cni/ip.h"
+#include "cninet/datapath/types.h"
 
 namespace cninet::datapath {
 
@@ -78,8 +79,8 @@ struct PolicyPeer {
   friend bool operator==(const PolicyPeer&, const PolicyPeer&) = default;
 };
 
-/// L4 protocols of a NetworkPolicy port (IP protocol numbers).
-enum class PolicyProtocol : uint8_t { kTcp = 6, kUdp = 17, kSctp = 132 };
+/// L4 protocols of a NetworkPolicy port: Protocol::kTcp, kUdp or kSctp (Validate() rejects others).
+using PolicyProtocol = Protocol;
 
 /// A destination port or range. port 0 = every port of the protocol; end_port 0 = just `port`.
 /// Named ports are not supported (the caller resolves them to numbers).

@@ -3,8 +3,9 @@
 /// the BPF filters on an interface and `BpfProgram`, a loaded program held open (pinned, reopened,
 /// attached without loading it again). Everything acts in the calling thread's network namespace.
 ///
-/// A clsact qdisc the datapath creates is recorded (under /run/cninet/clsact); detaching the last
-/// filter of an interface removes that qdisc, never one that was there before.
+/// A clsact qdisc the datapath creates carries a marker filter (`cn_clsact_owner`, last priority,
+/// a program that passes to the next filter); detaching the last filter of an interface removes
+/// such a qdisc, never one that was there before.
 #ifndef CNINET_DATAPATH_TC_H_
 #define CNINET_DATAPATH_TC_H_
 
@@ -108,8 +109,8 @@ struct TcFilter {
   bool Is(Hook hook) const;
 };
 
-/// The BPF filters on the clsact ingress (or egress) hook of `ifname`. An interface without a
-/// clsact qdisc has none; NotFound when the interface does not exist.
+/// The BPF filters on the clsact ingress (or egress) hook of `ifname` (without the datapath's
+/// ownership marker). No clsact qdisc: none; NotFound when the interface does not exist.
 absl::StatusOr<std::vector<TcFilter>> ListTcFilters(std::string_view ifname, bool ingress);
 /// True when cninet's filter for `hook` is attached to `ifname`.
 absl::StatusOr<bool> HookAttached(Hook hook, std::string_view ifname);

@@ -16,7 +16,7 @@ struct cn_tuple;
 namespace cninet::datapath {
 
 /// IP protocols the datapath translates. Other protocol numbers convert to unnamed values.
-enum class Protocol : uint8_t { kIcmp = 1, kTcp = 6, kUdp = 17 };
+enum class Protocol : uint8_t { kIcmp = 1, kTcp = 6, kUdp = 17, kSctp = 132 };
 
 /// The IP protocol number of `p` (what the ABI structs of abi.h carry).
 constexpr uint8_t ToNumber(Protocol p) { return static_cast<uint8_t>(p); }

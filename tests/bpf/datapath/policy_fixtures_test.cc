@@ -155,7 +155,7 @@ TEST_F(PolicyBpfTest, DatapathAgreesWithTheCompilerOnRandomNewFlows) {
     PolicyQuery q;
     q.src = Ip(src);
     q.dst = Ip(dst);
-    q.protocol = proto;
+    q.protocol = ProtocolFromNumber(proto);
     q.port = port;
     PolicyVerdict v = dp_->policy().Evaluate(q);
     ASSERT_EQ(r->retval, v.allowed ? kTcOk : kTcShot)

@@ -92,7 +92,7 @@ class World {
     PolicyQuery q;
     q.src = Ip(src);
     q.dst = Ip(dst);
-    q.protocol = proto;
+    q.protocol = ProtocolFromNumber(proto);
     q.port = port;
     q.via_service = via_service;
     q.from_host = from_host;
@@ -825,7 +825,7 @@ struct Naive {
       for (const auto& rule : pol->ingress) {
         bool from = rule.from.empty();
         for (const auto& peer : rule.from) from = from || PeerMatches(*pol, peer, q.src, sp);
-        if (from && PortMatches(rule.ports, q.protocol, q.port)) return true;
+        if (from && PortMatches(rule.ports, ToNumber(q.protocol), q.port)) return true;
       }
     }
     return false;
@@ -947,13 +947,13 @@ TEST(PolicyRandomWorlds, CompiledVerdictsMatchTheNaiveEvaluator) {
       query.src = rng() % 5 == 0 ? cni::IPAddress::V4((10u << 24) | (rng() & 0xffffff))
                                  : Ip(ips[pick(ips.size())]);
       query.dst = Ip(ips[pick(ips.size())]);
-      query.protocol = rng() % 3 ? 6 : 17;
+      query.protocol = rng() % 3 ? Protocol::kTcp : Protocol::kUdp;
       query.port = static_cast<uint16_t>(rng() % 150);
       query.via_service = rng() % 6 == 0;
       PolicyVerdict v = EvaluatePolicy(w.c.state(), query);
       ASSERT_EQ(v.allowed, naive.Allowed(query))
           << "round " << round << ": " << query.src.ToString() << " -> " << query.dst.ToString()
-          << " proto " << int{query.protocol} << " port " << query.port
+          << " proto " << query.protocol << " port " << query.port
           << " via_service=" << query.via_service;
       ++checked;
       allowed += v.allowed;
