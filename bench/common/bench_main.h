@@ -3,6 +3,10 @@
 #ifndef CNINET_BENCH_COMMON_BENCH_MAIN_H_
 #define CNINET_BENCH_COMMON_BENCH_MAIN_H_
 
+#include <sched.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <functional>
 #include <vector>
 
@@ -32,6 +36,29 @@ inline void RunBenchmarks(std::vector<char*> args,
   } else {
     benchmark::RunSpecifiedBenchmarks();
   }
+}
+
+// Initializes Google Benchmark with `args`; false (after printing them) when arguments are left
+// that neither the binary nor Google Benchmark knows: the main then exits with 2.
+inline bool InitBenchmarks(std::vector<char*>& args) {
+  int argc = static_cast<int>(args.size());
+  benchmark::Initialize(&argc, args.data());
+  return !benchmark::ReportUnrecognizedArguments(argc, args.data());
+}
+
+// For benchmarks that load BPF programs: checks for root, then moves the process into a private,
+// empty network namespace (gone when it exits), so FIB lookups see no routes and nothing can
+// touch the caller's namespace. False (with the reason on stderr) when either step fails.
+inline bool EnterPrivateNetns(const char* binary) {
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "%s needs root (BPF programs and maps)\n", binary);
+    return false;
+  }
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::perror("unshare(CLONE_NEWNET)");
+    return false;
+  }
+  return true;
 }
 
 }  // namespace cninet::bench

@@ -33,6 +33,7 @@
 #include "cninet/datapath/datapath_maps.h"
 #include "cninet/datapath/maglev.h"
 #include "common/bench_flags.h"
+#include "common/bench_main.h"
 
 namespace cninet::bench {
 namespace {
@@ -332,9 +333,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "dp_control_bench needs root (BPF maps)\n");
     return 1;
   }
-  int rargc = static_cast<int>(rest.size());
-  benchmark::Initialize(&rargc, rest.data());
-  if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 2;
+  if (!InitBenchmarks(rest)) return 2;
   for (int64_t m : {16381, 65521}) {
     for (int64_t n : {10, 100, 1000}) {
       benchmark::RegisterBenchmark("Maglev", BM_Maglev)

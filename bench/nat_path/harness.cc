@@ -80,8 +80,6 @@ absl::Status Harness::SetTarget(datapath::Hook hook) {
     case datapath::Hook::kToWorld:
       fd = to_world_fd_;
       break;
-    case datapath::Hook::kNoop:
-      return absl::InvalidArgumentError("the harness measures the empty program itself");
     case datapath::Hook::kToPod:
       return absl::InvalidArgumentError("the harness has no slot for the to-pod program");
   }

@@ -1,6 +1,7 @@
 // nat_path_bench: per-packet cost of cninet's NAT path through BPF_PROG_TEST_RUN with `repeat`,
 // on the datapath's own packet fixtures (tests/bpf/fixtures), as ns/packet, Mpps and the ratio
-// to a floor - the empty tc program (Hook::kNoop) on the same packet - measured in the same run.
+// to a floor - the empty tc program (Datapath::TestRunFloor) on the same packet - measured in the
+// same run.
 //
 // Method (see bench/README.md): one benchmark iteration = three interleaved BPF_PROG_TEST_RUN
 // batches of R runs each:
@@ -47,6 +48,7 @@
 #include "cninet/datapath/datapath_maps.h"
 #include "cninet/datapath/types.h"
 #include "common/bench_flags.h"
+#include "common/bench_main.h"
 #include "fixtures.h"
 #include "harness.h"
 
@@ -599,7 +601,7 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
   std::vector<double> nets, floors, harnesses;
   for (auto _ : state) {
     auto hr = h.Run(Slot::kEmpty, repeat);
-    auto fr = dp.TestRun(Hook::kNoop, mf.input, repeat);
+    auto fr = dp.TestRunFloor(mf.input, repeat);
     if (!hr.ok()) return fail(hr.status());
     if (!fr.ok()) return fail(fr.status());
     const double f = fr->duration_ns, hh = hr->duration_ns;
@@ -934,20 +936,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--repeat_new must be 1..38000, --repeat_hot >= 1\n");
     return 2;
   }
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "nat_path_bench needs root (BPF programs and maps)\n");
-    return 1;
-  }
-  // A private, empty network namespace for the whole run (gone when the process exits): the
-  // programs' FIB lookups (NodePort replies) see no routes, as the fixtures expect, and nothing
-  // here can touch the caller's namespace.
-  if (unshare(CLONE_NEWNET) != 0) {
-    std::perror("unshare(CLONE_NEWNET)");
-    return 1;
-  }
-  int rargc = static_cast<int>(rest.size());
-  benchmark::Initialize(&rargc, rest.data());
-  if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 2;
+  // The programs' FIB lookups (NodePort replies) must see no routes, as the fixtures expect.
+  if (!EnterPrivateNetns("nat_path_bench")) return 1;
+  if (!InitBenchmarks(rest)) return 2;
   for (const CaseSpec& c : Cases()) {
     benchmark::RegisterBenchmark(c.name.c_str(), [c](benchmark::State& s) { RunCase(s, c); })
         ->UseManualTime()

@@ -1,8 +1,8 @@
 // policy_bench: per-packet cost of the ingress policy check (cn_to_pod) through
 // BPF_PROG_TEST_RUN, with 1, 100 and 10k rules on the destination pod, as ns/packet and as the
 // ratio to "no policy" - the same program on a packet to a pod without policy (one map miss) -
-// measured in the same run, interleaved with the case. The empty tc program (Hook::kNoop) on the
-// same packet is reported too (floor).
+// measured in the same run, interleaved with the case. The empty tc program
+// (Datapath::TestRunFloor) on the same packet is reported too (floor).
 //
 // World: namespace web, pod api (role=api, local) selected by one NetworkPolicy with N ingress
 // rules; rule i admits pods app=c<i> (N client pods, one identity each, on other nodes) to TCP 80.
@@ -36,6 +36,7 @@
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "common/bench_flags.h"
+#include "common/bench_main.h"
 #include "packet_builder.h"
 
 namespace cninet::bench {
@@ -219,7 +220,7 @@ void RunCase(benchmark::State& state, Kind kind, uint32_t rules) {
   std::vector<double> ns, base_ns, floor_ns;
   uint64_t runs = 0;
   for (auto _ : state) {
-    auto f = dp.TestRun(Hook::kNoop, pkt, g_opt.repeat);
+    auto f = dp.TestRunFloor(pkt, g_opt.repeat);
     auto b = dp.TestRun(Hook::kToPod, base, g_opt.repeat, 0, kForwarded);
     auto m = dp.TestRun(Hook::kToPod, pkt, g_opt.repeat, 0, kForwarded);
     if (!f.ok() || !b.ok() || !m.ok()) {
@@ -310,18 +311,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "--repeat must be >= 1\n");
     return 2;
   }
-  if (geteuid() != 0) {
-    std::fprintf(stderr, "policy_bench needs root (BPF programs and maps)\n");
-    return 1;
-  }
-  // A private network namespace for the run: nothing here touches the caller's.
-  if (unshare(CLONE_NEWNET) != 0) {
-    std::perror("unshare(CLONE_NEWNET)");
-    return 1;
-  }
-  int rargc = static_cast<int>(rest.size());
-  benchmark::Initialize(&rargc, rest.data());
-  if (benchmark::ReportUnrecognizedArguments(rargc, rest.data())) return 2;
+  if (!EnterPrivateNetns("policy_bench")) return 1;
+  if (!InitBenchmarks(rest)) return 2;
   std::vector<uint32_t> sizes = {1, 100, 10000};
   if (g_opt.quick) sizes = {1, 100};
   for (uint32_t n : sizes) {

@@ -26,7 +26,7 @@ FrontendSlot SlotOf(const dp::Frontend& f) {
 }
 
 std::string FrontendText(const dp::Frontend& f) {
-  std::string proto = dp::ProtocolName(static_cast<uint8_t>(f.protocol));
+  std::string proto = dp::ToString(f.protocol);
   if (f.kind == dp::FrontendKind::kNodePort) return StrCat("nodePort ", f.port, "/", proto);
   return StrCat(f.address.ToString(), ":", f.port, "/", proto);
 }

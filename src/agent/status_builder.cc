@@ -9,7 +9,7 @@ namespace cninet::agent {
 namespace dp = ::cninet::datapath;
 
 std::string FrontendString(const dp::Frontend& f) {
-  std::string proto = dp::ProtocolName(static_cast<uint8_t>(f.protocol));
+  std::string proto = dp::ToString(f.protocol);
   switch (f.kind) {
     case dp::FrontendKind::kNodePort:
       return StrCat("nodePort:", f.port, "/", proto);

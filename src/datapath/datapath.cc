@@ -53,8 +53,6 @@ struct DatapathPrograms {
         return bpf_program__fd(world->progs.cn_to_world);
       case Hook::kToPod:
         return bpf_program__fd(to_pod->progs.cn_to_pod);
-      case Hook::kNoop:
-        return bpf_program__fd(noop->progs.cn_noop);
     }
     return -1;
   }
@@ -478,11 +476,12 @@ absl::StatusOr<PodAttachment> Datapath::AttachPod(std::string_view host_ifname) 
   return out;
 }
 
-absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8_t> packet,
-                                                uint32_t repeat, uint32_t ifindex,
-                                                uint32_t ingress_ifindex, uint32_t mark) const {
-  if (!programs_)
-    return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+namespace {
+
+// BPF_PROG_TEST_RUN of the program `prog_fd` (named `name` in errors) on `packet`.
+absl::StatusOr<TestRunResult> RunTest(int prog_fd, std::string_view name,
+                                      std::span<const uint8_t> packet, uint32_t repeat,
+                                      uint32_t ifindex, uint32_t ingress_ifindex, uint32_t mark) {
   std::vector<uint8_t> out(packet.size() + 256);
   __sk_buff ctx{};
   __sk_buff ctx_out{};
@@ -499,8 +498,8 @@ absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8
     opts.ctx_out = &ctx_out;
     opts.ctx_size_out = sizeof(ctx_out);
   }
-  int r = bpf_prog_test_run_opts(programs_->ProgFd(hook), &opts);
-  if (r < 0) return ErrnoStatus(Err(r), StrCat("BPF_PROG_TEST_RUN ", HookName(hook)));
+  int r = bpf_prog_test_run_opts(prog_fd, &opts);
+  if (r < 0) return ErrnoStatus(Err(r), StrCat("BPF_PROG_TEST_RUN ", name));
   TestRunResult res;
   res.retval = static_cast<int>(opts.retval);
   out.resize(std::min<size_t>(opts.data_size_out, out.size()));
@@ -508,6 +507,25 @@ absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8
   res.duration_ns = opts.duration;
   res.mark = ctx_out.mark;
   return res;
+}
+
+}  // namespace
+
+absl::StatusOr<TestRunResult> Datapath::TestRun(Hook hook, std::span<const uint8_t> packet,
+                                                uint32_t repeat, uint32_t ifindex,
+                                                uint32_t ingress_ifindex, uint32_t mark) const {
+  if (!programs_)
+    return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+  return RunTest(programs_->ProgFd(hook), HookName(hook), packet, repeat, ifindex, ingress_ifindex,
+                 mark);
+}
+
+absl::StatusOr<TestRunResult> Datapath::TestRunFloor(std::span<const uint8_t> packet,
+                                                     uint32_t repeat) const {
+  if (!programs_)
+    return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+  return RunTest(bpf_program__fd(programs_->noop->progs.cn_noop), "the empty program", packet,
+                 repeat, 0, 0, 0);
 }
 
 absl::StatusOr<ProgramStats> Datapath::Stats(Hook hook) const {
@@ -536,7 +554,7 @@ absl::Status Datapath::Unpin() {
       return ErrnoStatus(errno, StrCat("unlink ", path));
   }
   const PinLayout pins = PinLayout::For(config_.bpffs_root, config_.instance);
-  for (Hook hook : {Hook::kFromPod, Hook::kFromWorld, Hook::kToWorld, Hook::kToPod, Hook::kNoop}) {
+  for (Hook hook : {Hook::kFromPod, Hook::kFromWorld, Hook::kToWorld, Hook::kToPod}) {
     std::string path = pins.ProgramPath(HookPinName(hook));
     if (unlink(path.c_str()) != 0 && errno != ENOENT)
       return ErrnoStatus(errno, StrCat("unlink ", path));

@@ -254,8 +254,6 @@ std::string_view HookName(Hook hook) {
       return "to-world";
     case Hook::kToPod:
       return "to-pod";
-    case Hook::kNoop:
-      return "noop";
   }
   return "?";
 }
@@ -270,8 +268,6 @@ std::string_view HookProgramName(Hook hook) {
       return "cn_to_world";
     case Hook::kToPod:
       return "cn_to_pod";
-    case Hook::kNoop:
-      return "cn_noop";
   }
   return "?";
 }

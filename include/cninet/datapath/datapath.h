@@ -80,6 +80,11 @@ class Datapath {
   absl::StatusOr<TestRunResult> TestRun(Hook hook, std::span<const uint8_t> packet,
                                         uint32_t repeat = 1, uint32_t ifindex = 0,
                                         uint32_t ingress_ifindex = 0, uint32_t mark = 0) const;
+  /// Runs the empty tc program (returns TC_ACT_OK, touches nothing) `repeat` times on `packet`:
+  /// the cost floor that measurements of the datapath's programs are divided by (bench/nat_path
+  /// reports every case as a multiple of it, measured in the same run).
+  absl::StatusOr<TestRunResult> TestRunFloor(std::span<const uint8_t> packet,
+                                             uint32_t repeat = 1) const;
   /// Attaches the per-pod programs (kFromPod on ingress, kToPod on egress) to the host side of a
   /// pod's veth, in the calling thread's network namespace. A drop-in for
   /// Attach(Hook::kFromPod, ifname) that also enforces the pod's ingress policy.

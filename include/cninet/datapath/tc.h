@@ -25,17 +25,16 @@ enum class Hook {
   kFromPod,    ///< tc ingress, host side of a pod veth
   kFromWorld,  ///< tc ingress, node uplink
   kToWorld,    ///< tc egress, node uplink
-  kNoop,       ///< empty program returning TC_ACT_OK (benchmark floor); attachable for tests
   kToPod,      ///< tc egress, host side of a pod veth (traffic towards the pod): ingress policy
 };
 
-/// "from-pod", "from-world", "to-world", "to-pod", "noop".
+/// "from-pod", "from-world", "to-world", "to-pod".
 std::string_view HookName(Hook hook);
 /// The kernel name of `hook`'s program ("cn_from_pod", "cn_from_world", ...).
 std::string_view HookProgramName(Hook hook);
 /// The pin name of `hook`'s program under PinLayout::ProgramDir() ("from_pod", "to_world", ...).
 std::string_view HookPinName(Hook hook);
-/// True for the hooks on tc ingress (kFromPod, kFromWorld, kNoop); false for egress.
+/// True for the hooks on tc ingress (kFromPod, kFromWorld); false for egress.
 bool HookIsIngress(Hook hook);
 
 /// A tc filter owned by this object: detached (in the namespace it was attached in) on
@@ -73,9 +72,6 @@ class TcAttachment {
   Hook hook_ = Hook::kFromPod;
   UniqueFd netns_;  // namespace of the filter; empty when not attached
 };
-
-/// Old name of TcAttachment (a tc filter), kept while callers move; not the CNI GC attachment.
-using Attachment = TcAttachment;
 
 /// The per-pod filters of one host-side veth: kFromPod (tc ingress) and kToPod (tc egress,
 /// ingress policy). Both are detached when this object dies unless Release()d.

@@ -242,7 +242,7 @@ TEST(Datapath, ProgramsPassTheVerifierWithinTheInstructionLimit) {
   CNINET_REQUIRE_ROOT();
   auto dp = Datapath::Create(StandardConfig());
   ASSERT_TRUE(dp.ok()) << dp.status();
-  for (Hook h : {Hook::kFromPod, Hook::kFromWorld, Hook::kToWorld, Hook::kNoop}) {
+  for (Hook h : {Hook::kFromPod, Hook::kFromWorld, Hook::kToWorld, Hook::kToPod}) {
     auto s = (*dp)->Stats(h);
     ASSERT_TRUE(s.ok()) << s.status();
     EXPECT_GT(s->verified_insns, 0u) << HookName(h);
@@ -253,6 +253,21 @@ TEST(Datapath, ProgramsPassTheVerifierWithinTheInstructionLimit) {
     std::cout << HookName(h) << ": verified_insns=" << s->verified_insns
               << " xlated=" << s->xlated_bytes << " jited=" << s->jited_bytes << "\n";
   }
+}
+
+TEST(Datapath, TestRunFloorPassesThePacketUntouchedAndCountsNothing) {
+  CNINET_REQUIRE_ROOT();
+  auto dp = Datapath::Create(StandardConfig());
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  // A ClusterIP SYN: the from-pod program would DNAT it; the floor program leaves it as it is.
+  Bytes in = PacketBuilder().Ipv4(kClient, kVipWeb).Tcp(4242, 80, kSyn).Build();
+  auto floor = (*dp)->TestRunFloor(in, 10);
+  ASSERT_TRUE(floor.ok()) << floor.status();
+  EXPECT_EQ(floor->retval, 0);  // TC_ACT_OK
+  EXPECT_EQ(floor->packet, in);
+  auto ct = (*dp)->conntrack().Dump();
+  ASSERT_TRUE(ct.ok()) << ct.status();
+  EXPECT_TRUE(ct->empty());
 }
 
 TEST(Datapath, PinningNeedsABpfFilesystem) {
