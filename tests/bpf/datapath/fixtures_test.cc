@@ -37,7 +37,8 @@ TEST_F(FixtureTest, StandardTable) {
   ASSERT_GE(fixtures.size(), 40u);
   for (const auto& f : fixtures) {
     SCOPED_TRACE(f.name + ": " + f.description);
-    absl::Status s = RunFixture(*dp_, f);
+    EXPECT_TRUE(f.expected_reason.has_value()) << f.name << " names no counter reason";
+    absl::Status s = RunFixtureCounted(*dp_, f);
     EXPECT_TRUE(s.ok()) << s.message();
   }
   // Every packet was counted under exactly one verdict reason.
