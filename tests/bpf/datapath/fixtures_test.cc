@@ -1,7 +1,11 @@
-// The standard fixture table through BPF_PROG_TEST_RUN: every packet's verdict and output bytes.
+// The standard fixture table through BPF_PROG_TEST_RUN: every packet's verdict, output bytes and
+// counter reason. Its IPv6 twins (Ipv6Fixtures/...) are compiled only with
+// CNINET_DATAPATH_IPV6_FIXTURES=ON (see fixtures.h); the table's coverage is checked always.
 #include "fixtures.h"
 
+#include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 
 #include "cninet/datapath/abi.h"
@@ -137,6 +141,106 @@ TEST_F(FixtureTest, TcpRstMovesBothDirectionsToClosing) {
     EXPECT_LE(e.expires_in_s, 10) << e.ToString();
   }
 }
+
+// Always on (no datapath run): every IPv4 row has exactly one IPv6 twin (or is listed without
+// one), and every IPv6 row is an IPv6 frame with a counter reason and an expected output unless
+// it is dropped.
+TEST(Ipv6FixtureTable, TwinsEveryIpv4Row) {
+  std::vector<PacketFixture> v4 = StandardFixtures();
+  std::vector<PacketFixture> v6 = StandardIpv6Fixtures();
+  std::map<std::string, std::string> no_twin;
+  for (const auto& [name, why] : Ipv4RowsWithoutTwin()) no_twin[name] = why;
+  std::map<std::string, int> twins;
+  std::set<std::string> names;
+  for (const auto& f : v6) {
+    SCOPED_TRACE(f.name);
+    EXPECT_TRUE(names.insert(f.name).second) << "duplicate";
+    EXPECT_EQ(f.name.rfind("v6_", 0), 0u);
+    ASSERT_GE(f.input.size(), 14u);
+    EXPECT_EQ((f.input[12] << 8) | f.input[13], 0x86dd) << "not an IPv6 frame";
+    EXPECT_TRUE(f.expected_reason.has_value());
+    EXPECT_EQ(f.expected_output.has_value(), f.expected_verdict != kTcShot);
+    if (!f.twin_of.empty()) ++twins[f.twin_of];
+  }
+  for (const auto& f : v4) {
+    if (no_twin.count(f.name)) {
+      EXPECT_EQ(twins.count(f.name), 0u) << f.name;
+      continue;
+    }
+    EXPECT_EQ(twins[f.name], 1) << "IPv4 row " << f.name << " has no single IPv6 twin";
+  }
+  EXPECT_EQ(twins.size(), v4.size() - no_twin.size());
+}
+
+#ifdef CNINET_DATAPATH_IPV6_FIXTURES
+// The IPv6 twins, one test per row (Ipv6Fixtures/Ipv6FixtureTest.Row/v6_<twin>), on a dual-stack
+// datapath in a fresh namespace: the rows before it run first (their results are their own
+// tests'), then the row's verdict, bytes and counter reason are checked.
+class DualStackFixtureTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CNINET_REQUIRE_ROOT();
+    guard_ = std::make_unique<ThreadNetnsGuard>(ns_.path());
+    ASSERT_TRUE(guard_->status().ok()) << guard_->status();
+    auto dp = Datapath::Create(StandardDualStackConfig());
+    ASSERT_TRUE(dp.ok()) << dp.status();
+    dp_ = std::move(*dp);
+    ASSERT_TRUE(ApplyStandardSetup(*dp_).ok());
+    // Not fatal: the rows show what the datapath does with the packets all the same.
+    absl::Status v6 = ApplyStandardIpv6Setup(*dp_);
+    EXPECT_TRUE(v6.ok()) << "IPv6 setup: " << v6;
+  }
+  cninet::testing::ScopedNetns ns_{"dpfx6"};
+  std::unique_ptr<ThreadNetnsGuard> guard_;
+  std::unique_ptr<Datapath> dp_;
+};
+class Ipv6FixtureTest : public DualStackFixtureTest,
+                        public ::testing::WithParamInterface<std::string> {};
+
+std::vector<std::string> Ipv6RowNames() {
+  std::vector<std::string> names;
+  for (const auto& f : StandardIpv6Fixtures()) names.push_back(f.name);
+  return names;
+}
+
+TEST_P(Ipv6FixtureTest, Row) {
+  std::vector<PacketFixture> fixtures = StandardIpv6Fixtures();
+  auto it = std::find_if(fixtures.begin(), fixtures.end(),
+                         [](const PacketFixture& f) { return f.name == GetParam(); });
+  ASSERT_NE(it, fixtures.end());
+  for (auto p = fixtures.begin(); p != it; ++p) (void)RunFixture(*dp_, *p);
+  SCOPED_TRACE(it->name + " (twin of " + (it->twin_of.empty() ? "none" : it->twin_of) +
+               "): " + it->description);
+  absl::Status s = RunFixtureCounted(*dp_, *it);
+  EXPECT_TRUE(s.ok()) << s.message();
+}
+
+INSTANTIATE_TEST_SUITE_P(Ipv6Fixtures, Ipv6FixtureTest, ::testing::ValuesIn(Ipv6RowNames()),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+// The whole IPv6 table in one run, counted as StandardTable counts the IPv4 one.
+TEST_F(DualStackFixtureTest, Ipv6TableInOneRun) {
+  std::vector<PacketFixture> fixtures = StandardIpv6Fixtures();
+  for (const auto& f : fixtures) {
+    SCOPED_TRACE(f.name + ": " + f.description);
+    absl::Status s = RunFixtureCounted(*dp_, f);
+    EXPECT_TRUE(s.ok()) << s.message();
+  }
+  auto counters = dp_->counters().Read();
+  ASSERT_TRUE(counters.ok());
+  std::map<std::string, uint64_t> by_name;
+  uint64_t verdicts = 0;
+  for (const auto& c : *counters) {
+    if (!c.is_event) verdicts += c.packets;
+    by_name[std::string(c.name)] = c.packets;
+  }
+  EXPECT_EQ(verdicts, fixtures.size());
+  EXPECT_EQ(by_name["pass_ipv6"], 0u) << "IPv6 passed untouched for being IPv6";
+  EXPECT_EQ(by_name["pass_fragment"], 1u);
+  EXPECT_GE(by_name["event_affinity_hit"], 1u);
+  EXPECT_EQ(by_name["event_icmp_error_xlated"], 3u);
+}
+#endif  // CNINET_DATAPATH_IPV6_FIXTURES
 
 }  // namespace
 }  // namespace cninet::datapath::testing

@@ -35,6 +35,26 @@ Bytes Fragment(std::string_view src, std::string_view dst, uint16_t dport) {
   return PacketBuilder().Ipv4(src, dst).FragOff(0x2000).Tcp(45000, dport, kSyn).Build();
 }
 
+Bytes Tcp6(std::string_view src, uint16_t sport, std::string_view dst, uint16_t dport,
+           uint8_t flags) {
+  return PacketBuilder().Ipv6(src, dst).Tcp(sport, dport, flags).Build();
+}
+Bytes Udp6(std::string_view src, uint16_t sport, std::string_view dst, uint16_t dport) {
+  return PacketBuilder().Ipv6(src, dst).Udp(sport, dport).Payload("query").Build();
+}
+// SCTP over IPv6: the Next Header byte patched as for IPv4 (no header checksum to break).
+Bytes Sctp6(std::string_view src, uint16_t sport, std::string_view dst, uint16_t dport) {
+  Bytes b = PacketBuilder().Ipv6(src, dst).Udp(sport, dport).Payload("sctp-chunks!").Build();
+  return SetByte(b, 14 + 6, 132);
+}
+Bytes Echo6(std::string_view src, std::string_view dst, uint16_t id) {
+  return PacketBuilder().Ipv6(src, dst).Icmpv6Echo(id, 1).Payload("ping").Build();
+}
+// A first fragment (fragment header, M set) of a TCP SYN.
+Bytes Fragment6(std::string_view src, std::string_view dst, uint16_t dport) {
+  return PacketBuilder().Ipv6(src, dst).Ipv6Fragment(0, true, 0x77).Tcp(45000, dport, kSyn).Build();
+}
+
 std::string Rule(int i) { return StrCat("policy web/", ptopo::kApiPolicy, " ingress[", i, "]"); }
 
 PodInfo Pod(std::string ns, std::string name, std::string_view ip, Labels labels, bool local) {
@@ -278,6 +298,202 @@ std::vector<PolicyFixture> StandardPolicyFixtures() {
            CNINET_RETURN_IF_ERROR(dp.policy().UpsertNamespace(NamespaceInfo{"iso", {}, false}));
            return dp.policy().Apply().status();
          });
+  return f;
+}
+
+NetworkPolicy DualStackApiPolicy() {
+  NetworkPolicy p = ApiPolicy();
+  PolicyPeer block6;
+  block6.ip_block =
+      IPBlock{*cni::IPPrefix::Parse(ptopo6::kBlock), {*cni::IPPrefix::Parse(ptopo6::kBlockExcept)}};
+  PolicyPeer docs6;
+  docs6.ip_block = IPBlock{*cni::IPPrefix::Parse(ptopo6::kDocs), {}};
+  p.ingress[2].from.push_back(block6);
+  p.ingress[3].from.push_back(docs6);
+  return p;
+}
+
+PolicySnapshot StandardDualStackPolicyWorld() {
+  PolicySnapshot s = StandardPolicyWorld();
+  const std::map<std::string, std::string> v6 = {
+      {ptopo::kApi, ptopo6::kApi},   {ptopo::kFe, ptopo6::kFe},     {ptopo::kOther, ptopo6::kOther},
+      {ptopo::kIso1, ptopo6::kIso1}, {ptopo::kIso2, ptopo6::kIso2}, {ptopo::kMon, ptopo6::kMon}};
+  for (auto& pod : s.pods) pod.addresses.push_back(Ip(v6.at(pod.addresses.at(0).ToString())));
+  s.policies = {DualStackApiPolicy()};
+  return s;
+}
+
+absl::Status ApplyStandardDualStackPolicySetup(Datapath& dp) {
+  CNINET_RETURN_IF_ERROR(ApplyStandardSetup(dp));
+  absl::Status v6 = ApplyStandardIpv6Setup(dp);
+  Service svc;
+  svc.id = ptopo::kSvcIso;
+  svc.frontends = {Frontend{Ip(ptopo::kVipIso), 5432, Protocol::kTcp, FrontendKind::kClusterIP}};
+  svc.backends = {Backend{Ip(ptopo::kIso1), 5432}};
+  svc.maglev_size = 251;
+  CNINET_RETURN_IF_ERROR(dp.services().Upsert(svc));
+  Service svc6 = svc;
+  svc6.id = ptopo6::kSvcIso;
+  svc6.frontends = {Frontend{Ip(ptopo6::kVipIso), 5432, Protocol::kTcp, FrontendKind::kClusterIP}};
+  svc6.backends = {Backend{Ip(ptopo6::kIso1), 5432}};
+  absl::Status s6 = Annotate(dp.services().Upsert(svc6), "IPv6 service");
+  if (v6.ok()) v6 = s6;
+  CNINET_RETURN_IF_ERROR(dp.policy().Replace(StandardDualStackPolicyWorld()));
+  CNINET_RETURN_IF_ERROR(dp.policy().Apply().status());
+  return v6;
+}
+
+std::vector<PolicyFixture> StandardIpv6PolicyFixtures() {
+  using namespace ptopo6;
+  std::vector<PolicyFixture> f;
+  // The twin's reason, verdict and hook default to its IPv4 row's.
+  std::map<std::string, PolicyFixture> v4;
+  for (auto& r : StandardPolicyFixtures()) v4[r.name] = r;
+  auto row = [&](std::string twin, std::string desc, Bytes in) -> PolicyFixture& {
+    const PolicyFixture& t = v4.at(twin);
+    PolicyFixture x;
+    x.name = StrCat("v6_", twin);
+    x.description = std::move(desc);
+    x.hook = t.hook;
+    x.input = std::move(in);
+    x.ingress_ifindex = t.ingress_ifindex;
+    x.expected_verdict = t.expected_verdict;
+    if (x.expected_verdict == kTcOk && x.hook == Hook::kToPod) x.expected_output = x.input;
+    x.expected_reason = t.expected_reason;
+    x.counter_rule = t.counter_rule;
+    x.twin_of = std::move(twin);
+    f.push_back(std::move(x));
+    return f.back();
+  };
+  // A to-pod row whose per-endpoint counter is `ep`'s (the IPv4 row names the IPv4 address).
+  auto to_pod = [&](std::string twin, std::string desc, Bytes in, std::string ep = {}) {
+    row(std::move(twin), std::move(desc), std::move(in)).counter_endpoint = std::move(ep);
+  };
+  auto from_pod = [&](std::string twin, std::string desc, Bytes in, Bytes out) {
+    row(std::move(twin), std::move(desc), std::move(in)).expected_output = std::move(out);
+  };
+
+  // --- NetworkPolicy: podSelector, ports, established flows.
+  to_pod("allow_pod_selector", "role=frontend of the same namespace to TCP 80 is admitted",
+         Tcp6(kFe, 40001, kApi, 80, kSyn), kApi);
+  to_pod("established_after_admission", "later packets of the admitted flow pass via conntrack",
+         Tcp6(kFe, 40001, kApi, 80, kAck));
+  to_pod("deny_other_namespace",
+         "role=frontend of another namespace is not selected by podSelector",
+         Tcp6(kOther, 40002, kApi, 80, kSyn), kApi);
+  to_pod("deny_other_port", "the admitted source on a port no rule lists",
+         Tcp6(kFe, 40003, kApi, 81, kSyn), kApi);
+  // --- namespaceSelector + endPort.
+  to_pod("port_range_first", "first port of an endPort range (namespaceSelector team=ops)",
+         Tcp6(kMon, 40010, kApi, 8000, kSyn), kApi);
+  to_pod("port_range_block_end", "last port of the range's first prefix block",
+         Tcp6(kMon, 40011, kApi, 8063, kSyn), kApi);
+  to_pod("port_range_next_block", "first port of the next block",
+         Tcp6(kMon, 40012, kApi, 8064, kSyn), kApi);
+  to_pod("port_range_last", "last port of the range", Tcp6(kMon, 40013, kApi, 8100, kSyn), kApi);
+  to_pod("port_range_below", "one below the range", Tcp6(kMon, 40014, kApi, 7999, kSyn), kApi);
+  to_pod("port_range_above", "one above the range", Tcp6(kMon, 40015, kApi, 8101, kSyn), kApi);
+  // --- ipBlock with except (IPv6 prefixes in the LPM trie).
+  to_pod("ipblock_inside", "an address of the IPv6 block",
+         Tcp6("2001:db8:51:7::7", 40020, kApi, 443, kSyn), kApi);
+  to_pod("ipblock_except", "an address of the IPv6 block's except",
+         Tcp6(topo6::kExternal, 40021, kApi, 443, kSyn), kApi);
+  to_pod("ipblock_outside", "an address outside the IPv6 block",
+         Tcp6("2001:db8:2::1", 40022, kApi, 443, kSyn), kApi);
+  // --- protocols.
+  to_pod("udp_any_port", "a UDP rule without a port admits every UDP port",
+         Udp6("2001:db8:113::5", 5000, kApi, 53), kApi);
+  to_pod("udp_rule_not_tcp", "the UDP rule does not admit TCP",
+         Tcp6("2001:db8:113::5", 5001, kApi, 53, kSyn), kApi);
+  to_pod("sctp_port", "an SCTP port rule (SCTP parsed for its port only)",
+         Sctp6(kFe, 40030, kApi, 3868), kApi);
+  to_pod("sctp_other_port", "another SCTP port", Sctp6(kFe, 40031, kApi, 3869), kApi);
+  to_pod("icmp_not_admitted", "ICMPv6 echo: no rule admits every protocol",
+         Echo6(kFe, kApi, 0x4001), kApi);
+  to_pod("fragment_not_admitted",
+         "an IPv6 fragment carries no port: only any-port rules could admit it",
+         Fragment6(kFe, kApi, 80), kApi);
+
+  // --- Replies of the pod's own flows.
+  from_pod("pod_opens_flow", "the policy pod opens a connection (tracked by from-pod)",
+           Tcp6(kApi, 5555, kMon, 9000, kSyn), Tcp6(kApi, 5555, kMon, 9000, kSyn));
+  to_pod("reply_to_pod_flow", "the reply enters although no rule admits its source",
+         Tcp6(kMon, 9000, kApi, 5555, kSyn | kAck));
+
+  // --- Services: the check runs after DNAT, on the backend.
+  from_pod("service_dnat", "web/api -> IPv6 ClusterIP of iso/db is DNATed by from-pod",
+           Tcp6(kApi, 5556, kVipIso, 5432, kSyn), Tcp6(kApi, 5556, kIso1, 5432, kSyn));
+  to_pod("service_flow_admitted", "the DNATed flow enters the isolated pod (via a service)",
+         Tcp6(kApi, 5556, kIso1, 5432, kSyn), kIso1);
+  to_pod("service_flow_established", "its next packet passes via conntrack",
+         Tcp6(kApi, 5556, kIso1, 5432, kAck));
+  from_pod("service_backend_reply", "the backend's reply is reverse-DNATed by from-pod",
+           Tcp6(kIso1, 5432, kApi, 5556, kSyn | kAck),
+           Tcp6(kVipIso, 5432, kApi, 5556, kSyn | kAck));
+  to_pod("reply_after_reverse_dnat", "the reverse-DNATed reply enters the policy pod",
+         Tcp6(kVipIso, 5432, kApi, 5556, kSyn | kAck));
+
+  // --- Isolated namespace.
+  to_pod("isolated_direct", "another namespace cannot reach an isolated pod directly",
+         Tcp6(kApi, 5557, kIso1, 5432, kSyn), kIso1);
+  to_pod("isolated_same_namespace", "pods of the isolated namespace reach each other",
+         Tcp6(kIso2, 40040, kIso1, 5432, kSyn), kIso1);
+  to_pod("isolated_icmp_same_namespace", "any protocol within the namespace (ICMPv6)",
+         Echo6(kIso2, kIso1, 0x4002), kIso1);
+  to_pod("isolated_fragment_same_namespace", "IPv6 fragments within the namespace",
+         Fragment6(kIso2, kIso1, 5432), kIso1);
+  to_pod("isolated_ack_without_admission", "a non-SYN packet of a flow never admitted is checked",
+         Tcp6(kFe, 40041, kIso1, 5432, kAck), kIso1);
+
+  // --- Host-originated traffic and unmanaged pods.
+  to_pod("host_to_isolated_pod", "the node itself (IPv6 address) reaches an isolated pod",
+         Tcp6(topo6::kNode, 40050, kIso1, 8080, kSyn), kIso1);
+  to_pod("host_to_policy_pod", "the node itself reaches a pod under NetworkPolicy on any port",
+         Tcp6(topo6::kNode, 40051, kApi, 9999, kSyn), kApi);
+  to_pod("unmanaged_pod", "a pod no policy selects in a namespace not isolated accepts everything",
+         Tcp6("2001:db8:2::1", 40052, kOther, 1234, kSyn));
+
+  // --- The datapath's own reject (ICMPv6 port unreachable) reaches a default-deny client.
+  {
+    PacketBuilder in;
+    in.Ipv6(kApi, topo6::kVipEmpty).Tcp(42101, 80, kSyn);
+    Bytes icmp = PacketBuilder()
+                     .Eth(kHostMac, kPodMac)
+                     .Ipv6(topo6::kVipEmpty, kApi)
+                     .Icmpv6Error(1, 4, in.BuildL3())
+                     .Build();
+    from_pod("reject_from_service", "the policy pod calls a service without backends: rejected",
+             in.Build(), icmp);
+    to_pod("reject_reaches_client", "the ICMPv6 unreachable from the service address enters", icmp);
+  }
+
+  // --- Pass-through and malformed.
+  to_pod("arp_passed", "an NDP neighbour solicitation for the pod (ARP's twin) is not filtered",
+         PacketBuilder().Ipv6("fe80::1", "ff02::1:ff00:21").NdpNeighborSolicit(kApi).Build());
+  f.back().expected_reason = CN_R_PASS;
+  to_pod("malformed_dropped", "a malformed IPv6 header (version 4) is dropped",
+         SetByte(Tcp6(kFe, 40060, kApi, 80, kSyn), 14, 0x44));
+
+  // --- Policy changes apply to new connections.
+  NetworkPolicy tightened = DualStackApiPolicy();
+  tightened.ingress.erase(tightened.ingress.begin());
+  to_pod("tightened_established_continues",
+         "after removing the frontend rule, the admitted connection continues",
+         Tcp6(kFe, 40001, kApi, 80, kAck));
+  f.back().before = [tightened](Datapath& dp) { return SetPolicy(dp, tightened); };
+  to_pod("tightened_new_connection", "a new connection from the frontend is denied",
+         Tcp6(kFe, 40070, kApi, 80, kSyn), kApi);
+  to_pod("tightened_reused_tuple", "a SYN reusing the admitted tuple is checked again (denied)",
+         Tcp6(kFe, 40001, kApi, 80, kSyn), kApi);
+  to_pod("restored_new_connection", "restoring the rule admits new connections again",
+         Tcp6(kFe, 40071, kApi, 80, kSyn), kApi);
+  f.back().before = [](Datapath& dp) { return SetPolicy(dp, DualStackApiPolicy()); };
+  to_pod("isolation_lifted", "after the namespace stops being isolated, everyone may connect",
+         Tcp6(kFe, 40072, kIso1, 5432, kSyn));
+  f.back().before = [](Datapath& dp) -> absl::Status {
+    CNINET_RETURN_IF_ERROR(dp.policy().UpsertNamespace(NamespaceInfo{"iso", {}, false}));
+    return dp.policy().Apply().status();
+  };
   return f;
 }
 

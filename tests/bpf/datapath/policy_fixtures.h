@@ -2,6 +2,12 @@
 // (fixtures.h): a policy world (namespaces, pods, a NetworkPolicy, an isolated namespace, a
 // service into it) and a table of packets with their expected verdict and counter reason.
 // The BPF tests run the table through BPF_PROG_TEST_RUN; bench/policy reuses the world.
+//
+// IPv6 (issue 14): StandardIpv6PolicyFixtures() twins every IPv4 row over a dual-stack world (each
+// pod has an IPv4 and an IPv6 address; the ipBlock rules list a v6 prefix beside the v4 one).
+// Like the datapath's IPv6 twins (fixtures.h) they fail on the IPv4-only datapath and are built
+// only with CNINET_DATAPATH_IPV6_FIXTURES=ON (default OFF), flipped ON when the datapath is
+// dual-stack.
 #ifndef CNINET_TESTS_BPF_DATAPATH_POLICY_FIXTURES_H_
 #define CNINET_TESTS_BPF_DATAPATH_POLICY_FIXTURES_H_
 
@@ -35,6 +41,23 @@ inline constexpr uint32_t kSvcIso = 20;
 inline constexpr char kApiPolicy[] = "api-ingress";
 }  // namespace ptopo
 
+// The IPv6 addresses of the same pods (from topo6::) and service.
+namespace ptopo6 {
+inline constexpr char kApi[] = "fd00:10:244:1::21";    // web/api (= topo6::kB1)
+inline constexpr char kFe[] = "fd00:10:244:1::10";     // web/fe (= topo6::kClient)
+inline constexpr char kOther[] = "fd00:10:244:1::11";  // other/fe (= topo6::kClient2)
+inline constexpr char kIso1[] = "fd00:10:244:1::22";   // iso/db (= topo6::kB2)
+inline constexpr char kIso2[] = "fd00:10:244:1::23";   // iso/cache (= topo6::kB3)
+inline constexpr char kMon[] = "fd00:10:244:2::31";    // ops/mon (= topo6::kRemote)
+inline constexpr char kVipIso[] = "fd00:10:96::50";    // service 120: TCP 5432 -> iso/db:5432
+inline constexpr uint32_t kSvcIso = 120;
+// ipBlock twins: 2001:db8:51::/48 except 2001:db8:51:100::/56 (topo6::kExternal is in the
+// except), and 2001:db8:113::/48.
+inline constexpr char kBlock[] = "2001:db8:51::/48";
+inline constexpr char kBlockExcept[] = "2001:db8:51:100::/56";
+inline constexpr char kDocs[] = "2001:db8:113::/48";
+}  // namespace ptopo6
+
 // web/api-ingress: pods role=api admit
 //   ingress[0] from pods role=frontend (same namespace) to TCP 80 and SCTP 3868
 //   ingress[1] from namespaces team=ops to TCP 8000-8100
@@ -45,6 +68,14 @@ NetworkPolicy ApiPolicy();
 PolicySnapshot StandardPolicyWorld();
 // ApplyStandardSetup() + service 20 + StandardPolicyWorld() applied through dp.policy().
 absl::Status ApplyStandardPolicySetup(Datapath& dp);
+// ApiPolicy() whose ipBlock rules (ingress[2], ingress[3]) also list the ptopo6 prefixes.
+NetworkPolicy DualStackApiPolicy();
+// StandardPolicyWorld() with every pod dual-stack (ptopo6 addresses) and DualStackApiPolicy().
+PolicySnapshot StandardDualStackPolicyWorld();
+// ApplyStandardPolicySetup()'s steps for both families: the IPv4 setup (its error returned at
+// once), then ApplyStandardIpv6Setup() and service 120 (their first error returned after all steps
+// ran), the dual-stack world applied.
+absl::Status ApplyStandardDualStackPolicySetup(Datapath& dp);
 
 // One row of the policy table.
 struct PolicyFixture {
@@ -61,10 +92,13 @@ struct PolicyFixture {
   std::string counter_endpoint;
   std::string counter_rule;
   std::function<absl::Status(Datapath&)> before;  // state change applied first
+  std::string twin_of;  // IPv6 rows: the IPv4 row this one twins ("" for IPv6-only rows)
 };
 
 // The table, in order (later rows depend on state earlier rows created).
 std::vector<PolicyFixture> StandardPolicyFixtures();
+// The IPv6 twins over ApplyStandardDualStackPolicySetup() (see the header comment), in order.
+std::vector<PolicyFixture> StandardIpv6PolicyFixtures();
 // Runs one row: applies `before`, runs the packet, compares the verdict, the output bytes and
 // the verdict counter (which must grow by exactly one).
 absl::Status RunPolicyFixture(Datapath& dp, const PolicyFixture& f);

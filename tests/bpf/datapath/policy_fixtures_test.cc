@@ -5,6 +5,7 @@
 // a full map).
 #include "policy_fixtures.h"
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <random>
@@ -575,6 +576,101 @@ TEST_F(PolicyBpfTest, StagingBadInputKeepsTheAppliedPolicy) {
   Bytes p = PacketBuilder().Ipv4(ptopo::kMon, ptopo::kApi).Tcp(41000, 8050, kSyn).Build();
   EXPECT_EQ(Verdict(p), kTcOk);
 }
+
+// Always on (no datapath run): every IPv4 policy row has exactly one IPv6 twin with the same hook,
+// verdict, reason and counter rule, naming a per-endpoint counter exactly when the twin does.
+TEST(Ipv6PolicyFixtureTable, TwinsEveryIpv4Row) {
+  std::map<std::string, PolicyFixture> v4;
+  for (auto& f : StandardPolicyFixtures()) v4[f.name] = f;
+  std::map<std::string, int> twins;
+  for (const auto& f : StandardIpv6PolicyFixtures()) {
+    SCOPED_TRACE(f.name);
+    ASSERT_TRUE(v4.count(f.twin_of));
+    const PolicyFixture& t = v4.at(f.twin_of);
+    ++twins[f.twin_of];
+    EXPECT_EQ((f.input[12] << 8) | f.input[13], 0x86dd) << "not an IPv6 frame";
+    EXPECT_EQ(f.hook, t.hook);
+    EXPECT_EQ(f.expected_verdict, t.expected_verdict);
+    EXPECT_EQ(f.counter_rule, t.counter_rule);
+    EXPECT_EQ(f.counter_endpoint.empty(), t.counter_endpoint.empty());
+    EXPECT_EQ(f.before != nullptr, t.before != nullptr);
+    EXPECT_EQ(f.expected_output.has_value(), t.expected_output.has_value());
+  }
+  for (const auto& [name, f] : v4) {
+    if (name == "ipv6_passed") continue;  // already IPv6; goes when the datapath is dual-stack
+    EXPECT_EQ(twins[name], 1) << "IPv4 policy row " << name << " has no single IPv6 twin";
+  }
+}
+
+#ifdef CNINET_DATAPATH_IPV6_FIXTURES
+// The IPv6 policy twins on the dual-stack world: one test per row
+// (Ipv6PolicyFixtures/Ipv6PolicyFixtureTest.Row/v6_<twin>; the rows before it run first), and the
+// whole table in one run with the per-rule counters checked as FixtureTableAndPerRuleCounters does.
+class Ipv6PolicyBpfTest : public PolicyBpfTest {
+ protected:
+  void SetUp() override {
+    PolicyBpfTest::SetUp();
+    if (HasFatalFailure()) return;
+    Load();
+    // Not fatal: the rows show what the datapath does with the packets all the same.
+    absl::Status s = ApplyStandardDualStackPolicySetup(*dp_);
+    EXPECT_TRUE(s.ok()) << "dual-stack policy setup: " << s;
+  }
+};
+class Ipv6PolicyFixtureTest : public Ipv6PolicyBpfTest,
+                              public ::testing::WithParamInterface<std::string> {};
+
+std::vector<std::string> Ipv6PolicyRowNames() {
+  std::vector<std::string> names;
+  for (const auto& f : StandardIpv6PolicyFixtures()) names.push_back(f.name);
+  return names;
+}
+
+TEST_P(Ipv6PolicyFixtureTest, Row) {
+  std::vector<PolicyFixture> fixtures = StandardIpv6PolicyFixtures();
+  auto it = std::find_if(fixtures.begin(), fixtures.end(),
+                         [](const PolicyFixture& f) { return f.name == GetParam(); });
+  ASSERT_NE(it, fixtures.end());
+  for (auto p = fixtures.begin(); p != it; ++p) (void)RunPolicyFixture(*dp_, *p);
+  SCOPED_TRACE(it->name + " (twin of " + it->twin_of + "): " + it->description);
+  absl::Status s = RunPolicyFixture(*dp_, *it);
+  EXPECT_TRUE(s.ok()) << s.message();
+}
+
+INSTANTIATE_TEST_SUITE_P(Ipv6PolicyFixtures, Ipv6PolicyFixtureTest,
+                         ::testing::ValuesIn(Ipv6PolicyRowNames()),
+                         [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
+
+TEST_F(Ipv6PolicyBpfTest, TableInOneRunAndPerRuleCounters) {
+  std::vector<PolicyFixture> fixtures = StandardIpv6PolicyFixtures();
+  std::map<std::pair<std::string, std::string>, uint64_t> want;
+  bool counters_checked = false;
+  for (const auto& f : fixtures) {
+    if (f.before && !counters_checked) {
+      // The IPv6 endpoints' counters equal what the rows so far predict.
+      auto got = CountersByRule(*dp_);
+      for (const auto& [key, n] : want) EXPECT_EQ(got[key], n) << key.first << " " << key.second;
+      for (const auto& [key, n] : got) {
+        if (Ip(key.first).is_v6()) EXPECT_EQ(n, want[key]) << key.first << " " << key.second;
+      }
+      counters_checked = true;
+    }
+    SCOPED_TRACE(f.name + ": " + f.description);
+    absl::Status s = RunPolicyFixture(*dp_, f);
+    EXPECT_TRUE(s.ok()) << s.message();
+    if (!f.counter_endpoint.empty()) ++want[{f.counter_endpoint, f.counter_rule}];
+  }
+  EXPECT_TRUE(counters_checked);
+  auto c = dp_->counters().Packets(CN_R_POLICY_HOST);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c, 2u);
+  FlowTuple admitted{Ip(ptopo6::kFe), Ip(ptopo6::kApi), 40001, 80, Protocol::kTcp};
+  auto e = dp_->conntrack().Lookup(admitted);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_TRUE(e->has_value());
+  EXPECT_TRUE((*e)->policy_ok);
+}
+#endif  // CNINET_DATAPATH_IPV6_FIXTURES
 
 }  // namespace
 }  // namespace cninet::datapath::testing
