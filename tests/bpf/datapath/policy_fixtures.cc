@@ -510,17 +510,17 @@ absl::Status RunPolicyFixture(Datapath& dp, const PolicyFixture& f) {
         StrCat(what, ": output differs\n", HexDiff(r.packet, *f.expected_output)));
   }
   uint64_t verdicts = 0;
-  std::string grew;
+  std::string grew, wrong;
   for (size_t i = 0; i < c1.size(); ++i) {
     uint64_t d = c1[i].packets - c0[i].packets;
     if (d != 0) grew += StrCat(" ", c1[i].name, "+", d);
     if (c1[i].is_event) continue;
     verdicts += d;
-    if (c1[i].reason == f.expected_reason && d != 1) {
-      return absl::InternalError(
-          StrCat(what, ": counter ", c1[i].name, " grew by ", d, ", want 1; counters:", grew));
-    }
+    if (c1[i].reason == f.expected_reason && d != 1 && wrong.empty())
+      wrong = StrCat(what, ": counter ", c1[i].name, " grew by ", d, ", want 1");
   }
+  // (All counters are read first, so the message names the counter that did grow.)
+  if (!wrong.empty()) return absl::InternalError(StrCat(wrong, "; counters:", grew));
   if (verdicts != 1)
     return absl::InternalError(StrCat(what, ": ", verdicts, " verdicts counted:", grew));
   return absl::OkStatus();

@@ -651,7 +651,9 @@ TEST_F(Ipv6PolicyBpfTest, TableInOneRunAndPerRuleCounters) {
       auto got = CountersByRule(*dp_);
       for (const auto& [key, n] : want) EXPECT_EQ(got[key], n) << key.first << " " << key.second;
       for (const auto& [key, n] : got) {
-        if (Ip(key.first).is_v6()) EXPECT_EQ(n, want[key]) << key.first << " " << key.second;
+        if (Ip(key.first).is_v6()) {
+          EXPECT_EQ(n, want[key]) << key.first << " " << key.second;
+        }
       }
       counters_checked = true;
     }
