@@ -102,6 +102,12 @@ std::string AgentOptions::Instance() const {
 
 // ---------------------------------------------------------------------------------------------
 
+// TODO(dual-stack datapath): the one adapter to the datapath's dual-stack merge. Set to true
+// once ServiceTable programs IPv6 frontends and backends (and pass DatapathConfig's per-family
+// node addresses and cluster CIDRs in LoadDatapath); until then IPv6 services are planned but not
+// programmed, and IPv6 pod traffic passes the datapath untouched.
+constexpr bool kDatapathServesIPv6 = false;
+
 // The running agent: node setup's results, the reconcilers and their passes, the store cache
 // fed by the watch, the scheduler, and the loop running passes over snapshots.
 struct Agent::Impl : public LocalApiHandler {
@@ -218,7 +224,10 @@ void Agent::Impl::CreatePasses() {
   self.name = opt.node_name;
   self.underlay = node.uplink.addresses[0];
   self.pod_cidr = node.pod_cidr;
+  if (node.pod_cidr_v6) self.pod_cidr_v6 = *node.pod_cidr_v6;
+  if (!node.uplink.addresses_v6.empty()) self.underlay_v6 = node.uplink.addresses_v6[0];
   ServicePlanOptions po;
+  po.ipv6 = kDatapathServesIPv6;
   po.maglev_size = opt.maglev_size;
   po.node_port_min = node.cluster.node_port_range().min();
   po.node_port_max = node.cluster.node_port_range().max();

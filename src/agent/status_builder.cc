@@ -36,13 +36,25 @@ void FillHealth(const HealthInputs& in, api::AgentStatus* s) {
 
 void AddNodes(const Snapshot& snapshot, const OverlayPlan& plan, std::string_view self,
               api::AgentStatus* s) {
+  // The IPv4 route first ("vxlan via ..." / "direct via ..."), then "; IPv6 ..." when planned.
   std::map<std::string, std::string> routes;
   for (const OverlayPeer& p : plan.peers) {
-    routes[p.node] = p.mode == PeerMode::kDirect ? StrCat("direct via ", p.gateway.ToString())
-                                                 : StrCat("vxlan via ", p.vtep.ToString(), " (",
-                                                          p.vtep_mac.ToString(), ")");
+    std::string text = p.mode == PeerMode::kDirect ? StrCat("direct via ", p.gateway.ToString())
+                                                   : StrCat("vxlan via ", p.vtep.ToString(), " (",
+                                                            p.vtep_mac.ToString(), ")");
+    if (p.pod_cidr.is_v4()) {
+      routes[p.node] = text + routes[p.node];
+    } else {
+      routes[p.node] += StrCat("; IPv6 ", text);
+    }
   }
-  for (const SkippedPeer& sp : plan.skipped) routes[sp.node] = StrCat("skipped: ", sp.reason);
+  for (const SkippedPeer& sp : plan.skipped) {
+    if (sp.reason.rfind("IPv6: ", 0) == 0) {
+      routes[sp.node] += StrCat("; IPv6 skipped: ", sp.reason.substr(6));
+    } else {
+      routes[sp.node] = StrCat("skipped: ", sp.reason);
+    }
+  }
   for (const auto& np : snapshot.Get<v1::Node>()) {
     const v1::Node& n = *np;
     api::NodeStatus* ns = s->add_nodes();
