@@ -241,7 +241,7 @@ absl::Status ApplyServiceChange(const ServiceChange& change, cninet::v1::Service
     svc->clear_ports();
     bool node_port = false;
     for (const std::string& text : SplitList(*change.ports)) {
-      CNINET_RETURN_IF_ERROR(ParseServicePort(text, svc->add_ports()));
+      if (absl::Status st = ParseServicePort(text, svc->add_ports()); !st.ok()) return st;
       node_port |= svc->ports(svc->ports_size() - 1).node_port() != 0;
     }
     svc->set_type(node_port ? cninet::v1::Service::NODE_PORT : cninet::v1::Service::CLUSTER_IP);
