@@ -383,6 +383,7 @@ api::AgentStatus Agent::Impl::Status(const api::StatusRequest& request) {
   s.set_node(opt.node_name);
   s.set_version(AgentVersion());
   s.set_pod_cidr(node.pod_cidr.ToString());
+  if (node.pod_cidr_v6) s.set_pod_cidr_ipv6(node.pod_cidr_v6->ToString());
   s.set_store(std::string(node.store->kind()));
   s.set_store_revision(snapshot->revision);
   s.set_uplink(node.uplink.name);
@@ -446,6 +447,11 @@ absl::Status Agent::Impl::ReportPod(const v1::Pod& in) {
     if (a.ok() && a->is_v4() && !node.pod_cidr.Contains(*a)) {
       return absl::InvalidArgumentError(
           StrCat("pod address ", ip, " is outside this node's podCIDR ", node.pod_cidr.ToString()));
+    }
+    if (a.ok() && a->is_v6() && node.pod_cidr_v6 && !node.pod_cidr_v6->Contains(*a)) {
+      return absl::InvalidArgumentError(StrCat("pod address ", ip,
+                                               " is outside this node's IPv6 podCIDR ",
+                                               node.pod_cidr_v6->ToString()));
     }
   }
   absl::StatusOr<int64_t> rev = PutObject(*node.store, pod);
