@@ -8,15 +8,20 @@ namespace cninet::agent {
 
 namespace dp = ::cninet::datapath;
 
+// "10.96.0.10:80/tcp", "[fd00:10:96::10]:80/tcp", "external:...", "nodePort:30080/tcp" (IPv4)
+// or "nodePort:[::]:30080/tcp" (IPv6).
 std::string FrontendString(const dp::Frontend& f) {
   std::string proto = dp::ToString(f.protocol);
+  std::string addr =
+      f.address.is_v6() ? StrCat("[", f.address.ToString(), "]") : f.address.ToString();
   switch (f.kind) {
     case dp::FrontendKind::kNodePort:
+      if (f.address.is_v6()) return StrCat("nodePort:[::]:", f.port, "/", proto);
       return StrCat("nodePort:", f.port, "/", proto);
     case dp::FrontendKind::kExternalIP:
-      return StrCat("external:", f.address.ToString(), ":", f.port, "/", proto);
+      return StrCat("external:", addr, ":", f.port, "/", proto);
     default:
-      return StrCat(f.address.ToString(), ":", f.port, "/", proto);
+      return StrCat(addr, ":", f.port, "/", proto);
   }
 }
 

@@ -207,8 +207,8 @@ TEST_F(ClusterTest, IPv6ClusterIpAndNodePortAreBalancedOverTheIPv6Backends) {
                                           kPodPort, 30081));
   for (int n = 0; n < 3; ++n) {
     ASSERT_OK(cluster_->WaitStatus(n, [](const api::AgentStatus& s) {
-      return HasService(s, "[fd00:10:96::13]:80/tcp", 2) ||
-             HasService(s, "fd00:10:96::13:80/tcp", 2);
+      return HasService(s, "[fd00:10:96::13]:80/tcp", 2) &&
+             HasService(s, "nodePort:[::]:30081/tcp", 2);
     }));
   }
   std::map<std::string, int> answers;
