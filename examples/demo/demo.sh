@@ -17,9 +17,18 @@
 # on the other nodes, and a NodePort reached from the external namespace. Everything is removed
 # on exit (also on failure or Ctrl-C). The root network namespace is never changed.
 #
-# Usage: demo.sh BUILD_DIR      (as root; BUILD_DIR as configured by `cmake --preset dev`)
+# The cluster is dual-stack (clusterCIDR 10.244.0.0/16 + fd00:10:244::/56): every pod gets an
+# IPv4 and an IPv6 address and every check runs once per family. IPv6 pod to pod crosses the
+# nodes over the same VXLAN device (IPv6 inside, IPv4 underlay). The IPv6 ClusterIP and NodePort
+# rows need the dual-stack datapath and may report FAILED until it is merged; they count towards
+# the exit status only with --require-ipv6-services (or CNINET_DEMO_REQUIRE_IPV6_SERVICES=1).
+#
+# Usage: demo.sh BUILD_DIR [--require-ipv6-services]
+#        (as root; BUILD_DIR as configured by `cmake --preset dev`)
 set -uo pipefail
-BUILD=${1:?usage: demo.sh BUILD_DIR}
+BUILD=${1:?usage: demo.sh BUILD_DIR [--require-ipv6-services]}
+REQUIRE_V6_SERVICES=${CNINET_DEMO_REQUIRE_IPV6_SERVICES:-0}
+[ "${2:-}" = "--require-ipv6-services" ] && REQUIRE_V6_SERVICES=1
 BUILD=$(cd "$BUILD" && pwd)
 BIN=$BUILD/bin
 PLUGINS=$BUILD/libexec/cni
@@ -29,7 +38,7 @@ SW=cnd-sw-$TAG
 EXT=cnd-ext-$TAG
 NODES=(1 2 3)
 PODS=(1a 1b 2a 2b 3a 3b)
-declare -A POD_IP POD_NS
+declare -A POD_IP POD_IP6 POD_NS
 AGENT_PIDS=()
 OTHER_PIDS=()
 ETCD_PID=""
@@ -64,9 +73,10 @@ die() {
   exit 1
 }
 
-record() {  # record CHECK RESULT OK(0/1)
-  RESULTS+=("$1|$2|$3")
-  [ "$3" = 1 ] || FAILED=1
+record() {  # record CHECK RESULT OK(0/1) [COUNTED(0/1), default 1]
+  local counted=${4:-1}
+  RESULTS+=("$1|$2|$3|$counted")
+  [ "$3" = 1 ] || [ "$counted" = 0 ] || FAILED=1
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -90,16 +100,18 @@ for n in "${NODES[@]}"; do
   ip netns add "$ns" && ip -n "$ns" link set lo up || die "node $n"
   ip -n "$SW" link add "p$n" type veth peer name eth0 netns "$ns" &&
     ip -n "$SW" link set "p$n" master br0 && ip -n "$SW" link set "p$n" up &&
-    ip -n "$ns" addr add "192.168.200.1$n/24" dev eth0 && ip -n "$ns" link set eth0 up ||
+    ip -n "$ns" addr add "192.168.200.1$n/24" dev eth0 &&
+    ip -n "$ns" addr add "fd00:200::1$n/64" dev eth0 nodad && ip -n "$ns" link set eth0 up ||
     die "node $n uplink"
-  info "node-$n   namespace $ns, eth0 192.168.200.1$n/24"
+  info "node-$n   namespace $ns, eth0 192.168.200.1$n/24 fd00:200::1$n/64"
 done
 ip netns add "$EXT" && ip -n "$EXT" link set lo up &&
   ip -n "$SW" link add pext type veth peer name eth0 netns "$EXT" &&
   ip -n "$SW" link set pext master br0 && ip -n "$SW" link set pext up &&
-  ip -n "$EXT" addr add 192.168.200.100/24 dev eth0 && ip -n "$EXT" link set eth0 up ||
+  ip -n "$EXT" addr add 192.168.200.100/24 dev eth0 &&
+  ip -n "$EXT" addr add fd00:200::100/64 dev eth0 nodad && ip -n "$EXT" link set eth0 up ||
   die "external"
-info "external namespace $EXT, eth0 192.168.200.100/24"
+info "external namespace $EXT, eth0 192.168.200.100/24 fd00:200::100/64"
 mkdir -p "$WORK/bpffs" && mount -t bpf bpf "$WORK/bpffs" || die "mount a bpffs"
 info "private bpffs for the pinned maps: $WORK/bpffs"
 
@@ -130,8 +142,10 @@ ETCDCTL_API=3 etcdctl --endpoints "$ETCD" endpoint health >/dev/null 2>&1 ||
 info "etcd $(etcd --version | head -1 | awk '{print $3}') serving on $ETCD (pid $ETCD_PID)"
 CTL=("$BIN/cninetctl" --etcd "$ETCD")
 "${CTL[@]}" put /cninet/v1/config/cluster \
-  '{"clusterCIDR":"10.244.0.0/16","serviceCIDR":"10.96.0.0/12"}' >/dev/null || die "cluster config"
-info "cluster config: clusterCIDR 10.244.0.0/16, serviceCIDR 10.96.0.0/12 (defaults: /24 per node, VXLAN VNI 1 port 8472)"
+  '{"clusterCIDR":"10.244.0.0/16","serviceCIDR":"10.96.0.0/12","clusterCIDRIPv6":"fd00:10:244::/56","serviceCIDRIPv6":"fd00:10:96::/112"}' \
+  >/dev/null || die "cluster config"
+info "cluster config: clusterCIDR 10.244.0.0/16 + fd00:10:244::/56, serviceCIDR 10.96.0.0/12 + fd00:10:96::/112"
+info "(defaults: /24 and /64 per node, VXLAN VNI 1 port 8472)"
 
 # ---------------------------------------------------------------------------------------------
 step "4. one cninet-agent per node"
@@ -156,7 +170,7 @@ for n in "${NODES[@]}"; do
   for t in cninet-bridge cninet-host-local cninet-ebpf cninet-agent-cni; do
     grep -q "\"$t\"" "$conf" || die "$conf lacks $t"
   done
-  subnet=$(grep -o '"subnet": *"[^"]*"' "$conf" | sed 's/.*: *"//; s/"$//')
+  subnet=$(grep -o '"subnet": *"[^"]*"' "$conf" | sed 's/.*: *"//; s/"$//' | paste -sd' ')
   info "node-$n wrote its conflist: cninet-bridge (IPAM cninet-host-local, $subnet) -> cninet-ebpf -> cninet-agent-cni"
 done
 
@@ -175,9 +189,12 @@ for pod in "${PODS[@]}"; do
   ip=$(echo "$out" | grep -o '"address": *"[0-9.]*' | head -1 | grep -o '[0-9.]*$')
   [ -n "$ip" ] || die "no address for pod-$pod in: $out"
   POD_IP[$pod]=$ip
+  ip6=$(echo "$out" | grep -o '"address": *"[0-9a-f:]*:[0-9a-f:]*/' | head -1 | sed 's/.*"//; s/\/$//')
+  [ -n "$ip6" ] || die "no IPv6 address for pod-$pod in: $out"
+  POD_IP6[$pod]=$ip6
   ip netns exec "$ns" "$BIN/cninet-demo-tcp" serve 8080 "pod-$pod" >/dev/null 2>&1 &
   OTHER_PIDS+=($!)
-  info "pod-$pod on node-$n: $ip (TCP server on :8080 answering \"pod-$pod <client address>\")"
+  info "pod-$pod on node-$n: $ip $ip6 (TCP server on :8080 answering \"pod-$pod <client address>\")"
 done
 for n in "${NODES[@]}"; do  # wait until every agent has both of its pods in the datapath
   for _ in $(seq 100); do
@@ -189,18 +206,30 @@ for n in "${NODES[@]}"; do  # wait until every agent has both of its pods in the
 done
 
 # ---------------------------------------------------------------------------------------------
-step "6. services, written into etcd as an operator would (cninetctl put)"
-ep() { printf '{"ip":"%s","port":8080,"node":"node-%s","pod":"default/pod-%s"}' "${POD_IP[$1]}" "${1:0:1}" "$1"; }
-"${CTL[@]}" put /cninet/v1/services/default/web \
-  '{"clusterIP":"10.96.0.10","ports":[{"port":80}]}' >/dev/null &&
+step "6. dual-stack services, written into etcd as an operator would (cninetctl)"
+# Endpoints list both addresses of each backend pod, each with its family (as EndpointSlices).
+ep() {
+  printf '{"ip":"%s","ipFamily":"IPV4","port":8080,"node":"node-%s","pod":"default/pod-%s"},' \
+    "${POD_IP[$1]}" "${1:0:1}" "$1"
+  printf '{"ip":"%s","ipFamily":"IPV6","port":8080,"node":"node-%s","pod":"default/pod-%s"}' \
+    "${POD_IP6[$1]}" "${1:0:1}" "$1"
+}
+"${CTL[@]}" service set default/web --cluster-ip 10.96.0.10,fd00:10:96::10 \
+  --ip-family-policy RequireDualStack --ports 80 >/dev/null &&
 "${CTL[@]}" put /cninet/v1/endpoints/default/web \
   "{\"ports\":[{\"backends\":[$(ep 2a),$(ep 3a)]}]}" >/dev/null || die "service web"
-info "web:    ClusterIP 10.96.0.10:80 -> pod-2a (node-2), pod-3a (node-3) :8080"
-"${CTL[@]}" put /cninet/v1/services/default/web-np \
-  '{"type":"NODE_PORT","clusterIP":"10.96.0.11","ports":[{"port":80,"nodePort":30080}]}' >/dev/null &&
+info "web:    ClusterIPs 10.96.0.10, fd00:10:96::10 port 80 -> pod-2a (node-2), pod-3a (node-3) :8080"
+"${CTL[@]}" service set default/web-np --cluster-ip 10.96.0.11,fd00:10:96::11 \
+  --ip-family-policy RequireDualStack --ports 80:30080 >/dev/null &&
 "${CTL[@]}" put /cninet/v1/endpoints/default/web-np \
   "{\"ports\":[{\"backends\":[$(ep 2b),$(ep 3b)]}]}" >/dev/null || die "service web-np"
-info "web-np: NodePort 30080 on every node -> pod-2b (node-2), pod-3b (node-3) :8080"
+info "web-np: NodePort 30080 on every node (both families) -> pod-2b (node-2), pod-3b (node-3) :8080"
+if [ "$REQUIRE_V6_SERVICES" = 1 ]; then
+  info "the IPv6 service rows count (--require-ipv6-services)"
+else
+  info "the IPv6 service rows are shown but not counted (they need the dual-stack datapath;"
+  info "count them with --require-ipv6-services or CNINET_DEMO_REQUIRE_IPV6_SERVICES=1)"
+fi
 for n in "${NODES[@]}"; do
   for _ in $(seq 100); do
     "$BIN/cninet-agent" status --socket "$WORK/node-$n/agent.sock" --services 10 2>/dev/null |
@@ -214,54 +243,70 @@ ask() { ip netns exec "$1" "$BIN/cninet-demo-tcp" ask "$2" "$3" 3; }
 
 # ---------------------------------------------------------------------------------------------
 step "7. pod to pod across nodes (VXLAN): every pod connects to every pod on the other nodes"
-ok=0
-total=0
-for src in "${PODS[@]}"; do
-  line="pod-$src ->"
-  for dst in "${PODS[@]}"; do
-    [ "${src:0:1}" != "${dst:0:1}" ] || continue
-    total=$((total + 1))
-    reply=$(ask "${POD_NS[$src]}" "${POD_IP[$dst]}" 8080)
-    if [ "${reply%% *}" = "pod-$dst" ]; then ok=$((ok + 1)); line="$line pod-$dst:ok"; else line="$line pod-$dst:FAIL"; fi
+pod_to_pod() {  # pod_to_pod FAMILY(4|6)
+  local fam=$1 ok=0 total=0 src dst line reply addr
+  for src in "${PODS[@]}"; do
+    line="IPv$fam pod-$src ->"
+    for dst in "${PODS[@]}"; do
+      [ "${src:0:1}" != "${dst:0:1}" ] || continue
+      total=$((total + 1))
+      if [ "$fam" = 4 ]; then addr=${POD_IP[$dst]}; else addr=${POD_IP6[$dst]}; fi
+      reply=$(ask "${POD_NS[$src]}" "$addr" 8080)
+      if [ "${reply%% *}" = "pod-$dst" ]; then ok=$((ok + 1)); line="$line pod-$dst:ok"; else line="$line pod-$dst:FAIL"; fi
+    done
+    info "$line"
   done
-  info "$line"
-done
+  record "pod to pod across nodes over VXLAN (IPv$fam)" "$ok/$total connections" \
+    "$([ "$ok" = "$total" ] && echo 1 || echo 0)"
+}
+pod_to_pod 4
+pod_to_pod 6
 tx=$(ip netns exec "$(node_ns 1)" cat /sys/class/net/cninet-vxlan/statistics/tx_packets)
-info "node-1's routes to the other podCIDRs (added by its agent):"
+info "node-1's routes to the other podCIDRs (added by its agent; IPv6 via the peers' VTEP link-local addresses):"
 ip -n "$(node_ns 1)" -4 route show proto 73 | sed 's/^/     /'
+ip -n "$(node_ns 1)" -6 route show proto 73 | sed 's/^/     /'
 info "node-1's VXLAN device sent $tx packets"
-record "pod to pod across nodes over VXLAN" "$ok/$total connections" "$([ "$ok" = "$total" ] && echo 1 || echo 0)"
 
 # ---------------------------------------------------------------------------------------------
-step "8. ClusterIP 10.96.0.10:80 from pod-1a (node-1): answered by the backends on node-2 and node-3"
-declare -A seen=()
-ok=0
-for i in $(seq 20); do
-  reply=$(ask "${POD_NS[1a]}" 10.96.0.10 80)
-  who=${reply%% *}
-  case $who in pod-2a|pod-3a) ok=$((ok + 1)); seen[$who]=$(( ${seen[$who]:-0} + 1 )) ;; esac
-done
-info "20 new connections: pod-2a answered ${seen[pod-2a]:-0}, pod-3a answered ${seen[pod-3a]:-0}"
-good=0
-[ "$ok" = 20 ] && [ "${seen[pod-2a]:-0}" -gt 0 ] && [ "${seen[pod-3a]:-0}" -gt 0 ] && good=1
-record "ClusterIP answered by backends on 2 other nodes" \
-  "$ok/20 (pod-2a ${seen[pod-2a]:-0}, pod-3a ${seen[pod-3a]:-0})" "$good"
+step "8. ClusterIP port 80 from pod-1a (node-1): answered by the backends on node-2 and node-3"
+cluster_ip() {  # cluster_ip FAMILY(4|6) ADDRESS COUNTED
+  local fam=$1 vip=$2 counted=$3 ok=0 i reply who
+  declare -A seen=()
+  for i in $(seq 20); do
+    reply=$(ask "${POD_NS[1a]}" "$vip" 80)
+    who=${reply%% *}
+    case $who in pod-2a|pod-3a) ok=$((ok + 1)); seen[$who]=$(( ${seen[$who]:-0} + 1 )) ;; esac
+    [ "$i" = 1 ] && [ "$ok" = 0 ] && break  # not served at all: do not wait 20 times
+  done
+  info "IPv$fam $vip: pod-2a answered ${seen[pod-2a]:-0}, pod-3a answered ${seen[pod-3a]:-0} of 20 new connections"
+  local good=0
+  [ "$ok" = 20 ] && [ "${seen[pod-2a]:-0}" -gt 0 ] && [ "${seen[pod-3a]:-0}" -gt 0 ] && good=1
+  record "ClusterIP answered by backends on 2 other nodes (IPv$fam)" \
+    "$ok/20 (pod-2a ${seen[pod-2a]:-0}, pod-3a ${seen[pod-3a]:-0})" "$good" "$counted"
+}
+cluster_ip 4 10.96.0.10 1
+cluster_ip 6 fd00:10:96::10 "$REQUIRE_V6_SERVICES"
 
 # ---------------------------------------------------------------------------------------------
 step "9. NodePort 30080 from the external namespace (backends on the other nodes)"
-ok=0
-total=0
-for n in "${NODES[@]}"; do
-  line="192.168.200.1$n:30080 ->"
-  for i in $(seq 4); do
-    total=$((total + 1))
-    reply=$(ask "$EXT" "192.168.200.1$n" 30080)
-    case ${reply%% *} in pod-2b|pod-3b) ok=$((ok + 1)); line="$line ${reply% *}";; *) line="$line FAIL";; esac
+node_port() {  # node_port FAMILY(4|6) COUNTED
+  local fam=$1 counted=$2 ok=0 total=0 n i line reply addr
+  for n in "${NODES[@]}"; do
+    if [ "$fam" = 4 ]; then addr=192.168.200.1$n; else addr=fd00:200::1$n; fi
+    line="$addr:30080 ->"
+    for i in $(seq 4); do
+      total=$((total + 1))
+      reply=$(ask "$EXT" "$addr" 30080)
+      case ${reply%% *} in pod-2b|pod-3b) ok=$((ok + 1)); line="$line ${reply% *}";; *) line="$line FAIL";; esac
+    done
+    info "$line"
   done
-  info "$line"
-done
+  record "NodePort from the external namespace (IPv$fam)" "$ok/$total connections" \
+    "$([ "$ok" = "$total" ] && echo 1 || echo 0)" "$counted"
+}
+node_port 4 1
 info "(a backend on another node sees the connecting node as its client: SNAT, so replies return)"
-record "NodePort from the external namespace" "$ok/$total connections" "$([ "$ok" = "$total" ] && echo 1 || echo 0)"
+node_port 6 "$REQUIRE_V6_SERVICES"
 
 # ---------------------------------------------------------------------------------------------
 step "10. what node-1's agent reports (cninet-agent status)"
@@ -269,11 +314,17 @@ step "10. what node-1's agent reports (cninet-agent status)"
 
 # ---------------------------------------------------------------------------------------------
 step "result"
-printf '   %-48s %-36s %s\n' "CHECK" "RESULT" ""
+printf '   %-58s %-36s %s\n' "CHECK" "RESULT" ""
 for r in "${RESULTS[@]}"; do
-  IFS='|' read -r name res good <<<"$r"
-  if [ "$good" = 1 ]; then mark=$'\033[32mok\033[0m'; else mark=$'\033[31mFAILED\033[0m'; fi
-  printf '   %-48s %-36s %s\n' "$name" "$res" "$mark"
+  IFS='|' read -r name res good counted <<<"$r"
+  if [ "$good" = 1 ]; then
+    mark=$'\033[32mok\033[0m'
+  elif [ "$counted" = 1 ]; then
+    mark=$'\033[31mFAILED\033[0m'
+  else
+    mark=$'\033[33mFAILED (not counted: needs the dual-stack datapath)\033[0m'
+  fi
+  printf '   %-58s %-36s %s\n' "$name" "$res" "$mark"
 done
 [ "$FAILED" = 0 ] || die "some checks failed (agent logs were in $WORK/node-*/agent.log)"
 bold "demo finished: everything worked"

@@ -1,8 +1,9 @@
 // cninet-demo-tcp: the demo's TCP server and client, so the demo needs no other tool.
 //
-//   cninet-demo-tcp serve PORT NAME       answer every line with "NAME <peer address>"
-//   cninet-demo-tcp ask IP PORT [SECS]    connect, send a line, print the answer (exit 1 on
-//                                         failure or after SECS seconds, default 3)
+//   cninet-demo-tcp serve PORT NAME       answer every line with "NAME <peer address>" (IPv4 and
+//                                         IPv6: one dual-stack socket)
+//   cninet-demo-tcp ask IP PORT [SECS]    connect (IPv4 or IPv6), send a line, print the answer
+//                                         (exit 1 on failure or after SECS seconds, default 3)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -41,35 +42,74 @@ void Serve(int fd, std::string name, std::string peer) {
   close(fd);
 }
 
+// The peer's address; an IPv4 client of the dual-stack socket without its "::ffff:" prefix.
+std::string PeerText(const sockaddr_storage& peer) {
+  char ip[INET6_ADDRSTRLEN] = {};
+  if (peer.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&peer)->sin_addr, ip, sizeof(ip));
+    return ip;
+  }
+  const in6_addr& a6 = reinterpret_cast<const sockaddr_in6*>(&peer)->sin6_addr;
+  if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+    inet_ntop(AF_INET, &a6.s6_addr[12], ip, sizeof(ip));
+  } else {
+    inet_ntop(AF_INET6, &a6, ip, sizeof(ip));
+  }
+  return ip;
+}
+
 int RunServer(int port, const std::string& name) {
-  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
+  int one = 1, zero = 0;
+  // One socket for both families ([::] with IPV6_V6ONLY off); IPv4 only without IPv6.
+  int s = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  if (s >= 0) {
+    setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(port));
+    a->sin6_addr = in6addr_any;
+    addr_len = sizeof(*a);
+  } else {
+    s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(port));
+    addr_len = sizeof(*a);
+  }
   setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(s, 128) != 0) {
+  if (bind(s, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0 || listen(s, 128) != 0) {
     std::fprintf(stderr, "cninet-demo-tcp: listen on %d: %s\n", port, std::strerror(errno));
     return 1;
   }
   while (true) {
-    sockaddr_in peer{};
+    sockaddr_storage peer{};
     socklen_t len = sizeof(peer);
     int c = accept4(s, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
     if (c < 0) continue;
-    char ip[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
-    std::thread(Serve, c, name, std::string(ip)).detach();
+    std::thread(Serve, c, name, PeerText(peer)).detach();
   }
 }
 
 int Ask(const char* ip, int port, int timeout_s) {
-  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  if (inet_pton(AF_INET, ip, &a.sin_addr) != 1) return Usage();
-  int rc = connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  if (std::strchr(ip, ':') != nullptr) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&addr);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET6, ip, &a->sin6_addr) != 1) return Usage();
+    addr_len = sizeof(*a);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&addr);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(static_cast<uint16_t>(port));
+    if (inet_pton(AF_INET, ip, &a->sin_addr) != 1) return Usage();
+    addr_len = sizeof(*a);
+  }
+  int s = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int rc = connect(s, reinterpret_cast<sockaddr*>(&addr), addr_len);
   if (rc != 0 && errno != EINPROGRESS) {
     std::printf("connect failed: %s\n", std::strerror(errno));
     return 1;

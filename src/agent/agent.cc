@@ -102,6 +102,12 @@ std::string AgentOptions::Instance() const {
 
 // ---------------------------------------------------------------------------------------------
 
+// TODO(dual-stack datapath): the one adapter to the datapath's dual-stack merge. Set to true
+// once ServiceTable programs IPv6 frontends and backends (and pass DatapathConfig's per-family
+// node addresses and cluster CIDRs in LoadDatapath); until then IPv6 services are planned but not
+// programmed, and IPv6 pod traffic passes the datapath untouched.
+constexpr bool kDatapathServesIPv6 = false;
+
 // The running agent: node setup's results, the reconcilers and their passes, the store cache
 // fed by the watch, the scheduler, and the loop running passes over snapshots.
 struct Agent::Impl : public LocalApiHandler {
@@ -218,7 +224,10 @@ void Agent::Impl::CreatePasses() {
   self.name = opt.node_name;
   self.underlay = node.uplink.addresses[0];
   self.pod_cidr = node.pod_cidr;
+  if (node.pod_cidr_v6) self.pod_cidr_v6 = *node.pod_cidr_v6;
+  if (!node.uplink.addresses_v6.empty()) self.underlay_v6 = node.uplink.addresses_v6[0];
   ServicePlanOptions po;
+  po.ipv6 = kDatapathServesIPv6;
   po.maglev_size = opt.maglev_size;
   po.node_port_min = node.cluster.node_port_range().min();
   po.node_port_max = node.cluster.node_port_range().max();
@@ -374,6 +383,7 @@ api::AgentStatus Agent::Impl::Status(const api::StatusRequest& request) {
   s.set_node(opt.node_name);
   s.set_version(AgentVersion());
   s.set_pod_cidr(node.pod_cidr.ToString());
+  if (node.pod_cidr_v6) s.set_pod_cidr_ipv6(node.pod_cidr_v6->ToString());
   s.set_store(std::string(node.store->kind()));
   s.set_store_revision(snapshot->revision);
   s.set_uplink(node.uplink.name);
@@ -437,6 +447,11 @@ absl::Status Agent::Impl::ReportPod(const v1::Pod& in) {
     if (a.ok() && a->is_v4() && !node.pod_cidr.Contains(*a)) {
       return absl::InvalidArgumentError(
           StrCat("pod address ", ip, " is outside this node's podCIDR ", node.pod_cidr.ToString()));
+    }
+    if (a.ok() && a->is_v6() && node.pod_cidr_v6 && !node.pod_cidr_v6->Contains(*a)) {
+      return absl::InvalidArgumentError(StrCat("pod address ", ip,
+                                               " is outside this node's IPv6 podCIDR ",
+                                               node.pod_cidr_v6->ToString()));
     }
   }
   absl::StatusOr<int64_t> rev = PutObject(*node.store, pod);

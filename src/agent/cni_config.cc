@@ -16,15 +16,16 @@ namespace cninet::agent {
 
 std::string BuildConflist(const ConflistParams& p) {
   using nlohmann::json;
+  json ranges = json::array({json::array({{{"subnet", p.pod_cidr.Masked().ToString()}}})});
+  if (p.pod_cidr_v6) {
+    ranges.push_back(json::array({{{"subnet", p.pod_cidr_v6->Masked().ToString()}}}));
+  }
   json bridge = {
       {"type", cni::kBridgePlugin},
       {"bridge", p.bridge},
       {"isGateway", true},
       {"isDefaultGateway", true},
-      {"ipam",
-       {{"type", cni::kHostLocalPlugin},
-        {"ranges", json::array({json::array({{{"subnet", p.pod_cidr.Masked().ToString()}}})})},
-        {"dataDir", p.ipam_data_dir}}},
+      {"ipam", {{"type", cni::kHostLocalPlugin}, {"ranges", ranges}, {"dataDir", p.ipam_data_dir}}},
   };
   if (p.mtu != 0) bridge["mtu"] = p.mtu;
   json addresses = json::array();

@@ -22,10 +22,11 @@ namespace dp = ::cninet::datapath;
 namespace nl = ::cninet::netlink;
 using cni::IPPrefix;
 
-std::optional<IPPrefix> FirstV4(const google::protobuf::RepeatedPtrField<std::string>& cidrs) {
+std::optional<IPPrefix> FirstOf(const google::protobuf::RepeatedPtrField<std::string>& cidrs,
+                                bool v4) {
   for (const std::string& c : cidrs) {
     auto p = IPPrefix::Parse(c);
-    if (p.ok() && p->is_v4()) return p->Masked();
+    if (p.ok() && p->is_v4() == v4) return p->Masked();
   }
   return std::nullopt;
 }
@@ -81,18 +82,36 @@ absl::Status LoadClusterConfig(const AgentOptions& opt, NodeSetup* setup) {
         StrCat("clusterCIDR \"", setup->cluster.cluster_cidr(), "\" must be an IPv4 prefix"));
   }
   setup->cluster_cidr = cidr->Masked();
+  if (!setup->cluster.cluster_cidr_ipv6().empty()) {
+    auto cidr6 = IPPrefix::Parse(setup->cluster.cluster_cidr_ipv6());
+    if (!cidr6.ok() || cidr6->is_v4()) {
+      return absl::FailedPreconditionError(StrCat(
+          "clusterCIDRIPv6 \"", setup->cluster.cluster_cidr_ipv6(), "\" must be an IPv6 prefix"));
+    }
+    setup->cluster_cidr_v6 = cidr6->Masked();
+  }
   return absl::OkStatus();
 }
 
 // podCIDR: the node's recorded one when it has one, else the lowest free subnet.
 absl::Status AssignPodCIDR(const AgentOptions& opt, NodeSetup* setup) {
   std::optional<IPPrefix> existing;
+  std::optional<IPPrefix> existing6;
   absl::StatusOr<Object<v1::Node>> self =
       GetObject<v1::Node>(*setup->store, keys::Node(opt.node_name));
-  if (self.ok()) existing = FirstV4(self->value.pod_cidrs());
+  if (self.ok()) {
+    existing = FirstOf(self->value.pod_cidrs(), true);
+    existing6 = FirstOf(self->value.pod_cidrs(), false);
+  }
   CNINET_ASSIGN_OR_RETURN(setup->pod_cidr,
                           AllocatePodCIDR(*setup->store, setup->cluster, opt.node_name, existing));
   CNINET_LOG(kInfo, "node ", opt.node_name, " podCIDR ", setup->pod_cidr.ToString());
+  if (setup->cluster_cidr_v6) {
+    CNINET_ASSIGN_OR_RETURN(setup->pod_cidr_v6,
+                            AllocatePodCIDR(*setup->store, setup->cluster, opt.node_name, existing6,
+                                            cni::IPAddress::Family::kV6));
+    CNINET_LOG(kInfo, "node ", opt.node_name, " IPv6 podCIDR ", setup->pod_cidr_v6->ToString());
+  }
   return absl::OkStatus();
 }
 
@@ -127,6 +146,11 @@ absl::Status ConfigureSysctls(const AgentOptions& opt, NodeSetup* setup) {
       // which the stack would otherwise drop as a martian source.
       {StrCat("net/ipv4/conf/", up, "/accept_local"), "1"},
   };
+  if (setup->pod_cidr_v6) {
+    // IPv6 pod traffic is routed between the bridge, the VXLAN device and the uplink.
+    sysctls.push_back({"net/ipv6/conf/all/forwarding", "1"});
+    sysctls.push_back({"net/ipv6/conf/default/forwarding", "1"});
+  }
   for (const auto& [k, v] : sysctls) {
     CNINET_RETURN_IF_ERROR(Annotate(setup->node->SetSysctl(k, v), StrCat("sysctl ", k)));
   }
@@ -143,8 +167,15 @@ void FillNode(const AgentOptions& opt, const NodeSetup& setup, v1::Node* node) {
     addr->set_type(v1::NodeAddress::INTERNAL_IP);
     addr->set_address(a.address().ToString());
   }
+  // IPv6 addresses after the IPv4 ones: the first INTERNAL_IP stays the IPv4 underlay.
+  for (const IPPrefix& a : setup.uplink.addresses_v6) {
+    auto* addr = node->add_addresses();
+    addr->set_type(v1::NodeAddress::INTERNAL_IP);
+    addr->set_address(a.address().ToString());
+  }
   node->clear_pod_cidrs();
   node->add_pod_cidrs(setup.pod_cidr.ToString());
+  if (setup.pod_cidr_v6) node->add_pod_cidrs(setup.pod_cidr_v6->ToString());
   node->set_vtep_mac(setup.overlay->vxlan().mac.ToString());
   if (opt.direct_routing) node->set_direct_routing(*opt.direct_routing);
   if (opt.public_ip) node->set_public_ip(*opt.public_ip);
@@ -209,6 +240,14 @@ absl::StatusOr<Uplink> ResolveUplink(nl::Handle& h, const std::string& wanted) {
   }
   if (up.addresses.empty()) {
     return absl::FailedPreconditionError(StrCat("uplink ", up.name, " has no IPv4 address"));
+  }
+  auto addrs6 = h.ListAddresses(up.index, AF_INET6);
+  if (addrs6.ok()) {
+    for (const auto& a : *addrs6) {
+      if (a.scope == nl::kScopeUniverse && up.addresses_v6.size() < 4) {
+        up.addresses_v6.push_back(a.prefix);
+      }
+    }
   }
   return up;
 }
@@ -293,6 +332,7 @@ ConflistParams ConflistFor(const AgentOptions& opt, const NodeSetup& setup) {
   ConflistParams p;
   p.network_name = opt.network_name;
   p.pod_cidr = setup.pod_cidr;
+  p.pod_cidr_v6 = setup.pod_cidr_v6;
   p.cluster_cidr = setup.cluster_cidr;
   p.bridge = opt.bridge;
   p.mtu = setup.cluster.mtu() != 0 ? setup.cluster.mtu() : OverlayMtu(setup.uplink);

@@ -33,7 +33,8 @@ struct Uplink {
   std::string name;
   int index = 0;
   uint32_t mtu = 0;
-  std::vector<cni::IPPrefix> addresses;  // IPv4, universe scope; the first is the internal one
+  std::vector<cni::IPPrefix> addresses;     // IPv4, universe scope; the first is the internal one
+  std::vector<cni::IPPrefix> addresses_v6;  // IPv6, universe scope (direct IPv6 routing)
 };
 
 // The uplink named `wanted`, or ("") the interface of the IPv4 default route.
@@ -65,6 +66,8 @@ struct NodeSetup {
   v1::ClusterConfig cluster;  // with defaults applied
   cni::IPPrefix cluster_cidr;
   cni::IPPrefix pod_cidr;
+  std::optional<cni::IPPrefix> cluster_cidr_v6;  // dual-stack clusters only
+  std::optional<cni::IPPrefix> pod_cidr_v6;      // dual-stack clusters only
   Uplink uplink;
   std::unique_ptr<OverlayReconciler> overlay;    // the VXLAN device exists
   std::unique_ptr<datapath::Datapath> datapath;  // loaded, pinned, attached to uplink and VXLAN

@@ -19,22 +19,26 @@ using cni::IPAddress;
 using cni::IPPrefix;
 namespace nl = ::cninet::netlink;
 
-std::optional<IPPrefix> FirstV4PodCIDR(const v1::Node& node) {
+std::optional<IPPrefix> FirstPodCIDR(const v1::Node& node, bool v4) {
   for (const std::string& text : node.pod_cidrs()) {
     auto p = IPPrefix::Parse(text);
-    if (p.ok() && p->is_v4()) return p->Masked();
+    if (p.ok() && p->is_v4() == v4) return p->Masked();
   }
   return std::nullopt;
 }
 
-std::optional<IPAddress> FirstV4Internal(const v1::Node& node) {
+std::optional<IPPrefix> FirstV4PodCIDR(const v1::Node& node) { return FirstPodCIDR(node, true); }
+
+std::optional<IPAddress> FirstInternal(const v1::Node& node, bool v4) {
   for (const auto& a : node.addresses()) {
     if (a.type() != v1::NodeAddress::INTERNAL_IP) continue;
     auto ip = IPAddress::Parse(a.address());
-    if (ip.ok() && ip->is_v4()) return *ip;
+    if (ip.ok() && ip->is_v4() == v4) return *ip;
   }
   return std::nullopt;
 }
+
+std::optional<IPAddress> FirstV4Internal(const v1::Node& node) { return FirstInternal(node, true); }
 
 // Keeps the first error of a sequence of independent steps.
 void Keep(absl::Status* first, const absl::Status& st) {
@@ -103,6 +107,52 @@ absl::StatusOr<OverlayPeer> PlanPeer(const OverlaySelf& self, const v1::Node& n,
   return peer;
 }
 
+// The IPv6 entry of peer `n` (planned with IPv4 entry `v4`), or why it is skipped.
+absl::StatusOr<OverlayPeer> PlanPeerV6(const OverlaySelf& self, const v1::Node& n,
+                                       const OverlayPeer& v4,
+                                       const std::vector<RoutedCidr>& routed) {
+  std::optional<IPPrefix> cidr = FirstPodCIDR(n, false);
+  if (!cidr) return absl::NotFoundError("no IPv6 podCIDR");
+  if (self.pod_cidr_v6.prefix_len() == 0) {
+    return absl::FailedPreconditionError("this node has no IPv6 podCIDR");
+  }
+  if (cidr->Overlaps(self.pod_cidr_v6)) {
+    return absl::FailedPreconditionError(StrCat(
+        "podCIDR ", cidr->ToString(), " overlaps this node's ", self.pod_cidr_v6.ToString()));
+  }
+  for (const RoutedCidr& r : routed) {
+    if (r.first.Overlaps(*cidr)) {
+      return absl::FailedPreconditionError(StrCat("podCIDR ", cidr->ToString(), " overlaps node ",
+                                                  r.second, "'s ", r.first.ToString()));
+    }
+  }
+  OverlayPeer peer;
+  peer.node = n.name();
+  peer.pod_cidr = *cidr;
+  std::optional<IPAddress> internal6 = FirstInternal(n, false);
+  if (self.direct_routing && n.direct_routing() && internal6 && self.underlay_v6.prefix_len() > 0 &&
+      self.underlay_v6.Masked().Contains(*internal6)) {
+    peer.mode = PeerMode::kDirect;
+    peer.gateway = *internal6;
+    return peer;
+  }
+  if (v4.mode == PeerMode::kVxlan) {
+    peer.vtep = v4.vtep;
+    peer.vtep_mac = v4.vtep_mac;
+  } else {
+    // IPv4 goes direct but IPv6 cannot: the VXLAN device still reaches the peer.
+    CNINET_ASSIGN_OR_RETURN(IPAddress internal, [&]() -> absl::StatusOr<IPAddress> {
+      std::optional<IPAddress> a = FirstV4Internal(n);
+      if (!a) return absl::FailedPreconditionError("no IPv4 INTERNAL_IP address");
+      return *a;
+    }());
+    CNINET_RETURN_IF_ERROR(PlanVxlanPeer(n, internal, &peer));
+  }
+  peer.mode = PeerMode::kVxlan;
+  peer.gateway = VtepLinkLocalFor(peer.vtep_mac);
+  return peer;
+}
+
 }  // namespace
 
 OverlayPlan PlanOverlay(const OverlaySelf& self, std::span<const v1::Node> nodes) {
@@ -120,9 +170,30 @@ OverlayPlan PlanOverlay(const OverlaySelf& self, std::span<const v1::Node> nodes
       continue;
     }
     routed.push_back({peer->pod_cidr, n->name()});
-    plan.peers.push_back(*std::move(peer));
+    plan.peers.push_back(*peer);
+    absl::StatusOr<OverlayPeer> peer6 = PlanPeerV6(self, *n, *peer, routed);
+    if (peer6.ok()) {
+      routed.push_back({peer6->pod_cidr, n->name()});
+      plan.peers.push_back(*std::move(peer6));
+    } else if (!absl::IsNotFound(peer6.status())) {
+      plan.skipped.push_back({n->name(), StrCat("IPv6: ", peer6.status().message())});
+    }
   }
   return plan;
+}
+
+IPAddress VtepLinkLocalFor(const nl::MacAddress& mac) {
+  std::array<uint8_t, 16> b{0xfe, 0x80};
+  const auto& m = mac.bytes();
+  b[8] = m[0] ^ 0x02;
+  b[9] = m[1];
+  b[10] = m[2];
+  b[11] = 0xff;
+  b[12] = 0xfe;
+  b[13] = m[3];
+  b[14] = m[4];
+  b[15] = m[5];
+  return IPAddress::FromBytes(b.data(), b.size());
 }
 
 nl::MacAddress VtepMacFor(const IPAddress& underlay) {
@@ -210,11 +281,13 @@ absl::StatusOr<OverlayChanges> OverlayReconciler::Apply(const OverlayPlan& plan)
 // Routes: ours are the ones carrying our protocol.
 absl::Status OverlayReconciler::ApplyRoutes(const OverlayPlan& plan, OverlayChanges* ch,
                                             absl::Status* first) {
-  CNINET_ASSIGN_OR_RETURN(auto routes,
-                          handle_->ListRoutes({.family = AF_INET, .table = nl::kTableMain}));
   std::map<IPPrefix, nl::Route> have_routes;
-  for (const auto& r : routes) {
-    if (r.protocol == route_protocol_) have_routes[r.dst] = r;
+  for (int family : {AF_INET, AF_INET6}) {
+    CNINET_ASSIGN_OR_RETURN(auto routes,
+                            handle_->ListRoutes({.family = family, .table = nl::kTableMain}));
+    for (const auto& r : routes) {
+      if (r.protocol == route_protocol_) have_routes[r.dst] = r;
+    }
   }
   std::set<IPPrefix> want_routes;
   for (const OverlayPeer& p : plan.peers) {
@@ -261,10 +334,12 @@ absl::Status OverlayReconciler::ApplyNeighbors(const OverlayPlan& plan, OverlayC
   for (const OverlayPeer& p : plan.peers) {
     if (p.mode == PeerMode::kVxlan) want_neigh[p.gateway] = p.vtep_mac;
   }
-  CNINET_ASSIGN_OR_RETURN(auto neighbors, handle_->ListNeighbors(vxlan_index_, AF_INET));
   std::map<IPAddress, nl::MacAddress> have_neigh;
-  for (const auto& n : neighbors) {
-    if (n.state & nl::kNudPermanent) have_neigh[n.ip] = n.mac;
+  for (int family : {AF_INET, AF_INET6}) {
+    CNINET_ASSIGN_OR_RETURN(auto neighbors, handle_->ListNeighbors(vxlan_index_, family));
+    for (const auto& n : neighbors) {
+      if (n.state & nl::kNudPermanent) have_neigh[n.ip] = n.mac;
+    }
   }
   for (const auto& [ip, mac] : want_neigh) {
     auto it = have_neigh.find(ip);
@@ -329,15 +404,17 @@ absl::Status OverlayReconciler::ApplyFdb(const OverlayPlan& plan, OverlayChanges
 
 absl::Status OverlayReconciler::Teardown() {
   absl::Status first = absl::OkStatus();
-  auto routes = handle_->ListRoutes({.family = AF_INET, .table = nl::kTableMain});
-  if (routes.ok()) {
+  for (int family : {AF_INET, AF_INET6}) {
+    auto routes = handle_->ListRoutes({.family = family, .table = nl::kTableMain});
+    if (!routes.ok()) {
+      Keep(&first, routes.status());
+      continue;
+    }
     for (const auto& r : *routes) {
       if (r.protocol != route_protocol_) continue;
       absl::Status st = handle_->DeleteRoute(r);
       if (!absl::IsNotFound(st)) Keep(&first, st);
     }
-  } else {
-    Keep(&first, routes.status());
   }
   absl::Status st = handle_->DeleteLinkByName(vxlan_.name);
   if (!absl::IsNotFound(st)) Keep(&first, st);

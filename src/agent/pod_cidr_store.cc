@@ -66,9 +66,17 @@ absl::StatusOr<std::vector<ipam::Lease>> PodCIDRLeaseStore::List() {
 }
 
 absl::StatusOr<IPPrefix> AllocatePodCIDR(Store& store, const v1::ClusterConfig& cluster,
-                                         std::string_view node, std::optional<IPPrefix> existing) {
-  CNINET_ASSIGN_OR_RETURN(IPPrefix cluster_cidr, IPPrefix::Parse(cluster.cluster_cidr()));
-  int len = static_cast<int>(cluster.node_cidr_mask_size());
+                                         std::string_view node, std::optional<IPPrefix> existing,
+                                         IPAddress::Family family) {
+  const bool v6 = family == IPAddress::Family::kV6;
+  CNINET_ASSIGN_OR_RETURN(IPPrefix cluster_cidr, IPPrefix::Parse(v6 ? cluster.cluster_cidr_ipv6()
+                                                                    : cluster.cluster_cidr()));
+  if (cluster_cidr.is_v4() == v6) {
+    return absl::InvalidArgumentError(StrCat("cluster CIDR ", cluster_cidr.ToString(),
+                                             " is not of family IPv", static_cast<int>(family)));
+  }
+  int len =
+      static_cast<int>(v6 ? cluster.node_cidr_mask_size_ipv6() : cluster.node_cidr_mask_size());
   PodCIDRLeaseStore leases(&store, len);
   CNINET_ASSIGN_OR_RETURN(ipam::SubnetPool pool,
                           ipam::SubnetPool::Create(cluster_cidr.Masked(), len, &leases));

@@ -6,6 +6,7 @@
 #include <tuple>
 #include <utility>
 
+#include "cninet/agent/state.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
@@ -22,12 +23,16 @@ using FrontendSlot = std::tuple<bool, IPAddress, uint16_t, uint8_t>;
 
 FrontendSlot SlotOf(const dp::Frontend& f) {
   bool node_port = f.kind == dp::FrontendKind::kNodePort;
-  return {node_port, node_port ? IPAddress() : f.address, f.port, static_cast<uint8_t>(f.protocol)};
+  // Node ports occupy one slot per family (the address is the family's unspecified one).
+  IPAddress any = f.address.is_v6() ? *IPAddress::Parse("::") : IPAddress();
+  return {node_port, node_port ? any : f.address, f.port, static_cast<uint8_t>(f.protocol)};
 }
 
 std::string FrontendText(const dp::Frontend& f) {
   std::string proto = dp::ToString(f.protocol);
-  if (f.kind == dp::FrontendKind::kNodePort) return StrCat("nodePort ", f.port, "/", proto);
+  if (f.kind == dp::FrontendKind::kNodePort) {
+    return StrCat("nodePort ", f.port, "/", proto, f.address.is_v6() ? " (IPv6)" : "");
+  }
   return StrCat(f.address.ToString(), ":", f.port, "/", proto);
 }
 
@@ -46,7 +51,8 @@ v1::Protocol Effective(v1::Protocol p) { return p == v1::PROTOCOL_UNSPECIFIED ? 
 }  // namespace
 
 std::string ServicePortKey::ToString() const {
-  return port.empty() ? StrCat(ns, "/", name) : StrCat(ns, "/", name, ":", port);
+  std::string base = port.empty() ? StrCat(ns, "/", name) : StrCat(ns, "/", name, ":", port);
+  return family == IPAddress::Family::kV6 ? StrCat(base, "@IPv6") : base;
 }
 
 void Normalize(dp::Service* s) {
@@ -90,11 +96,16 @@ std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
 
 namespace {
 
-// The addresses of a service that parse as IPv4.
+// The addresses of a service in one family.
 struct ServiceAddresses {
+  IPAddress::Family family = IPAddress::Family::kV4;
   std::optional<IPAddress> cluster_ip;
   std::vector<IPAddress> external;
 };
+
+const char* FamilyName(IPAddress::Family f) {
+  return f == IPAddress::Family::kV6 ? "IPv6" : "IPv4";
+}
 
 // One PlanServices run: the Endpoints by service, the frontend slots taken so far (first service
 // in name order wins), the warnings and the plan.
@@ -108,12 +119,18 @@ class ServicePlanner {
 
   // Plans every port of `s`.
   void Add(const v1::Service& s) {
-    ServiceAddresses addresses = ParseAddresses(s);
+    std::vector<ServiceAddresses> families = ParseAddresses(s);
     const v1::Endpoints* ep = nullptr;
     if (auto it = endpoints_.find({s.namespace_(), s.name()}); it != endpoints_.end()) {
       ep = it->second;
     }
-    for (const v1::ServicePort& port : s.ports()) PlanPort(s, port, addresses, ep);
+    for (const ServiceAddresses& a : families) {
+      if (a.family == IPAddress::Family::kV6 && !options_.ipv6) {
+        Warn(s, "IPv6 frontends not programmed: the datapath serves IPv4 services only");
+        continue;
+      }
+      for (const v1::ServicePort& port : s.ports()) PlanPort(s, port, a, ep);
+    }
   }
 
   // The plan, in key order.
@@ -128,33 +145,64 @@ class ServicePlanner {
     if (warnings_ != nullptr) warnings_->push_back({StrCat(s.namespace_(), "/", s.name()), msg});
   }
 
-  ServiceAddresses ParseAddresses(const v1::Service& s) {
-    ServiceAddresses a;
-    if (!s.cluster_ip().empty()) {
-      auto ip = IPAddress::Parse(s.cluster_ip());
-      if (ip.ok() && ip->is_v4()) {
-        a.cluster_ip = *ip;
-      } else {
-        Warn(s, StrCat("clusterIP ", s.cluster_ip(), " is not IPv4; not programmed"));
+  // The service's families in order (its ClusterIPs', else its externalIPs', else IPv4) with
+  // their addresses.
+  std::vector<ServiceAddresses> ParseAddresses(const v1::Service& s) {
+    std::vector<ServiceAddresses> out;
+    auto family = [&](IPAddress::Family f) -> ServiceAddresses* {
+      for (ServiceAddresses& a : out) {
+        if (a.family == f) return &a;
       }
+      return nullptr;
+    };
+    for (const std::string& text : ServiceClusterIPs(s)) {
+      auto ip = IPAddress::Parse(text);
+      if (!ip.ok() || family(ip->family()) != nullptr) {
+        Warn(s, StrCat("clusterIP ", text, " is invalid or a second of its family; skipped"));
+        continue;
+      }
+      out.push_back({ip->family(), *ip, {}});
     }
+    bool from_cluster_ips = !out.empty();
     for (const std::string& text : s.external_ips()) {
       auto ip = IPAddress::Parse(text);
-      if (ip.ok() && ip->is_v4()) {
-        a.external.push_back(*ip);
-      } else {
-        Warn(s, StrCat("externalIP ", text, " is not IPv4; skipped"));
+      if (!ip.ok()) {
+        Warn(s, StrCat("externalIP ", text, " is not an address; skipped"));
+        continue;
+      }
+      ServiceAddresses* a = family(ip->family());
+      if (a == nullptr && from_cluster_ips) {
+        Warn(s, StrCat("externalIP ", text, ": the service has no ", FamilyName(ip->family()),
+                       " ClusterIP; skipped"));
+        continue;
+      }
+      if (a == nullptr) {
+        out.push_back({ip->family(), std::nullopt, {}});
+        a = &out.back();
+      }
+      a->external.push_back(*ip);
+    }
+    if (out.empty()) {
+      // No addresses (e.g. a NodePort-only service): the families it names, else IPv4.
+      for (int f : s.ip_families()) {
+        if (f == v1::IPV6) out.push_back({IPAddress::Family::kV6, std::nullopt, {}});
+        if (f == v1::IPV4) out.push_back({IPAddress::Family::kV4, std::nullopt, {}});
       }
     }
-    return a;
+    if (out.empty()) out.push_back({});
+    return out;
   }
 
   void PlanPort(const v1::Service& s, const v1::ServicePort& port, const ServiceAddresses& a,
                 const v1::Endpoints* ep) {
     PlannedService planned;
-    planned.key = ServicePortKey{s.namespace_(), s.name(), port.name()};
+    planned.key = ServicePortKey{s.namespace_(), s.name(), port.name(), a.family};
     v1::Protocol proto = Effective(port.protocol());
     if (proto == v1::SCTP) {
+      // One warning per port, not per family.
+      if (!sctp_warned_.insert(StrCat(s.namespace_(), "/", s.name(), ":", port.name())).second) {
+        return;
+      }
       Warn(s, StrCat("port ", port.port(), "/SCTP: the datapath has no SCTP; skipped"));
       return;
     }
@@ -173,7 +221,7 @@ class ServicePlanner {
       }
       return;
     }
-    if (ep != nullptr) AddBackends(s, port, proto, *ep, &svc);
+    if (ep != nullptr) AddBackends(s, port, proto, *ep, a.family, &svc);
     if (options_.maglev_size == 0) svc.maglev_size = AdaptiveMaglevSize(svc.backends.size());
     Normalize(&svc);
     out_.push_back(std::move(planned));
@@ -200,13 +248,13 @@ class ServicePlanner {
                      options_.node_port_max, "; skipped"));
       return;
     }
-    add({IPAddress(), static_cast<uint16_t>(port.node_port()), dproto,
-         dp::FrontendKind::kNodePort});
+    IPAddress any = a.family == IPAddress::Family::kV6 ? *IPAddress::Parse("::") : IPAddress();
+    add({any, static_cast<uint16_t>(port.node_port()), dproto, dp::FrontendKind::kNodePort});
   }
 
-  // The ready IPv4 backends of the Endpoints port with the same name and protocol.
+  // The ready backends of `family` of the Endpoints port with the same name and protocol.
   void AddBackends(const v1::Service& s, const v1::ServicePort& port, v1::Protocol proto,
-                   const v1::Endpoints& ep, dp::Service* svc) {
+                   const v1::Endpoints& ep, IPAddress::Family family, dp::Service* svc) {
     const v1::PortBackends* pb = nullptr;
     for (const v1::PortBackends& candidate : ep.ports()) {
       if (candidate.port_name() == port.name()) pb = &candidate;
@@ -220,10 +268,14 @@ class ServicePlanner {
     for (const v1::Backend& b : pb->backends()) {
       if (b.terminating()) continue;
       auto ip = IPAddress::Parse(b.ip());
-      if (!ip.ok() || !ip->is_v4()) {
-        Warn(s, StrCat("backend ", b.ip(), " is not IPv4; skipped"));
+      if (!ip.ok()) {
+        if (family == IPAddress::Family::kV4) {
+          Warn(s, StrCat("backend ", b.ip(), " is not an address; skipped"));
+        }
         continue;
       }
+      // A ClusterIP of one family is balanced over that family's endpoints only.
+      if (ip->family() != family) continue;
       uint16_t bport = static_cast<uint16_t>(b.port());
       if (!seen.insert({*ip, bport}).second) continue;
       if (svc->backends.size() >= dp::kMaxBackendsPerService) {
@@ -239,6 +291,7 @@ class ServicePlanner {
   std::vector<PlanWarning>* warnings_;
   std::map<std::pair<std::string, std::string>, const v1::Endpoints*> endpoints_;
   std::map<FrontendSlot, std::string> taken_;  // slot -> owner ("ns/name:port")
+  std::set<std::string> sctp_warned_;          // SCTP ports warned about (once per family set)
   std::vector<PlannedService> out_;
 };
 

@@ -4,6 +4,7 @@
 #include <google/protobuf/message.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <optional>
 #include <set>
 #include <string>
@@ -341,11 +342,79 @@ absl::Status Validate(const v1::Pod& pod) {
   return absl::OkStatus();
 }
 
-absl::Status Validate(const v1::Service& service) {
-  CNINET_RETURN_IF_ERROR(CheckNamespacedName(service.namespace_(), service.name()));
+std::vector<std::string> ServiceClusterIPs(const v1::Service& service) {
+  std::vector<std::string> out;
+  if (service.cluster_ips_size() == 0) {
+    if (!service.cluster_ip().empty()) out.push_back(service.cluster_ip());
+    return out;
+  }
+  for (const std::string& ip : service.cluster_ips()) {
+    if (cni::IPAddress::Parse(ip).ok()) out.push_back(ip);
+  }
+  return out;
+}
+
+namespace {
+
+v1::IPFamily FamilyOf(const cni::IPAddress& ip) { return ip.is_v4() ? v1::IPV4 : v1::IPV6; }
+
+// Kubernetes' rules for clusterIP, clusterIPs, ipFamilies and ipFamilyPolicy.
+absl::Status CheckServiceFamilies(const v1::Service& service) {
   if (!service.cluster_ip().empty()) {
     CNINET_RETURN_IF_ERROR(CheckIP("clusterIP", service.cluster_ip()));
   }
+  if (service.cluster_ips_size() > 2) return Invalid("clusterIPs: at most two (one per family)");
+  if (service.ip_families_size() > 2) return Invalid("ipFamilies: at most two");
+  if (service.cluster_ips_size() > 0 && !service.cluster_ip().empty() &&
+      service.cluster_ips(0) != service.cluster_ip()) {
+    return Invalid(StrCat("clusterIPs[0] ", service.cluster_ips(0), " must equal clusterIP ",
+                          service.cluster_ip()));
+  }
+  std::vector<v1::IPFamily> families;
+  for (const std::string& text : service.cluster_ips()) {
+    CNINET_RETURN_IF_ERROR(CheckIP("clusterIPs", text));
+    families.push_back(FamilyOf(*cni::IPAddress::Parse(text)));
+  }
+  if (families.empty() && !service.cluster_ip().empty()) {
+    families.push_back(FamilyOf(*cni::IPAddress::Parse(service.cluster_ip())));
+  }
+  if (families.size() == 2 && families[0] == families[1]) {
+    return Invalid("clusterIPs: two addresses of the same family");
+  }
+  for (int i = 0; i < service.ip_families_size(); ++i) {
+    v1::IPFamily f = service.ip_families(i);
+    if (f != v1::IPV4 && f != v1::IPV6) return Invalid("ipFamilies: IPV4 or IPV6 only");
+    if (i == 1 && f == service.ip_families(0)) return Invalid("ipFamilies: a family twice");
+    if (static_cast<size_t>(i) < families.size() && families[i] != f) {
+      return Invalid(
+          StrCat("ipFamilies[", i, "] does not match the family of clusterIPs[", i, "]"));
+    }
+  }
+  size_t count = std::max(families.size(), static_cast<size_t>(service.ip_families_size()));
+  switch (service.ip_family_policy()) {
+    case v1::Service::SINGLE_STACK:
+      if (count > 1) return Invalid("ipFamilyPolicy SINGLE_STACK allows one family");
+      break;
+    case v1::Service::REQUIRE_DUAL_STACK:
+      if (count != 2) return Invalid("ipFamilyPolicy REQUIRE_DUAL_STACK needs two families");
+      break;
+    case v1::Service::PREFER_DUAL_STACK:
+      break;
+    default:
+      if (count > 1) {
+        return Invalid(
+            "ipFamilyPolicy must be PREFER_DUAL_STACK or REQUIRE_DUAL_STACK when two families "
+            "are given");
+      }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Validate(const v1::Service& service) {
+  CNINET_RETURN_IF_ERROR(CheckNamespacedName(service.namespace_(), service.name()));
+  CNINET_RETURN_IF_ERROR(CheckServiceFamilies(service));
   for (const std::string& ip : service.external_ips()) {
     CNINET_RETURN_IF_ERROR(CheckIP("externalIPs", ip));
   }
@@ -383,6 +452,10 @@ absl::Status Validate(const v1::Endpoints& endpoints) {
     }
     for (const auto& backend : port.backends()) {
       CNINET_RETURN_IF_ERROR(CheckIP("backends.ip", backend.ip()));
+      if (backend.ip_family() != v1::IP_FAMILY_UNSPECIFIED &&
+          backend.ip_family() != FamilyOf(*cni::IPAddress::Parse(backend.ip()))) {
+        return Invalid(StrCat("backends.ipFamily: ", backend.ip(), " is not of that family"));
+      }
       CNINET_RETURN_IF_ERROR(CheckPort("backends.port", backend.port(), false));
       if (!backend.node().empty()) {
         CNINET_RETURN_IF_ERROR(Annotate(ValidateName(backend.node()), "backends.node"));
@@ -419,6 +492,24 @@ absl::Status Validate(const v1::ClusterConfig& config) {
       return Invalid("serviceCIDR overlaps clusterCIDR");
     }
   }
+  std::optional<cni::IPPrefix> cluster6;
+  if (!config.cluster_cidr_ipv6().empty()) {
+    CNINET_ASSIGN_OR_RETURN(cluster6, CheckCIDR("clusterCIDRIPv6", config.cluster_cidr_ipv6()));
+    if (cluster6->is_v4()) return Invalid("clusterCIDRIPv6: not an IPv6 prefix");
+  }
+  if (!config.service_cidr_ipv6().empty()) {
+    CNINET_ASSIGN_OR_RETURN(cni::IPPrefix service6,
+                            CheckCIDR("serviceCIDRIPv6", config.service_cidr_ipv6()));
+    if (service6.is_v4()) return Invalid("serviceCIDRIPv6: not an IPv6 prefix");
+    if (cluster6 && cluster6->Overlaps(service6)) {
+      return Invalid("serviceCIDRIPv6 overlaps clusterCIDRIPv6");
+    }
+  }
+  if (uint32_t mask = config.node_cidr_mask_size_ipv6(); mask != 0) {
+    if (mask > 126 || (cluster6 && static_cast<int>(mask) < cluster6->prefix_len())) {
+      return Invalid(StrCat("nodeCIDRMaskSizeIPv6: ", mask, " does not fit the clusterCIDRIPv6"));
+    }
+  }
   if (uint32_t mask = config.node_cidr_mask_size(); mask != 0) {
     int bits = cluster ? cluster->address().bit_length() : 128;
     if (static_cast<int>(mask) > bits ||
@@ -445,6 +536,7 @@ void ApplyDefaults(v1::ClusterConfig* config) {
     auto cluster = cni::IPPrefix::Parse(config->cluster_cidr());
     config->set_node_cidr_mask_size(cluster.ok() && !cluster->is_v4() ? 64 : 24);
   }
+  if (config->node_cidr_mask_size_ipv6() == 0) config->set_node_cidr_mask_size_ipv6(64);
   if (config->vxlan_vni() == 0) config->set_vxlan_vni(1);
   if (config->vxlan_port() == 0) config->set_vxlan_port(8472);
   if (!config->has_node_port_range()) {

@@ -8,15 +8,20 @@ namespace cninet::agent {
 
 namespace dp = ::cninet::datapath;
 
+// "10.96.0.10:80/tcp", "[fd00:10:96::10]:80/tcp", "external:...", "nodePort:30080/tcp" (IPv4)
+// or "nodePort:[::]:30080/tcp" (IPv6).
 std::string FrontendString(const dp::Frontend& f) {
   std::string proto = dp::ToString(f.protocol);
+  std::string addr =
+      f.address.is_v6() ? StrCat("[", f.address.ToString(), "]") : f.address.ToString();
   switch (f.kind) {
     case dp::FrontendKind::kNodePort:
+      if (f.address.is_v6()) return StrCat("nodePort:[::]:", f.port, "/", proto);
       return StrCat("nodePort:", f.port, "/", proto);
     case dp::FrontendKind::kExternalIP:
-      return StrCat("external:", f.address.ToString(), ":", f.port, "/", proto);
+      return StrCat("external:", addr, ":", f.port, "/", proto);
     default:
-      return StrCat(f.address.ToString(), ":", f.port, "/", proto);
+      return StrCat(addr, ":", f.port, "/", proto);
   }
 }
 
@@ -36,13 +41,25 @@ void FillHealth(const HealthInputs& in, api::AgentStatus* s) {
 
 void AddNodes(const Snapshot& snapshot, const OverlayPlan& plan, std::string_view self,
               api::AgentStatus* s) {
+  // The IPv4 route first ("vxlan via ..." / "direct via ..."), then "; IPv6 ..." when planned.
   std::map<std::string, std::string> routes;
   for (const OverlayPeer& p : plan.peers) {
-    routes[p.node] = p.mode == PeerMode::kDirect ? StrCat("direct via ", p.gateway.ToString())
-                                                 : StrCat("vxlan via ", p.vtep.ToString(), " (",
-                                                          p.vtep_mac.ToString(), ")");
+    std::string text = p.mode == PeerMode::kDirect ? StrCat("direct via ", p.gateway.ToString())
+                                                   : StrCat("vxlan via ", p.vtep.ToString(), " (",
+                                                            p.vtep_mac.ToString(), ")");
+    if (p.pod_cidr.is_v4()) {
+      routes[p.node] = text + routes[p.node];
+    } else {
+      routes[p.node] += StrCat("; IPv6 ", text);
+    }
   }
-  for (const SkippedPeer& sp : plan.skipped) routes[sp.node] = StrCat("skipped: ", sp.reason);
+  for (const SkippedPeer& sp : plan.skipped) {
+    if (sp.reason.rfind("IPv6: ", 0) == 0) {
+      routes[sp.node] += StrCat("; IPv6 skipped: ", sp.reason.substr(6));
+    } else {
+      routes[sp.node] = StrCat("skipped: ", sp.reason);
+    }
+  }
   for (const auto& np : snapshot.Get<v1::Node>()) {
     const v1::Node& n = *np;
     api::NodeStatus* ns = s->add_nodes();

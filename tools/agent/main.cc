@@ -105,8 +105,9 @@ void AddRunFlags(CLI::App* cmd, NodeFlags* f) {
                   "etcd v3 endpoints EP[,EP...]; without it: the embedded store");
   cmd->add_option("--store-dir", f->store_dir, "embedded store directory [STATE_DIR/store]");
   cmd->add_option("--cluster-cidr", f->cluster_cidr,
-                  "written as the cluster config when the store has none");
-  cmd->add_option("--service-cidr", f->service_cidr, "(with --cluster-cidr)")
+                  "written as the cluster config when the store has none; V4 or V4,V6 "
+                  "(dual-stack: every node also gets an IPv6 podCIDR, /64)");
+  cmd->add_option("--service-cidr", f->service_cidr, "(with --cluster-cidr) V4 or V4,V6")
       ->default_str("10.96.0.0/12");
   cmd->add_option("--node-mask", f->node_mask, "(with --cluster-cidr) podCIDR prefix length [24]");
   cmd->add_flag("--direct-routing", f->direct_routing,
@@ -149,8 +150,13 @@ agent::AgentOptions ToOptions(const CLI::App& cmd, const NodeFlags& f) {
   if (given("--direct-routing")) o.direct_routing = f.direct_routing;
   if (given("--public-ip")) o.public_ip = f.public_ip;
   if (given("--cluster-cidr")) {
-    o.bootstrap_cluster.set_cluster_cidr(f.cluster_cidr);
-    o.bootstrap_cluster.set_service_cidr(f.service_cidr);
+    // As Kubernetes' --cluster-cidr=v4,v6 and --service-cluster-ip-range=v4,v6.
+    std::vector<std::string> cidrs = absl::StrSplit(f.cluster_cidr, ',', absl::SkipEmpty());
+    std::vector<std::string> services = absl::StrSplit(f.service_cidr, ',', absl::SkipEmpty());
+    o.bootstrap_cluster.set_cluster_cidr(cidrs.empty() ? "" : cidrs[0]);
+    if (cidrs.size() > 1) o.bootstrap_cluster.set_cluster_cidr_ipv6(cidrs[1]);
+    o.bootstrap_cluster.set_service_cidr(services.empty() ? "" : services[0]);
+    if (services.size() > 1) o.bootstrap_cluster.set_service_cidr_ipv6(services[1]);
     o.bootstrap_cluster.set_node_cidr_mask_size(f.node_mask);
   }
   o.maglev_size = f.maglev_size;

@@ -6,6 +6,9 @@
 //   cninetctl [--etcd EP | --store-dir DIR] del KEY
 //   cninetctl [--etcd EP | --store-dir DIR] namespace set NAME [--isolated[=true|false]]
 //             [--labels k=v,...]
+//   cninetctl [--etcd EP | --store-dir DIR] service set NAMESPACE/NAME
+//             [--cluster-ip IP[,IP]] [--ip-families IPv4,IPv6] [--ip-family-policy POLICY]
+//             [--ports [NAME=]PORT[/PROTO][:NODEPORT],...] [--external-ips IP,...]
 //   cninetctl [--etcd EP | --store-dir DIR] policy apply -f FILE|-   (a NetworkPolicy's JSON)
 //   cninetctl [--etcd EP | --store-dir DIR] policy delete NAMESPACE/NAME
 //   cninetctl [--socket PATH] status [--services N] [--json] | health
@@ -13,6 +16,7 @@
 // KIND is nodes, pods, services, endpoints, namespaces, networkpolicies, podcidrs, heartbeats,
 // config. `cninetctl --help` and `cninetctl COMMAND --help` list the options; usage errors name
 // the flag and exit with 2.
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -23,6 +27,8 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "cninet/agent/embedded_store.h"
 #include "cninet/agent/etcd_store.h"
@@ -141,6 +147,152 @@ int NamespaceSet(agent::Store& store, const std::string& name, const NamespaceCh
   return Fail(absl::AbortedError("namespace changed concurrently; try again"));
 }
 
+// What `service set` changes (unset fields keep their stored value).
+struct ServiceChange {
+  std::optional<std::string> cluster_ips;  // --cluster-ip IP[,IP] (the primary first)
+  std::optional<std::string> families;     // --ip-families IPv4,IPv6
+  std::optional<std::string> policy;       // --ip-family-policy SingleStack|...
+  std::optional<std::string> ports;        // --ports [NAME=]PORT[/PROTO][:NODEPORT],...
+  std::optional<std::string> external;     // --external-ips IP,...
+};
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  for (auto part : absl::StrSplit(cninet::ToAbsl(text), ',', absl::SkipEmpty())) {
+    out.emplace_back(part);
+  }
+  return out;
+}
+
+// "[NAME=]PORT[/tcp|udp|sctp][:NODEPORT]" into `port`.
+absl::Status ParseServicePort(const std::string& text, cninet::v1::ServicePort* port) {
+  std::string rest = text;
+  if (size_t eq = rest.find('='); eq != std::string::npos) {
+    port->set_name(rest.substr(0, eq));
+    rest = rest.substr(eq + 1);
+  }
+  uint32_t node_port = 0;
+  if (size_t colon = rest.find(':'); colon != std::string::npos) {
+    if (!absl::SimpleAtoi(cninet::ToAbsl(rest.substr(colon + 1)), &node_port)) {
+      return absl::InvalidArgumentError(StrCat("port \"", text, "\": bad nodePort"));
+    }
+    rest = rest.substr(0, colon);
+  }
+  cninet::v1::Protocol proto = cninet::v1::TCP;
+  if (size_t slash = rest.find('/'); slash != std::string::npos) {
+    std::string p = absl::AsciiStrToLower(cninet::ToAbsl(rest.substr(slash + 1)));
+    if (p == "udp") {
+      proto = cninet::v1::UDP;
+    } else if (p == "sctp") {
+      proto = cninet::v1::SCTP;
+    } else if (p != "tcp") {
+      return absl::InvalidArgumentError(StrCat("port \"", text, "\": protocol tcp, udp or sctp"));
+    }
+    rest = rest.substr(0, slash);
+  }
+  uint32_t number = 0;
+  if (!absl::SimpleAtoi(cninet::ToAbsl(rest), &number)) {
+    return absl::InvalidArgumentError(
+        StrCat("port \"", text, "\" is not [NAME=]PORT[/PROTO][:NODEPORT]"));
+  }
+  port->set_port(number);
+  port->set_protocol(proto);
+  port->set_node_port(node_port);
+  return absl::OkStatus();
+}
+
+// Applies `change` to `svc` (Kubernetes' spellings for families and the policy).
+absl::Status ApplyServiceChange(const ServiceChange& change, cninet::v1::Service* svc) {
+  if (change.cluster_ips) {
+    svc->clear_cluster_ips();
+    for (const std::string& ip : SplitList(*change.cluster_ips)) svc->add_cluster_ips(ip);
+    svc->set_cluster_ip(svc->cluster_ips_size() > 0 ? svc->cluster_ips(0) : "");
+    if (!change.families) svc->clear_ip_families();
+  }
+  if (change.families) {
+    svc->clear_ip_families();
+    for (const std::string& f : SplitList(*change.families)) {
+      std::string l = absl::AsciiStrToLower(cninet::ToAbsl(f));
+      if (l == "ipv4") {
+        svc->add_ip_families(cninet::v1::IPV4);
+      } else if (l == "ipv6") {
+        svc->add_ip_families(cninet::v1::IPV6);
+      } else {
+        return absl::InvalidArgumentError(StrCat("ip family \"", f, "\": IPv4 or IPv6"));
+      }
+    }
+  }
+  if (change.policy) {
+    std::string l = absl::AsciiStrToLower(cninet::ToAbsl(*change.policy));
+    l.erase(std::remove(l.begin(), l.end(), '_'), l.end());
+    if (l == "singlestack") {
+      svc->set_ip_family_policy(cninet::v1::Service::SINGLE_STACK);
+    } else if (l == "preferdualstack") {
+      svc->set_ip_family_policy(cninet::v1::Service::PREFER_DUAL_STACK);
+    } else if (l == "requiredualstack") {
+      svc->set_ip_family_policy(cninet::v1::Service::REQUIRE_DUAL_STACK);
+    } else {
+      return absl::InvalidArgumentError(
+          StrCat("ip family policy \"", *change.policy,
+                 "\": SingleStack, PreferDualStack or RequireDualStack"));
+    }
+  }
+  if (change.ports) {
+    svc->clear_ports();
+    bool node_port = false;
+    for (const std::string& text : SplitList(*change.ports)) {
+      if (absl::Status st = ParseServicePort(text, svc->add_ports()); !st.ok()) return st;
+      node_port |= svc->ports(svc->ports_size() - 1).node_port() != 0;
+    }
+    svc->set_type(node_port ? cninet::v1::Service::NODE_PORT : cninet::v1::Service::CLUSTER_IP);
+  }
+  if (change.external) {
+    svc->clear_external_ips();
+    for (const std::string& ip : SplitList(*change.external)) svc->add_external_ips(ip);
+  }
+  // A dual-stack address list without a policy gets RequireDualStack, as `kubectl` users expect.
+  if (svc->ip_family_policy() == cninet::v1::Service::IP_FAMILY_POLICY_UNSPECIFIED &&
+      (svc->cluster_ips_size() > 1 || svc->ip_families_size() > 1)) {
+    svc->set_ip_family_policy(cninet::v1::Service::REQUIRE_DUAL_STACK);
+  }
+  return absl::OkStatus();
+}
+
+// service set NAMESPACE/NAME [--cluster-ip IP[,IP]] [--ip-families F[,F]] [--ip-family-policy P]
+// [--ports ...] [--external-ips ...]: read-modify-write of the Service (created when absent),
+// validated (Kubernetes' dual-stack rules) before it is written.
+int ServiceSet(agent::Store& store, const std::string& ns_name, const ServiceChange& change) {
+  size_t slash = ns_name.find('/');
+  if (slash == std::string::npos) return Fail(absl::InvalidArgumentError("NAMESPACE/NAME"));
+  const std::string ns = ns_name.substr(0, slash);
+  const std::string name = ns_name.substr(slash + 1);
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    cninet::v1::Service svc;
+    int64_t mod = 0;
+    auto cur = agent::GetObject<cninet::v1::Service>(store, agent::keys::Service(ns, name));
+    if (cur.ok()) {
+      svc = cur->value;
+      mod = cur->mod_revision;
+    } else if (!absl::IsNotFound(cur.status())) {
+      return Fail(cur.status());
+    }
+    svc.set_namespace_(ns);
+    svc.set_name(name);
+    if (absl::Status st = ApplyServiceChange(change, &svc); !st.ok()) return Fail(st);
+    absl::StatusOr<int64_t> rev =
+        mod == 0 ? agent::CreateObject(store, svc) : agent::UpdateObject(store, svc, mod);
+    if (rev.ok()) {
+      std::cout << agent::keys::Service(ns, name) << " " << agent::EncodeJson(svc).value_or("")
+                << "\nrevision " << *rev << "\n";
+      return 0;
+    }
+    if (!absl::IsAborted(rev.status()) && !absl::IsAlreadyExists(rev.status())) {
+      return Fail(rev.status());
+    }
+  }
+  return Fail(absl::AbortedError("service changed concurrently; try again"));
+}
+
 // policy apply -f FILE|-: the NetworkPolicy's JSON (namespace and name inside) to its key.
 int PolicyApply(agent::Store& store, const std::string& file) {
   std::string json;
@@ -246,11 +398,12 @@ struct Flags {
   uint32_t max_services = 50;
   bool json = false, raw = false, isolated = true;
   std::string what, key, value, name, file, labels, policy;
+  std::string cluster_ips, families, family_policy, ports, external_ips;
 };
 
 // The command line's subcommands (owned by the app).
 struct Commands {
-  CLI::App *get, *put, *del, *ns_set, *pol_apply, *pol_del, *status, *health;
+  CLI::App *get, *put, *del, *ns_set, *svc_set, *pol_apply, *pol_del, *status, *health;
 };
 
 // Declares the subcommands of `app`, their flags stored in `f`.
@@ -273,6 +426,19 @@ Commands AddCommands(CLI::App& app, Flags& f) {
   c.ns_set->add_option("name", f.name, "namespace name")->required();
   c.ns_set->add_flag("--isolated", f.isolated, "isolate the namespace (--isolated=false: not)");
   c.ns_set->add_option("--labels", f.labels, "labels k=v,... (replace the old ones)");
+
+  CLI::App* svc = app.add_subcommand("service", "Service objects");
+  svc->require_subcommand(1);
+  c.svc_set = svc->add_subcommand("set", "create the Service or update the given fields");
+  c.svc_set->add_option("service", f.name, "NAMESPACE/NAME")->required();
+  c.svc_set->add_option("--cluster-ip,--cluster-ips", f.cluster_ips,
+                        "ClusterIPs IP[,IP], at most one per family, the primary first");
+  c.svc_set->add_option("--ip-families", f.families, "IPv4, IPv6, IPv4,IPv6 or IPv6,IPv4");
+  c.svc_set->add_option("--ip-family-policy", f.family_policy,
+                        "SingleStack, PreferDualStack or RequireDualStack");
+  c.svc_set->add_option("--ports", f.ports,
+                        "[NAME=]PORT[/tcp|udp][:NODEPORT],... (a nodePort makes it NODE_PORT)");
+  c.svc_set->add_option("--external-ips", f.external_ips, "externalIPs IP,... of either family");
 
   CLI::App* pol = app.add_subcommand("policy", "NetworkPolicy objects");
   pol->require_subcommand(1);
@@ -302,6 +468,15 @@ int RunStoreCommand(const Commands& c, const Flags& f) {
     if (c.ns_set->count("--isolated") > 0) change.isolated = f.isolated;
     if (c.ns_set->count("--labels") > 0) change.labels = f.labels;
     return NamespaceSet(**store, f.name, change);
+  }
+  if (*c.svc_set) {
+    ServiceChange change;
+    if (c.svc_set->count("--cluster-ip") > 0) change.cluster_ips = f.cluster_ips;
+    if (c.svc_set->count("--ip-families") > 0) change.families = f.families;
+    if (c.svc_set->count("--ip-family-policy") > 0) change.policy = f.family_policy;
+    if (c.svc_set->count("--ports") > 0) change.ports = f.ports;
+    if (c.svc_set->count("--external-ips") > 0) change.external = f.external_ips;
+    return ServiceSet(**store, f.name, change);
   }
   if (*c.pol_apply) return PolicyApply(**store, f.file);
   return PolicyDelete(**store, f.policy);

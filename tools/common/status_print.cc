@@ -35,10 +35,12 @@ void PrintSummary(const agent::api::AgentStatus& s, std::ostream& out) {
   out << "node " << s.node() << ": " << (s.ready() ? "ready" : "NOT READY") << ", "
       << (s.healthy() ? "healthy" : "UNHEALTHY");
   if (!s.message().empty()) out << " (" << s.message() << ")";
-  out << "\n  podCIDR " << s.pod_cidr() << "  uplink " << s.uplink() << " "
-      << Join(s.node_addresses()) << "  vxlan " << s.vxlan_device() << "\n  store " << s.store()
-      << " at revision " << s.store_revision() << "  maps " << s.pin_dir() << "  reconciles "
-      << s.reconciles() << "  " << s.version() << "\n";
+  out << "\n  podCIDR " << s.pod_cidr();
+  if (!s.pod_cidr_ipv6().empty()) out << "," << s.pod_cidr_ipv6();
+  out << "  uplink " << s.uplink() << " " << Join(s.node_addresses()) << "  vxlan "
+      << s.vxlan_device() << "\n  store " << s.store() << " at revision " << s.store_revision()
+      << "  maps " << s.pin_dir() << "  reconciles " << s.reconciles() << "  " << s.version()
+      << "\n";
 }
 
 // One row per node with its route from this node.

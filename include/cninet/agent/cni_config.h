@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,11 +25,13 @@ struct ConflistParams {
   std::string network_name = "cninet";  ///< The network's name (conflist "name").
   std::string cni_version = "1.0.0";    ///< The conflist's cniVersion.
   cni::IPPrefix pod_cidr;               ///< The node's podCIDR (host-local's subnet).
-  cni::IPPrefix cluster_cidr;           ///< The cluster CIDR (cninet-ebpf's clusterCIDR).
-  std::string bridge = "cninet0";       ///< Bridge of the node's pods (gateway .1 of the podCIDR).
-  uint32_t mtu = 0;                     ///< Pod MTU (0: the plugins' default).
-  std::string ipam_data_dir;            ///< cninet-host-local's dataDir.
-  std::string uplink;                   ///< cninet-ebpf's uplink.
+  /// The node's IPv6 podCIDR: host-local's second range, so pods get both families.
+  std::optional<cni::IPPrefix> pod_cidr_v6;
+  cni::IPPrefix cluster_cidr;      ///< The cluster CIDR (cninet-ebpf's clusterCIDR).
+  std::string bridge = "cninet0";  ///< Bridge of the node's pods (gateway .1 of the podCIDR).
+  uint32_t mtu = 0;                ///< Pod MTU (0: the plugins' default).
+  std::string ipam_data_dir;       ///< cninet-host-local's dataDir.
+  std::string uplink;              ///< cninet-ebpf's uplink.
   std::vector<cni::IPAddress> node_addresses;  ///< cninet-ebpf's nodeAddresses.
   std::string bpffs_root;                      ///< cninet-ebpf's bpffsRoot (the agent's).
   std::string instance;                        ///< cninet-ebpf's instance (the agent's).

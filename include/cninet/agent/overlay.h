@@ -29,6 +29,10 @@ struct OverlaySelf {
   cni::IPPrefix underlay;       ///< Uplink IPv4 address with its prefix ("192.168.1.11/24").
   cni::IPPrefix pod_cidr;       ///< This node's podCIDR (a peer overlapping it is skipped).
   bool direct_routing = false;  ///< This node's directRouting flag.
+  /// Uplink IPv6 address with its prefix (prefix length 0: none; IPv6 then always uses VXLAN).
+  cni::IPPrefix underlay_v6;
+  /// This node's IPv6 podCIDR (prefix length 0: none).
+  cni::IPPrefix pod_cidr_v6;
 };
 
 /// How traffic to a remote podCIDR leaves this node.
@@ -43,10 +47,11 @@ std::string_view PeerModeName(PeerMode mode);
 /// The entries for one remote node.
 struct OverlayPeer {
   std::string node;                  ///< Remote node name.
-  cni::IPPrefix pod_cidr;            ///< Its IPv4 podCIDR: the route's destination.
+  cni::IPPrefix pod_cidr;            ///< Its podCIDR of one family: the route's destination.
   PeerMode mode = PeerMode::kVxlan;  ///< VXLAN or direct route.
-  /// The route's gateway: kDirect the node's address; kVxlan the podCIDR's network address,
-  /// which the remote node puts on its VXLAN device (its overlay address).
+  /// The route's gateway: kDirect the node's address of the podCIDR's family; kVxlan for IPv4
+  /// the podCIDR's network address, which the remote node puts on its VXLAN device (its overlay
+  /// address), for IPv6 the link-local address of the remote vtepMAC (VtepLinkLocalFor).
   cni::IPAddress gateway;
   cni::IPAddress vtep;           ///< kVxlan: underlay destination (publicIP, else internal IP).
   netlink::MacAddress vtep_mac;  ///< kVxlan: MAC of the remote VXLAN device.
@@ -69,8 +74,16 @@ struct OverlayPlan {
 /// Plans the entries for every node in `nodes` other than `self`. A node is skipped (with a
 /// reason) without an IPv4 podCIDR, without an IPv4 INTERNAL_IP address, with a podCIDR that
 /// overlaps this node's or an earlier peer's, and - when VXLAN is needed - without a vtepMAC or
-/// with an IPv6 publicIP.
+/// with an IPv6 publicIP. A planned node with an IPv6 podCIDR gets a second entry right after
+/// its IPv4 one (when this node has an IPv6 podCIDR): IPv6 inner traffic over the same VXLAN
+/// device and IPv4 underlay, or a direct route via the node's IPv6 INTERNAL_IP when both nodes
+/// set directRouting and this node's IPv6 underlay subnet holds that address. A skipped IPv6
+/// entry is listed in `skipped` with an "IPv6: " reason.
 OverlayPlan PlanOverlay(const OverlaySelf& self, std::span<const v1::Node> nodes);
+
+/// The IPv6 link-local address (fe80::/64 + modified EUI-64) the kernel gives a device with MAC
+/// `mac`: the next hop of IPv6 routes through the VXLAN device to that peer's VTEP.
+cni::IPAddress VtepLinkLocalFor(const netlink::MacAddress& mac);
 
 /// The deterministic MAC of the VXLAN device of the node whose underlay address is `underlay`
 /// (0e:c1 + the four address bytes), so a restarted agent keeps its vtepMAC.

@@ -46,12 +46,14 @@ class PodCIDRLeaseStore final : public ipam::Store {
   std::mutex mu_;
 };
 
-/// The podCIDR of `node` in `cluster` (ApplyDefaults'ed): `existing` (e.g. from the node's
-/// object) when given and claimable, else its recorded allocation, else the lowest free subnet.
-/// Retries a few times when another node takes the same subnet concurrently.
-absl::StatusOr<cni::IPPrefix> AllocatePodCIDR(Store& store, const v1::ClusterConfig& cluster,
-                                              std::string_view node,
-                                              std::optional<cni::IPPrefix> existing);
+/// The podCIDR of `node` in `cluster` (ApplyDefaults'ed) for `family` (clusterCIDR and
+/// nodeCIDRMaskSize, or clusterCIDRIPv6 and nodeCIDRMaskSizeIPv6): `existing` (e.g. from the
+/// node's object) when given and claimable, else its recorded allocation, else the lowest free
+/// subnet. Retries a few times when another node takes the same subnet concurrently.
+absl::StatusOr<cni::IPPrefix> AllocatePodCIDR(
+    Store& store, const v1::ClusterConfig& cluster, std::string_view node,
+    std::optional<cni::IPPrefix> existing,
+    cni::IPAddress::Family family = cni::IPAddress::Family::kV4);
 
 }  // namespace cninet::agent
 

@@ -30,9 +30,12 @@ struct ServicePortKey {
   std::string ns;    ///< Service namespace.
   std::string name;  ///< Service name.
   std::string port;  ///< Port name ("" for an unnamed single port).
+  /// Address family: a dual-stack service port is one datapath service per family, each
+  /// balanced over the endpoints of its family (as kube-proxy does).
+  cni::IPAddress::Family family = cni::IPAddress::Family::kV4;
   /// Ordering and equality for maps.
   friend auto operator<=>(const ServicePortKey&, const ServicePortKey&) = default;
-  /// "ns/name" or "ns/name:port".
+  /// "ns/name" or "ns/name:port", with "@IPv6" appended for the IPv6 family.
   std::string ToString() const;
 };
 
@@ -51,6 +54,9 @@ struct ServicePlanOptions {
   uint32_t maglev_size = 0;
   uint32_t node_port_min = 30000;  ///< Lowest allowed nodePort.
   uint32_t node_port_max = 32767;  ///< Highest allowed nodePort.
+  /// Plan IPv6 services; when false they are left out with one warning per service (for a
+  /// datapath that programs IPv4 services only).
+  bool ipv6 = true;
 };
 
 /// Something PlanServices left out, for the log and `cninet-agent status`.
@@ -65,12 +71,15 @@ struct PlanWarning {
 uint32_t AdaptiveMaglevSize(size_t backends);
 
 /// Plans the datapath services for `services` and their `endpoints` (matched by namespace and
-/// name; ports by port name). Skipped with a warning: services without a ClusterIP and without
-/// node ports, SCTP ports, IPv6 addresses, nodePorts outside the range, frontends another
-/// service already has (the first service in namespace/name order keeps them); terminating and
-/// duplicate backends are left out. A service port without ready backends is still programmed
-/// (the datapath rejects its connections, as kube-proxy does). Output is in key order with
-/// frontends and backends sorted.
+/// name; ports by port name). Each port gets one datapath service per family the service has
+/// (the families of its ClusterIPs, else of its externalIPs, else IPv4): that family's
+/// ClusterIP, externalIPs and nodePort (a nodePort frontend's address is the family's
+/// unspecified address) and that family's backends. Skipped with a warning: services without a
+/// ClusterIP and without node ports, SCTP ports, nodePorts outside the range, frontends another
+/// service already has (the first service in namespace/name order keeps them), externalIPs of a
+/// family the service does not have; terminating and duplicate backends are left out. A service
+/// port without ready backends is still programmed (the datapath rejects its connections, as
+/// kube-proxy does). Output is in key order with frontends and backends sorted.
 std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
                                          std::span<const v1::Endpoints> endpoints,
                                          const ServicePlanOptions& options,

@@ -145,16 +145,24 @@ absl::Status Validate(const v1::PodCIDRAllocation& allocation);
 /// Checks a pod: names, IPs, interface name length, MAC.
 absl::Status Validate(const v1::Pod& pod);
 /// Checks a service: names, IPs, ports in range and unique, named when several, nodePorts only
-/// on NODE_PORT services, affinity timeout.
+/// on NODE_PORT services, affinity timeout, and Kubernetes' dual-stack rules: clusterIP equals
+/// clusterIPs[0], at most one ClusterIP per family, ipFamilies matching clusterIPs, one family
+/// for SINGLE_STACK, two for REQUIRE_DUAL_STACK, a dual-stack policy when two are given.
 absl::Status Validate(const v1::Service& service);
-/// Checks endpoints: names, unique port names, backend IPs and ports.
+/// Checks endpoints: names, unique port names, backend IPs, ports and families (ipFamily,
+/// when set, must be the family of the backend's IP).
 absl::Status Validate(const v1::Endpoints& endpoints);
 /// Checks a namespace: its name.
 absl::Status Validate(const v1::Namespace& ns);
 /// Checks a network policy: names, selectors, ipBlocks (excepts inside the CIDR), port ranges.
 absl::Status Validate(const v1::NetworkPolicy& policy);
-/// Checks a cluster config: CIDRs (not overlapping), mask size, VNI, ports, nodePort range, MTU.
+/// Checks a cluster config: CIDRs (not overlapping, the IPv6 ones IPv6), mask sizes, VNI, ports,
+/// nodePort range, MTU.
 absl::Status Validate(const v1::ClusterConfig& config);
+
+/// A service's ClusterIPs, the primary first: cluster_ips, or cluster_ip alone when cluster_ips
+/// is empty; entries that do not parse are left out (Validate rejects them).
+std::vector<std::string> ServiceClusterIPs(const v1::Service& service);
 
 /// Fills zero fields of a cluster config with the documented defaults.
 void ApplyDefaults(v1::ClusterConfig* config);

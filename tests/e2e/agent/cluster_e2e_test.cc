@@ -9,9 +9,15 @@
 //   - deleting a node from etcd (with etcdctl) removes its routes, neighbours and FDB entries;
 //   - malformed values written with etcdctl are logged and skipped, the agent keeps serving;
 //   - the direct-routing variant carries the same traffic without VXLAN;
-//   - a single node on the embedded store, with no etcd at all.
+//   - a single node on the embedded store, with no etcd at all;
+//   - dual-stack (issue 14): the 3-node cluster is dual-stack, every pod gets an IPv4 and an IPv6
+//     address, IPv6 pod-to-pod TCP crosses nodes over the VXLAN device (IPv6 inner, IPv4
+//     underlay) or over direct IPv6 routes; a dual-stack Service's IPv4 ClusterIP works as
+//     before, and (CMake option CNINET_AGENT_IPV6_SERVICE_E2E, on once the dual-stack datapath is
+//     merged) its IPv6 ClusterIP and NodePort are balanced over the IPv6 backends.
 // Every namespace, process, mount and pin is removed by the Cluster's destructor.
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -59,7 +65,11 @@ bool RoutesToAll(const api::AgentStatus& s, int nodes, const std::string& mode) 
 
 class ClusterTest : public ::testing::Test {
  protected:
-  virtual ClusterOptions Options() { return {}; }
+  virtual ClusterOptions Options() {
+    ClusterOptions o;
+    o.dual_stack = true;
+    return o;
+  }
 
   void SetUp() override {
     CNINET_REQUIRE_ROOT();
@@ -104,6 +114,20 @@ class ClusterTest : public ::testing::Test {
     }
   }
 
+  // Every pod connects to every other pod over IPv6 TCP and gets the right pod's answer.
+  void ExpectAllPairsV6() {
+    for (Pod& src : cluster_->pods()) {
+      for (Pod& dst : cluster_->pods()) {
+        if (&src == &dst) continue;
+        ASSERT_FALSE(dst.ip6.empty()) << dst.name << " has no IPv6 address";
+        absl::StatusOr<std::string> who = WhoAnswers(src.ns->path(), dst.ip6, kPodPort);
+        ASSERT_TRUE(who.ok()) << src.name << " -> " << dst.name << " (" << dst.ip6
+                              << "): " << who.status();
+        EXPECT_EQ(*who, dst.name) << src.name << " -> " << dst.ip6;
+      }
+    }
+  }
+
   // TX packets of the VXLAN device of node i.
   uint64_t VxlanTxPackets(int i) {
     CommandResult r = cluster_->InNode(i, "cat /sys/class/net/cninet-vxlan/statistics/tx_packets");
@@ -123,6 +147,87 @@ TEST_F(ClusterTest, EveryPodReachesEveryOtherPodOverVxlan) {
   EXPECT_THAT(routes.out, HasSubstr("10.244.1.0/24 via 10.244.1.0 dev cninet-vxlan onlink"));
   EXPECT_THAT(routes.out, HasSubstr("10.244.2.0/24 via 10.244.2.0 dev cninet-vxlan onlink"));
 }
+
+TEST_F(ClusterTest, DualStackPodsReachEveryOtherPodOverIPv6ThroughVxlan) {
+  // Each node registered one podCIDR per family; each pod got an address from both.
+  absl::StatusOr<ObjectList<v1::Node>> nodes = ListObjects<v1::Node>(cluster_->store());
+  ASSERT_OK(nodes);
+  ASSERT_EQ(nodes->items.size(), 3u);
+  for (const auto& n : nodes->items) {
+    ASSERT_EQ(n.value.pod_cidrs_size(), 2) << n.value.DebugString();
+    EXPECT_THAT(n.value.pod_cidrs(1), HasSubstr("fd00:10:244:")) << n.value.DebugString();
+  }
+  for (Pod& p : cluster_->pods()) {
+    EXPECT_THAT(p.ip6, HasSubstr("fd00:10:244:")) << p.name;
+    EXPECT_EQ(cluster_->InNode(p.node, "sysctl -n net.ipv6.conf.all.forwarding").out, "1\n");
+  }
+  uint64_t before = VxlanTxPackets(0);
+  ExpectAllPairsV6();
+  EXPECT_GT(VxlanTxPackets(0), before);
+  // IPv6 routes through the VXLAN device via the peers' VTEP link-local addresses (IPv6 inner
+  // over the IPv4 underlay), next to the unchanged IPv4 routes.
+  CommandResult routes = cluster_->InNode(0, "ip -6 route show proto 73");
+  EXPECT_THAT(routes.out, HasSubstr("fd00:10:244:1::/64 via fe80::"));
+  EXPECT_THAT(routes.out, HasSubstr("fd00:10:244:2::/64 via fe80::"));
+  EXPECT_THAT(routes.out, HasSubstr("dev cninet-vxlan"));
+  CommandResult routes4 = cluster_->InNode(0, "ip -4 route show proto 73");
+  EXPECT_THAT(routes4.out, HasSubstr("10.244.1.0/24 via 10.244.1.0 dev cninet-vxlan onlink"));
+  // The status shows both families of every peer's route.
+  absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(0);
+  ASSERT_OK(s);
+  for (const auto& n : s->nodes()) {
+    if (n.node().name() == "node-1") continue;
+    EXPECT_THAT(n.route(), HasSubstr("; IPv6 vxlan via 192.168.50.")) << n.route();
+  }
+}
+
+TEST_F(ClusterTest, ADualStackServiceKeepsItsIPv4ClusterIp) {
+  int client = PodIndex("pod-1a");
+  int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  ASSERT_OK(cluster_->PutDualStackService("web2", {"10.96.0.12", "fd00:10:96::12"}, 80, {b2, b3},
+                                          kPodPort));
+  ASSERT_OK(cluster_->WaitStatus(
+      0, [](const api::AgentStatus& s) { return HasService(s, "10.96.0.12:80/tcp", 2); }));
+  std::set<std::string> seen;
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<std::string> who = WhoAnswers(pod(client).ns->path(), "10.96.0.12", 80);
+    ASSERT_TRUE(who.ok()) << "connection " << i << ": " << who.status();
+    seen.insert(*who);
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"pod-2a", "pod-3a"}));
+}
+
+#if CNINET_AGENT_IPV6_SERVICE_E2E
+// Needs the dual-stack datapath (its ServiceTable programming IPv6 frontends and backends and
+// the agent's kDatapathServesIPv6): on with -DCNINET_AGENT_IPV6_SERVICE_E2E=ON.
+TEST_F(ClusterTest, IPv6ClusterIpAndNodePortAreBalancedOverTheIPv6Backends) {
+  int client = PodIndex("pod-1a");
+  int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  ASSERT_OK(cluster_->PutDualStackService("web6", {"10.96.0.13", "fd00:10:96::13"}, 80, {b2, b3},
+                                          kPodPort, 30081));
+  for (int n = 0; n < 3; ++n) {
+    ASSERT_OK(cluster_->WaitStatus(n, [](const api::AgentStatus& s) {
+      return HasService(s, "[fd00:10:96::13]:80/tcp", 2) &&
+             HasService(s, "nodePort:[::]:30081/tcp", 2);
+    }));
+  }
+  std::map<std::string, int> answers;
+  for (int i = 0; i < 40; ++i) {
+    absl::StatusOr<std::string> who = WhoAnswers(pod(client).ns->path(), "fd00:10:96::13", 80);
+    ASSERT_TRUE(who.ok()) << "connection " << i << ": " << who.status();
+    ++answers[*who];
+  }
+  EXPECT_EQ(answers.size(), 2u);
+  EXPECT_GE(answers["pod-2a"], 8) << "pod-2a answered " << answers["pod-2a"] << " of 40";
+  EXPECT_GE(answers["pod-3a"], 8) << "pod-3a answered " << answers["pod-3a"] << " of 40";
+  // The IPv6 NodePort from the external namespace, on every node's IPv6 address.
+  for (const char* node_ip : {"fd00:50::11", "fd00:50::12", "fd00:50::13"}) {
+    absl::StatusOr<std::string> who = WhoAnswers(cluster_->external().path(), node_ip, 30081);
+    ASSERT_TRUE(who.ok()) << node_ip << ": " << who.status();
+    EXPECT_TRUE(*who == "pod-2a" || *who == "pod-3a") << *who;
+  }
+}
+#endif  // CNINET_AGENT_IPV6_SERVICE_E2E
 
 TEST_F(ClusterTest, ClusterIpIsBalancedAcrossBackendsOnTwoOtherNodes) {
   int client = PodIndex("pod-1a");
@@ -469,6 +574,7 @@ class DirectRoutingTest : public ClusterTest {
   ClusterOptions Options() override {
     ClusterOptions o;
     o.direct_routing = true;
+    o.dual_stack = true;
     return o;
   }
 };
@@ -496,6 +602,12 @@ TEST_F(DirectRoutingTest, SameSubnetNodesCarryTheSameTrafficWithoutVxlan) {
   EXPECT_THAT(routes.out, HasSubstr("10.244.1.0/24 via 192.168.50.12 dev eth0"));
   EXPECT_THAT(routes.out, HasSubstr("10.244.2.0/24 via 192.168.50.13 dev eth0"));
   EXPECT_THAT(routes.out, Not(HasSubstr("cninet-vxlan")));
+  // IPv6 too: direct routes via the peers' IPv6 underlay addresses.
+  ExpectAllPairsV6();
+  CommandResult routes6 = cluster_->InNode(0, "ip -6 route show proto 73");
+  EXPECT_THAT(routes6.out, HasSubstr("fd00:10:244:1::/64 via fd00:50::12 dev eth0"));
+  EXPECT_THAT(routes6.out, HasSubstr("fd00:10:244:2::/64 via fd00:50::13 dev eth0"));
+  EXPECT_THAT(routes6.out, Not(HasSubstr("cninet-vxlan")));
   EXPECT_EQ(VxlanTxPackets(0) + VxlanTxPackets(1) + VxlanTxPackets(2), tx_before);
 }
 

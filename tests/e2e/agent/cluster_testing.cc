@@ -30,12 +30,21 @@ using datapath::testing::RunInNetns;
 
 namespace {
 
-sockaddr_in Addr(const std::string& ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  return a;
+// ip:port of either family.
+std::pair<sockaddr_storage, socklen_t> Addr(const std::string& ip, uint16_t port) {
+  sockaddr_storage ss{};
+  if (ip.find(':') != std::string::npos) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
+    return {ss, sizeof(sockaddr_in6)};
+  }
+  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(port);
+  inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
+  return {ss, sizeof(sockaddr_in)};
 }
 
 std::string Tail(const std::string& text, size_t n = 3000) {
@@ -60,13 +69,13 @@ absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& i
                              std::chrono::milliseconds timeout) {
   Sock s;
   absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
-    s.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    auto [a, len] = Addr(ip, port);
+    s.fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     timeval tv{static_cast<time_t>(timeout.count() / 1000),
                static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
     setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    sockaddr_in a = Addr(ip, port);
-    if (connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    if (connect(s.fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
       return absl::UnavailableError(StrCat("connect ", ip, ":", port, ": ", strerror(errno)));
     }
     return absl::OkStatus();
@@ -100,6 +109,63 @@ absl::StatusOr<std::string> WhoAnswers(const std::string& netns_path, const std:
   absl::StatusOr<std::string> reply = Ask(*s, "hello");
   if (!reply.ok()) return reply.status();
   return reply->substr(0, reply->find(' '));
+}
+
+LineServer6::LineServer6(const std::string& netns_path, uint16_t port, std::string name)
+    : name_(std::move(name)) {
+  status_ = RunInNetns(netns_path, [&]() -> absl::Status {
+    fd_ = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return absl::InternalError(StrCat("socket: ", strerror(errno)));
+    int one = 1;
+    setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(port);
+    a.sin6_addr = in6addr_any;
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || listen(fd_, 64) != 0) {
+      return absl::InternalError(StrCat("bind/listen [::]:", port, ": ", strerror(errno)));
+    }
+    return absl::OkStatus();
+  });
+  if (status_.ok()) thread_ = std::thread([this] { Loop(); });
+}
+
+LineServer6::~LineServer6() {
+  if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);
+  if (thread_.joinable()) thread_.join();
+  if (fd_ >= 0) close(fd_);
+}
+
+void LineServer6::Loop() {
+  while (true) {
+    sockaddr_in6 peer{};
+    socklen_t len = sizeof(peer);
+    int c = accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR) continue;
+      return;  // shut down
+    }
+    char ip[INET6_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET6, &peer.sin6_addr, ip, sizeof(ip));
+    std::string reply = StrCat(name_, " ", ip, "\n");
+    timeval tv{5, 0};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    // One connection at a time is enough for the tests: answer each line, then close.
+    char buf[512];
+    while (true) {
+      ssize_t n = read(c, buf, sizeof(buf));
+      if (n <= 0) break;
+      int lines = 0;
+      for (ssize_t i = 0; i < n; ++i) lines += buf[i] == '\n';
+      bool failed = false;
+      for (int i = 0; i < lines && !failed; ++i) {
+        failed = write(c, reply.data(), reply.size()) != static_cast<ssize_t>(reply.size());
+      }
+      if (failed) break;
+    }
+    close(c);
+  }
 }
 
 Process::Process(const std::vector<std::string>& argv, const std::string& log_file)
@@ -203,6 +269,10 @@ absl::Status Cluster::Build() {
     v1::ClusterConfig cc;
     cc.set_cluster_cidr(options_.cluster_cidr);
     cc.set_service_cidr("10.96.0.0/12");
+    if (options_.dual_stack) {
+      cc.set_cluster_cidr_ipv6(options_.cluster_cidr_v6);
+      cc.set_service_cidr_ipv6("fd00:10:96::/112");
+    }
     if (auto rev = PutObject(*store_, cc); !rev.ok()) return rev.status();
   } else {
     EmbeddedStoreOptions so;
@@ -228,6 +298,11 @@ absl::Status Cluster::Build() {
     if (!r.ok()) return absl::InternalError(StrCat("node link: ", r.err));
     r = n.ns->Exec(StrCat("ip addr add ", n.ip, "/24 dev eth0 && ip link set eth0 up"));
     if (!r.ok()) return absl::InternalError(StrCat("node address: ", r.err));
+    if (options_.dual_stack) {
+      n.ip6 = StrCat("fd00:50::", 11 + i);
+      r = n.ns->Exec(StrCat("ip -6 addr add ", n.ip6, "/64 dev eth0 nodad"));
+      if (!r.ok()) return absl::InternalError(StrCat("node IPv6 address: ", r.err));
+    }
     nodes_.push_back(std::move(n));
   }
   external_ = std::make_unique<ScopedNetns>("cnext");
@@ -236,6 +311,10 @@ absl::Status Cluster::Build() {
   if (!r.ok()) return absl::InternalError(StrCat("external link: ", r.err));
   r = external_->Exec("ip addr add 192.168.50.100/24 dev eth0 && ip link set eth0 up");
   if (!r.ok()) return absl::InternalError(StrCat("external address: ", r.err));
+  if (options_.dual_stack) {
+    r = external_->Exec("ip -6 addr add fd00:50::100/64 dev eth0 nodad");
+    if (!r.ok()) return absl::InternalError(StrCat("external IPv6 address: ", r.err));
+  }
 
   for (int i = 0; i < options_.nodes; ++i) {
     if (absl::Status st = StartAgent(i); !st.ok()) return st;
@@ -272,7 +351,8 @@ std::vector<std::string> Cluster::AgentArgs(int i) const {
     a.push_back("--store-dir");
     a.push_back(dir_.Sub("store"));
     a.push_back("--cluster-cidr");
-    a.push_back(options_.cluster_cidr);
+    a.push_back(options_.dual_stack ? StrCat(options_.cluster_cidr, ",", options_.cluster_cidr_v6)
+                                    : options_.cluster_cidr);
   }
   if (options_.direct_routing) a.push_back("--direct-routing=true");
   return a;
@@ -324,6 +404,13 @@ absl::StatusOr<int> Cluster::AddPod(int node, const std::string& name,
   }
   std::string cidr = result["ips"][0]["address"].get<std::string>();
   p.ip = cidr.substr(0, cidr.find('/'));
+  for (const auto& ip : result["ips"]) {
+    std::string a = ip["address"].get<std::string>();
+    if (a.find(':') != std::string::npos) p.ip6 = a.substr(0, a.find('/'));
+  }
+  if (options_.dual_stack && p.ip6.empty()) {
+    return absl::InternalError(StrCat("cninet-cni add ", name, ": no IPv6 address in ", r.out));
+  }
   pods_.push_back(std::move(p));
   return static_cast<int>(pods_.size()) - 1;
 }
@@ -343,6 +430,10 @@ absl::Status Cluster::ServeEverywhere(uint16_t port) {
         std::make_unique<::cninet::testing::LineServer>(::cninet::testing::LineServerOptions{
             .netns_path = p.ns->path(), .port = port, .name = p.name, .echo_line = false}));
     if (!servers_.back()->status().ok()) return servers_.back()->status();
+    if (options_.dual_stack) {
+      servers6_.push_back(std::make_unique<LineServer6>(p.ns->path(), port, p.name));
+      if (!servers6_.back()->status().ok()) return servers6_.back()->status();
+    }
   }
   return absl::OkStatus();
 }
@@ -388,6 +479,40 @@ absl::Status Cluster::PutService(const std::string& name, const std::string& clu
     b->set_port(target_port);
     b->set_node(nodes_[pods_[i].node].name);
     b->set_pod(StrCat(pods_[i].namespace_name, "/", pods_[i].name));
+  }
+  if (auto r = PutObject(*store_, svc); !r.ok()) return r.status();
+  return PutObject(*store_, eps).status();
+}
+
+absl::Status Cluster::PutDualStackService(const std::string& name,
+                                          const std::vector<std::string>& cluster_ips,
+                                          uint16_t port, const std::vector<int>& backend_pods,
+                                          uint16_t target_port, uint32_t node_port) {
+  v1::Service svc;
+  svc.set_namespace_("default");
+  svc.set_name(name);
+  svc.set_cluster_ip(cluster_ips.at(0));
+  for (const std::string& ip : cluster_ips) svc.add_cluster_ips(ip);
+  svc.set_ip_family_policy(cluster_ips.size() > 1 ? v1::Service::REQUIRE_DUAL_STACK
+                                                  : v1::Service::SINGLE_STACK);
+  svc.set_type(node_port != 0 ? v1::Service::NODE_PORT : v1::Service::CLUSTER_IP);
+  v1::ServicePort* sp = svc.add_ports();
+  sp->set_port(port);
+  sp->set_node_port(node_port);
+  v1::Endpoints eps;
+  eps.set_namespace_("default");
+  eps.set_name(name);
+  v1::PortBackends* pb = eps.add_ports();
+  for (int i : backend_pods) {
+    for (const std::string& ip : {pods_[i].ip, pods_[i].ip6}) {
+      if (ip.empty()) continue;
+      v1::Backend* b = pb->add_backends();
+      b->set_ip(ip);
+      b->set_ip_family(ip.find(':') != std::string::npos ? v1::IPV6 : v1::IPV4);
+      b->set_port(target_port);
+      b->set_node(nodes_[pods_[i].node].name);
+      b->set_pod(StrCat(pods_[i].namespace_name, "/", pods_[i].name));
+    }
   }
   if (auto r = PutObject(*store_, svc); !r.ok()) return r.status();
   return PutObject(*store_, eps).status();

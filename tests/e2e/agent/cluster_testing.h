@@ -79,12 +79,18 @@ struct ClusterOptions {
   bool etcd = true;             // false: one node on the embedded store, no etcd running
   bool direct_routing = false;  // every node sets directRouting (they share the switch subnet)
   std::string cluster_cidr = "10.244.0.0/16";
+  // Dual-stack: the cluster config gets cluster_cidr_v6 (every node an IPv6 podCIDR, every pod
+  // both families) and the nodes and the external namespace IPv6 underlay addresses
+  // (fd00:50::11/64, ..., fd00:50::100).
+  bool dual_stack = false;
+  std::string cluster_cidr_v6 = "fd00:10:244::/56";
 };
 
 // A node of the cluster.
 struct Node {
   std::string name;  // node-1, node-2, ...
   std::string ip;    // 192.168.50.11, ...
+  std::string ip6;   // fd00:50::11, ... (dual-stack clusters)
   std::unique_ptr<cninet::testing::ScopedNetns> ns;
   std::string state_dir, conf_dir, socket, log;
   std::unique_ptr<Process> agent;
@@ -96,7 +102,27 @@ struct Pod {
   std::string namespace_name = "default";  // K8S_POD_NAMESPACE given to the plugins
   int node = 0;                            // index into Cluster::nodes()
   std::string ip;
+  std::string ip6;  // the IPv6 address of a dual-stack pod, else ""
   std::unique_ptr<cninet::testing::ScopedNetns> ns;
+};
+
+// A TCP line server on [::]:port in a namespace (IPv6 only), answering every line with
+// "NAME PEER", on its own thread until destroyed.
+class LineServer6 {
+ public:
+  LineServer6(const std::string& netns_path, uint16_t port, std::string name);
+  ~LineServer6();
+  LineServer6(const LineServer6&) = delete;
+  LineServer6& operator=(const LineServer6&) = delete;
+  // OK when it listens.
+  const absl::Status& status() const { return status_; }
+
+ private:
+  void Loop();
+  std::string name_;
+  int fd_ = -1;
+  absl::Status status_;
+  std::thread thread_;
 };
 
 class Cluster {
@@ -122,7 +148,8 @@ class Cluster {
                              const std::string& namespace_name = "default");
   // DEL of a pod through cninet-cni.
   absl::Status DeletePod(int pod);
-  // Starts a LineServer answering with the pod's name on `port` in every pod.
+  // Starts a LineServer answering with the pod's name on `port` in every pod (and, in a
+  // dual-stack cluster, a LineServer6 on the same port).
   absl::Status ServeEverywhere(uint16_t port);
 
   // The agent's status report of node `i`.
@@ -135,6 +162,12 @@ class Cluster {
   absl::Status PutService(const std::string& name, const std::string& cluster_ip, uint16_t port,
                           const std::vector<int>& backend_pods, uint16_t target_port,
                           uint32_t node_port = 0);
+  // The same for a dual-stack service (REQUIRE_DUAL_STACK, clusterIPs `cluster_ips`): the
+  // endpoints list both addresses of every backend pod.
+  absl::Status PutDualStackService(const std::string& name,
+                                   const std::vector<std::string>& cluster_ips, uint16_t port,
+                                   const std::vector<int>& backend_pods, uint16_t target_port,
+                                   uint32_t node_port = 0);
   // Runs a shell command inside node i.
   cninet::testing::CommandResult InNode(int i, const std::string& script);
   // The agent log of node i.
@@ -156,6 +189,7 @@ class Cluster {
   std::vector<Node> nodes_;
   std::vector<Pod> pods_;
   std::vector<std::unique_ptr<::cninet::testing::LineServer>> servers_;
+  std::vector<std::unique_ptr<LineServer6>> servers6_;
 };
 
 /// The status of a Status or StatusOr (for the ASSERT_OK / EXPECT_OK macros below).

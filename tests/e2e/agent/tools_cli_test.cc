@@ -82,6 +82,7 @@ TEST(CtlCliTest, HelpForEverySubcommand) {
                                                                             {"put"},
                                                                             {"del"},
                                                                             {"namespace", "set"},
+                                                                            {"service", "set"},
                                                                             {"policy", "apply"},
                                                                             {"policy", "delete"},
                                                                             {"status"},
@@ -123,6 +124,41 @@ TEST(CtlCliTest, GlobalFlagsBeforeOrAfterTheCommand) {
   EXPECT_THAT(r.out, ::testing::Not(HasSubstr("isolated")));
   r = Tool(kCtl, {"--store-dir", store, "put", "/cninet/v1/namespaces/web", "not json"});
   EXPECT_EQ(r.exit_code, 1);  // a bad value is not a usage error
+}
+
+TEST(CtlCliTest, ServiceSetWritesDualStackServicesAndRefusesInconsistentOnes) {
+  TempDir dir;
+  std::string store = dir.Sub("store");
+  CommandResult r = Tool(kCtl, {"--store-dir", store, "service", "set", "default/web",
+                                "--cluster-ip", "10.96.0.10,fd00:10:96::10", "--ports",
+                                "http=80,dns=53/udp:30053", "--external-ips", "fd00:1::7"});
+  ASSERT_TRUE(r.ok()) << r.err;
+  r = Tool(kCtl, {"--store-dir", store, "get", "services"});
+  ASSERT_TRUE(r.ok()) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(R"("clusterIP":"10.96.0.10")"));
+  EXPECT_THAT(r.out, HasSubstr(R"("clusterIPs":["10.96.0.10","fd00:10:96::10"])"));
+  EXPECT_THAT(r.out, HasSubstr(R"("ipFamilyPolicy":"REQUIRE_DUAL_STACK")"));
+  EXPECT_THAT(r.out, HasSubstr(R"("type":"NODE_PORT")"));
+  EXPECT_THAT(r.out, HasSubstr(R"("externalIPs":["fd00:1::7"])"));
+  // Updating one field keeps the others; the families follow Kubernetes' rules.
+  r = Tool(kCtl,
+           {"--store-dir", store, "service", "set", "default/web", "--ip-families", "IPv4,IPv6"});
+  ASSERT_TRUE(r.ok()) << r.err;
+  r = Tool(kCtl, {"--store-dir", store, "get", "services"});
+  EXPECT_THAT(r.out, HasSubstr(R"("ipFamilies":["IPV4","IPV6"])"));
+  EXPECT_THAT(r.out, HasSubstr(R"("clusterIPs":["10.96.0.10","fd00:10:96::10"])"));
+  r = Tool(kCtl, {"--store-dir", store, "service", "set", "default/web", "--ip-family-policy",
+                  "SingleStack"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("SINGLE_STACK allows one family"));
+  r = Tool(kCtl,
+           {"--store-dir", store, "service", "set", "default/web", "--ip-families", "IPv6,IPv4"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("does not match"));
+  r = Tool(kCtl, {"--store-dir", store, "service", "set", "default/v6", "--cluster-ip",
+                  "fd00:10:96::20", "--ip-family-policy", "bogus"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("RequireDualStack"));
 }
 
 }  // namespace

@@ -312,6 +312,40 @@ TEST(StatusBuilderTest, FrontendStrings) {
   f.kind = datapath::FrontendKind::kNodePort;
   f.port = 30080;
   EXPECT_THAT(FrontendString(f), HasSubstr("nodePort:30080/"));
+  // IPv6 frontends in brackets; an IPv6 nodePort is told apart from the IPv4 one.
+  f.address = *cni::IPAddress::Parse("::");
+  EXPECT_EQ(FrontendString(f), "nodePort:[::]:30080/udp");
+  f.kind = datapath::FrontendKind::kClusterIP;
+  f.address = *cni::IPAddress::Parse("fd00:10:96::10");
+  f.port = 53;
+  EXPECT_EQ(FrontendString(f), "[fd00:10:96::10]:53/udp");
+}
+
+TEST(StatusBuilderTest, DualStackRoutesShowBothFamilies) {
+  StoreCache cache("n1");
+  cache.Apply(Reset({Put(Node("n1"), 2), Put(Node("n2"), 3), Put(Node("n3"), 4)}, 4));
+  OverlayPlan plan;
+  OverlayPeer p4;
+  p4.node = "n2";
+  p4.pod_cidr = *cni::IPPrefix::Parse("10.244.1.0/24");
+  p4.vtep = *cni::IPAddress::Parse("192.168.1.12");
+  OverlayPeer p6 = p4;
+  p6.pod_cidr = *cni::IPPrefix::Parse("fd00:10:244:1::/64");
+  p6.mode = PeerMode::kDirect;
+  p6.gateway = *cni::IPAddress::Parse("fd00:1::12");
+  plan.peers = {p4, p6};
+  OverlayPeer n3 = p4;
+  n3.node = "n3";
+  plan.peers.push_back(n3);
+  plan.skipped.push_back({"n3", "IPv6: this node has no IPv6 podCIDR"});
+  api::AgentStatus s;
+  AddNodes(*cache.Peek(), plan, "n1", &s);
+  ASSERT_EQ(s.nodes_size(), 3);
+  EXPECT_EQ(s.nodes(1).route(),
+            "vxlan via 192.168.1.12 (00:00:00:00:00:00); IPv6 direct via fd00:1::12");
+  EXPECT_EQ(s.nodes(2).route(),
+            "vxlan via 192.168.1.12 (00:00:00:00:00:00); IPv6 skipped: this node has no IPv6 "
+            "podCIDR");
 }
 
 TEST(NodeSetupTest, ConflistFollowsTheNodeAndTheOptions) {
