@@ -26,6 +26,9 @@ int cn_to_pod(struct __sk_buff* skb) {
       v = cn_policy_ingress(skb, cfg, &p, 0, res == CN_PARSE_FRAGMENT);
       if (v.action == TC_ACT_OK && res == CN_PARSE_FRAGMENT) v.reason = CN_R_PASS_FRAGMENT;
       return cn_finish(skb, v);
+    case CN_PARSE_ICMP6_CONTROL:
+      cn_count(CN_R_ICMP6_CONTROL, 0);
+      return cn_finish(skb, v);
     case CN_PARSE_NON_IP:
       v.reason = CN_R_PASS_NON_IP;
       return cn_finish(skb, v);

@@ -48,7 +48,7 @@ int cn_from_world(struct __sk_buff* skb) {
     struct cn_svc_entry s = *svc;
     return cn_finish(skb, cn_service_new(skb, cfg, &p, &s, now, 1));
   }
-  if (cn_in_cluster(cfg, p.t.daddr))
+  if (cn_in_cluster(cfg, p.ipv6, &p.t.daddr))
     return cn_finish(skb, cn_track_plain(skb, cfg, &p, now, CN_CT_F_INBOUND));
   return cn_finish(skb, v);
 }
@@ -65,14 +65,16 @@ int cn_to_world(struct __sk_buff* skb) {
   }
   if (cn_parse_verdict(cn_parse(skb, &p), &v)) return cn_finish(skb, v);
   if (!(cfg->flags & CN_CFG_F_MASQUERADE) || p.icmp_error) return cn_finish(skb, v);
-  if (!cn_in_cluster(cfg, p.t.saddr) || cn_in_cluster(cfg, p.t.daddr) ||
-      cn_is_node_addr(cfg, p.t.daddr))
+  if (!cn_in_cluster(cfg, p.ipv6, &p.t.saddr) || cn_in_cluster(cfg, p.ipv6, &p.t.daddr) ||
+      cn_is_node_addr(cfg, &p.t.daddr))
     return cn_finish(skb, v);
+  union cn_addr node;
+  if (!cn_node_addr(cfg, p.ipv6, &node)) return cn_finish(skb, v); /* no address to SNAT to */
   __u32 now = cn_now_s();
   /* Replies of flows that entered from the uplink keep the pod address. */
   struct cn_ct_entry* e = cn_ct_lookup(&p.t, now);
   if (e && (e->flags & CN_CT_F_REPLY)) return cn_finish(skb, v);
-  v.reason = cn_snat(skb, cfg, &p, cfg->node_addrs[0], now);
+  v.reason = cn_snat(skb, cfg, &p, &node, now);
   if (v.reason != CN_R_SNAT) v.action = TC_ACT_SHOT;
   return cn_finish(skb, v);
 }

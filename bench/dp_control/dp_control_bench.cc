@@ -173,7 +173,7 @@ absl::Status WriteRaw(dp::DatapathMaps& maps, const std::vector<dp::Service>& sv
   for (const auto& s : svcs) {
     for (const auto& f : s.frontends) {
       cn_svc_key k{};
-      k.addr = *dp::V4Net(f.address);
+      k.addr = dp::ToAbiAddr(f.address);
       k.port = htons(f.port);
       k.proto = static_cast<uint8_t>(f.protocol);
       cn_svc_entry e{};
@@ -184,7 +184,7 @@ absl::Status WriteRaw(dp::DatapathMaps& maps, const std::vector<dp::Service>& sv
     for (size_t b = 0; b < s.backends.size(); ++b) {
       bk.push_back(s.id << 12 | static_cast<uint32_t>(b + 1));
       cn_backend v{};
-      v.addr = *dp::V4Net(s.backends[b].address);
+      v.addr = dp::ToAbiAddr(s.backends[b].address);
       v.port = htons(s.backends[b].port);
       bv.push_back(v);
     }
@@ -262,7 +262,7 @@ void BM_UpdateOne(benchmark::State& state) {
     auto t1 = Clock::now();
     uint32_t key = 0xfffff000u | static_cast<uint32_t>(n & 0xfff);
     cn_backend v{};
-    v.addr = *dp::V4Net(last.address);
+    v.addr = dp::ToAbiAddr(last.address);
     absl::Status sb = (*d)->maps()->backends.Update(key, v);
     auto t2 = Clock::now();
     if (!st.ok() || !sb.ok()) {

@@ -81,8 +81,8 @@ void Progress(const Args&... args) {
 }
 
 cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
-uint32_t Net(std::string_view s) { return *datapath::V4Net(Ip(s)); }
-uint32_t NetOf(uint32_t host_order) { return htonl(host_order); }
+cn_addr Net(std::string_view s) { return datapath::ToAbiAddr(Ip(s)); }
+cn_addr NetOf(uint32_t host_order) { return datapath::ToAbiAddr(cni::IPAddress::V4(host_order)); }
 
 // ---------------------------------------------------------------------------------------------
 // Environment: one loaded datapath with services, conntrack fill and NAT occupancy, reused by
@@ -197,11 +197,11 @@ absl::Status OccupyNatPorts(Datapath& dp, uint32_t pct) {
   std::shuffle(ports.begin(), ports.end(), rng);
   ports.resize(ports.size() * pct / 100);
   const uint32_t now = datapath::MonotonicSeconds();
-  const uint32_t node = Net(dt::topo::kNode), outside = Net(dt::topo::kOutside);
+  const cn_addr node = Net(dt::topo::kNode), outside = Net(dt::topo::kOutside);
   std::vector<cn_tuple> keys;
   std::vector<cn_nat_entry> vals;
   for (size_t j = 0; j < ports.size(); ++j) {
-    const uint32_t pod =
+    const cn_addr pod =
         NetOf((10u << 24 | 244u << 16 | 9u << 8) + static_cast<uint32_t>(j / 30000));
     const uint16_t pod_port = htons(static_cast<uint16_t>(1024 + j % 30000));
     cn_tuple in{};
@@ -432,8 +432,8 @@ absl::Status CleanupNewFlows(Env& env, Kind kind, const CasePlan& plan, uint32_t
   const dt::PacketFixture& f = Fixture(fixtures, plan.measured);
   const uint8_t* ip = f.input.data() + 14;
   cn_tuple fwd{};
-  std::memcpy(&fwd.saddr, ip + 12, 4);
-  std::memcpy(&fwd.daddr, ip + 16, 4);
+  fwd.saddr = datapath::ToAbiAddr(cni::IPAddress::FromBytes(ip + 12, 4));
+  fwd.daddr = datapath::ToAbiAddr(cni::IPAddress::FromBytes(ip + 16, 4));
   std::memcpy(&fwd.dport, ip + 20 + 2, 2);
   fwd.proto = ip[9];
   auto& maps = *env.dp->maps();

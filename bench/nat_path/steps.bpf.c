@@ -94,7 +94,7 @@ int nb_new_ct_create(struct __sk_buff* skb) {
   struct cn_backend be = {};
   if (cn_lb_select(&s, &p, now, &id, &be) != CN_LB_OK) return TC_ACT_SHOT;
   __u16 port = be.port ? be.port : p.t.dport;
-  if (cn_ct_create(cfg, &p, skb->len, now, be.addr, port, CN_CT_F_SERVICE, s.svc_id, id) < 0)
+  if (cn_ct_create(cfg, &p, skb->len, now, &be.addr, port, CN_CT_F_SERVICE, s.svc_id, id) < 0)
     return TC_ACT_SHOT;
   return TC_ACT_OK;
 }

@@ -20,6 +20,7 @@
 #define CN_IPPROTO_ICMP 1
 #define CN_IPPROTO_TCP 6
 #define CN_IPPROTO_UDP 17
+#define CN_IPPROTO_ICMPV6 58
 
 /* Outcome of a packet handler: the tc verdict and the reason it is counted under. */
 struct cn_verdict {

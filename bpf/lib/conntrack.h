@@ -91,10 +91,11 @@ static __always_inline void cn_ct_update(const struct cn_config* cfg, const stru
  * keyed by (nat_addr, nat_port) -> (fwd source). Returns 0 or a negative error (entry not created:
  * the caller drops with CN_R_DROP_CT_FULL). */
 static __always_inline int cn_ct_create(const struct cn_config* cfg, const struct cn_pkt* p,
-                                        __u32 len, __u32 now, __u32 nat_addr, __u16 nat_port,
-                                        __u16 flags, __u32 svc_id, __u32 backend_id) {
+                                        __u32 len, __u32 now, const union cn_addr* nat_addr,
+                                        __u16 nat_port, __u16 flags, __u32 svc_id,
+                                        __u32 backend_id) {
   struct cn_tuple rt = {};
-  rt.saddr = nat_addr;
+  rt.saddr = *nat_addr;
   rt.daddr = p->t.saddr;
   rt.sport = nat_port;
   rt.dport = p->t.sport;
@@ -115,7 +116,7 @@ static __always_inline int cn_ct_create(const struct cn_config* cfg, const struc
   fe.packets = 1;
   fe.bytes = len;
   fe.created_s = now;
-  fe.nat_addr = nat_addr;
+  fe.nat_addr = *nat_addr;
   fe.nat_port = nat_port;
   fe.flags = flags | cn_ct_tcp_state_flags(p);
   fe.tcp_flags = p->tcp_flags;

@@ -12,7 +12,7 @@
 static __always_inline int cn_l4_csum_off(__u8 proto) {
   if (proto == CN_IPPROTO_TCP) return 16;
   if (proto == CN_IPPROTO_UDP) return 6;
-  if (proto == CN_IPPROTO_ICMP) return 2;
+  if (proto == CN_IPPROTO_ICMP || proto == CN_IPPROTO_ICMPV6) return 2;
   return -1;
 }
 
@@ -68,12 +68,29 @@ static __always_inline int cn_l3_csum_replace4(struct __sk_buff* skb, __u32 l3_o
   return 0;
 }
 
-/* Rewrites the IPv4 source (is_dst=0) or destination address; fixes the IP checksum and the
- * TCP/UDP pseudo-header checksum. Returns 0 or a negative error. */
+/* Rewrites the source (is_dst=0) or destination address. IPv4: fixes the IP checksum and the
+ * TCP/UDP pseudo-header checksum. IPv6 (no header checksum): fixes the TCP/UDP/ICMPv6 checksum,
+ * whose pseudo-header covers the 16-byte addresses, with one bpf_csum_diff. Returns 0 or a
+ * negative error. */
 static __always_inline int cn_rewrite_addr(struct __sk_buff* skb, const struct cn_pkt* p,
-                                           int is_dst, __u32 old_addr, __u32 new_addr) {
-  if (old_addr == new_addr) return 0;
+                                           int is_dst, const union cn_addr* old_a,
+                                           const union cn_addr* new_a) {
+  if (cn_addr_eq(old_a, new_a)) return 0;
   int ret;
+  if (p->ipv6) {
+    union cn_addr o = *old_a, n = *new_a;
+    if (p->t.proto == CN_IPPROTO_TCP || p->t.proto == CN_IPPROTO_UDP ||
+        p->t.proto == CN_IPPROTO_ICMPV6) {
+      __s64 diff = bpf_csum_diff(o.a32, sizeof(o), n.a32, sizeof(n), 0);
+      if (diff < 0) return (int)diff;
+      ret = bpf_l4_csum_replace(skb, p->l4_off + cn_l4_csum_off(p->t.proto), 0, (__u32)diff,
+                                BPF_F_PSEUDO_HDR | cn_l4_flags(p->t.proto));
+      if (ret < 0) return ret;
+    }
+    return bpf_skb_store_bytes(skb, p->l3_off + (is_dst ? CN_IP6_DADDR_OFF : CN_IP6_SADDR_OFF),
+                               n.a32, sizeof(n), 0);
+  }
+  __u32 old_addr = old_a->a32[3], new_addr = new_a->a32[3];
   if (p->t.proto == CN_IPPROTO_TCP || p->t.proto == CN_IPPROTO_UDP) {
     ret = bpf_l4_csum_replace(skb, p->l4_off + cn_l4_csum_off(p->t.proto), old_addr, new_addr,
                               BPF_F_PSEUDO_HDR | sizeof(new_addr) | cn_l4_flags(p->t.proto));
@@ -90,7 +107,7 @@ static __always_inline int cn_rewrite_port(struct __sk_buff* skb, const struct c
                                            int is_dst, __u16 old_port, __u16 new_port) {
   if (old_port == new_port) return 0;
   __u32 off;
-  if (p->t.proto == CN_IPPROTO_ICMP)
+  if (p->t.proto == CN_IPPROTO_ICMP || p->t.proto == CN_IPPROTO_ICMPV6)
     off = p->l4_off + CN_ICMP_ID_OFF;
   else if (p->t.proto == CN_IPPROTO_TCP || p->t.proto == CN_IPPROTO_UDP)
     off = p->l4_off + (is_dst ? 2 : 0);
@@ -102,16 +119,29 @@ static __always_inline int cn_rewrite_port(struct __sk_buff* skb, const struct c
   return cn_store(skb, off, &new_port, sizeof(new_port));
 }
 
-/* ICMP error: rewrites an address of the quoted IPv4 header (is_dst selects which), fixing the
- * quoted IP checksum and the outer ICMP checksum that covers it. */
+/* ICMP error: rewrites an address of the quoted IP header (is_dst selects which). IPv4: fixes the
+ * quoted IP checksum and the outer ICMP checksum that covers it; IPv6: the quoted header has no
+ * checksum, the outer ICMPv6 checksum covers the 16 bytes as data. */
 static __always_inline int cn_rewrite_inner_addr(struct __sk_buff* skb, const struct cn_pkt* p,
-                                                 int is_dst, __u32 old_addr, __u32 new_addr) {
-  if (old_addr == new_addr) return 0;
+                                                 int is_dst, const union cn_addr* old_a,
+                                                 const union cn_addr* new_a) {
+  if (cn_addr_eq(old_a, new_a)) return 0;
   __u32 icmp_csum = p->l4_off + 2;
+  int ret;
+  if (p->ipv6) {
+    union cn_addr o = *old_a, n = *new_a;
+    __s64 diff = bpf_csum_diff(o.a32, sizeof(o), n.a32, sizeof(n), 0);
+    if (diff < 0) return (int)diff;
+    ret = bpf_l4_csum_replace(skb, icmp_csum, 0, (__u32)diff, 0);
+    if (ret < 0) return ret;
+    return bpf_skb_store_bytes(
+        skb, p->inner_l3_off + (is_dst ? CN_IP6_DADDR_OFF : CN_IP6_SADDR_OFF), n.a32, 16, 0);
+  }
+  __u32 old_addr = old_a->a32[3], new_addr = new_a->a32[3];
   __u32 inner_csum_off = p->inner_l3_off + CN_IP_CSUM_OFF;
   __u16 old_csum, new_csum;
   if (bpf_skb_load_bytes(skb, inner_csum_off, &old_csum, 2) < 0) return -1;
-  int ret = bpf_l3_csum_replace(skb, inner_csum_off, old_addr, new_addr, sizeof(new_addr));
+  ret = bpf_l3_csum_replace(skb, inner_csum_off, old_addr, new_addr, sizeof(new_addr));
   if (ret < 0) return ret;
   if (bpf_skb_load_bytes(skb, inner_csum_off, &new_csum, 2) < 0) return -1;
   ret = bpf_l4_csum_replace(skb, icmp_csum, old_csum, new_csum, 2);

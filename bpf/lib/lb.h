@@ -9,7 +9,7 @@
 static __always_inline struct cn_svc_entry* cn_svc_lookup(const struct cn_pkt* p) {
   struct cn_svc_key k = {};
   k.addr = p->t.daddr;
-  k.port = p->t.proto == CN_IPPROTO_ICMP ? 0 : p->t.dport;
+  k.port = (p->t.proto == CN_IPPROTO_ICMP || p->t.proto == CN_IPPROTO_ICMPV6) ? 0 : p->t.dport;
   k.proto = p->t.proto;
   return bpf_map_lookup_elem(&cn_services, &k);
 }

@@ -71,7 +71,7 @@ struct {
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 4096);
-  __type(key, __u32);
+  __type(key, union cn_addr);
   __type(value, struct cn_endpoint);
 } cn_endpoints SEC(".maps");
 

@@ -10,10 +10,11 @@
 /* Compile-time bound of the probing loop; cn_config.nat_retries limits it further at run time. */
 #define CN_NAT_MAX_TRIES 64
 
-static __always_inline void cn_nat_key(struct cn_tuple* k, __u32 saddr, __u32 daddr, __u16 sport,
-                                       __u16 dport, __u8 proto, __u8 dir) {
-  k->saddr = saddr;
-  k->daddr = daddr;
+static __always_inline void cn_nat_key(struct cn_tuple* k, const union cn_addr* saddr,
+                                       const union cn_addr* daddr, __u16 sport, __u16 dport,
+                                       __u8 proto, __u8 dir) {
+  k->saddr = *saddr;
+  k->daddr = *daddr;
   k->sport = sport;
   k->dport = dport;
   k->proto = proto;
@@ -42,7 +43,7 @@ static __always_inline int cn_nat_stale(const struct cn_tuple* ingress_key, __u3
   if (!in) return 1;
   if (in->expires_s >= now) return 0;
   struct cn_tuple ek;
-  cn_nat_key(&ek, in->to_addr, ingress_key->saddr, in->to_port, ingress_key->sport,
+  cn_nat_key(&ek, &in->to_addr, &ingress_key->saddr, in->to_port, ingress_key->sport,
              ingress_key->proto, CN_NAT_EGRESS);
   struct cn_nat_entry* eg = bpf_map_lookup_elem(&cn_nat, &ek);
   if (eg && eg->expires_s >= now) return 0;
@@ -88,20 +89,25 @@ static long cn_nat_probe_cb(__u32 i, void* ctx) {
 /* Finds or creates the SNAT mapping of the packet's flow to `node_addr`; returns the port to use
  * (network order) in *port_out, or a drop reason. */
 static __always_inline __u32 cn_snat_mapping(const struct cn_config* cfg, const struct cn_pkt* p,
-                                             __u32 node_addr, __u32 now, __u16* port_out) {
-  struct cn_tuple ek;
-  cn_nat_key(&ek, p->t.saddr, p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_EGRESS);
-  struct cn_nat_entry* e = bpf_map_lookup_elem(&cn_nat, &ek);
-  if (e && e->to_addr == node_addr) {
-    /* Still ours when the ingress claim points back at this flow. */
-    struct cn_tuple ik;
-    cn_nat_key(&ik, p->t.daddr, node_addr, p->t.dport, e->to_port, p->t.proto, CN_NAT_INGRESS);
-    struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, &ik);
-    if (in && in->to_addr == p->t.saddr && in->to_port == p->t.sport) {
-      cn_nat_touch(cfg, p, e, now);
-      cn_nat_touch(cfg, p, in, now);
-      *port_out = e->to_port;
-      return CN_R_SNAT;
+                                             const union cn_addr* node_addr, __u32 now,
+                                             __u16* port_out) {
+  /* Block scopes keep the stack small: the probing state and the callback's frame count
+   * together against the 512-byte limit. */
+  {
+    struct cn_tuple ek;
+    cn_nat_key(&ek, &p->t.saddr, &p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_EGRESS);
+    struct cn_nat_entry* e = bpf_map_lookup_elem(&cn_nat, &ek);
+    if (e && cn_addr_eq(&e->to_addr, node_addr)) {
+      /* Still ours when the ingress claim points back at this flow. */
+      __u16 to_port = e->to_port;
+      cn_nat_key(&ek, &p->t.daddr, node_addr, p->t.dport, to_port, p->t.proto, CN_NAT_INGRESS);
+      struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, &ek);
+      if (in && cn_addr_eq(&in->to_addr, &p->t.saddr) && in->to_port == p->t.sport) {
+        cn_nat_touch(cfg, p, e, now);
+        cn_nat_touch(cfg, p, in, now);
+        *port_out = to_port;
+        return CN_R_SNAT;
+      }
     }
   }
 
@@ -109,42 +115,33 @@ static __always_inline __u32 cn_snat_mapping(const struct cn_config* cfg, const 
   if (max < min) return CN_R_DROP_NAT_NO_PORT;
   __u32 range = max - min + 1;
   __u32 orig = bpf_ntohs(p->t.sport);
-  int keep = orig >= min && orig <= max;
-  __u32 start = bpf_get_prandom_u32() % range;
-  __u32 tries = (__u32)cfg->nat_retries + 1;
-
-  struct cn_nat_entry in_val = {};
-  in_val.to_addr = p->t.saddr;
-  in_val.to_port = p->t.sport;
-  in_val.created_s = now;
-  in_val.expires_s = now + cn_nat_lifetime(cfg, p, 0);
-  in_val.tcp_closing = (p->tcp_flags & (CN_TCP_FIN | CN_TCP_RST)) ? 1 : 0;
 
   struct cn_nat_probe pr = {};
-  cn_nat_key(&pr.ik, p->t.daddr, node_addr, p->t.dport, 0, p->t.proto, CN_NAT_INGRESS);
-  pr.in_val = in_val;
+  pr.in_val.to_addr = p->t.saddr;
+  pr.in_val.to_port = p->t.sport;
+  pr.in_val.created_s = now;
+  pr.in_val.expires_s = now + cn_nat_lifetime(cfg, p, 0);
+  pr.in_val.tcp_closing = (p->tcp_flags & (CN_TCP_FIN | CN_TCP_RST)) ? 1 : 0;
+  cn_nat_key(&pr.ik, &p->t.daddr, node_addr, p->t.dport, 0, p->t.proto, CN_NAT_INGRESS);
   pr.now = now;
   pr.min = min;
   pr.range = range;
-  pr.start = start;
+  pr.start = bpf_get_prandom_u32() % range;
   pr.orig = orig;
-  pr.keep = keep;
-  pr.tries = tries;
+  pr.keep = orig >= min && orig <= max;
+  pr.tries = (__u32)cfg->nat_retries + 1;
   bpf_loop(CN_NAT_MAX_TRIES, cn_nat_probe_cb, &pr, 0);
   if (pr.full) return CN_R_DROP_NAT_FULL;
-  int found = pr.found;
+  if (!pr.found) return CN_R_DROP_NAT_NO_PORT;
   __u16 port = pr.port;
-  struct cn_tuple ik = pr.ik;
-  if (!found) return CN_R_DROP_NAT_NO_PORT;
 
-  struct cn_nat_entry eg_val = {};
-  eg_val.to_addr = node_addr;
-  eg_val.to_port = port;
-  eg_val.created_s = now;
-  eg_val.expires_s = in_val.expires_s;
-  eg_val.tcp_closing = in_val.tcp_closing;
-  if (bpf_map_update_elem(&cn_nat, &ek, &eg_val, BPF_ANY) != 0) {
-    bpf_map_delete_elem(&cn_nat, &ik);
+  /* The egress mapping reuses the probe's value with the node address and port. */
+  struct cn_tuple ek;
+  cn_nat_key(&ek, &p->t.saddr, &p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_EGRESS);
+  pr.in_val.to_addr = *node_addr;
+  pr.in_val.to_port = port;
+  if (bpf_map_update_elem(&cn_nat, &ek, &pr.in_val, BPF_ANY) != 0) {
+    bpf_map_delete_elem(&cn_nat, &pr.ik);
     return CN_R_DROP_NAT_FULL;
   }
   __u32 r = CN_R_NAT_NEW;
@@ -156,13 +153,13 @@ static __always_inline __u32 cn_snat_mapping(const struct cn_config* cfg, const 
 
 /* SNATs the packet's source to node_addr. Updates p->t. Returns CN_R_SNAT or a drop reason. */
 static __always_inline __u32 cn_snat(struct __sk_buff* skb, const struct cn_config* cfg,
-                                     struct cn_pkt* p, __u32 node_addr, __u32 now) {
+                                     struct cn_pkt* p, const union cn_addr* node_addr, __u32 now) {
   __u16 port = 0;
   __u32 reason = cn_snat_mapping(cfg, p, node_addr, now, &port);
   if (reason != CN_R_SNAT) return reason;
   if (cn_rewrite_port(skb, p, 0, p->t.sport, port) < 0) return CN_R_DROP_CSUM;
-  if (cn_rewrite_addr(skb, p, 0, p->t.saddr, node_addr) < 0) return CN_R_DROP_CSUM;
-  p->t.saddr = node_addr;
+  if (cn_rewrite_addr(skb, p, 0, &p->t.saddr, node_addr) < 0) return CN_R_DROP_CSUM;
+  p->t.saddr = *node_addr;
   p->t.sport = port;
   return CN_R_SNAT;
 }
@@ -172,14 +169,14 @@ static __always_inline __u32 cn_snat(struct __sk_buff* skb, const struct cn_conf
 static __always_inline __u32 cn_rev_snat(struct __sk_buff* skb, const struct cn_config* cfg,
                                          struct cn_pkt* p, __u32 now) {
   struct cn_tuple ik;
-  cn_nat_key(&ik, p->t.saddr, p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_INGRESS);
+  cn_nat_key(&ik, &p->t.saddr, &p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_INGRESS);
   struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, &ik);
   if (!in || in->expires_s < now) return CN_R_PASS;
-  __u32 to_addr = in->to_addr;
+  union cn_addr to_addr = in->to_addr;
   __u16 to_port = in->to_port;
   cn_nat_touch(cfg, p, in, now);
   if (cn_rewrite_port(skb, p, 1, p->t.dport, to_port) < 0) return CN_R_DROP_CSUM;
-  if (cn_rewrite_addr(skb, p, 1, p->t.daddr, to_addr) < 0) return CN_R_DROP_CSUM;
+  if (cn_rewrite_addr(skb, p, 1, &p->t.daddr, &to_addr) < 0) return CN_R_DROP_CSUM;
   p->t.daddr = to_addr;
   p->t.dport = to_port;
   return CN_R_REV_SNAT;
@@ -190,15 +187,15 @@ static __always_inline __u32 cn_rev_snat(struct __sk_buff* skb, const struct cn_
 static __always_inline __u32 cn_rev_snat_icmp_error(struct __sk_buff* skb, struct cn_pkt* p,
                                                     __u32 now) {
   struct cn_tuple ik;
-  cn_nat_key(&ik, p->inner.daddr, p->inner.saddr, p->inner.dport, p->inner.sport, p->inner.proto,
+  cn_nat_key(&ik, &p->inner.daddr, &p->inner.saddr, p->inner.dport, p->inner.sport, p->inner.proto,
              CN_NAT_INGRESS);
   struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, &ik);
   if (!in || in->expires_s < now) return CN_R_PASS;
-  __u32 to_addr = in->to_addr;
+  union cn_addr to_addr = in->to_addr;
   __u16 to_port = in->to_port;
   if (cn_rewrite_inner_port(skb, p, 0, p->inner.sport, to_port) < 0) return CN_R_DROP_CSUM;
-  if (cn_rewrite_inner_addr(skb, p, 0, p->inner.saddr, to_addr) < 0) return CN_R_DROP_CSUM;
-  if (cn_rewrite_addr(skb, p, 1, p->t.daddr, to_addr) < 0) return CN_R_DROP_CSUM;
+  if (cn_rewrite_inner_addr(skb, p, 0, &p->inner.saddr, &to_addr) < 0) return CN_R_DROP_CSUM;
+  if (cn_rewrite_addr(skb, p, 1, &p->t.daddr, &to_addr) < 0) return CN_R_DROP_CSUM;
   __u32 r = CN_R_ICMP_ERROR_XLATED;
   struct cn_counter* c = bpf_map_lookup_elem(&cn_counters, &r);
   if (c) c->packets += 1;

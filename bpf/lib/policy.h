@@ -25,7 +25,7 @@
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 4096);
-  __type(key, __u32);
+  __type(key, union cn_addr);
   __type(value, struct cn_pol_endpoint);
   __uint(map_flags, BPF_F_NO_PREALLOC);
 } cn_pol_eps SEC(".maps");
@@ -33,7 +33,7 @@ struct {
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 65536);
-  __type(key, __u32);
+  __type(key, union cn_addr);
   __type(value, __u32);
   __uint(map_flags, BPF_F_NO_PREALLOC);
 } cn_pol_ids SEC(".maps");
@@ -93,12 +93,12 @@ static __always_inline int cn_pol_decide(const struct cn_pol_endpoint* ep, const
   k.endpoint = p->t.daddr;
   k.proto = p->t.proto;
   k.port = port;
-  __u32 saddr = p->t.saddr;
+  union cn_addr saddr = p->t.saddr;
   struct cn_pol_value* v = NULL;
   __u32* id = bpf_map_lookup_elem(&cn_pol_ids, &saddr);
   if (id) v = cn_pol_rule(&k, *id);
   if (!v) {
-    struct cn_pol_cidr_key ck = {.prefixlen = 32, .addr = saddr};
+    struct cn_pol_cidr_key ck = {.prefixlen = 128, .addr = saddr};
     __u32* cid = bpf_map_lookup_elem(&cn_pol_cidrs, &ck);
     if (cid) v = cn_pol_rule(&k, *cid);
   }
@@ -119,7 +119,7 @@ static __always_inline int cn_pol_pure_syn(const struct cn_pkt* p) {
 /* True for the datapath's own reject of a service without backends (ICMP unreachable from the
  * service address quoting the pod's packet to it), sent back to the client pod. */
 static __always_inline int cn_pol_quote_to_service(const struct cn_pkt* p) {
-  if (p->t.saddr != p->inner.daddr) return 0;
+  if (!cn_addr_eq(&p->t.saddr, &p->inner.daddr)) return 0;
   struct cn_svc_key k = {};
   k.addr = p->inner.daddr;
   k.port = p->inner.dport;
@@ -143,7 +143,7 @@ static __always_inline struct cn_verdict cn_policy_ingress(struct __sk_buff* skb
                                                            struct cn_pkt* p, int parsed,
                                                            int fragment) {
   struct cn_verdict v = {TC_ACT_OK, CN_R_PASS};
-  __u32 daddr = p->t.daddr;
+  union cn_addr daddr = p->t.daddr;
   struct cn_pol_endpoint* epp = bpf_map_lookup_elem(&cn_pol_eps, &daddr);
   if (!epp) return v; /* not a policy-managed endpoint */
   struct cn_pol_endpoint ep = *epp;
@@ -163,7 +163,7 @@ static __always_inline struct cn_verdict cn_policy_ingress(struct __sk_buff* skb
     /* About a flow of the pod: the quoted packet is one the pod sent. */
     if (cn_ct_lookup(&p->inner, now) || cn_pol_quote_to_service(p)) return v;
   } else if (parsed) {
-    if (p->t.proto != CN_IPPROTO_ICMP) port = p->t.dport;
+    if (p->t.proto != CN_IPPROTO_ICMP && p->t.proto != CN_IPPROTO_ICMPV6) port = p->t.dport;
     /* DNATed by a service on another node: the client's node set the mark, the overlay (VXLAN
      * GBP) carried it. Pods cannot set it (the veth scrubs skb->mark between namespaces). */
     if (cfg->service_mark && (skb->mark & cfg->service_mark)) via_service = 1;
@@ -208,7 +208,7 @@ static __always_inline struct cn_verdict cn_policy_ingress(struct __sk_buff* skb
     if (!(mark->flags & CN_CT_F_POLICY_OK)) mark->flags |= CN_CT_F_POLICY_OK;
   } else if (track) {
     /* Best effort: without an entry the flow is simply checked again on its next packet. */
-    if (cn_ct_create(cfg, p, skb->len, now, p->t.daddr, p->t.dport, CN_CT_F_POLICY_OK, 0, 0) == 0)
+    if (cn_ct_create(cfg, p, skb->len, now, &daddr, p->t.dport, CN_CT_F_POLICY_OK, 0, 0) == 0)
       cn_count(CN_R_CT_NEW, 0);
   }
   return v;

@@ -10,39 +10,65 @@
 #include "lib/nat.h"
 #include "lib/reject.h"
 
-static __always_inline int cn_is_node_addr(const struct cn_config* cfg, __u32 addr) {
-  if (addr == 0) return 0;
+static __always_inline int cn_is_node_addr(const struct cn_config* cfg, const union cn_addr* addr) {
+  if (cn_addr_is_zero(addr)) return 0;
 #pragma unroll
   for (int i = 0; i < CN_MAX_NODE_ADDRS; i++)
-    if (cfg->node_addrs[i] == addr) return 1;
+    if (cn_addr_eq(&cfg->node_addrs[i], addr)) return 1;
   return 0;
 }
 
-static __always_inline int cn_in_cluster(const struct cn_config* cfg, __u32 addr) {
-  return cfg->cluster_mask != 0 && (addr & cfg->cluster_mask) == cfg->cluster_net;
+/* The first node address of the packet's family (the SNAT address); 0 when there is none. */
+static __always_inline int cn_node_addr(const struct cn_config* cfg, int ipv6, union cn_addr* out) {
+#pragma unroll
+  for (int i = 0; i < CN_MAX_NODE_ADDRS; i++) {
+    const union cn_addr* a = &cfg->node_addrs[i];
+    if (!cn_addr_is_zero(a) && cn_addr_is_v4(a) == !ipv6) {
+      *out = *a;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* True when `addr` (of the packet's family) is inside that family's cluster CIDR. */
+static __always_inline int cn_in_cluster(const struct cn_config* cfg, int ipv6,
+                                         const union cn_addr* addr) {
+  int fam = ipv6 ? CN_FAM_V6 : CN_FAM_V4;
+  if (cfg->cluster_prefix_len[fam] == 0) return 0;
+  const union cn_addr* net = &cfg->cluster_net[fam];
+  const union cn_addr* mask = &cfg->cluster_mask[fam];
+  return (((addr->a32[0] & mask->a32[0]) ^ net->a32[0]) |
+          ((addr->a32[1] & mask->a32[1]) ^ net->a32[1]) |
+          ((addr->a32[2] & mask->a32[2]) ^ net->a32[2]) |
+          ((addr->a32[3] & mask->a32[3]) ^ net->a32[3])) == 0;
+}
+
+static __always_inline int cn_is_icmp_proto(__u8 proto) {
+  return proto == CN_IPPROTO_ICMP || proto == CN_IPPROTO_ICMPV6;
 }
 
 /* Destination rewrite to a backend (ICMP echo keeps its id). Updates p->t. */
-static __always_inline int cn_dnat(struct __sk_buff* skb, struct cn_pkt* p, __u32 addr,
-                                   __u16 port) {
-  if (p->t.proto != CN_IPPROTO_ICMP && port != 0) {
+static __always_inline int cn_dnat(struct __sk_buff* skb, struct cn_pkt* p,
+                                   const union cn_addr* addr, __u16 port) {
+  if (!cn_is_icmp_proto(p->t.proto) && port != 0) {
     if (cn_rewrite_port(skb, p, 1, p->t.dport, port) < 0) return -1;
     p->t.dport = port;
   }
-  if (cn_rewrite_addr(skb, p, 1, p->t.daddr, addr) < 0) return -1;
-  p->t.daddr = addr;
+  if (cn_rewrite_addr(skb, p, 1, &p->t.daddr, addr) < 0) return -1;
+  p->t.daddr = *addr;
   return 0;
 }
 
 /* Source rewrite of a reply back to the service address. Updates p->t. */
-static __always_inline int cn_rev_dnat(struct __sk_buff* skb, struct cn_pkt* p, __u32 addr,
-                                       __u16 port) {
-  if (p->t.proto != CN_IPPROTO_ICMP) {
+static __always_inline int cn_rev_dnat(struct __sk_buff* skb, struct cn_pkt* p,
+                                       const union cn_addr* addr, __u16 port) {
+  if (!cn_is_icmp_proto(p->t.proto)) {
     if (cn_rewrite_port(skb, p, 0, p->t.sport, port) < 0) return -1;
     p->t.sport = port;
   }
-  if (cn_rewrite_addr(skb, p, 0, p->t.saddr, addr) < 0) return -1;
-  p->t.saddr = addr;
+  if (cn_rewrite_addr(skb, p, 0, &p->t.saddr, addr) < 0) return -1;
+  p->t.saddr = *addr;
   return 0;
 }
 
@@ -58,31 +84,60 @@ static __always_inline __u32 cn_rev_dnat_icmp_error(struct __sk_buff* skb, struc
   rt.proto = p->inner.proto;
   struct cn_ct_entry* e = cn_ct_lookup(&rt, now);
   if (!e || !(e->flags & CN_CT_F_REPLY) || !(e->flags & CN_CT_F_SERVICE)) return CN_R_PASS;
-  __u32 vip = e->nat_addr;
+  union cn_addr vip = e->nat_addr;
   __u16 vport = e->nat_port;
+  union cn_addr backend = p->inner.daddr;
   if (cn_rewrite_inner_port(skb, p, 1, p->inner.dport, vport) < 0) return CN_R_DROP_CSUM;
-  if (cn_rewrite_inner_addr(skb, p, 1, p->inner.daddr, vip) < 0) return CN_R_DROP_CSUM;
-  if (p->t.saddr == p->inner.daddr && cn_rewrite_addr(skb, p, 0, p->t.saddr, vip) < 0)
+  if (cn_rewrite_inner_addr(skb, p, 1, &backend, &vip) < 0) return CN_R_DROP_CSUM;
+  if (cn_addr_eq(&p->t.saddr, &backend) && cn_rewrite_addr(skb, p, 0, &backend, &vip) < 0)
     return CN_R_DROP_CSUM;
   cn_count(CN_R_ICMP_ERROR_XLATED, 0);
   return CN_R_REV_DNAT;
 }
 
 #define CN_AF_INET 2
+#define CN_AF_INET6 10
+
+/* cn_route_local_src for IPv6: FIB lookup AF_INET6, hop limit decrement (no header checksum). */
+static __always_inline int cn_route_local_src6(struct __sk_buff* skb, const struct cn_pkt* p) {
+  struct bpf_fib_lookup fib = {};
+  fib.family = CN_AF_INET6;
+  fib.l4_protocol = p->t.proto;
+  fib.sport = p->t.sport;
+  fib.dport = p->t.dport;
+  fib.tot_len = (__u16)(skb->len - p->l3_off);
+  __builtin_memcpy(fib.ipv6_src, p->t.saddr.a32, 16);
+  __builtin_memcpy(fib.ipv6_dst, p->t.daddr.a32, 16);
+  fib.ifindex = skb->ifindex;
+  long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+  if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) return TC_ACT_OK;
+  __u8 hop;
+  if (bpf_skb_load_bytes(skb, p->l3_off + 7, &hop, 1) < 0) return TC_ACT_OK;
+  if (hop <= 1) return TC_ACT_OK; /* the stack sends time exceeded */
+  hop -= 1;
+  if (bpf_skb_store_bytes(skb, p->l3_off + 7, &hop, 1, 0) < 0) return TC_ACT_SHOT;
+  if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
+  __u8 macs[12];
+  __builtin_memcpy(macs, fib.dmac, 6);
+  __builtin_memcpy(macs + 6, fib.smac, 6);
+  if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0) return TC_ACT_SHOT;
+  return bpf_redirect(fib.ifindex, 0);
+}
 
 /* A reply whose source became a node address (NodePort) cannot go up the stack: the kernel would
  * drop it as a martian (local source arriving from outside). Route it here instead: FIB lookup,
  * TTL decrement, MAC rewrite, redirect (or redirect_neigh when the neighbour is unresolved).
  * Returns the tc action; TC_ACT_OK when there is no route (left to the stack). */
 static __always_inline int cn_route_local_src(struct __sk_buff* skb, const struct cn_pkt* p) {
+  if (p->ipv6) return cn_route_local_src6(skb, p);
   struct bpf_fib_lookup fib = {};
   fib.family = CN_AF_INET;
   fib.l4_protocol = p->t.proto;
   fib.sport = p->t.sport;
   fib.dport = p->t.dport;
   fib.tot_len = (__u16)(skb->len - p->l3_off);
-  fib.ipv4_src = p->t.saddr;
-  fib.ipv4_dst = p->t.daddr;
+  fib.ipv4_src = p->t.saddr.a32[3];
+  fib.ipv4_dst = p->t.daddr.a32[3];
   fib.ifindex = skb->ifindex;
   long rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
   if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH) return TC_ACT_OK;
@@ -111,18 +166,20 @@ static __always_inline __u32 cn_ct_apply(struct __sk_buff* skb, const struct cn_
   cn_ct_update(cfg, &key, e, p, skb->len, now);
   cn_count(CN_R_CT_HIT, 0);
   __u16 flags = e->flags;
-  __u32 nat_addr = e->nat_addr;
+  union cn_addr nat_addr = e->nat_addr;
   __u16 nat_port = e->nat_port;
   if (!(flags & CN_CT_F_SERVICE)) return CN_R_PASS;
   if (flags & CN_CT_F_REPLY) {
-    if (cn_rev_dnat(skb, p, nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
-    if (action && cn_is_node_addr(cfg, nat_addr)) *action = cn_route_local_src(skb, p);
+    if (cn_rev_dnat(skb, p, &nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
+    if (action && cn_is_node_addr(cfg, &nat_addr)) *action = cn_route_local_src(skb, p);
     return CN_R_REV_DNAT;
   }
-  if (cn_dnat(skb, p, nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
+  if (cn_dnat(skb, p, &nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
   if ((flags & CN_CT_F_REMOTE) && cfg->service_mark) skb->mark |= cfg->service_mark;
   if (flags & CN_CT_F_SNAT) {
-    __u32 r = cn_snat(skb, cfg, p, cfg->node_addrs[0], now);
+    union cn_addr node;
+    if (!cn_node_addr(cfg, p->ipv6, &node)) return CN_R_DROP_NAT_NO_PORT;
+    __u32 r = cn_snat(skb, cfg, p, &node, now);
     if (r != CN_R_SNAT) return r;
   }
   return CN_R_DNAT;
@@ -148,11 +205,11 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
     return v;
   }
   __u16 port = be.port ? be.port : p->t.dport;
-  if (p->t.proto == CN_IPPROTO_ICMP) port = p->t.dport;
+  if (cn_is_icmp_proto(p->t.proto)) port = p->t.dport;
   __u16 flags = CN_CT_F_SERVICE;
   int remote = 0;
   if (from_world || cfg->service_mark) {
-    __u32 a = be.addr;
+    union cn_addr a = be.addr;
     remote = bpf_map_lookup_elem(&cn_endpoints, &a) == 0;
   }
   if (from_world) {
@@ -161,12 +218,12 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
   }
   /* The backend's node cannot see this DNAT: tell it through the mark (VXLAN GBP carries it). */
   if (remote && cfg->service_mark) flags |= CN_CT_F_REMOTE;
-  if (cn_ct_create(cfg, p, skb->len, now, be.addr, port, flags, svc->svc_id, backend_id) < 0) {
+  if (cn_ct_create(cfg, p, skb->len, now, &be.addr, port, flags, svc->svc_id, backend_id) < 0) {
     v.reason = CN_R_DROP_CT_FULL;
     return v;
   }
   cn_count(CN_R_CT_NEW, 0);
-  if (cn_dnat(skb, p, be.addr, port) < 0) {
+  if (cn_dnat(skb, p, &be.addr, port) < 0) {
     v.reason = CN_R_DROP_CSUM;
     return v;
   }
@@ -174,7 +231,9 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
   v.reason = CN_R_DNAT;
   if (flags & CN_CT_F_REMOTE) skb->mark |= cfg->service_mark;
   if (from_world && remote) {
-    __u32 r = cn_snat(skb, cfg, p, cfg->node_addrs[0], now);
+    union cn_addr node;
+    __u32 r = cn_node_addr(cfg, p->ipv6, &node) ? cn_snat(skb, cfg, p, &node, now)
+                                                : CN_R_DROP_NAT_NO_PORT;
     if (r != CN_R_SNAT) {
       v.action = TC_ACT_SHOT;
       v.reason = r;
@@ -188,7 +247,8 @@ static __always_inline struct cn_verdict cn_track_plain(struct __sk_buff* skb,
                                                         const struct cn_config* cfg,
                                                         struct cn_pkt* p, __u32 now, __u16 flags) {
   struct cn_verdict v = {TC_ACT_OK, CN_R_PASS};
-  if (cn_ct_create(cfg, p, skb->len, now, p->t.daddr, p->t.dport, flags, 0, 0) < 0) {
+  union cn_addr daddr = p->t.daddr;
+  if (cn_ct_create(cfg, p, skb->len, now, &daddr, p->t.dport, flags, 0, 0) < 0) {
     v.action = TC_ACT_SHOT;
     v.reason = CN_R_DROP_CT_FULL;
     return v;
@@ -214,6 +274,10 @@ static __always_inline int cn_parse_verdict(int res, struct cn_verdict* v) {
       return 1;
     case CN_PARSE_OTHER_L4:
       v->reason = CN_R_PASS;
+      return 1;
+    case CN_PARSE_ICMP6_CONTROL:
+      v->reason = CN_R_PASS;
+      cn_count(CN_R_ICMP6_CONTROL, 0);
       return 1;
     default:
       v->action = TC_ACT_SHOT;

@@ -35,13 +35,28 @@ bool AbsolutePath(const std::string& p) { return !p.empty() && p[0] == '/'; }
 // clusterCIDR (required), masquerade, uplink and nodeAddresses: what the datapath serves.
 absl::Status ReadNetwork(const cni::ConfigReader& r, ChainConfig& c) {
   CNINET_ASSIGN_OR_RETURN(std::string cidr, r.Optional<std::string>("clusterCIDR", ""));
-  if (cidr.empty())
-    return Invalid("clusterCIDR", "is required (the pods' IPv4 prefix, e.g. \"10.88.0.0/16\")");
-  auto prefix = cni::IPPrefix::Parse(cidr);
-  if (!prefix.ok() || !prefix->is_v4() || prefix->prefix_len() < 1) {
-    return Invalid("clusterCIDR", StrCat("\"", cidr, "\" is not an IPv4 prefix"));
+  CNINET_ASSIGN_OR_RETURN(std::vector<std::string> cidrs,
+                          r.Optional<std::vector<std::string>>("clusterCIDRs", {}));
+  if (!cidr.empty()) cidrs.insert(cidrs.begin(), cidr);
+  if (cidrs.empty())
+    return Invalid("clusterCIDR", "is required (the pods' prefix, e.g. \"10.88.0.0/16\")");
+  for (const std::string& text : cidrs) {
+    auto prefix = cni::IPPrefix::Parse(text);
+    if (!prefix.ok() || prefix->prefix_len() < 1)
+      return Invalid("clusterCIDR", StrCat("\"", text, "\" is not a prefix"));
+    cni::IPPrefix p = prefix->Masked();
+    if (std::find(c.cluster_cidrs.begin(), c.cluster_cidrs.end(), p) != c.cluster_cidrs.end())
+      continue;
+    for (const auto& have : c.cluster_cidrs)
+      if (have.is_v4() == p.is_v4())
+        return Invalid("clusterCIDRs", "at most one prefix per address family");
+    c.cluster_cidrs.push_back(p);
   }
-  c.cluster_cidr = prefix->Masked();
+  c.cluster_cidr = c.cluster_cidrs.front();
+  // The datapath keeps them per family, IPv4 first (what a pinned instance reports back).
+  std::stable_sort(
+      c.cluster_cidrs.begin(), c.cluster_cidrs.end(),
+      [](const cni::IPPrefix& a, const cni::IPPrefix& b) { return a.is_v4() && !b.is_v4(); });
   CNINET_ASSIGN_OR_RETURN(c.masquerade, r.Optional<bool>("masquerade", c.masquerade));
   CNINET_ASSIGN_OR_RETURN(c.uplink, r.Optional<std::string>("uplink", c.uplink));
   if (!c.uplink.empty() &&
@@ -52,8 +67,8 @@ absl::Status ReadNetwork(const cni::ConfigReader& r, ChainConfig& c) {
                           r.Optional<std::vector<std::string>>("nodeAddresses", {}));
   for (const std::string& a : addresses) {
     auto ip = cni::IPAddress::Parse(a);
-    if (!ip.ok() || !ip->is_v4() || ip->IsUnspecified())
-      return Invalid("nodeAddresses", StrCat("\"", a, "\" is not an IPv4 address"));
+    if (!ip.ok() || ip->IsUnspecified())
+      return Invalid("nodeAddresses", StrCat("\"", a, "\" is not an address"));
     c.node_addresses.push_back(*ip);
   }
   if (c.node_addresses.size() > 4) return Invalid("nodeAddresses", "at most 4 addresses");
@@ -132,6 +147,7 @@ datapath::DatapathConfig ChainConfig::ToDatapathConfig(
   d.instance = instance;
   d.pin_maps = true;
   d.cluster_cidr = cluster_cidr;
+  d.cluster_cidrs = cluster_cidrs;
   d.node_addresses = addresses;
   d.masquerade = masquerade;
   d.map_sizes = map_sizes;

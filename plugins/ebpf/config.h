@@ -16,10 +16,12 @@
 namespace cninet::ebpf_chain {
 
 // Plugin configuration. Keys (all optional except clusterCIDR), with their defaults:
-//   clusterCIDR      required       pods' IPv4 prefix; egress leaving it is masqueraded
-//   masquerade       true           SNAT pod egress leaving clusterCIDR to the node address
+//   clusterCIDR      required       pods' prefix (either family); egress leaving it is masqueraded
+//   clusterCIDRs     []             dual-stack: one prefix per family (with or instead of the
+//   above) masquerade       true           SNAT pod egress leaving clusterCIDR to the node address
 //   uplink           ""             node interface to the world ("" = the IPv4 default route's)
-//   nodeAddresses    []             node IPv4 addresses for NodePort/hostPort/SNAT ([] = uplink's)
+//   nodeAddresses    []             node addresses (either family) for NodePort/hostPort/SNAT
+//                                   ([] = the uplink's global ones, IPv4 first)
 //   bpffsRoot        "/sys/fs/bpf"  maps pinned under <bpffsRoot>/cninet/<instance>/
 //   instance         network name   datapath instance, one per network and uplink (dots in the
 //                                   network name become dashes: bpffs names cannot have dots)
@@ -32,6 +34,7 @@ namespace cninet::ebpf_chain {
 //                                   endpoints (datapath::MapSizes; must be equal on a node)
 struct ChainConfig {
   cni::IPPrefix cluster_cidr;
+  std::vector<cni::IPPrefix> cluster_cidrs;  // every prefix, cluster_cidr first (one per family)
   bool masquerade = true;
   std::string uplink;
   std::vector<cni::IPAddress> node_addresses;

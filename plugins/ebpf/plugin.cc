@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -45,7 +46,7 @@ struct PodSide {
   std::string host_ifname;
   int host_ifindex = 0;
   nl::MacAddress mac;
-  std::vector<IPAddress> v4;
+  std::vector<IPAddress> ips;  // both families
 };
 
 absl::Status DatapathError(const absl::Status& st, std::string_view what) {
@@ -78,15 +79,18 @@ absl::StatusOr<Uplink> ResolveUplink(nl::Handle& h, const ChainConfig& cfg) {
   up.index = link->index;
   up.addresses = cfg.node_addresses;
   if (up.addresses.empty()) {
-    CNINET_ASSIGN_OR_RETURN(auto addrs, h.ListAddresses(up.index, AF_INET));
-    for (const auto& a : addrs) {
-      if (a.scope == nl::kScopeUniverse && up.addresses.size() < 4)
-        up.addresses.push_back(a.prefix.address());
+    // IPv4 first (the SNAT address of IPv4 flows), then global IPv6 ones (dual-stack).
+    for (int family : {AF_INET, AF_INET6}) {
+      CNINET_ASSIGN_OR_RETURN(auto addrs, h.ListAddresses(up.index, family));
+      for (const auto& a : addrs) {
+        if (a.scope == nl::kScopeUniverse && up.addresses.size() < 4)
+          up.addresses.push_back(a.prefix.address());
+      }
     }
     if (up.addresses.empty()) {
       return CniError(
           ErrorCode::kInvalidConfig,
-          StrCat("cninet-ebpf: uplink ", up.name, " has no IPv4 address; set \"nodeAddresses\""));
+          StrCat("cninet-ebpf: uplink ", up.name, " has no global address; set \"nodeAddresses\""));
     }
   }
   return up;
@@ -101,11 +105,11 @@ int ContainerInterfaceIndex(const Result& prev, std::string_view ifname) {
   return -1;
 }
 
-// IPv4 addresses of prevResult that belong to the container interface (or carry no interface).
-std::vector<IPAddress> PodIPv4(const Result& prev, int container_index) {
+// Addresses (both families) of prevResult that belong to the container interface (or carry no
+// interface).
+std::vector<IPAddress> PodIPs(const Result& prev, int container_index) {
   std::vector<IPAddress> out;
   for (const auto& ip : prev.ips) {
-    if (!ip.address.is_v4()) continue;
     if (container_index >= 0 && ip.interface && *ip.interface != container_index) continue;
     if (std::find(out.begin(), out.end(), ip.address.address()) == out.end())
       out.push_back(ip.address.address());
@@ -116,7 +120,7 @@ std::vector<IPAddress> PodIPv4(const Result& prev, int container_index) {
 absl::StatusOr<PodSide> FindPodSide(nl::Handle& host, const CmdArgs& args, const Result& prev) {
   PodSide pod;
   int c = ContainerInterfaceIndex(prev, args.ifname);
-  pod.v4 = PodIPv4(prev, c);
+  pod.ips = PodIPs(prev, c);
   if (c >= 0 && !prev.interfaces[c].mac.empty()) {
     if (auto mac = nl::MacAddress::Parse(prev.interfaces[c].mac); mac.ok()) pod.mac = *mac;
   }
@@ -161,14 +165,24 @@ absl::StatusOr<PodSide> FindPodSide(nl::Handle& host, const CmdArgs& args, const
 
 // The (address, port, protocol) keys a frontend occupies in the services map.
 std::set<std::tuple<IPAddress, uint16_t, uint8_t>> FrontendKeys(
-    const dp::Frontend& f, const std::vector<IPAddress>& node_addresses) {
+    const dp::Frontend& f, const std::vector<IPAddress>& node_addresses,
+    std::optional<IPAddress::Family> family) {
   std::set<std::tuple<IPAddress, uint16_t, uint8_t>> keys;
   if (f.kind == dp::FrontendKind::kNodePort) {
-    for (const auto& a : node_addresses) keys.insert({a, f.port, static_cast<uint8_t>(f.protocol)});
+    // The datapath programs a NodePort on the node addresses of the backends' family.
+    for (const auto& a : node_addresses)
+      if (!family || a.family() == *family)
+        keys.insert({a, f.port, static_cast<uint8_t>(f.protocol)});
   } else {
     keys.insert({f.address, f.port, static_cast<uint8_t>(f.protocol)});
   }
   return keys;
+}
+
+// The family of a service's backends (none without backends).
+std::optional<IPAddress::Family> BackendFamily(const dp::Service& s) {
+  if (s.backends.empty()) return std::nullopt;
+  return s.backends.front().address.family();
 }
 
 // The hostPort service for one mapping.
@@ -302,7 +316,7 @@ absl::Status MaybeTeardown(const ChainConfig& cfg, const StateStore& store, nl::
 // programming anything when a frontend is already taken.
 absl::StatusOr<std::vector<dp::Service>> PlanHostPorts(
     dp::Datapath& d, const ChainConfig& cfg, const std::vector<cni::PortMapping>& mappings,
-    const IPAddress& pod_ip) {
+    const std::vector<IPAddress>& pod_ips) {
   std::vector<dp::Service> planned;
   if (mappings.empty()) return planned;
   const std::vector<IPAddress>& nodes = d.config().node_addresses;
@@ -312,52 +326,48 @@ absl::StatusOr<std::vector<dp::Service>> PlanHostPorts(
   for (const auto& s : existing) {
     used.insert(s.id);
     for (const auto& f : s.frontends)
-      for (const auto& k : FrontendKeys(f, nodes)) taken[k] = s.id;
+      for (const auto& k : FrontendKeys(f, nodes, BackendFamily(s))) taken[k] = s.id;
   }
   uint32_t next = cfg.FirstHostPortId();
   for (const auto& m : mappings) {
-    while (used.count(next)) ++next;
-    if (next >= cfg.map_sizes.service_slots) {
-      return CniError(
-          ErrorCode::kDatapathFailure,
-          StrCat("no free hostPort service id (hostPortIds = ", cfg.host_port_ids, ")"));
-    }
-    dp::Service s = HostPortService(next, m, pod_ip);
-    for (const auto& k : FrontendKeys(s.frontends[0], nodes)) {
-      if (auto it = taken.find(k); it != taken.end()) {
-        return CniError(ErrorCode::kHostPortConflict,
-                        StrCat("hostPort ", std::get<0>(k).ToString(), ":", std::get<1>(k), "/",
-                               m.protocol, " is already used by service ", it->second));
+    // One service per pod address whose family the mapping serves (a hostIP picks its family).
+    for (const IPAddress& pod_ip : pod_ips) {
+      if (!m.host_ip.empty()) {
+        auto host = IPAddress::Parse(m.host_ip);
+        if (host.ok() && !host->IsUnspecified() && host->family() != pod_ip.family()) continue;
       }
-      taken[k] = next;
+      while (used.count(next)) ++next;
+      if (next >= cfg.map_sizes.service_slots) {
+        return CniError(
+            ErrorCode::kDatapathFailure,
+            StrCat("no free hostPort service id (hostPortIds = ", cfg.host_port_ids, ")"));
+      }
+      dp::Service s = HostPortService(next, m, pod_ip);
+      for (const auto& k : FrontendKeys(s.frontends[0], nodes, pod_ip.family())) {
+        if (auto it = taken.find(k); it != taken.end()) {
+          return CniError(ErrorCode::kHostPortConflict,
+                          StrCat("hostPort ", std::get<0>(k).ToString(), ":", std::get<1>(k), "/",
+                                 m.protocol, " is already used by service ", it->second));
+        }
+        taken[k] = next;
+      }
+      used.insert(next);
+      planned.push_back(std::move(s));
     }
-    used.insert(next);
-    planned.push_back(std::move(s));
   }
   return planned;
 }
 
-// Mappings the IPv4 datapath can serve (IPv6 hostIPs are left to another plugin).
+// Mappings the datapath serves: all of them (both families).
 std::vector<cni::PortMapping> UsableMappings(const std::vector<cni::PortMapping>& all) {
-  std::vector<cni::PortMapping> out;
-  for (const auto& m : all) {
-    if (!m.host_ip.empty()) {
-      auto ip = IPAddress::Parse(m.host_ip);
-      if (ip.ok() && ip->is_v6()) {
-        CNINET_LOG(kWarning, "skipping IPv6 hostIP mapping ", m.host_ip, ":", m.host_port);
-        continue;
-      }
-    }
-    out.push_back(m);
-  }
-  return out;
+  return all;
 }
 
 // True when the pinned instance was created with the configuration this ADD would load.
 bool SameDatapath(const dp::DatapathConfig& have, const ChainConfig& cfg, const Uplink& up) {
   const dp::MapSizes& hs = have.map_sizes;
   const dp::MapSizes& ws = cfg.map_sizes;
-  return have.cluster_cidr == cfg.cluster_cidr && have.masquerade == cfg.masquerade &&
+  return have.ClusterCidrs() == cfg.cluster_cidrs && have.masquerade == cfg.masquerade &&
          have.node_addresses == up.addresses && hs.conntrack == ws.conntrack && hs.nat == ws.nat &&
          hs.services == ws.services && hs.service_slots == ws.service_slots &&
          hs.backends == ws.backends && hs.endpoints == ws.endpoints &&
@@ -420,10 +430,9 @@ absl::StatusOr<std::vector<cni::PortMapping>> CheckAddInput(const CmdArgs& args)
   const Result& prev = *args.conf.prev_result;
   CNINET_ASSIGN_OR_RETURN(cni::RuntimeConfig rc, args.conf.ParsedRuntimeConfig());
   CNINET_RETURN_IF_ERROR(ValidatePortMappings(rc.port_mappings));
-  if (PodIPv4(prev, ContainerInterfaceIndex(prev, args.ifname)).empty()) {
+  if (PodIPs(prev, ContainerInterfaceIndex(prev, args.ifname)).empty()) {
     return CniError(ErrorCode::kInvalidConfig,
-                    StrCat("cninet-ebpf: prevResult has no IPv4 address for ", args.ifname,
-                           " (the datapath is IPv4)"));
+                    StrCat("cninet-ebpf: prevResult has no address for ", args.ifname));
   }
   return UsableMappings(rc.port_mappings);
 }
@@ -442,10 +451,10 @@ AttachmentRecord NewRecord(const CmdArgs& args, const PodSide& pod,
   return rec;
 }
 
-// Registers the pod's IPv4 addresses as endpoints (undone by `rollback` on failure).
+// Registers the pod's addresses (both families) as endpoints (undone by `rollback` on failure).
 absl::Status RegisterEndpoints(dp::Datapath& d, const PodSide& pod, AttachmentRecord* rec,
                                nl::Rollback* rollback) {
-  for (const IPAddress& ip : pod.v4) {
+  for (const IPAddress& ip : pod.ips) {
     dp::Endpoint ep;
     ep.address = ip;
     ep.ifindex = static_cast<uint32_t>(pod.host_ifindex);
@@ -463,7 +472,7 @@ absl::Status RegisterEndpoints(dp::Datapath& d, const PodSide& pod, AttachmentRe
 absl::Status ProgramHostPorts(dp::Datapath& d, const ChainConfig& cfg, const PodSide& pod,
                               AttachmentRecord* rec, nl::Rollback* rollback) {
   CNINET_ASSIGN_OR_RETURN(std::vector<dp::Service> services,
-                          PlanHostPorts(d, cfg, rec->port_mappings, pod.v4[0]));
+                          PlanHostPorts(d, cfg, rec->port_mappings, pod.ips));
   for (const auto& s : services) {
     absl::Status st = d.services().Upsert(s);
     if (!st.ok()) return DatapathError(st, StrCat("program hostPort ", s.frontends[0].port));
@@ -484,7 +493,7 @@ absl::Status CleanFromPrevResult(const CmdArgs& args, nl::Handle& host, dp::Data
     if (auto l = host.GetLink(iface.name); l.ok() && l->kind == "veth") host_index = l->index;
   }
   CNINET_ASSIGN_OR_RETURN(auto eps, d->endpoints().List());
-  for (const auto& ip : PodIPv4(prev, ContainerInterfaceIndex(prev, args.ifname))) {
+  for (const auto& ip : PodIPs(prev, ContainerInterfaceIndex(prev, args.ifname))) {
     for (const auto& e : eps) {
       if (e.address != ip) continue;
       bool gone = !host.GetLinkByIndex(static_cast<int>(e.ifindex)).ok();
@@ -655,12 +664,12 @@ absl::Status EbpfChainPlugin::Check(const CmdArgs& args) {
   CNINET_RETURN_IF_ERROR(CheckFilters(args, store, host, *rec));
   // prevResult's addresses are the ones registered.
   std::vector<IPAddress> want =
-      PodIPv4(*args.conf.prev_result, ContainerInterfaceIndex(*args.conf.prev_result, args.ifname));
+      PodIPs(*args.conf.prev_result, ContainerInterfaceIndex(*args.conf.prev_result, args.ifname));
   std::vector<IPAddress> have = rec->addresses;
   std::sort(want.begin(), want.end());
   std::sort(have.begin(), have.end());
   if (want != have)
-    return Mismatch(args, "prevResult's IPv4 addresses differ from the registered endpoints");
+    return Mismatch(args, "prevResult's addresses differ from the registered endpoints");
   return CheckMaps(args, cfg, *rec);
 }
 

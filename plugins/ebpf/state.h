@@ -24,7 +24,7 @@ struct AttachmentRecord {
   std::string host_ifname;  // Host side of the pod's veth (from-pod attached here).
   int host_ifindex = 0;
   std::string mac;                        // Pod interface MAC.
-  std::vector<cni::IPAddress> addresses;  // IPv4 endpoints registered.
+  std::vector<cni::IPAddress> addresses;  // Endpoints registered (both families).
   std::vector<uint32_t> service_ids;      // hostPort services programmed.
   std::vector<cni::PortMapping> port_mappings;
 

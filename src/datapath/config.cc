@@ -22,13 +22,20 @@ absl::Status DatapathConfig::Validate() const {
         instance == "..")
       return Invalid("instance", "must be a non-empty name without '/'");
   }
-  if (!cluster_cidr.is_v4() || cluster_cidr.prefix_len() < 1 || cluster_cidr.prefix_len() > 32)
-    return Invalid("cluster_cidr", "must be an IPv4 prefix with length 1..32");
+  bool have_v4 = false, have_v6 = false;
+  for (const cni::IPPrefix& c : ClusterCidrs()) {
+    if (c.prefix_len() < 1 || c.prefix_len() > c.address().bit_length())
+      return Invalid("cluster_cidr",
+                     StrCat(c.ToString(), ": prefix length must be 1..", c.address().bit_length()));
+    bool& have = c.is_v4() ? have_v4 : have_v6;
+    if (have) return Invalid("cluster_cidrs", "at most one prefix per address family");
+    have = true;
+  }
   if (node_addresses.empty() || node_addresses.size() > CN_MAX_NODE_ADDRS)
-    return Invalid("node_addresses", StrCat("need 1..", CN_MAX_NODE_ADDRS, " IPv4 addresses"));
+    return Invalid("node_addresses", StrCat("need 1..", CN_MAX_NODE_ADDRS, " addresses"));
   for (const auto& a : node_addresses) {
-    if (!a.is_v4() || a.IsUnspecified())
-      return Invalid("node_addresses", StrCat(a.ToString(), " is not a usable IPv4 address"));
+    if (a.IsUnspecified())
+      return Invalid("node_addresses", StrCat(a.ToString(), " is not a usable address"));
   }
   if (nat_port_min == 0 || nat_port_min > nat_port_max)
     return Invalid("nat_port_min/max", "need 1 <= min <= max");
@@ -55,6 +62,11 @@ absl::Status DatapathConfig::Validate() const {
       m.policy_rules < 1 || m.policy_counters < 16)
     return Invalid("map_sizes.policy_*", "need >= 1 entry (policy_counters >= 16)");
   return absl::OkStatus();
+}
+
+std::vector<cni::IPPrefix> DatapathConfig::ClusterCidrs() const {
+  if (!cluster_cidrs.empty()) return cluster_cidrs;
+  return {cluster_cidr};
 }
 
 std::string DatapathConfig::PinDir() const { return PinLayout::For(bpffs_root, instance).MapDir(); }

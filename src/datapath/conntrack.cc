@@ -32,7 +32,7 @@ ConntrackEntry Decode(const cn_tuple& k, const cn_ct_entry& e, uint32_t now) {
   c.established = e.flags & CN_CT_F_SEEN_NON_SYN;
   c.policy_ok = e.flags & CN_CT_F_POLICY_OK;
   c.remote = e.flags & CN_CT_F_REMOTE;
-  c.nat_address = FromV4Net(e.nat_addr);
+  c.nat_address = FromAbiAddr(e.nat_addr);
   c.nat_port = be16toh(e.nat_port);
   c.service_id = e.svc_id;
   c.backend_id = e.backend_id;
@@ -49,8 +49,8 @@ ConntrackEntry Decode(const cn_tuple& k, const cn_ct_entry& e, uint32_t now) {
 std::string ConntrackEntry::ToString() const {
   std::string s = StrCat(tuple.ToString(), reply ? " reply" : " forward");
   if (service) {
-    s += reply ? StrCat(" revnat=", nat_address.ToString(), ":", nat_port)
-               : StrCat(" backend=", nat_address.ToString(), ":", nat_port);
+    s += reply ? StrCat(" revnat=", HostPort(nat_address, nat_port))
+               : StrCat(" backend=", HostPort(nat_address, nat_port));
     s += StrCat(" svc=", service_id);
   }
   if (nodeport) s += " nodeport";

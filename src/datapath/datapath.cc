@@ -188,12 +188,17 @@ absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>
 
 cn_config EncodeConfig(const DatapathConfig& c) {
   cn_config out{};
+  out.abi_version = CN_ABI_VERSION;
   for (size_t i = 0; i < c.node_addresses.size() && i < CN_MAX_NODE_ADDRS; ++i)
-    out.node_addrs[i] = *V4Net(c.node_addresses[i]);
-  cni::IPPrefix net = c.cluster_cidr.Masked();
-  out.cluster_net = *V4Net(net.address());
-  uint32_t mask_h = net.prefix_len() == 0 ? 0 : ~uint32_t{0} << (32 - net.prefix_len());
-  out.cluster_mask = htobe32(mask_h);
+    out.node_addrs[i] = ToAbiAddr(c.node_addresses[i]);
+  for (const cni::IPPrefix& cidr : c.ClusterCidrs()) {
+    cni::IPPrefix net = cidr.Masked();
+    int fam = net.is_v4() ? CN_FAM_V4 : CN_FAM_V6;
+    int len = net.prefix_len() + (net.is_v4() ? 96 : 0);
+    out.cluster_prefix_len[fam] = static_cast<uint8_t>(len);
+    out.cluster_net[fam] = ToAbiAddr(net.address());
+    for (int i = 0; i < len; ++i) out.cluster_mask[fam].a8[i / 8] |= uint8_t(0x80 >> (i % 8));
+  }
   out.nat_port_min_h = c.nat_port_min;
   out.nat_port_max_h = c.nat_port_max;
   out.nat_retries = c.nat_retries;
@@ -209,10 +214,16 @@ cn_config EncodeConfig(const DatapathConfig& c) {
 
 void DecodeConfig(const cn_config& in, DatapathConfig* c) {
   c->node_addresses.clear();
-  for (uint32_t a : in.node_addrs)
-    if (a != 0) c->node_addresses.push_back(FromV4Net(a));
-  int len = __builtin_popcount(be32toh(in.cluster_mask));
-  c->cluster_cidr = cni::IPPrefix(FromV4Net(in.cluster_net), len);
+  for (const cn_addr& a : in.node_addrs)
+    if (!IsZero(a)) c->node_addresses.push_back(FromAbiAddr(a));
+  c->cluster_cidrs.clear();
+  for (int fam : {CN_FAM_V4, CN_FAM_V6}) {
+    int len = in.cluster_prefix_len[fam];
+    if (len == 0) continue;
+    cni::IPAddress net = FromAbiAddr(in.cluster_net[fam]);
+    c->cluster_cidrs.push_back(cni::IPPrefix(net, net.is_v4() ? len - 96 : len));
+  }
+  c->cluster_cidr = c->cluster_cidrs.empty() ? cni::IPPrefix() : c->cluster_cidrs.front();
   c->nat_port_min = in.nat_port_min_h;
   c->nat_port_max = in.nat_port_max_h;
   c->nat_retries = in.nat_retries;
@@ -223,6 +234,17 @@ void DecodeConfig(const cn_config& in, DatapathConfig* c) {
   c->timeouts.udp = std::chrono::seconds(in.udp_timeout_s);
   c->timeouts.other = std::chrono::seconds(in.other_timeout_s);
   c->service_mark = in.service_mark;
+}
+
+// Refuses a pinned map set written with another layout version (a fresh config map, all zeroes,
+// passes when `allow_fresh`).
+absl::Status CheckAbiVersion(const cn_config& cfg, const std::string& pin_dir, bool allow_fresh) {
+  if (cfg.abi_version == CN_ABI_VERSION || (allow_fresh && cfg.abi_version == 0))
+    return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      StrCat("maps pinned in ", pin_dir.empty() ? std::string("(unpinned)") : pin_dir,
+             " have map layout version ", cfg.abi_version, ", this datapath uses ", CN_ABI_VERSION,
+             ": remove them (cninet-dp unpin, or tear the instance down) and load again"));
 }
 
 // The name under /run/netns of the calling thread's network namespace ("" when unnamed).
@@ -279,7 +301,10 @@ absl::Status EnsurePinDir(const DatapathConfig& cfg) {
 absl::Status PinnedMapsMismatch(std::string_view what, int e, const std::string& pin_dir) {
   return absl::FailedPreconditionError(
       StrCat("loading ", what, " failed (", strerror(e), "); maps pinned in ", pin_dir,
-             " may have been created with other sizes or types: remove them (cninet-dp unpin) "
+             " may have been created with other sizes or types, or by a version with another map "
+             "layout (ABI version != ",
+             CN_ABI_VERSION,
+             "): remove them (cninet-dp unpin, or tear the instance down) "
              "or use the same configuration"));
 }
 
@@ -373,6 +398,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
   CNINET_RETURN_IF_ERROR(LoadToPod(progs.get(), config, dp->pin_dir_));
   CNINET_ASSIGN_OR_RETURN(dp->maps_, MapsOfObjects(*progs));
   dp->programs_ = std::move(progs);
+  if (auto old = dp->maps_->config.Lookup(0); old.ok())
+    CNINET_RETURN_IF_ERROR(CheckAbiVersion(*old, dp->pin_dir_, /*allow_fresh=*/true));
   cn_config cfg = EncodeConfig(config);
   CNINET_RETURN_IF_ERROR(Annotate(dp->maps_->config.Update(0, cfg), "write config map"));
   CNINET_RETURN_IF_ERROR(dp->InitTables());
@@ -408,6 +435,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string
   CNINET_RETURN_IF_ERROR(s);
   dp->maps_ = std::move(maps);
   CNINET_ASSIGN_OR_RETURN(cn_config cfg, dp->maps_->config.Lookup(0));
+  CNINET_RETURN_IF_ERROR(CheckAbiVersion(cfg, pin_dir, /*allow_fresh=*/false));
   DecodeConfig(cfg, &dp->config_);
   std::filesystem::path p(pin_dir);
   if (!p.has_filename()) p = p.parent_path();  // "DIR/" names DIR

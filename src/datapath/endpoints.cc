@@ -13,7 +13,7 @@ EndpointTable::EndpointTable(std::shared_ptr<DatapathMaps> maps) : maps_(std::mo
 EndpointTable::~EndpointTable() = default;
 
 absl::Status EndpointTable::Upsert(const Endpoint& ep) {
-  CNINET_ASSIGN_OR_RETURN(uint32_t key, V4Net(ep.address));
+  cn_addr key = ToAbiAddr(ep.address);
   cn_endpoint v{};
   v.ifindex = ep.ifindex;
   std::memcpy(v.mac, ep.mac.data(), 6);
@@ -21,15 +21,15 @@ absl::Status EndpointTable::Upsert(const Endpoint& ep) {
 }
 
 absl::Status EndpointTable::Delete(const cni::IPAddress& address) {
-  CNINET_ASSIGN_OR_RETURN(uint32_t key, V4Net(address));
+  cn_addr key = ToAbiAddr(address);
   return maps_->endpoints.Delete(key);
 }
 
 absl::StatusOr<std::vector<Endpoint>> EndpointTable::List() const {
   std::vector<Endpoint> out;
-  CNINET_RETURN_IF_ERROR(maps_->endpoints.ForEach([&](const uint32_t& k, const cn_endpoint& v) {
+  CNINET_RETURN_IF_ERROR(maps_->endpoints.ForEach([&](const cn_addr& k, const cn_endpoint& v) {
     Endpoint ep;
-    ep.address = FromV4Net(k);
+    ep.address = FromAbiAddr(k);
     ep.ifindex = v.ifindex;
     std::memcpy(ep.mac.data(), v.mac, 6);
     out.push_back(ep);

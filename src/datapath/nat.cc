@@ -19,7 +19,7 @@ NatEntry Decode(const cn_tuple& k, const cn_nat_entry& e, uint32_t now) {
   cn_tuple t = k;
   t.pad[0] = 0;
   n.tuple = FromAbi(t);
-  n.to_address = FromV4Net(e.to_addr);
+  n.to_address = FromAbiAddr(e.to_addr);
   n.to_port = be16toh(e.to_port);
   n.closing = e.tcp_closing;
   n.expires_in_s = static_cast<int64_t>(e.expires_s) - static_cast<int64_t>(now);
@@ -51,7 +51,7 @@ cn_tuple Partner(const cn_tuple& k, const cn_nat_entry& e) {
 
 std::string NatEntry::ToString() const {
   return StrCat(egress ? "egress  " : "ingress ", tuple.ToString(),
-                egress ? " => src " : " => dst ", to_address.ToString(), ":", to_port,
+                egress ? " => src " : " => dst ", HostPort(to_address, to_port),
                 closing ? " closing" : "", " expires_in=", expires_in_s, "s age=", age_s, "s");
 }
 

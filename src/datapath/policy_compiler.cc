@@ -101,7 +101,7 @@ std::string RuleFingerprint(const IngressRule& rule) {
 cn_pol_key PolicyEntryKey::ToAbi() const {
   cn_pol_key k{};
   k.prefixlen = prefix_len;
-  k.endpoint = htonl(endpoint);
+  k.endpoint = ToAbiAddr(cni::IPAddress::V4(endpoint));
   k.peer = peer;
   if (prefix_len > CN_POL_PREFIX_ANY_PROTO) {
     k.proto = protocol;
@@ -114,7 +114,7 @@ cn_pol_key PolicyEntryKey::ToAbi() const {
 PolicyEntryKey PolicyEntryKey::FromAbi(const cn_pol_key& k) {
   PolicyEntryKey out;
   out.prefix_len = static_cast<uint8_t>(k.prefixlen);
-  out.endpoint = ntohl(k.endpoint);
+  out.endpoint = FromAbiAddr(k.endpoint).v4_host_order();
   out.peer = k.peer;
   out.protocol = k.proto;
   out.port = ntohs(k.port);

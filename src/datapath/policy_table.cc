@@ -33,10 +33,13 @@ bool SameEndpoint(const cn_pol_endpoint& a, const cn_pol_endpoint& b) {
          a.host_slot == b.host_slot;
 }
 
+// The map key of host-order IPv4 `ip` (IPv4-mapped).
+cn_addr AbiV4(uint32_t ip) { return ToAbiAddr(cni::IPAddress::V4(ip)); }
+
 cn_pol_cidr_key CidrKey(const PolicyPrefix& p) {
   cn_pol_cidr_key k{};
-  k.prefixlen = p.second;
-  k.addr = htonl(p.first);
+  k.prefixlen = p.second + 96u;  // IPv4-mapped
+  k.addr = ToAbiAddr(cni::IPAddress::V4(p.first));
   return k;
 }
 
@@ -63,17 +66,19 @@ struct PolicyTable::Impl {
   absl::StatusOr<MapContent> Read() const {
     MapContent c;
     CNINET_RETURN_IF_ERROR(
-        maps->pol_endpoints.ForEach([&](const uint32_t& k, const cn_pol_endpoint& v) {
-          c.endpoints[ntohl(k)] = v;
+        maps->pol_endpoints.ForEach([&](const cn_addr& k, const cn_pol_endpoint& v) {
+          if (cni::IPAddress a = FromAbiAddr(k); a.is_v4()) c.endpoints[a.v4_host_order()] = v;
           return true;
         }));
-    CNINET_RETURN_IF_ERROR(maps->pol_identities.ForEach([&](const uint32_t& k, const uint32_t& v) {
-      c.identities[ntohl(k)] = v;
+    CNINET_RETURN_IF_ERROR(maps->pol_identities.ForEach([&](const cn_addr& k, const uint32_t& v) {
+      if (cni::IPAddress a = FromAbiAddr(k); a.is_v4()) c.identities[a.v4_host_order()] = v;
       return true;
     }));
     CNINET_RETURN_IF_ERROR(
         maps->pol_prefixes.ForEach([&](const cn_pol_cidr_key& k, const uint32_t& v) {
-          c.cidrs[PolicyPrefix{ntohl(k.addr), static_cast<uint8_t>(k.prefixlen)}] = v;
+          cni::IPAddress a = FromAbiAddr(k.addr);
+          if (a.is_v4() && k.prefixlen >= 96)
+            c.cidrs[PolicyPrefix{a.v4_host_order(), static_cast<uint8_t>(k.prefixlen - 96)}] = v;
           return true;
         }));
     CNINET_RETURN_IF_ERROR(maps->pol_rules.ForEach([&](const cn_pol_key& k, const cn_pol_value& v) {
@@ -129,10 +134,11 @@ struct PolicyTable::Impl {
     std::vector<cn_pol_cidr_key> cidr_put_k;
     std::vector<uint32_t> cidr_put_v;
     std::vector<cn_pol_cidr_key> cidr_del;
-    std::vector<uint32_t> id_put_k, id_put_v, id_del;
-    std::vector<uint32_t> ep_put_k;
+    std::vector<cn_addr> id_put_k, id_del;
+    std::vector<uint32_t> id_put_v;
+    std::vector<cn_addr> ep_put_k;
     std::vector<cn_pol_endpoint> ep_put_v;
-    std::vector<uint32_t> ep_del;
+    std::vector<cn_addr> ep_del;
   };
 
   static void DiffRules(const std::map<PolicyEntryKey, uint32_t>* have,
@@ -206,21 +212,21 @@ struct PolicyTable::Impl {
     for (const auto& [ip, id] : want.identities) {
       auto it = have.identities.find(ip);
       if (it == have.identities.end() || it->second != id) {
-        d.id_put_k.push_back(htonl(ip));
+        d.id_put_k.push_back(AbiV4(ip));
         d.id_put_v.push_back(id);
       }
     }
     for (const auto& [ip, id] : have.identities)
-      if (!want.identities.count(ip)) d.id_del.push_back(htonl(ip));
+      if (!want.identities.count(ip)) d.id_del.push_back(AbiV4(ip));
     for (const auto& [ip, e] : want.endpoints) {
       auto it = have.endpoints.find(ip);
       if (it == have.endpoints.end() || !SameEndpoint(it->second, e)) {
-        d.ep_put_k.push_back(htonl(ip));
+        d.ep_put_k.push_back(AbiV4(ip));
         d.ep_put_v.push_back(e);
       }
     }
     for (const auto& [ip, e] : have.endpoints)
-      if (!want.endpoints.count(ip)) d.ep_del.push_back(htonl(ip));
+      if (!want.endpoints.count(ip)) d.ep_del.push_back(AbiV4(ip));
     r->full_sync = true;
     CNINET_RETURN_IF_ERROR(Write(d, r));
     written = std::move(want);
@@ -242,11 +248,11 @@ struct PolicyTable::Impl {
         cn_pol_endpoint e = w->second.ToAbi();
         auto have = written.endpoints.find(ip);
         if (have == written.endpoints.end() || !SameEndpoint(have->second, e)) {
-          d.ep_put_k.push_back(htonl(ip));
+          d.ep_put_k.push_back(AbiV4(ip));
           d.ep_put_v.push_back(e);
         }
       } else if (written.endpoints.count(ip)) {
-        d.ep_del.push_back(htonl(ip));
+        d.ep_del.push_back(AbiV4(ip));
       }
     }
     for (const PolicyPrefix& p : ch.cidrs) {
@@ -261,10 +267,10 @@ struct PolicyTable::Impl {
     for (uint32_t ip : ch.identities) {
       auto w = want.identities.find(ip);
       if (w != want.identities.end()) {
-        d.id_put_k.push_back(htonl(ip));
+        d.id_put_k.push_back(AbiV4(ip));
         d.id_put_v.push_back(w->second);
       } else if (written.identities.count(ip)) {
-        d.id_del.push_back(htonl(ip));
+        d.id_del.push_back(AbiV4(ip));
       }
     }
     CNINET_RETURN_IF_ERROR(Write(d, r));

@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
+#include "abi_ops.h"
 #include "cninet/base/fd.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
@@ -26,6 +28,21 @@ static bool operator<(const cn_svc_key& a, const cn_svc_key& b) {
 
 namespace cninet::datapath {
 namespace {
+
+// The address family of a service: its backends' (else its addressed frontends'); none for a
+// NodePort-only service without backends.
+std::optional<cni::IPAddress::Family> ServiceFamily(const Service& svc) {
+  if (!svc.backends.empty()) return svc.backends.front().address.family();
+  for (const auto& f : svc.frontends)
+    if (f.kind != FrontendKind::kNodePort) return f.address.family();
+  return std::nullopt;
+}
+
+// True when node address slot `a` is in use and of the service's family (any when none).
+bool NodeAddrServes(const cn_addr& a, std::optional<cni::IPAddress::Family> family) {
+  if (IsZero(a)) return false;
+  return !family || FromAbiAddr(a).family() == *family;
+}
 
 constexpr uint32_t kSlotBits = 12;
 
@@ -49,7 +66,7 @@ absl::Status FillTable(int fd, const std::vector<uint32_t>& ids) {
 
 }  // namespace
 
-std::string Backend::ToString() const { return StrCat(address.ToString(), ":", port); }
+std::string Backend::ToString() const { return HostPort(address, port); }
 
 std::string_view ToString(FrontendKind kind) {
   switch (kind) {
@@ -66,8 +83,7 @@ std::string_view ToString(FrontendKind kind) {
 std::string ToString(const Frontend& f) {
   if (f.kind == FrontendKind::kNodePort)
     return StrCat("nodeport:", f.port, "/", ToString(f.protocol));
-  return StrCat(ToString(f.kind), ":", f.address.ToString(), ":", f.port, "/",
-                ToString(f.protocol));
+  return StrCat(ToString(f.kind), ":", HostPort(f.address, f.port), "/", ToString(f.protocol));
 }
 
 std::string LbDescription(const Service& s) {
@@ -113,10 +129,6 @@ absl::StatusOr<std::unique_ptr<ServiceTable>> ServiceTable::Load(
 
 absl::Status ServiceTable::Reload() {
   state_->services.clear();
-  CNINET_ASSIGN_OR_RETURN(cn_config cfg, maps_->config.Lookup(0));
-  std::set<uint32_t> node_addrs;
-  for (uint32_t a : cfg.node_addrs)
-    if (a) node_addrs.insert(a);
   CNINET_ASSIGN_OR_RETURN(auto frontends, maps_->services.Dump());
   std::sort(frontends.begin(), frontends.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -136,7 +148,7 @@ absl::Status ServiceTable::Reload() {
         continue;
     } else {
       f.kind = (v.flags & CN_SVC_F_EXTERNAL) ? FrontendKind::kExternalIP : FrontendKind::kClusterIP;
-      f.address = FromV4Net(k.addr);
+      f.address = FromAbiAddr(k.addr);
     }
     st.svc.frontends.push_back(f);
   }
@@ -146,7 +158,7 @@ absl::Status ServiceTable::Reload() {
   for (const auto& [id, b] : backends) {
     auto it = state_->services.find(ServiceOfBackend(id));
     if (it == state_->services.end()) continue;  // orphan of an interrupted update; ignored
-    it->second.svc.backends.push_back(Backend{FromV4Net(b.addr), be16toh(b.port)});
+    it->second.svc.backends.push_back(Backend{FromAbiAddr(b.addr), be16toh(b.port)});
     it->second.backend_ids.push_back(id);
   }
   for (auto& [id, st] : state_->services) {
@@ -170,18 +182,21 @@ absl::Status ServiceTable::Validate(const Service& svc) const {
   if (svc.id == 0 || svc.id > kMaxServiceId || svc.id >= lb.max_entries)
     return bad(StrCat("id must be 1..", std::min(kMaxServiceId, lb.max_entries - 1)));
   if (svc.frontends.empty()) return bad("needs at least one frontend");
+  std::optional<cni::IPAddress::Family> family = ServiceFamily(svc);
   for (const auto& f : svc.frontends) {
-    if (f.kind != FrontendKind::kNodePort && !f.address.is_v4())
-      return bad("frontends must be IPv4");
-    if (f.protocol == Protocol::kIcmp ? f.port != 0 : f.port == 0)
+    if (f.kind != FrontendKind::kNodePort && f.address.family() != *family)
+      return bad("frontends and backends must be of one address family");
+    bool icmp = f.protocol == Protocol::kIcmp || f.protocol == Protocol::kIcmpV6;
+    if (icmp ? f.port != 0 : f.port == 0)
       return bad("TCP/UDP frontends need a port, ICMP frontends port 0");
   }
   if (svc.backends.size() > kMaxBackendsPerService)
     return bad(StrCat("at most ", kMaxBackendsPerService, " backends"));
   std::set<std::pair<cni::IPAddress, uint16_t>> seen;
   for (const auto& b : svc.backends) {
-    if (!b.address.is_v4() || b.address.IsUnspecified())
-      return bad("backends must be IPv4 unicast");
+    if (b.address.IsUnspecified()) return bad("backends must be unicast");
+    if (b.address.family() != *family)
+      return bad("frontends and backends must be of one address family");
     if (!seen.insert({b.address, b.port}).second)
       return bad(StrCat("duplicate backend ", b.ToString()));
   }
@@ -244,7 +259,7 @@ absl::Status PlanBackendIds(const Service& svc, const SvcState* old, Plan* p) {
     p->ids[i] = BackendId(svc.id, slot);
     p->new_ids.push_back(p->ids[i]);
     cn_backend b{};
-    b.addr = *V4Net(svc.backends[i].address);
+    b.addr = ToAbiAddr(svc.backends[i].address);
     b.port = htobe16(svc.backends[i].port);
     p->new_backends.push_back(b);
   }
@@ -271,6 +286,7 @@ absl::Status PlanTable(const Service& svc, Plan* p) {
 
 // The frontend keys (a NodePort frontend on every node address) and the keys that went away.
 void PlanFrontends(const Service& svc, const SvcState* old, const cn_config& cfg, Plan* p) {
+  std::optional<cni::IPAddress::Family> family = ServiceFamily(svc);
   p->entry.svc_id = svc.id;
   p->entry.affinity_timeout_s = static_cast<uint32_t>(svc.affinity_timeout.count());
   p->entry.flags = svc.algorithm == LbAlgorithm::kMaglev ? CN_SVC_F_MAGLEV : 0;
@@ -280,13 +296,13 @@ void PlanFrontends(const Service& svc, const SvcState* old, const cn_config& cfg
     k.port = htobe16(f.port);
     k.proto = ToNumber(f.protocol);
     if (f.kind == FrontendKind::kNodePort) {
-      for (uint32_t a : cfg.node_addrs) {
-        if (!a) continue;
+      for (const cn_addr& a : cfg.node_addrs) {
+        if (!NodeAddrServes(a, family)) continue;
         k.addr = a;
         keys.insert(k);
       }
     } else {
-      k.addr = *V4Net(f.address);
+      k.addr = ToAbiAddr(f.address);
       keys.insert(k);
     }
   }
@@ -305,8 +321,8 @@ cn_svc_entry FrontendEntry(const Plan& p, const cn_svc_key& k, const cn_config& 
   for (const auto& f : p.svc->frontends) {
     if (htobe16(f.port) != k.port || ToNumber(f.protocol) != k.proto) continue;
     if (f.kind == FrontendKind::kNodePort) {
-      for (uint32_t a : cfg.node_addrs) nodeport |= (a != 0 && a == k.addr);
-    } else if (*V4Net(f.address) == k.addr) {
+      for (const cn_addr& a : cfg.node_addrs) nodeport |= (!IsZero(a) && a == k.addr);
+    } else if (ToAbiAddr(f.address) == k.addr) {
       external |= f.kind == FrontendKind::kExternalIP;
     }
   }
@@ -398,8 +414,8 @@ absl::Status ServiceTable::Upsert(const Service& svc, const UpsertOptions& optio
   }
   CNINET_RETURN_IF_ERROR(UpsertBatch(one));
   if (options.flush_conntrack_of_removed_backends && !removed.empty()) {
-    std::set<std::pair<uint32_t, uint16_t>> gone;
-    for (const auto& b : removed) gone.insert({*V4Net(b.address), htobe16(b.port)});
+    std::set<std::pair<cn_addr, uint16_t>> gone;
+    for (const auto& b : removed) gone.insert({ToAbiAddr(b.address), htobe16(b.port)});
     std::vector<cn_tuple> del;
     CNINET_RETURN_IF_ERROR(maps_->conntrack.ForEach([&](const cn_tuple& k, const cn_ct_entry& e) {
       if (e.svc_id != svc.id || !(e.flags & CN_CT_F_SERVICE)) return true;

@@ -35,7 +35,7 @@ constexpr char kNetnsNote[] =
 struct Options {
   std::string pin_dir = kDefaultPinDir;
   // load / detach
-  std::string cluster_cidr;
+  std::vector<std::string> cluster_cidrs;
   std::vector<std::string> node_ips, from_pod, uplink;
   bool no_masquerade = false;
   uint32_t ct_size = 0, nat_size = 0;
@@ -54,15 +54,24 @@ struct Options {
 
 // ---- value parsers (also the CLI11 validators, so a bad value is a usage error) ----
 
-// "ADDR:PORT"
-absl::StatusOr<dp::Backend> ParseBackend(std::string_view s) {
+// "ADDR:PORT" with an IPv4 ADDR, "[ADDR]:PORT" with an IPv6 one.
+absl::StatusOr<std::pair<cninet::cni::IPAddress, uint16_t>> ParseHostPort(std::string_view s) {
   auto pos = s.rfind(':');
   uint32_t port = 0;
   if (pos == std::string_view::npos || !absl::SimpleAtoi(ToAbsl(s.substr(pos + 1)), &port) ||
       port > 65535)
-    return absl::InvalidArgumentError(StrCat("backend needs ADDR:PORT: ", s));
-  CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(s.substr(0, pos)));
-  return dp::Backend{addr, static_cast<uint16_t>(port)};
+    return absl::InvalidArgumentError(StrCat("need ADDR:PORT or [IPV6]:PORT: ", s));
+  std::string_view host = s.substr(0, pos);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(host));
+  return std::make_pair(addr, static_cast<uint16_t>(port));
+}
+
+// "ADDR:PORT" or "[IPV6]:PORT"
+absl::StatusOr<dp::Backend> ParseBackend(std::string_view s) {
+  CNINET_ASSIGN_OR_RETURN(auto hp, ParseHostPort(s));
+  return dp::Backend{hp.first, hp.second};
 }
 
 absl::StatusOr<uint16_t> ParsePort(std::string_view s) {
@@ -72,25 +81,31 @@ absl::StatusOr<uint16_t> ParsePort(std::string_view s) {
   return static_cast<uint16_t>(port);
 }
 
-// "clusterip:10.96.0.10:80/tcp", "externalip:1.2.3.4:80/tcp", "nodeport:30080/tcp",
-// "clusterip:10.96.0.10:0/icmp"
+// "clusterip:10.96.0.10:80/tcp", "clusterip:[fd00:96::10]:80/tcp", "externalip:1.2.3.4:80/tcp",
+// "nodeport:30080/tcp", "clusterip:10.96.0.10:0/icmp", "clusterip:[fd00:96::10]:0/icmpv6"
 absl::StatusOr<dp::Frontend> ParseFrontend(std::string_view s) {
   std::vector<std::string> parts = absl::StrSplit(ToAbsl(s), '/');
   if (parts.size() != 2) return absl::InvalidArgumentError(StrCat("frontend needs .../PROTO: ", s));
   dp::Frontend f;
   CNINET_ASSIGN_OR_RETURN(f.protocol, dp::ParseProtocol(parts[1]));
-  std::vector<std::string> hp = absl::StrSplit(parts[0], ':');
-  if (hp.size() == 2 && hp[0] == "nodeport") {
+  std::string_view rest = parts[0];
+  auto colon = rest.find(':');
+  std::string_view kind = rest.substr(0, colon);
+  if (colon == std::string_view::npos)
+    return absl::InvalidArgumentError(StrCat("frontend needs KIND:...: ", s));
+  rest = rest.substr(colon + 1);
+  if (kind == "nodeport") {
     f.kind = dp::FrontendKind::kNodePort;
-    CNINET_ASSIGN_OR_RETURN(f.port, ParsePort(hp[1]));
+    CNINET_ASSIGN_OR_RETURN(f.port, ParsePort(rest));
     return f;
   }
-  if (hp.size() != 3 || (hp[0] != "clusterip" && hp[0] != "externalip"))
+  if (kind != "clusterip" && kind != "externalip")
     return absl::InvalidArgumentError(
         StrCat("frontend must be clusterip:ADDR:PORT/P, externalip:... or nodeport:PORT/P: ", s));
-  f.kind = hp[0] == "clusterip" ? dp::FrontendKind::kClusterIP : dp::FrontendKind::kExternalIP;
-  CNINET_ASSIGN_OR_RETURN(f.address, cninet::cni::IPAddress::Parse(hp[1]));
-  CNINET_ASSIGN_OR_RETURN(f.port, ParsePort(hp[2]));
+  f.kind = kind == "clusterip" ? dp::FrontendKind::kClusterIP : dp::FrontendKind::kExternalIP;
+  CNINET_ASSIGN_OR_RETURN(auto hp, ParseHostPort(rest));
+  f.address = hp.first;
+  f.port = hp.second;
   return f;
 }
 
@@ -123,7 +138,11 @@ absl::StatusOr<dp::DatapathConfig> LoadConfig(const Options& o) {
   c.bpffs_root = p.parent_path().parent_path().string();
   if (p.parent_path().filename() != "cninet")
     return absl::InvalidArgumentError("--pin-dir must look like BPFFS/cninet/INSTANCE");
-  CNINET_ASSIGN_OR_RETURN(c.cluster_cidr, cninet::cni::IPPrefix::Parse(o.cluster_cidr));
+  for (const auto& cidr : o.cluster_cidrs) {
+    CNINET_ASSIGN_OR_RETURN(auto prefix, cninet::cni::IPPrefix::Parse(cidr));
+    c.cluster_cidrs.push_back(prefix.Masked());
+  }
+  if (!c.cluster_cidrs.empty()) c.cluster_cidr = c.cluster_cidrs.front();
   for (const auto& ip : o.node_ips) {
     CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(ip));
     c.node_addresses.push_back(addr);
@@ -294,10 +313,12 @@ CLI::App* Group(CLI::App& app, const std::string& name, const std::string& about
 
 void AddLoadDetach(CLI::App& app, Options& o, Action* action) {
   CLI::App* load = app.add_subcommand("load", "load the datapath, pin its maps, attach programs");
-  load->add_option("--cluster-cidr", o.cluster_cidr, "pods' IPv4 prefix")
+  load->add_option("--cluster-cidr", o.cluster_cidrs,
+                   "pods' prefix; repeat for dual-stack (one IPv4, one IPv6)")
       ->required()
       ->check(Check([](std::string_view v) { return cninet::cni::IPPrefix::Parse(v); }, "CIDR"));
-  load->add_option("--node-ip", o.node_ips, "node IPv4 address (1..4)")
+  load->add_option("--node-ip", o.node_ips,
+                   "node address of either family (1..4; the first of each family SNATs)")
       ->required()
       ->check(Check([](std::string_view v) { return cninet::cni::IPAddress::Parse(v); }, "IP"));
   load->add_flag("--no-masquerade", o.no_masquerade, "do not SNAT pod egress");
@@ -356,14 +377,14 @@ void AddTables(CLI::App& app, Options& o, Action* action) {
       [action, &o] { action->on_maps = [&o](dp::Datapath& d) { return Counters(d, o); }; });
   CLI::App* ep = Group(app, "endpoint", "local pods", {{"list", EndpointList}}, action);
   CLI::App* add = ep->add_subcommand("add", "register a local pod");
-  add->add_option("ADDR", o.address, "pod IPv4 address")
+  add->add_option("ADDR", o.address, "pod address (either family)")
       ->required()
       ->check(Check([](std::string_view v) { return cninet::cni::IPAddress::Parse(v); }, "ADDR"));
   add->add_option("IFINDEX", o.ifindex, "host-side interface index")->required();
   add->callback(
       [action, &o] { action->on_maps = [&o](dp::Datapath& d) { return EndpointAdd(d, o); }; });
   CLI::App* del = ep->add_subcommand("delete", "forget a local pod");
-  del->add_option("ADDR", o.address, "pod IPv4 address")
+  del->add_option("ADDR", o.address, "pod address (either family)")
       ->required()
       ->check(Check([](std::string_view v) { return cninet::cni::IPAddress::Parse(v); }, "ADDR"));
   del->callback(

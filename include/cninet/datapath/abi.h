@@ -41,8 +41,8 @@ typedef uint64_t cn_u64;
 #define CN_MAP_ENDPOINTS "cn_endpoints"  ///< Local pods.
 #define CN_MAP_COUNTERS "cn_counters"    ///< Per-CPU counters.
 #define CN_MAP_POL_EPS "cn_pol_eps"      ///< Ingress policy of each local endpoint.
-#define CN_MAP_POL_IDS "cn_pol_ids"      ///< Pod IPv4 -> security identity.
-#define CN_MAP_POL_CIDRS "cn_pol_cidrs"  ///< IPv4 prefix -> CIDR identity (LPM trie).
+#define CN_MAP_POL_IDS "cn_pol_ids"      ///< Pod address -> security identity.
+#define CN_MAP_POL_CIDRS "cn_pol_cidrs"  ///< Address prefix -> CIDR identity (LPM trie).
 #define CN_MAP_POL_RULES "cn_pol_rules"  ///< Allow entries (LPM trie).
 #define CN_MAP_POL_STATS "cn_pol_stats"  ///< Per-CPU verdict counters per (endpoint, rule) slot.
 
@@ -51,20 +51,39 @@ typedef uint64_t cn_u64;
 /// Upper bound of a load-balancing table (Maglev M or number of backends for random selection).
 #define CN_LB_TABLE_MAX 65521
 
+/// Version of this layout, stored in cn_config.abi_version: a pinned map set of another version
+/// is refused (remove it with `cninet-dp unpin` or a teardown).
+#define CN_ABI_VERSION 2
+
+/// An address of either family, network order: IPv6 as is, IPv4 as IPv4-mapped IPv6
+/// (0:0:0:0:0:ffff:a.b.c.d, the IPv4 address in a32[3]), so one key layout serves both families.
+union cn_addr {
+  cn_u8 a8[16];   ///< Bytes.
+  cn_u16 a16[8];  ///< 16-bit words.
+  cn_u32 a32[4];  ///< 32-bit words; a32[3] is the IPv4 address of a mapped address.
+};
+
+/// Indexes of the per-family arrays of cn_config.
+#define CN_FAM_V4 0  ///< IPv4 slot.
+#define CN_FAM_V6 1  ///< IPv6 slot.
+
 /// Datapath configuration, element 0 of the cn_config array.
 struct cn_config {
-  cn_u32 node_addrs[CN_MAX_NODE_ADDRS];  ///< Node IPv4 addresses (network order); 0 = unused.
-  cn_u32 cluster_net;                    ///< Cluster CIDR network (network order).
-  cn_u32 cluster_mask;                   ///< Cluster CIDR mask (network order).
-  cn_u16 nat_port_min_h;                 ///< First SNAT port (host order).
-  cn_u16 nat_port_max_h;                 ///< Last SNAT port (host order, inclusive).
-  cn_u16 nat_retries;                    ///< Linear-probing budget after the random start.
-  cn_u16 flags;                          ///< CN_CFG_F_* bits.
-  cn_u32 tcp_syn_timeout_s;              ///< TCP lifetime until a non-SYN packet is seen (s).
-  cn_u32 tcp_established_timeout_s;      ///< Established TCP lifetime (s).
-  cn_u32 tcp_closing_timeout_s;          ///< TCP lifetime after FIN/RST (s).
-  cn_u32 udp_timeout_s;                  ///< UDP lifetime (s).
-  cn_u32 other_timeout_s;                ///< ICMP and other protocols lifetime (s).
+  cn_u32 abi_version;           ///< CN_ABI_VERSION of the writer.
+  cn_u8 cluster_prefix_len[2];  ///< Cluster CIDR per family, 128-bit terms; 0 = none.
+  cn_u8 pad[2];                 ///< Zero.
+  union cn_addr node_addrs[CN_MAX_NODE_ADDRS];  ///< Node addresses (either family); 0 = unused.
+  union cn_addr cluster_net[2];                 ///< Cluster CIDR network per family (CN_FAM_*).
+  union cn_addr cluster_mask[2];                ///< Cluster CIDR mask per family (128-bit).
+  cn_u16 nat_port_min_h;                        ///< First SNAT port (host order).
+  cn_u16 nat_port_max_h;                        ///< Last SNAT port (host order, inclusive).
+  cn_u16 nat_retries;                           ///< Linear-probing budget after the random start.
+  cn_u16 flags;                                 ///< CN_CFG_F_* bits.
+  cn_u32 tcp_syn_timeout_s;          ///< TCP lifetime until a non-SYN packet is seen (s).
+  cn_u32 tcp_established_timeout_s;  ///< Established TCP lifetime (s).
+  cn_u32 tcp_closing_timeout_s;      ///< TCP lifetime after FIN/RST (s).
+  cn_u32 udp_timeout_s;              ///< UDP lifetime (s).
+  cn_u32 other_timeout_s;            ///< ICMP and other protocols lifetime (s).
   /// skb->mark bits that cn_from_pod/cn_from_world set on service flows DNATed to a backend on
   /// another node, and that cn_to_pod reads as "came through a Service" (0 = off).
   cn_u32 service_mark;
@@ -87,28 +106,28 @@ struct cn_config {
 /// 5-tuple key of conntrack and NAT entries. For ICMP echo: request sport=id dport=0,
 /// reply sport=0 dport=id.
 struct cn_tuple {
-  cn_u32 saddr;  ///< Source address.
-  cn_u32 daddr;  ///< Destination address.
-  cn_u16 sport;  ///< Source port (ICMP echo request: id).
-  cn_u16 dport;  ///< Destination port (ICMP echo reply: id).
-  cn_u8 proto;   ///< IP protocol.
-  cn_u8 pad[3];  ///< Zero; NAT keys keep their direction in pad[0].
+  union cn_addr saddr;  ///< Source address.
+  union cn_addr daddr;  ///< Destination address.
+  cn_u16 sport;         ///< Source port (ICMP echo request: id).
+  cn_u16 dport;         ///< Destination port (ICMP echo reply: id).
+  cn_u8 proto;          ///< IP protocol (ICMPv6: 58).
+  cn_u8 pad[3];         ///< Zero; NAT keys keep their direction in pad[0].
 };
 
 /// Conntrack entry. For a service flow the forward entry (client -> VIP) carries the backend in
 /// nat_addr/nat_port; the reply entry (backend -> client) carries the VIP to restore.
 struct cn_ct_entry {
-  cn_u64 packets;     ///< Packets seen in this direction.
-  cn_u64 bytes;       ///< Bytes seen in this direction.
-  cn_u32 expires_s;   ///< CLOCK_MONOTONIC second after which the entry is stale.
-  cn_u32 created_s;   ///< CLOCK_MONOTONIC second of creation.
-  cn_u32 nat_addr;    ///< Forward: backend address; reply: address restored as source.
-  cn_u16 nat_port;    ///< Forward: backend port; reply: port restored as source.
-  cn_u16 flags;       ///< CN_CT_F_* bits.
-  cn_u32 svc_id;      ///< Service id, 0 when none.
-  cn_u32 backend_id;  ///< Backend id, 0 when none.
-  cn_u8 tcp_flags;    ///< OR of the TCP flags seen in this direction.
-  cn_u8 pad[7];       ///< Zero.
+  cn_u64 packets;          ///< Packets seen in this direction.
+  cn_u64 bytes;            ///< Bytes seen in this direction.
+  cn_u32 expires_s;        ///< CLOCK_MONOTONIC second after which the entry is stale.
+  cn_u32 created_s;        ///< CLOCK_MONOTONIC second of creation.
+  union cn_addr nat_addr;  ///< Forward: backend address; reply: address restored as source.
+  cn_u16 nat_port;         ///< Forward: backend port; reply: port restored as source.
+  cn_u16 flags;            ///< CN_CT_F_* bits.
+  cn_u32 svc_id;           ///< Service id, 0 when none.
+  cn_u32 backend_id;       ///< Backend id, 0 when none.
+  cn_u8 tcp_flags;         ///< OR of the TCP flags seen in this direction.
+  cn_u8 pad[3];            ///< Zero.
 };
 
 /// Direction of a NAT mapping key.
@@ -117,21 +136,21 @@ struct cn_ct_entry {
 
 /// NAT key: a tuple whose pad[0] holds the direction.
 struct cn_nat_entry {
-  cn_u32 to_addr;     ///< Address to write (egress: node address; ingress: original source).
-  cn_u16 to_port;     ///< Port or ICMP id to write.
-  cn_u8 tcp_closing;  ///< 1 once FIN/RST was seen.
-  cn_u8 pad;          ///< Zero.
-  cn_u32 expires_s;   ///< CLOCK_MONOTONIC second after which the mapping is stale.
-  cn_u32 created_s;   ///< CLOCK_MONOTONIC second of creation.
+  union cn_addr to_addr;  ///< Address to write (egress: node address; ingress: original source).
+  cn_u16 to_port;         ///< Port or ICMP id to write.
+  cn_u8 tcp_closing;      ///< 1 once FIN/RST was seen.
+  cn_u8 pad;              ///< Zero.
+  cn_u32 expires_s;       ///< CLOCK_MONOTONIC second after which the mapping is stale.
+  cn_u32 created_s;       ///< CLOCK_MONOTONIC second of creation.
 };
 
 /// Service frontend key: VIP (ClusterIP, ExternalIP or node address for NodePort), port, protocol.
 ///
 struct cn_svc_key {
-  cn_u32 addr;  ///< ClusterIP, ExternalIP or node address.
-  cn_u16 port;  ///< Frontend port (0 for ICMP).
-  cn_u8 proto;  ///< IP protocol.
-  cn_u8 pad;    ///< Zero.
+  union cn_addr addr;  ///< ClusterIP, ExternalIP or node address.
+  cn_u16 port;         ///< Frontend port (0 for ICMP).
+  cn_u8 proto;         ///< IP protocol.
+  cn_u8 pad;           ///< Zero.
 };
 
 /// cn_svc_entry.flags
@@ -154,16 +173,16 @@ struct cn_svc_entry {
 
 /// Backend (key: u32 backend id, never 0).
 struct cn_backend {
-  cn_u32 addr;  ///< Backend address.
-  cn_u16 port;  ///< Backend port; 0 keeps the frontend port.
-  cn_u8 flags;  ///< Reserved (0).
-  cn_u8 pad;    ///< Zero.
+  union cn_addr addr;  ///< Backend address.
+  cn_u16 port;         ///< Backend port; 0 keeps the frontend port.
+  cn_u8 flags;         ///< Reserved (0).
+  cn_u8 pad;           ///< Zero.
 };
 
 /// sessionAffinity ClientIP: (client, service) -> backend.
 struct cn_affinity_key {
-  cn_u32 client_addr;  ///< Client address.
-  cn_u32 svc_id;       ///< Service id.
+  union cn_addr client_addr;  ///< Client address.
+  cn_u32 svc_id;              ///< Service id.
 };
 
 /// Value of cn_affinity.
@@ -172,7 +191,7 @@ struct cn_affinity_entry {
   cn_u32 last_used_s;  ///< CLOCK_MONOTONIC second of the last new flow.
 };
 
-/// Local endpoint (key: pod IPv4 address, network order).
+/// Local endpoint (key: pod address, union cn_addr).
 struct cn_endpoint {
   cn_u32 ifindex;  ///< Host-side veth ifindex.
   cn_u8 mac[6];    ///< Pod MAC.
@@ -187,7 +206,7 @@ struct cn_endpoint {
 #define CN_POL_F_ALLOW_SERVICE 0x4  ///< Flows DNATed by a service enter (isolation rule e).
 #define CN_POL_F_NETPOL 0x8         ///< At least one ingress NetworkPolicy selects the pod.
 
-/// Ingress policy of a local endpoint (key: pod IPv4, network order); endpoints without an
+/// Ingress policy of a local endpoint (key: pod address, union cn_addr); endpoints without an
 /// entry accept everything. The slots index cn_pol_stats.
 struct cn_pol_endpoint {
   cn_u32 flags;         ///< CN_POL_F_* bits.
@@ -203,26 +222,27 @@ struct cn_pol_endpoint {
 /// Bit set in every CIDR identity (identities of ipBlock prefixes).
 #define CN_POL_ID_CIDR_BIT 0x80000000u
 
-/// Key of cn_pol_cidrs (LPM trie): an IPv4 prefix whose value is its CIDR identity.
+/// Key of cn_pol_cidrs (LPM trie): a prefix whose value is its CIDR identity. IPv4 prefixes are
+/// IPv4-mapped: prefixlen = 96 + the IPv4 length.
 struct cn_pol_cidr_key {
-  cn_u32 prefixlen;  ///< 0..32.
-  cn_u32 addr;       ///< Network order.
+  cn_u32 prefixlen;    ///< 0..128.
+  union cn_addr addr;  ///< Network order.
 };
 
-/// Key of cn_pol_rules (LPM trie). The prefix covers endpoint (32 bits), peer (32), proto (8),
-/// pad (8, always 0) and the destination port's top bits (0..16): prefixlen 64 = any protocol,
-/// 80 = any port of `proto`, 80 + n = ports sharing the top n bits with `port`.
+/// Key of cn_pol_rules (LPM trie). The prefix covers endpoint (128 bits), peer (32), proto (8),
+/// pad (8, always 0) and the destination port's top bits (0..16): prefixlen 160 = any protocol,
+/// 176 = any port of `proto`, 176 + n = ports sharing the top n bits with `port`.
 struct cn_pol_key {
-  cn_u32 prefixlen;  ///< CN_POL_PREFIX_ANY_PROTO .. CN_POL_PREFIX_FULL.
-  cn_u32 endpoint;   ///< Local pod IPv4 (network order).
-  cn_u32 peer;       ///< Source identity (pod or CIDR identity) or CN_POL_ID_ANY (host order).
-  cn_u8 proto;       ///< IP protocol.
-  cn_u8 pad;         ///< Zero.
-  cn_u16 port;       ///< Destination port (network order).
+  cn_u32 prefixlen;        ///< CN_POL_PREFIX_ANY_PROTO .. CN_POL_PREFIX_FULL.
+  union cn_addr endpoint;  ///< Local pod address.
+  cn_u32 peer;  ///< Source identity (pod or CIDR identity) or CN_POL_ID_ANY (host order).
+  cn_u8 proto;  ///< IP protocol.
+  cn_u8 pad;    ///< Zero.
+  cn_u16 port;  ///< Destination port (network order).
 };
-#define CN_POL_PREFIX_ANY_PROTO 64  ///< Prefix length of an any-protocol entry.
-#define CN_POL_PREFIX_PROTO 80      ///< Prefix length of an any-port entry of one protocol.
-#define CN_POL_PREFIX_FULL 96       ///< Prefix length of a single-port entry (and of lookups).
+#define CN_POL_PREFIX_ANY_PROTO 160  ///< Prefix length of an any-protocol entry.
+#define CN_POL_PREFIX_PROTO 176      ///< Prefix length of an any-port entry of one protocol.
+#define CN_POL_PREFIX_FULL 192       ///< Prefix length of a single-port entry (and of lookups).
 
 /// Value of cn_pol_rules: the counter slot of the (endpoint, rule) that allows.
 struct cn_pol_value {
@@ -239,20 +259,20 @@ struct cn_counter {
 /// Counter indexes. Every packet is counted under exactly one verdict reason (< CN_R_EVENTS);
 /// events at or above CN_R_EVENTS are counted in addition.
 enum cn_reason {
-  CN_R_PASS = 0,              ///< Passed untouched.
-  CN_R_PASS_NON_IP,           ///< Neither IPv4 nor IPv6.
-  CN_R_PASS_IPV6,             ///< IPv6, parsed and passed untouched.
-  CN_R_PASS_FRAGMENT,         ///< IPv4 fragment, passed untranslated.
-  CN_R_DNAT,                  ///< Translated to a service backend.
-  CN_R_REV_DNAT,              ///< Reply translated back to the service address.
-  CN_R_SNAT,                  ///< Source-NATed (masquerade or remote NodePort).
-  CN_R_REV_SNAT,              ///< Reply translated back to the original source.
-  CN_R_REJECT,                ///< Service without backends: ICMP unreachable sent back.
-  CN_R_DROP_MALFORMED,        ///< Truncated or invalid headers.
-  CN_R_DROP_NO_BACKEND,       ///< No backend and no reject possible.
-  CN_R_DROP_CT_FULL,          ///< Conntrack entry could not be created.
-  CN_R_DROP_NAT_NO_PORT,      ///< No free SNAT port within the retry budget.
-  CN_R_DROP_NAT_FULL,         ///< NAT map full.
+  CN_R_PASS = 0,          ///< Passed untouched.
+  CN_R_PASS_NON_IP,       ///< Neither IPv4 nor IPv6.
+  CN_R_PASS_IPV6,         ///< IPv6 the datapath does not translate (unknown/too many ext. headers).
+  CN_R_PASS_FRAGMENT,     ///< IPv4 fragment or IPv6 fragment header, passed untranslated.
+  CN_R_DNAT,              ///< Translated to a service backend.
+  CN_R_REV_DNAT,          ///< Reply translated back to the service address.
+  CN_R_SNAT,              ///< Source-NATed (masquerade or remote NodePort).
+  CN_R_REV_SNAT,          ///< Reply translated back to the original source.
+  CN_R_REJECT,            ///< Service without backends: ICMP unreachable sent back.
+  CN_R_DROP_MALFORMED,    ///< Truncated or invalid headers.
+  CN_R_DROP_NO_BACKEND,   ///< No backend and no reject possible.
+  CN_R_DROP_CT_FULL,      ///< Conntrack entry could not be created.
+  CN_R_DROP_NAT_NO_PORT,  ///< No free SNAT port within the retry budget.
+  CN_R_DROP_NAT_FULL,     ///< NAT map full.
   CN_R_DROP_BACKEND_GONE,     ///< Selected backend id not in the backends map.
   CN_R_DROP_CSUM,             ///< Checksum/packet rewrite helper failed.
   CN_R_DROP_NO_CONFIG,        ///< Config map empty.
@@ -268,28 +288,30 @@ enum cn_reason {
   CN_R_POLICY_ALLOW,          ///< New flow to a policy-managed pod admitted by an allow entry.
   CN_R_POLICY_SERVICE,        ///< New flow admitted because a service DNATed it (isolation).
   CN_R_POLICY_HOST,           ///< Host-originated packet to a policy-managed pod (never filtered).
+  CN_R_ICMP6_CONTROL,         ///< NDP or other ICMPv6 control message passed untouched.
   CN_R_MAX = 48               ///< Size of the counters map.
 };
 
 // Layout checks: the BPF programs and the C++ library must agree byte for byte.
 /// @cond CN_LAYOUT_CHECKS
-CN_STATIC_ASSERT(sizeof(struct cn_config) == 56, "cn_config layout");
-CN_STATIC_ASSERT(sizeof(struct cn_tuple) == 16, "cn_tuple layout");
-CN_STATIC_ASSERT(sizeof(struct cn_ct_entry) == 48, "cn_ct_entry layout");
-CN_STATIC_ASSERT(sizeof(struct cn_nat_entry) == 16, "cn_nat_entry layout");
-CN_STATIC_ASSERT(sizeof(struct cn_svc_key) == 8, "cn_svc_key layout");
+CN_STATIC_ASSERT(sizeof(union cn_addr) == 16, "cn_addr layout");
+CN_STATIC_ASSERT(sizeof(struct cn_config) == 168, "cn_config layout");
+CN_STATIC_ASSERT(sizeof(struct cn_tuple) == 40, "cn_tuple layout");
+CN_STATIC_ASSERT(sizeof(struct cn_ct_entry) == 56, "cn_ct_entry layout");
+CN_STATIC_ASSERT(sizeof(struct cn_nat_entry) == 28, "cn_nat_entry layout");
+CN_STATIC_ASSERT(sizeof(struct cn_svc_key) == 20, "cn_svc_key layout");
 CN_STATIC_ASSERT(sizeof(struct cn_svc_entry) == 16, "cn_svc_entry layout");
-CN_STATIC_ASSERT(sizeof(struct cn_backend) == 8, "cn_backend layout");
-CN_STATIC_ASSERT(sizeof(struct cn_affinity_key) == 8, "cn_affinity_key layout");
+CN_STATIC_ASSERT(sizeof(struct cn_backend) == 20, "cn_backend layout");
+CN_STATIC_ASSERT(sizeof(struct cn_affinity_key) == 20, "cn_affinity_key layout");
 CN_STATIC_ASSERT(sizeof(struct cn_affinity_entry) == 8, "cn_affinity_entry layout");
 CN_STATIC_ASSERT(sizeof(struct cn_endpoint) == 12, "cn_endpoint layout");
 CN_STATIC_ASSERT(sizeof(struct cn_counter) == 16, "cn_counter layout");
 CN_STATIC_ASSERT(sizeof(struct cn_pol_endpoint) == 16, "cn_pol_endpoint layout");
-CN_STATIC_ASSERT(sizeof(struct cn_pol_cidr_key) == 8, "cn_pol_cidr_key layout");
-CN_STATIC_ASSERT(sizeof(struct cn_pol_key) == 16, "cn_pol_key layout");
+CN_STATIC_ASSERT(sizeof(struct cn_pol_cidr_key) == 20, "cn_pol_cidr_key layout");
+CN_STATIC_ASSERT(sizeof(struct cn_pol_key) == 28, "cn_pol_key layout");
 CN_STATIC_ASSERT(sizeof(struct cn_pol_value) == 8, "cn_pol_value layout");
 CN_STATIC_ASSERT(CN_R_DROP_ISOLATED < CN_R_EVENTS, "verdict reasons fit below the events");
-CN_STATIC_ASSERT(CN_R_POLICY_HOST < CN_R_MAX, "events fit in the counters map");
+CN_STATIC_ASSERT(CN_R_ICMP6_CONTROL < CN_R_MAX, "events fit in the counters map");
 /// @endcond
 
 #if defined(__BPF__)
@@ -307,11 +329,16 @@ CN_INLINE cn_u32 cn_mix32(cn_u32 h) {
   h ^= h >> 16;
   return h;
 }
+/// Folds a 16-byte address to 32 bits for cn_flow_hash() (IPv4-mapped: mixes the prefix words).
+CN_INLINE cn_u32 cn_addr_fold(union cn_addr a) {
+  return cn_mix32(a.a32[0] ^ cn_mix32(a.a32[1] ^ cn_mix32(a.a32[2] ^ 0x9e3779b9U))) ^ a.a32[3];
+}
 /// Flow hash used for Maglev selection; the C++ side uses the same function so tests can predict
 /// the backend of a flow. Fields are taken exactly as stored in cn_tuple (network order).
-CN_INLINE cn_u32 cn_flow_hash(cn_u32 saddr, cn_u32 daddr, cn_u16 sport, cn_u16 dport, cn_u8 proto) {
-  cn_u32 h = cn_mix32(saddr ^ 0x9e3779b9U);
-  h = cn_mix32(h ^ daddr);
+CN_INLINE cn_u32 cn_flow_hash(union cn_addr saddr, union cn_addr daddr, cn_u16 sport, cn_u16 dport,
+                              cn_u8 proto) {
+  cn_u32 h = cn_mix32(cn_addr_fold(saddr) ^ 0x9e3779b9U);
+  h = cn_mix32(h ^ cn_addr_fold(daddr));
   h = cn_mix32(h ^ (((cn_u32)sport << 16) | (cn_u32)dport));
   return cn_mix32(h ^ (cn_u32)proto);
 }

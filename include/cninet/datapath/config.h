@@ -55,9 +55,14 @@ struct DatapathConfig {
   std::string instance = "default";  ///< Instance name (pin directory).
   /// false: private maps that vanish with the process (tests, benchmarks); no bpffs needed.
   bool pin_maps = true;
-  /// Pods' addresses; traffic from it leaving it is masqueraded when `masquerade`.
+  /// Pods' addresses of a single-stack cluster (used when `cluster_cidrs` is empty); traffic from
+  /// it leaving it is masqueraded when `masquerade`.
   cni::IPPrefix cluster_cidr;
-  /// Node IPv4 addresses (1..4): NodePort frontends; the first is the SNAT address.
+  /// Pods' addresses per family (at most one IPv4 and one IPv6 prefix; dual-stack). Empty: the
+  /// single `cluster_cidr`.
+  std::vector<cni::IPPrefix> cluster_cidrs;
+  /// Node addresses of either family (1..4): NodePort frontends; the first of each family is
+  /// that family's SNAT address.
   std::vector<cni::IPAddress> node_addresses;
   bool masquerade = true;  ///< SNAT pod egress leaving the cluster CIDR.
   /// SNAT port range (inclusive) and the linear-probing budget after a random start.
@@ -73,6 +78,8 @@ struct DatapathConfig {
   /// (VXLAN with GBP). 0 = off; at most 0xffff (what GBP carries). See kDefaultServiceMark.
   uint32_t service_mark = 0;
 
+  /// The cluster CIDRs in effect: `cluster_cidrs`, or `cluster_cidr` alone when that is empty.
+  std::vector<cni::IPPrefix> ClusterCidrs() const;
   /// InvalidArgument (with the offending field) when something is out of range.
   absl::Status Validate() const;
   /// `<bpffs_root>/cninet/<instance>`.

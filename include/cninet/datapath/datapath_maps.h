@@ -20,11 +20,11 @@ class DatapathMaps {
   Map<uint32_t, cn_backend> backends;      ///< Backends.
   RawMap lb_tables;                        ///< array of maps: service id -> inner array (see abi.h)
   Map<cn_affinity_key, cn_affinity_entry> affinity;  ///< sessionAffinity.
-  Map<uint32_t, cn_endpoint> endpoints;              ///< Local pods.
+  Map<cn_addr, cn_endpoint> endpoints;               ///< Local pods.
   Map<uint32_t, PerCpu<cn_counter>> counters;        ///< Per-CPU counters.
   // Ingress policy (bpf/lib/policy.h); invalid when OpenPinned() finds no pinned policy maps.
-  Map<uint32_t, cn_pol_endpoint> pol_endpoints;    ///< Local pod IPv4 -> endpoint policy.
-  Map<uint32_t, uint32_t> pol_identities;          ///< Pod IPv4 -> identity.
+  Map<cn_addr, cn_pol_endpoint> pol_endpoints;     ///< Local pod address -> endpoint policy.
+  Map<cn_addr, uint32_t> pol_identities;           ///< Pod address -> identity.
   Map<cn_pol_cidr_key, uint32_t> pol_prefixes;     ///< ipBlock prefix -> CIDR identity.
   Map<cn_pol_key, cn_pol_value> pol_rules;         ///< Allow entries.
   Map<uint32_t, PerCpu<cn_counter>> pol_counters;  ///< Per-(endpoint, rule) counters.

@@ -19,7 +19,7 @@ class DatapathMaps;
 
 /// A pod on this node.
 struct Endpoint {
-  cni::IPAddress address;        ///< pod IPv4
+  cni::IPAddress address;        ///< pod address (either family)
   uint32_t ifindex = 0;          ///< host-side veth
   std::array<uint8_t, 6> mac{};  ///< pod MAC
 };
@@ -30,7 +30,7 @@ class EndpointTable {
   /// Used by Datapath; shares its maps.
   explicit EndpointTable(std::shared_ptr<DatapathMaps> maps);
   ~EndpointTable();
-  /// Adds or replaces the endpoint of `ep.address` (IPv4).
+  /// Adds or replaces the endpoint of `ep.address` (either family).
   absl::Status Upsert(const Endpoint& ep);
   /// NotFound when absent.
   absl::Status Delete(const cni::IPAddress& address);

@@ -216,7 +216,9 @@ class Map {
   static std::string StrCatSizes(const std::string& name, uint32_t ks, uint32_t vs, size_t wk,
                                  size_t wv) {
     return "map " + name + " has key/value size " + std::to_string(ks) + "/" + std::to_string(vs) +
-           ", expected " + std::to_string(wk) + "/" + std::to_string(wv);
+           ", expected " + std::to_string(wk) + "/" + std::to_string(wv) +
+           " (pinned by a version with another map layout? remove the pinned maps: "
+           "cninet-dp unpin, or tear the instance down)";
   }
   RawMap raw_;
   MapInfo info_;

@@ -33,15 +33,15 @@
 
 namespace cninet::datapath {
 
-/// An allow entry of cn_pol_rules in host terms. prefix_len is the LPM prefix: 64 = any
-/// protocol (protocol and port 0), 80 = any port of `protocol`, 80 + n = the ports whose top n
+/// An allow entry of cn_pol_rules in host terms. prefix_len is the LPM prefix: 160 = any
+/// protocol (protocol and port 0), 176 = any port of `protocol`, 176 + n = the ports whose top n
 /// bits equal those of `port` (a block of 2^(16-n) ports starting at `port`).
 struct PolicyEntryKey {
-  uint32_t endpoint = 0;    ///< Local pod IPv4 (host order).
-  uint32_t peer = 0;        ///< Pod identity, CIDR identity or CN_POL_ID_ANY.
-  uint8_t protocol = 0;     ///< IP protocol (0 with prefix_len 64).
-  uint8_t prefix_len = 64;  ///< CN_POL_PREFIX_ANY_PROTO .. CN_POL_PREFIX_FULL.
-  uint16_t port = 0;        ///< First port of the block (host order).
+  uint32_t endpoint = 0;     ///< Local pod IPv4 (host order).
+  uint32_t peer = 0;         ///< Pod identity, CIDR identity or CN_POL_ID_ANY.
+  uint8_t protocol = 0;      ///< IP protocol (0 with prefix_len 160).
+  uint8_t prefix_len = 160;  ///< CN_POL_PREFIX_ANY_PROTO .. CN_POL_PREFIX_FULL.
+  uint16_t port = 0;         ///< First port of the block (host order).
 
   /// The map key (network order, bits beyond the prefix zero).
   cn_pol_key ToAbi() const;

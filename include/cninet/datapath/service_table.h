@@ -39,9 +39,9 @@ enum class FrontendKind : uint8_t {
 /// One address:port/protocol a service answers on. ICMP frontends use port 0 (echo through the
 /// service).
 struct Frontend {
-  cni::IPAddress address;                        ///< IPv4 address.
+  cni::IPAddress address;                        ///< Address of either family.
   uint16_t port = 0;                             ///< Port (host order).
-  Protocol protocol = Protocol::kTcp;            ///< TCP, UDP or ICMP.
+  Protocol protocol = Protocol::kTcp;            ///< TCP, UDP, ICMP or ICMPv6.
   FrontendKind kind = FrontendKind::kClusterIP;  ///< How the frontend is reached.
   /// Field-wise equality.
   friend bool operator==(const Frontend&, const Frontend&) = default;
@@ -49,7 +49,7 @@ struct Frontend {
 
 /// A backend endpoint; port 0 keeps the frontend's port.
 struct Backend {
-  cni::IPAddress address;  ///< IPv4 address.
+  cni::IPAddress address;  ///< Address of either family (one family per service).
   uint16_t port = 0;       ///< Port (host order).
   /// Field-wise equality.
   friend bool operator==(const Backend&, const Backend&) = default;

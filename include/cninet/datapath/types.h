@@ -12,11 +12,12 @@
 #include "cninet/cni/ip.h"
 
 struct cn_tuple;
+union cn_addr;
 
 namespace cninet::datapath {
 
 /// IP protocols the datapath translates. Other protocol numbers convert to unnamed values.
-enum class Protocol : uint8_t { kIcmp = 1, kTcp = 6, kUdp = 17, kSctp = 132 };
+enum class Protocol : uint8_t { kIcmp = 1, kTcp = 6, kUdp = 17, kIcmpV6 = 58, kSctp = 132 };
 
 /// The IP protocol number of `p` (what the ABI structs of abi.h carry).
 constexpr uint8_t ToNumber(Protocol p) { return static_cast<uint8_t>(p); }
@@ -46,15 +47,28 @@ struct FlowTuple {
   friend bool operator==(const FlowTuple&, const FlowTuple&) = default;
 };
 
-/// Conversions between FlowTuple and the ABI key (IPv4 only; others are InvalidArgument).
+/// Conversions between FlowTuple and the ABI key (either family; IPv4 as IPv4-mapped IPv6).
+/// InvalidArgument when the two addresses are of different families.
 absl::StatusOr<cn_tuple> ToAbi(const FlowTuple& t);
 /// ABI key -> FlowTuple.
 FlowTuple FromAbi(const cn_tuple& t);
+
+/// The ABI form of `addr`: IPv6 as is, IPv4 as IPv4-mapped IPv6 (0:0:0:0:0:ffff:a.b.c.d). The one
+/// place addresses enter the maps.
+cn_addr ToAbiAddr(const cni::IPAddress& addr);
+/// The address an ABI address holds (IPv4 for an IPv4-mapped address). The one place addresses
+/// leave the maps.
+cni::IPAddress FromAbiAddr(const cn_addr& addr);
+/// True when `addr` is all zeroes (an unused slot).
+bool IsZero(const cn_addr& addr);
 
 /// Network-order IPv4 value of `addr` (InvalidArgument for IPv6).
 absl::StatusOr<uint32_t> V4Net(const cni::IPAddress& addr);
 /// IPAddress from a network-order IPv4 value.
 cni::IPAddress FromV4Net(uint32_t net);
+
+/// `10.0.0.1:80` or `[fd00::1]:80`.
+std::string HostPort(const cni::IPAddress& addr, uint16_t port);
 
 /// Seconds of CLOCK_MONOTONIC, the clock the datapath stamps entries with.
 uint32_t MonotonicSeconds();

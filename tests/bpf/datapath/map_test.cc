@@ -2,6 +2,8 @@
 // counters reset) on the real maps of a loaded datapath.
 #include "cninet/datapath/map.h"
 
+#include <set>
+
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/datapath_maps.h"
@@ -24,33 +26,33 @@ class MapTest : public ::testing::Test {
 };
 
 TEST_F(MapTest, TypedOperations) {
-  Map<uint32_t, cn_endpoint>& m = dp_->maps()->endpoints;
-  EXPECT_EQ(m.info().max_entries, StandardConfig().map_sizes.endpoints);
+  Map<uint32_t, cn_backend>& m = dp_->maps()->backends;
+  EXPECT_EQ(m.info().max_entries, StandardConfig().map_sizes.backends);
   EXPECT_EQ(m.Lookup(7).status().code(), absl::StatusCode::kNotFound);
-  cn_endpoint v{};
-  v.ifindex = 42;
+  cn_backend v{};
+  v.port = 42;
   ASSERT_TRUE(m.Update(7, v).ok());
   EXPECT_EQ(m.Update(7, v, UpdateMode::kNoExist).code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(m.Update(8, v, UpdateMode::kExist).code(), absl::StatusCode::kNotFound);
   auto got = m.Lookup(7);
   ASSERT_TRUE(got.ok());
-  EXPECT_EQ(got->ifindex, 42u);
+  EXPECT_EQ(got->port, 42u);
 
   std::vector<uint32_t> keys;
-  std::vector<cn_endpoint> vals;
+  std::vector<cn_backend> vals;
   for (uint32_t k = 100; k < 200; ++k) {
     keys.push_back(k);
-    cn_endpoint e{};
-    e.ifindex = k * 2;
+    cn_backend e{};
+    e.port = static_cast<uint16_t>(k * 2);
     vals.push_back(e);
   }
   ASSERT_TRUE(m.UpdateBatch(keys, vals).ok());
   EXPECT_EQ(*m.Size(), 101u);
   auto dump = m.Dump();
   ASSERT_TRUE(dump.ok());
-  for (const auto& [k, e] : *dump) EXPECT_EQ(e.ifindex, k == 7 ? 42u : k * 2);
+  for (const auto& [k, e] : *dump) EXPECT_EQ(e.port, k == 7 ? 42u : k * 2);
   size_t visited = 0;
-  ASSERT_TRUE(m.ForEach([&](const uint32_t&, const cn_endpoint&) { return ++visited < 10; }).ok());
+  ASSERT_TRUE(m.ForEach([&](const uint32_t&, const cn_backend&) { return ++visited < 10; }).ok());
   EXPECT_EQ(visited, 10u) << "ForEach stops when the callback returns false";
   std::vector<uint32_t> del = {100, 101, 102, 9999};
   auto n = m.DeleteBatch(del);
@@ -59,13 +61,13 @@ TEST_F(MapTest, TypedOperations) {
   EXPECT_EQ(m.Delete(100).code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(*m.Size(), 98u);
   std::vector<uint32_t> short_keys = {1, 2};
-  std::vector<cn_endpoint> one_val(1);
+  std::vector<cn_backend> one_val(1);
   EXPECT_EQ(m.UpdateBatch(short_keys, one_val).code(), absl::StatusCode::kInvalidArgument);
 
   // A wrongly typed view is refused.
   auto dup = m.raw().Dup();
   ASSERT_TRUE(dup.ok());
-  EXPECT_EQ((Map<uint64_t, cn_endpoint>::Wrap(std::move(*dup)).status().code()),
+  EXPECT_EQ((Map<uint64_t, cn_backend>::Wrap(std::move(*dup)).status().code()),
             absl::StatusCode::kFailedPrecondition);
 }
 
@@ -128,8 +130,17 @@ TEST_F(MapTest, EndpointTable) {
   EXPECT_EQ(list->front().mac, ep.mac);
   ASSERT_TRUE(dp_->endpoints().Delete(ep.address).ok());
   EXPECT_EQ(dp_->endpoints().Delete(ep.address).code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(dp_->endpoints().Upsert(Endpoint{*cni::IPAddress::Parse("fd00::1"), 1, {}}).code(),
-            absl::StatusCode::kInvalidArgument);
+  // IPv6 endpoints share the map (keys are 16-byte addresses, IPv4 mapped).
+  Endpoint v6{*cni::IPAddress::Parse("fd00::1"), 3, {2, 0, 0, 0, 9, 10}};
+  ASSERT_TRUE(dp_->endpoints().Upsert(v6).ok());
+  ASSERT_TRUE(dp_->endpoints().Upsert(ep).ok());
+  list = dp_->endpoints().List();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  std::set<cni::IPAddress> seen;
+  for (const auto& e : *list) seen.insert(e.address);
+  EXPECT_EQ(seen, (std::set<cni::IPAddress>{ep.address, v6.address}));
+  ASSERT_TRUE(dp_->endpoints().Delete(v6.address).ok());
 }
 
 }  // namespace

@@ -270,8 +270,8 @@ std::vector<PolicyFixture> StandardPolicyFixtures() {
   }
 
   // --- Pass-through and malformed.
-  pass("ipv6_passed", "IPv6 is not filtered (IPv4 datapath)",
-       PacketBuilder().Ipv6("fd00::1", "fd00::2").Udp(1, 2).Build(), CN_R_PASS_IPV6);
+  pass("ipv6_unmanaged_passed", "IPv6 to an address without an endpoint policy passes",
+       PacketBuilder().Ipv6("fd00::1", "fd00::2").Udp(1, 2).Build(), CN_R_PASS);
   pass("arp_passed", "non-IP frames pass",
        PacketBuilder().EtherType(0x0806).Payload(std::string(28, '\x01')).Build(),
        CN_R_PASS_NON_IP);

@@ -537,11 +537,11 @@ TEST_F(ChainPluginTest, BadInputIsRejectedWithTheRightCodeAndChangesNothing) {
       {"no prevResult", [](nlohmann::json& c) { c.erase("prevResult"); }, 7},
       {"no clusterCIDR", [](nlohmann::json& c) { c.erase("clusterCIDR"); }, 7},
       {"clusterCIDR not a prefix", [](nlohmann::json& c) { c["clusterCIDR"] = "banana"; }, 7},
-      {"IPv6 clusterCIDR", [](nlohmann::json& c) { c["clusterCIDR"] = "fd00::/64"; }, 7},
+      {"two IPv4 clusterCIDRs", [](nlohmann::json& c) { c["clusterCIDRs"] = {"10.99.0.0/16"}; }, 7},
       {"masquerade not a bool", [](nlohmann::json& c) { c["masquerade"] = "yes"; }, 7},
       {"relative stateDir", [](nlohmann::json& c) { c["stateDir"] = "state"; }, 7},
       {"instance with a dot", [](nlohmann::json& c) { c["instance"] = "a.b"; }, 7},
-      {"nodeAddresses not IPv4", [](nlohmann::json& c) { c["nodeAddresses"] = {"fd00::1"}; }, 7},
+      {"nodeAddresses unspecified", [](nlohmann::json& c) { c["nodeAddresses"] = {"::"}; }, 7},
       {"mapSizes too small", [](nlohmann::json& c) { c["mapSizes"]["conntrack"] = 2; }, 7},
       {"uplink missing", [](nlohmann::json& c) { c["uplink"] = "nosuchdev0"; }, 7},
       {"sctp hostPort",
@@ -550,11 +550,8 @@ TEST_F(ChainPluginTest, BadInputIsRejectedWithTheRightCodeAndChangesNothing) {
              {"portMappings", {{{"hostPort", 1}, {"containerPort", 1}, {"protocol", "sctp"}}}}};
        },
        2},
-      {"IPv6-only pod",
-       [](nlohmann::json& c) {
-         c["prevResult"]["ips"] = {{{"address", "fd00::5/64"}, {"interface", 0}}};
-       },
-       7},
+      {"pod without addresses",
+       [](nlohmann::json& c) { c["prevResult"]["ips"] = nlohmann::json::array(); }, 7},
       {"no host side", [](nlohmann::json& c) { c["prevResult"]["interfaces"][0]["name"] = "eth9"; },
        static_cast<int>(cni::ErrorCode::kNoHostInterface)},
   };

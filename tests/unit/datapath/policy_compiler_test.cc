@@ -241,10 +241,10 @@ TEST(PortRangeBlocks, CoverExactlyTheRange) {
 }
 
 TEST(PolicyEntryKey, AbiRoundTripAndCoverage) {
-  PolicyEntryKey k{H("10.0.1.1"), 300, 6, 94, 8000};  // 8000-8003
+  PolicyEntryKey k{H("10.0.1.1"), 300, 6, CN_POL_PREFIX_PROTO + 14, 8000};  // 8000-8003
   cn_pol_key a = k.ToAbi();
-  EXPECT_EQ(a.prefixlen, 94u);
-  EXPECT_EQ(a.endpoint, htonl(H("10.0.1.1")));
+  EXPECT_EQ(a.prefixlen, CN_POL_PREFIX_PROTO + 14u);
+  EXPECT_EQ(cninet::datapath::FromAbiAddr(a.endpoint), cninet::cni::IPAddress::V4(H("10.0.1.1")));
   EXPECT_EQ(a.port, htons(8000));
   EXPECT_EQ(PolicyEntryKey::FromAbi(a), k);
   EXPECT_TRUE(k.Covers(6, 8003));
@@ -255,7 +255,7 @@ TEST(PolicyEntryKey, AbiRoundTripAndCoverage) {
   EXPECT_TRUE(any.Covers(1, 0));
   EXPECT_EQ(any.ToString(), "10.0.1.1 <- any any protocol");
   // Bits beyond the prefix are zero in the map key.
-  PolicyEntryKey sloppy{H("10.0.1.1"), 5, 6, 94, 8002};
+  PolicyEntryKey sloppy{H("10.0.1.1"), 5, 6, CN_POL_PREFIX_PROTO + 14, 8002};
   EXPECT_EQ(sloppy.ToAbi().port, htons(8000));
 }
 
