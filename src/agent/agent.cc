@@ -102,11 +102,10 @@ std::string AgentOptions::Instance() const {
 
 // ---------------------------------------------------------------------------------------------
 
-// TODO(dual-stack datapath): the one adapter to the datapath's dual-stack merge. Set to true
-// once ServiceTable programs IPv6 frontends and backends (and pass DatapathConfig's per-family
-// node addresses and cluster CIDRs in LoadDatapath); until then IPv6 services are planned but not
-// programmed, and IPv6 pod traffic passes the datapath untouched.
-constexpr bool kDatapathServesIPv6 = false;
+// The datapath serves both families: LoadDatapath passes the node's IPv4 and IPv6 addresses and
+// both cluster CIDRs, endpoints of both families are registered, and IPv6 services are planned
+// and programmed (NodePorts on the node's IPv6 addresses).
+constexpr bool kDatapathServesIPv6 = true;
 
 // The running agent: node setup's results, the reconcilers and their passes, the store cache
 // fed by the watch, the scheduler, and the loop running passes over snapshots.
@@ -205,9 +204,12 @@ void Agent::Impl::CreatePasses() {
   dp::Datapath& d = *node.datapath;
   NodeNamespace& ns = *node.node;
   auto link_index = [&ns](std::string_view ifname) { return ns.LinkIndex(ifname); };
-  endpoints = std::make_unique<EndpointReconciler>(
-      &d.endpoints(), node.pod_cidr,
-      [&ns](int ifindex) { return ns.handle().GetLinkByIndex(ifindex).ok(); });
+  // The node's podCIDR per family: endpoints of both families (dual-stack).
+  std::vector<IPPrefix> pod_cidrs = {node.pod_cidr};
+  if (node.pod_cidr_v6) pod_cidrs.push_back(*node.pod_cidr_v6);
+  endpoints = std::make_unique<EndpointReconciler>(&d.endpoints(), pod_cidrs, [&ns](int ifindex) {
+    return ns.handle().GetLinkByIndex(ifindex).ok();
+  });
   // Ingress policy: the maps through PolicyTable, and the to-pod program on each local pod's
   // host-side veth (cninet-ebpf attaches from-pod at ADD; the agent adds the policy hook).
   auto attach_to_pod = [&d, &ns](std::string_view ifname) {
@@ -232,8 +234,7 @@ void Agent::Impl::CreatePasses() {
   po.node_port_min = node.cluster.node_port_range().min();
   po.node_port_max = node.cluster.node_port_range().max();
   auto overlay = std::make_unique<OverlayPass>(node.overlay.get(), self);
-  auto eps =
-      std::make_unique<EndpointsPass>(endpoints.get(), opt.node_name, node.pod_cidr, link_index);
+  auto eps = std::make_unique<EndpointsPass>(endpoints.get(), opt.node_name, pod_cidrs, link_index);
   overlay_pass = overlay.get();
   endpoints_pass = eps.get();
   passes.push_back(std::move(overlay));

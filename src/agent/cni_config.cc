@@ -53,6 +53,12 @@ std::string BuildConflist(const ConflistParams& p) {
       {"capabilities", {{"portMappings", true}}},
   };
   if (p.service_mark != 0) ebpf["serviceMark"] = p.service_mark;
+  if (p.cluster_cidr_v6) {
+    // Dual-stack: one prefix per family; the plugin registers both pod addresses.
+    ebpf.erase("clusterCIDR");
+    ebpf["clusterCIDRs"] =
+        json::array({p.cluster_cidr.Masked().ToString(), p.cluster_cidr_v6->Masked().ToString()});
+  }
   json plugins = json::array({bridge, ebpf});
   if (!p.agent_socket.empty()) {
     plugins.push_back({{"type", cni::kAgentCniPlugin}, {"socket", p.agent_socket}});

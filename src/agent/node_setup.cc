@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <utility>
 
@@ -294,13 +295,33 @@ absl::Status PrepareNode(const AgentOptions& opt, NodeSetup* setup) {
   return RegisterNode(opt, *setup);
 }
 
+// The datapath's node addresses (at most 4): the uplink's IPv4 ones first (the first is the IPv4
+// SNAT address), then its IPv6 ones; with IPv6 addresses at least the first IPv6 one is kept.
+namespace {
+std::vector<cni::IPAddress> NodeAddressesOf(const Uplink& up) {
+  constexpr size_t kMax = 4;
+  size_t v4 = std::min(up.addresses.size(), up.addresses_v6.empty() ? kMax : kMax - 1);
+  std::vector<cni::IPAddress> out;
+  for (size_t i = 0; i < v4; ++i) out.push_back(up.addresses[i].address());
+  for (const IPPrefix& a : up.addresses_v6) {
+    if (out.size() == kMax) break;
+    out.push_back(a.address());
+  }
+  return out;
+}
+}  // namespace
+
 absl::Status LoadDatapath(const AgentOptions& opt, NodeSetup* setup) {
   dp::DatapathConfig c;
   c.bpffs_root = opt.bpffs_root;
   c.instance = opt.Instance();
   c.pin_maps = true;
   c.cluster_cidr = setup->cluster_cidr;
-  for (const IPPrefix& a : setup->uplink.addresses) c.node_addresses.push_back(a.address());
+  // Dual-stack clusters: one prefix per family, and the node's addresses of both families
+  // (IPv6 NodePorts are served on the node's IPv6 addresses).
+  c.cluster_cidrs.push_back(setup->cluster_cidr);
+  if (setup->cluster_cidr_v6) c.cluster_cidrs.push_back(*setup->cluster_cidr_v6);
+  c.node_addresses = NodeAddressesOf(setup->uplink);
   c.masquerade = opt.masquerade;
   c.map_sizes = opt.map_sizes;
   // Service flows DNATed here to a backend on another node carry this mark over the VXLAN
@@ -334,11 +355,12 @@ ConflistParams ConflistFor(const AgentOptions& opt, const NodeSetup& setup) {
   p.pod_cidr = setup.pod_cidr;
   p.pod_cidr_v6 = setup.pod_cidr_v6;
   p.cluster_cidr = setup.cluster_cidr;
+  p.cluster_cidr_v6 = setup.cluster_cidr_v6;
   p.bridge = opt.bridge;
   p.mtu = setup.cluster.mtu() != 0 ? setup.cluster.mtu() : OverlayMtu(setup.uplink);
   p.ipam_data_dir = StrCat(opt.state_dir, "/ipam");
   p.uplink = setup.uplink.name;
-  for (const IPPrefix& a : setup.uplink.addresses) p.node_addresses.push_back(a.address());
+  p.node_addresses = NodeAddressesOf(setup.uplink);
   p.bpffs_root = opt.bpffs_root;
   p.instance = opt.Instance();
   p.ebpf_state_dir = StrCat(opt.state_dir, "/ebpf");

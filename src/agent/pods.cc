@@ -26,6 +26,15 @@ std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod* const> pods,
                                            std::string_view node, const cni::IPPrefix& pod_cidr,
                                            const LinkIndexFn& link_index,
                                            std::vector<PlanWarning>* warnings) {
+  return PlanEndpoints(pods, node, std::span<const cni::IPPrefix>(&pod_cidr, 1), link_index,
+                       warnings);
+}
+
+std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod* const> pods,
+                                           std::string_view node,
+                                           std::span<const cni::IPPrefix> pod_cidrs,
+                                           const LinkIndexFn& link_index,
+                                           std::vector<PlanWarning>* warnings) {
   std::vector<const v1::Pod*> sorted;
   for (const v1::Pod* p : pods) {
     if (p->node() == node) sorted.push_back(p);
@@ -60,9 +69,13 @@ std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod* const> pods,
     }
     for (const std::string& text : p->ips()) {
       auto ip = IPAddress::Parse(text);
-      if (!ip.ok() || !ip->is_v4()) continue;  // The datapath's endpoints are IPv4.
-      if (!pod_cidr.Contains(*ip)) {
-        warn(name, StrCat(text, " is outside this node's podCIDR ", pod_cidr.ToString()));
+      if (!ip.ok()) continue;
+      // The podCIDR of the address's family; none: the node does not serve that family.
+      auto cidr = std::find_if(pod_cidrs.begin(), pod_cidrs.end(),
+                               [&](const cni::IPPrefix& c) { return c.is_v4() == ip->is_v4(); });
+      if (cidr == pod_cidrs.end()) continue;
+      if (!cidr->Contains(*ip)) {
+        warn(name, StrCat(text, " is outside this node's podCIDR ", cidr->ToString()));
         continue;
       }
       auto [it, inserted] = owners.insert({*ip, name});
@@ -83,7 +96,12 @@ std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod* const> pods,
 
 EndpointReconciler::EndpointReconciler(datapath::EndpointTable* table, cni::IPPrefix pod_cidr,
                                        std::function<bool(int)> link_exists)
-    : table_(table), pod_cidr_(pod_cidr), link_exists_(std::move(link_exists)) {}
+    : EndpointReconciler(table, std::vector<cni::IPPrefix>{pod_cidr}, std::move(link_exists)) {}
+
+EndpointReconciler::EndpointReconciler(datapath::EndpointTable* table,
+                                       std::vector<cni::IPPrefix> pod_cidrs,
+                                       std::function<bool(int)> link_exists)
+    : table_(table), pod_cidrs_(std::move(pod_cidrs)), link_exists_(std::move(link_exists)) {}
 
 absl::StatusOr<EndpointChanges> EndpointReconciler::Apply(std::span<const PlannedEndpoint> desired,
                                                           const std::set<IPAddress>& forgotten) {
@@ -116,7 +134,9 @@ absl::StatusOr<EndpointChanges> EndpointReconciler::Apply(std::span<const Planne
                ")");
   }
   for (const auto& [addr, e] : current) {
-    if (wanted.count(addr) || !pod_cidr_.Contains(addr)) continue;
+    bool ours = std::any_of(pod_cidrs_.begin(), pod_cidrs_.end(),
+                            [&](const cni::IPPrefix& c) { return c.Contains(addr); });
+    if (wanted.count(addr) || !ours) continue;
     if (!forgotten.count(addr) && link_exists_(static_cast<int>(e.ifindex))) continue;
     absl::Status st = table_->Delete(addr);
     if (!st.ok() && !absl::IsNotFound(st)) {

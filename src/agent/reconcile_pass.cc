@@ -49,8 +49,8 @@ absl::Status ServicesPass::Run(const PassInput& in, std::vector<PlanWarning>* wa
 
 absl::Status EndpointsPass::Run(const PassInput& in, std::vector<PlanWarning>* warnings) {
   std::vector<const v1::Pod*> pods = in.snapshot.Pointers<v1::Pod>();
-  planned_ =
-      PlanEndpoints(std::span<const v1::Pod* const>(pods), node_, pod_cidr_, link_index_, warnings);
+  planned_ = PlanEndpoints(std::span<const v1::Pod* const>(pods), node_,
+                           std::span<const cni::IPPrefix>(pod_cidrs_), link_index_, warnings);
   return reconciler_->Apply(planned_, in.snapshot.forgotten).status();
 }
 

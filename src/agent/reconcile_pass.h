@@ -72,11 +72,12 @@ class ServicesPass : public ReconcilePass {
 // Endpoints: local pods -> endpoint table (PlanEndpoints / EndpointReconciler).
 class EndpointsPass : public ReconcilePass {
  public:
-  EndpointsPass(EndpointReconciler* reconciler, std::string node, cni::IPPrefix pod_cidr,
-                LinkIndexFn link_index)
+  // `pod_cidrs`: the node's podCIDR of each family it serves.
+  EndpointsPass(EndpointReconciler* reconciler, std::string node,
+                std::vector<cni::IPPrefix> pod_cidrs, LinkIndexFn link_index)
       : reconciler_(reconciler),
         node_(std::move(node)),
-        pod_cidr_(pod_cidr),
+        pod_cidrs_(std::move(pod_cidrs)),
         link_index_(std::move(link_index)) {}
   std::string_view name() const override { return "endpoints"; }
   Topics topics() const override { return kTopicPods; }
@@ -87,7 +88,7 @@ class EndpointsPass : public ReconcilePass {
  private:
   EndpointReconciler* reconciler_;
   std::string node_;
-  cni::IPPrefix pod_cidr_;
+  std::vector<cni::IPPrefix> pod_cidrs_;
   LinkIndexFn link_index_;
   std::vector<PlannedEndpoint> planned_;
 };

@@ -27,7 +27,9 @@ struct ConflistParams {
   cni::IPPrefix pod_cidr;               ///< The node's podCIDR (host-local's subnet).
   /// The node's IPv6 podCIDR: host-local's second range, so pods get both families.
   std::optional<cni::IPPrefix> pod_cidr_v6;
-  cni::IPPrefix cluster_cidr;      ///< The cluster CIDR (cninet-ebpf's clusterCIDR).
+  cni::IPPrefix cluster_cidr;  ///< The cluster CIDR (cninet-ebpf's clusterCIDR).
+  /// The IPv6 cluster CIDR of a dual-stack cluster (then cninet-ebpf gets clusterCIDRs, both).
+  std::optional<cni::IPPrefix> cluster_cidr_v6;
   std::string bridge = "cninet0";  ///< Bridge of the node's pods (gateway .1 of the podCIDR).
   uint32_t mtu = 0;                ///< Pod MTU (0: the plugins' default).
   std::string ipam_data_dir;       ///< cninet-host-local's dataDir.

@@ -33,9 +33,9 @@ struct PlannedEndpoint {
 /// Resolves a host-side interface name to its index in the node's namespace (0 when absent).
 using LinkIndexFn = std::function<int(std::string_view ifname)>;
 
-/// Endpoints for the pods of `pods` running on `node`: each IPv4 address inside `pod_cidr`, with
-/// the index of the pod's host-side interface. Pods whose interface does not exist (yet, or any
-/// more) or whose MAC does not parse are skipped with a warning; so are addresses outside
+/// Endpoints for the pods of `pods` running on `node`: each address of `pod_cidr`'s family inside
+/// it, with the index of the pod's host-side interface. Pods whose interface does not exist (yet,
+/// or any more) or whose MAC does not parse are skipped with a warning; so are addresses outside
 /// `pod_cidr` and addresses claimed by two pods (the first in namespace/name order keeps it).
 std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod> pods, std::string_view node,
                                            const cni::IPPrefix& pod_cidr,
@@ -44,6 +44,14 @@ std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod> pods, std::s
 /// PlanEndpoints over pointers (no copies of the pods).
 std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod* const> pods,
                                            std::string_view node, const cni::IPPrefix& pod_cidr,
+                                           const LinkIndexFn& link_index,
+                                           std::vector<PlanWarning>* warnings);
+/// Dual-stack PlanEndpoints: `pod_cidrs` holds the node's podCIDR of each family it serves (at
+/// most one per family). Each address of a family with a podCIDR becomes an endpoint when it
+/// lies inside it (else a warning); addresses of the other family are skipped silently.
+std::vector<PlannedEndpoint> PlanEndpoints(std::span<const v1::Pod* const> pods,
+                                           std::string_view node,
+                                           std::span<const cni::IPPrefix> pod_cidrs,
                                            const LinkIndexFn& link_index,
                                            std::vector<PlanWarning>* warnings);
 
@@ -61,6 +69,9 @@ class EndpointReconciler {
   /// `link_exists` tells whether an ifindex still exists in the node's namespace.
   EndpointReconciler(datapath::EndpointTable* table, cni::IPPrefix pod_cidr,
                      std::function<bool(int ifindex)> link_exists);
+  /// Dual-stack: works on addresses inside any of `pod_cidrs` (the node's podCIDR per family).
+  EndpointReconciler(datapath::EndpointTable* table, std::vector<cni::IPPrefix> pod_cidrs,
+                     std::function<bool(int ifindex)> link_exists);
 
   /// Upserts missing or different entries; deletes entries of `pod_cidr` that are not desired
   /// when their interface is gone or their address is in `forgotten` (pods deleted from the
@@ -70,7 +81,7 @@ class EndpointReconciler {
 
  private:
   datapath::EndpointTable* table_;
-  cni::IPPrefix pod_cidr_;
+  std::vector<cni::IPPrefix> pod_cidrs_;
   std::function<bool(int)> link_exists_;
 };
 

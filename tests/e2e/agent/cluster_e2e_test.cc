@@ -13,8 +13,7 @@
 //   - dual-stack (issue 14): the 3-node cluster is dual-stack, every pod gets an IPv4 and an IPv6
 //     address, IPv6 pod-to-pod TCP crosses nodes over the VXLAN device (IPv6 inner, IPv4
 //     underlay) or over direct IPv6 routes; a dual-stack Service's IPv4 ClusterIP works as
-//     before, and (CMake option CNINET_AGENT_IPV6_SERVICE_E2E, on once the dual-stack datapath is
-//     merged) its IPv6 ClusterIP and NodePort are balanced over the IPv6 backends.
+//     before, and its IPv6 ClusterIP and NodePort are balanced over the IPv6 backends.
 // Every namespace, process, mount and pin is removed by the Cluster's destructor.
 #include <filesystem>
 #include <map>
@@ -83,12 +82,14 @@ class ClusterTest : public ::testing::Test {
     }
     ASSERT_OK(cluster_->ServeEverywhere(kPodPort));
     std::string mode = Options().direct_routing ? "direct" : "vxlan";
+    // Each pod's address of each family is an endpoint.
+    int want = Options().dual_stack ? 4 : 2;
     for (int n = 0; n < nodes; ++n) {
       // Routes to every peer, and both local pods in the datapath's endpoint table.
       ASSERT_OK(cluster_->WaitStatus(n, [&](const api::AgentStatus& s) {
         int programmed = 0;
         for (const auto& e : s.endpoints()) programmed += e.programmed();
-        return RoutesToAll(s, nodes, mode) && programmed == 2;
+        return RoutesToAll(s, nodes, mode) && programmed == want;
       }));
     }
   }
@@ -197,9 +198,8 @@ TEST_F(ClusterTest, ADualStackServiceKeepsItsIPv4ClusterIp) {
   EXPECT_EQ(seen, (std::set<std::string>{"pod-2a", "pod-3a"}));
 }
 
-#if CNINET_AGENT_IPV6_SERVICE_E2E
-// Needs the dual-stack datapath (its ServiceTable programming IPv6 frontends and backends and
-// the agent's kDatapathServesIPv6): on with -DCNINET_AGENT_IPV6_SERVICE_E2E=ON.
+// The dual-stack datapath programs the IPv6 frontends and backends (NodePort on the nodes' IPv6
+// addresses).
 TEST_F(ClusterTest, IPv6ClusterIpAndNodePortAreBalancedOverTheIPv6Backends) {
   int client = PodIndex("pod-1a");
   int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
@@ -227,7 +227,6 @@ TEST_F(ClusterTest, IPv6ClusterIpAndNodePortAreBalancedOverTheIPv6Backends) {
     EXPECT_TRUE(*who == "pod-2a" || *who == "pod-3a") << *who;
   }
 }
-#endif  // CNINET_AGENT_IPV6_SERVICE_E2E
 
 TEST_F(ClusterTest, ClusterIpIsBalancedAcrossBackendsOnTwoOtherNodes) {
   int client = PodIndex("pod-1a");

@@ -83,7 +83,44 @@ TEST(PlanEndpointsTest, LocalPodsWithExistingInterfacesBecomeEndpoints) {
   EXPECT_THAT(all, ::testing::Not(HasSubstr("remote")));
 }
 
+TEST(PlanEndpointsTest, DualStackNodesPlanBothAddressesEachInsideItsFamilysPodCIDR) {
+  std::vector<v1::Pod> pods = {MakePod("a", "n1", "10.244.0.5", "vetha"),
+                               MakePod("b", "n1", "10.244.0.6", "vethb")};
+  pods[0].add_ips("fd00:10:244::5");
+  pods[1].add_ips("fd00:99::6");  // outside the IPv6 podCIDR
+  std::vector<const v1::Pod*> ptrs = {&pods[0], &pods[1]};
+  std::vector<cni::IPPrefix> cidrs = {Net("10.244.0.0/24"), Net("fd00:10:244::/64")};
+  std::vector<PlanWarning> w;
+  auto eps = PlanEndpoints(
+      std::span<const v1::Pod* const>(ptrs), "n1", std::span<const cni::IPPrefix>(cidrs),
+      [](std::string_view ifname) { return ifname == "vetha" ? 11 : 12; }, &w);
+  ASSERT_THAT(eps, SizeIs(3));
+  EXPECT_EQ(eps[0].endpoint.address, Ip("10.244.0.5"));
+  EXPECT_EQ(eps[1].endpoint.address, Ip("fd00:10:244::5"));
+  EXPECT_EQ(eps[1].endpoint.ifindex, 11u);
+  EXPECT_EQ(eps[2].endpoint.address, Ip("10.244.0.6"));
+  ASSERT_THAT(w, SizeIs(1));
+  EXPECT_THAT(w[0].message, HasSubstr("fd00:99::6 is outside this node's podCIDR"));
+}
+
 // ---- Conflist ----
+
+TEST(ConflistTest, DualStackGivesTheEbpfPluginBothClusterCIDRs) {
+  ConflistParams p;
+  p.pod_cidr = Net("10.244.3.0/24");
+  p.pod_cidr_v6 = Net("fd00:10:244:3::/64");
+  p.cluster_cidr = Net("10.244.0.0/16");
+  p.cluster_cidr_v6 = Net("fd00:10:244::/56");
+  p.node_addresses = {Ip("192.168.1.11"), Ip("fd00:50::11")};
+  absl::StatusOr<cni::NetConfList> list = cni::NetConfList::Parse(BuildConflist(p));
+  ASSERT_TRUE(list.ok()) << list.status();
+  const auto& ebpf = list->plugins[1];
+  EXPECT_FALSE(ebpf.contains("clusterCIDR"));
+  ASSERT_EQ(ebpf["clusterCIDRs"].size(), 2u);
+  EXPECT_EQ(ebpf["clusterCIDRs"][0], "10.244.0.0/16");
+  EXPECT_EQ(ebpf["clusterCIDRs"][1], "fd00:10:244::/56");
+  EXPECT_EQ(ebpf["nodeAddresses"][1], "fd00:50::11");
+}
 
 TEST(ConflistTest, ChainsBridgeEbpfAndTheAgentReporterWithTheAgentsSettings) {
   ConflistParams p;
