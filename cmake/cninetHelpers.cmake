@@ -146,6 +146,16 @@ function(cninet_add_subdirectories dir)
   endforeach()
 endfunction()
 
+# In a CMakeLists.txt of plugins/ or tools/: skips the rest of the directory unless the node agent
+# (cninet::agent with its node parts, CNINET_AGENT_NODE) is part of the build. A macro, so its
+# return() leaves the calling directory.
+macro(cninet_require_agent_node)
+  get_property(_cninet_agent_node GLOBAL PROPERTY CNINET_AGENT_NODE)
+  if(NOT TARGET cninet::agent OR NOT _cninet_agent_node)
+    return()
+  endif()
+endmacro()
+
 # cninet_add_plugin(NAME cninet-x SOURCES ... LIBS ...): a CNI plugin people deploy (plugins/),
 # built into ${CNINET_PLUGIN_DIR} so one CNI_PATH entry finds every plugin of the build, and
 # installed into ${CNINET_INSTALL_PLUGINDIR}.
