@@ -389,6 +389,7 @@ api::AgentStatus Agent::Impl::Status(const api::StatusRequest& request) {
   s.set_store_revision(snapshot->revision);
   s.set_uplink(node.uplink.name);
   for (const IPPrefix& a : node.uplink.addresses) s.add_node_addresses(a.ToString());
+  for (const IPPrefix& a : node.uplink.addresses_v6) s.add_node_addresses(a.ToString());
   s.set_vxlan_device(opt.vxlan_device);
   s.set_pin_dir(d.pin_dir());
   AddNodes(*snapshot, overlay_pass->plan(), opt.node_name, &s);

@@ -173,9 +173,11 @@ TEST_F(ClusterTest, DualStackPodsReachEveryOtherPodOverIPv6ThroughVxlan) {
   EXPECT_THAT(routes.out, HasSubstr("dev cninet-vxlan"));
   CommandResult routes4 = cluster_->InNode(0, "ip -4 route show proto 73");
   EXPECT_THAT(routes4.out, HasSubstr("10.244.1.0/24 via 10.244.1.0 dev cninet-vxlan onlink"));
-  // The status shows both families of every peer's route.
+  // The status shows both families of every peer's route, and the node's addresses of both.
   absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(0);
   ASSERT_OK(s);
+  EXPECT_THAT(s->node_addresses(), ::testing::Contains(HasSubstr("fd00:50::11/")));
+  EXPECT_THAT(s->node_addresses(), ::testing::Contains(HasSubstr("192.168.50.")));
   for (const auto& n : s->nodes()) {
     if (n.node().name() == "node-1") continue;
     EXPECT_THAT(n.route(), HasSubstr("; IPv6 vxlan via 192.168.50.")) << n.route();
