@@ -112,11 +112,13 @@ class VethPlugin : public cni::Plugin {
         continue;
       }
       auto link = pod.GetLink(args.ifname);
-      if (!link.ok()) return cni::CniError(nl::kCheckMismatch, "the pod interface is gone");
+      if (!link.ok())
+        return cni::CniError(cni::ErrorCode::kCheckMismatch, "the pod interface is gone");
       CNINET_RETURN_IF_ERROR(nl::CheckLink(*link, prev.interfaces[i], "veth"));
       return nl::CheckAddresses(pod, *link, prev.ips, static_cast<int>(i));
     }
-    return cni::CniError(nl::kCheckMismatch, "prevResult has no interface " + args.ifname);
+    return cni::CniError(cni::ErrorCode::kCheckMismatch,
+                         "prevResult has no interface " + args.ifname);
   }
   // [/doc]
 };

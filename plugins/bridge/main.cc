@@ -285,14 +285,15 @@ absl::Status CheckHostVeth(nl::Handle& host, const CmdArgs& args, const BridgeCo
       host_iface ? host_iface->name : nl::VethNameFor(args.container_id, args.ifname);
   auto hv = host.GetLink(host_name);
   if (!hv.ok() || hv->index != pod_link.peer_index || hv->master_index != br.index) {
-    return CniError(nl::kCheckMismatch,
+    return CniError(cninet::cni::ErrorCode::kCheckMismatch,
                     cninet::StrCat("host veth ", host_name, " is missing, not the peer of ",
                                    args.ifname, " or not a port of ", conf.bridge));
   }
   if (host_iface) CNINET_RETURN_IF_ERROR(nl::CheckLink(*hv, *host_iface, "veth"));
   if (hv->hairpin.value_or(false) != conf.hairpin) {
-    return CniError(nl::kCheckMismatch, cninet::StrCat("hairpin mode of ", host_name,
-                                                       " differs from the configuration"));
+    return CniError(
+        cninet::cni::ErrorCode::kCheckMismatch,
+        cninet::StrCat("hairpin mode of ", host_name, " differs from the configuration"));
   }
   return absl::OkStatus();
 }
@@ -302,10 +303,11 @@ absl::StatusOr<nl::Link> CheckBridge(nl::Handle& host, const BridgeConf& conf,
                                      const cninet::cni::Interface& br_iface) {
   auto br = host.GetLink(conf.bridge);
   if (!br.ok())
-    return CniError(nl::kCheckMismatch, cninet::StrCat("bridge ", conf.bridge, " not found"));
+    return CniError(cninet::cni::ErrorCode::kCheckMismatch,
+                    cninet::StrCat("bridge ", conf.bridge, " not found"));
   CNINET_RETURN_IF_ERROR(nl::CheckLink(*br, br_iface, "bridge"));
   if (br->promisc != conf.promisc) {
-    return CniError(nl::kCheckMismatch,
+    return CniError(cninet::cni::ErrorCode::kCheckMismatch,
                     cninet::StrCat("bridge ", conf.bridge, " promiscuous mode is ", br->promisc,
                                    ", configuration says ", conf.promisc));
   }
@@ -377,7 +379,7 @@ class BridgePlugin : public cninet::cni::Plugin {
     const Result& prev = *args.conf.prev_result;
     PrevInterfaces listed = FindPrevInterfaces(prev, conf, args);
     if (listed.bridge == nullptr || listed.pod_index < 0) {
-      return CniError(nl::kCheckMismatch,
+      return CniError(cninet::cni::ErrorCode::kCheckMismatch,
                       cninet::StrCat("prevResult lacks bridge ", conf.bridge, " or interface ",
                                      args.ifname, " in ", args.netns));
     }
@@ -387,7 +389,7 @@ class BridgePlugin : public cninet::cni::Plugin {
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
     auto link = pod.GetLink(args.ifname);
     if (!link.ok()) {
-      return CniError(nl::kCheckMismatch,
+      return CniError(cninet::cni::ErrorCode::kCheckMismatch,
                       cninet::StrCat("interface ", args.ifname, " not found in ", args.netns));
     }
     CNINET_RETURN_IF_ERROR(

@@ -242,21 +242,23 @@ class PtpPlugin : public cninet::cni::Plugin {
       }
     }
     if (cont_index < 0) {
-      return CniError(nl::kCheckMismatch, cninet::StrCat("prevResult has no interface ",
-                                                         args.ifname, " in ", args.netns));
+      return CniError(
+          cninet::cni::ErrorCode::kCheckMismatch,
+          cninet::StrCat("prevResult has no interface ", args.ifname, " in ", args.netns));
     }
     CNINET_ASSIGN_OR_RETURN(nl::Netns pod_ns, nl::Netns::Open(args.netns));
     CNINET_ASSIGN_OR_RETURN(nl::Handle pod, nl::Handle::OpenIn(pod_ns));
     auto link = pod.GetLink(args.ifname);
     if (!link.ok()) {
-      return CniError(nl::kCheckMismatch,
+      return CniError(cninet::cni::ErrorCode::kCheckMismatch,
                       cninet::StrCat("interface ", args.ifname, " not found in ", args.netns));
     }
     CNINET_RETURN_IF_ERROR(
         nl::CheckLink(*link, prev.interfaces[static_cast<size_t>(cont_index)], "veth"));
     if (conf.mtu != 0 && link->mtu != conf.mtu) {
-      return CniError(nl::kCheckMismatch, cninet::StrCat(args.ifname, " has MTU ", link->mtu,
-                                                         ", configuration says ", conf.mtu));
+      return CniError(
+          cninet::cni::ErrorCode::kCheckMismatch,
+          cninet::StrCat(args.ifname, " has MTU ", link->mtu, ", configuration says ", conf.mtu));
     }
     CNINET_RETURN_IF_ERROR(nl::CheckAddresses(pod, *link, prev.ips, cont_index));
     CNINET_RETURN_IF_ERROR(nl::CheckRoutes(pod, prev.routes));
@@ -268,7 +270,7 @@ class PtpPlugin : public cninet::cni::Plugin {
     auto hv = host.GetLink(host_name);
     if (!hv.ok() || hv->index != link->peer_index) {
       return CniError(
-          nl::kCheckMismatch,
+          cninet::cni::ErrorCode::kCheckMismatch,
           cninet::StrCat("host veth ", host_name, " is missing or not the peer of ", args.ifname));
     }
     if (host_iface) CNINET_RETURN_IF_ERROR(nl::CheckLink(*hv, *host_iface, "veth"));
@@ -278,8 +280,9 @@ class PtpPlugin : public cninet::cni::Plugin {
       bool found = false;
       for (const auto& r : routes) found |= r.dst == want;
       if (!found) {
-        return CniError(nl::kCheckMismatch, cninet::StrCat("host route to ", want.ToString(),
-                                                           " via ", host_name, " is missing"));
+        return CniError(
+            cninet::cni::ErrorCode::kCheckMismatch,
+            cninet::StrCat("host route to ", want.ToString(), " via ", host_name, " is missing"));
       }
     }
     return absl::OkStatus();

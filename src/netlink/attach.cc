@@ -173,7 +173,7 @@ absl::Status CheckAddresses(Handle& h, const Link& link, const std::vector<cni::
     bool found = false;
     for (const auto& a : addrs) found |= a.prefix == ip.address;
     if (!found) {
-      return CniError(kCheckMismatch,
+      return CniError(ErrorCode::kCheckMismatch,
                       cninet::StrCat("address ", ip.address.ToString(), " is not on ", link.name));
     }
   }
@@ -192,7 +192,7 @@ absl::Status CheckRoutes(Handle& h, const std::vector<cni::Route>& routes) {
       break;
     }
     if (!found) {
-      return CniError(kCheckMismatch,
+      return CniError(ErrorCode::kCheckMismatch,
                       cninet::StrCat("route ", want.dst.ToString(),
                                      want.gw ? cninet::StrCat(" via ", want.gw->ToString()) : "",
                                      " is missing"));
@@ -203,20 +203,22 @@ absl::Status CheckRoutes(Handle& h, const std::vector<cni::Route>& routes) {
 
 absl::Status CheckLink(const Link& link, const cni::Interface& expected, std::string_view kind) {
   if (link.kind != kind) {
-    return CniError(kCheckMismatch, cninet::StrCat("interface ", link.name, " is a \"", link.kind,
-                                                   "\", expected \"", kind, "\""));
+    return CniError(ErrorCode::kCheckMismatch,
+                    cninet::StrCat("interface ", link.name, " is a \"", link.kind,
+                                   "\", expected \"", kind, "\""));
   }
   if (!expected.mac.empty()) {
     auto mac = MacAddress::Parse(expected.mac);
     if (!mac.ok() || *mac != link.mac) {
-      return CniError(kCheckMismatch,
+      return CniError(ErrorCode::kCheckMismatch,
                       cninet::StrCat("interface ", link.name, " has MAC ", link.mac.ToString(),
                                      ", prevResult says ", expected.mac));
     }
   }
   if (expected.mtu && *expected.mtu != link.mtu) {
-    return CniError(kCheckMismatch, cninet::StrCat("interface ", link.name, " has MTU ", link.mtu,
-                                                   ", prevResult says ", *expected.mtu));
+    return CniError(ErrorCode::kCheckMismatch,
+                    cninet::StrCat("interface ", link.name, " has MTU ", link.mtu,
+                                   ", prevResult says ", *expected.mtu));
   }
   return absl::OkStatus();
 }

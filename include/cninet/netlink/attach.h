@@ -24,9 +24,6 @@
 
 namespace cninet::netlink {
 
-/// CNI error code of a CHECK that found the attachment differs from prevResult.
-inline constexpr uint32_t kCheckMismatch = 100;
-
 /// The MAC the runtime asked for: runtimeConfig.mac, else args.cni.mac, else CNI_ARGS MAC=
 /// (the reference plugins' precedence). nullopt when none; CNI code 7 when malformed or not a
 /// unicast address.
@@ -65,7 +62,7 @@ absl::Status WaitOperUp(Handle& h, int ifindex, std::chrono::milliseconds timeou
 absl::Status CheckNetnsUnchanged(std::string_view path, const Netns& ns);
 
 /// CHECK: every address of `ips` that belongs to interface `iface_index` of the result is on
-/// `link`. Code kCheckMismatch naming the first one missing.
+/// `link`. Code `cni::ErrorCode::kCheckMismatch` naming the first one missing.
 absl::Status CheckAddresses(Handle& h, const Link& link, const std::vector<cni::IPConfig>& ips,
                             int iface_index);
 /// CHECK: every route of `routes` exists (same destination; same gateway when it has one).

@@ -97,14 +97,14 @@ TEST_P(LifecycleTest, CheckVerifiesThePrevResult) {
     if (itf.contains("sandbox")) itf["mac"] = "02:00:00:00:00:01";
   }
   PluginRun c1 = Run("CHECK", wrong_mac);
-  EXPECT_EQ(c1.code(), netlink::kCheckMismatch) << c1.raw.out;
+  EXPECT_EQ(c1.code(), static_cast<uint32_t>(cni::ErrorCode::kCheckMismatch)) << c1.raw.out;
   EXPECT_THAT(c1.raw.out, HasSubstr("MAC"));
 
   // A prevResult address the pod does not have.
   nlohmann::json wrong_ip = WithPrev(conf, add);
   wrong_ip["prevResult"]["ips"][0]["address"] = "10.51.0.77/24";
   PluginRun c2 = Run("CHECK", wrong_ip);
-  EXPECT_EQ(c2.code(), netlink::kCheckMismatch) << c2.raw.out;
+  EXPECT_EQ(c2.code(), static_cast<uint32_t>(cni::ErrorCode::kCheckMismatch)) << c2.raw.out;
   EXPECT_THAT(c2.raw.out, HasSubstr("10.51.0.77/24"));
 
   // A route removed behind the plugin's back.
@@ -114,13 +114,13 @@ TEST_P(LifecycleTest, CheckVerifiesThePrevResult) {
   ASSERT_TRUE(eth0.ok());
   ASSERT_TRUE(pod_.h->DeleteRoute({.dst = r.dst, .oif = eth0->index}).ok());
   PluginRun c3 = Run("CHECK", WithPrev(conf, add));
-  EXPECT_EQ(c3.code(), netlink::kCheckMismatch) << c3.raw.out;
+  EXPECT_EQ(c3.code(), static_cast<uint32_t>(cni::ErrorCode::kCheckMismatch)) << c3.raw.out;
   EXPECT_THAT(c3.raw.out, HasSubstr(r.dst.ToString()));
 
   // The interface gone altogether.
   ASSERT_TRUE(pod_.h->DeleteLink(eth0->index).ok());
   PluginRun c4 = Run("CHECK", WithPrev(conf, add));
-  EXPECT_EQ(c4.code(), netlink::kCheckMismatch) << c4.raw.out;
+  EXPECT_EQ(c4.code(), static_cast<uint32_t>(cni::ErrorCode::kCheckMismatch)) << c4.raw.out;
   ASSERT_TRUE(Run("DEL", conf).status.ok());
 }
 
