@@ -164,16 +164,8 @@ absl::StatusOr<std::pair<nl::Link, nl::Link>> CreatePort(nl::Handle& host, nl::H
                                                          std::optional<nl::MacAddress> mac,
                                                          const nl::Link& br,
                                                          nl::Rollback& rollback) {
-  std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
-  CNINET_ASSIGN_OR_RETURN(nl::Link host_veth, host.CreateVeth({.name = host_name,
-                                                               .peer_name = args.ifname,
-                                                               .peer_netns = &pod_ns,
-                                                               .mtu = conf.mtu,
-                                                               .peer_mac = mac}));
-  rollback.Add(cninet::StrCat("veth ", host_name), [&host, index = host_veth.index] {
-    absl::Status st = host.DeleteLink(index);
-    return absl::IsNotFound(st) ? absl::OkStatus() : st;
-  });
+  CNINET_ASSIGN_OR_RETURN(nl::Link host_veth,
+                          nl::CreatePodVeth(host, pod_ns, args, conf.mtu, mac, rollback));
   CNINET_RETURN_IF_ERROR(host.SetMaster(host_veth.index, br.index));
   if (conf.hairpin) CNINET_RETURN_IF_ERROR(host.SetHairpin(host_veth.index, true));
   CNINET_RETURN_IF_ERROR(host.SetLinkUp(host_veth.index));

@@ -74,16 +74,8 @@ absl::StatusOr<std::pair<nl::Link, nl::Link>> CreateVeth(nl::Handle& host, nl::H
                                                          const PtpConf& conf,
                                                          std::optional<nl::MacAddress> mac,
                                                          nl::Rollback& rollback) {
-  std::string host_name = nl::VethNameFor(args.container_id, args.ifname);
-  CNINET_ASSIGN_OR_RETURN(nl::Link host_veth, host.CreateVeth({.name = host_name,
-                                                               .peer_name = args.ifname,
-                                                               .peer_netns = &pod_ns,
-                                                               .mtu = conf.mtu,
-                                                               .peer_mac = mac}));
-  rollback.Add(cninet::StrCat("veth ", host_name), [&host, index = host_veth.index] {
-    absl::Status st = host.DeleteLink(index);
-    return absl::IsNotFound(st) ? absl::OkStatus() : st;
-  });
+  CNINET_ASSIGN_OR_RETURN(nl::Link host_veth,
+                          nl::CreatePodVeth(host, pod_ns, args, conf.mtu, mac, rollback));
   CNINET_ASSIGN_OR_RETURN(nl::Link pod_veth, pod.GetLinkByIndex(host_veth.peer_index));
   // Host end up first: the pod end has carrier (and its IPv6 addresses leave the tentative
   // state) only once both ends are up.

@@ -56,6 +56,22 @@ absl::StatusOr<std::optional<MacAddress>> RequestedMac(const cni::CmdArgs& args)
   return std::optional<MacAddress>(*mac);
 }
 
+absl::StatusOr<Link> CreatePodVeth(Handle& host, Netns& pod_ns, const cni::CmdArgs& args,
+                                   uint32_t mtu, std::optional<MacAddress> mac,
+                                   Rollback& rollback) {
+  std::string host_name = VethNameFor(args.container_id, args.ifname);
+  CNINET_ASSIGN_OR_RETURN(Link host_veth, host.CreateVeth({.name = host_name,
+                                                           .peer_name = args.ifname,
+                                                           .peer_netns = &pod_ns,
+                                                           .mtu = mtu,
+                                                           .peer_mac = mac}));
+  rollback.Add(cninet::StrCat("veth ", host_name), [&host, index = host_veth.index] {
+    absl::Status st = host.DeleteLink(index);
+    return absl::IsNotFound(st) ? absl::OkStatus() : st;
+  });
+  return host_veth;
+}
+
 absl::StatusOr<uint32_t> ConfigMtu(const nlohmann::json& conf) {
   cni::ConfigReader reader(conf);
   CNINET_ASSIGN_OR_RETURN(uint32_t mtu, reader.Optional<uint32_t>("mtu", 0));

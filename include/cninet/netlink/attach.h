@@ -20,6 +20,7 @@
 #include "cninet/cni/types.h"
 #include "cninet/netlink/handle.h"
 #include "cninet/netlink/netns.h"
+#include "cninet/netlink/rollback.h"
 #include "cninet/netlink/types.h"
 
 namespace cninet::netlink {
@@ -28,6 +29,12 @@ namespace cninet::netlink {
 /// (the reference plugins' precedence). nullopt when none; CNI code 7 when malformed or not a
 /// unicast address.
 absl::StatusOr<std::optional<MacAddress>> RequestedMac(const cni::CmdArgs& args);
+
+/// Creates a pod's veth pair: the host end VethNameFor(container id, ifname) in `host`'s
+/// namespace, the pod end `args.ifname` born in `pod_ns` (never visible on the host) with `mtu`
+/// (0: default) and `mac`; the pair's removal is registered in `rollback`. Returns the host end.
+absl::StatusOr<Link> CreatePodVeth(Handle& host, Netns& pod_ns, const cni::CmdArgs& args,
+                                   uint32_t mtu, std::optional<MacAddress> mac, Rollback& rollback);
 
 /// The "mtu" key of a plugin configuration: 0 when absent; CNI code 7 unless an integer in
 /// 68..65535 (or 0).
