@@ -23,11 +23,22 @@ uint16_t PortMask(uint8_t bits) {
   return bits == 0 ? 0 : static_cast<uint16_t>(0xffffu << (16 - bits));
 }
 
-uint32_t PrefixMask(uint8_t len) { return len == 0 ? 0 : ~uint32_t{0} << (32 - len); }
+// ::ffff:0:0/96, where the maps keep IPv4 addresses.
+const cni::IPPrefix& MappedRange() {
+  static const cni::IPPrefix r(cni::IPAddress::FromBytes(ToAbiAddr(cni::IPAddress::V4(0)).a8, 16),
+                               96);
+  return r;
+}
 
-// `inner` lies inside `outer` (both host-order IPv4 prefixes).
+// `inner` lies inside `outer` (same family).
 bool Within(const PolicyPrefix& inner, const PolicyPrefix& outer) {
-  return inner.second >= outer.second && (inner.first & PrefixMask(outer.second)) == outer.first;
+  return inner.is_v4() == outer.is_v4() && inner.prefix_len() >= outer.prefix_len() &&
+         outer.Contains(inner.address());
+}
+
+// The network of `addr`/`len`.
+PolicyPrefix Network(const cni::IPAddress& addr, int len) {
+  return cni::IPPrefix(addr, len).Masked();
 }
 
 std::vector<PortSpec> PortSpecs(const std::vector<PolicyPort>& ports) {
@@ -50,17 +61,19 @@ std::vector<PortSpec> PortSpecs(const std::vector<PolicyPort>& ports) {
   return out;
 }
 
-std::optional<PolicyPrefix> V4Prefix(const cni::IPPrefix& p) {
-  if (!p.is_v4()) return std::nullopt;
+// The compiled form of an ipBlock prefix: masked; nullopt for IPv6 prefixes inside the
+// IPv4-mapped range (their keys would alias IPv4 prefixes).
+std::optional<PolicyPrefix> CompiledPrefix(const cni::IPPrefix& p) {
   cni::IPPrefix m = p.Masked();
-  return PolicyPrefix{m.address().v4_host_order(), static_cast<uint8_t>(m.prefix_len())};
+  if (!m.is_v4() && Within(m, MappedRange())) return std::nullopt;
+  return m;
 }
 
-std::vector<uint32_t> V4Addresses(const PodInfo& pod) {
-  std::vector<uint32_t> out;
-  for (const auto& a : pod.addresses) {
-    if (a.is_v4()) out.push_back(a.v4_host_order());
-  }
+// An IPv6 prefix whose LPM key would also match IPv4 sources (it covers ::ffff:0:0/96).
+bool CoversMappedRange(const PolicyPrefix& p) { return !p.is_v4() && Within(MappedRange(), p); }
+
+std::vector<cni::IPAddress> Addresses(const PodInfo& pod) {
+  std::vector<cni::IPAddress> out(pod.addresses.begin(), pod.addresses.end());
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
@@ -101,7 +114,7 @@ std::string RuleFingerprint(const IngressRule& rule) {
 cn_pol_key PolicyEntryKey::ToAbi() const {
   cn_pol_key k{};
   k.prefixlen = prefix_len;
-  k.endpoint = ToAbiAddr(cni::IPAddress::V4(endpoint));
+  k.endpoint = ToAbiAddr(endpoint);
   k.peer = peer;
   if (prefix_len > CN_POL_PREFIX_ANY_PROTO) {
     k.proto = protocol;
@@ -114,7 +127,7 @@ cn_pol_key PolicyEntryKey::ToAbi() const {
 PolicyEntryKey PolicyEntryKey::FromAbi(const cn_pol_key& k) {
   PolicyEntryKey out;
   out.prefix_len = static_cast<uint8_t>(k.prefixlen);
-  out.endpoint = FromAbiAddr(k.endpoint).v4_host_order();
+  out.endpoint = FromAbiAddr(k.endpoint);
   out.peer = k.peer;
   out.protocol = k.proto;
   out.port = ntohs(k.port);
@@ -144,7 +157,7 @@ std::string PolicyEntryKey::ToString() const {
     what = last == port ? StrCat(ProtocolName(protocol), " ", port)
                         : StrCat(ProtocolName(protocol), " ", port, "-", last);
   }
-  return StrCat(cni::IPAddress::V4(endpoint).ToString(), " <- ", peer_text, " ", what);
+  return StrCat(endpoint.ToString(), " <- ", peer_text, " ", what);
 }
 
 std::vector<std::pair<uint16_t, uint8_t>> PortRangeBlocks(uint16_t lo, uint16_t hi) {
@@ -165,6 +178,24 @@ std::vector<std::pair<uint16_t, uint8_t>> PortRangeBlocks(uint16_t lo, uint16_t 
   return out;
 }
 
+cn_pol_cidr_key PolicyPrefixToAbi(const PolicyPrefix& prefix) {
+  cn_pol_cidr_key k{};
+  k.prefixlen = static_cast<uint32_t>(prefix.prefix_len() + (prefix.is_v4() ? 96 : 0));
+  k.addr = ToAbiAddr(prefix.address());
+  return k;
+}
+
+PolicyPrefix PolicyPrefixFromAbi(const cn_pol_cidr_key& key) {
+  cni::IPAddress a = FromAbiAddr(key.addr);
+  int len = static_cast<int>(key.prefixlen);
+  if (a.is_v4() && len < 96) {
+    a = cni::IPAddress::FromBytes(key.addr.a8, 16);  // Shorter than the mapped range: IPv6.
+  } else if (a.is_v4()) {
+    len -= 96;
+  }
+  return cni::IPPrefix(a, len);
+}
+
 cn_pol_endpoint EndpointPolicy::ToAbi() const {
   cn_pol_endpoint e{};
   e.flags = flags;
@@ -179,7 +210,7 @@ cn_pol_endpoint EndpointPolicy::ToAbi() const {
 namespace {
 
 // The longest entry of (endpoint, peer) covering (protocol, port).
-const uint32_t* MatchEntry(const EndpointPolicy& ep, uint32_t endpoint, uint32_t peer,
+const uint32_t* MatchEntry(const EndpointPolicy& ep, const cni::IPAddress& endpoint, uint32_t peer,
                            uint8_t protocol, uint16_t port) {
   PolicyEntryKey lo{endpoint, peer, 0, 0, 0};
   const uint32_t* best = nullptr;
@@ -194,12 +225,27 @@ const uint32_t* MatchEntry(const EndpointPolicy& ep, uint32_t endpoint, uint32_t
   return best;
 }
 
+// The CIDR identity of `src` as the cn_pol_cidrs LPM lookup finds it: the longest prefix of its
+// family, then (IPv4, in the IPv4-mapped key space) an IPv6 prefix covering the mapped range.
+const uint32_t* CidrIdentity(const PolicyState& state, const cni::IPAddress& src) {
+  for (int len = src.bit_length(); len >= 0; --len) {
+    auto c = state.cidrs.find(Network(src, len));
+    if (c != state.cidrs.end()) return &c->second;
+  }
+  if (!src.is_v4()) return nullptr;
+  cni::IPAddress mapped = cni::IPAddress::FromBytes(ToAbiAddr(src).a8, 16);
+  for (int len = 96; len >= 0; --len) {
+    auto c = state.cidrs.find(Network(mapped, len));
+    if (c != state.cidrs.end()) return &c->second;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 PolicyVerdict EvaluatePolicy(const PolicyState& state, const PolicyQuery& q) {
   PolicyVerdict v;
-  if (!q.dst.is_v4()) return v;
-  const uint32_t dst = q.dst.v4_host_order();
+  const cni::IPAddress& dst = q.dst;
   auto it = state.endpoints.find(dst);
   if (it == state.endpoints.end() || !(it->second.flags & CN_POL_F_DEFAULT_DENY)) return v;
   const EndpointPolicy& ep = it->second;
@@ -213,19 +259,11 @@ PolicyVerdict EvaluatePolicy(const PolicyState& state, const PolicyQuery& q) {
     return v;
   }
   const uint32_t* slot = nullptr;
-  if (q.src.is_v4()) {
-    const uint32_t src = q.src.v4_host_order();
-    if (auto id = state.identities.find(src); id != state.identities.end())
-      slot = MatchEntry(ep, dst, id->second, ToNumber(q.protocol), q.port);
-    if (slot == nullptr) {
-      for (int len = 32; len >= 0; --len) {
-        auto c = state.cidrs.find(
-            PolicyPrefix{src & PrefixMask(static_cast<uint8_t>(len)), static_cast<uint8_t>(len)});
-        if (c == state.cidrs.end()) continue;
-        slot = MatchEntry(ep, dst, c->second, ToNumber(q.protocol), q.port);
-        break;
-      }
-    }
+  if (auto id = state.identities.find(q.src); id != state.identities.end())
+    slot = MatchEntry(ep, dst, id->second, ToNumber(q.protocol), q.port);
+  if (slot == nullptr) {
+    if (const uint32_t* cidr = CidrIdentity(state, q.src))
+      slot = MatchEntry(ep, dst, *cidr, ToNumber(q.protocol), q.port);
   }
   if (slot == nullptr) slot = MatchEntry(ep, dst, CN_POL_ID_ANY, ToNumber(q.protocol), q.port);
   if (slot != nullptr) {
@@ -266,8 +304,8 @@ struct PolicyCompiler::CompilerState {
   std::map<std::pair<std::string, std::string>, std::set<uint32_t>> label_index;
   std::map<std::string, std::set<uint32_t>, std::less<>> ns_index;
   std::map<std::string, uint32_t, std::less<>> pod_identity;
-  std::map<std::string, std::vector<uint32_t>, std::less<>> pod_ips;
-  std::map<uint32_t, std::set<std::string>> ip_owners;
+  std::map<std::string, std::vector<cni::IPAddress>, std::less<>> pod_ips;
+  std::map<cni::IPAddress, std::set<std::string>> ip_owners;
   uint32_t next_identity = CN_POL_ID_FIRST_POD;
   uint32_t next_cidr = 1;
 
@@ -276,11 +314,11 @@ struct PolicyCompiler::CompilerState {
     bool uses_selectors = false;
     bool uses_cidrs = false;
   };
-  std::map<std::string, std::vector<uint32_t>, std::less<>> endpoint_ips;
+  std::map<std::string, std::vector<cni::IPAddress>, std::less<>> endpoint_ips;
   std::map<std::string, PodMeta, std::less<>> pod_meta;
 
   // Counter slots by (endpoint IP, pod, rule description).
-  using SlotKey = std::tuple<uint32_t, std::string, std::string>;
+  using SlotKey = std::tuple<cni::IPAddress, std::string, std::string>;
   std::map<SlotKey, uint32_t> slots;
   std::set<uint32_t> free_slots;
   std::set<uint32_t> reserved;
@@ -295,14 +333,14 @@ struct PolicyCompiler::CompilerState {
   uint32_t Acquire(const IdentityKey& key, bool* created);
   void Release(uint32_t id, bool* destroyed);
   // A counter slot for (ip, pod, desc), recorded in `used`; 0 (shared) when none is left.
-  uint32_t Slot(uint32_t ip, const std::string& pod, const std::string& desc,
+  uint32_t Slot(const cni::IPAddress& ip, const std::string& pod, const std::string& desc,
                 std::set<SlotKey>* used, PolicyChanges* ch);
 
-  // Compile() step 1: pods -> identities, pod IPv4 -> identity; returns whether the set of
+  // Compile() step 1: pods -> identities, pod address -> identity; returns whether the set of
   // identities changed.
   bool UpdatePodIdentities(PolicyChanges* ch);
-  // The pod owners of `ips` changed: their IPv4 -> identity entries follow.
-  void UpdateIpIdentities(const std::set<uint32_t>& ips, PolicyChanges* ch);
+  // The pod owners of `ips` changed: their address -> identity entries follow.
+  void UpdateIpIdentities(const std::set<cni::IPAddress>& ips, PolicyChanges* ch);
   // Compile() step 2: ipBlock prefixes -> CIDR identities.
   void UpdateCidrIdentities(PolicyChanges* ch);
   // Compile() step 3: the local pods the changes can affect, recompiled.
@@ -316,12 +354,13 @@ struct PolicyCompiler::CompilerState {
   std::set<uint32_t> Peers(const NetworkPolicy& pol, const IngressRule& rule, PodMeta* meta,
                            std::map<std::string, bool>* ns_match_cache) const;
   std::vector<const NetworkPolicy*> SelectingPolicies(const PodInfo& pod) const;
-  std::optional<EndpointPolicy> CompileEndpoint(uint32_t ip, const std::string& pod_key,
-                                                const PodInfo& pod, PodMeta* meta,
-                                                std::set<SlotKey>* used, PolicyChanges* ch);
-  const std::string* LocalOwner(uint32_t ip) const;
-  void FreeUnusedSlots(uint32_t ip, const std::set<SlotKey>& used);
-  void RecompileIp(uint32_t ip, PolicyChanges* ch);
+  std::optional<EndpointPolicy> CompileEndpoint(const cni::IPAddress& ip,
+                                                const std::string& pod_key, const PodInfo& pod,
+                                                PodMeta* meta, std::set<SlotKey>* used,
+                                                PolicyChanges* ch);
+  const std::string* LocalOwner(const cni::IPAddress& ip) const;
+  void FreeUnusedSlots(const cni::IPAddress& ip, const std::set<SlotKey>& used);
+  void RecompileIp(const cni::IPAddress& ip, PolicyChanges* ch);
 };
 
 // ---- identities ----
@@ -360,7 +399,7 @@ void PolicyCompiler::CompilerState::Release(uint32_t id, bool* destroyed) {
 
 // ---- slots ----
 
-uint32_t PolicyCompiler::CompilerState::Slot(uint32_t ip, const std::string& pod,
+uint32_t PolicyCompiler::CompilerState::Slot(const cni::IPAddress& ip, const std::string& pod,
                                              const std::string& desc, std::set<SlotKey>* used,
                                              PolicyChanges* ch) {
   SlotKey key{ip, pod, desc};
@@ -387,32 +426,32 @@ uint32_t PolicyCompiler::CompilerState::Slot(uint32_t ip, const std::string& pod
 
 bool PolicyCompiler::CompilerState::UpdatePodIdentities(PolicyChanges* ch) {
   bool identity_set_changed = false;
-  std::set<uint32_t> touched_ips;
+  std::set<cni::IPAddress> touched_ips;
   for (const std::string& key : changed_pods) {
     auto pod = pods.find(key);
     auto old_id = pod_identity.find(key);
     const bool had_old = old_id != pod_identity.end();
     const uint32_t old = had_old ? old_id->second : 0;
-    std::vector<uint32_t> old_ips = pod_ips[key];
-    std::vector<uint32_t> new_ips;
+    std::vector<cni::IPAddress> old_ips = pod_ips[key];
+    std::vector<cni::IPAddress> new_ips;
     if (pod != pods.end()) {
       IdentityKey ik{pod->second.namespace_name, pod->second.labels};
       pod_identity[key] = Acquire(ik, &identity_set_changed);
-      new_ips = V4Addresses(pod->second);
+      new_ips = Addresses(pod->second);
       pod_ips[key] = new_ips;
     } else {
       pod_identity.erase(key);
       pod_ips.erase(key);
     }
     if (had_old) Release(old, &identity_set_changed);
-    for (uint32_t ip : old_ips) {
+    for (const cni::IPAddress& ip : old_ips) {
       auto o = ip_owners.find(ip);
       if (o == ip_owners.end()) continue;
       o->second.erase(key);
       if (o->second.empty()) ip_owners.erase(o);
       touched_ips.insert(ip);
     }
-    for (uint32_t ip : new_ips) {
+    for (const cni::IPAddress& ip : new_ips) {
       ip_owners[ip].insert(key);
       touched_ips.insert(ip);
     }
@@ -421,9 +460,9 @@ bool PolicyCompiler::CompilerState::UpdatePodIdentities(PolicyChanges* ch) {
   return identity_set_changed;
 }
 
-void PolicyCompiler::CompilerState::UpdateIpIdentities(const std::set<uint32_t>& ips,
+void PolicyCompiler::CompilerState::UpdateIpIdentities(const std::set<cni::IPAddress>& ips,
                                                        PolicyChanges* ch) {
-  for (uint32_t ip : ips) {
+  for (const cni::IPAddress& ip : ips) {
     auto owners = ip_owners.find(ip);
     auto cur = state.identities.find(ip);
     if (owners == ip_owners.end()) {
@@ -449,13 +488,17 @@ void PolicyCompiler::CompilerState::UpdateCidrIdentities(PolicyChanges* ch) {
     for (const auto& rule : pol.ingress) {
       for (const auto& peer : rule.from) {
         if (!peer.ip_block) continue;
-        if (auto p = V4Prefix(peer.ip_block->cidr)) want.insert(*p);
+        if (auto p = CompiledPrefix(peer.ip_block->cidr)) want.insert(*p);
         for (const auto& e : peer.ip_block->except) {
-          if (auto p = V4Prefix(e)) want.insert(*p);
+          if (auto p = CompiledPrefix(e)) want.insert(*p);
         }
       }
     }
   }
+  // An IPv6 prefix covering ::ffff:0:0/96 would be the longest match of IPv4 sources outside
+  // every IPv4 prefix; 0.0.0.0/0 (the same key as ::ffff:0:0/96) keeps them out of it.
+  if (std::any_of(want.begin(), want.end(), CoversMappedRange))
+    want.insert(Network(cni::IPAddress::V4(0), 0));
   for (auto it = state.cidrs.begin(); it != state.cidrs.end();) {
     if (!want.count(it->first)) {
       ch->cidrs.insert(it->first);
@@ -484,12 +527,13 @@ void PolicyCompiler::CompilerState::RecompileDirtyEndpoints(bool identity_set_ch
       dirty.insert(key);
   }
   for (const std::string& key : dirty) {
-    std::set<uint32_t> ips;
+    std::set<cni::IPAddress> ips;
     if (auto e = endpoint_ips.find(key); e != endpoint_ips.end())
       ips.insert(e->second.begin(), e->second.end());
     auto pod = pods.find(key);
     const bool local = pod != pods.end() && pod->second.local;
-    std::vector<uint32_t> now = local ? V4Addresses(pod->second) : std::vector<uint32_t>{};
+    std::vector<cni::IPAddress> now =
+        local ? Addresses(pod->second) : std::vector<cni::IPAddress>{};
     ips.insert(now.begin(), now.end());
     pod_meta.erase(key);
     if (local) {
@@ -497,7 +541,7 @@ void PolicyCompiler::CompilerState::RecompileDirtyEndpoints(bool identity_set_ch
     } else {
       endpoint_ips.erase(key);
     }
-    for (uint32_t ip : ips) RecompileIp(ip, ch);
+    for (const cni::IPAddress& ip : ips) RecompileIp(ip, ch);
   }
 }
 
@@ -515,15 +559,17 @@ Labels PolicyCompiler::CompilerState::NamespaceLabels(const std::string& ns) con
 // its excepts).
 void PolicyCompiler::CompilerState::AddCidrPeers(const PolicyPeer& peer,
                                                  std::set<uint32_t>* out) const {
-  std::optional<PolicyPrefix> block = V4Prefix(peer.ip_block->cidr);
-  if (!block) return;  // IPv6: the IPv4 datapath ignores it.
+  std::optional<PolicyPrefix> block = CompiledPrefix(peer.ip_block->cidr);
+  if (!block) return;  // Inside the IPv4-mapped range: matches nothing.
   std::vector<PolicyPrefix> excepts;
   for (const auto& e : peer.ip_block->except) {
-    if (auto p = V4Prefix(e)) excepts.push_back(*p);
+    if (auto p = CompiledPrefix(e)) excepts.push_back(*p);
   }
-  uint32_t last = block->first | ~PrefixMask(block->second);
-  for (auto it = state.cidrs.lower_bound(PolicyPrefix{block->first, 0});
-       it != state.cidrs.end() && it->first.first <= last; ++it) {
+  // A block covering the IPv4-mapped range must not take in the IPv4 prefixes kept there.
+  if (CoversMappedRange(*block)) excepts.push_back(MappedRange());
+  const cni::IPAddress last = block->LastAddress();
+  for (auto it = state.cidrs.lower_bound(cni::IPPrefix(block->address(), 0));
+       it != state.cidrs.end() && it->first.address() <= last; ++it) {
     if (!Within(it->first, *block)) continue;
     bool excluded = std::any_of(excepts.begin(), excepts.end(),
                                 [&](const PolicyPrefix& e) { return Within(it->first, e); });
@@ -599,7 +645,7 @@ std::vector<const NetworkPolicy*> PolicyCompiler::CompilerState::SelectingPolici
 }
 
 std::optional<EndpointPolicy> PolicyCompiler::CompilerState::CompileEndpoint(
-    uint32_t ip, const std::string& pod_key, const PodInfo& pod, PodMeta* meta,
+    const cni::IPAddress& ip, const std::string& pod_key, const PodInfo& pod, PodMeta* meta,
     std::set<SlotKey>* used, PolicyChanges* ch) {
   ++compiled;
   *meta = PodMeta{};
@@ -609,7 +655,7 @@ std::optional<EndpointPolicy> PolicyCompiler::CompilerState::CompileEndpoint(
   if (isolated) meta->uses_selectors = true;
   if (!isolated && selecting.empty()) return std::nullopt;
   EndpointPolicy ep;
-  ep.address = cni::IPAddress::V4(ip);
+  ep.address = ip;
   ep.pod = pod_key;
   ep.flags = CN_POL_F_DEFAULT_DENY;
   if (isolated) ep.flags |= CN_POL_F_ISOLATED | CN_POL_F_ALLOW_SERVICE;
@@ -646,7 +692,7 @@ std::optional<EndpointPolicy> PolicyCompiler::CompilerState::CompileEndpoint(
 }
 
 // The local pod that owns endpoint `ip` (first by key), or nullptr.
-const std::string* PolicyCompiler::CompilerState::LocalOwner(uint32_t ip) const {
+const std::string* PolicyCompiler::CompilerState::LocalOwner(const cni::IPAddress& ip) const {
   auto it = ip_owners.find(ip);
   if (it == ip_owners.end()) return nullptr;
   for (const std::string& key : it->second) {
@@ -658,7 +704,8 @@ const std::string* PolicyCompiler::CompilerState::LocalOwner(uint32_t ip) const 
 
 // Slots of endpoint `ip` no longer used are freed at the next Compile() (entries referring to
 // them are deleted by the writer of this one).
-void PolicyCompiler::CompilerState::FreeUnusedSlots(uint32_t ip, const std::set<SlotKey>& used) {
+void PolicyCompiler::CompilerState::FreeUnusedSlots(const cni::IPAddress& ip,
+                                                    const std::set<SlotKey>& used) {
   for (auto it = slots.lower_bound(SlotKey{ip, "", ""});
        it != slots.end() && std::get<0>(it->first) == ip;) {
     if (used.count(it->first) == 0) {
@@ -670,7 +717,7 @@ void PolicyCompiler::CompilerState::FreeUnusedSlots(uint32_t ip, const std::set<
   }
 }
 
-void PolicyCompiler::CompilerState::RecompileIp(uint32_t ip, PolicyChanges* ch) {
+void PolicyCompiler::CompilerState::RecompileIp(const cni::IPAddress& ip, PolicyChanges* ch) {
   std::set<SlotKey> used;
   std::optional<EndpointPolicy> np;
   if (const std::string* owner = LocalOwner(ip)) {
@@ -871,8 +918,8 @@ absl::StatusOr<uint32_t> PolicyCompiler::PodIdentity(std::string_view namespace_
 }
 
 absl::StatusOr<uint32_t> PolicyCompiler::PrefixIdentity(const cni::IPPrefix& prefix) const {
-  std::optional<PolicyPrefix> p = V4Prefix(prefix);
-  if (!p) return absl::NotFoundError("IPv6 prefixes have no identity");
+  std::optional<PolicyPrefix> p = CompiledPrefix(prefix);
+  if (!p) return absl::NotFoundError("IPv6 prefixes inside ::ffff:0:0/96 have no identity");
   auto it = cs_->state.cidrs.find(*p);
   if (it == cs_->state.cidrs.end())
     return absl::NotFoundError(StrCat("no policy uses prefix ", prefix.ToString()));

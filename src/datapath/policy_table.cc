@@ -22,8 +22,8 @@ std::chrono::microseconds Since(Clock::time_point t0) {
 
 // The policy maps decoded into host terms.
 struct MapContent {
-  std::map<uint32_t, cn_pol_endpoint> endpoints;  // host-order IP
-  std::map<uint32_t, uint32_t> identities;        // host-order IP
+  std::map<cni::IPAddress, cn_pol_endpoint> endpoints;
+  std::map<cni::IPAddress, uint32_t> identities;
   std::map<PolicyPrefix, uint32_t> cidrs;
   std::map<PolicyEntryKey, uint32_t> rules;
 };
@@ -31,16 +31,6 @@ struct MapContent {
 bool SameEndpoint(const cn_pol_endpoint& a, const cn_pol_endpoint& b) {
   return a.flags == b.flags && a.service_slot == b.service_slot && a.deny_slot == b.deny_slot &&
          a.host_slot == b.host_slot;
-}
-
-// The map key of host-order IPv4 `ip` (IPv4-mapped).
-cn_addr AbiV4(uint32_t ip) { return ToAbiAddr(cni::IPAddress::V4(ip)); }
-
-cn_pol_cidr_key CidrKey(const PolicyPrefix& p) {
-  cn_pol_cidr_key k{};
-  k.prefixlen = p.second + 96u;  // IPv4-mapped
-  k.addr = ToAbiAddr(cni::IPAddress::V4(p.first));
-  return k;
 }
 
 }  // namespace
@@ -67,18 +57,16 @@ struct PolicyTable::Impl {
     MapContent c;
     CNINET_RETURN_IF_ERROR(
         maps->pol_endpoints.ForEach([&](const cn_addr& k, const cn_pol_endpoint& v) {
-          if (cni::IPAddress a = FromAbiAddr(k); a.is_v4()) c.endpoints[a.v4_host_order()] = v;
+          c.endpoints[FromAbiAddr(k)] = v;
           return true;
         }));
     CNINET_RETURN_IF_ERROR(maps->pol_identities.ForEach([&](const cn_addr& k, const uint32_t& v) {
-      if (cni::IPAddress a = FromAbiAddr(k); a.is_v4()) c.identities[a.v4_host_order()] = v;
+      c.identities[FromAbiAddr(k)] = v;
       return true;
     }));
     CNINET_RETURN_IF_ERROR(
         maps->pol_prefixes.ForEach([&](const cn_pol_cidr_key& k, const uint32_t& v) {
-          cni::IPAddress a = FromAbiAddr(k.addr);
-          if (a.is_v4() && k.prefixlen >= 96)
-            c.cidrs[PolicyPrefix{a.v4_host_order(), static_cast<uint8_t>(k.prefixlen - 96)}] = v;
+          c.cidrs[PolicyPrefixFromAbi(k)] = v;
           return true;
         }));
     CNINET_RETURN_IF_ERROR(maps->pol_rules.ForEach([&](const cn_pol_key& k, const cn_pol_value& v) {
@@ -203,30 +191,30 @@ struct PolicyTable::Impl {
     for (const auto& [p, id] : want.cidrs) {
       auto it = have.cidrs.find(p);
       if (it == have.cidrs.end() || it->second != id) {
-        d.cidr_put_k.push_back(CidrKey(p));
+        d.cidr_put_k.push_back(PolicyPrefixToAbi(p));
         d.cidr_put_v.push_back(id);
       }
     }
     for (const auto& [p, id] : have.cidrs)
-      if (!want.cidrs.count(p)) d.cidr_del.push_back(CidrKey(p));
+      if (!want.cidrs.count(p)) d.cidr_del.push_back(PolicyPrefixToAbi(p));
     for (const auto& [ip, id] : want.identities) {
       auto it = have.identities.find(ip);
       if (it == have.identities.end() || it->second != id) {
-        d.id_put_k.push_back(AbiV4(ip));
+        d.id_put_k.push_back(ToAbiAddr(ip));
         d.id_put_v.push_back(id);
       }
     }
     for (const auto& [ip, id] : have.identities)
-      if (!want.identities.count(ip)) d.id_del.push_back(AbiV4(ip));
+      if (!want.identities.count(ip)) d.id_del.push_back(ToAbiAddr(ip));
     for (const auto& [ip, e] : want.endpoints) {
       auto it = have.endpoints.find(ip);
       if (it == have.endpoints.end() || !SameEndpoint(it->second, e)) {
-        d.ep_put_k.push_back(AbiV4(ip));
+        d.ep_put_k.push_back(ToAbiAddr(ip));
         d.ep_put_v.push_back(e);
       }
     }
     for (const auto& [ip, e] : have.endpoints)
-      if (!want.endpoints.count(ip)) d.ep_del.push_back(AbiV4(ip));
+      if (!want.endpoints.count(ip)) d.ep_del.push_back(ToAbiAddr(ip));
     r->full_sync = true;
     CNINET_RETURN_IF_ERROR(Write(d, r));
     written = std::move(want);
@@ -236,7 +224,7 @@ struct PolicyTable::Impl {
   absl::Status Incremental(const PolicyChanges& ch, PolicyApplyResult* r) {
     const PolicyState& want = compiler.state();
     Diff d;
-    for (uint32_t ip : ch.endpoints) {
+    for (const cni::IPAddress& ip : ch.endpoints) {
       auto w = want.endpoints.find(ip);
       // The entries this endpoint had: those of `written` under its address.
       std::map<PolicyEntryKey, uint32_t> had;
@@ -248,34 +236,34 @@ struct PolicyTable::Impl {
         cn_pol_endpoint e = w->second.ToAbi();
         auto have = written.endpoints.find(ip);
         if (have == written.endpoints.end() || !SameEndpoint(have->second, e)) {
-          d.ep_put_k.push_back(AbiV4(ip));
+          d.ep_put_k.push_back(ToAbiAddr(ip));
           d.ep_put_v.push_back(e);
         }
       } else if (written.endpoints.count(ip)) {
-        d.ep_del.push_back(AbiV4(ip));
+        d.ep_del.push_back(ToAbiAddr(ip));
       }
     }
     for (const PolicyPrefix& p : ch.cidrs) {
       auto w = want.cidrs.find(p);
       if (w != want.cidrs.end()) {
-        d.cidr_put_k.push_back(CidrKey(p));
+        d.cidr_put_k.push_back(PolicyPrefixToAbi(p));
         d.cidr_put_v.push_back(w->second);
       } else if (written.cidrs.count(p)) {
-        d.cidr_del.push_back(CidrKey(p));
+        d.cidr_del.push_back(PolicyPrefixToAbi(p));
       }
     }
-    for (uint32_t ip : ch.identities) {
+    for (const cni::IPAddress& ip : ch.identities) {
       auto w = want.identities.find(ip);
       if (w != want.identities.end()) {
-        d.id_put_k.push_back(AbiV4(ip));
+        d.id_put_k.push_back(ToAbiAddr(ip));
         d.id_put_v.push_back(w->second);
       } else if (written.identities.count(ip)) {
-        d.id_del.push_back(AbiV4(ip));
+        d.id_del.push_back(ToAbiAddr(ip));
       }
     }
     CNINET_RETURN_IF_ERROR(Write(d, r));
     // Mirror what was written.
-    for (uint32_t ip : ch.endpoints) {
+    for (const cni::IPAddress& ip : ch.endpoints) {
       for (auto it = written.rules.lower_bound(PolicyEntryKey{ip, 0, 0, 0, 0});
            it != written.rules.end() && it->first.endpoint == ip;)
         it = written.rules.erase(it);
@@ -295,7 +283,7 @@ struct PolicyTable::Impl {
         written.cidrs.erase(p);
       }
     }
-    for (uint32_t ip : ch.identities) {
+    for (const cni::IPAddress& ip : ch.identities) {
       auto w = want.identities.find(ip);
       if (w != want.identities.end()) {
         written.identities[ip] = w->second;
@@ -426,7 +414,7 @@ absl::StatusOr<PolicyState> PolicyTable::ReadMaps() const {
   s.cidrs = std::move(c.cidrs);
   for (const auto& [ip, e] : c.endpoints) {
     EndpointPolicy ep;
-    ep.address = cni::IPAddress::V4(ip);
+    ep.address = ip;
     ep.flags = e.flags;
     ep.service_slot = e.service_slot;
     ep.deny_slot = e.deny_slot;
@@ -438,7 +426,7 @@ absl::StatusOr<PolicyState> PolicyTable::ReadMaps() const {
     if (it == s.endpoints.end()) {
       // Entries of an endpoint without a record (only during an Apply): keep them visible.
       EndpointPolicy ep;
-      ep.address = cni::IPAddress::V4(k.endpoint);
+      ep.address = k.endpoint;
       it = s.endpoints.emplace(k.endpoint, std::move(ep)).first;
     }
     it->second.entries[k] = slot;

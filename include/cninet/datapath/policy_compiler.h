@@ -37,7 +37,7 @@ namespace cninet::datapath {
 /// protocol (protocol and port 0), 176 = any port of `protocol`, 176 + n = the ports whose top n
 /// bits equal those of `port` (a block of 2^(16-n) ports starting at `port`).
 struct PolicyEntryKey {
-  uint32_t endpoint = 0;     ///< Local pod IPv4 (host order).
+  cni::IPAddress endpoint;   ///< Local pod address (either family).
   uint32_t peer = 0;         ///< Pod identity, CIDR identity or CN_POL_ID_ANY.
   uint8_t protocol = 0;      ///< IP protocol (0 with prefix_len 160).
   uint8_t prefix_len = 160;  ///< CN_POL_PREFIX_ANY_PROTO .. CN_POL_PREFIX_FULL.
@@ -67,9 +67,10 @@ struct PolicyRuleInfo {
   friend bool operator==(const PolicyRuleInfo&, const PolicyRuleInfo&) = default;
 };
 
-/// The compiled ingress policy of one default-deny local endpoint (one pod IPv4).
+/// The compiled ingress policy of one default-deny local endpoint (one pod address; a
+/// dual-stack pod has one per family).
 struct EndpointPolicy {
-  cni::IPAddress address;                      ///< Endpoint IPv4.
+  cni::IPAddress address;                      ///< Endpoint address.
   std::string pod;                             ///< "namespace/name" of the pod.
   uint32_t flags = 0;                          ///< CN_POL_F_* bits.
   uint32_t service_slot = 0;                   ///< Counter of flows admitted through a service.
@@ -87,14 +88,21 @@ struct EndpointPolicy {
   }
 };
 
-/// An IPv4 prefix (host-order network address, length) as a map key.
-using PolicyPrefix = std::pair<uint32_t, uint8_t>;
+/// An ipBlock prefix of either family, masked (host bits zero). In the maps IPv4 prefixes are
+/// IPv4-mapped (see cn_pol_cidr_key); IPv6 ipBlocks inside ::ffff:0:0/96 are not compiled (they
+/// would alias IPv4 prefixes; no IPv6 packet carries such a source on the wire).
+using PolicyPrefix = cni::IPPrefix;
+
+/// The cn_pol_cidrs key of `prefix` (IPv4: IPv4-mapped, prefixlen + 96).
+cn_pol_cidr_key PolicyPrefixToAbi(const PolicyPrefix& prefix);
+/// Decodes a cn_pol_cidrs key (IPv4-mapped keys of length >= 96 become IPv4 prefixes).
+PolicyPrefix PolicyPrefixFromAbi(const cn_pol_cidr_key& key);
 
 /// Everything the policy maps should contain.
 struct PolicyState {
-  std::map<uint32_t, uint32_t> identities;       ///< Pod IPv4 (host order) -> identity.
-  std::map<PolicyPrefix, uint32_t> cidrs;        ///< ipBlock prefix -> CIDR identity.
-  std::map<uint32_t, EndpointPolicy> endpoints;  ///< Local pod IPv4 (host order) -> policy.
+  std::map<cni::IPAddress, uint32_t> identities;       ///< Pod address -> identity.
+  std::map<PolicyPrefix, uint32_t> cidrs;              ///< ipBlock prefix -> CIDR identity.
+  std::map<cni::IPAddress, EndpointPolicy> endpoints;  ///< Local pod address -> policy.
 };
 
 /// A new flow as the datapath's check sees it (after DNAT).
@@ -122,10 +130,10 @@ PolicyVerdict EvaluatePolicy(const PolicyState& state, const PolicyQuery& q);
 
 /// What changed in the compiled state since the previous PolicyCompiler::Compile().
 struct PolicyChanges {
-  std::set<uint32_t> identities;    ///< Pod IPs whose identity changed or vanished.
-  std::set<PolicyPrefix> cidrs;     ///< Prefixes added, removed or renumbered.
-  std::set<uint32_t> endpoints;     ///< Endpoints whose compiled policy changed or vanished.
-  std::vector<uint32_t> new_slots;  ///< Counter slots (re)allocated: zero them before use.
+  std::set<cni::IPAddress> identities;  ///< Pod IPs whose identity changed or vanished.
+  std::set<PolicyPrefix> cidrs;         ///< Prefixes added, removed or renumbered.
+  std::set<cni::IPAddress> endpoints;   ///< Endpoints whose compiled policy changed or vanished.
+  std::vector<uint32_t> new_slots;      ///< Counter slots (re)allocated: zero them before use.
   /// Nothing to write.
   bool empty() const {
     return identities.empty() && cidrs.empty() && endpoints.empty() && new_slots.empty();
@@ -144,7 +152,7 @@ struct PolicyCompilerStats {
   size_t pods = 0;                ///< Pods known.
   size_t identities = 0;          ///< Distinct (namespace, labels) identities.
   size_t prefixes = 0;            ///< ipBlock prefixes (CIDR identities).
-  size_t endpoints = 0;           ///< Default-deny local endpoints (pod IPv4s).
+  size_t endpoints = 0;           ///< Default-deny local endpoints (pod addresses).
   size_t entries = 0;             ///< Allow entries over all endpoints.
   size_t slots_in_use = 0;        ///< Counter slots allocated.
   size_t slot_overflows = 0;      ///< Rules that got the shared slot 0 (counter slots ran out).

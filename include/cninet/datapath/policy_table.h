@@ -47,7 +47,7 @@ struct PolicyApplyResult {
 
 /// One per-endpoint verdict counter (summed over CPUs).
 struct PolicyCounter {
-  cni::IPAddress endpoint;  ///< Local pod IPv4.
+  cni::IPAddress endpoint;  ///< Local pod address.
   std::string pod;          ///< "namespace/name".
   std::string rule;         ///< Rule description, or "denied", "via service", "from host".
   uint32_t slot = 0;        ///< cn_pol_stats index.

@@ -59,8 +59,8 @@ struct LabelSelector {
   friend bool operator==(const LabelSelector&, const LabelSelector&) = default;
 };
 
-/// An IPv4 CIDR with exceptions (each inside the CIDR). IPv6 blocks are accepted and ignored by
-/// the IPv4 datapath.
+/// A CIDR of either family with exceptions (each inside the CIDR, same family). An IPv6 block
+/// never matches IPv4 sources (nor an IPv4 block IPv6 ones), as in Kubernetes.
 struct IPBlock {
   cni::IPPrefix cidr;                 ///< Allowed range.
   std::vector<cni::IPPrefix> except;  ///< Sub-ranges excluded from it.
@@ -140,13 +140,13 @@ struct NamespaceInfo {
   friend bool operator==(const NamespaceInfo&, const NamespaceInfo&) = default;
 };
 
-/// A pod anywhere in the cluster. Its IPv4 addresses get the identity of its (namespace, label
-/// set); `local` pods (on this node, with the to-pod hook on their veth) are the endpoints whose
-/// ingress the datapath enforces.
+/// A pod anywhere in the cluster. Its addresses (both families) get the identity of its (namespace,
+/// label set); `local` pods (on this node, with the to-pod hook on their veth) are the endpoints
+/// whose ingress the datapath enforces.
 struct PodInfo {
   std::string namespace_name;             ///< Namespace.
   std::string name;                       ///< Name.
-  std::vector<cni::IPAddress> addresses;  ///< Pod IPs (IPv6 ones are ignored).
+  std::vector<cni::IPAddress> addresses;  ///< Pod IPs, either family.
   Labels labels;                          ///< Pod labels.
   bool local = false;                     ///< Runs on this node (its veth has the to-pod hook).
   /// InvalidArgument when a name is empty or contains '/', or a label key is empty.

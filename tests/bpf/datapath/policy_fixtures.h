@@ -5,8 +5,7 @@
 //
 // IPv6 (issue 14): StandardIpv6PolicyFixtures() twins every IPv4 row over a dual-stack world (each
 // pod has an IPv4 and an IPv6 address; the ipBlock rules list a v6 prefix beside the v4 one).
-// They always run; the rows that need IPv6 policy compilation (not done yet) are listed in
-// KnownIpv6PolicyGaps() (printed, and asserted to be exactly the failing rows).
+// They run with the IPv4 rows and check the same verdicts, bytes and per-rule counters.
 #ifndef CNINET_TESTS_BPF_DATAPATH_POLICY_FIXTURES_H_
 #define CNINET_TESTS_BPF_DATAPATH_POLICY_FIXTURES_H_
 
@@ -98,11 +97,6 @@ struct PolicyFixture {
 std::vector<PolicyFixture> StandardPolicyFixtures();
 // The IPv6 twins over ApplyStandardDualStackPolicySetup() (see the header comment), in order.
 std::vector<PolicyFixture> StandardIpv6PolicyFixtures();
-// Known gaps: IPv6 policy rows whose expectation is the correct behaviour but which fail because
-// IPv6 NetworkPolicy is not compiled yet (PolicyCompiler/PolicyTable compile only IPv4 pods and
-// ipBlocks, so an IPv6 pod is unmanaged and everything to it passes), each with the reason. The
-// IPv6 policy table tests print them and assert that exactly these rows fail.
-std::vector<std::pair<std::string, std::string>> KnownIpv6PolicyGaps();
 // Runs one row: applies `before`, runs the packet, compares the verdict, the output bytes and
 // the verdict counter (which must grow by exactly one).
 absl::Status RunPolicyFixture(Datapath& dp, const PolicyFixture& f);

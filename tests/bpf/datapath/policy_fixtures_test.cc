@@ -634,23 +634,7 @@ TEST_P(Ipv6PolicyFixtureTest, Row) {
   for (auto p = fixtures.begin(); p != it; ++p) (void)RunPolicyFixture(*dp_, *p);
   SCOPED_TRACE(it->name + " (twin of " + it->twin_of + "): " + it->description);
   absl::Status s = RunPolicyFixture(*dp_, *it);
-  for (const auto& [name, why] : KnownIpv6PolicyGaps()) {
-    if (name != it->name) continue;
-    std::cout << "KNOWN POLICY GAP " << name << ": " << why << "\n";
-    EXPECT_FALSE(s.ok()) << name << " passes now: remove it from KnownIpv6PolicyGaps()";
-    return;
-  }
   EXPECT_TRUE(s.ok()) << s.message();
-}
-
-// The known policy gaps name IPv6 rows, each once.
-TEST(Ipv6PolicyFixtureTable, KnownGapsAreRows) {
-  std::set<std::string> rows, seen;
-  for (const auto& f : StandardIpv6PolicyFixtures()) rows.insert(f.name);
-  for (const auto& [name, why] : KnownIpv6PolicyGaps()) {
-    EXPECT_TRUE(rows.count(name)) << name << " is not an IPv6 policy row";
-    EXPECT_TRUE(seen.insert(name).second) << name << " listed twice";
-  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Ipv6PolicyFixtures, Ipv6PolicyFixtureTest,
@@ -659,18 +643,10 @@ INSTANTIATE_TEST_SUITE_P(Ipv6PolicyFixtures, Ipv6PolicyFixtureTest,
 
 TEST_F(Ipv6PolicyBpfTest, TableInOneRunAndPerRuleCounters) {
   std::vector<PolicyFixture> fixtures = StandardIpv6PolicyFixtures();
-  std::set<std::string> gaps, failed;
-  for (const auto& [name, why] : KnownIpv6PolicyGaps()) {
-    std::cout << "KNOWN POLICY GAP " << name << ": " << why << "\n";
-    gaps.insert(name);
-  }
-  // The per-rule counters, the host verdicts and the admission mark need the IPv6 policy compiled:
-  // checked only when no gap is left.
-  const bool compiled = gaps.empty();
   std::map<std::pair<std::string, std::string>, uint64_t> want;
   bool counters_checked = false;
   for (const auto& f : fixtures) {
-    if (compiled && f.before && !counters_checked) {
+    if (f.before && !counters_checked) {
       // The IPv6 endpoints' counters equal what the rows so far predict.
       auto got = CountersByRule(*dp_);
       for (const auto& [key, n] : want) EXPECT_EQ(got[key], n) << key.first << " " << key.second;
@@ -683,16 +659,8 @@ TEST_F(Ipv6PolicyBpfTest, TableInOneRunAndPerRuleCounters) {
     }
     SCOPED_TRACE(f.name + ": " + f.description);
     absl::Status s = RunPolicyFixture(*dp_, f);
-    if (!s.ok()) failed.insert(f.name);
-    if (!gaps.count(f.name)) {
-      EXPECT_TRUE(s.ok()) << s.message();
-    }
+    EXPECT_TRUE(s.ok()) << s.message();
     if (!f.counter_endpoint.empty()) ++want[{f.counter_endpoint, f.counter_rule}];
-  }
-  EXPECT_EQ(failed, gaps) << "the failing IPv6 policy rows are not exactly KnownIpv6PolicyGaps()";
-  if (!compiled) {
-    std::cout << "per-rule counters not checked: IPv6 policy is not compiled (known gaps)\n";
-    return;
   }
   EXPECT_TRUE(counters_checked);
   auto c = dp_->counters().Packets(CN_R_POLICY_HOST);

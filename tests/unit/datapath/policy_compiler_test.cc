@@ -32,7 +32,7 @@ using Op = LabelRequirement::Operator;
 
 cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
 cni::IPPrefix Pfx(std::string_view s) { return *cni::IPPrefix::Parse(s); }
-uint32_t H(std::string_view s) { return Ip(s).v4_host_order(); }
+cni::IPAddress H(std::string_view s) { return Ip(s); }
 
 LabelSelector Sel(Labels l) { return LabelSelector{std::move(l), {}}; }
 
@@ -244,7 +244,7 @@ TEST(PolicyEntryKey, AbiRoundTripAndCoverage) {
   PolicyEntryKey k{H("10.0.1.1"), 300, 6, CN_POL_PREFIX_PROTO + 14, 8000};  // 8000-8003
   cn_pol_key a = k.ToAbi();
   EXPECT_EQ(a.prefixlen, CN_POL_PREFIX_PROTO + 14u);
-  EXPECT_EQ(cninet::datapath::FromAbiAddr(a.endpoint), cninet::cni::IPAddress::V4(H("10.0.1.1")));
+  EXPECT_EQ(cninet::datapath::FromAbiAddr(a.endpoint), H("10.0.1.1"));
   EXPECT_EQ(a.port, htons(8000));
   EXPECT_EQ(PolicyEntryKey::FromAbi(a), k);
   EXPECT_TRUE(k.Covers(6, 8003));
@@ -414,12 +414,89 @@ TEST_F(NetworkPolicyTest, IpBlockAlsoMatchesPodAddresses) {
   EXPECT_FALSE(w_.Allowed(kFe, kApi, 9100));
 }
 
-TEST_F(NetworkPolicyTest, IpBlockZeroSlashZeroExceptTheClusterAndIPv6Ignored) {
+TEST_F(NetworkPolicyTest, IpBlockZeroSlashZeroExceptTheClusterPerFamily) {
   Set(Policy("web", "p", {{"role", "api"}},
              {IngressRule{{CidrPeer("0.0.0.0/0", {"10.0.0.0/8"}), CidrPeer("fd00::/8")}, {}}}));
   EXPECT_TRUE(w_.Allowed("192.0.2.1", kApi));
   EXPECT_FALSE(w_.Allowed(kFe, kApi));
-  EXPECT_EQ(w_.c.state().cidrs.size(), 2u);
+  EXPECT_EQ(w_.c.state().cidrs.size(), 3u);
+}
+
+// ---- IPv6 ----
+
+class DualStackPolicyTest : public NetworkPolicyTest {
+ protected:
+  void SetUp() override {
+    NetworkPolicyTest::SetUp();
+    AddV6("web", "api", kApi, kApi6, {{"role", "api"}});
+    AddV6("web", "fe", kFe, kFe6, {{"role", "frontend"}});
+    AddV6("ops", "mon", kMon, kMon6, {{"role", "monitor"}});
+  }
+  // Re-adds pod ns/name (address v4, labels) with a second, IPv6 address.
+  void AddV6(const std::string& ns, const std::string& name, const std::string& v4,
+             const std::string& v6, Labels labels) {
+    PodInfo p = Pod(ns, name, v4, std::move(labels), /*local=*/ns == "web");
+    p.addresses.push_back(Ip(v6));
+    Add(p);
+  }
+  static constexpr char kApi6[] = "fd00:10:1::1", kFe6[] = "fd00:10:1::2", kMon6[] = "fd00:10:2::1";
+};
+
+TEST_F(DualStackPolicyTest, EachFamilyOfALocalPodIsAnEndpointAndEveryAddressHasTheIdentity) {
+  Set(Policy("web", "p", {{"role", "api"}},
+             {IngressRule{{PodPeer({{"role", "frontend"}})}, {Tcp(80)}}}));
+  const EndpointPolicy* e4 = w_.Endpoint(kApi);
+  const EndpointPolicy* e6 = w_.Endpoint(kApi6);
+  ASSERT_NE(e4, nullptr);
+  ASSERT_NE(e6, nullptr);
+  EXPECT_EQ(e6->address, Ip(kApi6));
+  EXPECT_NE(e4->deny_slot, e6->deny_slot) << "each family counts on its own";
+  EXPECT_EQ(w_.c.state().identities.at(H(kFe6)), w_.c.state().identities.at(H(kFe)));
+  EXPECT_TRUE(w_.Allowed(kFe6, kApi6, 80));
+  EXPECT_FALSE(w_.Allowed(kFe6, kApi6, 81));
+  EXPECT_FALSE(w_.Allowed(kMon6, kApi6, 80));
+  EXPECT_TRUE(w_.Allowed(kFe, kApi, 80));
+  // The map keys: the endpoint as a 128-bit address, entries keyed by it.
+  PolicyEntryKey k = e6->entries.begin()->first;
+  EXPECT_EQ(k.endpoint, Ip(kApi6));
+  cn_pol_key abi = k.ToAbi();
+  EXPECT_EQ(PolicyEntryKey::FromAbi(abi), k);
+  EXPECT_EQ(FromAbiAddr(abi.endpoint), Ip(kApi6));
+}
+
+TEST_F(DualStackPolicyTest, IPv6BlocksMatchIPv6SourcesOnlyAndIPv4BlocksIPv4Only) {
+  Set(Policy("web", "p", {{"role", "api"}},
+             {IngressRule{{CidrPeer("2001:db8::/32", {"2001:db8:bad::/48"})}, {Tcp(443)}},
+              IngressRule{{CidrPeer("198.51.100.0/24")}, {Tcp(8443)}}}));
+  EXPECT_TRUE(w_.Allowed("2001:db8:1::7", kApi6, 443));
+  EXPECT_FALSE(w_.Allowed("2001:db8:bad::7", kApi6, 443));
+  EXPECT_FALSE(w_.Allowed("2001:db9::7", kApi6, 443));
+  EXPECT_TRUE(w_.Allowed("198.51.100.9", kApi, 8443));
+  EXPECT_FALSE(w_.Allowed("2001:db8:1::7", kApi6, 8443));
+  auto id = w_.c.PrefixIdentity(Pfx("2001:db8::/32"));
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_TRUE(*id & CN_POL_ID_CIDR_BIT);
+}
+
+TEST_F(DualStackPolicyTest, WholeIPv6SpaceDoesNotAdmitIPv4AndTheReverse) {
+  // ::/0 in the 128-bit LPM trie covers the IPv4-mapped keys: the compiler adds 0.0.0.0/0 (the
+  // key ::ffff:0:0/96) so IPv4 sources never fall into it.
+  Set(Policy("web", "p", {{"role", "api"}}, {IngressRule{{CidrPeer("::/0")}, {}}}));
+  EXPECT_TRUE(w_.Allowed("2001:db8::1", kApi6));
+  EXPECT_TRUE(w_.Allowed(kMon6, kApi6));
+  EXPECT_FALSE(w_.Allowed("192.0.2.1", kApi));
+  EXPECT_FALSE(w_.Allowed(kMon, kApi));
+  EXPECT_EQ(w_.c.state().cidrs.count(Pfx("0.0.0.0/0")), 1u);
+  EXPECT_EQ(PolicyPrefixToAbi(Pfx("0.0.0.0/0")).prefixlen, 96u);
+  EXPECT_EQ(PolicyPrefixFromAbi(PolicyPrefixToAbi(Pfx("::/0"))), Pfx("::/0"));
+  EXPECT_EQ(PolicyPrefixFromAbi(PolicyPrefixToAbi(Pfx("10.0.0.0/8"))), Pfx("10.0.0.0/8"));
+  Set(Policy("web", "p", {{"role", "api"}}, {IngressRule{{CidrPeer("0.0.0.0/0")}, {}}}));
+  EXPECT_TRUE(w_.Allowed("192.0.2.1", kApi));
+  EXPECT_FALSE(w_.Allowed("2001:db8::1", kApi6));
+  // IPv6 blocks inside ::ffff:0:0/96 would alias IPv4 keys: compiled as matching nothing.
+  Set(Policy("web", "p", {{"role", "api"}}, {IngressRule{{CidrPeer("::ffff:192.0.2.0/120")}, {}}}));
+  EXPECT_FALSE(w_.Allowed("192.0.2.1", kApi));
+  EXPECT_EQ(w_.c.state().cidrs.size(), 0u);
 }
 
 TEST_F(NetworkPolicyTest, PortsWithProtocolAndEndPort) {
@@ -572,7 +649,7 @@ TEST_F(IsolationTest, TogglingIsolationAndMovingPods) {
   EXPECT_TRUE(w_.Allowed("10.0.2.2", kI1, 22));
   ASSERT_TRUE(w_.c.UpsertPod(Pod("iso", "i4", "10.0.2.3", {{"app", "new"}}, false)).ok());
   ch = w_.Compile();
-  EXPECT_EQ(ch.endpoints, std::set<uint32_t>{H(kI1)});
+  EXPECT_EQ(ch.endpoints, std::set<cni::IPAddress>{H(kI1)});
   EXPECT_TRUE(w_.Allowed("10.0.2.3", kI1, 22));
   // A pod leaving (deleted) loses its identity and access.
   ASSERT_TRUE(w_.c.DeletePod("iso", "i4").ok());
@@ -638,7 +715,8 @@ TEST(PolicyIncremental, ChangesTouchOnlyWhatTheyAffect) {
   PolicyChanges ch = w.Compile();
   EXPECT_EQ(w.c.stats().endpoints_compiled - n, 20u);
   EXPECT_EQ(ch.endpoints.size(), 20u);
-  for (uint32_t ip : ch.endpoints) EXPECT_EQ(ip >> 8, H("10.0.2.0") >> 8);
+  for (const cni::IPAddress& ip : ch.endpoints)
+    EXPECT_TRUE(Pfx("10.0.2.0/24").Contains(ip)) << ip.ToString();
   EXPECT_EQ(ch.cidrs.size(), 2u) << "one prefix gone, one new";
   n = w.c.stats().endpoints_compiled;
 
@@ -660,7 +738,7 @@ TEST(PolicyIncremental, ChangesTouchOnlyWhatTheyAffect) {
   // Deleting a local pod removes its endpoint and identity.
   ASSERT_TRUE(w.c.DeletePod("a", "p0").ok());
   ch = w.Compile();
-  EXPECT_EQ(ch.endpoints, std::set<uint32_t>{H("10.0.1.1")});
+  EXPECT_EQ(ch.endpoints, std::set<cni::IPAddress>{H("10.0.1.1")});
   EXPECT_TRUE(ch.identities.count(H("10.0.1.1")));
   EXPECT_EQ(w.c.stats().endpoints, 39u);
 }
@@ -775,7 +853,7 @@ struct Naive {
     return best;
   }
   static bool InBlock(const IPBlock& b, const cni::IPAddress& ip) {
-    if (!b.cidr.is_v4() || !b.cidr.Masked().Contains(ip)) return false;
+    if (!b.cidr.Masked().Contains(ip)) return false;  // Contains: same family only
     for (const auto& e : b.except)
       if (e.Masked().Contains(ip)) return false;
     return true;
@@ -853,17 +931,22 @@ TEST(PolicyRandomWorlds, CompiledVerdictsMatchTheNaiveEvaluator) {
       s.match_expressions.push_back({"app", rng() % 2 ? Op::kExists : Op::kDoesNotExist, {}});
     return s;
   };
-  std::vector<std::string> ips;
+  std::vector<std::string> ips;  // Both families: dual-stack pods have two.
   // A block around a pod address, often with an except around another pod address inside it,
-  // so that queries land in blocks and in excepts.
+  // so that queries land in blocks and in excepts; sometimes a whole family (0.0.0.0/0, ::/0:
+  // an IPv6 block covering the IPv4-mapped range must still not match IPv4 sources).
   auto prefix = [&]() -> std::pair<std::string, std::vector<std::string>> {
-    int len = 12 + static_cast<int>(rng() % 13);
-    cni::IPPrefix block = cni::IPPrefix(Ip(ips[pick(ips.size())]), len).Masked();
+    cni::IPAddress around = Ip(ips[pick(ips.size())]);
+    const int bits = around.bit_length();
+    int len =
+        around.is_v4() ? 12 + static_cast<int>(rng() % 13) : 28 + static_cast<int>(rng() % 40);
+    if (rng() % 8 == 0) len = 0;
+    cni::IPPrefix block = cni::IPPrefix(around, len).Masked();
     std::vector<std::string> ex;
     if (rng() % 3 != 0) {
       cni::IPAddress inner = Ip(ips[pick(ips.size())]);
       if (!block.Contains(inner)) inner = block.address();
-      int elen = len + 1 + static_cast<int>(rng() % (32 - len));
+      int elen = len + 1 + static_cast<int>(rng() % (bits - len));
       ex.push_back(cni::IPPrefix(inner, elen).Masked().ToString());
     }
     return {block.ToString(), ex};
@@ -878,9 +961,15 @@ TEST(PolicyRandomWorlds, CompiledVerdictsMatchTheNaiveEvaluator) {
     }
     ips.clear();
     for (int i = 0; i < 24; ++i) {
-      std::string ip = StrCat("10.", rng() % 3, ".", rng() % 4, ".", 1 + i);
+      const uint32_t a = rng() % 3, b = rng() % 4;
+      std::string ip = StrCat("10.", a, ".", b, ".", 1 + i);
       ips.push_back(ip);
       s.pods.push_back(Pod(nss[pick(4)], StrCat("p", i), ip, labels(), rng() % 3 != 0));
+      if (rng() % 2) {
+        std::string ip6 = StrCat("fd00:10:", a, ":", b, "::", 1 + i);
+        ips.push_back(ip6);
+        s.pods.back().addresses.push_back(Ip(ip6));
+      }
     }
     for (int i = 0; i < 6; ++i) {
       NetworkPolicy p;
@@ -944,9 +1033,15 @@ TEST(PolicyRandomWorlds, CompiledVerdictsMatchTheNaiveEvaluator) {
     Naive naive{s};
     for (int q = 0; q < 300; ++q) {
       PolicyQuery query;
-      query.src = rng() % 5 == 0 ? cni::IPAddress::V4((10u << 24) | (rng() & 0xffffff))
-                                 : Ip(ips[pick(ips.size())]);
       query.dst = Ip(ips[pick(ips.size())]);
+      do {
+        query.src = Ip(ips[pick(ips.size())]);
+      } while (query.src.family() != query.dst.family());
+      if (rng() % 5 == 0) {  // An address no pod has.
+        query.src = query.dst.is_v4()
+                        ? cni::IPAddress::V4((10u << 24) | (rng() & 0xffffff))
+                        : Ip(StrCat("fd00:10:", rng() % 3, ":", rng() % 4, "::", rng() % 64));
+      }
       query.protocol = rng() % 3 ? Protocol::kTcp : Protocol::kUdp;
       query.port = static_cast<uint16_t>(rng() % 150);
       query.via_service = rng() % 6 == 0;
