@@ -34,21 +34,53 @@ absl::Status InNetns(const std::string& path, const std::function<absl::Status()
   return result;
 }
 
+// "ip" or "ip:port" ("[ip]:port" for IPv6).
+std::string PeerText(const sockaddr_storage& peer, bool with_port) {
+  char ip[INET6_ADDRSTRLEN] = {};
+  uint16_t port = 0;
+  bool v6 = peer.ss_family == AF_INET6;
+  if (v6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+    port = ntohs(a->sin6_port);
+  } else {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+    port = ntohs(a->sin_port);
+  }
+  if (!with_port) return ip;
+  return v6 ? "[" + std::string(ip) + "]:" + std::to_string(port)
+            : std::string(ip) + ":" + std::to_string(port);
+}
+
 }  // namespace
 
 LineServer::LineServer(LineServerOptions options) : options_(std::move(options)) {
   status_ = InNetns(options_.netns_path, [&]() -> absl::Status {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool v6 = options_.address.find(':') != std::string::npos;
+    listen_fd_ = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) return absl::InternalError(std::string("socket: ") + strerror(errno));
     int one = 1;
     setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(options_.port);
-    if (inet_pton(AF_INET, options_.address.c_str(), &a.sin_addr) != 1) {
-      return absl::InvalidArgumentError("not an IPv4 address: " + options_.address);
+    sockaddr_storage a{};
+    socklen_t alen = 0;
+    if (v6) {
+      setsockopt(listen_fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+      auto* a6 = reinterpret_cast<sockaddr_in6*>(&a);
+      a6->sin6_family = AF_INET6;
+      a6->sin6_port = htons(options_.port);
+      alen = sizeof(*a6);
+      if (inet_pton(AF_INET6, options_.address.c_str(), &a6->sin6_addr) != 1)
+        return absl::InvalidArgumentError("not an IP address: " + options_.address);
+    } else {
+      auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
+      a4->sin_family = AF_INET;
+      a4->sin_port = htons(options_.port);
+      alen = sizeof(*a4);
+      if (inet_pton(AF_INET, options_.address.c_str(), &a4->sin_addr) != 1)
+        return absl::InvalidArgumentError("not an IP address: " + options_.address);
     }
-    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), alen) != 0 ||
         listen(listen_fd_, 64) != 0) {
       return absl::InternalError(std::string("bind/listen: ") + strerror(errno));
     }
@@ -80,14 +112,11 @@ void LineServer::AcceptLoop() {
   while (!stop_) {
     pollfd p{listen_fd_, POLLIN, 0};
     if (poll(&p, 1, 100) <= 0) continue;
-    sockaddr_in peer{};
+    sockaddr_storage peer{};
     socklen_t len = sizeof(peer);
     int c = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
     if (c < 0) continue;
-    char ip[INET_ADDRSTRLEN] = {};
-    inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof(ip));
-    std::string who = ip;
-    if (options_.peer_port) who += ":" + std::to_string(ntohs(peer.sin_port));
+    std::string who = PeerText(peer, options_.peer_port);
     if (options_.greet_and_close) {
       std::string reply = Reply(who, "");
       (void)!write(c, reply.data(), reply.size());

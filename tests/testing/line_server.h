@@ -18,11 +18,11 @@ namespace cninet::testing {
 // How a LineServer listens and answers.
 struct LineServerOptions {
   std::string netns_path;           // namespace to listen in ("" = the caller's)
-  std::string address = "0.0.0.0";  // IPv4 address to bind
+  std::string address = "0.0.0.0";  // address to bind (IPv4, or IPv6 with V6ONLY: "::")
   uint16_t port = 0;                // TCP port
   std::string name;                 // first word of every reply
   bool echo_line = true;            // append the received line ("NAME PEER LINE")
-  bool peer_port = false;           // PEER as "ip:port" instead of "ip"
+  bool peer_port = false;           // PEER as "ip:port" ("[ip]:port") instead of "ip"
   bool greet_and_close = false;     // answer "NAME PEER" on accept, then close (no reading)
 };
 

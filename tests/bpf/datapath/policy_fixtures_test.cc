@@ -675,3 +675,37 @@ TEST_F(Ipv6PolicyBpfTest, TableInOneRunAndPerRuleCounters) {
 
 }  // namespace
 }  // namespace cninet::datapath::testing
+
+namespace cninet::datapath::testing {
+namespace {
+
+// A pod-to-pod flow no other program tracked is tracked by to-pod once admitted, under its own
+// tuple in both families: its next packets pass through conntrack without another check.
+TEST_F(Ipv6PolicyBpfTest, AdmittedFlowIsTrackedUnderItsOwnTupleInBothFamilies) {
+  for (auto [src, dst] : {std::pair{ptopo::kIso2, ptopo::kIso1}, {ptopo6::kIso2, ptopo6::kIso1}}) {
+    SCOPED_TRACE(src);
+    auto run = [&](uint8_t flags) {
+      PacketBuilder b;
+      if (std::string_view(src).find(':') != std::string_view::npos) {
+        b.Ipv6(src, dst);
+      } else {
+        b.Ipv4(src, dst);
+      }
+      auto r = dp_->TestRun(Hook::kToPod, b.Tcp(43001, 5432, flags).Build(), 1, 0, kForwarded);
+      EXPECT_TRUE(r.ok()) << r.status();
+      return r.ok() ? r->retval : -1;
+    };
+    const std::pair<std::string, std::string> rule{dst, "isolation of namespace iso"};
+    uint64_t before = CountersByRule(*dp_)[rule];
+    EXPECT_EQ(run(kSyn), kTcOk);
+    auto e = dp_->conntrack().Lookup(FlowTuple{Ip(src), Ip(dst), 43001, 5432, Protocol::kTcp});
+    ASSERT_TRUE(e.ok()) << e.status();
+    ASSERT_TRUE(e->has_value()) << "no conntrack entry under the flow's tuple";
+    EXPECT_TRUE((*e)->policy_ok);
+    EXPECT_EQ(run(kAck), kTcOk);
+    EXPECT_EQ(CountersByRule(*dp_)[rule], before + 1) << "the ACK was checked again";
+  }
+}
+
+}  // namespace
+}  // namespace cninet::datapath::testing

@@ -1,9 +1,11 @@
 // End to end in network namespaces with real TCP: Contrail isolation rules (a)-(e), a
-// NetworkPolicy admitting only role=frontend on port 80, host-originated traffic, and a policy
-// change applying to new connections right after PolicyTable::Apply() returns.
+// NetworkPolicy admitting only role=frontend on port 80 (over IPv4 and over IPv6), host-originated
+// traffic, and a policy change applying to new connections right after PolicyTable::Apply()
+// returns.
 //
 // Topology (all namespaces created by the test; the datapath runs in this process, unpinned):
-//   pods (each 10.244.1.x/32, default route via 10.244.1.1 on its veth) --veth-- [node]
+//   pods (dual-stack: each 10.244.1.x/32 and fd00:244:1::x/128, default routes via 10.244.1.1
+//   and fd00:244:1::1 on its veth) --veth-- [node]
 //     iso/i1 .21  iso/i2 .22   (namespace iso, isolated)
 //     iso2/j1 .23              (namespace iso2, isolated)
 //     other/o1 .10             (role=frontend, namespace without policy)
@@ -56,12 +58,24 @@ constexpr auto kAllowedWithin = std::chrono::seconds(5);
 
 cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
 
-sockaddr_in Addr(const std::string& ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
-  return a;
+// The IPv6 address of a pod: fd00:244:1:: plus the last octet of its IPv4 address.
+std::string V6(std::string_view v4) { return StrCat("fd00:244:1::", v4.substr(v4.rfind('.') + 1)); }
+
+// The socket address of ip:port (either family) and its length.
+socklen_t Addr(const std::string& ip, uint16_t port, sockaddr_storage* out) {
+  *out = {};
+  if (ip.find(':') != std::string::npos) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(out);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
+    return sizeof(*a);
+  }
+  auto* a = reinterpret_cast<sockaddr_in*>(out);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(port);
+  inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
+  return sizeof(*a);
 }
 
 // An owned socket.
@@ -79,10 +93,14 @@ struct Sock {
   }
 };
 
-// The shared line server ("NAME PEER LINE"); failing to listen fails the test.
+// The shared line server ("NAME PEER LINE") on 0.0.0.0 or, with `v6`, on ::; failing to listen
+// fails the test.
 struct Server : ::cninet::testing::LineServer {
-  Server(const std::string& netns_path, uint16_t port, std::string name)
-      : LineServer(netns_path, port, std::move(name)) {
+  Server(const std::string& netns_path, uint16_t port, std::string name, bool v6 = false)
+      : LineServer(::cninet::testing::LineServerOptions{.netns_path = netns_path,
+                                                        .address = v6 ? "::" : "0.0.0.0",
+                                                        .port = port,
+                                                        .name = std::move(name)}) {
     EXPECT_TRUE(status().ok()) << status();
   }
 };
@@ -92,9 +110,10 @@ absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& i
                              std::chrono::milliseconds timeout) {
   Sock s;
   absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
-    s.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    sockaddr_in a = Addr(ip, port);
-    if (connect(s.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 && errno != EINPROGRESS)
+    sockaddr_storage a;
+    socklen_t alen = Addr(ip, port, &a);
+    s.fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (connect(s.fd, reinterpret_cast<sockaddr*>(&a), alen) != 0 && errno != EINPROGRESS)
       return absl::UnavailableError(StrCat("connect: ", strerror(errno)));
     pollfd p{s.fd, POLLOUT, 0};
     int n = poll(&p, 1, static_cast<int>(timeout.count()));
@@ -132,7 +151,7 @@ PodInfo Pod(std::string ns, std::string name, std::string_view ip, Labels labels
   PodInfo p;
   p.namespace_name = std::move(ns);
   p.name = std::move(name);
-  p.addresses = {Ip(ip)};
+  p.addresses = {Ip(ip), Ip(V6(ip))};
   p.labels = std::move(labels);
   p.local = true;
   return p;
@@ -151,11 +170,15 @@ class PolicyE2eTest : public ::testing::Test {
     CNINET_REQUIRE_ROOT();
     Must(
         node_.Exec("sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 "
-                   "net.ipv4.conf.default.rp_filter=0"));
+                   "net.ipv4.conf.default.rp_filter=0 net.ipv6.conf.all.forwarding=1 "
+                   // No DAD on the veths' link-local addresses: a tentative one holds the first
+                   // neighbour resolution (and the first SYN) for a second.
+                   "net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0"));
     DatapathConfig cfg;
     cfg.pin_maps = false;
-    cfg.cluster_cidr = *cni::IPPrefix::Parse("10.244.0.0/16");
-    cfg.node_addresses = {Ip("192.168.77.1")};
+    cfg.cluster_cidrs = {*cni::IPPrefix::Parse("10.244.0.0/16"),
+                         *cni::IPPrefix::Parse("fd00:244::/48")};
+    cfg.node_addresses = {Ip("192.168.77.1"), Ip("fd00:77::1")};
     cfg.map_sizes.conntrack = 4096;
     cfg.map_sizes.nat = 1024;
     cfg.map_sizes.services = 64;
@@ -218,11 +241,14 @@ class PolicyE2eTest : public ::testing::Test {
     p.ns = std::make_unique<ScopedNetns>(StrCat("pp", name));
     Must(node_.Exec(StrCat("ip link add ", p.host_if, " type veth peer name eth0 netns ",
                            p.ns->name(), " && ip addr add 10.244.1.1/32 dev ", p.host_if,
-                           " && ip link set ", p.host_if, " up && ip route add ", ip, "/32 dev ",
+                           " && ip -6 addr add fd00:244:1::1/128 dev ", p.host_if,
+                           " nodad && ip link set ", p.host_if, " up && ip route add ", ip,
+                           "/32 dev ", p.host_if, " && ip -6 route add ", V6(ip), "/128 dev ",
                            p.host_if)));
-    Must(p.ns->Exec(StrCat("ip addr add ", ip,
-                           "/32 dev eth0 && ip link set eth0 up && ip route add 10.244.1.1 dev "
-                           "eth0 && ip route add default via 10.244.1.1")));
+    Must(p.ns->Exec(StrCat("ip addr add ", ip, "/32 dev eth0 && ip -6 addr add ", V6(ip),
+                           "/128 dev eth0 nodad && ip link set eth0 up && ip route add 10.244.1.1 "
+                           "dev eth0 && ip route add default via 10.244.1.1 && ip -6 route add "
+                           "fd00:244:1::1 dev eth0 && ip -6 route add default via fd00:244:1::1")));
     absl::Status s = RunInNetns(node_.path(), [&]() -> absl::Status {
       auto a = dp_->AttachPod(p.host_if);
       if (!a.ok()) return a.status();
@@ -348,6 +374,33 @@ TEST_F(PolicyE2eTest, NetworkPolicyAdmitsExactlyFrontendOnPort80) {
   auto probe = Talk(node_.path(), kApi, 8080);
   EXPECT_TRUE(probe.ok()) << probe.status();
   EXPECT_GE(Counter(kApi, "from host"), 1u);  // every host packet is counted
+}
+
+// The same policy over IPv6: each family of the api pod is its own endpoint with its own
+// counters, and the IPv6 frontend is the one peer admitted.
+TEST_F(PolicyE2eTest, Ipv6NetworkPolicyAdmitsExactlyFrontendOnPort80) {
+  Server web(NsOf("api"), 80, "API80", /*v6=*/true), alt(NsOf("api"), 8080, "API8080", true);
+  const std::string api = V6(kApi);
+  ExpectReach("be", api, 8080);
+  ASSERT_TRUE(dp_->policy().UpsertPolicy(FrontendOnPort80()).ok());
+  ASSERT_TRUE(dp_->policy().Apply().ok());
+  EXPECT_THAT(ExpectReach("fe", api, 80), HasSubstr(StrCat("API80 ", V6(kFe), " hello")));
+  ExpectBlocked("fe", api, 8080, CN_R_DROP_POLICY);  // right source, wrong port
+  ExpectBlocked("be", api, 80, CN_R_DROP_POLICY);    // wrong label
+  ExpectBlocked("o1", api, 80, CN_R_DROP_POLICY);    // role=frontend in another namespace
+  EXPECT_EQ(Counter(api, "policy web/api-from-frontend ingress[0]"), 1u);
+  EXPECT_GE(Counter(api, "denied"), 3u);
+  EXPECT_EQ(Counter(kApi, "denied"), 0u) << "the IPv4 endpoint counts apart";
+  auto probe = Talk(node_.path(), api, 8080);  // the node itself is never filtered
+  EXPECT_TRUE(probe.ok()) << probe.status();
+  EXPECT_GE(Counter(api, "from host"), 1u);
+}
+
+TEST_F(PolicyE2eTest, Ipv6IsolationFollowsTheSameRules) {
+  Server i(NsOf("i1"), 8080, "I1", /*v6=*/true);
+  EXPECT_THAT(ExpectReach("i2", V6(kI1), 8080), HasSubstr(StrCat("I1 ", V6(kI2), " hello")));
+  EXPECT_EQ(Counter(V6(kI1), "isolation of namespace iso"), 1u) << "the SYN, once";
+  ExpectBlocked("o1", V6(kI1), 8080, CN_R_DROP_ISOLATED);
 }
 
 TEST_F(PolicyE2eTest, HostOriginatedTrafficReachesIsolatedPods) {
