@@ -265,7 +265,8 @@ TEST_F(Ipv6Test, NoBackendRejectsWithIcmpv6PortUnreachable) {
   Bytes syn = Frame6(kClient6, kVipEmpty6, {}, kTcpProto, Tcp(40001, 80, kSyn));
   TestRunResult r = Run(Hook::kFromPod, syn);
   EXPECT_EQ(r.retval, kTcRedirect);
-  ASSERT_EQ(r.packet.size(), kEth + kIp6 + 8 + kIp6 + 8);
+  // The whole packet is quoted (RFC 4443 2.4(c): as much as fits in 1280 bytes).
+  ASSERT_EQ(r.packet.size(), kEth + kIp6 + 8 + (syn.size() - kEth));
   View v = Parse(r.packet);
   EXPECT_EQ(v.src, kVipEmpty6);
   EXPECT_EQ(v.dst, kClient6);
@@ -274,7 +275,7 @@ TEST_F(Ipv6Test, NoBackendRejectsWithIcmpv6PortUnreachable) {
   EXPECT_EQ(r.packet[kEth + kIp6 + 1], 4);  // port unreachable
   EXPECT_TRUE(v.csum_ok);
   // The quote is the client's packet as sent.
-  EXPECT_EQ(0, std::memcmp(&r.packet[kEth + kIp6 + 8], &syn[kEth], kIp6 + 8));
+  EXPECT_EQ(0, std::memcmp(&r.packet[kEth + kIp6 + 8], &syn[kEth], syn.size() - kEth));
   EXPECT_EQ(Count(CN_R_REJECT), 1u);
 }
 
