@@ -3,7 +3,6 @@
 #include "fixtures.h"
 
 #include <algorithm>
-#include <iostream>
 #include <map>
 #include <set>
 #include <string>
