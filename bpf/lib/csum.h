@@ -151,7 +151,11 @@ static __always_inline int cn_fix_inner_l4_csum(struct __sk_buff* skb, const str
   int rel = cn_l4_csum_off(p->inner.proto);
   if (rel < 0) return 0;
   __u32 off = p->inner_l4_off + (__u32)rel;
-  if (off + 2 > skb->len) return 0; /* truncated quote */
+  /* The quote ends with the outer IP packet (IPv6 payload length / IPv4 total length). */
+  __be16 len;
+  if (bpf_skb_load_bytes(skb, p->l3_off + (p->ipv6 ? 4 : 2), &len, sizeof(len)) < 0) return -1;
+  __u32 end = p->l3_off + bpf_ntohs(len) + (p->ipv6 ? CN_IPV6_HDR_LEN : 0);
+  if (off + 2 > end) return 0; /* truncated quote */
   __u16 old_csum, new_csum;
   if (bpf_skb_load_bytes(skb, off, &old_csum, sizeof(old_csum)) < 0) return -1;
   if (old_csum == 0 && p->inner.proto == CN_IPPROTO_UDP) return 0;

@@ -539,8 +539,8 @@ std::vector<std::pair<std::string, std::string>> KnownIpv6PolicyGaps() {
        {"v6_deny_other_namespace", "v6_deny_other_port", "v6_port_range_below",
         "v6_port_range_above", "v6_ipblock_except", "v6_ipblock_outside", "v6_udp_rule_not_tcp",
         "v6_sctp_other_port", "v6_icmp_not_admitted", "v6_fragment_not_admitted",
-        "v6_isolated_direct", "v6_isolated_ack_without_admission", "v6_reject_from_service",
-        "v6_tightened_new_connection", "v6_tightened_reused_tuple"}) {
+        "v6_isolated_direct", "v6_isolated_ack_without_admission", "v6_tightened_new_connection",
+        "v6_tightened_reused_tuple"}) {
     gaps.emplace_back(row, why);
   }
   return gaps;
