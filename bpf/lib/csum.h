@@ -68,6 +68,16 @@ static __always_inline int cn_l3_csum_replace4(struct __sk_buff* skb, __u32 l3_o
   return 0;
 }
 
+/* IPv6 UDP with a zero checksum: invalid (RFC 8200 8.1), so the translation paths drop it as
+ * malformed instead of rewriting it. The parser lets it through: tunnels on the uplink may use
+ * it (RFC 6935). */
+static __always_inline int cn_udp6_no_csum(struct __sk_buff* skb, const struct cn_pkt* p) {
+  if (!p->ipv6 || p->t.proto != CN_IPPROTO_UDP) return 0;
+  __u16 csum;
+  if (bpf_skb_load_bytes(skb, p->l4_off + 6, &csum, sizeof(csum)) < 0) return 1;
+  return csum == 0;
+}
+
 /* Rewrites the source (is_dst=0) or destination address. IPv4: fixes the IP checksum and the
  * TCP/UDP pseudo-header checksum. IPv6 (no header checksum): fixes the TCP/UDP/ICMPv6 checksum,
  * whose pseudo-header covers the 16-byte addresses, with one bpf_csum_diff. Returns 0 or a
@@ -119,9 +129,49 @@ static __always_inline int cn_rewrite_port(struct __sk_buff* skb, const struct c
   return cn_store(skb, off, &new_port, sizeof(new_port));
 }
 
+/* Folds a 32-bit one's complement sum into the 16-bit checksum. */
+static __always_inline __u16 cn_csum_fold(__u32 csum) {
+  csum = (csum & 0xffff) + (csum >> 16);
+  csum = (csum & 0xffff) + (csum >> 16);
+  return (__u16)~csum;
+}
+
+/* One's complement difference (unfolded) of replacing the 32-bit value `old` with `new`. */
+static __always_inline __u32 cn_csum_diff4(__u32 old, __u32 new) {
+  __u64 s = (__u64)(__u32)~old + new;
+  return (__u32)((s & 0xffffffff) + (s >> 32));
+}
+
+/* ICMP error: applies `diff` (a change of the quoted TCP/UDP segment or of its pseudo-header) to
+ * the quoted L4 checksum when the quote holds it, and the change of that field to the outer ICMP
+ * checksum, so the quote still carries a valid checksum (a quote is the whole packet in ICMPv6).
+ * A quoted UDP checksum of 0 (none) stays 0. */
+static __always_inline int cn_fix_inner_l4_csum(struct __sk_buff* skb, const struct cn_pkt* p,
+                                                __u32 diff) {
+  int rel = cn_l4_csum_off(p->inner.proto);
+  if (rel < 0) return 0;
+  __u32 off = p->inner_l4_off + (__u32)rel;
+  /* The quote ends with the outer IP packet (IPv6 payload length / IPv4 total length). */
+  __be16 len;
+  if (bpf_skb_load_bytes(skb, p->l3_off + (p->ipv6 ? 4 : 2), &len, sizeof(len)) < 0) return -1;
+  __u32 end = p->l3_off + bpf_ntohs(len) + (p->ipv6 ? CN_IPV6_HDR_LEN : 0);
+  if (off + 2 > end) return 0; /* truncated quote */
+  __u16 old_csum, new_csum;
+  if (bpf_skb_load_bytes(skb, off, &old_csum, sizeof(old_csum)) < 0) return -1;
+  if (old_csum == 0 && p->inner.proto == CN_IPPROTO_UDP) return 0;
+  __u64 s = (__u64)(__u16)~old_csum + diff;
+  new_csum = cn_csum_fold((__u32)((s & 0xffffffff) + (s >> 32)));
+  if (new_csum == 0 && p->inner.proto == CN_IPPROTO_UDP) new_csum = 0xffff;
+  if (new_csum == old_csum) return 0;
+  int ret = bpf_l4_csum_replace(skb, p->l4_off + 2, old_csum, new_csum, sizeof(new_csum));
+  if (ret < 0) return ret;
+  return bpf_skb_store_bytes(skb, off, &new_csum, sizeof(new_csum), 0);
+}
+
 /* ICMP error: rewrites an address of the quoted IP header (is_dst selects which). IPv4: fixes the
  * quoted IP checksum and the outer ICMP checksum that covers it; IPv6: the quoted header has no
- * checksum, the outer ICMPv6 checksum covers the 16 bytes as data. */
+ * checksum, the outer ICMPv6 checksum covers the 16 bytes as data. Both: the quoted TCP/UDP
+ * checksum (its pseudo-header holds the address) when the quote holds it. */
 static __always_inline int cn_rewrite_inner_addr(struct __sk_buff* skb, const struct cn_pkt* p,
                                                  int is_dst, const union cn_addr* old_a,
                                                  const union cn_addr* new_a) {
@@ -132,12 +182,16 @@ static __always_inline int cn_rewrite_inner_addr(struct __sk_buff* skb, const st
     union cn_addr o = *old_a, n = *new_a;
     __s64 diff = bpf_csum_diff(o.a32, sizeof(o), n.a32, sizeof(n), 0);
     if (diff < 0) return (int)diff;
+    ret = cn_fix_inner_l4_csum(skb, p, (__u32)diff);
+    if (ret < 0) return ret;
     ret = bpf_l4_csum_replace(skb, icmp_csum, 0, (__u32)diff, 0);
     if (ret < 0) return ret;
     return bpf_skb_store_bytes(
         skb, p->inner_l3_off + (is_dst ? CN_IP6_DADDR_OFF : CN_IP6_SADDR_OFF), n.a32, 16, 0);
   }
   __u32 old_addr = old_a->a32[3], new_addr = new_a->a32[3];
+  ret = cn_fix_inner_l4_csum(skb, p, cn_csum_diff4(old_addr, new_addr));
+  if (ret < 0) return ret;
   __u32 inner_csum_off = p->inner_l3_off + CN_IP_CSUM_OFF;
   __u16 old_csum, new_csum;
   if (bpf_skb_load_bytes(skb, inner_csum_off, &old_csum, 2) < 0) return -1;
@@ -152,22 +206,17 @@ static __always_inline int cn_rewrite_inner_addr(struct __sk_buff* skb, const st
                              &new_addr, sizeof(new_addr), 0);
 }
 
-/* ICMP error: rewrites a port of the quoted L4 header, fixing the outer ICMP checksum. The quoted
- * L4 checksum is left alone (the quote is truncated; receivers do not verify it). */
+/* ICMP error: rewrites a port of the quoted L4 header, fixing the quoted L4 checksum (when the
+ * quote holds it) and the outer ICMP checksum. */
 static __always_inline int cn_rewrite_inner_port(struct __sk_buff* skb, const struct cn_pkt* p,
                                                  int is_dst, __u16 old_port, __u16 new_port) {
   if (old_port == new_port) return 0;
-  int ret = bpf_l4_csum_replace(skb, p->l4_off + 2, old_port, new_port, sizeof(new_port));
+  int ret = cn_fix_inner_l4_csum(skb, p, cn_csum_diff4(old_port, new_port));
+  if (ret < 0) return ret;
+  ret = bpf_l4_csum_replace(skb, p->l4_off + 2, old_port, new_port, sizeof(new_port));
   if (ret < 0) return ret;
   return bpf_skb_store_bytes(skb, p->inner_l4_off + (is_dst ? 2 : 0), &new_port, sizeof(new_port),
                              0);
-}
-
-/* Folds a 32-bit one's complement sum into the 16-bit checksum. */
-static __always_inline __u16 cn_csum_fold(__u32 csum) {
-  csum = (csum & 0xffff) + (csum >> 16);
-  csum = (csum & 0xffff) + (csum >> 16);
-  return (__u16)~csum;
 }
 
 #endif /* CNINET_BPF_LIB_CSUM_H_ */

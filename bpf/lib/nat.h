@@ -151,9 +151,11 @@ static __always_inline __u32 cn_snat_mapping(const struct cn_config* cfg, const 
   return CN_R_SNAT;
 }
 
-/* SNATs the packet's source to node_addr. Updates p->t. Returns CN_R_SNAT or a drop reason. */
+/* SNATs the packet's source to node_addr. Updates p->t. Returns CN_R_SNAT or a drop reason
+ * (CN_R_DROP_MALFORMED for IPv6 UDP without a checksum). */
 static __always_inline __u32 cn_snat(struct __sk_buff* skb, const struct cn_config* cfg,
                                      struct cn_pkt* p, const union cn_addr* node_addr, __u32 now) {
+  if (cn_udp6_no_csum(skb, p)) return CN_R_DROP_MALFORMED;
   __u16 port = 0;
   __u32 reason = cn_snat_mapping(cfg, p, node_addr, now, &port);
   if (reason != CN_R_SNAT) return reason;
@@ -172,6 +174,7 @@ static __always_inline __u32 cn_rev_snat(struct __sk_buff* skb, const struct cn_
   cn_nat_key(&ik, &p->t.saddr, &p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_INGRESS);
   struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, &ik);
   if (!in || in->expires_s < now) return CN_R_PASS;
+  if (cn_udp6_no_csum(skb, p)) return CN_R_DROP_MALFORMED;
   union cn_addr to_addr = in->to_addr;
   __u16 to_port = in->to_port;
   cn_nat_touch(cfg, p, in, now);

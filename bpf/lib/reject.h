@@ -11,50 +11,73 @@
 
 #define CN_ICMP_QUOTE_L4 8
 
+/* RFC 4443 2.4(c): an ICMPv6 error quotes as much of the invoking packet as fits in the minimum
+ * IPv6 MTU (1280) with its own IPv6 (40) and ICMPv6 (8) headers. */
+#define CN_ICMP6_QUOTE_MAX (1280 - 40 - 8)
+/* Bytes of the quote summed per bpf_csum_diff call (from a stack buffer). */
+#define CN_CSUM_CHUNK 64
+
+/* One's complement sum (unfolded) of `len` bytes of the packet at `off`, added to `sum`; `len`
+ * at most CN_ICMP6_QUOTE_MAX. The sum is taken in 64-byte chunks through a stack buffer, the last
+ * one zero-padded (which adds nothing: every chunk starts at an even offset). Returns the sum or
+ * a negative error. */
+static __always_inline __s64 cn_csum_skb(struct __sk_buff* skb, __u32 off, __u32 len, __u32 sum) {
+  __u8 buf[CN_CSUM_CHUNK];
+  __u32 full = len / CN_CSUM_CHUNK, rest = len % CN_CSUM_CHUNK;
+  for (__u32 i = 0; i < CN_ICMP6_QUOTE_MAX / CN_CSUM_CHUNK; i++) {
+    if (i >= full) break;
+    if (bpf_skb_load_bytes(skb, off + i * CN_CSUM_CHUNK, buf, sizeof(buf)) < 0) return -1;
+    __s64 s = bpf_csum_diff(0, 0, (__be32*)buf, sizeof(buf), sum);
+    if (s < 0) return s;
+    sum = (__u32)s;
+  }
+  if (rest == 0) return sum;
+  __builtin_memset(buf, 0, sizeof(buf));
+  rest &= CN_CSUM_CHUNK - 1;
+  if (rest == 0 || full > CN_ICMP6_QUOTE_MAX / CN_CSUM_CHUNK) return -1;
+  if (bpf_skb_load_bytes(skb, off + full * CN_CSUM_CHUNK, buf, rest) < 0) return -1;
+  return bpf_csum_diff(0, 0, (__be32*)buf, sizeof(buf), sum);
+}
+
 /* IPv6: the packet becomes an ICMPv6 destination unreachable (code 4, port unreachable) from the
- * service address quoting the IPv6 header and 8 bytes of L4; the ICMPv6 checksum covers the
- * pseudo-header. Only packets without extension headers are quoted. */
+ * service address quoting the packet up to CN_ICMP6_QUOTE_MAX bytes; the ICMPv6 checksum covers
+ * the pseudo-header, the ICMPv6 header and the whole quote. Only packets without extension
+ * headers are quoted. */
 static __always_inline __u32 cn_reject6(struct __sk_buff* skb, const struct cn_pkt* p,
                                         int* action) {
   *action = TC_ACT_SHOT;
   if (p->ihl != CN_IPV6_HDR_LEN || p->icmp_error) return CN_R_DROP_NO_BACKEND;
-  __u32 quote_end = p->l4_off + CN_ICMP_QUOTE_L4;
-  if (skb->len < quote_end) return CN_R_DROP_NO_BACKEND;
-  struct ipv6hdr orig;
-  if (bpf_skb_load_bytes(skb, p->l3_off, &orig, sizeof(orig)) < 0) return CN_R_DROP_NO_BACKEND;
-  if (bpf_skb_change_tail(skb, quote_end, 0) < 0) return CN_R_DROP_NO_BACKEND;
-  if (bpf_skb_adjust_room(skb, sizeof(struct ipv6hdr) + sizeof(struct cn_icmphdr), BPF_ADJ_ROOM_MAC,
-                          0) < 0)
+  __be16 payload_len;
+  if (bpf_skb_load_bytes(skb, p->l3_off + 4, &payload_len, sizeof(payload_len)) < 0)
     return CN_R_DROP_NO_BACKEND;
-  /* Layout now: eth | new ip6 (40) | icmp6 (8) | quoted ip6 (40) | quoted l4 (8). */
+  __u32 quote_len = CN_IPV6_HDR_LEN + bpf_ntohs(payload_len);
+  if (quote_len > CN_ICMP6_QUOTE_MAX) quote_len = CN_ICMP6_QUOTE_MAX;
+  /* Drops what lies beyond the quote (the rest of a long packet, link-layer padding). */
+  if (bpf_skb_change_tail(skb, p->l3_off + quote_len, 0) < 0) return CN_R_DROP_NO_BACKEND;
   struct {
     struct ipv6hdr ip;
     struct cn_icmphdr icmp;
-    struct ipv6hdr quoted_ip;
-    __u8 quoted_l4[CN_ICMP_QUOTE_L4];
   } out = {};
-  __u32 icmp_len = sizeof(out) - sizeof(out.ip);
+  __u32 icmp_len = sizeof(out.icmp) + quote_len;
+  union cn_addr vip = p->t.daddr, client = p->t.saddr;
+  __builtin_memcpy(&out.ip.saddr, vip.a32, sizeof(vip));
+  __builtin_memcpy(&out.ip.daddr, client.a32, sizeof(client));
   out.ip.version = 6;
   out.ip.payload_len = bpf_htons(icmp_len);
   out.ip.nexthdr = CN_IPPROTO_ICMPV6;
   out.ip.hop_limit = 64;
-  out.ip.saddr = orig.daddr;
-  out.ip.daddr = orig.saddr;
   out.icmp.type = CN_ICMP6_DEST_UNREACH;
   out.icmp.code = CN_ICMP6_PORT_UNREACH;
-  out.quoted_ip = orig;
-  __u32 quoted_l4_off = p->l3_off + sizeof(out) - CN_ICMP_QUOTE_L4;
-  if (bpf_skb_load_bytes(skb, quoted_l4_off, out.quoted_l4, sizeof(out.quoted_l4)) < 0)
-    return CN_R_DROP_NO_BACKEND;
-  /* Pseudo-header: source, destination, upper-layer length, next header. */
+  /* Pseudo-header (source, destination, upper-layer length, next header), header, quote. */
   __be32 ph[2] = {bpf_htonl(icmp_len), bpf_htonl(CN_IPPROTO_ICMPV6)};
   __s64 sum = bpf_csum_diff(0, 0, (__be32*)&out.ip.saddr, 32, 0);
-  if (sum < 0) return CN_R_DROP_NO_BACKEND;
-  sum = bpf_csum_diff(0, 0, ph, sizeof(ph), (__u32)sum);
-  if (sum < 0) return CN_R_DROP_NO_BACKEND;
-  sum = bpf_csum_diff(0, 0, (__be32*)&out.icmp, icmp_len, (__u32)sum);
+  if (sum >= 0) sum = bpf_csum_diff(0, 0, ph, sizeof(ph), (__u32)sum);
+  if (sum >= 0) sum = bpf_csum_diff(0, 0, (__be32*)&out.icmp, sizeof(out.icmp), (__u32)sum);
+  if (sum >= 0) sum = cn_csum_skb(skb, p->l3_off, quote_len, (__u32)sum);
   if (sum < 0) return CN_R_DROP_NO_BACKEND;
   out.icmp.checksum = cn_csum_fold((__u32)sum);
+  if (bpf_skb_adjust_room(skb, sizeof(out), BPF_ADJ_ROOM_MAC, 0) < 0) return CN_R_DROP_NO_BACKEND;
+  /* Layout now: eth | new ip6 (40) | icmp6 (8) | quoted packet. */
   if (bpf_skb_store_bytes(skb, p->l3_off, &out, sizeof(out), 0) < 0) return CN_R_DROP_NO_BACKEND;
   __u8 macs[12];
   __builtin_memcpy(macs, p->src_mac, 6);

@@ -158,10 +158,12 @@ static __always_inline int cn_route_local_src(struct __sk_buff* skb, const struc
   return bpf_redirect(fib.ifindex, 0);
 }
 
-/* Applies a conntrack hit. Returns the verdict reason (CN_R_PASS for untranslated flows). */
+/* Applies a conntrack hit. Returns the verdict reason (CN_R_PASS for untranslated flows; IPv6 UDP
+ * without a checksum in a service flow is dropped as malformed). */
 static __always_inline __u32 cn_ct_apply(struct __sk_buff* skb, const struct cn_config* cfg,
                                          struct cn_pkt* p, struct cn_ct_entry* e, __u32 now,
                                          int* action) {
+  if ((e->flags & CN_CT_F_SERVICE) && cn_udp6_no_csum(skb, p)) return CN_R_DROP_MALFORMED;
   struct cn_tuple key = p->t;
   cn_ct_update(cfg, &key, e, p, skb->len, now);
   cn_count(CN_R_CT_HIT, 0);
@@ -186,13 +188,18 @@ static __always_inline __u32 cn_ct_apply(struct __sk_buff* skb, const struct cn_
 }
 
 /* A new flow to a service: select, track, translate; reject without backends. `from_world`
- * enables SNAT to the node address for remote backends. */
+ * enables SNAT to the node address for remote backends. IPv6 UDP without a checksum is dropped
+ * as malformed before anything is tracked. */
 static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
                                                         const struct cn_config* cfg,
                                                         struct cn_pkt* p,
                                                         const struct cn_svc_entry* svc, __u32 now,
                                                         int from_world) {
   struct cn_verdict v = {TC_ACT_SHOT, CN_R_DROP_NO_BACKEND};
+  if (cn_udp6_no_csum(skb, p)) {
+    v.reason = CN_R_DROP_MALFORMED;
+    return v;
+  }
   __u32 backend_id = 0;
   struct cn_backend be = {};
   int lb = cn_lb_select(svc, p, now, &backend_id, &be);

@@ -1,9 +1,8 @@
 // The standard fixture table through BPF_PROG_TEST_RUN: every packet's verdict, output bytes and
-// counter reason, and its IPv6 twins (Ipv6Fixtures/...; known datapath gaps in fixtures.h).
+// counter reason, and its IPv6 twins (Ipv6Fixtures/...).
 #include "fixtures.h"
 
 #include <algorithm>
-#include <iostream>
 #include <map>
 #include <set>
 #include <string>
@@ -67,7 +66,7 @@ TEST_F(FixtureTest, StandardTable) {
   EXPECT_EQ(by_name["pass_fragment"], 1u);
   EXPECT_EQ(by_name["pass_non_ip"], 1u);
   EXPECT_GE(by_name["event_affinity_hit"], 1u);
-  EXPECT_EQ(by_name["event_icmp_error_xlated"], 2u);
+  EXPECT_EQ(by_name["event_icmp_error_xlated"], 3u);
 }
 
 TEST_F(FixtureTest, ConntrackTableShowsTheServiceFlow) {
@@ -173,17 +172,6 @@ TEST(Ipv6FixtureTable, TwinsEveryIpv4Row) {
   EXPECT_EQ(twins.size(), v4.size() - no_twin.size());
 }
 
-// The known datapath gaps name IPv6 rows, each once, with a reason.
-TEST(Ipv6FixtureTable, KnownGapsAreRows) {
-  std::set<std::string> rows, seen;
-  for (const auto& f : StandardIpv6Fixtures()) rows.insert(f.name);
-  for (const auto& [name, why] : KnownIpv6DatapathGaps()) {
-    EXPECT_TRUE(rows.count(name)) << name << " is not an IPv6 row";
-    EXPECT_TRUE(seen.insert(name).second) << name << " listed twice";
-    EXPECT_FALSE(why.empty()) << name;
-  }
-}
-
 // The IPv6 twins, one test per row (Ipv6Fixtures/Ipv6FixtureTest.Row/v6_<twin>), on a dual-stack
 // datapath in a fresh namespace: the rows before it run first (their results are their own
 // tests'), then the row's verdict, bytes and counter reason are checked.
@@ -223,37 +211,20 @@ TEST_P(Ipv6FixtureTest, Row) {
   SCOPED_TRACE(it->name + " (twin of " + (it->twin_of.empty() ? "none" : it->twin_of) +
                "): " + it->description);
   absl::Status s = RunFixtureCounted(*dp_, *it);
-  for (const auto& [name, why] : KnownIpv6DatapathGaps()) {
-    if (name != it->name) continue;
-    // A known datapath gap: the expectation is the correct behaviour, the datapath lacks it.
-    std::cout << "KNOWN DATAPATH GAP " << name << ": " << why << "\n";
-    EXPECT_FALSE(s.ok()) << name << " passes now: remove it from KnownIpv6DatapathGaps()";
-    return;
-  }
   EXPECT_TRUE(s.ok()) << s.message();
 }
 
 INSTANTIATE_TEST_SUITE_P(Ipv6Fixtures, Ipv6FixtureTest, ::testing::ValuesIn(Ipv6RowNames()),
                          [](const ::testing::TestParamInfo<std::string>& i) { return i.param; });
 
-// The whole IPv6 table in one run, counted as StandardTable counts the IPv4 one. Exactly the
-// known datapath gaps (printed) fail.
+// The whole IPv6 table in one run, counted as StandardTable counts the IPv4 one; every row passes.
 TEST_F(DualStackFixtureTest, Ipv6TableInOneRun) {
   std::vector<PacketFixture> fixtures = StandardIpv6Fixtures();
-  std::set<std::string> gaps, failed;
-  for (const auto& [name, why] : KnownIpv6DatapathGaps()) {
-    std::cout << "KNOWN DATAPATH GAP " << name << ": " << why << "\n";
-    gaps.insert(name);
-  }
   for (const auto& f : fixtures) {
     SCOPED_TRACE(f.name + ": " + f.description);
     absl::Status s = RunFixtureCounted(*dp_, f);
-    if (!s.ok()) failed.insert(f.name);
-    if (!gaps.count(f.name)) {
-      EXPECT_TRUE(s.ok()) << s.message();
-    }
+    EXPECT_TRUE(s.ok()) << s.message();
   }
-  EXPECT_EQ(failed, gaps) << "the failing IPv6 rows are not exactly KnownIpv6DatapathGaps()";
   auto counters = dp_->counters().Read();
   ASSERT_TRUE(counters.ok());
   std::map<std::string, uint64_t> by_name;

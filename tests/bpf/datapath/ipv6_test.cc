@@ -1,7 +1,7 @@
 // IPv6 through the datapath with BPF_PROG_TEST_RUN: DNAT and reverse DNAT with valid checksums,
-// ICMPv6 echo, the ICMPv6 reject, SNAT and its reverse, extension headers, fragments, NDP and
-// ICMPv6 errors. Packets are built here (the fixture table's IPv6 twins live in
-// tests/bpf/fixtures); every translated packet's L4 checksum is recomputed from scratch.
+// ICMPv6 echo, the ICMPv6 reject, SNAT and its reverse, UDP without a checksum, extension
+// headers, fragments, NDP and ICMPv6 errors. Packets are built here (the fixture table's IPv6 twins
+// live in tests/bpf/fixtures); every translated packet's L4 checksum is recomputed from scratch.
 #include <arpa/inet.h>
 
 #include <cstdio>
@@ -265,7 +265,8 @@ TEST_F(Ipv6Test, NoBackendRejectsWithIcmpv6PortUnreachable) {
   Bytes syn = Frame6(kClient6, kVipEmpty6, {}, kTcpProto, Tcp(40001, 80, kSyn));
   TestRunResult r = Run(Hook::kFromPod, syn);
   EXPECT_EQ(r.retval, kTcRedirect);
-  ASSERT_EQ(r.packet.size(), kEth + kIp6 + 8 + kIp6 + 8);
+  // The whole packet is quoted (RFC 4443 2.4(c): as much as fits in 1280 bytes).
+  ASSERT_EQ(r.packet.size(), kEth + kIp6 + 8 + (syn.size() - kEth));
   View v = Parse(r.packet);
   EXPECT_EQ(v.src, kVipEmpty6);
   EXPECT_EQ(v.dst, kClient6);
@@ -274,7 +275,7 @@ TEST_F(Ipv6Test, NoBackendRejectsWithIcmpv6PortUnreachable) {
   EXPECT_EQ(r.packet[kEth + kIp6 + 1], 4);  // port unreachable
   EXPECT_TRUE(v.csum_ok);
   // The quote is the client's packet as sent.
-  EXPECT_EQ(0, std::memcmp(&r.packet[kEth + kIp6 + 8], &syn[kEth], kIp6 + 8));
+  EXPECT_EQ(0, std::memcmp(&r.packet[kEth + kIp6 + 8], &syn[kEth], syn.size() - kEth));
   EXPECT_EQ(Count(CN_R_REJECT), 1u);
 }
 
@@ -301,6 +302,40 @@ TEST_F(Ipv6Test, MasqueradeAndReverseSnat) {
   Bytes inside = Frame6(kClient6, kB1, {}, kUdpProto, Udp(5001, 53, "x"));
   r = Run(Hook::kToWorld, inside);
   EXPECT_EQ(r.packet, inside);
+}
+
+// UDP with checksum 0 is invalid over IPv6 (RFC 8200 8.1): the translation paths drop it (no
+// mapping is created), while untranslated UDP passes untouched (RFC 6935 tunnels on the uplink).
+TEST_F(Ipv6Test, UdpWithoutChecksumIsDroppedOnlyWhereTranslated) {
+  const size_t csum = kEth + kIp6 + 6;
+  auto no_csum = [&](Bytes b) {
+    b[csum] = 0;
+    b[csum + 1] = 0;
+    return b;
+  };
+  TestRunResult r =
+      Run(Hook::kToWorld, no_csum(Frame6(kClient6, kOutside6, {}, kUdpProto, Udp(5003, 53, "q"))));
+  EXPECT_EQ(r.retval, kTcShot) << "masquerade";
+  EXPECT_EQ(Count(CN_R_DROP_MALFORMED), 1u);
+  EXPECT_EQ(Count(CN_R_SNAT), 0u);
+
+  // A masqueraded flow whose reply comes back without a checksum: not reverse-translated.
+  Bytes out = Frame6(kClient6, kOutside6, {}, kUdpProto, Udp(5004, 53, "query"));
+  r = Run(Hook::kToWorld, out);
+  View v = Parse(r.packet);
+  ASSERT_EQ(v.src, kNode6);
+  r = Run(Hook::kFromWorld,
+          no_csum(Frame6(kOutside6, kNode6, {}, kUdpProto, Udp(53, v.sport, "answer"))));
+  EXPECT_EQ(r.retval, kTcShot) << "reverse SNAT";
+  EXPECT_EQ(Count(CN_R_DROP_MALFORMED), 2u);
+  EXPECT_EQ(Count(CN_R_REV_SNAT), 0u);
+
+  // A VXLAN datagram to the node without a checksum passes untouched.
+  Bytes vxlan = no_csum(Frame6(kOutside6, kNode6, {}, kUdpProto, Udp(40000, 4789, "vxlan")));
+  r = Run(Hook::kFromWorld, vxlan);
+  EXPECT_EQ(r.retval, kTcOk);
+  EXPECT_EQ(r.packet, vxlan);
+  EXPECT_EQ(Count(CN_R_DROP_MALFORMED), 2u);
 }
 
 TEST_F(Ipv6Test, ExtensionHeadersAreWalkedToTheL4Header) {
