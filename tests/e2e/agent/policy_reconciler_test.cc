@@ -26,7 +26,7 @@ using ::cninet::testing::ScopedNetns;
 using ::testing::IsEmpty;
 
 cni::IPAddress Ip(const char* s) { return *cni::IPAddress::Parse(s); }
-uint32_t V4(const char* s) { return Ip(s).v4_host_order(); }
+cni::IPAddress V4(const char* s) { return Ip(s); }
 
 class PolicyReconcilerTest : public ::testing::Test {
  protected:
