@@ -208,7 +208,7 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
     return v;
   }
   if (lb != CN_LB_OK) {
-    v.reason = cn_reject(skb, p, &v.action);
+    if (!(svc->flags & CN_SVC_F_DROP_EMPTY)) v.reason = cn_reject(skb, p, &v.action);
     return v;
   }
   __u16 port = be.port ? be.port : p->t.dport;

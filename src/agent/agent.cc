@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "cninet/agent/health_check.h"
 #include "cninet/agent/local_api.h"
 #include "cninet/agent/overlay.h"
 #include "cninet/agent/pods.h"
@@ -115,6 +116,7 @@ struct Agent::Impl : public LocalApiHandler {
   std::unique_ptr<ServiceReconciler> services;
   std::unique_ptr<EndpointReconciler> endpoints;
   std::unique_ptr<PolicyReconciler> policy;
+  std::unique_ptr<HealthCheckServer> health_checks;    // healthCheckNodePorts
   std::vector<std::unique_ptr<ReconcilePass>> passes;  // in the order they run
   OverlayPass* overlay_pass = nullptr;                 // (in passes) for status
   EndpointsPass* endpoints_pass = nullptr;             // (in passes) for status
@@ -230,6 +232,7 @@ void Agent::Impl::CreatePasses() {
   if (!node.uplink.addresses_v6.empty()) self.underlay_v6 = node.uplink.addresses_v6[0];
   ServicePlanOptions po;
   po.ipv6 = kDatapathServesIPv6;
+  po.node_name = opt.node_name;
   po.maglev_size = opt.maglev_size;
   po.node_port_min = node.cluster.node_port_range().min();
   po.node_port_max = node.cluster.node_port_range().max();
@@ -238,7 +241,8 @@ void Agent::Impl::CreatePasses() {
   overlay_pass = overlay.get();
   endpoints_pass = eps.get();
   passes.push_back(std::move(overlay));
-  passes.push_back(std::make_unique<ServicesPass>(services.get(), po));
+  health_checks = std::make_unique<HealthCheckServer>();
+  passes.push_back(std::make_unique<ServicesPass>(services.get(), po, health_checks.get()));
   passes.push_back(std::move(eps));
   passes.push_back(std::make_unique<PolicyPass>(policy.get()));
 }

@@ -39,6 +39,12 @@ absl::Status ServicesPass::Run(const PassInput& in, std::vector<PlanWarning>* wa
   absl::StatusOr<ServiceChanges> ch = reconciler_->Apply(std::move(planned));
   auto t2 = Clock::now();
   if (!ch.ok()) return ch.status();
+  if (health_checks_ != nullptr) {
+    absl::Status hc = health_checks_->Update(
+        PlanHealthChecks(std::span<const v1::Service* const>(svcs),
+                         std::span<const v1::Endpoints* const>(eps), options_.node_name));
+    if (!hc.ok()) warnings->push_back({"healthCheckNodePort", std::string(hc.message())});
+  }
   if (ch->upserted + ch->deleted > 0 || ch->failed > 0) {
     CNINET_LOG(kInfo, "services: ", ch->upserted, " programmed, ", ch->deleted, " removed, ",
                ch->unchanged, " unchanged, ", ch->failed, " refused (plan ", Ms(t1 - t0),

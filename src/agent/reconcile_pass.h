@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "cninet/agent/health_check.h"
 #include "cninet/agent/overlay.h"
 #include "cninet/agent/pods.h"
 #include "cninet/agent/policy.h"
@@ -58,8 +59,10 @@ class OverlayPass : public ReconcilePass {
 // Services: Services + Endpoints -> ServiceTable (PlanServices / ServiceReconciler).
 class ServicesPass : public ReconcilePass {
  public:
-  ServicesPass(ServiceReconciler* reconciler, ServicePlanOptions options)
-      : reconciler_(reconciler), options_(options) {}
+  // `health_checks` (may be null) serves the healthCheckNodePorts of the planned services.
+  ServicesPass(ServiceReconciler* reconciler, ServicePlanOptions options,
+               HealthCheckServer* health_checks = nullptr)
+      : reconciler_(reconciler), options_(options), health_checks_(health_checks) {}
   std::string_view name() const override { return "services"; }
   Topics topics() const override { return kTopicServices; }
   absl::Status Run(const PassInput& in, std::vector<PlanWarning>* warnings) override;
@@ -67,6 +70,7 @@ class ServicesPass : public ReconcilePass {
  private:
   ServiceReconciler* reconciler_;
   ServicePlanOptions options_;
+  HealthCheckServer* health_checks_;
 };
 
 // Endpoints: local pods -> endpoint table (PlanEndpoints / EndpointReconciler).

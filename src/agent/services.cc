@@ -52,7 +52,15 @@ v1::Protocol Effective(v1::Protocol p) { return p == v1::PROTOCOL_UNSPECIFIED ? 
 
 std::string ServicePortKey::ToString() const {
   std::string base = port.empty() ? StrCat(ns, "/", name) : StrCat(ns, "/", name, ":", port);
-  return family == IPAddress::Family::kV6 ? StrCat(base, "@IPv6") : base;
+  if (family == IPAddress::Family::kV6) base += "@IPv6";
+  return external ? StrCat(base, "/external") : base;
+}
+
+BackendConditions BackendConditions::Of(const v1::Backend& b) {
+  BackendConditions c;
+  c.ready = b.has_ready() ? b.ready() : !b.terminating();
+  c.serving = b.has_serving() ? b.serving() : c.ready;
+  return c;
 }
 
 void Normalize(dp::Service* s) {
@@ -62,7 +70,8 @@ void Normalize(dp::Service* s) {
 
 bool SameProgramming(const dp::Service& a, const dp::Service& b) {
   if (a.frontends != b.frontends || a.backends != b.backends || a.algorithm != b.algorithm ||
-      a.affinity_timeout != b.affinity_timeout) {
+      a.affinity_timeout != b.affinity_timeout ||
+      a.reject_without_backends != b.reject_without_backends) {
     return false;
   }
   // The table size only matters (and is only recorded in the maps) when there is a table.
@@ -164,12 +173,18 @@ class ServicePlanner {
       out.push_back({ip->family(), *ip, {}});
     }
     bool from_cluster_ips = !out.empty();
-    for (const std::string& text : s.external_ips()) {
+    std::vector<std::string> external(s.external_ips().begin(), s.external_ips().end());
+    if (s.type() == v1::Service::LOAD_BALANCER) {
+      external.insert(external.end(), s.load_balancer_ips().begin(), s.load_balancer_ips().end());
+    }
+    std::set<IPAddress> seen;
+    for (const std::string& text : external) {
       auto ip = IPAddress::Parse(text);
       if (!ip.ok()) {
         Warn(s, StrCat("externalIP ", text, " is not an address; skipped"));
         continue;
       }
+      if (!seen.insert(*ip).second) continue;  // Listed as externalIP and load balancer IP.
       ServiceAddresses* a = family(ip->family());
       if (a == nullptr && from_cluster_ips) {
         Warn(s, StrCat("externalIP ", text, ": the service has no ", FamilyName(ip->family()),
@@ -193,10 +208,22 @@ class ServicePlanner {
     return out;
   }
 
+  // The frontends of one port and family: those of traffic from the cluster (the ClusterIP) and
+  // those of traffic from outside (externalIPs, load balancer IPs, the nodePort).
+  struct PortFrontends {
+    std::vector<dp::Frontend> internal, external;
+  };
+
+  // The backends of one port and family, each with where it runs and its conditions.
+  struct Candidate {
+    dp::Backend backend;
+    bool local = false;
+    BackendConditions conditions;
+  };
+
   void PlanPort(const v1::Service& s, const v1::ServicePort& port, const ServiceAddresses& a,
                 const v1::Endpoints* ep) {
-    PlannedService planned;
-    planned.key = ServicePortKey{s.namespace_(), s.name(), port.name(), a.family};
+    ServicePortKey key{s.namespace_(), s.name(), port.name(), a.family};
     v1::Protocol proto = Effective(port.protocol());
     if (proto == v1::SCTP) {
       // One warning per port, not per family.
@@ -206,67 +233,102 @@ class ServicePlanner {
       Warn(s, StrCat("port ", port.port(), "/SCTP: the datapath has no SCTP; skipped"));
       return;
     }
+    PortFrontends fe = Frontends(s, port, proto, a, key);
+    if (fe.internal.empty() && fe.external.empty()) {
+      if (!a.cluster_ip && a.external.empty() && !HasNodePorts(s)) {
+        Warn(s, StrCat("port ", key.ToString(), " has no clusterIP, externalIP or nodePort"));
+      }
+      return;
+    }
+    std::vector<Candidate> candidates;
+    if (ep != nullptr) candidates = Candidates(s, port, proto, *ep, a.family);
+    const bool int_local = s.internal_traffic_policy() == v1::Service::LOCAL;
+    const bool ext_local = s.external_traffic_policy() == v1::Service::LOCAL;
+    if (int_local == ext_local || fe.external.empty() || fe.internal.empty()) {
+      // One backend set serves every frontend.
+      const bool local = fe.internal.empty() ? ext_local : int_local;
+      std::vector<dp::Frontend> all = std::move(fe.internal);
+      all.insert(all.end(), fe.external.begin(), fe.external.end());
+      Emit(s, key, std::move(all), Select(s, candidates, local), local);
+      return;
+    }
+    Emit(s, key, std::move(fe.internal), Select(s, candidates, int_local), int_local);
+    key.external = true;
+    Emit(s, key, std::move(fe.external), Select(s, candidates, ext_local), ext_local);
+  }
+
+  static bool HasNodePorts(const v1::Service& s) {
+    return s.type() == v1::Service::NODE_PORT || s.type() == v1::Service::LOAD_BALANCER;
+  }
+
+  // One datapath service. `local`: a LOCAL traffic policy (no backends here: drop).
+  void Emit(const v1::Service& s, const ServicePortKey& key, std::vector<dp::Frontend> frontends,
+            std::vector<dp::Backend> backends, bool local) {
+    PlannedService planned;
+    planned.key = key;
     dp::Service& svc = planned.service;
+    svc.frontends = std::move(frontends);
+    svc.backends = std::move(backends);
     svc.algorithm = options_.algorithm;
     svc.maglev_size = options_.maglev_size;
+    svc.reject_without_backends = !local;
     if (s.session_affinity() == v1::Service::CLIENT_IP) {
       uint32_t t = s.session_affinity_timeout_seconds();
       svc.affinity_timeout = std::chrono::seconds(t == 0 ? 10800 : t);
     }
-    AddFrontends(s, port, proto, a, planned.key, &svc);
-    if (svc.frontends.empty()) {
-      if (!a.cluster_ip && a.external.empty() && s.type() != v1::Service::NODE_PORT) {
-        Warn(s,
-             StrCat("port ", planned.key.ToString(), " has no clusterIP, externalIP or nodePort"));
-      }
-      return;
-    }
-    if (ep != nullptr) AddBackends(s, port, proto, *ep, a.family, &svc);
     if (options_.maglev_size == 0) svc.maglev_size = AdaptiveMaglevSize(svc.backends.size());
     Normalize(&svc);
     out_.push_back(std::move(planned));
   }
 
-  // clusterIP, externalIPs and nodePort of one port, each unless another service has its slot.
-  void AddFrontends(const v1::Service& s, const v1::ServicePort& port, v1::Protocol proto,
-                    const ServiceAddresses& a, const ServicePortKey& key, dp::Service* svc) {
+  // clusterIP, externalIPs, load balancer IPs and nodePort of one port, each unless another
+  // service has its slot.
+  PortFrontends Frontends(const v1::Service& s, const v1::ServicePort& port, v1::Protocol proto,
+                          const ServiceAddresses& a, const ServicePortKey& key) {
+    PortFrontends out;
     dp::Protocol dproto = proto == v1::UDP ? dp::Protocol::kUdp : dp::Protocol::kTcp;
-    auto add = [&](dp::Frontend f) {
+    auto add = [&](dp::Frontend f, std::vector<dp::Frontend>* to) {
       auto [it, inserted] = taken_.insert({SlotOf(f), key.ToString()});
       if (!inserted) {
         Warn(s, StrCat(FrontendText(f), " already belongs to ", it->second, "; skipped"));
         return;
       }
-      svc->frontends.push_back(f);
+      to->push_back(f);
     };
     uint16_t p16 = static_cast<uint16_t>(port.port());
-    if (a.cluster_ip) add({*a.cluster_ip, p16, dproto, dp::FrontendKind::kClusterIP});
-    for (const IPAddress& ip : a.external) add({ip, p16, dproto, dp::FrontendKind::kExternalIP});
-    if (s.type() != v1::Service::NODE_PORT || port.node_port() == 0) return;
+    if (a.cluster_ip)
+      add({*a.cluster_ip, p16, dproto, dp::FrontendKind::kClusterIP}, &out.internal);
+    for (const IPAddress& ip : a.external) {
+      add({ip, p16, dproto, dp::FrontendKind::kExternalIP}, &out.external);
+    }
+    if (!HasNodePorts(s) || port.node_port() == 0) return out;
     if (port.node_port() < options_.node_port_min || port.node_port() > options_.node_port_max) {
       Warn(s, StrCat("nodePort ", port.node_port(), " is outside ", options_.node_port_min, "-",
                      options_.node_port_max, "; skipped"));
-      return;
+      return out;
     }
     IPAddress any = a.family == IPAddress::Family::kV6 ? *IPAddress::Parse("::") : IPAddress();
-    add({any, static_cast<uint16_t>(port.node_port()), dproto, dp::FrontendKind::kNodePort});
+    add({any, static_cast<uint16_t>(port.node_port()), dproto, dp::FrontendKind::kNodePort},
+        &out.external);
+    return out;
   }
 
-  // The ready backends of `family` of the Endpoints port with the same name and protocol.
-  void AddBackends(const v1::Service& s, const v1::ServicePort& port, v1::Protocol proto,
-                   const v1::Endpoints& ep, IPAddress::Family family, dp::Service* svc) {
+  // The backends of `family` of the Endpoints port with the same name and protocol.
+  std::vector<Candidate> Candidates(const v1::Service& s, const v1::ServicePort& port,
+                                    v1::Protocol proto, const v1::Endpoints& ep,
+                                    IPAddress::Family family) {
+    std::vector<Candidate> out;
     const v1::PortBackends* pb = nullptr;
     for (const v1::PortBackends& candidate : ep.ports()) {
       if (candidate.port_name() == port.name()) pb = &candidate;
     }
-    if (pb == nullptr) return;
+    if (pb == nullptr) return out;
     if (Effective(pb->protocol()) != proto) {
       Warn(s, StrCat("endpoints port \"", port.name(), "\" has another protocol; no backends"));
-      return;
+      return out;
     }
     std::set<std::pair<IPAddress, uint16_t>> seen;
     for (const v1::Backend& b : pb->backends()) {
-      if (b.terminating()) continue;
       auto ip = IPAddress::Parse(b.ip());
       if (!ip.ok()) {
         if (family == IPAddress::Family::kV4) {
@@ -278,13 +340,31 @@ class ServicePlanner {
       if (ip->family() != family) continue;
       uint16_t bport = static_cast<uint16_t>(b.port());
       if (!seen.insert({*ip, bport}).second) continue;
-      if (svc->backends.size() >= dp::kMaxBackendsPerService) {
-        Warn(s,
-             StrCat("more than ", dp::kMaxBackendsPerService, " backends; the rest are left out"));
-        break;
-      }
-      svc->backends.push_back({*ip, bport});
+      bool local = !options_.node_name.empty() && b.node() == options_.node_name;
+      out.push_back({{*ip, bport}, local, BackendConditions::Of(b)});
     }
+    return out;
+  }
+
+  // The backends new connections go to: the ready ones (of this node when `local`), or when none
+  // is ready the serving ones (terminating endpoints finishing their work).
+  std::vector<dp::Backend> Select(const v1::Service& s, const std::vector<Candidate>& candidates,
+                                  bool local) {
+    std::vector<dp::Backend> out;
+    for (bool fallback : {false, true}) {
+      for (const Candidate& c : candidates) {
+        if (local && !c.local) continue;
+        if (fallback ? !c.conditions.serving : !c.conditions.ready) continue;
+        if (out.size() >= dp::kMaxBackendsPerService) {
+          Warn(s, StrCat("more than ", dp::kMaxBackendsPerService,
+                         " backends; the rest are left out"));
+          return out;
+        }
+        out.push_back(c.backend);
+      }
+      if (!out.empty()) break;
+    }
+    return out;
   }
 
   const ServicePlanOptions& options_;

@@ -423,7 +423,7 @@ absl::Status Validate(const v1::Service& service) {
   for (const auto& port : service.ports()) {
     CNINET_RETURN_IF_ERROR(CheckPort("ports.port", port.port(), false));
     CNINET_RETURN_IF_ERROR(CheckPort("ports.nodePort", port.node_port(), true));
-    if (port.node_port() != 0 && service.type() != v1::Service::NODE_PORT) {
+    if (port.node_port() != 0 && service.type() == v1::Service::CLUSTER_IP) {
       return Invalid(StrCat("ports: nodePort ", port.node_port(), " on a CLUSTER_IP service"));
     }
     if (service.ports_size() > 1 && port.name().empty()) {
@@ -439,6 +439,17 @@ absl::Status Validate(const v1::Service& service) {
   }
   if (service.session_affinity_timeout_seconds() > 86400) {
     return Invalid("sessionAffinityTimeoutSeconds: at most 86400");
+  }
+  for (const std::string& ip : service.load_balancer_ips()) {
+    CNINET_RETURN_IF_ERROR(CheckIP("loadBalancerIPs", ip));
+  }
+  CNINET_RETURN_IF_ERROR(CheckPort("healthCheckNodePort", service.health_check_node_port(), true));
+  if (service.health_check_node_port() != 0 &&
+      (service.type() == v1::Service::CLUSTER_IP ||
+       service.external_traffic_policy() != v1::Service::LOCAL)) {
+    return Invalid(
+        "healthCheckNodePort: only for NODE_PORT/LOAD_BALANCER services with "
+        "externalTrafficPolicy LOCAL");
   }
   return absl::OkStatus();
 }

@@ -90,6 +90,7 @@ std::string LbDescription(const Service& s) {
   std::string lb =
       s.algorithm == LbAlgorithm::kMaglev ? StrCat("maglev/", s.maglev_size) : "random";
   if (s.affinity_timeout.count() > 0) lb += StrCat(" affinity=", s.affinity_timeout.count(), "s");
+  if (!s.reject_without_backends) lb += " drop-when-empty";
   return lb;
 }
 
@@ -98,7 +99,8 @@ std::string ToString(const Service& s) {
   for (const auto& f : s.frontends) fe.push_back(ToString(f));
   for (const auto& b : s.backends) be.push_back(b.ToString());
   return StrCat(s.id, " ", StrJoin(fe, ","), " ", LbDescription(s), " -> ",
-                be.empty() ? std::string("(none: reject)") : StrJoin(be, ","));
+                be.empty() ? std::string(s.reject_without_backends ? "(none: reject)" : "(none: drop)")
+                           : StrJoin(be, ","));
 }
 
 std::ostream& operator<<(std::ostream& os, FrontendKind kind) { return os << ToString(kind); }
@@ -137,6 +139,7 @@ absl::Status ServiceTable::Reload() {
     st.svc.id = v.svc_id;
     st.svc.affinity_timeout = std::chrono::seconds(v.affinity_timeout_s);
     st.svc.algorithm = (v.flags & CN_SVC_F_MAGLEV) ? LbAlgorithm::kMaglev : LbAlgorithm::kRandom;
+    st.svc.reject_without_backends = !(v.flags & CN_SVC_F_DROP_EMPTY);
     st.keys.push_back(k);
     Frontend f;
     f.port = be16toh(k.port);
@@ -290,6 +293,7 @@ void PlanFrontends(const Service& svc, const SvcState* old, const cn_config& cfg
   p->entry.svc_id = svc.id;
   p->entry.affinity_timeout_s = static_cast<uint32_t>(svc.affinity_timeout.count());
   p->entry.flags = svc.algorithm == LbAlgorithm::kMaglev ? CN_SVC_F_MAGLEV : 0;
+  if (!svc.reject_without_backends) p->entry.flags |= CN_SVC_F_DROP_EMPTY;
   std::set<cn_svc_key> keys;
   for (const auto& f : svc.frontends) {
     cn_svc_key k{};

@@ -43,7 +43,7 @@ struct Options {
   // service
   uint32_t id = 0;
   std::vector<std::string> frontends, backends;
-  bool random = false, flush_removed = false;
+  bool random = false, flush_removed = false, drop_when_empty = false;
   uint32_t maglev_size = 0, affinity = 0;
   // counters
   bool all = false;
@@ -212,6 +212,7 @@ absl::Status ServiceUpsert(dp::Datapath& d, const Options& o) {
   if (o.random) s.algorithm = dp::LbAlgorithm::kRandom;
   if (o.maglev_size != 0) s.maglev_size = o.maglev_size;
   s.affinity_timeout = std::chrono::seconds(o.affinity);
+  s.reject_without_backends = !o.drop_when_empty;
   dp::UpsertOptions opts;
   opts.flush_conntrack_of_removed_backends = o.flush_removed;
   CNINET_RETURN_IF_ERROR(d.services().Upsert(s, opts));
@@ -350,6 +351,9 @@ void AddService(CLI::App& app, Options& o, Action* action) {
   up->add_option("--maglev-size", o.maglev_size, "Maglev table size (prime)");
   up->add_option("--affinity", o.affinity, "ClientIP session affinity timeout in seconds");
   up->add_flag("--flush-removed", o.flush_removed, "flush conntrack of removed backends");
+  up->add_flag("--drop-when-empty", o.drop_when_empty,
+               "without backends drop new flows instead of rejecting them "
+               "(externalTrafficPolicy: Local)");
   up->callback(
       [action, &o] { action->on_maps = [&o](dp::Datapath& d) { return ServiceUpsert(d, o); }; });
   CLI::App* del = svc->add_subcommand("delete", "delete a service");

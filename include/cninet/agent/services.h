@@ -1,7 +1,10 @@
 /// @file
 /// Services + Endpoints -> the datapath's ServiceTable. PlanServices (pure) turns each port of
-/// each Service into one datapath service: its ClusterIP, externalIPs and (NODE_PORT services)
-/// nodePort frontends, and the ready backends of the Endpoints port with the same name.
+/// each Service into one datapath service per family: its ClusterIP, externalIPs, load balancer
+/// IPs and (NODE_PORT, LOAD_BALANCER services) nodePort frontends, and the backends of the
+/// Endpoints port with the same name that the traffic policies and endpoint conditions allow.
+/// When externalTrafficPolicy and internalTrafficPolicy differ, the external frontends get a
+/// datapath service of their own (their backend sets differ).
 /// ServiceReconciler gives every (namespace, name, port) a service id that stays stable - also
 /// across agent restarts, where ids are recovered from the pinned maps by matching frontends -
 /// and writes only what differs from what is programmed, in batches.
@@ -33,9 +36,13 @@ struct ServicePortKey {
   /// Address family: a dual-stack service port is one datapath service per family, each
   /// balanced over the endpoints of its family (as kube-proxy does).
   cni::IPAddress::Family family = cni::IPAddress::Family::kV4;
+  /// The external frontends (nodePorts, externalIPs, load balancer IPs) of a service whose
+  /// traffic policies differ; false for the others (and for a service programmed as one).
+  bool external = false;
   /// Ordering and equality for maps.
   friend auto operator<=>(const ServicePortKey&, const ServicePortKey&) = default;
-  /// "ns/name" or "ns/name:port", with "@IPv6" appended for the IPv6 family.
+  /// "ns/name" or "ns/name:port", with "@IPv6" appended for the IPv6 family and "/external"
+  /// for the external part.
   std::string ToString() const;
 };
 
@@ -57,6 +64,18 @@ struct ServicePlanOptions {
   /// Plan IPv6 services; when false they are left out with one warning per service (for a
   /// datapath that programs IPv4 services only).
   bool ipv6 = true;
+  /// This node's name: the backends whose `node` equals it are the local ones of the LOCAL
+  /// traffic policies (none when empty).
+  std::string node_name;
+};
+
+/// Whether a backend takes new connections, from its EndpointSlice conditions: ready (unset:
+/// not terminating) and serving (unset: ready).
+struct BackendConditions {
+  bool ready = true;    ///< Takes new connections.
+  bool serving = true;  ///< Can serve (a terminating backend finishing its work).
+  /// Reads `b`'s conditions.
+  static BackendConditions Of(const v1::Backend& b);
 };
 
 /// Something PlanServices left out, for the log and `cninet-agent status`.
@@ -73,13 +92,16 @@ uint32_t AdaptiveMaglevSize(size_t backends);
 /// Plans the datapath services for `services` and their `endpoints` (matched by namespace and
 /// name; ports by port name). Each port gets one datapath service per family the service has
 /// (the families of its ClusterIPs, else of its externalIPs, else IPv4): that family's
-/// ClusterIP, externalIPs and nodePort (a nodePort frontend's address is the family's
-/// unspecified address) and that family's backends. Skipped with a warning: services without a
-/// ClusterIP and without node ports, SCTP ports, nodePorts outside the range, frontends another
-/// service already has (the first service in namespace/name order keeps them), externalIPs of a
-/// family the service does not have; terminating and duplicate backends are left out. A service
-/// port without ready backends is still programmed (the datapath rejects its connections, as
-/// kube-proxy does). Output is in key order with frontends and backends sorted.
+/// ClusterIP, externalIPs, load balancer IPs and nodePort (a nodePort frontend's address is the
+/// family's unspecified address) and that family's backends: the ready ones, or when none is
+/// ready the serving terminating ones (kube-proxy's terminating-endpoint fallback), of the
+/// whole cluster or, for a LOCAL traffic policy, of this node only. Skipped with a warning:
+/// services without a ClusterIP and without node ports, SCTP ports, nodePorts outside the range,
+/// frontends another service already has (the first service in namespace/name order keeps
+/// them), addresses of a family the service does not have; duplicate backends are left out. A
+/// service port without backends is still programmed: the datapath rejects its connections (as
+/// kube-proxy does), or drops them under a LOCAL policy. Output is in key order with frontends
+/// and backends sorted.
 std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
                                          std::span<const v1::Endpoints> endpoints,
                                          const ServicePlanOptions& options,

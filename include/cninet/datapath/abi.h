@@ -157,6 +157,9 @@ struct cn_svc_key {
 #define CN_SVC_F_EXTERNAL 0x1  ///< Reachable from the uplink (NodePort, ExternalIP).
 #define CN_SVC_F_NODEPORT 0x2  ///< Frontend is a node address + nodePort.
 #define CN_SVC_F_MAGLEV 0x4    ///< Maglev table (else a random pick over the backends).
+/// No backends: drop new flows (drop_no_backend) instead of rejecting them. For frontends whose
+/// backends are this node's only (externalTrafficPolicy: Local), as kube-proxy does.
+#define CN_SVC_F_DROP_EMPTY 0x8
 
 /// Service frontend value: its slot in cn_lb_tables and behaviour flags.
 struct cn_svc_entry {

@@ -68,6 +68,9 @@ struct Service {
   LbAlgorithm algorithm = LbAlgorithm::kMaglev;  ///< Backend selection for new flows.
   uint32_t maglev_size = 16381;                  ///< M, prime in [251, 65521]
   std::chrono::seconds affinity_timeout{0};      ///< sessionAffinity ClientIP; 0 = off
+  /// Without backends new flows are rejected (ICMP port unreachable, as kube-proxy's REJECT);
+  /// false drops them silently (externalTrafficPolicy: Local on a node without local endpoints).
+  bool reject_without_backends = true;
 };
 
 /// "clusterip", "externalip", "nodeport" (cninet-dp's spelling).

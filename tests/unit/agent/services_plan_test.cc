@@ -216,3 +216,147 @@ TEST(SameProgrammingTest, ComparesWhatTheDatapathStores) {
 
 }  // namespace
 }  // namespace cninet::agent
+
+namespace cninet::agent {
+namespace {
+
+// Backends on nodes n1 (this node) and n2, with conditions.
+v1::Endpoints NodeEps(const std::string& name) {
+  v1::Endpoints e = Eps(name, "", {{"10.244.1.4", 8080}, {"10.244.2.5", 8080}});
+  e.mutable_ports(0)->mutable_backends(0)->set_node("n1");
+  e.mutable_ports(0)->mutable_backends(1)->set_node("n2");
+  return e;
+}
+
+v1::Service NodePortSvc(const std::string& name) {
+  v1::Service s = Svc(name, "10.96.0.20", 80);
+  s.set_type(v1::Service::NODE_PORT);
+  s.mutable_ports(0)->set_node_port(30080);
+  s.add_external_ips("192.0.2.10");
+  return s;
+}
+
+std::vector<PlannedService> PlanOnN1(const v1::Service& s, const v1::Endpoints& e,
+                                     std::vector<PlanWarning>* w) {
+  ServicePlanOptions o;
+  o.node_name = "n1";
+  return PlanServices(std::vector<v1::Service>{s}, std::vector<v1::Endpoints>{e}, o, w);
+}
+
+std::vector<dp::FrontendKind> Kinds(const dp::Service& s) {
+  std::vector<dp::FrontendKind> out;
+  for (const auto& f : s.frontends) out.push_back(f.kind);
+  return out;
+}
+
+TEST(TrafficPolicyPlanTest, ExternalLocalSplitsTheExternalFrontendsOntoLocalBackends) {
+  v1::Service s = NodePortSvc("web");
+  s.set_external_traffic_policy(v1::Service::LOCAL);
+  std::vector<PlanWarning> w;
+  auto planned = PlanOnN1(s, NodeEps("web"), &w);
+  EXPECT_THAT(w, IsEmpty()) << Warnings(w);
+  ASSERT_EQ(planned.size(), 2u);
+  EXPECT_EQ(planned[0].key.ToString(), "default/web");
+  EXPECT_EQ(planned[1].key.ToString(), "default/web/external");
+  // The ClusterIP: every endpoint, rejected when none.
+  EXPECT_THAT(Kinds(planned[0].service), ElementsAre(dp::FrontendKind::kClusterIP));
+  EXPECT_EQ(planned[0].service.backends.size(), 2u);
+  EXPECT_TRUE(planned[0].service.reject_without_backends);
+  // nodePort + externalIP: this node's endpoint only, dropped when none.
+  EXPECT_THAT(Kinds(planned[1].service),
+              ElementsAre(dp::FrontendKind::kExternalIP, dp::FrontendKind::kNodePort));
+  EXPECT_THAT(planned[1].service.backends, ElementsAre(dp::Backend{Ip("10.244.1.4"), 8080}));
+  EXPECT_FALSE(planned[1].service.reject_without_backends);
+  // A node without local endpoints programs the external part without backends (drop).
+  ServicePlanOptions o;
+  o.node_name = "n3";
+  auto n3 =
+      PlanServices(std::vector<v1::Service>{s}, std::vector<v1::Endpoints>{NodeEps("web")}, o, &w);
+  ASSERT_EQ(n3.size(), 2u);
+  EXPECT_THAT(n3[1].service.backends, IsEmpty());
+  EXPECT_THAT(dp::ToString(n3[1].service), HasSubstr("(none: drop)"));
+}
+
+TEST(TrafficPolicyPlanTest, InternalLocalKeepsTheClusterIpOnLocalBackends) {
+  v1::Service s = NodePortSvc("web");
+  s.set_internal_traffic_policy(v1::Service::LOCAL);
+  std::vector<PlanWarning> w;
+  auto planned = PlanOnN1(s, NodeEps("web"), &w);
+  ASSERT_EQ(planned.size(), 2u);
+  EXPECT_THAT(planned[0].service.backends, ElementsAre(dp::Backend{Ip("10.244.1.4"), 8080}));
+  EXPECT_FALSE(planned[0].service.reject_without_backends);
+  EXPECT_EQ(planned[1].service.backends.size(), 2u);
+  // Both LOCAL: one datapath service again, on local backends.
+  s.set_external_traffic_policy(v1::Service::LOCAL);
+  planned = PlanOnN1(s, NodeEps("web"), &w);
+  ASSERT_EQ(planned.size(), 1u);
+  EXPECT_EQ(planned[0].service.frontends.size(), 3u);
+  EXPECT_THAT(planned[0].service.backends, ElementsAre(dp::Backend{Ip("10.244.1.4"), 8080}));
+}
+
+TEST(TrafficPolicyPlanTest, TerminatingEndpointsServeOnlyWhenNoneIsReady) {
+  v1::Endpoints e = NodeEps("web");
+  auto* term = e.mutable_ports(0)->mutable_backends(0);
+  term->set_terminating(true);
+  term->set_serving(true);
+  std::vector<PlanWarning> w;
+  auto planned = PlanOnN1(Svc("web", "10.96.0.20", 80), e, &w);
+  ASSERT_EQ(planned.size(), 1u);
+  EXPECT_THAT(planned[0].service.backends, ElementsAre(dp::Backend{Ip("10.244.2.5"), 8080}))
+      << "a ready endpoint remains: the terminating one gets no new connections";
+  // The ready one goes (not ready, not serving): the serving terminating one takes over.
+  auto* other = e.mutable_ports(0)->mutable_backends(1);
+  other->set_ready(false);
+  planned = PlanOnN1(Svc("web", "10.96.0.20", 80), e, &w);
+  EXPECT_THAT(planned[0].service.backends, ElementsAre(dp::Backend{Ip("10.244.1.4"), 8080}));
+  // Terminating and no longer serving: nothing left (rejected).
+  term->set_serving(false);
+  planned = PlanOnN1(Svc("web", "10.96.0.20", 80), e, &w);
+  EXPECT_THAT(planned[0].service.backends, IsEmpty());
+  EXPECT_TRUE(planned[0].service.reject_without_backends);
+  // Conditions default as Kubernetes': ready unless terminating, serving as ready.
+  v1::Backend b;
+  EXPECT_TRUE(BackendConditions::Of(b).ready);
+  b.set_terminating(true);
+  EXPECT_FALSE(BackendConditions::Of(b).ready);
+  EXPECT_FALSE(BackendConditions::Of(b).serving);
+}
+
+TEST(TrafficPolicyPlanTest, LoadBalancerIpsAreExternalFrontendsAndOnePortServesTcpAndUdp) {
+  v1::Service s = Svc("dns", "10.96.0.53", 53, "dns-udp");
+  s.mutable_ports(0)->set_protocol(v1::UDP);
+  auto* tcp = s.add_ports();
+  tcp->set_name("dns-tcp");
+  tcp->set_port(53);
+  tcp->set_protocol(v1::TCP);
+  s.set_type(v1::Service::LOAD_BALANCER);
+  s.add_load_balancer_ips("198.51.100.53");
+  v1::Endpoints e = Eps("dns", "dns-udp", {{"10.244.1.9", 5353}});
+  e.mutable_ports(0)->set_protocol(v1::UDP);
+  auto* te = e.add_ports();
+  te->set_port_name("dns-tcp");
+  te->set_protocol(v1::TCP);
+  auto* tb = te->add_backends();
+  tb->set_ip("10.244.1.9");
+  tb->set_port(5353);
+  std::vector<PlanWarning> w;
+  auto planned = PlanServices(std::vector<v1::Service>{s}, std::vector<v1::Endpoints>{e}, {}, &w);
+  EXPECT_THAT(w, IsEmpty()) << Warnings(w);
+  ASSERT_EQ(planned.size(), 2u);
+  for (const auto& p : planned) {
+    SCOPED_TRACE(p.key.ToString());
+    ASSERT_EQ(p.service.frontends.size(), 2u);
+    EXPECT_EQ(p.service.frontends[1].address, Ip("198.51.100.53"));
+    EXPECT_EQ(p.service.frontends[1].kind, dp::FrontendKind::kExternalIP);
+    EXPECT_EQ(p.service.frontends[0].protocol,
+              p.key.port == "dns-udp" ? dp::Protocol::kUdp : dp::Protocol::kTcp);
+    EXPECT_EQ(p.service.backends.size(), 1u);
+  }
+  // Not a LOAD_BALANCER: the status addresses are not served.
+  s.set_type(v1::Service::CLUSTER_IP);
+  planned = PlanServices(std::vector<v1::Service>{s}, std::vector<v1::Endpoints>{e}, {}, &w);
+  EXPECT_EQ(planned[0].service.frontends.size(), 1u);
+}
+
+}  // namespace
+}  // namespace cninet::agent
