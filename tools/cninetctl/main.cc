@@ -154,7 +154,24 @@ struct ServiceChange {
   std::optional<std::string> policy;       // --ip-family-policy SingleStack|...
   std::optional<std::string> ports;        // --ports [NAME=]PORT[/PROTO][:NODEPORT],...
   std::optional<std::string> external;     // --external-ips IP,...
+  std::optional<std::string> lb_ips;       // --load-balancer-ips IP,... (LOAD_BALANCER)
+  std::optional<std::string> ext_policy;   // --external-traffic-policy Cluster|Local
+  std::optional<std::string> int_policy;   // --internal-traffic-policy Cluster|Local
+  std::optional<uint32_t> health_port;     // --health-check-node-port PORT
 };
+
+// "Cluster" or "Local" (any case).
+absl::Status ParseTrafficPolicy(const std::string& text, cninet::v1::Service::TrafficPolicy* out) {
+  std::string l = absl::AsciiStrToLower(cninet::ToAbsl(text));
+  if (l == "cluster") {
+    *out = cninet::v1::Service::CLUSTER;
+  } else if (l == "local") {
+    *out = cninet::v1::Service::LOCAL;
+  } else {
+    return absl::InvalidArgumentError(StrCat("traffic policy \"", text, "\": Cluster or Local"));
+  }
+  return absl::OkStatus();
+}
 
 std::vector<std::string> SplitList(const std::string& text) {
   std::vector<std::string> out;
@@ -250,6 +267,25 @@ absl::Status ApplyServiceChange(const ServiceChange& change, cninet::v1::Service
     svc->clear_external_ips();
     for (const std::string& ip : SplitList(*change.external)) svc->add_external_ips(ip);
   }
+  if (change.lb_ips) {
+    svc->clear_load_balancer_ips();
+    for (const std::string& ip : SplitList(*change.lb_ips)) svc->add_load_balancer_ips(ip);
+  }
+  // Load balancer addresses make a service with node ports a LOAD_BALANCER one.
+  if (svc->type() != cninet::v1::Service::CLUSTER_IP) {
+    svc->set_type(svc->load_balancer_ips_size() > 0 ? cninet::v1::Service::LOAD_BALANCER
+                                                    : cninet::v1::Service::NODE_PORT);
+  }
+  cninet::v1::Service::TrafficPolicy tp;
+  if (change.ext_policy) {
+    if (absl::Status st = ParseTrafficPolicy(*change.ext_policy, &tp); !st.ok()) return st;
+    svc->set_external_traffic_policy(tp);
+  }
+  if (change.int_policy) {
+    if (absl::Status st = ParseTrafficPolicy(*change.int_policy, &tp); !st.ok()) return st;
+    svc->set_internal_traffic_policy(tp);
+  }
+  if (change.health_port) svc->set_health_check_node_port(*change.health_port);
   // A dual-stack address list without a policy gets RequireDualStack, as `kubectl` users expect.
   if (svc->ip_family_policy() == cninet::v1::Service::IP_FAMILY_POLICY_UNSPECIFIED &&
       (svc->cluster_ips_size() > 1 || svc->ip_families_size() > 1)) {
@@ -398,7 +434,9 @@ struct Flags {
   uint32_t max_services = 50;
   bool json = false, raw = false, isolated = true;
   std::string what, key, value, name, file, labels, policy;
-  std::string cluster_ips, families, family_policy, ports, external_ips;
+  std::string cluster_ips, families, family_policy, ports, external_ips, lb_ips, ext_policy,
+      int_policy;
+  uint32_t health_port = 0;
 };
 
 // The command line's subcommands (owned by the app).
@@ -439,6 +477,13 @@ Commands AddCommands(CLI::App& app, Flags& f) {
   c.svc_set->add_option("--ports", f.ports,
                         "[NAME=]PORT[/tcp|udp][:NODEPORT],... (a nodePort makes it NODE_PORT)");
   c.svc_set->add_option("--external-ips", f.external_ips, "externalIPs IP,... of either family");
+  c.svc_set->add_option("--load-balancer-ips", f.lb_ips,
+                        "load balancer ingress IPs (makes a NODE_PORT service LOAD_BALANCER)");
+  c.svc_set->add_option("--external-traffic-policy", f.ext_policy,
+                        "Cluster or Local (nodePorts, externalIPs, load balancer IPs)");
+  c.svc_set->add_option("--internal-traffic-policy", f.int_policy, "Cluster or Local (ClusterIPs)");
+  c.svc_set->add_option("--health-check-node-port", f.health_port,
+                        "with --external-traffic-policy Local: the port answering 200/503");
 
   CLI::App* pol = app.add_subcommand("policy", "NetworkPolicy objects");
   pol->require_subcommand(1);
@@ -476,6 +521,10 @@ int RunStoreCommand(const Commands& c, const Flags& f) {
     if (c.svc_set->count("--ip-family-policy") > 0) change.policy = f.family_policy;
     if (c.svc_set->count("--ports") > 0) change.ports = f.ports;
     if (c.svc_set->count("--external-ips") > 0) change.external = f.external_ips;
+    if (c.svc_set->count("--load-balancer-ips") > 0) change.lb_ips = f.lb_ips;
+    if (c.svc_set->count("--external-traffic-policy") > 0) change.ext_policy = f.ext_policy;
+    if (c.svc_set->count("--internal-traffic-policy") > 0) change.int_policy = f.int_policy;
+    if (c.svc_set->count("--health-check-node-port") > 0) change.health_port = f.health_port;
     return ServiceSet(**store, f.name, change);
   }
   if (*c.pol_apply) return PolicyApply(**store, f.file);
