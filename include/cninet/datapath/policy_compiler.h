@@ -89,8 +89,9 @@ struct EndpointPolicy {
 };
 
 /// An ipBlock prefix of either family, masked (host bits zero). In the maps IPv4 prefixes are
-/// IPv4-mapped (see cn_pol_cidr_key); IPv6 ipBlocks inside `::ffff:0:0/96` are not compiled (they
-/// would alias IPv4 prefixes; no IPv6 packet carries such a source on the wire).
+/// IPv4-mapped (see cn_pol_cidr_key); IPv6 ipBlocks inside the IPv4-mapped range
+/// (0:0:0:0:0:ffff:0:0/96) are not compiled (they would alias IPv4 prefixes; no IPv6 packet carries
+/// such a source on the wire).
 using PolicyPrefix = cni::IPPrefix;
 
 /// The cn_pol_cidrs key of `prefix` (IPv4: IPv4-mapped, prefixlen + 96).
