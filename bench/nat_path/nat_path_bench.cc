@@ -363,8 +363,9 @@ struct CaseSpec {
   std::string name;   // benchmark name
   Kind kind;
   EnvSpec env;
-  std::string step;   // breakdown: steps.bpf.c program run instead of the datapath's
-  std::string label;  // breakdown: the row's text in the table
+  std::string step;       // breakdown: steps.bpf.c program run instead of the datapath's
+  std::string label;      // breakdown: the row's text in the table
+  std::string step_base;  // breakdown: the case (name) this step adds to; "" = the floor
 };
 
 struct CaseResult {
@@ -589,6 +590,26 @@ absl::Status Prime(Env& env, const CasePlan& plan, const std::vector<dt::PacketF
   return absl::OkStatus();
 }
 
+// steps.bpf.c's what-if (an IPv6 rewrite not in bpf/) and the program whose output it must match.
+constexpr char kWhatIfStep[] = "nb_est_dnat_addr_inline6";
+constexpr char kWhatIfReference[] = "nb_est_dnat_addr";
+
+// Runs breakdown program `reference` once and compares its output with `packet`; the harness
+// targets `step` again afterwards.
+absl::Status CheckSameOutput(Env& env, Harness& h, const std::string& step,
+                             const std::string& reference, const std::vector<uint8_t>& packet) {
+  CNINET_ASSIGN_OR_RETURN(int ref_fd, env.steps->ProgramFd(reference));
+  CNINET_RETURN_IF_ERROR(h.SetTargetFd(ref_fd));
+  CNINET_ASSIGN_OR_RETURN(HarnessRun ref, h.Run(Slot::kTarget, 1));
+  CNINET_ASSIGN_OR_RETURN(int fd, env.steps->ProgramFd(step));
+  CNINET_RETURN_IF_ERROR(h.SetTargetFd(fd));
+  if (ref.packet != packet) {
+    return absl::InternalError(
+        StrCat(step, " output differs from ", reference, "'s\n", dt::HexDiff(packet, ref.packet)));
+  }
+  return absl::OkStatus();
+}
+
 void RunCase(benchmark::State& state, const CaseSpec& cs) {
   Progress("measuring ", cs.name);
   CaseResult result;
@@ -657,6 +678,11 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
                                              dt::HexDiff(r->packet, *mf.expected_output))));
     if (creates_flows) {
       if (absl::Status s = CleanupNewFlows(env, cs.kind, plan, *first, 1, fixtures); !s.ok())
+        return fail(s);
+    }
+    if (cs.step == kWhatIfStep) {
+      // The what-if must write exactly the bytes of the datapath's own address rewrite.
+      if (absl::Status s = CheckSameOutput(env, h, cs.step, kWhatIfReference, r->packet); !s.ok())
         return fail(s);
     }
   } else if (cs.kind == Kind::kPlainDirect) {
@@ -826,6 +852,7 @@ std::vector<CaseSpec> Cases() {
       Kind kind;
       const char* prog;
       const char* label;
+      const char* base = nullptr;  // the program of the row this one adds to (default: previous)
     };
     const Step steps[] = {
         {Kind::kEstablished, "nb_est_parse", "1 parse + config lookup"},
@@ -833,18 +860,32 @@ std::vector<CaseSpec> Cases() {
         {Kind::kEstablished, "nb_est_ct_lookup", "3 + conntrack lookup (hit)"},
         {Kind::kEstablished, "nb_est_ct_update", "4 + conntrack update + counters"},
         {Kind::kEstablished, "", "5 + DNAT rewrite (the full program)"},
+        // The rewrite split (IPv6 pays its extra cost there), each against row 4.
+        {Kind::kEstablished, "nb_est_dnat_port", "6 = 4 + DNAT port rewrite only",
+         "nb_est_ct_update"},
+        {Kind::kEstablished, "nb_est_dnat_addr", "7 = 4 + DNAT address rewrite only",
+         "nb_est_ct_update"},
+        {Kind::kEstablished, "nb_est_dnat_addr_inline6",
+         "8 = 7 with IPv6's csum diff inline + direct stores (what-if, not in bpf/)",
+         "nb_est_ct_update"},
         {Kind::kNew, "nb_new_ct_miss", "1 parse + clock + conntrack lookup (miss)"},
         {Kind::kNew, "nb_new_service", "2 + service lookup"},
         {Kind::kNew, "nb_new_backend", "3 + backend selection (Maglev)"},
         {Kind::kNew, "nb_new_ct_create", "4 + conntrack pair create (2 map inserts)"},
         {Kind::kNew, "", "5 + DNAT rewrite + counters (the full program)"},
     };
+    std::map<std::string, std::string> name_of;  // program -> case name
+    std::string prev;
     for (const Step& st : steps) {
       std::string path = st.kind == Kind::kEstablished ? "established" : "new_connection";
       std::string name = StrCat("Steps/", path, "/", std::string(1, st.label[0]), "_",
                                 st.prog[0] ? std::string(st.prog + 3) : std::string("full"));
-      out.push_back(
-          CaseSpec{"steps", name, st.kind, e, st.prog, StrCat("Steps/", path, ": ", st.label)});
+      const bool first = st.label[0] == '1';
+      std::string base = first ? "" : st.base ? name_of.at(st.base) : prev;
+      out.push_back(CaseSpec{"steps", name, st.kind, e, st.prog,
+                             StrCat("Steps/", path, ": ", st.label), base});
+      name_of[st.prog] = name;
+      prev = name;
     }
   }
   // 2. Backends per service (1 service, Maglev M=16381).
@@ -893,6 +934,7 @@ std::vector<CaseSpec> Cases() {
       v6.name += kIpv6Suffix;
       if (size_t colon = v6.label.find(": "); colon != std::string::npos)
         v6.label.insert(colon, " (IPv6)");
+      if (!v6.step_base.empty()) v6.step_base += kIpv6Suffix;
       both.push_back(std::move(v6));
     }
     i = j;
@@ -984,7 +1026,6 @@ void WriteTable(const std::string& path) {
   out << "| case | services | backends | conntrack fill | SNAT ports taken | ns/packet | Mpps |"
          " x floor | goal / note |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
   char buf[512];
-  const CaseResult* prev_step = nullptr;
   for (const auto& r : g_results) {
     const EnvSpec& e = r.spec.env;
     std::string kind =
@@ -1002,13 +1043,15 @@ void WriteTable(const std::string& path) {
     if (!r.spec.label.empty()) {  // breakdown row: what this step adds
       // In floor multiples of each row, scaled by this row's floor: cancels machine-speed drift
       // between the rows (run one after the other).
-      const bool first = r.spec.label.find(": 1 ") != std::string::npos;
-      const double before = first || !prev_step ? 1.0 : prev_step->ratio;
-      char d[96];
-      std::snprintf(d, sizeof(d), "step adds %+.0f ns%s", (r.ratio - before) * r.floor_ns,
-                    first ? " (over the floor)" : "");
-      extra = d;
-      prev_step = &r;
+      const CaseResult* base = FindByName(r.spec.step_base);
+      const bool first = r.spec.step_base.empty();
+      if (first || (base && base->ok)) {
+        const double before = first ? 1.0 : base->ratio;
+        char d[96];
+        std::snprintf(d, sizeof(d), "step adds %+.0f ns%s", (r.ratio - before) * r.floor_ns,
+                      first ? " (over the floor)" : "");
+        extra = d;
+      }
     }
     if (r.spec.kind == Kind::kSnatNew) {
       char s[96];
