@@ -103,11 +103,13 @@ absl::Status Harness::SetPacket(std::span<const uint8_t> packet,
   t.len = static_cast<uint32_t>(std::min<size_t>(packet.size(), NB_TEMPLATE_MAX));
   std::memcpy(t.bytes, packet.data(), t.len);
   if (sport) {
-    // IPv4 + TCP/UDP only: the port follows the IP header.
-    if (packet.size() < 14 + 20 + 8 || packet[12] != 0x08 || packet[13] != 0x00)
-      return absl::InvalidArgumentError("source-port variation needs an IPv4 packet");
-    const uint32_t l4 = 14 + (packet[14] & 0x0f) * 4u;
-    const uint8_t proto = packet[14 + 9];
+    // IPv4 or IPv6 (no extension headers) + TCP/UDP: the port follows the IP header.
+    const bool v4 = packet.size() >= 14 + 20 + 8 && packet[12] == 0x08 && packet[13] == 0x00;
+    const bool v6 = packet.size() >= 14 + 40 + 8 && packet[12] == 0x86 && packet[13] == 0xdd;
+    if (!v4 && !v6)
+      return absl::InvalidArgumentError("source-port variation needs an IPv4 or IPv6 packet");
+    const uint32_t l4 = v4 ? 14 + (packet[14] & 0x0f) * 4u : 14 + 40u;
+    const uint8_t proto = v4 ? packet[14 + 9] : packet[14 + 6];
     if (proto != 6 && proto != 17)
       return absl::InvalidArgumentError("source-port variation needs TCP or UDP");
     if (l4 + 18 > t.len) return absl::InvalidArgumentError("L4 header beyond the template");

@@ -57,8 +57,8 @@ class Harness {
   absl::Status SetTarget(datapath::Hook hook);
   /// Makes the tc program `prog_fd` (borrowed, kept alive by the caller) the tail-call target.
   absl::Status SetTargetFd(int prog_fd);
-  /// Sets the packet restored before every run; `sport` (TCP/UDP IPv4 only) varies the source
-  /// port per run. The run counter restarts at 0.
+  /// Sets the packet restored before every run; `sport` (TCP/UDP over IPv4, or IPv6 without
+  /// extension headers) varies the source port per run. The run counter restarts at 0.
   absl::Status SetPacket(std::span<const uint8_t> packet, std::optional<SportSequence> sport);
   /// Runs seen by the port sequence so far (the next run uses base + Counter() % span).
   absl::StatusOr<uint32_t> Counter() const;

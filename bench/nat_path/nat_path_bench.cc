@@ -16,6 +16,12 @@
 // table fill stays where the case puts it. Each case checks the datapath's own counters
 // afterwards (every run took the expected path) and fails loudly otherwise.
 //
+// IPv6 (issue 14): every case also runs as its IPv6 twin ("<name>/ipv6", right after the IPv4
+// cases of the same environment) on the IPv6 rows of the fixture table (StandardIpv6Fixtures) in
+// a dual-stack datapath, with its own floor measured in the same iterations. The output compares
+// the two in floor multiples (v6/v4, target: within 1.2x): counters v4_floor_ratio and
+// v6_over_v4, a table on stdout and in --table_out. No timing is asserted anywhere.
+//
 // Extra flags (before the Google Benchmark ones):
 //   --quick              tiny configuration (smoke test): fewer cases, 1 and 1000 services
 //   --repeat_hot=N       runs per batch for established/reply cases (default 20000)
@@ -29,6 +35,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -82,7 +89,18 @@ void Progress(const Args&... args) {
 
 cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
 cn_addr Net(std::string_view s) { return datapath::ToAbiAddr(Ip(s)); }
-cn_addr NetOf(uint32_t host_order) { return datapath::ToAbiAddr(cni::IPAddress::V4(host_order)); }
+// The IPv6 address `n` above `base` (added to its last 32 bits).
+cni::IPAddress V6Plus(std::string_view base, uint32_t n) {
+  std::array<uint8_t, 16> b = Ip(base).bytes();
+  const uint32_t low =
+      (uint32_t{b[12]} << 24 | uint32_t{b[13]} << 16 | uint32_t{b[14]} << 8 | b[15]) + n;
+  for (int i = 0; i < 4; ++i) b[12 + i] = static_cast<uint8_t>(low >> (24 - 8 * i));
+  return cni::IPAddress::FromBytes(b.data(), b.size());
+}
+// IPv4 `v4_base` + n, or IPv6 `v6_base` + n: the same synthetic address in either family.
+cni::IPAddress Plus(bool v6, uint32_t v4_base, std::string_view v6_base, uint32_t n) {
+  return v6 ? V6Plus(v6_base, n) : cni::IPAddress::V4(v4_base + n);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Environment: one loaded datapath with services, conntrack fill and NAT occupancy, reused by
@@ -95,19 +113,26 @@ struct EnvSpec {
   uint32_t nat_occupancy_pct = 0;  // SNAT ports to the fixture's outside server already taken
   bool standard = false;           // the fixture's 8 standard services (NodePort, SNAT cases)
   bool ct_hash = false;            // ConntrackMapType::kHash instead of the default LRU hash
+  // IPv6 twin (issue 14): a dual-stack datapath (StandardDualStackConfig + both standard setups);
+  // the service under test, fillers, backends, conntrack fill and SNAT occupancy are IPv6.
+  bool ipv6 = false;
   friend bool operator==(const EnvSpec&, const EnvSpec&) = default;
   std::string ToString() const {
     return StrCat("services=", services, " backends=", backends == 0 ? 2 : backends,
                   " ct_fill=", ct_fill_pct, "% nat_occupancy=", nat_occupancy_pct, "%",
-                  ct_hash ? " conntrack=hash" : "");
+                  ct_hash ? " conntrack=hash" : "", ipv6 ? " ipv6" : "");
   }
 };
 
 constexpr uint32_t kCtSize = 262144;  // the default conntrack size
 constexpr uint32_t kFillerIdBase = 100;
+constexpr uint32_t kFillerIdBaseV6 = 1000;  // above the IPv6 standard services (101..108)
+
+// The id of the service under test: the fixtures' web service, IPv4 (1) or IPv6 (101).
+uint32_t WebId(bool v6) { return v6 ? dt::topo6::kServiceIdOffset + 1 : 1; }
 
 datapath::DatapathConfig BenchConfig(const EnvSpec& spec) {
-  datapath::DatapathConfig c = dt::StandardConfig();
+  datapath::DatapathConfig c = spec.ipv6 ? dt::StandardDualStackConfig() : dt::StandardConfig();
   if (spec.ct_hash) c.conntrack_map_type = datapath::ConntrackMapType::kHash;
   c.map_sizes.conntrack = kCtSize;
   c.map_sizes.nat = 131072;
@@ -130,23 +155,24 @@ struct Env {
 
 std::unique_ptr<Env> g_env;
 
-// Filler service i: VIP 10.100.0.0 + i, TCP 80, two backends, Maglev M=251.
-Service Filler(uint32_t i) {
+// Filler service i: VIP 10.100.0.0 + i (IPv6: fd00:10:100:: + i), TCP 80, two backends,
+// Maglev M=251.
+Service Filler(uint32_t i, bool v6) {
   Service s;
-  s.id = kFillerIdBase + i;
-  s.frontends.push_back(datapath::Frontend{cni::IPAddress::V4((10u << 24 | 100u << 16) + i), 80,
+  s.id = (v6 ? kFillerIdBaseV6 : kFillerIdBase) + i;
+  s.frontends.push_back(datapath::Frontend{Plus(v6, 10u << 24 | 100u << 16, "fd00:10:100::", i), 80,
                                            datapath::Protocol::kTcp,
                                            datapath::FrontendKind::kClusterIP});
   for (uint32_t b = 0; b < 2; ++b) {
     s.backends.push_back(
-        Backend{cni::IPAddress::V4((10u << 24 | 246u << 16) + ((i * 2 + b) & 0xffff)),
+        Backend{Plus(v6, 10u << 24 | 246u << 16, "fd00:10:246::", (i * 2 + b) & 0xffff),
                 static_cast<uint16_t>(8080 + b)});
   }
   s.maglev_size = 251;
   return s;
 }
 
-absl::Status FillConntrack(Datapath& dp, uint32_t pct) {
+absl::Status FillConntrack(Datapath& dp, uint32_t pct, bool v6) {
   const uint32_t want = static_cast<uint32_t>(uint64_t{kCtSize} * pct / 100);
   std::mt19937 rng(42);
   const uint32_t now = datapath::MonotonicSeconds();
@@ -159,9 +185,11 @@ absl::Status FillConntrack(Datapath& dp, uint32_t pct) {
     for (uint32_t i = 0; i < 8192 && done + i < want; ++i) {
       uint32_t n = done + i;
       cn_tuple k{};
-      // Unique per n: client 172.16.0.0/12 + n, port from n; never a fixture address.
-      k.saddr = NetOf((172u << 24 | 16u << 16) + (n & 0xfffff));
-      k.daddr = NetOf((10u << 24 | 97u << 16) + (rng() & 0xffff));
+      // Unique per n: client 172.16.0.0/12 + n (IPv6: fd00:172:16:: + n), port from n; never a
+      // fixture address.
+      k.saddr = datapath::ToAbiAddr(Plus(v6, 172u << 24 | 16u << 16, "fd00:172:16::", n & 0xfffff));
+      k.daddr =
+          datapath::ToAbiAddr(Plus(v6, 10u << 24 | 97u << 16, "fd00:10:97::", rng() & 0xffff));
       k.sport = htons(static_cast<uint16_t>(1024 + (n >> 20) * 4096 + rng() % 4096));
       k.dport = htons(static_cast<uint16_t>(1 + rng() % 60000));
       k.proto = 6;
@@ -187,8 +215,8 @@ absl::Status FillConntrack(Datapath& dp, uint32_t pct) {
 }
 
 // Takes `pct` % of the SNAT port range for flows to the fixture's outside server (kOutside:443
-// TCP), as live mapping pairs of other pods.
-absl::Status OccupyNatPorts(Datapath& dp, uint32_t pct) {
+// TCP, of topo or topo6), as live mapping pairs of other pods.
+absl::Status OccupyNatPorts(Datapath& dp, uint32_t pct, bool v6) {
   const auto& cfg = dp.config();
   std::vector<uint16_t> ports;
   for (uint32_t p = cfg.nat_port_min; p <= cfg.nat_port_max; ++p)
@@ -197,12 +225,13 @@ absl::Status OccupyNatPorts(Datapath& dp, uint32_t pct) {
   std::shuffle(ports.begin(), ports.end(), rng);
   ports.resize(ports.size() * pct / 100);
   const uint32_t now = datapath::MonotonicSeconds();
-  const cn_addr node = Net(dt::topo::kNode), outside = Net(dt::topo::kOutside);
+  const cn_addr node = Net(v6 ? dt::topo6::kNode : dt::topo::kNode);
+  const cn_addr outside = Net(v6 ? dt::topo6::kOutside : dt::topo::kOutside);
   std::vector<cn_tuple> keys;
   std::vector<cn_nat_entry> vals;
   for (size_t j = 0; j < ports.size(); ++j) {
-    const cn_addr pod =
-        NetOf((10u << 24 | 244u << 16 | 9u << 8) + static_cast<uint32_t>(j / 30000));
+    const cn_addr pod = datapath::ToAbiAddr(Plus(
+        v6, 10u << 24 | 244u << 16 | 9u << 8, "fd00:10:244:9::", static_cast<uint32_t>(j / 30000)));
     const uint16_t pod_port = htons(static_cast<uint16_t>(1024 + j % 30000));
     cn_tuple in{};
     in.saddr = outside;
@@ -248,16 +277,23 @@ absl::StatusOr<std::unique_ptr<Env>> BuildEnv(const EnvSpec& spec) {
   CNINET_ASSIGN_OR_RETURN(env->dp, Datapath::Create(BenchConfig(spec)));
   Datapath& dp = *env->dp;
   CNINET_RETURN_IF_ERROR(dt::ApplyStandardSetup(dp));
+  if (spec.ipv6) CNINET_RETURN_IF_ERROR(dt::ApplyStandardIpv6Setup(dp));
+  const uint32_t web_id = WebId(spec.ipv6);
   if (!spec.standard) {
-    for (const Service& s : dt::StandardServices())
-      if (s.id != 1) CNINET_RETURN_IF_ERROR(dp.services().Delete(s.id));
+    std::vector<Service> all = dt::StandardServices();
+    if (spec.ipv6) {
+      for (Service& s : dt::StandardIpv6Services()) all.push_back(std::move(s));
+    }
+    for (const Service& s : all)
+      if (s.id != web_id) CNINET_RETURN_IF_ERROR(dp.services().Delete(s.id));
   }
-  const uint32_t present = spec.standard ? 8 : 1;
+  // The IPv6 standard environment keeps the IPv4 services too (the dual-stack fixture setup).
+  const uint32_t present = spec.standard ? (spec.ipv6 ? 16 : 8) : 1;
   if (spec.services > present) {
     const uint32_t fillers = spec.services - present;
     std::vector<Service> chunk;
     for (uint32_t i = 0; i < fillers; ++i) {
-      chunk.push_back(Filler(i));
+      chunk.push_back(Filler(i, spec.ipv6));
       if (chunk.size() == 4096 || i + 1 == fillers) {
         CNINET_RETURN_IF_ERROR(dp.services().UpsertBatch(chunk));
         chunk.clear();
@@ -266,19 +302,19 @@ absl::StatusOr<std::unique_ptr<Env>> BuildEnv(const EnvSpec& spec) {
       }
     }
   }
-  CNINET_ASSIGN_OR_RETURN(env->web, dp.services().Get(1));
+  CNINET_ASSIGN_OR_RETURN(env->web, dp.services().Get(web_id));
   if (spec.backends != 0) {
     Service web = env->web;
     web.backends.clear();
     for (uint32_t b = 0; b < spec.backends; ++b) {
-      // B1, B2 first (local endpoints), then 10.244.3.0 + b.
+      // B1, B2 first (local endpoints), then 10.244.3.0 + b (IPv6: fd00:10:244:3:: + b).
       if (b == 0) {
-        web.backends.push_back(Backend{Ip(dt::topo::kB1), 8080});
+        web.backends.push_back(Backend{Ip(spec.ipv6 ? dt::topo6::kB1 : dt::topo::kB1), 8080});
       } else if (b == 1) {
-        web.backends.push_back(Backend{Ip(dt::topo::kB2), 8080});
+        web.backends.push_back(Backend{Ip(spec.ipv6 ? dt::topo6::kB2 : dt::topo::kB2), 8080});
       } else {
         web.backends.push_back(
-            Backend{cni::IPAddress::V4((10u << 24 | 244u << 16 | 3u << 8) + b), 8080});
+            Backend{Plus(spec.ipv6, 10u << 24 | 244u << 16 | 3u << 8, "fd00:10:244:3::", b), 8080});
       }
     }
     web.maglev_size = 16381;
@@ -288,12 +324,12 @@ absl::StatusOr<std::unique_ptr<Env>> BuildEnv(const EnvSpec& spec) {
   }
   if (spec.ct_fill_pct > 0) {
     Progress("  filling conntrack to ", spec.ct_fill_pct, "% of ", kCtSize);
-    CNINET_RETURN_IF_ERROR(FillConntrack(dp, spec.ct_fill_pct));
+    CNINET_RETURN_IF_ERROR(FillConntrack(dp, spec.ct_fill_pct, spec.ipv6));
   }
   if (spec.nat_occupancy_pct > 0) {
-    Progress("  occupying ", spec.nat_occupancy_pct, "% of the SNAT ports to ", dt::topo::kOutside,
-             ":443");
-    CNINET_RETURN_IF_ERROR(OccupyNatPorts(dp, spec.nat_occupancy_pct));
+    Progress("  occupying ", spec.nat_occupancy_pct, "% of the SNAT ports to ",
+             spec.ipv6 ? dt::topo6::kOutside : dt::topo::kOutside, " port 443");
+    CNINET_RETURN_IF_ERROR(OccupyNatPorts(dp, spec.nat_occupancy_pct, spec.ipv6));
   }
   CNINET_ASSIGN_OR_RETURN(env->harness, Harness::Create(dp));
   return env;
@@ -327,8 +363,9 @@ struct CaseSpec {
   std::string name;   // benchmark name
   Kind kind;
   EnvSpec env;
-  std::string step;   // breakdown: steps.bpf.c program run instead of the datapath's
-  std::string label;  // breakdown: the row's text in the table
+  std::string step;       // breakdown: steps.bpf.c program run instead of the datapath's
+  std::string label;      // breakdown: the row's text in the table
+  std::string step_base;  // breakdown: the case (name) this step adds to; "" = the floor
 };
 
 struct CaseResult {
@@ -340,6 +377,24 @@ struct CaseResult {
   uint64_t runs = 0;
 };
 std::vector<CaseResult> g_results;  // in order of first completion; reruns overwrite
+
+// IPv6 cases are named and labelled after their IPv4 twin (issue 14: IPv6 within 1.2x of IPv4).
+constexpr char kIpv6Suffix[] = "/ipv6";
+constexpr double kIpv6Target = 1.2;
+
+const CaseResult* FindByName(std::string_view name) {
+  for (const auto& r : g_results)
+    if (r.spec.name == name) return &r;
+  return nullptr;
+}
+
+// The IPv4 twin of an IPv6 case, when it was measured successfully.
+const CaseResult* V4Twin(const CaseSpec& v6) {
+  if (!v6.env.ipv6 || !v6.name.ends_with(kIpv6Suffix)) return nullptr;
+  const CaseResult* r =
+      FindByName(std::string_view(v6.name).substr(0, v6.name.size() - strlen(kIpv6Suffix)));
+  return r && r->ok && r->ratio > 0 ? r : nullptr;
+}
 
 bool IsNewFlow(Kind k) {
   return k == Kind::kNew || k == Kind::kSnatNew || k == Kind::kNodePortRemoteNew;
@@ -359,7 +414,7 @@ struct CasePlan {
   std::optional<SportSequence> sport;
 };
 
-CasePlan PlanFor(Kind k) {
+CasePlan PlanForV4(Kind k) {
   switch (k) {
     case Kind::kFloor:
       return {"clusterip_established", {}, std::nullopt};
@@ -390,6 +445,17 @@ CasePlan PlanFor(Kind k) {
       return {"plain_egress_tracked", {"plain_egress_tracked"}, std::nullopt};
   }
   return {};
+}
+
+// The plan of `k` for either family: IPv6 cases use the rows' IPv6 twins (StandardIpv6Fixtures),
+// same ports, same path.
+CasePlan PlanFor(Kind k, bool v6) {
+  CasePlan plan = PlanForV4(k);
+  if (v6) {
+    plan.measured = StrCat("v6_", plan.measured);
+    for (std::string& p : plan.prime) p = StrCat("v6_", p);
+  }
+  return plan;
 }
 
 // Counter deltas a case must produce per measured run.
@@ -431,11 +497,13 @@ absl::Status CleanupNewFlows(Env& env, Kind kind, const CasePlan& plan, uint32_t
                              uint32_t count, const std::vector<dt::PacketFixture>& fixtures) {
   const dt::PacketFixture& f = Fixture(fixtures, plan.measured);
   const uint8_t* ip = f.input.data() + 14;
+  const bool v6 = (ip[0] >> 4) == 6;  // IPv6 fixtures carry no extension headers here
+  const size_t alen = v6 ? 16 : 4;
   cn_tuple fwd{};
-  fwd.saddr = datapath::ToAbiAddr(cni::IPAddress::FromBytes(ip + 12, 4));
-  fwd.daddr = datapath::ToAbiAddr(cni::IPAddress::FromBytes(ip + 16, 4));
-  std::memcpy(&fwd.dport, ip + 20 + 2, 2);
-  fwd.proto = ip[9];
+  fwd.saddr = datapath::ToAbiAddr(cni::IPAddress::FromBytes(ip + (v6 ? 8 : 12), alen));
+  fwd.daddr = datapath::ToAbiAddr(cni::IPAddress::FromBytes(ip + (v6 ? 24 : 16), alen));
+  std::memcpy(&fwd.dport, ip + (v6 ? 40 : 20) + 2, 2);
+  fwd.proto = v6 ? ip[6] : ip[9];
   auto& maps = *env.dp->maps();
   std::vector<cn_tuple> ct_del, nat_del;
   uint32_t found = 0;
@@ -522,6 +590,26 @@ absl::Status Prime(Env& env, const CasePlan& plan, const std::vector<dt::PacketF
   return absl::OkStatus();
 }
 
+// steps.bpf.c's what-if (an IPv6 rewrite not in bpf/) and the program whose output it must match.
+constexpr char kWhatIfStep[] = "nb_est_dnat_addr_inline6";
+constexpr char kWhatIfReference[] = "nb_est_dnat_addr";
+
+// Runs breakdown program `reference` once and compares its output with `packet`; the harness
+// targets `step` again afterwards.
+absl::Status CheckSameOutput(Env& env, Harness& h, const std::string& step,
+                             const std::string& reference, const std::vector<uint8_t>& packet) {
+  CNINET_ASSIGN_OR_RETURN(int ref_fd, env.steps->ProgramFd(reference));
+  CNINET_RETURN_IF_ERROR(h.SetTargetFd(ref_fd));
+  CNINET_ASSIGN_OR_RETURN(HarnessRun ref, h.Run(Slot::kTarget, 1));
+  CNINET_ASSIGN_OR_RETURN(int fd, env.steps->ProgramFd(step));
+  CNINET_RETURN_IF_ERROR(h.SetTargetFd(fd));
+  if (ref.packet != packet) {
+    return absl::InternalError(
+        StrCat(step, " output differs from ", reference, "'s\n", dt::HexDiff(packet, ref.packet)));
+  }
+  return absl::OkStatus();
+}
+
 void RunCase(benchmark::State& state, const CaseSpec& cs) {
   Progress("measuring ", cs.name);
   CaseResult result;
@@ -543,8 +631,9 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
   Env& env = **envp;
   Datapath& dp = *env.dp;
   Harness& h = *env.harness;
-  const std::vector<dt::PacketFixture> fixtures = dt::StandardFixtures();
-  const CasePlan plan = PlanFor(cs.kind);
+  const std::vector<dt::PacketFixture> fixtures =
+      cs.env.ipv6 ? dt::StandardIpv6Fixtures() : dt::StandardFixtures();
+  const CasePlan plan = PlanFor(cs.kind, cs.env.ipv6);
   const dt::PacketFixture& mf = Fixture(fixtures, plan.measured);
   // SNAT batches stay small: each new flow takes a port, and a batch must not move the
   // occupancy it measures (256 of 32768 ports: +0.8 %).
@@ -589,6 +678,11 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
                                              dt::HexDiff(r->packet, *mf.expected_output))));
     if (creates_flows) {
       if (absl::Status s = CleanupNewFlows(env, cs.kind, plan, *first, 1, fixtures); !s.ok())
+        return fail(s);
+    }
+    if (cs.step == kWhatIfStep) {
+      // The what-if must write exactly the bytes of the datapath's own address rewrite.
+      if (absl::Status s = CheckSameOutput(env, h, cs.step, kWhatIfReference, r->packet); !s.ok())
         return fail(s);
     }
   } else if (cs.kind == Kind::kPlainDirect) {
@@ -677,6 +771,10 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
   state.counters["floor_ns"] = result.floor_ns;
   state.counters["floor_ratio"] = result.ratio;
   state.counters["harness_ns"] = result.harness_ns;
+  if (const CaseResult* v4 = V4Twin(cs)) {
+    state.counters["v4_floor_ratio"] = v4->ratio;
+    state.counters["v6_over_v4"] = result.ratio / v4->ratio;
+  }
   state.SetLabel(StrCat("R=", repeat));
   auto it = std::find_if(g_results.begin(), g_results.end(),
                          [&](const CaseResult& r) { return r.spec.name == cs.name; });
@@ -754,6 +852,7 @@ std::vector<CaseSpec> Cases() {
       Kind kind;
       const char* prog;
       const char* label;
+      const char* base = nullptr;  // the program of the row this one adds to (default: previous)
     };
     const Step steps[] = {
         {Kind::kEstablished, "nb_est_parse", "1 parse + config lookup"},
@@ -761,18 +860,32 @@ std::vector<CaseSpec> Cases() {
         {Kind::kEstablished, "nb_est_ct_lookup", "3 + conntrack lookup (hit)"},
         {Kind::kEstablished, "nb_est_ct_update", "4 + conntrack update + counters"},
         {Kind::kEstablished, "", "5 + DNAT rewrite (the full program)"},
+        // The rewrite split (IPv6 pays its extra cost there), each against row 4.
+        {Kind::kEstablished, "nb_est_dnat_port", "6 = 4 + DNAT port rewrite only",
+         "nb_est_ct_update"},
+        {Kind::kEstablished, "nb_est_dnat_addr", "7 = 4 + DNAT address rewrite only",
+         "nb_est_ct_update"},
+        {Kind::kEstablished, "nb_est_dnat_addr_inline6",
+         "8 = 7 with IPv6's csum diff inline + direct stores (what-if, not in bpf/)",
+         "nb_est_ct_update"},
         {Kind::kNew, "nb_new_ct_miss", "1 parse + clock + conntrack lookup (miss)"},
         {Kind::kNew, "nb_new_service", "2 + service lookup"},
         {Kind::kNew, "nb_new_backend", "3 + backend selection (Maglev)"},
         {Kind::kNew, "nb_new_ct_create", "4 + conntrack pair create (2 map inserts)"},
         {Kind::kNew, "", "5 + DNAT rewrite + counters (the full program)"},
     };
+    std::map<std::string, std::string> name_of;  // program -> case name
+    std::string prev;
     for (const Step& st : steps) {
       std::string path = st.kind == Kind::kEstablished ? "established" : "new_connection";
       std::string name = StrCat("Steps/", path, "/", std::string(1, st.label[0]), "_",
                                 st.prog[0] ? std::string(st.prog + 3) : std::string("full"));
-      out.push_back(
-          CaseSpec{"steps", name, st.kind, e, st.prog, StrCat("Steps/", path, ": ", st.label)});
+      const bool first = st.label[0] == '1';
+      std::string base = first ? "" : st.base ? name_of.at(st.base) : prev;
+      out.push_back(CaseSpec{"steps", name, st.kind, e, st.prog,
+                             StrCat("Steps/", path, ": ", st.label), base});
+      name_of[st.prog] = name;
+      prev = name;
     }
   }
   // 2. Backends per service (1 service, Maglev M=16381).
@@ -807,17 +920,36 @@ std::vector<CaseSpec> Cases() {
   // Run the heavy 10k/100k environments last: move those cases to the end, keeping order.
   std::stable_partition(out.begin(), out.end(),
                         [](const CaseSpec& c) { return c.env.standard || c.env.services < 10000; });
-  return out;
+  // IPv6 twins: each run of cases sharing an environment is followed by the same cases on the
+  // IPv6 twin environment (one datapath set-up per environment and family).
+  std::vector<CaseSpec> both;
+  for (size_t i = 0; i < out.size();) {
+    size_t j = i;
+    while (j < out.size() && out[j].env == out[i].env) ++j;
+    both.insert(both.end(), out.begin() + static_cast<ptrdiff_t>(i),
+                out.begin() + static_cast<ptrdiff_t>(j));
+    for (size_t k = i; k < j; ++k) {
+      CaseSpec v6 = out[k];
+      v6.env.ipv6 = true;
+      v6.name += kIpv6Suffix;
+      if (size_t colon = v6.label.find(": "); colon != std::string::npos)
+        v6.label.insert(colon, " (IPv6)");
+      if (!v6.step_base.empty()) v6.step_base += kIpv6Suffix;
+      both.push_back(std::move(v6));
+    }
+    i = j;
+  }
+  return both;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Report: Markdown table and gnuplot data.
 
-const CaseResult* Find(std::string_view kind_name, uint32_t services) {
+const CaseResult* Find(std::string_view kind_name, uint32_t services, bool ipv6 = false) {
   for (const auto& r : g_results) {
     if (r.ok && r.spec.label.empty() && KindName(r.spec.kind) == kind_name &&
-        !r.spec.env.standard && r.spec.env.services == services && r.spec.env.backends == 0 &&
-        r.spec.env.ct_fill_pct == 0 && !r.spec.env.ct_hash)
+        r.spec.env.ipv6 == ipv6 && !r.spec.env.standard && r.spec.env.services == services &&
+        r.spec.env.backends == 0 && r.spec.env.ct_fill_pct == 0 && !r.spec.env.ct_hash)
       return &r;
   }
   return nullptr;
@@ -831,7 +963,7 @@ std::string Goal(const CaseResult& r) {
   if (!r.spec.env.standard && r.spec.env.services == 100000 && r.spec.env.backends == 0) {
     // Compared in multiples of each case's own floor (measured in the same iterations), which
     // cancels the machine-speed drift between two cases run minutes apart.
-    if (const CaseResult* one = Find(KindName(r.spec.kind), 1)) {
+    if (const CaseResult* one = Find(KindName(r.spec.kind), 1, r.spec.env.ipv6)) {
       char buf[128];
       const double x = r.ratio / one->ratio;
       std::snprintf(buf, sizeof(buf), "%s%.2fx of 1 service in floor multiples (<= 1.15x: %s)",
@@ -839,7 +971,58 @@ std::string Goal(const CaseResult& r) {
       g += buf;
     }
   }
+  if (const CaseResult* v4 = V4Twin(r.spec); v4 && r.spec.kind == Kind::kFloor) {
+    char buf[128];  // both are 1x by definition: compare the floors themselves
+    std::snprintf(buf, sizeof(buf), "the floor on the IPv6 packet; IPv4's: %.1f ns", v4->ns);
+    g += buf;
+  } else if (v4) {
+    char buf[128];
+    const double x = r.ratio / v4->ratio;
+    std::snprintf(buf, sizeof(buf), "%s%.2fx of IPv4 in floor multiples (within %.1fx: %s)",
+                  g.empty() ? "" : "; ", x, kIpv6Target, mark(x <= kIpv6Target));
+    g += buf;
+  }
   return g;
+}
+
+std::string Fixed2(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f", v);
+  return buf;
+}
+
+// IPv6 against IPv4, case by case: both in multiples of their own floor (the empty program on
+// their own packet, measured in the same iterations), the ratio and the issue's target.
+std::string Ipv6Table() {
+  std::string out =
+      "\n**IPv6 against IPv4** (each in multiples of its own floor, measured in the same "
+      "iterations; issue 14: IPv6 within 1.2x of IPv4):\n\n"
+      "| case | IPv4 x floor | IPv6 x floor | v6/v4 | IPv4 ns/packet | IPv6 ns/packet | floor ns "
+      "(IPv4 / IPv6) | within 1.2x |\n|---|---:|---:|---:|---:|---:|---:|---|\n";
+  char buf[512];
+  for (const auto& r : g_results) {
+    if (!r.spec.env.ipv6 || r.spec.kind == Kind::kFloor) continue;
+    const CaseResult* v4 = V4Twin(r.spec);
+    // The IPv4 row's name (or breakdown label): the IPv6 row is its twin.
+    std::string name = r.spec.name;
+    if (v4) name = v4->spec.label.empty() ? v4->spec.name : v4->spec.label;
+    if (!r.ok || !v4) {
+      out += StrCat("| ", name, " | ", v4 ? Fixed2(v4->ratio) : "error", " | ",
+                    r.ok ? Fixed2(r.ratio) : "error", " | | | | | - |\n");
+      continue;
+    }
+    const double x = r.ratio / v4->ratio;
+    const std::string verdict =
+        !r.spec.label.empty() ? "(breakdown step)"
+        : r.spec.kind == Kind::kPlainDirect || r.spec.kind == Kind::kPlainHarness ? "(validation)"
+        : x <= kIpv6Target                                                        ? "met"
+                                                                                  : "MISSED";
+    std::snprintf(buf, sizeof(buf),
+                  "| %s | %.2f | %.2f | %.2f | %.1f | %.1f | %.1f / %.1f | %s |\n", name.c_str(),
+                  v4->ratio, r.ratio, x, v4->ns, r.ns, v4->floor_ns, r.floor_ns, verdict.c_str());
+    out += buf;
+  }
+  return out;
 }
 
 void WriteTable(const std::string& path) {
@@ -847,10 +1030,10 @@ void WriteTable(const std::string& path) {
   out << "| case | services | backends | conntrack fill | SNAT ports taken | ns/packet | Mpps |"
          " x floor | goal / note |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
   char buf[512];
-  const CaseResult* prev_step = nullptr;
   for (const auto& r : g_results) {
     const EnvSpec& e = r.spec.env;
-    std::string kind = r.spec.label.empty() ? KindName(r.spec.kind) : r.spec.label;
+    std::string kind =
+        r.spec.label.empty() ? KindName(r.spec.kind) + (e.ipv6 ? " (IPv6)" : "") : r.spec.label;
     std::string backends = e.backends ? StrCat(e.backends) : std::string("2");
     std::string fill = StrCat(e.ct_fill_pct, " %", e.ct_hash ? " (hash)" : "");
     std::string ports =
@@ -864,13 +1047,15 @@ void WriteTable(const std::string& path) {
     if (!r.spec.label.empty()) {  // breakdown row: what this step adds
       // In floor multiples of each row, scaled by this row's floor: cancels machine-speed drift
       // between the rows (run one after the other).
-      const bool first = r.spec.label.find(": 1 ") != std::string::npos;
-      const double before = first || !prev_step ? 1.0 : prev_step->ratio;
-      char d[96];
-      std::snprintf(d, sizeof(d), "step adds %+.0f ns%s", (r.ratio - before) * r.floor_ns,
-                    first ? " (over the floor)" : "");
-      extra = d;
-      prev_step = &r;
+      const CaseResult* base = FindByName(r.spec.step_base);
+      const bool first = r.spec.step_base.empty();
+      if (first || (base && base->ok)) {
+        const double before = first ? 1.0 : base->ratio;
+        char d[96];
+        std::snprintf(d, sizeof(d), "step adds %+.0f ns%s", (r.ratio - before) * r.floor_ns,
+                      first ? " (over the floor)" : "");
+        extra = d;
+      }
     }
     if (r.spec.kind == Kind::kSnatNew) {
       char s[96];
@@ -883,12 +1068,15 @@ void WriteTable(const std::string& path) {
                   1e3 / r.ns, r.ratio, extra.c_str());
     out << buf;
   }
-  double floor = 0;
+  double floor = 0, floor6 = 0;
   for (const auto& r : g_results)
-    if (r.ok && r.spec.kind == Kind::kFloor) floor = r.ns;
+    if (r.ok && r.spec.kind == Kind::kFloor) (r.spec.env.ipv6 ? floor6 : floor) = r.ns;
   std::snprintf(buf, sizeof(buf),
                 "\nFloor (empty tc program, same packet, same run): %.1f ns/packet.\n", floor);
   out << buf;
+  std::snprintf(buf, sizeof(buf), "Floor on the IPv6 packet (same run): %.1f ns/packet.\n", floor6);
+  out << buf;
+  out << Ipv6Table();
 }
 
 void WritePlot(const std::string& path) {
@@ -948,6 +1136,7 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
   g_env.reset();
   if (!g_opt.table_out.empty()) WriteTable(g_opt.table_out);
+  std::printf("%s", Ipv6Table().c_str());
   if (!g_opt.plot_out.empty()) WritePlot(g_opt.plot_out);
   int errors = 0;
   for (const auto& r : g_results) errors += !r.ok;
