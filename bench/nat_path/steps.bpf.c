@@ -5,7 +5,7 @@
  * exactly like the real one, so the differences between consecutive rows are what each step
  * costs. Every program returns TC_ACT_OK only when its path went as expected (else
  * TC_ACT_SHOT), which the benchmark checks. The same programs run on the IPv6 twins of the
- * packets; nb_est_dnat_addr_inline6 is a what-if for an IPv6 change (see its comment). */
+ * packets. */
 #include "lib/service.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -129,43 +129,5 @@ int nb_est_dnat_addr(struct __sk_buff* skb) {
   NB_EST_UPDATED;
   (void)nat_port;
   if (cn_rewrite_addr(skb, &p, 1, &p.t.daddr, &nat_addr) < 0) return TC_ACT_SHOT;
-  return cn_finish(skb, v);
-}
-
-/* What-if, NOT the datapath's code: the IPv6 address rewrite with the pseudo-header checksum
- * difference summed inline instead of by bpf_csum_diff, and the 16 address bytes written with
- * direct stores (cn_store) instead of bpf_skb_store_bytes; the L4 checksum still goes through
- * bpf_l4_csum_replace (CHECKSUM_PARTIAL). IPv4 takes cn_rewrite_addr unchanged. It measures what
- * such a change to bpf/lib/csum.h would save. */
-static __always_inline int nb_rewrite_addr6_inline(struct __sk_buff* skb, const struct cn_pkt* p,
-                                                   int is_dst, const union cn_addr* old_a,
-                                                   const union cn_addr* new_a) {
-  if (!p->ipv6) return cn_rewrite_addr(skb, p, is_dst, old_a, new_a);
-  if (cn_addr_eq(old_a, new_a)) return 0;
-  union cn_addr o = *old_a, n = *new_a;
-  __u64 s = 0;
-#pragma unroll
-  for (int i = 0; i < 4; i++) s += (__u64)(__u32)~o.a32[i] + n.a32[i];
-  s = (s & 0xffffffff) + (s >> 32);
-  s = (s & 0xffffffff) + (s >> 32);
-  if (p->t.proto == CN_IPPROTO_TCP || p->t.proto == CN_IPPROTO_UDP ||
-      p->t.proto == CN_IPPROTO_ICMPV6) {
-    int ret = bpf_l4_csum_replace(skb, p->l4_off + cn_l4_csum_off(p->t.proto), 0, (__u32)s,
-                                  BPF_F_PSEUDO_HDR | cn_l4_flags(p->t.proto));
-    if (ret < 0) return ret;
-  }
-  __u32 off = p->l3_off + (is_dst ? CN_IP6_DADDR_OFF : CN_IP6_SADDR_OFF);
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    if (cn_store(skb, off + 4 * i, &n.a32[i], 4) < 0) return -1;
-  }
-  return 0;
-}
-
-SEC("tc")
-int nb_est_dnat_addr_inline6(struct __sk_buff* skb) {
-  NB_EST_UPDATED;
-  (void)nat_port;
-  if (nb_rewrite_addr6_inline(skb, &p, 1, &p.t.daddr, &nat_addr) < 0) return TC_ACT_SHOT;
   return cn_finish(skb, v);
 }
