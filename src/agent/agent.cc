@@ -241,7 +241,9 @@ void Agent::Impl::CreatePasses() {
   overlay_pass = overlay.get();
   endpoints_pass = eps.get();
   passes.push_back(std::move(overlay));
-  health_checks = std::make_unique<HealthCheckServer>();
+  // The ports belong in the node's namespace (the agent itself may run outside it).
+  health_checks = std::make_unique<HealthCheckServer>(
+      [&ns](const std::function<absl::Status()>& fn) { return ns.Run(fn); });
   passes.push_back(std::make_unique<ServicesPass>(services.get(), po, health_checks.get()));
   passes.push_back(std::move(eps));
   passes.push_back(std::make_unique<PolicyPass>(policy.get()));

@@ -82,7 +82,8 @@ std::string HealthCheckBody(const HealthCheck& c) {
                 "},\"localEndpoints\":", c.local_endpoints, ",\"serviceProxyHealthy\":true}");
 }
 
-HealthCheckServer::HealthCheckServer() : wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+HealthCheckServer::HealthCheckServer(NetnsRunner in_netns)
+    : in_netns_(std::move(in_netns)), wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -108,7 +109,16 @@ absl::Status HealthCheckServer::Update(const std::vector<HealthCheck>& checks) {
         it->second.check = c;
         continue;
       }
-      absl::StatusOr<UniqueFd> fd = Listen(c.port);
+      absl::StatusOr<UniqueFd> fd = absl::InternalError("not opened");
+      auto open = [&]() -> absl::Status {
+        fd = Listen(c.port);
+        return fd.status();
+      };
+      if (in_netns_) {
+        (void)in_netns_(open);
+      } else {
+        (void)open();
+      }
       if (!fd.ok()) {
         if (result.ok()) result = fd.status();
         continue;

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,11 +46,15 @@ std::vector<HealthCheck> PlanHealthChecks(std::span<const v1::Service* const> se
 /// "serviceProxyHealthy":true}.
 std::string HealthCheckBody(const HealthCheck& check);
 
+/// Runs a function in the network namespace the ports belong in (the node's).
+using NetnsRunner = std::function<absl::Status(const std::function<absl::Status()>&)>;
+
 /// Serves health checks on [::]:port (IPv4 too) from its own thread. Thread-safe.
 class HealthCheckServer {
  public:
-  /// A server without ports; its thread starts now.
-  HealthCheckServer();
+  /// A server without ports; its thread starts now. Listening sockets are opened through
+  /// `in_netns` (default: in the caller's namespace).
+  explicit HealthCheckServer(NetnsRunner in_netns = nullptr);
   ~HealthCheckServer();
   HealthCheckServer(const HealthCheckServer&) = delete;
   HealthCheckServer& operator=(const HealthCheckServer&) = delete;
@@ -69,6 +74,7 @@ class HealthCheckServer {
   void Loop();
   void Serve(int listen_fd);
 
+  NetnsRunner in_netns_;
   mutable std::mutex mu_;
   std::map<uint16_t, Listener> listeners_;
   UniqueFd wake_;  // eventfd: the poll set changed or the server stops

@@ -285,6 +285,73 @@ TEST_F(ClusterTest, NodePortIsReachedFromTheExternalNamespace) {
   }
 }
 
+// HTTP GET http://ip:port/ from a namespace: the status line, or the failure.
+absl::StatusOr<std::string> HttpStatusLine(const std::string& netns_path, const std::string& ip,
+                                           uint16_t port) {
+  absl::StatusOr<Sock> s = Connect(netns_path, ip, port);
+  if (!s.ok()) return s.status();
+  std::string req = "GET / HTTP/1.1\r\nHost: lb\r\n\r\n";
+  if (write(s->fd, req.data(), req.size()) < 0) return absl::UnavailableError("write");
+  std::string got;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(s->fd, buf, sizeof(buf))) > 0) got.append(buf, static_cast<size_t>(n));
+  return got.substr(0, got.find("\r\n"));
+}
+
+// Mirrors the sig-network "should work for type=LoadBalancer/NodePort with
+// externalTrafficPolicy=Local": only nodes with a local endpoint serve the nodePort (the others
+// drop it), the backend sees the external client's own address (no SNAT), and the
+// healthCheckNodePort answers 200 where an endpoint runs and 503 elsewhere.
+TEST_F(ClusterTest, ExternalTrafficPolicyLocalKeepsTheClientAddressAndServesOnlyLocalEndpoints) {
+  v1::Service svc;
+  svc.set_namespace_("default");
+  svc.set_name("etp-local");
+  svc.set_cluster_ip("10.96.0.30");
+  svc.set_type(v1::Service::NODE_PORT);
+  svc.set_external_traffic_policy(v1::Service::LOCAL);
+  svc.set_health_check_node_port(30091);
+  v1::ServicePort* sp = svc.add_ports();
+  sp->set_port(80);
+  sp->set_node_port(30090);
+  int b2 = PodIndex("pod-2a");
+  ASSERT_OK(cluster_->PutService(svc, {b2}, kPodPort));
+  for (int n = 0; n < 3; ++n) {
+    const int want = n == 1 ? 1 : 0;  // node-2 has the endpoint
+    ASSERT_OK(cluster_->WaitStatus(n, [want](const api::AgentStatus& s) {
+      return HasService(s, "nodePort:30090/tcp", want) && HasService(s, "10.96.0.30:80/tcp", 1);
+    }));
+  }
+  // node-2: the local endpoint answers and sees the client itself.
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<Sock> s = Connect(cluster_->external().path(), "192.168.50.12", 30090);
+    ASSERT_TRUE(s.ok()) << s.status();
+    absl::StatusOr<std::string> reply = Ask(*s, "hello");
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(*reply, "pod-2a 192.168.50.100");
+  }
+  // node-1 and node-3 have no endpoint: the connection is dropped (no answer, no reset).
+  for (const char* node_ip : {"192.168.50.11", "192.168.50.13"}) {
+    absl::StatusOr<Sock> s =
+        Connect(cluster_->external().path(), node_ip, 30090, std::chrono::milliseconds(700));
+    ASSERT_FALSE(s.ok()) << node_ip << " answered";
+    // connect() timed out (EINPROGRESS): dropped, not refused.
+    EXPECT_THAT(std::string(s.status().message()), HasSubstr("in progress")) << node_ip;
+  }
+  // The ClusterIP (internalTrafficPolicy Cluster) still reaches the endpoint from every node.
+  absl::StatusOr<std::string> who =
+      WhoAnswers(pod(PodIndex("pod-1a")).ns->path(), "10.96.0.30", 80);
+  ASSERT_TRUE(who.ok()) << who.status();
+  EXPECT_EQ(*who, "pod-2a");
+  // The health check a load balancer polls.
+  auto up = HttpStatusLine(cluster_->external().path(), "192.168.50.12", 30091);
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_EQ(*up, "HTTP/1.1 200 OK");
+  auto down = HttpStatusLine(cluster_->external().path(), "192.168.50.11", 30091);
+  ASSERT_TRUE(down.ok()) << down.status();
+  EXPECT_EQ(*down, "HTTP/1.1 503 Service Unavailable");
+}
+
 TEST_F(ClusterTest, RestartedAgentKeepsAnEstablishedConnectionThroughAClusterIp) {
   int client = PodIndex("pod-1a");
   ASSERT_OK(cluster_->PutService("web", "10.96.0.10", 80, {PodIndex("pod-2a"), PodIndex("pod-3a")},

@@ -518,6 +518,26 @@ absl::Status Cluster::PutDualStackService(const std::string& name,
   return PutObject(*store_, eps).status();
 }
 
+absl::Status Cluster::PutService(const v1::Service& svc, const std::vector<int>& backend_pods,
+                                 uint16_t target_port) {
+  v1::Endpoints eps;
+  eps.set_namespace_(svc.namespace_());
+  eps.set_name(svc.name());
+  v1::PortBackends* pb = eps.add_ports();
+  for (int i : backend_pods) {
+    for (const std::string& ip : {pods_[i].ip, pods_[i].ip6}) {
+      if (ip.empty()) continue;
+      v1::Backend* b = pb->add_backends();
+      b->set_ip(ip);
+      b->set_port(target_port);
+      b->set_node(nodes_[pods_[i].node].name);
+      b->set_pod(StrCat(pods_[i].namespace_name, "/", pods_[i].name));
+    }
+  }
+  if (auto r = PutObject(*store_, svc); !r.ok()) return r.status();
+  return PutObject(*store_, eps).status();
+}
+
 CommandResult Cluster::InNode(int i, const std::string& script) {
   return nodes_[i].ns->Exec(script);
 }

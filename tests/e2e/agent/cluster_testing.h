@@ -168,6 +168,10 @@ class Cluster {
                                    const std::vector<std::string>& cluster_ips, uint16_t port,
                                    const std::vector<int>& backend_pods, uint16_t target_port,
                                    uint32_t node_port = 0);
+  // Writes `svc` as given (namespace "default") and its Endpoints: every address (both
+  // families) of the backend pods, one unnamed port.
+  absl::Status PutService(const v1::Service& svc, const std::vector<int>& backend_pods,
+                          uint16_t target_port);
   // Runs a shell command inside node i.
   cninet::testing::CommandResult InNode(int i, const std::string& script);
   // The agent log of node i.
