@@ -20,19 +20,24 @@ static __always_inline __u64 cn_l4_flags(__u8 proto) {
   return proto == CN_IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 }
 
+/* skb->data and skb->data_end loaded straight from the context register: clang may otherwise keep
+ * a pointer into the context across preceding helper calls, which the verifier refuses. */
+#define CN_SKB_DATA(skb, data, data_end)                                           \
+  do {                                                                             \
+    asm volatile("%0 = *(u32 *)(%1 + %2)"                                          \
+                 : "=r"(data)                                                      \
+                 : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));     \
+    asm volatile("%0 = *(u32 *)(%1 + %2)"                                          \
+                 : "=r"(data_end)                                                  \
+                 : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end))); \
+  } while (0)
+
 /* Writes `len` (2 or 4) bytes at `off` with a direct packet store (cheaper than
  * bpf_skb_store_bytes); the checksum helpers have already made the header writable. */
 static __always_inline int cn_store(struct __sk_buff* skb, __u32 off, const void* val, __u32 len) {
   if (off > 256) return -1;
-  /* Load skb->data/data_end straight from the context register: clang may otherwise keep a
-   * pointer into the context across the preceding helper calls, which the verifier refuses. */
   void *data, *data_end;
-  asm volatile("%0 = *(u32 *)(%1 + %2)"
-               : "=r"(data)
-               : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
-  asm volatile("%0 = *(u32 *)(%1 + %2)"
-               : "=r"(data_end)
-               : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
+  CN_SKB_DATA(skb, data, data_end);
   if (data + off + 4 > data_end) return bpf_skb_store_bytes(skb, off, val, len, 0);
   if (len == 4)
     *(__u32*)(data + off) = *(const __u32*)val;
@@ -48,12 +53,7 @@ static __always_inline int cn_store16(struct __sk_buff* skb, __u32 off, const un
   /* A bound the verifier sees on this very register (clang may check a copy of `off`). */
   asm volatile("%0 &= 0xff" : "+r"(off));
   void *data, *data_end;
-  asm volatile("%0 = *(u32 *)(%1 + %2)"
-               : "=r"(data)
-               : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
-  asm volatile("%0 = *(u32 *)(%1 + %2)"
-               : "=r"(data_end)
-               : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
+  CN_SKB_DATA(skb, data, data_end);
   __u32* dst = data + off;
   if ((void*)(dst + 4) > data_end) return bpf_skb_store_bytes(skb, off, val->a32, 16, 0);
   dst[0] = val->a32[0];
@@ -70,12 +70,7 @@ static __always_inline int cn_l3_csum_replace4(struct __sk_buff* skb, __u32 l3_o
                                                __u32 new) {
   if (l3_off > 256) return -1;
   void *data, *data_end;
-  asm volatile("%0 = *(u32 *)(%1 + %2)"
-               : "=r"(data)
-               : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data)));
-  asm volatile("%0 = *(u32 *)(%1 + %2)"
-               : "=r"(data_end)
-               : "r"(skb), "i"(__builtin_offsetof(struct __sk_buff, data_end)));
+  CN_SKB_DATA(skb, data, data_end);
   __u16* csum = data + l3_off + CN_IP_CSUM_OFF;
   if ((void*)(csum + 1) > data_end)
     return bpf_l3_csum_replace(skb, l3_off + CN_IP_CSUM_OFF, old, new, sizeof(new));

@@ -499,23 +499,7 @@ absl::Status Cluster::PutDualStackService(const std::string& name,
   v1::ServicePort* sp = svc.add_ports();
   sp->set_port(port);
   sp->set_node_port(node_port);
-  v1::Endpoints eps;
-  eps.set_namespace_("default");
-  eps.set_name(name);
-  v1::PortBackends* pb = eps.add_ports();
-  for (int i : backend_pods) {
-    for (const std::string& ip : {pods_[i].ip, pods_[i].ip6}) {
-      if (ip.empty()) continue;
-      v1::Backend* b = pb->add_backends();
-      b->set_ip(ip);
-      b->set_ip_family(ip.find(':') != std::string::npos ? v1::IPV6 : v1::IPV4);
-      b->set_port(target_port);
-      b->set_node(nodes_[pods_[i].node].name);
-      b->set_pod(StrCat(pods_[i].namespace_name, "/", pods_[i].name));
-    }
-  }
-  if (auto r = PutObject(*store_, svc); !r.ok()) return r.status();
-  return PutObject(*store_, eps).status();
+  return PutService(svc, backend_pods, target_port);
 }
 
 absl::Status Cluster::PutService(const v1::Service& svc, const std::vector<int>& backend_pods,
@@ -529,6 +513,7 @@ absl::Status Cluster::PutService(const v1::Service& svc, const std::vector<int>&
       if (ip.empty()) continue;
       v1::Backend* b = pb->add_backends();
       b->set_ip(ip);
+      b->set_ip_family(ip.find(':') != std::string::npos ? v1::IPV6 : v1::IPV4);
       b->set_port(target_port);
       b->set_node(nodes_[pods_[i].node].name);
       b->set_pod(StrCat(pods_[i].namespace_name, "/", pods_[i].name));
