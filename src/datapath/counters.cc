@@ -41,7 +41,7 @@ constexpr std::pair<uint32_t, std::string_view> kReasonNames[] = {
     {CN_R_SOCK_CONNECT, "event_sock_connect"},
     {CN_R_SOCK_SENDMSG, "event_sock_sendmsg"},
     {CN_R_SOCK_REVERSE, "event_sock_reverse"},
-    {CN_R_SOCK_REFUSED, "event_sock_refused_no_backend"},
+    {CN_R_SOCK_REFUSED, "event_sock_refused"},
     {CN_R_SOCK_FLOW, "event_sock_flow"},
 };
 
