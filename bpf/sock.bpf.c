@@ -40,5 +40,6 @@ int cn_sock_getpeername6(struct bpf_sock_addr* ctx) { return cn_sock_reverse(ctx
 SEC("sockops")
 int cn_sock_ops(struct bpf_sock_ops* ops) {
   if (ops->op == BPF_SOCK_OPS_TCP_CONNECT_CB) cn_sock_record_flow(ops);
+  if (ops->op == BPF_SOCK_OPS_STATE_CB) cn_sock_forget_flow(ops);
   return 1;
 }

@@ -143,42 +143,63 @@ static __always_inline int cn_sock_reverse(struct bpf_sock_addr* ctx, int v6) {
   return 1;
 }
 
-/* BPF_SOCK_OPS_TCP_CONNECT_CB: a connection whose destination socket LB chose (a cn_sock_rev
- * entry of this socket for its peer) is recorded with its full tuple in cn_sock_flows, which
- * the backend's ingress policy reads as "through a Service". */
-static __always_inline void cn_sock_record_flow(struct bpf_sock_ops* ops) {
-  struct cn_sock_rev_key rk = {};
-  struct cn_tuple t = {};
+/* The tuple (local -> remote, as the connection's packets carry it) and the cn_sock_rev key of a
+ * TCP socket seen by sock_ops. Returns 0 for other families. */
+static __always_inline int cn_sock_ops_keys(struct bpf_sock_ops* ops, struct cn_tuple* t,
+                                            struct cn_sock_rev_key* rk) {
   /* remote_port: network order in the upper 16 bits on little-endian (sock_ops convention). */
   __u32 rp = ops->remote_port;
   __u16 dport = (rp & 0xffff0000) ? (__u16)(rp >> 16) : (__u16)rp;
   if (ops->family == CN_AF_INET) {
-    cn_addr_set_v4(&t.saddr, ops->local_ip4);
-    cn_addr_set_v4(&t.daddr, ops->remote_ip4);
+    cn_addr_set_v4(&t->saddr, ops->local_ip4);
+    cn_addr_set_v4(&t->daddr, ops->remote_ip4);
   } else if (ops->family == CN_AF_INET6) {
-    t.saddr.a32[0] = ops->local_ip6[0];
-    t.saddr.a32[1] = ops->local_ip6[1];
-    t.saddr.a32[2] = ops->local_ip6[2];
-    t.saddr.a32[3] = ops->local_ip6[3];
-    t.daddr.a32[0] = ops->remote_ip6[0];
-    t.daddr.a32[1] = ops->remote_ip6[1];
-    t.daddr.a32[2] = ops->remote_ip6[2];
-    t.daddr.a32[3] = ops->remote_ip6[3];
+    t->saddr.a32[0] = ops->local_ip6[0];
+    t->saddr.a32[1] = ops->local_ip6[1];
+    t->saddr.a32[2] = ops->local_ip6[2];
+    t->saddr.a32[3] = ops->local_ip6[3];
+    t->daddr.a32[0] = ops->remote_ip6[0];
+    t->daddr.a32[1] = ops->remote_ip6[1];
+    t->daddr.a32[2] = ops->remote_ip6[2];
+    t->daddr.a32[3] = ops->remote_ip6[3];
   } else {
-    return;
+    return 0;
   }
-  rk.cookie = bpf_get_socket_cookie(ops);
-  rk.addr = t.daddr;
-  rk.port = dport;
-  rk.proto = CN_IPPROTO_TCP;
+  t->sport = bpf_htons((__u16)ops->local_port);
+  t->dport = dport;
+  t->proto = CN_IPPROTO_TCP;
+  rk->cookie = bpf_get_socket_cookie(ops);
+  rk->addr = t->daddr;
+  rk->port = dport;
+  rk->proto = CN_IPPROTO_TCP;
+  return 1;
+}
+
+/* BPF_SOCK_OPS_TCP_CONNECT_CB: a connection whose destination socket LB chose (a cn_sock_rev
+ * entry of this socket for its peer) is recorded with its full tuple in cn_sock_flows, which
+ * the backend's ingress policy reads as "through a Service"; the socket's state changes are
+ * then reported so the record goes when the connection closes. */
+static __always_inline void cn_sock_record_flow(struct bpf_sock_ops* ops) {
+  struct cn_sock_rev_key rk = {};
+  struct cn_tuple t = {};
+  if (!cn_sock_ops_keys(ops, &t, &rk)) return;
   struct cn_sock_rev_entry* re = bpf_map_lookup_elem(&cn_sock_rev, &rk);
   if (!re) return;
-  t.sport = bpf_htons((__u16)ops->local_port);
-  t.dport = dport;
-  t.proto = CN_IPPROTO_TCP;
   struct cn_sock_flow f = {.svc_id = re->svc_id, .created_s = cn_now_s()};
   bpf_map_update_elem(&cn_sock_flows, &t, &f, BPF_ANY);
+  bpf_sock_ops_cb_flags_set(ops, BPF_SOCK_OPS_STATE_CB_FLAG);
   cn_count(CN_R_SOCK_FLOW, 0);
+}
+
+/* BPF_SOCK_OPS_STATE_CB to TCP_CLOSE: forgets the connection's records (a later direct
+ * connection reusing the tuple is not "through a Service"). */
+static __always_inline void cn_sock_forget_flow(struct bpf_sock_ops* ops) {
+  if (ops->args[1] != BPF_TCP_CLOSE) return;
+  struct cn_sock_rev_key rk = {};
+  struct cn_tuple t = {};
+  if (!cn_sock_ops_keys(ops, &t, &rk)) return;
+  bpf_map_delete_elem(&cn_sock_flows, &t);
+  bpf_map_delete_elem(&cn_sock_rev, &rk);
 }
 
 #endif /* CNINET_BPF_LIB_SOCK_LB_H_ */

@@ -38,6 +38,7 @@
 #include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
+#include "cninet/datapath/datapath_maps.h"
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -500,6 +501,15 @@ TEST_F(SocketLbE2eTest, IsolatedBackendAdmitsSocketLbConnectionsButNotDirectOnes
   EXPECT_THAT(r, StartsWith("peer=10.96.0.20:80 reply=B1 10.244.1.10")) << r;
   EXPECT_GE(Count(CN_R_SOCK_FLOW), flows + 1);
   EXPECT_GE(Count(CN_R_POLICY_SERVICE), via_service + 1);
+  // The record goes with the connection (sock_ops state change to TCP_CLOSE).
+  size_t left = 1;
+  for (int i = 0; i < 40 && left != 0; ++i) {
+    auto recorded = dp_->maps()->sock_flows.Dump();
+    ASSERT_TRUE(recorded.ok()) << recorded.status();
+    left = recorded->size();
+    if (left != 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(left, 0u) << "the closed connection's cn_sock_flows entry is still there";
   // The same pod connecting to the backend directly is refused by the isolation.
   uint64_t isolated = Count(CN_R_DROP_ISOLATED);
   std::string direct =
