@@ -153,7 +153,7 @@ absl::Status WrapInto(Map<K, V>* out, int fd, std::string_view name) {
 constexpr const char* kPolicyMaps[] = {CN_MAP_POL_EPS, CN_MAP_POL_IDS, CN_MAP_POL_CIDRS,
                                        CN_MAP_POL_RULES, CN_MAP_POL_STATS};
 
-// The socket-LB maps (created by the to-pod object, whose policy reads cn_sock_flows).
+// The socket-LB maps (created and pinned by the from-pod object like the shared maps).
 constexpr const char* kSockMaps[] = {CN_MAP_SOCK_NETNS, CN_MAP_SOCK_REV, CN_MAP_SOCK_FLOWS};
 
 // Maps a pinned set of an earlier version may lack (opened as invalid members).
@@ -360,9 +360,7 @@ absl::Status LoadToPod(DatapathPrograms* progs, const DatapathConfig& config,
   CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->to_pod->obj, config, ""));
   CNINET_RETURN_IF_ERROR(ReuseMaps(progs->to_pod->obj, progs->pod->obj));
   if (!pin_dir.empty()) {
-    std::vector<const char*> pinned(std::begin(kPolicyMaps), std::end(kPolicyMaps));
-    pinned.insert(pinned.end(), std::begin(kSockMaps), std::end(kSockMaps));
-    for (const char* name : pinned) {
+    for (const char* name : kPolicyMaps) {
       bpf_map* m = bpf_object__find_map_by_name(progs->to_pod->obj, name);
       if (m == nullptr) return absl::InternalError(StrCat("to_pod object lacks map ", name));
       std::string path = StrCat(pin_dir, "/", name);
