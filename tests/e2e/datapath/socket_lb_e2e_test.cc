@@ -529,6 +529,14 @@ TEST_F(SocketLbE2eTest, PinnedLinksOutliveTheAttachmentUntilDetached) {
   ASSERT_EQ(listed->size(), 1u);
   EXPECT_EQ((*listed)[0].cgroup_id, *CgroupId(cgroup_.path()));
   EXPECT_EQ((*listed)[0].hooks.size(), 9u);
+  // cninet-dp (another process, on the pinned maps) shows the attachment and the namespaces.
+  CommandResult st = ::cninet::testing::Run(
+      {std::string(CNINET_TOOL_DIR) + "/cninet-dp", "--pin-dir", dp_->pin_dir(), "status"});
+  EXPECT_TRUE(st.ok()) << st.err;
+  EXPECT_THAT(st.out, ::testing::AllOf(HasSubstr("socket LB cgroups: 1"),
+                                       HasSubstr(StrCat("cgroup id ", *CgroupId(cgroup_.path()))),
+                                       HasSubstr("connect4(prog "), HasSubstr("sock_ops(prog "),
+                                       HasSubstr("socket LB netns cookies: 2")));
   std::string r =
       InChild(cgroup_.path(), node_.path(), [] { return TcpExchange(kVip, 80, false); });
   EXPECT_THAT(r, StartsWith("peer=10.96.0.10:80 reply=B")) << r;
