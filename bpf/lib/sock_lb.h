@@ -66,6 +66,26 @@ static __always_inline void cn_sock_set_dst(struct bpf_sock_addr* ctx, int v6,
   ctx->user_port = port;
 }
 
+#define CN_SOL_SOCKET 1
+#define CN_SO_MARK 36
+
+/* connect: a socket sent to a backend on another node carries cn_config.service_mark in its
+ * SO_MARK (other bits kept), so VXLAN GBP tells the backend's to-pod the flow came through a
+ * Service, as cn_from_pod's mark does for pods' DNATed flows. Pods' sockets lose the mark at
+ * their veth (from-pod marks those from cn_sock_flows); the node's own sockets keep it. */
+static __always_inline void cn_sock_mark_remote(struct bpf_sock_addr* ctx,
+                                                const union cn_addr* backend) {
+  __u32 zero = 0;
+  struct cn_config* cfg = bpf_map_lookup_elem(&cn_config, &zero);
+  if (!cfg || !cfg->service_mark) return;
+  union cn_addr b = *backend;
+  if (bpf_map_lookup_elem(&cn_endpoints, &b)) return; /* local: to-pod reads cn_sock_flows */
+  int mark = 0;
+  if (bpf_getsockopt(ctx, CN_SOL_SOCKET, CN_SO_MARK, &mark, sizeof(mark)) != 0) mark = 0;
+  mark |= (int)cfg->service_mark;
+  bpf_setsockopt(ctx, CN_SOL_SOCKET, CN_SO_MARK, &mark, sizeof(mark));
+}
+
 static __always_inline int cn_sock_proto_ok(__u32 proto) {
   return proto == CN_IPPROTO_TCP || proto == CN_IPPROTO_UDP;
 }
@@ -119,6 +139,7 @@ static __always_inline int cn_sock_forward(struct bpf_sock_addr* ctx, int v6, __
   bpf_map_update_elem(&cn_sock_rev, &rk, &re, BPF_ANY);
 
   cn_sock_set_dst(ctx, v6, &be.addr, port);
+  if (reason == CN_R_SOCK_CONNECT) cn_sock_mark_remote(ctx, &be.addr);
   cn_count(reason, 0);
   return 1;
 }

@@ -129,7 +129,7 @@ socklen_t Sockaddr(const std::string& ip, uint16_t port, bool v6, sockaddr_stora
   return sizeof(*s);
 }
 
-// TCP client: "peer=ADDR reply=LINE" or "error=ERRNO".
+// TCP client: "peer=ADDR reply=LINE mark=SO_MARK" or "error=ERRNO".
 std::string TcpExchange(const std::string& ip, uint16_t port, bool v6) {
   int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   timeval tv{3, 0};
@@ -145,8 +145,11 @@ std::string TcpExchange(const std::string& ip, uint16_t port, bool v6) {
   if (write(fd, "hi\n", 3) != 3) return out + "write failed";
   char c;
   while (read(fd, &c, 1) == 1 && c != '\n') out.push_back(c);
+  int mark = 0;
+  socklen_t mlen = sizeof(mark);
+  getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &mlen);
   close(fd);
-  return out;
+  return StrCat(out, " mark=", mark);
 }
 
 // UDP client: unconnected sendto/recvfrom ("from=ADDR reply=DATA"), or connected send/recv with
@@ -298,6 +301,7 @@ class SocketLbE2eTest : public ::testing::Test {
     cfg.map_sizes.backends = 256;
     cfg.map_sizes.affinity = 64;
     cfg.map_sizes.endpoints = 64;
+    cfg.service_mark = kDefaultServiceMark;
     auto dp = Datapath::Create(cfg);
     ASSERT_TRUE(dp.ok()) << dp.status();
     dp_ = std::move(*dp);
@@ -381,6 +385,11 @@ TEST_F(SocketLbE2eTest, TcpConnectToTheClusterIpReachesABackendAndGetpeernameSho
     if (r.size() > 27) seen.insert(r.substr(25, 2));
   }
   EXPECT_EQ(seen, (std::set<std::string>{"B1", "B2"})) << "Maglev should spread the sockets";
+  // No backend is a registered local endpoint here: the sockets carry the service mark (SO_MARK)
+  // for the backend's node.
+  std::string marked =
+      InChild(cgroup_.path(), node_.path(), [] { return TcpExchange(kVip, 80, false); });
+  EXPECT_THAT(marked, ::testing::EndsWith(StrCat(" mark=", kDefaultServiceMark))) << marked;
   EXPECT_GE(Count(CN_R_SOCK_CONNECT), before + 12);
   EXPECT_GE(Count(CN_R_SOCK_REVERSE), 12u) << "getpeername showed the ClusterIP";
 
@@ -423,9 +432,12 @@ TEST_F(SocketLbE2eTest, Ipv6UnconnectedUdpRecvfromReportsTheClusterIp) {
 
 TEST_F(SocketLbE2eTest, NodePortOnANodeAddressReachesTheBackend) {
   LineServer s2(b2_.path(), kB2, 8080, "B2");
+  // b2 is a local endpoint: its to-pod sees the connection itself, so no service mark.
+  ASSERT_TRUE(dp_->endpoints().Upsert(Endpoint{Ip(kB2), 0}).ok());
   std::string r =
       InChild(cgroup_.path(), node_.path(), [] { return TcpExchange(kNodeIp, 30080, false); });
   EXPECT_THAT(r, StartsWith("peer=192.168.77.1:30080 reply=B2")) << r;
+  EXPECT_THAT(r, ::testing::EndsWith(" mark=0")) << r;
 }
 
 TEST_F(SocketLbE2eTest, ServiceWithoutBackendsIsRefusedAtOnce) {
@@ -452,6 +464,7 @@ TEST_F(SocketLbE2eTest, OnlySocketsOfTheCgroupInServedNamespacesAreTranslated) {
   // Outside the cgroup, in the served node namespace: reaches the ClusterIP's own listener.
   std::string outside_cg = InChild("", node_.path(), [] { return TcpExchange(kVip, 80, false); });
   EXPECT_THAT(outside_cg, StartsWith("peer=10.96.0.10:80 reply=VIP ")) << outside_cg;
+  EXPECT_THAT(outside_cg, ::testing::EndsWith(" mark=0")) << outside_cg;
   // In the cgroup, in a namespace the instance does not serve: untouched as well.
   std::string unserved =
       InChild(cgroup_.path(), other_.path(), [] { return TcpExchange(kVip, 80, false); });
