@@ -3,6 +3,7 @@
  * (conntrack keeps the choice), replies of backends are reverse-DNATed, other pod traffic is
  * tracked so the uplink can tell replies from new flows. */
 #include "lib/service.h"
+#include "lib/sock_lb_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -28,6 +29,7 @@ int cn_from_pod(struct __sk_buff* skb) {
   struct cn_ct_entry* e = cn_ct_lookup(&p.t, now);
   if (e && cn_ct_reopened(&p, e)) e = NULL;
   if (e) {
+    cn_sock_lb_mark_hit(skb, cfg, e->flags);
     v.reason = cn_ct_apply(skb, cfg, &p, e, now, &v.action);
     if (v.reason >= CN_R_DROP_MALFORMED) v.action = TC_ACT_SHOT;
     return cn_finish(skb, v);
@@ -37,5 +39,5 @@ int cn_from_pod(struct __sk_buff* skb) {
     struct cn_svc_entry s = *svc;
     return cn_finish(skb, cn_service_new(skb, cfg, &p, &s, now, 0));
   }
-  return cn_finish(skb, cn_track_plain(skb, cfg, &p, now, 0));
+  return cn_finish(skb, cn_track_plain(skb, cfg, &p, now, cn_sock_lb_mark_new(skb, cfg, &p.t)));
 }

@@ -10,7 +10,8 @@
  *
  * A new flow is admitted when it is a service flow (found through the reply entry the service
  * DNAT created, so the check runs on the backend's address, or, for a DNAT on another node, by
- * cn_config.service_mark in skb->mark, carried by VXLAN GBP) and the endpoint has
+ * cn_config.service_mark in skb->mark, carried by VXLAN GBP, or for a TCP connection socket LB
+ * addressed to the backend by its cn_sock_flows entry) and the endpoint has
  * CN_POL_F_ALLOW_SERVICE, or when an allow entry matches (endpoint, peer, protocol, port) for
  * the source's pod identity (cn_pol_ids), its CIDR identity (longest ipBlock prefix,
  * cn_pol_cidrs) or CN_POL_ID_ANY. Ports match by prefix (cn_pol_rules is an LPM trie), so a
@@ -20,6 +21,7 @@
 
 #include "lib/conntrack.h"
 #include "lib/counters.h"
+#include "lib/sock_lb_maps.h"
 
 /* Sizes are placeholders: the loader sets them from DatapathConfig (MapSizes). */
 struct {
@@ -192,6 +194,8 @@ static __always_inline struct cn_verdict cn_policy_ingress(struct __sk_buff* skb
         track = 1; /* untracked so far (e.g. from the overlay): track it once admitted */
       }
     }
+    /* Socket LB sent this TCP connection to the backend: no DNAT entry, but a Service flow. */
+    if (!via_service && p->t.proto == CN_IPPROTO_TCP && cn_sock_lb_flow(&p->t)) via_service = 1;
   } else if (!fragment && p->t.proto == CN_IPPROTO_SCTP) {
     port = cn_pol_sctp_port(skb, p);
   }

@@ -77,6 +77,10 @@ PinLayout PinLayout::For(std::string_view bpffs_root, std::string_view instance)
 
 std::string PinLayout::Root() const { return StrCat(bpffs_root, "/cninet"); }
 std::string PinLayout::MapDir() const { return StrCat(Root(), "/", instance); }
+std::string PinLayout::SocketLbDir() const { return StrCat(MapDir(), "/socklb"); }
+std::string PinLayout::SocketLbLinkDir(uint64_t cgroup_id) const {
+  return StrCat(SocketLbDir(), "/cgroup_", cgroup_id);
+}
 std::string PinLayout::MapPath(std::string_view map_name) const {
   return StrCat(MapDir(), "/", map_name);
 }

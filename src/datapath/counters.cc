@@ -38,6 +38,11 @@ constexpr std::pair<uint32_t, std::string_view> kReasonNames[] = {
     {CN_R_POLICY_ALLOW, "event_policy_allow"},
     {CN_R_POLICY_SERVICE, "event_policy_service"},
     {CN_R_POLICY_HOST, "event_policy_host"},
+    {CN_R_SOCK_CONNECT, "event_sock_connect"},
+    {CN_R_SOCK_SENDMSG, "event_sock_sendmsg"},
+    {CN_R_SOCK_REVERSE, "event_sock_reverse"},
+    {CN_R_SOCK_REFUSED, "event_sock_refused"},
+    {CN_R_SOCK_FLOW, "event_sock_flow"},
 };
 
 std::string_view ReasonName(uint32_t reason) {

@@ -25,8 +25,10 @@
 #include "cninet/datapath/types.h"
 #include "cninet_bpf/from_pod.skel.h"
 #include "cninet_bpf/noop.skel.h"
+#include "cninet_bpf/sock.skel.h"
 #include "cninet_bpf/to_pod.skel.h"
 #include "cninet_bpf/world.skel.h"
+#include "socket_lb_internal.h"
 #include "tc_internal.h"
 
 namespace cninet::datapath {
@@ -37,7 +39,9 @@ struct DatapathPrograms {
   world_bpf* world = nullptr;
   noop_bpf* noop = nullptr;
   to_pod_bpf* to_pod = nullptr;
+  sock_bpf* sock = nullptr;
   ~DatapathPrograms() {
+    if (sock) sock_bpf__destroy(sock);
     if (to_pod) to_pod_bpf__destroy(to_pod);
     if (noop) noop_bpf__destroy(noop);
     if (world) world_bpf__destroy(world);
@@ -95,6 +99,9 @@ uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
   if (name == CN_MAP_POL_CIDRS) return m.policy_prefixes;
   if (name == CN_MAP_POL_RULES) return m.policy_rules;
   if (name == CN_MAP_POL_STATS) return m.policy_counters;
+  if (name == CN_MAP_SOCK_NETNS) return m.sock_netns;
+  if (name == CN_MAP_SOCK_REV) return m.sock_reverse;
+  if (name == CN_MAP_SOCK_FLOWS) return m.sock_flows;
   return 0;  // keep the object's own size (config, counters)
 }
 
@@ -146,8 +153,14 @@ absl::Status WrapInto(Map<K, V>* out, int fd, std::string_view name) {
 constexpr const char* kPolicyMaps[] = {CN_MAP_POL_EPS, CN_MAP_POL_IDS, CN_MAP_POL_CIDRS,
                                        CN_MAP_POL_RULES, CN_MAP_POL_STATS};
 
-bool IsPolicyMap(std::string_view name) {
+// The socket-LB maps (created and pinned by the from-pod object like the shared maps).
+constexpr const char* kSockMaps[] = {CN_MAP_SOCK_NETNS, CN_MAP_SOCK_REV, CN_MAP_SOCK_FLOWS};
+
+// Maps a pinned set of an earlier version may lack (opened as invalid members).
+bool IsOptionalMap(std::string_view name) {
   for (const char* p : kPolicyMaps)
+    if (name == p) return true;
+  for (const char* p : kSockMaps)
     if (name == p) return true;
   return false;
 }
@@ -171,6 +184,9 @@ absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>
   CNINET_RETURN_IF_ERROR(wrap_policy(&m->pol_prefixes, CN_MAP_POL_CIDRS));
   CNINET_RETURN_IF_ERROR(wrap_policy(&m->pol_rules, CN_MAP_POL_RULES));
   CNINET_RETURN_IF_ERROR(wrap_policy(&m->pol_counters, CN_MAP_POL_STATS));
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->sock_netns, CN_MAP_SOCK_NETNS));
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->sock_rev, CN_MAP_SOCK_REV));
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->sock_flows, CN_MAP_SOCK_FLOWS));
   CNINET_RETURN_IF_ERROR(wrap(&m->config, CN_MAP_CONFIG));
   CNINET_RETURN_IF_ERROR(wrap(&m->conntrack, CN_MAP_CT));
   CNINET_RETURN_IF_ERROR(wrap(&m->nat, CN_MAP_NAT));
@@ -360,6 +376,18 @@ absl::Status LoadToPod(DatapathPrograms* progs, const DatapathConfig& config,
   return absl::OkStatus();
 }
 
+// Loads the socket-LB object on the maps of the from-pod and to-pod objects.
+absl::Status LoadSock(DatapathPrograms* progs, const DatapathConfig& config) {
+  progs->sock = sock_bpf__open();
+  if (progs->sock == nullptr) return ErrnoStatus(errno, "open sock object");
+  CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->sock->obj, config, ""));
+  CNINET_RETURN_IF_ERROR(ReuseMaps(progs->sock->obj, progs->pod->obj));
+  CNINET_RETURN_IF_ERROR(ReuseMaps(progs->sock->obj, progs->to_pod->obj));
+  if (int r = sock_bpf__load(progs->sock); r < 0)
+    return ErrnoStatus(Err(r), "load socket LB programs");
+  return absl::OkStatus();
+}
+
 // Every map of the loaded objects.
 absl::StatusOr<std::shared_ptr<DatapathMaps>> MapsOfObjects(const DatapathPrograms& progs) {
   auto maps = std::make_shared<DatapathMaps>();
@@ -396,6 +424,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
   CNINET_RETURN_IF_ERROR(LoadFromPod(progs.get(), config, dp->pin_dir_));
   CNINET_RETURN_IF_ERROR(LoadWorldAndNoop(progs.get(), config));
   CNINET_RETURN_IF_ERROR(LoadToPod(progs.get(), config, dp->pin_dir_));
+  CNINET_RETURN_IF_ERROR(LoadSock(progs.get(), config));
   CNINET_ASSIGN_OR_RETURN(dp->maps_, MapsOfObjects(*progs));
   dp->programs_ = std::move(progs);
   if (auto old = dp->maps_->config.Lookup(0); old.ok())
@@ -423,7 +452,7 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string
         std::string path = StrCat(pin_dir, "/", name);
         int fd = bpf_obj_get(path.c_str());
         if (fd < 0) {
-          if (Err(fd) == ENOENT && IsPolicyMap(name))
+          if (Err(fd) == ENOENT && IsOptionalMap(name))
             return absl::NotFoundError(StrCat("no pinned map ", path));
           return ErrnoStatus(Err(fd), StrCat("open pinned map ", path));
         }
@@ -454,6 +483,11 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string
     dp->config_.map_sizes.policy_prefixes = mi(dp->maps_->pol_prefixes);
     dp->config_.map_sizes.policy_rules = mi(dp->maps_->pol_rules);
     dp->config_.map_sizes.policy_counters = mi(dp->maps_->pol_counters);
+  }
+  if (dp->maps_->sock_netns.raw().valid()) {
+    dp->config_.map_sizes.sock_netns = mi(dp->maps_->sock_netns);
+    dp->config_.map_sizes.sock_reverse = mi(dp->maps_->sock_rev);
+    dp->config_.map_sizes.sock_flows = mi(dp->maps_->sock_flows);
   }
   CNINET_ASSIGN_OR_RETURN(MapInfo lb, dp->maps_->lb_tables.Info());
   dp->config_.map_sizes.service_slots = lb.max_entries;
@@ -573,10 +607,13 @@ absl::StatusOr<ProgramStats> Datapath::Stats(Hook hook) const {
 
 absl::Status Datapath::Unpin() {
   if (pin_dir_.empty()) return absl::OkStatus();
+  // Socket-LB links first: unpinning them detaches the programs from their cgroups.
+  CNINET_RETURN_IF_ERROR(DetachAllSocketLb(layout()));
   for (const char* name :
        {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS, CN_MAP_LB_TABLES,
         CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS, CN_MAP_POL_EPS, CN_MAP_POL_IDS,
-        CN_MAP_POL_CIDRS, CN_MAP_POL_RULES, CN_MAP_POL_STATS}) {
+        CN_MAP_POL_CIDRS, CN_MAP_POL_RULES, CN_MAP_POL_STATS, CN_MAP_SOCK_NETNS, CN_MAP_SOCK_REV,
+        CN_MAP_SOCK_FLOWS}) {
     std::string path = StrCat(pin_dir_, "/", name);
     if (unlink(path.c_str()) != 0 && errno != ENOENT)
       return ErrnoStatus(errno, StrCat("unlink ", path));
@@ -595,6 +632,77 @@ absl::Status Datapath::Unpin() {
   if (rmdir(pins.Root().c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
     return ErrnoStatus(errno, StrCat("rmdir ", pins.Root()));
   return absl::OkStatus();
+}
+
+// ---- Socket-level load balancing ----
+
+absl::StatusOr<SocketLbAttachment> Datapath::AttachSocketLb(const std::string& cgroup_path) {
+  if (!programs_)
+    return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+  const auto& p = programs_->sock->progs;
+  std::vector<SockProgram> progs = {
+      {bpf_program__fd(p.cn_sock_connect4), BPF_CGROUP_INET4_CONNECT, "connect4"},
+      {bpf_program__fd(p.cn_sock_connect6), BPF_CGROUP_INET6_CONNECT, "connect6"},
+      {bpf_program__fd(p.cn_sock_sendmsg4), BPF_CGROUP_UDP4_SENDMSG, "sendmsg4"},
+      {bpf_program__fd(p.cn_sock_sendmsg6), BPF_CGROUP_UDP6_SENDMSG, "sendmsg6"},
+      {bpf_program__fd(p.cn_sock_recvmsg4), BPF_CGROUP_UDP4_RECVMSG, "recvmsg4"},
+      {bpf_program__fd(p.cn_sock_recvmsg6), BPF_CGROUP_UDP6_RECVMSG, "recvmsg6"},
+      {bpf_program__fd(p.cn_sock_getpeername4), BPF_CGROUP_INET4_GETPEERNAME, "getpeername4"},
+      {bpf_program__fd(p.cn_sock_getpeername6), BPF_CGROUP_INET6_GETPEERNAME, "getpeername6"},
+      {bpf_program__fd(p.cn_sock_ops), BPF_CGROUP_SOCK_OPS, "sock_ops"},
+  };
+  std::string pin_dir;
+  if (!pin_dir_.empty()) {
+    CNINET_ASSIGN_OR_RETURN(uint64_t id, CgroupId(cgroup_path));
+    pin_dir = layout().SocketLbLinkDir(id);
+  }
+  return AttachSockPrograms(progs, cgroup_path, pin_dir);
+}
+
+absl::StatusOr<uint64_t> Datapath::ServeNetnsForSocketLb(const std::string& netns_path) {
+  if (!maps_->sock_netns.raw().valid())
+    return absl::FailedPreconditionError("pinned maps have no socket LB maps (older version)");
+  CNINET_ASSIGN_OR_RETURN(uint64_t cookie, NetnsCookie(netns_path));
+  cn_sock_netns_entry e{};
+  CNINET_RETURN_IF_ERROR(Annotate(maps_->sock_netns.Update(cookie, e), "serve netns"));
+  return cookie;
+}
+
+absl::Status Datapath::StopServingNetnsForSocketLb(const std::string& netns_path) {
+  if (!maps_->sock_netns.raw().valid()) return absl::OkStatus();
+  CNINET_ASSIGN_OR_RETURN(uint64_t cookie, NetnsCookie(netns_path));
+  absl::Status s = maps_->sock_netns.Delete(cookie);
+  if (!s.ok() && !absl::IsNotFound(s)) return s;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<uint64_t>> Datapath::SocketLbNetns() const {
+  std::vector<uint64_t> out;
+  if (!maps_->sock_netns.raw().valid()) return out;
+  CNINET_ASSIGN_OR_RETURN(auto entries, maps_->sock_netns.Dump());
+  for (const auto& [k, v] : entries) out.push_back(k);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+absl::StatusOr<std::vector<ProgramStats>> Datapath::SocketLbStats() const {
+  if (!programs_)
+    return absl::FailedPreconditionError("datapath opened without programs (OpenPinned)");
+  std::vector<ProgramStats> out;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, programs_->sock->obj) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    int r = bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len);
+    if (r < 0) return ErrnoStatus(Err(r), "bpf prog info");
+    ProgramStats s;
+    s.name = bpf_program__name(prog);  // the kernel's name is cut at 15 characters
+    s.verified_insns = info.verified_insns;
+    s.xlated_bytes = info.xlated_prog_len;
+    s.jited_bytes = info.jited_prog_len;
+    out.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace cninet::datapath

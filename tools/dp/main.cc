@@ -50,6 +50,9 @@ struct Options {
   // endpoint
   std::string address;
   uint32_t ifindex = 0;
+  // socket LB (load --socklb-cgroup, socklb attach/detach/netns)
+  std::string cgroup;
+  std::vector<std::string> netns;
 };
 
 // ---- value parsers (also the CLI11 validators, so a bad value is a usage error) ----
@@ -158,6 +161,47 @@ absl::StatusOr<dp::DatapathConfig> LoadConfig(const Options& o) {
   return c;
 }
 
+// Attaches socket LB to o.cgroup (when given; links stay pinned) and serves o.netns.
+absl::Status AttachSocketLb(dp::Datapath& d, const Options& o) {
+  for (const auto& ns : o.netns) {
+    CNINET_ASSIGN_OR_RETURN(uint64_t cookie, d.ServeNetnsForSocketLb(ns));
+    std::cout << "socket LB serves netns " << ns << " (cookie " << cookie << ")\n";
+  }
+  if (o.cgroup.empty()) return absl::OkStatus();
+  CNINET_ASSIGN_OR_RETURN(dp::SocketLbAttachment at, d.AttachSocketLb(o.cgroup));
+  at.Release();  // the pinned links keep it attached after this process exits
+  std::cout << "attached socket LB to cgroup " << o.cgroup << "\n";
+  return absl::OkStatus();
+}
+
+// `socklb attach`: loads the programs again on the pinned maps (keeping their configuration).
+absl::Status SocketLbAttach(const Options& o) {
+  CNINET_ASSIGN_OR_RETURN(auto pinned, dp::Datapath::OpenPinned(o.pin_dir));
+  CNINET_ASSIGN_OR_RETURN(auto d, dp::Datapath::Create(pinned->config()));
+  return AttachSocketLb(*d, o);
+}
+
+absl::Status SocketLbList(dp::Datapath& d) {
+  CNINET_ASSIGN_OR_RETURN(auto cgroups, dp::ListSocketLb(d.layout()));
+  std::cout << "socket LB cgroups: " << cgroups.size() << "\n";
+  for (const auto& c : cgroups) {
+    std::vector<std::string> hooks;
+    for (size_t i = 0; i < c.hooks.size(); ++i)
+      hooks.push_back(StrCat(c.hooks[i], "(prog ", c.program_ids[i], ")"));
+    std::cout << "  cgroup id " << c.cgroup_id << ": " << cninet::StrJoin(hooks, " ") << "\n";
+  }
+  CNINET_ASSIGN_OR_RETURN(auto cookies, d.SocketLbNetns());
+  std::cout << "socket LB netns cookies: " << cookies.size() << "\n";
+  for (uint64_t c : cookies) std::cout << "  " << c << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status StatusCmd(dp::Datapath& d) {
+  std::cout << "instance " << d.config().instance << " maps in " << d.pin_dir() << "\n";
+  std::cout << "services " << d.services().List().size() << "\n";
+  return SocketLbList(d);
+}
+
 absl::Status Load(const Options& o) {
   CNINET_ASSIGN_OR_RETURN(dp::DatapathConfig c, LoadConfig(o));
   CNINET_ASSIGN_OR_RETURN(auto d, dp::Datapath::Create(c));
@@ -172,6 +216,7 @@ absl::Status Load(const Options& o) {
     CNINET_RETURN_IF_ERROR(attach(dp::Hook::kFromWorld, i));
     CNINET_RETURN_IF_ERROR(attach(dp::Hook::kToWorld, i));
   }
+  CNINET_RETURN_IF_ERROR(AttachSocketLb(*d, o));
   std::cout << "datapath loaded, maps in " << d->pin_dir() << "\n";
   return absl::OkStatus();
 }
@@ -334,6 +379,11 @@ void AddLoadDetach(CLI::App& app, Options& o, Action* action) {
     c->add_option("--uplink", o.uplink, "node uplink interface(s)")->delimiter(',');
     c->footer(kNetnsNote);
   }
+  load->add_option("--socklb-cgroup", o.cgroup,
+                   "attach socket LB to this cgroup v2 directory (links pinned)");
+  load->add_option("--socklb-netns", o.netns,
+                   "network namespace (/run/netns/NAME, /proc/PID/ns/net) whose sockets socket "
+                   "LB translates; repeatable");
   load->callback([action, &o] { action->plain = [&o] { return Load(o); }; });
   detach->callback([action, &o] { action->plain = [&o] { return Detach(o); }; });
 }
@@ -393,8 +443,39 @@ void AddTables(CLI::App& app, Options& o, Action* action) {
       ->check(Check([](std::string_view v) { return cninet::cni::IPAddress::Parse(v); }, "ADDR"));
   del->callback(
       [action, &o] { action->on_maps = [&o](dp::Datapath& d) { return EndpointDelete(d, o); }; });
-  app.add_subcommand("unpin", "remove the pinned maps and programs of the instance")
+  app.add_subcommand("status", "the instance: services, socket LB cgroups and namespaces")
+      ->callback([action] { action->on_maps = StatusCmd; });
+  app.add_subcommand("unpin",
+                     "remove the pinned maps, programs and socket LB links of the instance")
       ->callback([action] { action->on_maps = [](dp::Datapath& d) { return d.Unpin(); }; });
+}
+
+void AddSocketLb(CLI::App& app, Options& o, Action* action) {
+  CLI::App* sl = Group(app, "socklb", "socket-level load balancing (cgroup programs)",
+                       {{"list", SocketLbList}}, action);
+  CLI::App* attach =
+      sl->add_subcommand("attach", "attach socket LB to a cgroup v2 (reloads the programs)");
+  attach->add_option("--cgroup", o.cgroup, "cgroup v2 directory, e.g. /sys/fs/cgroup/unified/x")
+      ->required();
+  attach->add_option("--netns", o.netns, "also serve this network namespace; repeatable");
+  attach->callback([action, &o] { action->plain = [&o] { return SocketLbAttach(o); }; });
+  CLI::App* detach = sl->add_subcommand("detach", "detach socket LB from a cgroup (unpin links)");
+  detach->add_option("--cgroup", o.cgroup, "cgroup v2 directory")->required();
+  detach->callback([action, &o] {
+    action->on_maps = [&o](dp::Datapath& d) { return dp::DetachSocketLb(d.layout(), o.cgroup); };
+  });
+  CLI::App* add = sl->add_subcommand("serve", "translate the sockets of a network namespace");
+  add->add_option("NETNS", o.netns, "/run/netns/NAME or /proc/PID/ns/net")->required();
+  add->callback(
+      [action, &o] { action->on_maps = [&o](dp::Datapath& d) { return AttachSocketLb(d, o); }; });
+  CLI::App* stop = sl->add_subcommand("unserve", "stop translating a network namespace");
+  stop->add_option("NETNS", o.netns, "/run/netns/NAME or /proc/PID/ns/net")->required();
+  stop->callback([action, &o] {
+    action->on_maps = [&o](dp::Datapath& d) -> absl::Status {
+      for (const auto& ns : o.netns) CNINET_RETURN_IF_ERROR(d.StopServingNetnsForSocketLb(ns));
+      return absl::OkStatus();
+    };
+  });
 }
 
 absl::Status Run(const Options& o, const Action& action) {
@@ -418,6 +499,7 @@ int main(int argc, char** argv) {
   AddLoadDetach(app, o, &action);
   AddService(app, o, &action);
   AddTables(app, o, &action);
+  AddSocketLb(app, o, &action);
   app.add_subcommand("help", "print this help")->callback([&app] { throw CLI::CallForHelp(); });
   try {
     app.parse(argc, argv);

@@ -31,20 +31,23 @@ typedef uint64_t cn_u64;
 #endif
 
 // Map names, as pinned under <bpffs>/cninet/<instance>/.
-#define CN_MAP_CONFIG "cn_config"        ///< Configuration array (one cn_config).
-#define CN_MAP_CT "cn_ct"                ///< Conntrack.
-#define CN_MAP_NAT "cn_nat"              ///< SNAT mappings, both directions.
-#define CN_MAP_SERVICES "cn_services"    ///< Frontends -> services.
-#define CN_MAP_BACKENDS "cn_backends"    ///< Backend id -> backend.
-#define CN_MAP_LB_TABLES "cn_lb_tables"  ///< Service id -> LB table (array of maps).
-#define CN_MAP_AFFINITY "cn_affinity"    ///< sessionAffinity ClientIP.
-#define CN_MAP_ENDPOINTS "cn_endpoints"  ///< Local pods.
-#define CN_MAP_COUNTERS "cn_counters"    ///< Per-CPU counters.
-#define CN_MAP_POL_EPS "cn_pol_eps"      ///< Ingress policy of each local endpoint.
-#define CN_MAP_POL_IDS "cn_pol_ids"      ///< Pod address -> security identity.
-#define CN_MAP_POL_CIDRS "cn_pol_cidrs"  ///< Address prefix -> CIDR identity (LPM trie).
-#define CN_MAP_POL_RULES "cn_pol_rules"  ///< Allow entries (LPM trie).
-#define CN_MAP_POL_STATS "cn_pol_stats"  ///< Per-CPU verdict counters per (endpoint, rule) slot.
+#define CN_MAP_CONFIG "cn_config"          ///< Configuration array (one cn_config).
+#define CN_MAP_CT "cn_ct"                  ///< Conntrack.
+#define CN_MAP_NAT "cn_nat"                ///< SNAT mappings, both directions.
+#define CN_MAP_SERVICES "cn_services"      ///< Frontends -> services.
+#define CN_MAP_BACKENDS "cn_backends"      ///< Backend id -> backend.
+#define CN_MAP_LB_TABLES "cn_lb_tables"    ///< Service id -> LB table (array of maps).
+#define CN_MAP_AFFINITY "cn_affinity"      ///< sessionAffinity ClientIP.
+#define CN_MAP_ENDPOINTS "cn_endpoints"    ///< Local pods.
+#define CN_MAP_COUNTERS "cn_counters"      ///< Per-CPU counters.
+#define CN_MAP_POL_EPS "cn_pol_eps"        ///< Ingress policy of each local endpoint.
+#define CN_MAP_POL_IDS "cn_pol_ids"        ///< Pod address -> security identity.
+#define CN_MAP_POL_CIDRS "cn_pol_cidrs"    ///< Address prefix -> CIDR identity (LPM trie).
+#define CN_MAP_POL_RULES "cn_pol_rules"    ///< Allow entries (LPM trie).
+#define CN_MAP_POL_STATS "cn_pol_stats"    ///< Per-CPU verdict counters per (endpoint, rule) slot.
+#define CN_MAP_SOCK_NETNS "cn_sock_netns"  ///< Netns cookies whose sockets socket LB translates.
+#define CN_MAP_SOCK_REV "cn_sock_rev"      ///< (socket, backend) -> service address (recvmsg).
+#define CN_MAP_SOCK_FLOWS "cn_sock_flows"  ///< TCP tuples socket LB sent to a backend (policy).
 
 /// Most node addresses the datapath knows.
 #define CN_MAX_NODE_ADDRS 4
@@ -292,7 +295,43 @@ enum cn_reason {
   CN_R_POLICY_SERVICE,        ///< New flow admitted because a service DNATed it (isolation).
   CN_R_POLICY_HOST,           ///< Host-originated packet to a policy-managed pod (never filtered).
   CN_R_ICMP6_CONTROL,         ///< NDP or other ICMPv6 control message passed untouched.
+  CN_R_SOCK_CONNECT,          ///< Socket LB: connect() to a service sent to a backend.
+  CN_R_SOCK_SENDMSG,          ///< Socket LB: unconnected datagram to a service sent to a backend.
+  CN_R_SOCK_REVERSE,          ///< Socket LB: recvmsg()/getpeername() shows the service address.
+  CN_R_SOCK_REFUSED,          ///< Socket LB: service without backends, ECONNREFUSED returned.
+  CN_R_SOCK_FLOW,             ///< Socket LB: TCP tuple recorded for the backend's policy check.
   CN_R_MAX = 48               ///< Size of the counters map.
+};
+
+// ---- Socket-level load balancing (bpf/sock.bpf.c, bpf/lib/sock_lb.h) ----
+
+/// Key of cn_sock_rev: a socket (cookie) and the backend it was sent to.
+struct cn_sock_rev_key {
+  cn_u64 cookie;       ///< bpf_get_socket_cookie() of the client socket.
+  union cn_addr addr;  ///< Backend address.
+  cn_u16 port;         ///< Backend port.
+  cn_u8 proto;         ///< IP protocol (TCP or UDP).
+  cn_u8 pad[5];        ///< Zero.
+};
+
+/// Value of cn_sock_rev: the service frontend the socket addressed.
+struct cn_sock_rev_entry {
+  union cn_addr addr;  ///< Service address (ClusterIP, ExternalIP or node address).
+  cn_u16 port;         ///< Service port.
+  cn_u16 pad;          ///< Zero.
+  cn_u32 svc_id;       ///< Service id.
+};
+
+/// Value of cn_sock_flows (key: cn_tuple client -> backend as on the wire).
+struct cn_sock_flow {
+  cn_u32 svc_id;     ///< Service id.
+  cn_u32 created_s;  ///< CLOCK_MONOTONIC second of the connect.
+};
+
+/// Value of cn_sock_netns (key: u64 netns cookie).
+struct cn_sock_netns_entry {
+  cn_u32 flags;  ///< Reserved (0).
+  cn_u32 pad;    ///< Zero.
 };
 
 // Layout checks: the BPF programs and the C++ library must agree byte for byte.
@@ -313,8 +352,12 @@ CN_STATIC_ASSERT(sizeof(struct cn_pol_endpoint) == 16, "cn_pol_endpoint layout")
 CN_STATIC_ASSERT(sizeof(struct cn_pol_cidr_key) == 20, "cn_pol_cidr_key layout");
 CN_STATIC_ASSERT(sizeof(struct cn_pol_key) == 28, "cn_pol_key layout");
 CN_STATIC_ASSERT(sizeof(struct cn_pol_value) == 8, "cn_pol_value layout");
+CN_STATIC_ASSERT(sizeof(struct cn_sock_rev_key) == 32, "cn_sock_rev_key layout");
+CN_STATIC_ASSERT(sizeof(struct cn_sock_rev_entry) == 24, "cn_sock_rev_entry layout");
+CN_STATIC_ASSERT(sizeof(struct cn_sock_flow) == 8, "cn_sock_flow layout");
+CN_STATIC_ASSERT(sizeof(struct cn_sock_netns_entry) == 8, "cn_sock_netns_entry layout");
 CN_STATIC_ASSERT(CN_R_DROP_ISOLATED < CN_R_EVENTS, "verdict reasons fit below the events");
-CN_STATIC_ASSERT(CN_R_ICMP6_CONTROL < CN_R_MAX, "events fit in the counters map");
+CN_STATIC_ASSERT(CN_R_SOCK_FLOW < CN_R_MAX, "events fit in the counters map");
 /// @endcond
 
 #if defined(__BPF__)

@@ -41,6 +41,9 @@ struct MapSizes {
   uint32_t policy_prefixes = 16384;    ///< ipBlock prefixes (CIDR identities).
   uint32_t policy_rules = 131072;      ///< Allow entries over all local endpoints.
   uint32_t policy_counters = 16384;    ///< Per-(endpoint, rule) verdict counter slots.
+  uint32_t sock_netns = 1024;          ///< Network namespaces served by socket LB.
+  uint32_t sock_reverse = 65536;       ///< Socket LB (socket, backend) -> service entries (LRU).
+  uint32_t sock_flows = 65536;         ///< Socket-LB'd TCP connections for the policy (LRU).
 };
 
 /// Suggested DatapathConfig::service_mark: bit 12, clear of kube-proxy's 0x4000 (masquerade) and

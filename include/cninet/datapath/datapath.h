@@ -25,6 +25,7 @@
 #include "cninet/datapath/pins.h"
 #include "cninet/datapath/policy_table.h"
 #include "cninet/datapath/service_table.h"
+#include "cninet/datapath/socket_lb.h"
 #include "cninet/datapath/tc.h"
 
 namespace cninet::datapath {
@@ -90,6 +91,21 @@ class Datapath {
   /// Attach(Hook::kFromPod, ifname) that also enforces the pod's ingress policy.
   absl::StatusOr<PodAttachment> AttachPod(std::string_view host_ifname);
 
+  /// Attaches the socket-LB programs (bpf/sock.bpf.c) to the cgroup v2 directory `cgroup_path`
+  /// (bpf_links, pinned under layout().SocketLbLinkDir() when maps are pinned; links an earlier
+  /// process pinned there are updated in place). Only sockets of the network namespaces given
+  /// to ServeNetnsForSocketLb() are translated.
+  absl::StatusOr<SocketLbAttachment> AttachSocketLb(const std::string& cgroup_path);
+  /// Lets socket LB translate the sockets of the network namespace at `netns_path`
+  /// (/run/netns/NAME, /proc/PID/ns/net); returns its netns cookie.
+  absl::StatusOr<uint64_t> ServeNetnsForSocketLb(const std::string& netns_path);
+  /// Stops translating the sockets of the network namespace at `netns_path` (absent: OK).
+  absl::Status StopServingNetnsForSocketLb(const std::string& netns_path);
+  /// Netns cookies whose sockets socket LB translates.
+  absl::StatusOr<std::vector<uint64_t>> SocketLbNetns() const;
+  /// Verifier and size statistics of the socket-LB programs.
+  absl::StatusOr<std::vector<ProgramStats>> SocketLbStats() const;
+
   /// Verifier and size statistics of `hook`'s program.
   absl::StatusOr<ProgramStats> Stats(Hook hook) const;
 
@@ -99,8 +115,9 @@ class Datapath {
   const std::string& pin_dir() const { return pin_dir_; }
   /// The instance's pin paths (from config()).
   PinLayout layout() const { return PinLayout::For(config_.bpffs_root, config_.instance); }
-  /// Removes the pinned maps and programs, the instance directory with its programs/ directory,
-  /// and the shared cninet directory once empty (flows are lost once no one uses the maps).
+  /// Removes the pinned socket-LB links (detaching them), the pinned maps and programs, the
+  /// instance directory with its programs/ directory, and the shared cninet directory once empty
+  /// (flows are lost once no one uses the maps).
   absl::Status Unpin();
 
   /// Services (frontends, backends, LB tables).

@@ -28,6 +28,10 @@ class DatapathMaps {
   Map<cn_pol_cidr_key, uint32_t> pol_prefixes;     ///< ipBlock prefix -> CIDR identity.
   Map<cn_pol_key, cn_pol_value> pol_rules;         ///< Allow entries.
   Map<uint32_t, PerCpu<cn_counter>> pol_counters;  ///< Per-(endpoint, rule) counters.
+  // Socket LB (bpf/lib/sock_lb_maps.h); invalid when OpenPinned() finds none pinned.
+  Map<uint64_t, cn_sock_netns_entry> sock_netns;     ///< Served netns cookies.
+  Map<cn_sock_rev_key, cn_sock_rev_entry> sock_rev;  ///< (socket, backend) -> service.
+  Map<cn_tuple, cn_sock_flow> sock_flows;            ///< Socket-LB'd TCP connections.
 };
 
 }  // namespace cninet::datapath

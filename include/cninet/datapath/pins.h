@@ -4,6 +4,7 @@
 #ifndef CNINET_DATAPATH_PINS_H_
 #define CNINET_DATAPATH_PINS_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,10 @@ struct PinLayout {
   std::string ProgramDir() const;
   /// ProgramDir() + "/" + program_name (bpffs names cannot contain '.').
   std::string ProgramPath(std::string_view program_name) const;
+  /// MapDir() + "/socklb": the pinned links of socket load balancing, one directory per cgroup.
+  std::string SocketLbDir() const;
+  /// SocketLbDir() + "/cgroup_ID": the links attached to the cgroup v2 with inode `cgroup_id`.
+  std::string SocketLbLinkDir(uint64_t cgroup_id) const;
 };
 
 }  // namespace cninet::datapath

@@ -5,6 +5,8 @@
 // a full map).
 #include "policy_fixtures.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <array>
 #include <iostream>
@@ -17,6 +19,8 @@
 #include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
+#include "cninet/datapath/datapath_maps.h"
+#include "cninet/datapath/types.h"
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -474,6 +478,56 @@ TEST_F(PolicyBpfTest, FromPodMarksServiceFlowsToRemoteBackendsOnly) {
   ASSERT_TRUE(np_local.ok());
   EXPECT_EQ(np_local->retval, kTcOk);
   EXPECT_EQ(np_local->mark, 0u);
+}
+
+// Socket LB across nodes: a TCP connection socket LB addressed to a backend on another node
+// (its tuple in cn_sock_flows, written by cn_sock_ops) leaves from-pod marked like a DNATed
+// one, every packet of it; a local backend's to-pod reads the record itself (no mark), and a
+// connection without a record is direct (no mark).
+TEST_F(PolicyBpfTest, FromPodMarksSocketLbConnectionsToRemoteBackends) {
+  DatapathConfig cfg = StandardConfig();
+  cfg.service_mark = kMark;
+  Load(cfg);
+  ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
+  using namespace ptopo;
+  auto record = [&](std::string_view dst, uint16_t sport) {
+    cn_tuple t{};
+    t.saddr = ToAbiAddr(Ip(kFe));
+    t.daddr = ToAbiAddr(Ip(dst));
+    t.sport = htons(sport);
+    t.dport = htons(5432);
+    t.proto = 6;
+    ASSERT_TRUE(dp_->maps()->sock_flows.Update(t, cn_sock_flow{21, 0}).ok());
+  };
+  record(kMon, 41020);   // remote backend
+  record(kIso1, 41021);  // local backend
+  auto syn = dp_->TestRun(Hook::kFromPod, TcpPkt(kFe, 41020, kMon, 5432, kSyn), 1, 0, kForwarded);
+  ASSERT_TRUE(syn.ok()) << syn.status();
+  EXPECT_EQ(syn->retval, kTcOk);
+  EXPECT_EQ(syn->packet, TcpPkt(kFe, 41020, kMon, 5432, kSyn)) << "never translated";
+  EXPECT_EQ(syn->mark, kMark);
+  auto ack =
+      dp_->TestRun(Hook::kFromPod, TcpPkt(kFe, 41020, kMon, 5432, kAck), 1, 0, kForwarded, 0x4);
+  ASSERT_TRUE(ack.ok());
+  EXPECT_EQ(ack->mark, kMark | 0x4);
+  auto local =
+      dp_->TestRun(Hook::kFromPod, TcpPkt(kFe, 41021, kIso1, 5432, kSyn), 1, 0, kForwarded);
+  ASSERT_TRUE(local.ok());
+  EXPECT_EQ(local->mark, 0u);
+  auto direct =
+      dp_->TestRun(Hook::kFromPod, TcpPkt(kFe, 41022, kMon, 5432, kSyn), 1, 0, kForwarded);
+  ASSERT_TRUE(direct.ok());
+  EXPECT_EQ(direct->mark, 0u);
+  // The local backend's to-pod admits the recorded connection as through a Service (rule e).
+  uint64_t before = *dp_->counters().Packets(CN_R_POLICY_SERVICE);
+  auto in = dp_->TestRun(Hook::kToPod, TcpPkt(kFe, 41021, kIso1, 5432, kSyn), 1, 0, kForwarded);
+  ASSERT_TRUE(in.ok());
+  EXPECT_EQ(in->retval, kTcOk);
+  EXPECT_EQ(*dp_->counters().Packets(CN_R_POLICY_SERVICE), before + 1);
+  auto in_direct =
+      dp_->TestRun(Hook::kToPod, TcpPkt(kFe, 41023, kIso1, 5432, kSyn), 1, 0, kForwarded);
+  ASSERT_TRUE(in_direct.ok());
+  EXPECT_EQ(in_direct->retval, kTcShot);
 }
 
 TEST_F(PolicyBpfTest, ServiceMarkOffLeavesPacketsUnmarkedAndIsIgnoredByToPod) {
