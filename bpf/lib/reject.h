@@ -10,6 +10,8 @@
 #include "lib/csum.h"
 
 #define CN_ICMP_QUOTE_L4 8
+/* The longest L4 header an IPv4 reject quotes (TCP with 40 bytes of options). */
+#define CN_ICMP_QUOTE_L4_MAX 60
 
 /* RFC 4443 2.4(c): an ICMPv6 error quotes as much of the invoking packet as fits in the minimum
  * IPv6 MTU (1280) with its own IPv6 (40) and ICMPv6 (8) headers. */
@@ -87,60 +89,75 @@ static __always_inline __u32 cn_reject6(struct __sk_buff* skb, const struct cn_p
   return CN_R_REJECT;
 }
 
-/* Rewrites the packet in place into the ICMP error. Returns CN_R_REJECT (action redirect) or a
- * drop reason when the packet cannot be turned into one. */
-static __always_inline __u32 cn_reject(struct __sk_buff* skb, const struct cn_pkt* p, int* action) {
-  if (p->ipv6) return cn_reject6(skb, p, action);
+/* IPv4: the packet becomes an ICMP destination unreachable (type 3, code 3) from the service
+ * address quoting the IP header and the whole L4 header (TCP: its data offset, up to 60 bytes;
+ * others 8 bytes). A real skb from a local socket is CHECKSUM_PARTIAL, and
+ * bpf_skb_change_tail() refuses to cut it before the end of its L4 checksum field
+ * (csum_start + csum_offset + 2: 18 bytes into TCP), so quoting only 8 bytes of TCP made every
+ * real SYN a drop (`drop_no_backend`); test runs (CHECKSUM_NONE) never saw it. The skb keeps
+ * CHECKSUM_PARTIAL with csum_start/csum_offset in the quoted L4 header (nothing here can clear
+ * it; the receiving pod's stack treats it as verified). Only option-less headers are quoted (the
+ * policy program parses the quote). */
+static __always_inline __u32 cn_reject4(struct __sk_buff* skb, const struct cn_pkt* p,
+                                        int* action) {
   *action = TC_ACT_SHOT;
-  /* Only option-less IPv4 with at least 8 bytes of L4 can be quoted; never reject ICMP errors. */
+  /* Never reject ICMP errors. */
   if (p->ihl != 20 || p->icmp_error) return CN_R_DROP_NO_BACKEND;
-  __u32 quote_end = p->l4_off + CN_ICMP_QUOTE_L4;
+  __u32 l4_len = CN_ICMP_QUOTE_L4;
+  if (p->t.proto == CN_IPPROTO_TCP) {
+    __u8 doff;
+    if (bpf_skb_load_bytes(skb, p->l4_off + 12, &doff, 1) < 0) return CN_R_DROP_NO_BACKEND;
+    l4_len = (doff >> 4) * 4;
+    if (l4_len < 20) return CN_R_DROP_NO_BACKEND;
+  }
+  __u32 quote_end = p->l4_off + l4_len;
   if (skb->len < quote_end) return CN_R_DROP_NO_BACKEND;
 
-  struct iphdr orig;
-  if (bpf_skb_load_bytes(skb, p->l3_off, &orig, sizeof(orig)) < 0) return CN_R_DROP_NO_BACKEND;
-  if (bpf_skb_change_tail(skb, quote_end, 0) < 0) return CN_R_DROP_NO_BACKEND;
-  if (bpf_skb_adjust_room(skb, sizeof(struct iphdr) + sizeof(struct cn_icmphdr), BPF_ADJ_ROOM_MAC,
-                          0) < 0)
-    return CN_R_DROP_NO_BACKEND;
-
-  /* Layout now: eth | new ip (20) | icmp (8) | quoted ip (20) | quoted l4 (8). */
+  /* Layout after the rewrite: eth | new ip (20) | icmp (8) | quoted ip (20) | quoted l4. */
   struct {
     struct iphdr ip;
     struct cn_icmphdr icmp;
     struct iphdr quoted_ip;
-    __u8 quoted_l4[CN_ICMP_QUOTE_L4];
+    __u8 quoted_l4[CN_ICMP_QUOTE_L4_MAX]; /* zero-padded beyond l4_len: adds nothing to sums */
   } out = {};
+  if (bpf_skb_load_bytes(skb, p->l3_off, &out.quoted_ip, sizeof(out.quoted_ip)) < 0 ||
+      bpf_skb_load_bytes(skb, p->l4_off, out.quoted_l4, l4_len) < 0)
+    return CN_R_DROP_NO_BACKEND;
+  if (bpf_skb_change_tail(skb, quote_end, 0) < 0) return CN_R_DROP_NO_BACKEND;
+  if (bpf_skb_adjust_room(skb, sizeof(struct iphdr) + sizeof(struct cn_icmphdr), BPF_ADJ_ROOM_MAC,
+                          0) < 0)
+    return CN_R_DROP_NO_BACKEND;
+  __u32 len = sizeof(out.ip) + sizeof(out.icmp) + sizeof(out.quoted_ip) + l4_len;
   out.ip.version = 4;
   out.ip.ihl = 5;
-  out.ip.tot_len = bpf_htons(sizeof(out));
+  out.ip.tot_len = bpf_htons(len);
   out.ip.ttl = 64;
   out.ip.protocol = CN_IPPROTO_ICMP;
-  out.ip.saddr = orig.daddr;
-  out.ip.daddr = orig.saddr;
+  out.ip.saddr = out.quoted_ip.daddr;
+  out.ip.daddr = out.quoted_ip.saddr;
   out.icmp.type = CN_ICMP_DEST_UNREACH;
   out.icmp.code = CN_ICMP_PORT_UNREACH;
-  out.quoted_ip = orig;
-  __u32 quoted_l4_off =
-      p->l3_off + sizeof(struct iphdr) + sizeof(struct cn_icmphdr) + sizeof(struct iphdr);
-  if (bpf_skb_load_bytes(skb, quoted_l4_off, out.quoted_l4, sizeof(out.quoted_l4)) < 0)
-    return CN_R_DROP_NO_BACKEND;
-
   __s64 ip_sum = bpf_csum_diff(0, 0, (__be32*)&out.ip, sizeof(out.ip), 0);
   if (ip_sum < 0) return CN_R_DROP_NO_BACKEND;
   out.ip.check = cn_csum_fold((__u32)ip_sum);
   __s64 icmp_sum = bpf_csum_diff(0, 0, (__be32*)&out.icmp, sizeof(out) - sizeof(out.ip), 0);
   if (icmp_sum < 0) return CN_R_DROP_NO_BACKEND;
   out.icmp.checksum = cn_csum_fold((__u32)icmp_sum);
-
-  if (bpf_skb_store_bytes(skb, p->l3_off, &out, sizeof(out), 0) < 0) return CN_R_DROP_NO_BACKEND;
+  if (len > sizeof(out) || bpf_skb_store_bytes(skb, p->l3_off, &out, len, 0) < 0)
+    return CN_R_DROP_NO_BACKEND;
   /* Swap MACs: the error goes back to the sender. */
-  __u8 macs[12];
-  __builtin_memcpy(macs, p->src_mac, 6);
-  __builtin_memcpy(macs + 6, p->dst_mac, 6);
-  if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0) return CN_R_DROP_NO_BACKEND;
+  if (bpf_skb_store_bytes(skb, 0, p->src_mac, 6, 0) < 0 ||
+      bpf_skb_store_bytes(skb, 6, p->dst_mac, 6, 0) < 0)
+    return CN_R_DROP_NO_BACKEND;
   *action = bpf_redirect(skb->ifindex, 0);
   return CN_R_REJECT;
+}
+
+/* Rewrites the packet in place into the ICMP/ICMPv6 error. Returns CN_R_REJECT (action redirect)
+ * or a drop reason when the packet cannot be turned into one. */
+static __always_inline __u32 cn_reject(struct __sk_buff* skb, const struct cn_pkt* p, int* action) {
+  if (p->ipv6) return cn_reject6(skb, p, action);
+  return cn_reject4(skb, p, action);
 }
 
 #endif /* CNINET_BPF_LIB_REJECT_H_ */

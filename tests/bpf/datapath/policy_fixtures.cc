@@ -262,7 +262,7 @@ std::vector<PolicyFixture> StandardPolicyFixtures() {
                      .Ipv4(topo::kVipEmpty, kApi)
                      .IpId(0)
                      .FragOff(0)
-                     .IcmpError(3, 3, in.BuildL3())
+                     .IcmpError(3, 3, in.BuildL3(), 20)
                      .Build();
     from_pod("reject_from_service", "the policy pod calls a service without backends: rejected",
              in.Build(), kTcRedirect, icmp, CN_R_REJECT);
