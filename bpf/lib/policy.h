@@ -139,6 +139,17 @@ static __always_inline int cn_pol_hairpin(const struct cn_pkt* p, __u32 now) {
   return in && in->expires_s >= now && cn_addr_eq(&in->to_addr, &p->t.daddr);
 }
 
+/* True for the datapath's own TCP reset of a service without backends (reject.h): a reset from
+ * a service frontend, sent back to the client pod. */
+static __always_inline int cn_pol_reset_from_service(const struct cn_pkt* p) {
+  if (p->t.proto != CN_IPPROTO_TCP || !(p->tcp_flags & CN_TCP_RST)) return 0;
+  struct cn_svc_key k = {};
+  k.addr = p->t.saddr;
+  k.port = p->t.sport;
+  k.proto = p->t.proto;
+  return bpf_map_lookup_elem(&cn_services, &k) != NULL;
+}
+
 /* Destination port of an SCTP packet (the parser leaves SCTP untracked): its common header
  * starts like UDP's. 0 when unreadable. */
 static __always_inline __u16 cn_pol_sctp_port(struct __sk_buff* skb, const struct cn_pkt* p) {
@@ -179,6 +190,7 @@ static __always_inline struct cn_verdict cn_policy_ingress(struct __sk_buff* skb
     /* DNATed by a service on another node: the client's node set the mark, the overlay (VXLAN
      * GBP) carried it. Pods cannot set it (the veth scrubs skb->mark between namespaces). */
     if (cfg->service_mark && (skb->mark & cfg->service_mark)) via_service = 1;
+    if (cn_pol_reset_from_service(p)) return v;
     int syn = cn_pol_pure_syn(p);
     struct cn_ct_entry* e = cn_ct_lookup(&p->t, now);
     if (e) {

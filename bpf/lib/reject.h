@@ -153,9 +153,90 @@ static __always_inline __u32 cn_reject4(struct __sk_buff* skb, const struct cn_p
   return CN_R_REJECT;
 }
 
-/* Rewrites the packet in place into the ICMP/ICMPv6 error. Returns CN_R_REJECT (action redirect)
- * or a drop reason when the packet cannot be turned into one. */
+/* TCP: the segment becomes a reset from the service address (RFC 9293 3.10.7.1: <SEQ=SEG.ACK>
+ * <CTL=RST> when it carries an ACK, else <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>), sent back
+ * out of the interface it came in on. Not an ICMP error: the pod's SYN crosses its veth and
+ * comes back in the same softirq run, while connect() still holds the socket lock, and TCP only
+ * notes an ICMP error for a locked socket (sk_err_soft, TcpExtLockDroppedIcmps) until the SYN is
+ * retransmitted a second later; a reset is queued to the socket's backlog and refuses the
+ * connection (ECONNREFUSED) as soon as connect() releases it. A reset is never answered. */
+static __always_inline __u32 cn_reject_tcp(struct __sk_buff* skb, const struct cn_pkt* p,
+                                           int* action) {
+  *action = TC_ACT_SHOT;
+  __u32 hl = p->ipv6 ? CN_IPV6_HDR_LEN : 20;
+  if ((p->tcp_flags & CN_TCP_RST) || p->ihl != hl) return CN_R_DROP_NO_BACKEND;
+  struct tcphdr th;
+  __be16 l3_len;
+  if (bpf_skb_load_bytes(skb, p->l4_off, &th, sizeof(th)) < 0 ||
+      bpf_skb_load_bytes(skb, p->l3_off + (p->ipv6 ? 4 : 2), &l3_len, sizeof(l3_len)) < 0)
+    return CN_R_DROP_NO_BACKEND;
+  /* SEG.LEN: the payload, plus one for SYN and one for FIN. */
+  __u32 seg_len = bpf_ntohs(l3_len) + (p->ipv6 ? CN_IPV6_HDR_LEN : 0) - hl - th.doff * 4 +
+                  ((p->tcp_flags & CN_TCP_SYN) ? 1 : 0) + ((p->tcp_flags & CN_TCP_FIN) ? 1 : 0);
+  struct tcphdr rst = {};
+  rst.source = th.dest;
+  rst.dest = th.source;
+  rst.doff = 5;
+  rst.rst = 1;
+  if (p->tcp_flags & CN_TCP_ACK) {
+    rst.seq = th.ack_seq;
+  } else {
+    rst.ack_seq = bpf_htonl(bpf_ntohl(th.seq) + seg_len);
+    rst.ack = 1;
+  }
+  /* Pseudo-header (source, destination, protocol, length), then the header. */
+  union cn_addr src = p->t.daddr, dst = p->t.saddr;
+  __s64 sum;
+  if (p->ipv6) {
+    __be32 ph[2] = {bpf_htonl(sizeof(rst)), bpf_htonl(CN_IPPROTO_TCP)};
+    sum = bpf_csum_diff(0, 0, (__be32*)src.a32, 16, 0);
+    if (sum >= 0) sum = bpf_csum_diff(0, 0, (__be32*)dst.a32, 16, (__u32)sum);
+    if (sum >= 0) sum = bpf_csum_diff(0, 0, ph, sizeof(ph), (__u32)sum);
+  } else {
+    __be32 ph[3] = {src.a32[3], dst.a32[3], bpf_htonl((CN_IPPROTO_TCP << 16) | sizeof(rst))};
+    sum = bpf_csum_diff(0, 0, ph, sizeof(ph), 0);
+  }
+  if (sum >= 0) sum = bpf_csum_diff(0, 0, (__be32*)&rst, sizeof(rst), (__u32)sum);
+  if (sum < 0) return CN_R_DROP_NO_BACKEND;
+  rst.check = cn_csum_fold((__u32)sum);
+  /* Drops the payload, options and link-layer padding: the reset is L3 header + 20 bytes. */
+  if (bpf_skb_change_tail(skb, p->l4_off + sizeof(rst), 0) < 0) return CN_R_DROP_NO_BACKEND;
+  if (p->ipv6) {
+    struct ipv6hdr ip6 = {};
+    ip6.version = 6;
+    ip6.payload_len = bpf_htons(sizeof(rst));
+    ip6.nexthdr = CN_IPPROTO_TCP;
+    ip6.hop_limit = 64;
+    __builtin_memcpy(&ip6.saddr, src.a32, 16);
+    __builtin_memcpy(&ip6.daddr, dst.a32, 16);
+    if (bpf_skb_store_bytes(skb, p->l3_off, &ip6, sizeof(ip6), 0) < 0) return CN_R_DROP_NO_BACKEND;
+  } else {
+    struct iphdr ip = {};
+    ip.version = 4;
+    ip.ihl = 5;
+    ip.tot_len = bpf_htons(sizeof(ip) + sizeof(rst));
+    ip.ttl = 64;
+    ip.protocol = CN_IPPROTO_TCP;
+    ip.saddr = src.a32[3];
+    ip.daddr = dst.a32[3];
+    __s64 ip_sum = bpf_csum_diff(0, 0, (__be32*)&ip, sizeof(ip), 0);
+    if (ip_sum < 0) return CN_R_DROP_NO_BACKEND;
+    ip.check = cn_csum_fold((__u32)ip_sum);
+    if (bpf_skb_store_bytes(skb, p->l3_off, &ip, sizeof(ip), 0) < 0) return CN_R_DROP_NO_BACKEND;
+  }
+  if (bpf_skb_store_bytes(skb, p->l4_off, &rst, sizeof(rst), 0) < 0 ||
+      bpf_skb_store_bytes(skb, 0, p->src_mac, 6, 0) < 0 ||
+      bpf_skb_store_bytes(skb, 6, p->dst_mac, 6, 0) < 0)
+    return CN_R_DROP_NO_BACKEND;
+  *action = bpf_redirect(skb->ifindex, 0);
+  return CN_R_REJECT;
+}
+
+/* Rewrites the packet in place into the reject: a TCP reset for TCP, an ICMP/ICMPv6 port
+ * unreachable for the rest. Returns CN_R_REJECT (action redirect) or a drop reason when the
+ * packet cannot be turned into one. */
 static __always_inline __u32 cn_reject(struct __sk_buff* skb, const struct cn_pkt* p, int* action) {
+  if (p->t.proto == CN_IPPROTO_TCP && !p->icmp_error) return cn_reject_tcp(skb, p, action);
   if (p->ipv6) return cn_reject6(skb, p, action);
   return cn_reject4(skb, p, action);
 }

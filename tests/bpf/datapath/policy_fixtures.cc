@@ -256,17 +256,30 @@ std::vector<PolicyFixture> StandardPolicyFixtures() {
   // --- The datapath's own reject reaches a default-deny client.
   {
     PacketBuilder in;
-    in.Ipv4(kApi, topo::kVipEmpty).Tcp(42101, 80, kSyn);
+    in.Ipv4(kApi, topo::kVipEmpty).Udp(42101, 53).Payload("query");
     Bytes icmp = PacketBuilder()
                      .Eth(kHostMac, kPodMac)
                      .Ipv4(topo::kVipEmpty, kApi)
                      .IpId(0)
                      .FragOff(0)
-                     .IcmpError(3, 3, in.BuildL3(), 20)
+                     .IcmpError(3, 3, in.BuildL3())
                      .Build();
     from_pod("reject_from_service", "the policy pod calls a service without backends: rejected",
              in.Build(), kTcRedirect, icmp, CN_R_REJECT);
     pass("reject_reaches_client", "the ICMP unreachable from the service address enters", icmp);
+    // TCP is answered with a reset from the service address (reject.h).
+    Bytes syn = PacketBuilder().Ipv4(kApi, topo::kVipEmpty).Tcp(42102, 80, kSyn, 1000).Build();
+    Bytes rst = PacketBuilder()
+                    .Eth(kHostMac, kPodMac)
+                    .Ipv4(topo::kVipEmpty, kApi)
+                    .IpId(0)
+                    .FragOff(0)
+                    .Tcp(80, 42102, kRst | kAck, 0, 1001)
+                    .Window(0)
+                    .Build();
+    from_pod("reset_from_service", "the policy pod opens TCP to a service without backends: reset",
+             syn, kTcRedirect, rst, CN_R_REJECT);
+    pass("reset_reaches_client", "the reset from the service address enters", rst);
   }
 
   // --- Pass-through and malformed.
@@ -456,7 +469,7 @@ std::vector<PolicyFixture> StandardIpv6PolicyFixtures() {
   // --- The datapath's own reject (ICMPv6 port unreachable) reaches a default-deny client.
   {
     PacketBuilder in;
-    in.Ipv6(kApi, topo6::kVipEmpty).Tcp(42101, 80, kSyn);
+    in.Ipv6(kApi, topo6::kVipEmpty).Udp(42101, 53).Payload("query");
     Bytes icmp = PacketBuilder()
                      .Eth(kHostMac, kPodMac)
                      .Ipv6(topo6::kVipEmpty, kApi)
@@ -465,6 +478,16 @@ std::vector<PolicyFixture> StandardIpv6PolicyFixtures() {
     from_pod("reject_from_service", "the policy pod calls a service without backends: rejected",
              in.Build(), icmp);
     to_pod("reject_reaches_client", "the ICMPv6 unreachable from the service address enters", icmp);
+    Bytes syn = PacketBuilder().Ipv6(kApi, topo6::kVipEmpty).Tcp(42102, 80, kSyn, 1000).Build();
+    Bytes rst = PacketBuilder()
+                    .Eth(kHostMac, kPodMac)
+                    .Ipv6(topo6::kVipEmpty, kApi)
+                    .Tcp(80, 42102, kRst | kAck, 0, 1001)
+                    .Window(0)
+                    .Build();
+    from_pod("reset_from_service", "the policy pod opens TCP to a service without backends: reset",
+             syn, rst);
+    to_pod("reset_reaches_client", "the reset from the service address enters", rst);
   }
 
   // --- Pass-through and malformed.
