@@ -282,6 +282,20 @@ std::vector<PolicyFixture> StandardPolicyFixtures() {
     pass("reset_reaches_client", "the reset from the service address enters", rst);
   }
 
+  // --- Hairpin: an isolated pod reaches its own Service (itself the only backend); the packet
+  // comes back SNATed to the node address and is admitted (a pod can block neither itself nor its
+  // node).
+  from_pod("hairpin_from_isolated_pod", "the isolated pod calls its own Service: DNAT + SNAT",
+           Tcp(kIso1, 45200, kVipIso, 5432, kSyn), kTcRedirect,
+           PacketBuilder()
+               .Eth(kHostMac, kPodMac)
+               .Ipv4(topo::kNode, kIso1)
+               .Tcp(45200, 5432, kSyn)
+               .Build(),
+           CN_R_DNAT);
+  to_pod("hairpin_reaches_itself", "the hairpinned SYN from the node address enters the pod",
+         Tcp(topo::kNode, 45200, kIso1, 5432, kSyn), kTcOk, CN_R_PASS, kIso1, "from host");
+
   // --- Pass-through and malformed.
   pass("ipv6_unmanaged_passed", "IPv6 to an address without an endpoint policy passes",
        PacketBuilder().Ipv6("fd00::1", "fd00::2").Udp(1, 2).Build(), CN_R_PASS);
@@ -489,6 +503,17 @@ std::vector<PolicyFixture> StandardIpv6PolicyFixtures() {
              syn, rst);
     to_pod("reset_reaches_client", "the reset from the service address enters", rst);
   }
+
+  // --- Hairpin through the isolated pod's own Service.
+  from_pod("hairpin_from_isolated_pod", "the isolated pod calls its own Service: DNAT + SNAT",
+           Tcp6(kIso1, 45200, kVipIso, 5432, kSyn),
+           PacketBuilder()
+               .Eth(kHostMac, kPodMac)
+               .Ipv6(topo6::kNode, kIso1)
+               .Tcp(45200, 5432, kSyn)
+               .Build());
+  to_pod("hairpin_reaches_itself", "the hairpinned SYN from the node address enters the pod",
+         Tcp6(topo6::kNode, 45200, kIso1, 5432, kSyn), kIso1);
 
   // --- Pass-through and malformed.
   to_pod("arp_passed", "an NDP neighbour solicitation for the pod (ARP's twin) is not filtered",
