@@ -10,8 +10,6 @@
 #include "lib/csum.h"
 
 #define CN_ICMP_QUOTE_L4 8
-/* The longest L4 header an IPv4 reject quotes (TCP with 40 bytes of options). */
-#define CN_ICMP_QUOTE_L4_MAX 60
 
 /* RFC 4443 2.4(c): an ICMPv6 error quotes as much of the invoking packet as fits in the minimum
  * IPv6 MTU (1280) with its own IPv6 (40) and ICMPv6 (8) headers. */
@@ -89,36 +87,29 @@ static __always_inline __u32 cn_reject6(struct __sk_buff* skb, const struct cn_p
   return CN_R_REJECT;
 }
 
-/* IPv4: the packet becomes an ICMP destination unreachable (type 3, code 3) from the service
- * address quoting the IP header and the whole L4 header (TCP: its data offset, up to 60 bytes;
- * others 8 bytes). A real skb from a local socket is CHECKSUM_PARTIAL, and
- * bpf_skb_change_tail() refuses to cut it before the end of its L4 checksum field
- * (csum_start + csum_offset + 2: 18 bytes into TCP), so quoting only 8 bytes of TCP made every
- * real SYN a drop (`drop_no_backend`); test runs (CHECKSUM_NONE) never saw it. The skb keeps
- * CHECKSUM_PARTIAL with csum_start/csum_offset in the quoted L4 header (nothing here can clear
- * it; the receiving pod's stack treats it as verified). Only option-less headers are quoted (the
- * policy program parses the quote). */
+/* IPv4 (UDP, ICMP echo: TCP gets cn_reject_tcp()): the packet becomes an ICMP destination
+ * unreachable (type 3, code 3) from the service address quoting its IP header and 8 bytes of L4
+ * (RFC 792). The cut stays beyond a CHECKSUM_PARTIAL skb's L4 checksum field (UDP's ends at byte
+ * 8), which bpf_skb_change_tail() would refuse to cut: that refusal made every real TCP SYN a
+ * `drop_no_backend` when TCP was quoted too (issue 15). The skb keeps CHECKSUM_PARTIAL with
+ * csum_start/csum_offset in the quoted L4 header (nothing here can clear it; the receiving pod's
+ * stack treats it as verified). Only option-less headers are quoted (the policy program parses
+ * the quote). */
 static __always_inline __u32 cn_reject4(struct __sk_buff* skb, const struct cn_pkt* p,
                                         int* action) {
   *action = TC_ACT_SHOT;
   /* Never reject ICMP errors. */
   if (p->ihl != 20 || p->icmp_error) return CN_R_DROP_NO_BACKEND;
-  __u32 l4_len = CN_ICMP_QUOTE_L4;
-  if (p->t.proto == CN_IPPROTO_TCP) {
-    __u8 doff;
-    if (bpf_skb_load_bytes(skb, p->l4_off + 12, &doff, 1) < 0) return CN_R_DROP_NO_BACKEND;
-    l4_len = (doff >> 4) * 4;
-    if (l4_len < 20) return CN_R_DROP_NO_BACKEND;
-  }
+  const __u32 l4_len = CN_ICMP_QUOTE_L4;
   __u32 quote_end = p->l4_off + l4_len;
   if (skb->len < quote_end) return CN_R_DROP_NO_BACKEND;
 
-  /* Layout after the rewrite: eth | new ip (20) | icmp (8) | quoted ip (20) | quoted l4. */
+  /* Layout after the rewrite: eth | new ip (20) | icmp (8) | quoted ip (20) | quoted l4 (8). */
   struct {
     struct iphdr ip;
     struct cn_icmphdr icmp;
     struct iphdr quoted_ip;
-    __u8 quoted_l4[CN_ICMP_QUOTE_L4_MAX]; /* zero-padded beyond l4_len: adds nothing to sums */
+    __u8 quoted_l4[CN_ICMP_QUOTE_L4];
   } out = {};
   if (bpf_skb_load_bytes(skb, p->l3_off, &out.quoted_ip, sizeof(out.quoted_ip)) < 0 ||
       bpf_skb_load_bytes(skb, p->l4_off, out.quoted_l4, l4_len) < 0)
@@ -143,8 +134,7 @@ static __always_inline __u32 cn_reject4(struct __sk_buff* skb, const struct cn_p
   __s64 icmp_sum = bpf_csum_diff(0, 0, (__be32*)&out.icmp, sizeof(out) - sizeof(out.ip), 0);
   if (icmp_sum < 0) return CN_R_DROP_NO_BACKEND;
   out.icmp.checksum = cn_csum_fold((__u32)icmp_sum);
-  if (len > sizeof(out) || bpf_skb_store_bytes(skb, p->l3_off, &out, len, 0) < 0)
-    return CN_R_DROP_NO_BACKEND;
+  if (bpf_skb_store_bytes(skb, p->l3_off, &out, sizeof(out), 0) < 0) return CN_R_DROP_NO_BACKEND;
   /* Swap MACs: the error goes back to the sender. */
   if (bpf_skb_store_bytes(skb, 0, p->src_mac, 6, 0) < 0 ||
       bpf_skb_store_bytes(skb, 6, p->dst_mac, 6, 0) < 0)
