@@ -34,7 +34,7 @@ int cn_from_world(struct __sk_buff* skb) {
   struct cn_ct_entry* e = cn_ct_lookup(&p.t, now);
   if (e && cn_ct_reopened(&p, e)) e = NULL;
   if (e) {
-    v.reason = cn_ct_apply(skb, cfg, &p, e, now, &v.action);
+    v.reason = cn_ct_apply(skb, cfg, &p, e, now, &v.action, 0);
     if (v.reason == CN_R_PASS) v.reason = snat;
     if (v.reason >= CN_R_DROP_MALFORMED) v.action = TC_ACT_SHOT;
     return cn_finish(skb, v);

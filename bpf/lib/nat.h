@@ -37,18 +37,29 @@ static __always_inline void cn_nat_touch(const struct cn_config* cfg, const stru
   if (e->expires_s != exp) e->expires_s = exp;
 }
 
-/* A claimed port whose mapping pair is entirely expired may be taken over. */
-static __always_inline int cn_nat_stale(const struct cn_tuple* ingress_key, __u32 now) {
-  struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, ingress_key);
+/* A claimed port whose mapping pair is entirely expired may be taken over. The egress key is
+ * built in `k` itself (the ingress key being claimed) and `k` restored after: the probing
+ * callback's frame adds to the caller's in the 512-byte stack, so it keeps no key of its own. */
+static __always_inline int cn_nat_stale(struct cn_tuple* k, __u32 now) {
+  struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, k);
   if (!in) return 1;
   if (in->expires_s >= now) return 0;
-  struct cn_tuple ek;
-  cn_nat_key(&ek, &in->to_addr, &ingress_key->saddr, in->to_port, ingress_key->sport,
-             ingress_key->proto, CN_NAT_EGRESS);
-  struct cn_nat_entry* eg = bpf_map_lookup_elem(&cn_nat, &ek);
-  if (eg && eg->expires_s >= now) return 0;
-  if (eg) bpf_map_delete_elem(&cn_nat, &ek);
-  return 1;
+  union cn_addr node = k->daddr;
+  __u16 cand = k->dport;
+  k->daddr = k->saddr;
+  k->dport = k->sport;
+  k->saddr = in->to_addr;
+  k->sport = in->to_port;
+  k->pad[0] = CN_NAT_EGRESS;
+  struct cn_nat_entry* eg = bpf_map_lookup_elem(&cn_nat, k);
+  int stale = !eg || eg->expires_s < now;
+  if (eg && stale) bpf_map_delete_elem(&cn_nat, k);
+  k->saddr = k->daddr;
+  k->sport = k->dport;
+  k->daddr = node;
+  k->dport = cand;
+  k->pad[0] = CN_NAT_INGRESS;
+  return stale;
 }
 
 /* State of the SNAT port probing loop (run with bpf_loop so the verifier checks it once). */
@@ -56,7 +67,7 @@ struct cn_nat_probe {
   struct cn_tuple ik; /* ingress key being claimed; its dport is the candidate */
   struct cn_nat_entry in_val;
   __u32 now, min, range, start, orig, tries;
-  int keep, found, full;
+  __u8 keep, found, full; /* bytes: the state counts against the 512-byte stack */
   __u16 port;
 };
 
@@ -135,12 +146,13 @@ static __always_inline __u32 cn_snat_mapping(const struct cn_config* cfg, const 
   if (!pr.found) return CN_R_DROP_NAT_NO_PORT;
   __u16 port = pr.port;
 
-  /* The egress mapping reuses the probe's value with the node address and port. */
-  struct cn_tuple ek;
-  cn_nat_key(&ek, &p->t.saddr, &p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_EGRESS);
+  /* The egress mapping reuses the probe's key and value with the node address and port (no
+   * other key on the stack: it is tight). */
+  cn_nat_key(&pr.ik, &p->t.saddr, &p->t.daddr, p->t.sport, p->t.dport, p->t.proto, CN_NAT_EGRESS);
   pr.in_val.to_addr = *node_addr;
   pr.in_val.to_port = port;
-  if (bpf_map_update_elem(&cn_nat, &ek, &pr.in_val, BPF_ANY) != 0) {
+  if (bpf_map_update_elem(&cn_nat, &pr.ik, &pr.in_val, BPF_ANY) != 0) {
+    cn_nat_key(&pr.ik, &p->t.daddr, node_addr, p->t.dport, port, p->t.proto, CN_NAT_INGRESS);
     bpf_map_delete_elem(&cn_nat, &pr.ik);
     return CN_R_DROP_NAT_FULL;
   }

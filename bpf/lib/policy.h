@@ -21,6 +21,7 @@
 
 #include "lib/conntrack.h"
 #include "lib/counters.h"
+#include "lib/nat.h"
 #include "lib/sock_lb_maps.h"
 
 /* Sizes are placeholders: the loader sets them from DatapathConfig (MapSizes). */
@@ -129,6 +130,28 @@ static __always_inline int cn_pol_quote_to_service(const struct cn_pkt* p) {
   return bpf_map_lookup_elem(&cn_services, &k) != NULL;
 }
 
+/* A pod reaching itself through a Service (hairpin, service.h) arrives SNATed to a node address:
+ * the reverse of its tuple is the hairpin's reverse-SNAT mapping, back to this very pod. A pod
+ * can block neither itself nor its node (Kubernetes NetworkPolicy), so it passes as host
+ * traffic. */
+static __always_inline int cn_pol_hairpin(const struct cn_pkt* p, __u32 now) {
+  struct cn_tuple ik;
+  cn_nat_key(&ik, &p->t.daddr, &p->t.saddr, p->t.dport, p->t.sport, p->t.proto, CN_NAT_INGRESS);
+  struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, &ik);
+  return in && in->expires_s >= now && cn_addr_eq(&in->to_addr, &p->t.daddr);
+}
+
+/* True for the datapath's own TCP reset of a service without backends (reject.h): a reset from
+ * a service frontend, sent back to the client pod. */
+static __always_inline int cn_pol_reset_from_service(const struct cn_pkt* p) {
+  if (p->t.proto != CN_IPPROTO_TCP || !(p->tcp_flags & CN_TCP_RST)) return 0;
+  struct cn_svc_key k = {};
+  k.addr = p->t.saddr;
+  k.port = p->t.sport;
+  k.proto = p->t.proto;
+  return bpf_map_lookup_elem(&cn_services, &k) != NULL;
+}
+
 /* Destination port of an SCTP packet (the parser leaves SCTP untracked): its common header
  * starts like UDP's. 0 when unreadable. */
 static __always_inline __u16 cn_pol_sctp_port(struct __sk_buff* skb, const struct cn_pkt* p) {
@@ -169,6 +192,7 @@ static __always_inline struct cn_verdict cn_policy_ingress(struct __sk_buff* skb
     /* DNATed by a service on another node: the client's node set the mark, the overlay (VXLAN
      * GBP) carried it. Pods cannot set it (the veth scrubs skb->mark between namespaces). */
     if (cfg->service_mark && (skb->mark & cfg->service_mark)) via_service = 1;
+    if (cn_pol_reset_from_service(p)) return v;
     int syn = cn_pol_pure_syn(p);
     struct cn_ct_entry* e = cn_ct_lookup(&p->t, now);
     if (e) {
@@ -185,6 +209,11 @@ static __always_inline struct cn_verdict cn_policy_ingress(struct __sk_buff* skb
       struct cn_ct_entry* r = cn_ct_lookup(&rt, now);
       /* A forward entry of the pod's own flow: this is its reply (e.g. reverse-DNATed). */
       if (r && !(r->flags & CN_CT_F_REPLY)) return v;
+      if (!r && cn_pol_hairpin(p, now)) {
+        cn_pol_count(ep.host_slot, skb->len);
+        cn_count(CN_R_POLICY_HOST, 0);
+        return v;
+      }
       if (r && (r->flags & CN_CT_F_SERVICE)) {
         /* The reply entry a service DNAT created: this flow was DNATed to this backend. */
         via_service = 1;

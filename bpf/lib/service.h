@@ -158,11 +158,26 @@ static __always_inline int cn_route_local_src(struct __sk_buff* skb, const struc
   return bpf_redirect(fib.ifindex, 0);
 }
 
+/* Both directions of a hairpin flow (a pod reaching itself through a Service, SNATed to the node
+ * address; CN_CT_F_SNAT without CN_CT_F_NODEPORT) leave through the veth they came in on: the stack
+ * would drop a node address as the source (martian) and would answer a packet routed back out of
+ * its ingress interface with an ICMP redirect. MACs are swapped, the TTL is left alone (as for the
+ * reject). Returns the tc action. */
+static __always_inline int cn_hairpin_back(struct __sk_buff* skb, const struct cn_pkt* p) {
+  /* Straight from the parsed copy (no 12-byte buffer: the stack is tight). */
+  if (bpf_skb_store_bytes(skb, 0, p->src_mac, 6, 0) < 0 ||
+      bpf_skb_store_bytes(skb, 6, p->dst_mac, 6, 0) < 0)
+    return TC_ACT_SHOT;
+  return bpf_redirect(skb->ifindex, 0);
+}
+
 /* Applies a conntrack hit. Returns the verdict reason (CN_R_PASS for untranslated flows; IPv6 UDP
- * without a checksum in a service flow is dropped as malformed). */
+ * without a checksum in a service flow is dropped as malformed). `from_pod`: replies of hairpin
+ * flows are sent back out of the pod's veth (*action); their forward packets are left DNATed
+ * for cn_hairpin_snat(). */
 static __always_inline __u32 cn_ct_apply(struct __sk_buff* skb, const struct cn_config* cfg,
                                          struct cn_pkt* p, struct cn_ct_entry* e, __u32 now,
-                                         int* action) {
+                                         int* action, int from_pod) {
   if ((e->flags & CN_CT_F_SERVICE) && cn_udp6_no_csum(skb, p)) return CN_R_DROP_MALFORMED;
   struct cn_tuple key = p->t;
   cn_ct_update(cfg, &key, e, p, skb->len, now);
@@ -171,14 +186,19 @@ static __always_inline __u32 cn_ct_apply(struct __sk_buff* skb, const struct cn_
   union cn_addr nat_addr = e->nat_addr;
   __u16 nat_port = e->nat_port;
   if (!(flags & CN_CT_F_SERVICE)) return CN_R_PASS;
+  int hairpin = from_pod && (flags & (CN_CT_F_SNAT | CN_CT_F_NODEPORT)) == CN_CT_F_SNAT;
   if (flags & CN_CT_F_REPLY) {
     if (cn_rev_dnat(skb, p, &nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
-    if (action && cn_is_node_addr(cfg, &nat_addr)) *action = cn_route_local_src(skb, p);
+    if (action && hairpin)
+      *action = cn_hairpin_back(skb, p);
+    else if (action && cn_is_node_addr(cfg, &nat_addr))
+      *action = cn_route_local_src(skb, p);
     return CN_R_REV_DNAT;
   }
   if (cn_dnat(skb, p, &nat_addr, nat_port) < 0) return CN_R_DROP_CSUM;
   if ((flags & CN_CT_F_REMOTE) && cfg->service_mark) skb->mark |= cfg->service_mark;
-  if (flags & CN_CT_F_SNAT) {
+  /* A hairpin's SNAT follows in from-pod (cn_hairpin_snat(), one copy: the stack is tight). */
+  if ((flags & CN_CT_F_SNAT) && !from_pod) {
     union cn_addr node;
     if (!cn_node_addr(cfg, p->ipv6, &node)) return CN_R_DROP_NAT_NO_PORT;
     __u32 r = cn_snat(skb, cfg, p, &node, now);
@@ -214,6 +234,12 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
   __u16 port = be.port ? be.port : p->t.dport;
   if (cn_is_icmp_proto(p->t.proto)) port = p->t.dport;
   __u16 flags = CN_CT_F_SERVICE;
+  /* Hairpin: the client is its own backend. With its own address as the source the pod would
+   * drop the packet (a local source arriving from outside), so the flow is also SNATed to the
+   * node address of its family, as kube-proxy masquerades it; the pod's reply comes back to
+   * from-pod, where conntrack reverses both translations (cn_hairpin_back() sends both ways
+   * out of the veth they came in on). */
+  if (!from_world && cn_addr_eq(&be.addr, &p->t.saddr)) flags |= CN_CT_F_SNAT;
   int remote = 0;
   if (from_world || cfg->service_mark) {
     union cn_addr a = be.addr;
@@ -237,6 +263,7 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
   v.action = TC_ACT_OK;
   v.reason = CN_R_DNAT;
   if (flags & CN_CT_F_REMOTE) skb->mark |= cfg->service_mark;
+  /* (A hairpin's SNAT follows in from-pod, cn_hairpin_snat(): the stack is tight here.) */
   if (from_world && remote) {
     union cn_addr node;
     __u32 r = cn_node_addr(cfg, p->ipv6, &node) ? cn_snat(skb, cfg, p, &node, now)
@@ -246,6 +273,20 @@ static __always_inline struct cn_verdict cn_service_new(struct __sk_buff* skb,
       v.reason = r;
     }
   }
+  return v;
+}
+
+/* A packet of a hairpin flow that cn_service_new() or cn_ct_apply() DNATed to its own source:
+ * SNAT to the node address, then back out of the pod's veth. */
+static __always_inline struct cn_verdict cn_hairpin_snat(struct __sk_buff* skb,
+                                                         const struct cn_config* cfg,
+                                                         struct cn_pkt* p, __u32 now) {
+  struct cn_verdict v = {TC_ACT_SHOT, CN_R_DROP_NAT_NO_PORT};
+  union cn_addr node;
+  if (cn_node_addr(cfg, p->ipv6, &node)) v.reason = cn_snat(skb, cfg, p, &node, now);
+  if (v.reason != CN_R_SNAT) return v;
+  v.reason = CN_R_DNAT;
+  v.action = cn_hairpin_back(skb, p);
   return v;
 }
 

@@ -57,7 +57,7 @@ TEST_F(FixtureTest, StandardTable) {
   size_t malformed = 0, rejects = 0;
   for (const auto& f : fixtures) {
     malformed += f.name.rfind("malformed_", 0) == 0;
-    rejects += f.expected_verdict == kTcRedirect;
+    rejects += f.expected_reason == CN_R_REJECT;
   }
   EXPECT_EQ(by_name["drop_malformed"], malformed);
   EXPECT_EQ(by_name["reject_no_backend"], rejects);

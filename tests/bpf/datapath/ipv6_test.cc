@@ -261,21 +261,20 @@ TEST_F(Ipv6Test, Icmpv6EchoIsTrackedById) {
   EXPECT_EQ(Count(CN_R_REV_DNAT), 1u);
 }
 
-TEST_F(Ipv6Test, NoBackendRejectsWithIcmpv6PortUnreachable) {
+TEST_F(Ipv6Test, NoBackendResetsTcpFromTheServiceAddress) {
   Bytes syn = Frame6(kClient6, kVipEmpty6, {}, kTcpProto, Tcp(40001, 80, kSyn));
   TestRunResult r = Run(Hook::kFromPod, syn);
   EXPECT_EQ(r.retval, kTcRedirect);
-  // The whole packet is quoted (RFC 4443 2.4(c): as much as fits in 1280 bytes).
-  ASSERT_EQ(r.packet.size(), kEth + kIp6 + 8 + (syn.size() - kEth));
+  // A bare reset (IPv6 + 20 bytes of TCP) from the service port to the client's.
+  ASSERT_EQ(r.packet.size(), kEth + kIp6 + 20);
   View v = Parse(r.packet);
   EXPECT_EQ(v.src, kVipEmpty6);
   EXPECT_EQ(v.dst, kClient6);
-  EXPECT_EQ(v.proto, kIcmp6);
-  EXPECT_EQ(r.packet[kEth + kIp6], 1);      // destination unreachable
-  EXPECT_EQ(r.packet[kEth + kIp6 + 1], 4);  // port unreachable
+  EXPECT_EQ(v.proto, kTcpProto);
+  EXPECT_EQ(v.sport, 80);
+  EXPECT_EQ(v.dport, 40001);
+  EXPECT_EQ(r.packet[kEth + kIp6 + 13], kRst | kAck);
   EXPECT_TRUE(v.csum_ok);
-  // The quote is the client's packet as sent.
-  EXPECT_EQ(0, std::memcmp(&r.packet[kEth + kIp6 + 8], &syn[kEth], syn.size() - kEth));
   EXPECT_EQ(Count(CN_R_REJECT), 1u);
 }
 

@@ -256,7 +256,7 @@ std::vector<PolicyFixture> StandardPolicyFixtures() {
   // --- The datapath's own reject reaches a default-deny client.
   {
     PacketBuilder in;
-    in.Ipv4(kApi, topo::kVipEmpty).Tcp(42101, 80, kSyn);
+    in.Ipv4(kApi, topo::kVipEmpty).Udp(42101, 53).Payload("query");
     Bytes icmp = PacketBuilder()
                      .Eth(kHostMac, kPodMac)
                      .Ipv4(topo::kVipEmpty, kApi)
@@ -267,7 +267,34 @@ std::vector<PolicyFixture> StandardPolicyFixtures() {
     from_pod("reject_from_service", "the policy pod calls a service without backends: rejected",
              in.Build(), kTcRedirect, icmp, CN_R_REJECT);
     pass("reject_reaches_client", "the ICMP unreachable from the service address enters", icmp);
+    // TCP is answered with a reset from the service address (reject.h).
+    Bytes syn = PacketBuilder().Ipv4(kApi, topo::kVipEmpty).Tcp(42102, 80, kSyn, 1000).Build();
+    Bytes rst = PacketBuilder()
+                    .Eth(kHostMac, kPodMac)
+                    .Ipv4(topo::kVipEmpty, kApi)
+                    .IpId(0)
+                    .FragOff(0)
+                    .Tcp(80, 42102, kRst | kAck, 0, 1001)
+                    .Window(0)
+                    .Build();
+    from_pod("reset_from_service", "the policy pod opens TCP to a service without backends: reset",
+             syn, kTcRedirect, rst, CN_R_REJECT);
+    pass("reset_reaches_client", "the reset from the service address enters", rst);
   }
+
+  // --- Hairpin: an isolated pod reaches its own Service (itself the only backend); the packet
+  // comes back SNATed to the node address and is admitted (a pod can block neither itself nor its
+  // node).
+  from_pod("hairpin_from_isolated_pod", "the isolated pod calls its own Service: DNAT + SNAT",
+           Tcp(kIso1, 45200, kVipIso, 5432, kSyn), kTcRedirect,
+           PacketBuilder()
+               .Eth(kHostMac, kPodMac)
+               .Ipv4(topo::kNode, kIso1)
+               .Tcp(45200, 5432, kSyn)
+               .Build(),
+           CN_R_DNAT);
+  to_pod("hairpin_reaches_itself", "the hairpinned SYN from the node address enters the pod",
+         Tcp(topo::kNode, 45200, kIso1, 5432, kSyn), kTcOk, CN_R_PASS, kIso1, "from host");
 
   // --- Pass-through and malformed.
   pass("ipv6_unmanaged_passed", "IPv6 to an address without an endpoint policy passes",
@@ -456,7 +483,7 @@ std::vector<PolicyFixture> StandardIpv6PolicyFixtures() {
   // --- The datapath's own reject (ICMPv6 port unreachable) reaches a default-deny client.
   {
     PacketBuilder in;
-    in.Ipv6(kApi, topo6::kVipEmpty).Tcp(42101, 80, kSyn);
+    in.Ipv6(kApi, topo6::kVipEmpty).Udp(42101, 53).Payload("query");
     Bytes icmp = PacketBuilder()
                      .Eth(kHostMac, kPodMac)
                      .Ipv6(topo6::kVipEmpty, kApi)
@@ -465,7 +492,28 @@ std::vector<PolicyFixture> StandardIpv6PolicyFixtures() {
     from_pod("reject_from_service", "the policy pod calls a service without backends: rejected",
              in.Build(), icmp);
     to_pod("reject_reaches_client", "the ICMPv6 unreachable from the service address enters", icmp);
+    Bytes syn = PacketBuilder().Ipv6(kApi, topo6::kVipEmpty).Tcp(42102, 80, kSyn, 1000).Build();
+    Bytes rst = PacketBuilder()
+                    .Eth(kHostMac, kPodMac)
+                    .Ipv6(topo6::kVipEmpty, kApi)
+                    .Tcp(80, 42102, kRst | kAck, 0, 1001)
+                    .Window(0)
+                    .Build();
+    from_pod("reset_from_service", "the policy pod opens TCP to a service without backends: reset",
+             syn, rst);
+    to_pod("reset_reaches_client", "the reset from the service address enters", rst);
   }
+
+  // --- Hairpin through the isolated pod's own Service.
+  from_pod("hairpin_from_isolated_pod", "the isolated pod calls its own Service: DNAT + SNAT",
+           Tcp6(kIso1, 45200, kVipIso, 5432, kSyn),
+           PacketBuilder()
+               .Eth(kHostMac, kPodMac)
+               .Ipv6(topo6::kNode, kIso1)
+               .Tcp(45200, 5432, kSyn)
+               .Build());
+  to_pod("hairpin_reaches_itself", "the hairpinned SYN from the node address enters the pod",
+         Tcp6(topo6::kNode, 45200, kIso1, 5432, kSyn), kIso1);
 
   // --- Pass-through and malformed.
   to_pod("arp_passed", "an NDP neighbour solicitation for the pod (ARP's twin) is not filtered",
