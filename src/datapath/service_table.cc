@@ -99,8 +99,9 @@ std::string ToString(const Service& s) {
   for (const auto& f : s.frontends) fe.push_back(ToString(f));
   for (const auto& b : s.backends) be.push_back(b.ToString());
   return StrCat(s.id, " ", StrJoin(fe, ","), " ", LbDescription(s), " -> ",
-                be.empty() ? std::string(s.reject_without_backends ? "(none: reject)" : "(none: drop)")
-                           : StrJoin(be, ","));
+                be.empty()
+                    ? std::string(s.reject_without_backends ? "(none: reject)" : "(none: drop)")
+                    : StrJoin(be, ","));
 }
 
 std::ostream& operator<<(std::ostream& os, FrontendKind kind) { return os << ToString(kind); }
