@@ -14,7 +14,17 @@
 //     address, IPv6 pod-to-pod TCP crosses nodes over the VXLAN device (IPv6 inner, IPv4
 //     underlay) or over direct IPv6 routes; a dual-stack Service's IPv4 ClusterIP works as
 //     before, and its IPv6 ClusterIP and NodePort are balanced over the IPv6 backends.
-// Every namespace, process, mount and pin is removed by the Cluster's destructor.
+//   - socket-level load balancing (issue 15): with --socket-lb-cgroup a process of the node (a
+//     hostNetwork pod) in that cgroup reaches a ClusterIP of either family whose backends run on
+//     other nodes; one outside the cgroup is not translated.
+// Every namespace, process, mount, cgroup and pin is removed by the Cluster's destructor.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -25,6 +35,7 @@
 #include "cninet/agent/state.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/pins.h"
+#include "cninet/datapath/socket_lb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -774,6 +785,171 @@ TEST_F(EmbeddedStoreTest, SingleNodeWithoutEtcdServesPodsClusterIpAndNodePort) {
                               "node-1", "--netns", node.ns->path(), "--uplink", "eth0",
                               "--bpffs-root", cluster_->bpffs(), "--cni-conf-dir", node.conf_dir});
   EXPECT_TRUE(down.ok()) << down.out << down.err;
+}
+
+// ---- Socket-level load balancing (issue 15): the node's processes reach Services ----
+
+// In the forked client: TCP to ip:port (IPv6 when `ip` has a colon), one line exchanged:
+// "peer=ADDR reply=LINE" (peer from getpeername), or "error=MESSAGE".
+std::string TcpClient(const std::string& ip, uint16_t port, int timeout_s) {
+  bool v6 = ip.find(':') != std::string::npos;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return StrCat("error=socket: ", strerror(errno));
+  timeval tv{timeout_s, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_storage a{};
+  socklen_t len;
+  if (v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&a);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip.c_str(), &s6->sin6_addr);
+    len = sizeof(*s6);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&a);
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    inet_pton(AF_INET, ip.c_str(), &s4->sin_addr);
+    len = sizeof(*s4);
+  }
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
+    std::string e = StrCat("error=connect: ", strerror(errno));
+    close(fd);
+    return e;
+  }
+  sockaddr_storage peer{};
+  socklen_t plen = sizeof(peer);
+  getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen);
+  char buf[INET6_ADDRSTRLEN] = {};
+  uint16_t peer_port;
+  if (peer.ss_family == AF_INET6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&peer);
+    inet_ntop(AF_INET6, &s6->sin6_addr, buf, sizeof(buf));
+    peer_port = ntohs(s6->sin6_port);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&peer);
+    inet_ntop(AF_INET, &s4->sin_addr, buf, sizeof(buf));
+    peer_port = ntohs(s4->sin_port);
+  }
+  std::string out = StrCat("peer=", buf, ":", peer_port, " reply=");
+  if (write(fd, "hello\n", 6) != 6) {
+    close(fd);
+    return StrCat("error=write: ", strerror(errno));
+  }
+  char c;
+  while (read(fd, &c, 1) == 1 && c != '\n') out.push_back(c);
+  close(fd);
+  return out;
+}
+
+// The pod named in a TcpClient result ("" when it got no reply).
+std::string Answerer(const std::string& result) {
+  size_t at = result.find(" reply=");
+  if (at == std::string::npos) return "";
+  std::string reply = result.substr(at + 7);
+  return reply.substr(0, reply.find(' '));
+}
+
+// The value of counter `name` in a status (0 when it counted nothing).
+uint64_t CounterOf(const api::AgentStatus& s, const std::string& name) {
+  for (const auto& c : s.counters()) {
+    if (c.name() == name) return c.packets();
+  }
+  return 0;
+}
+
+// Every agent runs with --socket-lb-cgroup on a cgroup the test made for its node.
+class SocketLbClusterTest : public ClusterTest {
+ protected:
+  ClusterOptions Options() override {
+    ClusterOptions o;
+    o.dual_stack = true;
+    o.socket_lb = true;
+    return o;
+  }
+
+  // A process of node i (its network namespace), in node i's socket-LB cgroup or not, connects
+  // to ip:port.
+  std::string FromNode(int i, bool in_cgroup, const std::string& ip, uint16_t port,
+                       int timeout_s = 3) {
+    Node& n = cluster_->nodes()[i];
+    return InChild(in_cgroup ? n.cgroup->path() : "", n.ns->path(),
+                   [&] { return TcpClient(ip, port, timeout_s); });
+  }
+
+  uint64_t SockConnects(int i) {
+    absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(i);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? CounterOf(*s, "event_sock_connect") : 0;
+  }
+};
+
+// Mirrors the upstream sig-network test "should be able to connect to ClusterIP from the
+// node's own namespace" (hostNetwork client), for both families: backends only on other nodes.
+TEST_F(SocketLbClusterTest, ShouldBeAbleToConnectToClusterIpFromTheNodesOwnNamespace) {
+  Node& node1 = cluster_->nodes()[0];
+  // The agent attached to the test's cgroup and serves its node's namespace.
+  absl::StatusOr<api::AgentStatus> st = cluster_->AgentStatus(0);
+  ASSERT_OK(st);
+  EXPECT_EQ(st->socket_lb_cgroup(), node1.cgroup->path());
+  EXPECT_EQ(st->socket_lb_netns(), 1u);
+  CommandResult shown = ::cninet::testing::Run(
+      {StrCat(CNINET_TOOL_DIR, "/cninet-agent"), "status", "--socket", node1.socket});
+  EXPECT_THAT(shown.out,
+              HasSubstr(StrCat("socket LB: cgroup ", node1.cgroup->path(), ", 1 namespace")));
+
+  int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  ASSERT_OK(cluster_->PutDualStackService("hostweb", {"10.96.0.30", "fd00:10:96::30"}, 80, {b2, b3},
+                                          kPodPort));
+  ASSERT_OK(cluster_->WaitStatus(0, [](const api::AgentStatus& s) {
+    return HasService(s, "10.96.0.30:80/tcp", 2) && HasService(s, "[fd00:10:96::30]:80/tcp", 2);
+  }));
+
+  for (const std::string vip : {"10.96.0.30", "fd00:10:96::30"}) {
+    SCOPED_TRACE(vip);
+    uint64_t before = SockConnects(0);
+    std::map<std::string, int> answers;
+    for (int i = 0; i < 20; ++i) {
+      std::string r = FromNode(0, /*in_cgroup=*/true, vip, 80);
+      // The backend answered, and the socket still names the ClusterIP as its peer.
+      ASSERT_THAT(r, HasSubstr(StrCat("peer=", vip, ":80 "))) << "connection " << i;
+      ++answers[Answerer(r)];
+    }
+    EXPECT_EQ(answers.size(), 2u);
+    EXPECT_GE(answers["pod-2a"], 3) << "pod-2a answered " << answers["pod-2a"] << " of 20";
+    EXPECT_GE(answers["pod-3a"], 3) << "pod-3a answered " << answers["pod-3a"] << " of 20";
+    EXPECT_GE(SockConnects(0), before + 20);
+  }
+
+  // A process of the node outside the cgroup is not translated: the socket-LB connect counter
+  // does not move and no backend answers it (the node has no route to the ClusterIP).
+  uint64_t before = SockConnects(0);
+  std::string outside = FromNode(0, /*in_cgroup=*/false, "10.96.0.30", 80, /*timeout_s=*/1);
+  EXPECT_EQ(Answerer(outside), "") << outside;
+  EXPECT_EQ(SockConnects(0), before) << outside;
+}
+
+// A restarted agent updates its pinned links in place (one set of links on the cgroup) and the
+// node keeps reaching the ClusterIP.
+TEST_F(SocketLbClusterTest, RestartedAgentKeepsOneSocketLbAttachment) {
+  ASSERT_OK(cluster_->PutService("hostweb", "10.96.0.31", 80, {PodIndex("pod-2a")}, kPodPort));
+  ASSERT_OK(cluster_->WaitStatus(
+      0, [](const api::AgentStatus& s) { return HasService(s, "10.96.0.31:80/tcp", 1); }));
+  EXPECT_EQ(Answerer(FromNode(0, true, "10.96.0.31", 80)), "pod-2a");
+  const datapath::PinLayout layout = datapath::PinLayout::For(cluster_->bpffs(), "node-1");
+  auto pinned = datapath::ListSocketLb(layout);
+  ASSERT_OK(pinned);
+  ASSERT_EQ(pinned->size(), 1u);
+  ASSERT_OK(cluster_->StartAgent(0));
+  pinned = datapath::ListSocketLb(layout);
+  ASSERT_OK(pinned);
+  ASSERT_EQ(pinned->size(), 1u);
+  EXPECT_EQ((*pinned)[0].cgroup_id, *datapath::CgroupId(cluster_->nodes()[0].cgroup->path()));
+  EXPECT_EQ(Answerer(FromNode(0, true, "10.96.0.31", 80)), "pod-2a");
+  absl::StatusOr<api::AgentStatus> st = cluster_->AgentStatus(0);
+  ASSERT_OK(st);
+  EXPECT_EQ(st->socket_lb_netns(), 1u);  // the same namespace, served once
 }
 
 }  // namespace
