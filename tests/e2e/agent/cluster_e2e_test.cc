@@ -29,6 +29,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cluster_testing.h"
@@ -36,6 +37,7 @@
 #include "cninet/base/strings.h"
 #include "cninet/datapath/pins.h"
 #include "cninet/datapath/socket_lb.h"
+#include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -950,6 +952,138 @@ TEST_F(SocketLbClusterTest, RestartedAgentKeepsOneSocketLbAttachment) {
   absl::StatusOr<api::AgentStatus> st = cluster_->AgentStatus(0);
   ASSERT_OK(st);
   EXPECT_EQ(st->socket_lb_netns(), 1u);  // the same namespace, served once
+}
+
+// A UDP server in a pod's namespace answering every datagram with `name` (one family).
+class UdpNameServer {
+ public:
+  UdpNameServer(const std::string& netns_path, uint16_t port, std::string name, bool v6)
+      : name_(std::move(name)) {
+    status_ = datapath::testing::RunInNetns(netns_path, [&]() -> absl::Status {
+      fd_ = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      if (fd_ < 0) return absl::InternalError(StrCat("socket: ", strerror(errno)));
+      sockaddr_storage a{};
+      socklen_t len;
+      if (v6) {
+        int one = 1;
+        setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&a);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        len = sizeof(*s6);
+      } else {
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&a);
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        len = sizeof(*s4);
+      }
+      if (bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0) {
+        return absl::InternalError(StrCat("bind: ", strerror(errno)));
+      }
+      return absl::OkStatus();
+    });
+    if (status_.ok()) thread_ = std::thread([this] { Loop(); });
+  }
+  ~UdpNameServer() {
+    if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);  // wakes recvfrom
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) close(fd_);
+  }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  void Loop() {
+    char buf[256];
+    while (true) {
+      sockaddr_storage from{};
+      socklen_t flen = sizeof(from);
+      ssize_t n = recvfrom(fd_, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &flen);
+      if (n <= 0) return;
+      (void)!sendto(fd_, name_.data(), name_.size(), 0, reinterpret_cast<sockaddr*>(&from), flen);
+    }
+  }
+  std::string name_;
+  int fd_ = -1;
+  absl::Status status_;
+  std::thread thread_;
+};
+
+// In the forked client: one unconnected UDP datagram to ip:port (sendto/recvfrom):
+// "from=ADDR reply=DATA" or "error=MESSAGE".
+std::string UdpClient(const std::string& ip, uint16_t port) {
+  bool v6 = ip.find(':') != std::string::npos;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return StrCat("error=socket: ", strerror(errno));
+  timeval tv{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  sockaddr_storage a{};
+  socklen_t len;
+  if (v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&a);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip.c_str(), &s6->sin6_addr);
+    len = sizeof(*s6);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&a);
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    inet_pton(AF_INET, ip.c_str(), &s4->sin_addr);
+    len = sizeof(*s4);
+  }
+  if (sendto(fd, "ping", 4, 0, reinterpret_cast<sockaddr*>(&a), len) != 4) {
+    std::string e = StrCat("error=sendto: ", strerror(errno));
+    close(fd);
+    return e;
+  }
+  char buf[256];
+  sockaddr_storage from{};
+  socklen_t flen = sizeof(from);
+  ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &flen);
+  close(fd);
+  if (n < 0) return StrCat("error=recvfrom: ", strerror(errno));
+  char addr[INET6_ADDRSTRLEN] = {};
+  if (from.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&from)->sin6_addr, addr, sizeof(addr));
+  } else {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&from)->sin_addr, addr, sizeof(addr));
+  }
+  return StrCat("from=", addr, " reply=", std::string(buf, n));
+}
+
+// A hostNetwork-style process of node-1 using unconnected UDP reaches a UDP ClusterIP of either
+// family (sendmsg hook) and sees the replies come from the ClusterIP (recvmsg hook).
+TEST_F(SocketLbClusterTest, HostNetworkUnconnectedUdpReachesAUdpClusterIp) {
+  constexpr uint16_t kUdpPort = 5353;
+  std::vector<std::unique_ptr<UdpNameServer>> servers;
+  for (const char* name : {"pod-2a", "pod-3a"}) {
+    for (bool v6 : {false, true}) {
+      servers.push_back(
+          std::make_unique<UdpNameServer>(pod(PodIndex(name)).ns->path(), kUdpPort, name, v6));
+      ASSERT_OK(servers.back()->status());
+    }
+  }
+  v1::Service svc;
+  svc.set_namespace_("default");
+  svc.set_name("hostdns");
+  svc.set_cluster_ip("10.96.0.32");
+  svc.add_cluster_ips("10.96.0.32");
+  svc.add_cluster_ips("fd00:10:96::32");
+  svc.set_ip_family_policy(v1::Service::REQUIRE_DUAL_STACK);
+  v1::ServicePort* port = svc.add_ports();
+  port->set_protocol(v1::UDP);
+  port->set_port(53);
+  ASSERT_OK(cluster_->PutService(svc, {PodIndex("pod-2a"), PodIndex("pod-3a")}, kUdpPort));
+  ASSERT_OK(cluster_->WaitStatus(0, [](const api::AgentStatus& s) {
+    return HasService(s, "10.96.0.32:53/udp", 2) && HasService(s, "[fd00:10:96::32]:53/udp", 2);
+  }));
+  Node& node1 = cluster_->nodes()[0];
+  for (const std::string vip : {"10.96.0.32", "fd00:10:96::32"}) {
+    SCOPED_TRACE(vip);
+    std::string r =
+        InChild(node1.cgroup->path(), node1.ns->path(), [&] { return UdpClient(vip, 53); });
+    EXPECT_THAT(r, HasSubstr(StrCat("from=", vip, " reply=pod-"))) << r;
+  }
 }
 
 }  // namespace

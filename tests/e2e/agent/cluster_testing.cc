@@ -610,6 +610,7 @@ absl::Status Cluster::PutService(const v1::Service& svc, const std::vector<int>&
   eps.set_namespace_(svc.namespace_());
   eps.set_name(svc.name());
   v1::PortBackends* pb = eps.add_ports();
+  if (svc.ports_size() > 0) pb->set_protocol(svc.ports(0).protocol());
   for (int i : backend_pods) {
     for (const std::string& ip : {pods_[i].ip, pods_[i].ip6}) {
       if (ip.empty()) continue;
