@@ -68,6 +68,9 @@ absl::Status AgentOptions::Validate() const {
   if (state_dir.empty() || state_dir[0] != '/') return bad("state dir", "must be absolute");
   if (socket_path.empty()) return bad("socket", "is required");
   if (bpffs_root.empty() || bpffs_root[0] != '/') return bad("bpffs root", "must be absolute");
+  if (!socket_lb_cgroup.empty() && socket_lb_cgroup[0] != '/') {
+    return bad("socket LB cgroup", "must be absolute");
+  }
   std::string inst = Instance();
   for (char c : inst) {
     if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_')) {
@@ -173,6 +176,7 @@ absl::Status Agent::Impl::Init() {
   CNINET_RETURN_IF_ERROR(PrepareNode(opt, &node));
   CNINET_RETURN_IF_ERROR(StartHeartbeat());
   CNINET_RETURN_IF_ERROR(LoadDatapath(opt, &node));
+  CNINET_RETURN_IF_ERROR(SetUpSocketLb(opt, &node));
   uint32_t id_limit = opt.map_sizes.service_slots - opt.host_port_ids;
   CNINET_ASSIGN_OR_RETURN(services,
                           ServiceReconciler::Create(&node.datapath->services(), id_limit));
@@ -398,6 +402,10 @@ api::AgentStatus Agent::Impl::Status(const api::StatusRequest& request) {
   for (const IPPrefix& a : node.uplink.addresses_v6) s.add_node_addresses(a.ToString());
   s.set_vxlan_device(opt.vxlan_device);
   s.set_pin_dir(d.pin_dir());
+  if (!node.socket_lb_cgroup.empty()) {
+    s.set_socket_lb_cgroup(node.socket_lb_cgroup);
+    if (auto served = d.SocketLbNetns(); served.ok()) s.set_socket_lb_netns(served->size());
+  }
   AddNodes(*snapshot, overlay_pass->plan(), opt.node_name, &s);
   AddServices(services->programmed(), max_services, &s);
   absl::StatusOr<std::vector<dp::Endpoint>> table = d.endpoints().List();

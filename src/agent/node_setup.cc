@@ -15,6 +15,7 @@
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/pins.h"
+#include "cninet/datapath/socket_lb.h"
 
 namespace cninet::agent {
 namespace {
@@ -346,6 +347,40 @@ absl::Status LoadDatapath(const AgentOptions& opt, NodeSetup* setup) {
     return absl::OkStatus();
   }));
   CNINET_LOG(kInfo, "datapath ", d.pin_dir(), " attached to ", up, " and ", opt.vxlan_device);
+  return absl::OkStatus();
+}
+
+absl::Status SetUpSocketLb(const AgentOptions& opt, NodeSetup* setup) {
+  dp::Datapath& d = *setup->datapath;
+  const dp::PinLayout layout = d.layout();
+  CNINET_ASSIGN_OR_RETURN(std::vector<dp::SocketLbCgroup> pinned, dp::ListSocketLb(layout));
+  if (opt.socket_lb_cgroup.empty()) {
+    // Off: links an earlier run pinned (on whatever cgroup) would keep translating; remove them.
+    if (!pinned.empty()) {
+      CNINET_RETURN_IF_ERROR(Annotate(dp::DetachAllSocketLb(layout), "socket LB detach"));
+      CNINET_LOG(kInfo, "socket LB off: removed the links pinned on ", pinned.size(), " cgroup(s)");
+    }
+    return absl::OkStatus();
+  }
+  const std::string& cgroup = opt.socket_lb_cgroup;
+  absl::StatusOr<uint64_t> cgroup_id = dp::CgroupId(cgroup);
+  if (!cgroup_id.ok()) return Annotate(cgroup_id.status(), StrCat("socket LB cgroup ", cgroup));
+  // An earlier run attached to another cgroup: only the configured one stays.
+  if (std::any_of(pinned.begin(), pinned.end(),
+                  [&](const dp::SocketLbCgroup& c) { return c.cgroup_id != *cgroup_id; })) {
+    CNINET_RETURN_IF_ERROR(Annotate(dp::DetachAllSocketLb(layout), "socket LB detach"));
+  }
+  // Serve the namespace before attaching: the links translate only served namespaces anyway.
+  const std::string netns = opt.netns.empty() ? "/proc/self/ns/net" : opt.netns;
+  absl::StatusOr<uint64_t> cookie = d.ServeNetnsForSocketLb(netns);
+  if (!cookie.ok()) return Annotate(cookie.status(), StrCat("socket LB: serve netns ", netns));
+  // A restarted agent finds its pinned links and updates them in place (no gap).
+  absl::StatusOr<dp::SocketLbAttachment> att = d.AttachSocketLb(cgroup);
+  if (!att.ok()) return Annotate(att.status(), StrCat("attach socket LB to ", cgroup));
+  att->Release();  // pinned: stays attached when the agent exits, as the tc filters do
+  setup->socket_lb_cgroup = cgroup;
+  CNINET_LOG(kInfo, "socket LB attached to cgroup ", cgroup, " (id ", *cgroup_id,
+             "), serving netns ", netns, " (cookie ", *cookie, ")");
   return absl::OkStatus();
 }
 

@@ -71,6 +71,7 @@ struct NodeSetup {
   Uplink uplink;
   std::unique_ptr<OverlayReconciler> overlay;    // the VXLAN device exists
   std::unique_ptr<datapath::Datapath> datapath;  // loaded, pinned, attached to uplink and VXLAN
+  std::string socket_lb_cgroup;                  // where socket LB is attached ("" = off)
 };
 
 // Opens the node and the store, loads the cluster configuration, assigns the podCIDR, creates
@@ -78,6 +79,10 @@ struct NodeSetup {
 absl::Status PrepareNode(const AgentOptions& opt, NodeSetup* setup);
 // Loads the datapath and attaches it to the uplink and the VXLAN device.
 absl::Status LoadDatapath(const AgentOptions& opt, NodeSetup* setup);
+// Socket-level load balancing (opt.socket_lb_cgroup): attaches (or updates in place) the pinned
+// socket-LB links on that cgroup and serves the node's network namespace; the links stay pinned
+// when the agent exits, like the tc filters. Off: removes links an earlier run pinned.
+absl::Status SetUpSocketLb(const AgentOptions& opt, NodeSetup* setup);
 // The conflist's parameters for this node.
 ConflistParams ConflistFor(const AgentOptions& opt, const NodeSetup& setup);
 // Writes the node's conflist (nothing when opt.cni_conf_dir is empty).

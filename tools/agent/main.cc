@@ -71,6 +71,7 @@ class NodeLogSink : public cninet::LogSink {
 struct NodeFlags {
   std::string node, netns, uplink, etcd, store_dir, state_dir, socket, cni_conf_dir, bpffs_root;
   std::string instance, vxlan_device, public_ip, cluster_cidr, service_cidr = "10.96.0.0/12";
+  std::string socket_lb_cgroup;
   std::string log_level = "info";
   bool direct_routing = false, no_masquerade = false;
   uint32_t node_mask = 0, maglev_size = 0;
@@ -118,6 +119,9 @@ void AddRunFlags(CLI::App* cmd, NodeFlags* f) {
                   "Maglev table size of every service, a prime in 251..65521 [per service]");
   cmd->add_flag("--no-masquerade", f->no_masquerade,
                 "do not SNAT pod egress leaving the cluster CIDR");
+  cmd->add_option("--socket-lb-cgroup", f->socket_lb_cgroup,
+                  "socket-level load balancing for the node's processes and hostNetwork pods, "
+                  "attached to this cgroup v2 directory (the host's: /sys/fs/cgroup) [off]");
   cmd->add_option("--heartbeat-ttl", f->heartbeat_ttl, "heartbeat lease TTL in seconds [10]");
   cmd->add_option("--resync-interval", f->resync_interval,
                   "full reconcile pass at least this often, in seconds [30]");
@@ -160,6 +164,7 @@ agent::AgentOptions ToOptions(const CLI::App& cmd, const NodeFlags& f) {
     o.bootstrap_cluster.set_node_cidr_mask_size(f.node_mask);
   }
   o.maglev_size = f.maglev_size;
+  o.socket_lb_cgroup = f.socket_lb_cgroup;
   if (given("--heartbeat-ttl")) o.heartbeat_ttl = std::chrono::seconds(f.heartbeat_ttl);
   if (given("--resync-interval")) o.resync_interval = std::chrono::seconds(f.resync_interval);
   return o;

@@ -41,6 +41,10 @@ void PrintSummary(const agent::api::AgentStatus& s, std::ostream& out) {
       << s.vxlan_device() << "\n  store " << s.store() << " at revision " << s.store_revision()
       << "  maps " << s.pin_dir() << "  reconciles " << s.reconciles() << "  " << s.version()
       << "\n";
+  if (!s.socket_lb_cgroup().empty()) {
+    out << "  socket LB: cgroup " << s.socket_lb_cgroup() << ", " << s.socket_lb_netns()
+        << (s.socket_lb_netns() == 1 ? " namespace" : " namespaces") << "\n";
+  }
 }
 
 // One row per node with its route from this node.

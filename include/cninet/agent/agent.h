@@ -5,7 +5,9 @@
 /// `<bpffs_root>/cninet/<instance>`, programs on the uplink and the VXLAN device), and runs three
 /// level-triggered reconcilers fed by store watches: overlay (routes, neighbours, FDB to the other
 /// nodes), services (Services + Endpoints -> ServiceTable) and endpoints (local pods -> endpoint
-/// table). A local API serves status, health and pod reports.
+/// table). With `socket_lb_cgroup` set it also attaches socket-level load balancing to that cgroup
+/// for the node's network namespace (its processes and hostNetwork pods reach Services at
+/// connect()). A local API serves status, health and pod reports.
 ///
 /// Network namespaces: with `netns` set, every link, route, sysctl and tc change is made in that
 /// namespace (the "node"), while the process itself - its store connection and local API socket -
@@ -104,6 +106,12 @@ struct AgentOptions {
   uint8_t route_protocol = 73;
   /// Set ip_forward, rp_filter (0), accept_local on the uplink (NodePort with remote backends).
   bool configure_sysctls = true;
+  /// Socket-level load balancing: the cgroup v2 directory whose processes' sockets to a Service
+  /// are sent to a backend at connect() (production: the host's cgroup v2 root, e.g.
+  /// /sys/fs/cgroup). Only sockets of the node's network namespace are translated. "" (default)
+  /// = off, and links an earlier run pinned are removed; off by default so that no test or
+  /// careless run attaches to the machine's root cgroup.
+  std::string socket_lb_cgroup;
 
   /// Heartbeat lease TTL.
   std::chrono::seconds heartbeat_ttl{10};

@@ -14,17 +14,30 @@
 //     address, IPv6 pod-to-pod TCP crosses nodes over the VXLAN device (IPv6 inner, IPv4
 //     underlay) or over direct IPv6 routes; a dual-stack Service's IPv4 ClusterIP works as
 //     before, and its IPv6 ClusterIP and NodePort are balanced over the IPv6 backends.
-// Every namespace, process, mount and pin is removed by the Cluster's destructor.
+//   - socket-level load balancing (issue 15): with --socket-lb-cgroup a process of the node (a
+//     hostNetwork pod) in that cgroup reaches a ClusterIP of either family whose backends run on
+//     other nodes; one outside the cgroup is not translated.
+// Every namespace, process, mount, cgroup and pin is removed by the Cluster's destructor.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cluster_testing.h"
 #include "cninet/agent/state.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/pins.h"
+#include "cninet/datapath/socket_lb.h"
+#include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -774,6 +787,303 @@ TEST_F(EmbeddedStoreTest, SingleNodeWithoutEtcdServesPodsClusterIpAndNodePort) {
                               "node-1", "--netns", node.ns->path(), "--uplink", "eth0",
                               "--bpffs-root", cluster_->bpffs(), "--cni-conf-dir", node.conf_dir});
   EXPECT_TRUE(down.ok()) << down.out << down.err;
+}
+
+// ---- Socket-level load balancing (issue 15): the node's processes reach Services ----
+
+// In the forked client: TCP to ip:port (IPv6 when `ip` has a colon), one line exchanged:
+// "peer=ADDR reply=LINE" (peer from getpeername), or "error=MESSAGE".
+std::string TcpClient(const std::string& ip, uint16_t port, int timeout_s) {
+  bool v6 = ip.find(':') != std::string::npos;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return StrCat("error=socket: ", strerror(errno));
+  timeval tv{timeout_s, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  sockaddr_storage a{};
+  socklen_t len;
+  if (v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&a);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip.c_str(), &s6->sin6_addr);
+    len = sizeof(*s6);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&a);
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    inet_pton(AF_INET, ip.c_str(), &s4->sin_addr);
+    len = sizeof(*s4);
+  }
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
+    std::string e = StrCat("error=connect: ", strerror(errno));
+    close(fd);
+    return e;
+  }
+  sockaddr_storage peer{};
+  socklen_t plen = sizeof(peer);
+  getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen);
+  char buf[INET6_ADDRSTRLEN] = {};
+  uint16_t peer_port;
+  if (peer.ss_family == AF_INET6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&peer);
+    inet_ntop(AF_INET6, &s6->sin6_addr, buf, sizeof(buf));
+    peer_port = ntohs(s6->sin6_port);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&peer);
+    inet_ntop(AF_INET, &s4->sin_addr, buf, sizeof(buf));
+    peer_port = ntohs(s4->sin_port);
+  }
+  std::string out = StrCat("peer=", buf, ":", peer_port, " reply=");
+  if (write(fd, "hello\n", 6) != 6) {
+    close(fd);
+    return StrCat("error=write: ", strerror(errno));
+  }
+  char c;
+  while (read(fd, &c, 1) == 1 && c != '\n') out.push_back(c);
+  close(fd);
+  return out;
+}
+
+// The pod named in a TcpClient result ("" when it got no reply).
+std::string Answerer(const std::string& result) {
+  size_t at = result.find(" reply=");
+  if (at == std::string::npos) return "";
+  std::string reply = result.substr(at + 7);
+  return reply.substr(0, reply.find(' '));
+}
+
+// The value of counter `name` in a status (0 when it counted nothing).
+uint64_t CounterOf(const api::AgentStatus& s, const std::string& name) {
+  for (const auto& c : s.counters()) {
+    if (c.name() == name) return c.packets();
+  }
+  return 0;
+}
+
+// Every agent runs with --socket-lb-cgroup on a cgroup the test made for its node.
+class SocketLbClusterTest : public ClusterTest {
+ protected:
+  ClusterOptions Options() override {
+    ClusterOptions o;
+    o.dual_stack = true;
+    o.socket_lb = true;
+    return o;
+  }
+
+  // A process of node i (its network namespace), in node i's socket-LB cgroup or not, connects
+  // to ip:port.
+  std::string FromNode(int i, bool in_cgroup, const std::string& ip, uint16_t port,
+                       int timeout_s = 3) {
+    Node& n = cluster_->nodes()[i];
+    return InChild(in_cgroup ? n.cgroup->path() : "", n.ns->path(),
+                   [&] { return TcpClient(ip, port, timeout_s); });
+  }
+
+  uint64_t SockConnects(int i) {
+    absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(i);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? CounterOf(*s, "event_sock_connect") : 0;
+  }
+};
+
+// Mirrors the upstream sig-network test "should be able to connect to ClusterIP from the
+// node's own namespace" (hostNetwork client), for both families: backends only on other nodes.
+TEST_F(SocketLbClusterTest, ShouldBeAbleToConnectToClusterIpFromTheNodesOwnNamespace) {
+  Node& node1 = cluster_->nodes()[0];
+  // The agent attached to the test's cgroup and serves its node's namespace.
+  absl::StatusOr<api::AgentStatus> st = cluster_->AgentStatus(0);
+  ASSERT_OK(st);
+  EXPECT_EQ(st->socket_lb_cgroup(), node1.cgroup->path());
+  EXPECT_EQ(st->socket_lb_netns(), 1u);
+  CommandResult shown = ::cninet::testing::Run(
+      {StrCat(CNINET_TOOL_DIR, "/cninet-agent"), "status", "--socket", node1.socket});
+  EXPECT_THAT(shown.out,
+              HasSubstr(StrCat("socket LB: cgroup ", node1.cgroup->path(), ", 1 namespace")));
+
+  int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  ASSERT_OK(cluster_->PutDualStackService("hostweb", {"10.96.0.30", "fd00:10:96::30"}, 80, {b2, b3},
+                                          kPodPort));
+  ASSERT_OK(cluster_->WaitStatus(0, [](const api::AgentStatus& s) {
+    return HasService(s, "10.96.0.30:80/tcp", 2) && HasService(s, "[fd00:10:96::30]:80/tcp", 2);
+  }));
+
+  for (const std::string vip : {"10.96.0.30", "fd00:10:96::30"}) {
+    SCOPED_TRACE(vip);
+    uint64_t before = SockConnects(0);
+    std::map<std::string, int> answers;
+    for (int i = 0; i < 20; ++i) {
+      std::string r = FromNode(0, /*in_cgroup=*/true, vip, 80);
+      // The backend answered, and the socket still names the ClusterIP as its peer.
+      ASSERT_THAT(r, HasSubstr(StrCat("peer=", vip, ":80 "))) << "connection " << i;
+      ++answers[Answerer(r)];
+    }
+    EXPECT_EQ(answers.size(), 2u);
+    EXPECT_GE(answers["pod-2a"], 3) << "pod-2a answered " << answers["pod-2a"] << " of 20";
+    EXPECT_GE(answers["pod-3a"], 3) << "pod-3a answered " << answers["pod-3a"] << " of 20";
+    EXPECT_GE(SockConnects(0), before + 20);
+  }
+
+  // A process of the node outside the cgroup is not translated: the socket-LB connect counter
+  // does not move and no backend answers it (the node has no route to the ClusterIP).
+  uint64_t before = SockConnects(0);
+  std::string outside = FromNode(0, /*in_cgroup=*/false, "10.96.0.30", 80, /*timeout_s=*/1);
+  EXPECT_EQ(Answerer(outside), "") << outside;
+  EXPECT_EQ(SockConnects(0), before) << outside;
+}
+
+// A restarted agent updates its pinned links in place (one set of links on the cgroup) and the
+// node keeps reaching the ClusterIP.
+TEST_F(SocketLbClusterTest, RestartedAgentKeepsOneSocketLbAttachment) {
+  ASSERT_OK(cluster_->PutService("hostweb", "10.96.0.31", 80, {PodIndex("pod-2a")}, kPodPort));
+  ASSERT_OK(cluster_->WaitStatus(
+      0, [](const api::AgentStatus& s) { return HasService(s, "10.96.0.31:80/tcp", 1); }));
+  EXPECT_EQ(Answerer(FromNode(0, true, "10.96.0.31", 80)), "pod-2a");
+  const datapath::PinLayout layout = datapath::PinLayout::For(cluster_->bpffs(), "node-1");
+  auto pinned = datapath::ListSocketLb(layout);
+  ASSERT_OK(pinned);
+  ASSERT_EQ(pinned->size(), 1u);
+  ASSERT_OK(cluster_->StartAgent(0));
+  pinned = datapath::ListSocketLb(layout);
+  ASSERT_OK(pinned);
+  ASSERT_EQ(pinned->size(), 1u);
+  EXPECT_EQ((*pinned)[0].cgroup_id, *datapath::CgroupId(cluster_->nodes()[0].cgroup->path()));
+  EXPECT_EQ(Answerer(FromNode(0, true, "10.96.0.31", 80)), "pod-2a");
+  absl::StatusOr<api::AgentStatus> st = cluster_->AgentStatus(0);
+  ASSERT_OK(st);
+  EXPECT_EQ(st->socket_lb_netns(), 1u);  // the same namespace, served once
+}
+
+// A UDP server in a pod's namespace answering every datagram with `name` (one family).
+class UdpNameServer {
+ public:
+  UdpNameServer(const std::string& netns_path, uint16_t port, std::string name, bool v6)
+      : name_(std::move(name)) {
+    status_ = datapath::testing::RunInNetns(netns_path, [&]() -> absl::Status {
+      fd_ = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      if (fd_ < 0) return absl::InternalError(StrCat("socket: ", strerror(errno)));
+      sockaddr_storage a{};
+      socklen_t len;
+      if (v6) {
+        int one = 1;
+        setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        auto* s6 = reinterpret_cast<sockaddr_in6*>(&a);
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        len = sizeof(*s6);
+      } else {
+        auto* s4 = reinterpret_cast<sockaddr_in*>(&a);
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        len = sizeof(*s4);
+      }
+      if (bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0) {
+        return absl::InternalError(StrCat("bind: ", strerror(errno)));
+      }
+      return absl::OkStatus();
+    });
+    if (status_.ok()) thread_ = std::thread([this] { Loop(); });
+  }
+  ~UdpNameServer() {
+    if (fd_ >= 0) shutdown(fd_, SHUT_RDWR);  // wakes recvfrom
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) close(fd_);
+  }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  void Loop() {
+    char buf[256];
+    while (true) {
+      sockaddr_storage from{};
+      socklen_t flen = sizeof(from);
+      ssize_t n = recvfrom(fd_, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &flen);
+      if (n <= 0) return;
+      (void)!sendto(fd_, name_.data(), name_.size(), 0, reinterpret_cast<sockaddr*>(&from), flen);
+    }
+  }
+  std::string name_;
+  int fd_ = -1;
+  absl::Status status_;
+  std::thread thread_;
+};
+
+// In the forked client: one unconnected UDP datagram to ip:port (sendto/recvfrom):
+// "from=ADDR reply=DATA" or "error=MESSAGE".
+std::string UdpClient(const std::string& ip, uint16_t port) {
+  bool v6 = ip.find(':') != std::string::npos;
+  int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return StrCat("error=socket: ", strerror(errno));
+  timeval tv{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  sockaddr_storage a{};
+  socklen_t len;
+  if (v6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&a);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip.c_str(), &s6->sin6_addr);
+    len = sizeof(*s6);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&a);
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    inet_pton(AF_INET, ip.c_str(), &s4->sin_addr);
+    len = sizeof(*s4);
+  }
+  if (sendto(fd, "ping", 4, 0, reinterpret_cast<sockaddr*>(&a), len) != 4) {
+    std::string e = StrCat("error=sendto: ", strerror(errno));
+    close(fd);
+    return e;
+  }
+  char buf[256];
+  sockaddr_storage from{};
+  socklen_t flen = sizeof(from);
+  ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &flen);
+  close(fd);
+  if (n < 0) return StrCat("error=recvfrom: ", strerror(errno));
+  char addr[INET6_ADDRSTRLEN] = {};
+  if (from.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&from)->sin6_addr, addr, sizeof(addr));
+  } else {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&from)->sin_addr, addr, sizeof(addr));
+  }
+  return StrCat("from=", addr, " reply=", std::string(buf, n));
+}
+
+// A hostNetwork-style process of node-1 using unconnected UDP reaches a UDP ClusterIP of either
+// family (sendmsg hook) and sees the replies come from the ClusterIP (recvmsg hook).
+TEST_F(SocketLbClusterTest, HostNetworkUnconnectedUdpReachesAUdpClusterIp) {
+  constexpr uint16_t kUdpPort = 5353;
+  std::vector<std::unique_ptr<UdpNameServer>> servers;
+  for (const char* name : {"pod-2a", "pod-3a"}) {
+    for (bool v6 : {false, true}) {
+      servers.push_back(
+          std::make_unique<UdpNameServer>(pod(PodIndex(name)).ns->path(), kUdpPort, name, v6));
+      ASSERT_OK(servers.back()->status());
+    }
+  }
+  v1::Service svc;
+  svc.set_namespace_("default");
+  svc.set_name("hostdns");
+  svc.set_cluster_ip("10.96.0.32");
+  svc.add_cluster_ips("10.96.0.32");
+  svc.add_cluster_ips("fd00:10:96::32");
+  svc.set_ip_family_policy(v1::Service::REQUIRE_DUAL_STACK);
+  v1::ServicePort* port = svc.add_ports();
+  port->set_protocol(v1::UDP);
+  port->set_port(53);
+  ASSERT_OK(cluster_->PutService(svc, {PodIndex("pod-2a"), PodIndex("pod-3a")}, kUdpPort));
+  ASSERT_OK(cluster_->WaitStatus(0, [](const api::AgentStatus& s) {
+    return HasService(s, "10.96.0.32:53/udp", 2) && HasService(s, "[fd00:10:96::32]:53/udp", 2);
+  }));
+  Node& node1 = cluster_->nodes()[0];
+  for (const std::string vip : {"10.96.0.32", "fd00:10:96::32"}) {
+    SCOPED_TRACE(vip);
+    std::string r =
+        InChild(node1.cgroup->path(), node1.ns->path(), [&] { return UdpClient(vip, 53); });
+    EXPECT_THAT(r, HasSubstr(StrCat("from=", vip, " reply=pod-"))) << r;
+  }
 }
 
 }  // namespace

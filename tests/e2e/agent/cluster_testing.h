@@ -11,11 +11,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -73,6 +75,29 @@ class Process {
   std::string log_;
 };
 
+// A cgroup v2 directory the test makes under /sys/fs/cgroup/unified (unique name). On
+// destruction every process still in it is killed (cgroup.kill) and the directory removed.
+class ScopedCgroup {
+ public:
+  explicit ScopedCgroup(std::string_view prefix);
+  ~ScopedCgroup();
+  ScopedCgroup(const ScopedCgroup&) = delete;
+  ScopedCgroup& operator=(const ScopedCgroup&) = delete;
+  const std::string& path() const { return path_; }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  std::string path_;
+  absl::Status status_;
+};
+
+// Runs `fn` in a forked child that first joins the cgroup `cgroup` (when not empty), then enters
+// the network namespace at `netns_path` with setns (a hostNetwork-style process of that node);
+// returns what `fn` returned, or "child failed: ..." (the child is killed after `timeout`).
+std::string InChild(const std::string& cgroup, const std::string& netns_path,
+                    const std::function<std::string()>& fn,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(15));
+
 // What a cluster looks like.
 struct ClusterOptions {
   int nodes = 3;
@@ -84,6 +109,9 @@ struct ClusterOptions {
   // (fd00:50::11/64, ..., fd00:50::100).
   bool dual_stack = false;
   std::string cluster_cidr_v6 = "fd00:10:244::/56";
+  // Socket-level load balancing: every node gets a cgroup of its own (Node::cgroup, made by the
+  // test) and its agent runs with --socket-lb-cgroup pointing to it.
+  bool socket_lb = false;
 };
 
 // A node of the cluster.
@@ -93,6 +121,7 @@ struct Node {
   std::string ip6;   // fd00:50::11, ... (dual-stack clusters)
   std::unique_ptr<cninet::testing::ScopedNetns> ns;
   std::string state_dir, conf_dir, socket, log;
+  std::unique_ptr<ScopedCgroup> cgroup;  // socket_lb clusters only
   std::unique_ptr<Process> agent;
 };
 

@@ -33,6 +33,9 @@ TEST(AgentCliTest, HelpForEverySubcommand) {
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_THAT(r.out, HasSubstr("teardown"));
   EXPECT_THAT(Tool(kAgent, {"run", "--help"}).out, HasSubstr("--resync-interval"));
+  // Socket LB is opt-in: the flag is documented as off unless given.
+  EXPECT_THAT(Tool(kAgent, {"run", "--help"}).out, HasSubstr("--socket-lb-cgroup"));
+  EXPECT_THAT(Tool(kAgent, {"run", "--help"}).out, HasSubstr("[off]"));
 }
 
 TEST(AgentCliTest, UsageErrorsNameTheFlagAndExitTwo) {

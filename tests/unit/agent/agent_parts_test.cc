@@ -381,6 +381,19 @@ TEST(NodeSetupTest, ConflistFollowsTheNodeAndTheOptions) {
   EXPECT_EQ(list["plugins"][2]["type"], std::string(cni::kAgentCniPlugin));
 }
 
+TEST(NodeSetupTest, SocketLbIsOffByDefaultAndItsCgroupMustBeAbsolute) {
+  AgentOptions opt;
+  opt.node_name = "node-1";
+  EXPECT_EQ(opt.socket_lb_cgroup, "");  // never the machine's root cgroup unless asked
+  EXPECT_TRUE(opt.Validate().ok());
+  opt.socket_lb_cgroup = "sys/fs/cgroup";
+  absl::Status st = opt.Validate();
+  EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+  EXPECT_THAT(st.message(), ::testing::HasSubstr("socket LB cgroup"));
+  opt.socket_lb_cgroup = "/sys/fs/cgroup";
+  EXPECT_TRUE(opt.Validate().ok());
+}
+
 TEST(NodeSetupTest, AgentVersionIsTheProjectVersion) {
   EXPECT_EQ(AgentVersion(), "cninet-agent/" + std::string(cninet::Version()));
 }
