@@ -29,6 +29,7 @@
 #include "dp_test_util.h"
 #include "testing/etcd_server.h"
 #include "testing/line_server.h"
+#include "testing/scoped_cgroup.h"
 #include "testing/test_util.h"
 
 namespace cninet::agent::testing {
@@ -75,21 +76,7 @@ class Process {
   std::string log_;
 };
 
-// A cgroup v2 directory the test makes under /sys/fs/cgroup/unified (unique name). On
-// destruction every process still in it is killed (cgroup.kill) and the directory removed.
-class ScopedCgroup {
- public:
-  explicit ScopedCgroup(std::string_view prefix);
-  ~ScopedCgroup();
-  ScopedCgroup(const ScopedCgroup&) = delete;
-  ScopedCgroup& operator=(const ScopedCgroup&) = delete;
-  const std::string& path() const { return path_; }
-  const absl::Status& status() const { return status_; }
-
- private:
-  std::string path_;
-  absl::Status status_;
-};
+using ::cninet::testing::ScopedCgroup;
 
 // Runs `fn` in a forked child that first joins the cgroup `cgroup` (when not empty), then enters
 // the network namespace at `netns_path` with setns (a hostNetwork-style process of that node);

@@ -43,6 +43,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/line_server.h"
+#include "testing/scoped_cgroup.h"
 #include "testing/test_util.h"
 
 namespace cninet::datapath::testing {
@@ -62,41 +63,9 @@ constexpr char kNodeIp[] = "192.168.77.1";
 constexpr char kClient[] = "10.244.1.10";
 constexpr char kB1[] = "10.244.1.21";
 constexpr char kB2[] = "10.244.1.22";
-constexpr char kCgroupRoot[] = "/sys/fs/cgroup/unified";
 
 cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
 std::string V6(std::string_view v4) { return StrCat("fd00:244:1::", v4.substr(v4.rfind('.') + 1)); }
-
-// A cgroup v2 directory made by the test under kCgroupRoot; its processes are moved back to the
-// root and the directory removed on destruction.
-class ScopedCgroup {
- public:
-  ScopedCgroup() {
-    path_ = StrCat(kCgroupRoot, "/", ::cninet::testing::UniqueName("cnsocklb"));
-    if (mkdir(path_.c_str(), 0755) != 0) {
-      status_ = absl::InternalError(StrCat("mkdir ", path_, ": ", strerror(errno)));
-      path_.clear();
-    }
-  }
-  ~ScopedCgroup() {
-    if (path_.empty()) return;
-    std::ifstream procs(path_ + "/cgroup.procs");
-    std::string pid;
-    while (procs >> pid) {
-      std::ofstream back(StrCat(kCgroupRoot, "/cgroup.procs"));
-      back << pid;
-    }
-    if (rmdir(path_.c_str()) != 0) ADD_FAILURE() << "rmdir " << path_ << ": " << strerror(errno);
-  }
-  ScopedCgroup(const ScopedCgroup&) = delete;
-  ScopedCgroup& operator=(const ScopedCgroup&) = delete;
-  const std::string& path() const { return path_; }
-  const absl::Status& status() const { return status_; }
-
- private:
-  std::string path_;
-  absl::Status status_;
-};
 
 // "ip:port" or "[ip]:port" of a socket address.
 std::string Str(const sockaddr_storage& a) {
@@ -367,7 +336,7 @@ class SocketLbE2eTest : public ::testing::Test {
 
   // Declaration order = reverse destruction order: the bpffs and the cgroup go last.
   ScopedBpffs fs_;
-  ScopedCgroup cgroup_;
+  ::cninet::testing::ScopedCgroup cgroup_{"cnsocklb"};
   ScopedNetns node_{"sln"}, client_{"slc"}, b1_{"slb"}, b2_{"slb"}, other_{"slo"};
   std::unique_ptr<Datapath> dp_;
   SocketLbAttachment attachment_;

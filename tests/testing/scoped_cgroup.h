@@ -1,0 +1,37 @@
+// A cgroup v2 directory a test makes (and removes) under the machine's cgroup v2 mount, for
+// attaching cgroup BPF programs only to a cgroup the test owns.
+#ifndef CNINET_TESTS_TESTING_SCOPED_CGROUP_H_
+#define CNINET_TESTS_TESTING_SCOPED_CGROUP_H_
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace cninet::testing {
+
+// Where cgroup v2 is mounted on the test machines.
+inline constexpr char kCgroupRoot[] = "/sys/fs/cgroup/unified";
+
+// A cgroup v2 directory under kCgroupRoot with a unique name starting with `prefix`. On
+// destruction every process still in it is killed (cgroup.kill: only the test's own children
+// can be there) and the directory removed.
+class ScopedCgroup {
+ public:
+  explicit ScopedCgroup(std::string_view prefix);
+  ~ScopedCgroup();
+  ScopedCgroup(const ScopedCgroup&) = delete;
+  ScopedCgroup& operator=(const ScopedCgroup&) = delete;
+  // The directory ("" when it could not be made).
+  const std::string& path() const { return path_; }
+  // Why it could not be made.
+  const absl::Status& status() const { return status_; }
+
+ private:
+  std::string path_;
+  absl::Status status_;
+};
+
+}  // namespace cninet::testing
+
+#endif  // CNINET_TESTS_TESTING_SCOPED_CGROUP_H_
