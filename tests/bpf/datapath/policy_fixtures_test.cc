@@ -66,7 +66,7 @@ class PolicyBpfTest : public ::testing::Test {
 };
 
 TEST_F(PolicyBpfTest, FixtureTableAndPerRuleCounters) {
-  Load();
+  ASSERT_NO_FATAL_FAILURE(Load());
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   std::vector<PolicyFixture> fixtures = StandardPolicyFixtures();
   ASSERT_GE(fixtures.size(), 40u);
@@ -114,7 +114,7 @@ TEST_F(PolicyBpfTest, FixtureTableAndPerRuleCounters) {
 }
 
 TEST_F(PolicyBpfTest, DatapathAgreesWithTheCompilerOnRandomNewFlows) {
-  Load();
+  ASSERT_NO_FATAL_FAILURE(Load());
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   // A second policy with more shapes: every pod of web admits ops on UDP 5000-5999 and a /8.
   NetworkPolicy more;
@@ -173,7 +173,7 @@ TEST_F(PolicyBpfTest, DatapathAgreesWithTheCompilerOnRandomNewFlows) {
 }
 
 TEST_F(PolicyBpfTest, MapsMirrorTheCompiledStateAndApplyWritesOnlyTheDifference) {
-  Load();
+  ASSERT_NO_FATAL_FAILURE(Load());
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   auto check_mirror = [&] {
     auto maps = dp_->policy().ReadMaps();
@@ -248,7 +248,7 @@ TEST_F(PolicyBpfTest, RestartWithPinnedMapsResyncsWithoutReusingIdentitiesOrSlot
   cfg.pin_maps = true;
   cfg.bpffs_root = fs.path();
   cfg.instance = "pol";
-  Load(cfg);
+  ASSERT_NO_FATAL_FAILURE(Load(cfg));
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   std::set<uint32_t> old_ids, old_slots;
   for (const auto& [ip, id] : dp_->policy().state().identities) old_ids.insert(id);
@@ -263,7 +263,7 @@ TEST_F(PolicyBpfTest, RestartWithPinnedMapsResyncsWithoutReusingIdentitiesOrSlot
 
   // "Restart": a new Datapath on the same pins; the old one goes away.
   dp_.reset();
-  Load(cfg);
+  ASSERT_NO_FATAL_FAILURE(Load(cfg));
   auto view = Datapath::OpenPinned(StrCat(fs.path(), "/cninet/pol"));
   ASSERT_TRUE(view.ok()) << view.status();
   ASSERT_TRUE((*view)->policy().available());
@@ -307,7 +307,7 @@ TEST_F(PolicyBpfTest, RestartWithPinnedMapsResyncsWithoutReusingIdentitiesOrSlot
 TEST_F(PolicyBpfTest, AFullRulesMapFailsTheApplyAndTheNextApplyRecovers) {
   DatapathConfig cfg = StandardConfig();
   cfg.map_sizes.policy_rules = 16;
-  Load(cfg);
+  ASSERT_NO_FATAL_FAILURE(Load(cfg));
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   const size_t entries_before = [&] {
     size_t n = 0;
@@ -347,7 +347,7 @@ TEST_F(PolicyBpfTest, AFullRulesMapFailsTheApplyAndTheNextApplyRecovers) {
 }
 
 TEST_F(PolicyBpfTest, ToPodPassesTheVerifierAndAttachesWithTheOtherPodHook) {
-  Load();
+  ASSERT_NO_FATAL_FAILURE(Load());
   auto st = dp_->Stats(Hook::kToPod);
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ(st->name, "cn_to_pod");
@@ -420,7 +420,7 @@ absl::Status AddRemoteService(Datapath& dp) {
 TEST_F(PolicyBpfTest, FromPodMarksServiceFlowsToRemoteBackendsOnly) {
   DatapathConfig cfg = StandardConfig();
   cfg.service_mark = kMark;
-  Load(cfg);
+  ASSERT_NO_FATAL_FAILURE(Load(cfg));
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   ASSERT_TRUE(AddRemoteService(*dp_).ok());
   using namespace ptopo;
@@ -487,7 +487,7 @@ TEST_F(PolicyBpfTest, FromPodMarksServiceFlowsToRemoteBackendsOnly) {
 TEST_F(PolicyBpfTest, FromPodMarksSocketLbConnectionsToRemoteBackends) {
   DatapathConfig cfg = StandardConfig();
   cfg.service_mark = kMark;
-  Load(cfg);
+  ASSERT_NO_FATAL_FAILURE(Load(cfg));
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   using namespace ptopo;
   auto record = [&](std::string_view dst, uint16_t sport) {
@@ -535,7 +535,7 @@ TEST_F(PolicyBpfTest, ServiceMarkOffLeavesPacketsUnmarkedAndIsIgnoredByToPod) {
   wide.service_mark = 0x10000;  // beyond the 16 bits GBP carries
   EXPECT_EQ(wide.Validate().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(wide.Validate().message()), HasSubstr("service_mark"));
-  Load();  // StandardConfig(): service_mark 0
+  ASSERT_NO_FATAL_FAILURE(Load());  // StandardConfig(): service_mark 0
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   ASSERT_TRUE(AddRemoteService(*dp_).ok());
   using namespace ptopo;
@@ -553,7 +553,7 @@ TEST_F(PolicyBpfTest, ServiceMarkOffLeavesPacketsUnmarkedAndIsIgnoredByToPod) {
 TEST_F(PolicyBpfTest, MarkedFlowFromAnotherNodeEntersAnIsolatedPodByRuleE) {
   DatapathConfig cfg = StandardConfig();
   cfg.service_mark = kMark;
-  Load(cfg);
+  ASSERT_NO_FATAL_FAILURE(Load(cfg));
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   using namespace ptopo;
   auto counter = [&](uint32_t reason) {
@@ -620,7 +620,7 @@ TEST_F(PolicyBpfTest, MarkedFlowFromAnotherNodeEntersAnIsolatedPodByRuleE) {
 }
 
 TEST_F(PolicyBpfTest, StagingBadInputKeepsTheAppliedPolicy) {
-  Load();
+  ASSERT_NO_FATAL_FAILURE(Load());
   ASSERT_TRUE(ApplyStandardPolicySetup(*dp_).ok());
   NetworkPolicy broken = ApiPolicy();
   broken.ingress[1].ports[0].end_port = 10;  // < port 8000
@@ -666,6 +666,7 @@ class Ipv6PolicyBpfTest : public PolicyBpfTest {
     PolicyBpfTest::SetUp();
     if (HasFatalFailure()) return;
     Load(StandardDualStackConfig());  // an IPv6 node address too (the hairpin SNAT address)
+    if (HasFatalFailure()) return;  // no datapath: the rows are not run
     // Not fatal: the rows show what the datapath does with the packets all the same.
     absl::Status s = ApplyStandardDualStackPolicySetup(*dp_);
     EXPECT_TRUE(s.ok()) << "dual-stack policy setup: " << s;

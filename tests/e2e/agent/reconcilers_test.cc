@@ -253,7 +253,7 @@ TEST_F(ServiceReconcilerTest, WritesOnlyDifferencesAndKeepsIdsAcrossARestart) {
   // "Restart": new Datapath on the pinned maps, new reconciler; the same plan changes nothing
   // and every service keeps its id.
   std::map<std::string, uint32_t> before = Ids();
-  Load();
+  ASSERT_NO_FATAL_FAILURE(Load());
   EXPECT_EQ(services_->size(), 3u);  // recovered, keys unknown yet
   ch = services_->Apply(want);
   ASSERT_TRUE(ch.ok());
