@@ -508,6 +508,8 @@ void ServiceReconciler::DeleteUnwanted(const std::map<uint32_t, PlannedService*>
       continue;
     }
     ++ch->deleted;
+    // UDP flows of a deleted service must not keep going to its backends.
+    if (HasUdp(programmed_[id].service)) FlushUdp(id, {}, ch);
     programmed_.erase(id);
   }
   for (auto it = ids_.begin(); it != ids_.end();) {
@@ -521,6 +523,37 @@ void ServiceReconciler::DeleteUnwanted(const std::map<uint32_t, PlannedService*>
   if (!gone.empty()) next_free_hint_ = 1;
 }
 
+bool ServiceReconciler::HasUdp(const dp::Service& s) {
+  return std::any_of(s.frontends.begin(), s.frontends.end(),
+                     [](const dp::Frontend& f) { return f.protocol == dp::Protocol::kUdp; });
+}
+
+void ServiceReconciler::FlushUdp(uint32_t id, std::span<const dp::Backend> removed,
+                                 ServiceChanges* ch) {
+  absl::StatusOr<size_t> n = table_->FlushConntrack(id, removed);
+  if (!n.ok()) {
+    CNINET_LOG(kWarning, "service ", id, ": conntrack flush: ", n.status().message());
+    return;
+  }
+  ch->conntrack_flushed += *n;
+}
+
+// Programs `s` as a replacement of what programmed_ holds for its id (if anything); UDP flows to
+// backends it no longer has are flushed (a connected UDP socket would keep sending to them).
+void ServiceReconciler::Programmed(const ServicePortKey& key, const dp::Service& s,
+                                   ServiceChanges* ch) {
+  auto old = programmed_.find(s.id);
+  if (old != programmed_.end() && HasUdp(old->second.service)) {
+    std::vector<dp::Backend> removed;
+    for (const dp::Backend& b : old->second.service.backends) {
+      if (std::find(s.backends.begin(), s.backends.end(), b) == s.backends.end())
+        removed.push_back(b);
+    }
+    if (!removed.empty()) FlushUdp(s.id, removed, ch);
+  }
+  programmed_[s.id] = ProgrammedService{key, s};
+}
+
 void ServiceReconciler::UpsertBatch(std::span<const PlannedService* const> batch,
                                     ServiceChanges* ch) {
   std::vector<dp::Service> services;
@@ -528,9 +561,7 @@ void ServiceReconciler::UpsertBatch(std::span<const PlannedService* const> batch
   for (const PlannedService* p : batch) services.push_back(p->service);
   absl::Status st = table_->UpsertBatch(services);
   if (st.ok()) {
-    for (size_t i = 0; i < batch.size(); ++i) {
-      programmed_[services[i].id] = ProgrammedService{batch[i]->key, services[i]};
-    }
+    for (size_t i = 0; i < batch.size(); ++i) Programmed(batch[i]->key, services[i], ch);
     ch->upserted += batch.size();
     return;
   }
@@ -540,7 +571,7 @@ void ServiceReconciler::UpsertBatch(std::span<const PlannedService* const> batch
   for (size_t i = 0; i < batch.size(); ++i) {
     absl::Status one = table_->Upsert(services[i]);
     if (one.ok()) {
-      programmed_[services[i].id] = ProgrammedService{batch[i]->key, services[i]};
+      Programmed(batch[i]->key, services[i], ch);
       ++ch->upserted;
     } else {
       CNINET_LOG(kError, "service ", batch[i]->key.ToString(), " (id ", services[i].id,

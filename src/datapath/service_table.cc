@@ -419,23 +419,30 @@ absl::Status ServiceTable::Upsert(const Service& svc, const UpsertOptions& optio
   }
   CNINET_RETURN_IF_ERROR(UpsertBatch(one));
   if (options.flush_conntrack_of_removed_backends && !removed.empty()) {
-    std::set<std::pair<cn_addr, uint16_t>> gone;
-    for (const auto& b : removed) gone.insert({ToAbiAddr(b.address), htobe16(b.port)});
-    std::vector<cn_tuple> del;
-    CNINET_RETURN_IF_ERROR(maps_->conntrack.ForEach([&](const cn_tuple& k, const cn_ct_entry& e) {
-      if (e.svc_id != svc.id || !(e.flags & CN_CT_F_SERVICE)) return true;
-      // forward entries carry the backend in nat_*, reply entries in the key's source.
-      bool match = (e.flags & CN_CT_F_REPLY)
-                       ? gone.count({k.saddr, k.sport}) || gone.count({k.saddr, 0})
-                       : gone.count({e.nat_addr, e.nat_port}) || gone.count({e.nat_addr, 0});
-      if (match) del.push_back(k);
-      return true;
-    }));
-    CNINET_ASSIGN_OR_RETURN(size_t n, maps_->conntrack.DeleteBatch(del));
+    CNINET_ASSIGN_OR_RETURN(size_t n, FlushConntrack(svc.id, removed));
     CNINET_LOG(kInfo, "service ", svc.id, ": flushed ", n,
                " conntrack entries of removed backends");
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> ServiceTable::FlushConntrack(uint32_t id,
+                                                    std::span<const Backend> backends) {
+  std::set<std::pair<cn_addr, uint16_t>> gone;
+  for (const auto& b : backends) gone.insert({ToAbiAddr(b.address), htobe16(b.port)});
+  // Forward entries carry the backend in nat_*, reply entries in the key's source.
+  auto matches = [&](const cn_addr& a, uint16_t port) {
+    return gone.empty() || gone.count({a, port}) || gone.count({a, 0});
+  };
+  std::vector<cn_tuple> del;
+  CNINET_RETURN_IF_ERROR(maps_->conntrack.ForEach([&](const cn_tuple& k, const cn_ct_entry& e) {
+    if (e.svc_id != id || !(e.flags & CN_CT_F_SERVICE)) return true;
+    bool match =
+        (e.flags & CN_CT_F_REPLY) ? matches(k.saddr, k.sport) : matches(e.nat_addr, e.nat_port);
+    if (match) del.push_back(k);
+    return true;
+  }));
+  return maps_->conntrack.DeleteBatch(del);
 }
 
 absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {

@@ -124,6 +124,9 @@ struct ServiceChanges {
   size_t deleted = 0;    ///< Services removed.
   size_t unchanged = 0;  ///< Services already programmed as wanted.
   size_t failed = 0;     ///< Services the datapath refused (logged, the others are applied).
+  /// Conntrack entries of UDP flows to backends that went away (or of deleted UDP services)
+  /// deleted, so those flows pick a live backend with their next datagram, as kube-proxy does.
+  size_t conntrack_flushed = 0;
 };
 
 /// A service as the reconciler last programmed it.
@@ -168,6 +171,12 @@ class ServiceReconciler {
   void DeleteUnwanted(const std::map<uint32_t, PlannedService*>& want, ServiceChanges* ch);
   // Writes one batch (one by one when the datapath refuses the batch).
   void UpsertBatch(std::span<const PlannedService* const> batch, ServiceChanges* ch);
+  // Records `s` as programmed for `key`, flushing UDP flows to the backends it dropped.
+  void Programmed(const ServicePortKey& key, const datapath::Service& s, ServiceChanges* ch);
+  // Deletes conntrack entries of service `id` to `removed` (all when empty), counted in `ch`.
+  void FlushUdp(uint32_t id, std::span<const datapath::Backend> removed, ServiceChanges* ch);
+  // True when `s` has a UDP frontend.
+  static bool HasUdp(const datapath::Service& s);
 
   datapath::ServiceTable* table_;
   uint32_t id_limit_;

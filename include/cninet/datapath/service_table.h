@@ -110,6 +110,11 @@ class ServiceTable {
   absl::Status UpsertBatch(std::span<const Service> services);
   /// Removes the service; NotFound when unknown.
   absl::Status Delete(uint32_t id);
+  /// Deletes the conntrack entries (both directions) of service `id`'s flows to `backends`, or to
+  /// any backend when `backends` is empty, so their next packets are new flows (kube-proxy flushes
+  /// UDP conntrack this way when endpoints or services go). Works for deleted ids too. Returns
+  /// the number of entries deleted.
+  absl::StatusOr<size_t> FlushConntrack(uint32_t id, std::span<const Backend> backends = {});
   /// The service as programmed; NotFound when unknown.
   absl::StatusOr<Service> Get(uint32_t id) const;
   /// Every programmed service, by id.

@@ -666,7 +666,7 @@ class Ipv6PolicyBpfTest : public PolicyBpfTest {
     PolicyBpfTest::SetUp();
     if (HasFatalFailure()) return;
     Load(StandardDualStackConfig());  // an IPv6 node address too (the hairpin SNAT address)
-    if (HasFatalFailure()) return;  // no datapath: the rows are not run
+    if (HasFatalFailure()) return;    // no datapath: the rows are not run
     // Not fatal: the rows show what the datapath does with the packets all the same.
     absl::Status s = ApplyStandardDualStackPolicySetup(*dp_);
     EXPECT_TRUE(s.ok()) << "dual-stack policy setup: " << s;

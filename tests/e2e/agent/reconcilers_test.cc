@@ -14,6 +14,7 @@
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "packet_builder.h"
 #include "testing/test_util.h"
 
 namespace cninet::agent {
@@ -272,6 +273,64 @@ TEST_F(ServiceReconcilerTest, ARefusedServiceDoesNotStopTheOthers) {
   EXPECT_EQ(ch->upserted, 2u);
   EXPECT_EQ(ch->failed, 1u);
   EXPECT_EQ(dp_->services().List().size(), 2u);
+}
+
+// kube-proxy's UDP conntrack flush: a connected UDP socket keeps its 5-tuple, so a flow whose
+// backend went away (or whose service was deleted) must lose its entries, or its datagrams keep
+// going to the old backend.
+TEST_F(ServiceReconcilerTest, UdpFlowsOfRemovedBackendsAndDeletedServicesAreFlushed) {
+  auto udp = [](const char* name, std::vector<const char*> backends) {
+    PlannedService p = Planned(name, "10.96.0.53", backends);
+    p.service.frontends[0].protocol = dp::Protocol::kUdp;
+    p.service.frontends[0].port = 53;
+    return p;
+  };
+  ASSERT_TRUE(services_->Apply({udp("dns", {"10.244.1.1", "10.244.1.2"})}).ok());
+  // Flows from 16 client ports: conntrack pairs to both backends.
+  std::set<std::string> used;
+  for (uint16_t port = 40000; port < 40016; ++port) {
+    auto r = dp_->TestRun(dp::Hook::kFromPod, datapath::testing::PacketBuilder()
+                                                  .Ipv4("10.244.2.9", "10.96.0.53")
+                                                  .Udp(port, 53)
+                                                  .Payload("q")
+                                                  .Build());
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  auto flows_to = [&](const char* backend) {
+    size_t n = 0;
+    auto dump = dp_->conntrack().Dump();  // (a range-for over *Dump() would dangle)
+    EXPECT_TRUE(dump.ok()) << dump.status();
+    for (const auto& e : dump.ok() ? *dump : std::vector<dp::ConntrackEntry>{}) {
+      if (e.service && !e.reply && e.nat_address == Ip(backend)) ++n;
+    }
+    return n;
+  };
+  const size_t to1 = flows_to("10.244.1.1"), to2 = flows_to("10.244.1.2");
+  ASSERT_EQ(to1 + to2, 16u);
+  ASSERT_GT(to1, 0u);
+  ASSERT_GT(to2, 0u);
+  auto ch = services_->Apply({udp("dns", {"10.244.1.2"})});
+  ASSERT_TRUE(ch.ok()) << ch.status();
+  EXPECT_EQ(ch->conntrack_flushed, 2 * to1) << "both entries of each flow to 10.244.1.1";
+  EXPECT_EQ(flows_to("10.244.1.1"), 0u);
+  EXPECT_EQ(flows_to("10.244.1.2"), to2) << "flows to the remaining backend are kept";
+  ch = services_->Apply({});
+  ASSERT_TRUE(ch.ok()) << ch.status();
+  EXPECT_EQ(ch->deleted, 1u);
+  EXPECT_EQ(ch->conntrack_flushed, 2 * to2);
+  auto left = dp_->conntrack().Dump();
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty());
+  // TCP is not flushed (its connections end on their own, as kube-proxy leaves them).
+  ASSERT_TRUE(services_->Apply({Planned("web", "10.96.0.80", {"10.244.1.1"})}).ok());
+  ASSERT_TRUE(dp_->TestRun(dp::Hook::kFromPod, datapath::testing::PacketBuilder()
+                                                   .Ipv4("10.244.2.9", "10.96.0.80")
+                                                   .Tcp(41000, 80, 0x02)
+                                                   .Build())
+                  .ok());
+  ch = services_->Apply({Planned("web", "10.96.0.80", {"10.244.1.3"})});
+  ASSERT_TRUE(ch.ok());
+  EXPECT_EQ(ch->conntrack_flushed, 0u);
 }
 
 class EndpointReconcilerTest : public ::testing::Test {

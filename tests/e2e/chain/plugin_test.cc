@@ -301,10 +301,13 @@ TEST_F(ChainPluginTest, DelWithTheNetnsGoneRemovesTheEndpointAndFlushesOnlyItsFl
   ASSERT_NE(maps, nullptr);
   auto count = [&](const std::string& ip) {
     size_t n = 0;
-    for (const auto& e : *maps->conntrack().Dump())
-      n += e.tuple.src.ToString() == ip || e.tuple.dst.ToString() == ip;
-    for (const auto& e : *maps->nat().Dump())
-      n += e.tuple.src.ToString() == ip || e.to_address.ToString() == ip;
+    // Held in variables: a range-for over *Dump() would iterate a destroyed temporary.
+    auto ct = maps->conntrack().Dump();
+    auto nat = maps->nat().Dump();
+    EXPECT_TRUE(ct.ok() && nat.ok());
+    if (!ct.ok() || !nat.ok()) return n;
+    for (const auto& e : *ct) n += e.tuple.src.ToString() == ip || e.tuple.dst.ToString() == ip;
+    for (const auto& e : *nat) n += e.tuple.src.ToString() == ip || e.to_address.ToString() == ip;
     return n;
   };
   ASSERT_GE(count(ip_a), 2u) << "pod a's flow should be tracked and masqueraded";
