@@ -125,12 +125,12 @@ trap 'log "interrupted"; exit 130' INT TERM
 mkdir "$cgroup"
 
 # Runs a command in the client pod of MODE (socklb: inside the socket-LB cgroup, joined before
-# the exec, so every socket the command opens is translated).
+# `ip netns exec`, which remounts /sys; every socket the command opens is then translated).
 cli() {  # cli MODE CMD...
   local m="$1"
   shift
   if [[ $m == socklb ]]; then
-    ip netns exec "$(ns "$m" cli)" sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cgroup" "$@"
+    sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cgroup" ip netns exec "$(ns "$m" cli)" "$@"
   else
     ip netns exec "$(ns "$m" cli)" "$@"
   fi
@@ -272,8 +272,10 @@ teardown_cninet() {
   grep -Eq ' dnat=[0-9]+' "$work/lb.cninet.log" || { echo "cninet did not DNAT anything:" >&2; cat "$work/lb.cninet.log" >&2; return 1; }
 }
 # Socket LB serves the client pod's namespace only, from the cgroup this script created.
+# (`ip netns exec` remounts /sys: the helper reaches the cgroup through this script's root.)
 setup_socklb() {
-  start_lb socklb "$1" --socket-lb-cgroup "$cgroup" --socket-lb-netns "/run/netns/$(ns socklb cli)"
+  start_lb socklb "$1" --socket-lb-cgroup "/proc/$$/root$cgroup" \
+    --socket-lb-netns "/run/netns/$(ns socklb cli)"
 }
 teardown_socklb() {
   stop_lb socklb
