@@ -313,9 +313,11 @@ slice_cps() {  # slice_cps MODE N CYCLE
   # shellcheck disable=SC2046
   line=$(cli "$1" "$tcp" client $(targets "$1" "$2") --threads "$threads" \
     --duration "$slice" --warmup 0.2)
-  echo "$2 $1 cps $3 $(sed -n 's/.* cps=\([0-9.]*\).*/\1/p' <<<"$line")" >>"$work/samples"
-  echo "$2 $1 conn $3 $(sed -n 's/.* connect_p50_us=\([0-9.]*\).*/\1/p' <<<"$line")" >>"$work/samples"
-  echo "$2 $1 errors $3 $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")" >>"$work/samples"
+  {
+    echo "$2 $1 cps $3 $(sed -n 's/.* cps=\([0-9.]*\).*/\1/p' <<<"$line")"
+    echo "$2 $1 conn $3 $(sed -n 's/.* connect_p50_us=\([0-9.]*\).*/\1/p' <<<"$line")"
+    echo "$2 $1 errors $3 $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")"
+  } >>"$work/samples"
 }
 slice_iperf() {  # slice_iperf MODE N CYCLE tcp|udp
   local j v
