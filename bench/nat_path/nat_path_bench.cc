@@ -22,6 +22,11 @@
 // the two in floor multiples (v6/v4, target: within 1.2x): counters v4_floor_ratio and
 // v6_over_v4, a table on stdout and in --table_out. No timing is asserted anywhere.
 //
+// Socket LB (issue 15): SocketLB/established is a packet of a connection socket LB balanced
+// (addressed to the backend by the connect hook, so a plain tracked flow for from-pod, with its
+// cn_sock_flows record), run right after ClusterIP/established in the same environment; its note
+// and the counter socklb_over_clusterip give the ratio of the two in floor multiples.
+//
 // Extra flags (before the Google Benchmark ones):
 //   --quick              tiny configuration (smoke test): fewer cases, 1 and 1000 services
 //   --repeat_hot=N       runs per batch for established/reply cases (default 20000)
