@@ -7,6 +7,12 @@
 #                 service, KUBE-SVC-* with probability jumps, KUBE-SEP-* with the DNAT), loaded
 #                 with iptables-nft-restore
 #   (d) direct    no load balancer: clients use the backend pods' addresses (the ceiling)
+#   (e) socklb    cninet as in (a), plus socket-level load balancing serving the client pod's
+#                 network namespace: cgroup v2 connect/sendmsg/... programs attached to a cgroup
+#                 this script creates (/sys/fs/cgroup/unified/cninet-compare-<pid>), which every
+#                 client process of this mode joins; connections leave addressed to a backend
+#                 and the tc path only tracks them. Reported in a table of its own, against (a)
+#                 and (d), so the columns of the main table stay as they were.
 # on the same netns topology, built once per mode, side by side:
 #
 #   client pod (cli) --veth-- node (rules / cninet programs) --veth-- backend pod b1 (10.244.2.2)
@@ -17,6 +23,7 @@
 # Metrics:
 #   cps   new TCP connections/s through ClusterIPs (cninet-bench-tcp: short connections to 64 VIPs
 #         spread evenly over the service list, connect + 16 B request + 64 B response + RST close)
+#   conn  median duration of the connect() call alone, us (socket LB table only)
 #   tcp   iperf3 TCP throughput through a ClusterIP (one stream), Gbit/s
 #   udp   iperf3 UDP 64-byte datagrams at full speed through a ClusterIP, received kpps
 #   load  seconds to load the N services (rules / maps)
@@ -36,8 +43,10 @@
 #   -P  no plots (gnuplot not needed)
 #
 # Everything lives in network namespaces this script creates (cli, node, b1, b2 for each mode;
-# unique names); rules are only ever loaded inside a node namespace. The namespaces, processes
-# and the work directory are removed on every exit, Ctrl-C included. Needs root, iperf3, nft,
+# unique names); rules are only ever loaded inside a node namespace. The socket-LB programs are
+# only attached to the cgroup this script creates, and serve only the socklb client namespace.
+# The namespaces, processes, the cgroup and the work directory are removed on every exit,
+# Ctrl-C included. Needs root, iperf3, nft,
 # iptables-nft, jq and (unless -P) gnuplot.
 set -euo pipefail
 
@@ -77,29 +86,55 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 icycles=$(((cycles + 1) / 2))
 
-modes=(cninet nftables iptables direct)
+modes=(cninet socklb nftables iptables direct)
 id="$$"
 ns() { echo "cnbc-$1-$2-$id"; }  # ns MODE ROLE
 work="$(mktemp -d /tmp/cninet-compare.XXXXXX)"
 pids=()
-lb_pid=""
+declare -A lb_pids=()
+cgroup_root=/sys/fs/cgroup/unified
+cgroup="$cgroup_root/cninet-compare-$id"
 
 log() { printf '[compare] %s\n' "$*" >&2; }
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  if [[ -n "$lb_pid" ]]; then kill -TERM "$lb_pid" 2>/dev/null || true; wait "$lb_pid" 2>/dev/null || true; fi
+  for p in "${lb_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   for m in "${modes[@]}"; do
     for role in cli b1 b2 node; do ip netns delete "$(ns "$m" "$role")" 2>/dev/null || true; done
   done
+  # The cgroup: its client processes are gone (killed above or finished); the socket-LB links
+  # went with cninet-bench-lb. A cgroup still holding a process is emptied to its parent.
+  if [[ -d "$cgroup" ]]; then
+    for _ in $(seq 50); do rmdir "$cgroup" 2>/dev/null && break; sleep 0.1; done
+    if [[ -d "$cgroup" ]]; then
+      while read -r p; do echo "$p" >"$cgroup_root/cgroup.procs" 2>/dev/null || true; done <"$cgroup/cgroup.procs"
+      rmdir "$cgroup" 2>/dev/null || echo "could not remove $cgroup" >&2
+    fi
+  fi
   rm -rf "$work"
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
+[[ $(stat -fc %T "$cgroup_root" 2>/dev/null) == cgroup2fs ]] ||
+  { echo "socklb mode needs the cgroup v2 hierarchy at $cgroup_root" >&2; exit 1; }
+mkdir "$cgroup"
+
+# Runs a command in the client pod of MODE (socklb: inside the socket-LB cgroup, joined before
+# `ip netns exec`, which remounts /sys; every socket the command opens is then translated).
+cli() {  # cli MODE CMD...
+  local m="$1"
+  shift
+  if [[ $m == socklb ]]; then
+    sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cgroup" ip netns exec "$(ns "$m" cli)" "$@"
+  else
+    ip netns exec "$(ns "$m" cli)" "$@"
+  fi
+}
 
 # ----------------------------------------------------------------------------------------------
 # Topologies, one per mode, identical (all links are created inside the namespaces; the root
@@ -207,28 +242,49 @@ gen_iptables() {  # gen_iptables N > file   (kube-proxy iptables mode, nat table
 
 # ----------------------------------------------------------------------------------------------
 # Modes: setup_<mode> N (in its own node namespace) / teardown_<mode>.
-setup_cninet() {
-  rm -f "$work/ready"
-  ip netns exec "$(ns cninet node)" "$lb" --services "$1" --vip-base 10.96.0.1 --port 80 \
+start_lb() {  # start_lb MODE N [EXTRA FLAGS...]
+  local m="$1" n="$2"
+  shift 2
+  rm -f "$work/ready.$m"
+  ip netns exec "$(ns "$m" node)" "$lb" --services "$n" --vip-base 10.96.0.1 --port 80 \
     --backend 10.244.2.2:8080 --backend 10.244.3.2:8080 \
     --service "tcp:$IPERF_VIP:5201=10.244.2.2:5201" --service "udp:$IPERF_VIP:5201=10.244.2.2:5201" \
-    --attach hc,hb1,hb2 --ready-file "$work/ready" 2>"$work/lb.log" &
-  lb_pid=$!
+    --attach hc,hb1,hb2 --ready-file "$work/ready.$m" "$@" 2>"$work/lb.$m.log" &
+  lb_pids[$m]=$!
   for _ in $(seq 1200); do
-    [[ -s "$work/ready" ]] && return 0
-    kill -0 "$lb_pid" 2>/dev/null || { cat "$work/lb.log" >&2; return 1; }
+    [[ -s "$work/ready.$m" ]] && return 0
+    kill -0 "${lb_pids[$m]}" 2>/dev/null || { cat "$work/lb.$m.log" >&2; return 1; }
     sleep 0.1
   done
-  echo "cninet-bench-lb did not get ready" >&2
+  echo "cninet-bench-lb ($m) did not get ready" >&2
   return 1
 }
+stop_lb() {  # stop_lb MODE: stops its cninet-bench-lb, which prints the datapath's counters
+  kill -TERM "${lb_pids[$1]}"
+  wait "${lb_pids[$1]}"
+  unset "lb_pids[$1]"
+  log "  $(cat "$work/lb.$1.log")"
+}
+setup_cninet() { start_lb cninet "$1"; }
 teardown_cninet() {
-  kill -TERM "$lb_pid"
-  wait "$lb_pid"
-  lb_pid=""
+  stop_lb cninet
   # The datapath must have translated the measured traffic (its counters, printed on exit).
-  grep -Eq ' dnat=[0-9]+' "$work/lb.log" || { echo "cninet did not DNAT anything:" >&2; cat "$work/lb.log" >&2; return 1; }
-  log "  $(cat "$work/lb.log")"
+  grep -Eq ' dnat=[0-9]+' "$work/lb.cninet.log" || { echo "cninet did not DNAT anything:" >&2; cat "$work/lb.cninet.log" >&2; return 1; }
+}
+# Socket LB serves the client pod's namespace only, from the cgroup this script created.
+# (`ip netns exec` remounts /sys: the helper reaches the cgroup through this script's root.)
+setup_socklb() {
+  start_lb socklb "$1" --socket-lb-cgroup "/proc/$$/root$cgroup" \
+    --socket-lb-netns "/run/netns/$(ns socklb cli)"
+}
+teardown_socklb() {
+  stop_lb socklb
+  # Socket LB must have translated the connections, and the tc path DNATed none of them.
+  grep -Eq ' event_sock_connect=[0-9]+' "$work/lb.socklb.log" ||
+    { echo "socket LB translated nothing:" >&2; cat "$work/lb.socklb.log" >&2; return 1; }
+  if grep -Eq ' dnat=[0-9]+' "$work/lb.socklb.log"; then
+    echo "socklb: the tc path DNATed packets (socket LB missed them):" >&2; cat "$work/lb.socklb.log" >&2; return 1
+  fi
 }
 setup_nftables() {
   gen_nft "$1" >"$work/nft"
@@ -255,18 +311,21 @@ iperf_addr() { if [[ $1 == direct ]]; then echo 10.244.2.2; else echo "$IPERF_VI
 slice_cps() {  # slice_cps MODE N CYCLE
   local line
   # shellcheck disable=SC2046
-  line=$(ip netns exec "$(ns "$1" cli)" "$tcp" client $(targets "$1" "$2") --threads "$threads" \
+  line=$(cli "$1" "$tcp" client $(targets "$1" "$2") --threads "$threads" \
     --duration "$slice" --warmup 0.2)
-  echo "$2 $1 cps $3 $(sed -n 's/.* cps=\([0-9.]*\).*/\1/p' <<<"$line")" >>"$work/samples"
-  echo "$2 $1 errors $3 $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")" >>"$work/samples"
+  {
+    echo "$2 $1 cps $3 $(sed -n 's/.* cps=\([0-9.]*\).*/\1/p' <<<"$line")"
+    echo "$2 $1 conn $3 $(sed -n 's/.* connect_p50_us=\([0-9.]*\).*/\1/p' <<<"$line")"
+    echo "$2 $1 errors $3 $(sed -n 's/.* errors=\([0-9]*\).*/\1/p' <<<"$line")"
+  } >>"$work/samples"
 }
 slice_iperf() {  # slice_iperf MODE N CYCLE tcp|udp
   local j v
   if [[ $4 == tcp ]]; then
-    j=$(ip netns exec "$(ns "$1" cli)" iperf3 -c "$(iperf_addr "$1")" -p 5201 -t "$slice" -J)
+    j=$(cli "$1" iperf3 -c "$(iperf_addr "$1")" -p 5201 -t "$slice" -J)
     v=$(jq -r '.end.sum_received.bits_per_second / 1e9' <<<"$j")
   else
-    j=$(ip netns exec "$(ns "$1" cli)" iperf3 -c "$(iperf_addr "$1")" -p 5201 -u -b 0 -l 64 -t "$slice" -J)
+    j=$(cli "$1" iperf3 -c "$(iperf_addr "$1")" -p 5201 -u -b 0 -l 64 -t "$slice" -J)
     v=$(jq -r '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds / 1e3' <<<"$j")
   fi
   echo "$2 $1 $4 $3 $v" >>"$work/samples"
@@ -293,7 +352,7 @@ for n in $sizes; do
     [[ $m == direct ]] || echo "$n $m load 1 $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" >>"$work/samples"
     # Connectivity check: a failure here is an error, not a zero.
     # shellcheck disable=SC2046
-    ip netns exec "$(ns "$m" cli)" "$tcp" client $(targets "$m" "$n") --threads 1 --duration 0.3 \
+    cli "$m" "$tcp" client $(targets "$m" "$n") --threads 1 --duration 0.3 \
       --warmup 0 >/dev/null || { echo "$m, $n services: connections through the ClusterIPs fail" >&2; exit 1; }
     log "$m: $n services loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
   done
@@ -308,7 +367,7 @@ for n in $sizes; do
     "$work/samples" >&2
 done
 load_end=$(cut -d' ' -f1 /proc/loadavg)
-errors=$(awk '$3 == "errors" { e[$2] += $5 } END { printf "cninet %d, nftables %d, iptables %d, direct %d", e["cninet"], e["nftables"], e["iptables"], e["direct"] }' "$work/samples")
+errors=$(awk '$3 == "errors" { e[$2] += $5 } END { printf "cninet %d, nftables %d, iptables %d, direct %d, socklb %d", e["cninet"], e["nftables"], e["iptables"], e["direct"], e["socklb"] }' "$work/samples")
 log "failed connections over the whole run: $errors"
 
 # ----------------------------------------------------------------------------------------------
@@ -332,14 +391,22 @@ awk -v sizes="$sizes" -v cycles="$cycles" -v icycles="$icycles" -v slice="$slice
     return (m == 1) ? sprintf(f, med) : sprintf(f " (" f "-" f ")", med, a[1], a[m])
   }
   # median over cycles of MODE/cninet for METRIC at N
-  function ratio(n, mode, metric,   a, m, c) {
+  function ratio(n, mode, metric) { return ratio_to(n, mode, "cninet", metric) }
+  # median over cycles of MODE/BASE for METRIC at N (R[mode, metric] keeps it when BASE is cninet)
+  function ratio_to(n, mode, base, metric,   a, m, c, r) {
     m = 0
     for (c = 1; c <= maxc[n, metric]; c++)
-      if (((n, mode, metric, c) in v) && ((n, "cninet", metric, c) in v) && v[n, "cninet", metric, c] > 0)
-        a[++m] = v[n, mode, metric, c] / v[n, "cninet", metric, c]
+      if (((n, mode, metric, c) in v) && ((n, base, metric, c) in v) && v[n, base, metric, c] > 0)
+        a[++m] = v[n, mode, metric, c] / v[n, base, metric, c]
     if (m == 0) return "-"
-    R[mode, metric] = median(a, m)
-    return sprintf("%.2f", R[mode, metric])
+    r = median(a, m)
+    if (base == "cninet") R[mode, metric] = r
+    return sprintf("%.2f", r)
+  }
+  # a row of the socket-LB table: socklb next to the packet path and direct
+  function srow(n, metric, label, f,   cs, cc, cd) {
+    cs = cell(n, "socklb", metric, f); cc = cell(n, "cninet", metric, f); cd = cell(n, "direct", metric, f)
+    return sprintf("| %d | %s | %s | %s | %s | %s | %s |\n", n, label, cs, cc, cd, ratio_to(n, "socklb", "cninet", metric), ratio_to(n, "socklb", "direct", metric))
   }
   function row(n, metric, label, f,   cc, cn, ci, cd) {
     cc = cell(n, "cninet", metric, f); cn = cell(n, "nftables", metric, f); ci = cell(n, "iptables", metric, f); cd = cell(n, "direct", metric, f)
@@ -348,10 +415,11 @@ awk -v sizes="$sizes" -v cycles="$cycles" -v icycles="$icycles" -v slice="$slice
   function verdict(ok) { return ok ? "met" : "MISSED" }
   END {
     ns = split(sizes, S, " ")
-    printf "Measured %s on kernel %s, %d CPUs shared by the four topologies (client, node, servers) and with other work on the machine (load average %s at start, %s at end). Each cell: median over %d cycles of interleaved %s s slices (min-max in parentheses); each ratio: median of the per-cycle ratios to cninet. Connection test: %d client threads; failed connections in the whole run: %s.\n\n", when, kernel, cpus, l0, l1, cycles, slice, threads, errors
+    printf "Measured %s on kernel %s, %d CPUs shared by the five topologies (client, node, servers) and with other work on the machine (load average %s at start, %s at end). Each cell: median over %d cycles of interleaved %s s slices (min-max in parentheses); each ratio: median of the per-cycle ratios to cninet. Connection test: %d client threads; failed connections in the whole run: %s.\n\n", when, kernel, cpus, l0, l1, cycles, slice, threads, errors
     print "| services | metric | cninet | nftables | iptables | direct (no NAT) | nftables / cninet | iptables / cninet | direct / cninet |"
     print "|---:|---|---:|---:|---:|---:|---:|---:|---:|"
-    print "# services cps_cninet cps_nftables cps_iptables tcp_cninet tcp_nftables tcp_iptables udp_cninet udp_nftables udp_iptables cps_direct tcp_direct udp_direct" > dat
+    print "# services cps_cninet cps_nftables cps_iptables tcp_cninet tcp_nftables tcp_iptables udp_cninet udp_nftables udp_iptables cps_direct tcp_direct udp_direct cps_socklb tcp_socklb udp_socklb" > dat
+    sl = ""
     for (s = 1; s <= ns; s++) {
       n = S[s]
       row(n, "cps", "new TCP connections/s", "%.0f")
@@ -363,13 +431,24 @@ awk -v sizes="$sizes" -v cycles="$cycles" -v icycles="$icycles" -v slice="$slice
       row(n, "udp", "iperf3 UDP 64 B, kpps received", "%.1f")
       u1 = MED["cninet", "udp"]; u2 = MED["nftables", "udp"]; u3 = MED["iptables", "udp"]; u4 = MED["direct", "udp"]
       printf "| %d | load the %d services (rules / maps), s | %s | %s | %s | - | | | |\n", n, n, cell(n, "cninet", "load", "%.2f"), cell(n, "nftables", "load", "%.2f"), cell(n, "iptables", "load", "%.2f")
-      printf "%d %.0f %.0f %.0f %.3f %.3f %.3f %.1f %.1f %.1f %.0f %.3f %.1f\n", n, c1, c2, c3, t1, t2, t3, u1, u2, u3, c4, t4, u4 > dat
+      sl = sl srow(n, "cps", "new TCP connections/s", "%.0f") srow(n, "conn", "connect() call, median us", "%.1f")
+      s1 = MED["socklb", "cps"]
+      sl = sl srow(n, "tcp", "iperf3 TCP, Gbit/s", "%.2f")
+      s2 = MED["socklb", "tcp"]
+      sl = sl srow(n, "udp", "iperf3 UDP 64 B, kpps received", "%.1f")
+      s3 = MED["socklb", "udp"]
+      printf "%d %.0f %.0f %.0f %.3f %.3f %.3f %.1f %.1f %.1f %.0f %.3f %.1f %.0f %.3f %.1f\n", n, c1, c2, c3, t1, t2, t3, u1, u2, u3, c4, t4, u4, s1, s2, s3 > dat
     }
     print ""
     if ((10000 in ri) && ri[10000] > 0)
       printf "- Goal: cninet >= 3x the connection rate of iptables at 10k services: %.2fx (%s). Without any load balancer (direct) the same topology reaches %.2fx of iptables.\n", 1 / ri[10000], verdict(1 / ri[10000] >= 3), rd[10000] / ri[10000]
     if ((1 in rn) && rn[1] > 0)
       printf "- Goal: cninet at least on par with nftables at 1 service (connection rate): %.2fx (%s, counting >= 0.95 as on par).\n", 1 / rn[1], verdict(1 / rn[1] >= 0.95)
+    print ""
+    print "**Socket LB** (mode socklb: the same cninet datapath plus the socket-LB programs on a cgroup of the client process, serving the client pod'"'"'s namespace; connections leave already addressed to a backend). Same cycles, interleaved with the modes above; ratios are medians of per-cycle ratios. The connect() row is the call alone (SYN / SYN-ACK round trip plus the connect hook), lower is better.\n"
+    print "| services | metric | socklb | cninet (packet path) | direct (no NAT) | socklb / cninet | socklb / direct |"
+    print "|---:|---|---:|---:|---:|---:|---:|"
+    printf "%s", sl
   }' "$work/samples" >"$out/compare.md"
 
 if [[ $plots -eq 1 ]]; then

@@ -6,11 +6,14 @@
 //   cninet-bench-lb --services N --vip-base A --port P --backend ADDR:PORT [--backend ...]
 //                   [--service tcp|udp:VIP:PORT=ADDR:PORT ...] --attach IF[,IF...]
 //                   [--cluster-cidr CIDR] [--node-ip IP] [--maglev-size M] [--ready-file PATH]
+//                   [--socket-lb-cgroup DIR --socket-lb-netns PATH]
 //
 // Service i (0..N-1) is VIP A+i, TCP port P, every --backend, Maglev with table size M (default
 // 251: 10k services x the default M=16381 would pin 1.3 GB of tables). --service adds one more
 // service each (e.g. the iperf3 frontends). "ready" is written to --ready-file (or stdout) once
-// everything is attached.
+// everything is attached. With --socket-lb-cgroup, the socket-LB programs are also attached to
+// that cgroup v2 directory (one the caller created) and translate the sockets of the network
+// namespace --socket-lb-netns (/run/netns/NAME) only; they are detached before the exit report.
 #include <signal.h>
 
 #include <cstdio>
@@ -18,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +32,7 @@
 #include "cninet/cni/ip.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
+#include "cninet/datapath/socket_lb.h"
 
 namespace {
 
@@ -48,6 +53,8 @@ struct Args {
   std::string node_ip = "192.168.77.1";
   uint32_t maglev_size = 251;
   std::string ready_file;
+  std::string socket_lb_cgroup;  // "": no socket LB
+  std::string socket_lb_netns;
 };
 
 absl::StatusOr<dp::Backend> ParseBackend(std::string_view text) {
@@ -106,12 +113,18 @@ absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
         return absl::InvalidArgumentError("--maglev-size must be a number");
     } else if (flag == "--ready-file") {
       a.ready_file = v;
+    } else if (flag == "--socket-lb-cgroup") {
+      a.socket_lb_cgroup = v;
+    } else if (flag == "--socket-lb-netns") {
+      a.socket_lb_netns = v;
     } else {
       return absl::InvalidArgumentError(StrCat("unknown flag ", flag));
     }
   }
   if (!have_base || a.backends.empty() || a.attach.empty())
     return absl::InvalidArgumentError("--vip-base, --backend and --attach are required");
+  if (a.socket_lb_cgroup.empty() != a.socket_lb_netns.empty())
+    return absl::InvalidArgumentError("--socket-lb-cgroup and --socket-lb-netns go together");
   return a;
 }
 
@@ -161,6 +174,11 @@ absl::Status Run(const Args& a) {
     CNINET_ASSIGN_OR_RETURN(dp::TcAttachment at, d->Attach(dp::Hook::kFromPod, ifname));
     attachments.push_back(std::move(at));
   }
+  std::optional<dp::SocketLbAttachment> socket_lb;
+  if (!a.socket_lb_cgroup.empty()) {
+    CNINET_RETURN_IF_ERROR(d->ServeNetnsForSocketLb(a.socket_lb_netns).status());
+    CNINET_ASSIGN_OR_RETURN(socket_lb, d->AttachSocketLb(a.socket_lb_cgroup));
+  }
   if (a.ready_file.empty()) {
     std::printf("ready\n");
     std::fflush(stdout);
@@ -169,7 +187,8 @@ absl::Status Run(const Args& a) {
   }
   int sig = 0;
   sigwait(&set, &sig);
-  attachments.clear();  // detach before reporting
+  if (socket_lb) CNINET_RETURN_IF_ERROR(socket_lb->Detach());  // detach before reporting
+  attachments.clear();
   CNINET_ASSIGN_OR_RETURN(auto counters, d->counters().Read());
   std::string line = "cninet-bench-lb:";
   for (const auto& c : counters) {

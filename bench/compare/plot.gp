@@ -14,6 +14,7 @@ set key outside below box maxrows 3
 plot dat using 1:2 with linespoints lw 2 pt 7 lc rgb "#b2182b" title "cninet (tc eBPF)", \
      "" using 1:3 with linespoints lw 2 pt 5 lc rgb "#2166ac" title "nftables (kube-proxy nftables mode)", \
      "" using 1:4 with linespoints lw 2 pt 9 lc rgb "#1b7837" title "iptables (kube-proxy iptables mode, iptables-nft)", \
+     "" using 1:14 with linespoints lw 2 dt 3 pt 7 lc rgb "#e08214" title "cninet with socket LB (connect hook)", \
      "" using 1:11 with linespoints lw 1 dt 2 pt 1 lc rgb "#000000" title "direct to the backend pods (no load balancer)"
 set output out . "/compare_throughput.png"
 set title "iperf3 through a ClusterIP: TCP Gbit/s (solid, left axis), UDP 64 B kpps (dashed, right axis)"

@@ -10,7 +10,9 @@
 //       way) - or to the listed addresses - round-robin per thread: connect, send a 16-byte
 //       request, read the 64-byte response, close with RST (SO_LINGER 0: no TIME_WAIT, so ports
 //       recycle at once). Prints one line:
-//       "connections=<n> errors=<n> seconds=<s> cps=<rate> p50_us=<x> p99_us=<x>".
+//       "connections=<n> errors=<n> seconds=<s> cps=<rate> p50_us=<x> p99_us=<x>
+//       connect_p50_us=<x>" (p50/p99: the whole connection; connect_p50_us: the connect() call
+//       alone, i.e. the SYN / SYN-ACK round trip plus any connect-time hook such as socket LB).
 // Every connection that fails (connect, short read) counts as an error; the client exits 1 if
 // more than 1 % fail.
 #include <arpa/inet.h>
@@ -102,6 +104,7 @@ struct ClientStats {
   uint64_t ok = 0;
   uint64_t errors = 0;
   std::vector<uint32_t> latency_us;  // sampled
+  std::vector<uint32_t> connect_ns;  // sampled with latency_us: the connect() call alone
 };
 
 void ClientThread(const std::vector<uint32_t>& targets, uint16_t port, size_t first,
@@ -128,8 +131,10 @@ void ClientThread(const std::vector<uint32_t>& targets, uint16_t port, size_t fi
     timeval tv{2, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-              WriteAll(fd, req, sizeof(req)) && ReadExactly(fd, resp, sizeof(resp));
+    const auto c0 = std::chrono::steady_clock::now();
+    const bool connected = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    const auto c1 = std::chrono::steady_clock::now();
+    bool ok = connected && WriteAll(fd, req, sizeof(req)) && ReadExactly(fd, resp, sizeof(resp));
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(fd);
     if (!counted) continue;
@@ -143,6 +148,8 @@ void ClientThread(const std::vector<uint32_t>& targets, uint16_t port, size_t fi
                     std::chrono::steady_clock::now() - t0)
                     .count();
       st->latency_us.push_back(static_cast<uint32_t>(us));
+      st->connect_ns.push_back(static_cast<uint32_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(c1 - c0).count()));
     }
   }
 }
@@ -219,8 +226,9 @@ int main(int argc, char** argv) {
   }
   for (auto& t : ts) t.join();
   uint64_t ok = 0, errors = 0;
-  std::vector<uint32_t> lat;
+  std::vector<uint32_t> lat, conn;
   for (const auto& s : stats) {
+    conn.insert(conn.end(), s.connect_ns.begin(), s.connect_ns.end());
     ok += s.ok;
     errors += s.errors;
     lat.insert(lat.end(), s.latency_us.begin(), s.latency_us.end());
@@ -229,8 +237,12 @@ int main(int argc, char** argv) {
   auto pct = [&](double p) {
     return lat.empty() ? 0u : lat[std::min(lat.size() - 1, static_cast<size_t>(p * lat.size()))];
   };
-  std::printf("connections=%llu errors=%llu seconds=%.1f cps=%.0f p50_us=%u p99_us=%u\n",
-              static_cast<unsigned long long>(ok), static_cast<unsigned long long>(errors),
-              duration, static_cast<double>(ok) / duration, pct(0.5), pct(0.99));
+  std::sort(conn.begin(), conn.end());
+  const double connect_p50_us = conn.empty() ? 0.0 : conn[conn.size() / 2] / 1e3;
+  std::printf(
+      "connections=%llu errors=%llu seconds=%.1f cps=%.0f p50_us=%u p99_us=%u "
+      "connect_p50_us=%.1f\n",
+      static_cast<unsigned long long>(ok), static_cast<unsigned long long>(errors), duration,
+      static_cast<double>(ok) / duration, pct(0.5), pct(0.99), connect_p50_us);
   return (ok == 0 || errors * 100 > ok + errors) ? 1 : 0;
 }

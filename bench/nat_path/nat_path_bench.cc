@@ -22,6 +22,11 @@
 // the two in floor multiples (v6/v4, target: within 1.2x): counters v4_floor_ratio and
 // v6_over_v4, a table on stdout and in --table_out. No timing is asserted anywhere.
 //
+// Socket LB (issue 15): SocketLB/established is a packet of a connection socket LB balanced
+// (addressed to the backend by the connect hook, so a plain tracked flow for from-pod, with its
+// cn_sock_flows record), run right after ClusterIP/established in the same environment; its note
+// and the counter socklb_over_clusterip give the ratio of the two in floor multiples.
+//
 // Extra flags (before the Google Benchmark ones):
 //   --quick              tiny configuration (smoke test): fewer cases, 1 and 1000 services
 //   --repeat_hot=N       runs per batch for established/reply cases (default 20000)
@@ -354,6 +359,10 @@ enum class Kind {
   kSnatEstablished,  // egress: SNAT mapping hit
   kNodePortRemoteNew,
   kNodePortRemoteEstablished,
+  // A socket-LB'd connection (bpf/README.md "Socket-level load balancing"): the connect hook
+  // addressed it to a backend, so from-pod sees a plain flow (no VIP, no DNAT): conntrack hit,
+  // no rewrite. Its cn_sock_flows record is in place, as sock_ops writes it.
+  kSocketLbEstablished,
   kPlainDirect,   // validation: conntrack hit, no rewrite, run directly with repeat
   kPlainHarness,  // validation: the same through the harness
 };
@@ -394,6 +403,55 @@ const CaseResult* V4Twin(const CaseSpec& v6) {
   const CaseResult* r =
       FindByName(std::string_view(v6.name).substr(0, v6.name.size() - strlen(kIpv6Suffix)));
   return r && r->ok && r->ratio > 0 ? r : nullptr;
+}
+
+// The packets of a socket-LB'd connection: the client's SYN and ACK, addressed by the client to
+// backend B1:8080 directly (the connect hook rewrote the destination before any packet existed;
+// source port 44001, used by no fixture). The SYN's `before` writes the cn_sock_flows record
+// sock_ops writes at TCP_CONNECT_CB (from-pod reads it for a new plain TCP flow: the service
+// mark for remote backends; B1 is a local endpoint, so it marks nothing). Names follow the
+// fixture table ("v6_" twins).
+std::vector<dt::PacketFixture> SocketLbFixtures(bool v6) {
+  const std::string client = v6 ? dt::topo6::kClient : dt::topo::kClient;
+  const std::string backend = v6 ? dt::topo6::kB1 : dt::topo::kB1;
+  constexpr uint16_t kSport = 44001, kDport = 8080;
+  auto tcp = [&](uint8_t flags) {
+    dt::PacketBuilder b;
+    if (v6) {
+      b.Ipv6(client, backend);
+    } else {
+      b.Ipv4(client, backend);
+    }
+    return b.Tcp(kSport, kDport, flags).Build();
+  };
+  const std::string prefix = v6 ? "v6_" : "";
+  const uint32_t svc_id = WebId(v6);
+  std::vector<dt::PacketFixture> out(2);
+  dt::PacketFixture& syn = out[0];
+  syn.name = prefix + "socklb_syn";
+  syn.description = "socket LB: the client's SYN, already addressed to the backend";
+  syn.input = tcp(dt::kSyn);
+  syn.expected_output = syn.input;
+  syn.expected_reason = CN_R_PASS;
+  syn.before = [client, backend, svc_id](Datapath& dp) {
+    cn_tuple t{};
+    t.saddr = Net(client);
+    t.daddr = Net(backend);
+    t.sport = htons(kSport);
+    t.dport = htons(kDport);
+    t.proto = 6;
+    cn_sock_flow f{};
+    f.svc_id = svc_id;
+    f.created_s = datapath::MonotonicSeconds();
+    return dp.maps()->sock_flows.Update(t, f);
+  };
+  dt::PacketFixture& ack = out[1];
+  ack.name = prefix + "socklb_established";
+  ack.description = "socket LB: the client's ACK, a conntrack hit on the plain flow";
+  ack.input = tcp(dt::kAck);
+  ack.expected_output = ack.input;
+  ack.expected_reason = CN_R_PASS;
+  return out;
 }
 
 bool IsNewFlow(Kind k) {
@@ -440,6 +498,8 @@ CasePlan PlanForV4(Kind k) {
       return {"nodeport_remote_established",
               {"nodeport_remote", "nodeport_remote_reply"},
               std::nullopt};
+    case Kind::kSocketLbEstablished:
+      return {"socklb_established", {"socklb_syn"}, std::nullopt};
     case Kind::kPlainDirect:
     case Kind::kPlainHarness:
       return {"plain_egress_tracked", {"plain_egress_tracked"}, std::nullopt};
@@ -475,6 +535,7 @@ Expect ExpectFor(Kind k) {
       return {{CN_R_DNAT, CN_R_CT_NEW, CN_R_NAT_NEW}};
     case Kind::kSnatEstablished:
       return {{CN_R_SNAT}};
+    case Kind::kSocketLbEstablished:
     case Kind::kPlainDirect:
     case Kind::kPlainHarness:
       return {{CN_R_PASS, CN_R_CT_HIT}};
@@ -590,6 +651,9 @@ absl::Status Prime(Env& env, const CasePlan& plan, const std::vector<dt::PacketF
   return absl::OkStatus();
 }
 
+const CaseResult* ClusterIpTwin(const CaseSpec& s);
+std::string KindName(Kind k);
+
 void RunCase(benchmark::State& state, const CaseSpec& cs) {
   Progress("measuring ", cs.name);
   CaseResult result;
@@ -611,8 +675,9 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
   Env& env = **envp;
   Datapath& dp = *env.dp;
   Harness& h = *env.harness;
-  const std::vector<dt::PacketFixture> fixtures =
+  std::vector<dt::PacketFixture> fixtures =
       cs.env.ipv6 ? dt::StandardIpv6Fixtures() : dt::StandardFixtures();
+  for (dt::PacketFixture& f : SocketLbFixtures(cs.env.ipv6)) fixtures.push_back(std::move(f));
   const CasePlan plan = PlanFor(cs.kind, cs.env.ipv6);
   const dt::PacketFixture& mf = Fixture(fixtures, plan.measured);
   // SNAT batches stay small: each new flow takes a port, and a batch must not move the
@@ -746,6 +811,12 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
   state.counters["floor_ns"] = result.floor_ns;
   state.counters["floor_ratio"] = result.ratio;
   state.counters["harness_ns"] = result.harness_ns;
+  if (cs.kind == Kind::kSocketLbEstablished) {
+    if (const CaseResult* c = ClusterIpTwin(cs)) {
+      state.counters["clusterip_floor_ratio"] = c->ratio;
+      state.counters["socklb_over_clusterip"] = result.ratio / c->ratio;
+    }
+  }
   if (const CaseResult* v4 = V4Twin(cs)) {
     state.counters["v4_floor_ratio"] = v4->ratio;
     state.counters["v6_over_v4"] = result.ratio / v4->ratio;
@@ -780,6 +851,8 @@ std::string KindName(Kind k) {
       return "NodePort/remote_backend_new";
     case Kind::kNodePortRemoteEstablished:
       return "NodePort/remote_backend_established";
+    case Kind::kSocketLbEstablished:
+      return "SocketLB/established";
     case Kind::kPlainDirect:
       return "Check/ct_hit_no_nat_direct";
     case Kind::kPlainHarness:
@@ -816,6 +889,8 @@ std::vector<CaseSpec> Cases() {
       add("check", Kind::kPlainHarness, e);
     }
     add("services", Kind::kEstablished, e);
+    // Socket LB next to the packet path's established flow (issue 15), same environment.
+    if (n == 1) add("socket_lb", Kind::kSocketLbEstablished, e);
     add("services", Kind::kReply, e);
     add("services", Kind::kNew, e);
   }
@@ -927,9 +1002,25 @@ const CaseResult* Find(std::string_view kind_name, uint32_t services, bool ipv6 
   return nullptr;
 }
 
+// The packet path's established ClusterIP flow in the same environment and family as `r`.
+const CaseResult* ClusterIpTwin(const CaseSpec& s) {
+  std::string name = StrCat(KindName(Kind::kEstablished), "/services:", s.env.services);
+  if (s.env.ipv6) name += kIpv6Suffix;
+  const CaseResult* r = FindByName(name);
+  return r && r->ok && r->ratio > 0 ? r : nullptr;
+}
+
 std::string Goal(const CaseResult& r) {
   std::string g;
   auto mark = [](bool ok) { return ok ? "met" : "MISSED"; };
+  if (r.spec.kind == Kind::kSocketLbEstablished) {
+    if (const CaseResult* c = ClusterIpTwin(r.spec)) {
+      char buf[128];  // both in multiples of their own floor, measured in the same iterations
+      std::snprintf(buf, sizeof(buf), "%.2fx of ClusterIP/established%s in floor multiples",
+                    r.ratio / c->ratio, r.spec.env.ipv6 ? " (IPv6)" : "");
+      g = buf;
+    }
+  }
   if (r.spec.kind == Kind::kEstablished) g = StrCat("<= 4x floor: ", mark(r.ratio <= 4.0));
   if (r.spec.kind == Kind::kNew) g = StrCat("<= 10x floor: ", mark(r.ratio <= 10.0));
   if (!r.spec.env.standard && r.spec.env.services == 100000 && r.spec.env.backends == 0) {
