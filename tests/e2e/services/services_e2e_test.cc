@@ -6,9 +6,14 @@
 //   client (10.244.1.10, fd00:244::10) --veth-- [hc  node  hs] --veth-- self (10.244.1.30,
 //                                               [            ]          fd00:244::30)
 //                                               [up0 192.168.77.1, fd00:77::1] --veth-- outside
+//                                               [hb1 hb2 hb3] --veth-- backends b1..b3
+//                                               (10.244.1.41-43,
+//                                                                      fd00:244::41-43)
 // Services (cninet-dp service upsert):
 //   10.96.0.20 / fd00:96::20 ports 80/tcp and 53/udp: no backends (rejected).
 //   10.96.0.30 / fd00:96::30 80/tcp -> self:8080, 53/udp -> self:5353 (only the pod itself).
+// Other cases program their own services (ids from 100, ClusterIPs 10.96.0.N / fd00:96::N) on the
+// backends b1..b3, which serve TCP and UDP as the case needs ("B1", "UB1", ...).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -17,8 +22,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
+#include <ostream>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/counters.h"
@@ -33,6 +42,8 @@ namespace cninet::datapath::testing {
 namespace {
 
 using ::cninet::testing::CommandResult;
+using ::cninet::testing::LineServer;
+using ::cninet::testing::LineServerOptions;
 using ::cninet::testing::ScopedNetns;
 using ::testing::HasSubstr;
 
@@ -47,15 +58,33 @@ struct Family {
   const char* node;         // node address (the hairpin SNAT address)
   const char* empty_vip;    // service without endpoints
   const char* hairpin_vip;  // service whose only endpoint is `self`
-  std::string Frontend(const char* vip, int port, const char* proto) const {
+  std::string Frontend(const std::string& vip, int port, const char* proto) const {
     std::string a = af == AF_INET6 ? std::string("[") + vip + "]" : vip;
     return "clusterip:" + a + ":" + std::to_string(port) + "/" + proto;
   }
-  std::string Endpoint(const char* ip, int port) const {
+  std::string Endpoint(const std::string& ip, int port) const {
     std::string a = af == AF_INET6 ? std::string("[") + ip + "]" : ip;
     return a + ":" + std::to_string(port);
   }
+  // Pod address 10.244.1.N / fd00:244::N.
+  std::string Pod(int n) const {
+    return (af == AF_INET ? "10.244.1." : "fd00:244::") + std::to_string(n);
+  }
+  // ClusterIP 10.96.0.N / fd00:96::N.
+  std::string Vip(int n) const {
+    return (af == AF_INET ? "10.96.0." : "fd00:96::") + std::to_string(n);
+  }
+  // The wildcard address a server binds.
+  const char* Any() const { return af == AF_INET ? "0.0.0.0" : "::"; }
 };
+
+// gtest prints the family's name (not the struct's bytes) in test names and failures.
+void PrintTo(const Family& f, std::ostream* os) { *os << f.name; }
+
+// The backend pods b1..b3 of the cases that program their own services: pod addresses
+// 10.244.1.41-43 / fd00:244::41-43, host interfaces hb1..hb3.
+constexpr int kBackends = 3;
+constexpr int kFirstBackendHost = 41;
 
 const Family kV4{"IPv4",         AF_INET,      "10.244.1.10", "10.244.1.30",
                  "192.168.77.1", "10.96.0.20", "10.96.0.30"};
@@ -220,6 +249,57 @@ Outcome UdpAsk(const std::string& netns_path, int af, const char* ip, uint16_t p
   return o;
 }
 
+// One UDP socket connected to ip:port from inside `netns_path`, kept for several datagrams (the
+// same 5-tuple every time).
+class UdpClient {
+ public:
+  UdpClient(const std::string& netns_path, int af, const std::string& ip, uint16_t port) {
+    absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
+      fd_ = socket(af, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      if (fd_ < 0) return absl::UnavailableError(std::string("socket: ") + strerror(errno));
+      timeval tv{3, 0};
+      setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      socklen_t len = 0;
+      sockaddr_storage a = SockAddr(af, ip.c_str(), port, &len);
+      if (connect(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0)
+        return absl::UnavailableError(std::string("connect: ") + strerror(errno));
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(st.ok()) << st;
+  }
+  ~UdpClient() {
+    if (fd_ >= 0) close(fd_);
+  }
+  UdpClient(const UdpClient&) = delete;
+  UdpClient& operator=(const UdpClient&) = delete;
+
+  // Sends `data` and waits for one reply (3 s).
+  Outcome Ask(const std::string& data) {
+    Outcome o;
+    char buf[512];
+    auto start = std::chrono::steady_clock::now();
+    if (send(fd_, data.data(), data.size(), 0) < 0) {
+      o.err = errno;
+    } else {
+      o.local = LocalText(fd_);
+      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n < 0)
+        o.err = errno;
+      else
+        o.reply.assign(buf, n);
+    }
+    o.took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    return o;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// The first word of a reply: the name of the server that answered.
+std::string Who(const Outcome& o) { return o.reply.substr(0, o.reply.find(' ')); }
+
 class ServicesE2eTest : public ::testing::TestWithParam<Family> {
  protected:
   void SetUp() override {
@@ -234,6 +314,9 @@ class ServicesE2eTest : public ::testing::TestWithParam<Family> {
                    "net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0"));
     AddPod(client_, "hc", kV4.client, kV6.client);
     AddPod(self_, "hs", kV4.self, kV6.self);
+    for (int i = 0; i < kBackends; ++i)
+      AddPod(backends_[i], "hb" + std::to_string(i + 1), kV4.Pod(kFirstBackendHost + i),
+             kV6.Pod(kFirstBackendHost + i));
     Must(node_.Exec("ip link add up0 type veth peer name eth0 netns " + outside_.name() +
                     " && ip addr add 192.168.77.1/24 dev up0 && ip -6 addr add fd00:77::1/64 dev "
                     "up0 nodad && ip link set up0 up"));
@@ -241,7 +324,7 @@ class ServicesE2eTest : public ::testing::TestWithParam<Family> {
         "ip addr add 192.168.77.2/24 dev eth0 && ip -6 addr add fd00:77::2/64 dev eth0 nodad && "
         "ip link set eth0 up"));
     Dp("load --cluster-cidr 10.244.0.0/16 --cluster-cidr fd00:244::/64 --node-ip 192.168.77.1 "
-       "--node-ip fd00:77::1 --from-pod hc,hs --uplink up0");
+       "--node-ip fd00:77::1 --from-pod hc,hs,hb1,hb2,hb3 --uplink up0");
     int id = 1;
     for (const Family* f : {&kV4, &kV6}) {
       // Frontends without endpoints.
@@ -278,6 +361,43 @@ class ServicesE2eTest : public ::testing::TestWithParam<Family> {
     return r;
   }
 
+  // Address of backend pod i (0-based) of the family.
+  std::string Backend(const Family& f, int i) const { return f.Pod(kFirstBackendHost + i); }
+
+  // TCP servers on `port` in backends [0, n), named PREFIX1.., answering "NAME CLIENT LINE".
+  std::vector<std::unique_ptr<LineServer>> TcpBackends(const Family& f, uint16_t port, int n,
+                                                       const std::string& prefix = "B") {
+    std::vector<std::unique_ptr<LineServer>> servers;
+    for (int i = 0; i < n; ++i) {
+      servers.push_back(
+          std::make_unique<LineServer>(LineServerOptions{.netns_path = backends_[i].path(),
+                                                         .address = f.Any(),
+                                                         .port = port,
+                                                         .name = prefix + std::to_string(i + 1),
+                                                         .peer_port = true}));
+      EXPECT_TRUE(servers.back()->status().ok()) << servers.back()->status();
+    }
+    return servers;
+  }
+
+  // UDP servers on `port` in backends [0, n), named UB1.., answering "NAME CLIENT DATA".
+  std::vector<std::unique_ptr<UdpServer>> UdpBackends(const Family& f, uint16_t port, int n) {
+    std::vector<std::unique_ptr<UdpServer>> servers;
+    for (int i = 0; i < n; ++i)
+      servers.push_back(std::make_unique<UdpServer>(backends_[i].path(), f.af, port,
+                                                    "UB" + std::to_string(i + 1)));
+    return servers;
+  }
+
+  // `cninet-dp service upsert` of one frontend and the backends (ADDR:PORT) with extra flags.
+  void Upsert(int id, const std::string& frontend, const std::vector<std::string>& backends,
+              const std::string& extra = "") {
+    std::string args = "service upsert --id " + std::to_string(id) + " --frontend " + frontend;
+    for (const auto& b : backends) args += " --backend " + b;
+    if (!extra.empty()) args += " " + extra;
+    Must(Dp(args));
+  }
+
   uint64_t Counter(uint32_t reason) {
     auto view = Datapath::OpenPinned(pin_dir_);
     EXPECT_TRUE(view.ok()) << view.status();
@@ -290,6 +410,7 @@ class ServicesE2eTest : public ::testing::TestWithParam<Family> {
   ScopedBpffs fs_;
   std::string pin_dir_;
   ScopedNetns node_{"svn"}, client_{"svc"}, self_{"svs"}, outside_{"svo"};
+  ScopedNetns backends_[kBackends] = {ScopedNetns("svb"), ScopedNetns("svb"), ScopedNetns("svb")};
 };
 
 // Upstream: "should be rejected when no endpoints exist" (kube-proxy's REJECT): a TCP connect
@@ -343,6 +464,234 @@ TEST_P(ServicesE2eTest, ShouldAllowPodsToHairpinBackToThemselvesThroughServices)
   Outcome other = TcpAsk(client_.path(), f.af, f.hairpin_vip, 80, "other");
   ASSERT_EQ(other.err, 0) << strerror(other.err);
   EXPECT_THAT(other.reply, HasSubstr("SELF " + other.local + " other"));
+}
+
+// Upstream: "should serve a basic endpoint from pods": a ClusterIP with one endpoint serves it,
+// then with a second endpoint added both serve, then with the first removed only the second; the
+// backend always sees the client's own address and port (no SNAT between pods).
+TEST_P(ServicesE2eTest, ShouldServeABasicEndpointFromPods) {
+  const Family& f = GetParam();
+  auto servers = TcpBackends(f, 8080, 2);
+  const std::string vip = f.Vip(70);
+  const std::string fe = f.Frontend(vip, 80, "tcp");
+  Upsert(100, fe, {f.Endpoint(Backend(f, 0), 8080)});
+  uint64_t dnat = Counter(CN_R_DNAT);
+  for (int i = 0; i < 3; ++i) {
+    std::string line = "one " + std::to_string(i);
+    Outcome o = TcpAsk(client_.path(), f.af, vip.c_str(), 80, line);
+    ASSERT_EQ(o.err, 0) << strerror(o.err);
+    EXPECT_EQ(o.reply, "B1 " + o.local + " " + line);
+  }
+  EXPECT_GT(Counter(CN_R_DNAT), dnat);
+
+  Upsert(100, fe, {f.Endpoint(Backend(f, 0), 8080), f.Endpoint(Backend(f, 1), 8080)});
+  std::set<std::string> seen;
+  for (int i = 0; i < 16; ++i) {
+    std::string line = "two " + std::to_string(i);
+    Outcome o = TcpAsk(client_.path(), f.af, vip.c_str(), 80, line);
+    ASSERT_EQ(o.err, 0) << strerror(o.err);
+    EXPECT_EQ(o.reply, Who(o) + " " + o.local + " " + line);
+    seen.insert(Who(o));
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"B1", "B2"}));
+
+  Upsert(100, fe, {f.Endpoint(Backend(f, 1), 8080)});
+  for (int i = 0; i < 3; ++i) {
+    std::string line = "last " + std::to_string(i);
+    Outcome o = TcpAsk(client_.path(), f.af, vip.c_str(), 80, line);
+    ASSERT_EQ(o.err, 0) << strerror(o.err);
+    EXPECT_EQ(o.reply, "B2 " + o.local + " " + line);
+  }
+}
+
+// Upstream: "should serve multiport endpoints from pods": one ClusterIP with two ports, 80 to
+// target port 8080 and 81 to target port 8081 (one cninet-dp service per service port, as
+// kube-proxy programs them); each port reaches its own target port on the endpoints.
+TEST_P(ServicesE2eTest, ShouldServeMultiportEndpointsFromPods) {
+  const Family& f = GetParam();
+  auto port1 = TcpBackends(f, 8080, 2, "P8080-B");
+  auto port2 = TcpBackends(f, 8081, 2, "P8081-B");
+  const std::string vip = f.Vip(71);
+  Upsert(100, f.Frontend(vip, 80, "tcp"),
+         {f.Endpoint(Backend(f, 0), 8080), f.Endpoint(Backend(f, 1), 8080)});
+  Upsert(101, f.Frontend(vip, 81, "tcp"),
+         {f.Endpoint(Backend(f, 0), 8081), f.Endpoint(Backend(f, 1), 8081)});
+  for (int i = 0; i < 4; ++i) {
+    Outcome a = TcpAsk(client_.path(), f.af, vip.c_str(), 80, "a");
+    ASSERT_EQ(a.err, 0) << strerror(a.err);
+    EXPECT_THAT(a.reply, ::testing::StartsWith("P8080-B"));
+    EXPECT_THAT(a.reply, ::testing::EndsWith(" " + a.local + " a"));
+    Outcome b = TcpAsk(client_.path(), f.af, vip.c_str(), 81, "b");
+    ASSERT_EQ(b.err, 0) << strerror(b.err);
+    EXPECT_THAT(b.reply, ::testing::StartsWith("P8081-B"));
+    EXPECT_THAT(b.reply, ::testing::EndsWith(" " + b.local + " b"));
+  }
+}
+
+// Upstream: "should serve endpoints on same port and different protocols": one ClusterIP port 53
+// as a TCP service to b1 and a UDP service to b2 (both backends listen on both protocols); each
+// protocol reaches its own backend.
+TEST_P(ServicesE2eTest, ShouldServeTheSamePortOnTcpAndUdp) {
+  const Family& f = GetParam();
+  auto tcp_servers = TcpBackends(f, 5353, 2);
+  auto udp_servers = UdpBackends(f, 5353, 2);
+  const std::string vip = f.Vip(72);
+  Upsert(100, f.Frontend(vip, 53, "tcp"), {f.Endpoint(Backend(f, 0), 5353)});
+  Upsert(101, f.Frontend(vip, 53, "udp"), {f.Endpoint(Backend(f, 1), 5353)});
+  for (int i = 0; i < 3; ++i) {
+    std::string n = std::to_string(i);
+    Outcome tcp = TcpAsk(client_.path(), f.af, vip.c_str(), 53, "tcp " + n);
+    ASSERT_EQ(tcp.err, 0) << strerror(tcp.err);
+    EXPECT_EQ(tcp.reply, "B1 " + tcp.local + " tcp " + n);
+    Outcome udp = UdpAsk(client_.path(), f.af, vip.c_str(), 53, "udp " + n);
+    ASSERT_EQ(udp.err, 0) << strerror(udp.err);
+    EXPECT_EQ(udp.reply, "UB2 " + udp.local + " udp " + n);
+  }
+}
+
+// Upstream: "should be able to switch session affinity for service with type clusterIP":
+// with ClientIP affinity every connection of the client goes to one backend (and the datapath
+// counts affinity hits); switched off, the connections spread over the backends; switched on
+// again, they stick to one backend again.
+TEST_P(ServicesE2eTest, ShouldBeAbleToSwitchSessionAffinityForService) {
+  const Family& f = GetParam();
+  auto servers = TcpBackends(f, 8080, kBackends);
+  const std::string vip = f.Vip(73);
+  const std::string fe = f.Frontend(vip, 80, "tcp");
+  std::vector<std::string> eps;
+  for (int i = 0; i < kBackends; ++i) eps.push_back(f.Endpoint(Backend(f, i), 8080));
+  constexpr int kTries = 12;
+  auto backends_seen = [&](const std::string& tag) {
+    std::set<std::string> seen;
+    for (int i = 0; i < kTries; ++i) {
+      Outcome o = TcpAsk(client_.path(), f.af, vip.c_str(), 80, tag + std::to_string(i));
+      EXPECT_EQ(o.err, 0) << strerror(o.err);
+      if (o.err == 0) seen.insert(Who(o));
+    }
+    return seen;
+  };
+
+  Upsert(100, fe, eps, "--affinity 10800");
+  uint64_t hits = Counter(CN_R_AFFINITY_HIT);
+  EXPECT_EQ(backends_seen("on").size(), 1u);
+  EXPECT_GE(Counter(CN_R_AFFINITY_HIT) - hits, uint64_t{kTries - 1});
+
+  Upsert(100, fe, eps);
+  hits = Counter(CN_R_AFFINITY_HIT);
+  EXPECT_GE(backends_seen("off").size(), 2u);
+  EXPECT_EQ(Counter(CN_R_AFFINITY_HIT), hits);
+
+  Upsert(100, fe, eps, "--affinity 10800");
+  EXPECT_EQ(backends_seen("again").size(), 1u);
+}
+
+// Upstream: "should have session affinity timeout work for service with type clusterIP": with a
+// 2 s ClientIP affinity the client sticks to one backend; after 3.2 s without a connection the
+// affinity has expired (the next connection is no affinity hit) and the choice is free again:
+// within at most 10 expiry rounds a connection lands on another backend (3 backends: each round
+// keeps the old one with probability about 1/3; usually the first or second round moves).
+TEST_P(ServicesE2eTest, ShouldHaveSessionAffinityTimeoutWork) {
+  const Family& f = GetParam();
+  auto servers = TcpBackends(f, 8080, kBackends);
+  const std::string vip = f.Vip(74);
+  std::vector<std::string> eps;
+  for (int i = 0; i < kBackends; ++i) eps.push_back(f.Endpoint(Backend(f, i), 8080));
+  Upsert(100, f.Frontend(vip, 80, "tcp"), eps, "--affinity 2");
+
+  auto ask = [&](const std::string& line) {
+    Outcome o = TcpAsk(client_.path(), f.af, vip.c_str(), 80, line);
+    EXPECT_EQ(o.err, 0) << strerror(o.err);
+    return Who(o);
+  };
+  const std::string first = ask("first");
+  ASSERT_FALSE(first.empty());
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(ask("sticky " + std::to_string(i)), first);
+
+  std::string affine = first;
+  bool moved = false;
+  for (int round = 0; round < 10 && !moved; ++round) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3200));
+    uint64_t hits = Counter(CN_R_AFFINITY_HIT);
+    std::string now = ask("expired " + std::to_string(round));
+    ASSERT_FALSE(now.empty());
+    EXPECT_EQ(Counter(CN_R_AFFINITY_HIT), hits) << "round " << round << ": affinity not expired";
+    // The new choice is sticky again.
+    EXPECT_EQ(ask("renewed " + std::to_string(round)), now);
+    EXPECT_GT(Counter(CN_R_AFFINITY_HIT), hits);
+    moved = now != affine;
+    affine = now;
+  }
+  EXPECT_TRUE(moved) << "every connection after expiry went to " << first;
+}
+
+// Upstream: "should be able to up and down services": two services work; the first deleted, a
+// connection to its ClusterIP fails fast with no route (nothing translates it any more: the dnat
+// counter stays) while the second still works; a new service on the same ClusterIP works again.
+TEST_P(ServicesE2eTest, ShouldBeAbleToUpAndDownServices) {
+  const Family& f = GetParam();
+  auto servers = TcpBackends(f, 8080, kBackends);
+  const std::string vip1 = f.Vip(75), vip2 = f.Vip(76);
+  Upsert(100, f.Frontend(vip1, 80, "tcp"), {f.Endpoint(Backend(f, 0), 8080)});
+  Upsert(101, f.Frontend(vip2, 80, "tcp"), {f.Endpoint(Backend(f, 1), 8080)});
+  auto expect_served = [&](const std::string& vip, const std::string& by) {
+    for (int i = 0; i < 3; ++i) {
+      Outcome o = TcpAsk(client_.path(), f.af, vip.c_str(), 80, "up");
+      ASSERT_EQ(o.err, 0) << vip << ": " << strerror(o.err);
+      EXPECT_EQ(o.reply, by + " " + o.local + " up");
+    }
+  };
+  expect_served(vip1, "B1");
+  expect_served(vip2, "B2");
+
+  Must(Dp("service delete --id 100"));
+  uint64_t dnat = Counter(CN_R_DNAT);
+  Outcome gone = TcpAsk(client_.path(), f.af, vip1.c_str(), 80, "down");
+  EXPECT_NE(gone.err, 0) << "reply: " << gone.reply;
+  EXPECT_TRUE(gone.err == ECONNREFUSED || gone.err == EHOSTUNREACH || gone.err == ENETUNREACH)
+      << strerror(gone.err);
+  // The node answers the SYN with ICMP unreachable (no route to the ClusterIP); an error that
+  // arrives while connect() still owns the socket only aborts it on the SYN's retransmission
+  // (1 s initial RTO), so "at once" here is well under the 5 s connect timeout.
+  EXPECT_LT(gone.took.count(), 3000) << "connect took " << gone.took.count() << " ms";
+  EXPECT_EQ(Counter(CN_R_DNAT), dnat);
+  expect_served(vip2, "B2");
+
+  Upsert(102, f.Frontend(vip1, 80, "tcp"), {f.Endpoint(Backend(f, 2), 8080)});
+  expect_served(vip1, "B3");
+  expect_served(vip2, "B2");
+}
+
+// Upstream (conntrack): "should be able to preserve UDP traffic when server pod cycles for a
+// ClusterIP service": one connected UDP socket (one 5-tuple) talks to a ClusterIP with two
+// backends; the backend it reaches is removed with --flush-removed, and the next datagrams of
+// the same socket reach the remaining backend (no stale conntrack entry keeps the old one).
+TEST_P(ServicesE2eTest, ShouldMoveUdpFlowsOffADeletedBackend) {
+  const Family& f = GetParam();
+  auto servers = UdpBackends(f, 5353, 2);
+  const std::string vip = f.Vip(77);
+  const std::string fe = f.Frontend(vip, 53, "udp");
+  const std::string ep1 = f.Endpoint(Backend(f, 0), 5353), ep2 = f.Endpoint(Backend(f, 1), 5353);
+  Upsert(100, fe, {ep1, ep2});
+  UdpClient client(client_.path(), f.af, vip, 53);
+  Outcome o = client.Ask("d0");
+  ASSERT_EQ(o.err, 0) << strerror(o.err);
+  const std::string hit = Who(o);
+  ASSERT_TRUE(hit == "UB1" || hit == "UB2") << o.reply;
+  for (int i = 1; i < 4; ++i) {
+    std::string d = "d" + std::to_string(i);
+    o = client.Ask(d);
+    ASSERT_EQ(o.err, 0) << strerror(o.err);
+    EXPECT_EQ(o.reply, hit + " " + o.local + " " + d);
+  }
+
+  const std::string remaining = hit == "UB1" ? "UB2" : "UB1";
+  Upsert(100, fe, {hit == "UB1" ? ep2 : ep1}, "--flush-removed");
+  for (int i = 4; i < 8; ++i) {
+    std::string d = "d" + std::to_string(i);
+    o = client.Ask(d);
+    ASSERT_EQ(o.err, 0) << strerror(o.err);
+    EXPECT_EQ(o.reply, remaining + " " + o.local + " " + d);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Family, ServicesE2eTest, ::testing::Values(kV4, kV6),
