@@ -24,9 +24,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -1083,6 +1086,305 @@ TEST_F(SocketLbClusterTest, HostNetworkUnconnectedUdpReachesAUdpClusterIp) {
     std::string r =
         InChild(node1.cgroup->path(), node1.ns->path(), [&] { return UdpClient(vip, 53); });
     EXPECT_THAT(r, HasSubstr(StrCat("from=", vip, " reply=pod-"))) << r;
+  }
+}
+
+// --- Service semantics through the agent (issue 15, "Must show" 1: the 3-node, real-etcd run of
+// the sig-network cases; the datapath-alone run is tests/e2e/services/). ---
+
+// "ip:port" as the agent's status shows a backend ("[ip6]:port" for IPv6).
+std::string BackendText(const std::string& ip, uint16_t port) {
+  return ip.find(':') != std::string::npos ? StrCat("[", ip, "]:", port) : StrCat(ip, ":", port);
+}
+
+// Node status: the service behind `frontend` has exactly the backends `want`.
+bool HasBackends(const api::AgentStatus& s, const std::string& frontend,
+                 const std::set<std::string>& want) {
+  for (const auto& svc : s.services()) {
+    for (const auto& f : svc.frontends()) {
+      if (f != frontend) continue;
+      std::set<std::string> got(svc.backends().begin(), svc.backends().end());
+      if (got == want) return true;
+    }
+  }
+  return false;
+}
+
+// A dual-stack (REQUIRE_DUAL_STACK) ClusterIP service "default/name" with one unnamed port.
+v1::Service DualStackService(const std::string& name, const std::string& vip4,
+                             const std::string& vip6, uint16_t port,
+                             v1::Protocol protocol = v1::TCP) {
+  v1::Service svc;
+  svc.set_namespace_("default");
+  svc.set_name(name);
+  svc.set_cluster_ip(vip4);
+  svc.add_cluster_ips(vip4);
+  svc.add_cluster_ips(vip6);
+  svc.set_ip_family_policy(v1::Service::REQUIRE_DUAL_STACK);
+  v1::ServicePort* sp = svc.add_ports();
+  sp->set_protocol(protocol);
+  sp->set_port(port);
+  return svc;
+}
+
+// The frontend texts of a service port for both families ("10.96.0.40:80/tcp", ...).
+std::vector<std::string> Frontends(const std::string& vip4, const std::string& vip6, uint16_t port,
+                                   const char* proto = "tcp") {
+  return {StrCat(vip4, ":", port, "/", proto), StrCat("[", vip6, "]:", port, "/", proto)};
+}
+
+// One backend pod's conditions (as an EndpointSlice's; unset: the proto's defaults).
+struct BackendState {
+  int pod;
+  std::optional<bool> ready, serving;
+  bool terminating = false;
+};
+
+class ServiceClusterTest : public ClusterTest {
+ protected:
+  // Writes the Endpoints of default/`name`: both addresses of every pod with its conditions.
+  absl::Status PutEndpoints(const std::string& name, uint16_t target_port,
+                            const std::vector<BackendState>& backends) {
+    v1::Endpoints eps;
+    eps.set_namespace_("default");
+    eps.set_name(name);
+    v1::PortBackends* pb = eps.add_ports();
+    for (const BackendState& bs : backends) {
+      const Pod& p = pod(bs.pod);
+      for (const std::string& ip : {p.ip, p.ip6}) {
+        v1::Backend* b = pb->add_backends();
+        b->set_ip(ip);
+        b->set_port(target_port);
+        b->set_node(cluster_->nodes()[p.node].name);
+        b->set_pod(StrCat(p.namespace_name, "/", p.name));
+        b->set_terminating(bs.terminating);
+        if (bs.ready) b->set_ready(*bs.ready);
+        if (bs.serving) b->set_serving(*bs.serving);
+      }
+    }
+    return PutObject(cluster_->store(), eps).status();
+  }
+
+  // The status backends of pod i on `port`, both families.
+  std::set<std::string> BackendsOf(int i, uint16_t port) {
+    return {BackendText(pod(i).ip, port), BackendText(pod(i).ip6, port)};
+  }
+
+  // Waits until node n programs, for each frontend of the (v4, v6) pair, the backends of the
+  // given pods of that family.
+  absl::Status WaitBackends(int n, const std::vector<std::string>& frontends,
+                            const std::vector<int>& pods, uint16_t port) {
+    std::set<std::string> v4, v6;
+    for (int i : pods) {
+      v4.insert(BackendText(pod(i).ip, port));
+      v6.insert(BackendText(pod(i).ip6, port));
+    }
+    return cluster_
+        ->WaitStatus(n,
+                     [&](const api::AgentStatus& s) {
+                       return HasBackends(s, frontends[0], v4) && HasBackends(s, frontends[1], v6);
+                     })
+        .status();
+  }
+
+  // Connects from pod `from` to vip:port with a `timeout`; the failure and how long it took.
+  std::pair<absl::Status, std::chrono::milliseconds> TimedConnect(
+      int from, const std::string& vip, uint16_t port, std::chrono::milliseconds timeout) {
+    auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<Sock> s = Connect(pod(from).ns->path(), vip, port, timeout);
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - start);
+    return {s.status(), took};
+  }
+
+  // A TCP connect to a service without usable backends is refused at once (the datapath's
+  // reset), in well under a second.
+  void ExpectRefusedAtOnce(int from, const std::string& vip, uint16_t port) {
+    for (int i = 0; i < 3; ++i) {
+      auto [st, took] = TimedConnect(from, vip, port, std::chrono::seconds(5));
+      ASSERT_FALSE(st.ok()) << vip << " answered";
+      EXPECT_THAT(std::string(st.message()), HasSubstr("Connection refused")) << vip << ": " << st;
+      EXPECT_LT(took.count(), 1000) << vip << ": refused only after " << took.count() << " ms";
+    }
+  }
+};
+
+// Mirrors the sig-network test "should respect internalTrafficPolicy=Local Pod to Pod", for both
+// families: backends on node-2 and node-3; a pod on node-2 always reaches node-2's backend (and
+// one on node-3 node-3's), a pod on node-1 (no local endpoint) gets no connection: the datapath
+// drops it (the connect times out, nothing refuses it).
+TEST_F(ServiceClusterTest, ShouldRespectInternalTrafficPolicyLocal) {
+  const std::string vip4 = "10.96.0.40", vip6 = "fd00:10:96::40";
+  v1::Service svc = DualStackService("itp-local", vip4, vip6, 80);
+  svc.set_internal_traffic_policy(v1::Service::LOCAL);
+  int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  ASSERT_OK(cluster_->PutService(svc, {b2, b3}, kPodPort));
+  const std::vector<std::string> fe = Frontends(vip4, vip6, 80);
+  ASSERT_OK(WaitBackends(0, fe, {}, kPodPort));
+  ASSERT_OK(WaitBackends(1, fe, {b2}, kPodPort));
+  ASSERT_OK(WaitBackends(2, fe, {b3}, kPodPort));
+  for (const std::string& vip : {vip4, vip6}) {
+    SCOPED_TRACE(vip);
+    for (int i = 0; i < 10; ++i) {
+      EXPECT_EQ(Who(pod(PodIndex("pod-2b")).ns->path(), vip, 80), "pod-2a") << "connection " << i;
+      EXPECT_EQ(Who(pod(PodIndex("pod-3b")).ns->path(), vip, 80), "pod-3a") << "connection " << i;
+    }
+    for (int i = 0; i < 2; ++i) {
+      auto [st, took] = TimedConnect(PodIndex("pod-1a"), vip, 80, std::chrono::milliseconds(700));
+      ASSERT_FALSE(st.ok()) << "node-1 has no local endpoint, yet " << vip << " answered";
+      // connect() gave up after the timeout (EINPROGRESS): dropped, not refused.
+      EXPECT_THAT(std::string(st.message()), HasSubstr("in progress")) << st;
+      EXPECT_GE(took.count(), 600) << "failed after " << took.count() << " ms: " << st;
+    }
+  }
+}
+
+// Mirrors the sig-network terminating-endpoint tests ("should fail health check node port if
+// there are only terminating endpoints", "should be able to connect to terminating and unready
+// endpoints if PublishNotReadyAddresses" family), for both families: new connections go to the
+// ready backend; with no ready backend left, to the serving terminating one; with none serving,
+// the service has no backends and connections are refused at once.
+TEST_F(ServiceClusterTest, ShouldUseTerminatingEndpointsOnlyWhenNoReadyEndpointRemains) {
+  const std::string vip4 = "10.96.0.41", vip6 = "fd00:10:96::41";
+  int client = PodIndex("pod-1a");
+  int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  ASSERT_OK(PutObject(cluster_->store(), DualStackService("terminating", vip4, vip6, 80)));
+  const std::vector<std::string> fe = Frontends(vip4, vip6, 80);
+
+  // pod-2a ready, pod-3a terminating but still serving: only pod-2a gets new connections.
+  ASSERT_OK(PutEndpoints(
+      "terminating", kPodPort,
+      {{.pod = b2}, {.pod = b3, .ready = false, .serving = true, .terminating = true}}));
+  ASSERT_OK(WaitBackends(0, fe, {b2}, kPodPort));
+  for (const std::string& vip : {vip4, vip6}) {
+    for (int i = 0; i < 10; ++i) {
+      EXPECT_EQ(Who(pod(client).ns->path(), vip, 80), "pod-2a") << vip << " connection " << i;
+    }
+  }
+
+  // pod-2a not ready any more: the serving terminating pod-3a takes the new connections.
+  ASSERT_OK(PutEndpoints("terminating", kPodPort,
+                         {{.pod = b2, .ready = false},
+                          {.pod = b3, .ready = false, .serving = true, .terminating = true}}));
+  ASSERT_OK(WaitBackends(0, fe, {b3}, kPodPort));
+  for (const std::string& vip : {vip4, vip6}) {
+    for (int i = 0; i < 10; ++i) {
+      EXPECT_EQ(Who(pod(client).ns->path(), vip, 80), "pod-3a") << vip << " connection " << i;
+    }
+  }
+
+  // pod-3a stops serving too: no backend remains, connections are refused at once.
+  ASSERT_OK(PutEndpoints("terminating", kPodPort,
+                         {{.pod = b2, .ready = false},
+                          {.pod = b3, .ready = false, .serving = false, .terminating = true}}));
+  ASSERT_OK(WaitBackends(0, fe, {}, kPodPort));
+  for (const std::string& vip : {vip4, vip6}) ExpectRefusedAtOnce(client, vip, 80);
+}
+
+// Mirrors the sig-network test "should be rejected when no endpoints exist", through the agent
+// and for both families: a Service with no Endpoints object at all; a pod's TCP connect to either
+// ClusterIP is refused (the datapath answers with a reset) in well under a second.
+TEST_F(ServiceClusterTest, ShouldBeRejectedWhenNoEndpointsExist) {
+  const std::string vip4 = "10.96.0.42", vip6 = "fd00:10:96::42";
+  ASSERT_OK(PutObject(cluster_->store(), DualStackService("no-endpoints", vip4, vip6, 80)));
+  const std::vector<std::string> fe = Frontends(vip4, vip6, 80);
+  // A pod on a node with other pods' backends programmed and one on another node.
+  for (int n : {0, 1}) ASSERT_OK(WaitBackends(n, fe, {}, kPodPort));
+  for (const char* client : {"pod-1a", "pod-2b"}) {
+    SCOPED_TRACE(client);
+    for (const std::string& vip : {vip4, vip6}) ExpectRefusedAtOnce(PodIndex(client), vip, 80);
+  }
+}
+
+// A connected UDP socket in `netns_path` to ip:port (receive timeout `timeout`).
+absl::StatusOr<Sock> ConnectUdp(const std::string& netns_path, const std::string& ip, uint16_t port,
+                                std::chrono::milliseconds timeout) {
+  Sock s;
+  absl::Status st = datapath::testing::RunInNetns(netns_path, [&]() -> absl::Status {
+    bool v6 = ip.find(':') != std::string::npos;
+    s.fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s.fd < 0) return absl::InternalError(StrCat("socket: ", strerror(errno)));
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    sockaddr_storage a{};
+    socklen_t len;
+    if (v6) {
+      auto* s6 = reinterpret_cast<sockaddr_in6*>(&a);
+      s6->sin6_family = AF_INET6;
+      s6->sin6_port = htons(port);
+      inet_pton(AF_INET6, ip.c_str(), &s6->sin6_addr);
+      len = sizeof(*s6);
+    } else {
+      auto* s4 = reinterpret_cast<sockaddr_in*>(&a);
+      s4->sin_family = AF_INET;
+      s4->sin_port = htons(port);
+      inet_pton(AF_INET, ip.c_str(), &s4->sin_addr);
+      len = sizeof(*s4);
+    }
+    if (connect(s.fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
+      return absl::UnavailableError(StrCat("connect udp ", ip, ":", port, ": ", strerror(errno)));
+    }
+    return absl::OkStatus();
+  });
+  if (!st.ok()) return st;
+  return s;
+}
+
+// One datagram on a connected UDP socket: the reply, or "" (none within the receive timeout).
+std::string UdpAsk(const Sock& s) {
+  if (send(s.fd, "ping", 4, 0) != 4) return "";
+  char buf[256];
+  ssize_t n = recv(s.fd, buf, sizeof(buf), 0);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+// Mirrors the sig-network Conntrack test "should be able to preserve UDP traffic when server pod
+// cycles for a ClusterIP service" (no stale UDP conntrack), through the agent and for both
+// families: a pod on node-1 keeps one connected UDP socket (one 5-tuple) sending to a UDP
+// ClusterIP; once the backend it reaches leaves the Endpoints (the pod itself keeps answering),
+// the agent flushes that flow's conntrack and the next datagrams reach the other backend.
+TEST_F(ServiceClusterTest, ShouldMoveUdpFlowsOffADeletedBackendThroughTheAgent) {
+  constexpr uint16_t kUdpPort = 5354;
+  const std::string vip4 = "10.96.0.43", vip6 = "fd00:10:96::43";
+  int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  std::vector<std::unique_ptr<UdpNameServer>> servers;
+  for (int b : {b2, b3}) {
+    for (bool v6 : {false, true}) {
+      servers.push_back(
+          std::make_unique<UdpNameServer>(pod(b).ns->path(), kUdpPort, pod(b).name, v6));
+      ASSERT_OK(servers.back()->status());
+    }
+  }
+  const v1::Service svc = DualStackService("udp-move", vip4, vip6, 53, v1::UDP);
+  const std::vector<std::string> fe = Frontends(vip4, vip6, 53, "udp");
+  for (const std::string& vip : {vip4, vip6}) {
+    SCOPED_TRACE(vip);
+    ASSERT_OK(cluster_->PutService(svc, {b2, b3}, kUdpPort));
+    ASSERT_OK(WaitBackends(0, fe, {b2, b3}, kUdpPort));
+    absl::StatusOr<Sock> s =
+        ConnectUdp(pod(PodIndex("pod-1a")).ns->path(), vip, 53, std::chrono::milliseconds(500));
+    ASSERT_OK(s);
+    std::string first;
+    for (int i = 0; i < 20 && first.empty(); ++i) first = UdpAsk(*s);
+    ASSERT_TRUE(first == "pod-2a" || first == "pod-3a") << "first reply: \"" << first << "\"";
+    // The flow sticks to its backend.
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(UdpAsk(*s), first) << "datagram " << i;
+
+    const int keep = first == "pod-2a" ? b3 : b2;
+    ASSERT_OK(cluster_->PutService(svc, {keep}, kUdpPort));
+    ASSERT_OK(WaitBackends(0, fe, {keep}, kUdpPort));
+    // The same socket (same 5-tuple) now reaches the remaining backend.
+    std::vector<std::string> replies;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      replies.push_back(UdpAsk(*s));
+      if (replies.back() == pod(keep).name) break;
+      usleep(200000);
+    }
+    ASSERT_EQ(replies.back(), pod(keep).name)
+        << "the flow stayed on " << first << ": " << ::testing::PrintToString(replies);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(UdpAsk(*s), pod(keep).name) << "datagram " << i;
   }
 }
 
