@@ -17,6 +17,9 @@
 //   - socket-level load balancing (issue 15): with --socket-lb-cgroup a process of the node (a
 //     hostNetwork pod) in that cgroup reaches a ClusterIP of either family whose backends run on
 //     other nodes; one outside the cgroup is not translated.
+//   - Service semantics through the agent (issue 15), both families, named after the sig-network
+//     tests: internalTrafficPolicy Local, terminating endpoints only when no ready one remains,
+//     rejected at once without endpoints, UDP flows moved off a deleted backend.
 // Every namespace, process, mount, cgroup and pin is removed by the Cluster's destructor.
 #include <arpa/inet.h>
 #include <netinet/in.h>
