@@ -47,8 +47,9 @@ absl::Status ServicesPass::Run(const PassInput& in, std::vector<PlanWarning>* wa
   }
   if (ch->upserted + ch->deleted > 0 || ch->failed > 0) {
     CNINET_LOG(kInfo, "services: ", ch->upserted, " programmed, ", ch->deleted, " removed, ",
-               ch->unchanged, " unchanged, ", ch->failed, " refused (plan ", Ms(t1 - t0),
-               " ms, apply ", Ms(t2 - t1), " ms, store revision ", in.snapshot.revision, ")");
+               ch->unchanged, " unchanged, ", ch->failed, " refused, ", ch->conntrack_flushed,
+               " UDP conntrack entries of gone backends flushed (plan ", Ms(t1 - t0), " ms, apply ",
+               Ms(t2 - t1), " ms, store revision ", in.snapshot.revision, ")");
   }
   return absl::OkStatus();
 }
