@@ -1389,6 +1389,9 @@ TEST_F(ServiceClusterTest, ShouldMoveUdpFlowsOffADeletedBackendThroughTheAgent) 
         << "the flow stayed on " << first << ": " << ::testing::PrintToString(replies);
     for (int i = 0; i < 5; ++i) EXPECT_EQ(UdpAsk(*s), pod(keep).name) << "datagram " << i;
   }
+  // It moved because node-1's agent flushed the flow's conntrack entries (not by chance).
+  EXPECT_THAT(cluster_->AgentLog(0),
+              ::testing::ContainsRegex("[1-9][0-9]* UDP conntrack entries of gone backends"));
 }
 
 }  // namespace
