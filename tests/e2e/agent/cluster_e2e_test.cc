@@ -19,7 +19,8 @@
 //     other nodes; one outside the cgroup is not translated.
 //   - Service semantics through the agent (issue 15), both families, named after the sig-network
 //     tests: internalTrafficPolicy Local, terminating endpoints only when no ready one remains,
-//     rejected at once without endpoints, UDP flows moved off a deleted backend.
+//     rejected at once without endpoints, UDP flows moved off a deleted backend, a pod hairpinning
+//     back to itself, switching session affinity, multiport endpoints, services up and down.
 // Every namespace, process, mount, cgroup and pin is removed by the Cluster's destructor.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -36,6 +37,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "cluster_testing.h"
@@ -1392,6 +1394,204 @@ TEST_F(ServiceClusterTest, ShouldMoveUdpFlowsOffADeletedBackendThroughTheAgent) 
   // It moved because node-1's agent flushed the flow's conntrack entries (not by chance).
   EXPECT_THAT(cluster_->AgentLog(0),
               ::testing::ContainsRegex("[1-9][0-9]* UDP conntrack entries of gone backends"));
+}
+
+// Mirrors the sig-network test "should allow pods to hairpin back to themselves through
+// services", through the agent and for both families: a service whose only backend is pod-1a;
+// pod-1a connects to the ClusterIP and reaches its own server, which sees the connection come
+// from the node address of that family (the hairpin SNAT), not from the pod's own address.
+TEST_F(ServiceClusterTest, ShouldAllowPodsToHairpinBackToThemselvesThroughServices) {
+  const std::string vip4 = "10.96.0.44", vip6 = "fd00:10:96::44";
+  const int self = PodIndex("pod-1a");
+  ASSERT_OK(cluster_->PutService(DualStackService("hairpin", vip4, vip6, 80), {self}, kPodPort));
+  const std::vector<std::string> fe = Frontends(vip4, vip6, 80);
+  ASSERT_OK(WaitBackends(pod(self).node, fe, {self}, kPodPort));
+  const Node& node = cluster_->nodes()[pod(self).node];
+  struct Family {
+    std::string vip, pod_ip, node_ip;
+  };
+  for (const Family& f :
+       {Family{vip4, pod(self).ip, node.ip}, Family{vip6, pod(self).ip6, node.ip6}}) {
+    SCOPED_TRACE(f.vip);
+    for (int i = 0; i < 5; ++i) {
+      absl::StatusOr<Sock> s = Connect(pod(self).ns->path(), f.vip, 80);
+      ASSERT_OK(s);
+      absl::StatusOr<std::string> reply = Ask(*s, "hello");
+      ASSERT_OK(reply);
+      // "NAME PEER": pod-1a's own server answered, and saw the node address as the peer.
+      const size_t space = reply->find(' ');
+      ASSERT_NE(space, std::string::npos) << *reply;
+      EXPECT_EQ(reply->substr(0, space), "pod-1a") << "connection " << i;
+      const std::string peer = reply->substr(space + 1);
+      EXPECT_NE(peer, f.pod_ip) << "connection " << i << ": not SNATed";
+      EXPECT_EQ(peer, f.node_ip) << "connection " << i;
+    }
+  }
+}
+
+// Mirrors the sig-network test "should be able to switch session affinity for service with type
+// clusterIP", through the agent and for both families: backends pod-2a and pod-3a; with
+// sessionAffinity ClientIP every connection of pod-1a reaches one backend; the Service rewritten
+// with sessionAffinity None (the agent's status does not show the affinity, so the test polls
+// until the connections spread), they reach both.
+TEST_F(ServiceClusterTest, ShouldBeAbleToSwitchSessionAffinityForService) {
+  constexpr int kTries = 12;
+  const std::string vip4 = "10.96.0.45", vip6 = "fd00:10:96::45";
+  const int client = PodIndex("pod-1a");
+  const int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  v1::Service svc = DualStackService("affinity", vip4, vip6, 80);
+  svc.set_session_affinity(v1::Service::CLIENT_IP);
+  ASSERT_OK(cluster_->PutService(svc, {b2, b3}, kPodPort));
+  const std::vector<std::string> fe = Frontends(vip4, vip6, 80);
+  ASSERT_OK(WaitBackends(0, fe, {b2, b3}, kPodPort));
+  for (const std::string& vip : {vip4, vip6}) {
+    SCOPED_TRACE(vip);
+    std::multiset<std::string> got;
+    for (int i = 0; i < kTries; ++i) got.insert(Who(pod(client).ns->path(), vip, 80));
+    const std::string first = *got.begin();
+    EXPECT_TRUE(first == "pod-2a" || first == "pod-3a") << first;
+    EXPECT_EQ(got.count(first), static_cast<size_t>(kTries))
+        << "ClientIP affinity, yet: " << ::testing::PrintToString(got);
+  }
+
+  svc.set_session_affinity(v1::Service::NONE);
+  ASSERT_OK(cluster_->PutService(svc, {b2, b3}, kPodPort));
+  for (const std::string& vip : {vip4, vip6}) {
+    SCOPED_TRACE(vip);
+    std::set<std::string> got;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (std::chrono::steady_clock::now() < deadline) {
+      got.clear();
+      for (int i = 0; i < kTries; ++i) got.insert(Who(pod(client).ns->path(), vip, 80));
+      if (got.size() > 1) break;
+      usleep(300000);
+    }
+    EXPECT_EQ(got, (std::set<std::string>{"pod-2a", "pod-3a"}));
+  }
+}
+
+// Mirrors the sig-network test "should serve multiport endpoints from pods", through the agent
+// and for both families: a Service with two named ports, "http" (80, served by pod-2a on 8080)
+// and "alt" (81, served by pod-3a on a second server on 8081, answering "pod-3a-alt"); each
+// ClusterIP port reaches the right pod and server.
+TEST_F(ServiceClusterTest, ShouldServeMultiportEndpointsFromPods) {
+  constexpr uint16_t kAltPort = 8081;
+  const std::string vip4 = "10.96.0.46", vip6 = "fd00:10:96::46";
+  const int client = PodIndex("pod-1a");
+  const int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  ::cninet::testing::LineServer alt4(
+      ::cninet::testing::LineServerOptions{.netns_path = pod(b3).ns->path(),
+                                           .port = kAltPort,
+                                           .name = "pod-3a-alt",
+                                           .echo_line = false});
+  ASSERT_OK(alt4.status());
+  LineServer6 alt6(pod(b3).ns->path(), kAltPort, "pod-3a-alt");
+  ASSERT_OK(alt6.status());
+
+  v1::Service svc = DualStackService("multiport", vip4, vip6, 80);
+  svc.mutable_ports(0)->set_name("http");
+  v1::ServicePort* alt = svc.add_ports();
+  alt->set_name("alt");
+  alt->set_protocol(v1::TCP);
+  alt->set_port(81);
+  ASSERT_OK(PutObject(cluster_->store(), svc));
+  v1::Endpoints eps;
+  eps.set_namespace_("default");
+  eps.set_name("multiport");
+  for (auto [name, b, target] :
+       {std::tuple{"http", b2, kPodPort}, std::tuple{"alt", b3, kAltPort}}) {
+    v1::PortBackends* pb = eps.add_ports();
+    pb->set_port_name(name);
+    pb->set_protocol(v1::TCP);
+    for (const std::string& ip : {pod(b).ip, pod(b).ip6}) {
+      v1::Backend* be = pb->add_backends();
+      be->set_ip(ip);
+      be->set_port(target);
+      be->set_node(cluster_->nodes()[pod(b).node].name);
+      be->set_pod(StrCat(pod(b).namespace_name, "/", pod(b).name));
+    }
+  }
+  ASSERT_OK(PutObject(cluster_->store(), eps));
+  ASSERT_OK(WaitBackends(0, Frontends(vip4, vip6, 80), {b2}, kPodPort));
+  ASSERT_OK(WaitBackends(0, Frontends(vip4, vip6, 81), {b3}, kAltPort));
+  for (const std::string& vip : {vip4, vip6}) {
+    SCOPED_TRACE(vip);
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_EQ(Who(pod(client).ns->path(), vip, 80), "pod-2a") << "connection " << i;
+      EXPECT_EQ(Who(pod(client).ns->path(), vip, 81), "pod-3a-alt") << "connection " << i;
+    }
+  }
+}
+
+// Mirrors the sig-network test "should be able to up and down services", through the agent and
+// for both families: a Service works; deleted from the store (Service and Endpoints), node-1's
+// agent removes it and a connect to either ClusterIP fails; recreated with the same ClusterIPs,
+// it works again.
+TEST_F(ServiceClusterTest, ShouldBeAbleToUpAndDownServices) {
+  const std::string vip4 = "10.96.0.47", vip6 = "fd00:10:96::47";
+  const int client = PodIndex("pod-1a");
+  const int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  const v1::Service svc = DualStackService("up-down", vip4, vip6, 80);
+  const std::vector<std::string> fe = Frontends(vip4, vip6, 80);
+  const std::set<std::string> backends = {"pod-2a", "pod-3a"};
+  auto expect_served = [&](const char* phase) {
+    for (const std::string& vip : {vip4, vip6}) {
+      for (int i = 0; i < 6; ++i) {
+        std::string who = Who(pod(client).ns->path(), vip, 80);
+        EXPECT_TRUE(backends.contains(who))
+            << phase << " " << vip << " connection " << i << ": " << who;
+      }
+    }
+  };
+
+  ASSERT_OK(cluster_->PutService(svc, {b2, b3}, kPodPort));
+  ASSERT_OK(WaitBackends(0, fe, {b2, b3}, kPodPort));
+  expect_served("up");
+
+  absl::StatusOr<std::string> svc_key = KeyOf(ObjectKind::kService, svc);
+  ASSERT_OK(svc_key);
+  v1::Endpoints eps;
+  eps.set_namespace_("default");
+  eps.set_name("up-down");
+  absl::StatusOr<std::string> eps_key = KeyOf(ObjectKind::kEndpoints, eps);
+  ASSERT_OK(eps_key);
+  absl::StatusOr<bool> existed = cluster_->store().Delete(*svc_key);
+  ASSERT_OK(existed);
+  EXPECT_TRUE(*existed) << *svc_key;
+  existed = cluster_->store().Delete(*eps_key);
+  ASSERT_OK(existed);
+  EXPECT_TRUE(*existed) << *eps_key;
+  ASSERT_OK(cluster_->WaitStatus(
+      0,
+      [&](const api::AgentStatus& s) {
+        for (const auto& service : s.services()) {
+          for (const auto& f : service.frontends()) {
+            if (f == fe[0] || f == fe[1]) return false;
+          }
+        }
+        return true;
+      },
+      std::chrono::seconds(10)));
+  for (const std::string& vip : {vip4, vip6}) {
+    SCOPED_TRACE(vip);
+    // Polled (up to ~10 s) until a connect fails, then it keeps failing.
+    absl::Status st;
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      st = TimedConnect(client, vip, 80, std::chrono::milliseconds(700)).first;
+      if (!st.ok()) break;
+      usleep(200000);
+    }
+    ASSERT_FALSE(st.ok()) << vip << " still answers after the Service was deleted";
+    for (int i = 0; i < 3; ++i) {
+      st = TimedConnect(client, vip, 80, std::chrono::milliseconds(700)).first;
+      EXPECT_FALSE(st.ok()) << vip << " answered again (connection " << i << ")";
+    }
+  }
+
+  ASSERT_OK(cluster_->PutService(svc, {b2, b3}, kPodPort));
+  ASSERT_OK(WaitBackends(0, fe, {b2, b3}, kPodPort));
+  expect_served("up again");
 }
 
 }  // namespace
