@@ -146,4 +146,51 @@ void LineServer::Serve(int fd, const std::string& peer) {
   // The fd stays open until the destructor: closing here could let it shut a reused number.
 }
 
+UdpLineServer::UdpLineServer(const std::string& netns_path, int af, uint16_t port, std::string name)
+    : name_(std::move(name)) {
+  status_ = InNetns(netns_path, [&]() -> absl::Status {
+    fd_ = socket(af, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return absl::InternalError(std::string("socket: ") + strerror(errno));
+    sockaddr_storage a{};
+    socklen_t len = 0;
+    if (af == AF_INET6) {
+      int one = 1;
+      setsockopt(fd_, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+      auto* a6 = reinterpret_cast<sockaddr_in6*>(&a);
+      a6->sin6_family = AF_INET6;
+      a6->sin6_port = htons(port);
+      len = sizeof(*a6);
+    } else {
+      auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
+      a4->sin_family = AF_INET;
+      a4->sin_port = htons(port);
+      len = sizeof(*a4);
+    }
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0)
+      return absl::InternalError(std::string("bind: ") + strerror(errno));
+    return absl::OkStatus();
+  });
+  if (status_.ok()) thread_ = std::thread([this] { Loop(); });
+}
+
+UdpLineServer::~UdpLineServer() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+  if (fd_ >= 0) close(fd_);
+}
+
+void UdpLineServer::Loop() {
+  char buf[512];
+  while (!stop_) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    sockaddr_storage peer{};
+    socklen_t len = sizeof(peer);
+    ssize_t n = recvfrom(fd_, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&peer), &len);
+    if (n < 0) continue;
+    std::string out = name_ + " " + PeerText(peer, true) + " " + std::string(buf, n);
+    (void)!sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&peer), len);
+  }
+}
+
 }  // namespace cninet::testing

@@ -55,6 +55,29 @@ class LineServer {
   std::vector<std::thread> workers_;
 };
 
+// A UDP server on the wildcard address of family `af` (AF_INET or AF_INET6, IPv6 only) in a
+// namespace, answering each datagram with "NAME PEER DATA" (PEER as "ip:port" / "[ip]:port"),
+// on its own thread until destroyed.
+class UdpLineServer {
+ public:
+  UdpLineServer(const std::string& netns_path, int af, uint16_t port, std::string name);
+  ~UdpLineServer();
+  UdpLineServer(const UdpLineServer&) = delete;
+  UdpLineServer& operator=(const UdpLineServer&) = delete;
+
+  // OK when it is bound.
+  const absl::Status& status() const { return status_; }
+
+ private:
+  void Loop();
+
+  std::string name_;
+  absl::Status status_;
+  int fd_ = -1;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 }  // namespace cninet::testing
 
 #endif  // CNINET_TESTS_TESTING_LINE_SERVER_H_

@@ -23,6 +23,7 @@
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "testing/line_server.h"
 #include "testing/test_util.h"
 
 namespace cninet::datapath::testing {
@@ -111,45 +112,13 @@ class Server6 {
   std::thread thread_;
 };
 
-// A UDP server on [::]:port in a namespace answering each datagram with "NAME [PEER]:PORT DATA".
-class UdpServer6 {
- public:
+// The shared UDP line server on [::]:port ("NAME [PEER]:PORT DATA"); failing to bind fails the
+// test.
+struct UdpServer6 : ::cninet::testing::UdpLineServer {
   UdpServer6(const std::string& netns_path, uint16_t port, std::string name)
-      : name_(std::move(name)) {
-    absl::Status s = RunInNetns(netns_path, [&]() -> absl::Status {
-      fd_ = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      sockaddr_in6 a = Addr6("::", port);
-      if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
-        return absl::UnavailableError(std::string("bind: ") + strerror(errno));
-      return absl::OkStatus();
-    });
-    EXPECT_TRUE(s.ok()) << s;
-    thread_ = std::thread([this] { Loop(); });
+      : UdpLineServer(netns_path, AF_INET6, port, std::move(name)) {
+    EXPECT_TRUE(status().ok()) << status();
   }
-  ~UdpServer6() {
-    stop_ = true;
-    thread_.join();
-    if (fd_ >= 0) close(fd_);
-  }
-
- private:
-  void Loop() {
-    char buf[512];
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      sockaddr_in6 peer{};
-      socklen_t len = sizeof(peer);
-      ssize_t n = recvfrom(fd_, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&peer), &len);
-      if (n < 0) continue;
-      std::string out = name_ + " " + PeerText(peer) + " " + std::string(buf, n);
-      (void)!sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&peer), len);
-    }
-  }
-  std::string name_;
-  int fd_ = -1;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
 };
 
 // One UDP query from a new socket (a new flow) connected to [ip]:port in a namespace: the reply

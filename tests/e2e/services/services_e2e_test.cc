@@ -121,47 +121,12 @@ std::string PeerText(const sockaddr_storage& ss) {
   return std::string("[") + buf + "]:" + std::to_string(ntohs(a->sin6_port));
 }
 
-// A UDP server on the family's wildcard address in a namespace, answering each datagram with
-// "NAME PEER DATA".
-class UdpServer {
- public:
+// The shared UDP line server ("NAME PEER DATA"); failing to bind fails the test.
+struct UdpServer : ::cninet::testing::UdpLineServer {
   UdpServer(const std::string& netns_path, int af, uint16_t port, std::string name)
-      : name_(std::move(name)) {
-    absl::Status s = RunInNetns(netns_path, [&]() -> absl::Status {
-      fd_ = socket(af, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      socklen_t len = 0;
-      sockaddr_storage a = SockAddr(af, af == AF_INET ? "0.0.0.0" : "::", port, &len);
-      if (bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0)
-        return absl::UnavailableError(std::string("bind: ") + strerror(errno));
-      return absl::OkStatus();
-    });
-    EXPECT_TRUE(s.ok()) << s;
-    thread_ = std::thread([this] { Loop(); });
+      : UdpLineServer(netns_path, af, port, std::move(name)) {
+    EXPECT_TRUE(status().ok()) << status();
   }
-  ~UdpServer() {
-    stop_ = true;
-    thread_.join();
-    if (fd_ >= 0) close(fd_);
-  }
-
- private:
-  void Loop() {
-    char buf[512];
-    while (!stop_) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 50) <= 0) continue;
-      sockaddr_storage peer{};
-      socklen_t len = sizeof(peer);
-      ssize_t n = recvfrom(fd_, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&peer), &len);
-      if (n < 0) continue;
-      std::string out = name_ + " " + PeerText(peer) + " " + std::string(buf, n);
-      (void)!sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&peer), len);
-    }
-  }
-  std::string name_;
-  int fd_ = -1;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
 };
 
 // What a client saw: the errno of its failure (0 on success), the reply, how long it took.
