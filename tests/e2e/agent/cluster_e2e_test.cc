@@ -808,21 +808,7 @@ std::string TcpClient(const std::string& ip, uint16_t port, int timeout_s) {
   timeval tv{timeout_s, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_storage a{};
-  socklen_t len;
-  if (v6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&a);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    inet_pton(AF_INET6, ip.c_str(), &s6->sin6_addr);
-    len = sizeof(*s6);
-  } else {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&a);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(port);
-    inet_pton(AF_INET, ip.c_str(), &s4->sin_addr);
-    len = sizeof(*s4);
-  }
+  auto [a, len] = SockAddr(ip, port);
   if (connect(fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
     std::string e = StrCat("error=connect: ", strerror(errno));
     close(fd);
@@ -1024,21 +1010,7 @@ std::string UdpClient(const std::string& ip, uint16_t port) {
   if (fd < 0) return StrCat("error=socket: ", strerror(errno));
   timeval tv{3, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  sockaddr_storage a{};
-  socklen_t len;
-  if (v6) {
-    auto* s6 = reinterpret_cast<sockaddr_in6*>(&a);
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons(port);
-    inet_pton(AF_INET6, ip.c_str(), &s6->sin6_addr);
-    len = sizeof(*s6);
-  } else {
-    auto* s4 = reinterpret_cast<sockaddr_in*>(&a);
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons(port);
-    inet_pton(AF_INET, ip.c_str(), &s4->sin_addr);
-    len = sizeof(*s4);
-  }
+  auto [a, len] = SockAddr(ip, port);
   if (sendto(fd, "ping", 4, 0, reinterpret_cast<sockaddr*>(&a), len) != 4) {
     std::string e = StrCat("error=sendto: ", strerror(errno));
     close(fd);

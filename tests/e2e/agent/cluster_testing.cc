@@ -34,7 +34,13 @@ using datapath::testing::RunInNetns;
 namespace {
 
 // ip:port of either family.
-std::pair<sockaddr_storage, socklen_t> Addr(const std::string& ip, uint16_t port) {
+std::string Tail(const std::string& text, size_t n = 3000) {
+  return text.size() <= n ? text : text.substr(text.size() - n);
+}
+
+}  // namespace
+
+std::pair<sockaddr_storage, socklen_t> SockAddr(const std::string& ip, uint16_t port) {
   sockaddr_storage ss{};
   if (ip.find(':') != std::string::npos) {
     auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
@@ -49,12 +55,6 @@ std::pair<sockaddr_storage, socklen_t> Addr(const std::string& ip, uint16_t port
   inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
   return {ss, sizeof(sockaddr_in)};
 }
-
-std::string Tail(const std::string& text, size_t n = 3000) {
-  return text.size() <= n ? text : text.substr(text.size() - n);
-}
-
-}  // namespace
 
 Sock::Sock(Sock&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
 Sock& Sock::operator=(Sock&& o) noexcept {
@@ -72,7 +72,7 @@ absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& i
                              std::chrono::milliseconds timeout) {
   Sock s;
   absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
-    auto [a, len] = Addr(ip, port);
+    auto [a, len] = SockAddr(ip, port);
     s.fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     timeval tv{static_cast<time_t>(timeout.count() / 1000),
                static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};

@@ -7,6 +7,7 @@
 #ifndef CNINET_TESTS_E2E_AGENT_CLUSTER_TESTING_H_
 #define CNINET_TESTS_E2E_AGENT_CLUSTER_TESTING_H_
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -19,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -43,6 +45,9 @@ struct Sock {
   Sock& operator=(Sock&& o) noexcept;
   ~Sock();
 };
+
+// The socket address of ip:port (IPv6 when `ip` has a colon) and its length.
+std::pair<sockaddr_storage, socklen_t> SockAddr(const std::string& ip, uint16_t port);
 
 // Connects from inside `netns_path` to ip:port (`timeout` for the connect, reads and writes); the
 // socket works from any thread.
