@@ -1497,9 +1497,10 @@ TEST_F(ServiceClusterTest, ShouldServeMultiportEndpointsFromPods) {
 }
 
 // A DNS-like Service (the same port on TCP and UDP, as kube-dns), in the style of the sig-network
-// multiport test, through the agent and for both families: one Service with two named ports, "dns-tcp" 53/TCP (pod-2a, an extra TCP server on 5353 answering "pod-2a-dns") and
-// "dns-udp" 53/UDP (pod-3a, a UDP server on 5353 answering "pod-3a"); from pod-1a, TCP to
-// ClusterIP:53 is always answered by pod-2a and UDP to ClusterIP:53 always by pod-3a.
+// multiport test, through the agent and for both families: one Service with two named ports,
+// "dns-tcp" 53/TCP (pod-2a, an extra TCP server on 5353 answering "pod-2a-dns") and "dns-udp"
+// 53/UDP (pod-3a, a UDP server on 5353 answering "pod-3a"); from pod-1a, TCP to ClusterIP:53 is
+// always answered by pod-2a and UDP to ClusterIP:53 always by pod-3a.
 TEST_F(ServiceClusterTest, ShouldServeTheSamePortOnTcpAndUdp) {
   constexpr uint16_t kDnsPort = 5353;
   const std::string vip4 = "10.96.0.48", vip6 = "fd00:10:96::48";
