@@ -20,7 +20,8 @@
 //   - Service semantics through the agent (issue 15), both families, named after the sig-network
 //     tests: internalTrafficPolicy Local, terminating endpoints only when no ready one remains,
 //     rejected at once without endpoints, UDP flows moved off a deleted backend, a pod hairpinning
-//     back to itself, switching session affinity, multiport endpoints, services up and down.
+//     back to itself, switching session affinity, multiport endpoints, services up and down, the
+//     same port on TCP and UDP, the session affinity timeout.
 // Every namespace, process, mount, cgroup and pin is removed by the Cluster's destructor.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -1492,6 +1493,112 @@ TEST_F(ServiceClusterTest, ShouldServeMultiportEndpointsFromPods) {
       EXPECT_EQ(Who(pod(client).ns->path(), vip, 80), "pod-2a") << "connection " << i;
       EXPECT_EQ(Who(pod(client).ns->path(), vip, 81), "pod-3a-alt") << "connection " << i;
     }
+  }
+}
+
+// A DNS-like Service (the same port on TCP and UDP, as kube-dns), in the style of the sig-network
+// multiport test, through the agent and for both families: one Service with two named ports,
+// "dns-tcp" 53/TCP (pod-2a, an extra TCP server on 5353 answering "pod-2a-dns") and "dns-udp"
+// 53/UDP (pod-3a, a UDP server on 5353 answering "pod-3a"); from pod-1a, TCP to ClusterIP:53 is
+// always answered by pod-2a and UDP to ClusterIP:53 always by pod-3a.
+TEST_F(ServiceClusterTest, ShouldServeTheSamePortOnTcpAndUdp) {
+  constexpr uint16_t kDnsPort = 5353;
+  const std::string vip4 = "10.96.0.48", vip6 = "fd00:10:96::48";
+  const int client = PodIndex("pod-1a");
+  const int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  // pod-2a serves TCP on the target port (nothing UDP there), pod-3a UDP (nothing TCP there).
+  ::cninet::testing::LineServer tcp4(
+      ::cninet::testing::LineServerOptions{.netns_path = pod(b2).ns->path(),
+                                           .port = kDnsPort,
+                                           .name = "pod-2a-dns",
+                                           .echo_line = false});
+  ASSERT_OK(tcp4.status());
+  LineServer6 tcp6(pod(b2).ns->path(), kDnsPort, "pod-2a-dns");
+  ASSERT_OK(tcp6.status());
+  std::vector<std::unique_ptr<UdpNameServer>> udp;
+  for (bool v6 : {false, true}) {
+    udp.push_back(std::make_unique<UdpNameServer>(pod(b3).ns->path(), kDnsPort, pod(b3).name, v6));
+    ASSERT_OK(udp.back()->status());
+  }
+
+  v1::Service svc = DualStackService("dns", vip4, vip6, 53);
+  svc.mutable_ports(0)->set_name("dns-tcp");
+  v1::ServicePort* u = svc.add_ports();
+  u->set_name("dns-udp");
+  u->set_protocol(v1::UDP);
+  u->set_port(53);
+  ASSERT_OK(PutObject(cluster_->store(), svc));
+  v1::Endpoints eps;
+  eps.set_namespace_("default");
+  eps.set_name("dns");
+  for (auto [name, proto, b] :
+       {std::tuple{"dns-tcp", v1::TCP, b2}, std::tuple{"dns-udp", v1::UDP, b3}}) {
+    v1::PortBackends* pb = eps.add_ports();
+    pb->set_port_name(name);
+    pb->set_protocol(proto);
+    for (const std::string& ip : {pod(b).ip, pod(b).ip6}) {
+      v1::Backend* be = pb->add_backends();
+      be->set_ip(ip);
+      be->set_port(kDnsPort);
+      be->set_node(cluster_->nodes()[pod(b).node].name);
+      be->set_pod(StrCat(pod(b).namespace_name, "/", pod(b).name));
+    }
+  }
+  ASSERT_OK(PutObject(cluster_->store(), eps));
+  ASSERT_OK(WaitBackends(0, Frontends(vip4, vip6, 53, "tcp"), {b2}, kDnsPort));
+  ASSERT_OK(WaitBackends(0, Frontends(vip4, vip6, 53, "udp"), {b3}, kDnsPort));
+  for (const std::string& vip : {vip4, vip6}) {
+    SCOPED_TRACE(vip);
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_EQ(Who(pod(client).ns->path(), vip, 53), "pod-2a-dns") << "TCP connection " << i;
+      // A new UDP socket (a new flow) each time; a datagram may be lost, so up to 3 tries.
+      absl::StatusOr<Sock> s =
+          ConnectUdp(pod(client).ns->path(), vip, 53, std::chrono::milliseconds(500));
+      ASSERT_OK(s);
+      std::string reply;
+      for (int t = 0; t < 3 && reply.empty(); ++t) reply = UdpAsk(*s);
+      EXPECT_EQ(reply, "pod-3a") << "UDP flow " << i;
+    }
+  }
+}
+
+// Mirrors the sig-network test "should have session affinity timeout work for service with type
+// clusterIP", through the agent and for both families: backends pod-2a and pod-3a, sessionAffinity
+// ClientIP with a 2 s timeout; pod-1a's connections stick to one backend; waiting 3.2 s (past the
+// timeout) before each round, some round (of up to 10) lands on the other backend, and within a
+// round the 3 connections that follow at once stick to that round's choice.
+TEST_F(ServiceClusterTest, ShouldHaveSessionAffinityTimeoutWork) {
+  constexpr int kRounds = 10;
+  const std::string vip4 = "10.96.0.49", vip6 = "fd00:10:96::49";
+  const int client = PodIndex("pod-1a");
+  const int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  v1::Service svc = DualStackService("affinity-timeout", vip4, vip6, 80);
+  svc.set_session_affinity(v1::Service::CLIENT_IP);
+  svc.set_session_affinity_timeout_seconds(2);
+  ASSERT_OK(cluster_->PutService(svc, {b2, b3}, kPodPort));
+  ASSERT_OK(WaitBackends(0, Frontends(vip4, vip6, 80), {b2, b3}, kPodPort));
+  for (const std::string& vip : {vip4, vip6}) {
+    SCOPED_TRACE(vip);
+    const std::string first = Who(pod(client).ns->path(), vip, 80);
+    ASSERT_TRUE(first == "pod-2a" || first == "pod-3a") << first;
+    for (int i = 0; i < 5; ++i) {
+      EXPECT_EQ(Who(pod(client).ns->path(), vip, 80), first) << "connection " << i;
+    }
+    std::vector<std::string> choices;
+    bool moved = false;
+    for (int round = 0; round < kRounds && !moved; ++round) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(3200));
+      const std::string choice = Who(pod(client).ns->path(), vip, 80);
+      ASSERT_TRUE(choice == "pod-2a" || choice == "pod-3a") << "round " << round << ": " << choice;
+      choices.push_back(choice);
+      for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(Who(pod(client).ns->path(), vip, 80), choice)
+            << "round " << round << " connection " << i;
+      }
+      moved = choice != first;
+    }
+    EXPECT_TRUE(moved) << "the affinity to " << first << " never expired in " << kRounds
+                       << " rounds: " << ::testing::PrintToString(choices);
   }
 }
 
