@@ -3,6 +3,8 @@
 #ifndef CNINET_TESTS_TESTING_SCOPED_CGROUP_H_
 #define CNINET_TESTS_TESTING_SCOPED_CGROUP_H_
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -31,6 +33,13 @@ class ScopedCgroup {
   std::string path_;
   absl::Status status_;
 };
+
+// Runs `fn` in a forked child that first joins the cgroup `cgroup` (when not empty), then enters
+// the network namespace at `netns_path` with setns (a hostNetwork-style process of that node);
+// returns what `fn` returned, or "child failed: ..." (the child is killed after `timeout`).
+std::string InChild(const std::string& cgroup, const std::string& netns_path,
+                    const std::function<std::string()>& fn,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
 }  // namespace cninet::testing
 

@@ -83,12 +83,7 @@ class Process {
 
 using ::cninet::testing::ScopedCgroup;
 
-// Runs `fn` in a forked child that first joins the cgroup `cgroup` (when not empty), then enters
-// the network namespace at `netns_path` with setns (a hostNetwork-style process of that node);
-// returns what `fn` returned, or "child failed: ..." (the child is killed after `timeout`).
-std::string InChild(const std::string& cgroup, const std::string& netns_path,
-                    const std::function<std::string()>& fn,
-                    std::chrono::milliseconds timeout = std::chrono::seconds(15));
+using ::cninet::testing::InChild;
 
 // What a cluster looks like.
 struct ClusterOptions {

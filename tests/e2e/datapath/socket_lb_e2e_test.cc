@@ -149,46 +149,7 @@ std::string UdpExchange(const std::string& ip, uint16_t port, bool v6, bool conn
   return StrCat(out, "from=", Str(from), " reply=", std::string(buf, n));
 }
 
-// Runs `fn` in a forked child that first joins `cgroup` (when not empty) and enters the network
-// namespace at `netns_path`; returns what `fn` returned (or "child failed: ...").
-std::string InChild(const std::string& cgroup, const std::string& netns_path,
-                    const std::function<std::string()>& fn) {
-  int ns = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (ns < 0) return "child failed: open netns";
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) return "child failed: pipe";
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(p[0]);
-    std::string out;
-    if (!cgroup.empty()) {
-      int cg = open((cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-      std::string me = std::to_string(getpid());
-      if (cg < 0 || write(cg, me.data(), me.size()) != static_cast<ssize_t>(me.size()))
-        out = "child failed: join cgroup";
-    }
-    if (out.empty() && setns(ns, CLONE_NEWNET) != 0) out = "child failed: setns";
-    if (out.empty()) out = fn();
-    (void)!write(p[1], out.data(), out.size());
-    _exit(0);
-  }
-  close(p[1]);
-  close(ns);
-  std::string out;
-  char buf[512];
-  auto deadline = Clock::now() + std::chrono::seconds(15);
-  while (Clock::now() < deadline) {
-    pollfd pfd{p[0], POLLIN, 0};
-    if (poll(&pfd, 1, 100) <= 0) continue;
-    ssize_t n = read(p[0], buf, sizeof(buf));
-    if (n <= 0) break;
-    out.append(buf, n);
-  }
-  close(p[0]);
-  if (Clock::now() >= deadline) kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  return out;
-}
+using ::cninet::testing::InChild;
 
 // The shared TCP line server ("NAME PEER LINE").
 struct LineServer : ::cninet::testing::LineServer {
