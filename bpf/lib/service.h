@@ -98,6 +98,18 @@ static __always_inline __u32 cn_rev_dnat_icmp_error(struct __sk_buff* skb, struc
 #define CN_AF_INET 2
 #define CN_AF_INET6 10
 
+/* Sends a packet where bpf_fib_lookup (result `rc`) routes it: next-hop MACs and a redirect, or
+ * redirect_neigh when the neighbour is not resolved yet. */
+static __always_inline int cn_fib_forward(struct __sk_buff* skb, const struct bpf_fib_lookup* fib,
+                                          long rc) {
+  if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return bpf_redirect_neigh(fib->ifindex, 0, 0, 0);
+  __u8 macs[12];
+  __builtin_memcpy(macs, fib->dmac, 6);
+  __builtin_memcpy(macs + 6, fib->smac, 6);
+  if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0) return TC_ACT_SHOT;
+  return bpf_redirect(fib->ifindex, 0);
+}
+
 /* cn_route_local_src for IPv6: FIB lookup AF_INET6, hop limit decrement (no header checksum). */
 static __always_inline int cn_route_local_src6(struct __sk_buff* skb, const struct cn_pkt* p) {
   struct bpf_fib_lookup fib = {};
@@ -116,12 +128,7 @@ static __always_inline int cn_route_local_src6(struct __sk_buff* skb, const stru
   if (hop <= 1) return TC_ACT_OK; /* the stack sends time exceeded */
   hop -= 1;
   if (bpf_skb_store_bytes(skb, p->l3_off + 7, &hop, 1, 0) < 0) return TC_ACT_SHOT;
-  if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
-  __u8 macs[12];
-  __builtin_memcpy(macs, fib.dmac, 6);
-  __builtin_memcpy(macs + 6, fib.smac, 6);
-  if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0) return TC_ACT_SHOT;
-  return bpf_redirect(fib.ifindex, 0);
+  return cn_fib_forward(skb, &fib, rc);
 }
 
 /* A reply whose source became a node address (NodePort) cannot go up the stack: the kernel would
@@ -150,12 +157,7 @@ static __always_inline int cn_route_local_src(struct __sk_buff* skb, const struc
   if (bpf_l3_csum_replace(skb, p->l3_off + CN_IP_CSUM_OFF, old_word, new_word, 2) < 0)
     return TC_ACT_SHOT;
   if (bpf_skb_store_bytes(skb, p->l3_off + 8, &new_word, 2, 0) < 0) return TC_ACT_SHOT;
-  if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) return bpf_redirect_neigh(fib.ifindex, 0, 0, 0);
-  __u8 macs[12];
-  __builtin_memcpy(macs, fib.dmac, 6);
-  __builtin_memcpy(macs + 6, fib.smac, 6);
-  if (bpf_skb_store_bytes(skb, 0, macs, sizeof(macs), 0) < 0) return TC_ACT_SHOT;
-  return bpf_redirect(fib.ifindex, 0);
+  return cn_fib_forward(skb, &fib, rc);
 }
 
 /* Both directions of a hairpin flow (a pod reaching itself through a Service, SNATed to the node
