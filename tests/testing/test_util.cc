@@ -1,6 +1,8 @@
 #include "testing/test_util.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
@@ -321,6 +323,22 @@ CommandResult RunCniPlugin(const std::string& plugin, const PluginCall& call,
   if (!in_netns.empty()) argv = {"ip", "netns", "exec", in_netns};
   argv.push_back(plugin);
   return Run(argv, config, call.Env());
+}
+
+std::pair<sockaddr_storage, socklen_t> SockAddr(const std::string& ip, uint16_t port) {
+  sockaddr_storage ss{};
+  if (ip.find(':') != std::string::npos) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
+    return {ss, sizeof(sockaddr_in6)};
+  }
+  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+  a->sin_family = AF_INET;
+  a->sin_port = htons(port);
+  inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
+  return {ss, sizeof(sockaddr_in)};
 }
 
 }  // namespace cninet::testing

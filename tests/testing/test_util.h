@@ -3,10 +3,13 @@
 #ifndef CNINET_TESTS_TESTING_TEST_UTIL_H_
 #define CNINET_TESTS_TESTING_TEST_UTIL_H_
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -128,6 +131,9 @@ struct PluginCall {
 // root namespace when they change networking.
 CommandResult RunCniPlugin(const std::string& plugin, const PluginCall& call,
                            std::string_view config, const std::string& in_netns = {});
+
+// The socket address of ip:port (IPv6 when `ip` has a colon) and its length.
+std::pair<sockaddr_storage, socklen_t> SockAddr(const std::string& ip, uint16_t port);
 
 }  // namespace cninet::testing
 

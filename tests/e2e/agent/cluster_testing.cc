@@ -33,28 +33,12 @@ using datapath::testing::RunInNetns;
 
 namespace {
 
-// ip:port of either family.
+// The last `n` characters of `text` (log excerpts in failure messages).
 std::string Tail(const std::string& text, size_t n = 3000) {
   return text.size() <= n ? text : text.substr(text.size() - n);
 }
 
 }  // namespace
-
-std::pair<sockaddr_storage, socklen_t> SockAddr(const std::string& ip, uint16_t port) {
-  sockaddr_storage ss{};
-  if (ip.find(':') != std::string::npos) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(port);
-    inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
-    return {ss, sizeof(sockaddr_in6)};
-  }
-  auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-  a->sin_family = AF_INET;
-  a->sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
-  return {ss, sizeof(sockaddr_in)};
-}
 
 Sock::Sock(Sock&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
 Sock& Sock::operator=(Sock&& o) noexcept {

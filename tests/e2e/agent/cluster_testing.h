@@ -46,8 +46,7 @@ struct Sock {
   ~Sock();
 };
 
-// The socket address of ip:port (IPv6 when `ip` has a colon) and its length.
-std::pair<sockaddr_storage, socklen_t> SockAddr(const std::string& ip, uint16_t port);
+using ::cninet::testing::SockAddr;
 
 // Connects from inside `netns_path` to ip:port (`timeout` for the connect, reads and writes); the
 // socket works from any thread.

@@ -61,23 +61,6 @@ cni::IPAddress Ip(std::string_view s) { return *cni::IPAddress::Parse(s); }
 // The IPv6 address of a pod: fd00:244:1:: plus the last octet of its IPv4 address.
 std::string V6(std::string_view v4) { return StrCat("fd00:244:1::", v4.substr(v4.rfind('.') + 1)); }
 
-// The socket address of ip:port (either family) and its length.
-socklen_t Addr(const std::string& ip, uint16_t port, sockaddr_storage* out) {
-  *out = {};
-  if (ip.find(':') != std::string::npos) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(out);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(port);
-    inet_pton(AF_INET6, ip.c_str(), &a->sin6_addr);
-    return sizeof(*a);
-  }
-  auto* a = reinterpret_cast<sockaddr_in*>(out);
-  a->sin_family = AF_INET;
-  a->sin_port = htons(port);
-  inet_pton(AF_INET, ip.c_str(), &a->sin_addr);
-  return sizeof(*a);
-}
-
 // An owned socket.
 struct Sock {
   int fd = -1;
@@ -110,8 +93,7 @@ absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& i
                              std::chrono::milliseconds timeout) {
   Sock s;
   absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
-    sockaddr_storage a;
-    socklen_t alen = Addr(ip, port, &a);
+    auto [a, alen] = ::cninet::testing::SockAddr(ip, port);
     s.fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (connect(s.fd, reinterpret_cast<sockaddr*>(&a), alen) != 0 && errno != EINPROGRESS)
       return absl::UnavailableError(StrCat("connect: ", strerror(errno)));
