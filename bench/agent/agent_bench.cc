@@ -295,7 +295,7 @@ bool Setup() {
   }
   g_etcd = *std::move(server);
   agent::EtcdStoreOptions so;
-  so.endpoints = {g_etcd->endpoint()};
+  so.endpoints = {g_etcd->url()};
   so.request_timeout = std::chrono::seconds(30);
   auto s = agent::OpenEtcdStore(so);
   if (!s.ok()) {

@@ -421,7 +421,7 @@ int main(int argc, char** argv) {
       } else {
         g_etcd = *std::move(server);
         cninet::agent::EtcdStoreOptions etcd;
-        etcd.endpoints = {g_etcd->endpoint()};
+        etcd.endpoints = {g_etcd->url()};
         auto client = cninet::agent::OpenEtcdStore(etcd);
         if (!client.ok()) {
           std::fprintf(stderr, "etcd store: %s\n", client.status().ToString().c_str());

@@ -128,9 +128,9 @@ free_port() {
 CPORT=$(free_port)
 PPORT=$(free_port)
 [ "$CPORT" != "$PPORT" ] || PPORT=$((CPORT + 1))
-ETCD=127.0.0.1:$CPORT
+ETCD=http://127.0.0.1:$CPORT
 etcd --name demo --data-dir "$WORK/etcd" \
-  --listen-client-urls "http://$ETCD" --advertise-client-urls "http://$ETCD" \
+  --listen-client-urls "$ETCD" --advertise-client-urls "$ETCD" \
   --listen-peer-urls "http://127.0.0.1:$PPORT" --initial-advertise-peer-urls "http://127.0.0.1:$PPORT" \
   --initial-cluster "demo=http://127.0.0.1:$PPORT" >"$WORK/etcd.log" 2>&1 &
 ETCD_PID=$!

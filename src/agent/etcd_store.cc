@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <random>
 #include <set>
@@ -16,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "agent/dispatcher.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
@@ -56,14 +59,71 @@ KeyValue FromPb(const mvccpb::KeyValue& kv) {
   return out;
 }
 
+// The contents of `path` (a PEM file named by an option called `what`).
+absl::StatusOr<std::string> ReadPem(const std::string& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return absl::FailedPreconditionError(StrCat("etcd ", what, " ", path, ": cannot read it"));
+  std::string pem((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (pem.find("-----BEGIN ") == std::string::npos) {
+    return absl::FailedPreconditionError(StrCat("etcd ", what, " ", path, ": not a PEM file"));
+  }
+  return pem;
+}
+
+// gRPC SSL credentials from the TLS options; the key file must pass CheckPrivateKeyFile.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> TlsCredentials(
+    const EtcdTlsOptions& tls) {
+  grpc::SslCredentialsOptions ssl;
+  if (!tls.ca_file.empty()) {
+    CNINET_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(tls.ca_file, "CA file"));
+  }
+  if (!tls.key_file.empty()) {
+    CNINET_RETURN_IF_ERROR(CheckPrivateKeyFile(tls.key_file));
+    CNINET_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadPem(tls.key_file, "client key"));
+    CNINET_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadPem(tls.cert_file, "client certificate"));
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+// Why a TLS connection failed, in words, from gRPC's message. A refused client certificate shows
+// as the TLS alert with TLS 1.2, and with TLS 1.3 (the client's handshake is over before etcd
+// checks the certificate) as etcd closing the connection at once.
+std::string TlsHint(absl::string_view grpc_message, const EtcdTlsOptions& tls) {
+  const std::string m = absl::AsciiStrToLower(grpc_message);
+  auto has = [&](std::string_view s) { return m.find(s) != std::string::npos; };
+  if (has("certificate verify failed")) {
+    return StrCat(
+        " (etcd's server certificate is not signed by the CA file ",
+        tls.ca_file.empty() ? std::string("(none given: the system's roots)") : tls.ca_file,
+        ", or is not valid now)");
+  }
+  if (has("peer name") || has("name check")) {
+    return StrCat(" (etcd's certificate does not name ",
+                  tls.server_name.empty() ? std::string("the endpoint's host") : tls.server_name,
+                  ")");
+  }
+  if (has("wrong version number") || has("http/1.x") || has("http2 frame")) {
+    return " (the endpoint speaks plain text: write http:// if that is intended)";
+  }
+  if (has("alert certificate required") || has("alert handshake failure") ||
+      has("alert bad certificate") || has("alert unknown ca") || has("connection reset") ||
+      has("endpoint read failed") || has("socket closed") || has("tsi_data_corrupted")) {
+    if (tls.cert_file.empty()) {
+      return " (etcd requires a client certificate: give the client certificate and key)";
+    }
+    return StrCat(" (etcd refused the client certificate ", tls.cert_file,
+                  ": is it signed by a CA in etcd's --trusted-ca-file?)");
+  }
+  return {};
+}
+
 // A gRPC target for the endpoints: "host:port" for one, "ipv4:a:p,b:p" (pick_first fails over
 // in order) for several numeric addresses.
 absl::StatusOr<std::string> Target(const std::vector<std::string>& endpoints) {
   std::vector<std::string> stripped;
   for (std::string endpoint : endpoints) {
-    if (endpoint.rfind("https://", 0) == 0) {
-      return absl::UnimplementedError(StrCat("etcd endpoint ", endpoint, ": TLS is not supported"));
-    }
+    if (endpoint.rfind("https://", 0) == 0) endpoint = endpoint.substr(8);
     if (endpoint.rfind("http://", 0) == 0) endpoint = endpoint.substr(7);
     while (!endpoint.empty() && endpoint.back() == '/') endpoint.pop_back();
     stripped.push_back(endpoint);
@@ -170,6 +230,18 @@ class Core : public std::enable_shared_from_this<Core> {
     req.set_count_only(true);
     CNINET_ASSIGN_OR_RETURN(auto resp, Range(req));
     return resp.header().revision();
+  }
+
+  // One call that fails at once when the channel cannot connect: gRPC's reason (the TLS alert,
+  // the refused connection) is in the failure's message.
+  absl::Status Probe() {
+    etcdserverpb::RangeRequest req;
+    req.set_key(std::string(1, '\0'));
+    req.set_count_only(true);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    etcdserverpb::RangeResponse resp;
+    return FromGrpc(kv_->Range(&ctx, req, &resp), "range");
   }
 
   absl::StatusOr<int64_t> Put(std::string_view key, std::string_view value, LeaseId lease) {
@@ -628,14 +700,29 @@ absl::StatusOr<std::unique_ptr<Store>> OpenEtcdStore(const EtcdStoreOptions& opt
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   // Each store is its own client with its own connection.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  auto channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  const bool tls = options.UsesTls();
+  if (tls) {
+    CNINET_ASSIGN_OR_RETURN(credentials, TlsCredentials(options.tls));
+    if (!options.tls.server_name.empty()) args.SetSslTargetNameOverride(options.tls.server_name);
+  }
+  auto channel = grpc::CreateCustomChannel(target, credentials, args);
   auto core = std::make_shared<Core>(options, channel);
   if (options.connect_timeout.count() > 0) {
+    const std::string where =
+        StrCat("etcd at ", StrJoin(options.endpoints, ","), tls ? " (TLS)" : " (plain text)");
     if (!channel->WaitForConnected(std::chrono::system_clock::now() + options.connect_timeout)) {
-      return absl::UnavailableError(StrCat("etcd at ", target, ": not reachable within ",
-                                           options.connect_timeout.count(), " ms"));
+      // One call for gRPC's reason (a TLS alert, a refused connection) in the message.
+      absl::Status why = core->Probe();
+      std::string hint = tls ? TlsHint(why.message(), options.tls) : std::string();
+      return absl::UnavailableError(StrCat(where, ": not reachable within ",
+                                           options.connect_timeout.count(), " ms", hint,
+                                           why.ok() ? "" : ": ", why.message()));
     }
-    CNINET_RETURN_IF_ERROR(core->Revision().status());
+    if (absl::Status st = core->Revision().status(); !st.ok()) {
+      std::string hint = tls ? TlsHint(st.message(), options.tls) : std::string();
+      return absl::Status(st.code(), StrCat(where, hint, ": ", st.message()));
+    }
   }
   return std::unique_ptr<Store>(new EtcdStore(std::move(core)));
 }

@@ -51,6 +51,7 @@ absl::StatusOr<std::shared_ptr<Store>> OpenStore(const AgentOptions& opt) {
   if (opt.store == StoreKind::kEtcd) {
     EtcdStoreOptions eo;
     eo.endpoints = opt.etcd_endpoints;
+    eo.tls = opt.etcd_tls;
     CNINET_ASSIGN_OR_RETURN(std::unique_ptr<Store> s, OpenEtcdStore(eo));
     return std::shared_ptr<Store>(std::move(s));
   }

@@ -47,13 +47,14 @@ sockaddr_in Loopback(int port) {
   return addr;
 }
 
-// Two distinct free 127.0.0.1 ports (both sockets stay bound until both are known).
-absl::Status PickPorts(int* a, int* b) {
+// Three distinct free 127.0.0.1 ports (the sockets stay bound until all are known).
+absl::Status PickPorts(int* a, int* b, int* c) {
   Socket s1(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   Socket s2(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  int* out[2] = {a, b};
-  const Socket* sockets[2] = {&s1, &s2};
-  for (int i = 0; i < 2; ++i) {
+  Socket s3(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int* out[3] = {a, b, c};
+  const Socket* sockets[3] = {&s1, &s2, &s3};
+  for (int i = 0; i < 3; ++i) {
     if (sockets[i]->get() < 0) return ErrnoStatus(errno, "socket");
     sockaddr_in addr = Loopback(0);
     if (bind(sockets[i]->get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
@@ -68,7 +69,8 @@ absl::Status PickPorts(int* a, int* b) {
   return absl::OkStatus();
 }
 
-// GET /health on etcd's client port; true when it reports itself healthy.
+// GET /health on etcd's metrics port (plain HTTP also when clients speak TLS); true when it reports
+// itself healthy.
 bool Healthy(int port) {
   Socket s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (s.get() < 0) return false;
@@ -129,6 +131,13 @@ absl::Status EtcdServerOptions::Validate() const {
   if (client_port != 0 && client_port == peer_port) {
     return absl::InvalidArgumentError("etcd: client and peer ports must differ");
   }
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError("etcd: tls.cert_file and tls.key_file go together");
+  }
+  if (tls.client_cert_auth && (tls.cert_file.empty() || tls.trusted_ca_file.empty())) {
+    return absl::InvalidArgumentError(
+        "etcd: tls.client_cert_auth needs tls.cert_file, tls.key_file and tls.trusted_ca_file");
+  }
   if (start_timeout.count() <= 0) {
     return absl::InvalidArgumentError("etcd: start_timeout must be positive");
   }
@@ -143,14 +152,15 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(const EtcdServerOp
   }
   EtcdServerOptions opts = options;
   if (opts.log_file.empty()) opts.log_file = opts.data_dir + ".log";
-  const bool pick = opts.client_port == 0 || opts.peer_port == 0;
   absl::Status last;
   // With picked ports another process may grab one before etcd binds it: retry with new ones.
-  for (int attempt = 0; attempt < (pick ? 3 : 1); ++attempt) {
+  // (The metrics port is always picked.)
+  for (int attempt = 0; attempt < 3; ++attempt) {
     std::unique_ptr<EtcdServer> server(new EtcdServer(opts));
-    if (pick) {
-      CNINET_RETURN_IF_ERROR(PickPorts(&server->options_.client_port, &server->options_.peer_port));
-    }
+    int client = 0, peer = 0;
+    CNINET_RETURN_IF_ERROR(PickPorts(&client, &peer, &server->metrics_port_));
+    if (server->options_.client_port == 0) server->options_.client_port = client;
+    if (server->options_.peer_port == 0) server->options_.peer_port = peer;
     last = server->Launch();
     if (last.ok()) last = server->WaitReady();
     if (last.ok()) return server;
@@ -163,7 +173,10 @@ EtcdServer::~EtcdServer() {
 }
 
 std::string EtcdServer::endpoint() const { return StrCat("127.0.0.1:", options_.client_port); }
-std::string EtcdServer::url() const { return StrCat("http://127.0.0.1:", options_.client_port); }
+std::string EtcdServer::url() const {
+  return StrCat(options_.tls.cert_file.empty() ? "http" : "https",
+                "://127.0.0.1:", options_.client_port);
+}
 
 absl::Status EtcdServer::Launch() {
   std::error_code ec;
@@ -172,7 +185,7 @@ absl::Status EtcdServer::Launch() {
   chmod(options_.data_dir.c_str(), 0700);
   int log_fd = open(options_.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return ErrnoStatus(errno, StrCat("opening ", options_.log_file));
-  const std::string client = StrCat("http://127.0.0.1:", options_.client_port);
+  const std::string client = url();
   const std::string peer = StrCat("http://127.0.0.1:", options_.peer_port);
   std::vector<std::string> args = {
       options_.binary,
@@ -187,7 +200,16 @@ absl::Status EtcdServer::Launch() {
       StrCat("--initial-cluster-token=cninet-", getpid(), "-", options_.client_port),
       "--logger=zap",
       "--log-outputs=stderr",
+      StrCat("--listen-metrics-urls=http://127.0.0.1:", metrics_port_),
   };
+  if (!options_.tls.cert_file.empty()) {
+    args.push_back("--cert-file=" + options_.tls.cert_file);
+    args.push_back("--key-file=" + options_.tls.key_file);
+  }
+  if (!options_.tls.trusted_ca_file.empty()) {
+    args.push_back("--trusted-ca-file=" + options_.tls.trusted_ca_file);
+  }
+  if (options_.tls.client_cert_auth) args.push_back("--client-cert-auth");
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
@@ -230,7 +252,7 @@ absl::Status EtcdServer::WaitReady() {
       return absl::UnavailableError(
           StrCat("etcd exited during start-up; log tail:\n", LogTail(options_.log_file)));
     }
-    if (Healthy(options_.client_port)) return absl::OkStatus();
+    if (Healthy(metrics_port_)) return absl::OkStatus();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   (void)Stop(false);

@@ -18,6 +18,14 @@
 
 namespace cninet::testing {
 
+/// TLS of etcd's client port (mutual with client_cert_auth). PEM files.
+struct EtcdServerTls {
+  std::string cert_file;          ///< Server certificate ("" = plain text).
+  std::string key_file;           ///< Its key.
+  std::string trusted_ca_file;    ///< CA of the client certificates etcd accepts.
+  bool client_cert_auth = false;  ///< --client-cert-auth: every client must show a certificate.
+};
+
 /// Options of EtcdServer::Start.
 struct EtcdServerOptions {
   /// The etcd binary.
@@ -34,6 +42,8 @@ struct EtcdServerOptions {
   std::chrono::milliseconds start_timeout{20000};
   /// Kill etcd when the process that started it dies (PR_SET_PDEATHSIG).
   bool kill_with_parent = true;
+  /// TLS on the client port (the health check uses a separate plain-HTTP metrics port).
+  EtcdServerTls tls;
   /// Additional etcd flags ("--max-txn-ops=1024").
   std::vector<std::string> extra_args;
 
@@ -53,7 +63,8 @@ class EtcdServer {
 
   /// "127.0.0.1:<client port>".
   std::string endpoint() const;
-  /// "http://127.0.0.1:<client port>", as etcdctl --endpoints takes it.
+  /// "http://127.0.0.1:<client port>" ("https://" with TLS), as etcdctl --endpoints and the
+  /// agent's --etcd take it.
   std::string url() const;
   /// Process id while running, -1 when stopped.
   pid_t pid() const { return pid_; }
@@ -71,6 +82,7 @@ class EtcdServer {
   absl::Status WaitReady();
 
   EtcdServerOptions options_;
+  int metrics_port_ = 0;  // plain-HTTP /health (picked with the other ports)
   pid_t pid_ = -1;
 };
 

@@ -28,6 +28,7 @@
 #include "cninet/base/log.h"
 #include "cninet/base/strings.h"
 #include "cninet/base/version_info.h"
+#include "etcd_flags.h"
 #include "status_print.h"
 
 namespace {
@@ -72,6 +73,7 @@ struct NodeFlags {
   std::string node, netns, uplink, etcd, store_dir, state_dir, socket, cni_conf_dir, bpffs_root;
   std::string instance, vxlan_device, public_ip, cluster_cidr, service_cidr = "10.96.0.0/12";
   std::string socket_lb_cgroup;
+  agent::EtcdTlsOptions etcd_tls;
   std::string log_level = "info";
   bool direct_routing = false, no_masquerade = false;
   uint32_t node_mask = 0, maglev_size = 0;
@@ -103,7 +105,9 @@ void AddNodeFlags(CLI::App* cmd, NodeFlags* f, const agent::AgentOptions& d) {
 // The flags only run takes.
 void AddRunFlags(CLI::App* cmd, NodeFlags* f) {
   cmd->add_option("--etcd", f->etcd,
-                  "etcd v3 endpoints EP[,EP...]; without it: the embedded store");
+                  "etcd v3 endpoints https://HOST:PORT[,...] (http://... for plain text); "
+                  "without it: the embedded store");
+  cninet::agent_tool::AddEtcdTlsFlags(cmd, &f->etcd_tls);
   cmd->add_option("--store-dir", f->store_dir, "embedded store directory [STATE_DIR/store]");
   cmd->add_option("--cluster-cidr", f->cluster_cidr,
                   "written as the cluster config when the store has none; V4 or V4,V6 "
@@ -142,6 +146,7 @@ agent::AgentOptions ToOptions(const CLI::App& cmd, const NodeFlags& f) {
     for (auto part : absl::StrSplit(f.etcd, ',', absl::SkipEmpty())) {
       o.etcd_endpoints.emplace_back(part);
     }
+    o.etcd_tls = f.etcd_tls;
   }
   o.store_dir = f.store_dir;
   if (given("--state-dir")) o.state_dir = f.state_dir;

@@ -35,6 +35,7 @@
 #include "cninet/agent/local_api.h"
 #include "cninet/agent/state.h"
 #include "cninet/base/strings.h"
+#include "etcd_flags.h"
 #include "status_print.h"
 
 namespace {
@@ -350,9 +351,11 @@ int PolicyApply(agent::Store& store, const std::string& file) {
 
 // The store named by --etcd or --store-dir.
 absl::StatusOr<std::unique_ptr<agent::Store>> OpenStore(const std::string& etcd,
+                                                        const agent::EtcdTlsOptions& tls,
                                                         const std::string& store_dir) {
   if (!etcd.empty()) {
     agent::EtcdStoreOptions o;
+    o.tls = tls;
     for (auto part : absl::StrSplit(cninet::ToAbsl(etcd), ',', absl::SkipEmpty())) {
       o.endpoints.emplace_back(part);
     }
@@ -431,6 +434,7 @@ int PolicyDelete(agent::Store& store, const std::string& ns_name) {
 // Everything the command line can say.
 struct Flags {
   std::string etcd, store_dir, socket = kDefaultSocket;
+  agent::EtcdTlsOptions etcd_tls;
   uint32_t max_services = 50;
   bool json = false, raw = false, isolated = true;
   std::string what, key, value, name, file, labels, policy;
@@ -503,7 +507,7 @@ Commands AddCommands(CLI::App& app, Flags& f) {
 
 // Runs a store command (all but status and health).
 int RunStoreCommand(const Commands& c, const Flags& f) {
-  absl::StatusOr<std::unique_ptr<agent::Store>> store = OpenStore(f.etcd, f.store_dir);
+  absl::StatusOr<std::unique_ptr<agent::Store>> store = OpenStore(f.etcd, f.etcd_tls, f.store_dir);
   if (!store.ok()) return Fail(store.status());
   if (*c.get) return Get(**store, f.what);
   if (*c.put) return Put(**store, f.key, f.value, f.raw);
@@ -534,12 +538,17 @@ int RunStoreCommand(const Commands& c, const Flags& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // gRPC's own log lines (TLS alerts, reconnects) would bury the one-line error this tool prints
+  // with the reason; GRPC_VERBOSITY set by the user still wins.
+  setenv("GRPC_VERBOSITY", "NONE", /*overwrite=*/0);
   CLI::App app{"cninetctl: the cluster state in the agent's store, and a node's agent",
                "cninetctl"};
   // No require_subcommand: an unknown command is then named ("... not expected: X").
   app.fallthrough();  // global flags may follow the command, as before
   Flags f;
-  auto* etcd = app.add_option("--etcd", f.etcd, "etcd v3 endpoints EP[,EP...]");
+  auto* etcd = app.add_option(
+      "--etcd", f.etcd, "etcd v3 endpoints https://HOST:PORT[,...] (http://... for plain text)");
+  cninet::agent_tool::AddEtcdTlsFlags(&app, &f.etcd_tls);
   app.add_option("--store-dir", f.store_dir, "embedded store directory")->excludes(etcd);
   app.add_option("--socket", f.socket, "the agent's local API socket")->default_str(kDefaultSocket);
 

@@ -30,6 +30,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "cninet/agent/api.pb.h"
+#include "cninet/agent/etcd_store.h"
 #include "cninet/agent/store.h"
 #include "cninet/cni/ip.h"
 #include "cninet/datapath/config.h"
@@ -56,8 +57,10 @@ struct AgentOptions {
   StoreKind store = StoreKind::kEmbedded;  ///< Store kind.
   /// Embedded store directory ("" = `<state_dir>/store`).
   std::string store_dir;
-  /// etcd endpoints ("127.0.0.1:2379").
+  /// etcd endpoints ("https://127.0.0.1:2379"; "http://..." for plain text).
   std::vector<std::string> etcd_endpoints;
+  /// TLS of the etcd connection (CA, client certificate and key, server name).
+  EtcdTlsOptions etcd_tls;
   /// A store to use instead of opening one (tests, benchmarks, embedders); shared with the caller.
   std::shared_ptr<Store> store_instance;
 

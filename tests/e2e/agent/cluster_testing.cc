@@ -234,6 +234,15 @@ Cluster::~Cluster() {
 
 std::string Cluster::etcd_url() const { return etcd_ ? etcd_->url() : std::string(); }
 
+std::vector<std::string> Cluster::etcdctl_flags() const {
+  std::vector<std::string> f = {"--endpoints", etcd_url()};
+  if (pki_) {
+    f.insert(f.end(), {"--cacert", pki_->ca, "--cert", pki_->Client("root").cert, "--key",
+                       pki_->Client("root").key});
+  }
+  return f;
+}
+
 absl::Status Cluster::Build() {
   if (!bpffs_.status().ok()) return bpffs_.status();
   if (dir_.path().empty()) return absl::InternalError("no temporary directory");
@@ -244,11 +253,26 @@ absl::Status Cluster::Build() {
   if (options_.etcd) {
     ::cninet::testing::EtcdServerOptions eo;
     eo.data_dir = dir_.Sub("etcd");
+    if (options_.etcd_tls) {
+      std::vector<std::string> clients = {"root"};
+      for (int i = 1; i <= options_.nodes; ++i) clients.push_back(StrCat("node-", i));
+      auto pki = ::cninet::testing::MakeTestPki(dir_.Sub("pki"), clients);
+      if (!pki.ok()) return pki.status();
+      pki_ = *std::move(pki);
+      eo.tls = {.cert_file = pki_->server.cert,
+                .key_file = pki_->server.key,
+                .trusted_ca_file = pki_->ca,
+                .client_cert_auth = true};
+    }
     auto server = ::cninet::testing::EtcdServer::Start(eo);
     if (!server.ok()) return server.status();
     etcd_ = *std::move(server);
     EtcdStoreOptions so;
-    so.endpoints = {etcd_->endpoint()};
+    so.endpoints = {etcd_->url()};
+    if (pki_)
+      so.tls = {.ca_file = pki_->ca,
+                .cert_file = pki_->Client("root").cert,
+                .key_file = pki_->Client("root").key};
     auto s = OpenEtcdStore(so);
     if (!s.ok()) return s.status();
     store_ = *std::move(s);
@@ -337,7 +361,11 @@ std::vector<std::string> Cluster::AgentArgs(int i) const {
                                 "2"};
   if (options_.etcd) {
     a.push_back("--etcd");
-    a.push_back(etcd_->endpoint());
+    a.push_back(etcd_->url());
+    if (pki_) {
+      ::cninet::testing::CertPair c = pki_->Client(n.name);
+      a.insert(a.end(), {"--etcd-cacert", pki_->ca, "--etcd-cert", c.cert, "--etcd-key", c.key});
+    }
   } else {
     a.push_back("--store-dir");
     a.push_back(dir_.Sub("store"));

@@ -32,6 +32,7 @@
 #include "testing/etcd_server.h"
 #include "testing/line_server.h"
 #include "testing/scoped_cgroup.h"
+#include "testing/test_pki.h"
 #include "testing/test_util.h"
 
 namespace cninet::agent::testing {
@@ -98,6 +99,10 @@ struct ClusterOptions {
   // Socket-level load balancing: every node gets a cgroup of its own (Node::cgroup, made by the
   // test) and its agent runs with --socket-lb-cgroup pointing to it.
   bool socket_lb = false;
+  // etcd over mutual TLS (--client-cert-auth) with a PKI the harness makes with openssl: every
+  // agent shows its node's client certificate (CN node-N), the harness's store and etcdctl the
+  // admin's (CN root).
+  bool etcd_tls = false;
 };
 
 // A node of the cluster.
@@ -155,6 +160,13 @@ class Cluster {
   const std::string& bpffs() const { return bpffs_.path(); }
   // "http://127.0.0.1:port" (etcd only).
   std::string etcd_url() const;
+  // etcdctl/cninetctl flags reaching etcd as the admin (TLS clusters: CA + the root certificate),
+  // e.g. {"--endpoints", url, "--cacert", ...} for etcdctl.
+  std::vector<std::string> etcdctl_flags() const;
+  // etcd's log file ("" without etcd).
+  std::string etcd_log() const { return etcd_ ? etcd_->log_file() : std::string(); }
+  // The harness's PKI (etcd_tls clusters only).
+  const ::cninet::testing::TestPki* pki() const { return pki_ ? &*pki_ : nullptr; }
 
   // Starts (or restarts) the agent of node `i` and waits until it is ready.
   absl::Status StartAgent(int i);
@@ -201,6 +213,7 @@ class Cluster {
   ClusterOptions options_;
   absl::Status status_;
   cninet::testing::TempDir dir_;
+  std::optional<::cninet::testing::TestPki> pki_;
   datapath::testing::ScopedBpffs bpffs_;
   std::unique_ptr<::cninet::testing::EtcdServer> etcd_;
   std::unique_ptr<Store> store_;

@@ -50,7 +50,7 @@ class EtcdEnv : public StoreEnv {
   EtcdEnv() : server_(StartEtcd(dir_)) {}
   absl::StatusOr<std::unique_ptr<Store>> OpenClient() override {
     if (!server_.ok()) return server_.status();
-    return Connect((*server_)->endpoint());
+    return Connect((*server_)->url());
   }
 
  private:
@@ -70,7 +70,7 @@ class EtcdStoreTest : public ::testing::Test {
     auto server = StartEtcd(dir_);
     ASSERT_THAT(server, IsOk());
     server_ = *std::move(server);
-    auto store = Connect(server_->endpoint());
+    auto store = Connect(server_->url());
     ASSERT_THAT(store, IsOk());
     store_ = *std::move(store);
   }
@@ -101,7 +101,7 @@ TEST_F(EtcdStoreTest, ListensOnLoopbackOnly) {
 
 TEST_F(EtcdStoreTest, OpenFailsWhenNothingAnswers) {
   EtcdStoreOptions options;
-  options.endpoints = {"127.0.0.1:1"};
+  options.endpoints = {"http://127.0.0.1:1"};
   options.connect_timeout = std::chrono::milliseconds(500);
   EXPECT_THAT(OpenEtcdStore(options), StatusIs(absl::StatusCode::kUnavailable, "not reachable"));
   options.endpoints = {};
@@ -173,7 +173,7 @@ TEST_F(EtcdStoreTest, EtcdctlAndTypedAccessInteroperate) {
 }
 
 TEST_F(EtcdStoreTest, PodCIDRAllocationRaceBetweenTwoClientsGivesDistinctSubnets) {
-  auto other = Connect(server_->endpoint());
+  auto other = Connect(server_->url());
   ASSERT_THAT(other, IsOk());
   Store* clients[2] = {store_.get(), other->get()};
   // 12 nodes (6 per client, concurrently) allocate from 16 candidate /24s, first writer wins.
@@ -225,7 +225,7 @@ TEST_F(EtcdStoreTest, WatchResumesAfterEtcdRestartWithoutLosingOrRepeatingEvents
 
   ASSERT_THAT(server_->Stop(/*graceful=*/false), IsOk());  // A crash.
   // Calls fail with Unavailable while etcd is down ...
-  auto impatient = Connect(server_->endpoint(), std::chrono::milliseconds(500));
+  auto impatient = Connect(server_->url(), std::chrono::milliseconds(500));
   ASSERT_THAT(impatient, IsOk());
   EXPECT_THAT((*impatient)->Put(prefix + "lost", "x"),
               StatusIs(absl::StatusCode::kUnavailable, ""));
@@ -261,7 +261,7 @@ TEST_F(EtcdStoreTest, WatchResumesAfterEtcdRestartWithoutLosingOrRepeatingEvents
 TEST_F(EtcdStoreTest, CompactionWhileAWatchIsDisconnectedRelists) {
   TcpProxy proxy(std::stoi(server_->endpoint().substr(server_->endpoint().rfind(':') + 1)));
   ASSERT_NE(proxy.port(), 0);
-  auto watched = Connect("127.0.0.1:" + std::to_string(proxy.port()));
+  auto watched = Connect("http://127.0.0.1:" + std::to_string(proxy.port()));
   ASSERT_THAT(watched, IsOk());
   const std::string prefix = "/cninet-test/compact/";
   ASSERT_THAT(store_->Put(prefix + "a", "1"), IsOk());

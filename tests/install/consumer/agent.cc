@@ -40,7 +40,7 @@ int main() {
   std::filesystem::remove_all(dir);
   if (rc == 0 && agent::EtcdStoreAvailable()) {
     agent::EtcdStoreOptions etcd;
-    etcd.endpoints = {"127.0.0.1:2379"};
+    etcd.endpoints = {"http://127.0.0.1:2379"};
     etcd.connect_timeout = std::chrono::milliseconds(0);  // No connection is made.
     auto client = agent::OpenEtcdStore(etcd);
     if (!client.ok()) {

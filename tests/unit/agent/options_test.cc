@@ -10,7 +10,24 @@ TEST(EtcdStoreOptionsTest, Validate) {
   EtcdStoreOptions options;
   EXPECT_THAT(options.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "no endpoints"));
   options.endpoints = {"127.0.0.1:2379"};
+  // No scheme and no TLS options: plain text is not assumed.
+  EXPECT_THAT(options.Validate(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "http://127.0.0.1:2379 to speak plain"));
+  options.tls.ca_file = "/etc/cninet/etcd-ca.pem";  // TLS (files are read when opening)
   EXPECT_THAT(options.Validate(), IsOk());
+  options.tls.cert_file = "/etc/cninet/node.pem";
+  EXPECT_THAT(options.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "its key"));
+  options.tls = {};
+  options.endpoints = {"https://127.0.0.1:2379", "http://127.0.0.2:2379"};
+  EXPECT_THAT(options.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "mix schemes"));
+  options.endpoints = {"http://127.0.0.1:2379"};
+  EXPECT_THAT(options.Validate(), IsOk());
+  options.tls.ca_file = "/etc/cninet/etcd-ca.pem";
+  EXPECT_THAT(options.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "plain-text"));
+  options.tls = {};
+  options.endpoints = {"https://127.0.0.1:2379"};  // the system's roots
+  EXPECT_THAT(options.Validate(), IsOk());
+  options.endpoints = {"http://127.0.0.1:2379"};
   options.max_backoff = std::chrono::milliseconds(10);
   EXPECT_THAT(options.Validate(), StatusIs(absl::StatusCode::kInvalidArgument, "backoff"));
   options.max_backoff = std::chrono::seconds(5);
@@ -21,18 +38,23 @@ TEST(EtcdStoreOptionsTest, Validate) {
 TEST(EtcdStoreOptionsTest, EndpointsAreCheckedWhenOpening) {
   if (!EtcdStoreAvailable()) {
     EtcdStoreOptions options;
-    options.endpoints = {"127.0.0.1:2379"};
+    options.endpoints = {"http://127.0.0.1:2379"};
     EXPECT_THAT(OpenEtcdStore(options), StatusIs(absl::StatusCode::kUnimplemented, "etcd"));
     return;
   }
   EtcdStoreOptions options;
-  options.connect_timeout = {};  // Do not contact anything.
-  options.endpoints = {"https://127.0.0.1:2379"};
-  EXPECT_THAT(OpenEtcdStore(options), StatusIs(absl::StatusCode::kUnimplemented, "TLS"));
-  options.endpoints = {"127.0.0.1:2379", "etcd.example:2379"};
-  EXPECT_THAT(OpenEtcdStore(options), StatusIs(absl::StatusCode::kInvalidArgument, "IPv4"));
-  options.endpoints = {"http://127.0.0.1:2379/", "127.0.0.2:2379"};
+  options.connect_timeout = {};                    // Do not contact anything.
+  options.endpoints = {"https://127.0.0.1:2379"};  // TLS with the system's roots
   EXPECT_THAT(OpenEtcdStore(options), IsOk());
+  options.endpoints = {"http://127.0.0.1:2379", "http://etcd.example:2379"};
+  EXPECT_THAT(OpenEtcdStore(options), StatusIs(absl::StatusCode::kInvalidArgument, "IPv4"));
+  options.endpoints = {"http://127.0.0.1:2379/", "http://127.0.0.2:2379"};
+  EXPECT_THAT(OpenEtcdStore(options), IsOk());
+  // A missing CA file is named.
+  options.endpoints = {"https://127.0.0.1:2379"};
+  options.tls.ca_file = "/nonexistent/cninet-ca.pem";
+  EXPECT_THAT(OpenEtcdStore(options),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "/nonexistent/cninet-ca.pem"));
 }
 
 TEST(EtcdServerOptionsTest, Validate) {
