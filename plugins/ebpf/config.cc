@@ -117,6 +117,7 @@ absl::StatusOr<ChainConfig> ChainConfig::FromNetConf(const cni::NetConf& conf) {
   CNINET_ASSIGN_OR_RETURN(c.teardown_when_idle,
                           r.Optional<bool>("teardownWhenIdle", c.teardown_when_idle));
   CNINET_RETURN_IF_ERROR(ReadUint(r, "serviceMark", 0, 0xffff, &c.service_mark));
+  CNINET_ASSIGN_OR_RETURN(c.socket_lb, r.Optional<bool>("socketLb", c.socket_lb));
   CNINET_RETURN_IF_ERROR(ReadMapSizes(r, c.map_sizes));
   CNINET_RETURN_IF_ERROR(ReadUint(r, "hostPortIds", 1, datapath::kMaxServiceId, &c.host_port_ids));
   if (c.host_port_ids >= c.map_sizes.service_slots) {

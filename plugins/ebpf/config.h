@@ -30,6 +30,11 @@ namespace cninet::ebpf_chain {
 //                                   unless services programmed by someone else are left
 //   hostPortIds      1024           service ids reserved for hostPorts (top of the id range)
 //   serviceMark      0              datapath::DatapathConfig::service_mark (0..0xffff, 0 = off)
+//   socketLb         false          register the pod's network namespace with the instance's
+//                                   socket LB (Datapath::ServeNetnsForSocketLb): its processes'
+//                                   service connections are translated at connect() (no
+//                                   per-packet NAT) once the socket-LB programs are attached to
+//                                   a cgroup the pod's processes are in; DEL/GC unregister it
 //   mapSizes         {}             conntrack, nat, services, serviceSlots, backends, affinity,
 //                                   endpoints (datapath::MapSizes; must be equal on a node)
 struct ChainConfig {
@@ -45,6 +50,7 @@ struct ChainConfig {
   uint32_t host_port_ids = 1024;
   datapath::MapSizes map_sizes;
   uint32_t service_mark = 0;
+  bool socket_lb = false;
 
   // Reads the keys above from `conf.raw` (instance defaults to conf.name). Code 7 naming the key
   // on a wrong type or value.

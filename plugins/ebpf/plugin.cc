@@ -255,6 +255,10 @@ absl::Status CleanMaps(dp::Datapath* d, const AttachmentRecord& rec) {
     }
     CNINET_RETURN_IF_ERROR(FlushFlows(*d, ip));
   }
+  if (rec.socket_lb_netns_cookie != 0) {
+    CNINET_RETURN_IF_ERROR(Annotate(d->StopServingSocketLbCookie(rec.socket_lb_netns_cookie),
+                                    "unregister the pod's namespace from socket LB"));
+  }
   return absl::OkStatus();
 }
 
@@ -554,6 +558,16 @@ absl::Status CheckMaps(const CmdArgs& args, const ChainConfig& cfg, const Attach
     if (!d->services().Get(id).ok())
       return Mismatch(args, StrCat("hostPort service ", id, " is missing"));
   }
+  if (cfg.socket_lb != (rec.socket_lb_netns_cookie != 0)) {
+    return Mismatch(args, cfg.socket_lb
+                              ? "socketLb is on but the pod's namespace was not registered"
+                              : "socketLb is off but the pod's namespace is registered");
+  }
+  if (rec.socket_lb_netns_cookie != 0) {
+    CNINET_ASSIGN_OR_RETURN(std::vector<uint64_t> served, d->SocketLbNetns());
+    if (!std::binary_search(served.begin(), served.end(), rec.socket_lb_netns_cookie))
+      return Mismatch(args, "the pod's namespace is not registered with socket LB");
+  }
   return absl::OkStatus();
 }
 
@@ -628,6 +642,16 @@ absl::StatusOr<Result> EbpfChainPlugin::Add(const CmdArgs& args) {
   }
   CNINET_RETURN_IF_ERROR(RegisterEndpoints(*loaded, pod, &rec, &rollback));
   CNINET_RETURN_IF_ERROR(ProgramHostPorts(*loaded, cfg, pod, &rec, &rollback));
+  if (cfg.socket_lb) {
+    absl::StatusOr<uint64_t> cookie = loaded->ServeNetnsForSocketLb(args.netns);
+    if (!cookie.ok()) {
+      return DatapathError(cookie.status(),
+                           StrCat("register ", args.netns, " with socket LB (socketLb)"));
+    }
+    rec.socket_lb_netns_cookie = *cookie;
+    rollback.Add(StrCat("socket LB for ", args.netns),
+                 [&loaded, c = *cookie] { return loaded->StopServingSocketLbCookie(c); });
+  }
   CNINET_RETURN_IF_ERROR(store.Write(rec));
   rollback.Commit();
   CNINET_LOG(kInfo, "attached ", args.container_id, "/", args.ifname, " via ", pod.host_ifname,

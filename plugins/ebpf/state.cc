@@ -46,6 +46,7 @@ nlohmann::json AttachmentRecord::ToJson() const {
                                  {"protocol", m.protocol},
                                  {"hostIP", m.host_ip}});
   }
+  if (socket_lb_netns_cookie != 0) j["socketLbNetnsCookie"] = socket_lb_netns_cookie;
   return j;
 }
 
@@ -92,6 +93,10 @@ absl::StatusOr<AttachmentRecord> AttachmentRecord::FromJson(const nlohmann::json
       pm.host_ip = m.value("hostIP", std::string());
       r.port_mappings.push_back(pm);
     }
+  }
+  if (j.contains("socketLbNetnsCookie")) {
+    if (!j["socketLbNetnsCookie"].is_number_unsigned()) return Decode("socketLbNetnsCookie");
+    r.socket_lb_netns_cookie = j["socketLbNetnsCookie"].get<uint64_t>();
   }
   return r;
 }

@@ -27,6 +27,8 @@ struct AttachmentRecord {
   std::vector<cni::IPAddress> addresses;  // Endpoints registered (both families).
   std::vector<uint32_t> service_ids;      // hostPort services programmed.
   std::vector<cni::PortMapping> port_mappings;
+  // Netns cookie registered with the instance's socket LB (socketLb), 0 = none.
+  uint64_t socket_lb_netns_cookie = 0;
 
   nlohmann::json ToJson() const;
   // Code 6 when a field is missing or has the wrong type.

@@ -68,6 +68,9 @@ absl::Status AgentOptions::Validate() const {
   if (state_dir.empty() || state_dir[0] != '/') return bad("state dir", "must be absolute");
   if (socket_path.empty()) return bad("socket", "is required");
   if (bpffs_root.empty() || bpffs_root[0] != '/') return bad("bpffs root", "must be absolute");
+  if (socket_lb_pods && socket_lb_cgroup.empty()) {
+    return bad("socket LB for pods", "needs the socket LB cgroup");
+  }
   if (!socket_lb_cgroup.empty() && socket_lb_cgroup[0] != '/') {
     return bad("socket LB cgroup", "must be absolute");
   }

@@ -53,6 +53,7 @@ std::string BuildConflist(const ConflistParams& p) {
       {"capabilities", {{"portMappings", true}}},
   };
   if (p.service_mark != 0) ebpf["serviceMark"] = p.service_mark;
+  if (p.socket_lb) ebpf["socketLb"] = true;
   if (p.cluster_cidr_v6) {
     // Dual-stack: one prefix per family; the plugin registers both pod addresses.
     ebpf.erase("clusterCIDR");

@@ -404,6 +404,7 @@ ConflistParams ConflistFor(const AgentOptions& opt, const NodeSetup& setup) {
   p.map_sizes = opt.map_sizes;
   p.host_port_ids = opt.host_port_ids;
   p.service_mark = dp::kDefaultServiceMark;  // as LoadDatapath writes it
+  p.socket_lb = opt.socket_lb_pods && !opt.socket_lb_cgroup.empty();
   if (opt.report_pods) p.agent_socket = opt.socket_path;
   return p;
 }

@@ -671,7 +671,12 @@ absl::StatusOr<uint64_t> Datapath::ServeNetnsForSocketLb(const std::string& netn
 absl::Status Datapath::StopServingNetnsForSocketLb(const std::string& netns_path) {
   if (!maps_->sock_netns.raw().valid()) return absl::OkStatus();
   CNINET_ASSIGN_OR_RETURN(uint64_t cookie, NetnsCookie(netns_path));
-  absl::Status s = maps_->sock_netns.Delete(cookie);
+  return StopServingSocketLbCookie(cookie);
+}
+
+absl::Status Datapath::StopServingSocketLbCookie(uint64_t netns_cookie) {
+  if (!maps_->sock_netns.raw().valid()) return absl::OkStatus();
+  absl::Status s = maps_->sock_netns.Delete(netns_cookie);
   if (!s.ok() && !absl::IsNotFound(s)) return s;
   return absl::OkStatus();
 }

@@ -73,6 +73,7 @@ struct NodeFlags {
   std::string node, netns, uplink, etcd, store_dir, state_dir, socket, cni_conf_dir, bpffs_root;
   std::string instance, vxlan_device, public_ip, cluster_cidr, service_cidr = "10.96.0.0/12";
   std::string socket_lb_cgroup;
+  bool socket_lb_pods = false;
   agent::EtcdTlsOptions etcd_tls;
   std::string log_level = "info";
   bool direct_routing = false, no_masquerade = false;
@@ -123,9 +124,13 @@ void AddRunFlags(CLI::App* cmd, NodeFlags* f) {
                   "Maglev table size of every service, a prime in 251..65521 [per service]");
   cmd->add_flag("--no-masquerade", f->no_masquerade,
                 "do not SNAT pod egress leaving the cluster CIDR");
-  cmd->add_option("--socket-lb-cgroup", f->socket_lb_cgroup,
-                  "socket-level load balancing for the node's processes and hostNetwork pods, "
-                  "attached to this cgroup v2 directory (the host's: /sys/fs/cgroup) [off]");
+  auto* sock_cg =
+      cmd->add_option("--socket-lb-cgroup", f->socket_lb_cgroup,
+                      "socket-level load balancing for the node's processes and hostNetwork pods, "
+                      "attached to this cgroup v2 directory (the host's: /sys/fs/cgroup) [off]");
+  cmd->add_flag("--socket-lb-pods", f->socket_lb_pods,
+                "pods use socket LB too (their processes must be in the socket LB cgroup)")
+      ->needs(sock_cg);
   cmd->add_option("--heartbeat-ttl", f->heartbeat_ttl, "heartbeat lease TTL in seconds [10]");
   cmd->add_option("--resync-interval", f->resync_interval,
                   "full reconcile pass at least this often, in seconds [30]");
@@ -170,6 +175,7 @@ agent::AgentOptions ToOptions(const CLI::App& cmd, const NodeFlags& f) {
   }
   o.maglev_size = f.maglev_size;
   o.socket_lb_cgroup = f.socket_lb_cgroup;
+  o.socket_lb_pods = f.socket_lb_pods;
   if (given("--heartbeat-ttl")) o.heartbeat_ttl = std::chrono::seconds(f.heartbeat_ttl);
   if (given("--resync-interval")) o.resync_interval = std::chrono::seconds(f.resync_interval);
   return o;

@@ -115,6 +115,10 @@ struct AgentOptions {
   /// = off, and links an earlier run pinned are removed; off by default so that no test or
   /// careless run attaches to the machine's root cgroup.
   std::string socket_lb_cgroup;
+  /// With socket_lb_cgroup: pods use socket LB too (the conflist's cninet-ebpf gets
+  /// "socketLb": true, which registers every pod's network namespace at ADD), so their service
+  /// connections need no per-packet NAT. Their processes must be in socket_lb_cgroup (or below).
+  bool socket_lb_pods = false;
 
   /// Heartbeat lease TTL.
   std::chrono::seconds heartbeat_ttl{10};

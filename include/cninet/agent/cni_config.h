@@ -43,6 +43,7 @@ struct ConflistParams {
   uint32_t host_port_ids = 1024;               ///< cninet-ebpf's hostPortIds.
   uint32_t service_mark = 0;                   ///< cninet-ebpf's serviceMark (written when not 0).
   std::string agent_socket;                    ///< cninet-agent-cni's socket ("": not chained).
+  bool socket_lb = false;                      ///< cninet-ebpf's socketLb (written when true).
 };
 
 /// The conflist as JSON text (pretty-printed).

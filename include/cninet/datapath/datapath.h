@@ -101,6 +101,9 @@ class Datapath {
   absl::StatusOr<uint64_t> ServeNetnsForSocketLb(const std::string& netns_path);
   /// Stops translating the sockets of the network namespace at `netns_path` (absent: OK).
   absl::Status StopServingNetnsForSocketLb(const std::string& netns_path);
+  /// The same by the cookie ServeNetnsForSocketLb() returned, for a namespace that may be gone
+  /// (a CNI DEL after the pod's namespace was deleted); absent: OK.
+  absl::Status StopServingSocketLbCookie(uint64_t netns_cookie);
   /// Netns cookies whose sockets socket LB translates.
   absl::StatusOr<std::vector<uint64_t>> SocketLbNetns() const;
   /// Verifier and size statistics of the socket-LB programs.

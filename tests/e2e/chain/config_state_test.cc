@@ -42,6 +42,7 @@ TEST(ChainConfigTest, DefaultsAreDocumentedOnes) {
   EXPECT_TRUE(c->teardown_when_idle);
   EXPECT_EQ(c->host_port_ids, 1024u);
   EXPECT_EQ(c->FirstHostPortId(), 65536u - 1024u);
+  EXPECT_FALSE(c->socket_lb);
   datapath::DatapathConfig d = c->ToDatapathConfig({*cni::IPAddress::Parse("192.0.2.1")});
   EXPECT_TRUE(d.Validate().ok()) << d.Validate();
   EXPECT_EQ(d.PinDir(), c->PinDir());
@@ -57,6 +58,7 @@ TEST(ChainConfigTest, EveryKeyIsRead) {
             {"stateDir", "/run/st"},
             {"teardownWhenIdle", false},
             {"hostPortIds", 10},
+            {"socketLb", true},
             {"mapSizes",
              {{"conntrack", 1000}, {"nat", 2000}, {"serviceSlots", 100}, {"endpoints", 7}}}}));
   ASSERT_TRUE(c.ok()) << c.status();
@@ -71,6 +73,7 @@ TEST(ChainConfigTest, EveryKeyIsRead) {
   EXPECT_EQ(c->map_sizes.nat, 2000u);
   EXPECT_EQ(c->map_sizes.endpoints, 7u);
   EXPECT_EQ(c->FirstHostPortId(), 90u);
+  EXPECT_TRUE(c->socket_lb);
 }
 
 TEST(ChainConfigTest, InvalidValuesAreCode7NamingTheKey) {
@@ -89,6 +92,7 @@ TEST(ChainConfigTest, InvalidValuesAreCode7NamingTheKey) {
       {{{"instance", "-x"}}, "instance"},
       {{{"stateDir", ""}}, "stateDir"},
       {{{"teardownWhenIdle", "no"}}, "teardownWhenIdle"},
+      {{{"socketLb", "yes"}}, "socketLb"},
       {{{"hostPortIds", 0}}, "hostPortIds"},
       {{{"hostPortIds", 70000}}, "hostPortIds"},
       {{{"mapSizes", 3}}, "mapSizes"},
@@ -122,6 +126,7 @@ AttachmentRecord Sample(std::string id, std::string ifname) {
   r.addresses = {*cni::IPAddress::Parse("10.244.1.5")};
   r.service_ids = {65000, 65001};
   r.port_mappings = {{8080, 80, "tcp", ""}, {5353, 53, "udp", "192.0.2.1"}};
+  if (r.ifname == "net1") r.socket_lb_netns_cookie = 0x1234567890abcdefULL;  // above 2^53
   return r;
 }
 
@@ -138,6 +143,8 @@ TEST(StateStoreTest, RecordsRoundTripAndAreListedAndRemoved) {
   ASSERT_TRUE(r->has_value());
   EXPECT_EQ((*r)->ToJson(), Sample("c1", "net1").ToJson());
   EXPECT_EQ((*r)->port_mappings[1].host_ip, "192.0.2.1");
+  EXPECT_EQ((*r)->socket_lb_netns_cookie, 0x1234567890abcdefULL);
+  EXPECT_EQ((*store.Read("c1", "eth0"))->socket_lb_netns_cookie, 0u) << "absent = none";
   auto all = store.List();
   ASSERT_TRUE(all.ok());
   ASSERT_EQ(all->size(), 3u);
