@@ -18,22 +18,14 @@
 // the sig-network Service tests) run on the same cluster in tests/e2e/services/
 // services_cluster_e2e_test.cc. The fixture is cluster_fixture.h.
 // Every namespace, process, mount, cgroup and pin is removed by the Cluster's destructor.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <optional>
 #include <set>
 #include <string>
-#include <thread>
-#include <tuple>
 #include <vector>
 
 #include "cluster_fixture.h"
@@ -41,7 +33,6 @@
 #include "cninet/agent/state.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/pins.h"
-#include "cninet/datapath/socket_lb.h"
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
