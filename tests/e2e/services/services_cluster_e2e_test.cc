@@ -172,10 +172,12 @@ TEST_F(SocketLbClusterTest, ShouldBeAbleToConnectToClusterIpFromTheNodesOwnNames
 
   // A process of the node outside the cgroup is not translated: the socket-LB connect counter
   // does not move and no backend answers it (the node has no route to the ClusterIP).
-  uint64_t before = SockConnects(0);
-  std::string outside = FromNode(0, /*in_cgroup=*/false, "10.96.0.30", 80, /*timeout_s=*/1);
-  EXPECT_EQ(Answerer(outside), "") << outside;
-  EXPECT_EQ(SockConnects(0), before) << outside;
+  for (const char* vip : {"10.96.0.30", "fd00:10:96::30"}) {
+    uint64_t before = SockConnects(0);
+    std::string outside = FromNode(0, /*in_cgroup=*/false, vip, 80, /*timeout_s=*/1);
+    EXPECT_EQ(Answerer(outside), "") << vip << ": " << outside;
+    EXPECT_EQ(SockConnects(0), before) << vip << ": " << outside;
+  }
 }
 
 // Mirrors the sig-network test "should work after restarting kube-proxy", through the agent's
