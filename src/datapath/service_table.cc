@@ -371,21 +371,34 @@ absl::Status SwitchTables(DatapathMaps& maps, const std::vector<Plan>& plans) {
   // `inners` closes here: the outer map holds the tables now.
 }
 
+// True when frontend key `k` still leads to service `id`. A key one service gives up may belong
+// to another one by now: a NodePort-only service without backends has no address family, so it
+// holds the node addresses of both families until its backends pick one, and a dual-stack
+// Service's other family took those keys meanwhile. Only the owner's keys are deleted.
+bool OwnedBy(DatapathMaps& maps, const cn_svc_key& k, uint32_t id) {
+  absl::StatusOr<cn_svc_entry> e = maps.services.Lookup(k);
+  return e.ok() && e->svc_id == id;
+}
+
 // Step 3: frontends (new or changed), then the frontends that went away.
 absl::Status WriteFrontends(DatapathMaps& maps, const std::vector<Plan>& plans,
                             const cn_config& cfg) {
   std::vector<cn_svc_key> fkeys;
   std::vector<cn_svc_entry> fvals;
-  std::vector<cn_svc_key> stale;
+  std::vector<std::pair<cn_svc_key, uint32_t>> stale;  // key, the service that gave it up
   for (const auto& p : plans) {
     for (const auto& k : p.keys) {
       fkeys.push_back(k);
       fvals.push_back(FrontendEntry(p, k, cfg));
     }
-    stale.insert(stale.end(), p.stale_keys.begin(), p.stale_keys.end());
+    for (const auto& k : p.stale_keys) stale.emplace_back(k, p.svc->id);
   }
   CNINET_RETURN_IF_ERROR(Annotate(maps.services.UpdateBatch(fkeys, fvals), "write frontends"));
-  return maps.services.DeleteBatch(stale).status();
+  std::vector<cn_svc_key> gone;
+  for (const auto& [k, id] : stale) {
+    if (OwnedBy(maps, k, id)) gone.push_back(k);
+  }
+  return maps.services.DeleteBatch(gone).status();
 }
 
 // Step 4: backends no longer referenced by the new tables, and their affinity entries.
@@ -476,7 +489,11 @@ absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
 absl::Status ServiceTable::Delete(uint32_t id) {
   auto it = state_->services.find(id);
   if (it == state_->services.end()) return absl::NotFoundError(StrCat("no service ", id));
-  CNINET_RETURN_IF_ERROR(maps_->services.DeleteBatch(it->second.keys).status());
+  std::vector<cn_svc_key> keys;
+  for (const auto& k : it->second.keys) {
+    if (OwnedBy(*maps_, k, id)) keys.push_back(k);
+  }
+  CNINET_RETURN_IF_ERROR(maps_->services.DeleteBatch(keys).status());
   uint32_t slot = id;
   absl::Status s = maps_->lb_tables.Delete(&slot);
   if (!s.ok() && !absl::IsNotFound(s)) return s;

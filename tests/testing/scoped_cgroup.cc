@@ -18,8 +18,8 @@
 
 namespace cninet::testing {
 
-ScopedCgroup::ScopedCgroup(std::string_view prefix) {
-  std::string path = StrCat(kCgroupRoot, "/", UniqueName(prefix));
+ScopedCgroup::ScopedCgroup(std::string_view prefix, std::string_view parent) {
+  std::string path = StrCat(parent, "/", UniqueName(prefix));
   if (mkdir(path.c_str(), 0755) != 0) {
     status_ = absl::InternalError(StrCat("mkdir ", path, ": ", strerror(errno)));
     return;

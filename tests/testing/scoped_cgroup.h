@@ -15,12 +15,13 @@ namespace cninet::testing {
 // Where cgroup v2 is mounted on the test machines.
 inline constexpr char kCgroupRoot[] = "/sys/fs/cgroup/unified";
 
-// A cgroup v2 directory under kCgroupRoot with a unique name starting with `prefix`. On
-// destruction every process still in it is killed (cgroup.kill: only the test's own children
-// can be there) and the directory removed.
+// A cgroup v2 directory under `parent` (kCgroupRoot or another test cgroup: programs attached to a
+// cgroup apply to its descendants) with a unique name starting with `prefix`. On destruction
+// every process still in it is killed (cgroup.kill: only the test's own children can be there)
+// and the directory removed; a child cgroup must go before its parent.
 class ScopedCgroup {
  public:
-  explicit ScopedCgroup(std::string_view prefix);
+  explicit ScopedCgroup(std::string_view prefix, std::string_view parent = kCgroupRoot);
   ~ScopedCgroup();
   ScopedCgroup(const ScopedCgroup&) = delete;
   ScopedCgroup& operator=(const ScopedCgroup&) = delete;

@@ -1,5 +1,8 @@
 // ServiceTable / ConntrackTable / NatTable behaviour against the real maps and programs:
 // atomic table switches, GC, pinned maps across a restart, attach/detach in a namespace.
+#include <endian.h>
+#include <netinet/in.h>
+
 #include <atomic>
 #include <filesystem>
 #include <iostream>
@@ -112,6 +115,47 @@ TEST(ServiceTable, RejectsInvalidServicesWithoutTouchingMaps) {
   EXPECT_EQ((*dp)->services().Upsert(s).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(*(*dp)->maps()->services.Size(), 0u);
   EXPECT_EQ(*(*dp)->maps()->backends.Size(), 0u);
+}
+
+// A dual-stack NodePort programmed as the agent does (one service per family, externalTraffic-
+// Policy Local: drop when empty): both services start without backends, so both hold the node
+// addresses of both families; when each gets its family's backends, the key it gives up belongs
+// to the other service already and must stay (deleting it left the other family's nodePort
+// unprogrammed, answered by the node's stack with a reset, until the next resync).
+TEST(ServiceTable, AKeyGivenUpThatAnotherServiceTookStays) {
+  CNINET_REQUIRE_ROOT();
+  DatapathConfig cfg = StandardConfig();
+  cfg.cluster_cidrs.push_back(*cni::IPPrefix::Parse(topo6::kClusterCidr));
+  cfg.node_addresses = {Ip(topo::kNode), Ip(topo6::kNode)};
+  auto dp = Datapath::Create(cfg);
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  auto node_port = [](uint32_t id, const char* backend) {
+    Service s;
+    s.id = id;
+    s.frontends = {Frontend{cni::IPAddress(), 30090, Protocol::kTcp, FrontendKind::kNodePort}};
+    if (backend != nullptr) s.backends = {Backend{Ip(backend), 8080}};
+    s.maglev_size = 251;
+    s.reject_without_backends = false;
+    return s;
+  };
+  ASSERT_TRUE((*dp)->services().Upsert(node_port(40, nullptr)).ok());
+  ASSERT_TRUE((*dp)->services().Upsert(node_port(41, nullptr)).ok());
+  ASSERT_TRUE((*dp)->services().Upsert(node_port(40, topo::kB1)).ok());
+  ASSERT_TRUE((*dp)->services().Upsert(node_port(41, topo6::kB1)).ok());
+  auto owner = [&](const char* node) -> uint32_t {
+    cn_svc_key k{};
+    k.addr = ToAbiAddr(Ip(node));
+    k.port = htobe16(30090);
+    k.proto = IPPROTO_TCP;
+    auto e = (*dp)->maps()->services.Lookup(k);
+    return e.ok() ? e->svc_id : 0;
+  };
+  EXPECT_EQ(owner(topo::kNode), 40u) << "the IPv4 nodePort is gone";
+  EXPECT_EQ(owner(topo6::kNode), 41u) << "the IPv6 nodePort is gone";
+  // Deleting one family's service leaves the other's keys.
+  ASSERT_TRUE((*dp)->services().Delete(41).ok());
+  EXPECT_EQ(owner(topo::kNode), 40u);
+  EXPECT_EQ(owner(topo6::kNode), 0u);
 }
 
 TEST(ServiceTable, RemovingABackendCanFlushItsConntrackEntries) {

@@ -12,8 +12,20 @@
 // Services (cninet-dp service upsert):
 //   10.96.0.20 / fd00:96::20 ports 80/tcp and 53/udp: no backends (rejected).
 //   10.96.0.30 / fd00:96::30 80/tcp -> self:8080, 53/udp -> self:5353 (only the pod itself).
-// Other cases program their own services (ids from 100, ClusterIPs 10.96.0.N / fd00:96::N) on the
-// backends b1..b3, which serve TCP and UDP as the case needs ("B1", "UB1", ...).
+// Other cases program their own services (ids from 100, ClusterIPs 10.96.0.N / fd00:96::N,
+// NodePorts from `outside` to 192.168.77.1 / fd00:77::1) on the backends b1..b3, which serve TCP
+// and UDP as the case needs ("B1", "UB1", ...). The socket LB cases have cninet-dp attach the
+// cgroup programs to a cgroup the test makes under /sys/fs/cgroup/unified (serving the node's
+// namespace); the node's processes run in forked children that join it (or a child of it).
+// Everything the test makes (namespaces, links, bpffs with the pins, cgroups, children) is removed
+// also when a case fails.
+//
+// Through the agent only (tests/e2e/services/services_cluster_e2e_test.cc, the same cases on 3
+// nodes with a real etcd): terminating and unready endpoints (the agent chooses the backends from
+// the EndpointSlice conditions; the datapath only sees the result) and the healthCheckNodePort
+// server (the agent's HTTP listener). externalTrafficPolicy and internalTrafficPolicy Local are
+// covered here as the agent programs them: a frontend with only the node's local endpoints that
+// drops new flows when it has none (--drop-when-empty).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -21,7 +33,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <ostream>
 #include <set>
@@ -36,6 +50,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "testing/line_server.h"
+#include "testing/scoped_cgroup.h"
 #include "testing/test_util.h"
 
 namespace cninet::datapath::testing {
@@ -145,12 +160,15 @@ std::string LocalText(int fd) {
 }
 
 // A TCP connect from inside `netns_path` to ip:port, then one line sent and its reply read.
+// `timeout` bounds the connect, the write and the read.
 Outcome TcpAsk(const std::string& netns_path, int af, const char* ip, uint16_t port,
-               const std::string& line) {
+               const std::string& line,
+               std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
   Outcome o;
   absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
     int fd = socket(af, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval tv{5, 0};
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     socklen_t len = 0;
@@ -285,6 +303,10 @@ class ServicesE2eTest : public ::testing::TestWithParam<Family> {
     Must(node_.Exec("ip link add up0 type veth peer name eth0 netns " + outside_.name() +
                     " && ip addr add 192.168.77.1/24 dev up0 && ip -6 addr add fd00:77::1/64 dev "
                     "up0 nodad && ip link set up0 up"));
+    // As the agent's node setup: a NodePort flow to a backend that is not a local endpoint is
+    // SNATed to the node's own address at the uplink's ingress, which IPv4 would drop as a
+    // martian without accept_local.
+    Must(node_.Exec("sysctl -qw net.ipv4.conf.up0.accept_local=1"));
     Must(outside_.Exec(
         "ip addr add 192.168.77.2/24 dev eth0 && ip -6 addr add fd00:77::2/64 dev eth0 nodad && "
         "ip link set eth0 up"));
@@ -305,7 +327,29 @@ class ServicesE2eTest : public ::testing::TestWithParam<Family> {
     }
   }
 
+  void TearDown() override {
+    // The socket LB links go before the cgroup (and the cgroup before the bpffs).
+    if (cgroup_ && socklb_attached_) {
+      CommandResult r =
+          ::cninet::testing::Run({"nsenter", "--net=" + node_.path(), Tool(), "--pin-dir", pin_dir_,
+                                  "socklb", "detach", "--cgroup", cgroup_->path()});
+      EXPECT_TRUE(r.ok()) << r.out << r.err;
+    }
+  }
+
   void Must(const CommandResult& r) { ASSERT_TRUE(r.ok()) << r.out << r.err; }
+
+  // Makes a cgroup and has cninet-dp attach socket LB to it, serving the node's namespace. Run
+  // with nsenter: `ip netns exec` remounts /sys, hiding the cgroup v2 mount.
+  void AttachSocketLb() {
+    cgroup_ = std::make_unique<::cninet::testing::ScopedCgroup>("cnsvc");
+    ASSERT_TRUE(cgroup_->status().ok()) << cgroup_->status();
+    CommandResult r = ::cninet::testing::Run({"nsenter", "--net=" + node_.path(), Tool(),
+                                              "--pin-dir", pin_dir_, "socklb", "attach", "--cgroup",
+                                              cgroup_->path(), "--netns", node_.path()});
+    ASSERT_TRUE(r.ok()) << r.out << r.err;
+    socklb_attached_ = true;
+  }
 
   void AddPod(ScopedNetns& pod, const std::string& host_if, const std::string& ip4,
               const std::string& ip6) {
@@ -376,6 +420,9 @@ class ServicesE2eTest : public ::testing::TestWithParam<Family> {
   std::string pin_dir_;
   ScopedNetns node_{"svn"}, client_{"svc"}, self_{"svs"}, outside_{"svo"};
   ScopedNetns backends_[kBackends] = {ScopedNetns("svb"), ScopedNetns("svb"), ScopedNetns("svb")};
+  // Socket LB cases only (AttachSocketLb); removed before the namespaces and the bpffs.
+  std::unique_ptr<::cninet::testing::ScopedCgroup> cgroup_;
+  bool socklb_attached_ = false;
 };
 
 // Upstream: "should be rejected when no endpoints exist" (kube-proxy's REJECT): a TCP connect
@@ -496,7 +543,7 @@ TEST_P(ServicesE2eTest, ShouldServeMultiportEndpointsFromPods) {
 // Upstream: "should serve endpoints on same port and different protocols": one ClusterIP port 53
 // as a TCP service to b1 and a UDP service to b2 (both backends listen on both protocols); each
 // protocol reaches its own backend.
-TEST_P(ServicesE2eTest, ShouldServeTheSamePortOnTcpAndUdp) {
+TEST_P(ServicesE2eTest, ShouldServeEndpointsOnSamePortAndDifferentProtocols) {
   const Family& f = GetParam();
   auto tcp_servers = TcpBackends(f, 5353, 2);
   auto udp_servers = UdpBackends(f, 5353, 2);
@@ -630,7 +677,7 @@ TEST_P(ServicesE2eTest, ShouldBeAbleToUpAndDownServices) {
 // ClusterIP service": one connected UDP socket (one 5-tuple) talks to a ClusterIP with two
 // backends; the backend it reaches is removed with --flush-removed, and the next datagrams of
 // the same socket reach the remaining backend (no stale conntrack entry keeps the old one).
-TEST_P(ServicesE2eTest, ShouldMoveUdpFlowsOffADeletedBackend) {
+TEST_P(ServicesE2eTest, ShouldBeAbleToPreserveUdpTrafficWhenServerPodCyclesForAClusterIpService) {
   const Family& f = GetParam();
   auto servers = UdpBackends(f, 5353, 2);
   const std::string vip = f.Vip(77);
@@ -657,6 +704,232 @@ TEST_P(ServicesE2eTest, ShouldMoveUdpFlowsOffADeletedBackend) {
     ASSERT_EQ(o.err, 0) << strerror(o.err);
     EXPECT_EQ(o.reply, remaining + " " + o.local + " " + d);
   }
+}
+
+// Upstream: "should be able to create a functioning NodePort service": a NodePort service (TCP
+// and UDP) on backends b1 and b2 is reached from the `outside` namespace on the node's uplink
+// address of the family; both backends answer, and (not being local endpoints of this node) they
+// see the node's address: the NodePort SNAT that brings their replies back through the node.
+TEST_P(ServicesE2eTest, ShouldBeAbleToCreateAFunctioningNodePortService) {
+  const Family& f = GetParam();
+  auto tcp_servers = TcpBackends(f, 8080, 2);
+  auto udp_servers = UdpBackends(f, 5353, 2);
+  Upsert(100, "nodeport:30080/tcp",
+         {f.Endpoint(Backend(f, 0), 8080), f.Endpoint(Backend(f, 1), 8080)});
+  Upsert(101, "nodeport:30053/udp",
+         {f.Endpoint(Backend(f, 0), 5353), f.Endpoint(Backend(f, 1), 5353)});
+  const std::string from_node = f.Endpoint(f.node, 0).substr(0, f.Endpoint(f.node, 0).size() - 1);
+  uint64_t dnat = Counter(CN_R_DNAT);
+  std::set<std::string> tcp_seen, udp_seen;
+  for (int i = 0; i < 12; ++i) {
+    std::string n = std::to_string(i);
+    Outcome tcp = TcpAsk(outside_.path(), f.af, f.node, 30080, "np " + n);
+    ASSERT_EQ(tcp.err, 0) << strerror(tcp.err);
+    EXPECT_THAT(tcp.reply, HasSubstr(" " + from_node)) << "not SNATed to the node";
+    EXPECT_THAT(tcp.reply, ::testing::EndsWith(" np " + n));
+    tcp_seen.insert(Who(tcp));
+    Outcome udp = UdpAsk(outside_.path(), f.af, f.node, 30053, "unp " + n);
+    ASSERT_EQ(udp.err, 0) << strerror(udp.err);
+    EXPECT_THAT(udp.reply, HasSubstr(" " + from_node)) << "not SNATed to the node";
+    EXPECT_THAT(udp.reply, ::testing::EndsWith(" unp " + n));
+    udp_seen.insert(Who(udp));
+  }
+  EXPECT_EQ(tcp_seen, (std::set<std::string>{"B1", "B2"}));
+  EXPECT_EQ(udp_seen, (std::set<std::string>{"UB1", "UB2"}));
+  EXPECT_GT(Counter(CN_R_DNAT), dnat);
+}
+
+// Upstream (ESIPP): "should work for type=NodePort" with externalTrafficPolicy Local, as the
+// agent programs it: the ClusterIP keeps every endpoint (b1, b2), the nodePort only this node's
+// local endpoint b1 (registered with `cninet-dp endpoint add`) and drops new flows when it has
+// none (--drop-when-empty). From `outside`, b1 answers and sees the client's own address and port
+// (no SNAT); reprogrammed as on a node without local endpoints, the nodePort drops the SYN (the
+// connect times out, nothing refuses it) while the ClusterIP still serves the pods.
+TEST_P(ServicesE2eTest, ShouldPreserveSourceIpForExternalTrafficPolicyLocal) {
+  const Family& f = GetParam();
+  auto servers = TcpBackends(f, 8080, 2);
+  CommandResult link = node_.Exec("ip -o link show hb1");
+  Must(link);
+  Must(Dp("endpoint add " + Backend(f, 0) + " " + link.out.substr(0, link.out.find(':'))));
+  const std::string vip = f.Vip(78);
+  Upsert(100, f.Frontend(vip, 80, "tcp"),
+         {f.Endpoint(Backend(f, 0), 8080), f.Endpoint(Backend(f, 1), 8080)});
+  Upsert(101, "nodeport:30090/tcp", {f.Endpoint(Backend(f, 0), 8080)}, "--drop-when-empty");
+  for (int i = 0; i < 5; ++i) {
+    std::string line = "etp " + std::to_string(i);
+    Outcome o = TcpAsk(outside_.path(), f.af, f.node, 30090, line);
+    ASSERT_EQ(o.err, 0) << strerror(o.err);
+    EXPECT_EQ(o.reply, "B1 " + o.local + " " + line);
+  }
+
+  Upsert(101, "nodeport:30090/tcp", {}, "--drop-when-empty");
+  uint64_t drops = Counter(CN_R_DROP_NO_BACKEND), rejects = Counter(CN_R_REJECT);
+  Outcome dropped =
+      TcpAsk(outside_.path(), f.af, f.node, 30090, "none", std::chrono::milliseconds(700));
+  // connect() gave up after its timeout (EINPROGRESS): dropped, not refused.
+  EXPECT_EQ(dropped.err, EINPROGRESS) << strerror(dropped.err) << " reply: " << dropped.reply;
+  EXPECT_GT(Counter(CN_R_DROP_NO_BACKEND), drops);
+  EXPECT_EQ(Counter(CN_R_REJECT), rejects);
+  std::set<std::string> seen;
+  for (int i = 0; i < 12; ++i) {
+    Outcome o = TcpAsk(client_.path(), f.af, vip.c_str(), 80, "cluster");
+    ASSERT_EQ(o.err, 0) << strerror(o.err);
+    EXPECT_EQ(o.reply, Who(o) + " " + o.local + " cluster");
+    seen.insert(Who(o));
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"B1", "B2"}));
+}
+
+// Upstream: "should respect internalTrafficPolicy=Local Pod to Pod", as the agent programs it:
+// the ClusterIP has only this node's endpoint b1 and drops new flows when it has none
+// (--drop-when-empty). The client pod always reaches b1 (never b2, which also serves);
+// reprogrammed as on a node without local endpoints, the connect times out (dropped, not
+// refused as a Service without any endpoint is).
+TEST_P(ServicesE2eTest, ShouldRespectInternalTrafficPolicyLocal) {
+  const Family& f = GetParam();
+  auto servers = TcpBackends(f, 8080, 2);
+  const std::string vip = f.Vip(79);
+  const std::string fe = f.Frontend(vip, 80, "tcp");
+  Upsert(100, fe, {f.Endpoint(Backend(f, 0), 8080)}, "--drop-when-empty");
+  for (int i = 0; i < 10; ++i) {
+    Outcome o = TcpAsk(client_.path(), f.af, vip.c_str(), 80, "local");
+    ASSERT_EQ(o.err, 0) << strerror(o.err);
+    EXPECT_EQ(o.reply, "B1 " + o.local + " local");
+  }
+  Upsert(100, fe, {}, "--drop-when-empty");
+  uint64_t drops = Counter(CN_R_DROP_NO_BACKEND), rejects = Counter(CN_R_REJECT);
+  for (int i = 0; i < 2; ++i) {
+    Outcome o =
+        TcpAsk(client_.path(), f.af, vip.c_str(), 80, "none", std::chrono::milliseconds(700));
+    EXPECT_EQ(o.err, EINPROGRESS) << strerror(o.err) << " reply: " << o.reply;
+  }
+  EXPECT_GT(Counter(CN_R_DROP_NO_BACKEND), drops);
+  EXPECT_EQ(Counter(CN_R_REJECT), rejects);
+}
+
+// In a forked child (InChild): TCP to ip:port, one line exchanged: "peer=ADDR reply=LINE" (peer
+// from getpeername), or "error=MESSAGE".
+std::string ChildTcp(int af, const std::string& ip, uint16_t port) {
+  int fd = socket(af, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::string("error=socket: ") + strerror(errno);
+  timeval tv{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  socklen_t len = 0;
+  sockaddr_storage a = SockAddr(af, ip.c_str(), port, &len);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
+    std::string e = std::string("error=connect: ") + strerror(errno);
+    close(fd);
+    return e;
+  }
+  sockaddr_storage peer{};
+  socklen_t plen = sizeof(peer);
+  getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen);
+  std::string out = "peer=" + PeerText(peer) + " reply=";
+  if (write(fd, "hello\n", 6) != 6) {
+    close(fd);
+    return std::string("error=write: ") + strerror(errno);
+  }
+  char c;
+  while (read(fd, &c, 1) == 1 && c != '\n') out.push_back(c);
+  close(fd);
+  return out;
+}
+
+// In a forked child: one unconnected UDP datagram to ip:port (sendto/recvfrom):
+// "from=ADDR reply=DATA", or "error=MESSAGE".
+std::string ChildUdp(int af, const std::string& ip, uint16_t port) {
+  int fd = socket(af, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::string("error=socket: ") + strerror(errno);
+  timeval tv{3, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  socklen_t len = 0;
+  sockaddr_storage a = SockAddr(af, ip.c_str(), port, &len);
+  if (sendto(fd, "ping", 4, 0, reinterpret_cast<sockaddr*>(&a), len) != 4) {
+    std::string e = std::string("error=sendto: ") + strerror(errno);
+    close(fd);
+    return e;
+  }
+  char buf[512];
+  sockaddr_storage from{};
+  socklen_t flen = sizeof(from);
+  ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&from), &flen);
+  close(fd);
+  if (n < 0) return std::string("error=recvfrom: ") + strerror(errno);
+  return "from=" + PeerText(from) + " reply=" + std::string(buf, static_cast<size_t>(n));
+}
+
+// The server named in a ChildTcp/ChildUdp result ("" when it got no reply).
+std::string ChildWho(const std::string& result) {
+  size_t at = result.find(" reply=");
+  if (at == std::string::npos) return "";
+  std::string reply = result.substr(at + 7);
+  return reply.substr(0, reply.find(' '));
+}
+
+// Upstream: "should be able to connect to ClusterIP from the node's own namespace" (the
+// Granular Checks' "should function for node-Service: http"): socket LB attached by cninet-dp to
+// a cgroup the test made, serving the node's namespace. A process of the node in that cgroup
+// connects to the ClusterIP (the node has no route to it): its connect is translated to b1 or b2,
+// both answer over 12 connections, and getpeername still shows the ClusterIP. A process of the
+// node outside the cgroup is not translated (no route: it fails; the socket-connect counter stays).
+TEST_P(ServicesE2eTest, ShouldBeAbleToConnectToClusterIpFromTheNodesOwnNamespace) {
+  const Family& f = GetParam();
+  auto servers = TcpBackends(f, 8080, 2);
+  const std::string vip = f.Vip(80);
+  Upsert(100, f.Frontend(vip, 80, "tcp"),
+         {f.Endpoint(Backend(f, 0), 8080), f.Endpoint(Backend(f, 1), 8080)});
+  ASSERT_NO_FATAL_FAILURE(AttachSocketLb());
+  uint64_t connects = Counter(CN_R_SOCK_CONNECT);
+  std::set<std::string> seen;
+  for (int i = 0; i < 12; ++i) {
+    std::string r = ::cninet::testing::InChild(cgroup_->path(), node_.path(),
+                                               [&] { return ChildTcp(f.af, vip, 80); });
+    EXPECT_THAT(r, ::testing::StartsWith("peer=" + f.Endpoint(vip, 80) + " reply=B")) << r;
+    seen.insert(ChildWho(r));
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"B1", "B2"}));
+  EXPECT_GE(Counter(CN_R_SOCK_CONNECT), connects + 12);
+
+  connects = Counter(CN_R_SOCK_CONNECT);
+  std::string outside =
+      ::cninet::testing::InChild("", node_.path(), [&] { return ChildTcp(f.af, vip, 80); });
+  EXPECT_THAT(outside, ::testing::StartsWith("error=connect")) << outside;
+  EXPECT_EQ(Counter(CN_R_SOCK_CONNECT), connects);
+}
+
+// Upstream: "should function for node-Service: http" and "...: udp" (Granular Checks: Services)
+// from a hostNetwork pod: a process in the node's namespace inside a child cgroup of the one
+// socket LB is attached to (as a pod's cgroup under the node's) reaches the ClusterIP over TCP
+// (getpeername shows the ClusterIP) and over unconnected UDP (sendmsg hook; the recvmsg hook makes
+// the replies come from the ClusterIP).
+TEST_P(ServicesE2eTest, ShouldBeAbleToConnectToClusterIpFromAHostNetworkProcess) {
+  const Family& f = GetParam();
+  auto tcp_servers = TcpBackends(f, 8080, 2);
+  auto udp_servers = UdpBackends(f, 5353, 2);
+  const std::string vip = f.Vip(81);
+  Upsert(100, f.Frontend(vip, 80, "tcp"),
+         {f.Endpoint(Backend(f, 0), 8080), f.Endpoint(Backend(f, 1), 8080)});
+  Upsert(101, f.Frontend(vip, 53, "udp"),
+         {f.Endpoint(Backend(f, 0), 5353), f.Endpoint(Backend(f, 1), 5353)});
+  ASSERT_NO_FATAL_FAILURE(AttachSocketLb());
+  ::cninet::testing::ScopedCgroup pod_cgroup("hostnet", cgroup_->path());
+  ASSERT_TRUE(pod_cgroup.status().ok()) << pod_cgroup.status();
+  std::set<std::string> tcp_seen, udp_seen;
+  for (int i = 0; i < 8; ++i) {
+    std::string tcp = ::cninet::testing::InChild(pod_cgroup.path(), node_.path(),
+                                                 [&] { return ChildTcp(f.af, vip, 80); });
+    EXPECT_THAT(tcp, ::testing::StartsWith("peer=" + f.Endpoint(vip, 80) + " reply=B")) << tcp;
+    tcp_seen.insert(ChildWho(tcp));
+    std::string udp = ::cninet::testing::InChild(pod_cgroup.path(), node_.path(),
+                                                 [&] { return ChildUdp(f.af, vip, 53); });
+    EXPECT_THAT(udp, ::testing::StartsWith("from=" + f.Endpoint(vip, 53) + " reply=UB")) << udp;
+    udp_seen.insert(ChildWho(udp));
+  }
+  EXPECT_FALSE(tcp_seen.empty());
+  EXPECT_FALSE(udp_seen.empty());
+  for (const auto& who : tcp_seen) EXPECT_TRUE(who == "B1" || who == "B2") << who;
+  for (const auto& who : udp_seen) EXPECT_TRUE(who == "UB1" || who == "UB2") << who;
 }
 
 INSTANTIATE_TEST_SUITE_P(Family, ServicesE2eTest, ::testing::Values(kV4, kV6),
