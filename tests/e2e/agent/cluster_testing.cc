@@ -378,6 +378,7 @@ std::vector<std::string> Cluster::AgentArgs(int i) const {
     a.push_back("--socket-lb-cgroup");
     a.push_back(n.cgroup->path());
   }
+  if (options_.socket_lb_pods) a.push_back("--socket-lb-pods");
   return a;
 }
 

@@ -99,6 +99,8 @@ struct ClusterOptions {
   // Socket-level load balancing: every node gets a cgroup of its own (Node::cgroup, made by the
   // test) and its agent runs with --socket-lb-cgroup pointing to it.
   bool socket_lb = false;
+  // With socket_lb: pods use it too (--socket-lb-pods; cninet-ebpf registers each pod's netns).
+  bool socket_lb_pods = false;
   // etcd over mutual TLS (--client-cert-auth) with a PKI the harness makes with openssl: every
   // agent shows its node's client certificate (CN node-N), the harness's store and etcdctl the
   // admin's (CN root).

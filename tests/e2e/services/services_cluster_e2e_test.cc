@@ -367,6 +367,116 @@ v1::Service DualStackService(const std::string& name, const std::string& vip4,
   return svc;
 }
 
+// Every agent runs with --socket-lb-cgroup and --socket-lb-pods: cninet-ebpf registers each
+// pod's network namespace with socket LB at ADD, so pods' processes in the node's cgroup reach
+// Services with no per-packet NAT.
+class PodSocketLbClusterTest : public SocketLbClusterTest {
+ protected:
+  ClusterOptions Options() override {
+    ClusterOptions o = SocketLbClusterTest::Options();
+    o.socket_lb_pods = true;
+    return o;
+  }
+
+  // A process of pod `p`, in its node's socket-LB cgroup or not, connects to ip:port.
+  std::string FromPod(int p, bool in_cgroup, const std::string& ip, uint16_t port,
+                      int timeout_s = 3) {
+    Node& n = cluster_->nodes()[pod(p).node];
+    return InChild(in_cgroup ? n.cgroup->path() : "", pod(p).ns->path(),
+                   [&] { return TcpClient(ip, port, timeout_s); });
+  }
+
+  uint64_t Counter(int node, const std::string& name) {
+    absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(node);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? CounterOf(*s, name) : 0;
+  }
+};
+
+// The upstream "should be able to connect to ClusterIP from a pod" (every Service test does),
+// through socket LB, for both families: the pod's connect() is sent to a backend on another node
+// and its socket names the ClusterIP as its peer; the packet path translates nothing. A process
+// of the pod outside the cgroup goes through the packet path (DNAT) instead, and a deleted pod's
+// namespace is unregistered.
+TEST_F(PodSocketLbClusterTest, ShouldBeAbleToConnectToClusterIpFromAPodThroughSocketLb) {
+  // Node 1 serves its own namespace and its two pods'.
+  ASSERT_OK(
+      cluster_->WaitStatus(0, [](const api::AgentStatus& s) { return s.socket_lb_netns() == 3u; }));
+  const int client = PodIndex("pod-1a");
+  const int b2 = PodIndex("pod-2a"), b3 = PodIndex("pod-3a");
+  ASSERT_OK(cluster_->PutDualStackService("podlb", {"10.96.0.32", "fd00:10:96::32"}, 80, {b2, b3},
+                                          kPodPort));
+  ASSERT_OK(cluster_->WaitStatus(0, [](const api::AgentStatus& s) {
+    return HasService(s, "10.96.0.32:80/tcp", 2) && HasService(s, "[fd00:10:96::32]:80/tcp", 2);
+  }));
+  for (const std::string vip : {"10.96.0.32", "fd00:10:96::32"}) {
+    SCOPED_TRACE(vip);
+    const uint64_t connects = SockConnects(0), dnat = Counter(0, "dnat");
+    std::map<std::string, int> answers;
+    for (int i = 0; i < 20; ++i) {
+      std::string r = FromPod(client, /*in_cgroup=*/true, vip, 80);
+      ASSERT_THAT(r, HasSubstr(StrCat("peer=", vip, ":80 "))) << "connection " << i;
+      ++answers[Answerer(r)];
+    }
+    EXPECT_EQ(answers.size(), 2u);
+    EXPECT_GE(answers["pod-2a"], 3) << "pod-2a answered " << answers["pod-2a"] << " of 20";
+    EXPECT_GE(answers["pod-3a"], 3) << "pod-3a answered " << answers["pod-3a"] << " of 20";
+    EXPECT_GE(SockConnects(0), connects + 20);
+    EXPECT_EQ(Counter(0, "dnat"), dnat) << "the packet path translated a socket-LB'd flow";
+
+    // Outside the cgroup the same pod is served by the packet path.
+    std::string r = FromPod(client, /*in_cgroup=*/false, vip, 80);
+    EXPECT_THAT(Answerer(r), ::testing::AnyOf("pod-2a", "pod-3a")) << r;
+    EXPECT_GT(Counter(0, "dnat"), dnat);
+  }
+  // DEL unregisters the pod's namespace (node 1: its own and pod-1a's left).
+  ASSERT_OK(cluster_->DeletePod(PodIndex("pod-1b")));
+  ASSERT_OK(
+      cluster_->WaitStatus(0, [](const api::AgentStatus& s) { return s.socket_lb_netns() == 2u; }));
+}
+
+// Isolation rule (e), "through a Service", for connections socket LB sent to a backend on
+// another node: they leave the client pod already addressed to the backend, so the backend's
+// node admits them on the service mark (VXLAN GBP) that from-pod sets for socket-LB'd flows;
+// the same pod's direct connection to the isolated backend is refused. Both families.
+TEST_F(PodSocketLbClusterTest, IsolatedBackendAdmitsSocketLbConnectionsFromAnotherNode) {
+  absl::StatusOr<int> iso = cluster_->AddPod(1, "iso-2", "iso");
+  ASSERT_OK(iso);
+  ::cninet::testing::LineServer s4(::cninet::testing::LineServerOptions{
+      .netns_path = pod(*iso).ns->path(), .port = kPodPort, .name = "iso-2", .echo_line = false});
+  ASSERT_OK(s4.status());
+  LineServer6 s6(pod(*iso).ns->path(), kPodPort, "iso-2");
+  ASSERT_OK(s6.status());
+  v1::Namespace ns;
+  ns.set_name("iso");
+  ns.set_isolated(true);
+  ASSERT_OK(PutObject(cluster_->store(), ns).status());
+  ASSERT_OK(cluster_->PutDualStackService("isolb", {"10.96.0.33", "fd00:10:96::33"}, 80, {*iso},
+                                          kPodPort));
+  ASSERT_OK(cluster_->WaitStatus(0, [](const api::AgentStatus& s) {
+    return HasService(s, "10.96.0.33:80/tcp", 1) && HasService(s, "[fd00:10:96::33]:80/tcp", 1);
+  }));
+  const int client = PodIndex("pod-1a");
+  for (const auto& [vip, direct] : std::vector<std::pair<std::string, std::string>>{
+           {"10.96.0.33", pod(*iso).ip}, {"fd00:10:96::33", pod(*iso).ip6}}) {
+    SCOPED_TRACE(vip);
+    // Isolation takes effect: the direct connection is refused (polled until programmed).
+    std::string direct_r;
+    for (int i = 0; i < 40; ++i) {
+      direct_r = FromPod(client, /*in_cgroup=*/true, direct, kPodPort, /*timeout_s=*/1);
+      if (Answerer(direct_r).empty()) break;
+      usleep(250000);
+    }
+    EXPECT_EQ(Answerer(direct_r), "") << "isolated pod answered directly: " << direct_r;
+    const uint64_t connects = SockConnects(0);
+    for (int i = 0; i < 5; ++i) {
+      std::string r = FromPod(client, /*in_cgroup=*/true, vip, 80);
+      EXPECT_EQ(Answerer(r), "iso-2") << r;
+    }
+    EXPECT_GE(SockConnects(0), connects + 5);
+  }
+}
+
 // The frontend texts of a service port for both families ("10.96.0.40:80/tcp", ...).
 std::vector<std::string> Frontends(const std::string& vip4, const std::string& vip6, uint16_t port,
                                    const char* proto = "tcp") {
