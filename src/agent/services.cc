@@ -71,7 +71,8 @@ void Normalize(dp::Service* s) {
 bool SameProgramming(const dp::Service& a, const dp::Service& b) {
   if (a.frontends != b.frontends || a.backends != b.backends || a.algorithm != b.algorithm ||
       a.affinity_timeout != b.affinity_timeout ||
-      a.reject_without_backends != b.reject_without_backends) {
+      a.reject_without_backends != b.reject_without_backends ||
+      dp::EffectiveFamily(a) != dp::EffectiveFamily(b)) {
     return false;
   }
   // The table size only matters (and is only recorded in the maps) when there is a table.
@@ -272,6 +273,7 @@ class ServicePlanner {
     svc.algorithm = options_.algorithm;
     svc.maglev_size = options_.maglev_size;
     svc.reject_without_backends = !local;
+    svc.family = key.family;
     if (s.session_affinity() == v1::Service::CLIENT_IP) {
       uint32_t t = s.session_affinity_timeout_seconds();
       svc.affinity_timeout = std::chrono::seconds(t == 0 ? 10800 : t);

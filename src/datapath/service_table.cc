@@ -27,15 +27,18 @@ static bool operator<(const cn_svc_key& a, const cn_svc_key& b) {
 }
 
 namespace cninet::datapath {
-namespace {
 
-// The address family of a service: its backends' (else its addressed frontends'); none for a
-// NodePort-only service without backends.
-std::optional<cni::IPAddress::Family> ServiceFamily(const Service& svc) {
+std::optional<cni::IPAddress::Family> EffectiveFamily(const Service& svc) {
   if (!svc.backends.empty()) return svc.backends.front().address.family();
   for (const auto& f : svc.frontends)
     if (f.kind != FrontendKind::kNodePort) return f.address.family();
-  return std::nullopt;
+  return svc.family;
+}
+
+namespace {
+
+std::optional<cni::IPAddress::Family> ServiceFamily(const Service& svc) {
+  return EffectiveFamily(svc);
 }
 
 // True when node address slot `a` is in use and of the service's family (any when none).
@@ -165,6 +168,19 @@ absl::Status ServiceTable::Reload() {
     it->second.svc.backends.push_back(Backend{FromAbiAddr(b.addr), be16toh(b.port)});
     it->second.backend_ids.push_back(id);
   }
+  // A service with neither backends nor addressed frontends: the family its NodePort keys have
+  // (when they are all of one).
+  for (auto& [id, st] : state_->services) {
+    if (EffectiveFamily(st.svc) || st.keys.empty()) continue;
+    std::optional<cni::IPAddress::Family> fam;
+    bool one = true;
+    for (const cn_svc_key& k : st.keys) {
+      cni::IPAddress::Family f = FromAbiAddr(k.addr).family();
+      if (fam && *fam != f) one = false;
+      fam = f;
+    }
+    if (one) st.svc.family = fam;
+  }
   for (auto& [id, st] : state_->services) {
     uint32_t key = id, inner_id = 0;
     if (!maps_->lb_tables.Lookup(&key, &inner_id).ok()) continue;
@@ -187,6 +203,8 @@ absl::Status ServiceTable::Validate(const Service& svc) const {
     return bad(StrCat("id must be 1..", std::min(kMaxServiceId, lb.max_entries - 1)));
   if (svc.frontends.empty()) return bad("needs at least one frontend");
   std::optional<cni::IPAddress::Family> family = ServiceFamily(svc);
+  if (svc.family && family != svc.family)
+    return bad("family differs from its backends' and frontends' address family");
   for (const auto& f : svc.frontends) {
     if (f.kind != FrontendKind::kNodePort && f.address.family() != *family)
       return bad("frontends and backends must be of one address family");

@@ -10,6 +10,7 @@
 #include <iosfwd>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -71,7 +72,17 @@ struct Service {
   /// Without backends new flows are rejected (ICMP port unreachable, as kube-proxy's REJECT);
   /// false drops them silently (externalTrafficPolicy: Local on a node without local endpoints).
   bool reject_without_backends = true;
+  /// Address family of a service that has neither backends nor an addressed frontend (a
+  /// NodePort-only service without endpoints); unset: its NodePort frontends take the node
+  /// addresses of both families. A dual-stack Kubernetes Service is two datapath services, one
+  /// per family: each sets its family, so that one without backends never takes the other
+  /// family's NodePort keys. Must match the backends' and addressed frontends' family.
+  std::optional<cni::IPAddress::Family> family;
 };
+
+/// The address family of the keys a service programs: its backends', else its addressed
+/// frontends', else Service::family; unset = both families (node addresses of each).
+std::optional<cni::IPAddress::Family> EffectiveFamily(const Service& service);
 
 /// "clusterip", "externalip", "nodeport" (cninet-dp's spelling).
 std::string_view ToString(FrontendKind kind);

@@ -158,6 +158,57 @@ TEST(ServiceTable, AKeyGivenUpThatAnotherServiceTookStays) {
   EXPECT_EQ(owner(topo6::kNode), 0u);
 }
 
+// The same dual-stack NodePort when only one family ever gets a backend (a node with local
+// endpoints of one family under externalTrafficPolicy Local): with Service::family each empty
+// service holds only its own family's node address, so the empty IPv6 service never takes the
+// IPv4 nodePort from the one with a backend; the family survives a reload from the maps, and a
+// family contradicting the backends is refused.
+TEST(ServiceTable, AnEmptyServiceOfOneFamilyHoldsOnlyThatFamilysNodePorts) {
+  CNINET_REQUIRE_ROOT();
+  DatapathConfig cfg = StandardConfig();
+  cfg.cluster_cidrs.push_back(*cni::IPPrefix::Parse(topo6::kClusterCidr));
+  cfg.node_addresses = {Ip(topo::kNode), Ip(topo6::kNode)};
+  auto dp = Datapath::Create(cfg);
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  auto node_port = [](uint32_t id, cni::IPAddress::Family family, const char* backend) {
+    Service s;
+    s.id = id;
+    s.frontends = {Frontend{cni::IPAddress(), 30091, Protocol::kTcp, FrontendKind::kNodePort}};
+    if (backend != nullptr) s.backends = {Backend{Ip(backend), 8080}};
+    s.maglev_size = 251;
+    s.reject_without_backends = false;
+    s.family = family;
+    return s;
+  };
+  auto owner = [&](const char* node) -> uint32_t {
+    cn_svc_key k{};
+    k.addr = ToAbiAddr(Ip(node));
+    k.port = htobe16(30091);
+    k.proto = IPPROTO_TCP;
+    auto e = (*dp)->maps()->services.Lookup(k);
+    return e.ok() ? e->svc_id : 0;
+  };
+  using F = cni::IPAddress::Family;
+  ASSERT_TRUE((*dp)->services().Upsert(node_port(50, F::kV4, topo::kB1)).ok());
+  ASSERT_TRUE((*dp)->services().Upsert(node_port(51, F::kV6, nullptr)).ok());
+  EXPECT_EQ(owner(topo::kNode), 50u) << "the empty IPv6 service took the IPv4 nodePort";
+  EXPECT_EQ(owner(topo6::kNode), 51u);
+  // Re-upserted (the agent's next pass), still so.
+  ASSERT_TRUE((*dp)->services().Upsert(node_port(51, F::kV6, nullptr)).ok());
+  EXPECT_EQ(owner(topo::kNode), 50u);
+  // A table loaded from the maps (a restarted agent) knows the empty service's family.
+  auto loaded = ServiceTable::Load((*dp)->maps());
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto got = (*loaded)->Get(51);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->family, F::kV6);
+  EXPECT_EQ((*loaded)->Get(50)->family, std::nullopt) << "recorded only where it matters";
+  Service wrong = node_port(52, F::kV6, topo::kB1);
+  absl::Status st = (*dp)->services().Upsert(wrong);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << st;
+  EXPECT_THAT(std::string(st.message()), ::testing::HasSubstr("family"));
+}
+
 TEST(ServiceTable, RemovingABackendCanFlushItsConntrackEntries) {
   CNINET_REQUIRE_ROOT();
   auto dp = Datapath::Create(StandardConfig());
