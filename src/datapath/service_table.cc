@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <system_error>
 #include <thread>
 #include <tuple>
 
@@ -480,7 +481,12 @@ absl::Status ParallelFor(size_t n, size_t workers,
   std::vector<std::thread> threads;
   const size_t chunk = (n + workers - 1) / workers;
   for (size_t w = 1; w < workers; ++w) {
-    threads.emplace_back([&, w] { results[w] = fn(w * chunk, std::min(n, (w + 1) * chunk)); });
+    auto run = [&, w] { results[w] = fn(w * chunk, std::min(n, (w + 1) * chunk)); };
+    try {
+      threads.emplace_back(run);
+    } catch (const std::system_error&) {
+      run();  // no thread to be had: this chunk runs here
+    }
   }
   results[0] = fn(0, std::min(n, chunk));
   for (auto& t : threads) t.join();

@@ -2,11 +2,14 @@
 // size is rewritten in place (the outer cn_lb_tables slot keeps its inner map, no grace period) and
 // seen by the next selection; a size change swaps a fresh table in; concurrent new flows only ever
 // get a live backend of the old or the new set; the automatic Maglev size survives a restart.
+#include <bpf/bpf.h>
+
 #include <atomic>
 #include <map>
 #include <set>
 #include <thread>
 
+#include "cninet/base/fd.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/datapath_maps.h"
@@ -253,6 +256,59 @@ TEST(LbUpdate, RestartKeepsTheAutomaticSizeAndUpdatesInPlace) {
   std::set<std::string> seen;
   for (const auto& [sp, dst] : NewFlows(**dp, 6000, 64)) seen.insert(dst);
   EXPECT_EQ(seen, (std::set<std::string>{kB1, kB3}));
+}
+
+// Batches of >= 256 services plan and fill their tables on several threads: the result is the
+// same as one by one, and an invalid service anywhere in the batch leaves the maps untouched.
+TEST(LbUpdate, LargeBatchesProgramEveryServiceAndRejectAsAWhole) {
+  CNINET_REQUIRE_ROOT();
+  auto dp = Datapath::Create(StandardConfig());
+  ASSERT_TRUE(dp.ok()) << dp.status();
+  ServiceTable& st = (*dp)->services();
+  std::vector<Service> batch;
+  for (uint32_t i = 0; i < 600; ++i) {
+    Service s;
+    s.id = i + 2;
+    s.frontends = {Frontend{cni::IPAddress::V4((10u << 24 | 97u << 16) + i), 80, Protocol::kTcp,
+                            FrontendKind::kClusterIP}};
+    for (uint32_t b = 0; b < 3; ++b)
+      s.backends.push_back(
+          Backend{cni::IPAddress::V4((10u << 24 | 244u << 16 | 9u << 8) + i % 200 + b), 8080});
+    batch.push_back(std::move(s));
+  }
+  Service bad = batch[450];
+  batch[450].maglev_size = 1000;  // not prime
+  EXPECT_EQ(st.UpsertBatch(batch).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*(*dp)->maps()->services.Size(), 0u);
+  EXPECT_EQ(*(*dp)->maps()->backends.Size(), 0u);
+  EXPECT_EQ(InnerId(**dp, 2), 0u);
+  batch[450] = bad;
+  ASSERT_TRUE(st.UpsertBatch(batch).ok());
+  EXPECT_EQ(st.List().size(), 600u);
+  EXPECT_EQ(st.stats().tables_swapped, 600u);
+  // The web service too, then new flows through BPF follow the tables.
+  ASSERT_TRUE(st.Upsert(Web({kB1, kB2, kB3})).ok());
+  for (const auto& [sp, dst] : NewFlows(**dp, 7000, 32)) {
+    auto want = st.PredictBackend(1, FlowTuple{Ip(kClient), Ip(kVipWeb), sp, 80, Protocol::kTcp});
+    ASSERT_TRUE(want.ok());
+    EXPECT_EQ(dst, want->address.ToString());
+  }
+  // Every table holds M = 509 (3 backends) ids of its own service.
+  for (uint32_t id : {2u, 301u, 601u}) {
+    EXPECT_EQ(*st.TableSize(id), 509u);
+    UniqueFd inner(bpf_map_get_fd_by_id(InnerId(**dp, id)));
+    ASSERT_TRUE(inner);
+    for (uint32_t k : {1u, 254u, 509u}) {
+      uint32_t bid = 0;
+      ASSERT_EQ(bpf_map_lookup_elem(inner.get(), &k, &bid), 0);
+      EXPECT_EQ(bid >> 12, id);
+    }
+  }
+  // A second identical batch is all in place and changes nothing.
+  const auto slots = st.stats().slots_rewritten;
+  ASSERT_TRUE(st.UpsertBatch(batch).ok());
+  EXPECT_EQ(st.stats().tables_swapped, 601u);
+  EXPECT_EQ(st.stats().slots_rewritten, slots);
 }
 
 }  // namespace
