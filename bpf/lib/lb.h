@@ -1,5 +1,7 @@
 /* Service lookup and backend selection: sessionAffinity ClientIP, then the service's table
- * (Maglev: flow hash modulo M; random: random index over the backends). */
+ * (Maglev: flow hash modulo M; random: random index over the backends). The table is an inner map
+ * of cn_lb_tables, [n, ids...]; user space rewrites its slots in place while n stays (see abi.h).
+ */
 #ifndef CNINET_BPF_LIB_LB_H_
 #define CNINET_BPF_LIB_LB_H_
 
@@ -55,9 +57,19 @@ static __always_inline int cn_lb_select(const struct cn_svc_entry* svc, const st
   __u32 idx = 1 + h % n;
   __u32* bid = bpf_map_lookup_elem(table, &idx);
   if (!bid) return CN_LB_NO_BACKEND;
-  __u32 b_id = *bid;
+  __u32 b_id = *(volatile __u32*)bid;
   struct cn_backend* b = bpf_map_lookup_elem(&cn_backends, &b_id);
-  if (!b) return CN_LB_BACKEND_GONE;
+  if (!b) {
+    /* User space rewrites a live table in place (same n) and deletes a removed backend only after
+     * the slots stop naming it: an id that vanished between our slot read and the lookup means the
+     * slot has been rewritten since, to a backend that existed before the rewrite. Read it again.
+     */
+    __u32 again = *(volatile __u32*)bid;
+    if (again == b_id) return CN_LB_BACKEND_GONE;
+    b_id = again;
+    b = bpf_map_lookup_elem(&cn_backends, &b_id);
+    if (!b) return CN_LB_BACKEND_GONE;
+  }
   *id = b_id;
   *be = *b;
   if (svc->affinity_timeout_s) {

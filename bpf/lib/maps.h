@@ -45,7 +45,8 @@ struct {
 } cn_backends SEC(".maps");
 
 /* Inner template of cn_lb_tables; BPF_F_INNER_MAP lets each service's table have its own size,
- * BPF_F_MMAPABLE lets user space fill a new table with plain stores instead of syscalls. */
+ * BPF_F_MMAPABLE lets user space fill a new table, and rewrite a live one of unchanged size in
+ * place (no outer update, so no RCU grace period), with plain stores instead of syscalls. */
 struct cn_lb_inner {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, 2);

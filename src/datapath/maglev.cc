@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <string_view>
-#include <unordered_set>
 
+#include "cninet/base/status.h"
 #include "cninet/base/strings.h"
 
 namespace cninet::datapath {
@@ -25,6 +25,17 @@ uint64_t Hash64(std::string_view s, uint64_t seed) {
   return h;
 }
 
+// Per-thread scratch, so building thousands of tables allocates once.
+struct Scratch {
+  std::vector<uint32_t> order;
+  std::vector<uint32_t> pos, skip;
+};
+
+size_t LadderIndex(uint32_t m) {
+  const auto* it = std::find(std::begin(kMaglevLadder), std::end(kMaglevLadder), m);
+  return static_cast<size_t>(it - std::begin(kMaglevLadder));
+}
+
 }  // namespace
 
 bool IsPrime(uint32_t n) {
@@ -35,43 +46,79 @@ bool IsPrime(uint32_t n) {
   return true;
 }
 
+uint32_t MaglevSizeFor(size_t backends, uint32_t current) {
+  constexpr size_t kSteps = std::size(kMaglevLadder);
+  const size_t cur = LadderIndex(current);
+  if (backends == 0) return cur < kSteps ? current : kMaglevLadder[0];
+  const uint64_t want = static_cast<uint64_t>(backends) * kMaglevSlotsPerBackend;
+  size_t target = kSteps - 1;
+  for (size_t i = 0; i < kSteps; ++i) {
+    if (kMaglevLadder[i] >= want) {
+      target = i;
+      break;
+    }
+  }
+  // Keep the present size within one step of the target, unless the backends no longer fit.
+  if (cur < kSteps && cur + 1 >= target && cur <= target + 1 && current >= backends) return current;
+  return kMaglevLadder[target];
+}
+
 absl::StatusOr<std::vector<uint32_t>> BuildMaglevTable(std::span<const std::string> backends,
                                                        uint32_t m) {
+  std::vector<uint32_t> table;
+  CNINET_RETURN_IF_ERROR(BuildMaglevTable(backends, m, &table));
+  return table;
+}
+
+absl::Status BuildMaglevTable(std::span<const std::string> backends, uint32_t m,
+                              std::vector<uint32_t>* table) {
   if (m < kMaglevMinSize || m > kMaglevMaxSize || !IsPrime(m)) {
     return absl::InvalidArgumentError(StrCat("Maglev table size ", m, " must be a prime in [",
                                              kMaglevMinSize, ", ", kMaglevMaxSize, "]"));
   }
+  table->clear();
   const size_t n = backends.size();
-  if (n == 0) return std::vector<uint32_t>{};
+  if (n == 0) return absl::OkStatus();
   if (n > m)
     return absl::InvalidArgumentError(StrCat(n, " backends do not fit a Maglev table of ", m));
-  std::unordered_set<std::string_view> seen;
-  for (const auto& b : backends) {
-    if (!seen.insert(b).second) return absl::InvalidArgumentError(StrCat("duplicate backend ", b));
-  }
-  // Populate in name order so the table depends on the set of backends, not on list order.
-  std::vector<uint32_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(i);
-  std::sort(order.begin(), order.end(),
+  thread_local Scratch s;
+  // Populate in name order so the table depends on the set of backends, not on list order; a
+  // duplicate is then a neighbour.
+  s.order.resize(n);
+  for (size_t i = 0; i < n; ++i) s.order[i] = static_cast<uint32_t>(i);
+  std::sort(s.order.begin(), s.order.end(),
             [&](uint32_t a, uint32_t b) { return backends[a] < backends[b]; });
-  std::vector<uint64_t> offset(n), skip(n), next(n, 0);
+  for (size_t i = 1; i < n; ++i) {
+    if (backends[s.order[i]] == backends[s.order[i - 1]])
+      return absl::InvalidArgumentError(StrCat("duplicate backend ", backends[s.order[i]]));
+  }
+  // Backend j's permutation is offset_j + k·skip_j (mod m), k = 0, 1, ...: walked incrementally
+  // (one add and a conditional subtract per step, no multiply or modulo in the loop).
+  s.pos.resize(n);
+  s.skip.resize(n);
   for (size_t j = 0; j < n; ++j) {
-    offset[j] = Hash64(backends[order[j]], 0x6d61676c65763031ULL) % m;
-    skip[j] = Hash64(backends[order[j]], 0x6d61676c65763032ULL) % (m - 1) + 1;
+    s.pos[j] = static_cast<uint32_t>(Hash64(backends[s.order[j]], 0x6d61676c65763031ULL) % m);
+    s.skip[j] =
+        static_cast<uint32_t>(Hash64(backends[s.order[j]], 0x6d61676c65763032ULL) % (m - 1) + 1);
   }
   constexpr uint32_t kEmpty = UINT32_MAX;
-  std::vector<uint32_t> table(m, kEmpty);
+  table->assign(m, kEmpty);
+  uint32_t* t = table->data();
+  uint32_t* pos = s.pos.data();
+  const uint32_t* skip = s.skip.data();
+  const uint32_t* order = s.order.data();
+  auto advance = [m](uint32_t p, uint32_t k) {
+    p += k;  // p < m and k < m, so p + k < 2m < 2^32
+    return p >= m ? p - m : p;
+  };
   uint32_t filled = 0;
   while (true) {
     for (size_t i = 0; i < n; ++i) {
-      uint64_t c = (offset[i] + next[i] * skip[i]) % m;
-      while (table[c] != kEmpty) {
-        ++next[i];
-        c = (offset[i] + next[i] * skip[i]) % m;
-      }
-      table[c] = order[i];
-      ++next[i];
-      if (++filled == m) return table;
+      uint32_t c = pos[i];
+      while (t[c] != kEmpty) c = advance(c, skip[i]);
+      t[c] = order[i];
+      pos[i] = advance(c, skip[i]);
+      if (++filled == m) return absl::OkStatus();
     }
   }
 }

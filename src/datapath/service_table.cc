@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
+#include <system_error>
+#include <thread>
 #include <tuple>
 
 #include "abi_ops.h"
@@ -48,23 +51,68 @@ bool NodeAddrServes(const cn_addr& a, std::optional<cni::IPAddress::Family> fami
 }
 
 constexpr uint32_t kSlotBits = 12;
+// Batches at least this large plan on several threads.
+constexpr size_t kParallelBatch = 256;
 
 uint32_t BackendId(uint32_t svc_id, uint32_t slot) { return (svc_id << kSlotBits) | slot; }
 uint32_t ServiceOfBackend(uint32_t backend_id) { return backend_id >> kSlotBits; }
 
-// Writes [n, ids...] into a fresh mmapable array (elements are 8-byte aligned slots).
+// A mapping of an LB table's elements (8-byte aligned: element i's u32 is at byte 8·i).
+class TableMapping {
+ public:
+  ~TableMapping() {
+    if (mem_ != MAP_FAILED) munmap(mem_, len_);
+  }
+  absl::Status Map(int fd, size_t elements) {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    len_ = (elements * 8 + page - 1) / page * page;
+    mem_ = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mem_ == MAP_FAILED) return ErrnoStatus(errno, "mmap LB table");
+    return absl::OkStatus();
+  }
+  uint32_t* Slot(size_t i) {
+    return reinterpret_cast<uint32_t*>(static_cast<uint8_t*>(mem_) + i * 8);
+  }
+
+ private:
+  void* mem_ = MAP_FAILED;
+  size_t len_ = 0;
+};
+
+// Writes [n, ids...] into a fresh mmapable array (not yet visible to any program).
 absl::Status FillTable(int fd, const std::vector<uint32_t>& ids) {
-  const size_t n = ids.size() + 1;
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t len = (n * 8 + page - 1) / page * page;
-  void* mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (mem == MAP_FAILED) return ErrnoStatus(errno, "mmap LB table");
-  auto* slots = static_cast<uint8_t*>(mem);
-  uint32_t count = static_cast<uint32_t>(ids.size());
-  std::memcpy(slots, &count, 4);
-  for (size_t i = 0; i < ids.size(); ++i) std::memcpy(slots + (i + 1) * 8, &ids[i], 4);
-  munmap(mem, len);
+  TableMapping t;
+  CNINET_RETURN_IF_ERROR(t.Map(fd, ids.size() + 1));
+  *t.Slot(0) = static_cast<uint32_t>(ids.size());
+  for (size_t i = 0; i < ids.size(); ++i) *t.Slot(i + 1) = ids[i];
   return absl::OkStatus();
+}
+
+// Rewrites the live table `fd` of the same size in place: each changed slot gets one aligned 4-byte
+// store (single-copy atomic), so a concurrent program reads either the slot's old or its new
+// backend id, both of which exist in cn_backends until DeleteRemovedBackends runs after this.
+// Returns the number of slots changed.
+absl::StatusOr<size_t> RewriteTable(int fd, const std::vector<uint32_t>& ids) {
+  TableMapping t;
+  CNINET_RETURN_IF_ERROR(t.Map(fd, ids.size() + 1));
+  if (__atomic_load_n(t.Slot(0), __ATOMIC_RELAXED) != ids.size())
+    return absl::InternalError("LB table size changed under us");
+  size_t changed = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    uint32_t* slot = t.Slot(i + 1);
+    if (__atomic_load_n(slot, __ATOMIC_RELAXED) == ids[i]) continue;
+    __atomic_store_n(slot, ids[i], __ATOMIC_RELEASE);
+    ++changed;
+  }
+  // The removed backends' deletion (a syscall) follows; make every store visible before it.
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  return changed;
+}
+
+// The table a service uses: explicit M, or MaglevSizeFor its backends (stable near `current`).
+uint32_t EffectiveMaglevSize(const Service& svc, uint32_t current) {
+  return svc.maglev_size != kMaglevAutoSize ? svc.maglev_size
+                                            : MaglevSizeFor(svc.backends.size(), current);
 }
 
 }  // namespace
@@ -90,8 +138,9 @@ std::string ToString(const Frontend& f) {
 }
 
 std::string LbDescription(const Service& s) {
-  std::string lb =
-      s.algorithm == LbAlgorithm::kMaglev ? StrCat("maglev/", s.maglev_size) : "random";
+  std::string lb = s.algorithm != LbAlgorithm::kMaglev ? std::string("random")
+                   : s.maglev_size == kMaglevAutoSize  ? std::string("maglev/auto")
+                                                       : StrCat("maglev/", s.maglev_size);
   if (s.affinity_timeout.count() > 0) lb += StrCat(" affinity=", s.affinity_timeout.count(), "s");
   if (!s.reject_without_backends) lb += " drop-when-empty";
   return lb;
@@ -116,10 +165,13 @@ struct SvcState {
   Service svc;
   std::vector<uint32_t> backend_ids;  // parallel to svc.backends
   std::vector<cn_svc_key> keys;
+  uint32_t table_size = 0;  // n of the programmed LB table (M for Maglev with backends)
+  bool has_table = false;   // cn_lb_tables holds an inner table for the service
 };
 
 struct ServiceTable::State {
   std::map<uint32_t, SvcState> services;
+  ServiceTable::Stats stats;
 };
 
 ServiceTable::ServiceTable(std::shared_ptr<DatapathMaps> maps)
@@ -144,6 +196,8 @@ absl::Status ServiceTable::Reload() {
     st.svc.affinity_timeout = std::chrono::seconds(v.affinity_timeout_s);
     st.svc.algorithm = (v.flags & CN_SVC_F_MAGLEV) ? LbAlgorithm::kMaglev : LbAlgorithm::kRandom;
     st.svc.reject_without_backends = !(v.flags & CN_SVC_F_DROP_EMPTY);
+    // Explicit sizes (and entries of releases before automatic sizing) read back from the table.
+    st.svc.maglev_size = (v.flags & CN_SVC_F_MAGLEV_AUTO) ? kMaglevAutoSize : kMaglevDefaultSize;
     st.keys.push_back(k);
     Frontend f;
     f.port = be16toh(k.port);
@@ -187,20 +241,22 @@ absl::Status ServiceTable::Reload() {
     UniqueFd inner(bpf_map_get_fd_by_id(inner_id));
     if (!inner) continue;
     uint32_t zero = 0, size = 0;
-    if (bpf_map_lookup_elem(inner.get(), &zero, &size) == 0 &&
-        st.svc.algorithm == LbAlgorithm::kMaglev && size > 0)
+    if (bpf_map_lookup_elem(inner.get(), &zero, &size) != 0) continue;
+    st.table_size = size;
+    st.has_table = true;
+    if (st.svc.algorithm == LbAlgorithm::kMaglev && size > 0 &&
+        st.svc.maglev_size != kMaglevAutoSize)
       st.svc.maglev_size = size;
   }
   return absl::OkStatus();
 }
 
-absl::Status ServiceTable::Validate(const Service& svc) const {
+absl::Status ServiceTable::Validate(const Service& svc, uint32_t service_slots) {
   auto bad = [&](std::string_view why) {
     return absl::InvalidArgumentError(StrCat("service ", svc.id, ": ", why));
   };
-  CNINET_ASSIGN_OR_RETURN(MapInfo lb, maps_->lb_tables.Info());
-  if (svc.id == 0 || svc.id > kMaxServiceId || svc.id >= lb.max_entries)
-    return bad(StrCat("id must be 1..", std::min(kMaxServiceId, lb.max_entries - 1)));
+  if (svc.id == 0 || svc.id > kMaxServiceId || svc.id >= service_slots)
+    return bad(StrCat("id must be 1..", std::min(kMaxServiceId, service_slots - 1)));
   if (svc.frontends.empty()) return bad("needs at least one frontend");
   std::optional<cni::IPAddress::Family> family = ServiceFamily(svc);
   if (svc.family && family != svc.family)
@@ -222,11 +278,11 @@ absl::Status ServiceTable::Validate(const Service& svc) const {
     if (!seen.insert({b.address, b.port}).second)
       return bad(StrCat("duplicate backend ", b.ToString()));
   }
-  if (svc.algorithm == LbAlgorithm::kMaglev &&
+  if (svc.algorithm == LbAlgorithm::kMaglev && svc.maglev_size != kMaglevAutoSize &&
       (svc.maglev_size < kMaglevMinSize || svc.maglev_size > kMaglevMaxSize ||
        !IsPrime(svc.maglev_size)))
-    return bad(
-        StrCat("maglev_size must be a prime in [", kMaglevMinSize, ", ", kMaglevMaxSize, "]"));
+    return bad(StrCat("maglev_size must be 0 (auto) or a prime in [", kMaglevMinSize, ", ",
+                      kMaglevMaxSize, "]"));
   if (svc.affinity_timeout.count() < 0 || svc.affinity_timeout.count() > 86400)
     return bad("affinity_timeout must be 0..86400 s");
   return absl::OkStatus();
@@ -246,6 +302,8 @@ struct Plan {
   std::vector<cn_svc_key> keys;
   cn_svc_entry entry{};
   std::vector<cn_svc_key> stale_keys;
+  bool in_place = false;  // same table size as the live table: rewrite it through its mmap
+  RawMap fresh;           // else a new inner table, filled, waiting for the outer swap
 };
 
 // Backend ids: kept for backends the service already had, a free slot for new ones; the old
@@ -292,18 +350,34 @@ absl::Status PlanBackendIds(const Service& svc, const SvcState* old, Plan* p) {
   return absl::OkStatus();
 }
 
-// The LB table: Maglev over the backends, or the backend ids themselves (random).
-absl::Status PlanTable(const Service& svc, Plan* p) {
+// The LB table: Maglev over the backends, or the backend ids themselves (random). The live
+// table is rewritten in place when the size stays (Maglev: same M; random: same backend count).
+absl::Status PlanTable(const Service& svc, const SvcState* old, Plan* p) {
   if (svc.algorithm != LbAlgorithm::kMaglev || svc.backends.empty()) {
     p->table = p->ids;
-    return absl::OkStatus();
+  } else {
+    uint32_t current = old && old->svc.algorithm == LbAlgorithm::kMaglev ? old->table_size : 0;
+    uint32_t m = EffectiveMaglevSize(svc, current);
+    thread_local std::vector<std::string> names;
+    thread_local std::vector<uint32_t> idx;
+    names.resize(svc.backends.size());
+    for (size_t i = 0; i < svc.backends.size(); ++i) names[i] = svc.backends[i].ToString();
+    CNINET_RETURN_IF_ERROR(BuildMaglevTable(names, m, &idx));
+    p->table.resize(idx.size());
+    for (size_t i = 0; i < idx.size(); ++i) p->table[i] = p->ids[idx[i]];
   }
-  std::vector<std::string> names;
-  for (const auto& b : svc.backends) names.push_back(b.ToString());
-  CNINET_ASSIGN_OR_RETURN(std::vector<uint32_t> idx, BuildMaglevTable(names, svc.maglev_size));
-  p->table.reserve(idx.size());
-  for (uint32_t i : idx) p->table.push_back(p->ids[i]);
+  p->in_place = old && old->has_table && old->table_size == p->table.size();
   return absl::OkStatus();
+}
+
+// A new inner table holding the plan's table (invisible until SwitchTables).
+absl::Status CreateTable(Plan* p) {
+  uint32_t n = static_cast<uint32_t>(p->table.size());
+  LIBBPF_OPTS(bpf_map_create_opts, copts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cn_lb_table", 4, 4, n + 1, &copts);
+  if (fd < 0) return ErrnoStatus(errno, StrCat("create LB table of service ", p->svc->id));
+  p->fresh = RawMap::Adopt(fd);
+  return Annotate(FillTable(fd, p->table), StrCat("fill LB table of service ", p->svc->id));
 }
 
 // The frontend keys (a NodePort frontend on every node address) and the keys that went away.
@@ -313,6 +387,8 @@ void PlanFrontends(const Service& svc, const SvcState* old, const cn_config& cfg
   p->entry.affinity_timeout_s = static_cast<uint32_t>(svc.affinity_timeout.count());
   p->entry.flags = svc.algorithm == LbAlgorithm::kMaglev ? CN_SVC_F_MAGLEV : 0;
   if (!svc.reject_without_backends) p->entry.flags |= CN_SVC_F_DROP_EMPTY;
+  if (svc.algorithm == LbAlgorithm::kMaglev && svc.maglev_size == kMaglevAutoSize)
+    p->entry.flags |= CN_SVC_F_MAGLEV_AUTO;
   std::set<cn_svc_key> keys;
   for (const auto& f : svc.frontends) {
     cn_svc_key k{};
@@ -365,28 +441,75 @@ absl::Status WriteNewBackends(DatapathMaps& maps, const std::vector<Plan>& plans
   return Annotate(maps.backends.UpdateBatch(bkeys, bvals), "write backends");
 }
 
-// Step 2: per service a fresh inner table, filled, then all swapped in with one batch update of
-// the outer array (each outer update waits for an RCU grace period; a batch waits once).
-absl::Status SwitchTables(DatapathMaps& maps, const std::vector<Plan>& plans) {
-  std::vector<RawMap> inners;
+// Step 2a: tables of unchanged size rewritten in place (no grace period). A table that is not
+// what the state says (missing, other size) gets a fresh one instead.
+absl::Status RewriteInPlace(DatapathMaps& maps, std::vector<Plan>& plans,
+                            ServiceTable::Stats* stats) {
+  for (auto& p : plans) {
+    if (!p.in_place) continue;
+    uint32_t key = p.svc->id, inner_id = 0;
+    UniqueFd inner;
+    if (maps.lb_tables.Lookup(&key, &inner_id).ok())
+      inner = UniqueFd(bpf_map_get_fd_by_id(inner_id));
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (!inner || bpf_obj_get_info_by_fd(inner.get(), &info, &len) != 0 ||
+        info.max_entries != p.table.size() + 1 || !(info.map_flags & BPF_F_MMAPABLE)) {
+      p.in_place = false;
+      CNINET_RETURN_IF_ERROR(CreateTable(&p));
+      continue;
+    }
+    absl::StatusOr<size_t> changed = RewriteTable(inner.get(), p.table);
+    if (!changed.ok())
+      return Annotate(changed.status(), StrCat("rewrite LB table of service ", key));
+    ++stats->tables_rewritten;
+    stats->slots_rewritten += *changed;
+  }
+  return absl::OkStatus();
+}
+
+// Step 2b: the fresh tables all swapped in with one batch update of the outer array (each outer
+// update waits for an RCU grace period; a batch waits once).
+absl::Status SwitchTables(DatapathMaps& maps, std::vector<Plan>& plans,
+                          ServiceTable::Stats* stats) {
   std::vector<uint32_t> slots;
   std::vector<uint32_t> fds;
-  inners.reserve(plans.size());
   for (const auto& p : plans) {
-    uint32_t n = static_cast<uint32_t>(p.table.size());
-    LIBBPF_OPTS(bpf_map_create_opts, copts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
-    int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "cn_lb_table", 4, 4, n + 1, &copts);
-    if (fd < 0) return ErrnoStatus(errno, StrCat("create LB table of service ", p.svc->id));
-    inners.push_back(RawMap::Adopt(fd));
-    CNINET_RETURN_IF_ERROR(
-        Annotate(FillTable(fd, p.table), StrCat("fill LB table of service ", p.svc->id)));
+    if (!p.fresh.valid()) continue;
     slots.push_back(p.svc->id);
-    fds.push_back(static_cast<uint32_t>(fd));
+    fds.push_back(static_cast<uint32_t>(p.fresh.fd()));
   }
-  return Annotate(maps.lb_tables.UpdateBatch(slots.data(), fds.data(),
-                                             static_cast<uint32_t>(slots.size()), 4, 4),
-                  "switch LB tables");
-  // `inners` closes here: the outer map holds the tables now.
+  if (slots.empty()) return absl::OkStatus();
+  CNINET_RETURN_IF_ERROR(
+      Annotate(maps.lb_tables.UpdateBatch(slots.data(), fds.data(),
+                                          static_cast<uint32_t>(slots.size()), 4, 4),
+               "switch LB tables"));
+  stats->tables_swapped += slots.size();
+  // The outer map holds the tables now; our descriptors can go.
+  for (auto& p : plans) p.fresh = RawMap();
+  return absl::OkStatus();
+}
+
+// Runs fn(begin, end) over [0, n) in up to `workers` contiguous chunks on their own threads.
+absl::Status ParallelFor(size_t n, size_t workers,
+                         const std::function<absl::Status(size_t, size_t)>& fn) {
+  workers = std::max<size_t>(1, std::min(workers, n));
+  if (workers == 1) return fn(0, n);
+  std::vector<absl::Status> results(workers);
+  std::vector<std::thread> threads;
+  const size_t chunk = (n + workers - 1) / workers;
+  for (size_t w = 1; w < workers; ++w) {
+    auto run = [&, w] { results[w] = fn(w * chunk, std::min(n, (w + 1) * chunk)); };
+    try {
+      threads.emplace_back(run);
+    } catch (const std::system_error&) {
+      run();  // no thread to be had: this chunk runs here
+    }
+  }
+  results[0] = fn(0, std::min(n, chunk));
+  for (auto& t : threads) t.join();
+  for (auto& r : results) CNINET_RETURN_IF_ERROR(r);
+  return absl::OkStatus();
 }
 
 // True when frontend key `k` still leads to service `id`. A key one service gives up may belong
@@ -440,7 +563,6 @@ absl::Status DeleteRemovedBackends(DatapathMaps& maps, const std::vector<Plan>& 
 
 absl::Status ServiceTable::Upsert(const Service& svc, const UpsertOptions& options) {
   std::vector<Service> one{svc};
-  CNINET_RETURN_IF_ERROR(Validate(svc));
   auto old = state_->services.find(svc.id);
   std::vector<Backend> removed;
   if (old != state_->services.end()) {
@@ -478,21 +600,33 @@ absl::StatusOr<size_t> ServiceTable::FlushConntrack(uint32_t id,
 
 absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
   CNINET_ASSIGN_OR_RETURN(cn_config cfg, maps_->config.Lookup(0));
-  std::vector<Plan> plans;
-  plans.reserve(services.size());
-  for (const Service& svc : services) {
-    CNINET_RETURN_IF_ERROR(Validate(svc));
-    Plan p;
+  CNINET_ASSIGN_OR_RETURN(MapInfo lb, maps_->lb_tables.Info());
+  std::vector<Plan> plans(services.size());
+  // Planning (Maglev builds) and filling fresh tables are independent per service and read the
+  // state only, so large batches spread them over the cores; the map writes below stay ordered.
+  const size_t workers =
+      services.size() >= kParallelBatch ? std::max(1u, std::thread::hardware_concurrency()) : 1;
+  auto plan_one = [&](size_t i) -> absl::Status {
+    const Service& svc = services[i];
+    CNINET_RETURN_IF_ERROR(Validate(svc, lb.max_entries));
+    Plan& p = plans[i];
     p.svc = &svc;
     const SvcState* old = nullptr;
     if (auto it = state_->services.find(svc.id); it != state_->services.end()) old = &it->second;
     CNINET_RETURN_IF_ERROR(PlanBackendIds(svc, old, &p));
-    CNINET_RETURN_IF_ERROR(PlanTable(svc, &p));
+    CNINET_RETURN_IF_ERROR(PlanTable(svc, old, &p));
     PlanFrontends(svc, old, cfg, &p);
-    plans.push_back(std::move(p));
-  }
+    return p.in_place ? absl::OkStatus() : CreateTable(&p);
+  };
+  auto plan_range = [&](size_t b, size_t e) {
+    absl::Status st;
+    for (size_t i = b; i < e && st.ok(); ++i) st = plan_one(i);
+    return st;
+  };
+  CNINET_RETURN_IF_ERROR(ParallelFor(services.size(), std::min<size_t>(workers, 4), plan_range));
   CNINET_RETURN_IF_ERROR(WriteNewBackends(*maps_, plans));
-  CNINET_RETURN_IF_ERROR(SwitchTables(*maps_, plans));
+  CNINET_RETURN_IF_ERROR(RewriteInPlace(*maps_, plans, &state_->stats));
+  CNINET_RETURN_IF_ERROR(SwitchTables(*maps_, plans, &state_->stats));
   CNINET_RETURN_IF_ERROR(WriteFrontends(*maps_, plans, cfg));
   CNINET_RETURN_IF_ERROR(DeleteRemovedBackends(*maps_, plans));
   for (auto& p : plans) {
@@ -500,6 +634,8 @@ absl::Status ServiceTable::UpsertBatch(std::span<const Service> services) {
     st.svc = *p.svc;
     st.backend_ids = p.ids;
     st.keys = p.keys;
+    st.table_size = static_cast<uint32_t>(p.table.size());
+    st.has_table = true;
   }
   return absl::OkStatus();
 }
@@ -540,16 +676,27 @@ std::vector<Service> ServiceTable::List() const {
 }
 
 absl::StatusOr<Backend> ServiceTable::PredictBackend(uint32_t id, const FlowTuple& t) const {
-  CNINET_ASSIGN_OR_RETURN(Service svc, Get(id));
+  auto it = state_->services.find(id);
+  if (it == state_->services.end()) return absl::NotFoundError(StrCat("no service ", id));
+  const Service& svc = it->second.svc;
   if (svc.algorithm != LbAlgorithm::kMaglev)
     return absl::FailedPreconditionError("service uses random selection");
   if (svc.backends.empty()) return absl::FailedPreconditionError("service has no backends");
   std::vector<std::string> names;
   for (const auto& b : svc.backends) names.push_back(b.ToString());
-  CNINET_ASSIGN_OR_RETURN(std::vector<uint32_t> table, BuildMaglevTable(names, svc.maglev_size));
+  CNINET_ASSIGN_OR_RETURN(std::vector<uint32_t> table,
+                          BuildMaglevTable(names, it->second.table_size));
   CNINET_ASSIGN_OR_RETURN(cn_tuple k, ToAbi(t));
   uint32_t h = cn_flow_hash(k.saddr, k.daddr, k.sport, k.dport, k.proto);
   return svc.backends[table[h % table.size()]];
 }
+
+absl::StatusOr<uint32_t> ServiceTable::TableSize(uint32_t id) const {
+  auto it = state_->services.find(id);
+  if (it == state_->services.end()) return absl::NotFoundError(StrCat("no service ", id));
+  return it->second.table_size;
+}
+
+const ServiceTable::Stats& ServiceTable::stats() const { return state_->stats; }
 
 }  // namespace cninet::datapath

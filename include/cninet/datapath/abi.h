@@ -163,6 +163,8 @@ struct cn_svc_key {
 /// No backends: drop new flows (drop_no_backend) instead of rejecting them. For frontends whose
 /// backends are this node's only (externalTrafficPolicy: Local), as kube-proxy does.
 #define CN_SVC_F_DROP_EMPTY 0x8
+/// The Maglev size was chosen from the backend count (ServiceTable's automatic M); user space only.
+#define CN_SVC_F_MAGLEV_AUTO 0x10
 
 /// Service frontend value: its slot in cn_lb_tables and behaviour flags.
 struct cn_svc_entry {
@@ -173,9 +175,12 @@ struct cn_svc_entry {
   cn_u32 pad2;                ///< Zero.
 };
 
-// The inner map of cn_lb_tables (an array of u32): element 0 holds the table size n (0 = no
-// backends: reject), elements 1..n backend ids. A new table is a new inner map swapped in with one
-// update of the outer array, so readers see either the old or the new table, never a mix.
+// The inner map of cn_lb_tables (an array of u32, BPF_F_MMAPABLE): element 0 holds the table size
+// n (0 = no backends: reject), elements 1..n backend ids. A change of n is a new inner map swapped
+// in with one update of the outer array. A change keeping n rewrites the slots in place, each with
+// one aligned 4-byte store, after the new backends exist and before the removed ones are deleted;
+// a reader whose backend vanished between its slot read and its backend lookup re-reads the slot
+// (cn_lb_select), which by then names a live backend. n never changes in place.
 
 /// Backend (key: u32 backend id, never 0).
 struct cn_backend {

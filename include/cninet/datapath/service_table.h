@@ -1,7 +1,10 @@
 /// @file
 /// Services: frontends (ClusterIP / ExternalIP / NodePort) and backends, programmed into the
-/// datapath maps. A service's backends and lookup table are switched atomically: a new table is
-/// written into a fresh inner map, then one update of the outer array makes it visible.
+/// datapath maps. A change that keeps the size of a service's lookup table (a backend replaced;
+/// Maglev at a stable M) rewrites the live table in place through its mmap, one aligned store per
+/// changed slot, so a new flow sees its slot's old or new backend (both exist until the rewrite is
+/// done) and no RCU grace period is waited for. A size change fills a fresh inner map and swaps it
+/// in with one update of the outer array (one grace period, ~13 ms, per batch).
 #ifndef CNINET_DATAPATH_SERVICE_TABLE_H_
 #define CNINET_DATAPATH_SERVICE_TABLE_H_
 
@@ -67,8 +70,10 @@ struct Service {
   std::vector<Frontend> frontends;  ///< Where the service answers.
   std::vector<Backend> backends;    ///< Where it sends new flows.
   LbAlgorithm algorithm = LbAlgorithm::kMaglev;  ///< Backend selection for new flows.
-  uint32_t maglev_size = 16381;                  ///< M, prime in [251, 65521]
-  std::chrono::seconds affinity_timeout{0};      ///< sessionAffinity ClientIP; 0 = off
+  /// M, a prime in [251, 65521], or kMaglevAutoSize (0, the default): MaglevSizeFor the backend
+  /// count, kept stable across small changes (see maglev.h for the trade-off).
+  uint32_t maglev_size = 0;
+  std::chrono::seconds affinity_timeout{0};  ///< sessionAffinity ClientIP; 0 = off
   /// Without backends new flows are rejected (ICMP port unreachable, as kube-proxy's REJECT);
   /// false drops them silently (externalTrafficPolicy: Local on a node without local endpoints).
   bool reject_without_backends = true;
@@ -88,7 +93,7 @@ std::optional<cni::IPAddress::Family> EffectiveFamily(const Service& service);
 std::string_view ToString(FrontendKind kind);
 /// "clusterip:10.96.0.10:80/tcp", "externalip:1.2.3.4:80/tcp", "nodeport:30080/tcp".
 std::string ToString(const Frontend& frontend);
-/// "maglev/M" or "random", with " affinity=Ns" when session affinity is on.
+/// "maglev/M", "maglev/auto" or "random", with " affinity=Ns" when session affinity is on.
 std::string LbDescription(const Service& service);
 /// "ID FRONTEND,... LB -> BACKEND,..." on one line (backends "(none: reject)" when empty).
 std::string ToString(const Service& service);
@@ -133,12 +138,24 @@ class ServiceTable {
   /// The backend (by index into Get(id).backends) that new flow `t` would get from the Maglev
   /// table, as the datapath computes it (ignoring conntrack and affinity); for tests and tools.
   absl::StatusOr<Backend> PredictBackend(uint32_t id, const FlowTuple& t) const;
+  /// Entries of service `id`'s programmed LB table (its M for Maglev, also when chosen
+  /// automatically; the backend count for random; 0 without backends); NotFound when unknown.
+  absl::StatusOr<uint32_t> TableSize(uint32_t id) const;
+
+  /// How LB tables were written since this object was created.
+  struct Stats {
+    uint64_t tables_rewritten = 0;  ///< live tables rewritten in place (no grace period)
+    uint64_t slots_rewritten = 0;   ///< slots those rewrites changed
+    uint64_t tables_swapped = 0;    ///< fresh tables swapped into cn_lb_tables (new or resized)
+  };
+  /// The counters above.
+  const Stats& stats() const;
 
  private:
   struct State;
   explicit ServiceTable(std::shared_ptr<DatapathMaps> maps);
   absl::Status Reload();
-  absl::Status Validate(const Service& svc) const;
+  static absl::Status Validate(const Service& svc, uint32_t service_slots);
   std::shared_ptr<DatapathMaps> maps_;
   std::unique_ptr<State> state_;
 };
