@@ -10,7 +10,7 @@ PACKAGES="
   libbpf-dev bpftool linux-libc-dev
   libnl-3-dev libnl-route-3-dev
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-  etcd-server etcd-client openssl
+  etcd-server etcd-client openssl prometheus-cpp-dev prometheus
   containernetworking-plugins iproute2 iputils-ping nftables iptables iperf3 procps psmisc util-linux
   busybox-static podman runc containerd
   gnuplot-nox doxygen python3 python3-jsonschema

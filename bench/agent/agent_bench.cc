@@ -15,8 +15,8 @@
 // sum of the two baselines, and how long programming lagged behind the last write.
 //
 // Flags (before the Google Benchmark ones): --services=N (default 10000), --backends=B (10),
-// --maglev-size=M (default: the agent's, sized per service to >= 20 slots per backend, i.e.
-// M=251 for 10 backends). Needs root (namespace, bpffs, BPF).
+// --maglev-size=M (default: the agent's, the datapath's automatic size per service, >= 100 slots
+// per backend, i.e. M=1021 for 10 backends). Needs root (namespace, bpffs, BPF).
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -40,6 +40,7 @@
 #include "cninet/base/log.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/datapath.h"
+#include "cninet/datapath/maglev.h"
 #include "common/bench_flags.h"
 #include "common/bench_main.h"
 #include "testing/etcd_server.h"
@@ -369,7 +370,7 @@ int main(int argc, char** argv) {
       return it == g_seconds.end() ? -1.0 : it->second;
     };
     double write = get("BM_StoreWrite"), table = get("BM_ServiceTable"), e2e = get("BM_EndToEnd");
-    uint32_t m = g_maglev != 0 ? g_maglev : agent::AdaptiveMaglevSize(g_backends);
+    uint32_t m = g_maglev != 0 ? g_maglev : dp::MaglevSizeFor(static_cast<size_t>(g_backends));
     std::printf("\n%d services x %d backends (Maglev M=%u%s), mean of the iterations:\n",
                 g_services, g_backends, m, g_maglev != 0 ? "" : ", the agent's default sizing");
     std::printf("  store write (baseline)          %8.3f s\n", write);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -143,6 +144,7 @@ struct Agent::Impl : public LocalApiHandler {
   int64_t reconciled_revision = 0;  // store revision of the last round without errors
   std::string last_error;
   std::map<std::string, std::vector<std::string>> warnings;  // by pass, of its last run
+  std::map<std::string, LatencyHistogram> latency;           // by pass, and "round"
 
   // Held by the loop during a round; Status() reads the reconcilers and passes under it.
   mutable std::mutex reconcile_mu;
@@ -158,6 +160,8 @@ struct Agent::Impl : public LocalApiHandler {
   std::optional<Round> NextRound(bool* renew);
   void RenewHeartbeat();
   Topics RunPasses(const Round& round, const Snapshot& snapshot, std::vector<std::string>* errors);
+  // Records one run of `what` (a pass's name or "round") in its latency histogram.
+  void ObserveLatency(std::string_view what, Clock::duration took);
   void Publish(const Round& round, int64_t revision, Topics failed,
                const std::vector<std::string>& errors);
   void Shutdown();
@@ -288,7 +292,9 @@ void Agent::Impl::Loop() {
       snapshot = cache.Take(round->topics);
     }
     std::vector<std::string> errors;
+    const auto round_start = Clock::now();
     Topics failed = RunPasses(*round, *snapshot, &errors);
+    ObserveLatency("round", Clock::now() - round_start);
     Publish(*round, snapshot->revision, failed, errors);
     std::this_thread::sleep_for(errors.empty() ? opt.min_reconcile_interval
                                                : std::chrono::milliseconds(1000));
@@ -326,7 +332,10 @@ Topics Agent::Impl::RunPasses(const Round& round, const Snapshot& snapshot,
   for (const auto& pass : passes) {
     if ((pass->topics() & round.topics) == 0) continue;
     std::vector<PlanWarning> warns;
-    if (absl::Status st = pass->Run(in, &warns); !st.ok()) {
+    const auto start = Clock::now();
+    absl::Status st = pass->Run(in, &warns);
+    ObserveLatency(pass->name(), Clock::now() - start);
+    if (!st.ok()) {
       errors->push_back(StrCat(pass->name(), ": ", st.message()));
       failed |= pass->topics();
     }
@@ -569,6 +578,43 @@ api::AgentStatus Agent::Status(uint32_t max_services) const {
 }
 
 api::HealthReply Agent::Health() const { return impl_->Health(); }
+
+void LatencyHistogram::Observe(double seconds) {
+  for (size_t i = 0; i < upper_bounds.size(); ++i) {
+    if (seconds <= upper_bounds[i]) ++bucket_counts[i];
+  }
+  ++count;
+  sum += seconds;
+}
+
+void Agent::Impl::ObserveLatency(std::string_view what, Clock::duration took) {
+  // 100 us .. 10 s: a pass over a few objects up to a full pass over 10k services.
+  static const std::vector<double> kBounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                              0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                              1,      2.5,     5,      10};
+  std::lock_guard<std::mutex> l(mu);
+  auto [it, added] = latency.try_emplace(std::string(what));
+  if (added) {
+    it->second.name = std::string(what);
+    it->second.upper_bounds = kBounds;
+    it->second.bucket_counts.assign(kBounds.size(), 0);
+  }
+  it->second.Observe(std::chrono::duration<double>(took).count());
+}
+
+AgentMetrics Agent::Metrics() const {
+  AgentMetrics m;
+  api::StatusRequest req;
+  req.set_max_services(std::numeric_limits<uint32_t>::max());
+  m.status = impl_->Status(req);
+  std::lock_guard<std::mutex> l(impl_->mu);
+  for (const auto& [name, h] : impl_->latency) {
+    if (name != "round") m.reconcile_latency.push_back(h);
+  }
+  if (auto it = impl_->latency.find("round"); it != impl_->latency.end())
+    m.reconcile_latency.push_back(it->second);
+  return m;
+}
 
 const IPPrefix& Agent::pod_cidr() const { return impl_->node.pod_cidr; }
 

@@ -83,15 +83,6 @@ bool SameProgramming(const dp::Service& a, const dp::Service& b) {
   return true;
 }
 
-uint32_t AdaptiveMaglevSize(size_t backends) {
-  static constexpr uint32_t kSizes[] = {251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521};
-  size_t want = 20 * std::max<size_t>(backends, 1);
-  for (uint32_t m : kSizes) {
-    if (m >= want) return m;
-  }
-  return kSizes[std::size(kSizes) - 1];
-}
-
 std::vector<PlannedService> PlanServices(std::span<const v1::Service> services,
                                          std::span<const v1::Endpoints> endpoints,
                                          const ServicePlanOptions& options,
@@ -278,7 +269,6 @@ class ServicePlanner {
       uint32_t t = s.session_affinity_timeout_seconds();
       svc.affinity_timeout = std::chrono::seconds(t == 0 ? 10800 : t);
     }
-    if (options_.maglev_size == 0) svc.maglev_size = AdaptiveMaglevSize(svc.backends.size());
     Normalize(&svc);
     out_.push_back(std::move(planned));
   }

@@ -21,6 +21,7 @@
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
+#include "testing/test_util.h"
 
 namespace cninet::testing {
 namespace {
@@ -69,41 +70,11 @@ absl::Status PickPorts(int* a, int* b, int* c) {
   return absl::OkStatus();
 }
 
-// GET /health on etcd's metrics port (plain HTTP also when clients speak TLS); true when it reports
-// itself healthy.
+// GET /health on etcd's metrics port (plain HTTP also when clients speak TLS); true when it
+// reports itself healthy.
 bool Healthy(int port) {
-  Socket s(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (s.get() < 0) return false;
-  sockaddr_in addr = Loopback(port);
-  if (connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 &&
-      errno != EINPROGRESS) {
-    return false;
-  }
-  pollfd pfd{s.get(), POLLOUT, 0};
-  if (poll(&pfd, 1, 500) != 1 || !(pfd.revents & POLLOUT)) return false;
-  int err = 0;
-  socklen_t len = sizeof(err);
-  if (getsockopt(s.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return false;
-  const std::string request =
-      "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  if (send(s.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size())) {
-    return false;
-  }
-  std::string response;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-  while (std::chrono::steady_clock::now() < deadline) {
-    pollfd in{s.get(), POLLIN, 0};
-    if (poll(&in, 1, 200) < 0) return false;
-    char buf[1024];
-    ssize_t n = recv(s.get(), buf, sizeof(buf), 0);
-    if (n > 0) {
-      response.append(buf, static_cast<size_t>(n));
-      continue;
-    }
-    if (n == 0 || (errno != EAGAIN && errno != EINTR)) break;
-  }
-  return response.find("\"health\":\"true\"") != std::string::npos;
+  absl::StatusOr<HttpResponse> r = HttpGet(port, "/health");
+  return r.ok() && r->body.find("\"health\":\"true\"") != std::string::npos;
 }
 
 std::string LogTail(const std::string& path) {

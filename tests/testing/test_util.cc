@@ -20,6 +20,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "cninet/base/strings.h"
+
 extern char** environ;
 
 namespace cninet::testing {
@@ -146,6 +148,77 @@ CommandResult Run(const std::vector<std::string>& argv, std::string_view stdin_d
 
 CommandResult Sh(const std::string& script, std::chrono::milliseconds timeout) {
   return Run({"/bin/sh", "-c", script}, {}, {}, timeout);
+}
+
+absl::StatusOr<int> FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(StrCat("socket: ", strerror(errno)));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    int e = errno;
+    close(fd);
+    return absl::InternalError(StrCat("bind 127.0.0.1:0: ", strerror(e)));
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& path,
+                                     std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto left_ms = [&] {
+    auto d = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    return static_cast<int>(std::max<int64_t>(d.count(), 0));
+  };
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return absl::InternalError(StrCat("socket: ", strerror(errno)));
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string where = StrCat("http://127.0.0.1:", port, path);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 && errno != EINPROGRESS)
+    return absl::UnavailableError(StrCat(where, ": ", strerror(errno)));
+  pollfd out{fd, POLLOUT, 0};
+  int err = 0;
+  socklen_t elen = sizeof(err);
+  if (poll(&out, 1, left_ms()) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
+      err != 0) {
+    return absl::UnavailableError(StrCat(where, ": ", err ? strerror(err) : "no connection"));
+  }
+  const std::string req = StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+  if (send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
+    return absl::UnavailableError(StrCat(where, ": send failed"));
+  std::string resp;
+  while (true) {
+    pollfd in{fd, POLLIN, 0};
+    int r = poll(&in, 1, left_ms());
+    if (r <= 0) return absl::UnavailableError(StrCat(where, ": no complete answer in time"));
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n > 0) {
+      resp.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    break;  // closed: HTTP/1.0 ends the body with the connection
+  }
+  HttpResponse out_resp;
+  if (resp.rfind("HTTP/", 0) != 0 || resp.size() < 12)
+    return absl::UnavailableError(StrCat(where, ": not an HTTP answer"));
+  out_resp.code = std::atoi(resp.c_str() + resp.find(' ') + 1);
+  size_t body = resp.find("\r\n\r\n");
+  out_resp.body = body == std::string::npos ? std::string() : resp.substr(body + 4);
+  return out_resp;
 }
 
 std::string UniqueName(std::string_view prefix) {

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 
 namespace cninet::testing {
@@ -36,6 +37,17 @@ CommandResult Sh(const std::string& script,
 // A name unique to this process and call, at most 15 characters (fits an interface name):
 // prefix (truncated to 6 chars) + pid + counter, in hex.
 std::string UniqueName(std::string_view prefix);
+
+// A TCP port free on 127.0.0.1 right now (bound to port 0, read back, closed).
+absl::StatusOr<int> FreeLoopbackPort();
+// GET http://127.0.0.1:port/path (HTTP/1.0, in the calling thread's network namespace): the
+// status code and body; Unavailable when nothing answers within `timeout`.
+struct HttpResponse {
+  int code = 0;
+  std::string body;
+};
+absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& path,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(2));
 
 // True when running as root; tests that need root call CNINET_REQUIRE_ROOT() first, which FAILS
 // (never skips) with the reason.

@@ -29,6 +29,7 @@
 #include "cninet/base/strings.h"
 #include "cninet/base/version_info.h"
 #include "etcd_flags.h"
+#include "metrics.h"
 #include "status_print.h"
 
 namespace {
@@ -74,6 +75,7 @@ struct NodeFlags {
   std::string instance, vxlan_device, public_ip, cluster_cidr, service_cidr = "10.96.0.0/12";
   std::string socket_lb_cgroup;
   bool socket_lb_pods = false;
+  std::string metrics_address;
   agent::EtcdTlsOptions etcd_tls;
   std::string log_level = "info";
   bool direct_routing = false, no_masquerade = false;
@@ -131,6 +133,9 @@ void AddRunFlags(CLI::App* cmd, NodeFlags* f) {
   cmd->add_flag("--socket-lb-pods", f->socket_lb_pods,
                 "pods use socket LB too (their processes must be in the socket LB cgroup)")
       ->needs(sock_cg);
+  cmd->add_option("--metrics-address", f->metrics_address,
+                  "serve Prometheus metrics (GET /metrics) on HOST:PORT, e.g. 127.0.0.1:9464 "
+                  "[off]");
   cmd->add_option("--heartbeat-ttl", f->heartbeat_ttl, "heartbeat lease TTL in seconds [10]");
   cmd->add_option("--resync-interval", f->resync_interval,
                   "full reconcile pass at least this often, in seconds [30]");
@@ -201,7 +206,8 @@ sigset_t BlockStopSignals() {
   return set;
 }
 
-int Run(const agent::AgentOptions& o, const std::string& log_level) {
+int Run(const agent::AgentOptions& o, const std::string& log_level,
+        const std::string& metrics_address) {
   NodeLogSink sink(o.node_name);
   cninet::SetLogSink(&sink);
   SetLevel(log_level);
@@ -214,9 +220,23 @@ int Run(const agent::AgentOptions& o, const std::string& log_level) {
   }
   CNINET_LOG(kInfo, "agent started (podCIDR ", (*a)->pod_cidr().ToString(), ", socket ",
              o.socket_path, ")");
+  std::unique_ptr<cninet::agent_tool::MetricsServer> metrics;
+  if (!metrics_address.empty()) {
+    auto m = cninet::agent_tool::StartMetricsServer(metrics_address, a->get());
+    if (!m.ok()) {
+      CNINET_LOG(kError, "start failed: ", m.status().message());
+      a->reset();
+      cninet::SetLogSink(nullptr);
+      return 1;
+    }
+    metrics = std::move(*m);
+    CNINET_LOG(kInfo, "metrics on http://", metrics_address, "/metrics (port ", metrics->port(),
+               ")");
+  }
   int sig = 0;
   sigwait(&set, &sig);
   CNINET_LOG(kInfo, "signal ", sig, ": stopping (programmed state is kept)");
+  metrics.reset();
   (*a)->Stop();
   a->reset();
   cninet::SetLogSink(nullptr);
@@ -328,7 +348,7 @@ int main(int argc, char** argv) {
   if (*health) return Health(socket, wait_s);
   if (*run) {
     agent::AgentOptions o = ToOptions(*run, run_flags);
-    return Valid(o) ? Run(o, run_flags.log_level) : kUsageError;
+    return Valid(o) ? Run(o, run_flags.log_level, run_flags.metrics_address) : kUsageError;
   }
   agent::AgentOptions o = ToOptions(*teardown, teardown_flags);
   SetLevel(teardown_flags.log_level);

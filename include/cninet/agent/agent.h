@@ -99,8 +99,9 @@ struct AgentOptions {
   bool masquerade = true;
   /// Service ids from here on are left to cninet-ebpf's hostPorts (its hostPortIds).
   uint32_t host_port_ids = 1024;
-  /// Maglev table size of every service (a prime in [251, 65521]); 0 (default) sizes each
-  /// service's table to its backends (AdaptiveMaglevSize: at least 20 slots per backend).
+  /// Maglev table size of every service (a prime in [251, 65521]); 0 (default) lets the datapath
+  /// size each service's table to its backends (datapath::MaglevSizeFor: at least 100 slots per
+  /// backend, stable while the backend count stays within about x2).
   uint32_t maglev_size = 0;
 
   /// VXLAN device name.
@@ -133,6 +134,24 @@ struct AgentOptions {
   std::string Instance() const;
 };
 
+/// A latency histogram of one kind of reconcile work, in the form metrics exporters take
+/// (Prometheus: `_bucket{le=...}` cumulative counts, `_sum`, `_count`).
+struct LatencyHistogram {
+  std::string name;                     ///< The pass's name, or "round" for whole rounds.
+  std::vector<double> upper_bounds;     ///< Bucket upper bounds in seconds, ascending.
+  std::vector<uint64_t> bucket_counts;  ///< Observations <= each bound (cumulative).
+  uint64_t count = 0;                   ///< All observations (the +Inf bucket).
+  double sum = 0;                       ///< Their total, in seconds.
+  /// Adds one observation of `seconds`.
+  void Observe(double seconds);
+};
+
+/// What a metrics exporter reads from a running agent (tools/agent serves it to Prometheus).
+struct AgentMetrics {
+  api::AgentStatus status;                          ///< The status report (every service).
+  std::vector<LatencyHistogram> reconcile_latency;  ///< One per pass that ran, then "round".
+};
+
 /// A running agent. Start() returns once the node is registered and the datapath is loaded;
 /// readiness (every watch synced and reconciled once) follows shortly (WaitReady).
 class Agent {
@@ -160,6 +179,8 @@ class Agent {
   api::AgentStatus Status(uint32_t max_services = 50) const;
   /// Readiness and health.
   api::HealthReply Health() const;
+  /// The status report and the reconcile latency histograms (for a metrics exporter).
+  AgentMetrics Metrics() const;
 
   /// The node's podCIDR.
   const cni::IPPrefix& pod_cidr() const;

@@ -56,8 +56,10 @@ struct PlannedService {
 struct ServicePlanOptions {
   /// Backend selection: Maglev (consistent hashing) or random.
   datapath::LbAlgorithm algorithm = datapath::LbAlgorithm::kMaglev;
-  /// Maglev table size M (a prime in [251, 65521]), or 0 (default) for AdaptiveMaglevSize of
-  /// each service's backend count. A table costs 8 bytes of kernel memory per slot.
+  /// Maglev table size M (a prime in [251, 65521]), or 0 (default, datapath::kMaglevAutoSize):
+  /// the datapath sizes each service's table to its backends (datapath::MaglevSizeFor, at least
+  /// 100 slots per backend, kept while the backend count stays within about x2). A table costs
+  /// 4 bytes of kernel memory per slot.
   uint32_t maglev_size = 0;
   uint32_t node_port_min = 30000;  ///< Lowest allowed nodePort.
   uint32_t node_port_max = 32767;  ///< Highest allowed nodePort.
@@ -83,11 +85,6 @@ struct PlanWarning {
   std::string object;   ///< "namespace/name" of the service.
   std::string message;  ///< What was skipped and why.
 };
-
-/// The smallest of 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521 (primes, about doubling)
-/// giving at least 20 table slots per backend: Maglev then keeps every backend within 5% of its
-/// share, and the size changes only when the backend count crosses a doubling.
-uint32_t AdaptiveMaglevSize(size_t backends);
 
 /// Plans the datapath services for `services` and their `endpoints` (matched by namespace and
 /// name; ports by port name). Each port gets one datapath service per family the service has

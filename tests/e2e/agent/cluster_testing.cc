@@ -304,6 +304,11 @@ absl::Status Cluster::Build() {
     n.conf_dir = n.state_dir + "/net.d";
     n.socket = n.state_dir + "/agent.sock";
     n.log = dir_.Sub(n.name + ".log");
+    if (options_.metrics) {
+      absl::StatusOr<int> port = ::cninet::testing::FreeLoopbackPort();
+      if (!port.ok()) return port.status();
+      n.metrics_port = *port;
+    }
     if (options_.socket_lb) {
       n.cgroup = std::make_unique<ScopedCgroup>("cnaglb");
       if (!n.cgroup->status().ok()) return n.cgroup->status();
@@ -379,6 +384,10 @@ std::vector<std::string> Cluster::AgentArgs(int i) const {
     a.push_back(n.cgroup->path());
   }
   if (options_.socket_lb_pods) a.push_back("--socket-lb-pods");
+  if (n.metrics_port != 0) {
+    a.push_back("--metrics-address");
+    a.push_back(StrCat("127.0.0.1:", n.metrics_port));
+  }
   return a;
 }
 

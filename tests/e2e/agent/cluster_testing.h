@@ -101,6 +101,8 @@ struct ClusterOptions {
   bool socket_lb = false;
   // With socket_lb: pods use it too (--socket-lb-pods; cninet-ebpf registers each pod's netns).
   bool socket_lb_pods = false;
+  // Every agent serves Prometheus metrics on 127.0.0.1:Node::metrics_port (a free port).
+  bool metrics = false;
   // etcd over mutual TLS (--client-cert-auth) with a PKI the harness makes with openssl: every
   // agent shows its node's client certificate (CN node-N), the harness's store and etcdctl the
   // admin's (CN root).
@@ -115,6 +117,7 @@ struct Node {
   std::unique_ptr<cninet::testing::ScopedNetns> ns;
   std::string state_dir, conf_dir, socket, log;
   std::unique_ptr<ScopedCgroup> cgroup;  // socket_lb clusters only
+  int metrics_port = 0;                  // metrics clusters only
   std::unique_ptr<Process> agent;
 };
 

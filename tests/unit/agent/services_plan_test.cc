@@ -168,24 +168,14 @@ TEST(PlanServicesTest, EndpointsWithAnotherProtocolGiveNoBackends) {
   EXPECT_THAT(Warnings(w), HasSubstr("another protocol"));
 }
 
-TEST(PlanServicesTest, MaglevTablesAreSizedToTheBackendsUnlessFixed) {
-  EXPECT_EQ(AdaptiveMaglevSize(0), 251u);
-  EXPECT_EQ(AdaptiveMaglevSize(12), 251u);  // 20.9 slots per backend
-  EXPECT_EQ(AdaptiveMaglevSize(13), 509u);
-  EXPECT_EQ(AdaptiveMaglevSize(100), 2039u);
-  EXPECT_EQ(AdaptiveMaglevSize(4095), 65521u);  // capped at the largest table
-  for (size_t n : {1, 10, 51, 400, 3000}) {
-    uint32_t m = AdaptiveMaglevSize(n);
-    EXPECT_TRUE(dp::IsPrime(m)) << m;
-    if (n <= 3276) {
-      EXPECT_GE(m, 20 * n);
-    }
-  }
+// The agent leaves the size to the datapath (automatic: MaglevSizeFor, stable across small
+// changes) unless the operator fixed one.
+TEST(PlanServicesTest, MaglevTablesAreSizedByTheDatapathUnlessFixed) {
   std::vector<std::pair<std::string, uint32_t>> many;
   for (int i = 0; i < 30; ++i) many.push_back({StrCat("10.244.1.", i + 2), 8080});
   std::vector<v1::Service> svcs = {Svc("web", "10.96.0.10", 80)};
   std::vector<v1::Endpoints> eps = {Eps("web", "", many)};
-  EXPECT_EQ(PlanServices(svcs, eps, {}, nullptr)[0].service.maglev_size, 1021u);
+  EXPECT_EQ(PlanServices(svcs, eps, {}, nullptr)[0].service.maglev_size, dp::kMaglevAutoSize);
   ServicePlanOptions fixed;
   fixed.maglev_size = 16381;
   EXPECT_EQ(PlanServices(svcs, eps, fixed, nullptr)[0].service.maglev_size, 16381u);
