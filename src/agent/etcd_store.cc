@@ -224,9 +224,12 @@ class Core : public std::enable_shared_from_this<Core> {
     }
   }
 
+  // The store's revision, read by counting the keys of options_.readable_prefix (a range every
+  // client may read: with etcd authentication on, a node's role reads only /cninet/).
   absl::StatusOr<int64_t> Revision() {
     etcdserverpb::RangeRequest req;
-    req.set_key(std::string(1, '\0'));
+    req.set_key(RangeStart(options_.readable_prefix));
+    req.set_range_end(RangeEnd(options_.readable_prefix));
     req.set_count_only(true);
     CNINET_ASSIGN_OR_RETURN(auto resp, Range(req));
     return resp.header().revision();
@@ -236,7 +239,8 @@ class Core : public std::enable_shared_from_this<Core> {
   // the refused connection) is in the failure's message.
   absl::Status Probe() {
     etcdserverpb::RangeRequest req;
-    req.set_key(std::string(1, '\0'));
+    req.set_key(RangeStart(options_.readable_prefix));
+    req.set_range_end(RangeEnd(options_.readable_prefix));
     req.set_count_only(true);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));

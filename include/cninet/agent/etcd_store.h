@@ -60,6 +60,9 @@ struct EtcdStoreOptions {
   std::chrono::milliseconds initial_backoff{100};
   /// ... up to this.
   std::chrono::milliseconds max_backoff{5000};
+  /// A key prefix this client may read ("" = every key): Revision() and the connection check read
+  /// it. With etcd's authentication on, a node's role reads only cninet's keys.
+  std::string readable_prefix = "/cninet/";
   /// Keys per page when listing a prefix (lists are consistent: every page reads one revision).
   int64_t list_page_size = 2000;
 

@@ -254,7 +254,7 @@ absl::Status Cluster::Build() {
     ::cninet::testing::EtcdServerOptions eo;
     eo.data_dir = dir_.Sub("etcd");
     if (options_.etcd_tls) {
-      std::vector<std::string> clients = {"root"};
+      std::vector<std::string> clients = {"root", "cninet-admin"};
       for (int i = 1; i <= options_.nodes; ++i) clients.push_back(StrCat("node-", i));
       auto pki = ::cninet::testing::MakeTestPki(dir_.Sub("pki"), clients);
       if (!pki.ok()) return pki.status();
@@ -285,6 +285,15 @@ absl::Status Cluster::Build() {
       cc.set_service_cidr_ipv6("fd00:10:96::/112");
     }
     if (auto rev = PutObject(*store_, cc); !rev.ok()) return rev.status();
+    if (options_.etcd_auth) {
+      if (!pki_) return absl::InvalidArgumentError("etcd_auth needs etcd_tls");
+      std::vector<std::string> argv = {StrCat(CNINET_SOURCE_DIR, "/scripts/etcd-roles.sh"), "--"};
+      for (const std::string& f : etcdctl_flags()) argv.push_back(f);
+      argv.push_back("--");
+      for (int i = 1; i <= options_.nodes; ++i) argv.push_back(StrCat("node-", i));
+      CommandResult roles = ::cninet::testing::Run(argv);
+      if (!roles.ok()) return absl::InternalError(StrCat("etcd-roles.sh: ", roles.out, roles.err));
+    }
   } else {
     EmbeddedStoreOptions so;
     so.dir = dir_.Sub("store");

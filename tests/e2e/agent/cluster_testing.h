@@ -107,6 +107,9 @@ struct ClusterOptions {
   // agent shows its node's client certificate (CN node-N), the harness's store and etcdctl the
   // admin's (CN root).
   bool etcd_tls = false;
+  // With etcd_tls: etcd's authentication on, with the roles scripts/etcd-roles.sh creates (each
+  // node writes only its own keys; "cninet-admin" and "root" are admins).
+  bool etcd_auth = false;
 };
 
 // A node of the cluster.

@@ -11,10 +11,12 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cluster_testing.h"
 #include "cninet/agent/etcd_store.h"
+#include "cninet/agent/state.h"
 #include "cninet/base/strings.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -237,6 +239,119 @@ TEST_F(EtcdTlsClusterTest, AgentsOverMutualTlsRegisterRouteAndServeAClusterIp) {
   CommandResult log =
       ::cninet::testing::Run({"grep", "-c", "rejected connection", cluster_->etcd_log()});
   EXPECT_EQ(log.out, "0\n") << "etcd rejected connections: see " << cluster_->etcd_log();
+}
+
+}  // namespace
+}  // namespace cninet::agent::testing
+
+namespace cninet::agent::testing {
+namespace {
+
+// Per-node rights (issue 19, "Must show" 2): etcd with mutual TLS and authentication on, roles
+// from scripts/etcd-roles.sh. The agents run with their node certificates; node-2's identity
+// cannot write a NetworkPolicy, a Namespace's isolation flag, or node-3's Node and heartbeat keys
+// (refused, and no node's datapath changes); the admin identity can.
+class EtcdRightsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CNINET_REQUIRE_ROOT();
+    ClusterOptions o;
+    o.nodes = 3;
+    o.etcd_tls = true;
+    o.etcd_auth = true;
+    cluster_ = std::make_unique<Cluster>(o);
+    ASSERT_TRUE(cluster_->status().ok()) << cluster_->status();
+  }
+
+  // A store client with `who`'s certificate.
+  std::unique_ptr<Store> As(const std::string& who) {
+    EtcdStoreOptions o;
+    o.endpoints = {cluster_->etcd_url()};
+    CertPair c = cluster_->pki()->Client(who);
+    o.tls = {.ca_file = cluster_->pki()->ca, .cert_file = c.cert, .key_file = c.key};
+    auto s = OpenEtcdStore(o);
+    EXPECT_TRUE(s.ok()) << who << ": " << s.status();
+    return s.ok() ? *std::move(s) : nullptr;
+  }
+
+  // Policy state of every node: isolated namespaces, policies, policy hooks.
+  std::vector<std::string> PolicyState() {
+    std::vector<std::string> out;
+    for (int n = 0; n < 3; ++n) {
+      absl::StatusOr<api::AgentStatus> s = cluster_->AgentStatus(n);
+      out.push_back(s.ok() ? StrCat(s->policy().isolated_namespaces(), "/", s->policy().policies(),
+                                    "/", s->policy().endpoints())
+                           : StrCat("error: ", s.status().message()));
+    }
+    return out;
+  }
+
+  std::unique_ptr<Cluster> cluster_;
+};
+
+TEST_F(EtcdRightsTest, ANodeWritesOnlyItsOwnKeysAndTheAdminWritesPolicy) {
+  ASSERT_OK(cluster_->AddPod(0, "pod-1a", "shop"));
+  ASSERT_OK(cluster_->AddPod(2, "pod-3a", "shop"));
+  for (int n = 0; n < 3; ++n) {
+    ASSERT_OK(cluster_->WaitStatus(n, [](const api::AgentStatus& s) {
+      int routed = 0;
+      for (const auto& peer : s.nodes()) routed += peer.route().rfind("vxlan", 0) == 0;
+      return routed == 2 && s.ready();
+    }));
+  }
+  const std::vector<std::string> before = PolicyState();
+  std::unique_ptr<Store> node2 = As("node-2");
+  ASSERT_NE(node2, nullptr);
+
+  // Its own keys: allowed (the agent of node-2 writes them; a direct write works too).
+  absl::StatusOr<Object<v1::Node>> own = GetObject<v1::Node>(*node2, keys::Node("node-2"));
+  ASSERT_OK(own.status());
+  EXPECT_OK(PutObject(*node2, own->value).status());
+
+  // Everything below is refused with PermissionDenied.
+  auto refused = [](const absl::Status& st, const std::string& what) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kPermissionDenied) << what << ": " << st;
+    EXPECT_THAT(std::string(st.message()), HasSubstr("permission denied")) << what;
+  };
+  v1::NetworkPolicy np;
+  np.set_namespace_("shop");
+  np.set_name("deny-all");
+  np.add_policy_types(v1::NetworkPolicy::INGRESS);
+  refused(PutObject(*node2, np).status(), "a NetworkPolicy");
+  v1::Namespace ns;
+  ns.set_name("shop");
+  ns.set_isolated(true);
+  refused(PutObject(*node2, ns).status(), "the Namespace's isolation flag");
+  absl::StatusOr<Object<v1::Node>> other = GetObject<v1::Node>(*node2, keys::Node("node-3"));
+  ASSERT_OK(other.status());  // reading is allowed
+  v1::Node hijack = other->value;
+  hijack.set_public_ip("192.168.50.99");  // would redirect node-3's traffic
+  refused(PutObject(*node2, hijack).status(), "node-3's Node");
+  refused(node2->Delete(keys::Node("node-3")).status(), "deleting node-3's Node");
+  refused(node2->Delete(keys::Heartbeat("node-3")).status(), "node-3's heartbeat");
+  refused(node2->Put(keys::ClusterConfig(), "{}").status(), "the cluster configuration");
+
+  // No node's datapath changed: same policy state, node-3 still routed by node-1.
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // > 1 resync interval (2 s)
+  EXPECT_EQ(PolicyState(), before);
+  absl::StatusOr<api::AgentStatus> s1 = cluster_->AgentStatus(0);
+  ASSERT_OK(s1.status());
+  bool node3_routed = false;
+  for (const auto& peer : s1->nodes())
+    node3_routed |=
+        peer.node().name() == "node-3" && peer.route().find("192.168.50.13") != std::string::npos;
+  EXPECT_TRUE(node3_routed) << s1->DebugString();
+
+  // The admin identity can: the namespace is isolated on every node.
+  std::unique_ptr<Store> admin = As("cninet-admin");
+  ASSERT_NE(admin, nullptr);
+  ASSERT_OK(PutObject(*admin, ns).status());
+  ASSERT_OK(PutObject(*admin, np).status());
+  for (int n : {0, 2}) {
+    ASSERT_OK(cluster_->WaitStatus(n, [](const api::AgentStatus& s) {
+      return s.policy().isolated_namespaces() == 1 && s.policy().policies() == 1;
+    }));
+  }
 }
 
 }  // namespace
