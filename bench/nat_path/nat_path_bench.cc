@@ -272,6 +272,28 @@ absl::Status OccupyNatPorts(Datapath& dp, uint32_t pct, bool v6) {
     CNINET_RETURN_IF_ERROR(dp.maps()->nat.UpdateBatch(std::span(keys).subspan(off, n),
                                                       std::span(vals).subspan(off, n)));
   }
+  // The port index as the programs would have left it had they allocated these ports: the
+  // allocator sees the occupancy through it, so the case measures 90 % taken, not a stale hint.
+  return dp.nat().SyncPortIndex();
+}
+
+// Clears the port index bits of deleted ingress mappings (what NatTable::Gc does for expired
+// ones), so that a batch's own flows do not stay in the occupancy of the next batch.
+absl::Status ReleaseIndexBits(datapath::DatapathMaps& maps, const std::vector<cn_tuple>& nat_del) {
+  for (const cn_tuple& in : nat_del) {
+    if (in.pad[0] != CN_NAT_INGRESS) continue;
+    cn_nat_ports_key k{};
+    k.node = in.daddr;
+    k.remote = in.saddr;
+    k.rport = in.sport;
+    k.proto = in.proto;
+    const uint16_t port = ntohs(in.dport);
+    k.block = static_cast<uint16_t>(port >> 6);
+    auto bits = maps.nat_ports.Lookup(k);
+    if (!bits.ok()) continue;
+    const uint64_t left = *bits & ~(uint64_t{1} << (port & 63));
+    CNINET_RETURN_IF_ERROR(left ? maps.nat_ports.Update(k, left) : maps.nat_ports.Delete(k));
+  }
   return absl::OkStatus();
 }
 
@@ -626,7 +648,7 @@ absl::Status CleanupNewFlows(Env& env, Kind kind, const CasePlan& plan, uint32_t
   }
   CNINET_RETURN_IF_ERROR(maps.conntrack.DeleteBatch(ct_del).status());
   CNINET_RETURN_IF_ERROR(maps.nat.DeleteBatch(nat_del).status());
-  return absl::OkStatus();
+  return ReleaseIndexBits(maps, nat_del);
 }
 
 double Median(std::vector<double> v) {

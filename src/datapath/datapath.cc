@@ -89,6 +89,7 @@ void InstallLibbpfLogger() {
 uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
   if (name == CN_MAP_CT) return m.conntrack;
   if (name == CN_MAP_NAT) return m.nat;
+  if (name == CN_MAP_NAT_PORTS) return m.nat / 2;  // at most one block per ingress mapping
   if (name == CN_MAP_SERVICES) return m.services;
   if (name == CN_MAP_BACKENDS) return m.backends;
   if (name == CN_MAP_LB_TABLES) return m.service_slots;
@@ -117,7 +118,7 @@ absl::Status ConfigureMaps(bpf_object* obj, const DatapathConfig& cfg, const std
       if (int r = bpf_map__set_type(map, BPF_MAP_TYPE_HASH); r < 0)
         return ErrnoStatus(Err(r), "conntrack map type");
     }
-    if (!pin_dir.empty()) {
+    if (!pin_dir.empty() && name != CN_MAP_NAT_SCRATCH) {
       std::string path = StrCat(pin_dir, "/", name);
       if (int r = bpf_map__set_pin_path(map, path.c_str()); r < 0)
         return ErrnoStatus(Err(r), StrCat("pin path ", path));
@@ -162,7 +163,7 @@ bool IsOptionalMap(std::string_view name) {
     if (name == p) return true;
   for (const char* p : kSockMaps)
     if (name == p) return true;
-  return false;
+  return name == CN_MAP_NAT_PORTS;
 }
 
 // Opens every map through `fd_of`. With `policy_optional`, absent policy maps (NotFound; maps
@@ -190,6 +191,7 @@ absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>
   CNINET_RETURN_IF_ERROR(wrap(&m->config, CN_MAP_CONFIG));
   CNINET_RETURN_IF_ERROR(wrap(&m->conntrack, CN_MAP_CT));
   CNINET_RETURN_IF_ERROR(wrap(&m->nat, CN_MAP_NAT));
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->nat_ports, CN_MAP_NAT_PORTS));
   CNINET_RETURN_IF_ERROR(wrap(&m->services, CN_MAP_SERVICES));
   CNINET_RETURN_IF_ERROR(wrap(&m->backends, CN_MAP_BACKENDS));
   CNINET_RETURN_IF_ERROR(wrap(&m->affinity, CN_MAP_AFFINITY));
@@ -432,6 +434,8 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
   cn_config cfg = EncodeConfig(config);
   CNINET_RETURN_IF_ERROR(Annotate(dp->maps_->config.Update(0, cfg), "write config map"));
   CNINET_RETURN_IF_ERROR(dp->InitTables());
+  // A pinned set may hold mappings the index lacks (pinned by an earlier version): rebuild it.
+  if (!dp->pin_dir_.empty()) CNINET_RETURN_IF_ERROR(dp->nat_->SyncPortIndex());
   CNINET_LOG(
       kInfo, "datapath loaded",
       dp->pin_dir_.empty() ? std::string(" (unpinned)") : StrCat(" pinned in ", dp->pin_dir_));
@@ -610,10 +614,10 @@ absl::Status Datapath::Unpin() {
   // Socket-LB links first: unpinning them detaches the programs from their cgroups.
   CNINET_RETURN_IF_ERROR(DetachAllSocketLb(layout()));
   for (const char* name :
-       {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS, CN_MAP_LB_TABLES,
-        CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS, CN_MAP_POL_EPS, CN_MAP_POL_IDS,
-        CN_MAP_POL_CIDRS, CN_MAP_POL_RULES, CN_MAP_POL_STATS, CN_MAP_SOCK_NETNS, CN_MAP_SOCK_REV,
-        CN_MAP_SOCK_FLOWS}) {
+       {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_NAT_PORTS, CN_MAP_SERVICES, CN_MAP_BACKENDS,
+        CN_MAP_LB_TABLES, CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS, CN_MAP_POL_EPS,
+        CN_MAP_POL_IDS, CN_MAP_POL_CIDRS, CN_MAP_POL_RULES, CN_MAP_POL_STATS, CN_MAP_SOCK_NETNS,
+        CN_MAP_SOCK_REV, CN_MAP_SOCK_FLOWS}) {
     std::string path = StrCat(pin_dir_, "/", name);
     if (unlink(path.c_str()) != 0 && errno != ENOENT)
       return ErrnoStatus(errno, StrCat("unlink ", path));
