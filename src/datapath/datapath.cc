@@ -326,12 +326,63 @@ absl::Status PinnedMapsMismatch(std::string_view what, int e, const std::string&
              "or use the same configuration"));
 }
 
+std::string MapTypeName(uint32_t type) {
+  const char* n = libbpf_bpf_map_type_str(static_cast<enum bpf_map_type>(type));
+  return n ? n : StrCat("type ", type);
+}
+
+// Refuses, before libbpf reuses them, pinned maps whose layout differs from the one `obj` expects
+// (type, key/value size, flags, capacity): reading them with this code's structs would misread
+// them. The message names the map, the difference and what to do.
+absl::Status CheckPinnedLayouts(bpf_object* obj) {
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    const char* path = bpf_map__pin_path(map);
+    if (path == nullptr) continue;
+    int fd = bpf_obj_get(path);
+    if (fd < 0) {
+      if (Err(fd) == ENOENT) continue;  // created at load
+      return ErrnoStatus(Err(fd), StrCat("open pinned map ", path));
+    }
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    int r = bpf_obj_get_info_by_fd(fd, &info, &len);
+    close(fd);
+    if (r < 0) return ErrnoStatus(Err(r), StrCat("inspect pinned map ", path));
+    std::string diff;
+    auto differ = [&diff](std::string_view what, const std::string& pinned,
+                          const std::string& want) {
+      if (pinned == want) return;
+      diff += StrCat(diff.empty() ? "" : ", ", what, " ", pinned, " (expected ", want, ")");
+    };
+    differ("type", MapTypeName(info.type), MapTypeName(bpf_map__type(map)));
+    differ("key size", StrCat(info.key_size), StrCat(bpf_map__key_size(map)));
+    differ("value size", StrCat(info.value_size), StrCat(bpf_map__value_size(map)));
+    differ("flags", StrCat("0x", absl::Hex(info.map_flags)),
+           StrCat("0x", absl::Hex(bpf_map__map_flags(map))));
+    const bool layout = !diff.empty();
+    differ("max_entries", StrCat(info.max_entries), StrCat(bpf_map__max_entries(map)));
+    if (diff.empty()) continue;
+    return absl::FailedPreconditionError(StrCat(
+        "pinned map ", path, " does not match this datapath: ", diff, "; ",
+        layout ? StrCat("it was created by a version with another map layout (this one: ABI ",
+                        CN_ABI_VERSION, "), and is not read with the wrong layout")
+               : std::string("it was created with other map sizes"),
+        ". Remove the instance's pinned maps (cninet-dp --pin-dir ",
+        std::filesystem::path(path).parent_path().string(),
+        " unpin: the node's established flows are lost) and load again",
+        layout ? "" : ", or load with the sizes it was created with"));
+  }
+  return absl::OkStatus();
+}
+
 // Loads the from-pod object: it creates (or reuses, when pinned) the shared maps.
 absl::Status LoadFromPod(DatapathPrograms* progs, const DatapathConfig& config,
                          const std::string& pin_dir) {
   progs->pod = from_pod_bpf__open();
   if (progs->pod == nullptr) return ErrnoStatus(errno, "open from_pod object");
   CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->pod->obj, config, pin_dir));
+  CNINET_RETURN_IF_ERROR(CheckPinnedLayouts(progs->pod->obj));
   if (int r = from_pod_bpf__load(progs->pod); r < 0) {
     if (!pin_dir.empty() && Err(r) == EINVAL)
       return PinnedMapsMismatch("the datapath", Err(r), pin_dir);
@@ -370,6 +421,7 @@ absl::Status LoadToPod(DatapathPrograms* progs, const DatapathConfig& config,
         return ErrnoStatus(Err(r), StrCat("pin path ", path));
     }
   }
+  CNINET_RETURN_IF_ERROR(CheckPinnedLayouts(progs->to_pod->obj));
   if (int r = to_pod_bpf__load(progs->to_pod); r < 0) {
     if (!pin_dir.empty() && Err(r) == EINVAL)
       return PinnedMapsMismatch("the to-pod program", Err(r), pin_dir);
