@@ -38,37 +38,13 @@ static __always_inline void cn_nat_touch(const struct cn_config* cfg, const stru
   if (e->expires_s != exp) e->expires_s = exp;
 }
 
-/* A claimed port whose mapping pair is entirely expired may be taken over. The egress key is
- * built in `k` itself (the ingress key being claimed) and `k` restored after: the probing
- * callback's frame adds to the caller's in the 512-byte stack, so it keeps no key of its own. */
-static __always_inline int cn_nat_stale(struct cn_tuple* k, __u32 now) {
-  struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, k);
-  if (!in) return 1;
-  if (in->expires_s >= now) return 0;
-  union cn_addr node = k->daddr;
-  __u16 cand = k->dport;
-  k->daddr = k->saddr;
-  k->dport = k->sport;
-  k->saddr = in->to_addr;
-  k->sport = in->to_port;
-  k->pad[0] = CN_NAT_EGRESS;
-  struct cn_nat_entry* eg = bpf_map_lookup_elem(&cn_nat, k);
-  int stale = !eg || eg->expires_s < now;
-  if (eg && stale) bpf_map_delete_elem(&cn_nat, k);
-  k->saddr = k->daddr;
-  k->sport = k->dport;
-  k->daddr = node;
-  k->dport = cand;
-  k->pad[0] = CN_NAT_INGRESS;
-  return stale;
-}
-
 /* SNAT port index (a hint; cn_nat's BPF_NOEXIST insert stays the authority): per destination
  * (node address, remote address:port, proto) and 64-port block, a bitmap of node ports in use.
  * A node port conflicts only with a mapping to the same destination (as in nf_conntrack), so
  * occupancy is per destination, and one lookup shows a block's free ports instead of one failed
  * insert per taken port. Bits are set here (plain |=: a bit lost to a race costs one retry
- * later), cleared by user space when it deletes mappings (NatTable::Gc/DeleteIf). */
+ * later; a block's entry is created on its first conflict), cleared by user space when it deletes
+ * mappings (NatTable::Gc/DeleteIf), rebuilt from cn_nat on load (NatTable::SyncPortIndex). */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 65536);
@@ -136,11 +112,35 @@ struct {
   __type(value, struct cn_nat_probe);
 } cn_nat_scratch SEC(".maps");
 
-/* One round: the index shows the block's free ports; claim one (the original port when free in
+/* A claimed port whose mapping pair is entirely expired may be taken over. The egress key is
+ * built in c->ik itself (the ingress key being claimed) and restored from the probe state after:
+ * no key or address on the stack, which the program's and the callback's frames share. */
+static __always_inline int cn_nat_stale(struct cn_nat_probe* c) {
+  struct cn_tuple* k = &c->ik;
+  struct cn_nat_entry* in = bpf_map_lookup_elem(&cn_nat, k);
+  if (!in) return 1;
+  if (in->expires_s >= c->now) return 0;
+  k->daddr = k->saddr;
+  k->dport = k->sport;
+  k->saddr = in->to_addr;
+  k->sport = in->to_port;
+  k->pad[0] = CN_NAT_EGRESS;
+  struct cn_nat_entry* eg = bpf_map_lookup_elem(&cn_nat, k);
+  int stale = !eg || eg->expires_s < c->now;
+  if (eg && stale) bpf_map_delete_elem(&cn_nat, k);
+  k->saddr = c->pk.remote;
+  k->sport = c->pk.rport;
+  k->daddr = c->pk.node;
+  k->dport = c->port;
+  k->pad[0] = CN_NAT_INGRESS;
+  return stale;
+}
+
+/* One round i: the index shows the block's free ports; claim one (the original port when free in
  * round 0) with BPF_NOEXIST. A block the index shows full gets one blind candidate (it may hold
  * an expired mapping to take over, or a bit whose clear was lost) and the next round moves on to
  * the next block. Every round after the first counts as a retry. */
-static long cn_nat_probe_cb(__u32 i, void* ctx) {
+static __always_inline long cn_nat_probe_round(__u32 i) {
   __u32 zero = 0;
   struct cn_nat_probe* c = bpf_map_lookup_elem(&cn_nat_scratch, &zero);
   if (!c || i >= c->tries) return 1;
@@ -172,14 +172,21 @@ static long cn_nat_probe_cb(__u32 i, void* ctx) {
   } else if (ret != -17 /* EEXIST */) {
     c->full = 1;
     return 1;
-  } else if (cn_nat_stale(&c->ik, c->now) &&
-             bpf_map_update_elem(&cn_nat, &c->ik, &c->in_val, BPF_ANY) == 0) {
+  } else if (cn_nat_stale(c) && bpf_map_update_elem(&cn_nat, &c->ik, &c->in_val, BPF_ANY) == 0) {
     c->found = 1;
   }
-  /* Taken or live: either way the index learns the port is in use. */
-  cn_nat_port_mark(&c->pk, cand);
+  /* The index learns the port is in use: through the block's value already looked up. A block
+   * without an entry gets one only on a conflict (ret != 0): flows to a destination that never
+   * conflict (most) pay no index insert; a busy destination's blocks are indexed from their first
+   * conflict on, and an unindexed mapping costs one retry when met. */
+  if (bits && (cand >> 6) == b)
+    *bits |= 1ULL << (cand & 63);
+  else if (ret != 0 || bits)
+    cn_nat_port_mark(&c->pk, cand);
   return c->found ? 1 : 0;
 }
+
+static long cn_nat_probe_cb(__u32 i, void* ctx) { return cn_nat_probe_round(i); }
 
 /* Finds or creates the SNAT mapping of the packet's flow to `node_addr`; returns the port to use
  * (network order) in *port_out, or a drop reason. */

@@ -230,21 +230,33 @@ TEST_P(SnatAllocTest, StaleIndexBitsNeverBlockAFreePort) {
   EXPECT_TRUE(absl::IsNotFound((*dp)->maps()->nat_ports.Lookup(k).status()));
 }
 
-TEST_P(SnatAllocTest, GcOfExpiredMappingsClearsTheirIndexBits) {
-  auto a =
-      dp_->TestRun(Hook::kToWorld, Ip(f(), f().client, f().outside).Tcp(45001, 443, kSyn).Build());
-  ASSERT_TRUE(a.ok());
-  ASSERT_EQ(a->retval, kTcOk);
+TEST_P(SnatAllocTest, ABlockIsIndexedFromItsFirstConflictAndGcClearsIt) {
   cn_nat_ports_key k{};
   k.node = Abi(f().node);
   k.remote = Abi(f().outside);
   k.rport = htons(443);
   k.proto = 6;
   k.block = 45001 >> 6;
+  // A flow that meets no conflict adds no index entry (no insert on the common path).
+  auto a =
+      dp_->TestRun(Hook::kToWorld, Ip(f(), f().client, f().outside).Tcp(45001, 443, kSyn).Build());
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->retval, kTcOk);
+  EXPECT_TRUE(absl::IsNotFound(dp_->maps()->nat_ports.Lookup(k).status()));
+  // The same port from another pod to the same server conflicts: the block gets its entry, and
+  // the next round finds a free port of the block through it (one retry).
+  auto b =
+      dp_->TestRun(Hook::kToWorld, Ip(f(), f().client2, f().outside).Tcp(45001, 443, kSyn).Build());
+  ASSERT_TRUE(b.ok());
+  ASSERT_EQ(b->retval, kTcOk);
+  const uint16_t pb = SrcPort(b->packet);
+  EXPECT_NE(pb, 45001);
+  EXPECT_EQ(pb >> 6, 45001 >> 6);
   auto bits = dp_->maps()->nat_ports.Lookup(k);
   ASSERT_TRUE(bits.ok()) << bits.status();
-  EXPECT_EQ(*bits, uint64_t{1} << (45001 & 63));
-  // Expire the pair, then Gc: mappings and their index bits go.
+  EXPECT_EQ(*bits, (uint64_t{1} << (45001 & 63)) | (uint64_t{1} << (pb & 63)));
+  EXPECT_EQ(Count(*dp_, CN_R_NAT_PORT_RETRY), 1u);
+  // Expire the pairs, then Gc: mappings and their index bits go.
   auto all = dp_->maps()->nat.Dump();
   ASSERT_TRUE(all.ok());
   for (auto [key, v] : *all) {
@@ -253,7 +265,7 @@ TEST_P(SnatAllocTest, GcOfExpiredMappingsClearsTheirIndexBits) {
   }
   auto gc = dp_->nat().Gc();
   ASSERT_TRUE(gc.ok());
-  EXPECT_EQ(gc->deleted, 2u);
+  EXPECT_EQ(gc->deleted, 4u);
   EXPECT_TRUE(absl::IsNotFound(dp_->maps()->nat_ports.Lookup(k).status()));
 }
 
