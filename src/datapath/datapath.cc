@@ -487,7 +487,11 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
   CNINET_RETURN_IF_ERROR(Annotate(dp->maps_->config.Update(0, cfg), "write config map"));
   CNINET_RETURN_IF_ERROR(dp->InitTables());
   // A pinned set may hold mappings the index lacks (pinned by an earlier version): rebuild it.
-  if (!dp->pin_dir_.empty()) CNINET_RETURN_IF_ERROR(dp->nat_->SyncPortIndex());
+  // The index is a hint of the SNAT allocator; failing to rebuild it costs retries, not flows.
+  if (!dp->pin_dir_.empty()) {
+    if (absl::Status s = dp->nat_->SyncPortIndex(); !s.ok())
+      CNINET_LOG(kWarning, "SNAT port index not rebuilt: ", s.ToString());
+  }
   CNINET_LOG(
       kInfo, "datapath loaded",
       dp->pin_dir_.empty() ? std::string(" (unpinned)") : StrCat(" pinned in ", dp->pin_dir_));
