@@ -136,15 +136,14 @@ int nb_est_dnat_addr(struct __sk_buff* skb) {
  * nb_new_ct_miss; then the egress mapping lookup (miss), the port index lookup (the allocator's
  * set-up and first block), the allocation (ingress claim, index bit, egress mapping); the full
  * program adds the masquerade checks, the rewrite and the counters. */
-#define NB_SNAT_MISS                                                         \
-  NB_PROLOGUE                                                                \
-  __u32 now = cn_now_s();                                                    \
-  if (cn_ct_lookup(&p.t, now)) return TC_ACT_SHOT;                           \
-  union cn_addr node;                                                        \
-  if (!cn_node_addr(cfg, p.ipv6, &node)) return TC_ACT_SHOT;                 \
-  struct cn_tuple ek;                                                        \
-  cn_nat_key(&ek, &p.t.saddr, &p.t.daddr, p.t.sport, p.t.dport, p.t.proto,   \
-             CN_NAT_EGRESS);                                                 \
+#define NB_SNAT_MISS                                                                       \
+  NB_PROLOGUE                                                                              \
+  __u32 now = cn_now_s();                                                                  \
+  if (cn_ct_lookup(&p.t, now)) return TC_ACT_SHOT;                                         \
+  union cn_addr node;                                                                      \
+  if (!cn_node_addr(cfg, p.ipv6, &node)) return TC_ACT_SHOT;                               \
+  struct cn_tuple ek;                                                                      \
+  cn_nat_key(&ek, &p.t.saddr, &p.t.daddr, p.t.sport, p.t.dport, p.t.proto, CN_NAT_EGRESS); \
   if (bpf_map_lookup_elem(&cn_nat, &ek)) return TC_ACT_SHOT;
 
 SEC("tc")
