@@ -267,6 +267,38 @@ TEST_F(RestartE2eTest, PinnedNatMapWithAnotherValueSizeIsRefusedByName) {
   EXPECT_THAT(node_.Exec("tc filter show dev hc ingress").out, ::testing::Not(HasSubstr("bpf")));
 }
 
+TEST_F(RestartE2eTest, PinnedNatMapOfTheNoPreallocLayoutIsMigratedWithItsMappings) {
+  // cn_nat as pinned before issue 16 (BPF_F_NO_PREALLOC), holding one egress mapping:
+  // 10.244.1.10:45000 -> 198.51.100.80:443/tcp => src 192.168.77.1:45000.
+  Must(PinMap(pin_dir_, CN_MAP_NAT, "type hash key 40 value 28 entries 1024 flags 1"));
+  const std::string mapped = "00 00 00 00 00 00 00 00 00 00 ff ff ";
+  Must(::cninet::testing::Sh("bpftool map update pinned " + pin_dir_ + "/" + CN_MAP_NAT +
+                             " key hex " + mapped + "0a f4 01 0a " + mapped +
+                             "c6 33 64 50 af c8 01 bb 06 01 00 00 value hex " + mapped +
+                             "c0 a8 4d 01 af c8 00 00 ff ff ff 7f 00 00 00 00"));
+  MustDp(std::string(kLoad) + " --nat-size 1024");
+  // The map at the pin is the preallocated one, with the mapping copied.
+  CommandResult show =
+      ::cninet::testing::Sh("bpftool map show pinned " + pin_dir_ + "/" + CN_MAP_NAT);
+  EXPECT_THAT(show.out, ::testing::Not(HasSubstr("flags 0x1"))) << show.out;
+  auto view = Datapath::OpenPinned(pin_dir_);
+  ASSERT_TRUE(view.ok()) << view.status();
+  auto all = (*view)->nat().Dump();
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 1u);
+  EXPECT_TRUE((*all)[0].egress);
+  EXPECT_EQ((*all)[0].tuple.src.ToString(), "10.244.1.10");
+  EXPECT_EQ((*all)[0].to_address.ToString(), "192.168.77.1");
+  EXPECT_EQ((*all)[0].to_port, 45000);
+  // A second load finds the new layout: nothing to migrate, the mapping still there.
+  MustDp(std::string(kLoad) + " --nat-size 1024");
+  auto again = Datapath::OpenPinned(pin_dir_);
+  ASSERT_TRUE(again.ok());
+  auto n = (*again)->nat().Stats();
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(n->egress, 1u);
+}
+
 TEST_F(RestartE2eTest, PinnedConntrackMapOfAnotherTypeIsRefusedByName) {
   Must(PinMap(pin_dir_, CN_MAP_CT, "type array key 4 value 56 entries 1024"));
   CommandResult r = Dp(kLoad);
