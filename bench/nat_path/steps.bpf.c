@@ -131,3 +131,48 @@ int nb_est_dnat_addr(struct __sk_buff* skb) {
   if (cn_rewrite_addr(skb, &p, 1, &p.t.daddr, &nat_addr) < 0) return TC_ACT_SHOT;
   return cn_finish(skb, v);
 }
+
+/* SNAT new flow (cn_to_world's path, bpf/lib/nat.h): parse + clock + conntrack miss is
+ * nb_new_ct_miss; then the egress mapping lookup (miss), the port index lookup (the allocator's
+ * set-up and first block), the allocation (ingress claim, index bit, egress mapping); the full
+ * program adds the masquerade checks, the rewrite and the counters. */
+#define NB_SNAT_MISS                                                                       \
+  NB_PROLOGUE                                                                              \
+  __u32 now = cn_now_s();                                                                  \
+  if (cn_ct_lookup(&p.t, now)) return TC_ACT_SHOT;                                         \
+  union cn_addr node;                                                                      \
+  if (!cn_node_addr(cfg, p.ipv6, &node)) return TC_ACT_SHOT;                               \
+  struct cn_tuple ek;                                                                      \
+  cn_nat_key(&ek, &p.t.saddr, &p.t.daddr, p.t.sport, p.t.dport, p.t.proto, CN_NAT_EGRESS); \
+  if (bpf_map_lookup_elem(&cn_nat, &ek)) return TC_ACT_SHOT;
+
+SEC("tc")
+int nb_snat_egress_miss(struct __sk_buff* skb) {
+  NB_SNAT_MISS
+  return TC_ACT_OK;
+}
+
+SEC("tc")
+int nb_snat_index(struct __sk_buff* skb) {
+  NB_SNAT_MISS
+  struct cn_nat_ports_key pk = {};
+  pk.node = node;
+  pk.remote = p.t.daddr;
+  pk.rport = p.t.dport;
+  pk.proto = p.t.proto;
+  __u32 rnd = bpf_get_prandom_u32();
+  pk.block = (__u16)(bpf_ntohs(p.t.sport) >> 6);
+  __u64* bits = bpf_map_lookup_elem(&cn_nat_ports, &pk);
+  return (bits && *bits == ~0ULL && rnd == 1) ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+SEC("tc")
+int nb_snat_alloc(struct __sk_buff* skb) {
+  NB_PROLOGUE
+  __u32 now = cn_now_s();
+  if (cn_ct_lookup(&p.t, now)) return TC_ACT_SHOT;
+  union cn_addr node;
+  if (!cn_node_addr(cfg, p.ipv6, &node)) return TC_ACT_SHOT;
+  __u16 port = 0;
+  return cn_snat_mapping(cfg, &p, &node, now, &port) == CN_R_SNAT ? TC_ACT_OK : TC_ACT_SHOT;
+}

@@ -16,7 +16,9 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <vector>
 
+#include "cninet/base/fd.h"
 #include "cninet/base/log.h"
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
@@ -89,6 +91,7 @@ void InstallLibbpfLogger() {
 uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
   if (name == CN_MAP_CT) return m.conntrack;
   if (name == CN_MAP_NAT) return m.nat;
+  if (name == CN_MAP_NAT_PORTS) return m.nat / 2;  // at most one block per ingress mapping
   if (name == CN_MAP_SERVICES) return m.services;
   if (name == CN_MAP_BACKENDS) return m.backends;
   if (name == CN_MAP_LB_TABLES) return m.service_slots;
@@ -117,7 +120,7 @@ absl::Status ConfigureMaps(bpf_object* obj, const DatapathConfig& cfg, const std
       if (int r = bpf_map__set_type(map, BPF_MAP_TYPE_HASH); r < 0)
         return ErrnoStatus(Err(r), "conntrack map type");
     }
-    if (!pin_dir.empty()) {
+    if (!pin_dir.empty() && name != CN_MAP_NAT_SCRATCH) {
       std::string path = StrCat(pin_dir, "/", name);
       if (int r = bpf_map__set_pin_path(map, path.c_str()); r < 0)
         return ErrnoStatus(Err(r), StrCat("pin path ", path));
@@ -162,7 +165,7 @@ bool IsOptionalMap(std::string_view name) {
     if (name == p) return true;
   for (const char* p : kSockMaps)
     if (name == p) return true;
-  return false;
+  return name == CN_MAP_NAT_PORTS;
 }
 
 // Opens every map through `fd_of`. With `policy_optional`, absent policy maps (NotFound; maps
@@ -190,6 +193,7 @@ absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>
   CNINET_RETURN_IF_ERROR(wrap(&m->config, CN_MAP_CONFIG));
   CNINET_RETURN_IF_ERROR(wrap(&m->conntrack, CN_MAP_CT));
   CNINET_RETURN_IF_ERROR(wrap(&m->nat, CN_MAP_NAT));
+  CNINET_RETURN_IF_ERROR(wrap_policy(&m->nat_ports, CN_MAP_NAT_PORTS));
   CNINET_RETURN_IF_ERROR(wrap(&m->services, CN_MAP_SERVICES));
   CNINET_RETURN_IF_ERROR(wrap(&m->backends, CN_MAP_BACKENDS));
   CNINET_RETURN_IF_ERROR(wrap(&m->affinity, CN_MAP_AFFINITY));
@@ -324,18 +328,128 @@ absl::Status PinnedMapsMismatch(std::string_view what, int e, const std::string&
              "or use the same configuration"));
 }
 
+std::string MapTypeName(uint32_t type) {
+  const char* n = libbpf_bpf_map_type_str(static_cast<enum bpf_map_type>(type));
+  return n ? n : StrCat("type ", type);
+}
+
+// A pinned map whose layout differs from the programs' only in how the kernel allocates its
+// elements (a hash pinned with or without BPF_F_NO_PREALLOC; issue 16 preallocated cn_nat): its
+// entries are copied into the map the load creates. Unpinned before the load, re-pinned if it
+// fails.
+struct PinnedMigration {
+  std::string path;
+  UniqueFd old_map;
+  uint32_t key_size = 0, value_size = 0;
+};
+
+// Refuses, before libbpf reuses them, pinned maps whose layout differs from the one `obj` expects
+// (type, key/value size, flags, capacity): reading them with this code's structs would misread
+// them. The message names the map, the difference and what to do. With `migrations`, a map that
+// differs only in BPF_F_NO_PREALLOC is unpinned and returned there, to be copied after the load.
+absl::Status CheckPinnedLayouts(bpf_object* obj, std::vector<PinnedMigration>* migrations) {
+  std::vector<PinnedMigration> found;
+  bpf_map* map;
+  bpf_object__for_each_map(map, obj) {
+    const char* path = bpf_map__pin_path(map);
+    if (path == nullptr) continue;
+    UniqueFd fd(bpf_obj_get(path));
+    if (!fd.valid()) {
+      if (errno == ENOENT) continue;  // created at load
+      return ErrnoStatus(errno, StrCat("open pinned map ", path));
+    }
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (int r = bpf_obj_get_info_by_fd(fd.get(), &info, &len); r < 0)
+      return ErrnoStatus(Err(r), StrCat("inspect pinned map ", path));
+    std::string diff;
+    auto differ = [&diff](std::string_view what, const std::string& pinned,
+                          const std::string& want) {
+      if (pinned == want) return;
+      diff += StrCat(diff.empty() ? "" : ", ", what, " ", pinned, " (expected ", want, ")");
+    };
+    differ("type", MapTypeName(info.type), MapTypeName(bpf_map__type(map)));
+    differ("key size", StrCat(info.key_size), StrCat(bpf_map__key_size(map)));
+    differ("value size", StrCat(info.value_size), StrCat(bpf_map__value_size(map)));
+    const bool same_but_flags = diff.empty();
+    differ("flags", StrCat("0x", absl::Hex(info.map_flags)),
+           StrCat("0x", absl::Hex(bpf_map__map_flags(map))));
+    const bool layout = !diff.empty();
+    differ("max_entries", StrCat(info.max_entries), StrCat(bpf_map__max_entries(map)));
+    if (diff.empty()) continue;
+    if (migrations != nullptr && same_but_flags && info.type == BPF_MAP_TYPE_HASH &&
+        info.max_entries == bpf_map__max_entries(map) &&
+        (info.map_flags ^ bpf_map__map_flags(map)) == BPF_F_NO_PREALLOC) {
+      found.push_back({path, std::move(fd), info.key_size, info.value_size});
+      continue;
+    }
+    return absl::FailedPreconditionError(StrCat(
+        "pinned map ", path, " does not match this datapath: ", diff, "; ",
+        layout ? StrCat("it was created by a version with another map layout (this one: ABI ",
+                        CN_ABI_VERSION, "), and is not read with the wrong layout")
+               : std::string("it was created with other map sizes"),
+        ". Remove the instance's pinned maps (cninet-dp --pin-dir ",
+        std::filesystem::path(path).parent_path().string(),
+        " unpin: the node's established flows are lost) and load again",
+        layout ? "" : ", or load with the sizes it was created with"));
+  }
+  // Every map passed: only now unpin the ones to migrate (the load pins new ones there).
+  for (PinnedMigration& m : found) {
+    if (unlink(m.path.c_str()) != 0) return ErrnoStatus(errno, StrCat("unpin ", m.path));
+    migrations->push_back(std::move(m));
+  }
+  return absl::OkStatus();
+}
+
+// Puts the migrated maps back at their pins (the load failed).
+void RestorePins(std::vector<PinnedMigration>* migrations) {
+  for (PinnedMigration& m : *migrations) {
+    unlink(m.path.c_str());  // a pin the failed load may have made
+    if (bpf_obj_pin(m.old_map.get(), m.path.c_str()) != 0)
+      CNINET_LOG(kWarning, "could not restore pinned map ", m.path, ": ", strerror(errno));
+  }
+  migrations->clear();
+}
+
+// Copies the entries of each migrated map into the map the load created at its pin.
+absl::Status CopyMigrated(std::vector<PinnedMigration>* migrations) {
+  for (PinnedMigration& m : *migrations) {
+    UniqueFd to(bpf_obj_get(m.path.c_str()));
+    if (!to.valid()) return ErrnoStatus(errno, StrCat("open new map ", m.path));
+    std::vector<uint8_t> key(m.key_size), next(m.key_size), value(m.value_size);
+    size_t copied = 0;
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(m.old_map.get(), prev, next.data()) == 0) {
+      key = next;
+      prev = key.data();
+      if (bpf_map_lookup_elem(m.old_map.get(), key.data(), value.data()) != 0) continue;
+      if (bpf_map_update_elem(to.get(), key.data(), value.data(), BPF_NOEXIST) != 0)
+        return ErrnoStatus(errno, StrCat("migrate ", m.path, " after ", copied, " entries"));
+      ++copied;
+    }
+    CNINET_LOG(kInfo, "migrated pinned map ", m.path, " (", copied, " entries) to this layout");
+  }
+  migrations->clear();
+  return absl::OkStatus();
+}
+
 // Loads the from-pod object: it creates (or reuses, when pinned) the shared maps.
 absl::Status LoadFromPod(DatapathPrograms* progs, const DatapathConfig& config,
                          const std::string& pin_dir) {
   progs->pod = from_pod_bpf__open();
   if (progs->pod == nullptr) return ErrnoStatus(errno, "open from_pod object");
   CNINET_RETURN_IF_ERROR(ConfigureMaps(progs->pod->obj, config, pin_dir));
+  std::vector<PinnedMigration> migrations;
+  CNINET_RETURN_IF_ERROR(CheckPinnedLayouts(progs->pod->obj, &migrations));
   if (int r = from_pod_bpf__load(progs->pod); r < 0) {
+    RestorePins(&migrations);
     if (!pin_dir.empty() && Err(r) == EINVAL)
       return PinnedMapsMismatch("the datapath", Err(r), pin_dir);
     return ErrnoStatus(Err(r), "load from_pod programs");
   }
-  return absl::OkStatus();
+  // The programs still attached use the old maps until Attach() replaces them: a mapping they
+  // make meanwhile is not copied (a new SNAT flow of those milliseconds is reset).
+  return CopyMigrated(&migrations);
 }
 
 // Loads the world and noop objects on the from-pod object's maps.
@@ -368,6 +482,7 @@ absl::Status LoadToPod(DatapathPrograms* progs, const DatapathConfig& config,
         return ErrnoStatus(Err(r), StrCat("pin path ", path));
     }
   }
+  CNINET_RETURN_IF_ERROR(CheckPinnedLayouts(progs->to_pod->obj, nullptr));
   if (int r = to_pod_bpf__load(progs->to_pod); r < 0) {
     if (!pin_dir.empty() && Err(r) == EINVAL)
       return PinnedMapsMismatch("the to-pod program", Err(r), pin_dir);
@@ -432,6 +547,12 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::Create(const DatapathConfig&
   cn_config cfg = EncodeConfig(config);
   CNINET_RETURN_IF_ERROR(Annotate(dp->maps_->config.Update(0, cfg), "write config map"));
   CNINET_RETURN_IF_ERROR(dp->InitTables());
+  // A pinned set may hold mappings the index lacks (pinned by an earlier version): rebuild it.
+  // The index is a hint of the SNAT allocator; failing to rebuild it costs retries, not flows.
+  if (!dp->pin_dir_.empty()) {
+    if (absl::Status s = dp->nat_->SyncPortIndex(); !s.ok())
+      CNINET_LOG(kWarning, "SNAT port index not rebuilt: ", s.ToString());
+  }
   CNINET_LOG(
       kInfo, "datapath loaded",
       dp->pin_dir_.empty() ? std::string(" (unpinned)") : StrCat(" pinned in ", dp->pin_dir_));
@@ -610,10 +731,10 @@ absl::Status Datapath::Unpin() {
   // Socket-LB links first: unpinning them detaches the programs from their cgroups.
   CNINET_RETURN_IF_ERROR(DetachAllSocketLb(layout()));
   for (const char* name :
-       {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS, CN_MAP_LB_TABLES,
-        CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS, CN_MAP_POL_EPS, CN_MAP_POL_IDS,
-        CN_MAP_POL_CIDRS, CN_MAP_POL_RULES, CN_MAP_POL_STATS, CN_MAP_SOCK_NETNS, CN_MAP_SOCK_REV,
-        CN_MAP_SOCK_FLOWS}) {
+       {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_NAT_PORTS, CN_MAP_SERVICES, CN_MAP_BACKENDS,
+        CN_MAP_LB_TABLES, CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS, CN_MAP_POL_EPS,
+        CN_MAP_POL_IDS, CN_MAP_POL_CIDRS, CN_MAP_POL_RULES, CN_MAP_POL_STATS, CN_MAP_SOCK_NETNS,
+        CN_MAP_SOCK_REV, CN_MAP_SOCK_FLOWS}) {
     std::string path = StrCat(pin_dir_, "/", name);
     if (unlink(path.c_str()) != 0 && errno != ENOENT)
       return ErrnoStatus(errno, StrCat("unlink ", path));

@@ -3,6 +3,7 @@
 #include <endian.h>
 
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "cninet/base/status.h"
@@ -47,6 +48,23 @@ cn_tuple Partner(const cn_tuple& k, const cn_nat_entry& e) {
   return p;
 }
 
+bool KeyLess(const cn_nat_ports_key& a, const cn_nat_ports_key& b) {
+  return std::memcmp(&a, &b, sizeof(a)) < 0;
+}
+
+// The index key and bit of an ingress mapping (remote -> node:port).
+cn_nat_ports_key IndexKey(const cn_tuple& ingress, uint64_t* bit) {
+  cn_nat_ports_key k{};
+  k.node = ingress.daddr;
+  k.remote = ingress.saddr;
+  k.rport = ingress.sport;
+  k.proto = ingress.proto;
+  const uint16_t port = be16toh(ingress.dport);
+  k.block = static_cast<uint16_t>(port >> 6);
+  *bit = uint64_t{1} << (port & 63);
+  return k;
+}
+
 }  // namespace
 
 std::string NatEntry::ToString() const {
@@ -84,7 +102,9 @@ absl::StatusOr<size_t> NatTable::DeleteIf(const std::function<bool(const NatEntr
     if (pred(Decode(k, e, now))) del.push_back(k);
     return true;
   }));
-  return maps_->nat.DeleteBatch(del);
+  CNINET_ASSIGN_OR_RETURN(size_t n, maps_->nat.DeleteBatch(del));
+  if (n > 0) CNINET_RETURN_IF_ERROR(SyncPortIndex());
+  return n;
 }
 
 absl::StatusOr<size_t> NatTable::Flush() {
@@ -113,7 +133,36 @@ absl::StatusOr<GcResult> NatTable::Gc() {
     del.push_back(k);
   }
   CNINET_ASSIGN_OR_RETURN(r.deleted, maps_->nat.DeleteBatch(del));
+  if (r.deleted > 0) CNINET_RETURN_IF_ERROR(SyncPortIndex());
   return r;
+}
+
+absl::Status NatTable::SyncPortIndex() {
+  if (!maps_->nat_ports.raw().valid()) return absl::OkStatus();  // pinned by an earlier version
+  std::map<cn_nat_ports_key, uint64_t, decltype(&KeyLess)> want(&KeyLess), have(&KeyLess);
+  CNINET_RETURN_IF_ERROR(maps_->nat.ForEach([&](const cn_tuple& k, const cn_nat_entry&) {
+    if (k.pad[0] != CN_NAT_INGRESS) return true;
+    uint64_t bit = 0;
+    cn_nat_ports_key ik = IndexKey(k, &bit);
+    want[ik] |= bit;
+    return true;
+  }));
+  CNINET_RETURN_IF_ERROR(
+      maps_->nat_ports.ForEach([&](const cn_nat_ports_key& k, const uint64_t& v) {
+        have[k] = v;
+        return true;
+      }));
+  // Races with the programs setting bits meanwhile only lose hints (see the header).
+  std::vector<cn_nat_ports_key> del;
+  for (const auto& [k, v] : have)
+    if (!want.count(k)) del.push_back(k);
+  if (!del.empty()) CNINET_RETURN_IF_ERROR(maps_->nat_ports.DeleteBatch(del).status());
+  for (const auto& [k, v] : want) {
+    auto h = have.find(k);
+    if (h != have.end() && h->second == v) continue;
+    CNINET_RETURN_IF_ERROR(Annotate(maps_->nat_ports.Update(k, v), "SNAT port index"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<NatStats> NatTable::Stats() const {

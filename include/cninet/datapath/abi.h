@@ -49,6 +49,10 @@ typedef uint64_t cn_u64;
 #define CN_MAP_SOCK_REV "cn_sock_rev"      ///< (socket, backend) -> service address (recvmsg).
 #define CN_MAP_SOCK_FLOWS "cn_sock_flows"  ///< TCP tuples socket LB sent to a backend (policy).
 
+// The SNAT allocator's maps (bpf/lib/nat.h).
+#define CN_MAP_NAT_PORTS "cn_nat_ports"      ///< Port index: node ports in use per destination.
+#define CN_MAP_NAT_SCRATCH "cn_nat_scratch"  ///< Per-CPU state of the allocator (not pinned).
+
 /// Most node addresses the datapath knows.
 #define CN_MAX_NODE_ADDRS 4
 /// Upper bound of a load-balancing table (Maglev M or number of backends for random selection).
@@ -145,6 +149,18 @@ struct cn_nat_entry {
   cn_u8 pad;              ///< Zero.
   cn_u32 expires_s;       ///< CLOCK_MONOTONIC second after which the mapping is stale.
   cn_u32 created_s;       ///< CLOCK_MONOTONIC second of creation.
+};
+
+/// Key of cn_nat_ports, the SNAT allocator's index (a hint; cn_nat stays authoritative): one
+/// 64-port block of the node ports in use toward one destination (remote address:port, proto).
+/// The value is a cn_u64 bitmap: bit i set = node port block * 64 + i is taken.
+struct cn_nat_ports_key {
+  union cn_addr node;    ///< Node address the flows are translated to.
+  union cn_addr remote;  ///< Destination address.
+  cn_u16 rport;          ///< Destination port (network order; ICMP echo: 0).
+  cn_u16 block;          ///< Node port >> 6 (host order).
+  cn_u8 proto;           ///< IP protocol.
+  cn_u8 pad[3];          ///< Zero.
 };
 
 /// Service frontend key: VIP (ClusterIP, ExternalIP or node address for NodePort), port, protocol.
@@ -346,6 +362,7 @@ CN_STATIC_ASSERT(sizeof(struct cn_config) == 168, "cn_config layout");
 CN_STATIC_ASSERT(sizeof(struct cn_tuple) == 40, "cn_tuple layout");
 CN_STATIC_ASSERT(sizeof(struct cn_ct_entry) == 56, "cn_ct_entry layout");
 CN_STATIC_ASSERT(sizeof(struct cn_nat_entry) == 28, "cn_nat_entry layout");
+CN_STATIC_ASSERT(sizeof(struct cn_nat_ports_key) == 40, "cn_nat_ports_key layout");
 CN_STATIC_ASSERT(sizeof(struct cn_svc_key) == 20, "cn_svc_key layout");
 CN_STATIC_ASSERT(sizeof(struct cn_svc_entry) == 16, "cn_svc_entry layout");
 CN_STATIC_ASSERT(sizeof(struct cn_backend) == 20, "cn_backend layout");

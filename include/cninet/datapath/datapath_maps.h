@@ -13,9 +13,12 @@ namespace cninet::datapath {
 /// One typed view per map of a datapath instance.
 class DatapathMaps {
  public:
-  Map<uint32_t, cn_config> config;         ///< cn_config[0].
-  Map<cn_tuple, cn_ct_entry> conntrack;    ///< Conntrack map.
-  Map<cn_tuple, cn_nat_entry> nat;         ///< NAT map.
+  Map<uint32_t, cn_config> config;       ///< cn_config[0].
+  Map<cn_tuple, cn_ct_entry> conntrack;  ///< Conntrack map.
+  Map<cn_tuple, cn_nat_entry> nat;       ///< NAT map.
+  /// SNAT port index (bits of node ports in use per destination); invalid when OpenPinned()
+  /// finds none pinned (a set pinned by an earlier version).
+  Map<cn_nat_ports_key, uint64_t> nat_ports;
   Map<cn_svc_key, cn_svc_entry> services;  ///< Frontends.
   Map<uint32_t, cn_backend> backends;      ///< Backends.
   RawMap lb_tables;                        ///< array of maps: service id -> inner array (see abi.h)

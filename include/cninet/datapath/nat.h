@@ -57,6 +57,10 @@ class NatTable {
   absl::StatusOr<size_t> Flush();
   /// Deletes mapping pairs whose both directions expired (a live direction keeps its partner).
   absl::StatusOr<GcResult> Gc();
+  /// Rebuilds the SNAT port index (cn_nat_ports) from the mappings in cn_nat: on load (a set
+  /// pinned without the index, or bits whose clear was lost) and after deletions. The index is a
+  /// hint of the BPF allocator; a bit it misses costs one retry, a stale bit hides a free port.
+  absl::Status SyncPortIndex();
   /// Counts by direction.
   absl::StatusOr<NatStats> Stats() const;
 
