@@ -71,7 +71,7 @@ TEST(PlanServicesTest, ClusterIpServiceWithItsBackends) {
   EXPECT_THAT(s.backends, ElementsAre(dp::Backend{Ip("10.244.1.4"), 8080},
                                       dp::Backend{Ip("10.244.2.5"), 8080}));
   EXPECT_EQ(s.algorithm, dp::LbAlgorithm::kMaglev);
-  EXPECT_EQ(s.maglev_size, 251u);  // sized to 2 backends: the smallest table
+  EXPECT_EQ(s.maglev_size, dp::kMaglevAutoSize);  // the datapath sizes it (MaglevSizeFor)
   EXPECT_EQ(s.affinity_timeout.count(), 0);
 }
 
