@@ -13,6 +13,8 @@
 #include <functional>
 #include <utility>
 
+#include "testing/test_util.h"
+
 namespace cninet::testing {
 namespace {
 
@@ -191,6 +193,67 @@ void UdpLineServer::Loop() {
     std::string out = name_ + " " + PeerText(peer, true) + " " + std::string(buf, n);
     (void)!sendto(fd_, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&peer), len);
   }
+}
+
+LineConn::LineConn(LineConn&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+
+LineConn& LineConn::operator=(LineConn&& o) noexcept {
+  if (this != &o) {
+    if (fd >= 0) close(fd);
+    fd = std::exchange(o.fd, -1);
+  }
+  return *this;
+}
+
+LineConn::~LineConn() {
+  if (fd >= 0) close(fd);
+}
+
+uint16_t LineConn::LocalPort() const {
+  sockaddr_storage a{};
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  return ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&a)->sin6_port
+                                       : reinterpret_cast<sockaddr_in*>(&a)->sin_port);
+}
+
+absl::StatusOr<LineConn> ConnectLine(const std::string& netns_path, const std::string& ip,
+                                     uint16_t port, std::chrono::milliseconds timeout) {
+  LineConn c;
+  absl::Status st = InNetns(netns_path, [&]() -> absl::Status {
+    auto [a, len] = SockAddr(ip, port);
+    c.fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) return absl::InternalError(std::string("socket: ") + strerror(errno));
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(c.fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
+      return absl::UnavailableError("connect " + ip + ":" + std::to_string(port) + ": " +
+                                    strerror(errno));
+    }
+    return absl::OkStatus();
+  });
+  if (!st.ok()) return st;
+  return c;
+}
+
+absl::StatusOr<std::string> AskLine(const LineConn& c, const std::string& line) {
+  std::string msg = line + "\n";
+  if (write(c.fd, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size()))
+    return absl::UnavailableError(std::string("write: ") + strerror(errno));
+  std::string got;
+  char ch;
+  while (got.empty() || got.back() != '\n') {
+    ssize_t n = read(c.fd, &ch, 1);
+    if (n <= 0) {
+      return absl::UnavailableError(std::string("no reply (") + (n == 0 ? "EOF" : strerror(errno)) +
+                                    ")");
+    }
+    got.push_back(ch);
+  }
+  got.pop_back();
+  return got;
 }
 
 }  // namespace cninet::testing

@@ -5,6 +5,7 @@
 #define CNINET_TESTS_TESTING_LINE_SERVER_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace cninet::testing {
 
@@ -77,6 +79,30 @@ class UdpLineServer {
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+// A client TCP socket of the line servers, connected from inside a namespace; it then works
+// from any thread. Move-only; closes on destruction.
+struct LineConn {
+  int fd = -1;
+  LineConn() = default;
+  explicit LineConn(int f) : fd(f) {}
+  LineConn(LineConn&& o) noexcept;
+  LineConn& operator=(LineConn&& o) noexcept;
+  LineConn(const LineConn&) = delete;
+  LineConn& operator=(const LineConn&) = delete;
+  ~LineConn();
+  // The socket's own port.
+  uint16_t LocalPort() const;
+};
+
+// Connects from inside `netns_path` ("" = the caller's) to ip:port of either family, with
+// `timeout` for the connect and for later reads and writes (Unavailable naming the target).
+absl::StatusOr<LineConn> ConnectLine(const std::string& netns_path, const std::string& ip,
+                                     uint16_t port,
+                                     std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+// Sends `line` and returns the reply line (without its newline).
+absl::StatusOr<std::string> AskLine(const LineConn& c, const std::string& line);
 
 }  // namespace cninet::testing
 

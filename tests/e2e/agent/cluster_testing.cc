@@ -40,53 +40,13 @@ std::string Tail(const std::string& text, size_t n = 3000) {
 
 }  // namespace
 
-Sock::Sock(Sock&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
-Sock& Sock::operator=(Sock&& o) noexcept {
-  if (this != &o) {
-    if (fd >= 0) close(fd);
-    fd = std::exchange(o.fd, -1);
-  }
-  return *this;
-}
-Sock::~Sock() {
-  if (fd >= 0) close(fd);
-}
-
 absl::StatusOr<Sock> Connect(const std::string& netns_path, const std::string& ip, uint16_t port,
                              std::chrono::milliseconds timeout) {
-  Sock s;
-  absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
-    auto [a, len] = SockAddr(ip, port);
-    s.fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval tv{static_cast<time_t>(timeout.count() / 1000),
-               static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
-    setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(s.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(s.fd, reinterpret_cast<sockaddr*>(&a), len) != 0) {
-      return absl::UnavailableError(StrCat("connect ", ip, ":", port, ": ", strerror(errno)));
-    }
-    return absl::OkStatus();
-  });
-  if (!st.ok()) return st;
-  return s;
+  return ::cninet::testing::ConnectLine(netns_path, ip, port, timeout);
 }
 
 absl::StatusOr<std::string> Ask(const Sock& s, const std::string& line) {
-  std::string msg = line + "\n";
-  if (write(s.fd, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size())) {
-    return absl::UnavailableError(StrCat("write: ", strerror(errno)));
-  }
-  std::string got;
-  char c;
-  while (got.empty() || got.back() != '\n') {
-    ssize_t n = read(s.fd, &c, 1);
-    if (n <= 0) {
-      return absl::UnavailableError(StrCat("no reply (", n == 0 ? "EOF" : strerror(errno), ")"));
-    }
-    got.push_back(c);
-  }
-  got.pop_back();
-  return got;
+  return ::cninet::testing::AskLine(s, line);
 }
 
 absl::StatusOr<std::string> WhoAnswers(const std::string& netns_path, const std::string& ip,

@@ -38,14 +38,7 @@
 namespace cninet::agent::testing {
 
 // An owned socket fd.
-struct Sock {
-  int fd = -1;
-  Sock() = default;
-  explicit Sock(int f) : fd(f) {}
-  Sock(Sock&& o) noexcept;
-  Sock& operator=(Sock&& o) noexcept;
-  ~Sock();
-};
+using Sock = ::cninet::testing::LineConn;
 
 using ::cninet::testing::SockAddr;
 

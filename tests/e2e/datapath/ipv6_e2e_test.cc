@@ -152,51 +152,9 @@ absl::StatusOr<std::pair<std::string, uint16_t>> UdpAsk(const std::string& netns
   return out;
 }
 
-// An owned client socket connected from inside a namespace.
-struct Conn {
-  int fd = -1;
-  Conn() = default;
-  Conn(Conn&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
-  ~Conn() {
-    if (fd >= 0) close(fd);
-  }
-  uint16_t LocalPort() const {
-    sockaddr_in6 a{};
-    socklen_t len = sizeof(a);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    return ntohs(a.sin6_port);
-  }
-};
-
-absl::StatusOr<Conn> Connect(const std::string& netns_path, const char* ip, uint16_t port) {
-  Conn c;
-  absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
-    c.fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval tv{5, 0};
-    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    sockaddr_in6 a = Addr6(ip, port);
-    if (connect(c.fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0)
-      return absl::UnavailableError(std::string("connect: ") + strerror(errno));
-    return absl::OkStatus();
-  });
-  if (!st.ok()) return st;
-  return c;
-}
-
-absl::StatusOr<std::string> Ask(const Conn& c, const std::string& line) {
-  std::string msg = line + "\n";
-  if (write(c.fd, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size()))
-    return absl::UnavailableError(std::string("write: ") + strerror(errno));
-  std::string got;
-  char ch;
-  while (got.empty() || got.back() != '\n') {
-    ssize_t n = read(c.fd, &ch, 1);
-    if (n <= 0) return absl::UnavailableError(n == 0 ? "EOF" : strerror(errno));
-    got.push_back(ch);
-  }
-  got.pop_back();
-  return got;
+absl::StatusOr<::cninet::testing::LineConn> Connect(const std::string& netns_path, const char* ip,
+                                                    uint16_t port) {
+  return ::cninet::testing::ConnectLine(netns_path, ip, port);
 }
 
 class DatapathIpv6E2eTest : public ::testing::Test {
@@ -256,7 +214,7 @@ TEST_F(DatapathIpv6E2eTest, TcpThroughAClusterIpSpreadsOverThreeBackends) {
   for (int i = 0; i < 24; ++i) {
     auto c = Connect(client_.path(), kVip, 80);
     ASSERT_TRUE(c.ok()) << c.status();
-    auto reply = Ask(*c, "hello " + std::to_string(i));
+    auto reply = ::cninet::testing::AskLine(*c, "hello " + std::to_string(i));
     ASSERT_TRUE(reply.ok()) << reply.status();
     // The backend saw the client's own address and port (no SNAT on the ClusterIP path).
     EXPECT_THAT(*reply, HasSubstr(std::string(" [") + kClient + "]:" +
@@ -310,7 +268,7 @@ TEST_F(DatapathIpv6E2eTest, PodEgressIsMasqueradedToTheNodesIpv6Address) {
   Server6 out(outside_.path(), kOutsideIp, 9000, "OUT");
   auto conn = Connect(client_.path(), kOutsideIp, 9000);
   ASSERT_TRUE(conn.ok()) << conn.status();
-  auto reply = Ask(*conn, "from a pod");
+  auto reply = ::cninet::testing::AskLine(*conn, "from a pod");
   ASSERT_TRUE(reply.ok()) << reply.status();
   EXPECT_THAT(*reply, HasSubstr(std::string("OUT [") + kNodeIp + "]:"));
   EXPECT_THAT(*reply, HasSubstr("from a pod"));

@@ -62,53 +62,11 @@ const Family kV6{"v6",
                  "[fd00:244::21]:8080",
                  "[fd00:244::22]:8080"};
 
-// An owned client socket.
-struct Conn {
-  int fd = -1;
-  Conn() = default;
-  Conn(Conn&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
-  ~Conn() {
-    if (fd >= 0) close(fd);
-  }
-  uint16_t LocalPort() const {
-    sockaddr_storage a{};
-    socklen_t len = sizeof(a);
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    return ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&a)->sin6_port
-                                         : reinterpret_cast<sockaddr_in*>(&a)->sin_port);
-  }
-};
+using ::cninet::testing::LineConn;
 
-absl::StatusOr<Conn> Connect(const std::string& netns_path, const std::string& ip, uint16_t port) {
-  Conn c;
-  absl::Status st = RunInNetns(netns_path, [&]() -> absl::Status {
-    auto [addr, len] = ::cninet::testing::SockAddr(ip, port);
-    c.fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval tv{5, 0};
-    setsockopt(c.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(c.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(c.fd, reinterpret_cast<sockaddr*>(&addr), len) != 0)
-      return absl::UnavailableError(std::string("connect: ") + strerror(errno));
-    return absl::OkStatus();
-  });
-  if (!st.ok()) return st;
-  return c;
-}
-
-// Sends one line and returns the server's reply line.
-absl::StatusOr<std::string> Ask(const Conn& c, const std::string& line) {
-  std::string msg = line + "\n";
-  if (write(c.fd, msg.data(), msg.size()) != static_cast<ssize_t>(msg.size()))
-    return absl::UnavailableError(std::string("write: ") + strerror(errno));
-  std::string got;
-  char ch;
-  while (got.empty() || got.back() != '\n') {
-    ssize_t n = read(c.fd, &ch, 1);
-    if (n <= 0) return absl::UnavailableError(n == 0 ? "EOF" : strerror(errno));
-    got.push_back(ch);
-  }
-  got.pop_back();
-  return got;
+absl::StatusOr<LineConn> Connect(const std::string& netns_path, const std::string& ip,
+                                 uint16_t port) {
+  return ::cninet::testing::ConnectLine(netns_path, ip, port);
 }
 
 // The ids of the BPF programs tc runs on `dev` (ingress), from `tc filter show`.
@@ -190,7 +148,7 @@ TEST_P(RestartFamilyTest, EstablishedConnectionThroughAClusterIpSurvivesADatapat
   ASSERT_TRUE(conn.ok()) << conn.status();
   std::string backend;
   for (int i = 0; i < 3; ++i) {
-    auto r = Ask(*conn, "before restart " + std::to_string(i));
+    auto r = ::cninet::testing::AskLine(*conn, "before restart " + std::to_string(i));
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_THAT(*r, HasSubstr("before restart " + std::to_string(i)));
     if (backend.empty()) backend = r->substr(0, 2);
@@ -222,7 +180,7 @@ TEST_P(RestartFamilyTest, EstablishedConnectionThroughAClusterIpSurvivesADatapat
          " --maglev-size 251");
 
   for (int i = 0; i < 3; ++i) {
-    auto r = Ask(*conn, "after restart " + std::to_string(i));
+    auto r = ::cninet::testing::AskLine(*conn, "after restart " + std::to_string(i));
     ASSERT_TRUE(r.ok()) << "the established connection broke: " << r.status();
     EXPECT_EQ(r->substr(0, 2), backend) << "the connection stays on its backend: " << *r;
     EXPECT_THAT(*r, HasSubstr("after restart " + std::to_string(i)));
@@ -237,7 +195,7 @@ TEST_P(RestartFamilyTest, EstablishedConnectionThroughAClusterIpSurvivesADatapat
   // New connections follow the service as updated after the restart.
   auto fresh = Connect(client_.path(), f.vip, 80);
   ASSERT_TRUE(fresh.ok()) << fresh.status();
-  auto r = Ask(*fresh, "new connection");
+  auto r = ::cninet::testing::AskLine(*fresh, "new connection");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_NE(r->substr(0, 2), backend) << *r;
   EXPECT_THAT(*r, HasSubstr("new connection"));
