@@ -102,6 +102,7 @@ uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
   if (name == CN_MAP_SOCK_NETNS) return m.sock_netns;
   if (name == CN_MAP_SOCK_REV) return m.sock_reverse;
   if (name == CN_MAP_SOCK_FLOWS) return m.sock_flows;
+  if (name == CN_MAP_EVENTS) return m.monitor_ring_bytes;
   return 0;  // keep the object's own size (config, counters)
 }
 
@@ -225,6 +226,7 @@ cn_config EncodeConfig(const DatapathConfig& c) {
   out.udp_timeout_s = static_cast<uint32_t>(c.timeouts.udp.count());
   out.other_timeout_s = static_cast<uint32_t>(c.timeouts.other.count());
   out.service_mark = c.service_mark;
+  out.monitor_sample_h = c.monitor_sample;
   return out;
 }
 
@@ -250,6 +252,7 @@ void DecodeConfig(const cn_config& in, DatapathConfig* c) {
   c->timeouts.udp = std::chrono::seconds(in.udp_timeout_s);
   c->timeouts.other = std::chrono::seconds(in.other_timeout_s);
   c->service_mark = in.service_mark;
+  c->monitor_sample = in.monitor_sample_h;
 }
 
 // Refuses a pinned map set written with another layout version (a fresh config map, all zeroes,
@@ -605,6 +608,14 @@ absl::StatusOr<ProgramStats> Datapath::Stats(Hook hook) const {
   return s;
 }
 
+absl::Status Datapath::SetMonitorSample(uint16_t one_in_n) {
+  CNINET_ASSIGN_OR_RETURN(cn_config cfg, maps_->config.Lookup(0));
+  cfg.monitor_sample_h = one_in_n;
+  CNINET_RETURN_IF_ERROR(Annotate(maps_->config.Update(0, cfg), "write config map"));
+  config_.monitor_sample = one_in_n;
+  return absl::OkStatus();
+}
+
 absl::Status Datapath::Unpin() {
   if (pin_dir_.empty()) return absl::OkStatus();
   // Socket-LB links first: unpinning them detaches the programs from their cgroups.
@@ -613,7 +624,7 @@ absl::Status Datapath::Unpin() {
        {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_SERVICES, CN_MAP_BACKENDS, CN_MAP_LB_TABLES,
         CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS, CN_MAP_POL_EPS, CN_MAP_POL_IDS,
         CN_MAP_POL_CIDRS, CN_MAP_POL_RULES, CN_MAP_POL_STATS, CN_MAP_SOCK_NETNS, CN_MAP_SOCK_REV,
-        CN_MAP_SOCK_FLOWS}) {
+        CN_MAP_SOCK_FLOWS, CN_MAP_EVENTS}) {
     std::string path = StrCat(pin_dir_, "/", name);
     if (unlink(path.c_str()) != 0 && errno != ENOENT)
       return ErrnoStatus(errno, StrCat("unlink ", path));
