@@ -196,6 +196,13 @@ absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>
   CNINET_RETURN_IF_ERROR(wrap(&m->affinity, CN_MAP_AFFINITY));
   CNINET_RETURN_IF_ERROR(wrap(&m->endpoints, CN_MAP_ENDPOINTS));
   CNINET_RETURN_IF_ERROR(wrap(&m->counters, CN_MAP_COUNTERS));
+  if (absl::StatusOr<int> ev = fd_of(CN_MAP_EVENTS); ev.ok()) {
+    int evdup = fcntl(*ev, F_DUPFD_CLOEXEC, 0);
+    if (evdup < 0) return ErrnoStatus(errno, "dup events");
+    m->events = RawMap::Adopt(evdup);
+  } else if (!policy_optional || !absl::IsNotFound(ev.status())) {
+    return ev.status();
+  }
   CNINET_ASSIGN_OR_RETURN(int lb, fd_of(CN_MAP_LB_TABLES));
   int dup = fcntl(lb, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) return ErrnoStatus(errno, "dup lb tables");
@@ -491,6 +498,10 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string
     dp->config_.map_sizes.sock_netns = mi(dp->maps_->sock_netns);
     dp->config_.map_sizes.sock_reverse = mi(dp->maps_->sock_rev);
     dp->config_.map_sizes.sock_flows = mi(dp->maps_->sock_flows);
+  }
+  if (dp->maps_->events.valid()) {
+    CNINET_ASSIGN_OR_RETURN(MapInfo ev, dp->maps_->events.Info());
+    dp->config_.map_sizes.monitor_ring_bytes = ev.max_entries;
   }
   CNINET_ASSIGN_OR_RETURN(MapInfo lb, dp->maps_->lb_tables.Info());
   dp->config_.map_sizes.service_slots = lb.max_entries;

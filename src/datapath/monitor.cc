@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <fcntl.h>
 #include <net/if.h>
 
 #include <algorithm>
@@ -16,6 +17,8 @@
 #include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/counters.h"
+#include "cninet/datapath/datapath.h"
+#include "cninet/datapath/datapath_maps.h"
 #include "cninet/datapath/types.h"
 
 namespace cninet::datapath {
@@ -207,8 +210,6 @@ absl::StatusOr<std::unique_ptr<FlowMonitor>> FlowMonitor::Open(const PinLayout& 
 absl::StatusOr<std::unique_ptr<FlowMonitor>> FlowMonitor::Open(const std::string& pin_dir,
                                                                FlowMonitorOptions options,
                                                                Callback callback) {
-  CNINET_RETURN_IF_ERROR(options.filter.Validate());
-  if (!callback) return absl::InvalidArgumentError("FlowMonitor needs a callback");
   std::string path = StrCat(pin_dir, "/", CN_MAP_EVENTS);
   int fd = bpf_obj_get(path.c_str());
   if (fd < 0) {
@@ -220,16 +221,37 @@ absl::StatusOr<std::unique_ptr<FlowMonitor>> FlowMonitor::Open(const std::string
                  "without the flow monitor (reload it)"));
     return ErrnoStatus(err, StrCat("open ", path));
   }
-  auto impl = std::make_unique<Impl>();
-  impl->map_fd = UniqueFd(fd);
+  return OpenFd(UniqueFd(fd), std::move(options), std::move(callback));
+}
+
+absl::StatusOr<std::unique_ptr<FlowMonitor>> FlowMonitor::Open(const Datapath& datapath,
+                                                               FlowMonitorOptions options,
+                                                               Callback callback) {
+  const RawMap& events = datapath.maps()->events;
+  if (!events.valid())
+    return absl::NotFoundError(
+        "the datapath has no monitor ring buffer (pinned by an older "
+        "version: reload it)");
+  int fd = fcntl(events.fd(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus(errno, "dup cn_events");
+  return OpenFd(UniqueFd(fd), std::move(options), std::move(callback));
+}
+
+absl::StatusOr<std::unique_ptr<FlowMonitor>> FlowMonitor::OpenFd(UniqueFd fd,
+                                                                 FlowMonitorOptions options,
+                                                                 Callback callback) {
+  CNINET_RETURN_IF_ERROR(options.filter.Validate());
+  if (!callback) return absl::InvalidArgumentError("FlowMonitor needs a callback");
   bpf_map_info info{};
   uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return ErrnoStatus(errno, "map info");
+  if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) != 0) return ErrnoStatus(errno, "map info");
   if (info.type != BPF_MAP_TYPE_RINGBUF)
-    return absl::FailedPreconditionError(StrCat(path, " is not a ring buffer"));
+    return absl::FailedPreconditionError(StrCat(CN_MAP_EVENTS, " is not a ring buffer"));
+  auto impl = std::make_unique<Impl>();
+  impl->map_fd = std::move(fd);
   impl->options = std::move(options);
   impl->callback = std::move(callback);
-  impl->rb = ring_buffer__new(fd, &Impl::OnRecord, impl.get(), nullptr);
+  impl->rb = ring_buffer__new(impl->map_fd.get(), &Impl::OnRecord, impl.get(), nullptr);
   if (impl->rb == nullptr) return ErrnoStatus(errno, "ring_buffer__new");
   return std::unique_ptr<FlowMonitor>(new FlowMonitor(std::move(impl)));
 }

@@ -18,10 +18,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "cninet/base/fd.h"
 #include "cninet/cni/ip.h"
 #include "cninet/datapath/pins.h"
 
 namespace cninet::datapath {
+
+class Datapath;
 
 /// One decoded event of the ring buffer.
 struct FlowEvent {
@@ -92,6 +95,10 @@ class FlowMonitor {
   static absl::StatusOr<std::unique_ptr<FlowMonitor>> Open(const PinLayout& layout,
                                                            FlowMonitorOptions options,
                                                            Callback callback);
+  /// Same, on the ring buffer of a datapath of this process (pinned or not).
+  static absl::StatusOr<std::unique_ptr<FlowMonitor>> Open(const Datapath& datapath,
+                                                           FlowMonitorOptions options,
+                                                           Callback callback);
   /// Same, from the instance's map directory BPFFS/cninet/INSTANCE.
   static absl::StatusOr<std::unique_ptr<FlowMonitor>> Open(const std::string& pin_dir,
                                                            FlowMonitorOptions options,
@@ -111,6 +118,9 @@ class FlowMonitor {
  private:
   struct Impl;
   explicit FlowMonitor(std::unique_ptr<Impl> impl);
+  static absl::StatusOr<std::unique_ptr<FlowMonitor>> OpenFd(UniqueFd fd,
+                                                             FlowMonitorOptions options,
+                                                             Callback callback);
   std::unique_ptr<Impl> impl_;
 };
 
