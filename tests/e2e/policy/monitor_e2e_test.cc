@@ -72,6 +72,7 @@ class Streamer {
     if (fd_ >= 0) close(fd_);
   }
   bool started() const { return pid_ > 0 && fd_ >= 0; }
+  void Signal(int sig) { kill(pid_, sig); }
   // The next line, or "" when none arrives before `deadline`.
   std::string ReadLine(Clock::time_point deadline) {
     while (true) {
@@ -285,6 +286,14 @@ TEST_F(MonitorE2eTest, ReadableLinesAndUsage) {
   EXPECT_THAT(line, HasSubstr(StrCat("DROP drop_policy tcp ", kO1)));
   EXPECT_THAT(line, HasSubstr(StrCat(" -> ", kApi, ":80 [S] to-pod if=hmapi")));
   EXPECT_EQ(mon.Wait(std::chrono::seconds(3)), 0);
+  // Without --count it streams until SIGINT or SIGTERM, then exits cleanly.
+  for (int sig : {SIGINT, SIGTERM}) {
+    Streamer idle({Tool(), "monitor", "--pin-dir", dp_->layout().MapDir()});
+    ASSERT_TRUE(idle.started());
+    usleep(300000);
+    idle.Signal(sig);
+    EXPECT_EQ(idle.Wait(std::chrono::seconds(3)), 0) << "signal " << sig;
+  }
 }
 
 }  // namespace
