@@ -61,6 +61,7 @@ struct Options {
   std::vector<std::string> reasons, monitor_addresses;
   std::string verdict;
   uint64_t count = 0;
+  int32_t sample = -1;  // monitor --sample: -1 = leave the instance's sampling as it is
 };
 
 // ---- value parsers (also the CLI11 validators, so a bad value is a usage error) ----
@@ -497,6 +498,10 @@ extern "C" void OnStopSignal(int) { g_stop = 1; }
 
 // Streams the instance's drop and sampled flow events until SIGINT/SIGTERM or --count events.
 absl::Status Monitor(const Options& o) {
+  if (o.sample >= 0) {
+    CNINET_ASSIGN_OR_RETURN(auto d, dp::Datapath::OpenPinned(o.pin_dir));
+    CNINET_RETURN_IF_ERROR(d->SetMonitorSample(static_cast<uint16_t>(o.sample)));
+  }
   dp::FlowMonitorOptions opts;
   opts.filter.reasons = o.reasons;
   if (o.verdict == "drop" || o.verdict == "dropped") opts.filter.dropped = true;
@@ -533,7 +538,15 @@ void AddMonitor(CLI::App& app, Options& o, Action* action) {
       "monitor", "stream drops (always) and sampled new flows (load --monitor-sample N)");
   mon->add_flag("--json", o.json, "one JSON object per line");
   mon->add_option("--reason", o.reasons, "only these reasons (counter names, e.g. drop_policy)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->check(Check(
+          [](std::string_view v) -> absl::StatusOr<int> {
+            dp::FlowFilter f;
+            f.reasons = {std::string(v)};
+            CNINET_RETURN_IF_ERROR(f.Validate());
+            return 0;
+          },
+          "REASON"));
   mon->add_option("--verdict", o.verdict, "only drop or forward")
       ->check(CLI::IsMember({"drop", "dropped", "forward", "forwarded"}));
   mon->add_option("--address", o.monitor_addresses,
@@ -546,6 +559,10 @@ void AddMonitor(CLI::App& app, Options& o, Action* action) {
           },
           "ADDR|CIDR"));
   mon->add_option("--count", o.count, "stop after N events (0 = until SIGINT/SIGTERM)");
+  mon->add_option("--sample", o.sample,
+                  "first set the instance's sampling to one new flow in N (0 = drops only); "
+                  "stays after exit")
+      ->check(CLI::Range(0, 65535));
   mon->callback([action, &o] { action->plain = [&o] { return Monitor(o); }; });
 }
 

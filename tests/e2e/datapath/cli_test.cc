@@ -38,6 +38,7 @@ TEST(CninetDpCli, UsageErrorsExitWith2AndNameTheFlag) {
       {{"monitor", "--verdict", "maybe"}, "--verdict"},
       {{"monitor", "--address", "not-an-ip"}, "--address"},
       {{"monitor", "--count", "x"}, "--count"},
+      {{"monitor", "--reason", "drop_bogus"}, "--reason"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
   };

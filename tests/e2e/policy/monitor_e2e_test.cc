@@ -25,6 +25,7 @@
 #include "cninet/base/strings.h"
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
+#include "cninet/datapath/datapath_maps.h"
 #include "dp_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -201,9 +202,9 @@ class MonitorE2eTest : public ::testing::Test {
 
   // Sends one SYN from o1 to ip:80 (a non-blocking connect, closed right away: its
   // retransmissions come a second later at the earliest) and returns when it was sent.
-  Clock::time_point SendSyn(const std::string& ip) {
+  Clock::time_point SendSyn(const std::string& ip, size_t from_pod = 1) {
     Clock::time_point sent;
-    absl::Status st = RunInNetns(pods_[1]->path(), [&]() -> absl::Status {
+    absl::Status st = RunInNetns(pods_[from_pod]->path(), [&]() -> absl::Status {
       auto [a, alen] = ::cninet::testing::SockAddr(ip, 80);
       int fd = socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
       if (fd < 0) return absl::InternalError("socket");
@@ -294,6 +295,37 @@ TEST_F(MonitorE2eTest, ReadableLinesAndUsage) {
     idle.Signal(sig);
     EXPECT_EQ(idle.Wait(std::chrono::seconds(3)), 0) << "signal " << sig;
   }
+}
+
+// `--sample 1` turns the instance's sampling on: a new flow api -> o1 (no policy on o1) shows as
+// a forwarded flow event from the from-pod hook; `--sample 0` turns it off again.
+TEST_F(MonitorE2eTest, SampleFlagShowsForwardedNewFlows) {
+  EXPECT_EQ(dp_->config().monitor_sample, 0);
+  Streamer mon({"/usr/bin/nsenter", StrCat("--net=", node_.path()), Tool(), "monitor", "--json",
+                "--sample", "1", "--verdict", "forward", "--count", "1", "--pin-dir",
+                dp_->layout().MapDir()});
+  ASSERT_TRUE(mon.started());
+  usleep(300000);  // the sampling is set before the stream starts
+  Clock::time_point sent = SendSyn(kO1, /*from_pod=*/0);
+  std::string line = mon.ReadLine(sent + std::chrono::seconds(3));
+  EXPECT_THAT(line, HasSubstr("\"verdict\":\"forwarded\",\"type\":\"flow\""));
+  EXPECT_THAT(line, HasSubstr("\"hook\":\"from-pod\""));
+  EXPECT_THAT(line, HasSubstr(StrCat("\"src\":\"", kApi, "\",\"dst\":\"", kO1, "\"")));
+  EXPECT_THAT(line, HasSubstr("\"interface\":\"hmapi\""));
+  EXPECT_EQ(mon.Wait(std::chrono::seconds(3)), 0);
+  auto cfg = dp_->maps()->config.Lookup(0);
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->monitor_sample_h, 1);
+  {
+    Streamer off({Tool(), "monitor", "--sample", "0", "--pin-dir", dp_->layout().MapDir()});
+    ASSERT_TRUE(off.started());
+    usleep(300000);
+    off.Signal(SIGTERM);
+    EXPECT_EQ(off.Wait(std::chrono::seconds(3)), 0);
+  }
+  cfg = dp_->maps()->config.Lookup(0);
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(cfg->monitor_sample_h, 0);
 }
 
 }  // namespace
