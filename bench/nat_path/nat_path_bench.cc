@@ -58,6 +58,7 @@
 #include "cninet/datapath/abi.h"
 #include "cninet/datapath/datapath.h"
 #include "cninet/datapath/datapath_maps.h"
+#include "cninet/datapath/monitor.h"
 #include "cninet/datapath/types.h"
 #include "common/bench_flags.h"
 #include "common/bench_main.h"
@@ -121,11 +122,15 @@ struct EnvSpec {
   // IPv6 twin (issue 14): a dual-stack datapath (StandardDualStackConfig + both standard setups);
   // the service under test, fillers, backends, conntrack fill and SNAT occupancy are IPv6.
   bool ipv6 = false;
+  // Flow monitor (issue 17): one new flow in N sent to the ring buffer (0 = off, drops only); a
+  // FlowMonitor drains it between iterations (outside the measured time).
+  uint16_t monitor_sample = 0;
   friend bool operator==(const EnvSpec&, const EnvSpec&) = default;
   std::string ToString() const {
     return StrCat("services=", services, " backends=", backends == 0 ? 2 : backends,
                   " ct_fill=", ct_fill_pct, "% nat_occupancy=", nat_occupancy_pct, "%",
-                  ct_hash ? " conntrack=hash" : "", ipv6 ? " ipv6" : "");
+                  ct_hash ? " conntrack=hash" : "", ipv6 ? " ipv6" : "",
+                  monitor_sample ? StrCat(" monitor=1/", monitor_sample) : "");
   }
 };
 
@@ -146,6 +151,9 @@ datapath::DatapathConfig BenchConfig(const EnvSpec& spec) {
   c.map_sizes.backends = 262144;
   c.map_sizes.affinity = 65536;
   c.map_sizes.endpoints = 4096;
+  c.monitor_sample = spec.monitor_sample;
+  // One batch of new flows at 1-in-1 (80 B each); other cases keep the default ring.
+  if (spec.monitor_sample) c.map_sizes.monitor_ring_bytes = 1u << 24;
   return c;
 }
 
@@ -424,6 +432,18 @@ const CaseResult* V4Twin(const CaseSpec& v6) {
   if (!v6.env.ipv6 || !v6.name.ends_with(kIpv6Suffix)) return nullptr;
   const CaseResult* r =
       FindByName(std::string_view(v6.name).substr(0, v6.name.size() - strlen(kIpv6Suffix)));
+  return r && r->ok && r->ratio > 0 ? r : nullptr;
+}
+
+// The same case with the monitor's sampling off (measured earlier in the same run).
+const CaseResult* MonitorOffTwin(const CaseSpec& cs) {
+  if (!cs.env.monitor_sample) return nullptr;
+  const std::string tag = StrCat("/monitor_sample:", cs.env.monitor_sample);
+  std::string off = cs.name;
+  const size_t at = off.find(tag);
+  if (at == std::string::npos) return nullptr;
+  off.erase(at, tag.size());
+  const CaseResult* r = FindByName(off);
   return r && r->ok && r->ratio > 0 ? r : nullptr;
 }
 
@@ -755,6 +775,16 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
     if (r->packet != *mf.expected_output) return fail(absl::InternalError("plain flow rewritten"));
   }
 
+  std::unique_ptr<datapath::FlowMonitor> monitor;
+  uint64_t monitor_events = 0;
+  if (cs.env.monitor_sample) {
+    auto m =
+        datapath::FlowMonitor::Open(dp, {}, [&](const datapath::FlowEvent&) { ++monitor_events; });
+    if (!m.ok()) return fail(m.status());
+    monitor = std::move(*m);
+    // The checked run's event (the ring buffer kept it).
+    if (auto d = monitor->Drain(); !d.ok()) return fail(d.status());
+  }
   std::vector<double> nets, floors, harnesses;
   for (auto _ : state) {
     auto hr = h.Run(Slot::kEmpty, repeat);
@@ -784,6 +814,9 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
         absl::Status s = CleanupNewFlows(env, cs.kind, plan, *first, repeat, fixtures);
         if (!s.ok()) return fail(s);
       }
+    }
+    if (monitor) {  // outside the measured (kernel) time
+      if (auto d = monitor->Drain(); !d.ok()) return fail(d.status());
     }
     state.SetIterationTime(std::max(net, 0.1) * repeat * 1e-9);
     nets.push_back(net);
@@ -838,6 +871,20 @@ void RunCase(benchmark::State& state, const CaseSpec& cs) {
     if (const CaseResult* c = ClusterIpTwin(cs)) {
       state.counters["clusterip_floor_ratio"] = c->ratio;
       state.counters["socklb_over_clusterip"] = result.ratio / c->ratio;
+    }
+  }
+  if (monitor) {
+    // Sampled 1-in-N at random: N = 1 sends exactly one event per new flow.
+    const uint64_t lost = delta(CN_R_MONITOR_LOST);
+    if (cs.kind == Kind::kNew && cs.env.monitor_sample == 1 &&
+        monitor_events + lost != measured_runs)
+      return fail(absl::InternalError(StrCat("monitor: ", monitor_events, " events + ", lost,
+                                             " lost != ", measured_runs, " new flows")));
+    state.counters["monitor_events"] = static_cast<double>(monitor_events);
+    state.counters["monitor_lost"] = static_cast<double>(lost);
+    if (const CaseResult* off = MonitorOffTwin(cs)) {
+      state.counters["monitor_off_floor_ratio"] = off->ratio;
+      state.counters["monitor_over_off"] = result.ratio / off->ratio;
     }
   }
   if (const CaseResult* v4 = V4Twin(cs)) {
@@ -898,6 +945,7 @@ std::vector<CaseSpec> Cases() {
     if (env.ct_hash) name += "/ct_map:hash";
     if (env.nat_occupancy_pct || k == Kind::kSnatNew)
       name += StrCat("/port_occupancy:", env.nat_occupancy_pct);
+    if (env.monitor_sample) name += StrCat("/monitor_sample:", env.monitor_sample);
     out.push_back(CaseSpec{std::move(group), std::move(name), k, env});
   };
   const bool q = g_opt.quick;
@@ -916,6 +964,16 @@ std::vector<CaseSpec> Cases() {
     if (n == 1) add("socket_lb", Kind::kSocketLbEstablished, e);
     add("services", Kind::kReply, e);
     add("services", Kind::kNew, e);
+    // The flow monitor's sampling next to the same new flow with it off (issue 17): every new
+    // flow and one in 100 sent to the ring buffer; established flows never send events.
+    if (n == 1) {
+      for (uint16_t s : {uint16_t{1}, uint16_t{100}}) {
+        EnvSpec m = e;
+        m.monitor_sample = s;
+        add("monitor", Kind::kNew, m);
+        if (s == 1) add("monitor", Kind::kEstablished, m);
+      }
+    }
   }
   // 1b. Cost breakdown of the established and new-flow paths (1 service): prefixes of the
   //     from-pod program, then the full program again in the same environment.

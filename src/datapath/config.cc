@@ -61,6 +61,8 @@ absl::Status DatapathConfig::Validate() const {
   if (m.policy_endpoints < 1 || m.policy_identities < 1 || m.policy_prefixes < 1 ||
       m.policy_rules < 1 || m.policy_counters < 16)
     return Invalid("map_sizes.policy_*", "need >= 1 entry (policy_counters >= 16)");
+  if (m.monitor_ring_bytes < 4096 || (m.monitor_ring_bytes & (m.monitor_ring_bytes - 1)) != 0)
+    return Invalid("map_sizes.monitor_ring_bytes", "must be a power of two >= 4096");
   return absl::OkStatus();
 }
 

@@ -43,6 +43,7 @@ constexpr std::pair<uint32_t, std::string_view> kReasonNames[] = {
     {CN_R_SOCK_REVERSE, "event_sock_reverse"},
     {CN_R_SOCK_REFUSED, "event_sock_refused"},
     {CN_R_SOCK_FLOW, "event_sock_flow"},
+    {CN_R_MONITOR_LOST, "event_monitor_lost"},
 };
 
 std::string_view ReasonName(uint32_t reason) {

@@ -105,6 +105,7 @@ uint32_t MaxEntriesFor(std::string_view name, const MapSizes& m) {
   if (name == CN_MAP_SOCK_NETNS) return m.sock_netns;
   if (name == CN_MAP_SOCK_REV) return m.sock_reverse;
   if (name == CN_MAP_SOCK_FLOWS) return m.sock_flows;
+  if (name == CN_MAP_EVENTS) return m.monitor_ring_bytes;
   return 0;  // keep the object's own size (config, counters)
 }
 
@@ -199,6 +200,13 @@ absl::Status OpenMaps(const std::function<absl::StatusOr<int>(std::string_view)>
   CNINET_RETURN_IF_ERROR(wrap(&m->affinity, CN_MAP_AFFINITY));
   CNINET_RETURN_IF_ERROR(wrap(&m->endpoints, CN_MAP_ENDPOINTS));
   CNINET_RETURN_IF_ERROR(wrap(&m->counters, CN_MAP_COUNTERS));
+  if (absl::StatusOr<int> ev = fd_of(CN_MAP_EVENTS); ev.ok()) {
+    int evdup = fcntl(*ev, F_DUPFD_CLOEXEC, 0);
+    if (evdup < 0) return ErrnoStatus(errno, "dup events");
+    m->events = RawMap::Adopt(evdup);
+  } else if (!policy_optional || !absl::IsNotFound(ev.status())) {
+    return ev.status();
+  }
   CNINET_ASSIGN_OR_RETURN(int lb, fd_of(CN_MAP_LB_TABLES));
   int dup = fcntl(lb, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) return ErrnoStatus(errno, "dup lb tables");
@@ -229,6 +237,7 @@ cn_config EncodeConfig(const DatapathConfig& c) {
   out.udp_timeout_s = static_cast<uint32_t>(c.timeouts.udp.count());
   out.other_timeout_s = static_cast<uint32_t>(c.timeouts.other.count());
   out.service_mark = c.service_mark;
+  out.monitor_sample_h = c.monitor_sample;
   return out;
 }
 
@@ -254,6 +263,7 @@ void DecodeConfig(const cn_config& in, DatapathConfig* c) {
   c->timeouts.udp = std::chrono::seconds(in.udp_timeout_s);
   c->timeouts.other = std::chrono::seconds(in.other_timeout_s);
   c->service_mark = in.service_mark;
+  c->monitor_sample = in.monitor_sample_h;
 }
 
 // Refuses a pinned map set written with another layout version (a fresh config map, all zeroes,
@@ -610,6 +620,10 @@ absl::StatusOr<std::unique_ptr<Datapath>> Datapath::OpenPinned(const std::string
     dp->config_.map_sizes.sock_reverse = mi(dp->maps_->sock_rev);
     dp->config_.map_sizes.sock_flows = mi(dp->maps_->sock_flows);
   }
+  if (dp->maps_->events.valid()) {
+    CNINET_ASSIGN_OR_RETURN(MapInfo ev, dp->maps_->events.Info());
+    dp->config_.map_sizes.monitor_ring_bytes = ev.max_entries;
+  }
   CNINET_ASSIGN_OR_RETURN(MapInfo lb, dp->maps_->lb_tables.Info());
   dp->config_.map_sizes.service_slots = lb.max_entries;
   dp->config_.conntrack_map_type = dp->maps_->conntrack.info().type == BPF_MAP_TYPE_HASH
@@ -726,6 +740,14 @@ absl::StatusOr<ProgramStats> Datapath::Stats(Hook hook) const {
   return s;
 }
 
+absl::Status Datapath::SetMonitorSample(uint16_t one_in_n) {
+  CNINET_ASSIGN_OR_RETURN(cn_config cfg, maps_->config.Lookup(0));
+  cfg.monitor_sample_h = one_in_n;
+  CNINET_RETURN_IF_ERROR(Annotate(maps_->config.Update(0, cfg), "write config map"));
+  config_.monitor_sample = one_in_n;
+  return absl::OkStatus();
+}
+
 absl::Status Datapath::Unpin() {
   if (pin_dir_.empty()) return absl::OkStatus();
   // Socket-LB links first: unpinning them detaches the programs from their cgroups.
@@ -734,7 +756,7 @@ absl::Status Datapath::Unpin() {
        {CN_MAP_CONFIG, CN_MAP_CT, CN_MAP_NAT, CN_MAP_NAT_PORTS, CN_MAP_SERVICES, CN_MAP_BACKENDS,
         CN_MAP_LB_TABLES, CN_MAP_AFFINITY, CN_MAP_ENDPOINTS, CN_MAP_COUNTERS, CN_MAP_POL_EPS,
         CN_MAP_POL_IDS, CN_MAP_POL_CIDRS, CN_MAP_POL_RULES, CN_MAP_POL_STATS, CN_MAP_SOCK_NETNS,
-        CN_MAP_SOCK_REV, CN_MAP_SOCK_FLOWS}) {
+        CN_MAP_SOCK_REV, CN_MAP_SOCK_FLOWS, CN_MAP_EVENTS}) {
     std::string path = StrCat(pin_dir_, "/", name);
     if (unlink(path.c_str()) != 0 && errno != ENOENT)
       return ErrnoStatus(errno, StrCat("unlink ", path));

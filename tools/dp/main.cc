@@ -5,6 +5,7 @@
 // Interface operations act in the current network namespace. To act in a named one, enter it with
 // `nsenter --net=/run/netns/NAME cninet-dp ...`: `ip netns exec` remounts /sys, and that /sys has
 // no bpffs, so the pinned maps under /sys/fs/bpf are not there.
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -18,6 +19,7 @@
 #include "cninet/base/status.h"
 #include "cninet/base/strings.h"
 #include "cninet/datapath/datapath.h"
+#include "cninet/datapath/monitor.h"
 
 namespace dp = cninet::datapath;
 using cninet::StrCat;
@@ -39,6 +41,7 @@ struct Options {
   std::vector<std::string> node_ips, from_pod, uplink;
   bool no_masquerade = false;
   uint32_t ct_size = 0, nat_size = 0;
+  uint16_t monitor_sample = 0;
   std::string nat_ports;
   // service
   uint32_t id = 0;
@@ -53,6 +56,12 @@ struct Options {
   // socket LB (load --socklb-cgroup, socklb attach/detach/netns)
   std::string cgroup;
   std::vector<std::string> netns;
+  // monitor
+  bool json = false;
+  std::vector<std::string> reasons, monitor_addresses;
+  std::string verdict;
+  uint64_t count = 0;
+  int32_t sample = -1;  // monitor --sample: -1 = leave the instance's sampling as it is
 };
 
 // ---- value parsers (also the CLI11 validators, so a bad value is a usage error) ----
@@ -153,6 +162,7 @@ absl::StatusOr<dp::DatapathConfig> LoadConfig(const Options& o) {
   c.masquerade = !o.no_masquerade;
   if (o.ct_size != 0) c.map_sizes.conntrack = o.ct_size;
   if (o.nat_size != 0) c.map_sizes.nat = o.nat_size;
+  c.monitor_sample = o.monitor_sample;
   if (!o.nat_ports.empty()) {
     CNINET_ASSIGN_OR_RETURN(auto range, ParsePortRange(o.nat_ports));
     c.nat_port_min = range.first;
@@ -370,6 +380,8 @@ void AddLoadDetach(CLI::App& app, Options& o, Action* action) {
   load->add_flag("--no-masquerade", o.no_masquerade, "do not SNAT pod egress");
   load->add_option("--ct-size", o.ct_size, "conntrack entries");
   load->add_option("--nat-size", o.nat_size, "NAT entries");
+  load->add_option("--monitor-sample", o.monitor_sample,
+                   "send one new flow in N to `cninet-dp monitor` (0 = drops only)");
   load->add_option("--nat-ports", o.nat_ports, "SNAT port range MIN-MAX")
       ->check(Check(ParsePortRange, "MIN-MAX"));
   CLI::App* detach = app.add_subcommand("detach", "detach programs from interfaces");
@@ -478,6 +490,82 @@ void AddSocketLb(CLI::App& app, Options& o, Action* action) {
   });
 }
 
+// ---- monitor ----
+
+volatile std::sig_atomic_t g_stop = 0;
+
+extern "C" void OnStopSignal(int) { g_stop = 1; }
+
+// Streams the instance's drop and sampled flow events until SIGINT/SIGTERM or --count events.
+absl::Status Monitor(const Options& o) {
+  if (o.sample >= 0) {
+    CNINET_ASSIGN_OR_RETURN(auto d, dp::Datapath::OpenPinned(o.pin_dir));
+    CNINET_RETURN_IF_ERROR(d->SetMonitorSample(static_cast<uint16_t>(o.sample)));
+  }
+  dp::FlowMonitorOptions opts;
+  opts.filter.reasons = o.reasons;
+  if (o.verdict == "drop" || o.verdict == "dropped") opts.filter.dropped = true;
+  if (o.verdict == "forward" || o.verdict == "forwarded") opts.filter.dropped = false;
+  for (const std::string& a : o.monitor_addresses) {
+    auto prefix = cninet::cni::IPPrefix::Parse(a);
+    if (!prefix.ok()) {
+      CNINET_ASSIGN_OR_RETURN(auto addr, cninet::cni::IPAddress::Parse(a));
+      prefix = cninet::cni::IPPrefix(addr, addr.bit_length());
+    }
+    opts.filter.addresses.push_back(*prefix);
+  }
+  uint64_t seen = 0;
+  auto on_event = [&o, &seen](const dp::FlowEvent& e) {
+    if (o.count != 0 && seen >= o.count) return;
+    ++seen;
+    std::cout << (o.json ? e.Json() : e.Text()) << std::endl;  // flushed: readers stream it
+  };
+  CNINET_ASSIGN_OR_RETURN(auto mon, dp::FlowMonitor::Open(o.pin_dir, std::move(opts), on_event));
+  struct sigaction sa = {};
+  sa.sa_handler = OnStopSignal;  // no SA_RESTART: the poll returns on a signal
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::cerr << "listening on " << o.pin_dir << " (Ctrl-C to stop)" << std::endl;
+  while (!g_stop && (o.count == 0 || seen < o.count)) {
+    CNINET_ASSIGN_OR_RETURN(int n, mon->Poll(std::chrono::milliseconds(200)));
+    (void)n;
+  }
+  return absl::OkStatus();
+}
+
+void AddMonitor(CLI::App& app, Options& o, Action* action) {
+  CLI::App* mon = app.add_subcommand(
+      "monitor", "stream drops (always) and sampled new flows (load --monitor-sample N)");
+  mon->add_flag("--json", o.json, "one JSON object per line");
+  mon->add_option("--reason", o.reasons, "only these reasons (counter names, e.g. drop_policy)")
+      ->delimiter(',')
+      ->check(Check(
+          [](std::string_view v) -> absl::StatusOr<int> {
+            dp::FlowFilter f;
+            f.reasons = {std::string(v)};
+            CNINET_RETURN_IF_ERROR(f.Validate());
+            return 0;
+          },
+          "REASON"));
+  mon->add_option("--verdict", o.verdict, "only drop or forward")
+      ->check(CLI::IsMember({"drop", "dropped", "forward", "forwarded"}));
+  mon->add_option("--address", o.monitor_addresses,
+                  "only packets from or to this address or CIDR; repeatable")
+      ->check(Check(
+          [](std::string_view v) -> absl::StatusOr<int> {
+            if (cninet::cni::IPPrefix::Parse(v).ok()) return 0;
+            CNINET_RETURN_IF_ERROR(cninet::cni::IPAddress::Parse(v).status());
+            return 0;
+          },
+          "ADDR|CIDR"));
+  mon->add_option("--count", o.count, "stop after N events (0 = until SIGINT/SIGTERM)");
+  mon->add_option("--sample", o.sample,
+                  "first set the instance's sampling to one new flow in N (0 = drops only); "
+                  "stays after exit")
+      ->check(CLI::Range(0, 65535));
+  mon->callback([action, &o] { action->plain = [&o] { return Monitor(o); }; });
+}
+
 absl::Status Run(const Options& o, const Action& action) {
   if (action.plain) return action.plain();
   CNINET_ASSIGN_OR_RETURN(auto d, dp::Datapath::OpenPinned(o.pin_dir));
@@ -500,6 +588,7 @@ int main(int argc, char** argv) {
   AddService(app, o, &action);
   AddTables(app, o, &action);
   AddSocketLb(app, o, &action);
+  AddMonitor(app, o, &action);
   app.add_subcommand("help", "print this help")->callback([&app] { throw CLI::CallForHelp(); });
   try {
     app.parse(argc, argv);

@@ -48,6 +48,7 @@ typedef uint64_t cn_u64;
 #define CN_MAP_SOCK_NETNS "cn_sock_netns"  ///< Netns cookies whose sockets socket LB translates.
 #define CN_MAP_SOCK_REV "cn_sock_rev"      ///< (socket, backend) -> service address (recvmsg).
 #define CN_MAP_SOCK_FLOWS "cn_sock_flows"  ///< TCP tuples socket LB sent to a backend (policy).
+#define CN_MAP_EVENTS "cn_events"          ///< Ring buffer of drop/flow events (cn_event).
 
 // The SNAT allocator's maps (bpf/lib/nat.h).
 #define CN_MAP_NAT_PORTS "cn_nat_ports"      ///< Port index: node ports in use per destination.
@@ -78,7 +79,9 @@ union cn_addr {
 struct cn_config {
   cn_u32 abi_version;           ///< CN_ABI_VERSION of the writer.
   cn_u8 cluster_prefix_len[2];  ///< Cluster CIDR per family, 128-bit terms; 0 = none.
-  cn_u8 pad[2];                 ///< Zero.
+  /// Flow monitor: one new flow in `monitor_sample_h` is sent to cn_events (0 = off; host order).
+  /// Drops are always sent.
+  cn_u16 monitor_sample_h;
   union cn_addr node_addrs[CN_MAX_NODE_ADDRS];  ///< Node addresses (either family); 0 = unused.
   union cn_addr cluster_net[2];                 ///< Cluster CIDR network per family (CN_FAM_*).
   union cn_addr cluster_mask[2];                ///< Cluster CIDR mask per family (128-bit).
@@ -321,6 +324,7 @@ enum cn_reason {
   CN_R_SOCK_REVERSE,          ///< Socket LB: recvmsg()/getpeername() shows the service address.
   CN_R_SOCK_REFUSED,          ///< Socket LB: service without backends, ECONNREFUSED returned.
   CN_R_SOCK_FLOW,             ///< Socket LB: TCP tuple recorded for the backend's policy check.
+  CN_R_MONITOR_LOST,          ///< Monitor event lost: the cn_events ring buffer was full.
   CN_R_MAX = 48               ///< Size of the counters map.
 };
 
@@ -355,6 +359,34 @@ struct cn_sock_netns_entry {
   cn_u32 pad;    ///< Zero.
 };
 
+// ---- Flow monitor (bpf/lib/monitor.h, cninet::datapath::FlowMonitor) ----
+
+#define CN_EV_DROP 1  ///< cn_event.type: a dropped packet (every drop).
+#define CN_EV_FLOW 2  ///< cn_event.type: the first packet of a sampled new flow.
+
+// cn_event.hook: the program that sent the event.
+#define CN_HOOK_FROM_POD 1    ///< cn_from_pod (pod veth, from the pod).
+#define CN_HOOK_TO_POD 2      ///< cn_to_pod (pod veth, towards the pod).
+#define CN_HOOK_FROM_WORLD 3  ///< cn_from_world (uplink ingress).
+#define CN_HOOK_TO_WORLD 4    ///< cn_to_world (uplink egress).
+
+/// Record of the cn_events ring buffer.
+struct cn_event {
+  cn_u64 ts_ns;       ///< bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the packet.
+  struct cn_tuple t;  ///< Tuple as the program saw it (IPv4 as IPv4-mapped addresses).
+  cn_u32 ifindex;     ///< Interface the program runs on (skb->ifindex).
+  cn_u32 reason;      ///< Verdict reason (enum cn_reason).
+  /// Policy drops: the endpoint's deny slot; admitted flows: the allow slot (cn_pol_stats).
+  /// 0 = none.
+  cn_u32 rule;
+  cn_u32 len;       ///< Packet length (skb->len).
+  cn_u8 type;       ///< CN_EV_*.
+  cn_u8 hook;       ///< CN_HOOK_*.
+  cn_u8 ipv6;       ///< 1: IPv6, 0: IPv4.
+  cn_u8 tcp_flags;  ///< TCP flags of the packet (0 for other protocols).
+  cn_u32 pad;       ///< Zero.
+};
+
 // Layout checks: the BPF programs and the C++ library must agree byte for byte.
 /// @cond CN_LAYOUT_CHECKS
 CN_STATIC_ASSERT(sizeof(union cn_addr) == 16, "cn_addr layout");
@@ -379,7 +411,8 @@ CN_STATIC_ASSERT(sizeof(struct cn_sock_rev_entry) == 24, "cn_sock_rev_entry layo
 CN_STATIC_ASSERT(sizeof(struct cn_sock_flow) == 8, "cn_sock_flow layout");
 CN_STATIC_ASSERT(sizeof(struct cn_sock_netns_entry) == 8, "cn_sock_netns_entry layout");
 CN_STATIC_ASSERT(CN_R_DROP_ISOLATED < CN_R_EVENTS, "verdict reasons fit below the events");
-CN_STATIC_ASSERT(CN_R_SOCK_FLOW < CN_R_MAX, "events fit in the counters map");
+CN_STATIC_ASSERT(sizeof(struct cn_event) == 72, "cn_event layout");
+CN_STATIC_ASSERT(CN_R_MONITOR_LOST < CN_R_MAX, "events fit in the counters map");
 /// @endcond
 
 #if defined(__BPF__)

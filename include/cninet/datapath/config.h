@@ -44,6 +44,9 @@ struct MapSizes {
   uint32_t sock_netns = 1024;          ///< Network namespaces served by socket LB.
   uint32_t sock_reverse = 65536;       ///< Socket LB (socket, backend) -> service entries (LRU).
   uint32_t sock_flows = 65536;         ///< Socket-LB'd TCP connections for the policy (LRU).
+  /// Bytes of the monitor's ring buffer (cn_events): a power of two, >= 4096 (a page). When the
+  /// reader lags that far behind, events are lost and counted (CN_R_MONITOR_LOST).
+  uint32_t monitor_ring_bytes = 1u << 20;
 };
 
 /// Suggested DatapathConfig::service_mark: bit 12, clear of kube-proxy's 0x4000 (masquerade) and
@@ -80,6 +83,9 @@ struct DatapathConfig {
   /// to-pod policy as "through a Service" (isolation rule e); needs an overlay carrying the mark
   /// (VXLAN with GBP). 0 = off; at most 0xffff (what GBP carries). See kDefaultServiceMark.
   uint32_t service_mark = 0;
+  /// Flow monitor sampling: one new flow in `monitor_sample` is sent to the monitor's ring
+  /// buffer besides every drop. 0 = off (the default: drops only); 1 = every new flow.
+  uint16_t monitor_sample = 0;
 
   /// The cluster CIDRs in effect: `cluster_cidrs`, or `cluster_cidr` alone when that is empty.
   std::vector<cni::IPPrefix> ClusterCidrs() const;

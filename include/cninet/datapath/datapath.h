@@ -118,6 +118,9 @@ class Datapath {
   const std::string& pin_dir() const { return pin_dir_; }
   /// The instance's pin paths (from config()).
   PinLayout layout() const { return PinLayout::For(config_.bpffs_root, config_.instance); }
+  /// Sets the flow monitor's sampling of new flows (DatapathConfig::monitor_sample; 0 = drops
+  /// only) in the running datapath; programs see it on their next packet.
+  absl::Status SetMonitorSample(uint16_t one_in_n);
   /// Removes the pinned socket-LB links (detaching them), the pinned maps and programs, the
   /// instance directory with its programs/ directory, and the shared cninet directory once empty
   /// (flows are lost once no one uses the maps).

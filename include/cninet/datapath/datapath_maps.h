@@ -21,7 +21,10 @@ class DatapathMaps {
   Map<cn_nat_ports_key, uint64_t> nat_ports;
   Map<cn_svc_key, cn_svc_entry> services;  ///< Frontends.
   Map<uint32_t, cn_backend> backends;      ///< Backends.
-  RawMap lb_tables;                        ///< array of maps: service id -> inner array (see abi.h)
+  /// Ring buffer of monitor events (cn_events; FlowMonitor). Invalid when opened from pins of a
+  /// version without the monitor.
+  RawMap events;
+  RawMap lb_tables;  ///< array of maps: service id -> inner array (see abi.h)
   Map<cn_affinity_key, cn_affinity_entry> affinity;  ///< sessionAffinity.
   Map<cn_addr, cn_endpoint> endpoints;               ///< Local pods.
   Map<uint32_t, PerCpu<cn_counter>> counters;        ///< Per-CPU counters.

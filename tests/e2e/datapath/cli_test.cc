@@ -35,6 +35,10 @@ TEST(CninetDpCli, UsageErrorsExitWith2AndNameTheFlag) {
       {{"service", "upsert", "--id", "1", "--frontend", "bogus:1/tcp"}, "--frontend"},
       {{"service", "delete", "--id", "abc"}, "--id"},
       {{"ct", "frobnicate"}, "frobnicate"},
+      {{"monitor", "--verdict", "maybe"}, "--verdict"},
+      {{"monitor", "--address", "not-an-ip"}, "--address"},
+      {{"monitor", "--count", "x"}, "--count"},
+      {{"monitor", "--reason", "drop_bogus"}, "--reason"},
       {{"frobnicate"}, "frobnicate"},
       {{}, "subcommand"},
   };
@@ -58,7 +62,8 @@ TEST(CninetDpCli, EveryCommandHasHelp) {
                                                                             {"counters"},
                                                                             {"endpoint"},
                                                                             {"endpoint", "add"},
-                                                                            {"unpin"}}) {
+                                                                            {"unpin"},
+                                                                            {"monitor"}}) {
     cmd.push_back("--help");
     CommandResult r = Dp(cmd);
     EXPECT_EQ(r.exit_code, 0) << ::testing::PrintToString(cmd) << r.err;
