@@ -55,6 +55,9 @@ namespace dp = ::cninet::datapath;
 constexpr uint16_t kPodPort = 8080;
 // The agents' --resync-interval (Cluster::AgentArgs): the unit of the convergence ratios.
 constexpr double kResyncSeconds = 2.0;
+// How long an expired flow entry may stay before it counts as leaked: the agents collect
+// expired conntrack/NAT entries at each resync; the entries' clock has 1 s granularity.
+constexpr int64_t kGcGraceSeconds = static_cast<int64_t>(kResyncSeconds) + 1;
 // The long-lived service (backends: the server pods, never churned).
 constexpr char kStableService[] = "soak-stable";
 constexpr char kStableIp[] = "10.96.0.50";
@@ -255,9 +258,9 @@ class Soak {
     r += StrCat("    of which during the etcd restart:       ", in_etcd, "\n");
     r += StrCat("  desired vs programmed after convergence:  ", leaks.differences, "\n");
     r += StrCat(
-        "(not leaks: unexpired conntrack/NAT entries of deleted pods on other nodes, in "
-        "their closing timeout: ",
-        remote_unexpired_, ")\n");
+        "(not leaks: conntrack/NAT entries of deleted pods on other nodes still in their closing "
+        "timeout or expired less than ",
+        kGcGraceSeconds, " s ago: ", remote_unexpired_, ")\n");
     r += StrCat("checkpoints: ", checkpoints_, ", leaks seen at checkpoints: ", checkpoint_leaks_,
                 "\n");
     for (size_t i = 0; i < leaks.details.size() && i < 40; ++i) {
@@ -684,13 +687,14 @@ class Soak {
       }
       // A flow entry naming a deleted pod's address is a leak on the pod's own node (the DEL
       // flushes them there) and, on the other nodes, once it has expired (the peer's side of a
-      // closed connection lives out its closing timeout, then garbage collection must take it).
-      // Unexpired ones on other nodes are counted apart, for information.
+      // closed connection lives out its closing timeout, then the agent's garbage collection at
+      // each resync must take it: expired for longer than a resync interval and a second of
+      // clock granularity). Younger ones on other nodes are counted apart, for information.
       auto leaked = [&](std::initializer_list<const cni::IPAddress*> addrs, int64_t expires_in) {
         for (const cni::IPAddress* a : addrs) {
           auto it = gone.find(a->ToString());
           if (it == gone.end()) continue;
-          if (it->second == i || expires_in < 0) return 1;
+          if (it->second == i || expires_in < -kGcGraceSeconds) return 1;
           ++remote_unexpired_;
           return 0;
         }
