@@ -61,6 +61,8 @@ constexpr int64_t kGcGraceSeconds = static_cast<int64_t>(kResyncSeconds) + 1;
 // The long-lived service (backends: the server pods, never churned).
 constexpr char kStableService[] = "soak-stable";
 constexpr char kStableIp[] = "10.96.0.50";
+// A server in the cluster's external namespace (pods reach it masqueraded: NAT entries).
+constexpr char kExternalIp[] = "192.168.50.100";
 // Churned services soak-churn-K at 10.96.1.(10+K).
 constexpr int kChurnServices = 3;
 constexpr int kChurnPolicies = 3;
@@ -137,14 +139,22 @@ class Soak {
         !s.ok()) {
       return s;
     }
+    external_server_ = std::make_unique<::cninet::testing::LineServer>(
+        ::cninet::testing::LineServerOptions{.netns_path = cluster_->external().path(),
+                                             .port = kPodPort,
+                                             .name = "external",
+                                             .echo_line = false});
+    if (!external_server_->status().ok()) return external_server_->status();
     if (absl::Status s = ConvergeAll(nullptr); !s.ok()) return s;
-    // pod -> ClusterIP from every client; pod -> pod across nodes (client n -> server n+1).
+    // pod -> ClusterIP from every client; pod -> pod across nodes (client n -> server n+1);
+    // pod -> the external namespace (masqueraded) from the first client.
     for (int n = 0; n < 3; ++n) {
       Pod& c = cluster_->pods()[clients_[n]];
       Pod& s = cluster_->pods()[servers_[(n + 1) % 3]];
-      for (auto [ip, port, kind] :
-           {std::tuple<std::string, uint16_t, const char*>{kStableIp, 80, "ClusterIP"},
-            {s.ip, kPodPort, "pod"}}) {
+      std::vector<std::tuple<std::string, uint16_t, const char*>> targets = {
+          {kStableIp, 80, "ClusterIP"}, {s.ip, kPodPort, "pod"}};
+      if (n == 0) targets.push_back({kExternalIp, kPodPort, "external, masqueraded"});
+      for (auto [ip, port, kind] : targets) {
         auto conn = std::make_unique<LongConn>();
         conn->what = StrCat(c.name, " -> ", ip, ":", port, " (", kind, ")");
         conn->netns = c.ns->path();
@@ -167,6 +177,7 @@ class Soak {
     stop_ = true;
     if (keeper_.joinable()) keeper_.join();
     conns_.clear();
+    external_server_.reset();
     cluster_.reset();
   }
 
@@ -234,8 +245,8 @@ class Soak {
         StrCat("operations applied: ", ops_total(), " = ", ops_total() / churn_seconds_,
                " per second (pods added ", pods_added_, ", pods deleted ", pods_deleted_,
                ", service/endpoints writes ", service_ops_, ", policy writes ", policy_ops_, ")\n");
-    r += StrCat("churn pod probes (new pod -> server pod, -> ClusterIP): ", probes_ok_, " ok, ",
-                probes_failed_, " failed\n");
+    r += StrCat("churn pod probes (new pod -> server pod, -> ClusterIP, -> external): ", probes_ok_,
+                " ok, ", probes_failed_, " failed\n");
     r += StrCat("agent kills survived: ", kills, ", etcd restarts survived: ", etcd, "\n");
     for (const Disruption& d : disruptions_) {
       r += StrCat("  ", d.what, ": down ", d.down_s, " s, converged in ",
@@ -261,6 +272,8 @@ class Soak {
         "(not leaks: conntrack/NAT entries of deleted pods on other nodes still in their closing "
         "timeout or expired less than ",
         kGcGraceSeconds, " s ago: ", remote_unexpired_, ")\n");
+    r += StrCat("flow entries scanned at the end (all nodes): conntrack ", ct_entries_, ", NAT ",
+                nat_entries_, "\n");
     r += StrCat("checkpoints: ", checkpoints_, ", leaks seen at checkpoints: ", checkpoint_leaks_,
                 "\n");
     for (size_t i = 0; i < leaks.details.size() && i < 40; ++i) {
@@ -309,8 +322,9 @@ class Soak {
     // Short connections from the new pod: to a server pod on another node and to the ClusterIP.
     Pod& p = cluster_->pods()[*idx];
     const Pod& target = cluster_->pods()[servers_[(node + 1) % 3]];
-    for (auto [ip, port] :
-         {std::pair<std::string, uint16_t>{target.ip, kPodPort}, {std::string(kStableIp), 80}}) {
+    for (auto [ip, port] : {std::pair<std::string, uint16_t>{target.ip, kPodPort},
+                            {std::string(kStableIp), 80},
+                            {std::string(kExternalIp), kPodPort}}) {
       auto who = WhoAnswers(p.ns->path(), ip, port);
       if (who.ok()) {
         ++probes_ok_;
@@ -601,7 +615,7 @@ class Soak {
   // ---- what must be zero ----
 
   void CountLeaks(Leaks* leaks) {
-    remote_unexpired_ = 0;
+    remote_unexpired_ = ct_entries_ = nat_entries_ = 0;
     std::set<std::string> live;  // every live pod address (addresses are reused)
     for (const Pod& p : cluster_->pods()) {
       if (p.ns) live.insert(p.ip);
@@ -701,6 +715,7 @@ class Soak {
         return 0;
       };
       if (auto ct = (*d)->conntrack().Dump(); ct.ok()) {
+        ct_entries_ += static_cast<int>(ct->size());
         for (const dp::ConntrackEntry& e : *ct) {
           if (leaked({&e.tuple.src, &e.tuple.dst, &e.nat_address}, e.expires_in_s)) {
             ++leaks->conntrack;
@@ -712,6 +727,7 @@ class Soak {
         leaks->details.push_back(StrCat(n.name, ": conntrack dump: ", ct.status().message()));
       }
       if (auto nat = (*d)->nat().Dump(); nat.ok()) {
+        nat_entries_ += static_cast<int>(nat->size());
         for (const dp::NatEntry& e : *nat) {
           if (leaked({&e.tuple.src, &e.tuple.dst, &e.to_address}, e.expires_in_s)) {
             ++leaks->nat;
@@ -727,6 +743,7 @@ class Soak {
 
   std::mt19937_64 rng_;
   std::unique_ptr<Cluster> cluster_;
+  std::unique_ptr<::cninet::testing::LineServer> external_server_;
   std::vector<int> servers_, clients_, churn_;
   std::map<std::string, int> deleted_ips_;  // address of a deleted pod -> its node
   std::vector<std::unique_ptr<LongConn>> conns_;
@@ -736,7 +753,10 @@ class Soak {
   int churn_seq_ = 0, pods_added_ = 0, pods_deleted_ = 0, service_ops_ = 0, policy_ops_ = 0;
   int probes_ok_ = 0, probes_failed_ = 0, checkpoints_ = 0, checkpoint_leaks_ = 0, broken_ = 0;
   double churn_seconds_ = 0;
-  int remote_unexpired_ = 0;  // unexpired flow entries of deleted pods on other nodes (last count)
+  int remote_unexpired_ = 0;
+  int ct_entries_ = 0,
+      nat_entries_ = 0;  // entries scanned on all nodes (last count)  // unexpired flow entries of
+                         // deleted pods on other nodes (last count)
 };
 
 TEST(Soak, ChurnWithAgentKillsAndAnEtcdRestartLeavesNothingBehind) {
