@@ -2,8 +2,9 @@
 # Installs what is missing, builds cninet and runs every test (the README's second command and
 # what CI runs through .ci/run). Run as root: most suites build network namespaces and load BPF.
 #
-# Stages: deps, format check, dev build + ctest (unit, bpf, e2e, install), clang fuzzers
-# (CNINET_FUZZ_SECONDS each, default 30), ASan+UBSan build + unit tests.
+# Stages: deps, format check, dev build + ctest (unit, bpf, e2e, install, and the churn soak of
+# tests/soak for CNINET_SOAK_SECONDS, default 60), clang fuzzers (CNINET_FUZZ_SECONDS each,
+# default 30), ASan+UBSan build + unit tests.
 # Set CNINET_STAGES to a subset, e.g. CNINET_STAGES="dev" for a quick run.
 set -u
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ ROOT=$PWD
 STAGES=${CNINET_STAGES:-"format dev fuzz asan"}
 JOBS=${CNINET_JOBS:-$(nproc)}
 export CNINET_FUZZ_SECONDS=${CNINET_FUZZ_SECONDS:-30}
+export CNINET_SOAK_SECONDS=${CNINET_SOAK_SECONDS:-60}
 export CTEST_OUTPUT_ON_FAILURE=1
 
 ./scripts/deps.sh || exit 1

@@ -160,6 +160,7 @@ struct Agent::Impl : public LocalApiHandler {
   std::optional<Round> NextRound(bool* renew);
   void RenewHeartbeat();
   Topics RunPasses(const Round& round, const Snapshot& snapshot, std::vector<std::string>* errors);
+  void CollectExpiredFlows();
   // Records one run of `what` (a pass's name or "round") in its latency histogram.
   void ObserveLatency(std::string_view what, Clock::duration took);
   void Publish(const Round& round, int64_t revision, Topics failed,
@@ -294,6 +295,7 @@ void Agent::Impl::Loop() {
     std::vector<std::string> errors;
     const auto round_start = Clock::now();
     Topics failed = RunPasses(*round, *snapshot, &errors);
+    if (round->resync) CollectExpiredFlows();
     ObserveLatency("round", Clock::now() - round_start);
     Publish(*round, snapshot->revision, failed, errors);
     std::this_thread::sleep_for(errors.empty() ? opt.min_reconcile_interval
@@ -345,6 +347,26 @@ Topics Agent::Impl::RunPasses(const Round& round, const Snapshot& snapshot,
     warnings[std::string(pass->name())] = std::move(lines);
   }
   return failed;
+}
+
+// Deletes the expired conntrack and NAT entries (every resync). Nothing else does: the
+// conntrack map is an LRU that only evicts under pressure, the NAT map a plain hash that would
+// fill up, and a pod's DEL flushes its flows only on its own node, so without this the other
+// nodes kept the entries of every deleted pod's closed connections forever (found by the soak).
+void Agent::Impl::CollectExpiredFlows() {
+  std::lock_guard<std::mutex> rl(reconcile_mu);
+  dp::Datapath& d = *node.datapath;
+  absl::StatusOr<dp::GcResult> ct = d.conntrack().Gc();
+  absl::StatusOr<dp::GcResult> nat = d.nat().Gc();
+  if (!ct.ok() || !nat.ok()) {
+    CNINET_LOG(kWarning, "flow GC: conntrack ", ct.status().ToString(), ", NAT ",
+               nat.status().ToString());
+    return;
+  }
+  if (ct->deleted + nat->deleted > 0) {
+    CNINET_LOG(kDebug, "flow GC: ", ct->deleted, " of ", ct->scanned, " conntrack and ",
+               nat->deleted, " of ", nat->scanned, " NAT entries expired");
+  }
 }
 
 void Agent::Impl::Publish(const Round& round, int64_t revision, Topics failed,

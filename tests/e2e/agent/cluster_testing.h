@@ -164,6 +164,8 @@ class Cluster {
   // etcdctl/cninetctl flags reaching etcd as the admin (TLS clusters: CA + the root certificate),
   // e.g. {"--endpoints", url, "--cacert", ...} for etcdctl.
   std::vector<std::string> etcdctl_flags() const;
+  // The etcd server (nullptr without etcd), e.g. to Stop()/Restart() it under the agents.
+  ::cninet::testing::EtcdServer* etcd() { return etcd_.get(); }
   // etcd's log file ("" without etcd).
   std::string etcd_log() const { return etcd_ ? etcd_->log_file() : std::string(); }
   // The harness's PKI (etcd_tls clusters only).
