@@ -120,9 +120,9 @@ class Soak {
   absl::Status SetUp() {
     ClusterOptions o;
     o.etcd_tls = true;
-    // TODO(issue 19, per-node rights): once the Cluster harness can start etcd with auth and
-    // per-node roles (being built separately), turn it on here so the agents run with their
-    // node identities; the soak itself needs no other change (its writes use the admin store).
+    // etcd's authentication on with the per-node roles of scripts/etcd-roles.sh: the agents run
+    // with their node identities; the soak's own writes use the admin store.
+    o.etcd_auth = true;
     cluster_ = std::make_unique<Cluster>(o);
     if (!cluster_->status().ok()) return cluster_->status();
     // Two static pods per node: a server (backend of the stable service, pod-to-pod target) and
