@@ -150,6 +150,22 @@ CommandResult Sh(const std::string& script, std::chrono::milliseconds timeout) {
   return Run({"/bin/sh", "-c", script}, {}, {}, timeout);
 }
 
+CommandResult WireDualStackPod(ScopedNetns& node, ScopedNetns& pod, const std::string& host_if,
+                               const std::string& ip4, const std::string& ip6,
+                               const std::string& gw4, const std::string& gw6) {
+  CommandResult r = node.Exec(
+      StrCat("ip link add ", host_if, " type veth peer name eth0 netns ", pod.name(),
+             " && ip addr add ", gw4, "/32 dev ", host_if, " && ip -6 addr add ", gw6, "/128 dev ",
+             host_if, " nodad && ip link set ", host_if, " up && ip route add ", ip4, "/32 dev ",
+             host_if, " && ip -6 route add ", ip6, "/128 dev ", host_if));
+  if (!r.ok()) return r;
+  return pod.Exec(StrCat("ip addr add ", ip4, "/32 dev eth0 && ip -6 addr add ", ip6,
+                         "/128 dev eth0 nodad && ip link set eth0 up && ip route add ", gw4,
+                         " dev eth0 && ip route add default via ", gw4,
+                         " dev eth0 && ip -6 route add ", gw6,
+                         " dev eth0 && ip -6 route add default via ", gw6, " dev eth0"));
+}
+
 absl::StatusOr<int> FreeLoopbackPort() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError(StrCat("socket: ", strerror(errno)));

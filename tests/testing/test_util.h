@@ -125,6 +125,14 @@ class ScopedNetns {
   bool removed_ = false;
 };
 
+// Wires `pod` to `node` with a veth (`host_if` in `node`, eth0 in `pod`), dual-stack: the pod
+// gets ip4/32 and ip6/128 (no DAD) with default routes via the host side's gw4/gw6, and the node
+// routes ip4/ip6 to host_if. The result of the two commands (the first failure, if any).
+CommandResult WireDualStackPod(ScopedNetns& node, ScopedNetns& pod, const std::string& host_if,
+                               const std::string& ip4, const std::string& ip6,
+                               const std::string& gw4 = "10.244.1.1",
+                               const std::string& gw6 = "fd00:244::1");
+
 // Environment for executing a CNI plugin by hand.
 struct PluginCall {
   std::string command;       // CNI_COMMAND.

@@ -97,15 +97,7 @@ class RestartE2eTest : public ::testing::Test {
 
   void AddPod(ScopedNetns& pod, const std::string& host_if, const std::string& ip4,
               const std::string& ip6) {
-    Must(node_.Exec("ip link add " + host_if + " type veth peer name eth0 netns " + pod.name() +
-                    " && ip addr add 10.244.1.1/32 dev " + host_if +
-                    " && ip -6 addr add fd00:244::1/128 dev " + host_if + " nodad && ip link set " +
-                    host_if + " up && ip route add " + ip4 + "/32 dev " + host_if +
-                    " && ip -6 route add " + ip6 + "/128 dev " + host_if));
-    Must(pod.Exec("ip addr add " + ip4 + "/32 dev eth0 && ip -6 addr add " + ip6 +
-                  "/128 dev eth0 nodad && ip link set eth0 up && ip route add 10.244.1.1 dev eth0 "
-                  "&& ip route add default via 10.244.1.1 && ip -6 route add fd00:244::1 dev eth0 "
-                  "&& ip -6 route add default via fd00:244::1 dev eth0"));
+    Must(::cninet::testing::WireDualStackPod(node_, pod, host_if, ip4, ip6));
   }
 
   // Runs cninet-dp inside the node namespace: each call is a new process.
