@@ -237,52 +237,9 @@ absl::Status OccupyNatPorts(Datapath& dp, uint32_t pct, bool v6) {
   std::mt19937 rng(7);
   std::shuffle(ports.begin(), ports.end(), rng);
   ports.resize(ports.size() * pct / 100);
-  const uint32_t now = datapath::MonotonicSeconds();
-  const cn_addr node = Net(v6 ? dt::topo6::kNode : dt::topo::kNode);
-  const cn_addr outside = Net(v6 ? dt::topo6::kOutside : dt::topo::kOutside);
-  std::vector<cn_tuple> keys;
-  std::vector<cn_nat_entry> vals;
-  for (size_t j = 0; j < ports.size(); ++j) {
-    const cn_addr pod = datapath::ToAbiAddr(Plus(
-        v6, 10u << 24 | 244u << 16 | 9u << 8, "fd00:10:244:9::", static_cast<uint32_t>(j / 30000)));
-    const uint16_t pod_port = htons(static_cast<uint16_t>(1024 + j % 30000));
-    cn_tuple in{};
-    in.saddr = outside;
-    in.daddr = node;
-    in.sport = htons(443);
-    in.dport = htons(ports[j]);
-    in.proto = 6;
-    in.pad[0] = CN_NAT_INGRESS;
-    cn_nat_entry iv{};
-    iv.to_addr = pod;
-    iv.to_port = pod_port;
-    iv.created_s = now;
-    iv.expires_s = now + 21600;
-    cn_tuple eg{};
-    eg.saddr = pod;
-    eg.daddr = outside;
-    eg.sport = pod_port;
-    eg.dport = htons(443);
-    eg.proto = 6;
-    eg.pad[0] = CN_NAT_EGRESS;
-    cn_nat_entry ev{};
-    ev.to_addr = node;
-    ev.to_port = htons(ports[j]);
-    ev.created_s = now;
-    ev.expires_s = now + 21600;
-    keys.push_back(in);
-    vals.push_back(iv);
-    keys.push_back(eg);
-    vals.push_back(ev);
-  }
-  for (size_t off = 0; off < keys.size(); off += 8192) {
-    size_t n = std::min<size_t>(8192, keys.size() - off);
-    CNINET_RETURN_IF_ERROR(dp.maps()->nat.UpdateBatch(std::span(keys).subspan(off, n),
-                                                      std::span(vals).subspan(off, n)));
-  }
-  // The port index as the programs would have left it had they allocated these ports: the
-  // allocator sees the occupancy through it, so the case measures 90 % taken, not a stale hint.
-  return dp.nat().SyncPortIndex();
+  return dt::OccupySnatPorts(dp, *cni::IPAddress::Parse(v6 ? dt::topo6::kNode : dt::topo::kNode),
+                             *cni::IPAddress::Parse(v6 ? dt::topo6::kOutside : dt::topo::kOutside),
+                             ports, 21600);
 }
 
 // Clears the port index bits of deleted ingress mappings (what NatTable::Gc does for expired
@@ -290,16 +247,11 @@ absl::Status OccupyNatPorts(Datapath& dp, uint32_t pct, bool v6) {
 absl::Status ReleaseIndexBits(datapath::DatapathMaps& maps, const std::vector<cn_tuple>& nat_del) {
   for (const cn_tuple& in : nat_del) {
     if (in.pad[0] != CN_NAT_INGRESS) continue;
-    cn_nat_ports_key k{};
-    k.node = in.daddr;
-    k.remote = in.saddr;
-    k.rport = in.sport;
-    k.proto = in.proto;
-    const uint16_t port = ntohs(in.dport);
-    k.block = static_cast<uint16_t>(port >> 6);
+    uint64_t bit = 0;
+    const cn_nat_ports_key k = datapath::NatPortIndexKey(in, &bit);
     auto bits = maps.nat_ports.Lookup(k);
     if (!bits.ok()) continue;
-    const uint64_t left = *bits & ~(uint64_t{1} << (port & 63));
+    const uint64_t left = *bits & ~bit;
     CNINET_RETURN_IF_ERROR(left ? maps.nat_ports.Update(k, left) : maps.nat_ports.Delete(k));
   }
   return absl::OkStatus();

@@ -224,28 +224,29 @@ class Core : public std::enable_shared_from_this<Core> {
     }
   }
 
-  // The store's revision, read by counting the keys of options_.readable_prefix (a range every
-  // client may read: with etcd authentication on, a node's role reads only /cninet/).
+  // The store's revision (from CountReadable()'s header).
   absl::StatusOr<int64_t> Revision() {
-    etcdserverpb::RangeRequest req;
-    req.set_key(RangeStart(options_.readable_prefix));
-    req.set_range_end(RangeEnd(options_.readable_prefix));
-    req.set_count_only(true);
-    CNINET_ASSIGN_OR_RETURN(auto resp, Range(req));
+    CNINET_ASSIGN_OR_RETURN(auto resp, Range(CountReadable()));
     return resp.header().revision();
   }
 
   // One call that fails at once when the channel cannot connect: gRPC's reason (the TLS alert,
   // the refused connection) is in the failure's message.
   absl::Status Probe() {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    etcdserverpb::RangeResponse resp;
+    return FromGrpc(kv_->Range(&ctx, CountReadable(), &resp), "range");
+  }
+
+  // Counts the keys of options_.readable_prefix (a range every client may read: with etcd
+  // authentication on, a node's role reads only /cninet/); its header has the store revision.
+  etcdserverpb::RangeRequest CountReadable() const {
     etcdserverpb::RangeRequest req;
     req.set_key(RangeStart(options_.readable_prefix));
     req.set_range_end(RangeEnd(options_.readable_prefix));
     req.set_count_only(true);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    etcdserverpb::RangeResponse resp;
-    return FromGrpc(kv_->Range(&ctx, req, &resp), "range");
+    return req;
   }
 
   absl::StatusOr<int64_t> Put(std::string_view key, std::string_view value, LeaseId lease) {

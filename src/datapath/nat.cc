@@ -52,8 +52,15 @@ bool KeyLess(const cn_nat_ports_key& a, const cn_nat_ports_key& b) {
   return std::memcmp(&a, &b, sizeof(a)) < 0;
 }
 
-// The index key and bit of an ingress mapping (remote -> node:port).
-cn_nat_ports_key IndexKey(const cn_tuple& ingress, uint64_t* bit) {
+}  // namespace
+
+std::string NatEntry::ToString() const {
+  return StrCat(egress ? "egress  " : "ingress ", tuple.ToString(),
+                egress ? " => src " : " => dst ", HostPort(to_address, to_port),
+                closing ? " closing" : "", " expires_in=", expires_in_s, "s age=", age_s, "s");
+}
+
+cn_nat_ports_key NatPortIndexKey(const cn_tuple& ingress, uint64_t* bit) {
   cn_nat_ports_key k{};
   k.node = ingress.daddr;
   k.remote = ingress.saddr;
@@ -63,14 +70,6 @@ cn_nat_ports_key IndexKey(const cn_tuple& ingress, uint64_t* bit) {
   k.block = static_cast<uint16_t>(port >> 6);
   *bit = uint64_t{1} << (port & 63);
   return k;
-}
-
-}  // namespace
-
-std::string NatEntry::ToString() const {
-  return StrCat(egress ? "egress  " : "ingress ", tuple.ToString(),
-                egress ? " => src " : " => dst ", HostPort(to_address, to_port),
-                closing ? " closing" : "", " expires_in=", expires_in_s, "s age=", age_s, "s");
 }
 
 NatTable::NatTable(std::shared_ptr<DatapathMaps> maps) : maps_(std::move(maps)) {}
@@ -143,7 +142,7 @@ absl::Status NatTable::SyncPortIndex() {
   CNINET_RETURN_IF_ERROR(maps_->nat.ForEach([&](const cn_tuple& k, const cn_nat_entry&) {
     if (k.pad[0] != CN_NAT_INGRESS) return true;
     uint64_t bit = 0;
-    cn_nat_ports_key ik = IndexKey(k, &bit);
+    cn_nat_ports_key ik = NatPortIndexKey(k, &bit);
     want[ik] |= bit;
     return true;
   }));

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "cninet/cni/ip.h"
+#include "cninet/datapath/abi.h"
 #include "cninet/datapath/conntrack.h"
 #include "cninet/datapath/types.h"
 
@@ -39,6 +40,10 @@ struct NatStats {
   size_t expired = 0;      ///< Entries past their lifetime.
   size_t max_entries = 0;  ///< Capacity of the map.
 };
+
+/// The SNAT port index (cn_nat_ports) key of the ingress mapping `ingress` (remote -> node:port):
+/// the node port's 64-port block toward that remote; *bit is the port's bit in the block.
+cn_nat_ports_key NatPortIndexKey(const cn_tuple& ingress, uint64_t* bit);
 
 /// Access to the NAT map.
 class NatTable {

@@ -64,50 +64,9 @@ class SnatAllocTest : public ::testing::TestWithParam<const Family*> {
   // Takes `ports` toward f().outside:443/tcp as live mapping pairs of other pods, as a busy node
   // would have them, and the port index as the programs keep it.
   void Occupy(const std::vector<uint16_t>& ports) {
-    std::vector<cn_tuple> keys;
-    std::vector<cn_nat_entry> vals;
-    const uint32_t now = MonotonicSeconds();
-    const bool v6 = f().name[1] == '6';
-    for (size_t j = 0; j < ports.size(); ++j) {
-      cn_addr pod = Abi(v6 ? "fd00:10:244:9::1" : "10.244.9.1");
-      pod.a8[15] = static_cast<uint8_t>(1 + j / 30000);
-      const uint16_t pod_port = htons(static_cast<uint16_t>(1024 + j % 30000));
-      cn_tuple in{};
-      in.saddr = Abi(f().outside);
-      in.daddr = Abi(f().node);
-      in.sport = htons(443);
-      in.dport = htons(ports[j]);
-      in.proto = 6;
-      in.pad[0] = CN_NAT_INGRESS;
-      cn_nat_entry iv{};
-      iv.to_addr = pod;
-      iv.to_port = pod_port;
-      iv.created_s = now;
-      iv.expires_s = now + 3600;
-      cn_tuple eg{};
-      eg.saddr = pod;
-      eg.daddr = Abi(f().outside);
-      eg.sport = pod_port;
-      eg.dport = htons(443);
-      eg.proto = 6;
-      eg.pad[0] = CN_NAT_EGRESS;
-      cn_nat_entry ev{};
-      ev.to_addr = Abi(f().node);
-      ev.to_port = htons(ports[j]);
-      ev.created_s = now;
-      ev.expires_s = now + 3600;
-      keys.push_back(in);
-      vals.push_back(iv);
-      keys.push_back(eg);
-      vals.push_back(ev);
-    }
-    for (size_t off = 0; off < keys.size(); off += 8192) {
-      size_t n = std::min<size_t>(8192, keys.size() - off);
-      absl::Status st = dp_->maps()->nat.UpdateBatch(std::span(keys).subspan(off, n),
-                                                     std::span(vals).subspan(off, n));
-      ASSERT_TRUE(st.ok()) << st;
-    }
-    ASSERT_TRUE(dp_->nat().SyncPortIndex().ok());
+    absl::Status st = OccupySnatPorts(*dp_, *cni::IPAddress::Parse(f().node),
+                                      *cni::IPAddress::Parse(f().outside), ports, 3600);
+    ASSERT_TRUE(st.ok()) << st;
   }
 
   std::unique_ptr<Datapath> dp_;

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -117,6 +118,38 @@ TEST(ServiceTable, RejectsInvalidServicesWithoutTouchingMaps) {
   EXPECT_EQ(*(*dp)->maps()->backends.Size(), 0u);
 }
 
+// A datapath with node addresses of both families (dual-stack NodePorts).
+absl::StatusOr<std::unique_ptr<Datapath>> DualStackNode() {
+  DatapathConfig cfg = StandardConfig();
+  cfg.cluster_cidrs.push_back(*cni::IPPrefix::Parse(topo6::kClusterCidr));
+  cfg.node_addresses = {Ip(topo::kNode), Ip(topo6::kNode)};
+  return Datapath::Create(cfg);
+}
+
+// A NodePort-only service on TCP `port` (drop when empty, as for externalTrafficPolicy Local),
+// with one backend on 8080 unless `backend` is null.
+Service NodePortOnly(uint32_t id, uint16_t port, const char* backend,
+                     std::optional<cni::IPAddress::Family> family = std::nullopt) {
+  Service s;
+  s.id = id;
+  s.frontends = {Frontend{cni::IPAddress(), port, Protocol::kTcp, FrontendKind::kNodePort}};
+  if (backend != nullptr) s.backends = {Backend{Ip(backend), 8080}};
+  s.maglev_size = 251;
+  s.reject_without_backends = false;
+  s.family = family;
+  return s;
+}
+
+// The service id the frontend key node:port/tcp leads to (0: none).
+uint32_t NodePortOwner(Datapath& dp, const char* node, uint16_t port) {
+  cn_svc_key k{};
+  k.addr = ToAbiAddr(Ip(node));
+  k.port = htobe16(port);
+  k.proto = IPPROTO_TCP;
+  auto e = dp.maps()->services.Lookup(k);
+  return e.ok() ? e->svc_id : 0;
+}
+
 // A dual-stack NodePort programmed as the agent does (one service per family, externalTraffic-
 // Policy Local: drop when empty): both services start without backends, so both hold the node
 // addresses of both families; when each gets its family's backends, the key it gives up belongs
@@ -124,32 +157,13 @@ TEST(ServiceTable, RejectsInvalidServicesWithoutTouchingMaps) {
 // unprogrammed, answered by the node's stack with a reset, until the next resync).
 TEST(ServiceTable, AKeyGivenUpThatAnotherServiceTookStays) {
   CNINET_REQUIRE_ROOT();
-  DatapathConfig cfg = StandardConfig();
-  cfg.cluster_cidrs.push_back(*cni::IPPrefix::Parse(topo6::kClusterCidr));
-  cfg.node_addresses = {Ip(topo::kNode), Ip(topo6::kNode)};
-  auto dp = Datapath::Create(cfg);
+  auto dp = DualStackNode();
   ASSERT_TRUE(dp.ok()) << dp.status();
-  auto node_port = [](uint32_t id, const char* backend) {
-    Service s;
-    s.id = id;
-    s.frontends = {Frontend{cni::IPAddress(), 30090, Protocol::kTcp, FrontendKind::kNodePort}};
-    if (backend != nullptr) s.backends = {Backend{Ip(backend), 8080}};
-    s.maglev_size = 251;
-    s.reject_without_backends = false;
-    return s;
-  };
-  ASSERT_TRUE((*dp)->services().Upsert(node_port(40, nullptr)).ok());
-  ASSERT_TRUE((*dp)->services().Upsert(node_port(41, nullptr)).ok());
-  ASSERT_TRUE((*dp)->services().Upsert(node_port(40, topo::kB1)).ok());
-  ASSERT_TRUE((*dp)->services().Upsert(node_port(41, topo6::kB1)).ok());
-  auto owner = [&](const char* node) -> uint32_t {
-    cn_svc_key k{};
-    k.addr = ToAbiAddr(Ip(node));
-    k.port = htobe16(30090);
-    k.proto = IPPROTO_TCP;
-    auto e = (*dp)->maps()->services.Lookup(k);
-    return e.ok() ? e->svc_id : 0;
-  };
+  ASSERT_TRUE((*dp)->services().Upsert(NodePortOnly(40, 30090, nullptr)).ok());
+  ASSERT_TRUE((*dp)->services().Upsert(NodePortOnly(41, 30090, nullptr)).ok());
+  ASSERT_TRUE((*dp)->services().Upsert(NodePortOnly(40, 30090, topo::kB1)).ok());
+  ASSERT_TRUE((*dp)->services().Upsert(NodePortOnly(41, 30090, topo6::kB1)).ok());
+  auto owner = [&](const char* node) { return NodePortOwner(**dp, node, 30090); };
   EXPECT_EQ(owner(topo::kNode), 40u) << "the IPv4 nodePort is gone";
   EXPECT_EQ(owner(topo6::kNode), 41u) << "the IPv6 nodePort is gone";
   // Deleting one family's service leaves the other's keys.
@@ -165,29 +179,12 @@ TEST(ServiceTable, AKeyGivenUpThatAnotherServiceTookStays) {
 // family contradicting the backends is refused.
 TEST(ServiceTable, AnEmptyServiceOfOneFamilyHoldsOnlyThatFamilysNodePorts) {
   CNINET_REQUIRE_ROOT();
-  DatapathConfig cfg = StandardConfig();
-  cfg.cluster_cidrs.push_back(*cni::IPPrefix::Parse(topo6::kClusterCidr));
-  cfg.node_addresses = {Ip(topo::kNode), Ip(topo6::kNode)};
-  auto dp = Datapath::Create(cfg);
+  auto dp = DualStackNode();
   ASSERT_TRUE(dp.ok()) << dp.status();
   auto node_port = [](uint32_t id, cni::IPAddress::Family family, const char* backend) {
-    Service s;
-    s.id = id;
-    s.frontends = {Frontend{cni::IPAddress(), 30091, Protocol::kTcp, FrontendKind::kNodePort}};
-    if (backend != nullptr) s.backends = {Backend{Ip(backend), 8080}};
-    s.maglev_size = 251;
-    s.reject_without_backends = false;
-    s.family = family;
-    return s;
+    return NodePortOnly(id, 30091, backend, family);
   };
-  auto owner = [&](const char* node) -> uint32_t {
-    cn_svc_key k{};
-    k.addr = ToAbiAddr(Ip(node));
-    k.port = htobe16(30091);
-    k.proto = IPPROTO_TCP;
-    auto e = (*dp)->maps()->services.Lookup(k);
-    return e.ok() ? e->svc_id : 0;
-  };
+  auto owner = [&](const char* node) { return NodePortOwner(**dp, node, 30091); };
   using F = cni::IPAddress::Family;
   ASSERT_TRUE((*dp)->services().Upsert(node_port(50, F::kV4, topo::kB1)).ok());
   ASSERT_TRUE((*dp)->services().Upsert(node_port(51, F::kV6, nullptr)).ok());

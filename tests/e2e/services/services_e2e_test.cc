@@ -200,6 +200,22 @@ Outcome TcpAsk(const std::string& netns_path, int af, const char* ip, uint16_t p
   return o;
 }
 
+// Sends one datagram on connected UDP socket `fd` and waits for one reply (the socket's
+// receive timeout): errno, the socket's own address and the reply go to `o`.
+void UdpExchange(int fd, const std::string& data, Outcome* o) {
+  char buf[512];
+  if (send(fd, data.data(), data.size(), 0) < 0) {
+    o->err = errno;
+    return;
+  }
+  o->local = LocalText(fd);
+  ssize_t n = recv(fd, buf, sizeof(buf), 0);
+  if (n < 0)
+    o->err = errno;
+  else
+    o->reply.assign(buf, n);
+}
+
 // A datagram from a new UDP socket connected to ip:port, then one recv() (3 s timeout).
 Outcome UdpAsk(const std::string& netns_path, int af, const char* ip, uint16_t port,
                const std::string& data) {
@@ -211,18 +227,10 @@ Outcome UdpAsk(const std::string& netns_path, int af, const char* ip, uint16_t p
     socklen_t len = 0;
     sockaddr_storage a = SockAddr(af, ip, port, &len);
     auto start = std::chrono::steady_clock::now();
-    char buf[512];
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), len) != 0 ||
-        send(fd, data.data(), data.size(), 0) < 0) {
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), len) != 0)
       o.err = errno;
-    } else {
-      o.local = LocalText(fd);
-      ssize_t n = recv(fd, buf, sizeof(buf), 0);
-      if (n < 0)
-        o.err = errno;
-      else
-        o.reply.assign(buf, n);
-    }
+    else
+      UdpExchange(fd, data, &o);
     o.took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
     close(fd);
@@ -259,18 +267,8 @@ class UdpClient {
   // Sends `data` and waits for one reply (3 s).
   Outcome Ask(const std::string& data) {
     Outcome o;
-    char buf[512];
     auto start = std::chrono::steady_clock::now();
-    if (send(fd_, data.data(), data.size(), 0) < 0) {
-      o.err = errno;
-    } else {
-      o.local = LocalText(fd_);
-      ssize_t n = recv(fd_, buf, sizeof(buf), 0);
-      if (n < 0)
-        o.err = errno;
-      else
-        o.reply.assign(buf, n);
-    }
+    UdpExchange(fd_, data, &o);
     o.took = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - start);
     return o;
